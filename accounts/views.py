@@ -1,0 +1,79 @@
+from django.conf import settings
+from django.contrib.auth import authenticate, login
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import LoginView as DjangoLoginView
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts import throttle
+from accounts.tokens import issue_token
+from labsite.api import ApiError, api_view, error_response, read_form_or_json
+from django.http import JsonResponse
+
+LOCKED_OUT = "too many failed logins for this username; try again in a few minutes"
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+class LoginView(DjangoLoginView):
+    """Django's login, throttled per username across the shared store."""
+
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        if throttle.is_locked_out(username):
+            form = self.get_form()
+            form.add_error(None, LOCKED_OUT)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        throttle.clear_failures(form.get_user().get_username())
+        return super().form_valid(form)
+
+    def form_invalid(self, form):
+        throttle.record_failure(self.request.POST.get("username", ""))
+        return super().form_invalid(form)
+
+
+@api_view("GET")
+def me(request):
+    return JsonResponse(
+        {
+            "username": request.user.get_username(),
+            "instance": settings.INSTANCE_NAME,
+            "session_store": settings.SESSION_STORE,
+            "presence_store": settings.PRESENCE_STORE,
+            "auth": getattr(request, "auth_method", "session"),
+        }
+    )
+
+
+@api_view("POST", login_required=False, csrf=False)
+def token(request):
+    """Trade a username and password for a signed, expiring bearer token."""
+    data = read_form_or_json(request)
+    username, password = data.get("username"), data.get("password")
+    for name, value in (("username", username), ("password", password)):
+        if not isinstance(value, str) or not value:
+            raise ApiError(400, f"'{name}' is required and must be a non-empty string")
+    if throttle.is_locked_out(username):
+        return error_response(429, LOCKED_OUT)
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        throttle.record_failure(username)
+        return error_response(401, "wrong username or password")
+    throttle.clear_failures(username)
+    return JsonResponse(
+        {"token": issue_token(user), "token_type": "Bearer", "expires_in": settings.API_TOKEN_MAX_AGE}
+    )

@@ -1,0 +1,106 @@
+"""Chat's JSON API: messages (hard state) and presence (soft state)."""
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+
+from chat import services
+from chat.models import ROOM_SLUG, Message
+from chat.presence import presence_store
+from labsite.api import ApiError, api_view, read_json
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def _room(slug):
+    try:
+        ROOM_SLUG(slug)
+    except ValidationError:
+        raise ApiError(400, f"bad room name {slug[:60]!r}: {ROOM_SLUG.message}") from None
+    return slug
+
+
+def _int_param(request, name, default, low, high):
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"'{name}' must be an integer, not {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"'{name}' must be between {low} and {high}, not {value}")
+    return value
+
+
+def _message_input(data):
+    text, client_id = data.get("text"), data.get("client_id")
+    if not isinstance(text, str):
+        raise ApiError(400, "'text' is required and must be a string")
+    if not text.strip():
+        raise ApiError(400, "'text' is empty")
+    if len(text) > Message.MAX_LENGTH:
+        raise ApiError(400, f"'text' is {len(text)} characters; the limit is {Message.MAX_LENGTH}")
+    if not isinstance(client_id, str):
+        raise ApiError(400, "'client_id' is required: a UUID the client chooses for this message")
+    try:
+        client_id = uuid.UUID(client_id)
+    except ValueError:
+        raise ApiError(400, f"'client_id' is not a UUID: {client_id[:60]!r}") from None
+    return text, client_id
+
+
+@api_view("GET", "POST")
+def messages(request, room):
+    room = _room(room)
+    if request.method == "POST":
+        return _post_message(request, room)
+    after = _int_param(request, "after", None, 0, 2**63 - 1)
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    found = services.messages_after(room_slug=room, after=after, limit=limit)
+    return JsonResponse(
+        {
+            "room": room,
+            "messages": [m.as_json() for m in found],
+            "cursor": found[-1].id if found else after,
+        }
+    )
+
+
+def _post_message(request, room):
+    text, client_id = _message_input(read_json(request))
+    try:
+        message, created = services.post_message(
+            room_slug=room, author=request.user, text=text, client_id=client_id
+        )
+    except services.ClientIdConflict:
+        raise ApiError(409, f"client_id {client_id} was already used for a different message") from None
+    return JsonResponse(message.as_json(), status=201 if created else 200)
+
+
+@api_view("GET", "POST", "DELETE")
+def presence(request, room):
+    """GET lists who is online; POST is a heartbeat; DELETE leaves the room."""
+    room = _room(room)
+    store = presence_store()
+    username = request.user.get_username()
+    if request.method == "POST":
+        online = store.heartbeat(room, username)
+    elif request.method == "DELETE":
+        store.leave(room, username)
+        online = store.online(room)
+    else:
+        online = store.online(room)
+    return JsonResponse(
+        {
+            "room": room,
+            "online": online,
+            "ttl": store.ttl,
+            "heartbeat_interval": settings.PRESENCE_HEARTBEAT_INTERVAL,
+            "store": store.name,
+            "instance": settings.INSTANCE_NAME,
+        }
+    )

@@ -1,0 +1,42 @@
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+ROOM_SLUG = RegexValidator(
+    r"^[-a-zA-Z0-9_]{1,50}\Z", "a room name is 1 to 50 letters, digits, '-' or '_'"
+)
+
+
+class Room(models.Model):
+    slug = models.CharField(max_length=50, unique=True, validators=[ROOM_SLUG])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.slug
+
+
+class Message(models.Model):
+    """A chat message: hard state, kept until deleted."""
+
+    MAX_LENGTH = 2000
+
+    room = models.ForeignKey(Room, related_name="messages", on_delete=models.CASCADE)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    text = models.TextField()
+    # Chosen by the client, so a retried post (by the client or by the load
+    # balancer) finds the first copy instead of making a second one.
+    client_id = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "id"])]
+
+    def as_json(self):
+        return {
+            "id": self.id,
+            "room": self.room.slug,
+            "author": self.author.get_username(),
+            "text": self.text,
+            "client_id": str(self.client_id),
+            "created_at": self.created_at.isoformat(),
+        }

@@ -1,0 +1,226 @@
+// The room page: polls messages with its own cursor, heartbeats presence,
+// and says plainly which instance answered and whether the login survived.
+"use strict";
+
+(function () {
+  const config = JSON.parse(document.getElementById("room-config").textContent);
+  const csrfToken = document.getElementById("csrf").value;
+  const api = `/api/rooms/${encodeURIComponent(config.room)}`;
+  const POLL_MS = 1000;
+
+  const list = document.getElementById("messages");
+  const newBelow = document.getElementById("new-below");
+  const compose = document.getElementById("compose");
+  const textBox = document.getElementById("text");
+  const composeError = document.getElementById("compose-error");
+  const online = document.getElementById("online");
+  const onlineSource = document.getElementById("online-source");
+  const notice = document.getElementById("notice");
+  const servedBy = document.getElementById("served-by");
+  const loginState = document.getElementById("login-state");
+
+  const shown = new Set();
+  let cursor = null;
+  let loggedOut = false;
+  let unreachable = false;
+
+  class LoggedOut extends Error {}
+
+  function uuid4() {
+    // crypto.randomUUID needs a secure context; getRandomValues does not.
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  function showNotice(text, kind) {
+    notice.textContent = "";
+    notice.className = `notice ${kind || ""}`;
+    notice.append(text);
+    notice.hidden = false;
+  }
+
+  async function call(method, url, body) {
+    let response;
+    try {
+      response = await fetch(url, {
+        method,
+        credentials: "same-origin",
+        redirect: "manual",
+        headers: {
+          Accept: "application/json",
+          ...(body ? { "Content-Type": "application/json" } : {}),
+          ...(method !== "GET" ? { "X-CSRFToken": csrfToken } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (err) {
+      if (!unreachable) {
+        unreachable = true;
+        showNotice("The server is unreachable. Retrying every second; nothing you typed is lost.");
+      }
+      throw err;
+    }
+    const instance = response.headers.get("X-Served-By");
+    if (instance) servedBy.textContent = instance;
+    if (unreachable) {
+      unreachable = false;
+      if (!loggedOut) {
+        showNotice("The server is back.");
+        setTimeout(() => { if (!unreachable && !loggedOut) notice.hidden = true; }, 3000);
+      }
+    }
+    if (response.status === 401) {
+      sessionLost(instance);
+      throw new LoggedOut();
+    }
+    const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+    if (!response.ok) {
+      const err = new Error(data.error || `HTTP ${response.status}`);
+      err.status = response.status;
+      throw err;
+    }
+    return { status: response.status, data };
+  }
+
+  function sessionLost(instance) {
+    if (loggedOut) return;
+    loggedOut = true;
+    loginState.textContent = "not logged in";
+    const unsent = textBox.value.trim();
+    const link = document.createElement("a");
+    link.href = config.loginUrl;
+    link.textContent = "Log in again";
+    showNotice(
+      `You are no longer logged in: ${instance || "the instance that answered"} does not know your session` +
+        ` (it was kept in a store this instance cannot see, or that store lost it). ` +
+        (unsent ? "Your unsent message is still in the box; copy it before you leave. " : ""),
+      "gone"
+    );
+    notice.append(link);
+    link.focus();
+  }
+
+  function nearBottom() {
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  }
+
+  function render(message) {
+    if (shown.has(message.id)) return;
+    shown.add(message.id);
+    const item = document.createElement("li");
+    if (message.author === config.username) item.className = "mine";
+    const author = document.createElement("span");
+    author.className = "author";
+    author.textContent = message.author;
+    const time = document.createElement("time");
+    time.dateTime = message.created_at;
+    time.className = "hint";
+    time.textContent = new Date(message.created_at).toLocaleTimeString();
+    item.append(author, document.createTextNode(message.text + " "), time);
+    list.append(item);
+  }
+
+  function showMessages(messages) {
+    if (!messages.length) return;
+    const stick = nearBottom();
+    messages.forEach(render);
+    if (stick) list.scrollTop = list.scrollHeight;
+    else newBelow.hidden = false;
+  }
+
+  async function poll() {
+    const query = cursor === null ? "" : `?after=${cursor}`;
+    const { data } = await call("GET", `${api}/messages${query}`);
+    if (data.cursor !== null) cursor = data.cursor;
+    showMessages(data.messages);
+  }
+
+  function showOnline(data) {
+    online.textContent = "";
+    for (const name of data.online) {
+      const item = document.createElement("li");
+      item.textContent = name === config.username ? `${name} (you)` : name;
+      online.append(item);
+    }
+    onlineSource.textContent =
+      data.store === "memory"
+        ? `As seen by ${data.instance} alone: presence lives in its memory.`
+        : `Shared ${data.store} presence, read by ${data.instance}.`;
+  }
+
+  async function heartbeat() {
+    const { data } = await call("POST", `${api}/presence`, {});
+    showOnline(data);
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const text = textBox.value;
+    if (!text.trim() || loggedOut) return;
+    composeError.hidden = true;
+    const clientId = uuid4();
+    // Retrying with the same client_id is safe: the server keeps one copy.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const { data } = await call("POST", `${api}/messages`, { text, client_id: clientId });
+        if (textBox.value === text) textBox.value = "";
+        showMessages([data]);
+        list.scrollTop = list.scrollHeight;
+        return;
+      } catch (err) {
+        if (err instanceof LoggedOut) return;
+        if (err.status && err.status < 500) {
+          composeError.textContent = `Not sent: ${err.message}`;
+          composeError.hidden = false;
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+    composeError.textContent = "Not sent: the server did not answer. Your message is still in the box.";
+    composeError.hidden = false;
+  }
+
+  function every(ms, task) {
+    async function tick() {
+      if (loggedOut) return;
+      try {
+        await task();
+      } catch (err) {
+        if (err instanceof LoggedOut) return;
+      }
+      setTimeout(tick, ms);
+    }
+    tick();
+  }
+
+  compose.addEventListener("submit", send);
+  textBox.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      compose.requestSubmit();
+    }
+  });
+  list.addEventListener("scroll", () => {
+    if (nearBottom()) newBelow.hidden = true;
+  });
+  newBelow.addEventListener("click", () => {
+    list.scrollTop = list.scrollHeight;
+    newBelow.hidden = true;
+  });
+  window.addEventListener("pagehide", () => {
+    if (loggedOut) return;
+    fetch(`${api}/presence`, {
+      method: "DELETE",
+      keepalive: true,
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken },
+    });
+  });
+
+  every(POLL_MS, poll);
+  every(config.heartbeatInterval * 1000, heartbeat);
+})();

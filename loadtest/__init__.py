@@ -1,0 +1,1 @@
+"""Locust journeys and the kill experiment (issue 4)."""

@@ -1,0 +1,1 @@
+"""The site-wide layer, imported as `labsite` (see pyproject.toml)."""

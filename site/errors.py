@@ -1,0 +1,62 @@
+"""Error responses: JSON under /api/, a plain page elsewhere, never a traceback."""
+
+import logging
+import sys
+
+from django.db import InterfaceError, OperationalError
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from labsite.stores import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def is_api(request):
+    return request.path.startswith("/api/")
+
+
+def dependency_failure(exception):
+    """Return the StoreUnavailable behind an exception, or None."""
+    if isinstance(exception, StoreUnavailable):
+        return exception
+    if isinstance(exception, (OperationalError, InterfaceError)):
+        return StoreUnavailable("database", str(exception))
+    return None
+
+
+def store_unavailable_response(request, failure):
+    logger.warning("%s %s: %s", request.method, request.path, failure)
+    if is_api(request):
+        response = JsonResponse({"error": str(failure), "store": failure.store}, status=503)
+    else:
+        response = render(request, "503.html", {"failure": failure}, status=503)
+    response["Retry-After"] = "1"
+    return response
+
+
+def not_found(request, exception=None):
+    if is_api(request):
+        return JsonResponse({"error": f"no such endpoint: {request.path}"}, status=404)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    failure = dependency_failure(sys.exception())
+    if failure is not None:
+        return store_unavailable_response(request, failure)
+    if is_api(request):
+        return JsonResponse({"error": "internal error; see the instance's log"}, status=500)
+    return render(request, "500.html", status=500)
+
+
+def bad_request(request, exception=None):
+    if is_api(request):
+        return JsonResponse({"error": f"bad request: {exception}"}, status=400)
+    return render(request, "400.html", status=400)
+
+
+def csrf_failure(request, reason=""):
+    if is_api(request):
+        return JsonResponse({"error": f"CSRF check failed: {reason}"}, status=403)
+    return render(request, "403_csrf.html", {"reason": reason}, status=403)

@@ -1,0 +1,52 @@
+"""Sessions in a cache: LocMem (`memory`), Redis or memcached."""
+
+import re
+
+from django.conf import settings
+from django.contrib.sessions.backends.cache import SessionStore as CacheStore
+from django.contrib.sessions.backends.base import CreateError
+
+from labsite.stores import store_errors
+
+# Django makes session keys of 32 lowercase letters and digits. Anything else
+# in a cookie is not ours, so a store error can only mean the store is down.
+SESSION_KEY = re.compile(r"[a-z0-9]{32}")
+
+
+class SessionStore(CacheStore):
+    def _validate_session_key(self, key):
+        return bool(key) and SESSION_KEY.fullmatch(key) is not None
+
+    def load(self):
+        with store_errors(settings.SESSION_STORE):
+            session_data = self._cache.get(self.cache_key)
+        if session_data is not None:
+            return session_data
+        self._session_key = None
+        return {}
+
+    def create(self):
+        # Django tries 10,000 keys because a cache that fails silently cannot
+        # tell a key collision from an outage. Ours raises on an outage, so a
+        # few tries settle a collision.
+        for _ in range(10):
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise CreateError("ten random session keys in a row were taken")
+
+    def save(self, must_create=False):
+        with store_errors(settings.SESSION_STORE):
+            super().save(must_create)
+
+    def exists(self, session_key):
+        with store_errors(settings.SESSION_STORE):
+            return super().exists(session_key)
+
+    def delete(self, session_key=None):
+        with store_errors(settings.SESSION_STORE):
+            super().delete(session_key)

@@ -1,0 +1,51 @@
+"""Sessions in the database with a Redis cache in front.
+
+The database is the truth, so a cache outage costs speed, not logins: reads
+fall back to the database. A logout must not leave a copy in the cache that
+could come back with it, so deleting needs the cache (503 if it is down).
+"""
+
+import logging
+
+from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
+from django.contrib.sessions.backends.db import SessionStore as DBStore
+
+from labsite.sessions.cache import SESSION_KEY
+from labsite.stores import store_errors
+
+logger = logging.getLogger(__name__)
+
+
+class SessionStore(CachedDBStore):
+    def _validate_session_key(self, key):
+        return bool(key) and SESSION_KEY.fullmatch(key) is not None
+
+    def load(self):
+        try:
+            data = self._cache.get(self.cache_key)
+        except Exception as exc:
+            logger.warning("session cache unavailable, reading the database: %s", exc)
+            return DBStore.load(self)
+        if data is not None:
+            return data
+        session = self._get_session_from_db()
+        if not session:
+            return {}
+        data = self.decode(session.session_data)
+        try:
+            self._cache.set(self.cache_key, data, self.get_expiry_age(expiry=session.expire_date))
+        except Exception as exc:
+            logger.warning("session cache unavailable, not refilled: %s", exc)
+        return data
+
+    def exists(self, session_key):
+        return DBStore.exists(self, session_key)
+
+    def delete(self, session_key=None):
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        with store_errors("redis"):
+            self._cache.delete(self.cache_key_prefix + session_key)
+        DBStore.delete(self, session_key)

@@ -1,0 +1,179 @@
+"""Settings for the lab's site, read from environment variables.
+
+The defaults suit one developer machine. Every instance of a cluster must
+share SECRET_KEY, DATABASE_URL and the store URLs; INSTANCE_NAME tells them
+apart. See the README for the full list.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from labsite.config import ConfigError, store_settings
+
+SITE_DIR = Path(__file__).resolve().parent
+BASE_DIR = SITE_DIR.parent
+STATE_DIR = Path(os.environ.get("STATE_DIR", BASE_DIR / "state"))
+STATE_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_float(name, default):
+    value = os.environ.get(name)
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+
+
+# CORE
+# https://docs.djangoproject.com/en/6.1/ref/settings/#core-settings
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY (the same value on every instance), or DEBUG=1 for a local try."
+        )
+    SECRET_KEY = "insecure-development-key-shared-by-all-local-instances"
+ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+INSTANCE_NAME = os.environ.get("INSTANCE_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "accounts",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "labsite.middleware.ServedByMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "labsite.middleware.StoreFailureMiddleware",
+    "labsite.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.BearerTokenMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "labsite.urls"
+WSGI_APPLICATION = "labsite.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [SITE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "labsite.context_processors.status_bar",
+            ],
+        },
+    },
+]
+
+# DATABASES
+# SQLite in WAL mode lets several processes on one host read while one
+# writes; IMMEDIATE transactions take the write lock up front, so two
+# instances never deadlock upgrading a read lock.
+# https://docs.djangoproject.com/en/6.1/ref/databases/#database-is-locked-errors
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{STATE_DIR / 'site.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 2
+
+# STORES: the lab's two switches
+# A failed store must fail fast: every client gets this socket timeout.
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
+STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
+
+try:
+    globals().update(
+        store_settings(
+            session_store=os.environ.get("SESSION_STORE", "memory"),
+            presence_store=os.environ.get("PRESENCE_STORE", "memory"),
+            session_engine=os.environ.get("SESSION_ENGINE"),
+            redis_url=REDIS_URL,
+            memcached_url=MEMCACHED_URL,
+            state_dir=STATE_DIR,
+            timeout=STORE_TIMEOUT,
+        )
+    )
+except ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+# SESSIONS AND AUTHENTICATION
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = int(env_float("SESSION_COOKIE_AGE", 14 * 24 * 3600))
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "labsite.errors.csrf_failure"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chat:rooms"
+LOGOUT_REDIRECT_URL = "login"
+
+# Bearer tokens for /api/: signed and expiring, checked without any session.
+API_TOKEN_MAX_AGE = int(env_float("API_TOKEN_MAX_AGE", 3600))
+
+# Login throttling: at most this many failed logins per username per window,
+# counted in the shared store (per process when there is none).
+LOGIN_MAX_FAILURES = int(env_float("LOGIN_MAX_FAILURES", 5))
+LOGIN_FAILURE_WINDOW = int(env_float("LOGIN_FAILURE_WINDOW", 300))
+
+# PRESENCE
+# A heartbeat every interval; a user is online until two beats in a row are
+# lost, plus a little slack for a slow request.
+
+PRESENCE_HEARTBEAT_INTERVAL = env_float("PRESENCE_HEARTBEAT_INTERVAL", 5)
+PRESENCE_TTL = 3 * PRESENCE_HEARTBEAT_INTERVAL + 1
+
+# STATIC FILES
+# WhiteNoise serves them from the app folders, so no collectstatic step.
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [SITE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# LOGGING: one line per event on stderr, which gunicorn keeps per instance.
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": f"%(asctime)s {INSTANCE_NAME} %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+USE_TZ = True
+TIME_ZONE = "UTC"

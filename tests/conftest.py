@@ -1,0 +1,101 @@
+import pytest
+import redis
+from django.core.cache import caches
+from django.test import Client
+
+from chat import presence
+from labsite.config import SESSION_ENGINES, store_settings
+from tests.servers import memcached_server, redis_server
+
+SESSION_STORES = list(SESSION_ENGINES)
+
+
+@pytest.fixture(scope="session")
+def redis_service():
+    server = redis_server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_service():
+    server = memcached_server().start()
+    yield server
+    server.stop()
+
+
+def url_of(server):
+    scheme = "redis" if server.name == "redis" else "memcached"
+    return f"{scheme}://127.0.0.1:{server.port}" + ("/0" if scheme == "redis" else "")
+
+
+def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp_path):
+    """Point the site at the given stores, as settings.py would."""
+    values = store_settings(
+        session_store=session_store,
+        presence_store=presence_store,
+        redis_url=url_of(redis),
+        memcached_url=url_of(memcached),
+        state_dir=tmp_path,
+        timeout=settings.STORE_TIMEOUT,
+    )
+    (tmp_path / "sessions").mkdir(exist_ok=True)
+    settings.REDIS_URL = url_of(redis)
+    settings.MEMCACHED_URL = url_of(memcached)
+    for name, value in values.items():
+        setattr(settings, name, value)
+    presence._store.cache_clear()
+    for alias in ("sessions", "shared"):
+        caches[alias].clear()
+
+
+@pytest.fixture
+def redis_db(redis_service):
+    client = redis.Redis(port=redis_service.port)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=SESSION_STORES)
+def session_store(request, settings, redis_service, memcached_service, redis_db, tmp_path, db):
+    """Run the test once per SESSION_STORE, presence in Redis (memory with memory)."""
+    store = request.param
+    use_stores(
+        settings,
+        session_store=store,
+        presence_store="memory" if store == "memory" else "redis",
+        redis=redis_service,
+        memcached=memcached_service,
+        tmp_path=tmp_path,
+    )
+    return store
+
+
+@pytest.fixture
+def redis_stores(settings, redis_service, memcached_service, redis_db, tmp_path, db):
+    """Sessions and presence in the shared Redis."""
+    use_stores(
+        settings,
+        session_store="redis",
+        presence_store="redis",
+        redis=redis_service,
+        memcached=memcached_service,
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("ada", password="correct horse battery")
+
+
+@pytest.fixture
+def logged_in(client, user):
+    assert client.login(username="ada", password="correct horse battery")
+    return client
+
+
+@pytest.fixture
+def csrf_client():
+    return Client(enforce_csrf_checks=True)
