@@ -54,9 +54,11 @@ def memcached_cache(url, timeout):
         "OPTIONS": {
             "connect_timeout": timeout,
             "timeout": timeout,
-            # With one server there is nowhere to fail over to: report every
-            # failure at once rather than marking the server dead for a while.
-            "retry_attempts": 1,
+            # pymemcache's HashClient answers "not found" while it waits to
+            # retry a failed server, which Django reads as "no session": a
+            # silent logout. With one server there is nothing to fail over
+            # to, so raise on every failure and try the server every time.
+            "retry_attempts": 0,
             "dead_timeout": 0,
         },
     }

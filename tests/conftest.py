@@ -97,5 +97,18 @@ def logged_in(client, user):
 
 
 @pytest.fixture
+def client_factory(django_user_model):
+    """Return a function that makes a logged-in client for a new user."""
+
+    def make(username):
+        django_user_model.objects.create_user(username, password="correct horse battery")
+        client = Client()
+        assert client.login(username=username, password="correct horse battery")
+        return client
+
+    return make
+
+
+@pytest.fixture
 def csrf_client():
     return Client(enforce_csrf_checks=True)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up this checkout on a fresh Debian 12 machine: the store servers from
+# Debian's packages, then Python 3.12+ packages into .venv. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pair in redis-server:redis-server memcached:memcached haproxy:haproxy; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]} from Debian's packages"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+find_python() {
+    local candidate
+    for candidate in python3.13 python3.12 python3 /root/.pyenv/versions/3.1[2-9]*/bin/python3; do
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "setup: no Python 3.12 or newer found; install one and put it on PATH" >&2
+    exit 1
+}
+
+if [[ ! -x .venv/bin/python ]]; then
+    python=$(find_python)
+    echo "setup: creating .venv with $($python --version)"
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "setup: done; activate with: source .venv/bin/activate"

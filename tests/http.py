@@ -1,0 +1,79 @@
+"""A small HTTP client for tests against real processes: cookies, CSRF, no redirects."""
+
+import http.cookiejar
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class Browser:
+    """Cookies are shared across ports of one host, as in a real browser."""
+
+    def __init__(self):
+        self.cookies = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
+        )
+
+    def cookie(self, name):
+        return next((c.value for c in self.cookies if c.name == name), None)
+
+    def request(self, method, url, *, form=None, json_body=None, headers=None):
+        headers = dict(headers or {})
+        data = None
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            data = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        if method not in ("GET", "HEAD") and self.cookie("csrftoken"):
+            headers["X-CSRFToken"] = self.cookie("csrftoken")
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with self._opener.open(req, timeout=10) as resp:
+                return Response(resp.status, dict(resp.headers), resp.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, dict(err.headers), err.read())
+
+    def get(self, url, **kwargs):
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url, **kwargs):
+        return self.request("POST", url, **kwargs)
+
+    def log_in(self, base, username, password):
+        self.get(f"{base}/accounts/login/")
+        return self.post(
+            f"{base}/accounts/login/",
+            form={"username": username, "password": password, "csrfmiddlewaretoken": self.cookie("csrftoken")},
+        )
+
+    def sign_up(self, base, username, password):
+        self.get(f"{base}/accounts/signup/")
+        return self.post(
+            f"{base}/accounts/signup/",
+            form={
+                "username": username,
+                "password1": password,
+                "password2": password,
+                "csrfmiddlewaretoken": self.cookie("csrftoken"),
+            },
+        )

@@ -1,0 +1,158 @@
+"""CSRF, bearer tokens and login throttling."""
+
+import uuid
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from chat.models import Message
+
+PASSWORD = "correct horse battery"
+
+
+def csrf_token_of(client, path="/accounts/login/"):
+    client.get(path)
+    return client.cookies[settings.CSRF_COOKIE_NAME].value
+
+
+def message(text="hi"):
+    return {"text": text, "client_id": str(uuid.uuid4())}
+
+
+# CSRF
+
+
+def test_login_form_needs_the_csrf_token(redis_stores, csrf_client, user):
+    response = csrf_client.post("/accounts/login/", {"username": "ada", "password": PASSWORD})
+    assert response.status_code == 403
+    token = csrf_token_of(csrf_client)
+    response = csrf_client.post(
+        "/accounts/login/",
+        {"username": "ada", "password": PASSWORD, "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 302
+
+
+def test_session_api_posts_need_the_csrf_token(redis_stores, csrf_client, user):
+    token = csrf_token_of(csrf_client)
+    csrf_client.post(
+        "/accounts/login/", {"username": "ada", "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    token = csrf_token_of(csrf_client, "/")
+
+    forged = csrf_client.post("/api/rooms/lobby/messages", message(), content_type="application/json")
+    assert forged.status_code == 403
+    assert "CSRF" in forged.json()["error"]
+    assert Message.objects.count() == 0
+
+    sent = csrf_client.post(
+        "/api/rooms/lobby/messages", message(), content_type="application/json", headers={"X-CSRFToken": token}
+    )
+    assert sent.status_code == 201
+
+
+def test_logout_needs_post_and_csrf(redis_stores, csrf_client, user):
+    token = csrf_token_of(csrf_client)
+    csrf_client.post(
+        "/accounts/login/", {"username": "ada", "password": PASSWORD, "csrfmiddlewaretoken": token}
+    )
+    assert csrf_client.get("/accounts/logout/").status_code == 405
+    assert csrf_client.post("/accounts/logout/").status_code == 403
+    assert csrf_client.get("/api/me").status_code == 200
+
+
+# Bearer tokens
+
+
+def get_token(client, username="ada", password=PASSWORD):
+    return client.post("/api/token", {"username": username, "password": password}, content_type="application/json")
+
+
+def test_token_works_without_any_session(redis_stores, user):
+    issued = get_token(Client())
+    assert issued.status_code == 200
+    body = issued.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == settings.API_TOKEN_MAX_AGE
+
+    bearer = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {body['token']}"})
+    me = bearer.get("/api/me")
+    assert me.status_code == 200
+    assert (me.json()["username"], me.json()["auth"]) == ("ada", "token")
+    assert settings.SESSION_COOKIE_NAME not in me.cookies
+    # No cookie, so no CSRF to forge: a token-authenticated post needs no CSRF token.
+    assert bearer.post("/api/rooms/lobby/messages", message(), content_type="application/json").status_code == 201
+
+
+def test_token_accepts_a_form_post(redis_stores, user):
+    response = Client().post("/api/token", {"username": "ada", "password": PASSWORD})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("Bearer not-a-token", "invalid or expired"),
+        ("Basic YWRhOnB3", "'Bearer <token>'"),
+        ("Bearer ", "'Bearer <token>'"),
+    ],
+)
+def test_bad_authorization_headers(redis_stores, user, header, named):
+    response = Client(headers={"Authorization": header}).get("/api/me")
+    assert response.status_code == 401
+    assert named in response.json()["error"]
+
+
+def test_expired_token_is_refused(redis_stores, user, settings):
+    token = get_token(Client()).json()["token"]
+    settings.API_TOKEN_MAX_AGE = -1
+    response = Client(headers={"Authorization": f"Bearer {token}"}).get("/api/me")
+    assert response.status_code == 401
+
+
+def test_changing_the_password_revokes_tokens(redis_stores, user):
+    token = get_token(Client()).json()["token"]
+    user.set_password("a new one entirely")
+    user.save()
+    assert Client(headers={"Authorization": f"Bearer {token}"}).get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "named"),
+    [
+        ({"username": "ada"}, 400, "'password'"),
+        ({"password": PASSWORD}, 400, "'username'"),
+        ({"username": "ada", "password": 5}, 400, "'password'"),
+        ({"username": "ada", "password": "wrong"}, 401, "wrong username or password"),
+    ],
+)
+def test_bad_token_requests(redis_stores, user, body, status, named):
+    response = Client().post("/api/token", body, content_type="application/json")
+    assert response.status_code == status
+    assert named in response.json()["error"]
+
+
+# Throttling
+
+
+def test_login_is_throttled_after_repeated_failures(redis_stores, user, redis_db):
+    client = Client()
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        assert client.post("/accounts/login/", {"username": "ada", "password": "guess"}).status_code == 200
+    locked = client.post("/accounts/login/", {"username": "ada", "password": PASSWORD})
+    assert locked.status_code == 429
+    assert "too many failed logins" in locked.content.decode()
+    assert get_token(Client()).status_code == 429
+    # The count lives in the shared Redis, where every instance sees it.
+    assert any(b"login-failures:ada" in key for key in redis_db.keys("*"))
+
+
+def test_a_good_login_clears_the_failures(redis_stores, user):
+    client = Client()
+    for _ in range(settings.LOGIN_MAX_FAILURES - 1):
+        client.post("/accounts/login/", {"username": "ada", "password": "guess"})
+    assert client.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
+    for _ in range(settings.LOGIN_MAX_FAILURES - 1):
+        assert get_token(Client(), password="guess").status_code == 401
+    assert get_token(Client()).status_code == 200

@@ -1,0 +1,85 @@
+"""Every bad input gets a 4xx with a JSON error that names the problem."""
+
+import uuid
+
+import pytest
+
+GOOD_ID = "6f1c1a52-1b1e-4d4c-9a0e-3f0f5f3e2a11"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "named"),
+    [
+        ("{not json", 400, "malformed JSON"),
+        ("", 400, "empty"),
+        ("[1, 2]", 400, "JSON object"),
+        ('{"client_id": "%s"}' % GOOD_ID, 400, "'text'"),
+        ('{"text": 5, "client_id": "%s"}' % GOOD_ID, 400, "'text'"),
+        ('{"text": "   ", "client_id": "%s"}' % GOOD_ID, 400, "empty"),
+        ('{"text": "%s", "client_id": "%s"}' % ("x" * 2001, GOOD_ID), 400, "2001 characters"),
+        ('{"text": "hi"}', 400, "'client_id'"),
+        ('{"text": "hi", "client_id": "not-a-uuid"}', 400, "not a UUID"),
+        ('{"text": "hi", "client_id": 7}', 400, "'client_id'"),
+    ],
+)
+def test_bad_message_posts(redis_stores, logged_in, body, status, named):
+    response = logged_in.post("/api/rooms/lobby/messages", body, content_type="application/json")
+    assert response.status_code == status
+    assert named in response.json()["error"]
+
+
+def test_text_of_exactly_the_limit_is_accepted(redis_stores, logged_in):
+    response = logged_in.post(
+        "/api/rooms/lobby/messages",
+        {"text": "x" * 2000, "client_id": str(uuid.uuid4())},
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("room", ["has space", "a" * 51, "dot.ted", "ünï"])
+@pytest.mark.parametrize("endpoint", ["messages", "presence"])
+def test_bad_room_names(redis_stores, logged_in, room, endpoint):
+    response = logged_in.get(f"/api/rooms/{room}/{endpoint}")
+    assert response.status_code == 400
+    assert "room name" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("after=abc", "'after' must be an integer"),
+        ("after=-1", "'after' must be between"),
+        ("limit=0", "'limit' must be between"),
+        ("limit=201", "'limit' must be between"),
+        ("limit=1.5", "'limit' must be an integer"),
+    ],
+)
+def test_bad_cursors(redis_stores, logged_in, query, named):
+    response = logged_in.get(f"/api/rooms/lobby/messages?{query}")
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+
+
+def test_wrong_method_names_the_allowed_ones(redis_stores, logged_in):
+    response = logged_in.put("/api/rooms/lobby/messages")
+    assert response.status_code == 405
+    assert "GET, POST" in response.json()["error"]
+    assert response["Allow"] == "GET, POST"
+
+
+def test_unknown_api_path_is_json_404(redis_stores, logged_in):
+    response = logged_in.get("/api/nothing/here")
+    assert response.status_code == 404
+    assert "/api/nothing/here" in response.json()["error"]
+
+
+def test_bad_room_name_on_the_rooms_page(redis_stores, logged_in):
+    response = logged_in.get("/?name=bad name")
+    assert response.status_code == 400
+    assert "1 to 50 letters" in response.content.decode()
+
+
+def test_good_room_name_on_the_rooms_page_opens_the_room(redis_stores, logged_in):
+    response = logged_in.get("/?name=lobby")
+    assert (response.status_code, response["Location"]) == (302, "/rooms/lobby/")

@@ -1,0 +1,77 @@
+"""Messages: hard state, stored once per client_id, read with a client-held cursor."""
+
+import uuid
+
+from chat.models import Message
+
+
+def post(client, room, text, client_id=None):
+    return client.post(
+        f"/api/rooms/{room}/messages",
+        {"text": text, "client_id": str(client_id or uuid.uuid4())},
+        content_type="application/json",
+    )
+
+
+def test_post_stores_the_message(redis_stores, logged_in):
+    client_id = uuid.uuid4()
+    response = post(logged_in, "lobby", "hello", client_id)
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["room"], body["author"], body["text"]) == ("lobby", "ada", "hello")
+    assert body["client_id"] == str(client_id)
+    assert Message.objects.get(client_id=client_id).text == "hello"
+
+
+def test_replay_returns_the_same_message_and_stores_one(redis_stores, logged_in):
+    client_id = uuid.uuid4()
+    first = post(logged_in, "lobby", "only once", client_id)
+    replay = post(logged_in, "lobby", "only once", client_id)
+    assert (first.status_code, replay.status_code) == (201, 200)
+    assert replay.json() == first.json()
+    assert Message.objects.filter(client_id=client_id).count() == 1
+
+
+def test_reusing_a_client_id_for_other_text_is_a_conflict(redis_stores, logged_in):
+    client_id = uuid.uuid4()
+    post(logged_in, "lobby", "first", client_id)
+    response = post(logged_in, "lobby", "second", client_id)
+    assert response.status_code == 409
+    assert str(client_id) in response.json()["error"]
+    assert Message.objects.get(client_id=client_id).text == "first"
+
+
+def test_text_is_stored_exactly_as_sent(redis_stores, logged_in):
+    text = '<script>alert("x")</script> & ünïcode\n  spaced  '
+    post(logged_in, "lobby", text)
+    assert logged_in.get("/api/rooms/lobby/messages").json()["messages"][0]["text"] == text
+
+
+def test_cursor_pages_forward_in_id_order(redis_stores, logged_in):
+    for i in range(5):
+        post(logged_in, "lobby", f"m{i}")
+    post(logged_in, "other", "elsewhere")
+
+    first = logged_in.get("/api/rooms/lobby/messages?after=0&limit=2").json()
+    assert [m["text"] for m in first["messages"]] == ["m0", "m1"]
+    rest = logged_in.get(f"/api/rooms/lobby/messages?after={first['cursor']}&limit=10").json()
+    assert [m["text"] for m in rest["messages"]] == ["m2", "m3", "m4"]
+    ids = [m["id"] for m in first["messages"] + rest["messages"]]
+    assert ids == sorted(ids)
+    empty = logged_in.get(f"/api/rooms/lobby/messages?after={rest['cursor']}").json()
+    assert empty == {"room": "lobby", "messages": [], "cursor": rest["cursor"]}
+
+
+def test_without_a_cursor_the_latest_come_oldest_first(redis_stores, logged_in):
+    for i in range(5):
+        post(logged_in, "lobby", f"m{i}")
+    latest = logged_in.get("/api/rooms/lobby/messages?limit=3").json()
+    assert [m["text"] for m in latest["messages"]] == ["m2", "m3", "m4"]
+
+
+def test_room_page_escapes_what_it_shows(redis_stores, logged_in):
+    post(logged_in, "lobby", "<b>bold</b>")
+    rooms = logged_in.get("/").content.decode()
+    assert "#lobby" in rooms
+    page = logged_in.get("/rooms/lobby/").content.decode()
+    assert "<b>bold</b>" not in page

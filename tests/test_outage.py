@@ -1,0 +1,119 @@
+"""A store that fails gives a fast 503 naming it: never a hang, a 500 or a silent logout."""
+
+import time
+import uuid
+
+import pytest
+from django.test import Client
+
+from chat.models import Message
+from tests.conftest import use_stores
+from tests.servers import memcached_server, redis_server
+
+PASSWORD = "correct horse battery"
+FAST = 2.0  # seconds: the socket timeout is 0.5 s; redis-py's default retries would take far longer
+
+
+@pytest.fixture
+def own_stores(settings, tmp_path, db, django_user_model):
+    """Private Redis and memcached servers that a test may kill or pause."""
+    redis, memcached = redis_server().start(), memcached_server().start()
+    django_user_model.objects.create_user("ada", password=PASSWORD)
+
+    def configure(session_store, presence_store="redis"):
+        use_stores(
+            settings,
+            session_store=session_store,
+            presence_store=presence_store,
+            redis=redis,
+            memcached=memcached,
+            tmp_path=tmp_path,
+        )
+        client = Client()
+        assert client.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
+        return client
+
+    configure.redis, configure.memcached = redis, memcached
+    yield configure
+    for server in (redis, memcached):
+        server.resume() if server.process.poll() is None else None
+        server.stop()
+
+
+def timed(call):
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def assert_unavailable(response, elapsed, store):
+    assert response.status_code == 503
+    assert response.json()["store"] == store
+    assert store in response.json()["error"]
+    assert elapsed < FAST
+
+
+@pytest.mark.parametrize(("session_store", "server"), [("redis", "redis"), ("memcached", "memcached")])
+def test_dead_session_store_is_a_fast_503(own_stores, session_store, server):
+    client = own_stores(session_store)
+    getattr(own_stores, server).stop()
+
+    assert_unavailable(*timed(lambda: client.get("/api/me")), session_store)
+    page, elapsed = timed(lambda: client.get("/rooms/lobby/"))
+    assert page.status_code == 503 and elapsed < FAST
+    assert f"needs <strong>{session_store}</strong>" in page.content.decode()
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["store"]) == (503, session_store)
+
+
+@pytest.mark.parametrize("store", ["redis", "memcached"])
+def test_paused_store_times_out_fast_and_the_session_survives(own_stores, store):
+    client = own_stores(store)
+    client_id = str(uuid.uuid4())
+    server = getattr(own_stores, store)
+    server.pause()
+    assert_unavailable(*timed(lambda: client.get("/api/me")), store)
+    post = lambda: client.post(  # noqa: E731
+        "/api/rooms/lobby/messages", {"text": "during", "client_id": client_id}, content_type="application/json"
+    )
+    assert_unavailable(*timed(post), store)
+    assert not Message.objects.filter(client_id=client_id).exists()
+
+    server.resume()
+    assert client.get("/api/me").json()["username"] == "ada"
+    assert post().status_code == 201
+    assert post().status_code == 200
+    assert Message.objects.filter(client_id=client_id).count() == 1
+
+
+def test_new_visitor_gets_503_not_a_loop_of_retries(own_stores):
+    own_stores("redis")
+    own_stores.redis.stop()
+    response, elapsed = timed(lambda: Client().post("/accounts/login/", {"username": "ada", "password": PASSWORD}))
+    assert response.status_code == 503 and elapsed < FAST
+
+
+def test_cached_db_survives_a_dead_cache(own_stores):
+    client = own_stores("cached_db", presence_store="memory")
+    own_stores.redis.stop()
+    me = client.get("/api/me")
+    assert (me.status_code, me.json()["username"]) == (200, "ada")
+
+
+def test_dead_presence_store_is_a_503(own_stores):
+    client = own_stores("db")
+    own_stores.redis.stop()
+    assert_unavailable(*timed(lambda: client.post("/api/rooms/lobby/presence")), "redis")
+
+
+def test_bearer_token_needs_no_session_store(own_stores):
+    token = Client().post("/api/token", {"username": "ada", "password": PASSWORD}).json()["token"]
+    own_stores("redis")
+    own_stores.redis.stop()
+    bearer = Client(headers={"Authorization": f"Bearer {token}"})
+    assert bearer.get("/api/me").json()["auth"] == "token"
+    sent = bearer.post(
+        "/api/rooms/lobby/messages", {"text": "still here", "client_id": str(uuid.uuid4())},
+        content_type="application/json",
+    )
+    assert sent.status_code == 201
