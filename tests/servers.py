@@ -1,10 +1,12 @@
 """Real store servers for the tests: started on free loopback ports, always stopped."""
 
+import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 
@@ -44,10 +46,11 @@ def require(binary, package):
 class Server:
     """One store server process on a free port, restartable on the same port."""
 
-    def __init__(self, name, argv_for_port):
+    def __init__(self, name, argv_for_port, user=None):
         self.name = name
         self.port = free_port()
         self._argv_for_port = argv_for_port
+        self._user = user
         self.process = None
 
     def start(self):
@@ -56,6 +59,7 @@ class Server:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            user=self._user,
         )
         wait_for(lambda: port_open(self.port), what=f"{self.name} on port {self.port}")
         return self
@@ -63,7 +67,7 @@ class Server:
     def stop(self):
         """Kill the server, as a crash would."""
         if self.process and self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
     def pause(self):
@@ -85,3 +89,30 @@ def memcached_server():
     binary = require("memcached", "memcached")
     user = ["-u", "root"] if os.geteuid() == 0 else []
     return Server("memcached", lambda port: [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", *user])
+
+
+def postgres_server():
+    """A private PostgreSQL cluster in a temporary folder, user `lab`, trust auth.
+
+    PostgreSQL refuses to run as root, so as root it runs as `postgres`.
+    """
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: apt-get install -y postgresql")
+    bin_dir = os.path.dirname(found[-1])
+    data = tempfile.mkdtemp(prefix="lab-postgres-")
+    user = "postgres" if os.geteuid() == 0 else None
+    if user:
+        shutil.chown(data, user)
+    subprocess.run(
+        [f"{bin_dir}/initdb", "-D", data, "-U", "lab", "--auth=trust", "--no-sync"],
+        check=True, capture_output=True, timeout=120, user=user,
+    )
+    server = Server(
+        "postgres",
+        lambda port: [f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-k", data,
+                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        user=user,
+    )
+    server.data_dir = data
+    return server

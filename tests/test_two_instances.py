@@ -6,6 +6,7 @@ neither is true: each process knows only its own users.
 """
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.http import Browser
-from tests.servers import free_port, port_open, wait_for
+from tests.servers import free_port, port_open, postgres_server, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -25,7 +26,7 @@ PASSWORD = "correct horse battery"
 def instances(tmp_path, redis_service):
     started = []
 
-    def start(session_store, presence_store):
+    def start(session_store, presence_store, database_url=None):
         env = {
             **os.environ,
             "SECRET_KEY": "two-instances-shared-key",
@@ -36,6 +37,8 @@ def instances(tmp_path, redis_service):
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
         }
         env.pop("DEBUG", None)
+        if database_url:
+            env["DATABASE_URL"] = database_url
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
         )
@@ -96,6 +99,29 @@ def test_memory_state_stays_inside_each_process(instances):
     assert ada.post(f"{one}/api/rooms/lobby/presence").json()["online"] == ["ada"]
     seen_by_two = bob.post(f"{two}/api/rooms/lobby/presence").json()
     assert (seen_by_two["online"], seen_by_two["instance"]) == (["bob"], "app2")
+
+
+@pytest.fixture
+def postgres():
+    server = postgres_server().start()
+    yield f"postgres://lab@127.0.0.1:{server.port}/postgres"
+    server.stop()
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def test_postgres_carries_sessions_and_messages_across_instances(instances, postgres):
+    one, two = instances("db", "redis", database_url=postgres)
+    ada, bob = Browser(), Browser()
+    assert ada.sign_up(one, "ada", PASSWORD).status == 302
+    assert bob.sign_up(two, "bob", PASSWORD).status == 302
+    assert ada.get(f"{two}/api/me").json()["username"] == "ada"
+    sent = ada.post(
+        f"{one}/api/rooms/lobby/messages",
+        json_body={"text": "hello from app1", "client_id": "0b5e7d3c-55a4-4d1e-9a43-52c1ee0f0a01"},
+    )
+    assert sent.status == 201
+    read = bob.get(f"{two}/api/rooms/lobby/messages").json()["messages"]
+    assert [(m["author"], m["text"]) for m in read] == [("ada", "hello from app1")]
 
 
 @pytest.mark.parametrize(("store", "locked_on_the_other"), [("redis", True), ("memory", False)])
