@@ -1,5 +1,6 @@
 """A small HTTP client for tests against real processes: cookies, CSRF, no redirects."""
 
+import http.client
 import http.cookiejar
 import json
 import urllib.error
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 @dataclass
 class Response:
     status: int
-    headers: dict
+    headers: http.client.HTTPMessage  # case-insensitive, as HTTP headers are
     body: bytes
 
     def json(self):
@@ -49,9 +50,9 @@ class Browser:
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with self._opener.open(req, timeout=10) as resp:
-                return Response(resp.status, dict(resp.headers), resp.read())
+                return Response(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as err:
-            return Response(err.code, dict(err.headers), err.read())
+            return Response(err.code, err.headers, err.read())
 
     def get(self, url, **kwargs):
         return self.request("GET", url, **kwargs)

@@ -1,13 +1,12 @@
-"""Real store servers for the tests: started on free loopback ports, always stopped."""
+"""Real store servers for the tests, on free loopback ports, started by deploy's code."""
 
-import glob
-import os
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
-import time
+
+from deploy import stores
+from deploy.processes import signal_group, stop
 
 
 def free_port():
@@ -16,103 +15,46 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_for(condition, timeout=10.0, interval=0.05, what="condition"):
-    """Poll condition() until it returns a truthy value, at most timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def require(binary, package):
-    path = shutil.which(binary)
-    if path is None:
-        raise RuntimeError(f"{binary} is not installed: apt-get install -y {package}")
-    return path
-
-
 class Server:
-    """One store server process on a free port, restartable on the same port."""
+    """One store server on a free port, which a test may kill, pause and resume."""
 
-    def __init__(self, name, argv_for_port, user=None):
+    def __init__(self, name, start):
         self.name = name
         self.port = free_port()
-        self._argv_for_port = argv_for_port
-        self._user = user
-        self.process = None
+        self._start = start
+        self._dir = tempfile.mkdtemp(prefix=f"lab-test-{name}-")
+        self.record = None
 
     def start(self):
-        self.process = subprocess.Popen(
-            self._argv_for_port(self.port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            user=self._user,
-        )
-        wait_for(lambda: port_open(self.port), what=f"{self.name} on port {self.port}")
+        self.record = self._start(port=self.port, state_dir=self._dir)
         return self
 
+    @property
+    def pid(self):
+        return self.record["pid"]
+
     def stop(self):
-        """Kill the server, as a crash would."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        """Kill the server, as a crash would, and remove its files."""
+        signal_group(self.pid, signal.SIGCONT)
+        stop(self.pid, sig=signal.SIGKILL)
+        shutil.rmtree(self.record.get("data", ""), ignore_errors=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def pause(self):
-        os.kill(self.process.pid, signal.SIGSTOP)
+        signal_group(self.pid, signal.SIGSTOP)
 
     def resume(self):
-        os.kill(self.process.pid, signal.SIGCONT)
+        signal_group(self.pid, signal.SIGCONT)
 
 
 def redis_server():
-    binary = require("redis-server", "redis-server")
-    return Server(
-        "redis",
-        lambda port: [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    )
+    return Server("redis", stores.start_redis)
 
 
 def memcached_server():
-    binary = require("memcached", "memcached")
-    user = ["-u", "root"] if os.geteuid() == 0 else []
-    return Server("memcached", lambda port: [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", *user])
+    return Server("memcached", stores.start_memcached)
 
 
 def postgres_server():
-    """A private PostgreSQL cluster in a temporary folder, user `lab`, trust auth.
+    return Server("postgres", stores.start_postgres)
 
-    PostgreSQL refuses to run as root, so as root it runs as `postgres`.
-    """
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise RuntimeError("PostgreSQL is not installed: apt-get install -y postgresql")
-    bin_dir = os.path.dirname(found[-1])
-    data = tempfile.mkdtemp(prefix="lab-postgres-")
-    user = "postgres" if os.geteuid() == 0 else None
-    if user:
-        shutil.chown(data, user)
-    subprocess.run(
-        [f"{bin_dir}/initdb", "-D", data, "-U", "lab", "--auth=trust", "--no-sync"],
-        check=True, capture_output=True, timeout=120, user=user,
-    )
-    server = Server(
-        "postgres",
-        lambda port: [f"{bin_dir}/postgres", "-D", data, "-p", str(port), "-k", data,
-                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-        user=user,
-    )
-    server.data_dir = data
-    return server

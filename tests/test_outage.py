@@ -36,7 +36,6 @@ def own_stores(settings, tmp_path, db, django_user_model):
     configure.redis, configure.memcached = redis, memcached
     yield configure
     for server in (redis, memcached):
-        server.resume() if server.process.poll() is None else None
         server.stop()
 
 

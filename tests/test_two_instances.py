@@ -6,7 +6,6 @@ neither is true: each process knows only its own users.
 """
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.http import Browser
-from tests.servers import free_port, port_open, postgres_server, wait_for
+from deploy.processes import port_open, wait_for
+from tests.servers import free_port, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -106,7 +106,6 @@ def postgres():
     server = postgres_server().start()
     yield f"postgres://lab@127.0.0.1:{server.port}/postgres"
     server.stop()
-    shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def test_postgres_carries_sessions_and_messages_across_instances(instances, postgres):

@@ -1,0 +1,105 @@
+"""python -m deploy: run, inspect and break a local cluster of the site."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from deploy import cluster
+from deploy.processes import DeployError
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__)
+    parser.add_argument(
+        "--state-dir", type=Path,
+        default=Path(os.environ.get("DEPLOY_STATE_DIR", cluster.DEFAULT_STATE_DIR)),
+        help="folder for the cluster's files (default: state/cluster, or $DEPLOY_STATE_DIR)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start a cluster in the background")
+    up.add_argument("--instances", type=int, default=3)
+    up.add_argument("--sessions", default="redis", help="a SESSION_STORE: memory, redis, db, ...")
+    up.add_argument("--presence", default="redis", help="a PRESENCE_STORE: memory or redis")
+    up.add_argument("--lb", default="roundrobin", help="roundrobin or sticky")
+    up.add_argument("--db", default="sqlite", help="sqlite or postgres")
+    up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
+
+    state = commands.add_parser("status", help="what runs, and what HAProxy thinks of it")
+    state.add_argument("--json", action="store_true")
+
+    kill = commands.add_parser("kill", help="crash an instance (SIGKILL), or stop it gracefully")
+    kill.add_argument("name")
+    kill.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
+                      help="TERM: drain it from the load balancer first; no request fails")
+
+    start = commands.add_parser("start", help="bring a stopped instance back")
+    start.add_argument("name")
+
+    scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
+    scale.add_argument("count", type=int)
+
+    commands.add_parser("down", help="stop everything `up` started")
+
+    logs = commands.add_parser("logs", help="show an instance's (or a store's) log")
+    logs.add_argument("name")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except DeployError as exc:
+        print(f"deploy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args):
+    where = {"state_dir": args.state_dir}
+    if args.command == "up":
+        up = cluster.up(
+            instances=args.instances, sessions=args.sessions, presence=args.presence,
+            lb=args.lb, port=args.port, db=args.db, **where,
+        )
+        print(f"site:            {up.url}/")
+        print(f"haproxy stats:   {up.stats_url}")
+        print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
+              f"presence: {args.presence}, database: {args.db}")
+    elif args.command == "status":
+        print_status(cluster.status(**where), as_json=args.json)
+    elif args.command == "kill":
+        cluster.kill(args.name, graceful=args.signal == "TERM", **where)
+        print(f"{args.name} {'stopped gracefully' if args.signal == 'TERM' else 'killed'}")
+    elif args.command == "start":
+        cluster.start(args.name, **where)
+        print(f"{args.name} started")
+    elif args.command == "scale":
+        scaled = cluster.scale(args.count, **where)
+        print(f"{len(scaled.instances)} instances: {', '.join(scaled.instances)}")
+    elif args.command == "down":
+        print("stopped" if cluster.down(**where) else "no cluster was up")
+    elif args.command == "logs":
+        path = cluster.log_path(args.name, **where)
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        print("\n".join(lines[-args.lines:]))
+
+
+def print_status(state, *, as_json):
+    if as_json:
+        print(json.dumps(state, indent=2))
+        return
+    print(f"site {state['url']}/  stats {state['stats_url']}  lb {state['lb']}  "
+          f"sessions {state['sessions']}  presence {state['presence']}  db {state['db']}")
+    print(f"{'name':<10}{'port':>6}{'pid':>9}  {'alive':<7}{'lb_state'}")
+    for row in state["instances"]:
+        print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
+              f"{row['lb_state']}")
+    for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
+                *state["stores"]]:
+        print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""HAProxy: its configuration, and its runtime API on a unix socket."""
+
+import csv
+import io
+import socket
+from pathlib import Path
+from string import Template
+
+TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
+
+
+def render(*, port, stats_port, socket_path, pidfile, lb, slots):
+    """Return haproxy.cfg for a cluster.
+
+    `slots` lists (name, port, enabled) for every server HAProxy knows; the
+    ones not running yet are declared disabled, so `scale` can bring them in
+    through the runtime API without a reload.
+    """
+    sticky = lb == "sticky"
+    servers = "\n".join(
+        f"    server {name} 127.0.0.1:{app_port}"
+        + (f" cookie {name}" if sticky else "")
+        + ("" if enabled else " disabled")
+        for name, app_port, enabled in slots
+    )
+    return Template(TEMPLATE.read_text()).substitute(
+        port=port,
+        stats_port=stats_port,
+        socket=socket_path,
+        pidfile=pidfile,
+        cookie="    cookie SERVERID insert indirect nocache\n" if sticky else "",
+        servers=servers,
+    )
+
+
+class Runtime:
+    """HAProxy's admin socket: one command per connection."""
+
+    BACKEND = "instances"
+
+    def __init__(self, socket_path):
+        self.socket_path = str(socket_path)
+
+    def command(self, line):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(self.socket_path)
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def set_state(self, server, state):
+        """Set a server's admin state: ready, drain or maint."""
+        answer = self.command(f"set server {self.BACKEND}/{server} state {state}").strip()
+        if answer:
+            raise RuntimeError(f"haproxy refused 'state {state}' for {server}: {answer}")
+
+    def stats(self):
+        """Return {server: row} from `show stat` for the instances backend."""
+        text = self.command("show stat").lstrip("# ")
+        rows = csv.DictReader(io.StringIO(text))
+        return {
+            row["svname"]: row
+            for row in rows
+            if row["pxname"] == self.BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")
+        }

@@ -1,0 +1,70 @@
+"""The stores a configuration needs, each a private process on loopback.
+
+Redis runs without persistence: like a cache node that dies, a restarted
+Redis comes back empty. That is the store's own failure mode the lab shows.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from deploy.processes import DeployError, port_open, require, spawn, wait_for
+
+
+def start_redis(*, port, state_dir):
+    binary = require("redis-server", "redis-server")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(state_dir)]
+    return _start("redis", argv, port, state_dir)
+
+
+def start_memcached(*, port, state_dir):
+    binary = require("memcached", "memcached")
+    user = ["-u", "root"] if os.geteuid() == 0 else []
+    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "256", *user]
+    return _start("memcached", argv, port, state_dir)
+
+
+def start_postgres(*, port, state_dir):
+    """Start a fresh private PostgreSQL cluster, user `lab`, trust authentication on loopback.
+
+    PostgreSQL refuses to run as root, so as root
+    it runs as `postgres`, with its data in a folder of its own under
+    /var/tmp: the state folder's parents may be closed to other users.
+    """
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
+    bin_dir = Path(initdb[-1]).parent
+    user = "postgres" if os.geteuid() == 0 else None
+    if user:
+        data = Path(tempfile.mkdtemp(prefix="stateful-lab-postgres-", dir="/var/tmp"))
+        shutil.chown(data, user)
+    else:
+        data = Path(state_dir) / "postgres"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+    done = subprocess.run(
+        [bin_dir / "initdb", "-D", data, "-U", "lab", "--auth=trust", "--no-sync"],
+        capture_output=True, text=True, timeout=120, user=user,
+    )
+    if done.returncode:
+        raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
+    argv = [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", data,
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    return {**_start("postgres", argv, port, state_dir, user=user), "data": str(data)}
+
+
+def postgres_url(port):
+    return f"postgres://lab@127.0.0.1:{port}/postgres"
+
+
+def _start(name, argv, port, state_dir, user=None):
+    """Start a store; return its record: port, pid (and data folder, if any)."""
+    (Path(state_dir) / "logs").mkdir(parents=True, exist_ok=True)
+    pid = spawn(argv, log_path=Path(state_dir) / "logs" / f"{name}.log", user=user)
+    wait_for(lambda: port_open(port), timeout=30, what=f"{name} on port {port}")
+    return {"port": port, "pid": pid}

@@ -1,0 +1,290 @@
+"""Real clusters: gunicorn instances behind HAProxy, started and broken by `python -m deploy`."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deploy.processes import DeployError, alive, port_free, require
+from tests.http import Browser
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+
+
+def deploy(state_dir, *args, check=True):
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy", "--state-dir", str(state_dir), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    if check and done.returncode:
+        raise AssertionError(f"deploy {' '.join(args)} failed: {done.stderr}")
+    return done
+
+
+def free_base_port():
+    """A base port whose block of 30 ports is free: LB, stats, stores, instances."""
+    for base in range(21000, 60000, 997):
+        if all(port_free(base + offset) for offset in range(30)):
+            return base
+    raise RuntimeError("no free block of 30 ports")
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Start clusters on demand; always bring them down and check nothing is left."""
+    started = []
+
+    def up(instances=2, sessions="redis", presence="redis", lb="roundrobin", db="sqlite"):
+        state_dir = tmp_path / f"cluster{len(started)}"
+        started.append(state_dir)
+        port = free_base_port()
+        deploy(state_dir, "up", "--instances", str(instances), "--sessions", sessions,
+               "--presence", presence, "--lb", lb, "--db", db, "--port", str(port))
+        return Cluster(state_dir)
+
+    yield up
+    for state_dir in started:
+        pids = [p["pid"] for p in _recorded(state_dir)]
+        deploy(state_dir, "down", check=False)
+        assert not [pid for pid in pids if alive(pid)], "down left processes running"
+
+
+def _recorded(state_dir):
+    path = state_dir / "cluster.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return [{"pid": data["haproxy_pid"]}, *data["instances"].values(), *data["stores"].values()]
+
+
+class Cluster:
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        self.url = self.status()["url"]
+
+    def status(self):
+        return json.loads(deploy(self.state_dir, "status", "--json").stdout)
+
+    def run(self, *args):
+        return deploy(self.state_dir, *args)
+
+    def instance(self, name):
+        return next(i for i in self.status()["instances"] if i["name"] == name)
+
+
+def served_by(response):
+    return response.headers["X-Served-By"]
+
+
+# Spreading and pinning
+
+
+def test_roundrobin_spreads_requests_over_instances(cluster):
+    c = cluster(instances=2)
+    browser = Browser()
+    seen = [served_by(browser.get(f"{c.url}/healthz")) for _ in range(6)]
+    assert set(seen) == {"app1", "app2"}
+    assert seen[:2] != [seen[0]] * 2
+
+
+def test_sticky_pins_a_client_to_one_instance(cluster):
+    c = cluster(instances=2, lb="sticky")
+    browser = Browser()
+    seen = {served_by(browser.get(f"{c.url}/healthz")) for _ in range(6)}
+    assert len(seen) == 1
+    assert browser.cookie("SERVERID") == seen.pop()
+    others = {served_by(Browser().get(f"{c.url}/healthz")) for _ in range(4)}
+    assert others == {"app1", "app2"}
+
+
+# Killing the instance that served a logged-in client
+
+
+@pytest.mark.parametrize("sessions", ["redis", "db", "cached_db", "memcached", "signed_cookies"])
+def test_shared_sessions_survive_the_kill(cluster, sessions):
+    c = cluster(instances=2, sessions=sessions, presence="redis", lb="sticky")
+    ada = Browser()
+    assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
+    before = ada.get(f"{c.url}/api/me")
+    assert before.status == 200
+    c.run("kill", served_by(before))
+    after = ada.get(f"{c.url}/api/me")
+    assert (after.status, after.json()["username"]) == (200, "ada")
+    assert served_by(after) != served_by(before)
+
+
+def test_memory_sessions_behind_sticky_die_with_their_instance(cluster):
+    c = cluster(instances=2, sessions="memory", presence="memory", lb="sticky")
+    ada = Browser()
+    assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
+    before = ada.get(f"{c.url}/api/me")
+    assert before.status == 200
+    assert all(ada.get(f"{c.url}/api/me").status == 200 for _ in range(3))
+    c.run("kill", served_by(before))
+    after = ada.get(f"{c.url}/api/me")
+    assert after.status == 401
+    assert served_by(after) != served_by(before)
+
+
+def test_memory_sessions_behind_roundrobin_do_not_survive_the_next_request(cluster):
+    c = cluster(instances=2, sessions="memory", presence="memory", lb="roundrobin")
+    ada = Browser()
+    signed_up = ada.sign_up(c.url, "ada", PASSWORD)
+    assert signed_up.status == 302
+    following = ada.get(f"{c.url}/api/me")
+    assert served_by(following) != served_by(signed_up)
+    assert following.status == 401
+
+
+# Presence across instances
+
+
+@pytest.mark.parametrize(("presence", "shared"), [("redis", True), ("memory", False)])
+def test_presence_is_shared_only_through_redis(cluster, presence, shared):
+    c = cluster(instances=2, sessions="redis", presence=presence, lb="roundrobin")
+    ada, bob = Browser(), Browser()
+    ada.sign_up(c.url, "ada", PASSWORD)
+    bob.sign_up(c.url, "bob", PASSWORD)
+    to_ada = ada.post(f"{c.url}/api/rooms/lobby/presence")
+    to_bob = bob.post(f"{c.url}/api/rooms/lobby/presence")
+    assert served_by(to_ada) != served_by(to_bob)
+    assert to_bob.json()["online"] == (["ada", "bob"] if shared else ["bob"])
+
+
+# Graceful removal and scaling under steady traffic
+
+
+class SteadyTraffic:
+    """Logged-in users polling and posting in a loop, counting every failure."""
+
+    def __init__(self, url, users, *, max_seconds=120):
+        self.url, self.users, self.max_seconds = url, users, max_seconds
+        self.ok, self.failures, self.served = 0, [], {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(u,), daemon=True) for u in users]
+
+    def _loop(self, browser):
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for method, path, body in (
+                ("GET", "/api/me", None),
+                ("GET", "/api/rooms/lobby/messages?limit=5", None),
+                ("POST", "/api/rooms/lobby/messages", {"text": "tick", "client_id": str(uuid.uuid4())}),
+            ):
+                try:
+                    response = browser.request(method, f"{self.url}{path}", json_body=body)
+                    good = response.status in (200, 201)
+                except OSError as exc:
+                    response, good = exc, False
+                if good:
+                    self.ok += 1
+                    name = response.headers["X-Served-By"]
+                    self.served[name] = self.served.get(name, 0) + 1
+                else:
+                    self.failures.append((method, path, getattr(response, "status", response)))
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def wait_for_requests(self, count, timeout=30):
+        deadline = time.monotonic() + timeout
+        target = self.ok + count
+        while self.ok < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.ok >= target, f"traffic stalled at {self.ok} requests"
+
+
+def logged_in_users(url, count):
+    users = []
+    for n in range(count):
+        browser = Browser()
+        assert browser.sign_up(url, f"user{n}", PASSWORD).status == 302
+        users.append(browser)
+    return users
+
+
+def test_graceful_term_fails_no_request_and_moves_sticky_clients(cluster):
+    c = cluster(instances=2, sessions="redis", lb="sticky")
+    users = logged_in_users(c.url, 4)
+    pinned = {u.cookie("SERVERID") for u in users}
+    assert pinned == {"app1", "app2"}, "want clients pinned to both instances"
+    with SteadyTraffic(c.url, users) as traffic:
+        traffic.wait_for_requests(60)
+        c.run("kill", "app2", "--signal", "TERM")
+        assert not c.instance("app2")["alive"]
+        before = dict(traffic.served)
+        traffic.wait_for_requests(60)
+    assert traffic.failures == []
+    assert traffic.served.get("app2", 0) == before.get("app2", 0), "app2 got requests after its removal"
+
+
+def test_scale_out_and_in_fails_no_request(cluster):
+    c = cluster(instances=2, sessions="redis", lb="roundrobin")
+    users = logged_in_users(c.url, 4)
+    with SteadyTraffic(c.url, users) as traffic:
+        traffic.wait_for_requests(40)
+        c.run("scale", "3")
+        assert [i["lb_state"] for i in c.status()["instances"]] == ["UP", "UP", "UP"]
+        traffic.wait_for_requests(60)
+        assert traffic.served.get("app3", 0) > 0
+        c.run("scale", "1")
+        assert [i["name"] for i in c.status()["instances"]] == ["app1"]
+        traffic.wait_for_requests(40)
+    assert traffic.failures == []
+
+
+def test_killed_instance_comes_back_with_start(cluster):
+    c = cluster(instances=2)
+    c.run("kill", "app1")
+    assert c.instance("app1")["alive"] is False
+    c.run("start", "app1")
+    assert (c.instance("app1")["alive"], c.instance("app1")["lb_state"]) == (True, "UP")
+
+
+def test_postgres_cluster(cluster):
+    c = cluster(instances=2, sessions="db", presence="redis", db="postgres")
+    ada = Browser()
+    assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
+    assert ada.get(f"{c.url}/api/me").json()["username"] == "ada"
+    assert {s["name"] for s in c.status()["stores"]} == {"postgres", "redis"}
+
+
+# Clear one-line errors
+
+
+def test_up_twice_and_busy_ports_are_clear_errors(cluster, tmp_path):
+    c = cluster(instances=1)
+    again = deploy(c.state_dir, "up", "--port", c.url.rsplit(":", 1)[1], check=False)
+    assert again.returncode == 1
+    assert again.stderr.strip() == f"deploy: a cluster is already up at {c.url}; stop it with: python -m deploy down"
+    busy = deploy(tmp_path / "other", "up", "--port", c.url.rsplit(":", 1)[1], check=False)
+    assert busy.returncode == 1
+    assert "is busy" in busy.stderr and len(busy.stderr.strip().splitlines()) == 1
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    for args, named in (
+        (["up", "--sessions", "floppy"], "--sessions 'floppy' is not one of"),
+        (["up", "--lb", "random"], "--lb 'random' is not one of"),
+        (["kill", "app1"], "no cluster is up"),
+    ):
+        done = deploy(tmp_path, *args, check=False)
+        assert done.returncode == 1 and named in done.stderr, done.stderr
+
+
+def test_missing_binary_says_how_to_install_it():
+    with pytest.raises(DeployError, match="apt-get install -y some-package"):
+        require("no-such-binary-anywhere", "some-package")
