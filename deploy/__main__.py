@@ -26,6 +26,8 @@ def main(argv=None):
     up.add_argument("--lb", default="roundrobin", help="roundrobin or sticky")
     up.add_argument("--db", default="sqlite", help="sqlite or postgres")
     up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
+    up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
 
     state = commands.add_parser("status", help="what runs, and what HAProxy thinks of it")
     state.add_argument("--json", action="store_true")
@@ -61,7 +63,7 @@ def run(args):
     if args.command == "up":
         up = cluster.up(
             instances=args.instances, sessions=args.sessions, presence=args.presence,
-            lb=args.lb, port=args.port, db=args.db, **where,
+            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), **where,
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
@@ -84,6 +86,16 @@ def run(args):
         path = cluster.log_path(args.name, **where)
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         print("\n".join(lines[-args.lines:]))
+
+
+def parse_env(pairs):
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise DeployError(f"--env wants NAME=VALUE, not {pair!r}")
+        env[name] = value
+    return env
 
 
 def print_status(state, *, as_json):

@@ -48,6 +48,7 @@ class Cluster:
     presence: str
     db: str
     secret_key: str
+    env: dict = field(default_factory=dict)  # extra settings for every instance
     instances: dict = field(default_factory=dict)  # name -> {"port", "pid"}
     stores: dict = field(default_factory=dict)  # name -> {"port", "pid"}
     haproxy_pid: int = 0
@@ -107,8 +108,11 @@ def needed_stores(sessions, presence, db):
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
-       db="sqlite", state_dir=DEFAULT_STATE_DIR):
-    """Start a cluster and wait until it serves through the load balancer."""
+       db="sqlite", env=None, state_dir=DEFAULT_STATE_DIR):
+    """Start a cluster and wait until it serves through the load balancer.
+
+    env: extra environment variables (site settings) for every instance.
+    """
     _check_choices(instances, sessions, presence, lb, db)
     previous = load(state_dir)
     if previous and any(alive(pid) for pid in previous.pids()):
@@ -119,7 +123,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
 
     cluster = Cluster(
         state_dir=str(state_dir), port=port, lb=lb, sessions=sessions, presence=presence,
-        db=db, secret_key=secrets.token_urlsafe(50),
+        db=db, secret_key=secrets.token_urlsafe(50), env=dict(env or {}),
     )
     (cluster.path / "logs").mkdir(parents=True, exist_ok=True)
     # Every cluster starts with empty databases, so runs compare fairly.
@@ -292,6 +296,7 @@ def site_env(cluster, name=None):
     """The environment every instance of the cluster shares."""
     env = {
         **os.environ,
+        **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",
         "SECRET_KEY": cluster.secret_key,
         "SESSION_STORE": cluster.sessions,

@@ -142,6 +142,13 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:rooms"
 LOGOUT_REDIRECT_URL = "login"
 
+# Password hashing: Django's PBKDF2, with its round count unless
+# PASSWORD_ITERATIONS says otherwise (the load test lowers it; see
+# accounts/hashers.py).
+PASSWORD_ITERATIONS = int(env_float("PASSWORD_ITERATIONS", 0))
+if PASSWORD_ITERATIONS:
+    PASSWORD_HASHERS = ["accounts.hashers.TunablePBKDF2PasswordHasher"]
+
 # Bearer tokens for /api/: signed and expiring, checked without any session.
 API_TOKEN_MAX_AGE = int(env_float("API_TOKEN_MAX_AGE", 3600))
 

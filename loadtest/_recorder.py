@@ -1,0 +1,105 @@
+"""What the load generator saw, second by second, written out when Locust quits.
+
+Locust's own statistics cover requests; the lab also needs sessions lost,
+which instance served each request, presence accuracy and the acknowledged
+messages. One Recorder per Locust process collects them; when the
+environment variable LOADTEST_OUTPUT names a file, it is written there as
+JSON at exit.
+"""
+
+import json
+import os
+import threading
+import time
+from collections import defaultdict
+
+
+class Second:
+    __slots__ = ("requests", "failures", "latencies", "sessions_lost", "accuracy", "served")
+
+    def __init__(self):
+        self.requests = 0
+        self.failures = 0
+        self.latencies = []
+        self.sessions_lost = 0
+        self.accuracy = []
+        self.served = defaultdict(int)
+
+    def as_json(self):
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "latencies": [round(ms, 2) for ms in self.latencies],
+            "sessions_lost": self.sessions_lost,
+            "accuracy": [round(a, 4) for a in self.accuracy],
+            "served": dict(self.served),
+        }
+
+
+class Recorder:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.seconds = defaultdict(Second)
+        self.acknowledged = []  # (client_id, room)
+        self.lost_by_user = defaultdict(list)  # username -> [times]
+        self.users = set()
+        self.failure_kinds = defaultdict(int)
+        self.active = defaultdict(set)  # room -> usernames the generator runs there
+
+    def _second(self):
+        return self.seconds[int(time.time())]
+
+    def request(self, *, latency_ms, failed, served_by, kind=None):
+        with self._lock:
+            second = self._second()
+            second.requests += 1
+            second.latencies.append(latency_ms)
+            if failed:
+                second.failures += 1
+                self.failure_kinds[kind or "unknown"] += 1
+            if served_by:
+                second.served[served_by] += 1
+
+    def session_lost(self, username):
+        with self._lock:
+            self._second().sessions_lost += 1
+            self.lost_by_user[username].append(time.time())
+
+    def join(self, room, username):
+        with self._lock:
+            self.users.add(username)
+            self.active[room].add(username)
+
+    def leave(self, room, username):
+        with self._lock:
+            self.active[room].discard(username)
+
+    def presence(self, room, online):
+        """Record how many of the room's active users the server lists as online."""
+        with self._lock:
+            active = self.active[room]
+            if active:
+                self._second().accuracy.append(len(active & set(online)) / len(active))
+
+    def acknowledged_message(self, client_id, room):
+        with self._lock:
+            self.acknowledged.append((client_id, room))
+
+    def as_json(self):
+        with self._lock:
+            return {
+                "seconds": {str(t): s.as_json() for t, s in sorted(self.seconds.items())},
+                "acknowledged": self.acknowledged,
+                "lost_by_user": dict(self.lost_by_user),
+                "users": sorted(self.users),
+                "failure_kinds": dict(self.failure_kinds),
+            }
+
+    def write(self, path):
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as out:
+            json.dump(self.as_json(), out)
+        os.replace(tmp, path)
+
+
+recorder = Recorder()

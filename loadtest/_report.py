@@ -1,0 +1,194 @@
+"""Write the experiment's output: results.json, summary.md, report.html and the charts."""
+
+import json
+from html import escape
+
+from loadtest._svg import PALETTE, bar_chart, line_chart, share_chart
+
+COLUMNS = [
+    ("configuration", lambda r: r["config"]["name"]),
+    ("users lost session", lambda r: f"{r['users_lost_session_pct']:.0f}% ({r['users_lost_session']}/{r['users']})"),
+    ("sessions lost", lambda r: str(r["sessions_lost"])),
+    ("failed requests", lambda r: f"{r['failed_pct']:.2f}% ({r['failures']})"),
+    ("req/s", lambda r: f"{r['rps']:g}"),
+    ("p50 ms", lambda r: _num(r["p50_ms"])),
+    ("p99 ms", lambda r: _num(r["p99_ms"])),
+    ("messages acked/lost/dup", lambda r: f"{r['messages_acknowledged']}/{r['messages_lost']}/{r['messages_duplicated']}"),
+    ("presence accuracy", lambda r: "n/a" if r["presence_accuracy"] is None else f"{r['presence_accuracy']:.0%}"),
+    ("busiest instance", lambda r: _busiest(r["served_share"])),
+]
+
+
+def write_report(out, plan, results):
+    charts = out / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    timelines = {r["config"]["name"]: timeline_svg(r) for r in results}
+    for name, svg in timelines.items():
+        (charts / f"timeline-{name.replace('+', '-')}.svg").write_text(svg)
+    bars = bars_svgs(results)
+    for key, svg in bars.items():
+        (charts / f"{key}.svg").write_text(svg)
+
+    (out / "results.json").write_text(json.dumps({"plan": plan, "configs": results}, indent=1))
+    summary = summary_table(results)
+    reading = plain_reading(results)
+    (out / "summary.md").write_text(
+        f"# Kill experiment\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading) + "\n"
+    )
+    (out / "report.html").write_text(report_html(plan, results, summary_rows(results), reading, bars, timelines))
+    return summary
+
+
+def summary_rows(results):
+    return [[cell(r) for _, cell in COLUMNS] for r in results]
+
+
+def summary_table(results):
+    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    rows = ["| " + " | ".join(row) + " |" for row in summary_rows(results)]
+    return "\n".join([header, rule, *rows])
+
+
+def timeline_svg(result):
+    t = result["timeline"]
+    markers = [(f["at"], f"{f['action']} {f['target']}") for f in result["faults"]]
+    panels = [
+        ("requests/s", t["requests"], PALETTE[0], ""),
+        ("failed requests/s", t["failures"], PALETTE[1], ""),
+        ("sessions lost/s", t["sessions_lost"], PALETTE[4], ""),
+        ("p95 latency", t["p95_ms"], PALETTE[3], " ms"),
+    ]
+    height = 120
+    inner = [
+        f'<g transform="translate(0 {i * height})">'
+        + line_chart(title, t["t"], values, markers=markers, color=color, unit=unit, height=height)
+        + "</g>"
+        for i, (title, values, color, unit) in enumerate(panels)
+    ]
+    total = height * len(panels)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 {total}" width="640" height="{total}">'
+            + "".join(inner) + "</svg>")
+
+
+def bars_svgs(results):
+    names = [r["config"]["name"] for r in results]
+
+    def rows(key):
+        return list(zip(names, (r[key] for r in results)))
+
+    accuracy = [(n, None if r["presence_accuracy"] is None else 100 * r["presence_accuracy"])
+                for n, r in zip(names, results)]
+    return {
+        "users-lost-session": bar_chart("Users who lost their session", rows("users_lost_session_pct"),
+                                        unit="%", color=PALETTE[4], digits=0),
+        "failed-requests": bar_chart("Failed requests", rows("failed_pct"), unit="%", color=PALETTE[1], digits=2),
+        "p50-latency": bar_chart("p50 latency", rows("p50_ms"), unit=" ms", color=PALETTE[3]),
+        "p99-latency": bar_chart("p99 latency", rows("p99_ms"), unit=" ms", color=PALETTE[3]),
+        "messages-lost": bar_chart("Acknowledged messages lost or duplicated",
+                                   [(n, r["messages_lost"] + r["messages_duplicated"]) for n, r in zip(names, results)],
+                                   color=PALETTE[1], digits=0),
+        "presence-accuracy": bar_chart("Presence accuracy", accuracy, unit="%", color=PALETTE[2], digits=0),
+        "instance-share": share_chart("Each instance's share of requests",
+                                      [(n, r["served_share"]) for n, r in zip(names, results)]),
+    }
+
+
+def plain_reading(results):
+    """A few sentences a person can read next to the charts."""
+    lines = []
+    lost = [r for r in results if r["users_lost_session"]]
+    kept = [r for r in results if not r["users_lost_session"]]
+    for r in lost:
+        name = r["config"]["name"]
+        if r["config"]["lb"] == "roundrobin" and r["config"]["sessions"] == "memory":
+            lines.append(
+                f"{name}: a login lives in one process and round robin sends the next request elsewhere, so "
+                f"sessions were lost {r['sessions_lost']} times in the window, kill or no kill: "
+                f"{r['users_lost_session']} of {r['users']} users.")
+        else:
+            lines.append(
+                f"{name}: the process holds the logins, so when it died {r['users_lost_session']} of "
+                f"{r['users']} users ({r['users_lost_session_pct']:.0f}%) lost theirs and had to log in again.")
+    if kept:
+        names = ", ".join(r["config"]["name"] for r in kept)
+        lines.append(f"{names}: no user lost a session; the state lives outside the web process, so any "
+                     "instance could serve any user after the kill.")
+    worst = max(results, key=lambda r: r["failed_pct"])
+    lines.append(f"Failed requests stayed at or below {worst['failed_pct']:.2f}% ({worst['config']['name']}): "
+                 "HAProxy retries a refused connection on another instance and notices the dead one within "
+                 "about half a second.")
+    fastest = min((r for r in results if r["p50_ms"] is not None), key=lambda r: r["p50_ms"], default=None)
+    slowest = max((r for r in results if r["p50_ms"] is not None), key=lambda r: r["p50_ms"], default=None)
+    if fastest and slowest:
+        lines.append(f"Median latency ranged from {fastest['p50_ms']:g} ms ({fastest['config']['name']}) to "
+                     f"{slowest['p50_ms']:g} ms ({slowest['config']['name']}).")
+    memory_presence = [r for r in results if r["config"]["presence"] == "memory" and r["presence_accuracy"] is not None]
+    if memory_presence:
+        r = memory_presence[0]
+        lines.append(f"Presence in process memory listed only {r['presence_accuracy']:.0%} of the active users "
+                     "on average: each instance knows only the heartbeats that reached it.")
+    bad = [r for r in results if r["messages_lost"] or r["messages_duplicated"]]
+    if bad:
+        lines.extend(f"{r['config']['name']}: {r['messages_lost']} acknowledged messages lost and "
+                     f"{r['messages_duplicated']} duplicated." for r in bad)
+    else:
+        total = sum(r["messages_acknowledged"] for r in results)
+        lines.append(f"Every one of the {total} acknowledged messages is in the database exactly once, in every "
+                     "configuration: messages are hard state, and a retried post carries its client_id.")
+    return lines
+
+
+def report_html(plan, results, rows, reading, bars, timelines):
+    head = "".join(f"<th scope=col>{escape(name)}</th>" for name, _ in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    sections = "".join(
+        f"<section class=config><h3>{escape(r['config']['name'])}</h3>"
+        f"<p class=meta>sessions {escape(r['config']['sessions'])}, presence {escape(r['config']['presence'])}, "
+        f"load balancing {escape(r['config']['lb'])}; faults: "
+        f"{escape(_faults_text(r['faults']))}</p>"
+        f"{timelines[r['config']['name']]}</section>"
+        for r in results
+    )
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
+<title>Kill experiment: what each store costs users</title>
+<style>
+body {{ font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }}
+table {{ border-collapse: collapse; font-size: .9rem; }} th, td {{ border-bottom: 1px solid #d9dee6; padding: .35rem .6rem; text-align: left; }}
+th {{ background: #f1f4f8; }} .bars {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
+.configs {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(660px, 1fr)); gap: 1rem; }}
+.config {{ border: 1px solid #d9dee6; border-radius: 8px; padding: .5rem 1rem; }} .meta {{ color: #5b6575; font-size: .85rem; }}
+li {{ margin: .3rem 0; }}
+</style></head><body>
+<h1>What happens to users when an instance dies</h1>
+<p class=meta>{escape(_plan_line(plan))}</p>
+<h2>Reading</h2><ul>{"".join(f"<li>{escape(line)}</li>" for line in reading)}</ul>
+<h2>Side by side</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<div class=bars>{"".join(bars.values())}</div>
+<h2>Timelines</h2>
+<p class=meta>Time 0 is the end of the warm-up; dashed lines mark the faults.</p>
+<div class=configs>{sections}</div>
+</body></html>
+"""
+
+
+def _plan_line(plan):
+    return (f"{plan['users']} users, {plan['duration']:g} s measured after {plan['warmup']:g} s warm-up, "
+            f"{plan['instances']} instances, fault schedule '{plan['faults']}', on {plan['machine']}.")
+
+
+def _faults_text(faults):
+    return ", ".join(f"{f['action']} {f['target']} at {f['at']:g} s" for f in faults) or "none"
+
+
+def _num(value):
+    return "n/a" if value is None else f"{value:g}"
+
+
+def _busiest(shares):
+    if not shares:
+        return "n/a"
+    name = max(shares, key=shares.get)
+    return f"{name} {shares[name]:.0%}"

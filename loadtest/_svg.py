@@ -1,0 +1,126 @@
+"""Small, dependency-free SVG charts for the report: lines over time and bars."""
+
+from html import escape
+
+PALETTE = ["#1f5fbf", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#b7950b"]
+FONT = 'font-family="system-ui, sans-serif"'
+
+
+def _nice_max(value):
+    if not value or value <= 0:
+        return 1
+    for step in (1, 2, 2.5, 5, 10):
+        for magnitude in range(-3, 7):
+            top = step * 10**magnitude
+            if top >= value:
+                return top
+    return value
+
+
+def _fmt(value):
+    return f"{value:g}" if value < 10000 else f"{value / 1000:g}k"
+
+
+def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, height=120, unit=""):
+    """One series over time, with vertical markers [(x, label)]; None values leave gaps."""
+    left, right, top, bottom = 48, 10, 22, 20
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x0, x1 = xs[0], xs[-1] if xs[-1] != xs[0] else xs[0] + 1
+    y_max = _nice_max(max((v for v in values if v is not None), default=0))
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y):
+        return top + plot_h - y / y_max * plot_h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="{escape(title)}">',
+             f'<text x="{left}" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
+    for fraction in (0, 0.5, 1):
+        y = py(y_max * fraction)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7ee"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6575" '
+                     f'{FONT}>{_fmt(y_max * fraction)}{unit}</text>')
+    for x, label in markers:
+        mx = px(x)
+        parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#444" '
+                     f'stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{mx + 3:.1f}" y="{top + 10}" font-size="10" fill="#444" {FONT}>'
+                     f'{escape(label)}</text>')
+    segments, current = [], []
+    for x, y in zip(xs, values):
+        if y is None:
+            if current:
+                segments.append(current)
+            current = []
+        else:
+            current.append(f"{px(x):.1f},{py(y):.1f}")
+    if current:
+        segments.append(current)
+    for points in segments:
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{" ".join(points)}"/>')
+    for x in (x0, 0, x1):
+        if x0 <= x <= x1:
+            parts.append(f'<text x="{px(x):.1f}" y="{height - 5}" font-size="10" text-anchor="middle" '
+                         f'fill="#5b6575" {FONT}>{x:g} s</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def bar_chart(title, rows, *, unit="", width=420, color=PALETTE[0], digits=1):
+    """Horizontal bars: rows of (label, value); None shows as 'n/a'."""
+    left, row_h, top = 130, 22, 24
+    plot_w = width - left - 60
+    height = top + row_h * len(rows) + 6
+    top_value = _nice_max(max((v for _, v in rows if v is not None), default=0))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="{escape(title)}">',
+             f'<text x="0" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
+    for i, (label, value) in enumerate(rows):
+        y = top + i * row_h
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end" {FONT}>'
+                     f'{escape(label)}</text>')
+        if value is None:
+            parts.append(f'<text x="{left + 4}" y="{y + 14}" font-size="11" fill="#5b6575" {FONT}>n/a</text>')
+            continue
+        bar = value / top_value * plot_w
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{max(bar, 1):.1f}" height="{row_h - 7}" '
+                     f'fill="{color}" rx="2"/>')
+        parts.append(f'<text x="{left + bar + 4:.1f}" y="{y + 14}" font-size="11" {FONT}>'
+                     f'{value:.{digits}f}{unit}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def share_chart(title, rows, *, width=420):
+    """Stacked horizontal bars of shares: rows of (label, {part: fraction})."""
+    left, row_h, top = 130, 22, 24
+    plot_w = width - left - 10
+    names = sorted({name for _, shares in rows for name in shares}, key=lambda n: (len(n), n))
+    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    height = top + row_h * len(rows) + 24
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="{escape(title)}">',
+             f'<text x="0" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
+    for i, (label, shares) in enumerate(rows):
+        y = top + i * row_h
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end" {FONT}>'
+                     f'{escape(label)}</text>')
+        x = left
+        for name in names:
+            w = shares.get(name, 0) * plot_w
+            if w > 0:
+                parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row_h - 7}" '
+                             f'fill="{colors[name]}"><title>{escape(name)}: {shares[name]:.0%}</title></rect>')
+                if w > 30:
+                    parts.append(f'<text x="{x + w / 2:.1f}" y="{y + 14}" font-size="10" fill="#fff" '
+                                 f'text-anchor="middle" {FONT}>{shares[name]:.0%}</text>')
+            x += w
+    legend_y = top + row_h * len(rows) + 14
+    for i, name in enumerate(names):
+        lx = left + i * 60
+        parts.append(f'<rect x="{lx}" y="{legend_y - 9}" width="10" height="10" fill="{colors[name]}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{legend_y}" font-size="10" {FONT}>{escape(name)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

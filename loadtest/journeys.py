@@ -1,0 +1,153 @@
+"""Chat users for Locust: `locust -f loadtest --host http://127.0.0.1:8000`.
+
+A user signs up once, joins a room, then loops once a second: polls the
+room's messages with its own cursor, heartbeats presence every few seconds,
+checks /api/me, and now and then posts a message with a fresh client_id.
+
+A user that was logged in and suddenly gets 401 has lost its session: that
+is counted as its own row, "session lost", apart from HTTP failures; the
+user logs in again and goes on.
+"""
+
+import itertools
+import os
+import random
+import secrets
+import uuid
+from urllib.parse import urlencode
+
+from locust import FastHttpUser, constant_pacing, events, task
+
+from loadtest._recorder import recorder
+
+PASSWORD = "load-test-password-1"
+ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
+HEARTBEAT_EVERY = 5  # ticks of one second, as the site's page does
+ME_EVERY = 5
+POST_CHANCE = 1 / 8
+_numbers = itertools.count()
+
+
+class ChatUser(FastHttpUser):
+    wait_time = constant_pacing(1)
+
+    def on_start(self):
+        number = next(_numbers)
+        self.username = f"u{os.getpid()}x{number}{secrets.token_hex(2)}"
+        self.room = ROOMS[number % len(ROOMS)]
+        self.cursor = None
+        self.ticks = random.randrange(HEARTBEAT_EVERY)
+        self.pending = None  # a message not acknowledged yet: retried with its client_id
+        self.logged_in = self._sign_up()
+        recorder.join(self.room, self.username)
+
+    def on_stop(self):
+        recorder.leave(self.room, self.username)
+
+    @task
+    def tick(self):
+        if not self.logged_in:
+            self.logged_in = self._log_in()
+            return
+        self.ticks += 1
+        self._poll()
+        if self.logged_in and self.ticks % HEARTBEAT_EVERY == 0:
+            self._heartbeat()
+        if self.logged_in and self.ticks % ME_EVERY == 2:
+            self._call("GET", "/api/me", "/api/me")
+        if self.logged_in and (self.pending or random.random() < POST_CHANCE):
+            self._post()
+
+    # Journeys
+
+    def _poll(self):
+        query = "" if self.cursor is None else f"?after={self.cursor}&limit=100"
+        body = self._call("GET", f"/api/rooms/{self.room}/messages{query}", "/api/rooms/[room]/messages")
+        if body and body.get("cursor") is not None:
+            self.cursor = body["cursor"]
+
+    def _heartbeat(self):
+        body = self._call("POST", f"/api/rooms/{self.room}/presence", "/api/rooms/[room]/presence")
+        if body:
+            recorder.presence(self.room, body["online"])
+
+    def _post(self):
+        if self.pending is None:
+            self.pending = {"text": f"hello from {self.username}", "client_id": str(uuid.uuid4())}
+        body = self._call("POST", f"/api/rooms/{self.room}/messages", "/api/rooms/[room]/messages",
+                          json=self.pending)
+        if body:
+            recorder.acknowledged_message(self.pending["client_id"], self.room)
+            self.pending = None
+
+    def _sign_up(self):
+        self._form_page("/accounts/signup/")
+        return self._submit("/accounts/signup/", {
+            "username": self.username, "password1": PASSWORD, "password2": PASSWORD,
+        })
+
+    def _log_in(self):
+        self._form_page("/accounts/login/")
+        return self._submit("/accounts/login/", {"username": self.username, "password": PASSWORD})
+
+    # HTTP
+
+    def _csrf_token(self):
+        return next((c.value for c in self.client.cookiejar if c.name == "csrftoken"), "")
+
+    def _form_page(self, path):
+        with self.client.get(path, name=path, catch_response=True, allow_redirects=False) as response:
+            self._record(response, ok=response.status_code == 200)
+
+    def _submit(self, path, fields):
+        """Post a form; success is the redirect that follows a login, never a page."""
+        body = urlencode({**fields, "csrfmiddlewaretoken": self._csrf_token()})
+        with self.client.post(
+            path, data=body, name=path, catch_response=True, allow_redirects=False,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ) as response:
+            return self._record(response, ok=response.status_code == 302)
+
+    def _call(self, method, path, name, json=None):
+        """Call the API; return its JSON body, or None on failure or a lost session."""
+        headers = {"X-CSRFToken": self._csrf_token()} if method != "GET" else {}
+        with self.client.request(
+            method, path, name=name, json=json, headers=headers, catch_response=True,
+            allow_redirects=False,
+        ) as response:
+            if response.status_code == 401:
+                response.success()
+                self._record(response, ok=True)
+                self._session_lost()
+                return None
+            if self._record(response, ok=response.status_code in (200, 201)):
+                return response.json()
+        return None
+
+    def _record(self, response, *, ok):
+        if ok:
+            response.success()
+        else:
+            response.failure(f"HTTP {response.status_code}" if response.status_code else "no response")
+        recorder.request(
+            latency_ms=response.request_meta["response_time"],
+            failed=not ok,
+            served_by=response.headers.get("X-Served-By") if response.headers else None,
+            kind=str(response.status_code or "connection"),
+        )
+        return ok
+
+    def _session_lost(self):
+        self.logged_in = False
+        recorder.session_lost(self.username)
+        self.environment.events.request.fire(
+            request_type="SESSION", name="session lost", response_time=0, response_length=0,
+            exception=None, context={},
+        )
+
+
+@events.quitting.add_listener
+def _write_recording(environment, **kwargs):
+    if os.environ.get("LOADTEST_OUTPUT"):
+        recorder.write(os.environ["LOADTEST_OUTPUT"])
+
