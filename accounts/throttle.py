@@ -5,14 +5,23 @@ memcached when the configuration has one, so the limit holds across
 instances; a per-process LocMem otherwise, where each instance counts alone.
 """
 
+import hashlib
+
 from django.conf import settings
+from django.contrib.auth.forms import UsernameField
 from django.core.cache import caches
 
 from labsite.stores import store_errors
 
 
 def _key(username):
-    return f"login-failures:{username.lower()}"
+    """The counter's key: the username as the login form reads it, hashed.
+
+    The form strips spaces and NFKC-normalises, so "ada " is "ada"; the hash
+    keeps keys short and legal in every cache, whatever was typed.
+    """
+    canonical = (UsernameField().to_python(username) or "").lower()
+    return "login-failures:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def is_locked_out(username):

@@ -2,13 +2,13 @@ from django.conf import settings
 from django.contrib.auth import authenticate, login
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.views import LoginView as DjangoLoginView
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import throttle
 from accounts.tokens import issue_token
-from labsite.api import ApiError, api_view, error_response, read_form_or_json
-from django.http import JsonResponse
+from labsite.api import ApiError, api_view, error_response, read_form_or_json, require_text
 
 LOCKED_OUT = "too many failed logins for this username; try again in a few minutes"
 
@@ -63,10 +63,10 @@ def me(request):
 def token(request):
     """Trade a username and password for a signed, expiring bearer token."""
     data = read_form_or_json(request)
-    username, password = data.get("username"), data.get("password")
+    username, password = require_text(data, "username"), require_text(data, "password")
     for name, value in (("username", username), ("password", password)):
-        if not isinstance(value, str) or not value:
-            raise ApiError(400, f"'{name}' is required and must be a non-empty string")
+        if not value:
+            raise ApiError(400, f"'{name}' is empty")
     if throttle.is_locked_out(username):
         return error_response(429, LOCKED_OUT)
     user = authenticate(request, username=username, password=password)

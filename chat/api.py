@@ -9,7 +9,7 @@ from django.http import JsonResponse
 from chat import services
 from chat.models import ROOM_SLUG, Message
 from chat.presence import presence_store
-from labsite.api import ApiError, api_view, read_json
+from labsite.api import ApiError, api_view, read_json, require_text
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -37,15 +37,12 @@ def _int_param(request, name, default, low, high):
 
 
 def _message_input(data):
-    text, client_id = data.get("text"), data.get("client_id")
-    if not isinstance(text, str):
-        raise ApiError(400, "'text' is required and must be a string")
+    text = require_text(data, "text")
+    client_id = require_text(data, "client_id", required_because=": a UUID the client chooses for this message")
     if not text.strip():
         raise ApiError(400, "'text' is empty")
     if len(text) > Message.MAX_LENGTH:
         raise ApiError(400, f"'text' is {len(text)} characters; the limit is {Message.MAX_LENGTH}")
-    if not isinstance(client_id, str):
-        raise ApiError(400, "'client_id' is required: a UUID the client chooses for this message")
     try:
         client_id = uuid.UUID(client_id)
     except ValueError:

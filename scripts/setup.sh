@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Set up this checkout on a fresh Debian 12 machine: the store servers from
-# Debian's packages, then Python 3.12+ packages into .venv. Safe to re-run.
+# Set up this checkout on a fresh Debian 12 machine: the store servers and
+# the load balancer from Debian's packages, then Python 3.12+ packages into
+# .venv. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 for pair in redis-server:redis-server memcached:memcached haproxy:haproxy; do
-    command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
+    command -v "${pair%%:*}" >/dev/null || [[ -x /usr/sbin/${pair%%:*} ]] || missing+=("${pair##*:}")
 done
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2

@@ -29,16 +29,38 @@ def error_response(status, message, **extra):
 
 
 def read_json(request):
-    """Return the request body as a JSON object, or raise ApiError(400)."""
-    if not request.body:
+    """Return the request body as a JSON object, or raise ApiError(4xx)."""
+    # Check the type before touching request.body: the CSRF check may have
+    # parsed a form body already, after which the raw body is gone.
+    if request.META.get("CONTENT_LENGTH", "") in ("", "0"):
         raise ApiError(400, "the request body is empty; send a JSON object")
+    if request.content_type != "application/json":
+        raise ApiError(415, f"send a JSON object with Content-Type: application/json, not {request.content_type!r}")
     try:
         data = json.loads(request.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError, UnicodeDecodeError, and integers past Python's
+        # 4,300-digit limit are all ValueErrors.
         raise ApiError(400, f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "expected a JSON object")
     return data
+
+
+def require_text(data, name, *, required_because=""):
+    """Return data[name] if it is a string a database can store, or raise ApiError(400)."""
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{name}' is required and must be a string{required_because}")
+    if "\x00" in value:
+        raise ApiError(400, f"'{name}' contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"'{name}' is not valid Unicode (it holds a lone surrogate)") from None
+    return value
 
 
 def read_form_or_json(request):
@@ -67,7 +89,7 @@ def api_view(*methods, login_required=True, csrf=True):
     the CSRF check, as in Django REST framework. `csrf=False` is for views
     that set no cookie and answer only to the caller, like /api/token.
     """
-    allowed = set(methods)
+    allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
 
     def decorator(view):
         @csrf_exempt

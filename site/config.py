@@ -13,8 +13,8 @@ from redis.retry import Retry
 SESSION_ENGINES = {
     # State inside one process: lost when it dies, invisible to the others.
     "memory": "labsite.sessions.cache",
-    "file": "django.contrib.sessions.backends.file",
-    "db": "django.contrib.sessions.backends.db",
+    "file": "labsite.sessions.file",
+    "db": "labsite.sessions.db",
     "cached_db": "labsite.sessions.cached_db",
     "redis": "labsite.sessions.cache",
     "memcached": "labsite.sessions.cache",
@@ -65,7 +65,13 @@ def memcached_cache(url, timeout):
 
 
 def memory_cache(name):
-    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": name}
+    # LocMem forgets a third of its entries once it holds MAX_ENTRIES (300 by
+    # default): that would log users out with no instance dying.
+    return {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": name,
+        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
+    }
 
 
 def store_settings(

@@ -93,8 +93,11 @@ TEMPLATES = [
 # DATABASES
 # SQLite in WAL mode lets several processes on one host read while one
 # writes; IMMEDIATE transactions take the write lock up front, so two
-# instances never deadlock upgrading a read lock.
+# instances never deadlock upgrading a read lock. A writer waits at most
+# 2 s for the lock, then the request gets a 503.
 # https://docs.djangoproject.com/en/6.1/ref/databases/#database-is-locked-errors
+# PostgreSQL: 2 s is libpq's shortest connect timeout; tcp_user_timeout
+# drops a connection whose peer stopped acknowledging.
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{STATE_DIR / 'site.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
@@ -103,10 +106,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
+        "timeout": 2,
     }
 else:
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 2
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"connect_timeout": 2, "tcp_user_timeout": 2000, "keepalives_idle": 5}
+    )
 
 # STORES: the lab's two switches
 # A failed store must fail fast: every client gets this socket timeout.
@@ -129,6 +135,8 @@ try:
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
+if SESSION_STORE == "file":
+    Path(SESSION_FILE_PATH).mkdir(parents=True, exist_ok=True)
 
 # SESSIONS AND AUTHENTICATION
 

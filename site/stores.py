@@ -25,11 +25,15 @@ class StoreUnavailable(Exception):
 
 
 @contextmanager
-def store_errors(store):
-    """Re-raise any failure of the block as StoreUnavailable(store)."""
+def store_errors(store, expected=()):
+    """Re-raise any failure of the block as StoreUnavailable(store).
+
+    Exceptions in `expected` are part of the block's normal behaviour and
+    pass through unchanged.
+    """
     try:
         yield
-    except StoreUnavailable:
+    except (StoreUnavailable, *expected):
         raise
     except Exception as exc:
         raise StoreUnavailable(store, f"{type(exc).__name__}: {exc}") from exc

@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from accounts import throttle
 from chat.models import Message
 
 PASSWORD = "correct horse battery"
@@ -145,7 +146,23 @@ def test_login_is_throttled_after_repeated_failures(redis_stores, user, redis_db
     assert "too many failed logins" in locked.content.decode()
     assert get_token(Client()).status_code == 429
     # The count lives in the shared Redis, where every instance sees it.
-    assert any(b"login-failures:ada" in key for key in redis_db.keys("*"))
+    assert any(key.endswith(throttle._key("ada").encode()) for key in redis_db.keys("*"))
+
+
+def test_throttle_counts_the_username_the_form_logs_in(redis_stores, user):
+    client = Client()
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        client.post("/accounts/login/", {"username": "ada", "password": "guess"})
+    # The form strips spaces, so "ada   " is ada: still locked out.
+    padded = client.post("/accounts/login/", {"username": "ada   ", "password": PASSWORD})
+    assert padded.status_code == 429
+    assert get_token(Client(), username=" ada ").status_code == 429
+
+
+@pytest.mark.parametrize("username", ["ada lovelace", "x" * 240, "ünïcödé"])
+def test_any_username_is_a_legal_counter_key(session_store, username):
+    # memcached refuses keys with spaces or over 250 bytes; the key is hashed.
+    assert get_token(Client(), username=username).status_code == 401
 
 
 def test_a_good_login_clears_the_failures(redis_stores, user):

@@ -20,12 +20,43 @@ GOOD_ID = "6f1c1a52-1b1e-4d4c-9a0e-3f0f5f3e2a11"
         ('{"text": "hi"}', 400, "'client_id'"),
         ('{"text": "hi", "client_id": "not-a-uuid"}', 400, "not a UUID"),
         ('{"text": "hi", "client_id": 7}', 400, "'client_id'"),
+        ("[" * 100_000, 400, "nested too deeply"),
+        ('{"text": "hi", "client_id": %s}' % ("1" * 5000), 400, "malformed JSON"),
+        ('{"text": "\\ud800", "client_id": "%s"}' % GOOD_ID, 400, "lone surrogate"),
+        ('{"text": "nul\\u0000byte", "client_id": "%s"}' % GOOD_ID, 400, "NUL"),
     ],
 )
 def test_bad_message_posts(redis_stores, logged_in, body, status, named):
     response = logged_in.post("/api/rooms/lobby/messages", body, content_type="application/json")
     assert response.status_code == status
     assert named in response.json()["error"]
+
+
+def test_a_body_that_is_not_json_is_refused_by_type(redis_stores, logged_in):
+    multipart = "--xx\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhi\r\n--xx--\r\n"
+    response = logged_in.post(
+        "/api/rooms/lobby/messages", multipart, content_type="multipart/form-data; boundary=xx"
+    )
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('{"username": "a\\u0000", "password": "x"}', "NUL"),
+        ('{"username": "\\ud800", "password": "x"}', "lone surrogate"),
+        ('{"username": "", "password": "x"}', "'username' is empty"),
+    ],
+)
+def test_bad_token_requests_name_the_field(redis_stores, client, body, named):
+    response = client.post("/api/token", body, content_type="application/json")
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+
+
+def test_head_is_allowed_where_get_is(redis_stores, logged_in):
+    assert logged_in.head("/api/me").status_code == 200
 
 
 def test_text_of_exactly_the_limit_is_accepted(redis_stores, logged_in):
@@ -64,8 +95,8 @@ def test_bad_cursors(redis_stores, logged_in, query, named):
 def test_wrong_method_names_the_allowed_ones(redis_stores, logged_in):
     response = logged_in.put("/api/rooms/lobby/messages")
     assert response.status_code == 405
-    assert "GET, POST" in response.json()["error"]
-    assert response["Allow"] == "GET, POST"
+    assert "GET, HEAD, POST" in response.json()["error"]
+    assert response["Allow"] == "GET, HEAD, POST"
 
 
 def test_unknown_api_path_is_json_404(redis_stores, logged_in):

@@ -68,10 +68,3 @@ def test_without_a_cursor_the_latest_come_oldest_first(redis_stores, logged_in):
     latest = logged_in.get("/api/rooms/lobby/messages?limit=3").json()
     assert [m["text"] for m in latest["messages"]] == ["m2", "m3", "m4"]
 
-
-def test_room_page_escapes_what_it_shows(redis_stores, logged_in):
-    post(logged_in, "lobby", "<b>bold</b>")
-    rooms = logged_in.get("/").content.decode()
-    assert "#lobby" in rooms
-    page = logged_in.get("/rooms/lobby/").content.decode()
-    assert "<b>bold</b>" not in page

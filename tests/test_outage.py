@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -85,11 +86,23 @@ def test_paused_store_times_out_fast_and_the_session_survives(own_stores, store)
     assert Message.objects.filter(client_id=client_id).count() == 1
 
 
-def test_new_visitor_gets_503_not_a_loop_of_retries(own_stores):
-    own_stores("redis")
+def test_new_session_gets_503_not_a_loop_of_retries(own_stores):
+    # Django's cache engine would try 10,000 session keys and then fail with a 500.
+    own_stores("redis", presence_store="memory")
     own_stores.redis.stop()
-    response, elapsed = timed(lambda: Client().post("/accounts/login/", {"username": "ada", "password": PASSWORD}))
+    form = {"username": "grace", "password1": PASSWORD, "password2": PASSWORD}
+    response, elapsed = timed(lambda: Client().post("/accounts/signup/", form))
     assert response.status_code == 503 and elapsed < FAST
+    assert "needs <strong>redis</strong>" in response.content.decode()
+
+
+def test_missing_session_folder_is_a_503_not_a_logout(own_stores, settings):
+    client = own_stores("file")
+    folder = Path(settings.SESSION_FILE_PATH)
+    folder.rename(folder.with_name("moved"))
+    assert_unavailable(*timed(lambda: client.get("/api/me")), "file")
+    folder.with_name("moved").rename(folder)
+    assert client.get("/api/me").json()["username"] == "ada"
 
 
 def test_cached_db_survives_a_dead_cache(own_stores):
@@ -103,6 +116,8 @@ def test_dead_presence_store_is_a_503(own_stores):
     client = own_stores("db")
     own_stores.redis.stop()
     assert_unavailable(*timed(lambda: client.post("/api/rooms/lobby/presence")), "redis")
+    ready = client.get("/readyz")
+    assert (ready.status_code, ready.json()["store"]) == (503, "redis")
 
 
 def test_bearer_token_needs_no_session_store(own_stores):

@@ -99,4 +99,30 @@ def test_every_response_names_the_instance(session_store, client):
 def test_readyz_checks_every_configured_store(session_store, client):
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert "database" in response.json()["checked"]
+    expected = {
+        "memory": ["database", "presence"],
+        "file": ["database", "counters", "presence"],
+        "db": ["database", "counters", "presence"],
+        "cached_db": ["database", "counters", "presence"],
+        "redis": ["database", "sessions", "counters", "presence"],
+        "memcached": ["database", "sessions", "counters", "presence"],
+        "signed_cookies": ["database", "counters", "presence"],
+    }[session_store]
+    assert response.json()["checked"] == expected
+
+
+@pytest.mark.parametrize("cookie", ["\x00aaaaaaaaaa", "a" * 300, "../../../../etc/passwd", "ABCDEFGH12345678"])
+def test_a_forged_session_cookie_is_just_no_session(session_store, client, cookie):
+    client.cookies[settings.SESSION_COOKIE_NAME] = cookie
+    assert client.get("/api/me").status_code == 401
+    assert client.get("/").status_code == 302
+
+
+def test_memory_sessions_are_not_evicted_by_a_busy_process(settings, client, user):
+    from labsite.sessions.cache import SessionStore
+
+    assert settings.SESSION_STORE == "memory"
+    client.post("/accounts/login/", {"username": "ada", "password": PASSWORD})
+    for _ in range(1000):
+        SessionStore().create()
+    assert client.get("/api/me").status_code == 200

@@ -1,21 +1,21 @@
 """Sessions in a cache: LocMem (`memory`), Redis or memcached."""
 
-import re
-
 from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.cache import SessionStore as CacheStore
-from django.contrib.sessions.backends.base import CreateError
 
+from labsite.sessions.keys import valid_session_key
 from labsite.stores import store_errors
 
-# Django makes session keys of 32 lowercase letters and digits. Anything else
-# in a cookie is not ours, so a store error can only mean the store is down.
-SESSION_KEY = re.compile(r"[a-z0-9]{32}")
+# A session that vanished between load and save is not a store failure.
+SESSION_RACES = (CreateError, UpdateError)
 
 
 class SessionStore(CacheStore):
+    # Keys are checked before any store sees them, so a store error can only
+    # mean the store is down.
     def _validate_session_key(self, key):
-        return bool(key) and SESSION_KEY.fullmatch(key) is not None
+        return valid_session_key(key)
 
     def load(self):
         with store_errors(settings.SESSION_STORE):
@@ -40,7 +40,7 @@ class SessionStore(CacheStore):
         raise CreateError("ten random session keys in a row were taken")
 
     def save(self, must_create=False):
-        with store_errors(settings.SESSION_STORE):
+        with store_errors(settings.SESSION_STORE, expected=SESSION_RACES):
             super().save(must_create)
 
     def exists(self, session_key):

@@ -10,7 +10,7 @@ import logging
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 
-from labsite.sessions.cache import SESSION_KEY
+from labsite.sessions.keys import valid_session_key
 from labsite.stores import store_errors
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 class SessionStore(CachedDBStore):
     def _validate_session_key(self, key):
-        return bool(key) and SESSION_KEY.fullmatch(key) is not None
+        return valid_session_key(key)
 
     def load(self):
         try:

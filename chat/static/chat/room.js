@@ -11,6 +11,7 @@
   const list = document.getElementById("messages");
   const newBelow = document.getElementById("new-below");
   const compose = document.getElementById("compose");
+  const sendButton = compose.querySelector("button[type=submit]");
   const textBox = document.getElementById("text");
   const composeError = document.getElementById("compose-error");
   const online = document.getElementById("online");
@@ -23,6 +24,10 @@
   let cursor = null;
   let loggedOut = false;
   let unreachable = false;
+  let sending = false;
+  // The unsent message and the client_id it keeps until acknowledged, so a
+  // second press of Enter retries it instead of making a second copy.
+  let pending = null;
 
   class LoggedOut extends Error {}
 
@@ -159,20 +164,33 @@
   async function send(event) {
     event.preventDefault();
     const text = textBox.value;
-    if (!text.trim() || loggedOut) return;
+    if (!text.trim() || loggedOut || sending) return;
+    if (!pending || pending.text !== text) pending = { text, client_id: uuid4() };
+    sending = true;
+    sendButton.disabled = true;
     composeError.hidden = true;
-    const clientId = uuid4();
+    try {
+      await deliver(pending);
+    } finally {
+      sending = false;
+      sendButton.disabled = false;
+    }
+  }
+
+  async function deliver(message) {
     // Retrying with the same client_id is safe: the server keeps one copy.
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const { data } = await call("POST", `${api}/messages`, { text, client_id: clientId });
-        if (textBox.value === text) textBox.value = "";
+        const { data } = await call("POST", `${api}/messages`, message);
+        pending = null;
+        if (textBox.value === message.text) textBox.value = "";
         showMessages([data]);
         list.scrollTop = list.scrollHeight;
         return;
       } catch (err) {
         if (err instanceof LoggedOut) return;
         if (err.status && err.status < 500) {
+          pending = null;
           composeError.textContent = `Not sent: ${err.message}`;
           composeError.hidden = false;
           return;
@@ -180,7 +198,8 @@
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
-    composeError.textContent = "Not sent: the server did not answer. Your message is still in the box.";
+    composeError.textContent =
+      "Not sent yet: the server did not answer. Your message is still in the box; press Send to retry it.";
     composeError.hidden = false;
   }
 

@@ -1,0 +1,10 @@
+"""Sessions in the database: Django's engine, strict about session keys."""
+
+from django.contrib.sessions.backends.db import SessionStore as DBStore
+
+from labsite.sessions.keys import valid_session_key
+
+
+class SessionStore(DBStore):
+    def _validate_session_key(self, key):
+        return valid_session_key(key)
