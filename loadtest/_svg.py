@@ -9,8 +9,8 @@ FONT = 'font-family="system-ui, sans-serif"'
 def _nice_max(value):
     if not value or value <= 0:
         return 1
-    for step in (1, 2, 2.5, 5, 10):
-        for magnitude in range(-3, 7):
+    for magnitude in range(-3, 7):
+        for step in (1, 2, 2.5, 5):
             top = step * 10**magnitude
             if top >= value:
                 return top
