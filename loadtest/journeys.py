@@ -16,7 +16,7 @@ import secrets
 import uuid
 from urllib.parse import urlencode
 
-from locust import FastHttpUser, constant_pacing, events, task
+from locust import FastHttpUser, between, events, task
 
 from loadtest._recorder import recorder
 
@@ -29,7 +29,9 @@ _numbers = itertools.count()
 
 
 class ChatUser(FastHttpUser):
-    wait_time = constant_pacing(1)
+    # About once a second, with jitter: users that tick in step would hit the
+    # site in bursts, and the latency would measure the bursts.
+    wait_time = between(0.75, 1.25)
 
     def on_start(self):
         number = next(_numbers)
