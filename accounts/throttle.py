@@ -10,7 +10,6 @@ import hashlib
 from django.conf import settings
 from django.contrib.auth.forms import UsernameField
 from django.core.cache import caches
-
 from labsite.stores import store_errors
 
 

@@ -5,11 +5,11 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
+from labsite.api import ApiError, api_view, read_json, require_text
 
 from chat import services
 from chat.models import ROOM_SLUG, Message
 from chat.presence import presence_store
-from labsite.api import ApiError, api_view, read_json, require_text
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from labsite.config import PRESENCE_STORES, SESSION_ENGINES
+
 from deploy import haproxy, stores
 from deploy.processes import (
     DeployError,
@@ -27,7 +29,6 @@ from deploy.processes import (
     stop,
     wait_for,
 )
-from labsite.config import PRESENCE_STORES, SESSION_ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
@@ -122,7 +123,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     _check_ports(port, wanted, instances)
 
     cluster = Cluster(
-        state_dir=str(state_dir), port=port, lb=lb, sessions=sessions, presence=presence,
+        # Absolute: HAProxy reads a relative socket path as host:port.
+        state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), env=dict(env or {}),
     )
     (cluster.path / "logs").mkdir(parents=True, exist_ok=True)
@@ -369,9 +371,10 @@ def _start_haproxy(cluster):
             slots=slots,
         )
     )
-    check = subprocess.run([binary, "-c", "-q", "-f", config], capture_output=True, text=True)
+    check = subprocess.run([binary, "-c", "-f", config], capture_output=True, text=True)
     if check.returncode:
-        raise DeployError(f"haproxy rejected {config}: {check.stderr.strip()}")
+        alerts = [line for line in check.stderr.splitlines() if "ALERT" in line]
+        raise DeployError(f"haproxy rejected {config}: {alerts[0] if alerts else check.stderr.strip()}")
     cluster.haproxy_pid = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log")
     cluster.save()
     wait_for(lambda: port_open(cluster.port) or not alive(cluster.haproxy_pid), timeout=10,

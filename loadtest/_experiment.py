@@ -12,8 +12,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy import cluster as deploy
 from labsite.config import SESSION_ENGINES
+
+from deploy import cluster as deploy
 from loadtest._audit import audit_messages
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ COLUMNS = [
     ("req/s", lambda r: f"{r['rps']:g}"),
     ("p50 ms", lambda r: _num(r["p50_ms"])),
     ("p99 ms", lambda r: _num(r["p99_ms"])),
-    ("messages acked/lost/dup", lambda r: f"{r['messages_acknowledged']}/{r['messages_lost']}/{r['messages_duplicated']}"),
+    ("messages acked/lost/dup",
+     lambda r: f"{r['messages_acknowledged']}/{r['messages_lost']}/{r['messages_duplicated']}"),
     ("presence accuracy", lambda r: "n/a" if r["presence_accuracy"] is None else f"{r['presence_accuracy']:.0%}"),
     ("busiest instance", lambda r: _busiest(r["served_share"])),
 ]
@@ -155,10 +156,12 @@ def report_html(plan, results, rows, reading, bars, timelines):
 <title>Kill experiment: what each store costs users</title>
 <style>
 body {{ font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }}
-table {{ border-collapse: collapse; font-size: .9rem; }} th, td {{ border-bottom: 1px solid #d9dee6; padding: .35rem .6rem; text-align: left; }}
+table {{ border-collapse: collapse; font-size: .9rem; }}
+th, td {{ border-bottom: 1px solid #d9dee6; padding: .35rem .6rem; text-align: left; }}
 th {{ background: #f1f4f8; }} .bars {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
 .configs {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(660px, 1fr)); gap: 1rem; }}
-.config {{ border: 1px solid #d9dee6; border-radius: 8px; padding: .5rem 1rem; }} .meta {{ color: #5b6575; font-size: .85rem; }}
+.config {{ border: 1px solid #d9dee6; border-radius: 8px; padding: .5rem 1rem; }}
+.meta {{ color: #5b6575; font-size: .85rem; }}
 li {{ margin: .3rem 0; }}
 </style></head><body>
 <h1>What happens to users when an instance dies</h1>

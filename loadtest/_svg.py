@@ -35,7 +35,8 @@ def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, he
         return top + plot_h - y / y_max * plot_h
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{escape(title)}">',
+             f'height="{height}" role="img" aria-label="{escape(title)}">'
+             '<rect width="100%" height="100%" fill="#fff"/>',
              f'<text x="{left}" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
     for fraction in (0, 0.5, 1):
         y = py(y_max * fraction)
@@ -75,7 +76,8 @@ def bar_chart(title, rows, *, unit="", width=420, color=PALETTE[0], digits=1):
     height = top + row_h * len(rows) + 6
     top_value = _nice_max(max((v for _, v in rows if v is not None), default=0))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{escape(title)}">',
+             f'height="{height}" role="img" aria-label="{escape(title)}">'
+             '<rect width="100%" height="100%" fill="#fff"/>',
              f'<text x="0" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
     for i, (label, value) in enumerate(rows):
         y = top + i * row_h
@@ -101,7 +103,8 @@ def share_chart(title, rows, *, width=420):
     colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
     height = top + row_h * len(rows) + 24
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{escape(title)}">',
+             f'height="{height}" role="img" aria-label="{escape(title)}">'
+             '<rect width="100%" height="100%" fill="#fff"/>',
              f'<text x="0" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
     for i, (label, shares) in enumerate(rows):
         y = top + i * row_h

@@ -8,6 +8,7 @@ place, and never a redirect to the login page.
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -103,6 +104,10 @@ def api_view(*methods, login_required=True, csrf=True):
                 return response
             by_token = getattr(request, "auth_method", None) == "token"
             if login_required and not request.user.is_authenticated:
+                if getattr(request, "idle_logout", False):
+                    return error_response(
+                        401, f"logged out after {settings.IDLE_TIMEOUT:g} s without a request; log in again"
+                    )
                 return error_response(
                     401, "not logged in: log in, or send Authorization: Bearer <token>"
                 )

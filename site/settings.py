@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-
 from labsite.config import ConfigError, store_settings
 
 SITE_DIR = Path(__file__).resolve().parent
@@ -122,21 +121,21 @@ MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
 STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
 
 try:
-    globals().update(
-        store_settings(
-            session_store=os.environ.get("SESSION_STORE", "memory"),
-            presence_store=os.environ.get("PRESENCE_STORE", "memory"),
-            session_engine=os.environ.get("SESSION_ENGINE"),
-            redis_url=REDIS_URL,
-            memcached_url=MEMCACHED_URL,
-            state_dir=STATE_DIR,
-            timeout=STORE_TIMEOUT,
-        )
+    STORES = store_settings(
+        session_store=os.environ.get("SESSION_STORE", "memory"),
+        presence_store=os.environ.get("PRESENCE_STORE", "memory"),
+        session_engine=os.environ.get("SESSION_ENGINE"),
+        redis_url=REDIS_URL,
+        memcached_url=MEMCACHED_URL,
+        state_dir=STATE_DIR,
+        timeout=STORE_TIMEOUT,
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
-if SESSION_STORE == "file":
-    Path(SESSION_FILE_PATH).mkdir(parents=True, exist_ok=True)
+# SESSION_STORE, SESSION_ENGINE, PRESENCE_STORE, CACHES and the rest.
+globals().update(STORES)
+if STORES["SESSION_STORE"] == "file":
+    Path(STORES["SESSION_FILE_PATH"]).mkdir(parents=True, exist_ok=True)
 
 # SESSIONS AND AUTHENTICATION
 

@@ -1,10 +1,14 @@
+import shutil
+
 import pytest
 import redis
 from django.core.cache import caches
 from django.test import Client
+from labsite.config import SESSION_ENGINES, store_settings
 
 from chat import presence
-from labsite.config import SESSION_ENGINES, store_settings
+from deploy.processes import alive
+from tests.clusters import ROOT, Cluster, deploy, free_base_port, recorded_pids
 from tests.servers import memcached_server, redis_server
 
 SESSION_STORES = list(SESSION_ENGINES)
@@ -112,3 +116,29 @@ def client_factory(django_user_model):
 @pytest.fixture
 def csrf_client():
     return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Start clusters on demand; always bring them down and check nothing is left."""
+    started = []
+
+    def up(instances=2, sessions="redis", presence="redis", lb="roundrobin", db="sqlite", state_dir=None,
+           env=None):
+        """state_dir: a folder relative to the checkout, as a person would type it.
+        env: site settings for every instance."""
+        state_dir = state_dir or tmp_path / f"cluster{len(started)}"
+        started.append(state_dir)
+        port = free_base_port()
+        settings = [f"--env={name}={value}" for name, value in (env or {}).items()]
+        deploy(state_dir, "up", "--instances", str(instances), "--sessions", sessions,
+               "--presence", presence, "--lb", lb, "--db", db, "--port", str(port), *settings)
+        return Cluster(state_dir)
+
+    yield up
+    for state_dir in started:
+        pids = recorded_pids(ROOT / state_dir)
+        deploy(state_dir, "down", check=False)
+        assert not [pid for pid in pids if alive(pid)], "down left processes running"
+        if not state_dir.is_absolute():
+            shutil.rmtree(ROOT / state_dir, ignore_errors=True)

@@ -1,8 +1,5 @@
 """Real clusters: gunicorn instances behind HAProxy, started and broken by `python -m deploy`."""
 
-import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -10,72 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import DeployError, alive, port_free, require
+from deploy.processes import DeployError, require
+from tests.clusters import deploy
 from tests.http import Browser
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
-
-
-def deploy(state_dir, *args, check=True):
-    done = subprocess.run(
-        [sys.executable, "-m", "deploy", "--state-dir", str(state_dir), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
-    )
-    if check and done.returncode:
-        raise AssertionError(f"deploy {' '.join(args)} failed: {done.stderr}")
-    return done
-
-
-def free_base_port():
-    """A base port whose block of 30 ports is free: LB, stats, stores, instances."""
-    for base in range(21000, 60000, 997):
-        if all(port_free(base + offset) for offset in range(30)):
-            return base
-    raise RuntimeError("no free block of 30 ports")
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    """Start clusters on demand; always bring them down and check nothing is left."""
-    started = []
-
-    def up(instances=2, sessions="redis", presence="redis", lb="roundrobin", db="sqlite"):
-        state_dir = tmp_path / f"cluster{len(started)}"
-        started.append(state_dir)
-        port = free_base_port()
-        deploy(state_dir, "up", "--instances", str(instances), "--sessions", sessions,
-               "--presence", presence, "--lb", lb, "--db", db, "--port", str(port))
-        return Cluster(state_dir)
-
-    yield up
-    for state_dir in started:
-        pids = [p["pid"] for p in _recorded(state_dir)]
-        deploy(state_dir, "down", check=False)
-        assert not [pid for pid in pids if alive(pid)], "down left processes running"
-
-
-def _recorded(state_dir):
-    path = state_dir / "cluster.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
-    return [{"pid": data["haproxy_pid"]}, *data["instances"].values(), *data["stores"].values()]
-
-
-class Cluster:
-    def __init__(self, state_dir):
-        self.state_dir = state_dir
-        self.url = self.status()["url"]
-
-    def status(self):
-        return json.loads(deploy(self.state_dir, "status", "--json").stdout)
-
-    def run(self, *args):
-        return deploy(self.state_dir, *args)
-
-    def instance(self, name):
-        return next(i for i in self.status()["instances"] if i["name"] == name)
 
 
 def served_by(response):
@@ -252,6 +188,12 @@ def test_killed_instance_comes_back_with_start(cluster):
     assert c.instance("app1")["alive"] is False
     c.run("start", "app1")
     assert (c.instance("app1")["alive"], c.instance("app1")["lb_state"]) == (True, "UP")
+
+
+def test_a_relative_state_folder_works(cluster):
+    # HAProxy reads a relative socket path as host:port; deploy must not pass one.
+    c = cluster(instances=1, state_dir=Path("state") / f"test-relative-{uuid.uuid4().hex[:8]}")
+    assert c.instance("app1")["lb_state"] == "UP"
 
 
 def test_postgres_cluster(cluster):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.http import Browser
 from deploy.processes import port_open, wait_for
+from tests.http import Browser
 from tests.servers import free_port, postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent

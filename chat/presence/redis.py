@@ -1,7 +1,8 @@
 import math
 
-from chat.presence.base import PresenceStore
 from labsite.stores import redis_client, store_errors
+
+from chat.presence.base import PresenceStore
 
 
 class RedisPresence(PresenceStore):

@@ -1,5 +1,4 @@
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-
 from labsite.errors import store_unavailable_response
 from labsite.stores import StoreUnavailable
 

@@ -47,6 +47,12 @@
     notice.hidden = false;
   }
 
+  function markUnreachable() {
+    if (unreachable || loggedOut) return;
+    unreachable = true;
+    showNotice("The site is unreachable: no instance answered. Retrying every second; nothing you typed is lost.");
+  }
+
   async function call(method, url, body) {
     let response;
     try {
@@ -62,14 +68,18 @@
         body: body ? JSON.stringify(body) : undefined,
       });
     } catch (err) {
-      if (!unreachable) {
-        unreachable = true;
-        showNotice("The server is unreachable. Retrying every second; nothing you typed is lost.");
-      }
+      markUnreachable();
       throw err;
     }
     const instance = response.headers.get("X-Served-By");
-    if (instance) servedBy.textContent = instance;
+    if (!instance && response.status >= 502) {
+      // The load balancer answered, but no instance of the site did.
+      markUnreachable();
+      const err = new Error(`HTTP ${response.status} from the load balancer`);
+      err.status = response.status;
+      throw err;
+    }
+    servedBy.textContent = instance || servedBy.textContent;
     if (unreachable) {
       unreachable = false;
       if (!loggedOut) {
