@@ -104,6 +104,11 @@
     if (loggedOut) return;
     loggedOut = true;
     loginState.textContent = "not logged in";
+    const nav = document.querySelector(".top nav");
+    const login = document.createElement("a");
+    login.href = config.loginUrl;
+    login.textContent = "Log in";
+    nav.replaceChildren(login);
     const unsent = textBox.value.trim();
     const link = document.createElement("a");
     link.href = config.loginUrl;
