@@ -1,3 +1,7 @@
+import time
+
+from django.conf import settings
+from django.contrib.auth import logout
 from django.http import JsonResponse
 
 from accounts.tokens import user_for_token
@@ -30,3 +34,44 @@ class BearerTokenMiddleware:
             request.user = user
             request.auth_method = "token"
         return self.get_response(request)
+
+
+LAST_SEEN = "_last_seen"
+
+
+def mark_seen(request):
+    request.session[LAST_SEEN] = int(time.time())
+
+
+class IdleTimeoutMiddleware:
+    """Log out a login that has seen no request for IDLE_TIMEOUT seconds.
+
+    A login is soft state: it lasts while requests refresh it. The refresh is
+    lazy, a session write at most once per IDLE_TIMEOUT / 10, so an active
+    user costs no write on most requests; a user is therefore logged out
+    between 0.9 and 1.0 x IDLE_TIMEOUT after their last request. It works
+    the same on every session store, since it only reads and writes the
+    session.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if (
+            settings.IDLE_TIMEOUT
+            and settings.SESSION_COOKIE_NAME in request.COOKIES
+            and getattr(request, "auth_method", None) != "token"
+            and request.user.is_authenticated
+        ):
+            self._check(request)
+        return self.get_response(request)
+
+    def _check(self, request):
+        now = int(time.time())
+        last_seen = request.session.get(LAST_SEEN, now)
+        if now - last_seen > settings.IDLE_TIMEOUT:
+            logout(request)
+            request.idle_logout = True
+        elif now - last_seen >= settings.IDLE_TIMEOUT / 10 or LAST_SEEN not in request.session:
+            request.session[LAST_SEEN] = now

@@ -40,3 +40,18 @@ class Message(models.Model):
             "client_id": str(self.client_id),
             "created_at": self.created_at.isoformat(),
         }
+
+
+class RoomActivity(models.Model):
+    """A room's activity in one maintenance period, written by the lease holder."""
+
+    room = models.ForeignKey(Room, related_name="activity", on_delete=models.CASCADE)
+    period_start = models.DateTimeField()
+    messages = models.IntegerField()
+    # Online when the rollup ran, as this instance's presence store sees it.
+    online = models.IntegerField()
+    # The fencing token of the write, to tell which holder made it.
+    token = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "period_start"], name="one_rollup_per_period")]

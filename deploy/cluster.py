@@ -338,6 +338,8 @@ def _start_instance(cluster, name):
         # of state, so more workers would be more instances behind one port.
         "--workers", "1", "--threads", "8",
         "--graceful-timeout", "10",
+        # Every instance would share gunicorn's one default control socket.
+        "--no-control-socket",
     ]
     pid = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
     cluster.instances[name] = {"port": port, "pid": pid}

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "accounts",
     "chat",
+    "maintenance",
 ]
 
 MIDDLEWARE = [
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.BearerTokenMiddleware",
+    "accounts.middleware.IdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -156,6 +158,11 @@ PASSWORD_ITERATIONS = int(env_float("PASSWORD_ITERATIONS", 0))
 if PASSWORD_ITERATIONS:
     PASSWORD_HASHERS = ["accounts.hashers.TunablePBKDF2PasswordHasher"]
 
+# Idle logout: a login lapses after this many seconds without a request
+# (besides SESSION_COOKIE_AGE, the absolute limit); 0 turns it off. The
+# session records activity at most once per IDLE_TIMEOUT / 10.
+IDLE_TIMEOUT = env_float("IDLE_TIMEOUT", 900)
+
 # Bearer tokens for /api/: signed and expiring, checked without any session.
 API_TOKEN_MAX_AGE = int(env_float("API_TOKEN_MAX_AGE", 3600))
 
@@ -170,6 +177,22 @@ LOGIN_FAILURE_WINDOW = int(env_float("LOGIN_FAILURE_WINDOW", 300))
 
 PRESENCE_HEARTBEAT_INTERVAL = env_float("PRESENCE_HEARTBEAT_INTERVAL", 5)
 PRESENCE_TTL = 3 * PRESENCE_HEARTBEAT_INTERVAL + 1
+
+# MAINTENANCE
+# Once per MAINTENANCE_PERIOD, cluster-wide, the holder of a lease in Redis
+# clears expired sessions and writes the rooms' activity rollup. The lease
+# lives LEASE_TTL and is renewed every LEASE_TTL / 3; an instance without it
+# tries again every LEASE_RETRY, so a dead holder is replaced within
+# LEASE_TTL + LEASE_RETRY. Needs Redis, so it is on when Redis is in use.
+# MAINTENANCE_WORK_SECONDS stretches each job, for tests and demos of fencing.
+
+MAINTENANCE = env_bool("MAINTENANCE", "redis" in (STORES["SHARED_STORE"], STORES["PRESENCE_STORE"]))
+LEASE_TTL = env_float("LEASE_TTL", 6)
+LEASE_RETRY = env_float("LEASE_RETRY", 1)
+MAINTENANCE_PERIOD = int(env_float("MAINTENANCE_PERIOD", 10))
+MAINTENANCE_WORK_SECONDS = env_float("MAINTENANCE_WORK_SECONDS", 0)
+if LEASE_TTL <= 0 or LEASE_RETRY <= 0 or MAINTENANCE_PERIOD < 1:
+    raise ImproperlyConfigured("LEASE_TTL and LEASE_RETRY must be positive, MAINTENANCE_PERIOD at least 1")
 
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.

@@ -7,6 +7,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("chat.api_urls")),
+    path("", include("maintenance.urls")),
     path("", include("chat.urls")),
 ]
 

@@ -1,0 +1,108 @@
+"""The maintenance scheduler: every instance runs one; only the lease holder acts.
+
+Timings (settings, in seconds): the lease lives LEASE_TTL and is renewed
+every LEASE_TTL / 3, so one lost renewal does not lose it; an instance
+without it tries to acquire every LEASE_RETRY; the job runs once per
+MAINTENANCE_PERIOD cluster-wide. A takeover after the holder dies therefore
+takes at most LEASE_TTL + LEASE_RETRY.
+"""
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
+from labsite.stores import redis_client
+
+from maintenance import jobs
+from maintenance.fencing import StaleToken
+from maintenance.lease import Lease
+
+logger = logging.getLogger(__name__)
+LEASE_NAME = "maintenance"
+
+
+class Scheduler(threading.Thread):
+    def __init__(self, *, lease, period, retry, instance):
+        super().__init__(name="maintenance-scheduler", daemon=True)
+        self.lease = lease
+        self.period = period
+        self.retry = retry
+        self.instance = instance
+        self.holding = None
+        self.working = False  # inside a job: between deciding to act and writing
+        self._stop_event = threading.Event()
+
+    def stop(self):
+        self._stop_event.set()
+
+    def run(self):
+        next_renewal = 0.0
+        while not self._stop_event.is_set():
+            try:
+                if self.holding is None:
+                    self._try_to_acquire()
+                    next_renewal = time.monotonic() + self.lease.ttl / 3
+                elif time.monotonic() >= next_renewal:
+                    self._renew()
+                    next_renewal = time.monotonic() + self.lease.ttl / 3
+                if self._may_act():
+                    self._act()
+            except StaleToken as refused:
+                logger.warning("%s; stepping down", refused)
+                self._step_down()
+            except Exception:
+                logger.exception("maintenance: giving up the lease after an error")
+                self._step_down()
+            finally:
+                close_old_connections()
+            self._stop_event.wait(self.retry if self.holding is None else min(self.retry, self.lease.ttl / 6))
+
+    def _try_to_acquire(self):
+        self.holding = self.lease.acquire()
+        if self.holding:
+            logger.info("maintenance: acquired the lease with token %d", self.holding.token)
+
+    def _renew(self):
+        if not self.lease.renew(self.holding):
+            logger.warning("maintenance: the lease is no longer ours; stepping down")
+            self.holding = None
+
+    def _may_act(self):
+        """Act only while the lease we last confirmed has surely not expired."""
+        return self.holding is not None and time.monotonic() < self.holding.valid_until
+
+    def _act(self):
+        self.working = True
+        try:
+            jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
+                                 still_holding=self._may_act)
+        finally:
+            self.working = False
+
+    def _step_down(self):
+        self.holding = None
+        try:
+            self.lease.release()
+        except Exception as exc:
+            logger.warning("maintenance: could not release the lease (it will expire): %s", exc)
+
+
+_scheduler = None
+
+
+def start():
+    """Start this process's scheduler, once, if MAINTENANCE is on."""
+    global _scheduler
+    if _scheduler is not None or not settings.MAINTENANCE:
+        return _scheduler
+    lease = Lease(redis_client(), LEASE_NAME, ttl=settings.LEASE_TTL, instance=settings.INSTANCE_NAME)
+    _scheduler = Scheduler(lease=lease, period=settings.MAINTENANCE_PERIOD, retry=settings.LEASE_RETRY,
+                           instance=settings.INSTANCE_NAME)
+    _scheduler.start()
+    return _scheduler
+
+
+def current():
+    return _scheduler

@@ -1,0 +1,57 @@
+import time
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.shortcuts import render
+from labsite.api import api_view
+from labsite.stores import StoreUnavailable, store_errors
+
+from maintenance import scheduler
+from maintenance.fencing import highest_token
+from maintenance.models import RefusedWrite, Run
+
+
+def lease_state():
+    """The lease as Redis, this instance and the database each see it."""
+    running = scheduler.current()
+    redis_view = None
+    if running is not None:
+        try:
+            with store_errors("redis"):
+                redis_view = running.lease.info()
+        except StoreUnavailable as failure:
+            redis_view = {"error": str(failure)}
+    holding = running.holding if running else None
+    refused = RefusedWrite.objects.order_by("-at").first()
+    return {
+        "enabled": running is not None,
+        "lease": redis_view,
+        "this_instance": {
+            "instance": settings.INSTANCE_NAME,
+            "holds": holding is not None,
+            "working": bool(running and running.working),
+            "token": holding.token if holding else None,
+            "valid_for": round(holding.valid_until - time.monotonic(), 3) if holding else None,
+        },
+        "highest_token_in_database": highest_token(scheduler.LEASE_NAME),
+        "last_refused_write": refused and {
+            "token": refused.token, "highest": refused.highest, "instance": refused.instance,
+            "at": refused.at.isoformat(),
+        },
+        "recent_runs": [
+            {"period_start": run.period_start.isoformat(), "token": run.token, "instance": run.instance,
+             "sessions_cleared": run.sessions_cleared}
+            for run in Run.objects.order_by("-period_start")[:10]
+        ],
+        "timings": {"ttl": settings.LEASE_TTL, "renew_every": round(settings.LEASE_TTL / 3, 3),
+                    "retry": settings.LEASE_RETRY, "period": settings.MAINTENANCE_PERIOD},
+    }
+
+
+@api_view("GET", login_required=False)
+def lease_api(request):
+    return JsonResponse(lease_state())
+
+
+def lease_page(request):
+    return render(request, "maintenance/lease.html", {"state": lease_state()})
