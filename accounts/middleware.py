@@ -3,6 +3,8 @@ import time
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import JsonResponse
+from labsite.errors import store_unavailable_response
+from labsite.stores import StoreUnavailable
 
 from accounts.tokens import user_for_token
 
@@ -37,6 +39,8 @@ class BearerTokenMiddleware:
 
 
 LAST_SEEN = "_last_seen"
+# Health checks and static files must not touch the session store.
+SESSIONLESS_PATHS = ("/healthz", "/readyz", "/static/")
 
 
 def mark_seen(request):
@@ -58,13 +62,18 @@ class IdleTimeoutMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if (
-            settings.IDLE_TIMEOUT
-            and settings.SESSION_COOKIE_NAME in request.COOKIES
-            and getattr(request, "auth_method", None) != "token"
-            and request.user.is_authenticated
-        ):
-            self._check(request)
+        try:
+            if (
+                settings.IDLE_TIMEOUT
+                and not request.path.startswith(SESSIONLESS_PATHS)
+                and settings.SESSION_COOKIE_NAME in request.COOKIES
+                and getattr(request, "auth_method", None) != "token"
+                and request.user.is_authenticated
+            ):
+                self._check(request)
+        except StoreUnavailable as failure:
+            # Raised here, outside any view, it would bypass StoreFailureMiddleware.
+            return store_unavailable_response(request, failure)
         return self.get_response(request)
 
     def _check(self, request):

@@ -10,6 +10,7 @@ from labsite.api import ApiError, api_view, read_json, require_text
 from chat import services
 from chat.models import ROOM_SLUG, Message
 from chat.presence import presence_store
+from chat.presence.base import parse_version
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -80,21 +81,28 @@ def _post_message(request, room):
 
 @api_view("GET", "POST", "DELETE")
 def presence(request, room):
-    """GET lists who is online; POST is a heartbeat; DELETE leaves the room."""
+    """GET reads who is online; POST is a heartbeat; DELETE leaves the room.
+
+    With `?since=<version>` the answer holds only the changes after that
+    version, so a poll stays cheap however large the room; without it, or
+    when the client is too far behind, the full list.
+    """
     room = _room(room)
+    since = request.GET.get("since")
+    if since is not None and parse_version(since) is None:
+        raise ApiError(400, f"'since' must be a version from an earlier answer, like 'a1b2.42', not {since[:40]!r}")
     store = presence_store()
     username = request.user.get_username()
     if request.method == "POST":
-        online = store.heartbeat(room, username)
-    elif request.method == "DELETE":
-        store.leave(room, username)
-        online = store.online(room)
+        view = store.heartbeat(room, username, since)
     else:
-        online = store.online(room)
+        if request.method == "DELETE":
+            store.leave(room, username)
+        view = store.view(room, since)
     return JsonResponse(
         {
             "room": room,
-            "online": online,
+            **view.as_json(),
             "ttl": store.ttl,
             "heartbeat_interval": settings.PRESENCE_HEARTBEAT_INTERVAL,
             "store": store.name,

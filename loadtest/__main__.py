@@ -6,6 +6,7 @@ the cluster's end. Then report.html, results.json and summary.md.
 """
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -14,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deploy.processes import DeployError
+from loadtest import _bench
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -39,8 +41,26 @@ def main(argv=None):
     run.add_argument("--quick", action="store_true",
                      help="3 configurations, 20 users, 36 s each (about 3 minutes); "
                           "exit 1 unless the headline results hold")
+    bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
+    bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
+                       help="comma-separated; the first is the base of the ratios")
+    bench.add_argument("--rounds", type=int, default=3)
+    bench.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
+    bench.add_argument("--connections", type=int, default=8)
+    bench.add_argument("--port", type=int, default=8200)
+    bench.add_argument("--out", type=Path, default=Path("results") / "bench")
+    sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
+    sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
+    presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
+    presence.add_argument("--sizes", default="10,1000,10000")
     args = parser.parse_args(argv)
     try:
+        if args.command == "bench":
+            return run_bench(args)
+        if args.command == "bench-sessions":
+            return run_micro("sessions", args.stores.split(","), None)
+        if args.command == "bench-presence":
+            return run_micro("presence", ["memory", "redis"], args.sizes)
         return run_experiment(args)
     except (DeployError, ValueError, RuntimeError) as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
@@ -85,6 +105,45 @@ def run_experiment(args):
             return 1
         print("headline results hold: memory+sticky loses sessions after the kill, redis loses none, "
               "no acknowledged message is lost or duplicated.")
+    return 0
+
+
+def run_bench(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = _bench.bench(stores_to_run=args.stores.split(","), rounds=args.rounds, seconds=args.seconds,
+                          connections=args.connections, port=args.port, out=args.out)
+    print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s, medians; "
+          f"one instance behind HAProxy; ratios to {args.stores.split(',')[0]}")
+    print("| store | poll mix req/s | ratio | p50 ms | p99 ms | login req/s | ratio | p50 ms | p99 ms "
+          "| wrk CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for store, mixes in report["stores"].items():
+        poll, login = mixes["poll"], mixes["login"]
+        print(f"| {store} | {poll['rps']:.0f} | {poll['ratio']:.2f} | {poll['p50_ms']:.2f} | {poll['p99_ms']:.2f} "
+              f"| {login['rps']:.0f} | {login['ratio']:.2f} | {login['p50_ms']:.2f} | {login['p99_ms']:.2f} "
+              f"| {poll['generator_cpu']:.0%} |")
+        if poll["bad_responses"] or login["bad_responses"]:
+            print(f"  {store}: {poll['bad_responses']} poll and {login['bad_responses']} login answers "
+                  "were not 2xx/3xx", file=sys.stderr)
+    lb = report["load_balancer"]
+    print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
+          f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")
+    print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_micro(kind, stores, argument):
+    figures = _bench.micro(kind, stores_to_run=stores, argument=argument)
+    if kind == "sessions":
+        print("| store | load µs | save µs | bytes per session |\n|---|---|---|---|")
+        for row in figures:
+            print(f"| {row['store']} | {row['load_us']} | {row['save_us']} | {row['bytes']} |")
+    else:
+        print("| store | online | heartbeat µs | poll µs (changes since) | full list µs |\n|---|---|---|---|---|")
+        for row in figures:
+            print(f"| {row['store']} | {row['online']} | {row['heartbeat_us']} | {row['poll_us']} "
+                  f"| {row['full_list_us']} |")
+    print(json.dumps(figures))
     return 0
 
 

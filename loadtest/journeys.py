@@ -38,6 +38,7 @@ class ChatUser(FastHttpUser):
         self.username = f"u{os.getpid()}x{number}{secrets.token_hex(2)}"
         self.room = ROOMS[number % len(ROOMS)]
         self.cursor = None
+        self.online, self.presence_version = set(), None  # the room as the server last told it
         self.ticks = random.randrange(HEARTBEAT_EVERY)
         self.pending = None  # a message not acknowledged yet: retried with its client_id
         self.logged_in = self._sign_up()
@@ -69,9 +70,15 @@ class ChatUser(FastHttpUser):
             self.cursor = body["cursor"]
 
     def _heartbeat(self):
-        body = self._call("POST", f"/api/rooms/{self.room}/presence", "/api/rooms/[room]/presence")
+        since = "" if self.presence_version is None else f"?since={self.presence_version}"
+        body = self._call("POST", f"/api/rooms/{self.room}/presence{since}", "/api/rooms/[room]/presence")
         if body:
-            recorder.presence(self.room, body["online"])
+            if "online" in body:
+                self.online = set(body["online"])
+            for op, username in body.get("changes", ()):
+                (self.online.add if op == "+" else self.online.discard)(username)
+            self.presence_version = body["version"]
+            recorder.presence(self.room, self.online)
 
     def _post(self):
         if self.pending is None:

@@ -16,7 +16,7 @@ SESSION_ENGINES = {
     "file": "labsite.sessions.file",
     "db": "labsite.sessions.db",
     "cached_db": "labsite.sessions.cached_db",
-    "redis": "labsite.sessions.cache",
+    "redis": "labsite.sessions.redis",
     "memcached": "labsite.sessions.cache",
     # State carried by the client: nothing to lose, nothing to revoke.
     "signed_cookies": "django.contrib.sessions.backends.signed_cookies",

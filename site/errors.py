@@ -12,7 +12,8 @@ logger = logging.getLogger(__name__)
 
 
 def is_api(request):
-    return request.path.startswith("/api/")
+    """Machine endpoints answer errors in JSON."""
+    return request.path.startswith(("/api/", "/healthz", "/readyz"))
 
 
 def dependency_failure(exception):

@@ -1,66 +1,146 @@
-import math
-
 from labsite.stores import redis_client, store_errors
 
-from chat.presence.base import PresenceStore
+from chat.presence.base import CHANGE_LOG_SIZE, PresenceStore, View, parse_version
+
+# Shared by the scripts. KEYS: room's sorted set (username -> last seen),
+# version counter, change log (a list of "version op username").
+# ARGV[1]: now, ARGV[2]: the expiry horizon. Expired members are taken out
+# and logged as departures; ZRANGEBYSCORE finds only those, cheaply.
+EXPIRE = """
+local function expire()
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
+    for _, username in ipairs(gone) do
+        redis.call('ZREM', KEYS[1], username)
+        redis.call('RPUSH', KEYS[3], redis.call('INCR', KEYS[2]) .. ' - ' .. username)
+    end
+    if #gone > 0 then redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1) end
+end
+
+-- Lua's unpack() cannot take ten thousand values, so copy instead.
+local function reply(version, kind, items)
+    local out = {version, kind}
+    for i = 1, #items do out[i + 2] = items[i] end
+    return out
+end
+
+-- The epoch names this life of Redis: a restart loses it with the counters.
+local function epoch()
+    local current = redis.call('GET', 'presence:epoch')
+    if not current then
+        local now = redis.call('TIME')
+        current = string.format('%x%x', now[1], now[2])
+        redis.call('SET', 'presence:epoch', current)
+    end
+    return current
+end
+
+local function view(since_epoch, since)
+    local era = epoch()
+    local number = tonumber(redis.call('GET', KEYS[2]) or '0')
+    local version = era .. '.' .. number
+    local length = redis.call('LLEN', KEYS[3])
+    if since_epoch ~= era or since > number or number - since > length then
+        return reply(version, 'full', redis.call('ZRANGE', KEYS[1], 0, -1))
+    end
+    if since == number then
+        return {version, 'changes'}
+    end
+    return reply(version, 'changes', redis.call('LRANGE', KEYS[3], length - (number - since), -1))
+end
+""".replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+
+# KEYS[4]: the user's set of rooms. ARGV[3]: username, ARGV[4] and ARGV[7]:
+# the client's version's number and epoch ('' for the full list), ARGV[5]:
+# seconds the user's set may idle, ARGV[6]: room.
+HEARTBEAT = EXPIRE + """
+expire()
+if redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3]) == 1 then
+    redis.call('RPUSH', KEYS[3], redis.call('INCR', KEYS[2]) .. ' + ' .. ARGV[3])
+    redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1)
+end
+redis.call('SADD', KEYS[4], ARGV[6])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+return view(ARGV[7], tonumber(ARGV[4]))
+""".replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+
+# ARGV[3] and ARGV[4]: the client's version's number and epoch.
+VIEW = EXPIRE + """
+expire()
+return view(ARGV[4], tonumber(ARGV[3]))
+"""
+
+# ARGV[1]: username.
+LEAVE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+    redis.call('RPUSH', KEYS[3], redis.call('INCR', KEYS[2]) .. ' - ' .. ARGV[1])
+    redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1)
+end
+return 1
+""".replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
 
 
 class RedisPresence(PresenceStore):
-    """Presence shared by all instances: one sorted set per room.
+    """Presence shared by all instances: per room a sorted set, a version and a change log.
 
-    Members are usernames scored by last-seen time, pruned on read. A set per
-    user lists their rooms, so a logout can leave them all. Both keys expire,
-    so a room nobody visits leaves nothing behind.
+    Each call is one script, so one round trip, and costs O(log n) plus the
+    changes it returns, whatever the room's size. A set per user lists their
+    rooms, so a logout can leave them all.
     """
 
     name = "redis"
 
-    def _room_key(self, room):
-        return f"presence:room:{room}"
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._scripts = {}
 
-    def _user_key(self, username):
-        return f"presence:user:{username}"
+    def _script(self, source):
+        client = redis_client()
+        key = (id(client), source)
+        if key not in self._scripts:
+            self._scripts[key] = client.register_script(source)
+        return self._scripts[key]
 
-    def heartbeat(self, room, username):
+    @staticmethod
+    def _keys(room):
+        return [f"presence:room:{room}", f"presence:version:{room}", f"presence:log:{room}"]
+
+    def heartbeat(self, room, username, since=None):
         now = self.clock()
-        expire = math.ceil(self.ttl)
+        epoch, number = parse_version(since) or ("", 0)
         with store_errors("redis"):
-            pipe = redis_client().pipeline(transaction=False)
-            pipe.zadd(self._room_key(room), {username: now})
-            pipe.expire(self._room_key(room), expire)
-            pipe.sadd(self._user_key(username), room)
-            pipe.expire(self._user_key(username), expire)
-            pipe.zremrangebyscore(self._room_key(room), "-inf", f"({now - self.ttl}")
-            pipe.zrange(self._room_key(room), 0, -1)
-            members = pipe.execute()[-1]
-        return sorted(m.decode() for m in members)
+            reply = self._script(HEARTBEAT)(
+                keys=[*self._keys(room), f"presence:user:{username}"],
+                args=[now, now - self.ttl, username, number, int(self.ttl) + 1, room, epoch],
+            )
+        return self._parse(reply)
 
-    def touch(self, room, username):
-        self.heartbeat(room, username)
-
-    def online(self, room):
-        horizon = self.clock() - self.ttl
+    def view(self, room, since=None):
+        now = self.clock()
+        epoch, number = parse_version(since) or ("", 0)
         with store_errors("redis"):
-            members = redis_client().zrangebyscore(self._room_key(room), horizon, "+inf")
-        return sorted(m.decode() for m in members)
+            reply = self._script(VIEW)(keys=self._keys(room), args=[now, now - self.ttl, number, epoch])
+        return self._parse(reply)
 
     def leave(self, room, username):
         with store_errors("redis"):
-            pipe = redis_client().pipeline(transaction=False)
-            pipe.zrem(self._room_key(room), username)
-            pipe.srem(self._user_key(username), room)
-            pipe.execute()
+            self._script(LEAVE)(keys=self._keys(room), args=[username])
+            redis_client().srem(f"presence:user:{username}", room)
 
     def leave_everywhere(self, username):
         with store_errors("redis"):
             client = redis_client()
-            rooms = client.smembers(self._user_key(username))
-            pipe = client.pipeline(transaction=False)
+            rooms = client.smembers(f"presence:user:{username}")
             for room in rooms:
-                pipe.zrem(self._room_key(room.decode()), username)
-            pipe.delete(self._user_key(username))
-            pipe.execute()
+                self._script(LEAVE)(keys=self._keys(room.decode()), args=[username])
+            client.delete(f"presence:user:{username}")
 
     def check(self):
         with store_errors("redis"):
             redis_client().ping()
+
+    @staticmethod
+    def _parse(reply):
+        version, kind, *items = (item.decode() for item in reply)
+        if kind == "full":
+            return View(version, online=sorted(items))
+        return View(version, changes=[entry.split(" ", 2)[1:] for entry in items])

@@ -158,9 +158,28 @@
     showMessages(data.messages);
   }
 
+  // Presence: the client keeps the room's online set and its version, and
+  // asks only for the changes since.
+  let presenceVersion = null;
+  const onlineNow = new Set();
+
+  function applyPresence(data) {
+    if (data.online) {
+      onlineNow.clear();
+      data.online.forEach((name) => onlineNow.add(name));
+    } else {
+      for (const [op, name] of data.changes) {
+        if (op === "+") onlineNow.add(name);
+        else onlineNow.delete(name);
+      }
+    }
+    presenceVersion = data.version;
+  }
+
   function showOnline(data) {
+    applyPresence(data);
     online.textContent = "";
-    for (const name of data.online) {
+    for (const name of [...onlineNow].sort()) {
       const item = document.createElement("li");
       item.textContent = name === config.username ? `${name} (you)` : name;
       online.append(item);
@@ -172,7 +191,8 @@
   }
 
   async function heartbeat() {
-    const { data } = await call("POST", `${api}/presence`, {});
+    const since = presenceVersion === null ? "" : `?since=${presenceVersion}`;
+    const { data } = await call("POST", `${api}/presence${since}`, {});
     showOnline(data);
   }
 

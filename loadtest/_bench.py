@@ -1,0 +1,203 @@
+"""Benchmarks: what each store costs per request, measured side by side.
+
+`bench`: the site through HAProxy, one cluster per session store (one
+instance each, so the store's cost is not hidden behind spare cores), all up
+at once and measured in alternating rounds so machine drift cancels; wrk is
+the load generator (C, so it leaves the cores to the site) and its CPU is
+reported. `bench-sessions` and `bench-presence`: the session layer and the
+presence stores alone, in a fresh process per store.
+"""
+
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+from deploy import cluster as deploy
+from deploy import stores
+from deploy.processes import DeployError, require, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSION_STORES = ["memory", "redis", "cached_db", "db", "memcached", "file", "signed_cookies"]
+BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": "0"}
+PASSWORD = "bench-password-1"
+
+POLL_MIX = """
+local cookie, csrf = os.getenv("BENCH_COOKIE"), os.getenv("BENCH_CSRF")
+local i = 0
+request = function()
+  i = i + 1
+  local step = i % 3
+  if step == 0 then
+    return wrk.format("GET", "/api/rooms/bench/messages?after=" .. os.getenv("BENCH_AFTER"), {Cookie = cookie})
+  elseif step == 1 then
+    return wrk.format("POST", "/api/rooms/bench/presence", {Cookie = cookie, ["X-CSRFToken"] = csrf})
+  end
+  return wrk.format("GET", "/api/me", {Cookie = cookie})
+end
+"""
+
+LOGIN = """
+local csrf = os.getenv("BENCH_CSRF")
+wrk.method = "POST"
+wrk.headers["Cookie"] = "csrftoken=" .. csrf
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "username=bench&password=""" + PASSWORD + """&csrfmiddlewaretoken=" .. csrf
+wrk.path = "/accounts/login/"
+"""
+
+
+def bench(*, stores_to_run, rounds, seconds, connections, port, out):
+    require("wrk", "wrk")
+    scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
+    (scripts / "poll.lua").write_text(POLL_MIX)
+    (scripts / "login.lua").write_text(LOGIN)
+    clusters = {}
+    results = {store: {"poll": [], "login": []} for store in stores_to_run}
+    try:
+        for index, store in enumerate(stores_to_run):
+            print(f"starting the {store} cluster", file=sys.stderr)
+            clusters[store] = deploy.up(
+                instances=1, sessions=store, presence="memory" if store == "memory" else "redis",
+                port=port + 40 * index, env=BENCH_ENV, state_dir=out / "clusters" / store)
+        sessions = {store: _log_in(c.url) for store, c in clusters.items()}
+        for round_number in range(rounds):
+            order = stores_to_run if round_number % 2 == 0 else list(reversed(stores_to_run))
+            for store in order:
+                print(f"round {round_number + 1}/{rounds}: {store}", file=sys.stderr)
+                url, env = clusters[store].url, sessions[store]
+                results[store]["poll"].append(_wrk(url, scripts / "poll.lua", env, seconds, connections))
+                results[store]["login"].append(_wrk(url, scripts / "login.lua", env, seconds, connections))
+        lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
+    finally:
+        for store in clusters:
+            deploy.down(out / "clusters" / store)
+        shutil.rmtree(scripts, ignore_errors=True)
+    summary = _summarise(results, stores_to_run)
+    report = {"stores": summary, "load_balancer": lb, "rounds": rounds, "seconds": seconds,
+              "connections": connections, "raw": results}
+    (out / "bench.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _log_in(url):
+    """Sign up the bench user and return the cookies and the cursor wrk needs."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"{url}/accounts/signup/", timeout=10).read()
+    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    form = {"username": "bench", "password1": PASSWORD, "password2": PASSWORD, "csrfmiddlewaretoken": csrf}
+    opener.open(f"{url}/accounts/signup/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
+    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    headers = {"Content-Type": "application/json", "X-CSRFToken": csrf, "Cookie": cookie}
+    for n in range(20):
+        body = json.dumps({"text": f"message {n}", "client_id": f"00000000-0000-4000-8000-{n:012d}"}).encode()
+        request = urllib.request.Request(f"{url}/api/rooms/bench/messages", data=body, headers=headers)
+        last = json.load(urllib.request.urlopen(request, timeout=10))["id"]
+    return {"BENCH_COOKIE": cookie, "BENCH_CSRF": csrf, "BENCH_AFTER": str(last - 5)}
+
+
+def _wrk(url, script, env, seconds, connections):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=seconds + 60,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise DeployError(f"wrk failed: {done.stderr.strip()}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**_parse_wrk(done.stdout), "generator_cpu": round(cpu / seconds, 3)}
+
+
+def _parse_wrk(text):
+    def ms(label):
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        value, unit = float(match[1]), match[2]
+        return round(value / 1000 if unit == "us" else value * 1000 if unit == "s" else value, 3)
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1]),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "bad_responses": int(errors[1]) if errors else 0,
+    }
+
+
+def _lb_overhead(cluster, env, scripts, seconds):
+    """p50 through HAProxy against the same instance hit directly, one connection each."""
+    direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
+    through, straight = [], []
+    for _ in range(3):
+        through.append(_wrk(cluster.url, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
+        straight.append(_wrk(direct, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
+    lb, alone = sorted(through)[1], sorted(straight)[1]
+    return {"store": cluster.sessions, "p50_through_lb_ms": lb, "p50_direct_ms": alone,
+            "added": round(lb / alone - 1, 3)}
+
+
+def _median(values):
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _summarise(results, stores_to_run):
+    summary = {}
+    for store in stores_to_run:
+        summary[store] = {
+            mix: {key: _median([run[key] for run in runs])
+                  for key in ("rps", "p50_ms", "p99_ms", "generator_cpu", "bad_responses")}
+            for mix, runs in results[store].items()
+        }
+    base = stores_to_run[0]
+    for store in stores_to_run:
+        for mix in ("poll", "login"):
+            summary[store][mix]["ratio"] = round(summary[store][mix]["rps"] / summary[base][mix]["rps"], 3)
+    return summary
+
+
+def micro(kind, *, stores_to_run, argument=None):
+    """Run loadtest._micro in a fresh process per store; return its figures."""
+    state = Path(tempfile.mkdtemp(prefix="bench-micro-"))
+    redis = stores.start_redis(port=_free_port(), state_dir=state)
+    memcached = stores.start_memcached(port=_free_port(), state_dir=state)
+    base_env = {
+        **os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
+        "STATE_DIR": str(state), "REDIS_URL": f"redis://127.0.0.1:{redis['port']}/0",
+        "MEMCACHED_URL": f"memcached://127.0.0.1:{memcached['port']}",
+    }
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
+        figures = []
+        for store in stores_to_run:
+            variable = "SESSION_STORE" if kind == "sessions" else "PRESENCE_STORE"
+            done = subprocess.run(
+                [sys.executable, "-m", "loadtest._micro", kind, *([argument] if argument else [])],
+                cwd=ROOT, env={**base_env, variable: store}, capture_output=True, text=True, timeout=900,
+            )
+            if done.returncode:
+                raise DeployError(f"{kind} benchmark of {store} failed: {done.stderr.strip()[-800:]}")
+            result = json.loads(done.stdout)
+            figures.extend(result if isinstance(result, list) else [result])
+        return figures
+    finally:
+        stop(redis["pid"])
+        stop(memcached["pid"])
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

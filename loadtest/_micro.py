@@ -1,0 +1,128 @@
+"""Micro-benchmarks inside one process: the session layer per store, presence per room size.
+
+Run through `python -m loadtest bench-sessions` and `bench-presence`, which
+start the stores and call `main` in a fresh process per configuration, with
+the site's settings taken from the environment as an instance would.
+"""
+
+import json
+import os
+import pickle
+import statistics
+import sys
+import time
+from pathlib import Path
+
+LOGGED_IN = {
+    "_auth_user_id": "1",
+    "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
+    "_auth_user_hash": "5f" * 32,
+    "_last_seen": 1_800_000_000,
+}
+
+
+def timed(call, repeat):
+    """Median µs of `call` over `repeat` runs, in 5 batches (the median batch)."""
+    batches = []
+    per_batch = max(1, repeat // 5)
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(per_batch):
+            call()
+        batches.append((time.perf_counter() - started) / per_batch * 1e6)
+    return round(statistics.median(batches), 1)
+
+
+def session_figures(repeat):
+    from django.conf import settings
+    from django.utils.module_loading import import_module
+
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    session = store_class()
+    session.update(LOGGED_IN)
+    session.save()
+    key = session.session_key
+
+    def load():
+        store_class(key).load()
+
+    def save():
+        one = store_class(key)
+        one["_last_seen"] = one["_last_seen"] + 1
+        one.save()
+
+    return {
+        "store": settings.SESSION_STORE,
+        "load_us": timed(load, repeat),
+        "save_us": timed(save, repeat),
+        "bytes": stored_bytes(settings.SESSION_STORE, key),
+    }
+
+
+def stored_bytes(store, key):
+    """Bytes the store keeps for one logged-in session."""
+    from django.conf import settings
+    from django.contrib.sessions.models import Session
+    from django.core.cache import caches
+
+    if store in ("redis", "cached_db"):
+        from django_redis import get_redis_connection
+
+        raw = get_redis_connection("sessions")
+        name = next(iter(raw.scan_iter(f"*{key}")))
+        cache_bytes = raw.strlen(name)
+        if store == "redis":
+            return cache_bytes
+        return cache_bytes + len(Session.objects.get(session_key=key).session_data)
+    if store == "db":
+        return len(Session.objects.get(session_key=key).session_data)
+    if store == "file":
+        return (Path(settings.SESSION_FILE_PATH) / f"sessionid{key}").stat().st_size
+    if store == "signed_cookies":
+        return len(key)
+    # memory and memcached keep Django's pickled session dictionary.
+    return len(pickle.dumps(caches["sessions"].get(f"django.contrib.sessions.cache{key}"), pickle.HIGHEST_PROTOCOL))
+
+
+def presence_figures(sizes, repeat):
+    from chat.presence import presence_store
+
+    store = presence_store()
+    figures = []
+    for size in sizes:
+        room = f"bench{size}"
+        for n in range(size):
+            store.heartbeat(room, f"user{n}")
+        version = store.heartbeat(room, "user0").version
+
+        def heartbeat():
+            store.heartbeat(room, "user1", version)
+
+        def poll():
+            store.view(room, version)
+
+        def full():
+            store.view(room)
+
+        figures.append({
+            "store": store.name, "online": size,
+            "heartbeat_us": timed(heartbeat, repeat), "poll_us": timed(poll, repeat),
+            "full_list_us": timed(full, max(5, repeat // 20)),
+        })
+    return figures
+
+
+def main():
+    import django
+
+    django.setup()
+    what = sys.argv[1]
+    repeat = int(os.environ.get("BENCH_REPEAT", "2000"))
+    if what == "sessions":
+        print(json.dumps(session_figures(repeat)))
+    else:
+        print(json.dumps(presence_figures([int(n) for n in sys.argv[2].split(",")], repeat)))
+
+
+if __name__ == "__main__":
+    main()
