@@ -30,19 +30,24 @@ def due_periods(period, now):
     return list(range(first, latest + 1, period))
 
 
-def run_due_periods(*, token, period, instance, still_holding):
+def run_due_periods(*, token, period, instance, still_holding, working):
     for start in due_periods(period, time.time()):
         if not still_holding():
             return
-        run_period(start, period, token=token, instance=instance)
+        run_period(start, period, token=token, instance=instance, working=working)
 
 
-def run_period(start, period, *, token, instance):
+def run_period(start, period, *, token, instance, working):
+    """Do one period's work; working(True/False) marks the time between deciding and writing."""
     begins = datetime.fromtimestamp(start, UTC)
     ends = datetime.fromtimestamp(start + period, UTC)
     # Time spent between deciding to act and writing: zero in production; the
     # tests and demos stretch it so a pause can land inside it.
-    time.sleep(settings.MAINTENANCE_WORK_SECONDS)
+    working(True)
+    try:
+        time.sleep(settings.MAINTENANCE_WORK_SECONDS)
+    finally:
+        working(False)
     with fenced(LEASE_NAME, token, instance=instance):
         cleared, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
         Run.objects.create(period_start=begins, token=token, instance=instance, sessions_cleared=cleared)

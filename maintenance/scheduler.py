@@ -31,7 +31,7 @@ class Scheduler(threading.Thread):
         self.retry = retry
         self.instance = instance
         self.holding = None
-        self.working = False  # inside a job: between deciding to act and writing
+        self.working = False  # inside a job, between deciding to act and writing
         self._stop_event = threading.Event()
 
     def stop(self):
@@ -74,12 +74,11 @@ class Scheduler(threading.Thread):
         return self.holding is not None and time.monotonic() < self.holding.valid_until
 
     def _act(self):
-        self.working = True
-        try:
-            jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
-                                 still_holding=self._may_act)
-        finally:
-            self.working = False
+        jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
+                             still_holding=self._may_act, working=self._set_working)
+
+    def _set_working(self, working):
+        self.working = working
 
     def _step_down(self):
         self.holding = None
