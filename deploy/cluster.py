@@ -338,6 +338,8 @@ def _start_instance(cluster, name):
         # of state, so more workers would be more instances behind one port.
         "--workers", "1", "--threads", "8",
         "--graceful-timeout", "10",
+        # Longer than HAProxy keeps an idle connection to an instance.
+        "--keep-alive", "300",
         # Every instance would share gunicorn's one default control socket.
         "--no-control-socket",
     ]
