@@ -139,10 +139,11 @@ def run_micro(kind, stores, argument):
         for row in figures:
             print(f"| {row['store']} | {row['load_us']} | {row['save_us']} | {row['bytes']} |")
     else:
-        print("| store | online | heartbeat µs | poll µs (changes since) | full list µs |\n|---|---|---|---|---|")
+        print("| store | online | heartbeat µs | poll µs (changes since) | full list µs "
+              "| in Redis: heartbeat µs | in Redis: poll µs |\n|---|---|---|---|---|---|---|")
         for row in figures:
             print(f"| {row['store']} | {row['online']} | {row['heartbeat_us']} | {row['poll_us']} "
-                  f"| {row['full_list_us']} |")
+                  f"| {row['full_list_us']} | {row['heartbeat_server_us'] or '-'} | {row['poll_server_us'] or '-'} |")
     print(json.dumps(figures))
     return 0
 

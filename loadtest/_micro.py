@@ -22,10 +22,10 @@ LOGGED_IN = {
 
 
 def timed(call, repeat):
-    """Median µs of `call` over `repeat` runs, in 5 batches (the median batch)."""
+    """Median µs of `call` over `repeat` runs, in 9 batches (the median batch)."""
     batches = []
-    per_batch = max(1, repeat // 5)
-    for _ in range(5):
+    per_batch = max(1, repeat // 9)
+    for _ in range(9):
         started = time.perf_counter()
         for _ in range(per_batch):
             call()
@@ -84,6 +84,19 @@ def stored_bytes(store, key):
     return len(pickle.dumps(caches["sessions"].get(f"django.contrib.sessions.cache{key}"), pickle.HIGHEST_PROTOCOL))
 
 
+def server_us(store, call, repeat):
+    """µs Redis itself spent per call: steadier than the round trip on a busy VM."""
+    if store.name != "redis":
+        return None
+    from labsite.stores import redis_client
+
+    client = redis_client()
+    client.config_resetstat()
+    for _ in range(repeat):
+        call()
+    return round(client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"], 1)
+
+
 def presence_figures(sizes, repeat):
     from chat.presence import presence_store
 
@@ -107,7 +120,9 @@ def presence_figures(sizes, repeat):
         figures.append({
             "store": store.name, "online": size,
             "heartbeat_us": timed(heartbeat, repeat), "poll_us": timed(poll, repeat),
-            "full_list_us": timed(full, max(5, repeat // 20)),
+            "full_list_us": timed(full, max(9, repeat // 20)),
+            "heartbeat_server_us": server_us(store, heartbeat, repeat // 4),
+            "poll_server_us": server_us(store, poll, repeat // 4),
         })
     return figures
 
