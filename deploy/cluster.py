@@ -351,12 +351,17 @@ def _start_instance(cluster, name):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
 
 
-def _healthy(port):
+def _answers(url, timeout=1):
+    """True if url answers 200."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+def _healthy(port):
+    return _answers(f"http://127.0.0.1:{port}/healthz")
 
 
 def _start_haproxy(cluster):
@@ -393,15 +398,9 @@ def _wait_serving(cluster):
         return all(rows[name]["status"] == "UP" for name in cluster.instances)
 
     wait_for(all_up, timeout=30, what="every instance to be UP in HAProxy")
-    wait_for(lambda: _ready(cluster.url), timeout=30, what=f"{cluster.url}/readyz")
+    wait_for(lambda: _answers(f"{cluster.url}/readyz", timeout=2), timeout=30, what=f"{cluster.url}/readyz")
 
 
-def _ready(url):
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _instance(cluster, name):
@@ -425,4 +424,3 @@ def _bring_in(cluster, name):
     cluster.runtime.set_state(name, "ready")
     wait_for(lambda: cluster.runtime.stats()[name]["status"] == "UP", timeout=15,
              what=f"{name} to be UP in HAProxy")
-

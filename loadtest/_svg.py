@@ -21,6 +21,18 @@ def _fmt(value):
     return f"{value:g}" if value < 10000 else f"{value / 1000:g}k"
 
 
+def _open(width, height, title, title_x=0):
+    """The start of a chart: its box, a white background (for dark pages) and its name."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="{escape(title)}">'
+            '<rect width="100%" height="100%" fill="#fff"/>'
+            f'<text x="{title_x}" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>')
+
+
+def _row_label(right, y, label):
+    return f'<text x="{right}" y="{y + 14}" font-size="11" text-anchor="end" {FONT}>{escape(label)}</text>'
+
+
 def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, height=120, unit=""):
     """One series over time, with vertical markers [(x, label)]; None values leave gaps."""
     left, right, top, bottom = 48, 10, 22, 20
@@ -34,10 +46,7 @@ def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, he
     def py(y):
         return top + plot_h - y / y_max * plot_h
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{escape(title)}">'
-             '<rect width="100%" height="100%" fill="#fff"/>',
-             f'<text x="{left}" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
+    parts = [_open(width, height, title, title_x=left)]
     for fraction in (0, 0.5, 1):
         y = py(y_max * fraction)
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7ee"/>')
@@ -75,14 +84,10 @@ def bar_chart(title, rows, *, unit="", width=420, color=PALETTE[0], digits=1):
     plot_w = width - left - 60
     height = top + row_h * len(rows) + 6
     top_value = _nice_max(max((v for _, v in rows if v is not None), default=0))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{escape(title)}">'
-             '<rect width="100%" height="100%" fill="#fff"/>',
-             f'<text x="0" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
+    parts = [_open(width, height, title)]
     for i, (label, value) in enumerate(rows):
         y = top + i * row_h
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end" {FONT}>'
-                     f'{escape(label)}</text>')
+        parts.append(_row_label(left - 6, y, label))
         if value is None:
             parts.append(f'<text x="{left + 4}" y="{y + 14}" font-size="11" fill="#5b6575" {FONT}>n/a</text>')
             continue
@@ -102,14 +107,10 @@ def share_chart(title, rows, *, width=420):
     names = sorted({name for _, shares in rows for name in shares}, key=lambda n: (len(n), n))
     colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
     height = top + row_h * len(rows) + 24
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{escape(title)}">'
-             '<rect width="100%" height="100%" fill="#fff"/>',
-             f'<text x="0" y="14" font-size="12" font-weight="600" {FONT}>{escape(title)}</text>']
+    parts = [_open(width, height, title)]
     for i, (label, shares) in enumerate(rows):
         y = top + i * row_h
-        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end" {FONT}>'
-                     f'{escape(label)}</text>')
+        parts.append(_row_label(left - 6, y, label))
         x = left
         for name in names:
             w = shares.get(name, 0) * plot_w
