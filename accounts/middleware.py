@@ -3,10 +3,10 @@ import time
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import JsonResponse
-from labsite.errors import store_unavailable_response
-from labsite.stores import StoreUnavailable
 
 from accounts.tokens import user_for_token
+from labsite.errors import store_unavailable_response
+from labsite.stores import StoreUnavailable
 
 
 class BearerTokenMiddleware:

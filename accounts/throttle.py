@@ -10,6 +10,7 @@ import hashlib
 from django.conf import settings
 from django.contrib.auth.forms import UsernameField
 from django.core.cache import caches
+
 from labsite.stores import store_errors
 
 

@@ -5,10 +5,10 @@ from django.contrib.auth.views import LoginView as DjangoLoginView
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
-from labsite.api import ApiError, api_view, error_response, read_form_or_json, require_text
 
 from accounts import throttle
 from accounts.tokens import issue_token
+from labsite.api import ApiError, api_view, error_response, read_form_or_json, require_text
 
 LOCKED_OUT = "too many failed logins for this username; try again in a few minutes"
 

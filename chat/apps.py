@@ -12,9 +12,8 @@ def leave_presence(sender, user, **kwargs):
     Presence is soft state: if the store is down, the entries expire on
     their own within the TTL, so the logout goes ahead.
     """
-    from labsite.stores import StoreUnavailable
-
     from chat.presence import presence_store
+    from labsite.stores import StoreUnavailable
 
     if user is None:
         return

@@ -16,8 +16,6 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from labsite.config import PRESENCE_STORES, SESSION_ENGINES
-
 from deploy import haproxy, stores
 from deploy.processes import (
     DeployError,
@@ -29,6 +27,7 @@ from deploy.processes import (
     stop,
     wait_for,
 )
+from labsite.config import PRESENCE_STORES, SESSION_ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / "state" / "cluster"

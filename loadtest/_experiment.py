@@ -12,9 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from labsite.config import SESSION_ENGINES
-
 from deploy import cluster as deploy
+from labsite.config import SESSION_ENGINES
 from loadtest._audit import audit_messages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +87,7 @@ class Plan:
     out: Path
 
     def seconds_per_config(self):
-        return self.warmup + self.duration + 15  # cluster up, audit and down
+        return self.warmup + self.duration + 20  # cluster up, audit and down
 
 
 def run_config(plan, config, index, progress):

@@ -13,8 +13,8 @@ import time
 
 from django.conf import settings
 from django.db import close_old_connections
-from labsite.stores import redis_client
 
+from labsite.stores import redis_client
 from maintenance import jobs
 from maintenance.fencing import StaleToken
 from maintenance.lease import Lease

@@ -3,9 +3,9 @@ import time
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
+
 from labsite.api import api_view
 from labsite.stores import StoreUnavailable, store_errors
-
 from maintenance import scheduler
 from maintenance.fencing import highest_token
 from maintenance.models import RefusedWrite, Run

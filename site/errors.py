@@ -6,6 +6,7 @@ import sys
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.shortcuts import render
+
 from labsite.stores import StoreUnavailable
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
 """Site-wide middleware: who served the response, and failed stores."""
 
 from django.conf import settings
+
 from labsite.errors import dependency_failure, store_unavailable_response
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
 from labsite.config import ConfigError, store_settings
 
 SITE_DIR = Path(__file__).resolve().parent

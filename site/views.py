@@ -3,9 +3,9 @@
 from django.conf import settings
 from django.core.cache import caches
 from django.http import JsonResponse
-from labsite.stores import StoreUnavailable, check_database, store_errors
 
 from chat.presence import presence_store
+from labsite.stores import StoreUnavailable, check_database, store_errors
 
 
 def healthz(request):

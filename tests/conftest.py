@@ -4,10 +4,10 @@ import pytest
 import redis
 from django.core.cache import caches
 from django.test import Client
-from labsite.config import SESSION_ENGINES, store_settings
 
 from chat import presence
 from deploy.processes import alive
+from labsite.config import SESSION_ENGINES, store_settings
 from tests.clusters import ROOT, Cluster, deploy, free_base_port, recorded_pids
 from tests.servers import memcached_server, redis_server
 

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.cache import SessionStore as CacheStore
+
 from labsite.sessions.keys import valid_session_key
 from labsite.stores import store_errors
 

@@ -9,6 +9,7 @@ import logging
 
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 from django.contrib.sessions.backends.db import SessionStore as DBStore
+
 from labsite.sessions.keys import valid_session_key
 from labsite.stores import store_errors
 

@@ -1,6 +1,7 @@
 """Sessions in the database: Django's engine, strict about session keys."""
 
 from django.contrib.sessions.backends.db import SessionStore as DBStore
+
 from labsite.sessions.keys import valid_session_key
 
 

@@ -8,6 +8,7 @@ import os
 
 from django.conf import settings
 from django.contrib.sessions.backends.file import SessionStore as FileStore
+
 from labsite.sessions.keys import valid_session_key
 from labsite.stores import StoreUnavailable
 

@@ -1,4 +1,5 @@
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+
 from labsite.errors import store_unavailable_response
 from labsite.stores import StoreUnavailable
 

@@ -1,6 +1,7 @@
 """Sessions in Redis, through django-redis."""
 
 from django.contrib.sessions.backends.base import UpdateError
+
 from labsite.sessions.cache import SESSION_RACES
 from labsite.sessions.cache import SessionStore as CacheStore
 from labsite.stores import store_errors
