@@ -3,9 +3,9 @@ from django.contrib.auth.signals import user_logged_in
 
 
 def start_idle_clock(sender, request, user, **kwargs):
-    from accounts.middleware import mark_seen
+    from accounts.middleware import start_clocks
 
-    mark_seen(request)
+    start_clocks(request)
 
 
 class AccountsConfig(AppConfig):

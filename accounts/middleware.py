@@ -39,12 +39,16 @@ class BearerTokenMiddleware:
 
 
 LAST_SEEN = "_last_seen"
+LOGGED_IN_AT = "_logged_in_at"
 # Health checks and static files must not touch the session store.
 SESSIONLESS_PATHS = ("/healthz", "/readyz", "/static/")
 
 
-def mark_seen(request):
-    request.session[LAST_SEEN] = int(time.time())
+def start_clocks(request):
+    """At login: the start of the absolute lifetime, and the first sign of activity."""
+    now = int(time.time())
+    request.session[LOGGED_IN_AT] = now
+    request.session[LAST_SEEN] = now
 
 
 class IdleTimeoutMiddleware:
@@ -53,9 +57,10 @@ class IdleTimeoutMiddleware:
     A login is soft state: it lasts while requests refresh it. The refresh is
     lazy, a session write at most once per IDLE_TIMEOUT / 10, so an active
     user costs no write on most requests; a user is therefore logged out
-    between 0.9 and 1.0 x IDLE_TIMEOUT after their last request. It works
-    the same on every session store, since it only reads and writes the
-    session.
+    between 0.9 and 1.0 x IDLE_TIMEOUT after their last request. Those writes
+    renew Django's own expiry too, so the absolute limit, SESSION_COOKIE_AGE
+    from the login, is checked here as well. It works the same on every
+    session store, since it only reads and writes the session.
     """
 
     def __init__(self, get_response):
@@ -79,7 +84,8 @@ class IdleTimeoutMiddleware:
     def _check(self, request):
         now = int(time.time())
         last_seen = request.session.get(LAST_SEEN, now)
-        if now - last_seen > settings.IDLE_TIMEOUT:
+        logged_in_at = request.session.get(LOGGED_IN_AT, now)
+        if now - last_seen > settings.IDLE_TIMEOUT or now - logged_in_at > settings.SESSION_COOKIE_AGE:
             logout(request)
             request.idle_logout = True
         elif now - last_seen >= settings.IDLE_TIMEOUT / 10 or LAST_SEEN not in request.session:

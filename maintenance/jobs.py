@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from chat.maintenance import write_rollup
+from chat.maintenance import measure_rollup, write_rollup
 from maintenance.fencing import fenced
 from maintenance.models import Run
 
@@ -34,21 +34,33 @@ def run_due_periods(*, token, period, instance, still_holding, working):
     for start in due_periods(period, time.time()):
         if not still_holding():
             return
-        run_period(start, period, token=token, instance=instance, working=working)
+        run_period(start, period, token=token, instance=instance, still_holding=still_holding, working=working)
 
 
-def run_period(start, period, *, token, instance, working):
-    """Do one period's work; working(True/False) marks the time between deciding and writing."""
+def run_period(start, period, *, token, instance, still_holding, working):
+    """Do one period's work; working(True/False) marks the time between deciding and writing.
+
+    Everything slow (reading the rooms, presence in Redis) happens before the
+    fenced transaction, which only writes: it holds the database's write lock.
+    """
     begins = datetime.fromtimestamp(start, UTC)
     ends = datetime.fromtimestamp(start + period, UTC)
-    # Time spent between deciding to act and writing: zero in production; the
-    # tests and demos stretch it so a pause can land inside it.
+    rollup = measure_rollup(begins, ends)
+    if not still_holding():
+        return
+    # Between this decision and the write, a holder can always be paused (a
+    # long GC, SIGSTOP, a slow disk); only the fence catches that. The tests
+    # and demos stretch this gap with MAINTENANCE_WORK_SECONDS (zero in
+    # production) so that a pause lands inside it.
     working(True)
     try:
         time.sleep(settings.MAINTENANCE_WORK_SECONDS)
     finally:
         working(False)
     with fenced(LEASE_NAME, token, instance=instance):
+        # The fence's UPDATE serialises holders: a period done meanwhile is done.
+        if Run.objects.filter(period_start=begins).exists():
+            return
         cleared, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
         Run.objects.create(period_start=begins, token=token, instance=instance, sessions_cleared=cleared)
-        write_rollup(begins, ends, token=token)
+        write_rollup(begins, rollup, token=token)

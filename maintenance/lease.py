@@ -14,9 +14,15 @@ import secrets
 import time
 from dataclasses import dataclass
 
+# ARGV[5]: a floor, the highest token the database accepted: a Redis that
+# lost its counter must not hand out a token the fence already passed.
 ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     local token = redis.call('INCR', KEYS[2])
+    if token <= tonumber(ARGV[5]) then
+        token = tonumber(ARGV[5]) + 1
+        redis.call('SET', KEYS[2], token)
+    end
     redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'instance', ARGV[3], 'token', token,
                'acquired_at', ARGV[4], 'renewed_at', ARGV[4])
     return token
@@ -59,10 +65,11 @@ class Lease:
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
 
-    def acquire(self):
-        """Return a Holding if the lease was free, else None."""
+    def acquire(self, floor=0):
+        """Return a Holding, with a token above floor, if the lease was free; else None."""
         asked = time.monotonic()
-        token = self._acquire(keys=self.keys, args=[self.owner, int(self.ttl * 1000), self.instance, time.time()])
+        token = self._acquire(keys=self.keys,
+                              args=[self.owner, int(self.ttl * 1000), self.instance, time.time(), floor])
         return Holding(int(token), asked + self.ttl) if token else None
 
     def renew(self, holding):

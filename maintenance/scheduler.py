@@ -1,7 +1,7 @@
 """The maintenance scheduler: every instance runs one; only the lease holder acts.
 
 Timings (settings, in seconds): the lease lives LEASE_TTL and is renewed
-every LEASE_TTL / 3, so one lost renewal does not lose it; an instance
+every LEASE_TTL / 3, so one failed renewal does not lose it; an instance
 without it tries to acquire every LEASE_RETRY; the job runs once per
 MAINTENANCE_PERIOD cluster-wide. A takeover after the holder dies therefore
 takes at most LEASE_TTL + LEASE_RETRY.
@@ -16,11 +16,11 @@ from django.db import close_old_connections
 
 from labsite.stores import redis_client
 from maintenance import jobs
-from maintenance.fencing import StaleToken
+from maintenance.fencing import StaleToken, fenced, highest_token
 from maintenance.lease import Lease
 
 logger = logging.getLogger(__name__)
-LEASE_NAME = "maintenance"
+LEASE_NAME = jobs.LEASE_NAME
 
 
 class Scheduler(threading.Thread):
@@ -31,6 +31,9 @@ class Scheduler(threading.Thread):
         self.retry = retry
         self.instance = instance
         self.holding = None
+        # A renewal failed: act no more until one succeeds, and give the
+        # lease up when the expiry we last confirmed has passed.
+        self.renewal_failed = False
         self.working = False  # inside a job, between deciding to act and writing
         self._stop_event = threading.Event()
 
@@ -44,11 +47,15 @@ class Scheduler(threading.Thread):
                 if self.holding is None:
                     self._try_to_acquire()
                     next_renewal = time.monotonic() + self.lease.ttl / 3
-                elif time.monotonic() >= next_renewal:
+                elif time.monotonic() >= self.holding.valid_until:
+                    logger.warning("maintenance: the lease expired before a renewal got through")
+                    self.holding, self.renewal_failed = None, False
+                elif self.renewal_failed or time.monotonic() >= next_renewal:
                     self._renew()
                     next_renewal = time.monotonic() + self.lease.ttl / 3
-                if self._may_act():
-                    self._act()
+                if self.acting():
+                    jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
+                                         still_holding=self.acting, working=self._set_working)
             except StaleToken as refused:
                 logger.warning("%s; stepping down", refused)
                 self._step_down()
@@ -59,29 +66,42 @@ class Scheduler(threading.Thread):
                 close_old_connections()
             self._stop_event.wait(self.retry if self.holding is None else min(self.retry, self.lease.ttl / 6))
 
+    def acting(self):
+        """Act only while the lease we last confirmed has surely not expired and renewals work."""
+        return (self.holding is not None and not self.renewal_failed
+                and time.monotonic() < self.holding.valid_until)
+
     def _try_to_acquire(self):
-        self.holding = self.lease.acquire()
-        if self.holding:
-            logger.info("maintenance: acquired the lease with token %d", self.holding.token)
+        # Tokens start above the highest the database accepted, even if
+        # Redis lost its counter (a restart without persistence).
+        holding = self.lease.acquire(floor=highest_token(LEASE_NAME))
+        if holding is None:
+            return
+        # Raise the fence at once: from now on, a write with an older token
+        # is refused, even before this holder writes anything.
+        with fenced(LEASE_NAME, holding.token, instance=self.instance):
+            pass
+        self.holding, self.renewal_failed = holding, False
+        logger.info("maintenance: acquired the lease with token %d", holding.token)
 
     def _renew(self):
-        if not self.lease.renew(self.holding):
+        try:
+            renewed = self.lease.renew(self.holding)
+        except Exception as exc:
+            if not self.renewal_failed:
+                logger.warning("maintenance: renewal failed (%s); not acting until one succeeds", exc)
+            self.renewal_failed = True
+            return
+        if not renewed:
             logger.warning("maintenance: the lease is no longer ours; stepping down")
             self.holding = None
-
-    def _may_act(self):
-        """Act only while the lease we last confirmed has surely not expired."""
-        return self.holding is not None and time.monotonic() < self.holding.valid_until
-
-    def _act(self):
-        jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
-                             still_holding=self._may_act, working=self._set_working)
+        self.renewal_failed = False
 
     def _set_working(self, working):
         self.working = working
 
     def _step_down(self):
-        self.holding = None
+        self.holding, self.renewal_failed = None, False
         try:
             self.lease.release()
         except Exception as exc:

@@ -29,6 +29,7 @@ def lease_state():
         "this_instance": {
             "instance": settings.INSTANCE_NAME,
             "holds": holding is not None,
+            "acting": bool(running and running.acting()),
             "working": bool(running and running.working),
             "token": holding.token if holding else None,
             "valid_for": round(holding.valid_until - time.monotonic(), 3) if holding else None,

@@ -106,7 +106,8 @@ def api_view(*methods, login_required=True, csrf=True):
             if login_required and not request.user.is_authenticated:
                 if getattr(request, "idle_logout", False):
                     return error_response(
-                        401, f"logged out after {settings.IDLE_TIMEOUT:g} s without a request; log in again"
+                        401, f"logged out: {settings.IDLE_TIMEOUT:g} s without a request, or the login is "
+                             f"older than {settings.SESSION_COOKIE_AGE} s; log in again"
                     )
                 return error_response(
                     401, "not logged in: log in, or send Authorization: Bearer <token>"

@@ -172,8 +172,8 @@ LOGIN_MAX_FAILURES = int(env_float("LOGIN_MAX_FAILURES", 5))
 LOGIN_FAILURE_WINDOW = int(env_float("LOGIN_FAILURE_WINDOW", 300))
 
 # PRESENCE
-# A heartbeat every interval; a user is online until two beats in a row are
-# lost, plus a little slack for a slow request.
+# A heartbeat every interval; a user stays online through two lost beats
+# (and the third's own interval), plus a little slack for a slow request.
 
 PRESENCE_HEARTBEAT_INTERVAL = env_float("PRESENCE_HEARTBEAT_INTERVAL", 5)
 PRESENCE_TTL = 3 * PRESENCE_HEARTBEAT_INTERVAL + 1

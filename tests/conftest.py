@@ -48,7 +48,7 @@ def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp
     settings.MEMCACHED_URL = url_of(memcached)
     for name, value in values.items():
         setattr(settings, name, value)
-    presence._store.cache_clear()
+    presence._stores.clear()
     for alias in ("sessions", "shared"):
         caches[alias].clear()
 

@@ -35,8 +35,17 @@ def test_an_idle_login_is_logged_out(session_store, client, user, clock):
     clock.now += IDLE + 1
     response = client.get("/api/me")
     assert response.status_code == 401
-    assert f"logged out after {IDLE} s without a request" in response.json()["error"]
+    assert f"{IDLE} s without a request" in response.json()["error"]
     assert client.get("/api/me").status_code == 401
+
+
+def test_an_active_login_still_ends_at_the_absolute_limit(session_store, client, user, clock, settings):
+    settings.SESSION_COOKIE_AGE = 10 * IDLE
+    log_in(client)
+    for step in range(1, 12):
+        clock.now += IDLE - 1  # never idle for long
+        expected = 200 if step * (IDLE - 1) <= settings.SESSION_COOKIE_AGE else 401
+        assert client.get("/api/me").status_code == expected, step
 
 
 def test_an_active_login_stays_without_a_write_per_request(session_store, client, user, clock):

@@ -104,9 +104,11 @@ def test_a_redis_outage_stops_all_acting_until_it_is_back(cluster):
     os.killpg(redis_pid, signal.SIGSTOP)
     try:
         stopped_at = time.monotonic()
-        wait_for(lambda: not lease(first_url)["this_instance"]["holds"] or None, timeout=TTL + 1,
-                 what=f"{first} to step down")
+        wait_for(lambda: not lease(first_url)["this_instance"]["acting"] or None, timeout=TTL + 1,
+                 what=f"{first} to stop acting")
         assert time.monotonic() - stopped_at < TTL
+        wait_for(lambda: not lease(first_url)["this_instance"]["holds"] or None, timeout=TTL + 1,
+                 what=f"{first} to give the lease up")
         before = len(runs(c))
         watch_until = time.monotonic() + 3 * PERIOD
         while time.monotonic() < watch_until:
