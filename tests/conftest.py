@@ -136,9 +136,11 @@ def cluster(tmp_path):
         return Cluster(state_dir)
 
     yield up
+    left = []
     for state_dir in started:
         pids = recorded_pids(ROOT / state_dir)
         deploy(state_dir, "down", check=False)
-        assert not [pid for pid in pids if alive(pid)], "down left processes running"
+        left += [pid for pid in pids if alive(pid)]
         if not state_dir.is_absolute():
             shutil.rmtree(ROOT / state_dir, ignore_errors=True)
+    assert not left, f"down left processes running: {left}"

@@ -36,8 +36,10 @@ def own_stores(settings, tmp_path, db, django_user_model):
 
     configure.redis, configure.memcached = redis, memcached
     yield configure
-    for server in (redis, memcached):
-        server.stop()
+    try:
+        redis.stop()
+    finally:
+        memcached.stop()
 
 
 def timed(call):

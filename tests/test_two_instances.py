@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import port_open, wait_for
+from deploy.processes import port_open, stop, wait_for
 from tests.http import Browser
 from tests.servers import free_port, postgres_server
 
@@ -59,8 +59,7 @@ def instances(tmp_path, redis_service):
 
     yield start
     for process in started:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        stop(process.pid, sig=signal.SIGKILL)
 
 
 def test_shared_redis_lets_any_instance_serve_any_user(instances, tmp_path):
