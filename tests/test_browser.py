@@ -175,6 +175,8 @@ def test_keyboard_only_on_a_narrow_screen(cluster, people):
     c = cluster(instances=1, sessions="redis", presence="redis")
     phone = people(viewport={"width": 375, "height": 740})
     phone.goto(f"{c.url}/accounts/signup/")
+    # The page puts the keyboard in the first field by itself.
+    expect(phone.get_by_label("Username")).to_be_focused()
     phone.keyboard.type("kim")
     for value in (PASSWORD, PASSWORD):
         phone.keyboard.press("Tab")
