@@ -35,14 +35,11 @@ class Scheduler(threading.Thread):
         # lease up when the expiry we last confirmed has passed.
         self.renewal_failed = False
         self.working = False  # inside a job, between deciding to act and writing
-        self._stop_event = threading.Event()
-
-    def stop(self):
-        self._stop_event.set()
 
     def run(self):
         next_renewal = 0.0
-        while not self._stop_event.is_set():
+        # A daemon thread: it ends with its process, as the lease's TTL expects.
+        while True:
             try:
                 if self.holding is None:
                     self._try_to_acquire()
@@ -64,7 +61,7 @@ class Scheduler(threading.Thread):
                 self._step_down()
             finally:
                 close_old_connections()
-            self._stop_event.wait(self.retry if self.holding is None else min(self.retry, self.lease.ttl / 6))
+            time.sleep(self.retry if self.holding is None else min(self.retry, self.lease.ttl / 6))
 
     def acting(self):
         """Act only while the lease we last confirmed has surely not expired and renewals work."""
