@@ -34,7 +34,8 @@ class Scheduler(threading.Thread):
         # A renewal failed: act no more until one succeeds, and give the
         # lease up when the expiry we last confirmed has passed.
         self.renewal_failed = False
-        self.working = False  # inside a job, between deciding to act and writing
+        # Inside a job, between deciding to act and writing: since when (monotonic), else None.
+        self.working_since = None
 
     def run(self):
         next_renewal = 0.0
@@ -95,7 +96,7 @@ class Scheduler(threading.Thread):
         self.renewal_failed = False
 
     def _set_working(self, working):
-        self.working = working
+        self.working_since = time.monotonic() if working else None
 
     def _step_down(self):
         self.holding, self.renewal_failed = None, False

@@ -22,6 +22,7 @@ def lease_state():
         except StoreUnavailable as failure:
             redis_view = {"error": str(failure)}
     holding = running.holding if running else None
+    working_since = running.working_since if running else None
     refused = RefusedWrite.objects.order_by("-at").first()
     return {
         "enabled": running is not None,
@@ -30,7 +31,10 @@ def lease_state():
             "instance": settings.INSTANCE_NAME,
             "holds": holding is not None,
             "acting": bool(running and running.acting()),
-            "working": bool(running and running.working),
+            "working": working_since is not None,
+            # How far into the stretch between deciding and writing: a test that
+            # pauses the holder uses it to know the pause landed inside it.
+            "working_for": round(time.monotonic() - working_since, 3) if working_since is not None else None,
             "token": holding.token if holding else None,
             "valid_for": round(holding.valid_until - time.monotonic(), 3) if holding else None,
         },

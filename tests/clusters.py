@@ -1,6 +1,7 @@
 """Real clusters for the tests, started and stopped with the `python -m deploy` command."""
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,13 @@ def deploy(state_dir, *args, check=True):
 
 
 def free_base_port():
-    """A base port whose block of 30 ports is free: LB, stats, stores, instances."""
-    for base in range(21000, 60000, 997):
+    """A base port whose block of 30 ports is free: LB, stats, stores, instances.
+
+    The search starts at a random block, so that test runs side by side on one
+    machine do not all try the same one.
+    """
+    start = random.randrange(20000, 50000)
+    for base in range(start, start + 10000, 97):
         if all(port_free(base + offset) for offset in range(30)):
             return base
     raise RuntimeError("no free block of 30 ports")

@@ -129,10 +129,15 @@ def cluster(tmp_path):
         env: site settings for every instance."""
         state_dir = state_dir or tmp_path / f"cluster{len(started)}"
         started.append(state_dir)
-        port = free_base_port()
         settings = [f"--env={name}={value}" for name, value in (env or {}).items()]
-        deploy(state_dir, "up", "--instances", str(instances), "--sessions", sessions,
-               "--presence", presence, "--lb", lb, "--db", db, "--port", str(port), *settings)
+        # Another process may take a port between the check and the start: try another block.
+        for _ in range(3):
+            done = deploy(state_dir, "up", "--instances", str(instances), "--sessions", sessions,
+                          "--presence", presence, "--lb", lb, "--db", db, "--port", str(free_base_port()),
+                          *settings, check=False)
+            if "is busy" not in done.stderr:
+                break
+        assert done.returncode == 0, f"deploy up failed: {done.stderr}"
         return Cluster(state_dir)
 
     yield up

@@ -10,6 +10,7 @@ import pytest
 
 from loadtest._analysis import headline_failures, percentile, summarise
 from loadtest._experiment import fault_schedule, parse_config
+from tests.clusters import free_base_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_experiment_shows_the_headline_results(tmp_path):
     out = tmp_path / "quick"
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest", "--quick", "--out", str(out), "--port", "23100"],
+        [sys.executable, "-m", "loadtest", "--quick", "--out", str(out), "--port", str(free_base_port())],
         cwd=ROOT, capture_output=True, text=True, timeout=540,
     )
     assert done.returncode == 0, done.stderr[-3000:]
