@@ -5,8 +5,8 @@ from django.contrib.auth import logout
 from django.http import JsonResponse
 
 from accounts.tokens import user_for_token
-from labsite.errors import store_unavailable_response
-from labsite.stores import StoreUnavailable
+from labcore.errors import store_unavailable_response
+from labcore.stores import StoreUnavailable
 
 
 class BearerTokenMiddleware:

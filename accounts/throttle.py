@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.forms import UsernameField
 from django.core.cache import caches
 
-from labsite.stores import store_errors
+from labcore.stores import store_errors
 
 
 def _key(username):

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import throttle
 from accounts.tokens import issue_token
-from labsite.api import ApiError, api_view, error_response, read_form_or_json, require_text
+from labcore.api import ApiError, api_view, error_response, read_form_or_json, require_text
 
 LOCKED_OUT = "too many failed logins for this username; try again in a few minutes"
 

@@ -10,7 +10,7 @@ from chat import services
 from chat.models import ROOM_SLUG, Message
 from chat.presence import presence_store
 from chat.presence.base import parse_version
-from labsite.api import ApiError, api_view, read_json, require_text
+from labcore.api import ApiError, api_view, read_json, require_text
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

@@ -13,7 +13,7 @@ def leave_presence(sender, user, **kwargs):
     their own within the TTL, so the logout goes ahead.
     """
     from chat.presence import presence_store
-    from labsite.stores import StoreUnavailable
+    from labcore.stores import StoreUnavailable
 
     if user is None:
         return
@@ -27,4 +27,8 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self):
+        from chat.presence import presence_store
+        from labcore.health import readiness_check
+
         user_logged_out.connect(leave_presence, dispatch_uid="chat.leave_presence")
+        readiness_check("presence", lambda: presence_store().check())

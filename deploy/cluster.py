@@ -5,18 +5,16 @@ Everything lives under one state folder: `cluster.json` (what runs, where),
 the deploy layer's public interface; the CLI and the load test call them.
 """
 
-import json
-import os
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploy import haproxy, stores
+from deploy import haproxy, layout, stores
+from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     DeployError,
     alive,
@@ -27,66 +25,9 @@ from deploy.processes import (
     stop,
     wait_for,
 )
-from labsite.config import PRESENCE_STORES, SESSION_ENGINES
+from labcore import registry
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
-MAX_INSTANCES = 16
 LB_CHOICES = ("roundrobin", "sticky")
-DB_CHOICES = ("sqlite", "postgres")
-
-# Ports, as offsets from the load balancer's port.
-STATS_OFFSET, REDIS_OFFSET, MEMCACHED_OFFSET, POSTGRES_OFFSET, INSTANCE_OFFSET = 1, 2, 3, 4, 10
-
-
-@dataclass
-class Cluster:
-    state_dir: str
-    port: int
-    lb: str
-    sessions: str
-    presence: str
-    db: str
-    secret_key: str
-    env: dict = field(default_factory=dict)  # extra settings for every instance
-    instances: dict = field(default_factory=dict)  # name -> {"port", "pid"}
-    stores: dict = field(default_factory=dict)  # name -> {"port", "pid"}
-    haproxy_pid: int = 0
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stats_url(self):
-        return f"http://127.0.0.1:{self.port + STATS_OFFSET}/"
-
-    @property
-    def path(self):
-        return Path(self.state_dir)
-
-    @property
-    def runtime(self):
-        return haproxy.Runtime(self.path / "haproxy.sock")
-
-    def instance_port(self, name):
-        return self.port + INSTANCE_OFFSET + int(name.removeprefix("app"))
-
-    def save(self):
-        target = self.path / "cluster.json"
-        target.write_text(json.dumps(asdict(self), indent=2))
-        target.chmod(0o600)
-
-    def pids(self):
-        return [self.haproxy_pid] + [p["pid"] for p in (*self.instances.values(), *self.stores.values())]
-
-
-def load(state_dir=DEFAULT_STATE_DIR):
-    """Return the cluster recorded in state_dir, or None."""
-    try:
-        return Cluster(**json.loads((Path(state_dir) / "cluster.json").read_text()))
-    except FileNotFoundError:
-        return None
 
 
 def require_cluster(state_dir):
@@ -96,30 +37,19 @@ def require_cluster(state_dir):
     return cluster
 
 
-def needed_stores(sessions, presence, db):
-    needed = []
-    if sessions in ("redis", "cached_db") or presence == "redis":
-        needed.append("redis")
-    if sessions == "memcached":
-        needed.append("memcached")
-    if db == "postgres":
-        needed.append("postgres")
-    return needed
-
-
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
     """
-    _check_choices(instances, sessions, presence, lb, db)
+    _check_choices(instances, lb)
+    wanted = servers_for(sessions=sessions, presence=presence, db=db)
     previous = load(state_dir)
     if previous and any(alive(pid) for pid in previous.pids()):
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
     require("haproxy", "haproxy")
-    wanted = needed_stores(sessions, presence, db)
-    _check_ports(port, wanted, instances)
+    _check_ports(layout.ports(port, instances=instances, servers=wanted))
 
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
@@ -144,6 +74,18 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     return cluster
 
 
+def servers_for(*, sessions, presence, db):
+    """The kinds of server a cluster of this configuration starts; DeployError for an unknown store."""
+    for value, table, what in (
+        (sessions, registry.SESSION_STORES, "--sessions"),
+        (presence, registry.PRESENCE_STORES, "--presence"),
+        (db, registry.DATABASES, "--db"),
+    ):
+        if value not in table:
+            raise DeployError(f"{what} {value!r} is not one of: {', '.join(table)}")
+    return registry.servers_needed(sessions=sessions, presence=presence, database_name=db)
+
+
 def down(state_dir=DEFAULT_STATE_DIR):
     """Stop everything `up` started; return the cluster that was up, or None."""
     cluster = load(state_dir)
@@ -152,9 +94,8 @@ def down(state_dir=DEFAULT_STATE_DIR):
     stop(cluster.haproxy_pid, timeout=5)
     for instance in cluster.instances.values():
         stop(instance["pid"], timeout=5)
-    for name, store in cluster.stores.items():
-        # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
-        stop(store["pid"], sig=signal.SIGINT if name == "postgres" else signal.SIGTERM)
+    for kind, store in cluster.stores.items():
+        stop(store["pid"], sig=stores.KINDS[kind].stop_signal)
         if "data" in store:
             shutil.rmtree(store["data"], ignore_errors=True)
     (cluster.path / "cluster.json").unlink(missing_ok=True)
@@ -255,25 +196,15 @@ def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
 # Inside
 
 
-def _check_choices(instances, sessions, presence, lb, db):
-    for value, choices, what in (
-        (sessions, SESSION_ENGINES, "--sessions"),
-        (presence, PRESENCE_STORES, "--presence"),
-        (lb, LB_CHOICES, "--lb"),
-        (db, DB_CHOICES, "--db"),
-    ):
-        if value not in choices:
-            raise DeployError(f"{what} {value!r} is not one of: {', '.join(choices)}")
+def _check_choices(instances, lb):
+    if lb not in LB_CHOICES:
+        raise DeployError(f"--lb {lb!r} is not one of: {', '.join(LB_CHOICES)}")
     if not 1 <= instances <= MAX_INSTANCES:
         raise DeployError(f"--instances must be between 1 and {MAX_INSTANCES}, not {instances}")
 
 
-def _check_ports(port, wanted, instances):
-    ports = {port: "load balancer", port + STATS_OFFSET: "HAProxy stats"}
-    offsets = {"redis": REDIS_OFFSET, "memcached": MEMCACHED_OFFSET, "postgres": POSTGRES_OFFSET}
-    ports.update({port + offsets[name]: name for name in wanted})
-    ports.update({port + INSTANCE_OFFSET + n: f"app{n}" for n in range(1, instances + 1)})
-    for number, what in ports.items():
+def _check_ports(wanted):
+    for number, what in wanted.items():
         if not port_free(number):
             raise DeployError(
                 f"port {number} ({what}) is busy; free it or choose another base with --port"
@@ -281,42 +212,10 @@ def _check_ports(port, wanted, instances):
 
 
 def _start_stores(cluster, wanted):
-    starters = {
-        "redis": (stores.start_redis, REDIS_OFFSET),
-        "memcached": (stores.start_memcached, MEMCACHED_OFFSET),
-        "postgres": (stores.start_postgres, POSTGRES_OFFSET),
-    }
-    for name in wanted:
-        start_store, offset = starters[name]
-        port = cluster.port + offset
-        cluster.stores[name] = start_store(port=port, state_dir=cluster.path)
+    for kind in wanted:
+        port = layout.store_port(cluster.port, kind)
+        cluster.stores[kind] = stores.KINDS[kind].start(port=port, state_dir=cluster.path)
         cluster.save()
-
-
-def site_env(cluster, name=None):
-    """The environment every instance of the cluster shares."""
-    env = {
-        **os.environ,
-        **cluster.env,
-        "DJANGO_SETTINGS_MODULE": "labsite.settings",
-        "SECRET_KEY": cluster.secret_key,
-        "SESSION_STORE": cluster.sessions,
-        "PRESENCE_STORE": cluster.presence,
-        "STATE_DIR": str(cluster.path),
-        "DEBUG": "0",
-    }
-    env.pop("SESSION_ENGINE", None)
-    if "redis" in cluster.stores:
-        env["REDIS_URL"] = f"redis://127.0.0.1:{cluster.stores['redis']['port']}/0"
-    if "memcached" in cluster.stores:
-        env["MEMCACHED_URL"] = f"memcached://127.0.0.1:{cluster.stores['memcached']['port']}"
-    if "postgres" in cluster.stores:
-        env["DATABASE_URL"] = stores.postgres_url(cluster.stores["postgres"]["port"])
-    else:
-        env.pop("DATABASE_URL", None)
-    if name:
-        env["INSTANCE_NAME"] = name
-    return env
 
 
 def _migrate(cluster):

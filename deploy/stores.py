@@ -1,4 +1,8 @@
-"""The stores a configuration needs, each a private process on loopback.
+"""The kinds of store server a configuration can need, each a private process on loopback.
+
+One row per kind in KINDS: how to start it, how to stop it, and the setting
+that points the site at it. Which kinds a configuration needs is the
+registry's answer (labcore/registry.py).
 
 Redis runs without persistence: like a cache node that dies, a restarted
 Redis comes back empty. That is the store's own failure mode the lab shows.
@@ -7,8 +11,11 @@ Redis comes back empty. That is the store's own failure mode the lab shows.
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.processes import DeployError, port_open, require, spawn, wait_for
@@ -68,3 +75,20 @@ def _start(name, argv, port, state_dir, user=None):
     pid = spawn(argv, log_path=Path(state_dir) / "logs" / f"{name}.log", user=user)
     wait_for(lambda: port_open(port), timeout=30, what=f"{name} on port {port}")
     return {"port": port, "pid": pid}
+
+
+@dataclass(frozen=True)
+class Kind:
+    start: Callable  # (port, state_dir) -> record: {"port", "pid"} and maybe "data"
+    variable: str  # the site setting that points at it
+    url: Callable  # record -> that setting's value
+    stop_signal: int = signal.SIGTERM
+
+
+KINDS = {
+    "redis": Kind(start_redis, "REDIS_URL", lambda record: f"redis://127.0.0.1:{record['port']}/0"),
+    "memcached": Kind(start_memcached, "MEMCACHED_URL", lambda record: f"memcached://127.0.0.1:{record['port']}"),
+    # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
+    "postgres": Kind(start_postgres, "DATABASE_URL", lambda record: postgres_url(record["port"]),
+                     stop_signal=signal.SIGINT),
+}

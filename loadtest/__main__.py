@@ -7,8 +7,6 @@ the cluster's end. Then report.html, results.json and summary.md.
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import datetime
@@ -91,11 +89,7 @@ def run_experiment(args):
         results.append(summarise(raw))
     progress.done()
 
-    plan_info = {"configs": names, "users": users, "duration": duration, "warmup": warmup,
-                 "faults": args.faults, "instances": args.instances,
-                 "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
-                            f"Python {platform.python_version()}"}
-    summary = write_report(out, plan_info, results)
+    summary = write_report(out, plan.as_json(), results)
     print(summary)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)

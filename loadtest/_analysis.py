@@ -2,6 +2,8 @@
 
 import math
 
+from labcore import registry
+
 
 def percentile(values, fraction):
     """The nearest-rank percentile of values (None if there are none)."""
@@ -78,13 +80,14 @@ def summarise(raw):
 def headline_failures(results):
     """Check the lab's headline results; return what does not hold (empty if all do)."""
     problems = []
-    by_name = {r["config"]["name"]: r for r in results}
-    if "memory+sticky" in by_name and by_name["memory+sticky"]["users_lost_session"] == 0:
-        problems.append("memory+sticky lost no session after the kill")
-    if "redis" in by_name and by_name["redis"]["users_lost_session"] != 0:
-        problems.append(f"redis lost {by_name['redis']['users_lost_session']} users' sessions")
     for result in results:
         name = result["config"]["name"]
+        lost = result["users_lost_session"]
+        if registry.SESSION_STORES[result["config"]["sessions"]].survives_instance_death:
+            if lost:
+                problems.append(f"{name} lost {lost} users' sessions, though its store outlives the instance")
+        elif not lost:
+            problems.append(f"{name} lost no session, though its sessions die with the instance")
         if result["messages_lost"] or result["messages_duplicated"]:
             problems.append(f"{name}: {result['messages_lost']} acknowledged messages lost, "
                             f"{result['messages_duplicated']} duplicated")

@@ -13,7 +13,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,12 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from deploy import stores
+from deploy.layout import free_port
 from deploy.processes import DeployError, require, stop
+from labcore import registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SESSION_STORES = ["memory", "redis", "cached_db", "db", "memcached", "file", "signed_cookies"]
+SESSION_STORES = list(registry.SESSION_STORES)  # memory first: the base of the ratios
 BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": "0"}
 PASSWORD = "bench-password-1"
 
@@ -67,7 +68,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out):
         for index, store in enumerate(stores_to_run):
             print(f"starting the {store} cluster", file=sys.stderr)
             clusters[store] = deploy.up(
-                instances=1, sessions=store, presence="memory" if store == "memory" else "redis",
+                instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence,
                 port=port + 40 * index, env=BENCH_ENV, state_dir=out / "clusters" / store)
         sessions = {store: _log_in(c.url) for store, c in clusters.items()}
         for round_number in range(rounds):
@@ -170,12 +171,11 @@ def _summarise(results, stores_to_run):
 def micro(kind, *, stores_to_run, argument=None):
     """Run loadtest._micro in a fresh process per store; return its figures."""
     state = Path(tempfile.mkdtemp(prefix="bench-micro-"))
-    redis = stores.start_redis(port=_free_port(), state_dir=state)
-    memcached = stores.start_memcached(port=_free_port(), state_dir=state)
+    servers = {kind: stores.KINDS[kind].start(port=free_port(), state_dir=state) for kind in ("redis", "memcached")}
     base_env = {
         **os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
-        "STATE_DIR": str(state), "REDIS_URL": f"redis://127.0.0.1:{redis['port']}/0",
-        "MEMCACHED_URL": f"memcached://127.0.0.1:{memcached['port']}",
+        "STATE_DIR": str(state),
+        **{stores.KINDS[kind].variable: stores.KINDS[kind].url(record) for kind, record in servers.items()},
     }
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
@@ -195,12 +195,6 @@ def micro(kind, *, stores_to_run, argument=None):
             figures.extend(result if isinstance(result, list) else [result])
         return figures
     finally:
-        stop(redis["pid"])
-        stop(memcached["pid"])
+        for record in servers.values():
+            stop(record["pid"])
         shutil.rmtree(state, ignore_errors=True)
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

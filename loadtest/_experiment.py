@@ -6,14 +6,15 @@ the site over HTTP, like any other client.
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploy import cluster as deploy
-from labsite.config import SESSION_ENGINES
+from labcore import registry
 from loadtest._audit import audit_messages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,15 +37,15 @@ class Config:
 def parse_config(text):
     """`memory+sticky` -> memory sessions behind sticky; `redis` -> round robin.
 
-    Presence follows the sessions: memory with memory, Redis otherwise.
+    Presence is the one the registry pairs with the session store.
     """
     sessions, _, lb = text.partition("+")
     lb = lb or "roundrobin"
     if lb not in deploy.LB_CHOICES:
         raise ValueError(f"{text!r}: the load balancing after '+' is one of {', '.join(deploy.LB_CHOICES)}")
-    if sessions not in SESSION_ENGINES:
-        raise ValueError(f"{text!r}: the session store is one of {', '.join(SESSION_ENGINES)}")
-    return Config(text, sessions, lb, "memory" if sessions == "memory" else "redis")
+    if sessions not in registry.SESSION_STORES:
+        raise ValueError(f"{text!r}: the session store is one of {', '.join(registry.SESSION_STORES)}")
+    return Config(text, sessions, lb, registry.SESSION_STORES[sessions].presence)
 
 
 def fault_schedule(kind, duration, instances):
@@ -75,8 +76,14 @@ def apply_fault(action, argument, state_dir):
         deploy.scale(argument, state_dir=state_dir)
 
 
+def machine():
+    return f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
 @dataclass
 class Plan:
+    """What a run does, built once from the arguments and saved as it is with the results."""
+
     configs: list
     users: int
     duration: float
@@ -85,9 +92,13 @@ class Plan:
     instances: int
     port: int
     out: Path
+    machine: str = field(default_factory=machine)
 
     def seconds_per_config(self):
         return self.warmup + self.duration + 20  # cluster up, audit and down
+
+    def as_json(self):
+        return {**asdict(self), "configs": [c.name for c in self.configs], "out": str(self.out)}
 
 
 def run_config(plan, config, index, progress):

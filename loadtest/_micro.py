@@ -7,11 +7,9 @@ the site's settings taken from the environment as an instance would.
 
 import json
 import os
-import pickle
 import statistics
 import sys
 import time
-from pathlib import Path
 
 LOGGED_IN = {
     "_auth_user_id": "1",
@@ -55,40 +53,17 @@ def session_figures(repeat):
         "store": settings.SESSION_STORE,
         "load_us": timed(load, repeat),
         "save_us": timed(save, repeat),
-        "bytes": stored_bytes(settings.SESSION_STORE, key),
+        "bytes": store_class(key).stored_bytes(),
     }
-
-
-def stored_bytes(store, key):
-    """Bytes the store keeps for one logged-in session."""
-    from django.conf import settings
-    from django.contrib.sessions.models import Session
-    from django.core.cache import caches
-
-    if store in ("redis", "cached_db"):
-        from django_redis import get_redis_connection
-
-        raw = get_redis_connection("sessions")
-        name = next(iter(raw.scan_iter(f"*{key}")))
-        cache_bytes = raw.strlen(name)
-        if store == "redis":
-            return cache_bytes
-        return cache_bytes + len(Session.objects.get(session_key=key).session_data)
-    if store == "db":
-        return len(Session.objects.get(session_key=key).session_data)
-    if store == "file":
-        return (Path(settings.SESSION_FILE_PATH) / f"sessionid{key}").stat().st_size
-    if store == "signed_cookies":
-        return len(key)
-    # memory and memcached keep Django's pickled session dictionary.
-    return len(pickle.dumps(caches["sessions"].get(f"django.contrib.sessions.cache{key}"), pickle.HIGHEST_PROTOCOL))
 
 
 def server_us(store, call, repeat):
     """µs Redis itself spent per call: steadier than the round trip on a busy VM."""
-    if store.name != "redis":
+    from labcore import registry
+    from labcore.stores import redis_client
+
+    if "redis" not in registry.PRESENCE_STORES[store.name].servers:
         return None
-    from labsite.stores import redis_client
 
     client = redis_client()
     client.config_resetstat()

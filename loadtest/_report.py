@@ -3,6 +3,7 @@
 import json
 from html import escape
 
+from labcore import registry
 from loadtest._svg import PALETTE, bar_chart, line_chart, share_chart
 
 COLUMNS = [
@@ -102,7 +103,8 @@ def plain_reading(results):
     kept = [r for r in results if not r["users_lost_session"]]
     for r in lost:
         name = r["config"]["name"]
-        if r["config"]["lb"] == "roundrobin" and r["config"]["sessions"] == "memory":
+        in_process = not registry.SESSION_STORES[r["config"]["sessions"]].survives_instance_death
+        if r["config"]["lb"] == "roundrobin" and in_process:
             lines.append(
                 f"{name}: a login lives in one process and round robin sends the next request elsewhere, so "
                 f"sessions were lost {r['sessions_lost']} times in the window, kill or no kill: "
@@ -124,7 +126,8 @@ def plain_reading(results):
     if fastest and slowest:
         lines.append(f"Median latency ranged from {fastest['p50_ms']:g} ms ({fastest['config']['name']}) to "
                      f"{slowest['p50_ms']:g} ms ({slowest['config']['name']}).")
-    memory_presence = [r for r in results if r["config"]["presence"] == "memory" and r["presence_accuracy"] is not None]
+    memory_presence = [r for r in results if registry.PRESENCE_STORES[r["config"]["presence"]].per_instance
+                       and r["presence_accuracy"] is not None]
     if memory_presence:
         r = memory_presence[0]
         lines.append(f"Presence in process memory listed only {r['presence_accuracy']:.0%} of the active users "

@@ -14,7 +14,7 @@ import time
 from django.conf import settings
 from django.db import close_old_connections
 
-from labsite.stores import redis_client
+from labcore.stores import redis_client
 from maintenance import jobs
 from maintenance.fencing import StaleToken, fenced, highest_token
 from maintenance.lease import Lease

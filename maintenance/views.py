@@ -4,8 +4,8 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from labsite.api import api_view
-from labsite.stores import StoreUnavailable, store_errors
+from labcore.api import api_view
+from labcore.stores import StoreUnavailable, store_errors
 from maintenance import scheduler
 from maintenance.fencing import highest_token
 from maintenance.models import RefusedWrite, Run

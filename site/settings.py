@@ -12,7 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from labsite.config import ConfigError, store_settings
+from labcore.config import store_settings
+from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
 BASE_DIR = SITE_DIR.parent
@@ -60,11 +61,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "labsite.middleware.ServedByMiddleware",
+    "labcore.middleware.ServedByMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "labsite.middleware.StoreFailureMiddleware",
-    "labsite.sessions.middleware.SessionMiddleware",
+    "labcore.middleware.StoreFailureMiddleware",
+    "labcore.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -134,10 +135,11 @@ try:
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
-# SESSION_STORE, SESSION_ENGINE, PRESENCE_STORE, CACHES and the rest.
+# SESSION_STORE, SESSION_ENGINE, PRESENCE_STORE, CACHES, SERVERS and the rest.
 globals().update(STORES)
-if STORES["SESSION_STORE"] == "file":
-    Path(STORES["SESSION_FILE_PATH"]).mkdir(parents=True, exist_ok=True)
+# The file engine's folder, made at start whatever the store; one that goes
+# missing later is a 503 (labcore/sessions/file.py).
+Path(STORES["SESSION_FILE_PATH"]).mkdir(parents=True, exist_ok=True)
 
 # SESSIONS AND AUTHENTICATION
 
@@ -146,7 +148,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = int(env_float("SESSION_COOKIE_AGE", 14 * 24 * 3600))
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
-CSRF_FAILURE_VIEW = "labsite.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "labcore.errors.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:rooms"
 LOGOUT_REDIRECT_URL = "login"
@@ -186,7 +188,7 @@ PRESENCE_TTL = 3 * PRESENCE_HEARTBEAT_INTERVAL + 1
 # LEASE_TTL + LEASE_RETRY. Needs Redis, so it is on when Redis is in use.
 # MAINTENANCE_WORK_SECONDS stretches each job, for tests and demos of fencing.
 
-MAINTENANCE = env_bool("MAINTENANCE", "redis" in (STORES["SHARED_STORE"], STORES["PRESENCE_STORE"]))
+MAINTENANCE = env_bool("MAINTENANCE", "redis" in STORES["SERVERS"])
 LEASE_TTL = env_float("LEASE_TTL", 6)
 LEASE_RETRY = env_float("LEASE_RETRY", 1)
 MAINTENANCE_PERIOD = int(env_float("MAINTENANCE_PERIOD", 10))

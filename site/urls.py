@@ -1,10 +1,10 @@
 from django.urls import include, path
 
-from labsite import views
+from labcore import health
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("chat.api_urls")),
@@ -12,6 +12,6 @@ urlpatterns = [
     path("", include("chat.urls")),
 ]
 
-handler400 = "labsite.errors.bad_request"
-handler404 = "labsite.errors.not_found"
-handler500 = "labsite.errors.server_error"
+handler400 = "labcore.errors.bad_request"
+handler404 = "labcore.errors.not_found"
+handler500 = "labcore.errors.server_error"

@@ -4,11 +4,11 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from labcore.serving import start_serving
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
 
 application = get_wsgi_application()
 
-# Every serving process runs the maintenance scheduler; only the lease holder acts.
-from maintenance import scheduler  # noqa: E402  (needs the app registry loaded above)
-
-scheduler.start()
+# Background work the apps registered (the maintenance scheduler), once the apps are loaded.
+start_serving()

@@ -1,12 +1,11 @@
 """Real clusters for the tests, started and stopped with the `python -m deploy` command."""
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
 
-from deploy.processes import port_free
+from deploy import layout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,25 +20,9 @@ def deploy(state_dir, *args, check=True):
     return done
 
 
-def free_base_port():
-    """A base port whose block of 30 ports is free: LB, stats, stores, instances.
-
-    The search starts at a random block, so that test runs side by side on one
-    machine do not all try the same one.
-    """
-    start = random.randrange(20000, 50000)
-    for base in range(start, start + 10000, 97):
-        if all(port_free(base + offset) for offset in range(30)):
-            return base
-    raise RuntimeError("no free block of 30 ports")
-
-
 def recorded_pids(state_dir):
-    path = state_dir / "cluster.json"
-    if not path.exists():
-        return []
-    data = json.loads(path.read_text())
-    return [data["haproxy_pid"]] + [p["pid"] for p in (*data["instances"].values(), *data["stores"].values())]
+    recorded = layout.load(state_dir)
+    return recorded.pids() if recorded else []
 
 
 class Cluster:

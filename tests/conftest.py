@@ -6,12 +6,14 @@ from django.core.cache import caches
 from django.test import Client
 
 from chat import presence
+from deploy.layout import free_base_port
 from deploy.processes import alive
-from labsite.config import SESSION_ENGINES, store_settings
-from tests.clusters import ROOT, Cluster, deploy, free_base_port, recorded_pids
+from labcore import registry
+from labcore.config import store_settings
+from tests.clusters import ROOT, Cluster, deploy, recorded_pids
 from tests.servers import memcached_server, redis_server
 
-SESSION_STORES = list(SESSION_ENGINES)
+SESSION_STORES = list(registry.SESSION_STORES)
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +65,12 @@ def redis_db(redis_service):
 
 @pytest.fixture(params=SESSION_STORES)
 def session_store(request, settings, redis_service, memcached_service, redis_db, tmp_path, db):
-    """Run the test once per SESSION_STORE, presence in Redis (memory with memory)."""
+    """Run the test once per SESSION_STORE, with the presence store the registry pairs with it."""
     store = request.param
     use_stores(
         settings,
         session_store=store,
-        presence_store="memory" if store == "memory" else "redis",
+        presence_store=registry.SESSION_STORES[store].presence,
         redis=redis_service,
         memcached=memcached_service,
         tmp_path=tmp_path,

@@ -2,17 +2,11 @@
 
 import shutil
 import signal
-import socket
 import tempfile
 
 from deploy import stores
+from deploy.layout import free_port
 from deploy.processes import signal_group, stop
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from deploy.layout import free_base_port
 from loadtest._analysis import headline_failures, percentile, summarise
 from loadtest._experiment import fault_schedule, parse_config
-from tests.clusters import free_base_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_percentile_is_nearest_rank():
     assert percentile([], 0.5) is None
 
 
-def raw_run(lost_by_user, acknowledged=3, lost=0):
+def raw_run(lost_by_user, acknowledged=3, lost=0, sessions="redis", lb="roundrobin"):
     start = 1000.0
     seconds = {
         str(t): {"requests": 10, "failures": 1 if t == 1003 else 0, "latencies": [10.0] * 9 + [50.0],
@@ -54,7 +54,7 @@ def raw_run(lost_by_user, acknowledged=3, lost=0):
         for t in range(995, 1010)
     }
     return {
-        "config": {"name": "redis", "sessions": "redis", "lb": "roundrobin", "presence": "redis"},
+        "config": {"name": f"{sessions}+{lb}", "sessions": sessions, "lb": lb, "presence": "redis"},
         "window_start": start, "duration": 10, "warmup": 5,
         "faults": [{"at": 3.3, "action": "kill", "target": "app1"}],
         "audit": {"acknowledged": acknowledged, "stored": acknowledged - lost, "lost": lost, "duplicated": 0},
@@ -75,7 +75,11 @@ def test_summary_counts_only_the_measured_window():
 
 def test_headline_checks_catch_what_would_break_the_lesson():
     redis_lost = summarise(raw_run({"a": [1004.5]}))
-    assert headline_failures([redis_lost]) == ["redis lost 1 users' sessions"]
+    assert headline_failures([redis_lost]) == [
+        "redis+roundrobin lost 1 users' sessions, though its store outlives the instance"]
+    memory_kept = summarise(raw_run({}, sessions="memory", lb="sticky"))
+    assert headline_failures([memory_kept]) == [
+        "memory+sticky lost no session, though its sessions die with the instance"]
     message_lost = summarise(raw_run({}, lost=1))
     assert "1 acknowledged messages lost" in headline_failures([message_lost])[0]
 

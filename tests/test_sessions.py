@@ -119,7 +119,7 @@ def test_a_forged_session_cookie_is_just_no_session(session_store, client, cooki
 
 
 def test_memory_sessions_are_not_evicted_by_a_busy_process(settings, client, user):
-    from labsite.sessions.cache import SessionStore
+    from labcore.sessions.cache import SessionStore
 
     assert settings.SESSION_STORE == "memory"
     client.post("/accounts/login/", {"username": "ada", "password": PASSWORD})

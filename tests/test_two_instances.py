@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.layout import free_port
 from deploy.processes import port_open, stop, wait_for
 from tests.http import Browser
-from tests.servers import free_port, postgres_server
+from tests.servers import postgres_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"

@@ -1,5 +1,5 @@
 from chat.presence.base import CHANGE_LOG_SIZE, PresenceStore, View, parse_version
-from labsite.stores import redis_client, store_errors
+from labcore.stores import redis_client, store_errors
 
 # Shared by the scripts. KEYS: room's sorted set (username -> last seen),
 # version counter, change log (a list of "version op username").

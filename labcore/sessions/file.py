@@ -9,8 +9,8 @@ import os
 from django.conf import settings
 from django.contrib.sessions.backends.file import SessionStore as FileStore
 
-from labsite.sessions.keys import valid_session_key
-from labsite.stores import StoreUnavailable
+from labcore.sessions.keys import valid_session_key
+from labcore.stores import StoreUnavailable
 
 
 class SessionStore(FileStore):
@@ -42,3 +42,7 @@ class SessionStore(FileStore):
     def save(self, must_create=False):
         self._check_folder()
         super().save(must_create)
+
+    def stored_bytes(self):
+        """Bytes of the session's file."""
+        return os.path.getsize(self._key_to_file())

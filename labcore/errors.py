@@ -7,7 +7,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from labsite.stores import StoreUnavailable
+from labcore.stores import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

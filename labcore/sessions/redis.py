@@ -2,9 +2,9 @@
 
 from django.contrib.sessions.backends.base import UpdateError
 
-from labsite.sessions.cache import SESSION_RACES
-from labsite.sessions.cache import SessionStore as CacheStore
-from labsite.stores import store_errors
+from labcore.sessions.cache import SESSION_RACES
+from labcore.sessions.cache import SessionStore as CacheStore
+from labcore.stores import store_errors
 
 
 class SessionStore(CacheStore):
@@ -17,3 +17,12 @@ class SessionStore(CacheStore):
             written = self._cache.set(self.cache_key, self._get_session(), self.get_expiry_age(), xx=True)
         if not written:
             raise UpdateError
+
+    def stored_bytes(self):
+        """Bytes Redis keeps for this session."""
+        return value_bytes(self._cache, self.cache_key)
+
+
+def value_bytes(cache, key):
+    """The length of the value a django-redis cache holds under key."""
+    return cache.client.get_client(write=False).strlen(cache.client.make_key(key))

@@ -1,11 +1,13 @@
 """Sessions in a cache: LocMem (`memory`), Redis or memcached."""
 
+import pickle
+
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.cache import SessionStore as CacheStore
 
-from labsite.sessions.keys import valid_session_key
-from labsite.stores import store_errors
+from labcore.sessions.keys import valid_session_key
+from labcore.stores import store_errors
 
 # A session that vanished between load and save is not a store failure.
 SESSION_RACES = (CreateError, UpdateError)
@@ -50,3 +52,7 @@ class SessionStore(CacheStore):
     def delete(self, session_key=None):
         with store_errors(settings.SESSION_STORE):
             super().delete(session_key)
+
+    def stored_bytes(self):
+        """Bytes the store keeps for this session: LocMem and memcached keep the pickled dictionary."""
+        return len(pickle.dumps(self._cache.get(self.cache_key), pickle.HIGHEST_PROTOCOL))

@@ -8,10 +8,11 @@ could come back with it, so deleting needs the cache (503 if it is down).
 import logging
 
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
-from django.contrib.sessions.backends.db import SessionStore as DBStore
 
-from labsite.sessions.keys import valid_session_key
-from labsite.stores import store_errors
+from labcore.sessions.db import SessionStore as DBStore
+from labcore.sessions.keys import valid_session_key
+from labcore.sessions.redis import value_bytes
+from labcore.stores import store_errors
 
 logger = logging.getLogger(__name__)
 
@@ -49,3 +50,7 @@ class SessionStore(CachedDBStore):
         with store_errors("redis"):
             self._cache.delete(self.cache_key_prefix + session_key)
         DBStore.delete(self, session_key)
+
+    def stored_bytes(self):
+        """Bytes kept for this session: the cached copy in Redis and the row."""
+        return value_bytes(self._cache, self.cache_key) + DBStore.stored_bytes(self)

@@ -6,13 +6,12 @@ store is down goes through `store_errors`, which turns the failure into
 """
 
 from contextlib import contextmanager
-from functools import cache
 
-import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from labcore import connections
+from labcore.connections import RedisTarget
 
 
 class StoreUnavailable(Exception):
@@ -39,30 +38,9 @@ def store_errors(store, expected=()):
         raise StoreUnavailable(store, f"{type(exc).__name__}: {exc}") from exc
 
 
-def no_retry():
-    """A redis-py retry policy that gives up at once.
-
-    redis-py retries failed commands three times with backoff by default,
-    which turns a dead Redis into a request that hangs for seconds.
-    """
-    return Retry(NoBackoff(), 0)
-
-
-# One pool per process: every gunicorn instance has its own connections.
-@cache
-def _redis_client(url, timeout):
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=no_retry(),
-        health_check_interval=30,
-    )
-
-
 def redis_client():
-    """Return this process's client for REDIS_URL."""
-    return _redis_client(settings.REDIS_URL, settings.STORE_TIMEOUT)
+    """Return this process's client for the site's Redis."""
+    return connections.redis_client(RedisTarget(settings.REDIS_URL, settings.STORE_TIMEOUT))
 
 
 def check_database():

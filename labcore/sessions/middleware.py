@@ -1,7 +1,7 @@
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 
-from labsite.errors import store_unavailable_response
-from labsite.stores import StoreUnavailable
+from labcore.errors import store_unavailable_response
+from labcore.stores import StoreUnavailable
 
 
 class SessionMiddleware(DjangoSessionMiddleware):

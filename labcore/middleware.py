@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from labsite.errors import dependency_failure, store_unavailable_response
+from labcore.errors import dependency_failure, store_unavailable_response
 
 
 class ServedByMiddleware:

@@ -1,0 +1,152 @@
+"""A cluster's layout, computed here and only here: its ports, its record on disk, an instance's environment.
+
+Ports are offsets from the load balancer's port, the cluster's base:
+
+| port | what |
+|---|---|
+| base | the load balancer |
+| base + 1 | HAProxy's stats page |
+| base + 10 + N | instance appN, N from 1 to 16 |
+| base + 30 to base + 59 | store nodes: a range of slots per kind of server |
+
+The store slots leave room for a kind's replicas, Sentinels, standbys and
+majority-store members. The load test and the tests ask these functions
+instead of adding offsets themselves.
+"""
+
+import json
+import os
+import random
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from deploy import haproxy, stores
+from deploy.processes import port_free
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
+MAX_INSTANCES = 16
+STATS_OFFSET, INSTANCE_OFFSET = 1, 10
+STORE_SLOTS = {
+    "redis": range(30, 40),
+    "sentinel": range(40, 43),
+    "memcached": range(43, 45),
+    "postgres": range(45, 52),
+    "etcd": range(52, 60),
+}
+BLOCK = 60  # ports from the base that a cluster may use
+
+
+@dataclass
+class Cluster:
+    """What runs, and where: saved as cluster.json in the state folder."""
+
+    state_dir: str
+    port: int
+    lb: str
+    sessions: str
+    presence: str
+    db: str
+    secret_key: str
+    env: dict = field(default_factory=dict)  # extra settings for every instance
+    instances: dict = field(default_factory=dict)  # name -> {"port", "pid"}
+    stores: dict = field(default_factory=dict)  # kind -> {"port", "pid"} (and "data")
+    haproxy_pid: int = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stats_url(self):
+        return f"http://127.0.0.1:{self.port + STATS_OFFSET}/"
+
+    @property
+    def path(self):
+        return Path(self.state_dir)
+
+    @property
+    def runtime(self):
+        return haproxy.Runtime(self.path / "haproxy.sock")
+
+    def instance_port(self, name):
+        return instance_port(self.port, name)
+
+    def save(self):
+        # It holds SECRET_KEY: private from its first byte, never readable for a moment.
+        target = self.path / "cluster.json"
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(asdict(self), out, indent=2)
+
+    def pids(self):
+        return [self.haproxy_pid] + [p["pid"] for p in (*self.instances.values(), *self.stores.values())]
+
+
+def load(state_dir=DEFAULT_STATE_DIR):
+    """Return the cluster recorded in state_dir, or None."""
+    try:
+        return Cluster(**json.loads((Path(state_dir) / "cluster.json").read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def instance_port(base, name):
+    return base + INSTANCE_OFFSET + int(name.removeprefix("app"))
+
+
+def store_port(base, kind, index=0):
+    """The port of the index-th node of a kind of server."""
+    return base + STORE_SLOTS[kind][index]
+
+
+def ports(base, *, instances, servers):
+    """Every port a cluster of this shape uses, with what it is for."""
+    used = {base: "load balancer", base + STATS_OFFSET: "HAProxy stats"}
+    used.update({store_port(base, kind): kind for kind in servers})
+    used.update({instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
+    return used
+
+
+def site_env(cluster, name=None):
+    """The environment of the cluster's instances (and of its migrate), for instance `name`."""
+    env = {
+        **os.environ,
+        **cluster.env,
+        "DJANGO_SETTINGS_MODULE": "labsite.settings",
+        "SECRET_KEY": cluster.secret_key,
+        "SESSION_STORE": cluster.sessions,
+        "PRESENCE_STORE": cluster.presence,
+        "STATE_DIR": str(cluster.path),
+        "DEBUG": "0",
+    }
+    env.pop("SESSION_ENGINE", None)
+    # Only the servers this cluster runs: nothing leaks in from the caller's shell.
+    for kind in stores.KINDS.values():
+        env.pop(kind.variable, None)
+    for kind, record in cluster.stores.items():
+        env[stores.KINDS[kind].variable] = stores.KINDS[kind].url(record)
+    if name:
+        env["INSTANCE_NAME"] = name
+    return env
+
+
+def free_port():
+    """A port the kernel has free now, for one server outside a cluster."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_base_port():
+    """A base whose whole block of ports is free now.
+
+    The search starts at a random block, so that runs side by side on one
+    machine do not all try the same one.
+    """
+    start = random.randrange(20000, 50000)
+    for base in range(start, start + 10000, BLOCK + 7):
+        if all(port_free(base + offset) for offset in range(BLOCK)):
+            return base
+    raise RuntimeError(f"no free block of {BLOCK} ports")

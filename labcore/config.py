@@ -1,0 +1,48 @@
+"""Turn the lab's two switches, SESSION_STORE and PRESENCE_STORE, into Django settings.
+
+A pure function of its arguments, so the tests switch stores the same way
+settings.py does. Everything it knows about a store comes from the registry.
+"""
+
+from labcore import registry
+from labcore.connections import RedisTarget, memcached_cache, memory_cache, redis_cache
+
+
+def store_settings(*, session_store, presence_store, redis_url, memcached_url, state_dir, timeout,
+                   session_engine=None):
+    """Return the settings that put sessions and presence where asked.
+
+    `session_engine`, a dotted path, wins over `session_store` for people who
+    toggle Django's own SESSION_ENGINE.
+    """
+    if session_engine:
+        # A raw engine of Django's is named in the lab's words, for the status bar.
+        session = registry.session_store_of_engine(session_engine) or registry.SessionStore(
+            session_engine.rsplit(".", 1)[-1], session_engine)
+    else:
+        session = registry.session_store(session_store)
+    presence = registry.presence_store(presence_store)
+    servers = registry.servers_of(session, presence)
+    caches = {
+        registry.MEMORY: memory_cache,
+        "redis": lambda name: redis_cache(RedisTarget(redis_url, timeout)),
+        "memcached": lambda name: memcached_cache(memcached_url, timeout),
+    }
+    shared = registry.shared_cache_kind(servers)
+    return {
+        "SESSION_STORE": session.name,
+        "SESSION_ENGINE": session.engine,
+        "SESSION_CACHE_ALIAS": "sessions",
+        "SESSION_FILE_PATH": str(state_dir / "sessions"),
+        "SESSION_READY_NEEDS_CACHE": session.ready_needs_cache,
+        "PRESENCE_STORE": presence.name,
+        "PRESENCE_BACKEND": presence.backend,
+        "CACHES": {
+            "default": memory_cache("default"),
+            "sessions": caches[session.cache]("sessions"),
+            # Counters (failed logins) in the fast shared store, per process when there is none.
+            "shared": caches[shared]("shared"),
+        },
+        "SHARED_STORE": shared,
+        "SERVERS": servers,
+    }

@@ -1,0 +1,103 @@
+"""How the site reaches its store servers: one description per kind, one client per process.
+
+Every Redis client of the site (django-redis's caches, presence, the lease)
+comes from `redis_client`, built with one set of fail-fast options, so a dead
+Redis costs a request STORE_TIMEOUT and never a retry loop. A server's kind
+(Redis) is kept apart from its topology: `RedisTarget` describes where Redis
+is, today one URL (credentials included), and is the one place that learns
+about Sentinels or cluster nodes.
+"""
+
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlsplit
+
+import redis
+from django_redis.pool import ConnectionFactory
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+
+def no_retry():
+    """A redis-py retry policy that gives up at once.
+
+    redis-py retries failed commands three times with backoff by default,
+    which turns a dead Redis into a request that hangs for seconds.
+    """
+    return Retry(NoBackoff(), 0)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where Redis is, and how long a call may wait for it."""
+
+    url: str
+    timeout: float
+
+
+# One pool per process and target: every gunicorn instance has its own connections.
+@cache
+def redis_client(target):
+    """Return this process's client for target."""
+    return redis.Redis.from_url(
+        target.url,
+        socket_timeout=target.timeout,
+        socket_connect_timeout=target.timeout,
+        retry=no_retry(),
+        health_check_interval=30,
+    )
+
+
+class SharedConnectionFactory(ConnectionFactory):
+    """django-redis's connection factory, answering with `redis_client`.
+
+    So the caches share the pool and the options of every other Redis user
+    in the process instead of building their own.
+    """
+
+    def connect(self, url):
+        return redis_client(RedisTarget(url, self.options["STORE_TIMEOUT"]))
+
+    def disconnect(self, connection):
+        # The pool is shared with presence and the lease: leave it open.
+        pass
+
+
+def redis_cache(target):
+    """A Django cache on Redis, through django-redis."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": target.url,
+        "OPTIONS": {"CONNECTION_FACTORY": "labcore.connections.SharedConnectionFactory",
+                    "STORE_TIMEOUT": target.timeout},
+    }
+
+
+def memcached_cache(url, timeout):
+    """A Django cache on memcached, through pymemcache."""
+    parts = urlsplit(url)
+    return {
+        "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+        "LOCATION": f"{parts.hostname}:{parts.port or 11211}",
+        "OPTIONS": {
+            "connect_timeout": timeout,
+            "timeout": timeout,
+            # pymemcache's HashClient answers "not found" while it waits to
+            # retry a failed server, which Django reads as "no session": a
+            # silent logout. With one server there is nothing to fail over
+            # to, so raise on every failure and try the server every time.
+            "retry_attempts": 0,
+            "dead_timeout": 0,
+        },
+    }
+
+
+def memory_cache(name):
+    """A Django cache inside this process."""
+    # LocMem forgets a third of its entries once it holds MAX_ENTRIES (300 by
+    # default): that would log users out with no instance dying.
+    return {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": name,
+        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
+    }

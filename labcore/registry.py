@@ -1,0 +1,131 @@
+"""Every place the lab can keep state: one row per store, read by everyone who must know.
+
+Settings (which engine, which caches), `deploy` (which servers to start),
+/readyz (what must answer), the load test's and the benchmarks' defaults and
+the tests' parametrisation all read these tables, so adding a store is one
+row here plus one engine module (plus a start function in deploy/stores.py
+for a new kind of server).
+
+A server's kind (redis, memcached, postgres) is not its topology: Redis
+alone, under Sentinel or as a cluster is one kind, chosen by a deploy
+option, never a store of its own.
+"""
+
+from dataclasses import dataclass
+
+MEMORY = "memory"  # a cache inside the process: no server
+
+
+@dataclass(frozen=True)
+class SessionStore:
+    """Where logins live."""
+
+    name: str
+    engine: str  # a module with a SessionStore class, as Django's SESSION_ENGINE
+    servers: tuple = ()  # kinds of server it needs besides the database
+    cache: str = MEMORY  # the kind of its Django cache, "sessions": memory, redis or memcached
+    ready_needs_cache: bool = False  # /readyz fails while that cache does not answer
+    presence: str = "redis"  # the presence store that goes with it by default
+    revokes_at_logout: bool = True  # a copied cookie is dead after logout
+    survives_instance_death: bool = True
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class PresenceStore:
+    """Where "who is online" lives."""
+
+    name: str
+    backend: str  # a chat.presence class, by dotted path
+    servers: tuple = ()
+    per_instance: bool = False  # each instance sees only the heartbeats that reached it
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where hard state (accounts, messages) lives."""
+
+    name: str
+    servers: tuple = ()
+    summary: str = ""
+
+
+SESSION_STORES = {}
+PRESENCE_STORES = {}
+DATABASES = {}
+_TABLES = {SessionStore: SESSION_STORES, PresenceStore: PRESENCE_STORES, Database: DATABASES}
+
+
+def register(row):
+    """Add a row to its table (the built-in rows below, or a test's own)."""
+    _TABLES[type(row)][row.name] = row
+    return row
+
+
+for _row in (
+    SessionStore("memory", "labcore.sessions.cache", presence="memory", survives_instance_death=False,
+                 summary="LocMem cache inside the process: lost when it dies, invisible to the others"),
+    SessionStore("file", "labcore.sessions.file", summary="one file per session in the state folder"),
+    SessionStore("db", "labcore.sessions.db", summary="the database"),
+    SessionStore("cached_db", "labcore.sessions.cached_db", servers=("redis",), cache="redis",
+                 summary="the database, with Redis in front; a dead Redis costs speed, not logins"),
+    SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis", ready_needs_cache=True,
+                 summary="Redis, through django-redis"),
+    SessionStore("memcached", "labcore.sessions.cache", servers=("memcached",), cache="memcached",
+                 ready_needs_cache=True, summary="memcached, through pymemcache"),
+    SessionStore("signed_cookies", "labcore.sessions.signed_cookies", revokes_at_logout=False,
+                 summary="the state rides in the cookie: nothing to lose, nothing to revoke"),
+    PresenceStore("memory", "chat.presence.memory.MemoryPresence", per_instance=True,
+                  summary="a dict in the process: each instance sees its own heartbeats"),
+    PresenceStore("redis", "chat.presence.redis.RedisPresence", servers=("redis",),
+                  summary="one sorted set per room, shared"),
+    Database("sqlite", summary="SQLite in WAL mode, in the state folder"),
+    Database("postgres", servers=("postgres",), summary="a private PostgreSQL server"),
+):
+    register(_row)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _lookup(table, name, what):
+    if name not in table:
+        raise ConfigError(f"{what}={name!r} is not one of: {', '.join(table)}")
+    return table[name]
+
+
+def session_store(name):
+    return _lookup(SESSION_STORES, name, "SESSION_STORE")
+
+
+def presence_store(name):
+    return _lookup(PRESENCE_STORES, name, "PRESENCE_STORE")
+
+
+def database(name):
+    return _lookup(DATABASES, name, "database")
+
+
+def session_store_of_engine(engine):
+    """The row whose engine is this dotted path, or None (a raw SESSION_ENGINE of Django's)."""
+    return next((row for row in SESSION_STORES.values() if row.engine == engine), None)
+
+
+def servers_of(*rows):
+    """The kinds of server these rows need, each once, in order."""
+    needed = []
+    for row in rows:
+        needed += [kind for kind in row.servers if kind not in needed]
+    return needed
+
+
+def servers_needed(*, sessions, presence, database_name):
+    """The kinds of server a configuration needs, by the names of its stores and database."""
+    return servers_of(session_store(sessions), presence_store(presence), database(database_name))
+
+
+def shared_cache_kind(servers):
+    """The fast shared store for counters: Redis if the configuration has it, else memcached, else none."""
+    return next((kind for kind in ("redis", "memcached") if kind in servers), MEMORY)

@@ -1,0 +1,64 @@
+"""One row per store: a new row is picked up by everyone who reads the registry, with no other edit."""
+
+import subprocess
+import sys
+
+import pytest
+
+from deploy import cluster
+from deploy.processes import DeployError
+from labcore import registry
+from labcore.config import store_settings
+from tests.clusters import ROOT
+from tests.conftest import use_stores
+from tests.made_up_store import ROW
+
+
+@pytest.fixture
+def made_up(monkeypatch):
+    monkeypatch.setitem(registry.SESSION_STORES, ROW.name, ROW)
+    return ROW
+
+
+def test_settings_come_from_the_row(made_up, tmp_path):
+    values = store_settings(session_store=made_up.name, presence_store=made_up.presence,
+                            redis_url="redis://127.0.0.1:1/0", memcached_url="memcached://127.0.0.1:1",
+                            state_dir=tmp_path, timeout=0.5)
+    assert values["SESSION_ENGINE"] == "labcore.sessions.redis"
+    assert values["CACHES"]["sessions"]["BACKEND"] == "django_redis.cache.RedisCache"
+    assert (values["SERVERS"], values["SHARED_STORE"], values["PRESENCE_STORE"]) == (["redis"], "redis", "memory")
+
+
+def test_deploy_plans_the_rows_servers(made_up):
+    assert cluster.servers_for(sessions=made_up.name, presence="memory", db="sqlite") == ["redis"]
+    assert cluster.servers_for(sessions=made_up.name, presence="redis", db="postgres") == ["redis", "postgres"]
+    with pytest.raises(DeployError, match="--sessions 'nowhere' is not one of: .*redis_twin"):
+        cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
+
+
+def test_readyz_checks_what_the_row_needs(made_up, settings, redis_service, memcached_service, redis_db,
+                                          tmp_path, db, client):
+    use_stores(settings, session_store=made_up.name, presence_store=made_up.presence, redis=redis_service,
+               memcached=memcached_service, tmp_path=tmp_path)
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checked"] == ["database", "sessions", "counters", "presence"]
+
+
+def test_the_test_matrix_picks_the_row_up():
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.made_up_store", "--collect-only", "-q",
+         "tests/test_sessions.py", "tests/test_idle.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "test_signup_logs_in_and_me_names_the_stores[redis_twin]" in done.stdout
+
+
+def test_every_row_names_an_engine_that_imports():
+    from django.utils.module_loading import import_module, import_string
+
+    for row in registry.SESSION_STORES.values():
+        assert hasattr(import_module(row.engine), "SessionStore"), row.name
+    for row in registry.PRESENCE_STORES.values():
+        assert import_string(row.backend).name == row.name
