@@ -18,7 +18,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync"]
 PASSWORD = "correct horse battery"
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "state" / "screenshots"))
-SOON = 8_000  # ms: what "within a few seconds" means here
+# ms: deadlines for what the page does within a few seconds. They are polls,
+# so a generous deadline costs nothing when the page is quick, and leaves
+# room for a busy machine when it is not.
+SOON = 20_000
+# A heartbeat every PRESENCE_HEARTBEAT_INTERVAL (5 s), then the other page's poll.
+PRESENCE_SOON = 5_000 + SOON
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +87,8 @@ def chat_between_ada_and_bob(url, people):
     expect(bob.locator("#messages")).to_contain_text("hello bob")
     say(bob, "hi ada")
     expect(ada.locator("#messages")).to_contain_text("hi ada")
-    expect(ada.locator("#online")).to_contain_text("bob", timeout=12_000)
-    expect(bob.locator("#online")).to_contain_text("ada", timeout=12_000)
+    expect(ada.locator("#online")).to_contain_text("bob", timeout=PRESENCE_SOON)
+    expect(bob.locator("#online")).to_contain_text("ada", timeout=PRESENCE_SOON)
     return ada, bob
 
 
@@ -102,7 +107,7 @@ def test_two_people_chat_and_survive_a_kill_with_redis(cluster, people):
     expect(ada.locator("#login-state")).to_have_text("logged in as ada")
     expect(ada.locator("#served-by")).not_to_have_text(victim)
     expect(ada.locator("#notice")).to_be_hidden()
-    expect(ada.locator("#online")).to_contain_text("bob", timeout=12_000)
+    expect(ada.locator("#online")).to_contain_text("bob", timeout=PRESENCE_SOON)
     shoot(ada, "after-kill-redis")
 
 
@@ -116,7 +121,7 @@ def test_memory_sessions_behind_sticky_lose_the_login_visibly(cluster, people):
     c.run("kill", victim)
 
     notice = ada.locator("#notice")
-    expect(notice).to_contain_text("You are no longer logged in", timeout=5_000)
+    expect(notice).to_contain_text("You are no longer logged in")
     expect(notice.get_by_role("link", name="Log in again")).to_have_attribute(
         "href", "/accounts/login/?next=/rooms/lobby/")
     expect(ada.locator("#login-state")).to_have_text("not logged in")
@@ -136,7 +141,7 @@ def test_logout_in_one_tab_stops_the_other(cluster, people):
     other_tab.goto(f"{c.url}/")
     other_tab.get_by_role("button", name="Log out ada").click()
     expect(other_tab).to_have_url(re.compile(r"/accounts/login/"))
-    expect(room.locator("#notice")).to_contain_text("You are no longer logged in", timeout=5_000)
+    expect(room.locator("#notice")).to_contain_text("You are no longer logged in")
 
 
 def test_the_page_says_when_the_site_is_unreachable_and_back(cluster, people):
@@ -144,11 +149,11 @@ def test_the_page_says_when_the_site_is_unreachable_and_back(cluster, people):
     ada = people()
     sign_up_and_join(ada, c.url, "ada")
     c.run("kill", "app1")
-    expect(ada.locator("#notice")).to_contain_text("unreachable", timeout=5_000)
+    expect(ada.locator("#notice")).to_contain_text("unreachable")
     ada.get_by_role("textbox", name="Message").fill("typed while it was down")
     shoot(ada, "unreachable")
     c.run("start", "app1")
-    expect(ada.locator("#notice")).to_contain_text("back", timeout=SOON)
+    expect(ada.locator("#notice")).to_contain_text("back")
     expect(ada.get_by_role("textbox", name="Message")).to_have_value("typed while it was down")
     ada.keyboard.press("Enter")
     expect(ada.locator("#messages")).to_contain_text("typed while it was down")
