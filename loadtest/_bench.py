@@ -5,7 +5,8 @@ instance each, so the store's cost is not hidden behind spare cores), all up
 at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
 reported. `bench-sessions` and `bench-presence`: the session layer and the
-presence stores alone, in a fresh process per store.
+presence stores alone, in a fresh process per store. `bench-posts`: what a
+post costs on each database, with and without the room lock.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -197,6 +199,33 @@ def micro(kind, *, stores_to_run, argument=None):
     finally:
         stop(redis["pid"])
         stop(memcached["pid"])
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def post_cost(databases, repeat):
+    """Run loadtest._micro posts on each database (sqlite, postgres), fresh ones; return its figures."""
+    state = Path(tempfile.mkdtemp(prefix="bench-posts-"))
+    postgres = stores.start_postgres(port=_free_port(), state_dir=state) if "postgres" in databases else None
+    base_env = {**os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
+                "STATE_DIR": str(state), "BENCH_REPEAT": str(repeat)}
+    base_env.pop("DATABASE_URL", None)
+    try:
+        figures = []
+        for database in databases:
+            env = dict(base_env)
+            if database == "postgres":
+                env["DATABASE_URL"] = stores.postgres_url(postgres["port"])
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+            done = subprocess.run([sys.executable, "-m", "loadtest._micro", "posts"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=900)
+            if done.returncode:
+                raise DeployError(f"post benchmark on {database} failed: {done.stderr.strip()[-800:]}")
+            figures.append(json.loads(done.stdout))
+        return figures
+    finally:
+        if postgres:
+            stop(postgres["pid"], sig=signal.SIGINT)  # fast shutdown, as deploy does
+            shutil.rmtree(postgres.get("data", ""), ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
 
 
