@@ -10,6 +10,12 @@ ROOM_SLUG = RegexValidator(
 class Room(models.Model):
     slug = models.CharField(max_length=50, unique=True, validators=[ROOM_SLUG])
     created_at = models.DateTimeField(auto_now_add=True)
+    # Denormalised: the id of the room's newest message, written in the same
+    # transaction as the message while that transaction holds the room's row
+    # lock (chat/services.py). Every message of the room with an id at or
+    # below a committed value is itself committed, so a poller may read it as
+    # "nothing new below this". 0 while the room has no message.
+    last_message_id = models.BigIntegerField(default=0)
 
     def __str__(self):
         return self.slug

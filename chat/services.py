@@ -14,15 +14,26 @@ def post_message(*, room_slug, author, text, client_id):
 
     A replay of the same post returns the stored message. Two concurrent
     replays race on the unique client_id, and the loser reads the winner's.
+
+    Posts to one room are serialised on the room's row lock, held from
+    before the message takes its id until the commit. So within a room ids
+    commit in id order, and a poller whose cursor passed an id can never be
+    shown a lower one later. Without the lock, PostgreSQL hands out ids at
+    insert time while transactions commit in any order: a poll could return
+    id 3 while id 2 was still uncommitted, move its cursor to 3 and never see
+    2. (SQLite's immediate transactions already serialise every write.)
     """
     existing = _find(client_id)
     if existing is None:
         try:
             with transaction.atomic():
-                room, _ = Room.objects.get_or_create(slug=room_slug)
+                # NO KEY UPDATE: posts to the room wait for each other, while
+                # rows that merely point at the room (a rollup) do not wait.
+                room, _ = Room.objects.select_for_update(no_key=True).get_or_create(slug=room_slug)
                 message = Message.objects.create(
                     room=room, author=author, text=text, client_id=client_id
                 )
+                Room.objects.filter(pk=room.pk).update(last_message_id=message.id)
             return message, True
         except IntegrityError:
             existing = _find(client_id)
@@ -37,10 +48,21 @@ def _find(client_id):
     return Message.objects.select_related("room", "author").filter(client_id=client_id).first()
 
 
+def last_message_id(*, room_slug):
+    """Return the room's high-water mark: every message at or below it is committed.
+
+    One indexed read of one row. 0 for a room without messages or no room.
+    """
+    return Room.objects.filter(slug=room_slug).values_list("last_message_id", flat=True).first() or 0
+
+
 def messages_after(*, room_slug, after, limit):
     """Messages of a room with id > after, oldest first.
 
-    With no cursor, the latest `limit` messages, still oldest first.
+    With no cursor, the latest `limit` messages, still oldest first. One
+    statement, so one snapshot; and since a room's ids commit in id order
+    (post_message), what it sees is always a prefix of the room: a cursor
+    taken from it never skips a message committed later.
     """
     messages = Message.objects.select_related("room", "author").filter(room__slug=room_slug)
     if after is not None:

@@ -51,12 +51,17 @@ def main(argv=None):
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
     presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
     presence.add_argument("--sizes", default="10,1000,10000")
+    posts = commands.add_parser("bench-posts", help="µs per message post, with and without the room lock")
+    posts.add_argument("--databases", default="sqlite,postgres")
+    posts.add_argument("--repeat", type=int, default=2000, help="posts per variant and database")
     args = parser.parse_args(argv)
     try:
         if args.command == "bench":
             return run_bench(args)
         if args.command == "bench-sessions":
             return run_micro("sessions", args.stores.split(","), None)
+        if args.command == "bench-posts":
+            return run_post_cost(args)
         if args.command == "bench-presence":
             return run_micro("presence", ["memory", "redis"], args.sizes)
         return run_experiment(args)
@@ -138,6 +143,16 @@ def run_micro(kind, stores, argument):
         for row in figures:
             print(f"| {row['store']} | {row['online']} | {row['heartbeat_us']} | {row['poll_us']} "
                   f"| {row['full_list_us']} | {row['heartbeat_server_us'] or '-'} | {row['poll_server_us'] or '-'} |")
+    print(json.dumps(figures))
+    return 0
+
+
+def run_post_cost(args):
+    figures = _bench.post_cost(args.databases.split(","), args.repeat)
+    print("| database | µs per post before (no room lock) | after (room lock and mark) | added µs | ratio |\n"
+          "|---|---|---|---|---|")
+    for row in figures:
+        print(f"| {row['database']} | {row['before_us']} | {row['after_us']} | {row['added_us']} | {row['ratio']} |")
     print(json.dumps(figures))
     return 0
 

@@ -72,6 +72,9 @@ def summarise(raw):
         "messages_acknowledged": audit["acknowledged"],
         "messages_lost": audit["lost"],
         "messages_duplicated": audit["duplicated"],
+        "pollers_audited": audit["pollers"]["users"],
+        "messages_missed_by_pollers": audit["pollers"]["missed"],
+        "messages_seen_twice_by_pollers": audit["pollers"]["seen_twice"],
         "audit": audit,
         "timeline": timeline,
     }
@@ -91,6 +94,11 @@ def headline_failures(results):
         if result["messages_lost"] or result["messages_duplicated"]:
             problems.append(f"{name}: {result['messages_lost']} acknowledged messages lost, "
                             f"{result['messages_duplicated']} duplicated")
+        if result["messages_missed_by_pollers"] or result["messages_seen_twice_by_pollers"]:
+            problems.append(f"{name}: pollers missed {result['messages_missed_by_pollers']} messages and saw "
+                            f"{result['messages_seen_twice_by_pollers']} twice")
+        if not result["pollers_audited"]:
+            problems.append(f"{name}: no user followed a room with a cursor, so the pollers' audit proves nothing")
         if not result["messages_acknowledged"]:
             problems.append(f"{name}: no message was acknowledged, so the audit proves nothing")
     return problems

@@ -5,7 +5,8 @@ instance each, so the store's cost is not hidden behind spare cores), all up
 at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
 reported. `bench-sessions` and `bench-presence`: the session layer and the
-presence stores alone, in a fresh process per store.
+presence stores alone, in a fresh process per store. `bench-posts`: what a
+post costs on each database, with and without the room lock.
 """
 
 import json
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -168,16 +170,31 @@ def _summarise(results, stores_to_run):
     return summary
 
 
+@contextmanager
+def _servers(kinds):
+    """Private servers of these kinds on free ports; yield the state folder and {kind: the setting for it}."""
+    state = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = {}
+    try:
+        for kind in kinds:
+            started[kind] = stores.KINDS[kind].start(port=free_port(), state_dir=state)
+        yield state, {kind: {stores.KINDS[kind].variable: stores.KINDS[kind].url(record)}
+                      for kind, record in started.items()}
+    finally:
+        for kind, record in started.items():
+            stop(record["pid"], sig=stores.KINDS[kind].stop_signal)
+            if "data" in record:
+                shutil.rmtree(record["data"], ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def micro(kind, *, stores_to_run, argument=None):
     """Run loadtest._micro in a fresh process per store; return its figures."""
-    state = Path(tempfile.mkdtemp(prefix="bench-micro-"))
-    servers = {kind: stores.KINDS[kind].start(port=free_port(), state_dir=state) for kind in ("redis", "memcached")}
-    base_env = {
-        **os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
-        "STATE_DIR": str(state),
-        **{stores.KINDS[kind].variable: stores.KINDS[kind].url(record) for kind, record in servers.items()},
-    }
-    try:
+    with _servers(("redis", "memcached")) as (state, settings):
+        base_env = {
+            **os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
+            "STATE_DIR": str(state), **settings["redis"], **settings["memcached"],
+        }
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
         figures = []
         for store in stores_to_run:
@@ -194,7 +211,24 @@ def micro(kind, *, stores_to_run, argument=None):
             result = json.loads(done.stdout)
             figures.extend(result if isinstance(result, list) else [result])
         return figures
-    finally:
-        for record in servers.values():
-            stop(record["pid"])
-        shutil.rmtree(state, ignore_errors=True)
+
+
+def post_cost(databases, repeat):
+    """Run loadtest._micro posts on each database (sqlite, postgres), fresh ones; return its figures."""
+    rows = [registry.database(name) for name in databases]
+    with _servers(registry.servers_of(*rows)) as (state, settings):
+        base_env = {**os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
+                    "STATE_DIR": str(state), "BENCH_REPEAT": str(repeat)}
+        base_env.pop("DATABASE_URL", None)
+        figures = []
+        for row in rows:
+            env = dict(base_env)
+            for kind in row.servers:
+                env.update(settings[kind])
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+            done = subprocess.run([sys.executable, "-m", "loadtest._micro", "posts"], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=900)
+            if done.returncode:
+                raise DeployError(f"post benchmark on {row.name} failed: {done.stderr.strip()[-800:]}")
+            figures.append(json.loads(done.stdout))
+        return figures

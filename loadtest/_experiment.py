@@ -136,7 +136,7 @@ def run_config(plan, config, index, progress):
             raise RuntimeError(f"Locust left no recording; see {recording.with_suffix('.locust.log')}")
         raw = json.loads(recording.read_text())
         progress(index, config, "auditing the messages")
-        audit = audit_messages(cluster.url, raw["acknowledged"])
+        audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"])
     finally:
         deploy.down(state_dir)
     return {

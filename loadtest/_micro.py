@@ -1,8 +1,10 @@
-"""Micro-benchmarks inside one process: the session layer per store, presence per room size.
+"""Micro-benchmarks inside one process: the session layer per store, presence per room size,
+and what posting a message costs per database.
 
-Run through `python -m loadtest bench-sessions` and `bench-presence`, which
-start the stores and call `main` in a fresh process per configuration, with
-the site's settings taken from the environment as an instance would.
+Run through `python -m loadtest bench-sessions`, `bench-presence` and
+`bench-posts`, which start the stores and call `main` in a fresh process per
+configuration, with the site's settings taken from the environment as an
+instance would.
 """
 
 import json
@@ -10,6 +12,7 @@ import os
 import statistics
 import sys
 import time
+import uuid
 
 LOGGED_IN = {
     "_auth_user_id": "1",
@@ -102,6 +105,48 @@ def presence_figures(sizes, repeat):
     return figures
 
 
+def post_figures(repeat):
+    """µs per post_message, and per the same insert without the room lock and mark (before #13).
+
+    The two alternate batch by batch in one process, so drift in a busy
+    machine falls on both alike.
+    """
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from chat.models import Message, Room
+    from chat.services import post_message
+
+    author = get_user_model().objects.create_user(f"bench{uuid.uuid4().hex[:8]}")
+
+    def locked():
+        post_message(room_slug="bench", author=author, text="hello", client_id=uuid.uuid4())
+
+    def unlocked():
+        # post_message's insert as it was before the room lock and the mark.
+        if Message.objects.filter(client_id=(client_id := uuid.uuid4())).first() is None:
+            with transaction.atomic():
+                room, _ = Room.objects.get_or_create(slug="bench")
+                Message.objects.create(room=room, author=author, text="hello", client_id=client_id)
+
+    batches = {"locked": [], "unlocked": []}
+    per_batch = max(1, repeat // 9)
+    for call in (locked, unlocked):  # warm up: connections, the room, caches
+        for _ in range(per_batch):
+            call()
+    for _ in range(9):
+        for name, call in (("unlocked", unlocked), ("locked", locked)):
+            started = time.perf_counter()
+            for _ in range(per_batch):
+                call()
+            batches[name].append((time.perf_counter() - started) / per_batch * 1e6)
+    before, after = (round(statistics.median(batches[name]), 1) for name in ("unlocked", "locked"))
+    return {"database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+            "before_us": before, "after_us": after, "added_us": round(after - before, 1),
+            "ratio": round(after / before, 2), "posts_per_batch": per_batch}
+
+
 def main():
     import django
 
@@ -110,6 +155,8 @@ def main():
     repeat = int(os.environ.get("BENCH_REPEAT", "2000"))
     if what == "sessions":
         print(json.dumps(session_figures(repeat)))
+    elif what == "posts":
+        print(json.dumps(post_figures(repeat)))
     else:
         print(json.dumps(presence_figures([int(n) for n in sys.argv[2].split(",")], repeat)))
 

@@ -2,7 +2,7 @@
 
 Locust's own statistics cover requests; the lab also needs sessions lost,
 which instance served each request, presence accuracy and the acknowledged
-messages. One Recorder per Locust process collects them; when the
+messages, and what each user's polls received. One Recorder per Locust process collects them; when the
 environment variable LOADTEST_OUTPUT names a file, it is written there as
 JSON at exit.
 """
@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 
 class Second:
@@ -45,6 +45,7 @@ class Recorder:
         self.users = set()
         self.failure_kinds = defaultdict(int)
         self.active = defaultdict(set)  # room -> usernames the generator runs there
+        self.pollers = {}  # username -> {"room", "first_cursor", "last_cursor", "seen": Counter of ids}
 
     def _second(self):
         return self.seconds[int(time.time())]
@@ -85,6 +86,26 @@ class Recorder:
         with self._lock:
             self.acknowledged.append((client_id, room))
 
+    def polled(self, username, room, *, after, ids, cursor):
+        """Record one poll: the ids it returned after the cursor `after`, and the cursor it gave.
+
+        A poll without a cursor (the latest messages) only says where the
+        user starts following; from then on every id it receives is counted,
+        so the audit can tell a message missed from one seen twice.
+        """
+        if cursor is None:
+            return
+        with self._lock:
+            poller = self.pollers.setdefault(
+                username, {"room": room, "first_cursor": None, "last_cursor": None, "seen": Counter()})
+            if after is None:
+                if poller["first_cursor"] is None:
+                    poller["first_cursor"] = cursor
+                    poller["last_cursor"] = cursor
+                return
+            poller["seen"].update(ids)
+            poller["last_cursor"] = cursor
+
     def as_json(self):
         with self._lock:
             return {
@@ -93,6 +114,10 @@ class Recorder:
                 "lost_by_user": dict(self.lost_by_user),
                 "users": sorted(self.users),
                 "failure_kinds": dict(self.failure_kinds),
+                "pollers": {
+                    username: {**poller, "seen": {str(i): n for i, n in poller["seen"].items()}}
+                    for username, poller in self.pollers.items()
+                },
             }
 
     def write(self, path):

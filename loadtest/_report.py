@@ -16,6 +16,8 @@ COLUMNS = [
     ("p99 ms", lambda r: _num(r["p99_ms"])),
     ("messages acked/lost/dup",
      lambda r: f"{r['messages_acknowledged']}/{r['messages_lost']}/{r['messages_duplicated']}"),
+    ("polls missed/twice",
+     lambda r: f"{r['messages_missed_by_pollers']}/{r['messages_seen_twice_by_pollers']}"),
     ("presence accuracy", lambda r: "n/a" if r["presence_accuracy"] is None else f"{r['presence_accuracy']:.0%}"),
     ("busiest instance", lambda r: _busiest(r["served_share"])),
 ]
@@ -140,6 +142,14 @@ def plain_reading(results):
         total = sum(r["messages_acknowledged"] for r in results)
         lines.append(f"Every one of the {total} acknowledged messages is in the database exactly once, in every "
                      "configuration: messages are hard state, and a retried post carries its client_id.")
+    skipping = [r for r in results if r["messages_missed_by_pollers"] or r["messages_seen_twice_by_pollers"]]
+    if skipping:
+        lines.extend(f"{r['config']['name']}: users' polls missed {r['messages_missed_by_pollers']} messages of "
+                     f"their room and received {r['messages_seen_twice_by_pollers']} twice." for r in skipping)
+    else:
+        lines.append("Every user's polls received each message of its room exactly once, from the cursor it "
+                     "started with to the last it held: a room's messages commit in id order, so a cursor "
+                     "never passes one still to come.")
     return lines
 
 

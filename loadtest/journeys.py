@@ -67,6 +67,8 @@ class ChatUser(FastHttpUser):
         query = "" if self.cursor is None else f"?after={self.cursor}&limit=100"
         body = self._call("GET", f"/api/rooms/{self.room}/messages{query}", "/api/rooms/[room]/messages")
         if body and body.get("cursor") is not None:
+            recorder.polled(self.username, self.room, after=self.cursor,
+                            ids=[m["id"] for m in body["messages"]], cursor=body["cursor"])
             self.cursor = body["cursor"]
 
     def _heartbeat(self):

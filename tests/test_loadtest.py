@@ -10,6 +10,7 @@ import pytest
 
 from deploy.layout import free_base_port
 from loadtest._analysis import headline_failures, percentile, summarise
+from loadtest._audit import audit_pollers
 from loadtest._experiment import fault_schedule, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +32,17 @@ def test_quick_experiment_shows_the_headline_results(tmp_path):
     for name, result in results.items():
         assert result["messages_acknowledged"] > 0, name
         assert (result["messages_lost"], result["messages_duplicated"]) == (0, 0), name
+        assert result["pollers_audited"] > 0, name
+        assert (result["messages_missed_by_pollers"], result["messages_seen_twice_by_pollers"]) == (0, 0), name
+        assert result["audit"]["pollers"]["expected"] > 0, name
         assert [f["action"] for f in result["faults"]] == ["kill", "start"], name
     assert results["redis"]["presence_accuracy"] > results["memory+sticky"]["presence_accuracy"]
 
     report = (out / "report.html").read_text()
     assert "memory+sticky" in report and "<svg" in report
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", report), "the report must work offline"
-    assert (out / "summary.md").read_text().count("\n|") >= 4
+    summary = (out / "summary.md").read_text()
+    assert summary.count("\n|") >= 4 and "polls missed/twice" in summary
 
 
 def test_percentile_is_nearest_rank():
@@ -46,7 +51,7 @@ def test_percentile_is_nearest_rank():
     assert percentile([], 0.5) is None
 
 
-def raw_run(lost_by_user, acknowledged=3, lost=0, sessions="redis", lb="roundrobin"):
+def raw_run(lost_by_user, acknowledged=3, lost=0, missed=0, sessions="redis", lb="roundrobin"):
     start = 1000.0
     seconds = {
         str(t): {"requests": 10, "failures": 1 if t == 1003 else 0, "latencies": [10.0] * 9 + [50.0],
@@ -57,7 +62,8 @@ def raw_run(lost_by_user, acknowledged=3, lost=0, sessions="redis", lb="roundrob
         "config": {"name": f"{sessions}+{lb}", "sessions": sessions, "lb": lb, "presence": "redis"},
         "window_start": start, "duration": 10, "warmup": 5,
         "faults": [{"at": 3.3, "action": "kill", "target": "app1"}],
-        "audit": {"acknowledged": acknowledged, "stored": acknowledged - lost, "lost": lost, "duplicated": 0},
+        "audit": {"acknowledged": acknowledged, "stored": acknowledged - lost, "lost": lost, "duplicated": 0,
+                  "pollers": {"users": 4, "expected": 12, "missed": missed, "seen_twice": 0, "examples": []}},
         "recording": {"seconds": seconds, "acknowledged": [], "lost_by_user": lost_by_user,
                       "users": ["a", "b", "c", "d"], "failure_kinds": {"502": 1}},
     }
@@ -82,6 +88,22 @@ def test_headline_checks_catch_what_would_break_the_lesson():
         "memory+sticky lost no session, though its sessions die with the instance"]
     message_lost = summarise(raw_run({}, lost=1))
     assert "1 acknowledged messages lost" in headline_failures([message_lost])[0]
+    message_missed = summarise(raw_run({}, missed=2))
+    assert headline_failures([message_missed]) == ["redis+roundrobin: pollers missed 2 messages and saw 0 twice"]
+
+
+def test_poller_audit_counts_what_each_cursor_range_missed_or_got_twice():
+    stored = {"room0": [1, 2, 4, 7, 9], "room1": [3, 5]}
+    pollers = {
+        "ada": {"room": "room0", "first_cursor": 1, "last_cursor": 7, "seen": {"2": 1, "7": 1}},  # missed 4
+        "bob": {"room": "room0", "first_cursor": 2, "last_cursor": 9, "seen": {"4": 2, "7": 1, "9": 1}},
+        "cy": {"room": "room1", "first_cursor": 3, "last_cursor": 5, "seen": {"5": 1}},
+        "dee": {"room": "room1", "first_cursor": None, "last_cursor": None, "seen": {}},  # never followed
+    }
+    audit = audit_pollers(stored, pollers)
+    assert (audit["users"], audit["expected"], audit["missed"], audit["seen_twice"]) == (3, 7, 1, 1)
+    assert audit["examples"] == [{"user": "ada", "room": "room0", "missed": [4], "seen_twice": []},
+                                 {"user": "bob", "room": "room0", "missed": [], "seen_twice": [4]}]
 
 
 def test_configs_and_schedules_parse():
@@ -91,3 +113,17 @@ def test_configs_and_schedules_parse():
         parse_config("floppy")
     assert fault_schedule("kill", 90, 3) == [(30, "kill", "app1"), (60, "start", "app1")]
     assert fault_schedule("scale", 90, 3)[0] == (30, "scale", 2)
+
+
+def test_recorder_counts_ids_from_the_first_cursor_on():
+    from loadtest._recorder import Recorder
+
+    recorder = Recorder()
+    recorder.polled("ada", "room0", after=None, ids=[], cursor=None)  # an empty room: not following yet
+    recorder.polled("ada", "room0", after=None, ids=[1, 2], cursor=2)  # the latest: where following starts
+    recorder.polled("ada", "room0", after=2, ids=[3, 4], cursor=4)
+    recorder.polled("ada", "room0", after=4, ids=[], cursor=4)
+    recorder.polled("ada", "room0", after=3, ids=[4], cursor=4)
+    assert recorder.as_json()["pollers"] == {
+        "ada": {"room": "room0", "first_cursor": 2, "last_cursor": 4, "seen": {"3": 1, "4": 2}},
+    }

@@ -3,6 +3,7 @@
 import uuid
 
 from chat.models import Message
+from chat.services import last_message_id
 
 
 def post(client, room, text, client_id=None):
@@ -68,3 +69,11 @@ def test_without_a_cursor_the_latest_come_oldest_first(redis_stores, logged_in):
     latest = logged_in.get("/api/rooms/lobby/messages?limit=3").json()
     assert [m["text"] for m in latest["messages"]] == ["m2", "m3", "m4"]
 
+
+
+def test_the_room_mark_is_its_newest_message_id(redis_stores, logged_in):
+    assert last_message_id(room_slug="lobby") == 0
+    ids = [post(logged_in, "lobby", f"m{i}").json()["id"] for i in range(3)]
+    post(logged_in, "other", "elsewhere")
+    assert post(logged_in, "lobby", "m0", client_id=Message.objects.get(text="m0").client_id).status_code == 200
+    assert last_message_id(room_slug="lobby") == ids[-1]
