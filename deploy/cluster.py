@@ -297,6 +297,7 @@ def site_env(cluster, name=None):
     """The environment every instance of the cluster shares."""
     env = {
         **os.environ,
+        "TRUSTED_PROXIES": haproxy.SOURCE_ADDRESS,
         **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",
         "SECRET_KEY": cluster.secret_key,
