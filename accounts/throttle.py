@@ -10,7 +10,8 @@ get at most LOGIN_MAX_FAILURES evaluated: a check, then a hash, then a
 recorded failure would let every guess in flight pass the same check. A
 success gives its slots back: the (username, address) counter is cleared and
 the address counter decremented, so the address counter counts failures
-(and attempts in flight), not logins.
+(and attempts in flight), not logins. A refused attempt counts too, so an
+address that keeps trying stays refused until its window ends.
 
 The counters live in the "shared" cache: Redis or memcached when the
 configuration has one, so the limits hold across instances; a per-process
