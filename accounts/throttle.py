@@ -1,11 +1,34 @@
-"""Login throttling against password guessing.
+"""Login throttling against password guessing, without handing out lockouts.
 
-Failed logins are counted per username in the "shared" cache: Redis or
-memcached when the configuration has one, so the limit holds across
-instances; a per-process LocMem otherwise, where each instance counts alone.
+Failures are counted per (username, client address) and per client address,
+so a guesser slows down only itself: the owner of an account, logging in
+from another address, is never locked out by someone else's wrong guesses.
+
+Each login attempt first reserves a slot in both counters with an atomic
+add-or-increment, and only then hashes the password. So N parallel guesses
+get at most LOGIN_MAX_FAILURES evaluated: a check, then a hash, then a
+recorded failure would let every guess in flight pass the same check. A
+success gives its slots back: the (username, address) counter is cleared and
+the address counter decremented, so the address counter counts failures
+(and attempts in flight), not logins. A refused attempt counts too, so an
+address that keeps trying stays refused until its window ends.
+
+The counters live in the "shared" cache: Redis or memcached when the
+configuration has one, so the limits hold across instances; a per-process
+LocMem otherwise, where each instance counts alone. A counter's window
+starts at its first failure and is not renewed by later ones.
+
+Why not a library: django-axes records a failure from the
+`user_login_failed` signal, after the password was checked (the same
+check-then-act race), and renews the window on every failure; django-ratelimit
+increments atomically but counts every request, successes included, in fixed
+windows, with no way to clear a counter on success.
 """
 
 import hashlib
+import ipaddress
+import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.forms import UsernameField
@@ -13,36 +36,83 @@ from django.core.cache import caches
 
 from labcore.stores import store_errors
 
+logger = logging.getLogger(__name__)
 
-def _key(username):
-    """The counter's key: the username as the login form reads it, hashed.
 
-    The form strips spaces and NFKC-normalises, so "ada " is "ada"; the hash
-    keeps keys short and legal in every cache, whatever was typed.
+@dataclass(frozen=True)
+class Attempt:
+    """A login attempt's reserved slots; `allowed` is False past a limit."""
+
+    user_key: str
+    address_key: str
+    address: str
+    allowed: bool
+
+
+def client_address(request):
+    """Return the address the request came from, as far as we can trust it.
+
+    REMOTE_ADDR, unless it is one of TRUSTED_PROXIES: then the right-most
+    X-Forwarded-For entry, the one that proxy appended. Entries further left
+    were sent by the client and prove nothing.
     """
-    canonical = (UsernameField().to_python(username) or "").lower()
-    return "login-failures:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    remote = request.META.get("REMOTE_ADDR", "")
+    if remote not in settings.TRUSTED_PROXIES:
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return remote
 
 
-def is_locked_out(username):
-    with store_errors(settings.SHARED_STORE):
-        failures = caches["shared"].get(_key(username), 0)
-    return failures >= settings.LOGIN_MAX_FAILURES
+def _hashed(prefix, text):
+    # Hashed: keys stay short and legal in every cache, whatever was typed
+    # (memcached refuses spaces and keys over 250 bytes).
+    return prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def record_failure(username):
+def canonical_username(username):
+    """The username as the login form reads it: stripped, NFKC, any case."""
+    return (UsernameField().to_python(username) or "").lower()
+
+
+def _reserve(cache, key):
+    """Add one to the counter at key, starting a window if there is none."""
+    if cache.add(key, 1, settings.LOGIN_FAILURE_WINDOW):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:
+        # The window ran out between add() and incr(): start a new one.
+        cache.add(key, 1, settings.LOGIN_FAILURE_WINDOW)
+        return 1
+
+
+def reserve(request, username):
+    """Reserve an attempt before the password is checked; see Attempt.allowed."""
+    address = client_address(request)
+    user_key = _hashed("login-failures:user-address:", f"{canonical_username(username)}\n{address}")
+    address_key = _hashed("login-failures:address:", address)
     cache = caches["shared"]
     with store_errors(settings.SHARED_STORE):
-        # add() starts the window; incr() is atomic in every cache we use.
-        if cache.add(_key(username), 1, settings.LOGIN_FAILURE_WINDOW):
-            return
-        try:
-            cache.incr(_key(username))
-        except ValueError:
-            # The window ran out between add() and incr(): start a new one.
-            cache.add(_key(username), 1, settings.LOGIN_FAILURE_WINDOW)
+        for_user = _reserve(cache, user_key)
+        for_address = _reserve(cache, address_key)
+    allowed = (
+        for_user <= settings.LOGIN_MAX_FAILURES and for_address <= settings.LOGIN_MAX_FAILURES_PER_ADDRESS
+    )
+    if for_user == settings.LOGIN_MAX_FAILURES + 1 or for_address == settings.LOGIN_MAX_FAILURES_PER_ADDRESS + 1:
+        logger.warning("login throttled from %s (for the username: %s, for the address: %s failures)",
+                       address, for_user - 1, for_address - 1)
+    return Attempt(user_key, address_key, address, allowed)
 
 
-def clear_failures(username):
+def succeeded(attempt):
+    """Give a successful attempt's slots back."""
+    cache = caches["shared"]
     with store_errors(settings.SHARED_STORE):
-        caches["shared"].delete(_key(username))
+        cache.delete(attempt.user_key)
+        try:
+            cache.decr(attempt.address_key)
+        except ValueError:
+            pass  # the window ran out meanwhile

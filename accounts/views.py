@@ -10,7 +10,7 @@ from accounts import throttle
 from accounts.tokens import issue_token
 from labcore.api import ApiError, api_view, error_response, read_form_or_json, require_text
 
-LOCKED_OUT = "too many failed logins for this username; try again in a few minutes"
+LOCKED_OUT = "too many failed logins from your address; try again in a few minutes"
 
 
 @require_http_methods(["GET", "POST"])
@@ -24,26 +24,26 @@ def signup(request):
 
 
 class LoginView(DjangoLoginView):
-    """Django's login, throttled per username across the shared store."""
+    """Django's login, throttled per (username, address) and per address.
+
+    The attempt is reserved before the form checks the password; a failure
+    keeps its reservation, which is how it is counted.
+    """
 
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")
-        if throttle.is_locked_out(username):
+        self.attempt = throttle.reserve(request, request.POST.get("username", ""))
+        if not self.attempt.allowed:
             form = self.get_form()
             form.add_error(None, LOCKED_OUT)
             return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
-        throttle.clear_failures(form.get_user().get_username())
+        throttle.succeeded(self.attempt)
         return super().form_valid(form)
-
-    def form_invalid(self, form):
-        throttle.record_failure(self.request.POST.get("username", ""))
-        return super().form_invalid(form)
 
 
 @api_view("GET")
@@ -67,13 +67,13 @@ def token(request):
     for name, value in (("username", username), ("password", password)):
         if not value:
             raise ApiError(400, f"'{name}' is empty")
-    if throttle.is_locked_out(username):
+    attempt = throttle.reserve(request, username)
+    if not attempt.allowed:
         return error_response(429, LOCKED_OUT)
     user = authenticate(request, username=username, password=password)
     if user is None:
-        throttle.record_failure(username)
         return error_response(401, "wrong username or password")
-    throttle.clear_failures(username)
+    throttle.succeeded(attempt)
     return JsonResponse(
         {"token": issue_token(user), "token_type": "Bearer", "expires_in": settings.API_TOKEN_MAX_AGE}
     )

@@ -7,6 +7,9 @@ from pathlib import Path
 from string import Template
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
+# HAProxy's source address towards the instances: the one proxy they trust
+# for X-Forwarded-For (TRUSTED_PROXIES). Any 127.0.0.0/8 address is local.
+SOURCE_ADDRESS = "127.0.0.9"
 
 
 def render(*, port, stats_port, socket_path, pidfile, lb, slots):
@@ -28,6 +31,7 @@ def render(*, port, stats_port, socket_path, pidfile, lb, slots):
         stats_port=stats_port,
         socket=socket_path,
         pidfile=pidfile,
+        source=SOURCE_ADDRESS,
         cookie="    cookie SERVERID insert indirect nocache\n" if sticky else "",
         servers=servers,
     )

@@ -113,6 +113,7 @@ def site_env(cluster, name=None):
     """The environment of the cluster's instances (and of its migrate), for instance `name`."""
     env = {
         **os.environ,
+        "TRUSTED_PROXIES": haproxy.SOURCE_ADDRESS,
         **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",
         "SECRET_KEY": cluster.secret_key,

@@ -28,6 +28,10 @@ def env_bool(name, default):
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_list(name, default=""):
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 def env_float(name, default):
     value = os.environ.get(name)
     try:
@@ -168,10 +172,51 @@ IDLE_TIMEOUT = env_float("IDLE_TIMEOUT", 900)
 # Bearer tokens for /api/: signed and expiring, checked without any session.
 API_TOKEN_MAX_AGE = int(env_float("API_TOKEN_MAX_AGE", 3600))
 
-# Login throttling: at most this many failed logins per username per window,
-# counted in the shared store (per process when there is none).
+# Login throttling (accounts/throttle.py): at most LOGIN_MAX_FAILURES failed
+# logins per (username, client address) and LOGIN_MAX_FAILURES_PER_ADDRESS
+# per client address in a window of LOGIN_FAILURE_WINDOW seconds, counted in
+# the shared store (per process when there is none). The client address is
+# REMOTE_ADDR, or the right-most X-Forwarded-For entry when REMOTE_ADDR is
+# one of TRUSTED_PROXIES (the load balancer's own source addresses; `deploy`
+# sets it). Trusting a proxy that does not set the header lets clients pick
+# their address.
 LOGIN_MAX_FAILURES = int(env_float("LOGIN_MAX_FAILURES", 5))
+LOGIN_MAX_FAILURES_PER_ADDRESS = int(env_float("LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
 LOGIN_FAILURE_WINDOW = int(env_float("LOGIN_FAILURE_WINDOW", 300))
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+
+# Passwords chosen at sign-up must pass Django's validators; the form shows
+# their messages. https://docs.djangoproject.com/en/6.1/topics/auth/passwords/#password-validation
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# HTTPS BEHIND A TLS TERMINATOR
+# The defaults suit plain http on one machine. Behind a proxy that ends TLS,
+# set SECURE_COOKIES=1 (or the two cookie settings apart), SECURE_SSL_REDIRECT=1,
+# SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy
+# always sets that header: a client could send it otherwise),
+# CSRF_TRUSTED_ORIGINS=https://your.host and SECURE_HSTS_SECONDS (start small:
+# browsers remember it). `manage.py check --deploy` is then clean.
+# https://docs.djangoproject.com/en/6.1/howto/deployment/checklist/#https
+
+SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SECURE_COOKIES)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SECURE_COOKIES)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Health checks come over plain http from the load balancer: never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be 'HEADER,value', e.g. HTTP_X_FORWARDED_PROTO,https")
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_HSTS_SECONDS = int(env_float("SECURE_HSTS_SECONDS", 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 # PRESENCE
 # A heartbeat every interval; a user stays online through two lost beats

@@ -20,6 +20,20 @@ def deploy(state_dir, *args, check=True):
     return done
 
 
+def up(state_dir, *args):
+    """`deploy up` on a free block of ports; return the Cluster.
+
+    Another process may take a port between the check and the start: then
+    try another block.
+    """
+    for _ in range(3):
+        done = deploy(state_dir, "up", "--port", str(layout.free_base_port()), *args, check=False)
+        if "is busy" not in done.stderr:
+            break
+    assert done.returncode == 0, f"deploy up failed: {done.stderr}"
+    return Cluster(state_dir)
+
+
 def recorded_pids(state_dir):
     recorded = layout.load(state_dir)
     return recorded.pids() if recorded else []

@@ -6,11 +6,11 @@ from django.core.cache import caches
 from django.test import Client
 
 from chat import presence
-from deploy.layout import free_base_port
 from deploy.processes import alive
 from labcore import registry
 from labcore.config import store_settings
-from tests.clusters import ROOT, Cluster, deploy, recorded_pids
+from tests import clusters
+from tests.clusters import ROOT, deploy, recorded_pids
 from tests.servers import memcached_server, redis_server
 
 SESSION_STORES = list(registry.SESSION_STORES)
@@ -132,15 +132,8 @@ def cluster(tmp_path):
         state_dir = state_dir or tmp_path / f"cluster{len(started)}"
         started.append(state_dir)
         settings = [f"--env={name}={value}" for name, value in (env or {}).items()]
-        # Another process may take a port between the check and the start: try another block.
-        for _ in range(3):
-            done = deploy(state_dir, "up", "--instances", str(instances), "--sessions", sessions,
-                          "--presence", presence, "--lb", lb, "--db", db, "--port", str(free_base_port()),
-                          *settings, check=False)
-            if "is busy" not in done.stderr:
-                break
-        assert done.returncode == 0, f"deploy up failed: {done.stderr}"
-        return Cluster(state_dir)
+        return clusters.up(state_dir, "--instances", str(instances), "--sessions", sessions,
+                           "--presence", presence, "--lb", lb, "--db", db, *settings)
 
     yield up
     left = []

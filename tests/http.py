@@ -24,14 +24,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class Browser:
-    """Cookies are shared across ports of one host, as in a real browser."""
+class _FromAddress(urllib.request.HTTPHandler):
+    """Connect from a chosen local address, e.g. 127.0.0.2: another client on loopback."""
 
-    def __init__(self):
+    def __init__(self, address):
+        super().__init__()
+        self.address = address
+
+    def http_open(self, req):
+        return self.do_open(http.client.HTTPConnection, req, source_address=(self.address, 0))
+
+
+class Browser:
+    """Cookies are shared across ports of one host, as in a real browser.
+
+    source: the local address to connect from, to be a distinct client.
+    """
+
+    def __init__(self, source=None):
         self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
-        )
+        handlers = [urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()]
+        if source:
+            handlers.append(_FromAddress(source))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def cookie(self, name):
         return next((c.value for c in self.cookies if c.name == name), None)

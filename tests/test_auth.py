@@ -6,7 +6,6 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from accounts import throttle
 from chat.models import Message
 
 PASSWORD = "correct horse battery"
@@ -134,7 +133,7 @@ def test_bad_token_requests(redis_stores, user, body, status, named):
     assert named in response.json()["error"]
 
 
-# Throttling
+# Throttling: per (username, client address) and per client address
 
 
 def test_login_is_throttled_after_repeated_failures(redis_stores, user, redis_db):
@@ -145,8 +144,18 @@ def test_login_is_throttled_after_repeated_failures(redis_stores, user, redis_db
     assert locked.status_code == 429
     assert "too many failed logins" in locked.content.decode()
     assert get_token(Client()).status_code == 429
-    # The count lives in the shared Redis, where every instance sees it.
-    assert any(key.endswith(throttle._key("ada").encode()) for key in redis_db.keys("*"))
+    # The counts live in the shared Redis, where every instance sees them.
+    assert redis_db.keys("*login-failures:user-address:*")
+    assert redis_db.keys("*login-failures:address:*")
+
+
+def test_failures_from_one_address_do_not_lock_out_another(redis_stores, user):
+    guesser, owner = Client(REMOTE_ADDR="192.0.2.1"), Client(REMOTE_ADDR="192.0.2.2")
+    for _ in range(settings.LOGIN_MAX_FAILURES + 3):
+        guesser.post("/accounts/login/", {"username": "ada", "password": "guess"})
+    assert guesser.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 429
+    assert owner.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
+    assert get_token(Client(REMOTE_ADDR="192.0.2.2")).status_code == 200
 
 
 def test_throttle_counts_the_username_the_form_logs_in(redis_stores, user):
@@ -157,6 +166,43 @@ def test_throttle_counts_the_username_the_form_logs_in(redis_stores, user):
     padded = client.post("/accounts/login/", {"username": "ada   ", "password": PASSWORD})
     assert padded.status_code == 429
     assert get_token(Client(), username=" ada ").status_code == 429
+
+
+def test_one_address_guessing_many_usernames_is_throttled(redis_stores, user, settings):
+    settings.LOGIN_MAX_FAILURES_PER_ADDRESS = 8
+    sprayer = Client(REMOTE_ADDR="192.0.2.1")
+    answers = [get_token(sprayer, username=f"user{n}", password="guess").status_code for n in range(10)]
+    assert answers == [401] * 8 + [429] * 2
+    assert get_token(Client(REMOTE_ADDR="192.0.2.1")).status_code == 429
+    assert get_token(Client(REMOTE_ADDR="192.0.2.2")).status_code == 200
+
+
+def test_the_address_limit_counts_failures_not_logins(redis_stores, django_user_model, settings):
+    settings.LOGIN_MAX_FAILURES_PER_ADDRESS = 3
+    office = Client(REMOTE_ADDR="192.0.2.1")
+    for n in range(10):
+        django_user_model.objects.create_user(f"clerk{n}", password=PASSWORD)
+        assert get_token(office, username=f"clerk{n}").status_code == 200
+
+
+def test_forwarded_for_counts_only_from_a_trusted_proxy(redis_stores, user, settings):
+    settings.TRUSTED_PROXIES = ["127.0.0.9"]
+
+    def via_proxy(forwarded_for):
+        return Client(REMOTE_ADDR="127.0.0.9", HTTP_X_FORWARDED_FOR=forwarded_for)
+
+    # The right-most entry is the one the proxy appended; the rest is the client's.
+    for n in range(settings.LOGIN_MAX_FAILURES):
+        assert get_token(via_proxy(f"10.0.0.{n}, 192.0.2.1"), password="guess").status_code == 401
+    assert get_token(via_proxy("192.0.2.1")).status_code == 429
+    assert get_token(via_proxy("192.0.2.1, 192.0.2.2")).status_code == 200
+    # Straight from a client, the header is the client's word: ignored.
+    direct = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.1")
+    assert get_token(direct).status_code == 200
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        get_token(Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="192.0.2.3"), password="guess")
+    assert get_token(via_proxy("192.0.2.3")).status_code == 200
+    assert get_token(Client(REMOTE_ADDR="127.0.0.1")).status_code == 429
 
 
 @pytest.mark.parametrize("username", ["ada lovelace", "x" * 240, "ünïcödé"])

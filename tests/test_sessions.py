@@ -2,6 +2,7 @@
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 PASSWORD = "correct horse battery"
@@ -35,6 +36,24 @@ def test_signup_rejects_mismatched_passwords(session_store, client):
     assert response.status_code == 200
     assert b"didn" in response.content  # "The two password fields didn't match."
     assert client.get("/api/me").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("password", "told"),
+    [
+        ("a", "This password is too short. It must contain at least 8 characters."),
+        ("password123", "This password is too common."),
+        ("9081726354", "This password is entirely numeric."),
+        ("grace-hopper", "The password is too similar to the username."),
+    ],
+)
+def test_signup_refuses_weak_passwords_and_says_why(redis_stores, client, password, told):
+    response = client.post(
+        "/accounts/signup/", {"username": "grace-hopper", "password1": password, "password2": password}
+    )
+    assert response.status_code == 200
+    assert told in response.content.decode()
+    assert not get_user_model().objects.filter(username="grace-hopper").exists()
 
 
 def test_login_form_and_wrong_password(session_store, client, user):

@@ -127,9 +127,13 @@ def test_postgres_carries_sessions_and_messages_across_instances(instances, post
 def test_login_throttle_is_shared_only_through_a_shared_store(instances, store, locked_on_the_other):
     one, two = instances(store, store)
     Browser().sign_up(one, "ada", PASSWORD)
-    guesser = Browser()
+    guesser = Browser(source="127.0.0.2")
     for _ in range(5):
         assert guesser.log_in(one, "ada", "guess").status == 200
     assert guesser.log_in(one, "ada", PASSWORD).status == 429
-    on_two = Browser().log_in(two, "ada", PASSWORD).status
+    # The same guesser on the other instance: held back only if the count is shared.
+    on_two = Browser(source="127.0.0.2").log_in(two, "ada", PASSWORD).status
     assert on_two == (429 if locked_on_the_other else 302)
+    # The owner, at another address, is not locked out on either instance.
+    assert Browser(source="127.0.0.3").log_in(one, "ada", PASSWORD).status == 302
+    assert Browser(source="127.0.0.3").log_in(two, "ada", PASSWORD).status == 302
