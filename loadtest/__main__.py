@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deploy.processes import DeployError
-from loadtest import _bench
+from loadtest import _bench, _quorum
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -54,8 +54,17 @@ def main(argv=None):
     posts = commands.add_parser("bench-posts", help="µs per message post, with and without the room lock")
     posts.add_argument("--databases", default="sqlite,postgres")
     posts.add_argument("--repeat", type=int, default=2000, help="posts per variant and database")
+    quorum = commands.add_parser("quorum", help="R + W > N made visible: a quorum exhibit over N Redis nodes")
+    quorum.add_argument("--shapes", default=",".join(f"{s.n}/{s.r}/{s.w}" for s in _quorum.SHAPES),
+                        help="comma-separated N/R/W")
+    quorum.add_argument("--seconds", type=float, default=2, help="of load for each number of nodes gone")
+    quorum.add_argument("--fault", choices=("kill", "pause"), default="kill")
+    quorum.add_argument("--read-repair", action="store_true")
+    quorum.add_argument("--out", type=Path, default=Path("results") / "quorum")
     args = parser.parse_args(argv)
     try:
+        if args.command == "quorum":
+            return run_quorum(args)
         if args.command == "bench":
             return run_bench(args)
         if args.command == "bench-sessions":
@@ -104,6 +113,14 @@ def run_experiment(args):
             return 1
         print("headline results hold: memory+sticky loses sessions after the kill, redis loses none, "
               "no acknowledged message is lost or duplicated.")
+    return 0
+
+
+def run_quorum(args):
+    rows = _quorum.run(_quorum.parse_shapes(args.shapes), seconds=args.seconds, fault=args.fault,
+                       read_repair=args.read_repair, out=args.out)
+    print(_quorum.table(rows))
+    print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
 

@@ -128,3 +128,41 @@ def share_chart(title, rows, *, width=420):
         parts.append(f'<text x="{lx + 14}" y="{legend_y}" font-size="10" {FONT}>{escape(name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200):
+    """Several series over the same xs, as lines with dots and a legend: series is {name: values}."""
+    left, right, top, bottom = 44, 10, 22, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x0, x1 = xs[0], xs[-1] if xs[-1] != xs[0] else xs[0] + 1
+    y_max = _nice_max(max((v for values in series.values() for v in values if v is not None), default=0))
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y):
+        return top + plot_h - y / y_max * plot_h
+
+    parts = [_open(width, height, title, title_x=left)]
+    for fraction in (0, 0.5, 1):
+        y = py(y_max * fraction)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7ee"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6575" '
+                     f'{FONT}>{_fmt(y_max * fraction)}{unit}</text>')
+    for x in xs:
+        parts.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 13}" font-size="10" text-anchor="middle" '
+                     f'fill="#5b6575" {FONT}>{x:g}</text>')
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 26}" font-size="10" text-anchor="middle" '
+                 f'fill="#5b6575" {FONT}>{escape(x_label)}</text>')
+    for i, (name, values) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        points = [(px(x), py(v)) for x, v in zip(xs, values) if v is not None]
+        if points:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" '
+                         f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}"/>')
+            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in points]
+        lx = left + i * 120
+        parts.append(f'<rect x="{lx}" y="{height - 11}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{height - 2}" font-size="10" {FONT}>{escape(name)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -1,0 +1,395 @@
+"""A teaching exhibit, not a store: R + W > N made visible over N independent Redis nodes.
+
+No Dynamo-style store (Cassandra, Riak) runs on this machine, so this small
+quorum client stands in for one, for `python -m loadtest quorum` only; the
+site never uses it.
+
+- Every value carries a version (counter, writer); the counter is the
+  writer's clock in microseconds, as Cassandra stamps its writes, so a write
+  needs no read first and the newest write wins. A node keeps a value only
+  if its version is newer than the one it has (a Lua script), so a node
+  never goes backwards. (All writers share this machine's clock.)
+- A write goes to W nodes: asked all at once in a random order, it succeeds
+  once W have acknowledged, and fails if fewer than W answer.
+- A read asks R nodes in a random order and returns the highest version it
+  saw from the first R that answer; it fails if fewer than R answer.
+- Nothing copies values between nodes in the background; read repair (write
+  the newest version back to the nodes that answered with an older one) is a
+  switch, off by default.
+
+A read is stale when it returns a version older than the newest version
+acknowledged before the read began. With R + W > N, every read quorum meets
+every write quorum, so no read is stale as long as both can still be formed,
+that is while at most min(N - R, N - W) nodes are gone.
+"""
+
+import json
+import math
+import random
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import redis
+
+from deploy import stores
+from deploy.layout import free_port
+from deploy.processes import alive, signal_group, stop
+from labcore.connections import no_retry
+from loadtest._svg import series_chart
+
+KEEP_NEWER = """
+local current = redis.call('HMGET', KEYS[1], 'counter', 'writer')
+local counter, writer = tonumber(ARGV[1]), ARGV[2]
+local have = tonumber(current[1])
+if have == nil or have < counter or (have == counter and (current[2] or '') < writer) then
+    redis.call('HSET', KEYS[1], 'counter', ARGV[1], 'writer', writer, 'value', ARGV[3])
+    return 1
+end
+return 0
+"""
+
+NO_VERSION = (0, "")
+
+
+class QuorumError(Exception):
+    """Fewer nodes answered than the quorum needs."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    n: int
+    r: int
+    w: int
+
+    @property
+    def overlapping(self):
+        return self.r + self.w > self.n
+
+    @property
+    def tolerated(self):
+        """Nodes that can be gone while both quorums can still be formed."""
+        return min(self.n - self.r, self.n - self.w)
+
+    def __str__(self):
+        return f"N={self.n} R={self.r} W={self.w}"
+
+
+class QuorumClient:
+    """Reads and writes one key over independent Redis nodes, by quorum."""
+
+    def __init__(self, ports, shape, *, timeout=0.25, read_repair=False):
+        self.shape = shape
+        self.read_repair = read_repair
+        self.nodes = [redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                  retry=no_retry()) for port in ports]
+        self._keep_newer = [node.register_script(KEEP_NEWER) for node in self.nodes]
+        self._pool = ThreadPoolExecutor(max_workers=shape.n, thread_name_prefix="quorum")
+
+    def close(self):
+        self._pool.shutdown(wait=True)
+        for node in self.nodes:
+            node.close()
+
+    def _first(self, count, call):
+        """Ask `count` nodes chosen at random, all at once; return their answers as (node, result).
+
+        A node that fails is replaced by the next one in the random order, so
+        only `count` nodes see the call when all answer. Raise QuorumError
+        when fewer than `count` can answer.
+        """
+        order = random.sample(range(len(self.nodes)), len(self.nodes))
+        pending = {self._pool.submit(call, index): index for index in order[:count]}
+        spare = iter(order[count:])
+        answers = []
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                try:
+                    answers.append((index, future.result()))
+                except redis.RedisError:
+                    replacement = next(spare, None)
+                    if replacement is not None:
+                        pending[self._pool.submit(call, replacement)] = replacement
+        if len(answers) < count:
+            raise QuorumError(f"{len(answers)} of {len(self.nodes)} nodes answered; the quorum is {count}")
+        return answers
+
+    def read(self, key):
+        """Return (version, value) of the newest version among R nodes."""
+        answers = self._first(self.shape.r, lambda i: self.nodes[i].hmget(key, "counter", "writer", "value"))
+        found = [((int(c), w.decode()), v.decode()) if c is not None else (NO_VERSION, None)
+                 for _, (c, w, v) in answers]
+        version, value = max(found, key=lambda item: item[0])
+        if self.read_repair and value is not None:
+            for (index, _), (seen, _) in zip(answers, found):
+                if seen < version:
+                    self._keep_newer[index](keys=[key], args=[version[0], version[1], value])
+        return version, value
+
+    def write(self, key, value, writer):
+        """Write a new version of key; return it once W nodes acknowledged."""
+        # Microseconds: Lua compares numbers as doubles, exact below 2**53.
+        version = (time.time_ns() // 1000, writer)
+        self._first(self.shape.w, lambda i: self._keep_newer[i](keys=[key], args=[version[0], writer, value]))
+        return version
+
+
+@dataclass
+class Tally:
+    reads: int = 0
+    stale_reads: int = 0
+    failed_reads: int = 0
+    writes: int = 0
+    failed_writes: int = 0
+
+    def __post_init__(self):
+        self.read_ms, self.write_ms = [], []
+
+
+class History:
+    """The newest version acknowledged so far, and when: what a read must not fall behind."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.newest = NO_VERSION
+
+    def acknowledged(self, version):
+        with self._lock:
+            self.newest = max(self.newest, version)
+
+    def snapshot(self):
+        with self._lock:
+            return self.newest
+
+
+WRITES_PER_SECOND = 25  # per writer: each acknowledged version stands a moment before the next
+
+
+def run_load(client, *, seconds, writers=2, readers=4, key="quorum:key"):
+    """Paced writers and unpaced readers on one key for `seconds`; return their Tally."""
+    tally, history, lock = Tally(), History(), threading.Lock()
+    deadline = time.monotonic() + seconds
+    stopped = threading.Event()
+
+    def writer(number):
+        name = f"w{number}-{secrets.token_hex(2)}"
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                version = client.write(key, f"{name}:{time.time():.6f}", name)
+            except QuorumError:
+                with lock:
+                    tally.failed_writes += 1
+                continue
+            history.acknowledged(version)
+            with lock:
+                tally.writes += 1
+                tally.write_ms.append((time.perf_counter() - started) * 1000)
+            stopped.wait(random.expovariate(WRITES_PER_SECOND))
+
+    def reader():
+        while time.monotonic() < deadline:
+            must_see = history.snapshot()
+            started = time.perf_counter()
+            try:
+                version, _ = client.read(key)
+            except QuorumError:
+                with lock:
+                    tally.failed_reads += 1
+                continue
+            with lock:
+                tally.reads += 1
+                tally.read_ms.append((time.perf_counter() - started) * 1000)
+                if version < must_see:
+                    tally.stale_reads += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    threads += [threading.Thread(target=reader) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    stopped.set()
+    return tally
+
+
+def miss_chance(shape, gone):
+    """The chance that a read quorum misses every node of the last write quorum, both among the live nodes."""
+    live = shape.n - gone
+    if live < max(shape.r, shape.w):
+        return None
+    return math.comb(live - shape.w, shape.r) / math.comb(live, shape.r)
+
+
+SHAPES = [Shape(7, 4, 4), Shape(7, 1, 7), Shape(7, 7, 1), Shape(7, 3, 3), Shape(5, 3, 3)]
+
+
+class Nodes:
+    """N private Redis servers on free ports, each one killed, paused or brought back on demand."""
+
+    def __init__(self, count, state_dir):
+        self.state_dir = state_dir
+        self.ports = [free_port() for _ in range(count)]
+        self.records = [None] * count
+
+    def start(self, index):
+        self.records[index] = stores.KINDS["redis"].start(port=self.ports[index], state_dir=self.state_dir)
+
+    def start_all(self):
+        for index, record in enumerate(self.records):
+            if record is not None and alive(record["pid"]):
+                signal_group(record["pid"], signal.SIGCONT)
+            else:
+                self.start(index)
+        for port in self.ports:
+            redis.Redis(port=port).flushall()
+
+    def take_down(self, index, fault):
+        pid = self.records[index]["pid"]
+        if fault == "kill":
+            stop(pid, sig=signal.SIGKILL)
+        else:
+            signal_group(pid, signal.SIGSTOP)
+
+    def stop_all(self):
+        for record in self.records:
+            if record is not None:
+                signal_group(record["pid"], signal.SIGCONT)
+                stop(record["pid"], sig=signal.SIGKILL)
+
+
+def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
+    """For k = 0 .. N nodes gone, run the load; return one row of figures per k."""
+    rows = []
+    nodes = Nodes(shape.n, state_dir)
+    try:
+        for gone in range(shape.n + 1):
+            nodes.start_all()
+            for index in random.sample(range(shape.n), gone):
+                nodes.take_down(index, fault)
+            client = QuorumClient(nodes.ports, shape, read_repair=read_repair)
+            try:
+                tally = run_load(client, seconds=seconds)
+            finally:
+                client.close()
+            rows.append(summarise(shape, gone, tally))
+    finally:
+        nodes.stop_all()
+    return rows
+
+
+def summarise(shape, gone, tally):
+    attempted_reads = tally.reads + tally.failed_reads
+    attempted_writes = tally.writes + tally.failed_writes
+    return {
+        "n": shape.n, "r": shape.r, "w": shape.w, "gone": gone,
+        "overlapping": shape.overlapping, "within_tolerance": gone <= shape.tolerated,
+        "reads": tally.reads, "stale_reads": tally.stale_reads,
+        "stale_pct": _pct(tally.stale_reads, tally.reads),
+        "miss_chance_pct": None if miss_chance(shape, gone) is None else round(100 * miss_chance(shape, gone), 2),
+        "failed_reads": tally.failed_reads, "failed_reads_pct": _pct(tally.failed_reads, attempted_reads),
+        "writes": tally.writes, "failed_writes": tally.failed_writes,
+        "failed_writes_pct": _pct(tally.failed_writes, attempted_writes),
+        "read_p50_ms": _median(tally.read_ms), "write_p50_ms": _median(tally.write_ms),
+    }
+
+
+def _pct(part, whole):
+    return round(100 * part / whole, 2) if whole else None
+
+
+def _median(values):
+    return round(sorted(values)[len(values) // 2], 3) if values else None
+
+
+def parse_shapes(text):
+    """'7/4/4,5/3/3' -> [Shape(7, 4, 4), Shape(5, 3, 3)]."""
+    shapes = []
+    for item in text.split(","):
+        try:
+            n, r, w = (int(part) for part in item.strip().split("/"))
+        except ValueError:
+            raise ValueError(f"a shape is N/R/W, like 7/4/4, not {item.strip()!r}") from None
+        if not (1 <= r <= n and 1 <= w <= n and n <= 9):
+            raise ValueError(f"{item.strip()}: want 1 <= R, W <= N <= 9")
+        shapes.append(Shape(n, r, w))
+    return shapes
+
+
+def run(shapes, *, seconds, fault, read_repair, out):
+    """Measure every shape, write quorum.json, the charts and report.html; return the rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="quorum-"))
+    rows = []
+    try:
+        for shape in shapes:
+            print(f"{shape}: k = 0 .. {shape.n} nodes {'killed' if fault == 'kill' else 'paused'}", file=sys.stderr)
+            rows += measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    plan = {"shapes": [str(s) for s in shapes], "seconds": seconds, "fault": fault, "read_repair": read_repair,
+            "writers": 2, "readers": 4}
+    (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
+    charts = {str(shape): chart(shape, [r for r in rows if (r["n"], r["r"], r["w"]) == (shape.n, shape.r, shape.w)])
+              for shape in shapes}
+    for name, svg in charts.items():
+        (out / f"quorum-{name.replace(' ', '-').replace('=', '')}.svg").write_text(svg)
+    (out / "report.html").write_text(report_html(plan, rows, charts))
+    return rows
+
+
+def chart(shape, rows):
+    gone = [r["gone"] for r in rows]
+    return series_chart(
+        f"{shape}: {'R + W > N' if shape.overlapping else 'R + W <= N'}", gone,
+        {"stale reads %": [r["stale_pct"] for r in rows], "failed reads %": [r["failed_reads_pct"] for r in rows],
+         "failed writes %": [r["failed_writes_pct"] for r in rows]},
+        x_label="nodes gone", unit="%")
+
+
+COLUMNS = [("shape", lambda r: f"{r['n']}/{r['r']}/{r['w']}"), ("R+W>N", lambda r: "yes" if r["overlapping"] else "no"),
+           ("gone", lambda r: str(r["gone"])), ("reads", lambda r: str(r["reads"])),
+           ("stale", lambda r: f"{r['stale_reads']} ({_cell(r['stale_pct'])})"),
+           ("quorums miss", lambda r: _cell(r["miss_chance_pct"])),
+           ("failed reads", lambda r: _cell(r["failed_reads_pct"])), ("writes", lambda r: str(r["writes"])),
+           ("failed writes", lambda r: _cell(r["failed_writes_pct"])),
+           ("read p50 ms", lambda r: _cell(r["read_p50_ms"], "")),
+           ("write p50 ms", lambda r: _cell(r["write_p50_ms"], ""))]
+
+
+def _cell(value, unit="%"):
+    return "n/a" if value is None else f"{value:g}{unit}"
+
+
+def table(rows):
+    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report_html(plan, rows, charts):
+    head = "".join(f"<th>{escape(name)}</th>" for name, _ in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(cell(r))}</td>" for _, cell in COLUMNS) + "</tr>" for r in rows)
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><title>Quorums: R + W > N made visible</title>
+<style>body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 0 auto; padding: 1rem; }}
+table {{ border-collapse: collapse; font-size: .85rem; }}
+th, td {{ border-bottom: 1px solid #d9dee6; padding: .3rem .5rem; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}</style></head><body>
+<h1>Quorums over independent Redis nodes (a teaching exhibit)</h1>
+<p>{escape(json.dumps(plan))}. A read is stale when it returns a version older than the newest one acknowledged
+before it began. Nodes are {"killed" if plan["fault"] == "kill" else "paused"} before each row's load.</p>
+<div class=charts>{"".join(charts.values())}</div>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+</body></html>
+"""

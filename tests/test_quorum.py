@@ -1,0 +1,63 @@
+"""The quorum exhibit over real Redis nodes: overlapping quorums read no stale value, others do."""
+
+import pytest
+
+from loadtest._quorum import Nodes, QuorumClient, Shape, miss_chance, run_load
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    started = []
+
+    def start(count):
+        group = Nodes(count, tmp_path)
+        started.append(group)
+        group.start_all()
+        return group
+
+    yield start
+    for group in started:
+        group.stop_all()
+
+
+def load(group, shape, seconds):
+    client = QuorumClient(group.ports, shape)
+    try:
+        return run_load(client, seconds=seconds)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("gone", [0, 1, 2])
+def test_overlapping_quorums_read_nothing_stale_while_enough_nodes_live(nodes, gone):
+    shape = Shape(5, 3, 3)
+    assert gone <= shape.tolerated
+    group = nodes(5)
+    for index in range(gone):
+        group.take_down(index, "kill")
+    tally = load(group, shape, seconds=1.5)
+    assert tally.reads > 100 and tally.writes > 10
+    assert (tally.stale_reads, tally.failed_reads, tally.failed_writes) == (0, 0, 0)
+
+
+def test_too_many_nodes_gone_and_the_quorum_cannot_be_formed(nodes):
+    shape = Shape(5, 3, 3)
+    group = nodes(5)
+    for index in range(shape.tolerated + 1):
+        group.take_down(index, "kill")
+    tally = load(group, shape, seconds=0.5)
+    assert (tally.reads, tally.writes) == (0, 0)
+    assert tally.failed_reads > 0 and tally.failed_writes > 0
+
+
+def test_quorums_that_need_not_overlap_read_stale_values(nodes):
+    shape = Shape(7, 3, 3)
+    assert miss_chance(shape, 0) == pytest.approx(4 / 35)
+    group = nodes(7)
+    stale = reads = 0
+    for _ in range(10):  # bounded: about 10 % of reads are stale, so one round almost always shows it
+        tally = load(group, shape, seconds=1)
+        stale, reads = stale + tally.stale_reads, reads + tally.reads
+        if stale:
+            break
+    assert stale > 0, f"no stale read in {reads} reads: the exhibit cannot show what R + W <= N allows"
