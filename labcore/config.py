@@ -34,7 +34,6 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
         "SESSION_ENGINE": session.engine,
         "SESSION_CACHE_ALIAS": "sessions",
         "SESSION_FILE_PATH": str(state_dir / "sessions"),
-        "SESSION_READY_NEEDS_CACHE": session.ready_needs_cache,
         "PRESENCE_STORE": presence.name,
         "PRESENCE_BACKEND": presence.backend,
         "CACHES": {

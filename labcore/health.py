@@ -1,13 +1,14 @@
 """Liveness and readiness: /healthz and /readyz.
 
-/readyz checks the database and the caches the configured stores rely on
-(read from settings, which the registry filled in); apps add the checks of
-their own stores with `readiness_check` from their AppConfig.ready().
+/readyz checks the database, the session store when its engine module has
+a check(), and the shared cache for counters; apps add the checks of their
+own stores with `readiness_check` from their AppConfig.ready().
 """
 
 from django.conf import settings
 from django.core.cache import caches
 from django.http import JsonResponse
+from django.utils.module_loading import import_module
 
 from labcore.registry import MEMORY
 from labcore.stores import StoreUnavailable, check_database, store_errors
@@ -20,7 +21,8 @@ def readiness_check(name, check):
     _app_checks[name] = check
 
 
-def _check_cache(alias, store):
+def check_cache(alias, store):
+    """Raise StoreUnavailable(store) unless the cache alias answers."""
     with store_errors(store):
         caches[alias].get("readyz")
 
@@ -28,14 +30,15 @@ def _check_cache(alias, store):
 def readiness_checks():
     """Every check /readyz runs, by name, in order.
 
-    A cached_db cache is left out: when it is down, sessions fall back to
-    the database.
+    cached_db's engine has no check: when its cache is down, sessions fall
+    back to the database.
     """
     checks = {"database": check_database}
-    if settings.SESSION_READY_NEEDS_CACHE:
-        checks["sessions"] = lambda: _check_cache("sessions", settings.SESSION_STORE)
+    engine = import_module(settings.SESSION_ENGINE)
+    if hasattr(engine, "check"):
+        checks["sessions"] = engine.check
     if settings.SHARED_STORE != MEMORY:
-        checks["counters"] = lambda: _check_cache("shared", settings.SHARED_STORE)
+        checks["counters"] = lambda: check_cache("shared", settings.SHARED_STORE)
     return {**checks, **_app_checks}
 
 

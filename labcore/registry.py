@@ -21,10 +21,11 @@ class SessionStore:
     """Where logins live."""
 
     name: str
-    engine: str  # a module with a SessionStore class, as Django's SESSION_ENGINE
+    # A module with a SessionStore class, as Django's SESSION_ENGINE; and a
+    # check() if /readyz must fail while the store does not answer.
+    engine: str
     servers: tuple = ()  # kinds of server it needs besides the database
     cache: str = MEMORY  # the kind of its Django cache, "sessions": memory, redis or memcached
-    ready_needs_cache: bool = False  # /readyz fails while that cache does not answer
     presence: str = "redis"  # the presence store that goes with it by default
     revokes_at_logout: bool = True  # a copied cookie is dead after logout
     survives_instance_death: bool = True
@@ -70,10 +71,10 @@ for _row in (
     SessionStore("db", "labcore.sessions.db", summary="the database"),
     SessionStore("cached_db", "labcore.sessions.cached_db", servers=("redis",), cache="redis",
                  summary="the database, with Redis in front; a dead Redis costs speed, not logins"),
-    SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis", ready_needs_cache=True,
+    SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis",
                  summary="Redis, through django-redis"),
-    SessionStore("memcached", "labcore.sessions.cache", servers=("memcached",), cache="memcached",
-                 ready_needs_cache=True, summary="memcached, through pymemcache"),
+    SessionStore("memcached", "labcore.sessions.memcached", servers=("memcached",), cache="memcached",
+                 summary="memcached, through pymemcache"),
     SessionStore("signed_cookies", "labcore.sessions.signed_cookies", revokes_at_logout=False,
                  summary="the state rides in the cookie: nothing to lose, nothing to revoke"),
     PresenceStore("memory", "chat.presence.memory.MemoryPresence", per_instance=True,

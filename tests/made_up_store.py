@@ -8,7 +8,7 @@ not: Redis through our Redis engine, under another name.
 from labcore import registry
 
 ROW = registry.SessionStore(
-    "redis_twin", "labcore.sessions.redis", servers=("redis",), cache="redis", ready_needs_cache=True,
+    "redis_twin", "labcore.sessions.redis", servers=("redis",), cache="redis",
     presence="memory", summary="made up by the registry tests",
 )
 registry.register(ROW)

@@ -2,6 +2,7 @@
 
 from django.contrib.sessions.backends.base import UpdateError
 
+from labcore.health import check_cache
 from labcore.sessions.cache import SESSION_RACES
 from labcore.sessions.cache import SessionStore as CacheStore
 from labcore.stores import store_errors
@@ -21,6 +22,11 @@ class SessionStore(CacheStore):
     def stored_bytes(self):
         """Bytes Redis keeps for this session."""
         return value_bytes(self._cache, self.cache_key)
+
+
+def check():
+    """For /readyz: the sessions cache answers."""
+    check_cache("sessions", "redis")
 
 
 def value_bytes(cache, key):
