@@ -1,17 +1,20 @@
 """How the site reaches its store servers: one description per kind, one client per process.
 
 Every Redis client of the site (django-redis's caches, presence, the lease)
-comes from `redis_client`, built with one set of fail-fast options, so a dead
+comes from `redis_client`, and every etcd client from `etcd_client`, built with one set of fail-fast options, so a dead
 Redis costs a request STORE_TIMEOUT and never a retry loop. A server's kind
 (Redis) is kept apart from its topology: `RedisTarget` describes where Redis
 is, today one URL (credentials included), and is the one place that learns
 about Sentinels or cluster nodes.
 """
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
 
+import etcd3gw
+import etcd3gw.exceptions
 import redis
 from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
@@ -101,3 +104,54 @@ def memory_cache(name):
         "LOCATION": name,
         "OPTIONS": {"MAX_ENTRIES": 10_000_000},
     }
+
+
+@dataclass(frozen=True)
+class EtcdTarget:
+    """Where an etcd cluster's members answer ((host, port) pairs), and how long a call may wait."""
+
+    endpoints: tuple
+    timeout: float
+
+
+class EtcdClient:
+    """etcd's JSON gateway, through etcd3gw, over several members.
+
+    etcd3gw talks to one member; a cluster has several, any of which can
+    serve a request (a follower forwards it to the leader). A member that
+    refuses the connection is skipped at once for the next; one that does
+    not answer in time fails the call, and the next call starts with
+    another member, so a call waits at most the timeout.
+    """
+
+    def __init__(self, target):
+        self._members = [etcd3gw.client(host=host, port=port, timeout=target.timeout)
+                         for host, port in target.endpoints]
+        self._first = 0  # the member that answered last
+        self._lock = threading.Lock()
+
+    def call(self, operation):
+        """Return operation(member's client) from the first member that takes the connection."""
+        with self._lock:
+            first = self._first
+        count = len(self._members)
+        for offset in range(count):
+            index = (first + offset) % count
+            try:
+                result = operation(self._members[index])
+            except etcd3gw.exceptions.ConnectionFailedError:
+                continue
+            except etcd3gw.exceptions.ConnectionTimeoutError:
+                with self._lock:
+                    self._first = (index + 1) % count
+                raise
+            with self._lock:
+                self._first = index
+            return result
+        raise etcd3gw.exceptions.ConnectionFailedError(f"none of the {count} etcd members took the connection")
+
+
+@cache
+def etcd_client(target):
+    """Return this process's client for the etcd cluster at target."""
+    return EtcdClient(target)

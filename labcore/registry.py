@@ -75,6 +75,8 @@ for _row in (
                  summary="Redis, through django-redis"),
     SessionStore("memcached", "labcore.sessions.memcached", servers=("memcached",), cache="memcached",
                  summary="memcached, through pymemcache"),
+    SessionStore("etcd", "labcore.sessions.etcd", servers=("etcd",),
+                 summary="etcd, a majority store: every write on a majority of its members (Raft)"),
     SessionStore("signed_cookies", "labcore.sessions.signed_cookies", revokes_at_logout=False,
                  summary="the state rides in the cookie: nothing to lose, nothing to revoke"),
     PresenceStore("memory", "chat.presence.memory.MemoryPresence", per_instance=True,

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from labcore import connections
-from labcore.connections import RedisTarget
+from labcore.connections import EtcdTarget, RedisTarget
 
 
 class StoreUnavailable(Exception):
@@ -41,6 +41,11 @@ def store_errors(store, expected=()):
 def redis_client():
     """Return this process's client for the site's Redis."""
     return connections.redis_client(RedisTarget(settings.REDIS_URL, settings.STORE_TIMEOUT))
+
+
+def etcd_client():
+    """Return this process's client for the site's etcd cluster (ETCD_ENDPOINTS)."""
+    return connections.etcd_client(EtcdTarget(settings.ETCD_ENDPOINTS, settings.STORE_TIMEOUT))
 
 
 def check_database():

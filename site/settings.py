@@ -125,6 +125,11 @@ else:
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
+# etcd's members, host:port of their client URLs, comma-separated: any of them serves.
+ETCD_ENDPOINTS = tuple(
+    (host, int(port)) for host, _, port in
+    (item.rpartition(":") for item in env_list("ETCD_ENDPOINTS", "127.0.0.1:2379"))
+)
 STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
 
 try:

@@ -4,7 +4,7 @@ import shutil
 import signal
 import tempfile
 
-from deploy import stores
+from deploy import etcd, stores
 from deploy.layout import free_port
 from deploy.processes import signal_group, stop
 
@@ -52,3 +52,37 @@ def memcached_server():
 def postgres_server():
     return Server("postgres", stores.start_postgres)
 
+
+
+class EtcdCluster:
+    """A real etcd cluster of `count` members on free ports; members can be killed, paused and started."""
+
+    def __init__(self, count):
+        self._dir = tempfile.mkdtemp(prefix="lab-test-etcd-")
+        self.members = etcd.start_members(client_ports=[free_port() for _ in range(count)],
+                                          peer_ports=[free_port() for _ in range(count)], state_dir=self._dir)
+
+    @property
+    def endpoints(self):
+        return tuple(("127.0.0.1", member["port"]) for member in self.members)
+
+    def member(self, name):
+        return next(m for m in self.members if m["name"] == name)
+
+    def leader(self):
+        return etcd.leader(self.members)
+
+    def kill(self, name):
+        stop(self.member(name)["pid"], sig=signal.SIGKILL)
+
+    def start(self, name):
+        self.member(name)["pid"] = etcd.start_member(self.member(name), self._dir)
+
+    def pause(self, name):
+        signal_group(self.member(name)["pid"], signal.SIGSTOP)
+
+    def stop(self):
+        for member in self.members:
+            signal_group(member["pid"], signal.SIGCONT)
+            stop(member["pid"], sig=signal.SIGKILL)
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,103 @@
+"""Sessions in etcd: a majority store (Raft), through its JSON gateway.
+
+A write is acknowledged once a majority of the members has it, and a read
+is linearizable (served through the leader), so a session survives the
+loss of any minority, the leader included, and nothing is served at all
+without a majority. Each session is one key, attached to an etcd lease
+that expires it: every save grants a new lease for the session's age.
+"""
+
+import base64
+
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+
+from labcore.sessions.keys import valid_session_key
+from labcore.stores import etcd_client, store_errors
+
+PREFIX = "sessions/"
+# A session that vanished between load and save is not a store failure.
+SESSION_RACES = (CreateError, UpdateError)
+
+
+def _b64(text):
+    """The gateway's JSON carries keys and values in base 64."""
+    return base64.b64encode(text.encode()).decode()
+
+
+def _put_if(key, value, lease_id, *, exists):
+    """A transaction: put key only if it exists already (exists=True) or not at all (False)."""
+    compare = {"key": _b64(key), "target": "CREATE", "create_revision": 0,
+               "result": "GREATER" if exists else "EQUAL"}
+    put = {"key": _b64(key), "value": _b64(value), "lease": lease_id}
+    return {"compare": [compare], "success": [{"request_put": put}], "failure": []}
+
+
+class SessionStore(SessionBase):
+    def _validate_session_key(self, key):
+        return valid_session_key(key)
+
+    def _key(self, session_key=None):
+        return PREFIX + (session_key or self.session_key)
+
+    def load(self):
+        if self.session_key is not None:
+            with store_errors("etcd"):
+                found = etcd_client().call(lambda etcd: etcd.get(self._key()))
+            if found:
+                return self.decode(found[0].decode())
+        self._session_key = None
+        return {}
+
+    def exists(self, session_key):
+        with store_errors("etcd"):
+            return bool(etcd_client().call(lambda etcd: etcd.get(self._key(session_key))))
+
+    def create(self):
+        # A few tries settle a collision of random keys; an outage raises.
+        for _ in range(10):
+            self._session_key = self._get_new_session_key()
+            try:
+                self.save(must_create=True)
+            except CreateError:
+                continue
+            self.modified = True
+            return
+        raise CreateError("ten random session keys in a row were taken")
+
+    def save(self, must_create=False):
+        if self.session_key is None:
+            return self.create()
+        value = self.encode(self._get_session(no_load=must_create))
+
+        def put(etcd):
+            lease = etcd.lease(ttl=max(1, self.get_expiry_age()))
+            txn = _put_if(self._key(), value, lease.id, exists=not must_create)
+            return etcd.transaction(txn).get("succeeded", False)
+
+        with store_errors("etcd", expected=SESSION_RACES):
+            written = etcd_client().call(put)
+        if not written:
+            raise CreateError if must_create else UpdateError
+
+    def delete(self, session_key=None):
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        with store_errors("etcd"):
+            etcd_client().call(lambda etcd: etcd.delete(self._key(session_key)))
+
+    @classmethod
+    def clear_expired(cls):
+        """Nothing to do: each session's lease removes it when it expires."""
+
+    def stored_bytes(self):
+        """Bytes etcd keeps for this session's value."""
+        with store_errors("etcd"):
+            return len(etcd_client().call(lambda etcd: etcd.get(self._key()))[0])
+
+
+def check():
+    """For /readyz: a linearizable read, which needs a majority of the members."""
+    with store_errors("etcd"):
+        etcd_client().call(lambda etcd: etcd.get(PREFIX + "readyz"))

@@ -1,0 +1,81 @@
+"""Sessions in etcd, a majority store: they survive the loss of the leader, and nothing is written without a majority.
+
+Kept out of the per-store matrix in conftest (it starts its own etcd
+cluster, which the matrix's shared servers do not include).
+"""
+
+import time
+
+import pytest
+from django.test import Client
+
+from deploy.processes import wait_for
+from tests.conftest import use_stores
+from tests.servers import EtcdCluster
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def members():
+    cluster = EtcdCluster(3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd_sessions(settings, members, redis_service, memcached_service, redis_db, tmp_path, db):
+    use_stores(settings, session_store="etcd", presence_store="redis", redis=redis_service,
+               memcached=memcached_service, tmp_path=tmp_path)
+    settings.ETCD_ENDPOINTS = members.endpoints
+    return members
+
+
+def logged_in_users(django_user_model, count):
+    clients = []
+    for n in range(count):
+        django_user_model.objects.create_user(f"user{n}", password=PASSWORD)
+        client = Client()
+        assert client.post("/accounts/login/", {"username": f"user{n}", "password": PASSWORD}).status_code == 302
+        clients.append(client)
+    return clients
+
+
+def test_login_logout_and_readiness(etcd_sessions, client, django_user_model):
+    (ada,) = logged_in_users(django_user_model, 1)
+    assert ada.get("/api/me").json()["session_store"] == "etcd"
+    old_cookie = ada.cookies["sessionid"].value
+    assert client.get("/readyz").json()["checked"] == ["database", "sessions", "counters", "presence"]
+    assert ada.post("/accounts/logout/").status_code == 302
+    replay = Client()
+    replay.cookies["sessionid"] = old_cookie
+    assert replay.get("/api/me").status_code == 401
+
+
+def test_every_login_survives_the_loss_of_the_leader(etcd_sessions, django_user_model):
+    users = logged_in_users(django_user_model, 10)
+    old = etcd_sessions.leader()
+    etcd_sessions.kill(old)
+    new = wait_for(lambda: (name := etcd_sessions.leader()) not in (None, old) and name, timeout=30,
+                   what="a new etcd leader")
+    # A call may land on the dead member first; the client moves on to the next.
+    assert [u.get("/api/me").status_code for u in users] == [200] * 10, f"leader {old} -> {new}"
+
+
+def test_without_a_majority_nothing_is_written_or_read(etcd_sessions, django_user_model, settings):
+    (ada,) = logged_in_users(django_user_model, 1)
+    django_user_model.objects.create_user("bob", password=PASSWORD)
+    followers = [m["name"] for m in etcd_sessions.members if m["name"] != etcd_sessions.leader()]
+    for name in followers:
+        etcd_sessions.kill(name)
+    bound = 2 * settings.STORE_TIMEOUT + 1  # one member timing out, another refusing, and a busy machine
+    for call in (lambda: ada.get("/api/me"),
+                 lambda: Client().post("/accounts/login/", {"username": "bob", "password": PASSWORD})):
+        started = time.monotonic()
+        response = call()
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503 and "etcd" in response.content.decode()
+        assert elapsed < bound, elapsed
+
+    etcd_sessions.start(followers[0])
+    wait_for(lambda: ada.get("/api/me").status_code == 200, timeout=30, what="etcd serving again with a majority")
