@@ -61,8 +61,13 @@ def main(argv=None):
     quorum.add_argument("--fault", choices=("kill", "pause"), default="kill")
     quorum.add_argument("--read-repair", action="store_true")
     quorum.add_argument("--out", type=Path, default=Path("results") / "quorum")
+    losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed")
+    losses.add_argument("--members", type=int, default=5)
+    losses.add_argument("--out", type=Path, default=Path("results") / "quorum")
     args = parser.parse_args(argv)
     try:
+        if args.command == "etcd-loss":
+            return run_etcd_losses(args)
         if args.command == "quorum":
             return run_quorum(args)
         if args.command == "bench":
@@ -121,6 +126,14 @@ def run_quorum(args):
                        read_repair=args.read_repair, out=args.out)
     print(_quorum.table(rows))
     print(f"\nreport: {args.out / 'report.html'}")
+    return 0
+
+
+def run_etcd_losses(args):
+    rows = _quorum.etcd_losses(members=args.members)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "etcd-loss.json").write_text(json.dumps(rows, indent=1))
+    print(_quorum.etcd_table(rows))
     return 0
 
 

@@ -38,11 +38,13 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+import etcd3gw
+import etcd3gw.exceptions
 import redis
 
-from deploy import stores
+from deploy import etcd, stores
 from deploy.layout import free_port
-from deploy.processes import alive, signal_group, stop
+from deploy.processes import alive, signal_group, stop, wait_for
 from labcore.connections import no_retry
 from loadtest._svg import series_chart
 
@@ -342,6 +344,7 @@ def run(shapes, *, seconds, fault, read_repair, out):
     (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
     charts = {str(shape): chart(shape, [r for r in rows if (r["n"], r["r"], r["w"]) == (shape.n, shape.r, shape.w)])
               for shape in shapes}
+    charts["stale"] = stale_chart(shapes, rows)
     for name, svg in charts.items():
         (out / f"quorum-{name.replace(' ', '-').replace('=', '')}.svg").write_text(svg)
     (out / "report.html").write_text(report_html(plan, rows, charts))
@@ -355,6 +358,21 @@ def chart(shape, rows):
         {"stale reads %": [r["stale_pct"] for r in rows], "failed reads %": [r["failed_reads_pct"] for r in rows],
          "failed writes %": [r["failed_writes_pct"] for r in rows]},
         x_label="nodes gone", unit="%")
+
+
+def stale_chart(shapes, rows):
+    """Stale reads by nodes gone, one line per shape, and the chance the quorums miss for those that can."""
+    most = max(shape.n for shape in shapes)
+    gone = list(range(most + 1))
+    series = {}
+    for shape in shapes:
+        mine = {r["gone"]: r for r in rows if (r["n"], r["r"], r["w"]) == (shape.n, shape.r, shape.w)}
+        series[f"{shape.n}/{shape.r}/{shape.w} stale"] = [mine[k]["stale_pct"] if k in mine else None for k in gone]
+        if not shape.overlapping:
+            series[f"{shape.n}/{shape.r}/{shape.w} quorums miss"] = [
+                mine[k]["miss_chance_pct"] if k in mine else None for k in gone]
+    return series_chart("Stale reads: measured, and the chance the quorums miss", gone, series,
+                        x_label="nodes gone", unit="%", width=640, legend_columns=3)
 
 
 COLUMNS = [("shape", lambda r: f"{r['n']}/{r['r']}/{r['w']}"), ("R+W>N", lambda r: "yes" if r["overlapping"] else "no"),
@@ -387,9 +405,74 @@ table {{ border-collapse: collapse; font-size: .85rem; }}
 th, td {{ border-bottom: 1px solid #d9dee6; padding: .3rem .5rem; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}</style></head><body>
 <h1>Quorums over independent Redis nodes (a teaching exhibit)</h1>
-<p>{escape(json.dumps(plan))}. A read is stale when it returns a version older than the newest one acknowledged
-before it began. Nodes are {"killed" if plan["fault"] == "kill" else "paused"} before each row's load.</p>
+<p>{plan["writers"]} writers ({WRITES_PER_SECOND} writes/s each) and {plan["readers"]} readers on one key,
+{plan["seconds"]:g} s for each number of nodes gone; nodes {"killed" if plan["fault"] == "kill" else "paused"};
+read repair {"on" if plan["read_repair"] else "off"}. A read is stale when it returns a version older than the newest
+one acknowledged before it began. Command: <code>python -m loadtest quorum --seconds {plan["seconds"]:g}</code>.</p>
 <div class=charts>{"".join(charts.values())}</div>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 </body></html>
 """
+
+
+def etcd_losses(*, members=5, tries=20, timeout=0.5):
+    """What a real majority store still does with k = 0 .. majority of its members killed.
+
+    For each k: a fresh etcd cluster, the leader and then other members
+    killed, a wait for a new leader where one can be elected, then `tries`
+    writes, linearizable reads (through the leader) and serializable reads
+    (any member's local copy), each through the first member still alive.
+    """
+    rows = []
+    for gone in range(members // 2 + 2):
+        state = Path(tempfile.mkdtemp(prefix="etcd-loss-"))
+        cluster = etcd.start_members(client_ports=[free_port() for _ in range(members)],
+                                     peer_ports=[free_port() for _ in range(members)], state_dir=state)
+        try:
+            victims = sorted(cluster, key=lambda m: m["name"] != etcd.leader(cluster))[:gone]
+            for member in victims:
+                stop(member["pid"], sig=signal.SIGKILL)
+            survivors = [m for m in cluster if m not in victims]
+            majority = len(survivors) > members // 2
+            if majority:
+                wait_for(lambda: etcd.leader(survivors), timeout=30, what="a new etcd leader")
+            client = etcd3gw.client(port=survivors[0]["port"], timeout=timeout)
+            rows.append({"members": members, "gone": gone, "majority": majority,
+                         **_etcd_calls(client, tries)})
+        finally:
+            for member in cluster:
+                stop(member["pid"], sig=signal.SIGKILL)
+            shutil.rmtree(state, ignore_errors=True)
+    return rows
+
+
+def _etcd_calls(client, tries):
+    calls = {
+        "write": lambda n: client.put(f"quorum/{n}", "v"),
+        "linearizable read": lambda n: client.get("quorum/0"),
+        "serializable read": lambda n: client.get("quorum/0", serializable=True),
+    }
+    figures = {}
+    for name, call in calls.items():
+        ok, ms = 0, []
+        for n in range(tries):
+            started = time.perf_counter()
+            try:
+                call(n)
+                ok += 1
+            except etcd3gw.exceptions.Etcd3Exception:
+                pass
+            ms.append((time.perf_counter() - started) * 1000)
+        figures[name] = {"ok": ok, "tries": tries, "p50_ms": _median(ms)}
+    return figures
+
+
+def etcd_table(rows):
+    lines = [f"| members killed (of {rows[0]['members']}) | majority left | writes | linearizable reads "
+             "| serializable reads |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[k]['ok']}/{r[k]['tries']} ok, {r[k]['p50_ms']:g} ms"
+                 for k in ("write", "linearizable read", "serializable read")]
+        lines.append(f"| {r['gone']} | {'yes' if r['majority'] else 'no'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

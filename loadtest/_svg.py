@@ -130,9 +130,11 @@ def share_chart(title, rows, *, width=420):
     return "\n".join(parts)
 
 
-def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200):
+def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, legend_columns=3):
     """Several series over the same xs, as lines with dots and a legend: series is {name: values}."""
-    left, right, top, bottom = 44, 10, 22, 44
+    legend_rows = -(-len(series) // legend_columns)
+    height += 14 * (legend_rows - 1)
+    left, right, top, bottom = 44, 10, 22, 30 + 14 * legend_rows
     plot_w, plot_h = width - left - right, height - top - bottom
     x0, x1 = xs[0], xs[-1] if xs[-1] != xs[0] else xs[0] + 1
     y_max = _nice_max(max((v for values in series.values() for v in values if v is not None), default=0))
@@ -161,8 +163,9 @@ def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200):
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" '
                          f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}"/>')
             parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>' for x, y in points]
-        lx = left + i * 120
-        parts.append(f'<rect x="{lx}" y="{height - 11}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{height - 2}" font-size="10" {FONT}>{escape(name)}</text>')
+        lx = left + (i % legend_columns) * ((width - left) // legend_columns)
+        ly = top + plot_h + 34 + 14 * (i // legend_columns)
+        parts.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14}" y="{ly}" font-size="10" {FONT}>{escape(name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
