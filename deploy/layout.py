@@ -143,11 +143,24 @@ def free_port():
 def free_base_port():
     """A base whose whole block of ports is free now.
 
-    The search starts at a random block, so that runs side by side on one
-    machine do not all try the same one.
+    Blocks lie below the kernel's ephemeral range (32768 and up on Linux),
+    from which every outgoing connection takes its own port: a block there
+    could lose a port to a connection between this check and a server's
+    start. The search starts at a random block, so that runs side by side
+    on one machine do not all try the same one.
     """
-    start = random.randrange(20000, 50000)
-    for base in range(start, start + 10000, BLOCK + 7):
+    low, high = 10000, ephemeral_ports()[0] - BLOCK
+    start = random.randrange(low, high)
+    for base in [*range(start, high, BLOCK + 7), *range(low, start, BLOCK + 7)]:
         if all(port_free(base + offset) for offset in range(BLOCK)):
             return base
-    raise RuntimeError(f"no free block of {BLOCK} ports")
+    raise RuntimeError(f"no free block of {BLOCK} ports below the ephemeral range")
+
+
+def ephemeral_ports():
+    """The kernel's range of ports for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except OSError:
+        return 32768, 60999
