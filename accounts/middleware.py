@@ -1,8 +1,11 @@
+import threading
 import time
 
 from django.conf import settings
-from django.contrib.auth import logout
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
+from django.contrib.auth.middleware import AuthenticationMiddleware, get_user
 from django.http import JsonResponse
+from django.utils.functional import SimpleLazyObject
 
 from accounts.tokens import user_for_token
 from labcore.errors import store_unavailable_response
@@ -90,3 +93,50 @@ class IdleTimeoutMiddleware:
             request.idle_logout = True
         elif now - last_seen >= settings.IDLE_TIMEOUT / 10 or LAST_SEEN not in request.session:
             request.session[LAST_SEEN] = now
+
+
+class CachedAuthenticationMiddleware(AuthenticationMiddleware):
+    """Django's authentication, with the user of a session cached in the process for a moment.
+
+    Django loads the user from the database on every request that asks who
+    it is: a query on the hot path of every poll. The cache is keyed by the
+    session's user id, backend and auth hash, so a logout (no user id in
+    the session any more) takes effect at once. Saving a user (a new
+    password) drops its entries in the process that saves it at once; other
+    instances read the new hash within USER_CACHE_SECONDS.
+    """
+
+    def process_request(self, request):
+        super().process_request(request)
+        request.user = SimpleLazyObject(lambda: cached_user(request))
+
+
+_users = {}  # (user id, backend, session auth hash) -> (user, monotonic time it was loaded)
+_users_lock = threading.Lock()
+USERS_KEPT = 10_000  # at most; the cache is emptied past it
+
+
+def forget_user(sender, instance, **kwargs):
+    """A saved user (a new password, deactivated) is read again on its next request."""
+    with _users_lock:
+        for key in [key for key in _users if key[0] == str(instance.pk)]:
+            del _users[key]
+
+
+def cached_user(request):
+    session = request.session
+    key = (session.get(SESSION_KEY), session.get(BACKEND_SESSION_KEY), session.get(HASH_SESSION_KEY))
+    if key[0] is None or not settings.USER_CACHE_SECONDS:
+        return get_user(request)
+    now = time.monotonic()
+    with _users_lock:
+        hit = _users.get(key)
+    if hit and now - hit[1] < settings.USER_CACHE_SECONDS:
+        return hit[0]
+    user = get_user(request)
+    if user.is_authenticated:
+        with _users_lock:
+            if len(_users) >= USERS_KEPT:
+                _users.clear()
+            _users[key] = (user, now)
+    return user

@@ -58,6 +58,9 @@ def messages(request, room):
         return _post_message(request, room)
     after = _int_param(request, "after", None, 0, 2**63 - 1)
     limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    if after is not None and services.last_message_id(room_slug=room) <= after:
+        # Nothing new: the room's safe mark says no committed message lies past the cursor.
+        return JsonResponse({"room": room, "messages": [], "cursor": after})
     found = services.messages_after(room_slug=room, after=after, limit=limit)
     return JsonResponse(
         {

@@ -72,7 +72,7 @@ MIDDLEWARE = [
     "labcore.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.CachedAuthenticationMiddleware",
     "accounts.middleware.BearerTokenMiddleware",
     "accounts.middleware.IdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -173,6 +173,11 @@ if PASSWORD_ITERATIONS:
 # (besides SESSION_COOKIE_AGE, the absolute limit); 0 turns it off. The
 # session records activity at most once per IDLE_TIMEOUT / 10.
 IDLE_TIMEOUT = env_float("IDLE_TIMEOUT", 900)
+
+# A session's user is kept in the process this long instead of being read
+# from the database on every request (accounts/middleware.py); a logout takes
+# effect at once, a password change made elsewhere within this time. 0: off.
+USER_CACHE_SECONDS = env_float("USER_CACHE_SECONDS", 1)
 
 # Bearer tokens for /api/: signed and expiring, checked without any session.
 API_TOKEN_MAX_AGE = int(env_float("API_TOKEN_MAX_AGE", 3600))

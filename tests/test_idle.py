@@ -17,6 +17,9 @@ class FakeTime:
     def time(self):
         return self.now
 
+    def monotonic(self):
+        return self.now
+
 
 @pytest.fixture
 def clock(monkeypatch, settings):

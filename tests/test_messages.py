@@ -77,3 +77,23 @@ def test_the_room_mark_is_its_newest_message_id(redis_stores, logged_in):
     post(logged_in, "other", "elsewhere")
     assert post(logged_in, "lobby", "m0", client_id=Message.objects.get(text="m0").client_id).status_code == 200
     assert last_message_id(room_slug="lobby") == ids[-1]
+
+
+def test_a_poll_that_finds_nothing_new_costs_one_query(redis_stores, logged_in, django_assert_num_queries):
+    for n in range(3):
+        post(logged_in, "lobby", f"m{n}")
+    cursor = logged_in.get("/api/rooms/lobby/messages").json()["cursor"]
+    logged_in.get("/api/me")  # the session's user is now cached in this process
+    with django_assert_num_queries(1):  # the room's mark: no user lookup, no message query
+        empty = logged_in.get(f"/api/rooms/lobby/messages?after={cursor}")
+    assert empty.json() == {"room": "lobby", "messages": [], "cursor": cursor}
+    post(logged_in, "lobby", "news")
+    assert [m["text"] for m in logged_in.get(f"/api/rooms/lobby/messages?after={cursor}").json()["messages"]] == [
+        "news"]
+
+
+def test_a_new_password_takes_effect_at_once_despite_the_user_cache(redis_stores, logged_in, user):
+    assert logged_in.get("/api/me").status_code == 200
+    user.set_password("a new one entirely")
+    user.save()
+    assert logged_in.get("/api/me").status_code == 401
