@@ -49,7 +49,7 @@ COPY --from=build /opt/venv /opt/venv
 FROM runtime AS site
 USER 10001:10001
 EXPOSE 8000
-# As deploy/cluster.py starts an instance: one worker with 8 threads, since
+# As deploy/web.py starts an instance (its default, gthread:8): one worker with 8 threads, since
 # in memory mode the process is the unit of state (more workers would be
 # more instances behind one pod address); keep-alive longer than the
 # ingress keeps an idle upstream connection. INSTANCE_NAME comes from the

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from deploy import cluster
+from deploy import cluster, web
 from deploy.processes import DeployError
 
 
@@ -26,6 +26,8 @@ def main(argv=None):
     up.add_argument("--lb", default="roundrobin", help="roundrobin or sticky")
     up.add_argument("--db", default="sqlite", help="sqlite or postgres")
     up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
+    up.add_argument("--server", default=web.DEFAULT,
+                    help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
     up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
 
@@ -63,7 +65,7 @@ def run(args):
     if args.command == "up":
         up = cluster.up(
             instances=args.instances, sessions=args.sessions, presence=args.presence,
-            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), **where,
+            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server, **where,
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")

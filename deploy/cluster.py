@@ -13,7 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, stores
+from deploy import haproxy, layout, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     DeployError,
@@ -38,12 +38,14 @@ def require_cluster(state_dir):
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
-       db="sqlite", env=None, state_dir=DEFAULT_STATE_DIR):
+       db="sqlite", env=None, server=web.DEFAULT, state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
+    server: how each instance is served (deploy/web.py).
     """
     _check_choices(instances, lb)
+    web.argv(server, port=port)  # a bad choice fails here, before anything starts
     wanted = servers_for(sessions=sessions, presence=presence, db=db)
     previous = load(state_dir)
     if previous and any(alive(pid) for pid in previous.pids()):
@@ -54,7 +56,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
-        db=db, secret_key=secrets.token_urlsafe(50), env=dict(env or {}),
+        db=db, secret_key=secrets.token_urlsafe(50), env=dict(env or {}), server=server,
     )
     (cluster.path / "logs").mkdir(parents=True, exist_ok=True)
     # Every cluster starts with empty databases, so runs compare fairly.
@@ -229,18 +231,7 @@ def _migrate(cluster):
 
 def _start_instance(cluster, name):
     port = cluster.instance_port(name)
-    argv = [
-        sys.executable, "-m", "gunicorn", "labsite.wsgi",
-        "--bind", f"127.0.0.1:{port}",
-        # One process per instance: in memory mode the process is the unit
-        # of state, so more workers would be more instances behind one port.
-        "--workers", "1", "--threads", "8",
-        "--graceful-timeout", "10",
-        # Longer than HAProxy keeps an idle connection to an instance.
-        "--keep-alive", "300",
-        # Every instance would share gunicorn's one default control socket.
-        "--no-control-socket",
-    ]
+    argv = web.argv(cluster.server, port=port)
     pid = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
     cluster.instances[name] = {"port": port, "pid": pid}
     cluster.save()

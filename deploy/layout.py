@@ -49,6 +49,7 @@ class Cluster:
     presence: str
     db: str
     secret_key: str
+    server: str = "gthread:8"  # how each instance is served (deploy/web.py)
     env: dict = field(default_factory=dict)  # extra settings for every instance
     instances: dict = field(default_factory=dict)  # name -> {"port", "pid"}
     stores: dict = field(default_factory=dict)  # kind -> {"port", "pid"} (and "data")

@@ -24,9 +24,9 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 from deploy import cluster as deploy
-from deploy import stores
+from deploy import layout, stores, web
 from deploy.layout import free_port
-from deploy.processes import DeployError, require, stop
+from deploy.processes import DeployError, alive, require, spawn, stop, wait_for
 from labcore import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,37 +59,76 @@ wrk.path = "/accounts/login/"
 """
 
 
-def bench(*, stores_to_run, rounds, seconds, connections, port, out):
+def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.DEFAULT):
+    """Each store's poll mix straight to its instance and through HAProxy, and logins, beside the ceiling.
+
+    Every round measures the ceiling (a bare Django project under the same
+    server command) and every store, in an order that alternates, so each
+    round gives ratios taken minutes apart at most; the report shows their
+    median and spread.
+    """
     require("wrk", "wrk")
     scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     (scripts / "poll.lua").write_text(POLL_MIX)
     (scripts / "login.lua").write_text(LOGIN)
-    clusters = {}
-    results = {store: {"poll": [], "login": []} for store in stores_to_run}
+    clusters, ceiling = {}, None
+    results = {store: {"poll_direct": [], "poll_lb": [], "login": []} for store in stores_to_run}
+    results[CEILING] = {"poll_direct": []}
     try:
+        ceiling = _start_ceiling(server, scripts)
         for index, store in enumerate(stores_to_run):
             print(f"starting the {store} cluster", file=sys.stderr)
             clusters[store] = deploy.up(
-                instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence,
-                port=port + 40 * index, env=BENCH_ENV, state_dir=out / "clusters" / store)
+                instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence, server=server,
+                port=port + layout.BLOCK * index, env=BENCH_ENV, state_dir=out / "clusters" / store)
         sessions = {store: _log_in(c.url) for store, c in clusters.items()}
+        sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
-            order = stores_to_run if round_number % 2 == 0 else list(reversed(stores_to_run))
-            for store in order:
-                print(f"round {round_number + 1}/{rounds}: {store}", file=sys.stderr)
-                url, env = clusters[store].url, sessions[store]
-                results[store]["poll"].append(_wrk(url, scripts / "poll.lua", env, seconds, connections))
-                results[store]["login"].append(_wrk(url, scripts / "login.lua", env, seconds, connections))
+            order = [CEILING, *stores_to_run]
+            for name in order if round_number % 2 == 0 else reversed(order):
+                print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
+                env, poll = sessions[name], scripts / "poll.lua"
+                if name == CEILING:
+                    results[name]["poll_direct"].append(_wrk(ceiling["url"], poll, env, seconds, connections))
+                    continue
+                direct = f"http://127.0.0.1:{clusters[name].instances['app1']['port']}"
+                results[name]["poll_direct"].append(_wrk(direct, poll, env, seconds, connections))
+                results[name]["poll_lb"].append(_wrk(clusters[name].url, poll, env, seconds, connections))
+                login = scripts / "login.lua"
+                results[name]["login"].append(_wrk(clusters[name].url, login, env, seconds, connections))
         lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
     finally:
         for store in clusters:
             deploy.down(out / "clusters" / store)
+        if ceiling:
+            stop(ceiling["pid"])
         shutil.rmtree(scripts, ignore_errors=True)
-    summary = _summarise(results, stores_to_run)
-    report = {"stores": summary, "load_balancer": lb, "rounds": rounds, "seconds": seconds,
-              "connections": connections, "raw": results}
+    report = {"stores": _summarise(results, stores_to_run), "load_balancer": lb, "server": server,
+              "rounds": rounds, "seconds": seconds, "connections": connections, "raw": results}
+    report["targets"] = targets(report)
     (out / "bench.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+CEILING = "ceiling"  # a bare Django project that answers every request like an empty poll (loadtest/_ceiling.py)
+
+
+def _start_ceiling(server, folder):
+    port = free_port()
+    pid = spawn(web.argv(server, port=port, app="loadtest._ceiling"), log_path=folder / "ceiling.log", cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url) or not alive(pid), timeout=30, what="the ceiling project")
+    if not alive(pid):
+        raise DeployError(f"the ceiling project exited at start: {(folder / 'ceiling.log').read_text()[-500:]}")
+    return {"url": url, "pid": pid}
+
+
+def _answers(url):
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def _log_in(url):
@@ -155,19 +194,54 @@ def _median(values):
     return ordered[len(ordered) // 2]
 
 
+def _spread(values):
+    ordered = sorted(values)
+    return {"min": round(ordered[0], 3), "median": round(_median(ordered), 3), "max": round(ordered[-1], 3)}
+
+
 def _summarise(results, stores_to_run):
-    summary = {}
+    """Medians of each figure, and ratios per round (to the ceiling, to the first store) with their spread."""
+    base = stores_to_run[0]
+    ceiling = [run["rps"] for run in results[CEILING]["poll_direct"]]
+    summary = {CEILING: {"poll_direct": {"rps": _median(ceiling), "per_round": ceiling}}}
     for store in stores_to_run:
+        mixes = results[store]
         summary[store] = {
             mix: {key: _median([run[key] for run in runs])
                   for key in ("rps", "p50_ms", "p99_ms", "generator_cpu", "bad_responses")}
-            for mix, runs in results[store].items()
+            for mix, runs in mixes.items()
         }
-    base = stores_to_run[0]
-    for store in stores_to_run:
-        for mix in ("poll", "login"):
-            summary[store][mix]["ratio"] = round(summary[store][mix]["rps"] / summary[base][mix]["rps"], 3)
+        for mix in ("poll_direct", "poll_lb"):
+            rps = [run["rps"] for run in mixes[mix]]
+            summary[store][mix]["to_ceiling"] = _spread([a / b for a, b in zip(rps, ceiling)])
+        for mix in ("poll_direct", "poll_lb", "login"):
+            rps = [run["rps"] for run in mixes[mix]]
+            summary[store][mix]["to_base"] = _spread([a / b["rps"] for a, b in zip(rps, results[base][mix])])
+        summary[store]["lb_to_direct"] = _spread(
+            [a["rps"] / b["rps"] for a, b in zip(mixes["poll_lb"], mixes["poll_direct"])])
     return summary
+
+
+def targets(report):
+    """The issue's targets, each with the figure that meets it or not."""
+    stores, lb = report["stores"], report["load_balancer"]
+    base = next(iter(s for s in stores if s != CEILING))
+    checks = [(f"{base}'s poll mix, straight to the instance, at least 0.5 of the ceiling",
+               stores[base]["poll_direct"]["to_ceiling"]["min"], 0.5),
+              (f"{base} through HAProxy within 15 % of straight to the instance",
+               stores[base]["lb_to_direct"]["min"], 0.85),
+              ("the load balancer adds at most 10 % to p50 (one connection)", 1 / (1 + lb["added"]), 1 / 1.10)]
+    for store, least in (("redis", 0.9), ("cached_db", 0.85)):
+        if store in stores:
+            checks.append((f"{store} at least {least} of {base} in every round (through HAProxy)",
+                           stores[store]["poll_lb"]["to_base"]["min"], least))
+    for store in stores:
+        if store != CEILING:
+            poll = stores[store]["poll_lb"]
+            checks.append((f"{store}: poll mix p99 at most 3 x p50 through HAProxy",
+                           3 * poll["p50_ms"] / poll["p99_ms"], 1))
+    return [{"target": name, "figure": round(figure, 3), "needed": round(needed, 3), "met": figure >= needed}
+            for name, figure, needed in checks]
 
 
 @contextmanager

@@ -17,6 +17,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from deploy import web
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
@@ -79,11 +81,11 @@ def test_the_images_run_as_a_user_other_than_root():
 
 def test_gunicorn_starts_as_deploy_starts_an_instance():
     (command,) = [json.loads(rest) for stage, word, rest in instructions() if stage == "site" and word == "CMD"]
-    started = (ROOT / "deploy" / "cluster.py").read_text()
+    started = web.argv(web.DEFAULT, port=8000)
     assert command[:4] == ["python", "-m", "gunicorn", "labsite.wsgi"]
     for flag in ("--workers", "--threads", "--graceful-timeout", "--keep-alive"):
         value = command[command.index(flag) + 1]
-        assert f'"{flag}", "{value}"' in started, f"{flag} {value} differs from deploy/cluster.py"
+        assert started[started.index(flag) + 1] == value, f"{flag} {value} differs from deploy/web.py"
     (entry,) = [json.loads(rest) for stage, word, rest in instructions()
                 if stage == "loadgen" and word == "ENTRYPOINT"]
     assert entry == ["locust", "-f", "loadtest"]
