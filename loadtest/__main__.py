@@ -127,6 +127,7 @@ def run_bench(args):
     lb = report["load_balancer"]
     print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
           f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")
+    print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
     return 0
 
@@ -143,6 +144,7 @@ def run_micro(kind, stores, argument):
         for row in figures:
             print(f"| {row['store']} | {row['online']} | {row['heartbeat_us']} | {row['poll_us']} "
                   f"| {row['full_list_us']} | {row['heartbeat_server_us'] or '-'} | {row['poll_server_us'] or '-'} |")
+    print(_bench.durability())
     print(json.dumps(figures))
     return 0
 
@@ -153,6 +155,7 @@ def run_post_cost(args):
           "|---|---|---|---|---|")
     for row in figures:
         print(f"| {row['database']} | {row['before_us']} | {row['after_us']} | {row['added_us']} | {row['ratio']} |")
+    print(_bench.durability())
     print(json.dumps(figures))
     return 0
 

@@ -1,4 +1,8 @@
-"""Real store servers for the tests, on free loopback ports, started by deploy's code."""
+"""Real store servers for the tests, on free loopback ports, started by deploy's code.
+
+Each has its own password (Redis, PostgreSQL) or private socket (memcached),
+as in a cluster: `url` is what the site is given.
+"""
 
 import shutil
 import signal
@@ -20,17 +24,22 @@ class Server:
         self.record = None
 
     def start(self):
-        self.record = self._start(port=self.port, state_dir=self._dir)
+        self.record = self._start(port=self.port, state_dir=self._dir, password=stores.new_password())
         return self
 
     @property
     def pid(self):
         return self.record["pid"]
 
+    @property
+    def url(self):
+        """The site's setting for this server, credentials included."""
+        return stores.KINDS[self.name].url(self.record)
+
     def stop(self):
         """Kill the server, as a crash would, and remove its files."""
         signal_group(self.pid, signal.SIGCONT)
-        stop(self.pid, sig=signal.SIGKILL)
+        stop(self.record, sig=signal.SIGKILL)
         shutil.rmtree(self.record.get("data", ""), ignore_errors=True)
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -51,4 +60,3 @@ def memcached_server():
 
 def postgres_server():
     return Server("postgres", stores.start_postgres)
-
