@@ -119,8 +119,17 @@ def _create_site_role(port, admin_password, password):
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=admin_password,
-                         dbname="postgres", autocommit=True, connect_timeout=10) as connection:
+    def connect():
+        try:
+            return psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=admin_password,
+                                   dbname="postgres", autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            # Its port opens before it accepts logins.
+            if "starting up" in str(exc):
+                return None
+            raise
+
+    with wait_for(connect, timeout=30, what=f"PostgreSQL on port {port} to accept logins") as connection:
         connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
             sql.Identifier(POSTGRES_ROLE), sql.Literal(password)))
         connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(

@@ -21,10 +21,11 @@ class Server:
         self.port = free_port()
         self._start = start
         self._dir = tempfile.mkdtemp(prefix=f"lab-test-{name}-")
+        self.password = stores.new_password()  # kept across restarts, as a cluster keeps it
         self.record = None
 
     def start(self):
-        self.record = self._start(port=self.port, state_dir=self._dir, password=stores.new_password())
+        self.record = self._start(port=self.port, state_dir=self._dir, password=self.password)
         return self
 
     @property
