@@ -30,6 +30,9 @@ def main(argv=None):
                     help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
     up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
+    up.add_argument("--no-durable", dest="durable", action="store_false",
+                    help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
+                         "an OS crash can lose acknowledged messages")
 
     state = commands.add_parser("status", help="what runs, and what HAProxy thinks of it")
     state.add_argument("--json", action="store_true")
@@ -65,12 +68,14 @@ def run(args):
     if args.command == "up":
         up = cluster.up(
             instances=args.instances, sessions=args.sessions, presence=args.presence,
-            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server, **where,
+            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
+            durable=args.durable, **where,
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
         print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
-              f"presence: {args.presence}, database: {args.db}")
+              f"presence: {args.presence}, database: {args.db}"
+              + ("" if args.durable else " (not durable: no fsync)"))
     elif args.command == "status":
         print_status(cluster.status(**where), as_json=args.json)
     elif args.command == "kill":
@@ -112,7 +117,7 @@ def print_status(state, *, as_json):
               f"{row['lb_state']}")
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
-        print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no'}")
+        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no'}")
 
 
 if __name__ == "__main__":

@@ -16,14 +16,16 @@ from pathlib import Path
 from deploy import haproxy, layout, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
+    PRIVATE_UMASK,
     DeployError,
-    alive,
     port_free,
     port_open,
     require,
+    running,
     spawn,
     stop,
     wait_for,
+    write_private,
 )
 from labcore import registry
 
@@ -38,17 +40,19 @@ def require_cluster(state_dir):
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
-       db="sqlite", env=None, server=web.DEFAULT, state_dir=DEFAULT_STATE_DIR):
+       db="sqlite", env=None, server=web.DEFAULT, durable=True, state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
     server: how each instance is served (deploy/web.py).
+    durable: False lets the databases lose acknowledged writes on an OS
+    crash (PostgreSQL without fsync, SQLite synchronous=NORMAL), for benchmarks.
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     wanted = servers_for(sessions=sessions, presence=presence, db=db)
     previous = load(state_dir)
-    if previous and any(alive(pid) for pid in previous.pids()):
+    if previous and any(running(record) for record in previous.processes()):
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
     require("haproxy", "haproxy")
     _check_ports(layout.ports(port, instances=instances, servers=wanted))
@@ -56,9 +60,9 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
-        db=db, secret_key=secrets.token_urlsafe(50), env=dict(env or {}), server=server,
+        db=db, secret_key=secrets.token_urlsafe(50), server=server, durable=durable, env=dict(env or {}),
     )
-    (cluster.path / "logs").mkdir(parents=True, exist_ok=True)
+    layout.make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
     for stale in ("site.sqlite3", "site.sqlite3-wal", "site.sqlite3-shm"):
         (cluster.path / stale).unlink(missing_ok=True)
@@ -93,11 +97,11 @@ def down(state_dir=DEFAULT_STATE_DIR):
     cluster = load(state_dir)
     if cluster is None:
         return None
-    stop(cluster.haproxy_pid, timeout=5)
+    stop(cluster.haproxy, timeout=5)
     for instance in cluster.instances.values():
-        stop(instance["pid"], timeout=5)
+        stop(instance, timeout=5)
     for kind, store in cluster.stores.items():
-        stop(store["pid"], sig=stores.KINDS[kind].stop_signal)
+        stop(store, sig=stores.KINDS[kind].stop_signal)
         if "data" in store:
             shutil.rmtree(store["data"], ignore_errors=True)
     (cluster.path / "cluster.json").unlink(missing_ok=True)
@@ -108,7 +112,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
     """Return what runs, as one JSON-ready dict."""
     cluster = require_cluster(state_dir)
     try:
-        lb_rows = cluster.runtime.stats() if alive(cluster.haproxy_pid) else {}
+        lb_rows = cluster.runtime.stats() if running(cluster.haproxy) else {}
     except OSError:
         lb_rows = {}
     return {
@@ -118,9 +122,10 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "sessions": cluster.sessions,
         "presence": cluster.presence,
         "db": cluster.db,
-        "haproxy": {"pid": cluster.haproxy_pid, "alive": alive(cluster.haproxy_pid)},
+        "durable": cluster.durable,
+        "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "stores": [
-            {"name": name, "port": s["port"], "pid": s["pid"], "alive": alive(s["pid"])}
+            {"name": name, "port": s["port"], "socket": s.get("socket"), "pid": s["pid"], "alive": running(s)}
             for name, s in cluster.stores.items()
         ],
         "instances": [
@@ -128,7 +133,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
                 "name": name,
                 "port": i["port"],
                 "pid": i["pid"],
-                "alive": alive(i["pid"]),
+                "alive": running(i),
                 "lb_state": lb_rows[name]["status"] if name in lb_rows else "unknown",
             }
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])
@@ -144,20 +149,20 @@ def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
     """
     cluster = require_cluster(state_dir)
     instance = _instance(cluster, name)
-    if not alive(instance["pid"]):
+    if not running(instance):
         raise DeployError(f"{name} is not running")
     if graceful:
         _take_out(cluster, name)
-        stop(instance["pid"], sig=signal.SIGTERM, timeout=15)
+        stop(instance, sig=signal.SIGTERM, timeout=15)
     else:
-        stop(instance["pid"], sig=signal.SIGKILL)
+        stop(instance, sig=signal.SIGKILL)
 
 
 def start(name, *, state_dir=DEFAULT_STATE_DIR):
     """Bring a stopped instance back into the load balancer."""
     cluster = require_cluster(state_dir)
     instance = _instance(cluster, name)
-    if alive(instance["pid"]):
+    if running(instance):
         raise DeployError(f"{name} is already running (pid {instance['pid']})")
     _start_instance(cluster, name)
     _bring_in(cluster, name)
@@ -177,9 +182,9 @@ def scale(count, *, state_dir=DEFAULT_STATE_DIR):
         _bring_in(cluster, name)
     for number in range(current, count, -1):
         name = f"app{number}"
-        if alive(cluster.instances[name]["pid"]):
+        if running(cluster.instances[name]):
             _take_out(cluster, name)
-            stop(cluster.instances[name]["pid"], sig=signal.SIGTERM, timeout=15)
+            stop(cluster.instances[name], sig=signal.SIGTERM, timeout=15)
         else:
             cluster.runtime.set_state(name, "maint")
         del cluster.instances[name]
@@ -216,14 +221,16 @@ def _check_ports(wanted):
 def _start_stores(cluster, wanted):
     for kind in wanted:
         port = layout.store_port(cluster.port, kind)
-        cluster.stores[kind] = stores.KINDS[kind].start(port=port, state_dir=cluster.path)
+        # One password per kind: every node of the kind (replicas too) shares it.
+        cluster.stores[kind] = stores.KINDS[kind].start(port=port, state_dir=cluster.path,
+                                                        password=stores.new_password(), durable=cluster.durable)
         cluster.save()
 
 
 def _migrate(cluster):
     done = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT, env=site_env(cluster), capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=site_env(cluster), capture_output=True, text=True, timeout=300, umask=PRIVATE_UMASK,
     )
     if done.returncode:
         raise DeployError(f"migrate failed: {done.stderr.strip()[-500:]}")
@@ -232,11 +239,11 @@ def _migrate(cluster):
 def _start_instance(cluster, name):
     port = cluster.instance_port(name)
     argv = web.argv(cluster.server, port=port)
-    pid = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
-    cluster.instances[name] = {"port": port, "pid": pid}
+    record = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
+    cluster.instances[name] = {"port": port, **record}
     cluster.save()
-    wait_for(lambda: _healthy(port) or not alive(pid), timeout=30, what=f"{name} on port {port}")
-    if not alive(pid):
+    wait_for(lambda: _healthy(port) or not running(record), timeout=30, what=f"{name} on port {port}")
+    if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
 
 
@@ -255,11 +262,12 @@ def _healthy(port):
 
 def _start_haproxy(cluster):
     binary = require("haproxy", "haproxy")
-    running = set(cluster.instances)
-    slots = [(f"app{n}", cluster.instance_port(f"app{n}"), f"app{n}" in running)
+    up_now = set(cluster.instances)
+    slots = [(f"app{n}", cluster.instance_port(f"app{n}"), f"app{n}" in up_now)
              for n in range(1, MAX_INSTANCES + 1)]
     config = cluster.path / "haproxy.cfg"
-    config.write_text(
+    write_private(
+        config,
         haproxy.render(
             port=cluster.port,
             stats_port=cluster.port + STATS_OFFSET,
@@ -273,11 +281,11 @@ def _start_haproxy(cluster):
     if check.returncode:
         alerts = [line for line in check.stderr.splitlines() if "ALERT" in line]
         raise DeployError(f"haproxy rejected {config}: {alerts[0] if alerts else check.stderr.strip()}")
-    cluster.haproxy_pid = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log")
+    cluster.haproxy = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log")
     cluster.save()
-    wait_for(lambda: port_open(cluster.port) or not alive(cluster.haproxy_pid), timeout=10,
+    wait_for(lambda: port_open(cluster.port) or not running(cluster.haproxy), timeout=10,
              what="haproxy")
-    if not alive(cluster.haproxy_pid):
+    if not running(cluster.haproxy):
         raise DeployError("haproxy exited at start; see: python -m deploy logs haproxy")
 
 

@@ -26,7 +26,7 @@ def start_members(*, client_ports, peer_ports, state_dir):
     for (name, peer_url), port, peer_port in zip(peers.items(), client_ports, peer_ports):
         member = {"name": name, "port": port, "peer_port": peer_port,
                   "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token}
-        members.append({**member, "pid": start_member(member, state_dir)})
+        members.append({**member, **start_member(member, state_dir)})
     for member in members:
         wait_for(lambda: port_open(member["port"]), timeout=30, what=f"{member['name']} on port {member['port']}")
     wait_for(lambda: leader(members), timeout=30, what="an etcd leader")
@@ -34,7 +34,7 @@ def start_members(*, client_ports, peer_ports, state_dir):
 
 
 def start_member(member, state_dir):
-    """Start (or start again, with its data) one member; return its pid."""
+    """Start (or start again, with its data) one member; return its process record."""
     binary = require("etcd", "etcd-server")
     client_url, peer_url = f"http://127.0.0.1:{member['port']}", f"http://127.0.0.1:{member['peer_port']}"
     argv = [

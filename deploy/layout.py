@@ -50,10 +50,13 @@ class Cluster:
     db: str
     secret_key: str
     server: str = "gthread:8"  # how each instance is served (deploy/web.py)
+    durable: bool = True  # False: PostgreSQL without fsync, SQLite synchronous=NORMAL (benchmarks only)
     env: dict = field(default_factory=dict)  # extra settings for every instance
-    instances: dict = field(default_factory=dict)  # name -> {"port", "pid"}
-    stores: dict = field(default_factory=dict)  # kind -> {"port", "pid"} (and "data")
-    haproxy_pid: int = 0
+    # Every process as {"pid", "started"}: its start time tells it from a later process with the same pid.
+    instances: dict = field(default_factory=dict)  # name -> {"port", "pid", "started"}
+    # kind -> {"port", "pid", "started"} and its credentials ("password"; "socket"), maybe "data"
+    stores: dict = field(default_factory=dict)
+    haproxy: dict = field(default_factory=dict)  # {"pid", "started"}
 
     @property
     def url(self):
@@ -81,8 +84,21 @@ class Cluster:
         with os.fdopen(descriptor, "w") as out:
             json.dump(asdict(self), out, indent=2)
 
+    def processes(self):
+        """The records of every process the cluster started."""
+        return [record for record in (self.haproxy, *self.instances.values(), *self.stores.values()) if record]
+
     def pids(self):
-        return [self.haproxy_pid] + [p["pid"] for p in (*self.instances.values(), *self.stores.values())]
+        return [record["pid"] for record in self.processes()]
+
+
+def make_private_folder(path):
+    """Create the state folder 0700 (or close an existing one): it holds secrets, the database and logs."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    (path / "logs").mkdir(mode=0o700, exist_ok=True)
+    (path / "logs").chmod(0o700)
 
 
 def load(state_dir=DEFAULT_STATE_DIR):
@@ -121,6 +137,7 @@ def site_env(cluster, name=None):
         "SESSION_STORE": cluster.sessions,
         "PRESENCE_STORE": cluster.presence,
         "STATE_DIR": str(cluster.path),
+        "DURABLE": "1" if cluster.durable else "0",
         "DEBUG": "0",
     }
     env.pop("SESSION_ENGINE", None)

@@ -3,6 +3,14 @@
 Every process runs in a session of its own, so a signal to its process group
 reaches it and all its children (gunicorn's master and its worker alike), and
 it outlives the `deploy` command that started it.
+
+A process is recorded as its pid and its start time, and is signalled only
+while both still match: after a reboot, or once the process is long gone,
+its pid may name an unrelated process, which must never get our signals.
+
+Every process starts with umask 077, and every file deploy writes is 0600
+from its creation: the state folder holds SECRET_KEY, the stores'
+passwords, the database and the logs, for the site's user alone.
 """
 
 import os
@@ -27,9 +35,21 @@ def require(binary, package):
     return path
 
 
+PRIVATE_UMASK = 0o077
+
+
+def write_private(path, text):
+    """Write text to path, readable by this user alone from the first byte."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        os.fchmod(descriptor, 0o600)  # the file may be older and readable: truncated, then closed
+        out.write(text)
+
+
 def spawn(argv, *, log_path, env=None, cwd=None, user=None):
-    """Start argv in its own session, output to log_path; return its pid."""
-    with open(log_path, "ab") as log:
+    """Start argv in its own session, output to log_path; return its record: {"pid", "started"}."""
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        os.fchmod(log.fileno(), 0o600)  # a log kept from an older run may be readable
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -38,21 +58,44 @@ def spawn(argv, *, log_path, env=None, cwd=None, user=None):
             env=env,
             cwd=cwd,
             user=user,
+            umask=PRIVATE_UMASK,
             start_new_session=True,
         )
-    return process.pid
+    return {"pid": process.pid, "started": start_time(process.pid)}
 
 
-def alive(pid):
-    """True if pid runs and is not a zombie waiting to be reaped."""
-    if not pid:
-        return False
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name, or None if pid does not run."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
+            # The name (field 2) is in parentheses and may hold spaces and ")".
+            return stat.read().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def start_time(pid):
+    """When pid started, in clock ticks after boot (field 22 of /proc/<pid>/stat), or None."""
+    fields = _stat(pid) if pid else None
+    return int(fields[19]) if fields else None
+
+
+def alive(pid, started=None):
+    """True if pid runs, is not a zombie waiting to be reaped, and (if given) started at `started`.
+
+    Without `started` any process with this pid counts, so only for a pid
+    this process just spawned; a recorded pid is checked with its start time.
+    """
+    fields = _stat(pid) if pid else None
+    if not fields or fields[0] in ("Z", "X"):
         return False
-    return state not in ("Z", "X")
+    return started is None or int(fields[19]) == started
+
+
+def running(record):
+    """True if the process a record names ({"pid", "started"}) still runs: the same process, not its pid's heir."""
+    started = record.get("started") if record else None
+    return started is not None and alive(record.get("pid"), started)
 
 
 def _reap(pid):
@@ -69,26 +112,32 @@ def signal_group(pid, sig):
         pass
 
 
-def wait_gone(pid, timeout):
-    """Wait until pid has exited; return False if it still runs after timeout."""
+def wait_gone(pid, timeout, started=None):
+    """Wait until pid (started at `started`, if given) has exited; return False if it still runs after timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
-        if not alive(pid):
+        if not alive(pid, started):
             return True
         time.sleep(0.05)
     return False
 
 
-def stop(pid, sig=signal.SIGTERM, timeout=10):
-    """Signal pid's process group; SIGKILL it if it is not gone in time."""
-    if not alive(pid):
-        _reap(pid)
+def stop(record, sig=signal.SIGTERM, timeout=10):
+    """Signal the process group of the process record names; SIGKILL it if it is not gone in time.
+
+    A pid that now names another process (its start time differs) is left
+    alone: it is not ours.
+    """
+    pid = record.get("pid") if record else None
+    if not running(record):
+        if pid:
+            _reap(pid)
         return
     signal_group(pid, sig)
-    if not wait_gone(pid, timeout):
+    if not wait_gone(pid, timeout, record["started"]):
         signal_group(pid, signal.SIGKILL)
-        wait_gone(pid, 5)
+        wait_gone(pid, 5, record["started"])
 
 
 def port_open(port, host="127.0.0.1"):

@@ -4,91 +4,202 @@ One row per kind in KINDS: how to start it, how to stop it, and the setting
 that points the site at it. Which kinds a configuration needs is the
 registry's answer (labcore/registry.py).
 
+Each store answers the site alone: Redis and PostgreSQL ask for a password
+generated per cluster and kind (`new_password`, recorded with each node in
+the 0600 cluster.json, handed to the site inside the URL), memcached listens
+on a UNIX socket only the site's user can open; as root, memcached and
+PostgreSQL run as users of their own.
+
 Redis runs without persistence: like a cache node that dies, a restarted
 Redis comes back empty. That is the store's own failure mode the lab shows.
 """
 
 import glob
 import os
+import pwd
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.processes import DeployError, port_open, require, spawn, wait_for
+from deploy.processes import PRIVATE_UMASK, DeployError, port_open, require, spawn, stop, wait_for, write_private
 
 
-def start_redis(*, port, state_dir):
+def new_password():
+    """A store's password, generated per cluster like SECRET_KEY; URL-safe, so it rides in the site's URL."""
+    return secrets.token_urlsafe(32)
+
+
+def start_redis(*, port, state_dir, password, durable=True):
+    """Start Redis on loopback, with a password (`requirepass`).
+
+    The password is in a 0600 configuration file, not on the command line,
+    which every user can read in /proc. Replicas of a later topology use the
+    same password (`masterauth`), so it is one per kind and cluster.
+    """
     binary = require("redis-server", "redis-server")
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(state_dir)]
-    return _start("redis", argv, port, state_dir)
+    config = Path(state_dir) / f"redis-{port}.conf"
+    write_private(config, "\n".join([
+        f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f'dir "{state_dir}"',
+        f"requirepass {password}", "",
+    ]))
+    record = _start("redis", [binary, str(config)], state_dir, ready=lambda: port_open(port), where=f"port {port}")
+    return {"port": port, **record, "password": password}
 
 
-def start_memcached(*, port, state_dir):
+def start_memcached(*, port, state_dir, password=None, durable=True):
+    """Start memcached on a UNIX socket that only the site's user can open; no TCP at all.
+
+    memcached's only authentication, SASL, needs the binary protocol, which
+    pymemcache lacks: the socket's permissions (0700, in a 0700 folder) are
+    the lock instead, so `port` and `password` are unused. As root it runs
+    as `memcache` (or `nobody`), never as root, and root's site can still
+    open the socket.
+    """
     binary = require("memcached", "memcached")
-    user = ["-u", "root"] if os.geteuid() == 0 else []
-    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "256", *user]
-    return _start("memcached", argv, port, state_dir)
+    user = _unprivileged_user("memcache", "nobody") if os.geteuid() == 0 else None
+    folder = _private_folder("memcached", user)
+    socket_path = folder / "memcached.sock"
+    argv = [binary, "-s", socket_path, "-a", "0700", "-U", "0", "-m", "256", *(["-u", user] if user else [])]
+    record = _start("memcached", argv, state_dir, ready=lambda: _socket_open(socket_path), where=str(socket_path))
+    return {**record, "port": None, "socket": str(socket_path), "data": str(folder)}
 
 
-def start_postgres(*, port, state_dir):
-    """Start a fresh private PostgreSQL cluster, user `lab`, trust authentication on loopback.
+def start_postgres(*, port, state_dir, password, durable=True):
+    """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
 
-    PostgreSQL refuses to run as root, so as root
-    it runs as `postgres`, with its data in a folder of its own under
-    /var/tmp: the state folder's parents may be closed to other users.
+    The site's role `lab` is no superuser: it logs in with `password` and
+    owns the database `lab`, which is all a migration needs. The superuser's
+    password is made, used once to create that role, and forgotten.
+    PostgreSQL refuses to run as root, so as root it runs as `postgres`,
+    with its data in a folder of its own under /var/tmp: the state folder's
+    parents may be closed to other users. `durable=False` turns fsync off,
+    which loses acknowledged writes on an OS crash: for benchmarks only.
     """
     initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not initdb:
         raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
     bin_dir = Path(initdb[-1]).parent
     user = "postgres" if os.geteuid() == 0 else None
+    folder = _private_folder("postgres", user)
+    data = folder / "data"
+    admin_password = new_password()
+    password_file = folder / "initdb-password"
+    write_private(password_file, admin_password + "\n")
     if user:
-        data = Path(tempfile.mkdtemp(prefix="stateful-lab-postgres-", dir="/var/tmp"))
-        shutil.chown(data, user)
-    else:
-        data = Path(state_dir) / "postgres"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
+        shutil.chown(password_file, user)
     done = subprocess.run(
-        [bin_dir / "initdb", "-D", data, "-U", "lab", "--auth=trust", "--no-sync"],
-        capture_output=True, text=True, timeout=120, user=user,
+        [bin_dir / "initdb", "-D", data, "-U", "postgres", f"--pwfile={password_file}",
+         "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", *([] if durable else ["--no-sync"])],
+        capture_output=True, text=True, timeout=120, user=user, umask=PRIVATE_UMASK,
     )
+    password_file.unlink()
     if done.returncode:
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
     argv = [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", data,
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-    return {**_start("postgres", argv, port, state_dir, user=user), "data": str(data)}
+            "-c", "listen_addresses=127.0.0.1", *([] if durable else ["-c", "fsync=off"])]
+    record = {"port": port, **_start("postgres", argv, state_dir, ready=lambda: port_open(port),
+                                      where=f"port {port}", user=user),
+              "data": str(folder), "password": password}
+    try:
+        _create_site_role(port, admin_password, password)
+    except BaseException:
+        stop(record, sig=signal.SIGINT)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return record
 
 
-def postgres_url(port):
-    return f"postgres://lab@127.0.0.1:{port}/postgres"
+def _create_site_role(port, admin_password, password):
+    import psycopg
+    from psycopg import sql
+
+    def connect():
+        try:
+            return psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=admin_password,
+                                   dbname="postgres", autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            # Its port opens before it accepts logins.
+            if "starting up" in str(exc):
+                return None
+            raise
+
+    with wait_for(connect, timeout=30, what=f"PostgreSQL on port {port} to accept logins") as connection:
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(POSTGRES_ROLE), sql.Literal(password)))
+        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(POSTGRES_ROLE), sql.Identifier(POSTGRES_ROLE)))
 
 
-def _start(name, argv, port, state_dir, user=None):
-    """Start a store; return its record: port, pid (and data folder, if any)."""
-    (Path(state_dir) / "logs").mkdir(parents=True, exist_ok=True)
-    pid = spawn(argv, log_path=Path(state_dir) / "logs" / f"{name}.log", user=user)
-    wait_for(lambda: port_open(port), timeout=30, what=f"{name} on port {port}")
-    return {"port": port, "pid": pid}
+POSTGRES_ROLE = "lab"  # the site's role, and its database
+
+
+def postgres_url(record):
+    return f"postgres://{POSTGRES_ROLE}:{record['password']}@127.0.0.1:{record['port']}/{POSTGRES_ROLE}"
+
+
+def _unprivileged_user(*names):
+    for name in names:
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise DeployError(f"none of the users {', '.join(names)} exists to run a store without root")
+
+
+def _private_folder(name, user):
+    """A new 0700 folder for a store's files, owned by the user it runs as.
+
+    Under /var/tmp, not in the state folder: as root the store runs as
+    another user, who may not pass the state folder's parents, and a UNIX
+    socket's path must stay short (108 bytes).
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f"stateful-lab-{name}-", dir="/var/tmp"))
+    if user:
+        shutil.chown(folder, user)
+    return folder
+
+
+def _socket_open(path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+            return True
+        except OSError:
+            return False
+
+
+def _start(name, argv, state_dir, *, ready, where, user=None):
+    """Start a store and wait until ready() is true; return its process's record: pid and start time."""
+    (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+    record = spawn(argv, log_path=Path(state_dir) / "logs" / f"{name}.log", user=user)
+    try:
+        wait_for(ready, timeout=30, what=f"{name} on {where}")
+    except DeployError:
+        stop(record)
+        raise
+    return record
 
 
 @dataclass(frozen=True)
 class Kind:
-    start: Callable  # (port, state_dir) -> record: {"port", "pid"} and maybe "data"
+    start: Callable  # (port, state_dir, password, durable) -> record: {"port", "pid", "started"}, maybe "data"
     variable: str  # the site setting that points at it
     url: Callable  # record -> that setting's value
     stop_signal: int = signal.SIGTERM
 
 
 KINDS = {
-    "redis": Kind(start_redis, "REDIS_URL", lambda record: f"redis://127.0.0.1:{record['port']}/0"),
-    "memcached": Kind(start_memcached, "MEMCACHED_URL", lambda record: f"memcached://127.0.0.1:{record['port']}"),
+    "redis": Kind(start_redis, "REDIS_URL",
+                  lambda record: f"redis://:{record['password']}@127.0.0.1:{record['port']}/0"),
+    "memcached": Kind(start_memcached, "MEMCACHED_URL", lambda record: f"unix:{record['socket']}"),
     # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
-    "postgres": Kind(start_postgres, "DATABASE_URL", lambda record: postgres_url(record["port"]),
+    "postgres": Kind(start_postgres, "DATABASE_URL", postgres_url,
                      stop_signal=signal.SIGINT),
 }

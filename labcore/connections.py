@@ -20,6 +20,8 @@ from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from labcore.serializers import MemcachedJSONSerde
+
 
 def no_retry():
     """A redis-py retry policy that gives up at once.
@@ -72,17 +74,26 @@ def redis_cache(target):
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": target.url,
         "OPTIONS": {"CONNECTION_FACTORY": "labcore.connections.SharedConnectionFactory",
+                    "SERIALIZER": "labcore.serializers.RedisJSONSerializer",
                     "STORE_TIMEOUT": target.timeout},
     }
 
 
+def memcached_location(url):
+    """Django's LOCATION for a MEMCACHED_URL: `unix:/path` (a socket) or `memcached://host:port`."""
+    if url.startswith("unix:"):
+        return url
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 11211}"
+
+
 def memcached_cache(url, timeout):
     """A Django cache on memcached, through pymemcache."""
-    parts = urlsplit(url)
     return {
         "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
-        "LOCATION": f"{parts.hostname}:{parts.port or 11211}",
+        "LOCATION": memcached_location(url),
         "OPTIONS": {
+            "serde": MemcachedJSONSerde(),
             "connect_timeout": timeout,
             "timeout": timeout,
             # pymemcache's HashClient answers "not found" while it waits to
@@ -97,6 +108,9 @@ def memcached_cache(url, timeout):
 
 def memory_cache(name):
     """A Django cache inside this process."""
+    # LocMem pickles its values, but only within this process's memory: it
+    # never reads a byte from outside the process, so nothing planted from
+    # outside can reach its unpickler.
     # LocMem forgets a third of its entries once it holds MAX_ENTRIES (300 by
     # default): that would log users out with no instance dying.
     return {

@@ -162,6 +162,7 @@ def run_bench(args):
     for target in report["targets"]:
         print(f"{'met' if target['met'] else 'NOT met'}: {target['target']} ({target['figure']} against "
               f"{target['needed']})")
+    print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
     return 0
 
@@ -182,6 +183,7 @@ def run_micro(kind, stores, argument):
         for row in figures:
             print(f"| {row['store']} | {row['online']} | {row['heartbeat_us']} | {row['poll_us']} "
                   f"| {row['full_list_us']} | {row['heartbeat_server_us'] or '-'} | {row['poll_server_us'] or '-'} |")
+    print(_bench.durability())
     print(json.dumps(figures))
     return 0
 
@@ -192,6 +194,7 @@ def run_post_cost(args):
           "|---|---|---|---|---|")
     for row in figures:
         print(f"| {row['database']} | {row['before_us']} | {row['after_us']} | {row['added_us']} | {row['ratio']} |")
+    print(_bench.durability())
     print(json.dumps(figures))
     return 0
 

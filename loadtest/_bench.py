@@ -32,6 +32,16 @@ from labcore import registry
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_STORES = list(registry.SESSION_STORES)  # memory first: the base of the ratios
 BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": "0"}
+# DURABLE=0 (read as settings.py reads it) measures without fsync: PostgreSQL
+# with fsync=off, SQLite synchronous=NORMAL. Every output says which.
+DURABLE = os.environ.get("DURABLE", "1").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def durability():
+    """One line for a benchmark's output: were commits on disk when acknowledged?"""
+    if DURABLE:
+        return "durable: yes (PostgreSQL fsync on, SQLite synchronous=FULL)"
+    return "durable: NO (DURABLE=0: PostgreSQL fsync=off, SQLite synchronous=NORMAL)"
 PASSWORD = "bench-password-1"
 
 POLL_MIX = """
@@ -80,7 +90,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
             print(f"starting the {store} cluster", file=sys.stderr)
             clusters[store] = deploy.up(
                 instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence, server=server,
-                port=port + layout.BLOCK * index, env=BENCH_ENV, state_dir=out / "clusters" / store)
+                port=port + layout.BLOCK * index, env=BENCH_ENV, durable=DURABLE, state_dir=out / "clusters" / store)
         sessions = {store: _log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
@@ -104,7 +114,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
             stop(ceiling["pid"])
         shutil.rmtree(scripts, ignore_errors=True)
     report = {"stores": _summarise(results, stores_to_run), "load_balancer": lb, "server": server,
-              "rounds": rounds, "seconds": seconds, "connections": connections, "raw": results}
+              "durable": DURABLE, "rounds": rounds, "seconds": seconds, "connections": connections, "raw": results}
     report["targets"] = targets(report)
     (out / "bench.json").write_text(json.dumps(report, indent=1))
     return report
@@ -251,12 +261,13 @@ def _servers(kinds):
     started = {}
     try:
         for kind in kinds:
-            started[kind] = stores.KINDS[kind].start(port=free_port(), state_dir=state)
+            started[kind] = stores.KINDS[kind].start(port=free_port(), state_dir=state,
+                                                     password=stores.new_password(), durable=DURABLE)
         yield state, {kind: {stores.KINDS[kind].variable: stores.KINDS[kind].url(record)}
                       for kind, record in started.items()}
     finally:
         for kind, record in started.items():
-            stop(record["pid"], sig=stores.KINDS[kind].stop_signal)
+            stop(record, sig=stores.KINDS[kind].stop_signal)
             if "data" in record:
                 shutil.rmtree(record["data"], ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)

@@ -44,7 +44,7 @@ import redis
 
 from deploy import etcd, stores
 from deploy.layout import free_port
-from deploy.processes import alive, signal_group, stop, wait_for
+from deploy.processes import running, signal_group, stop, wait_for
 from labcore.connections import no_retry
 from loadtest._svg import series_chart
 
@@ -88,11 +88,11 @@ class Shape:
 class QuorumClient:
     """Reads and writes one key over independent Redis nodes, by quorum."""
 
-    def __init__(self, ports, shape, *, timeout=0.25, read_repair=False):
+    def __init__(self, ports, shape, *, password, timeout=0.25, read_repair=False):
         self.shape = shape
         self.read_repair = read_repair
-        self.nodes = [redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                  retry=no_retry()) for port in ports]
+        self.nodes = [redis.Redis(port=port, password=password, socket_timeout=timeout,
+                                  socket_connect_timeout=timeout, retry=no_retry()) for port in ports]
         self._keep_newer = [node.register_script(KEEP_NEWER) for node in self.nodes]
         self._pool = ThreadPoolExecutor(max_workers=shape.n, thread_name_prefix="quorum")
 
@@ -242,32 +242,37 @@ class Nodes:
     def __init__(self, count, state_dir):
         self.state_dir = state_dir
         self.ports = [free_port() for _ in range(count)]
+        self.password = stores.new_password()
         self.records = [None] * count
 
     def start(self, index):
-        self.records[index] = stores.KINDS["redis"].start(port=self.ports[index], state_dir=self.state_dir)
+        self.records[index] = stores.start_redis(port=self.ports[index], state_dir=self.state_dir,
+                                                 password=self.password)
 
     def start_all(self):
         for index, record in enumerate(self.records):
-            if record is not None and alive(record["pid"]):
+            if running(record):
                 signal_group(record["pid"], signal.SIGCONT)
             else:
                 self.start(index)
         for port in self.ports:
-            redis.Redis(port=port).flushall()
+            redis.Redis(port=port, password=self.password).flushall()
+
+    def client(self, shape, **options):
+        return QuorumClient(self.ports, shape, password=self.password, **options)
 
     def take_down(self, index, fault):
-        pid = self.records[index]["pid"]
+        record = self.records[index]
         if fault == "kill":
-            stop(pid, sig=signal.SIGKILL)
+            stop(record, sig=signal.SIGKILL)
         else:
-            signal_group(pid, signal.SIGSTOP)
+            signal_group(record["pid"], signal.SIGSTOP)
 
     def stop_all(self):
         for record in self.records:
             if record is not None:
                 signal_group(record["pid"], signal.SIGCONT)
-                stop(record["pid"], sig=signal.SIGKILL)
+                stop(record, sig=signal.SIGKILL)
 
 
 def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
@@ -279,7 +284,7 @@ def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
             nodes.start_all()
             for index in random.sample(range(shape.n), gone):
                 nodes.take_down(index, fault)
-            client = QuorumClient(nodes.ports, shape, read_repair=read_repair)
+            client = nodes.client(shape, read_repair=read_repair)
             try:
                 tally = run_load(client, seconds=seconds)
             finally:
@@ -431,7 +436,7 @@ def etcd_losses(*, members=5, tries=20, timeout=0.5):
         try:
             victims = sorted(cluster, key=lambda m: m["name"] != etcd.leader(cluster))[:gone]
             for member in victims:
-                stop(member["pid"], sig=signal.SIGKILL)
+                stop(member, sig=signal.SIGKILL)
             survivors = [m for m in cluster if m not in victims]
             majority = len(survivors) > members // 2
             if majority:
@@ -441,7 +446,7 @@ def etcd_losses(*, members=5, tries=20, timeout=0.5):
                          **_etcd_calls(client, tries)})
         finally:
             for member in cluster:
-                stop(member["pid"], sig=signal.SIGKILL)
+                stop(member, sig=signal.SIGKILL)
             shutil.rmtree(state, ignore_errors=True)
     return rows
 

@@ -1,7 +1,8 @@
 """The periodic maintenance a deployment needs once per period, cluster-wide.
 
 Each period: remove expired database sessions (Django leaves that to a
-`clearsessions` job) and write each room's activity rollup. Every write of a
+`clearsessions` job) and expired session files, and write each room's
+activity rollup. Every write of a
 period happens in one fenced transaction, with the Run row whose unique
 period_start makes a second copy impossible.
 """
@@ -14,6 +15,7 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from chat.maintenance import measure_rollup, write_rollup
+from labcore.sessions import file as file_sessions
 from maintenance.fencing import fenced
 from maintenance.models import Run
 
@@ -48,6 +50,10 @@ def run_period(start, period, *, token, instance, still_holding, working):
     rollup = measure_rollup(begins, ends)
     if not still_holding():
         return
+    # Files are outside the database's transaction: removed here, counted in
+    # the Run below. Only expired ones, so a holder that turns out stale
+    # removed nothing a user still had.
+    files_cleared = clear_expired_session_files()
     # Between this decision and the write, a holder can always be paused (a
     # long GC, SIGSTOP, a slow disk); only the fence catches that. The tests
     # and demos stretch this gap with MAINTENANCE_WORK_SECONDS (zero in
@@ -62,5 +68,13 @@ def run_period(start, period, *, token, instance, still_holding, working):
         if Run.objects.filter(period_start=begins).exists():
             return
         cleared, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
-        Run.objects.create(period_start=begins, token=token, instance=instance, sessions_cleared=cleared)
+        Run.objects.create(period_start=begins, token=token, instance=instance,
+                           sessions_cleared=cleared + files_cleared)
         write_rollup(begins, rollup, token=token)
+
+
+def clear_expired_session_files():
+    """Remove expired session files when sessions live in files; return how many."""
+    if settings.SESSION_ENGINE != file_sessions.__name__:
+        return 0
+    return file_sessions.SessionStore.clear_expired()

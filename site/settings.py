@@ -17,8 +17,15 @@ from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
 BASE_DIR = SITE_DIR.parent
+
+# STATE: the SQLite database (password hashes, session keys), file sessions
+# and logs are for the site's user alone. umask 077 makes every file this
+# process creates (SQLite's, whose modes Python cannot pass) 0600 from its
+# first byte; the folder itself is closed too, if it was not already.
+os.umask(0o077)
 STATE_DIR = Path(os.environ.get("STATE_DIR", BASE_DIR / "state"))
-STATE_DIR.mkdir(parents=True, exist_ok=True)
+STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+STATE_DIR.chmod(0o700)
 
 
 def env_bool(name, default):
@@ -103,14 +110,19 @@ TEMPLATES = [
 # instances never deadlock upgrading a read lock. A writer waits at most
 # 2 s for the lock, then the request gets a 503.
 # https://docs.djangoproject.com/en/6.1/ref/databases/#database-is-locked-errors
+# DURABLE (on by default): a message is acknowledged only once its commit is
+# on disk, synchronous=FULL, which syncs the WAL at every commit. DURABLE=0
+# (synchronous=NORMAL) is for benchmarks: an OS crash or power cut may then
+# lose the last acknowledged commits. https://www.sqlite.org/pragma.html#pragma_synchronous
 # PostgreSQL: 2 s is libpq's shortest connect timeout; tcp_user_timeout
 # drops a connection whose peer stopped acknowledging.
 
+DURABLE = env_bool("DURABLE", True)
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{STATE_DIR / 'site.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": f"PRAGMA journal_mode=WAL; PRAGMA synchronous={'FULL' if DURABLE else 'NORMAL'};",
         "transaction_mode": "IMMEDIATE",
         "timeout": 2,
     }
@@ -148,7 +160,7 @@ except ConfigError as exc:
 globals().update(STORES)
 # The file engine's folder, made at start whatever the store; one that goes
 # missing later is a 503 (labcore/sessions/file.py).
-Path(STORES["SESSION_FILE_PATH"]).mkdir(parents=True, exist_ok=True)
+Path(STORES["SESSION_FILE_PATH"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 # SESSIONS AND AUTHENTICATION
 

@@ -33,24 +33,19 @@ def memcached_service():
     server.stop()
 
 
-def url_of(server):
-    scheme = "redis" if server.name == "redis" else "memcached"
-    return f"{scheme}://127.0.0.1:{server.port}" + ("/0" if scheme == "redis" else "")
-
-
 def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp_path):
     """Point the site at the given stores, as settings.py would."""
     values = store_settings(
         session_store=session_store,
         presence_store=presence_store,
-        redis_url=url_of(redis),
-        memcached_url=url_of(memcached),
+        redis_url=redis.url,
+        memcached_url=memcached.url,
         state_dir=tmp_path,
         timeout=settings.STORE_TIMEOUT,
     )
     (tmp_path / "sessions").mkdir(exist_ok=True)
-    settings.REDIS_URL = url_of(redis)
-    settings.MEMCACHED_URL = url_of(memcached)
+    settings.REDIS_URL = redis.url
+    settings.MEMCACHED_URL = memcached.url
     for name, value in values.items():
         setattr(settings, name, value)
     presence._stores.clear()
@@ -60,7 +55,7 @@ def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp
 
 @pytest.fixture
 def redis_db(redis_service):
-    client = redis.Redis(port=redis_service.port)
+    client = redis.Redis.from_url(redis_service.url)
     client.flushdb()
     yield client
     client.close()

@@ -1,4 +1,8 @@
-"""Real store servers for the tests, on free loopback ports, started by deploy's code."""
+"""Real store servers for the tests, on free loopback ports, started by deploy's code.
+
+Each has its own password (Redis, PostgreSQL) or private socket (memcached),
+as in a cluster: `url` is what the site is given.
+"""
 
 import shutil
 import signal
@@ -17,20 +21,26 @@ class Server:
         self.port = free_port()
         self._start = start
         self._dir = tempfile.mkdtemp(prefix=f"lab-test-{name}-")
+        self.password = stores.new_password()  # kept across restarts, as a cluster keeps it
         self.record = None
 
     def start(self):
-        self.record = self._start(port=self.port, state_dir=self._dir)
+        self.record = self._start(port=self.port, state_dir=self._dir, password=self.password)
         return self
 
     @property
     def pid(self):
         return self.record["pid"]
 
+    @property
+    def url(self):
+        """The site's setting for this server, credentials included."""
+        return stores.KINDS[self.name].url(self.record)
+
     def stop(self):
         """Kill the server, as a crash would, and remove its files."""
         signal_group(self.pid, signal.SIGCONT)
-        stop(self.pid, sig=signal.SIGKILL)
+        stop(self.record, sig=signal.SIGKILL)
         shutil.rmtree(self.record.get("data", ""), ignore_errors=True)
         shutil.rmtree(self._dir, ignore_errors=True)
 
@@ -53,7 +63,6 @@ def postgres_server():
     return Server("postgres", stores.start_postgres)
 
 
-
 class EtcdCluster:
     """A real etcd cluster of `count` members on free ports; members can be killed, paused and started."""
 
@@ -73,10 +82,10 @@ class EtcdCluster:
         return etcd.leader(self.members)
 
     def kill(self, name):
-        stop(self.member(name)["pid"], sig=signal.SIGKILL)
+        stop(self.member(name), sig=signal.SIGKILL)
 
     def start(self, name):
-        self.member(name)["pid"] = etcd.start_member(self.member(name), self._dir)
+        self.member(name).update(etcd.start_member(self.member(name), self._dir))
 
     def pause(self, name):
         signal_group(self.member(name)["pid"], signal.SIGSTOP)
@@ -84,5 +93,5 @@ class EtcdCluster:
     def stop(self):
         for member in self.members:
             signal_group(member["pid"], signal.SIGCONT)
-            stop(member["pid"], sig=signal.SIGKILL)
+            stop(member, sig=signal.SIGKILL)
         shutil.rmtree(self._dir, ignore_errors=True)

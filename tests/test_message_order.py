@@ -27,7 +27,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def postgres():
     server = postgres_server().start()
-    yield f"postgres://lab@127.0.0.1:{server.port}/postgres"
+    yield server.url
     server.stop()
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtest._quorum import Nodes, QuorumClient, Shape, miss_chance, run_load
+from loadtest._quorum import Nodes, Shape, miss_chance, run_load
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def nodes(tmp_path):
 
 
 def load(group, shape, seconds):
-    client = QuorumClient(group.ports, shape)
+    client = group.client(shape)
     try:
         return run_load(client, seconds=seconds)
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy.layout import free_port
-from deploy.processes import port_open, stop, wait_for
+from deploy.processes import port_open, start_time, stop, wait_for
 from tests.http import Browser
 from tests.servers import postgres_server
 
@@ -33,7 +33,7 @@ def instances(tmp_path, redis_service):
             "SECRET_KEY": "two-instances-shared-key",
             "SESSION_STORE": session_store,
             "PRESENCE_STORE": presence_store,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_service.port}/1",
+            "REDIS_URL": redis_service.url.removesuffix("/0") + "/1",
             "STATE_DIR": str(tmp_path),
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
         }
@@ -53,14 +53,14 @@ def instances(tmp_path, redis_service):
                 cwd=ROOT, env={**env, "INSTANCE_NAME": name}, stdout=log, stderr=log,
                 start_new_session=True,
             )
-            started.append(process)
+            started.append({"pid": process.pid, "started": start_time(process.pid)})
             wait_for(lambda: port_open(port), timeout=30, what=f"{name} on port {port}")
             urls.append(f"http://127.0.0.1:{port}")
         return urls
 
     yield start
-    for process in started:
-        stop(process.pid, sig=signal.SIGKILL)
+    for record in started:
+        stop(record, sig=signal.SIGKILL)
 
 
 def test_shared_redis_lets_any_instance_serve_any_user(instances, tmp_path):
@@ -104,7 +104,7 @@ def test_memory_state_stays_inside_each_process(instances):
 @pytest.fixture
 def postgres():
     server = postgres_server().start()
-    yield f"postgres://lab@127.0.0.1:{server.port}/postgres"
+    yield server.url
     server.stop()
 
 

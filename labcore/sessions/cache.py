@@ -5,7 +5,9 @@ import pickle
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.cache import SessionStore as CacheStore
+from django.core.cache.backends.locmem import LocMemCache
 
+from labcore import serializers
 from labcore.sessions.keys import valid_session_key
 from labcore.stores import store_errors
 
@@ -54,5 +56,8 @@ class SessionStore(CacheStore):
             super().delete(session_key)
 
     def stored_bytes(self):
-        """Bytes the store keeps for this session: LocMem and memcached keep the pickled dictionary."""
-        return len(pickle.dumps(self._cache.get(self.cache_key), pickle.HIGHEST_PROTOCOL))
+        """Bytes the store keeps for this session: LocMem its pickle in memory, memcached its JSON."""
+        data = self._cache.get(self.cache_key)
+        if isinstance(self._cache, LocMemCache):
+            return len(pickle.dumps(data, pickle.HIGHEST_PROTOCOL))
+        return len(serializers.dumps(data))
