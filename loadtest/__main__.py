@@ -48,6 +48,13 @@ def main(argv=None):
     bench.add_argument("--port", type=int, default=8200)
     bench.add_argument("--server", default="gthread:8", help="how each instance is served (deploy/web.py)")
     bench.add_argument("--out", type=Path, default=Path("results") / "bench")
+    servers = commands.add_parser("bench-servers", help="the memory poll mix under each server, beside its ceiling")
+    servers.add_argument("--servers", default="gthread:1,gthread:2,gthread:4,gthread:8,sync,gevent,granian:4")
+    servers.add_argument("--rounds", type=int, default=3)
+    servers.add_argument("--seconds", type=int, default=5)
+    servers.add_argument("--connections", type=int, default=8)
+    servers.add_argument("--port", type=int, default=8200)
+    servers.add_argument("--out", type=Path, default=Path("results") / "bench-servers")
     sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
     presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
@@ -71,6 +78,8 @@ def main(argv=None):
             return run_etcd_losses(args)
         if args.command == "quorum":
             return run_quorum(args)
+        if args.command == "bench-servers":
+            return run_bench_servers(args)
         if args.command == "bench":
             return run_bench(args)
         if args.command == "bench-sessions":
@@ -164,6 +173,29 @@ def run_bench(args):
               f"{target['needed']})")
     print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_bench_servers(args):
+    """For each server: one memory instance and the ceiling under it, in alternating rounds."""
+    rows = []
+    for server in args.servers.split(","):
+        print(f"server {server}", file=sys.stderr)
+        report = _bench.bench(stores_to_run=["memory"], rounds=args.rounds, seconds=args.seconds,
+                              connections=args.connections, port=args.port, out=args.out / server.replace(":", "-"),
+                              server=server)
+        memory = report["stores"]["memory"]
+        rows.append({"server": server, "ceiling_rps": report["stores"][_bench.CEILING]["poll_direct"]["rps"],
+                     **{f"direct_{k}": memory["poll_direct"][k] for k in ("rps", "p50_ms", "p99_ms", "to_ceiling")},
+                     "lb_rps": memory["poll_lb"]["rps"], "lb_to_direct": memory["lb_to_direct"]})
+    (args.out / "servers.json").write_text(json.dumps(rows, indent=1))
+    print(f"memory stores, poll mix straight to the instance; wrk, {args.connections} connections, "
+          f"{args.rounds} rounds of {args.seconds} s; {_bench.durability()}")
+    print("| server | ceiling req/s | poll mix req/s | to its ceiling | p50 ms | p99 ms | through HAProxy req/s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['server']} | {r['ceiling_rps']:.0f} | {r['direct_rps']:.0f} | {_spread(r['direct_to_ceiling'])} "
+              f"| {r['direct_p50_ms']:.2f} | {r['direct_p99_ms']:.2f} | {r['lb_rps']:.0f} |")
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from deploy import cluster as deploy
 from deploy import layout, stores, web
 from deploy.layout import free_port
-from deploy.processes import DeployError, alive, require, spawn, stop, wait_for
+from deploy.processes import DeployError, require, running, spawn, stop, wait_for
 from labcore import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
         for store in clusters:
             deploy.down(out / "clusters" / store)
         if ceiling:
-            stop(ceiling["pid"])
+            stop(ceiling)
         shutil.rmtree(scripts, ignore_errors=True)
     report = {"stores": _summarise(results, stores_to_run), "load_balancer": lb, "server": server,
               "durable": DURABLE, "rounds": rounds, "seconds": seconds, "connections": connections, "raw": results}
@@ -125,12 +125,12 @@ CEILING = "ceiling"  # a bare Django project that answers every request like an 
 
 def _start_ceiling(server, folder):
     port = free_port()
-    pid = spawn(web.argv(server, port=port, app="loadtest._ceiling"), log_path=folder / "ceiling.log", cwd=ROOT)
+    record = spawn(web.argv(server, port=port, app="loadtest._ceiling"), log_path=folder / "ceiling.log", cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url) or not alive(pid), timeout=30, what="the ceiling project")
-    if not alive(pid):
+    wait_for(lambda: _answers(url) or not running(record), timeout=30, what="the ceiling project")
+    if not running(record):
         raise DeployError(f"the ceiling project exited at start: {(folder / 'ceiling.log').read_text()[-500:]}")
-    return {"url": url, "pid": pid}
+    return {"url": url, **record}
 
 
 def _answers(url):
