@@ -126,6 +126,11 @@ else:
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
 STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
+# After a store fails, calls to it fail at once for this many seconds before
+# one call tries it again (labcore/stores.py), so a hung store costs a
+# request at most one STORE_TIMEOUT instead of starving the instance's
+# threads. Short: a store that is back waits this long to be used. 0: off.
+STORE_BREAKER_INTERVAL = env_float("STORE_BREAKER_INTERVAL", 1.0)
 
 try:
     STORES = store_settings(

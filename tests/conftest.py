@@ -9,11 +9,18 @@ from chat import presence
 from deploy.processes import alive
 from labcore import registry
 from labcore.config import store_settings
+from labcore.stores import reset_breakers
 from tests import clusters
 from tests.clusters import ROOT, deploy, recorded_pids
 from tests.servers import memcached_server, redis_server
 
 SESSION_STORES = list(registry.SESSION_STORES)
+
+
+@pytest.fixture(autouse=True)
+def closed_breakers():
+    """Every test starts with its stores trusted: a store an earlier test broke is not this one's."""
+    reset_breakers()
 
 
 @pytest.fixture(scope="session")
