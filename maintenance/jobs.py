@@ -1,19 +1,20 @@
 """The periodic maintenance a deployment needs once per period, cluster-wide.
 
 Each period: remove expired database sessions (Django leaves that to a
-`clearsessions` job) and write each room's activity rollup. Every write of a
-period happens in one fenced transaction, with the Run row whose unique
+`clearsessions` job), write each active room's activity rollup, and delete
+rollups and runs older than ROLLUP_RETENTION. Every write of a period
+happens in one fenced transaction, with the Run row whose unique
 period_start makes a second copy impossible.
 """
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
 
-from chat.maintenance import measure_rollup, write_rollup
+from chat.maintenance import delete_rollups_before, measure_rollup, write_rollup
 from maintenance.fencing import fenced
 from maintenance.models import Run
 
@@ -64,3 +65,7 @@ def run_period(start, period, *, token, instance, still_holding, working):
         cleared, _ = Session.objects.filter(expire_date__lt=timezone.now()).delete()
         Run.objects.create(period_start=begins, token=token, instance=instance, sessions_cleared=cleared)
         write_rollup(begins, rollup, token=token)
+        # The newest run is never past retention, so due_periods always has it.
+        expired = begins - timedelta(seconds=settings.ROLLUP_RETENTION)
+        delete_rollups_before(expired)
+        Run.objects.filter(period_start__lt=expired).delete()

@@ -245,6 +245,18 @@ MAINTENANCE_PERIOD = int(env_float("MAINTENANCE_PERIOD", 10))
 MAINTENANCE_WORK_SECONDS = env_float("MAINTENANCE_WORK_SECONDS", 0)
 if LEASE_TTL <= 0 or LEASE_RETRY <= 0 or MAINTENANCE_PERIOD < 1:
     raise ImproperlyConfigured("LEASE_TTL and LEASE_RETRY must be positive, MAINTENANCE_PERIOD at least 1")
+# Rollup rows (only active rooms get one) and runs older than this are
+# deleted by the maintenance job.
+ROLLUP_RETENTION = env_float("ROLLUP_RETENTION", 7 * 24 * 3600)
+if ROLLUP_RETENTION < MAINTENANCE_PERIOD:
+    raise ImproperlyConfigured("ROLLUP_RETENTION must be at least MAINTENANCE_PERIOD")
+
+# ROOMS
+# Posting to a new name creates a room; a user may create at most
+# ROOM_CREATION_LIMIT rooms per ROOM_CREATION_WINDOW seconds (a 429 past it).
+
+ROOM_CREATION_LIMIT = int(env_float("ROOM_CREATION_LIMIT", 10))
+ROOM_CREATION_WINDOW = env_float("ROOM_CREATION_WINDOW", 3600)
 
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.
