@@ -13,7 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, stores
+from deploy import haproxy, layout, sizing, stores
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     DeployError,
@@ -234,7 +234,7 @@ def _start_instance(cluster, name):
         "--bind", f"127.0.0.1:{port}",
         # One process per instance: in memory mode the process is the unit
         # of state, so more workers would be more instances behind one port.
-        "--workers", "1", "--threads", "8",
+        "--workers", "1", "--threads", str(sizing.THREADS),
         "--graceful-timeout", "10",
         # Longer than HAProxy keeps an idle connection to an instance.
         "--keep-alive", "300",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.processes import DeployError, port_open, require, spawn, wait_for
+from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
 
 def start_redis(*, port, state_dir):
@@ -61,7 +62,9 @@ def start_postgres(*, port, state_dir):
     if done.returncode:
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
     argv = [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", data,
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+            # The default, 100, is less than 16 instances keep open (deploy/sizing.py).
+            "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
     return {**_start("postgres", argv, port, state_dir, user=user), "data": str(data)}
 
 
