@@ -16,6 +16,13 @@ class Room(models.Model):
     # below a committed value is itself committed, so a poller may read it as
     # "nothing new below this". 0 while the room has no message.
     last_message_id = models.BigIntegerField(default=0)
+    # Who created it, to limit the rooms a user may create per window
+    # (chat/services.py). Null for rooms created before it was recorded.
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, related_name="+",
+                                   on_delete=models.SET_NULL)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_by", "created_at"])]
 
     def __str__(self):
         return self.slug
@@ -49,7 +56,11 @@ class Message(models.Model):
 
 
 class RoomActivity(models.Model):
-    """A room's activity in one maintenance period, written by the lease holder."""
+    """A room's activity in one maintenance period, written by the lease holder.
+
+    Only for rooms that had messages or someone online; deleted after
+    ROLLUP_RETENTION (chat/maintenance.py).
+    """
 
     room = models.ForeignKey(Room, related_name="activity", on_delete=models.CASCADE)
     period_start = models.DateTimeField()
@@ -61,3 +72,5 @@ class RoomActivity(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "period_start"], name="one_rollup_per_period")]
+        # The retention deletes by period, across rooms.
+        indexes = [models.Index(fields=["period_start"])]

@@ -1,12 +1,27 @@
 """Chat's reads and writes of hard state."""
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from chat.models import Message, Room
 
 
 class ClientIdConflict(Exception):
     """A client_id was reused for a different message."""
+
+
+class RoomLimitReached(Exception):
+    """The author created as many rooms as a user may in the window."""
+
+    def __init__(self, limit, window):
+        self.limit, self.window = limit, window
+        super().__init__(
+            f"you created {limit} rooms in the last {window:g} s, the most a user may "
+            f"(ROOM_CREATION_LIMIT per ROOM_CREATION_WINDOW); post in an existing room, or try again later")
 
 
 def post_message(*, room_slug, author, text, client_id):
@@ -29,7 +44,9 @@ def post_message(*, room_slug, author, text, client_id):
             with transaction.atomic():
                 # NO KEY UPDATE: posts to the room wait for each other, while
                 # rows that merely point at the room (a rollup) do not wait.
-                room, _ = Room.objects.select_for_update(no_key=True).get_or_create(slug=room_slug)
+                room = Room.objects.select_for_update(no_key=True).filter(slug=room_slug).first()
+                if room is None:
+                    room = _create_room(room_slug, author)
                 message = Message.objects.create(
                     room=room, author=author, text=text, client_id=client_id
                 )
@@ -42,6 +59,21 @@ def post_message(*, room_slug, author, text, client_id):
     if (existing.room.slug, existing.author_id, existing.text) != (room_slug, author.pk, text):
         raise ClientIdConflict(client_id)
     return existing, False
+
+
+def _create_room(slug, author):
+    """Create (or, if a post just did, lock) the room, within the author's limit of new rooms.
+
+    The author's row lock makes the count and the insert one step, so
+    parallel posts to new rooms cannot all pass the same count. NO KEY
+    UPDATE: rows that merely point at the user (messages) do not wait.
+    """
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=author.pk).first()
+    since = timezone.now() - timedelta(seconds=settings.ROOM_CREATION_WINDOW)
+    if Room.objects.filter(created_by=author, created_at__gte=since).count() >= settings.ROOM_CREATION_LIMIT:
+        raise RoomLimitReached(settings.ROOM_CREATION_LIMIT, settings.ROOM_CREATION_WINDOW)
+    room, _ = Room.objects.select_for_update(no_key=True).get_or_create(slug=slug, defaults={"created_by": author})
+    return room
 
 
 def _find(client_id):

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from deploy import haproxy, stores
 from deploy.processes import port_free
+from deploy.sizing import MAX_INSTANCES  # noqa: F401 (part of the layout)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
-MAX_INSTANCES = 16
 STATS_OFFSET, INSTANCE_OFFSET = 1, 10
 STORE_SLOTS = {
     "redis": range(30, 40),

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.processes import PRIVATE_UMASK, DeployError, port_open, require, spawn, stop, wait_for, write_private
+from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
 
 def new_password():
@@ -102,7 +103,9 @@ def start_postgres(*, port, state_dir, password, durable=True):
     if done.returncode:
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
     argv = [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", data,
-            "-c", "listen_addresses=127.0.0.1", *([] if durable else ["-c", "fsync=off"])]
+            "-c", "listen_addresses=127.0.0.1", *([] if durable else ["-c", "fsync=off"]),
+            # The default, 100, is less than 16 instances keep open (deploy/sizing.py).
+            "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
     record = {"port": port, **_start("postgres", argv, state_dir, ready=lambda: port_open(port),
                                       where=f"port {port}", user=user),
               "data": str(folder), "password": password}

@@ -3,8 +3,19 @@
 Every call to Redis, memcached or the database that can fail because the
 store is down goes through `store_errors`, which turns the failure into
 `StoreUnavailable` naming the store. The middleware maps that to a 503.
+
+`store_errors` also keeps a circuit breaker per store and process. A store
+that hangs makes each call wait STORE_TIMEOUT; if every request paid that,
+an instance's eight threads would serve a dozen requests a second and the
+load balancer would queue the rest. So after a failure the store is not
+asked again for STORE_BREAKER_INTERVAL: calls fail at once. Then one call
+tries it; its success closes the breaker, its failure opens it for another
+interval. A request therefore waits at most one STORE_TIMEOUT per failed
+store, and the instance notices a store is back within the interval.
 """
 
+import threading
+import time
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -23,19 +34,87 @@ class StoreUnavailable(Exception):
         super().__init__(f"{store} is unavailable" + (f": {detail}" if detail else ""))
 
 
+class Breaker:
+    """One store's circuit breaker in this process: closed, or open until a moment."""
+
+    def __init__(self, store):
+        self.store = store
+        self._lock = threading.Lock()
+        self._open_until = None  # monotonic; None while closed
+        self._failure = ""
+
+    def admit(self, interval):
+        """Let a call through, or raise StoreUnavailable while the breaker is open.
+
+        When the interval is over, the first caller goes through and the
+        breaker stays open for the others, for one more interval, in case
+        that call hangs too.
+        """
+        with self._lock:
+            if self._open_until is None:
+                return
+            now = time.monotonic()
+            if now < self._open_until:
+                raise StoreUnavailable(
+                    self.store, f"it failed {interval:g} s ago or less ({self._failure}); not asked again "
+                                f"for {self._open_until - now:.2f} s")
+            self._open_until = now + interval
+
+    def succeeded(self):
+        with self._lock:
+            self._open_until = None
+
+    def failed(self, failure, interval):
+        with self._lock:
+            self._open_until = time.monotonic() + interval
+            self._failure = failure
+
+
+_breakers = {}
+_breakers_lock = threading.Lock()
+
+
+def breaker(store):
+    """Return this process's breaker for store."""
+    with _breakers_lock:
+        return _breakers.setdefault(store, Breaker(store))
+
+
+def reset_breakers():
+    """Close every breaker: the stores were replaced (the tests do that)."""
+    with _breakers_lock:
+        _breakers.clear()
+
+
 @contextmanager
 def store_errors(store, expected=()):
-    """Re-raise any failure of the block as StoreUnavailable(store).
+    """Re-raise any failure of the block as StoreUnavailable(store), through the store's breaker.
 
     Exceptions in `expected` are part of the block's normal behaviour and
-    pass through unchanged.
+    pass through unchanged. While the store's breaker is open, raise
+    StoreUnavailable without running the block.
     """
+    interval = settings.STORE_BREAKER_INTERVAL
+    guard = breaker(store) if interval > 0 else None
+    if guard:
+        guard.admit(interval)
     try:
         yield
-    except (StoreUnavailable, *expected):
+    except StoreUnavailable:
+        raise  # counted by the store_errors that raised it
+    except expected:
+        # The store answered.
+        if guard:
+            guard.succeeded()
         raise
     except Exception as exc:
-        raise StoreUnavailable(store, f"{type(exc).__name__}: {exc}") from exc
+        failure = f"{type(exc).__name__}: {exc}"
+        if guard:
+            guard.failed(failure, interval)
+        raise StoreUnavailable(store, failure) from exc
+    else:
+        if guard:
+            guard.succeeded()
 
 
 def redis_client():

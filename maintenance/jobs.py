@@ -1,21 +1,22 @@
 """The periodic maintenance a deployment needs once per period, cluster-wide.
 
 Each period: remove expired database sessions (Django leaves that to a
-`clearsessions` job) and expired session files, and write each room's
-activity rollup. Every write of a
-period happens in one fenced transaction, with the Run row whose unique
+`clearsessions` job) and expired session files, write each active room's
+activity rollup, and delete rollups and runs older than ROLLUP_RETENTION.
+Every write of a period happens in one fenced transaction, with the Run
+row whose unique
 period_start makes a second copy impossible.
 """
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.utils import timezone
+from django.utils.module_loading import import_module
 
-from chat.maintenance import measure_rollup, write_rollup
-from labcore.sessions import file as file_sessions
+from chat.maintenance import delete_rollups_before, measure_rollup, write_rollup
 from maintenance.fencing import fenced
 from maintenance.models import Run
 
@@ -53,7 +54,7 @@ def run_period(start, period, *, token, instance, still_holding, working):
     # Files are outside the database's transaction: removed here, counted in
     # the Run below. Only expired ones, so a holder that turns out stale
     # removed nothing a user still had.
-    files_cleared = clear_expired_session_files()
+    files_cleared = clear_expired_elsewhere()
     # Between this decision and the write, a holder can always be paused (a
     # long GC, SIGSTOP, a slow disk); only the fence catches that. The tests
     # and demos stretch this gap with MAINTENANCE_WORK_SECONDS (zero in
@@ -71,10 +72,18 @@ def run_period(start, period, *, token, instance, still_holding, working):
         Run.objects.create(period_start=begins, token=token, instance=instance,
                            sessions_cleared=cleared + files_cleared)
         write_rollup(begins, rollup, token=token)
+        # The newest run is never past retention, so due_periods always has it.
+        expired = begins - timedelta(seconds=settings.ROLLUP_RETENTION)
+        delete_rollups_before(expired)
+        Run.objects.filter(period_start__lt=expired).delete()
 
 
-def clear_expired_session_files():
-    """Remove expired session files when sessions live in files; return how many."""
-    if settings.SESSION_ENGINE != file_sessions.__name__:
-        return 0
-    return file_sessions.SessionStore.clear_expired()
+def clear_expired_elsewhere():
+    """Sessions an engine keeps outside the database (files) expire through its module's clear_expired().
+
+    Return how many it removed; 0 for engines without one (the database's
+    rows are deleted in the fenced transaction, a cache or a lease expires
+    its own).
+    """
+    clear = getattr(import_module(settings.SESSION_ENGINE), "clear_expired", None)
+    return clear() if clear else 0

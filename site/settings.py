@@ -143,6 +143,11 @@ ETCD_ENDPOINTS = tuple(
     (item.rpartition(":") for item in env_list("ETCD_ENDPOINTS", "127.0.0.1:2379"))
 )
 STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
+# After a store fails, calls to it fail at once for this many seconds before
+# one call tries it again (labcore/stores.py), so a hung store costs a
+# request at most one STORE_TIMEOUT instead of starving the instance's
+# threads. Short: a store that is back waits this long to be used. 0: off.
+STORE_BREAKER_INTERVAL = env_float("STORE_BREAKER_INTERVAL", 1.0)
 
 try:
     STORES = store_settings(
@@ -262,6 +267,18 @@ MAINTENANCE_PERIOD = int(env_float("MAINTENANCE_PERIOD", 10))
 MAINTENANCE_WORK_SECONDS = env_float("MAINTENANCE_WORK_SECONDS", 0)
 if LEASE_TTL <= 0 or LEASE_RETRY <= 0 or MAINTENANCE_PERIOD < 1:
     raise ImproperlyConfigured("LEASE_TTL and LEASE_RETRY must be positive, MAINTENANCE_PERIOD at least 1")
+# Rollup rows (only active rooms get one) and runs older than this are
+# deleted by the maintenance job.
+ROLLUP_RETENTION = env_float("ROLLUP_RETENTION", 7 * 24 * 3600)
+if ROLLUP_RETENTION < MAINTENANCE_PERIOD:
+    raise ImproperlyConfigured("ROLLUP_RETENTION must be at least MAINTENANCE_PERIOD")
+
+# ROOMS
+# Posting to a new name creates a room; a user may create at most
+# ROOM_CREATION_LIMIT rooms per ROOM_CREATION_WINDOW seconds (a 429 past it).
+
+ROOM_CREATION_LIMIT = int(env_float("ROOM_CREATION_LIMIT", 10))
+ROOM_CREATION_WINDOW = env_float("ROOM_CREATION_WINDOW", 3600)
 
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.

@@ -9,6 +9,7 @@ from chat import presence
 from deploy.processes import alive
 from labcore import registry
 from labcore.config import store_settings
+from labcore.stores import reset_breakers
 from tests import clusters
 from tests.clusters import ROOT, deploy, recorded_pids
 from tests.servers import memcached_server, redis_server
@@ -17,6 +18,12 @@ from tests.servers import memcached_server, redis_server
 # (Redis, memcached); a store that needs another kind has tests of its own.
 MATRIX_SERVERS = {"redis", "memcached"}
 SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= MATRIX_SERVERS]
+
+
+@pytest.fixture(autouse=True)
+def closed_breakers():
+    """Every test starts with its stores trusted: a store an earlier test broke is not this one's."""
+    reset_breakers()
 
 
 @pytest.fixture(scope="session")

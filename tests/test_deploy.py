@@ -3,10 +3,13 @@
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from deploy import sizing
 from deploy.processes import DeployError, require
 from tests.clusters import deploy
 from tests.http import Browser
@@ -202,6 +205,30 @@ def test_postgres_cluster(cluster):
     assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
     assert ada.get(f"{c.url}/api/me").json()["username"] == "ada"
     assert {s["name"] for s in c.status()["stores"]} == {"postgres", "redis"}
+
+
+@pytest.mark.timeout(400)
+def test_sixteen_instances_on_postgres_start_and_serve(cluster):
+    c = cluster(instances=sizing.MAX_INSTANCES, sessions="db", presence="redis", db="postgres")
+    ports = [i["port"] for i in c.status()["instances"]]
+    assert len(ports) == 16
+
+    def burst(port):
+        # A request per thread at once, so each instance opens the connections it keeps.
+        with ThreadPoolExecutor(sizing.THREADS) as pool:
+            return list(pool.map(lambda _: Browser().get(f"http://127.0.0.1:{port}/readyz").status,
+                                 range(sizing.THREADS)))
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = [status for statuses in pool.map(burst, ports) for status in statuses]
+    assert statuses == [200] * 16 * sizing.THREADS
+    assert Browser().get(f"{c.url}/readyz").status == 200
+    postgres = next(s["port"] for s in c.status()["stores"] if s["name"] == "postgres")
+    with psycopg.connect(f"postgresql://lab@127.0.0.1:{postgres}/postgres") as db:
+        allowed = int(db.execute("SHOW max_connections").fetchone()[0])
+        used = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
+    assert allowed >= 16 * sizing.DB_CONNECTIONS_PER_INSTANCE + sizing.DB_HEADROOM
+    print(f"16 instances: {used} connections open of {allowed}")
 
 
 # Clear one-line errors

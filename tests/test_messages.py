@@ -1,8 +1,11 @@
 """Messages: hard state, stored once per client_id, read with a client-held cursor."""
 
 import uuid
+from datetime import timedelta
 
-from chat.models import Message
+from django.utils import timezone
+
+from chat.models import Message, Room
 from chat.services import last_message_id
 
 
@@ -97,3 +100,20 @@ def test_a_new_password_takes_effect_at_once_despite_the_user_cache(redis_stores
     user.set_password("a new one entirely")
     user.save()
     assert logged_in.get("/api/me").status_code == 401
+
+
+def test_a_user_gets_a_429_past_the_rooms_they_may_create(redis_stores, logged_in, client_factory, settings):
+    settings.ROOM_CREATION_LIMIT = 2
+    assert [post(logged_in, room, "hi").status_code for room in ("one", "two")] == [201, 201]
+    refused = post(logged_in, "three", "hi")
+    assert refused.status_code == 429
+    assert "ROOM_CREATION_LIMIT" in refused.json()["error"] and "2 rooms" in refused.json()["error"]
+    assert not Room.objects.filter(slug="three").exists()
+    # Posting where rooms exist is not creating one; another user has a limit of their own.
+    assert post(logged_in, "one", "again").status_code == 201
+    assert post(client_factory("bob"), "three", "hi").status_code == 201
+    assert post(logged_in, "three", "now it exists").status_code == 201
+    # Rooms created before the window do not count.
+    Room.objects.filter(slug="one").update(
+        created_at=timezone.now() - timedelta(seconds=settings.ROOM_CREATION_WINDOW + 1))
+    assert post(logged_in, "four", "hi").status_code == 201

@@ -5,9 +5,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from chat.models import Message
+from deploy.processes import wait_for
 from tests.conftest import use_stores
 from tests.servers import memcached_server, redis_server
 
@@ -84,6 +86,9 @@ def test_paused_store_times_out_fast_and_the_session_survives(own_stores, store)
     assert not Message.objects.filter(client_id=client_id).exists()
 
     server.resume()
+    # The breaker lets a request try the store again after its interval.
+    wait_for(lambda: client.get("/api/me").status_code == 200, timeout=settings.STORE_BREAKER_INTERVAL + 10,
+             what=f"{store} to be used again")
     assert client.get("/api/me").json()["username"] == "ada"
     assert post().status_code == 201
     assert post().status_code == 200
@@ -114,6 +119,20 @@ def test_cached_db_survives_a_dead_cache(own_stores):
     own_stores.redis.stop()
     me = client.get("/api/me")
     assert (me.status_code, me.json()["username"]) == (200, "ada")
+
+
+def test_cached_db_skips_a_hung_cache_at_once_after_one_timeout(own_stores):
+    client = own_stores("cached_db", presence_store="memory")
+    own_stores.redis.pause()
+    try:
+        first, waited = timed(lambda: client.get("/api/me"))
+        then, skipped = timed(lambda: client.get("/api/me"))
+    finally:
+        own_stores.redis.resume()
+    assert (first.status_code, then.status_code) == (200, 200)
+    # The first request waited out the cache's timeout and read the
+    # database; the breaker then skips the cache without waiting.
+    assert waited >= settings.STORE_TIMEOUT and skipped < settings.STORE_TIMEOUT, (waited, skipped)
 
 
 def test_dead_presence_store_is_a_503(own_stores):

@@ -3,9 +3,10 @@
 import pytest
 from django.conf import settings
 
-from chat.presence.base import CHANGE_LOG_SIZE
+from chat.presence.base import CHANGE_LOG_SIZE, ROOM_TTL_FACTOR
 from chat.presence.memory import MemoryPresence
 from chat.presence.redis import RedisPresence
+from deploy.processes import wait_for
 
 TTL = 16
 
@@ -78,7 +79,11 @@ def test_a_client_with_a_version_gets_only_the_changes(store):
     assert later.changes == [["+", "bob"], ["+", "cy"], ["-", "bob"]]
     store.clock_.now += TTL + 1
     expired = store.view("lobby", later.version)
-    assert expired.changes == [["-", "ada"], ["-", "cy"]]
+    if store.name == "redis":
+        assert expired.changes == [["-", "ada"], ["-", "cy"]]
+    else:
+        # Memory forgets a room when it empties: the full list, which is empty.
+        assert (expired.online, expired.changes) == ([], [])
 
 
 @pytest.mark.parametrize("since", ["0000.3", "zz.1", "deadbeef.999999"])
@@ -93,6 +98,62 @@ def test_a_client_far_behind_gets_the_full_list(store):
         store.heartbeat("lobby", f"user{n}")
     view = store.view("lobby", old)
     assert view.online is not None and len(view.online) == CHANGE_LOG_SIZE + 6
+
+
+def test_a_version_from_before_the_room_was_forgotten_gets_the_full_list(store, redis_db):
+    held = store.heartbeat("lobby", "ada")
+    # ada stops. Redis drops the room's keys when they expire, unlogged;
+    # memory drops the room when a read finds it empty.
+    store.clock_.now += TTL + 1
+    if store.name == "redis":
+        redis_db.delete("presence:room:lobby", "presence:counter:lobby", "presence:log:lobby")
+    assert store.online("lobby") == []
+    # The room comes back and counts past the version the client holds.
+    for _ in range(3):
+        store.heartbeat("lobby", "bob")
+        store.leave("lobby", "bob")
+    store.heartbeat("lobby", "bob")
+    # Changes here would never remove ada from that client's list.
+    assert store.view("lobby", held.version).online == ["bob"]
+
+
+def test_redis_room_keys_expire_after_the_room_falls_silent(redis_stores, redis_db):
+    store = RedisPresence(ttl=0.5)  # the real clock: Redis expires keys in real time
+    store.heartbeat("lobby", "ada")
+    keys = ["presence:room:lobby", "presence:counter:lobby", "presence:log:lobby"]
+    for key in keys:
+        assert store.ttl * 1000 < redis_db.pttl(key) <= ROOM_TTL_FACTOR * store.ttl * 1000, key
+    assert 0 < redis_db.ttl("presence:user:ada") <= store.ttl + 1
+    wait_for(lambda: not any(redis_db.exists(key) for key in keys), timeout=ROOM_TTL_FACTOR * store.ttl + 10,
+             what="the room's keys to expire")
+    # A read holds nothing.
+    assert store.online("lobby") == []
+    assert not any(redis_db.exists(key) for key in keys)
+
+
+def test_redis_room_keys_of_the_defaults_live_longer_than_presence(redis_stores, redis_db):
+    store = RedisPresence(ttl=settings.PRESENCE_TTL)
+    store.heartbeat("lobby", "ada")
+    store.leave("lobby", "ada")
+    assert settings.PRESENCE_TTL < redis_db.ttl("presence:counter:lobby") <= ROOM_TTL_FACTOR * settings.PRESENCE_TTL
+
+
+def test_memory_holds_only_rooms_with_someone_in_them():
+    clock = Clock()
+    store = MemoryPresence(ttl=TTL, clock=clock)
+    assert store.view("nowhere").online == []
+    assert store.rooms_held() == []
+    store.heartbeat("lobby", "ada")
+    store.heartbeat("games", "ada")
+    store.heartbeat("quiet", "bob")
+    store.leave("lobby", "ada")
+    assert store.rooms_held() == ["games", "quiet"]
+    store.leave_everywhere("ada")
+    assert store.rooms_held() == ["quiet"]
+    # Nobody reads "quiet" again: the next sweep, a TTL later, drops it.
+    clock.now += TTL + 1
+    store.heartbeat("lobby", "cy")
+    assert store.rooms_held() == ["lobby"]
 
 
 def test_ttl_leaves_room_for_two_lost_heartbeats():

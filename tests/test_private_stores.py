@@ -25,7 +25,7 @@ from deploy.processes import alive, running, start_time, stop
 from labcore import registry
 from labcore.config import store_settings
 from labcore.sessions.file import SessionStore as FileSession
-from maintenance.jobs import clear_expired_session_files
+from maintenance.jobs import clear_expired_elsewhere
 from tests.clusters import ROOT, deploy
 from tests.conftest import use_stores
 from tests.servers import postgres_server
@@ -250,7 +250,7 @@ def test_maintenance_removes_expired_session_files(file_sessions, settings):
     expired.save()
     old = time.time() - 60
     os.utime(expired._key_to_file(), (old, old))
-    assert clear_expired_session_files() == 1
+    assert clear_expired_elsewhere() == 1
     assert FileSession(live.session_key).load() == {"n": 1}
     assert not os.path.exists(expired._key_to_file())
 

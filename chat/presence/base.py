@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 # the full list again, so the cost of a poll is bounded either way.
 CHANGE_LOG_SIZE = 1000
 
+# A room's state (its list, version and change log) is forgotten this many
+# presence TTLs after its last change. Longer than one TTL, so it outlives
+# every member a heartbeat listed; longer still so that a client polling a
+# room that just emptied keeps getting small diffs rather than full lists.
+ROOM_TTL_FACTOR = 4
+
 
 VERSION = re.compile(r"([0-9a-z]{1,32})\.([0-9]{1,18})")
 
@@ -21,9 +27,10 @@ class View:
     """What a client learns about a room: the full list, or the changes since its version.
 
     A version is "<epoch>.<number>". The epoch names the state the numbers
-    count in (one process's memory, or one life of a Redis), so a version
-    from another instance's memory or from before a Redis restart is never
-    mistaken for a recent one: the client gets the full list instead.
+    count in (one process's memory, or one life of a Redis, and the room's
+    life in it), so a version from another instance's memory, from before a
+    Redis restart or from before the room was forgotten is never mistaken
+    for a recent one: the client gets the full list instead.
     """
 
     version: str
@@ -50,6 +57,7 @@ class PresenceStore:
 
     def __init__(self, *, ttl, clock=time.time):
         self.ttl = ttl
+        self.room_ttl = ROOM_TTL_FACTOR * ttl
         self.clock = clock
 
     def heartbeat(self, room, username, since=None):

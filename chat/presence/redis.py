@@ -2,17 +2,40 @@ from chat.presence.base import CHANGE_LOG_SIZE, PresenceStore, View, parse_versi
 from labcore.stores import redis_client, store_errors
 
 # Shared by the scripts. KEYS: room's sorted set (username -> last seen),
-# version counter, change log (a list of "version op username").
-# ARGV[1]: now, ARGV[2]: the expiry horizon. Expired members are taken out
-# and logged as departures; ZRANGEBYSCORE finds only those, cheaply.
-EXPIRE = """
+# the room's counter (a hash: its life and its version number), change log
+# (a list of "version op username"). ARGV[1]: now, ARGV[2]: the expiry
+# horizon. Expired members are taken out and logged as departures;
+# ZRANGEBYSCORE finds only those, cheaply.
+#
+# The three keys expire ROOM_TTL_MS after the room's last write, so a room
+# nobody uses leaves nothing behind. A room that comes back gets a new life
+# from the global counter `presence:lives`, and the life is part of its
+# versions' epoch: a version from before the expiry names another epoch, so
+# its holder gets the full list, never changes counted in another life
+# (which would leave it showing the users whose departures expired unlogged).
+COMMON = """
+local function touch()
+    for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ROOM_TTL_MS) end
+end
+
+local function bump()
+    if redis.call('EXISTS', KEYS[2]) == 0 then
+        redis.call('DEL', KEYS[3])
+        redis.call('HSET', KEYS[2], 'life', redis.call('INCR', 'presence:lives'), 'n', 0)
+    end
+    return redis.call('HINCRBY', KEYS[2], 'n', 1)
+end
+
 local function expire()
     local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2])
     for _, username in ipairs(gone) do
         redis.call('ZREM', KEYS[1], username)
-        redis.call('RPUSH', KEYS[3], redis.call('INCR', KEYS[2]) .. ' - ' .. username)
+        redis.call('RPUSH', KEYS[3], bump() .. ' - ' .. username)
     end
-    if #gone > 0 then redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1) end
+    if #gone > 0 then
+        redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1)
+        touch()
+    end
 end
 
 -- Lua's unpack() cannot take ten thousand values, so copy instead.
@@ -33,9 +56,11 @@ local function epoch()
     return current
 end
 
+-- A room without a counter (never used, or expired) is at version 0 of no life.
 local function view(since_epoch, since)
-    local era = epoch()
-    local number = tonumber(redis.call('GET', KEYS[2]) or '0')
+    local life = redis.call('HGET', KEYS[2], 'life')
+    local era = epoch() .. (life and ('x' .. life) or '')
+    local number = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
     local version = era .. '.' .. number
     local length = redis.call('LLEN', KEYS[3])
     if since_epoch ~= era or since > number or number - since > length then
@@ -46,36 +71,38 @@ local function view(since_epoch, since)
     end
     return reply(version, 'changes', redis.call('LRANGE', KEYS[3], length - (number - since), -1))
 end
-""".replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+"""
 
 # KEYS[4]: the user's set of rooms. ARGV[3]: username, ARGV[4] and ARGV[7]:
 # the client's version's number and epoch ('' for the full list), ARGV[5]:
 # seconds the user's set may idle, ARGV[6]: room.
-HEARTBEAT = EXPIRE + """
+HEARTBEAT = COMMON + """
 expire()
 if redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3]) == 1 then
-    redis.call('RPUSH', KEYS[3], redis.call('INCR', KEYS[2]) .. ' + ' .. ARGV[3])
+    redis.call('RPUSH', KEYS[3], bump() .. ' + ' .. ARGV[3])
     redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1)
 end
+touch()
 redis.call('SADD', KEYS[4], ARGV[6])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 return view(ARGV[7], tonumber(ARGV[4]))
-""".replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+"""
 
 # ARGV[3] and ARGV[4]: the client's version's number and epoch.
-VIEW = EXPIRE + """
+VIEW = COMMON + """
 expire()
 return view(ARGV[4], tonumber(ARGV[3]))
 """
 
 # ARGV[1]: username.
-LEAVE = """
+LEAVE = COMMON + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-    redis.call('RPUSH', KEYS[3], redis.call('INCR', KEYS[2]) .. ' - ' .. ARGV[1])
+    redis.call('RPUSH', KEYS[3], bump() .. ' - ' .. ARGV[1])
     redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1)
+    touch()
 end
 return 1
-""".replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+"""
 
 
 class RedisPresence(PresenceStore):
@@ -96,12 +123,14 @@ class RedisPresence(PresenceStore):
         client = redis_client()
         key = (id(client), source)
         if key not in self._scripts:
-            self._scripts[key] = client.register_script(source)
+            source = source.replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+            self._scripts[key] = client.register_script(
+                source.replace("ROOM_TTL_MS", str(int(self.room_ttl * 1000))))
         return self._scripts[key]
 
     @staticmethod
     def _keys(room):
-        return [f"presence:room:{room}", f"presence:version:{room}", f"presence:log:{room}"]
+        return [f"presence:room:{room}", f"presence:counter:{room}", f"presence:log:{room}"]
 
     def heartbeat(self, room, username, since=None):
         now = self.clock()

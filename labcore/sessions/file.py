@@ -151,3 +151,8 @@ class SessionStore(FileStore):
     def stored_bytes(self):
         """Bytes of the session's file."""
         return os.path.getsize(self._key_to_file())
+
+
+def clear_expired():
+    """For the maintenance job: remove expired session files; return how many."""
+    return SessionStore.clear_expired()
