@@ -6,6 +6,7 @@ from django.core.cache import caches
 from django.test import Client
 
 from chat import presence
+from deploy import web
 from deploy.processes import alive
 from labcore import registry
 from labcore.config import store_settings
@@ -131,14 +132,14 @@ def cluster(tmp_path):
     started = []
 
     def up(instances=2, sessions="redis", presence="redis", lb="roundrobin", db="sqlite", state_dir=None,
-           env=None):
+           env=None, server=web.DEFAULT):
         """state_dir: a folder relative to the checkout, as a person would type it.
-        env: site settings for every instance."""
+        env: site settings for every instance. server: deploy/web.py's choice."""
         state_dir = state_dir or tmp_path / f"cluster{len(started)}"
         started.append(state_dir)
         settings = [f"--env={name}={value}" for name, value in (env or {}).items()]
         return clusters.up(state_dir, "--instances", str(instances), "--sessions", sessions,
-                           "--presence", presence, "--lb", lb, "--db", db, *settings)
+                           "--presence", presence, "--lb", lb, "--db", db, "--server", server, *settings)
 
     yield up
     left = []

@@ -199,6 +199,16 @@ def test_a_relative_state_folder_works(cluster):
     assert c.instance("app1")["lb_state"] == "UP"
 
 
+@pytest.mark.parametrize("server", ["sync", "gevent", "granian:4"])
+def test_every_server_choice_serves_the_site(cluster, server):
+    c = cluster(instances=1, sessions="redis", server=server)
+    ada = Browser()
+    assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
+    sent = ada.post(f"{c.url}/api/rooms/lobby/messages", json_body={"text": "hi", "client_id": str(uuid.uuid4())})
+    assert sent.status == 201
+    assert ada.get(f"{c.url}/api/rooms/lobby/messages?after=0").json()["messages"][0]["text"] == "hi"
+
+
 def test_postgres_cluster(cluster):
     c = cluster(instances=2, sessions="db", presence="redis", db="postgres")
     ada = Browser()
