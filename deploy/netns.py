@@ -1,0 +1,161 @@
+"""Hosts on one machine: a network namespace per node, joined by a bridge, and partitions between them.
+
+A cluster's nodes each get a namespace of their own, `<prefix>-<node>`, with
+one end of a veth pair inside (its address 10.250.<net>.<n>/24) and the
+other on the cluster's bridge in the root namespace, which holds the
+gateway address (.1): HAProxy and the load generator stay in the root
+namespace, the clients' side, and reach every node. No namespace has a
+default route, so nothing they send can leave for anywhere but each other.
+
+A partition is a set of nftables rules inside the namespaces concerned that
+drop the packets silently, as a cut cable does: a connection attempt times
+out, it is never refused. Partitions add up; `heal` removes them all.
+Everything is named after the cluster's prefix, so `destroy` (and
+`destroy_all`) find and remove it even when the cluster's record is gone.
+"""
+
+import ipaddress
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from deploy.processes import DeployError
+
+PREFIX = "lab"  # every namespace and bridge this project makes starts with it
+SUBNETS = ipaddress.ip_network("10.250.0.0/16")
+TABLE = "lab_partition"
+
+
+def available():
+    """None if namespaces, veth, bridges and nftables work here, else why not, in one line."""
+    for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed; install it with: apt-get install -y {package}"
+    probe = f"{PREFIX}probe"
+    made = _run("ip", "netns", "add", probe, check=False)
+    if made.returncode:
+        return f"network namespaces are not available here: {made.stderr.strip()}"
+    _run("ip", "netns", "del", probe, check=False)
+    return None
+
+
+def _run(*argv, check=True):
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and done.returncode:
+        raise DeployError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+    return done
+
+
+@dataclass(frozen=True)
+class Network:
+    """One cluster's hosts: its prefix, its /24 and the nodes, by name, with their addresses."""
+
+    prefix: str  # short: interface names must fit in 15 characters
+    subnet: str
+    nodes: dict  # node name -> {"namespace", "address", "veth"}
+
+    @property
+    def gateway(self):
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+    @property
+    def bridge(self):
+        return f"{self.prefix}br"
+
+    def address(self, name):
+        return self.nodes[name]["address"]
+
+    def exec_prefix(self, name):
+        """The argv prefix that runs a command inside the node's namespace."""
+        return ["ip", "netns", "exec", self.nodes[name]["namespace"]]
+
+
+def create(prefix, net_number, names):
+    """Make a namespace per node on a bridge of its own; return the Network. Undone on failure."""
+    if len(prefix) > 9:
+        raise DeployError(f"namespace prefix {prefix!r} is too long: interface names have 15 characters")
+    subnet = list(SUBNETS.subnets(new_prefix=24))[net_number]
+    hosts = subnet.hosts()
+    gateway = next(hosts)
+    network = Network(prefix, str(subnet), {
+        name: {"namespace": f"{prefix}-{name}", "address": str(next(hosts)), "veth": f"{prefix}v{index}"}
+        for index, name in enumerate(names)
+    })
+    try:
+        _run("ip", "link", "add", network.bridge, "type", "bridge")
+        _run("ip", "addr", "add", f"{gateway}/24", "dev", network.bridge)
+        _run("ip", "link", "set", network.bridge, "up")
+        for node in network.nodes.values():
+            _add_node(network, node)
+    except BaseException:
+        destroy(prefix)
+        raise
+    return network
+
+
+def _add_node(network, node):
+    namespace, veth = node["namespace"], node["veth"]
+    _run("ip", "netns", "add", namespace)
+    _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+    _run("ip", "link", "set", veth, "master", network.bridge, "up")
+    _run("ip", "-n", namespace, "addr", "add", f"{node['address']}/24", "dev", "eth0")
+    _run("ip", "-n", namespace, "link", "set", "eth0", "up")
+    _run("ip", "-n", namespace, "link", "set", "lo", "up")
+    _run("ip", "netns", "exec", namespace, "nft", "add", "table", "inet", TABLE)
+    for chain, hook in (("incoming", "input"), ("outgoing", "output")):
+        _run("ip", "netns", "exec", namespace, "nft", "add", "chain", "inet", TABLE, chain,
+             f"{{ type filter hook {hook} priority 0 ; policy accept ; }}")
+
+
+def partition(network, isolated, others=()):
+    """Cut the nodes `isolated` off from `others` (from everyone else, the root namespace included, if empty)."""
+    unknown = [name for name in (*isolated, *others) if name not in network.nodes]
+    if unknown:
+        raise DeployError(f"no node named {', '.join(unknown)}; the network has: {', '.join(network.nodes)}")
+    if others:
+        pairs = [(a, network.address(b)) for a in isolated for b in others]
+        pairs += [(b, network.address(a)) for a in isolated for b in others]
+        for name, address in pairs:
+            _drop(network, name, f"ip saddr {address}", f"ip daddr {address}")
+    else:
+        for name in isolated:
+            # Everything but its own loopback: the other nodes, HAProxy, the load generator.
+            _drop(network, name, 'iifname != "lo"', 'oifname != "lo"')
+
+
+def _drop(network, name, incoming, outgoing):
+    namespace = network.nodes[name]["namespace"]
+    for chain, match in (("incoming", incoming), ("outgoing", outgoing)):
+        _run("ip", "netns", "exec", namespace, "nft", "add", "rule", "inet", TABLE, chain, *match.split(), "drop")
+
+
+def heal(network):
+    """Remove every partition."""
+    for node in network.nodes.values():
+        for chain in ("incoming", "outgoing"):
+            _run("ip", "netns", "exec", node["namespace"], "nft", "flush", "chain", "inet", TABLE, chain)
+
+
+def destroy(prefix):
+    """Remove the namespaces and the bridge named after prefix (their veths go with them)."""
+    for namespace in _namespaces():
+        if namespace.startswith(f"{prefix}-"):
+            _run("ip", "netns", "del", namespace, check=False)
+    _run("ip", "link", "del", f"{prefix}br", check=False)
+
+
+def destroy_all():
+    """Remove every namespace and bridge this project made; return how many namespaces."""
+    namespaces = [n for n in _namespaces() if n.startswith(PREFIX)]
+    for namespace in namespaces:
+        _run("ip", "netns", "del", namespace, check=False)
+    links = _run("ip", "-o", "link", "show", "type", "bridge", check=False).stdout
+    for line in links.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith(PREFIX) and name.endswith("br"):
+            _run("ip", "link", "del", name, check=False)
+    return len(namespaces)
+
+
+def _namespaces():
+    return [line.split()[0] for line in _run("ip", "netns", "list", check=False).stdout.splitlines() if line]
