@@ -33,25 +33,38 @@ def _row_label(right, y, label):
     return f'<text x="{right}" y="{y + 14}" font-size="11" text-anchor="end" {FONT}>{escape(label)}</text>'
 
 
+class _Plot:
+    """A chart's drawing area: data to pixels, and the horizontal grid with its labels."""
+
+    def __init__(self, xs, values, *, width, height, left, right, top, bottom):
+        self.left, self.right, self.top, self.width = left, right, top, width
+        self.plot_w, self.plot_h = width - left - right, height - top - bottom
+        self.x0, self.x1 = xs[0], xs[-1] if xs[-1] != xs[0] else xs[0] + 1
+        self.y_max = _nice_max(max((v for v in values if v is not None), default=0))
+
+    def px(self, x):
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.plot_w
+
+    def py(self, y):
+        return self.top + self.plot_h - y / self.y_max * self.plot_h
+
+    def grid(self, unit):
+        parts = []
+        for fraction in (0, 0.5, 1):
+            y = self.py(self.y_max * fraction)
+            parts.append(f'<line x1="{self.left}" x2="{self.width - self.right}" y1="{y:.1f}" y2="{y:.1f}" '
+                         'stroke="#e3e7ee"/>')
+            parts.append(f'<text x="{self.left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" '
+                         f'fill="#5b6575" {FONT}>{_fmt(self.y_max * fraction)}{unit}</text>')
+        return parts
+
+
 def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, height=120, unit=""):
     """One series over time, with vertical markers [(x, label)]; None values leave gaps."""
-    left, right, top, bottom = 48, 10, 22, 20
-    plot_w, plot_h = width - left - right, height - top - bottom
-    x0, x1 = xs[0], xs[-1] if xs[-1] != xs[0] else xs[0] + 1
-    y_max = _nice_max(max((v for v in values if v is not None), default=0))
-
-    def px(x):
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def py(y):
-        return top + plot_h - y / y_max * plot_h
-
-    parts = [_open(width, height, title, title_x=left)]
-    for fraction in (0, 0.5, 1):
-        y = py(y_max * fraction)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7ee"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6575" '
-                     f'{FONT}>{_fmt(y_max * fraction)}{unit}</text>')
+    left, top = 48, 22
+    plot = _Plot(xs, values, width=width, height=height, left=left, right=10, top=top, bottom=20)
+    px, py, plot_h, x0, x1 = plot.px, plot.py, plot.plot_h, plot.x0, plot.x1
+    parts = [_open(width, height, title, title_x=left), *plot.grid(unit)]
     for x, label in markers:
         mx = px(x)
         parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#444" '
@@ -134,23 +147,11 @@ def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, 
     """Several series over the same xs, as lines with dots and a legend: series is {name: values}."""
     legend_rows = -(-len(series) // legend_columns)
     height += 14 * (legend_rows - 1)
-    left, right, top, bottom = 44, 10, 22, 30 + 14 * legend_rows
-    plot_w, plot_h = width - left - right, height - top - bottom
-    x0, x1 = xs[0], xs[-1] if xs[-1] != xs[0] else xs[0] + 1
-    y_max = _nice_max(max((v for values in series.values() for v in values if v is not None), default=0))
-
-    def px(x):
-        return left + (x - x0) / (x1 - x0) * plot_w
-
-    def py(y):
-        return top + plot_h - y / y_max * plot_h
-
-    parts = [_open(width, height, title, title_x=left)]
-    for fraction in (0, 0.5, 1):
-        y = py(y_max * fraction)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7ee"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="#5b6575" '
-                     f'{FONT}>{_fmt(y_max * fraction)}{unit}</text>')
+    left, top = 44, 22
+    plot = _Plot(xs, [v for values in series.values() for v in values], width=width, height=height,
+                 left=left, right=10, top=top, bottom=30 + 14 * legend_rows)
+    px, py, plot_w, plot_h = plot.px, plot.py, plot.plot_w, plot.plot_h
+    parts = [_open(width, height, title, title_x=left), *plot.grid(unit)]
     for x in xs:
         parts.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 13}" font-size="10" text-anchor="middle" '
                      f'fill="#5b6575" {FONT}>{x:g}</text>')

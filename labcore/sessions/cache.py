@@ -8,7 +8,7 @@ from django.contrib.sessions.backends.cache import SessionStore as CacheStore
 from django.core.cache.backends.locmem import LocMemCache
 
 from labcore import serializers
-from labcore.sessions.keys import valid_session_key
+from labcore.sessions.keys import create_with_a_new_key, valid_session_key
 from labcore.stores import store_errors
 
 # A session that vanished between load and save is not a store failure.
@@ -30,18 +30,7 @@ class SessionStore(CacheStore):
         return {}
 
     def create(self):
-        # Django tries 10,000 keys because a cache that fails silently cannot
-        # tell a key collision from an outage. Ours raises on an outage, so a
-        # few tries settle a collision.
-        for _ in range(10):
-            self._session_key = self._get_new_session_key()
-            try:
-                self.save(must_create=True)
-            except CreateError:
-                continue
-            self.modified = True
-            return
-        raise CreateError("ten random session keys in a row were taken")
+        create_with_a_new_key(self)
 
     def save(self, must_create=False):
         with store_errors(settings.SESSION_STORE, expected=SESSION_RACES):

@@ -11,7 +11,7 @@ import base64
 
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 
-from labcore.sessions.keys import valid_session_key
+from labcore.sessions.keys import create_with_a_new_key, valid_session_key
 from labcore.stores import etcd_client, store_errors
 
 PREFIX = "sessions/"
@@ -53,16 +53,7 @@ class SessionStore(SessionBase):
             return bool(etcd_client().call(lambda etcd: etcd.get(self._key(session_key))))
 
     def create(self):
-        # A few tries settle a collision of random keys; an outage raises.
-        for _ in range(10):
-            self._session_key = self._get_new_session_key()
-            try:
-                self.save(must_create=True)
-            except CreateError:
-                continue
-            self.modified = True
-            return
-        raise CreateError("ten random session keys in a row were taken")
+        create_with_a_new_key(self)
 
     def save(self, must_create=False):
         if self.session_key is None:
