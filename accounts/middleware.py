@@ -1,3 +1,4 @@
+import copy
 import threading
 import time
 
@@ -132,7 +133,8 @@ def cached_user(request):
     with _users_lock:
         hit = _users.get(key)
     if hit and now - hit[1] < settings.USER_CACHE_SECONDS:
-        return hit[0]
+        # A copy: concurrent requests of one user must not share one mutable object.
+        return copy.copy(hit[0])
     user = get_user(request)
     if user.is_authenticated:
         with _users_lock:

@@ -13,7 +13,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, stores, web
+from deploy import haproxy, layout, sizing, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     PRIVATE_UMASK,
@@ -51,6 +51,12 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     wanted = servers_for(sessions=sessions, presence=presence, db=db)
+    needs = sizing.db_connections(web.concurrency(server))
+    if "postgres" in wanted and needs > sizing.DB_CONNECTIONS_PER_INSTANCE:
+        raise DeployError(
+            f"--server {server} may hold {needs} database connections per instance; PostgreSQL is sized for "
+            f"{sizing.DB_CONNECTIONS_PER_INSTANCE} ({sizing.MAX_INSTANCES} instances, max_connections "
+            f"{sizing.POSTGRES_MAX_CONNECTIONS}): choose gthread:{sizing.THREADS} or fewer threads")
     previous = load(state_dir)
     if previous and any(running(record) for record in previous.processes()):
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
@@ -89,7 +95,12 @@ def servers_for(*, sessions, presence, db):
     ):
         if value not in table:
             raise DeployError(f"{what} {value!r} is not one of: {', '.join(table)}")
-    return registry.servers_needed(sessions=sessions, presence=presence, database_name=db)
+    needed = registry.servers_needed(sessions=sessions, presence=presence, database_name=db)
+    missing = [kind for kind in needed if kind not in stores.KINDS]
+    if missing:
+        raise DeployError(f"deploy cannot start {', '.join(missing)} servers yet, which {sessions!r} needs; "
+                          f"it starts: {', '.join(stores.KINDS)}")
+    return needed
 
 
 def down(state_dir=DEFAULT_STATE_DIR):

@@ -7,10 +7,11 @@ again with its data folder rejoins as it was.
 
 import json
 import secrets
+import signal
 import urllib.request
 from pathlib import Path
 
-from deploy.processes import port_open, require, spawn, wait_for
+from deploy.processes import port_open, require, spawn, stop, wait_for
 
 
 def member_urls(ports):
@@ -23,13 +24,19 @@ def start_members(*, client_ports, peer_ports, state_dir):
     initial = ",".join(f"{name}={url}" for name, url in peers.items())
     token = secrets.token_hex(8)  # a cluster of its own: members of another never join it
     members = []
-    for (name, peer_url), port, peer_port in zip(peers.items(), client_ports, peer_ports):
-        member = {"name": name, "port": port, "peer_port": peer_port,
-                  "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token}
-        members.append({**member, **start_member(member, state_dir)})
-    for member in members:
-        wait_for(lambda: port_open(member["port"]), timeout=30, what=f"{member['name']} on port {member['port']}")
-    wait_for(lambda: leader(members), timeout=30, what="an etcd leader")
+    try:
+        for (name, peer_url), port, peer_port in zip(peers.items(), client_ports, peer_ports):
+            member = {"name": name, "port": port, "peer_port": peer_port,
+                      "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token}
+            members.append({**member, **start_member(member, state_dir)})
+        for member in members:
+            wait_for(lambda: port_open(member["port"]), timeout=30,
+                     what=f"{member['name']} on port {member['port']}")
+        wait_for(lambda: leader(members), timeout=30, what="an etcd leader")
+    except BaseException:
+        for member in members:
+            stop(member, sig=signal.SIGKILL)
+        raise
     return members
 
 

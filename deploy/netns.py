@@ -15,6 +15,7 @@ Everything is named after the cluster's prefix, so `destroy` (and
 """
 
 import ipaddress
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ def available():
     for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
         if shutil.which(tool) is None:
             return f"{tool} is not installed; install it with: apt-get install -y {package}"
-    probe = f"{PREFIX}probe"
+    probe = f"{PREFIX}probe{os.getpid()}"
     made = _run("ip", "netns", "add", probe, check=False)
     if made.returncode:
         return f"network namespaces are not available here: {made.stderr.strip()}"
@@ -75,6 +76,9 @@ def create(prefix, net_number, names):
     if len(prefix) > 9:
         raise DeployError(f"namespace prefix {prefix!r} is too long: interface names have 15 characters")
     subnet = list(SUBNETS.subnets(new_prefix=24))[net_number]
+    taken = _run("ip", "-o", "-4", "addr", "show", check=False).stdout
+    if f" {next(subnet.hosts())}/24 " in taken:
+        raise DeployError(f"{subnet} is already a cluster's network here; choose another net number")
     hosts = subnet.hosts()
     gateway = next(hosts)
     network = Network(prefix, str(subnet), {

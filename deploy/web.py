@@ -34,6 +34,15 @@ def _gunicorn(app, port, worker):
     ]
 
 
+GEVENT_CONNECTIONS = 100  # greenlets per gevent worker
+
+
+def concurrency(server):
+    """How many requests an instance under server serves at once: each may hold a database connection."""
+    kind, _, threads = server.partition(":")
+    return {"sync": 1, "gevent": GEVENT_CONNECTIONS}.get(kind) or int(threads)
+
+
 def argv(server, *, port, app="labsite.wsgi"):
     """The command that serves the WSGI module `app` (its `application`) on port, under server."""
     kind, _, threads = server.partition(":")
@@ -47,7 +56,7 @@ def argv(server, *, port, app="labsite.wsgi"):
     if kind == "sync":
         return _gunicorn(app, port, ["--worker-class", "sync"])
     if kind == "gevent":
-        return _gunicorn(app, port, ["--worker-class", "gevent", "--worker-connections", "100"])
+        return _gunicorn(app, port, ["--worker-class", "gevent", "--worker-connections", str(GEVENT_CONNECTIONS)])
     if kind == "granian":
         return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "1", "--blocking-threads", threads, f"{app}:application"]

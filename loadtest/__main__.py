@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deploy.processes import DeployError
+from labcore import registry
 from loadtest import _bench, _quorum
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
@@ -87,7 +88,7 @@ def main(argv=None):
         if args.command == "bench-posts":
             return run_post_cost(args)
         if args.command == "bench-presence":
-            return run_micro("presence", ["memory", "redis"], args.sizes)
+            return run_micro("presence", list(registry.PRESENCE_STORES), args.sizes)
         return run_experiment(args)
     except (DeployError, ValueError, RuntimeError) as exc:
         print(f"loadtest: {exc}", file=sys.stderr)

@@ -30,7 +30,8 @@ from deploy.processes import DeployError, require, running, spawn, stop, wait_fo
 from labcore import registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SESSION_STORES = list(registry.SESSION_STORES)  # memory first: the base of the ratios
+# Every store whose servers deploy can start; memory first, the base of the ratios.
+SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= set(stores.KINDS)]
 BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": "0"}
 # DURABLE=0 (read as settings.py reads it) measures without fsync: PostgreSQL
 # with fsync=off, SQLite synchronous=NORMAL. Every output says which.
@@ -275,10 +276,13 @@ def _servers(kinds):
 
 def micro(kind, *, stores_to_run, argument=None):
     """Run loadtest._micro in a fresh process per store; return its figures."""
-    with _servers(("redis", "memcached")) as (state, settings):
+    table = registry.SESSION_STORES if kind == "sessions" else registry.PRESENCE_STORES
+    # Counters live in Redis whatever the store: start it too.
+    kinds = registry.servers_of(*(table[store] for store in stores_to_run), registry.presence_store("redis"))
+    with _servers(kinds) as (state, settings):
         base_env = {
             **os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
-            "STATE_DIR": str(state), **settings["redis"], **settings["memcached"],
+            "STATE_DIR": str(state), **{name: value for kind in settings.values() for name, value in kind.items()},
         }
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
         figures = []

@@ -189,14 +189,14 @@ def run_load(client, *, seconds, writers=2, readers=4, key="quorum:key"):
             started = time.perf_counter()
             try:
                 version = client.write(key, f"{name}:{time.time():.6f}", name)
+                history.acknowledged(version)
+                with lock:
+                    tally.writes += 1
+                    tally.write_ms.append((time.perf_counter() - started) * 1000)
             except QuorumError:
                 with lock:
                     tally.failed_writes += 1
-                continue
-            history.acknowledged(version)
-            with lock:
-                tally.writes += 1
-                tally.write_ms.append((time.perf_counter() - started) * 1000)
+            # Paced whether or not it worked: a failing writer must not spin and starve the readers.
             stopped.wait(random.expovariate(WRITES_PER_SECOND))
 
     def reader():
@@ -431,9 +431,10 @@ def etcd_losses(*, members=5, tries=20, timeout=0.5):
     rows = []
     for gone in range(members // 2 + 2):
         state = Path(tempfile.mkdtemp(prefix="etcd-loss-"))
-        cluster = etcd.start_members(client_ports=[free_port() for _ in range(members)],
-                                     peer_ports=[free_port() for _ in range(members)], state_dir=state)
+        cluster = []
         try:
+            cluster = etcd.start_members(client_ports=[free_port() for _ in range(members)],
+                                         peer_ports=[free_port() for _ in range(members)], state_dir=state)
             victims = sorted(cluster, key=lambda m: m["name"] != etcd.leader(cluster))[:gone]
             for member in victims:
                 stop(member, sig=signal.SIGKILL)

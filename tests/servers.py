@@ -68,8 +68,12 @@ class EtcdCluster:
 
     def __init__(self, count):
         self._dir = tempfile.mkdtemp(prefix="lab-test-etcd-")
-        self.members = etcd.start_members(client_ports=[free_port() for _ in range(count)],
-                                          peer_ports=[free_port() for _ in range(count)], state_dir=self._dir)
+        try:
+            self.members = etcd.start_members(client_ports=[free_port() for _ in range(count)],
+                                              peer_ports=[free_port() for _ in range(count)], state_dir=self._dir)
+        except BaseException:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
 
     @property
     def endpoints(self):

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy import sizing
+from deploy import layout, sizing, stores
 from deploy.processes import DeployError, require
 from tests.clusters import deploy
 from tests.http import Browser
@@ -233,8 +233,7 @@ def test_sixteen_instances_on_postgres_start_and_serve(cluster):
         statuses = [status for statuses in pool.map(burst, ports) for status in statuses]
     assert statuses == [200] * 16 * sizing.THREADS
     assert Browser().get(f"{c.url}/readyz").status == 200
-    postgres = next(s["port"] for s in c.status()["stores"] if s["name"] == "postgres")
-    with psycopg.connect(f"postgresql://lab@127.0.0.1:{postgres}/postgres") as db:
+    with psycopg.connect(stores.postgres_url(layout.load(c.state_dir).stores["postgres"])) as db:
         allowed = int(db.execute("SHOW max_connections").fetchone()[0])
         used = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
     assert allowed >= 16 * sizing.DB_CONNECTIONS_PER_INSTANCE + sizing.DB_HEADROOM

@@ -29,13 +29,15 @@ def network(tmp_path):
         pytest.skip(reason)
     prefix = f"lab{secrets.token_hex(2)}"
     net = netns.create(prefix, secrets.randbelow(256), ["a", "b", "c"])
-    server = spawn([*net.exec_prefix("a"), sys.executable, "-m", "http.server", "8080", "--bind", net.address("a")],
-                   log_path=tmp_path / "server.log")
+    server = None
     try:
+        server = spawn([*net.exec_prefix("a"), sys.executable, "-m", "http.server", "8080",
+                        "--bind", net.address("a")], log_path=tmp_path / "server.log")
         wait_for(lambda: connect_from_root(net, timeout=1) == "connected", timeout=30, what="the server in a")
         yield net
     finally:
-        stop(server)
+        if server:
+            stop(server)
         netns.destroy(prefix)
         assert not [n for n in netns._namespaces() if n.startswith(prefix)], "namespaces left behind"
 
@@ -82,9 +84,11 @@ def test_the_prefix_alone_finds_everything_to_remove(tmp_path):
     if reason:
         pytest.skip(reason)
     prefix = f"lab{secrets.token_hex(2)}"
-    netns.create(prefix, secrets.randbelow(256), ["x"])
-    assert f"{prefix}-x" in netns._namespaces()
-    netns.destroy(prefix)
+    try:
+        netns.create(prefix, secrets.randbelow(256), ["x"])
+        assert f"{prefix}-x" in netns._namespaces()
+    finally:
+        netns.destroy(prefix)
     assert f"{prefix}-x" not in netns._namespaces()
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"{prefix}br" not in links

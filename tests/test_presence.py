@@ -121,9 +121,11 @@ def test_redis_room_keys_expire_after_the_room_falls_silent(redis_stores, redis_
     store = RedisPresence(ttl=0.5)  # the real clock: Redis expires keys in real time
     store.heartbeat("lobby", "ada")
     keys = ["presence:room:lobby", "presence:counter:lobby", "presence:log:lobby"]
+    # Each key expires (a positive PTTL, never -1), within its bound; how much
+    # of it is left depends on how busy the machine was since the heartbeat.
     for key in keys:
-        assert store.ttl * 1000 < redis_db.pttl(key) <= ROOM_TTL_FACTOR * store.ttl * 1000, key
-    assert 0 < redis_db.ttl("presence:user:ada") <= store.ttl + 1
+        assert 0 < redis_db.pttl(key) <= ROOM_TTL_FACTOR * store.ttl * 1000, key
+    assert 0 < redis_db.pttl("presence:user:ada") <= (store.ttl + 1) * 1000
     wait_for(lambda: not any(redis_db.exists(key) for key in keys), timeout=ROOM_TTL_FACTOR * store.ttl + 10,
              what="the room's keys to expire")
     # A read holds nothing.

@@ -4,12 +4,15 @@ A write is acknowledged once a majority of the members has it, and a read
 is linearizable (served through the leader), so a session survives the
 loss of any minority, the leader included, and nothing is served at all
 without a majority. Each session is one key, attached to an etcd lease
-that expires it: every save grants a new lease for the session's age.
+that expires it: every save grants a new lease for the session's age and,
+once the key holds it, revokes the one before, so a session keeps one
+lease; etcd holds every lease in memory.
 """
 
 import base64
 
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from etcd3gw.lease import Lease
 
 from labcore.sessions.keys import create_with_a_new_key, valid_session_key
 from labcore.stores import etcd_client, store_errors
@@ -33,6 +36,8 @@ def _put_if(key, value, lease_id, *, exists):
 
 
 class SessionStore(SessionBase):
+    _lease = None  # the lease the key held when it was loaded
+
     def _validate_session_key(self, key):
         return valid_session_key(key)
 
@@ -42,9 +47,11 @@ class SessionStore(SessionBase):
     def load(self):
         if self.session_key is not None:
             with store_errors("etcd"):
-                found = etcd_client().call(lambda etcd: etcd.get(self._key()))
+                found = etcd_client().call(lambda etcd: etcd.get(self._key(), metadata=True))
             if found:
-                return self.decode(found[0].decode())
+                value, metadata = found[0]
+                self._lease = int(metadata.get("lease", 0)) or None
+                return self.decode(value.decode())
         self._session_key = None
         return {}
 
@@ -60,14 +67,21 @@ class SessionStore(SessionBase):
             return self.create()
         value = self.encode(self._get_session(no_load=must_create))
 
+        old = None if must_create else self._lease
+
         def put(etcd):
             lease = etcd.lease(ttl=max(1, self.get_expiry_age()))
             txn = _put_if(self._key(), value, lease.id, exists=not must_create)
-            return etcd.transaction(txn).get("succeeded", False)
+            if not etcd.transaction(txn).get("succeeded", False):
+                lease.revoke()
+                return None
+            if old:
+                Lease(old, client=etcd).revoke()
+            return lease.id
 
         with store_errors("etcd", expected=SESSION_RACES):
-            written = etcd_client().call(put)
-        if not written:
+            self._lease = etcd_client().call(put)
+        if self._lease is None:
             raise CreateError if must_create else UpdateError
 
     def delete(self, session_key=None):
@@ -75,8 +89,17 @@ class SessionStore(SessionBase):
             if self.session_key is None:
                 return
             session_key = self.session_key
+        def delete(etcd):
+            # Revoking its lease removes the key too; a key without one is deleted.
+            found = etcd.get(self._key(session_key), metadata=True)
+            lease = int(found[0][1].get("lease", 0)) if found else 0
+            if lease:
+                Lease(lease, client=etcd).revoke()
+            else:
+                etcd.delete(self._key(session_key))
+
         with store_errors("etcd"):
-            etcd_client().call(lambda etcd: etcd.delete(self._key(session_key)))
+            etcd_client().call(delete)
 
     @classmethod
     def clear_expired(cls):
