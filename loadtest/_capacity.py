@@ -17,10 +17,17 @@ from dataclasses import asdict, dataclass
 from deploy import cluster as deploy
 from loadtest import _experiment as experiment
 from loadtest._analysis import machine_figures, window_figures
-from loadtest._capacity_shape import users_at
 from loadtest._sampler import Sampler
 
 MACHINE_BUSY = 0.95  # mean share of all cores in use over a hold: the machine has nothing left
+
+
+def users_at(step, *, start_users, step_fraction):
+    """The users of step `step` (0-based): start_users raised by step_fraction each step."""
+    users = start_users
+    for _ in range(step):
+        users = max(users + 1, round(users * (1 + step_fraction)))
+    return users
 
 
 @dataclass(frozen=True)

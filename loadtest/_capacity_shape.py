@@ -18,15 +18,8 @@ import os
 from locust import LoadTestShape
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
+from loadtest._capacity import users_at
 from loadtest._recorder import recorder
-
-
-def users_at(step, *, start_users, step_fraction):
-    """The users of step `step` (0-based): start_users raised by step_fraction each step."""
-    users = start_users
-    for _ in range(step):
-        users = max(users + 1, round(users * (1 + step_fraction)))
-    return users
 
 
 class CapacitySteps(LoadTestShape):
