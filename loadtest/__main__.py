@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _quorum
+from loadtest import _bench, _capacity, _quorum, _report
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -30,7 +30,10 @@ def main(argv=None):
     run = commands.add_parser("run", help="the kill experiment (the default)")
     run.add_argument("--configs", help="comma-separated, e.g. memory+sticky,redis,db "
                      f"(default: {','.join(experiment.DEFAULT_MATRIX)})")
-    run.add_argument("--users", type=int, default=30)
+    run.add_argument("--users", type=int, help="a fixed number of Locust users for every configuration "
+                     "(overrides --load; skips the capacity step)")
+    run.add_argument("--load", type=float, default=0.6,
+                     help="run each configuration at this fraction of the users it held in its capacity step")
     run.add_argument("--duration", type=float, default=90, help="measured seconds per configuration")
     run.add_argument("--warmup", type=float, default=10, help="seconds of load before the measured window")
     run.add_argument("--faults", default="kill", help="kill (default), term, scale or kills")
@@ -40,6 +43,13 @@ def main(argv=None):
     run.add_argument("--quick", action="store_true",
                      help="3 configurations, 20 users, 36 s each (about 3 minutes); "
                           "exit 1 unless the headline results hold")
+    _capacity_arguments(run)
+    capacity = commands.add_parser("capacity", help="the highest request rate each configuration holds within bounds")
+    capacity.add_argument("--configs", default="redis")
+    capacity.add_argument("--instances", type=int, default=3)
+    capacity.add_argument("--port", type=int, default=8100)
+    capacity.add_argument("--out", type=Path, default=Path("results") / "capacity")
+    _capacity_arguments(capacity)
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
     bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
                        help="comma-separated; the first is the base of the ratios")
@@ -77,6 +87,8 @@ def main(argv=None):
     try:
         if args.command == "etcd-loss":
             return run_etcd_losses(args)
+        if args.command == "capacity":
+            return run_capacity(args)
         if args.command == "quorum":
             return run_quorum(args)
         if args.command == "bench-servers":
@@ -95,8 +107,40 @@ def main(argv=None):
         return 1
 
 
+def _capacity_arguments(parser):
+    defaults = _capacity.Steps()
+    parser.add_argument("--start-users", type=int, default=defaults.start_users, help="the capacity step's first step")
+    parser.add_argument("--step", type=float, default=defaults.step, help="each step's users over the last's, minus 1")
+    parser.add_argument("--hold", type=float, default=defaults.hold, help="seconds each step is held after its ramp")
+    parser.add_argument("--p99-bound", type=float, default=defaults.p99_ms, help="ms; a step over it is not held")
+    parser.add_argument("--failed-bound", type=float, default=defaults.failed_pct,
+                        help="percent of requests; a step with more failed is not held")
+    parser.add_argument("--max-users", type=int, default=defaults.max_users)
+
+
+def _steps(args):
+    return _capacity.Steps(start_users=args.start_users, step=args.step, hold=args.hold, p99_ms=args.p99_bound,
+                           failed_pct=args.failed_bound, max_users=args.max_users)
+
+
+def run_capacity(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    steps = _steps(args)
+    rows = []
+    for name in [n.strip() for n in args.configs.split(",") if n.strip()]:
+        config = experiment.parse_config(name)
+        print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
+        rows.append(_capacity.measure(config, steps, instances=args.instances, port=args.port, out=args.out))
+    (args.out / "capacity.json").write_text(json.dumps(rows, indent=1))
+    print(f"capacity steps: {steps.describe()}; {experiment.machine()}")
+    print(_report.capacity_table(rows))
+    print(f"figures: {args.out / 'capacity.json'}")
+    return 0
+
+
 def run_experiment(args):
     if args.quick:
+        # CI runs this: a fixed small load, no capacity step.
         names = experiment.QUICK_MATRIX
         users, duration, warmup = 20, 36, 8
     else:
@@ -108,18 +152,31 @@ def run_experiment(args):
     experiment.fault_schedule(args.faults, duration, args.instances)
     out = args.out or Path("results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out)
+    plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
+                           load=args.load)
 
     progress = Progress(plan)
     print(f"{len(configs)} configurations, about {progress.total / 60:.0f} minutes; output in {out}/",
           file=sys.stderr)
-    results = []
+    results, capacities = [], []
+    steps = None if users else _steps(args)
     for index, config in enumerate(configs):
-        raw = experiment.run_config(plan, config, index, progress)
+        load = None
+        if steps:
+            progress(index, config, "capacity step")
+            capacity = _capacity.measure(config, steps, instances=args.instances, port=args.port, out=out,
+                                         progress=lambda what: progress(index, config, what))
+            capacities.append(capacity)
+            if not capacity["users"]:
+                raise RuntimeError(f"{config.name} held no capacity step ({capacity['stopped_by']}); "
+                                   "lower --start-users or pass --users")
+            load = {"fraction": args.load, "capacity_users": capacity["users"], "capacity_rps": capacity["rps"]}
+        raw = experiment.run_config(plan, config, index, progress,
+                                    users=users or max(1, round(args.load * capacity["users"])), load=load)
         results.append(summarise(raw))
     progress.done()
 
-    summary = write_report(out, plan.as_json(), results)
+    summary = write_report(out, plan.as_json(), results, capacities)
     print(summary)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)

@@ -14,18 +14,95 @@ def percentile(values, fraction):
     return ordered[rank - 1]
 
 
+FAULT_SPAN = 10  # seconds before and after a fault whose latency is compared
+SATURATED = 0.8  # of a core: a generator process this busy may be what limits the run
+
+
+def merge(recordings):
+    """One recording out of each Locust process's own (their users and requests never overlap)."""
+    merged = {"seconds": {}, "acknowledged": [], "lost_by_user": {}, "users": [], "failure_kinds": {},
+              "pollers": {}, "steps": []}
+    for recording in recordings:
+        for t, second in recording["seconds"].items():
+            into = merged["seconds"].setdefault(t, {"requests": 0, "failures": 0, "latencies": [],
+                                                    "sessions_lost": 0, "accuracy": [], "served": {}})
+            for key in ("requests", "failures", "sessions_lost"):
+                into[key] += second[key]
+            into["latencies"].extend(second["latencies"])
+            into["accuracy"].extend(second["accuracy"])
+            for name, count in second["served"].items():
+                into["served"][name] = into["served"].get(name, 0) + count
+        merged["acknowledged"].extend(recording["acknowledged"])
+        merged["lost_by_user"].update(recording["lost_by_user"])
+        merged["users"].extend(recording["users"])
+        for kind, count in recording["failure_kinds"].items():
+            merged["failure_kinds"][kind] = merged["failure_kinds"].get(kind, 0) + count
+        merged["pollers"].update(recording["pollers"])
+        merged["steps"].extend(recording.get("steps", []))
+    merged["users"].sort()
+    merged["steps"].sort()
+    return merged
+
+
+def window_figures(seconds, first, last):
+    """Requests, failures and latency percentiles of the requests that started in seconds [first, last)."""
+    latencies, requests, failures = [], 0, 0
+    for t in range(first, last):
+        second = seconds.get(str(t))
+        if second:
+            requests += second["requests"]
+            failures += second["failures"]
+            latencies.extend(second["latencies"])
+    span = max(1, last - first)
+    return {"requests": requests, "failures": failures, "failed_pct": _pct(failures, requests),
+            "rps": round(requests / span, 1), "p50_ms": _round(percentile(latencies, 0.50)),
+            "p99_ms": _round(percentile(latencies, 0.99))}
+
+
+def machine_figures(samples, first, last):
+    """From the sampler: the peak HAProxy queue, the generator's CPU per process, the machine's CPU."""
+    inside = [s for s in samples if first <= s["t"] < last]
+    if len(inside) < 2:
+        return {"queued_peak": None, "current_peak": None, "generator_cpu": None, "generator_processes": 0,
+                "generator_saturated": False, "machine_busy": None}
+    span = inside[-1]["t"] - inside[0]["t"]
+    cpu = [(inside[-1]["generator_cpu"][pid] - seconds) / span
+           for pid, seconds in inside[0]["generator_cpu"].items() if pid in inside[-1]["generator_cpu"]]
+    # A master that only coordinates workers barely uses CPU; the busiest process is the one that limits.
+    busiest = max(cpu, default=None)
+    return {
+        "queued_peak": max(s["queued"] for s in inside),
+        "current_peak": max(s["current"] for s in inside),
+        "generator_cpu": _round(busiest, 2),
+        "generator_processes": len(cpu),
+        "generator_saturated": busiest is not None and busiest > SATURATED,
+        "machine_busy": _round(_mean([s["machine_busy"] for s in inside]), 2),
+    }
+
+
+def fault_figures(seconds, start, faults):
+    """Latency and failures in the FAULT_SPAN seconds before and after the first fault."""
+    if not faults:
+        return None
+    at = int(start + faults[0]["at"])
+    return {"action": faults[0]["action"], "target": faults[0]["target"], "span": FAULT_SPAN,
+            "before": window_figures(seconds, at - FAULT_SPAN, at),
+            "after": window_figures(seconds, at, at + FAULT_SPAN)}
+
+
 def summarise(raw):
     """Return the figures of one configuration's run.
 
-    Request figures cover the measured window (after the warm-up); message
+    Request figures cover the requests that started inside the measured
+    window (after the warm-up, before the harness stops the load); message
     figures cover the whole run, since every acknowledged message counts.
     """
-    recording, start, duration = raw["recording"], raw["window_start"], raw["duration"]
+    recording, start, duration = raw["recording"], int(raw["window_start"]), int(raw["duration"])
     first = int(start - raw["warmup"])
     timeline = {"t": [], "requests": [], "failures": [], "sessions_lost": [], "p95_ms": [], "accuracy": []}
     latencies, accuracy, served = [], [], {}
     requests = failures = sessions_lost = 0
-    for t in range(first, int(start + duration) + 1):
+    for t in range(first, start + duration):
         second = recording["seconds"].get(str(t))
         timeline["t"].append(t - int(start))
         if second is None:
@@ -49,7 +126,8 @@ def summarise(raw):
                 served[name] = served.get(name, 0) + count
 
     users = recording["users"]
-    lost_users = [u for u, times in recording["lost_by_user"].items() if any(t >= start for t in times)]
+    lost_users = [u for u, times in recording["lost_by_user"].items()
+                  if any(start <= t < start + duration for t in times)]
     total_served = sum(served.values()) or 1
     audit = raw["audit"]
     return {
@@ -77,6 +155,9 @@ def summarise(raw):
         "messages_seen_twice_by_pollers": audit["pollers"]["seen_twice"],
         "audit": audit,
         "timeline": timeline,
+        "fault": fault_figures(recording["seconds"], start, raw["faults"]),
+        "load": raw.get("load", {}),
+        **machine_figures(raw.get("samples", []), start, start + duration),
     }
 
 

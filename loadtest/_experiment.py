@@ -5,6 +5,7 @@ the site over HTTP, like any other client.
 """
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from labcore import registry
+from loadtest._analysis import merge
 from loadtest._audit import audit_messages
+from loadtest._sampler import Sampler
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MATRIX = ["memory+roundrobin", "memory+sticky", "redis", "db", "cached_db", "memcached",
@@ -24,6 +27,14 @@ QUICK_MATRIX = ["memory+sticky", "redis", "cached_db"]
 # Cheap password hashing inside the experiment: a storm of logins after a
 # kill should measure the session store, not PBKDF2 (accounts/hashers.py).
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
+# Locust runs this long past the measured window, so stopping its users
+# (each gets STOP_TIMEOUT seconds to finish its task) happens after it.
+TAIL = 5
+STOP_TIMEOUT = 3
+# Users per Locust process (each user makes about 1.5 requests a second): a
+# choice, not a measurement; every run reports its generator's CPU and says
+# when a process was saturated.
+USERS_PER_PROCESS = 250
 
 
 @dataclass(frozen=True)
@@ -85,28 +96,33 @@ class Plan:
     """What a run does, built once from the arguments and saved as it is with the results."""
 
     configs: list
-    users: int
+    users: int | None  # None: each configuration at `load` of its capacity step
     duration: float
     warmup: float
     faults: str
     instances: int
     port: int
     out: Path
+    load: float = 0.6
     machine: str = field(default_factory=machine)
 
     def seconds_per_config(self):
-        return self.warmup + self.duration + 20  # cluster up, audit and down
+        return self.warmup + self.duration + TAIL + 20  # cluster up, audit and down
 
     def as_json(self):
         return {**asdict(self), "configs": [c.name for c in self.configs], "out": str(self.out)}
 
 
-def run_config(plan, config, index, progress):
-    """Run one configuration; return its raw record (recording, window, faults, audit)."""
+def run_config(plan, config, index, progress, users=None, load=None):
+    """Run one configuration; return its raw record (recording, window, faults, audit, samples).
+
+    Locust runs TAIL seconds past the measured window, and only requests
+    that started inside the window count: the harness's own start and stop
+    stay outside what is measured.
+    """
+    users = users or plan.users
     state_dir = plan.out / "cluster"
-    recording = plan.out / "raw" / f"{config.name}.json"
-    recording.parent.mkdir(parents=True, exist_ok=True)
-    recording.unlink(missing_ok=True)
+    recording = plan.out / "raw" / config.name
     progress(index, config, "starting the cluster")
     cluster = deploy.up(
         instances=plan.instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
@@ -114,27 +130,28 @@ def run_config(plan, config, index, progress):
     )
     try:
         started = time.time()
-        locust = _start_locust(plan, cluster.url, recording, plan.out / "raw" / f"{config.name}.locust.log")
-        window_start = started + plan.warmup
+        # A whole second, so the window is whole seconds of the recorder's clock.
+        window_start = math.ceil(started + plan.warmup)
+        run_time = window_start + plan.duration + TAIL - started
+        locust = start_locust(users=users, run_time=run_time, ramp=plan.warmup / 2, url=cluster.url,
+                              recording=recording)
         faults = []
-        try:
-            for offset, action, argument in fault_schedule(plan.faults, plan.duration, plan.instances):
-                _wait_until(window_start + offset, lambda: progress(
-                    index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}; "
-                                   f"next: {action} {argument} at {offset:.0f} s"), locust)
-                at = time.time()
-                apply_fault(action, argument, state_dir)
-                faults.append({"at": round(at - window_start, 2), "action": action, "target": argument})
-            _wait_until(window_start + plan.duration, lambda: progress(
-                index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}"), locust)
-            locust.wait(timeout=60)
-        finally:
-            if locust.poll() is None:
-                locust.terminate()
-                locust.wait(timeout=30)
-        if not recording.exists():
-            raise RuntimeError(f"Locust left no recording; see {recording.with_suffix('.locust.log')}")
-        raw = json.loads(recording.read_text())
+        with Sampler(state_dir, locust.pid) as sampler:
+            try:
+                for offset, action, argument in fault_schedule(plan.faults, plan.duration, plan.instances):
+                    _wait_until(window_start + offset, lambda: progress(
+                        index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users; "
+                                       f"next: {action} {argument} at {offset:.0f} s"), locust)
+                    at = time.time()
+                    apply_fault(action, argument, state_dir)
+                    faults.append({"at": round(at - window_start, 2), "action": action, "target": argument})
+                _wait_until(window_start + plan.duration, lambda: progress(
+                    index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users"), locust)
+            except BaseException:
+                stop_locust(locust)
+                raise
+        wait_locust(locust, TAIL + STOP_TIMEOUT + 60)
+        raw = read_recording(recording)
         progress(index, config, "auditing the messages")
         audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"])
     finally:
@@ -147,20 +164,54 @@ def run_config(plan, config, index, progress):
         "faults": faults,
         "audit": audit,
         "recording": raw,
+        "samples": sampler.samples,
+        "load": {"users": users, "processes": processes_for(users), **(load or {})},
     }
 
 
-def _start_locust(plan, url, recording, log_path):
-    spawn_rate = max(1, plan.users / max(1, plan.warmup / 2))
+def processes_for(users):
+    """Locust processes for this many users: one per USERS_PER_PROCESS, at most one per core."""
+    return max(1, min(os.cpu_count() or 1, math.ceil(users / USERS_PER_PROCESS)))
+
+
+def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes=None):
+    """Start Locust headless; each of its processes writes `<recording>.<pid>.json` at exit."""
+    for stale in recording.parent.glob(f"{recording.name}.*.json"):
+        stale.unlink()
+    recording.parent.mkdir(parents=True, exist_ok=True)
+    processes = processes or processes_for(users)
+    files = str(ROOT / "loadtest" / "journeys.py") + (f",{ROOT / 'loadtest' / shape}" if shape else "")
     argv = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest"), "--headless",
-        "--users", str(plan.users), "--spawn-rate", f"{spawn_rate:g}",
-        "--run-time", f"{plan.warmup + plan.duration:.0f}s", "--stop-timeout", "3",
+        sys.executable, "-m", "locust", "-f", files, "--headless",
+        "--users", str(users), "--spawn-rate", f"{max(1, users / max(1, ramp)):g}",
+        "--run-time", f"{math.ceil(run_time)}s", "--stop-timeout", str(STOP_TIMEOUT),
         "--host", url, "--only-summary", "--loglevel", "WARNING",
+        *(["--processes", str(processes)] if processes > 1 else []),
     ]
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "LOADTEST_OUTPUT": str(recording)})
+    env = {**os.environ, "LOADTEST_OUTPUT": str(recording)}
+    with open(recording.with_name(f"{recording.name}.locust.log"), "wb") as log:
+        return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_locust(locust, timeout):
+    try:
+        locust.wait(timeout=timeout)
+    finally:
+        stop_locust(locust)
+
+
+def stop_locust(locust):
+    if locust.poll() is None:
+        locust.terminate()
+        locust.wait(timeout=30)
+
+
+def read_recording(recording):
+    """Every Locust process's recording, merged into one."""
+    files = sorted(recording.parent.glob(f"{recording.name}.*.json"))
+    if not files:
+        raise RuntimeError(f"Locust left no recording; see {recording.name}.locust.log in {recording.parent}")
+    return merge(json.loads(f.read_text()) for f in files)
 
 
 def _wait_until(moment, report, locust):

@@ -2,9 +2,15 @@
 
 Locust's own statistics cover requests; the lab also needs sessions lost,
 which instance served each request, presence accuracy and the acknowledged
-messages, and what each user's polls received. One Recorder per Locust process collects them; when the
-environment variable LOADTEST_OUTPUT names a file, it is written there as
-JSON at exit.
+messages, and what each user's polls received. One Recorder per Locust
+process collects them; when the environment variable LOADTEST_OUTPUT names
+a file, each process writes its own JSON beside it at exit
+(`<LOADTEST_OUTPUT>.<pid>.json`), and the analysis merges them.
+
+A request counts in the second it started, not the one it ended in: the
+experiment counts only requests that started inside the measured window,
+so one still in flight when Locust stops is outside it, not a failure in
+its last second.
 """
 
 import json
@@ -46,13 +52,15 @@ class Recorder:
         self.failure_kinds = defaultdict(int)
         self.active = defaultdict(set)  # room -> usernames the generator runs there
         self.pollers = {}  # username -> {"room", "first_cursor", "last_cursor", "seen": Counter of ids}
+        self.steps = []  # (time, users): when a capacity step's ramp began, and to how many users
 
     def _second(self):
         return self.seconds[int(time.time())]
 
-    def request(self, *, latency_ms, failed, served_by, kind=None):
+    def request(self, *, latency_ms, failed, served_by, kind=None, started=None):
+        """Count one request in the second it started (time.time() at its start)."""
         with self._lock:
-            second = self._second()
+            second = self.seconds[int(started if started is not None else time.time())]
             second.requests += 1
             second.latencies.append(latency_ms)
             if failed:
@@ -81,6 +89,10 @@ class Recorder:
             active = self.active[room]
             if active:
                 self._second().accuracy.append(len(active & set(online)) / len(active))
+
+    def step(self, users):
+        with self._lock:
+            self.steps.append((time.time(), users))
 
     def acknowledged_message(self, client_id, room):
         with self._lock:
@@ -114,6 +126,7 @@ class Recorder:
                 "lost_by_user": dict(self.lost_by_user),
                 "users": sorted(self.users),
                 "failure_kinds": dict(self.failure_kinds),
+                "steps": self.steps,
                 "pollers": {
                     username: {**poller, "seen": {str(i): n for i, n in poller["seen"].items()}}
                     for username, poller in self.pollers.items()
@@ -125,6 +138,11 @@ class Recorder:
         with open(tmp, "w") as out:
             json.dump(self.as_json(), out)
         os.replace(tmp, path)
+
+
+def output_path(base, pid):
+    """The file one Locust process writes its recording to."""
+    return f"{base}.{pid}.json"
 
 
 recorder = Recorder()

@@ -8,6 +8,7 @@ from loadtest._svg import PALETTE, bar_chart, line_chart, share_chart
 
 COLUMNS = [
     ("configuration", lambda r: r["config"]["name"]),
+    ("users", lambda r: _users(r["load"])),
     ("users lost session", lambda r: f"{r['users_lost_session_pct']:.0f}% ({r['users_lost_session']}/{r['users']})"),
     ("sessions lost", lambda r: str(r["sessions_lost"])),
     ("failed requests", lambda r: f"{r['failed_pct']:.2f}% ({r['failures']})"),
@@ -20,10 +21,15 @@ COLUMNS = [
      lambda r: f"{r['messages_missed_by_pollers']}/{r['messages_seen_twice_by_pollers']}"),
     ("presence accuracy", lambda r: "n/a" if r["presence_accuracy"] is None else f"{r['presence_accuracy']:.0%}"),
     ("busiest instance", lambda r: _busiest(r["served_share"])),
+    ("p99 ms before/after fault", lambda r: _fault_p99(r["fault"])),
+    ("peak queued in HAProxy", lambda r: _num(r["queued_peak"])),
+    ("generator CPU", lambda r: _generator(r)),
 ]
+CAPACITY_COLUMNS = ["users", "req/s", "p50 ms", "p99 ms", "failed", "generator CPU", "machine busy",
+                    "peak queued", "held"]
 
 
-def write_report(out, plan, results):
+def write_report(out, plan, results, capacities=()):
     charts = out / "charts"
     charts.mkdir(parents=True, exist_ok=True)
     timelines = {r["config"]["name"]: timeline_svg(r) for r in results}
@@ -33,13 +39,17 @@ def write_report(out, plan, results):
     for key, svg in bars.items():
         (charts / f"{key}.svg").write_text(svg)
 
-    (out / "results.json").write_text(json.dumps({"plan": plan, "configs": results}, indent=1))
+    (out / "results.json").write_text(json.dumps({"plan": plan, "capacity": list(capacities), "configs": results},
+                                                 indent=1))
     summary = summary_table(results)
     reading = plain_reading(results)
+    capacity = f"\n\n## Capacity steps\n\n{capacity_table(capacities)}" if capacities else ""
     (out / "summary.md").write_text(
-        f"# Kill experiment\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading) + "\n"
+        f"# Kill experiment\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
+        + capacity + "\n"
     )
-    (out / "report.html").write_text(report_html(plan, results, summary_rows(results), reading, bars, timelines))
+    (out / "report.html").write_text(report_html(plan, results, summary_rows(results), reading, bars, timelines,
+                                                 capacities))
     return summary
 
 
@@ -119,15 +129,7 @@ def plain_reading(results):
         names = ", ".join(r["config"]["name"] for r in kept)
         lines.append(f"{names}: no user lost a session; the state lives outside the web process, so any "
                      "instance could serve any user after the kill.")
-    worst = max(results, key=lambda r: r["failed_pct"])
-    lines.append(f"Failed requests stayed at or below {worst['failed_pct']:.2f}% ({worst['config']['name']}): "
-                 "HAProxy retries a refused connection on another instance and notices the dead one within "
-                 "about half a second.")
-    fastest = min((r for r in results if r["p50_ms"] is not None), key=lambda r: r["p50_ms"], default=None)
-    slowest = max((r for r in results if r["p50_ms"] is not None), key=lambda r: r["p50_ms"], default=None)
-    if fastest and slowest:
-        lines.append(f"Median latency ranged from {fastest['p50_ms']:g} ms ({fastest['config']['name']}) to "
-                     f"{slowest['p50_ms']:g} ms ({slowest['config']['name']}).")
+    lines.extend(load_reading(results))
     memory_presence = [r for r in results if registry.PRESENCE_STORES[r["config"]["presence"]].per_instance
                        and r["presence_accuracy"] is not None]
     if memory_presence:
@@ -153,7 +155,76 @@ def plain_reading(results):
     return lines
 
 
-def report_html(plan, results, rows, reading, bars, timelines):
+def load_reading(results):
+    """What the load did to each configuration: the generator, overload and queueing, the fault's cost."""
+    lines = []
+    for r in results:
+        name = r["config"]["name"]
+        if r["generator_saturated"]:
+            lines.append(f"{name}: the load generator was saturated ({r['generator_cpu']:.0%} of a core in its "
+                         "busiest process), so its latency and throughput describe Locust as much as the site.")
+        if r["queued_peak"]:
+            lines.append(f"{name}: up to {r['queued_peak']} requests waited in HAProxy's queue for a free slot "
+                         "on an instance: the instances were full, and requests queued in front of them.")
+        fault = r["fault"]
+        if fault:
+            lines.append(_fault_sentence(name, fault))
+    if len(results) > 1:
+        timed = [r for r in results if r["p50_ms"] is not None]
+        if timed:
+            fastest = min(timed, key=lambda r: r["p50_ms"])
+            slowest = max(timed, key=lambda r: r["p50_ms"])
+            if slowest["p50_ms"] > fastest["p50_ms"]:
+                lines.append(f"Median latency ranged from {fastest['p50_ms']:g} ms ({fastest['config']['name']}) to "
+                             f"{slowest['p50_ms']:g} ms ({slowest['config']['name']}).")
+            else:
+                lines.append(f"Median latency was {fastest['p50_ms']:g} ms in every configuration.")
+    elif results and results[0]["p50_ms"] is not None:
+        r = results[0]
+        lines.append(f"{r['config']['name']}: median latency {r['p50_ms']:g} ms, p99 {r['p99_ms']:g} ms, "
+                     f"{r['rps']:g} requests a second.")
+    return lines
+
+
+def _fault_sentence(name, fault):
+    before, after = fault["before"], fault["after"]
+    what = f"{fault['action']} {fault['target']}"
+    if before["p99_ms"] is None or after["p99_ms"] is None:
+        return f"{name}: too few requests around the {what} to compare latency."
+    span = fault["span"]
+    if after["p99_ms"] > 1.5 * before["p99_ms"]:
+        latency = (f"p99 rose from {before['p99_ms']:g} ms in the {span} s before the {what} to "
+                   f"{after['p99_ms']:g} ms in the {span} s after, as the surviving instances took its share")
+    else:
+        latency = (f"p99 stayed near its level ({before['p99_ms']:g} ms before the {what}, {after['p99_ms']:g} ms "
+                   f"in the {span} s after): the surviving instances absorbed its share")
+    if after["failures"] > before["failures"]:
+        cost = f"{after['failures']} requests failed in those {span} s against {before['failures']} before"
+    elif after["failures"]:
+        cost = f"failures did not rise ({after['failures']} in those {span} s, {before['failures']} before)"
+    else:
+        cost = "no request failed: HAProxy retried the refused connections on another instance"
+    return f"{name}: {latency}; {cost}."
+
+
+def capacity_table(capacities):
+    lines = []
+    for c in capacities:
+        best = (f"held {c['rps']:g} req/s with {c['users']} users" if c["users"]
+                else "held no step")
+        lines.append(f"**{c['config']}**: {best}; stopped {c['stopped_by']}. Steps: {c['described']}.\n")
+        lines.append("| " + " | ".join(CAPACITY_COLUMNS) + " |")
+        lines.append("|" + "|".join("---" for _ in CAPACITY_COLUMNS) + "|")
+        for row in c["steps"]:
+            cells = [str(row["users"]), f"{row['rps']:g}", _num(row["p50_ms"]), _num(row["p99_ms"]),
+                     f"{row['failed_pct']:.2f}%", _generator(row), _share(row["machine_busy"]),
+                     _num(row["queued_peak"]), "yes" if row["held"] else "no"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).strip()
+
+
+def report_html(plan, results, rows, reading, bars, timelines, capacities=()):
     head = "".join(f"<th scope=col>{escape(name)}</th>" for name, _ in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     sections = "".join(
@@ -180,7 +251,7 @@ li {{ margin: .3rem 0; }}
 <h1>What happens to users when an instance dies</h1>
 <p class=meta>{escape(_plan_line(plan))}</p>
 <h2>Reading</h2><ul>{"".join(f"<li>{escape(line)}</li>" for line in reading)}</ul>
-<h2>Side by side</h2>
+{_capacity_html(capacities)}<h2>Side by side</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <div class=bars>{"".join(bars.values())}</div>
 <h2>Timelines</h2>
@@ -190,9 +261,53 @@ li {{ margin: .3rem 0; }}
 """
 
 
+def _capacity_html(capacities):
+    if not capacities:
+        return ""
+    parts = ["<h2>Capacity steps</h2>"]
+    for c in capacities:
+        best = f"held {c['rps']:g} req/s with {c['users']} users" if c["users"] else "held no step"
+        parts.append(f"<p><b>{escape(c['config'])}</b>: {escape(best)}; stopped {escape(c['stopped_by'])}. "
+                     f"Steps: {escape(c['described'])}.</p>")
+        head = "".join(f"<th scope=col>{escape(name)}</th>" for name in CAPACITY_COLUMNS)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in (
+                str(row["users"]), f"{row['rps']:g}", _num(row["p50_ms"]), _num(row["p99_ms"]),
+                f"{row['failed_pct']:.2f}%", _generator(row), _share(row["machine_busy"]),
+                _num(row["queued_peak"]), "yes" if row["held"] else "no")) + "</tr>"
+            for row in c["steps"])
+        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return "".join(parts)
+
+
 def _plan_line(plan):
-    return (f"{plan['users']} users, {plan['duration']:g} s measured after {plan['warmup']:g} s warm-up, "
-            f"{plan['instances']} instances, fault schedule '{plan['faults']}', on {plan['machine']}.")
+    users = f"{plan['users']} users" if plan["users"] else f"users at {plan['load']:.0%} of each capacity step"
+    return (f"{users}, {plan['duration']:g} s measured after {plan['warmup']:g} s warm-up (only requests that "
+            f"started inside it count), {plan['instances']} instances, fault schedule '{plan['faults']}', "
+            f"on {plan['machine']}.")
+
+
+def _users(load):
+    if load.get("fraction"):
+        return f"{load['users']} ({load['fraction']:.0%} of {load['capacity_users']})"
+    return str(load.get("users", "n/a"))
+
+
+def _fault_p99(fault):
+    if not fault:
+        return "n/a"
+    return f"{_num(fault['before']['p99_ms'])}/{_num(fault['after']['p99_ms'])}"
+
+
+def _generator(row):
+    if row.get("generator_cpu") is None:
+        return "n/a"
+    text = f"{row['generator_cpu']:.0%} ({row['generator_processes']} proc.)"
+    return text + " SATURATED" if row["generator_saturated"] else text
+
+
+def _share(value):
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _faults_text(faults):

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from locust import FastHttpUser, between, events, task
 
-from loadtest._recorder import recorder
+from loadtest._recorder import output_path, recorder
 
 PASSWORD = "load-test-password-1"
 ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
@@ -145,6 +145,7 @@ class ChatUser(FastHttpUser):
             failed=not ok,
             served_by=response.headers.get("X-Served-By") if response.headers else None,
             kind=str(response.status_code or "connection"),
+            started=response.request_meta.get("start_time"),
         )
         return ok
 
@@ -160,5 +161,5 @@ class ChatUser(FastHttpUser):
 @events.quitting.add_listener
 def _write_recording(environment, **kwargs):
     if os.environ.get("LOADTEST_OUTPUT"):
-        recorder.write(os.environ["LOADTEST_OUTPUT"])
+        recorder.write(output_path(os.environ["LOADTEST_OUTPUT"], os.getpid()))
 

@@ -65,7 +65,7 @@ def raw_run(lost_by_user, acknowledged=3, lost=0, missed=0, sessions="redis", lb
         "audit": {"acknowledged": acknowledged, "stored": acknowledged - lost, "lost": lost, "duplicated": 0,
                   "pollers": {"users": 4, "expected": 12, "missed": missed, "seen_twice": 0, "examples": []}},
         "recording": {"seconds": seconds, "acknowledged": [], "lost_by_user": lost_by_user,
-                      "users": ["a", "b", "c", "d"], "failure_kinds": {"502": 1}},
+                      "users": ["a", "b", "c", "d"], "failure_kinds": {"502": 1}, "pollers": {}},
     }
 
 
@@ -127,3 +127,41 @@ def test_recorder_counts_ids_from_the_first_cursor_on():
     assert recorder.as_json()["pollers"] == {
         "ada": {"room": "room0", "first_cursor": 2, "last_cursor": 4, "seen": {"3": 1, "4": 2}},
     }
+
+
+def test_recordings_of_several_locust_processes_merge():
+    from loadtest._analysis import merge
+
+    one = raw_run({"a": [1004.5]})["recording"]
+    two = raw_run({"b": [1005.0]})["recording"]
+    merged = merge([one, two])
+    assert merged["seconds"]["1003"]["requests"] == 20 and merged["seconds"]["1003"]["failures"] == 2
+    assert merged["seconds"]["1003"]["served"] == {"app1": 12, "app2": 8}
+    assert set(merged["lost_by_user"]) == {"a", "b"} and merged["failure_kinds"] == {"502": 2}
+
+
+def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
+    from loadtest._report import plain_reading
+
+    raw = raw_run({})
+    for t in range(1003, 1010):
+        raw["recording"]["seconds"][str(t)]["latencies"] = [400.0] * 10
+    result = summarise(raw)
+    assert (result["fault"]["before"]["p99_ms"], result["fault"]["after"]["p99_ms"]) == (50.0, 400.0)
+    reading = " ".join(plain_reading([result]))
+    assert "p99 rose from 50 ms" in reading and "ranged" not in reading
+
+
+def test_capacity_is_the_last_step_held_before_the_first_that_was_not():
+    from loadtest._capacity import Steps, judge
+
+    steps = Steps(start_users=10, step=0.5, ramp=1, hold=2, p99_ms=100, failed_pct=0.1, max_users=100)
+    second = {"requests": 10, "failures": 0, "latencies": [5.0] * 10, "sessions_lost": 0, "accuracy": [],
+              "served": {}}
+    slow = {**second, "latencies": [500.0] * 10}
+    raw = {"steps": [(1000.0, 10), (1003.0, 15), (1006.0, 22)],
+           "seconds": {"1001": second, "1002": second, "1004": slow, "1005": slow, "1007": second, "1008": second}}
+    capacity = judge(raw, [], steps, "redis")
+    assert [row["held"] for row in capacity["steps"]] == [True, False, True]
+    assert (capacity["users"], capacity["rps"]) == (10, 10.0)
+    assert capacity["stopped_by"].startswith("at 15 users: p99 500.0 ms over 100 ms")

@@ -1,0 +1,124 @@
+"""The capacity step: the highest request rate a configuration holds within its bounds.
+
+Users rise in fixed steps (loadtest/_capacity_shape.py); each step ramps,
+then holds. A step is held when, over its hold, p99 stayed at or under the
+bound and no more than the allowed share of requests failed. The capacity
+is the last step held before the first that was not. A step whose Locust
+process was saturated, or whose machine had no idle CPU, is marked so: the
+limit it found is the generator's or the machine's, not only the site's.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from deploy import cluster as deploy
+from loadtest import _experiment as experiment
+from loadtest._analysis import machine_figures, window_figures
+from loadtest._sampler import Sampler
+
+MACHINE_BUSY = 0.95  # mean share of all cores in use over a hold: the machine has nothing left
+
+
+def users_at(step, *, start_users, step_fraction):
+    """The users of step `step` (0-based): start_users raised by step_fraction each step."""
+    users = start_users
+    for _ in range(step):
+        users = max(users + 1, round(users * (1 + step_fraction)))
+    return users
+
+
+@dataclass(frozen=True)
+class Steps:
+    start_users: int = 50
+    step: float = 0.10  # each step has this much more users than the last
+    ramp: float = 5  # seconds to reach a step's users
+    hold: float = 20  # seconds held at them, measured
+    p99_ms: float = 250
+    failed_pct: float = 0.1
+    max_users: int = 1000
+
+    def count(self):
+        """How many steps there are at most, up to max_users."""
+        n = 0
+        while users_at(n, start_users=self.start_users, step_fraction=self.step) <= self.max_users:
+            n += 1
+        return n
+
+    def describe(self):
+        return (f"from {self.start_users} users, +{self.step:.0%} a step, each ramped over {self.ramp:g} s and held "
+                f"{self.hold:g} s, until p99 passes {self.p99_ms:g} ms or more than {self.failed_pct:g}% of "
+                f"requests fail (at most {self.max_users} users)")
+
+
+def measure(config, steps, *, instances, port, out, progress=None):
+    """Run the steps against a fresh cluster of `config`; return its capacity record."""
+    state_dir = out / "cluster"
+    recording = out / "raw" / f"capacity-{config.name}"
+    cluster = deploy.up(instances=instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
+                        port=port, env=experiment.SITE_ENV, state_dir=state_dir)
+    try:
+        longest = steps.count() * (steps.ramp + steps.hold) + 5
+        os.environ["LOADTEST_CAPACITY"] = json.dumps(asdict(steps))
+        try:
+            locust = experiment.start_locust(users=steps.max_users, run_time=longest, ramp=steps.ramp,
+                                             url=cluster.url, recording=recording, shape="_capacity_shape.py")
+        finally:
+            del os.environ["LOADTEST_CAPACITY"]
+        started = time.time()
+        with Sampler(state_dir, locust.pid) as sampler:
+            while locust.poll() is None and time.time() - started < longest + experiment.STOP_TIMEOUT + 30:
+                if progress:
+                    progress(f"capacity step, {time.time() - started:.0f} s")
+                time.sleep(1)
+        experiment.wait_locust(locust, 10)
+        raw = experiment.read_recording(recording)
+    finally:
+        deploy.down(state_dir)
+    return judge(raw, sampler.samples, steps, config.name)
+
+
+def judge(raw, samples, steps, name):
+    """Each step's figures over its hold, and the capacity: the last step held before one was not."""
+    rows = []
+    for at, users in raw["steps"]:
+        first = math.ceil(at + steps.ramp)
+        last = int(at + steps.ramp + steps.hold)
+        figures = {**window_figures(raw["seconds"], first, last), **machine_figures(samples, first, last)}
+        held = (figures["requests"] > 0 and figures["p99_ms"] <= steps.p99_ms
+                and figures["failed_pct"] <= steps.failed_pct)
+        rows.append({"users": users, "held": held, "machine_limit": (figures["machine_busy"] or 0) > MACHINE_BUSY,
+                     **figures})
+    held = []
+    for row in rows:
+        if not row["held"]:
+            break
+        held.append(row)
+    best = held[-1] if held else None
+    stopped = rows[len(held)] if len(held) < len(rows) else None
+    return {"config": name, "steps": rows, "bounds": asdict(steps), "described": steps.describe(),
+            "users": best["users"] if best else None, "rps": best["rps"] if best else None,
+            "stopped_by": _why(stopped, steps, rows[-1]["users"] if rows else None)}
+
+
+def _why(row, steps, last_users):
+    """Why the steps ended, in words, saying so when the generator or the machine was the limit."""
+    if row is None:
+        if last_users and users_at(1, start_users=last_users, step_fraction=steps.step) > steps.max_users:
+            return f"with no step over the bounds up to {steps.max_users} users"
+        return ("because Locust's own statistics put the last steps over the bounds, though the recorder, "
+                "counting by start time, did not: the capacity is at least the last step's")
+    reasons = []
+    if row["p99_ms"] is None or row["p99_ms"] > steps.p99_ms:
+        reasons.append(f"p99 {row['p99_ms']} ms over {steps.p99_ms:g} ms")
+    if row["failed_pct"] > steps.failed_pct:
+        reasons.append(f"{row['failed_pct']}% failed")
+    text = f"at {row['users']} users: " + " and ".join(reasons)
+    if row["generator_saturated"]:
+        text += f" (the load generator was saturated: {row['generator_cpu']:.0%} of a core in one process)"
+    elif row["machine_limit"]:
+        text += (f" (the machine's cores were {row['machine_busy']:.0%} busy: the machine, not only the site, "
+                 "is the limit)")
+    return text
