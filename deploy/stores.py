@@ -21,11 +21,12 @@ from pathlib import Path
 from deploy.processes import DeployError, port_open, require, spawn, wait_for
 
 
-def start_redis(*, port, state_dir):
+def start_redis(*, port, state_dir, name="redis", args=()):
+    """Start a Redis node; args: more options, e.g. --replicaof (deploy/replication.py)."""
     binary = require("redis-server", "redis-server")
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(state_dir)]
-    return _start("redis", argv, port, state_dir)
+            "--dir", str(state_dir), *args]
+    return _start(name, argv, port, state_dir)
 
 
 def start_memcached(*, port, state_dir):
@@ -35,34 +36,58 @@ def start_memcached(*, port, state_dir):
     return _start("memcached", argv, port, state_dir)
 
 
-def start_postgres(*, port, state_dir):
+def start_postgres(*, port, state_dir, name="postgres", config=""):
     """Start a fresh private PostgreSQL cluster, user `lab`, trust authentication on loopback.
 
     PostgreSQL refuses to run as root, so as root
     it runs as `postgres`, with its data in a folder of its own under
     /var/tmp: the state folder's parents may be closed to other users.
+    config: lines for postgresql.conf (replication settings, which ALTER
+    SYSTEM may change later: a -c option would override it).
     """
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
-        raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
-    bin_dir = Path(initdb[-1]).parent
-    user = "postgres" if os.geteuid() == 0 else None
-    if user:
-        data = Path(tempfile.mkdtemp(prefix="stateful-lab-postgres-", dir="/var/tmp"))
-        shutil.chown(data, user)
-    else:
-        data = Path(state_dir) / "postgres"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
+    data, user = postgres_data_folder(state_dir, name)
     done = subprocess.run(
-        [bin_dir / "initdb", "-D", data, "-U", "lab", "--auth=trust", "--no-sync"],
+        [postgres_bin("initdb"), "-D", data, "-U", "lab", "--auth=trust", "--no-sync"],
         capture_output=True, text=True, timeout=120, user=user,
     )
     if done.returncode:
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
-    argv = [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", data,
+    if config:
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(config)
+    return run_postgres(data, port=port, state_dir=state_dir, name=name)
+
+
+def postgres_bin(program):
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
+    return Path(initdb[-1]).parent / program
+
+
+def postgres_user():
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def postgres_data_folder(state_dir, name):
+    """A new, empty data folder owned by the user PostgreSQL runs as; return (folder, user)."""
+    user = postgres_user()
+    if user:
+        data = Path(tempfile.mkdtemp(prefix=f"stateful-lab-{name}-", dir="/var/tmp"))
+        shutil.chown(data, user)
+        data.chmod(0o700)
+    else:
+        data = Path(state_dir) / name
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True, mode=0o700)
+    return data, user
+
+
+def run_postgres(data, *, port, state_dir, name="postgres"):
+    """Start postgres on an existing data folder; return its record."""
+    argv = [postgres_bin("postgres"), "-D", data, "-p", str(port), "-k", data,
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
-    return {**_start("postgres", argv, port, state_dir, user=user), "data": str(data)}
+    return {**_start(name, argv, port, state_dir, user=postgres_user()), "data": str(data)}
 
 
 def postgres_url(port):
