@@ -118,8 +118,7 @@ def start_all(cluster, kinds, port_of):
     for name, kind, port in planned:
         if kind == "redis":
             primary = None if name == "redis1" else planned_port(planned, "redis1")
-            record = stores.start_redis(port=port, state_dir=cluster.path, name=name,
-                                        args=redis_args(topology, primary))
+            record = start_redis_node(cluster.path, name, port, topology, primary)
         elif kind == "sentinel":
             record = start_sentinel(cluster.path, name, port, planned_port(planned, "redis1"))
         elif kind == "postgres" and name == "pg1":
@@ -149,8 +148,23 @@ def planned_port(planned, name):
     return next(port for node, _, port in planned if node == name)
 
 
+def start_redis_node(state_dir, name, port, topology, primary_port=None):
+    """A Redis node alone, or a primary or replica of the Sentinel topology, in a folder of its own."""
+    if topology.redis != "sentinel":
+        return stores.start_redis(port=port, state_dir=state_dir, name=name)
+    folder = Path(state_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    # Redis loads a dump.rdb it finds at start, persistence or not: a
+    # restarted node must come back as empty as a Redis without disk.
+    (folder / "dump.rdb").unlink(missing_ok=True)
+    record = stores.start_redis(port=port, state_dir=state_dir, name=name,
+                                args=["--dir", str(folder), *redis_args(topology, primary_port)])
+    return {**record, "data": str(folder)}
+
+
 def redis_args(topology, primary_port=None):
-    args = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+    # The full copy travels over the socket both ways, never through a file.
+    args = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--repl-diskless-load", "swapdb",
             "--repl-ping-replica-period", "1", "--replica-read-only", "yes"]
     if topology.redis_sync:
         args += ["--min-replicas-to-write", str(topology.redis_sync), "--min-replicas-max-lag", str(MAX_LAG)]
@@ -381,8 +395,7 @@ def start(cluster, name):
     if kind == "redis":
         primary = sentinel_primary_port(cluster) if topology.redis == "sentinel" else None
         follow = primary if primary and primary != record["port"] else None
-        new = stores.start_redis(port=record["port"], state_dir=cluster.path, name=name,
-                                 args=redis_args(topology, follow) if topology.redis == "sentinel" else ())
+        new = start_redis_node(cluster.path, name, record["port"], topology, follow)
     elif kind == "sentinel":
         new = start_sentinel(cluster.path, name, record["port"], None)
     elif kind == "postgres":
