@@ -125,9 +125,6 @@ else:
 # after a promotion the instances find the new primary on their next
 # connection, and CONN_HEALTH_CHECKS drops a connection that broke.
 # https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-MULTIPLE-HOSTS
-# A synchronous commit waits for its standbys with no timeout of
-# PostgreSQL's own; DATABASE_SYNC_TIMEOUT (seconds) bounds it from the
-# client (labcore/sync_commit.py).
 DATABASE_FAILOVER_HOSTS = env_list("DATABASE_FAILOVER_HOSTS")
 if DATABASE_FAILOVER_HOSTS and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     _nodes = [f"{DATABASES['default']['HOST']}:{DATABASES['default']['PORT'] or 5432}", *DATABASE_FAILOVER_HOSTS]
