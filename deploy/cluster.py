@@ -318,7 +318,10 @@ def _start_haproxy(cluster):
 
 def _wait_serving(cluster):
     def all_up():
-        rows = cluster.runtime.stats()
+        try:
+            rows = cluster.runtime.stats()
+        except OSError:  # HAProxy opens its admin socket a moment after its port
+            return False
         return all(rows[name]["status"] == "UP" for name in cluster.instances)
 
     wait_for(all_up, timeout=30, what="every instance to be UP in HAProxy")
