@@ -201,7 +201,7 @@ def test_postgres_cluster(cluster):
     ada = Browser()
     assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
     assert ada.get(f"{c.url}/api/me").json()["username"] == "ada"
-    assert {s["name"] for s in c.status()["stores"]} == {"postgres", "redis"}
+    assert {s["name"]: s["role"] for s in c.status()["stores"]} == {"pg1": "primary", "redis1": "primary"}
 
 
 # Clear one-line errors
