@@ -61,6 +61,9 @@ SERVICE = "lab"  # the name the Sentinels give the primary they watch
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 MAX_LAG = 2  # seconds a replica may be behind and still count for min-replicas-to-write
+# Seconds a PostgreSQL commit may wait for its synchronous standbys before the site cancels the
+# wait and answers 503 (labcore/postgresql/base.py): a healthy commit waits milliseconds.
+COMMIT_TIMEOUT = 2
 MAX_REDIS_REPLICAS = len(range(30, 40)) - 1
 MAX_PG_STANDBYS = len(range(45, 52)) - 1
 PREFIX = {"redis": "redis", "postgres": "pg"}  # node names; other kinds keep their kind's name
@@ -543,6 +546,8 @@ def store_env(cluster):
         group = _nodes_of(cluster, kind)
         first = next(iter(group.values()))
         env[stores.KINDS[kind].variable] = stores.KINDS[kind].url(first)
+        if kind == "postgres" and pg_sync_parts(topology.pg_sync)[0]:
+            env["DATABASE_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
         if kind == "postgres" and len(group) > 1:
             # Every node, for libpq to try in turn (target_session_attrs=read-write): the site
             # finds the primary wherever it is, without a restart.
@@ -555,5 +560,5 @@ def store_env(cluster):
     return env
 
 
-SITE_VARIABLES = ("DATABASE_FAILOVER_HOSTS", "REDIS_SENTINELS", "REDIS_SERVICE",
+SITE_VARIABLES = ("DATABASE_COMMIT_TIMEOUT", "DATABASE_FAILOVER_HOSTS", "REDIS_SENTINELS", "REDIS_SERVICE",
                   "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC")

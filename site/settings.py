@@ -128,10 +128,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 2,
     }
 else:
+    # Django's own backend, with commits bounded by DATABASE_COMMIT_TIMEOUT (labcore/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "labcore.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"connect_timeout": 2, "tcp_user_timeout": 2000, "keepalives_idle": 5}
     )
+# A commit still waiting after DATABASE_COMMIT_TIMEOUT seconds (for synchronous
+# standbys that died) is cancelled and answered with a 503 naming the
+# database; 0, the default, never waits for a timer. deploy sets it to
+# COMMIT_TIMEOUT (deploy/replication.py) in clusters with --pg-sync.
+DATABASE_COMMIT_TIMEOUT = env_float("DATABASE_COMMIT_TIMEOUT", 0)
 # With standbys, DATABASE_FAILOVER_HOSTS (host:port,...) lists the other
 # nodes: libpq tries each in turn and keeps the one that accepts writes, so
 # after a promotion the instances find the new primary on their next

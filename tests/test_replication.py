@@ -170,3 +170,26 @@ def streaming_roles(record):
                          password=record["replication_password"], dbname="postgres") as conn:
         return [row[0] for row in conn.execute("SELECT usename FROM pg_stat_replication WHERE state = 'streaming'")]
 
+
+def test_a_commit_its_synchronous_standbys_never_confirm_is_a_bounded_503_and_a_retry_finds_it(cluster):
+    c = cluster(instances=1, sessions="redis", presence="redis", db="postgres",
+                topology=("--pg-standbys", "3", "--pg-sync", "ANY 2"))
+    ada = sign_up_users(c, 1)[0]
+    room = f"{c.url}/api/rooms/lobby/messages"
+    assert ada.post(room, json_body={"text": "all standbys up", "client_id": str(uuid.uuid4())}).status == 201
+
+    c.run("kill", "pg3")
+    c.run("kill", "pg4")  # one standby left: "ANY 2" can never be met
+    post = {"text": "one standby left", "client_id": str(uuid.uuid4())}
+    started = time.monotonic()
+    answer = ada.post(room, json_body=post)
+    took = time.monotonic() - started
+    assert (answer.status, answer.json()["store"]) == (503, "database"), answer.body[:300]
+    # Bounded: the commit timeout, plus the cancel's round trip and a busy machine's margin.
+    assert replication.COMMIT_TIMEOUT <= took < replication.COMMIT_TIMEOUT + 5, took
+
+    # The commit stayed on the primary: the retry answers with that message, never a second copy.
+    again = ada.post(room, json_body=post)
+    assert (again.status, again.json()["client_id"], again.json()["text"]) == (200, post["client_id"], post["text"])
+    stored = ada.get(f"{room}?limit=100").json()["messages"]
+    assert [m["client_id"] for m in stored].count(post["client_id"]) == 1
