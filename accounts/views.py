@@ -59,6 +59,25 @@ def me(request):
     )
 
 
+@api_view("GET", "POST")
+def session_counter(request):
+    """Write a counter and a room into the user's own session, or read them back.
+
+    The load test's measure of acknowledged session writes: every 200 to a
+    POST is a promise that the session holds these values, checked after a
+    store fails over (a failed save is a 503, never a 200).
+    """
+    if request.method == "POST":
+        data = read_form_or_json(request)
+        try:
+            counter = int(data.get("counter"))
+        except (TypeError, ValueError):
+            raise ApiError(400, "'counter' must be an integer") from None
+        request.session["lab_counter"] = {"counter": counter, "room": str(data.get("room", ""))[:100]}
+    stored = request.session.get("lab_counter") or {"counter": None, "room": ""}
+    return JsonResponse({**stored, "instance": settings.INSTANCE_NAME})
+
+
 @api_view("POST", login_required=False, csrf=False)
 def token(request):
     """Trade a username and password for a signed, expiring bearer token."""

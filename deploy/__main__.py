@@ -8,6 +8,7 @@ from pathlib import Path
 
 from deploy import cluster, web
 from deploy.processes import DeployError
+from deploy.replication import Topology
 
 
 def main(argv=None):
@@ -28,6 +29,12 @@ def main(argv=None):
     up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
     up.add_argument("--server", default=web.DEFAULT,
                     help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
+    up.add_argument("--redis", default="single", help="single, or sentinel: a primary, replicas, three Sentinels")
+    up.add_argument("--redis-replicas", type=int, default=2, help="with --redis sentinel (default 2)")
+    up.add_argument("--redis-sync", type=int, default=0,
+                    help="replicas that must confirm each session write (WAIT), and be connected for any write")
+    up.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
+    up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
     up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
     up.add_argument("--no-durable", dest="durable", action="store_false",
@@ -37,13 +44,20 @@ def main(argv=None):
     state = commands.add_parser("status", help="what runs, and what HAProxy thinks of it")
     state.add_argument("--json", action="store_true")
 
-    kill = commands.add_parser("kill", help="crash an instance (SIGKILL), or stop it gracefully")
-    kill.add_argument("name")
+    kill = commands.add_parser("kill", help="crash an instance or a store node (SIGKILL), or stop an instance "
+                                            "gracefully")
+    kill.add_argument("name", help="app1.., or a store node: redis1.., sentinel1.., pg1.., redis:primary, "
+                                   "pg:primary")
     kill.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
                       help="TERM: drain it from the load balancer first; no request fails")
 
-    start = commands.add_parser("start", help="bring a stopped instance back")
+    start = commands.add_parser("start", help="bring a stopped instance or store node back")
     start.add_argument("name")
+
+    for verb, what in (("pause", "freeze an instance or store node (SIGSTOP)"), ("resume", "unfreeze it (SIGCONT)")):
+        commands.add_parser(verb, help=what).add_argument("name")
+
+    commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
 
     scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
     scale.add_argument("count", type=int)
@@ -69,7 +83,10 @@ def run(args):
         up = cluster.up(
             instances=args.instances, sessions=args.sessions, presence=args.presence,
             lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
-            durable=args.durable, **where,
+            durable=args.durable,
+            topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
+                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync),
+            **where,
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
@@ -79,11 +96,16 @@ def run(args):
     elif args.command == "status":
         print_status(cluster.status(**where), as_json=args.json)
     elif args.command == "kill":
-        cluster.kill(args.name, graceful=args.signal == "TERM", **where)
-        print(f"{args.name} {'stopped gracefully' if args.signal == 'TERM' else 'killed'}")
+        name = cluster.kill(args.name, graceful=args.signal == "TERM", **where) or args.name
+        print(f"{name} {'stopped gracefully' if args.signal == 'TERM' else 'killed'}")
     elif args.command == "start":
-        cluster.start(args.name, **where)
-        print(f"{args.name} started")
+        name = cluster.start(args.name, **where) or args.name
+        print(f"{name} started")
+    elif args.command in ("pause", "resume"):
+        name = cluster.pause(args.name, resume=args.command == "resume", **where)
+        print(f"{name} {'paused' if args.command == 'pause' else 'resumed'}")
+    elif args.command == "promote":
+        print(f"{cluster.promote(**where)} is the primary now")
     elif args.command == "scale":
         scaled = cluster.scale(args.count, **where)
         print(f"{len(scaled.instances)} instances: {', '.join(scaled.instances)}")
@@ -117,7 +139,8 @@ def print_status(state, *, as_json):
               f"{row['lb_state']}")
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
-        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no'}")
+        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
+              f"{row.get('role', '')}")
 
 
 if __name__ == "__main__":

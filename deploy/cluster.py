@@ -6,14 +6,13 @@ the deploy layer's public interface; the CLI and the load test call them.
 """
 
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, sizing, stores, web
+from deploy import haproxy, layout, replication, sizing, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     PRIVATE_UMASK,
@@ -22,6 +21,7 @@ from deploy.processes import (
     port_open,
     require,
     running,
+    signal_group,
     spawn,
     stop,
     wait_for,
@@ -40,16 +40,18 @@ def require_cluster(state_dir):
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
-       db="sqlite", env=None, server=web.DEFAULT, durable=True, state_dir=DEFAULT_STATE_DIR):
+       db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
     server: how each instance is served (deploy/web.py).
     durable: False lets the databases lose acknowledged writes on an OS
     crash (PostgreSQL without fsync, SQLite synchronous=NORMAL), for benchmarks.
+    topology: a deploy.replication.Topology (default: every store alone).
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
+    topology = (topology or replication.Topology()).check()
     wanted = servers_for(sessions=sessions, presence=presence, db=db)
     needs = sizing.db_connections(web.concurrency(server))
     if "postgres" in wanted and needs > sizing.DB_CONNECTIONS_PER_INSTANCE:
@@ -61,12 +63,13 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     if previous and any(running(record) for record in previous.processes()):
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
     require("haproxy", "haproxy")
-    _check_ports(layout.ports(port, instances=instances, servers=wanted))
+    _check_ports(layout.ports(port, instances=instances, servers=wanted, topology=topology))
 
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), server=server, durable=durable, env=dict(env or {}),
+        topology=topology.record(),
     )
     layout.make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
@@ -111,10 +114,7 @@ def down(state_dir=DEFAULT_STATE_DIR):
     stop(cluster.haproxy, timeout=5)
     for instance in cluster.instances.values():
         stop(instance, timeout=5)
-    for kind, store in cluster.stores.items():
-        stop(store, sig=stores.KINDS[kind].stop_signal)
-        if "data" in store:
-            shutil.rmtree(store["data"], ignore_errors=True)
+    replication.stop_all(cluster)
     (cluster.path / "cluster.json").unlink(missing_ok=True)
     return cluster
 
@@ -135,10 +135,8 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "db": cluster.db,
         "durable": cluster.durable,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
-        "stores": [
-            {"name": name, "port": s["port"], "socket": s.get("socket"), "pid": s["pid"], "alive": running(s)}
-            for name, s in cluster.stores.items()
-        ],
+        "topology": cluster.topology,
+        "stores": replication.rows(cluster),
         "instances": [
             {
                 "name": name,
@@ -153,12 +151,18 @@ def status(state_dir=DEFAULT_STATE_DIR):
 
 
 def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
-    """Crash an instance like a dead machine (SIGKILL to its process group).
+    """Crash an instance, or a store node, like a dead machine (SIGKILL to its process group).
 
     graceful: take it out of the load balancer first, wait for its requests
     to finish, then SIGTERM it, so no request fails.
     """
     cluster = require_cluster(state_dir)
+    node = _store_node(cluster, name)
+    if node:
+        if graceful:
+            raise DeployError(f"--signal TERM is for instances; {node} is a store node")
+        replication.kill(cluster, node)
+        return node
     instance = _instance(cluster, name)
     if not running(instance):
         raise DeployError(f"{name} is not running")
@@ -170,13 +174,39 @@ def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
 
 
 def start(name, *, state_dir=DEFAULT_STATE_DIR):
-    """Bring a stopped instance back into the load balancer."""
+    """Bring a stopped instance back into the load balancer, or a store node back into its topology."""
     cluster = require_cluster(state_dir)
+    node = _store_node(cluster, name)
+    if node:
+        replication.start(cluster, node)
+        return node
     instance = _instance(cluster, name)
     if running(instance):
         raise DeployError(f"{name} is already running (pid {instance['pid']})")
     _start_instance(cluster, name)
     _bring_in(cluster, name)
+
+
+def pause(name, *, resume=False, state_dir=DEFAULT_STATE_DIR):
+    """Freeze an instance or a store node (SIGSTOP): it keeps its connections and answers nothing.
+
+    resume: SIGCONT, and it carries on where it stopped.
+    """
+    cluster = require_cluster(state_dir)
+    node = _store_node(cluster, name)
+    if node:
+        replication.pause(cluster, node, resume=resume)
+        return node
+    instance = _instance(cluster, name)
+    if not running(instance):
+        raise DeployError(f"{name} is not running")
+    signal_group(instance["pid"], signal.SIGCONT if resume else signal.SIGSTOP)
+    return name
+
+
+def promote(*, state_dir=DEFAULT_STATE_DIR):
+    """Promote the PostgreSQL standby that received the most WAL; return its name."""
+    return replication.promote(require_cluster(state_dir))
 
 
 def scale(count, *, state_dir=DEFAULT_STATE_DIR):
@@ -230,12 +260,7 @@ def _check_ports(wanted):
 
 
 def _start_stores(cluster, wanted):
-    for kind in wanted:
-        port = layout.store_port(cluster.port, kind)
-        # One password per kind: every node of the kind (replicas too) shares it.
-        cluster.stores[kind] = stores.KINDS[kind].start(port=port, state_dir=cluster.path,
-                                                        password=stores.new_password(), durable=cluster.durable)
-        cluster.save()
+    replication.start_all(cluster, wanted, lambda kind, index: layout.store_port(cluster.port, kind, index))
 
 
 def _migrate(cluster):
@@ -302,7 +327,10 @@ def _start_haproxy(cluster):
 
 def _wait_serving(cluster):
     def all_up():
-        rows = cluster.runtime.stats()
+        try:
+            rows = cluster.runtime.stats()
+        except OSError:  # HAProxy opens its admin socket a moment after its port
+            return False
         return all(rows[name]["status"] == "UP" for name in cluster.instances)
 
     wait_for(all_up, timeout=30, what="every instance to be UP in HAProxy")
@@ -311,9 +339,16 @@ def _wait_serving(cluster):
 
 
 
+def _store_node(cluster, name):
+    """The store node `name` means (resolving redis:primary and pg:primary), or None for an instance."""
+    node = replication.resolve(cluster, name)
+    return node if node in cluster.stores else None
+
+
 def _instance(cluster, name):
     if name not in cluster.instances:
-        raise DeployError(f"no instance {name!r}; the cluster has: {', '.join(cluster.instances)}")
+        raise DeployError(f"no instance or store node {name!r}; the cluster has: "
+                          f"{', '.join([*cluster.instances, *cluster.stores])}")
     return cluster.instances[name]
 
 

@@ -21,7 +21,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploy import haproxy, stores
+from deploy import haproxy, replication, stores
 from deploy.processes import port_free
 from deploy.sizing import MAX_INSTANCES  # noqa: F401 (part of the layout)
 
@@ -54,8 +54,10 @@ class Cluster:
     env: dict = field(default_factory=dict)  # extra settings for every instance
     # Every process as {"pid", "started"}: its start time tells it from a later process with the same pid.
     instances: dict = field(default_factory=dict)  # name -> {"port", "pid", "started"}
-    # kind -> {"port", "pid", "started"} and its credentials ("password"; "socket"), maybe "data"
+    # node name (redis1, sentinel1, pg1, memcached, ...) -> {"kind", "port", "pid", "started"} and its
+    # credentials ("password"; "socket"), maybe "data"
     stores: dict = field(default_factory=dict)
+    topology: dict = field(default_factory=dict)  # deploy.replication.Topology, as a dict
     haproxy: dict = field(default_factory=dict)  # {"pid", "started"}
 
     @property
@@ -118,10 +120,12 @@ def store_port(base, kind, index=0):
     return base + STORE_SLOTS[kind][index]
 
 
-def ports(base, *, instances, servers):
+def ports(base, *, instances, servers, topology=None):
     """Every port a cluster of this shape uses, with what it is for."""
     used = {base: "load balancer", base + STATS_OFFSET: "HAProxy stats"}
-    used.update({store_port(base, kind): kind for kind in servers})
+    store_nodes = replication.nodes(servers, topology or replication.Topology(),
+                                    lambda kind, index: store_port(base, kind, index))
+    used.update({port: name for name, _, port in store_nodes})
     used.update({instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
     return used
 
@@ -144,8 +148,9 @@ def site_env(cluster, name=None):
     # Only the servers this cluster runs: nothing leaks in from the caller's shell.
     for kind in stores.KINDS.values():
         env.pop(kind.variable, None)
-    for kind, record in cluster.stores.items():
-        env[stores.KINDS[kind].variable] = stores.KINDS[kind].url(record)
+    for variable in replication.SITE_VARIABLES:
+        env.pop(variable, None)
+    env.update(replication.store_env(cluster))
     if name:
         env["INSTANCE_NAME"] = name
     return env

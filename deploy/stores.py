@@ -36,20 +36,24 @@ def new_password():
     return secrets.token_urlsafe(32)
 
 
-def start_redis(*, port, state_dir, password, durable=True):
+def start_redis(*, port, state_dir, password, durable=True, name="redis", folder=None, args=()):
     """Start Redis on loopback, with a password (`requirepass`).
 
     The password is in a 0600 configuration file, not on the command line,
-    which every user can read in /proc. Replicas of a later topology use the
-    same password (`masterauth`), so it is one per kind and cluster.
+    which every user can read in /proc. Replicas use the same password
+    (`masterauth`), so it is one per kind and cluster; every node has both,
+    since Sentinel may turn any node into a replica. folder: its `dir`
+    (default the state folder); args: more options that are no secret,
+    e.g. --replicaof (deploy/replication.py).
     """
     binary = require("redis-server", "redis-server")
     config = Path(state_dir) / f"redis-{port}.conf"
     write_private(config, "\n".join([
-        f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f'dir "{state_dir}"',
-        f"requirepass {password}", "",
+        f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f'dir "{folder or state_dir}"',
+        f"requirepass {password}", f"masterauth {password}", "",
     ]))
-    record = _start("redis", [binary, str(config)], state_dir, ready=lambda: port_open(port), where=f"port {port}")
+    record = _start(name, [binary, str(config), *args], state_dir, ready=lambda: port_open(port),
+                    where=f"port {port}")
     return {"port": port, **record, "password": password}
 
 
@@ -71,23 +75,24 @@ def start_memcached(*, port, state_dir, password=None, durable=True):
     return {**record, "port": None, "socket": str(socket_path), "data": str(folder)}
 
 
-def start_postgres(*, port, state_dir, password, durable=True):
+def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config=""):
     """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
 
     The site's role `lab` is no superuser: it logs in with `password` and
-    owns the database `lab`, which is all a migration needs. The superuser's
-    password is made, used once to create that role, and forgotten.
+    owns the database `lab`, which is all a migration needs. The role
+    `replicator` streams WAL to standbys and runs deploy's failover (watch
+    replication, reload, promote), with a password of its own, recorded as
+    "replication_password"; the site never gets it. The superuser's
+    password is made, used once to create these roles, and forgotten.
     PostgreSQL refuses to run as root, so as root it runs as `postgres`,
     with its data in a folder of its own under /var/tmp: the state folder's
     parents may be closed to other users. `durable=False` turns fsync off,
     which loses acknowledged writes on an OS crash: for benchmarks only.
+    config: lines for postgresql.conf (replication settings, which ALTER
+    SYSTEM may change later: a -c option would override it).
     """
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
-        raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
-    bin_dir = Path(initdb[-1]).parent
-    user = "postgres" if os.geteuid() == 0 else None
-    folder = _private_folder("postgres", user)
+    user = postgres_user()
+    folder = _private_folder(name, user)
     data = folder / "data"
     admin_password = new_password()
     password_file = folder / "initdb-password"
@@ -95,22 +100,22 @@ def start_postgres(*, port, state_dir, password, durable=True):
     if user:
         shutil.chown(password_file, user)
     done = subprocess.run(
-        [bin_dir / "initdb", "-D", data, "-U", "postgres", f"--pwfile={password_file}",
+        [postgres_bin("initdb"), "-D", data, "-U", "postgres", f"--pwfile={password_file}",
          "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", *([] if durable else ["--no-sync"])],
         capture_output=True, text=True, timeout=120, user=user, umask=PRIVATE_UMASK,
     )
     password_file.unlink()
     if done.returncode:
+        shutil.rmtree(folder, ignore_errors=True)
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
-    argv = [bin_dir / "postgres", "-D", data, "-p", str(port), "-k", data,
-            "-c", "listen_addresses=127.0.0.1", *([] if durable else ["-c", "fsync=off"]),
-            # The default, 100, is less than 16 instances keep open (deploy/sizing.py).
-            "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
-    record = {"port": port, **_start("postgres", argv, state_dir, ready=lambda: port_open(port),
-                                      where=f"port {port}", user=user),
-              "data": str(folder), "password": password}
+    _only_replicator_replicates(data / "pg_hba.conf")
+    if config:
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(config)
+    record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable),
+              "password": password, "replication_password": new_password()}
     try:
-        _create_site_role(port, admin_password, password)
+        _create_roles(port, admin_password, password, record["replication_password"])
     except BaseException:
         stop(record, sig=signal.SIGINT)
         shutil.rmtree(folder, ignore_errors=True)
@@ -118,7 +123,49 @@ def start_postgres(*, port, state_dir, password, durable=True):
     return record
 
 
-def _create_site_role(port, admin_password, password):
+def _only_replicator_replicates(hba):
+    """initdb lets every role ask for replication; only `replicator` may (it alone has REPLICATION)."""
+    lines = [line for line in hba.read_text().splitlines() if not line.startswith(("local replication",
+                                                                                      "host replication"))]
+    hba.write_text("\n".join([*lines, f"host replication {REPLICATION_ROLE} 127.0.0.1/32 scram-sha-256", ""]))
+
+
+def postgres_bin(program):
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdb:
+        raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
+    return Path(initdb[-1]).parent / program
+
+
+def postgres_user():
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def postgres_folder(name):
+    """A new, empty 0700 folder for a node's files (its data in `data`), owned by PostgreSQL's user."""
+    return _private_folder(name, postgres_user())
+
+
+def postgres_data(record):
+    """The data directory of a PostgreSQL node's record."""
+    return Path(record["data"]) / "data"
+
+
+def run_postgres(folder, *, port, state_dir, name="postgres", durable=True):
+    """Start postgres on the data directory in folder; return its record: port, pid, started, data."""
+    data = Path(folder) / "data"
+    argv = [postgres_bin("postgres"), "-D", data, "-p", str(port), "-k", data,
+            "-c", "listen_addresses=127.0.0.1", *([] if durable else ["-c", "fsync=off"]),
+            # The default, 100, is less than 16 instances keep open (deploy/sizing.py); a
+            # standby needs as many, since it may be promoted.
+            "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
+    record = _start(name, argv, state_dir, ready=lambda: port_open(port), where=f"port {port}",
+                    user=postgres_user())
+    return {"port": port, **record, "data": str(folder)}
+
+
+def _create_roles(port, admin_password, password, replication_password):
+    """As the superuser, once: the site's role and database, and the replication role."""
     import psycopg
     from psycopg import sql
 
@@ -132,14 +179,23 @@ def _create_site_role(port, admin_password, password):
                 return None
             raise
 
+    site, replicator = sql.Identifier(POSTGRES_ROLE), sql.Identifier(REPLICATION_ROLE)
     with wait_for(connect, timeout=30, what=f"PostgreSQL on port {port} to accept logins") as connection:
-        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(POSTGRES_ROLE), sql.Literal(password)))
-        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(POSTGRES_ROLE), sql.Identifier(POSTGRES_ROLE)))
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(site, sql.Literal(password)))
+        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(site, site))
+        # What deploy's failover needs and no more (deploy/replication.py): stream WAL, see
+        # pg_stat_replication, set who is synchronous and whom to follow, reload, promote.
+        connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {}").format(
+            replicator, sql.Literal(replication_password)))
+        connection.execute(sql.SQL("GRANT pg_monitor TO {}").format(replicator))
+        connection.execute(sql.SQL("GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names, primary_conninfo "
+                                   "TO {}").format(replicator))
+        for function in ("pg_reload_conf()", "pg_promote(boolean, integer)"):
+            connection.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), replicator))
 
 
 POSTGRES_ROLE = "lab"  # the site's role, and its database
+REPLICATION_ROLE = "replicator"  # standbys stream as it; deploy fails over as it
 
 
 def postgres_url(record):

@@ -4,8 +4,8 @@ Every Redis client of the site (django-redis's caches, presence, the lease)
 comes from `redis_client`, and every etcd client from `etcd_client`, built with one set of fail-fast options, so a dead
 Redis costs a request STORE_TIMEOUT and never a retry loop. A server's kind
 (Redis) is kept apart from its topology: `RedisTarget` describes where Redis
-is, today one URL (credentials included), and is the one place that learns
-about Sentinels or cluster nodes.
+is: one URL (credentials included), or a list of Sentinels and the name of
+the service they watch, in which case the client asks them for the primary.
 """
 
 import threading
@@ -19,6 +19,7 @@ import redis
 from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from labcore.serializers import MemcachedJSONSerde
 
@@ -34,23 +35,64 @@ def no_retry():
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where Redis is, and how long a call may wait for it."""
+    """Where Redis is, and how long a call may wait for it.
+
+    With `sentinels` ((host, port) pairs) and `service`, the URL gives only
+    the database number (and credentials); the primary is whichever node the
+    Sentinels name now. `sync` is how many replicas must confirm a session
+    write (WAIT) within `sync_timeout` seconds; 0 does not wait.
+    """
 
     url: str
     timeout: float
+    sentinels: tuple = ()
+    service: str = ""
+    password: str = ""  # for the Sentinels themselves (their auth-pass), when they have one
+    sync: int = 0
+    sync_timeout: float = 0.5
+
+
+def parse_sentinels(text):
+    """("host:port,host:port") -> ((host, port), ...)."""
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            host, _, port = item.rpartition(":")
+            pairs.append((host or "127.0.0.1", int(port)))
+    return tuple(pairs)
 
 
 # One pool per process and target: every gunicorn instance has its own connections.
 @cache
 def redis_client(target):
     """Return this process's client for target."""
-    return redis.Redis.from_url(
-        target.url,
-        socket_timeout=target.timeout,
-        socket_connect_timeout=target.timeout,
-        retry=no_retry(),
-        health_check_interval=30,
-    )
+    options = {"socket_timeout": target.timeout, "socket_connect_timeout": target.timeout,
+               "retry": no_retry(), "health_check_interval": 30}
+    if not target.sentinels:
+        return redis.Redis.from_url(target.url, **options)
+    return _sentinel_client(target, options)
+
+
+def _sentinel_client(target, options):
+    """A client whose pool asks the Sentinels for the primary.
+
+    redis-py's SentinelConnectionPool asks again whenever it opens a
+    connection; when the answer changes it closes its idle connections, and
+    a connection that meets a demoted primary (a READONLY error) is closed
+    and fails that one call, so after a failover every process writes to the
+    new primary, and none keeps writing to the old one. A call that meets
+    the dead primary before Sentinel has promoted another fails at once
+    (connection refused), as a single Redis would.
+    """
+    parts = urlsplit(target.url)
+    db = int(parts.path.strip("/") or 0)
+    sentinel_options = {"socket_timeout": target.timeout, "socket_connect_timeout": target.timeout,
+                        "retry": no_retry()}
+    if target.password:
+        sentinel_options["password"] = target.password
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
+    return sentinel.master_for(target.service, db=db, password=parts.password, username=parts.username,
+                               **options)
 
 
 class SharedConnectionFactory(ConnectionFactory):
@@ -61,7 +103,7 @@ class SharedConnectionFactory(ConnectionFactory):
     """
 
     def connect(self, url):
-        return redis_client(RedisTarget(url, self.options["STORE_TIMEOUT"]))
+        return redis_client(self.options.get("REDIS_TARGET") or RedisTarget(url, self.options["STORE_TIMEOUT"]))
 
     def disconnect(self, connection):
         # The pool is shared with presence and the lease: leave it open.
@@ -75,7 +117,7 @@ def redis_cache(target):
         "LOCATION": target.url,
         "OPTIONS": {"CONNECTION_FACTORY": "labcore.connections.SharedConnectionFactory",
                     "SERIALIZER": "labcore.serializers.RedisJSONSerializer",
-                    "STORE_TIMEOUT": target.timeout},
+                    "STORE_TIMEOUT": target.timeout, "REDIS_TARGET": target},
     }
 
 

@@ -118,8 +118,11 @@ def store_errors(store, expected=()):
 
 
 def redis_client():
-    """Return this process's client for the site's Redis."""
-    return connections.redis_client(RedisTarget(settings.REDIS_URL, settings.STORE_TIMEOUT))
+    """Return this process's client for the site's Redis (through its Sentinels, if it has them)."""
+    target = getattr(settings, "REDIS_TARGET", None)
+    if target is None or target.url != settings.REDIS_URL:
+        target = RedisTarget(settings.REDIS_URL, settings.STORE_TIMEOUT)
+    return connections.redis_client(target)
 
 
 def etcd_client():

@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
+from labcore.connections import parse_sentinels
 from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
@@ -127,10 +128,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 2,
     }
 else:
+    # Django's own backend, with commits bounded by DATABASE_COMMIT_TIMEOUT (labcore/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "labcore.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"connect_timeout": 2, "tcp_user_timeout": 2000, "keepalives_idle": 5}
     )
+# A commit still waiting after DATABASE_COMMIT_TIMEOUT seconds (for synchronous
+# standbys that died) is cancelled and answered with a 503 naming the
+# database; 0, the default, never waits for a timer. deploy sets it to
+# COMMIT_TIMEOUT (deploy/replication.py) in clusters with --pg-sync.
+DATABASE_COMMIT_TIMEOUT = env_float("DATABASE_COMMIT_TIMEOUT", 0)
+# With standbys, DATABASE_FAILOVER_HOSTS (host:port,...) lists the other
+# nodes: libpq tries each in turn and keeps the one that accepts writes, so
+# after a promotion the instances find the new primary on their next
+# connection, and CONN_HEALTH_CHECKS drops a connection that broke.
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-MULTIPLE-HOSTS
+DATABASE_FAILOVER_HOSTS = env_list("DATABASE_FAILOVER_HOSTS")
+if DATABASE_FAILOVER_HOSTS and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    _nodes = [f"{DATABASES['default']['HOST']}:{DATABASES['default']['PORT'] or 5432}", *DATABASE_FAILOVER_HOSTS]
+    DATABASES["default"]["HOST"] = ",".join(node.rsplit(":", 1)[0] for node in _nodes)
+    DATABASES["default"]["PORT"] = ",".join(node.rsplit(":", 1)[1] for node in _nodes)
+    DATABASES["default"]["OPTIONS"]["target_session_attrs"] = "read-write"
 
 # STORES: the lab's two switches
 # A failed store must fail fast: every client gets this socket timeout.
@@ -149,6 +168,18 @@ STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
 # threads. Short: a store that is back waits this long to be used. 0: off.
 STORE_BREAKER_INTERVAL = env_float("STORE_BREAKER_INTERVAL", 1.0)
 
+# Redis under Sentinel: REDIS_SENTINELS=host:port,host:port and the service
+# they watch; REDIS_URL then gives only the database number (and password).
+# REDIS_SYNC replicas must confirm each session write (WAIT) within
+# REDIS_SYNC_TIMEOUT seconds, or the request is a 503 naming Redis.
+# https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
+REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_SERVICE = os.environ.get("REDIS_SERVICE", "lab")
+# The Sentinels' own password (deploy gives them the nodes' one); empty if they ask for none.
+REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
+REDIS_SYNC = int(env_float("REDIS_SYNC", 0))
+REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT)
+
 try:
     STORES = store_settings(
         session_store=os.environ.get("SESSION_STORE", "memory"),
@@ -158,6 +189,11 @@ try:
         memcached_url=MEMCACHED_URL,
         state_dir=STATE_DIR,
         timeout=STORE_TIMEOUT,
+        redis_sentinels=REDIS_SENTINELS,
+        redis_service=REDIS_SERVICE,
+        redis_sentinel_password=REDIS_SENTINEL_PASSWORD,
+        redis_sync=REDIS_SYNC,
+        redis_sync_timeout=REDIS_SYNC_TIMEOUT,
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None

@@ -39,6 +39,12 @@ def recorded_pids(state_dir):
     return recorded.pids() if recorded else []
 
 
+def recorded_data(state_dir):
+    """The data folders of the store nodes recorded in state_dir (PostgreSQL's may be under /var/tmp)."""
+    recorded = layout.load(state_dir)
+    return [record["data"] for record in recorded.stores.values() if "data" in record] if recorded else []
+
+
 class Cluster:
     def __init__(self, state_dir):
         self.state_dir = state_dir
@@ -52,3 +58,7 @@ class Cluster:
 
     def instance(self, name):
         return next(i for i in self.status()["instances"] if i["name"] == name)
+
+    def roles(self):
+        """{store node: its role now}, as status reports it."""
+        return {row["name"]: row["role"] for row in self.status()["stores"]}

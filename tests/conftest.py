@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import pytest
 import redis
@@ -12,7 +13,7 @@ from labcore import registry
 from labcore.config import store_settings
 from labcore.stores import reset_breakers
 from tests import clusters
-from tests.clusters import ROOT, deploy, recorded_pids
+from tests.clusters import ROOT, deploy, recorded_data, recorded_pids
 from tests.servers import memcached_server, redis_server
 
 # Every session store whose servers the session-wide fixtures below start
@@ -132,21 +133,25 @@ def cluster(tmp_path):
     started = []
 
     def up(instances=2, sessions="redis", presence="redis", lb="roundrobin", db="sqlite", state_dir=None,
-           env=None, server=web.DEFAULT):
+           env=None, server=web.DEFAULT, topology=()):
         """state_dir: a folder relative to the checkout, as a person would type it.
-        env: site settings for every instance. server: deploy/web.py's choice."""
+        env: site settings for every instance. server: deploy/web.py's choice.
+        topology: more `up` options, e.g. ("--redis", "sentinel")."""
         state_dir = state_dir or tmp_path / f"cluster{len(started)}"
         started.append(state_dir)
         settings = [f"--env={name}={value}" for name, value in (env or {}).items()]
         return clusters.up(state_dir, "--instances", str(instances), "--sessions", sessions,
-                           "--presence", presence, "--lb", lb, "--db", db, "--server", server, *settings)
+                           "--presence", presence, "--lb", lb, "--db", db, "--server", server, *settings, *topology)
 
     yield up
-    left = []
+    left, folders = [], []
     for state_dir in started:
         pids = recorded_pids(ROOT / state_dir)
+        data = recorded_data(ROOT / state_dir)
         deploy(state_dir, "down", check=False)
         left += [pid for pid in pids if alive(pid)]
+        folders += [folder for folder in data if Path(folder).exists()]
         if not state_dir.is_absolute():
             shutil.rmtree(ROOT / state_dir, ignore_errors=True)
     assert not left, f"down left processes running: {left}"
+    assert not folders, f"down left data folders: {folders}"

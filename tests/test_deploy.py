@@ -214,7 +214,7 @@ def test_postgres_cluster(cluster):
     ada = Browser()
     assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
     assert ada.get(f"{c.url}/api/me").json()["username"] == "ada"
-    assert {s["name"] for s in c.status()["stores"]} == {"postgres", "redis"}
+    assert {s["name"]: s["role"] for s in c.status()["stores"]} == {"pg1": "primary", "redis1": "primary"}
 
 
 @pytest.mark.timeout(400)
@@ -233,7 +233,8 @@ def test_sixteen_instances_on_postgres_start_and_serve(cluster):
         statuses = [status for statuses in pool.map(burst, ports) for status in statuses]
     assert statuses == [200] * 16 * sizing.THREADS
     assert Browser().get(f"{c.url}/readyz").status == 200
-    with psycopg.connect(stores.postgres_url(layout.load(c.state_dir).stores["postgres"])) as db:
+    (postgres,) = [node for node in layout.load(c.state_dir).stores.values() if node["kind"] == "postgres"]
+    with psycopg.connect(stores.postgres_url(postgres)) as db:
         allowed = int(db.execute("SHOW max_connections").fetchone()[0])
         used = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
     assert allowed >= 16 * sizing.DB_CONNECTIONS_PER_INSTANCE + sizing.DB_HEADROOM

@@ -77,7 +77,7 @@ def test_a_paused_redis_gets_fast_503s_at_the_rate_requests_come(cluster, sessio
     assert ada.sign_up(site, "ada", PASSWORD).status == 302
     call = lambda: ada.request(method, f"{site}{path}")  # noqa: E731
     assert call().status == 200
-    redis_pid = next(s["pid"] for s in c.status()["stores"] if s["name"] == "redis")
+    redis_pid = next(s["pid"] for s in c.status()["stores"] if s["kind"] == "redis")
 
     os.killpg(redis_pid, signal.SIGSTOP)
     try:

@@ -140,7 +140,7 @@ def test_a_redis_outage_stops_all_acting_until_it_is_back(cluster):
     c = cluster(instances=2, env=TIMINGS)
     first = wait_for(lambda: holder(c), timeout=30, what="a lease holder")
     first_url = instance_url(c, first)
-    redis_pid = next(s["pid"] for s in c.status()["stores"] if s["name"] == "redis")
+    redis_pid = next(s["pid"] for s in c.status()["stores"] if s["name"] == "redis1")
 
     os.killpg(redis_pid, signal.SIGSTOP)
     paused_at = time.time()

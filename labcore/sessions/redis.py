@@ -1,8 +1,10 @@
 """Sessions in Redis, through django-redis."""
 
-from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.backends.base import CreateError, UpdateError
 
+from labcore.connections import RedisTarget
 from labcore.health import check_cache
+from labcore.replicas import confirmed_write
 from labcore.sessions.cache import SESSION_RACES
 from labcore.sessions.cache import SessionStore as CacheStore
 from labcore.stores import store_errors
@@ -10,14 +12,25 @@ from labcore.stores import store_errors
 
 class SessionStore(CacheStore):
     def save(self, must_create=False):
-        if must_create or self.session_key is None:
-            return super().save(must_create)
+        if self.session_key is None:
+            return self.create()
         # Django's cache engine reads a session before rewriting it, to fail
-        # if it vanished meanwhile: two round trips. SET XX does both in one.
+        # if it vanished meanwhile: two round trips. SET XX does both in one,
+        # and SET NX creates. With REDIS_SYNC, WAIT follows on the same
+        # connection, so a login or a session write is acknowledged only
+        # once that many replicas have it (labcore/replicas.py).
+        client = self._cache.client
         with store_errors("redis", expected=SESSION_RACES):
-            written = self._cache.set(self.cache_key, self._get_session(), self.get_expiry_age(), xx=True)
+            written = confirmed_write(
+                client.get_client(write=True), self._target(), "set",
+                client.make_key(self.cache_key), client.encode(self._get_session(no_load=must_create)),
+                ex=max(1, int(self.get_expiry_age())), nx=must_create, xx=not must_create,
+            )
         if not written:
-            raise UpdateError
+            raise CreateError if must_create else UpdateError
+
+    def _target(self):
+        return self._cache.client._options.get("REDIS_TARGET") or RedisTarget("", 0)
 
     def stored_bytes(self):
         """Bytes Redis keeps for this session."""

@@ -1,0 +1,564 @@
+"""Store topologies: a server alone, or replicated with a way to fail over.
+
+A kind of server (deploy/stores.py) says how to run one node; a topology
+says how many nodes there are and who follows whom:
+
+- Redis `single`: one node, `redis1`. Redis `sentinel`: a primary `redis1`,
+  replicas `redis2`.. following it, and three Sentinels (`sentinel1`..) that
+  watch it, agree (quorum 2) that it is down after DOWN_AFTER_MS without an
+  answer, and promote a replica. The site asks the Sentinels for the primary
+  (labcore/connections.py). With `redis_sync` k, every node refuses writes
+  unless k replicas are connected and at most MAX_LAG seconds behind
+  (min-replicas-to-write), and the site WAITs for k replicas after each
+  session write.
+- PostgreSQL: a primary `pg1` and `pg_standbys` standbys, each a
+  pg_basebackup of it, streaming its WAL. `pg_sync` is `off` (asynchronous)
+  or "ANY k" / "FIRST k": synchronous_standby_names, with
+  synchronous_commit=on, so a commit returns once k standbys have flushed
+  it. Nothing promotes on its own: `promote` does (the standby that
+  received the most WAL).
+
+Every node is named; `redis:primary` and `pg:primary` name whichever node
+is the primary now, asked of the stores themselves, never remembered.
+
+Credentials: every Redis node and every Sentinel asks for the cluster's one
+Redis password (`requirepass`; `masterauth` on every node, since any may
+become a replica; `sentinel auth-pass` for the Sentinels), and the site
+passes it to both. Standbys stream as the PostgreSQL role `replicator`
+(deploy/stores.py), with its own password, which deploy also uses to watch,
+reload and promote; each node's record carries the passwords, so a node
+started again gets the same ones.
+"""
+
+import re
+import shutil
+import signal
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+from psycopg import sql
+
+from deploy import stores
+from deploy.processes import (
+    PRIVATE_UMASK,
+    DeployError,
+    port_open,
+    require,
+    running,
+    signal_group,
+    spawn,
+    stop,
+    wait_for,
+    write_private,
+)
+
+SENTINELS = 3
+QUORUM = 2
+SERVICE = "lab"  # the name the Sentinels give the primary they watch
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 3000
+MAX_LAG = 2  # seconds a replica may be behind and still count for min-replicas-to-write
+# Seconds a PostgreSQL commit may wait for its synchronous standbys before the site cancels the
+# wait and answers 503 (labcore/postgresql/base.py): a healthy commit waits milliseconds.
+COMMIT_TIMEOUT = 2
+MAX_REDIS_REPLICAS = len(range(30, 40)) - 1
+MAX_PG_STANDBYS = len(range(45, 52)) - 1
+PREFIX = {"redis": "redis", "postgres": "pg"}  # node names; other kinds keep their kind's name
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How each kind of server is laid out: saved in the cluster record."""
+
+    redis: str = "single"  # or "sentinel"
+    redis_replicas: int = 2  # with sentinel
+    redis_sync: int = 0  # replicas that must confirm a session write (WAIT) and be connected to write
+    pg_standbys: int = 0
+    pg_sync: str = "off"  # or "ANY k" / "FIRST k"
+
+    def check(self):
+        if self.redis not in ("single", "sentinel"):
+            raise DeployError(f"--redis {self.redis!r} is not one of: single, sentinel")
+        replicas = self.redis_replicas if self.redis == "sentinel" else 0
+        if self.redis == "sentinel" and not 1 <= replicas <= MAX_REDIS_REPLICAS:
+            raise DeployError(f"--redis-replicas must be between 1 and {MAX_REDIS_REPLICAS}, not {replicas}")
+        if not 0 <= self.redis_sync <= replicas:
+            raise DeployError(f"--redis-sync {self.redis_sync} needs that many replicas (--redis sentinel "
+                              f"--redis-replicas), and the cluster has {replicas}")
+        if not 0 <= self.pg_standbys <= MAX_PG_STANDBYS:
+            raise DeployError(f"--pg-standbys must be between 0 and {MAX_PG_STANDBYS}, not {self.pg_standbys}")
+        method, count = pg_sync_parts(self.pg_sync)
+        if method and not 1 <= count <= self.pg_standbys:
+            raise DeployError(f"--pg-sync {self.pg_sync!r} needs at least {count or 1} standbys "
+                              f"(--pg-standbys), and the cluster has {self.pg_standbys}")
+        return self
+
+    @classmethod
+    def of(cls, record):
+        return cls(**(record or {}))
+
+    def record(self):
+        return asdict(self)
+
+
+def pg_sync_parts(text):
+    """ "off" -> (None, 0); "ANY 2" -> ("ANY", 2); DeployError otherwise."""
+    if text.strip().lower() in ("off", "async", ""):
+        return None, 0
+    method, _, count = text.strip().upper().partition(" ")
+    if method not in ("ANY", "FIRST") or not count.strip().isdigit():
+        raise DeployError(f"--pg-sync wants off, \"ANY k\" or \"FIRST k\", not {text!r}")
+    return method, int(count)
+
+
+def nodes(kinds, topology, port_of):
+    """[(name, kind, port)] of every store node, primaries first; port_of(kind, index) -> port."""
+    planned = []
+    for kind in kinds:
+        if kind == "redis":
+            count = 1 + (topology.redis_replicas if topology.redis == "sentinel" else 0)
+            planned += [(f"redis{n + 1}", "redis", port_of("redis", n)) for n in range(count)]
+            if topology.redis == "sentinel":
+                planned += [(f"sentinel{n + 1}", "sentinel", port_of("sentinel", n)) for n in range(SENTINELS)]
+        elif kind == "postgres":
+            planned += [(f"pg{n + 1}", "postgres", port_of("postgres", n)) for n in range(1 + topology.pg_standbys)]
+        else:
+            planned.append((kind, kind, port_of(kind, 0)))
+    return planned
+
+
+# Starting
+
+
+def start_all(cluster, kinds, port_of):
+    """Start every node of these kinds, replicas following their primary; record each in cluster.stores."""
+    topology = Topology.of(cluster.topology)
+    planned = nodes(kinds, topology, port_of)
+    # One password per kind and cluster: every node of the kind (replicas, Sentinels) shares it.
+    redis_password = stores.new_password()
+    for name, kind, port in planned:
+        if kind == "redis":
+            primary = None if name == "redis1" else planned_port(planned, "redis1")
+            record = start_redis_node(cluster, name, port, redis_password, primary)
+        elif kind == "sentinel":
+            record = start_sentinel(cluster.path, name, port, planned_port(planned, "redis1"), redis_password)
+        elif kind == "postgres" and name == "pg1":
+            record = stores.start_postgres(port=port, state_dir=cluster.path, password=stores.new_password(),
+                                           durable=cluster.durable, name=name, config=postgres_config(name))
+            if topology.pg_standbys:
+                cluster.stores[name] = {"kind": kind, **record}  # recorded first: `down` stops it if this fails
+                cluster.save()
+                if _postgres_sql(record, port, _alter_system("synchronous_standby_names",
+                                                             standby_names(topology))) is None:
+                    raise DeployError(f"{name} refused synchronous_standby_names; see: python -m deploy logs {name}")
+        elif kind == "postgres":
+            record = start_standby(cluster, name, port, cluster.stores["pg1"])
+        else:
+            record = stores.KINDS[kind].start(port=port, state_dir=cluster.path, password=stores.new_password(),
+                                              durable=cluster.durable)
+        cluster.stores[name] = {"kind": kind, **record}
+        cluster.save()
+    if topology.redis == "sentinel" and "redis" in kinds:
+        _wait_redis_ready(planned, redis_password)
+    if topology.pg_standbys and "postgres" in kinds:
+        pg1 = cluster.stores["pg1"]
+        wait_for(lambda: _streaming(pg1) >= topology.pg_standbys, timeout=60,
+                 what=f"{topology.pg_standbys} standbys streaming from pg1")
+        # Set before the base backups (so every standby has it when promoted), in force only now:
+        # earlier, commits would have waited for standbys that did not exist yet.
+        _postgres_sql(pg1, pg1["port"], "SELECT pg_reload_conf()")
+
+
+def planned_port(planned, name):
+    return next(port for node, _, port in planned if node == name)
+
+
+def start_redis_node(cluster, name, port, password, primary_port=None):
+    """A Redis node alone, or a primary or replica of the Sentinel topology, in a folder of its own."""
+    topology = Topology.of(cluster.topology)
+    if topology.redis != "sentinel":
+        return stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
+                                  name=name)
+    folder = cluster.path / name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Redis loads a dump.rdb it finds at start, persistence or not: a
+    # restarted node must come back as empty as a Redis without disk.
+    (folder / "dump.rdb").unlink(missing_ok=True)
+    record = stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
+                                name=name, folder=folder, args=redis_args(topology, primary_port))
+    return {**record, "data": str(folder)}
+
+
+def redis_args(topology, primary_port=None):
+    # The full copy travels over the socket both ways, never through a file.
+    args = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--repl-diskless-load", "swapdb",
+            "--repl-ping-replica-period", "1", "--replica-read-only", "yes"]
+    if topology.redis_sync:
+        args += ["--min-replicas-to-write", str(topology.redis_sync), "--min-replicas-max-lag", str(MAX_LAG)]
+    if primary_port:
+        args += ["--replicaof", "127.0.0.1", str(primary_port)]
+    return args
+
+
+def start_sentinel(state_dir, name, port, primary_port, password):
+    """Start a Sentinel with its own config file (Sentinel rewrites it with what it learns).
+
+    It asks its clients and its peers for the Redis password (`requirepass`),
+    and gives it to the nodes it watches (`auth-pass`); the file is 0600.
+    """
+    folder = Path(state_dir) / name
+    config = folder / "sentinel.conf"
+    if not config.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(config,
+            f"port {port}\nbind 127.0.0.1\ndir {folder}\nrequirepass {password}\n"
+            f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} {QUORUM}\n"
+            f"sentinel auth-pass {SERVICE} {password}\n"
+            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {SERVICE} 1\n"
+        )
+    binary = require("redis-server", "redis-server")
+    (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+    record = spawn([binary, str(config), "--sentinel"], log_path=Path(state_dir) / "logs" / f"{name}.log")
+    wait_for(lambda: port_open(port) or not running(record), timeout=30, what=f"{name} on port {port}")
+    if not running(record):
+        raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
+    return {"port": port, **record, "data": str(folder), "password": password}
+
+
+def _wait_redis_ready(planned, password):
+    replicas = [port for name, kind, port in planned if kind == "redis" and name != "redis1"]
+    sentinels = [port for _, kind, port in planned if kind == "sentinel"]
+
+    def replicas_in_sync():
+        return all(_redis_info(port, password).get("master_link_status") == "up" for port in replicas)
+
+    def sentinels_agree():
+        for port in sentinels:
+            try:
+                with _redis(port, password) as client:
+                    state = client.sentinel_master(SERVICE)
+            except redis.RedisError:
+                return False
+            if state["num-other-sentinels"] < SENTINELS - 1 or state["num-slaves"] < len(replicas):
+                return False
+        return True
+
+    wait_for(replicas_in_sync, timeout=30, what="the Redis replicas to copy the primary")
+    # Sentinels find each other through the primary, announcing themselves every 2 s.
+    wait_for(sentinels_agree, timeout=30, what="the Sentinels to know each other and every replica")
+
+
+def postgres_config(name):
+    return (
+        "\n# deploy/replication.py\n"
+        f"cluster_name = '{name}'\n"  # a standby's walreceiver reports it as application_name
+        "wal_keep_size = '512MB'\n"
+        "synchronous_commit = on\n"
+        "hot_standby = on\n"
+        "wal_log_hints = on\n"
+    )
+
+
+def standby_names(topology):
+    method, count = pg_sync_parts(topology.pg_sync)
+    return f"{method} {count} (*)" if method else ""
+
+
+def start_standby(cluster, name, port, primary):
+    """A standby: a base backup of the primary (its record), streaming from it as `replicator`.
+
+    Its record carries the primary's passwords: the same roles, copied.
+    """
+    folder = stores.postgres_folder(name)
+    data = folder / "data"
+    user = stores.postgres_user()
+    try:
+        done = subprocess.run(
+            [stores.postgres_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary["port"]),
+             "-U", stores.REPLICATION_ROLE, "-w", "-D", data, "-X", "stream", "--checkpoint=fast",
+             *([] if cluster.durable else ["--no-sync"])],
+            capture_output=True, text=True, timeout=300, user=user, umask=PRIVATE_UMASK,
+            # The password in the environment of this one child, never on a command line.
+            env={"PATH": "/usr/bin:/bin", "PGPASSWORD": primary["replication_password"]},
+        )
+        if done.returncode:
+            raise DeployError(f"pg_basebackup for {name} failed: {done.stderr.strip()[-300:]}")
+        conf = data / "postgresql.conf"
+        conf.write_text(re.sub(r"^cluster_name = .*$", f"cluster_name = '{name}'", conf.read_text(), flags=re.M))
+        signal_file = data / "standby.signal"
+        signal_file.touch()
+        if user:
+            shutil.chown(signal_file, user)
+        _follow(data, name, primary["port"], primary["replication_password"])
+        record = stores.run_postgres(folder, port=port, state_dir=cluster.path, name=name, durable=cluster.durable)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return {**record, "password": primary["password"], "replication_password": primary["replication_password"]}
+
+
+def _streaming(primary):
+    rows = _postgres_sql(primary, primary["port"],
+                         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+    return rows[0][0] if rows else 0
+
+
+# Asking the stores
+
+
+def _redis(port, password):
+    return redis.Redis(port=port, password=password, socket_timeout=0.5, socket_connect_timeout=0.5,
+                       decode_responses=True)
+
+
+def _redis_info(port, password):
+    try:
+        with _redis(port, password) as client:
+            return client.info("replication")
+    except redis.RedisError:
+        return {}
+
+
+def _postgres_sql(credentials, port, statement, params=None):
+    """Run one statement on a node in autocommit, as `replicator` (the password from credentials, a node's record).
+
+    Its rows, or None if it does not answer.
+    """
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user=stores.REPLICATION_ROLE,
+                             password=credentials["replication_password"], dbname="postgres", connect_timeout=2,
+                             autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    except psycopg.Error:
+        return None
+
+
+def _alter_system(parameter, value):
+    # A literal, not a bound parameter: PostgreSQL binds parameters in queries only, never in ALTER SYSTEM.
+    return sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(parameter), sql.Literal(value))
+
+
+def role(kind, record):
+    """What the node (its record) says it is now: primary, replica, standby, sentinel, or down."""
+    port = record["port"]
+    if kind == "redis":
+        answer = _redis_info(port, record["password"]).get("role")
+        return {"master": "primary", "slave": "replica"}.get(answer, "down")
+    if kind == "sentinel":
+        try:
+            with _redis(port, record["password"]) as client:
+                return "sentinel" if client.ping() else "down"
+        except redis.RedisError:
+            return "down"
+    if kind == "postgres":
+        rows = _postgres_sql(record, port, "SELECT pg_is_in_recovery()")
+        return "down" if rows is None else ("standby" if rows[0][0] else "primary")
+    return "primary" if running(record) else "down"
+
+
+def sentinel_primary_port(cluster):
+    """The port of the node the Sentinels name as primary now, or None if none answers."""
+    for record in _nodes_of(cluster, "sentinel").values():
+        try:
+            with _redis(record["port"], record["password"]) as client:
+                address = client.sentinel_get_master_addr_by_name(SERVICE)
+        except redis.RedisError:
+            continue
+        if address:
+            return int(address[1])
+    return None
+
+
+def resolve(cluster, name):
+    """A node's name; `redis:primary` and `pg:primary` become the node that is primary now."""
+    if name not in ("redis:primary", "pg:primary"):
+        return name
+    kind = "redis" if name == "redis:primary" else "postgres"
+    candidates = _nodes_of(cluster, kind)
+    if kind == "redis" and Topology.of(cluster.topology).redis == "sentinel":
+        port = sentinel_primary_port(cluster)
+        found = [node for node, record in candidates.items() if record["port"] == port]
+    else:
+        found = [node for node, record in candidates.items() if role(kind, record) == "primary"]
+    if not found:
+        raise DeployError(f"no {kind} node is primary now; see: python -m deploy status")
+    return found[0]
+
+
+def _nodes_of(cluster, kind):
+    return {name: record for name, record in cluster.stores.items() if kind_of(name, record) == kind}
+
+
+def kind_of(name, record):
+    return record.get("kind", name)
+
+
+def rows(cluster):
+    """status's `stores`: every node with its role, as the node itself reports it."""
+    return [
+        {"name": name, "kind": kind_of(name, record), "role": role(kind_of(name, record), record)
+         if running(record) else "down", "port": record["port"], "socket": record.get("socket"),
+         "pid": record["pid"], "alive": running(record)}
+        for name, record in cluster.stores.items()
+    ]
+
+
+# Breaking and mending
+
+
+def stop_signal(kind):
+    # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
+    return stores.KINDS[kind].stop_signal if kind in stores.KINDS else signal.SIGTERM
+
+
+def stop_all(cluster):
+    """Stop every store node (Sentinels first, so they do not fail over while the rest stop); remove data."""
+    order = sorted(cluster.stores.items(), key=lambda item: kind_of(*item) != "sentinel")
+    for name, record in order:
+        if running(record):
+            signal_group(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
+        stop(record, sig=stop_signal(kind_of(name, record)))
+        if "data" in record:
+            shutil.rmtree(record["data"], ignore_errors=True)
+
+
+def kill(cluster, name):
+    record = cluster.stores[name]
+    if not running(record):
+        raise DeployError(f"{name} is not running")
+    signal_group(record["pid"], signal.SIGCONT)
+    stop(record, sig=signal.SIGKILL)
+
+
+def pause(cluster, name, *, resume=False):
+    record = cluster.stores[name]
+    if not running(record):
+        raise DeployError(f"{name} is not running")
+    signal_group(record["pid"], signal.SIGCONT if resume else signal.SIGSTOP)
+
+
+def start(cluster, name):
+    """Start a stopped node again, as what the topology needs it to be now.
+
+    A Redis node comes back as a replica of the Sentinels' primary, unless
+    the Sentinels still name it primary (they have not noticed it died):
+    then it comes back as that primary, empty, and its replicas copy the
+    emptiness. A PostgreSQL node that another one replaced as primary comes
+    back as a standby of the new one, from a fresh base backup, never as a
+    second primary.
+    """
+    record = cluster.stores[name]
+    kind = kind_of(name, record)
+    if running(record):
+        raise DeployError(f"{name} is already running (pid {record['pid']})")
+    topology = Topology.of(cluster.topology)
+    if kind == "redis":
+        primary = sentinel_primary_port(cluster) if topology.redis == "sentinel" else None
+        follow = primary if primary and primary != record["port"] else None
+        new = start_redis_node(cluster, name, record["port"], record["password"], follow)
+    elif kind == "sentinel":
+        new = start_sentinel(cluster.path, name, record["port"], None, record["password"])
+    elif kind == "postgres":
+        new = _start_postgres_node(cluster, name, record)
+    else:
+        if "data" in record:  # memcached's folder: a new one comes with the new process
+            shutil.rmtree(record["data"], ignore_errors=True)
+        new = stores.KINDS[kind].start(port=record["port"], state_dir=cluster.path, password=record.get("password"),
+                                       durable=cluster.durable)
+    cluster.stores[name] = {"kind": kind, **new}
+    cluster.save()
+
+
+def _start_postgres_node(cluster, name, record):
+    others = {node: r for node, r in _nodes_of(cluster, "postgres").items() if node != name}
+    primary = next((r for r in others.values() if role("postgres", r) == "primary"), None)
+    credentials = {"password": record["password"], "replication_password": record["replication_password"]}
+    again = {"port": record["port"], "state_dir": cluster.path, "name": name, "durable": cluster.durable}
+    if primary is None:
+        # Nobody replaced it: it recovers its own data and goes on as what it was.
+        return {**stores.run_postgres(record["data"], **again), **credentials}
+    was_standby = (stores.postgres_data(record) / "standby.signal").exists()
+    if was_standby:
+        _follow(stores.postgres_data(record), name, primary["port"], record["replication_password"])
+        return {**stores.run_postgres(record["data"], **again), **credentials}
+    # It was a primary: its WAL may hold commits the new primary never had, so
+    # it cannot simply follow. A fresh copy (pg_rewind would copy less).
+    shutil.rmtree(record["data"], ignore_errors=True)
+    return start_standby(cluster, name, record["port"], primary)
+
+
+def conninfo(primary_port, name, replication_password):
+    """A standby's primary_conninfo: it streams as `replicator`, named for synchronous_standby_names."""
+    return (f"host=127.0.0.1 port={primary_port} user={stores.REPLICATION_ROLE} "
+            f"password={replication_password} application_name={name}")
+
+
+def _follow(data, name, primary_port, replication_password):
+    # postgresql.auto.conf is in the 0700 data folder, like the server's own secrets.
+    auto = Path(data) / "postgresql.auto.conf"
+    lines = [line for line in auto.read_text().splitlines() if not line.startswith("primary_conninfo")]
+    lines.append(f"primary_conninfo = '{conninfo(primary_port, name, replication_password)}'")
+    auto.write_text("\n".join(lines) + "\n")
+
+
+def promote(cluster):
+    """Promote the standby that received the most WAL; the others follow it. Return its name."""
+    nodes_ = _nodes_of(cluster, "postgres")
+    if not nodes_:
+        raise DeployError("this cluster has no PostgreSQL")
+    live_primary = [n for n, r in nodes_.items() if running(r) and role("postgres", r) == "primary"]
+    if live_primary:
+        raise DeployError(f"{live_primary[0]} is still a running primary; kill it first "
+                          f"(python -m deploy kill pg:primary), or there would be two")
+    received = {}
+    for node, record in nodes_.items():
+        rows_ = _postgres_sql(record, record["port"], "SELECT pg_last_wal_receive_lsn() - '0/0'::pg_lsn")
+        if rows_ and rows_[0][0] is not None:
+            received[node] = rows_[0][0]
+    if not received:
+        raise DeployError("no standby answers; nothing to promote")
+    chosen = max(received, key=received.get)
+    new = nodes_[chosen]
+    _postgres_sql(new, new["port"], "SELECT pg_promote(true, 60)")
+    wait_for(lambda: role("postgres", new) == "primary", timeout=60, what=f"{chosen} to become primary")
+    for node in received:
+        if node != chosen:
+            record = nodes_[node]
+            follow = conninfo(new["port"], node, record["replication_password"])
+            _postgres_sql(record, record["port"], _alter_system("primary_conninfo", follow))
+            _postgres_sql(record, record["port"], "SELECT pg_reload_conf()")
+    return chosen
+
+
+def store_env(cluster):
+    """The site settings that point the instances at the cluster's stores."""
+    env = {}
+    topology = Topology.of(cluster.topology)
+    for kind in dict.fromkeys(kind_of(n, r) for n, r in cluster.stores.items()):
+        if kind not in stores.KINDS:
+            continue
+        group = _nodes_of(cluster, kind)
+        first = next(iter(group.values()))
+        env[stores.KINDS[kind].variable] = stores.KINDS[kind].url(first)
+        if kind == "postgres" and pg_sync_parts(topology.pg_sync)[0]:
+            env["DATABASE_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
+        if kind == "postgres" and len(group) > 1:
+            # Every node, for libpq to try in turn (target_session_attrs=read-write): the site
+            # finds the primary wherever it is, without a restart.
+            env["DATABASE_FAILOVER_HOSTS"] = ",".join(f"127.0.0.1:{r['port']}" for r in list(group.values())[1:])
+    if topology.redis == "sentinel" and _nodes_of(cluster, "sentinel"):
+        env["REDIS_SENTINELS"] = ",".join(f"127.0.0.1:{r['port']}" for r in _nodes_of(cluster, "sentinel").values())
+        env["REDIS_SERVICE"] = SERVICE
+        env["REDIS_SENTINEL_PASSWORD"] = next(iter(_nodes_of(cluster, "sentinel").values()))["password"]
+        env["REDIS_SYNC"] = str(topology.redis_sync)
+    return env
+
+
+SITE_VARIABLES = ("DATABASE_COMMIT_TIMEOUT", "DATABASE_FAILOVER_HOSTS", "REDIS_SENTINELS", "REDIS_SERVICE",
+                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC")

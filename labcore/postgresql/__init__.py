@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, with commits bounded in time (see base.py)."""
