@@ -66,6 +66,13 @@ def main(argv=None):
     servers.add_argument("--connections", type=int, default=8)
     servers.add_argument("--port", type=int, default=8200)
     servers.add_argument("--out", type=Path, default=Path("results") / "bench-servers")
+    against = commands.add_parser("bench-against", help="the memory poll mix of this checkout against an older commit")
+    against.add_argument("ref", help="a commit, tag or branch of this repository")
+    against.add_argument("--rounds", type=int, default=4)
+    against.add_argument("--seconds", type=int, default=5)
+    against.add_argument("--connections", type=int, default=8)
+    against.add_argument("--server", default="gthread:8", help="how this checkout's instance is served")
+    against.add_argument("--out", type=Path, default=Path("results") / "bench-against")
     sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
     presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
@@ -95,6 +102,8 @@ def main(argv=None):
             return run_bench_servers(args)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "bench-against":
+            return run_bench_against(args)
         if args.command == "bench-sessions":
             return run_micro("sessions", args.stores.split(","), None)
         if args.command == "bench-posts":
@@ -254,6 +263,22 @@ def run_bench_servers(args):
     for r in rows:
         print(f"| {r['server']} | {r['ceiling_rps']:.0f} | {r['direct_rps']:.0f} | {_spread(r['direct_to_ceiling'])} "
               f"| {r['direct_p50_ms']:.2f} | {r['direct_p99_ms']:.2f} | {r['lb_rps']:.0f} |")
+    return 0
+
+
+def run_bench_against(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = _bench.bench_against(args.ref, rounds=args.rounds, seconds=args.seconds,
+                                  connections=args.connections, out=args.out, server=args.server)
+    print(f"memory stores, poll mix, one instance each; wrk, {args.connections} connections, {args.rounds} "
+          f"rounds of {args.seconds} s, alternating; medians (ratio: median and min-max of the rounds)")
+    print(f"| path | {args.ref} req/s | this req/s | this / {args.ref} | {args.ref} p99 ms | this p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for path, label in (("direct", "straight to the instance"), ("lb", "through HAProxy")):
+        row = report[path]
+        print(f"| {label} | {row['rps'][args.ref]:.0f} | {row['rps']['this']:.0f} | {_spread(row['ratio'])} "
+              f"| {row['p99_ms'][args.ref]:.1f} | {row['p99_ms']['this']:.1f} |")
+    print(f"figures: {args.out / 'against.json'}")
     return 0
 
 

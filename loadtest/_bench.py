@@ -143,7 +143,11 @@ def _answers(url):
 
 
 def _log_in(url):
-    """Sign up the bench user and return the cookies and the cursor wrk needs."""
+    """Sign up the bench user, post 20 messages, and return the cookies and the cursor wrk needs.
+
+    The cursor is the last message's id, so every poll of the mix finds
+    nothing new, as most of a chat page's polls do.
+    """
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(f"{url}/accounts/signup/", timeout=10).read()
@@ -157,7 +161,7 @@ def _log_in(url):
         body = json.dumps({"text": f"message {n}", "client_id": f"00000000-0000-4000-8000-{n:012d}"}).encode()
         request = urllib.request.Request(f"{url}/api/rooms/bench/messages", data=body, headers=headers)
         last = json.load(urllib.request.urlopen(request, timeout=10))["id"]
-    return {"BENCH_COOKIE": cookie, "BENCH_CSRF": csrf, "BENCH_AFTER": str(last - 5)}
+    return {"BENCH_COOKIE": cookie, "BENCH_CSRF": csrf, "BENCH_AFTER": str(last)}
 
 
 def _wrk(url, script, env, seconds, connections):
@@ -321,3 +325,71 @@ def post_cost(databases, repeat):
                 raise DeployError(f"post benchmark on {row.name} failed: {done.stderr.strip()[-800:]}")
             figures.append(json.loads(done.stdout))
         return figures
+
+
+def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT):
+    """The memory poll mix of this checkout against commit `ref`'s, one instance each, in rounds A B A B.
+
+    `ref` is checked out into a temporary git worktree with a virtualenv of
+    its own (its dependencies as it declared them) and started by its own
+    `python -m deploy`; both instances are hit straight and through their
+    HAProxy, in alternating order, so each round gives a ratio.
+    """
+    require("wrk", "wrk")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-against-"))
+    tree, scripts = scratch / "tree", scratch
+    (scripts / "poll.lua").write_text(POLL_MIX)
+    old_python = tree / ".venv" / "bin" / "python"
+    old_state, new_state = out / "clusters" / "against", out / "clusters" / "this"
+    new = old = None
+    try:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
+                       check=True, capture_output=True, text=True, timeout=120)
+        print(f"installing {ref} into its own virtualenv", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(tree / ".venv")], check=True, timeout=300)
+        installed = subprocess.run([str(old_python), "-m", "pip", "install", "-q", "-e", str(tree)],
+                                   capture_output=True, text=True, timeout=900)
+        if installed.returncode:
+            raise DeployError(f"installing {ref} failed: {installed.stderr.strip()[-800:]}")
+        print(f"starting {ref}'s cluster and this checkout's", file=sys.stderr)
+        old_argv = [str(old_python), "-m", "deploy", "--state-dir", str(old_state)]
+        subprocess.run([*old_argv, "up", "--instances", "1", "--sessions", "memory", "--presence", "memory",
+                        "--port", str(layout.free_base_port()),
+                        *[f"--env={name}={value}" for name, value in BENCH_ENV.items()]],
+                       cwd=tree, check=True, capture_output=True, text=True, timeout=300)
+        old = json.loads(subprocess.run([*old_argv, "status", "--json"], cwd=tree, check=True,
+                                        capture_output=True, text=True, timeout=60).stdout)
+        old = {"lb": old["url"], "direct": f"http://127.0.0.1:{old['instances'][0]['port']}"}
+        cluster = deploy.up(instances=1, sessions="memory", presence="memory", server=server,
+                            port=layout.free_base_port(), env=BENCH_ENV, durable=DURABLE,
+                            state_dir=new_state)
+        new = {"lb": cluster.url, "direct": f"http://127.0.0.1:{cluster.instances['app1']['port']}"}
+        targets = {ref: old, "this": new}
+        sessions = {name: _log_in(urls["lb"]) for name, urls in targets.items()}
+        results = {name: {"direct": [], "lb": []} for name in targets}
+        for round_number in range(rounds):
+            order = [ref, "this"] if round_number % 2 == 0 else ["this", ref]
+            for name in order:
+                print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
+                for path in ("direct", "lb"):
+                    results[name][path].append(
+                        _wrk(targets[name][path], scripts / "poll.lua", sessions[name], seconds, connections))
+    finally:
+        if new:
+            deploy.down(new_state)
+        if old_python.exists():
+            subprocess.run([str(old_python), "-m", "deploy", "--state-dir", str(old_state), "down"], cwd=tree,
+                           capture_output=True, timeout=120)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = {"against": ref, "server": server, "rounds": rounds, "seconds": seconds, "connections": connections,
+              "raw": results}
+    for path in ("direct", "lb"):
+        report[path] = {
+            "rps": {name: _median([run["rps"] for run in results[name][path]]) for name in targets},
+            "p99_ms": {name: _median([run["p99_ms"] for run in results[name][path]]) for name in targets},
+            "ratio": _spread([a["rps"] / b["rps"] for a, b in zip(results["this"][path], results[ref][path])]),
+        }
+    (out / "against.json").write_text(json.dumps(report, indent=1))
+    return report
