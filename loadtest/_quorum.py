@@ -433,8 +433,7 @@ def etcd_losses(*, members=5, tries=20, timeout=0.5):
         state = Path(tempfile.mkdtemp(prefix="etcd-loss-"))
         cluster = []
         try:
-            cluster = etcd.start_members(client_ports=[free_port() for _ in range(members)],
-                                         peer_ports=[free_port() for _ in range(members)], state_dir=state)
+            cluster = etcd.start_members(etcd.on_loopback([free_port() for _ in range(members)], state), state)
             victims = sorted(cluster, key=lambda m: m["name"] != etcd.leader(cluster))[:gone]
             for member in victims:
                 stop(member, sig=signal.SIGKILL)
