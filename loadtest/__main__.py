@@ -80,12 +80,15 @@ def main(argv=None):
     quorum.add_argument("--fault", choices=("kill", "pause"), default="kill")
     quorum.add_argument("--read-repair", action="store_true")
     quorum.add_argument("--out", type=Path, default=Path("results") / "quorum")
-    losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed")
-    losses.add_argument("--via", choices=("members", "site"), default="members",
-                        help="members: etcd's own calls; site: logins and session reads and writes through "
-                             "the deployed site (deploy up --sessions etcd)")
+    losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed, "
+                                                   "or split 2 | 3")
+    losses.add_argument("--mode", choices=("members", "site", "partition"), default="members",
+                        help="members: etcd's own calls with members killed; site: logins and session reads and "
+                             "writes through the deployed site (deploy up --sessions etcd); partition: a 2 | 3 "
+                             "split between members in network namespaces")
     losses.add_argument("--members", type=int, default=5)
-    losses.add_argument("--tries", type=int, help="requests of each kind per row (default: 20 members, 10 site)")
+    losses.add_argument("--tries", type=int,
+                        help="requests of each kind per row (default: 10 through the site, else 20)")
     losses.add_argument("--out", type=Path, default=Path("results") / "etcd-loss")
     args = parser.parse_args(argv)
     try:
@@ -203,7 +206,13 @@ def run_quorum(args):
 
 def run_etcd_losses(args):
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.via == "members":
+    if args.mode == "partition":
+        splits = _etcd.partition_splits(members=args.members, tries=args.tries or 20)
+        (args.out / "partition.json").write_text(json.dumps(splits, indent=1))
+        print(_etcd.split_table(splits))
+        print("\n" + _etcd.split_timings(splits))
+        return 0
+    if args.mode == "members":
         rows = _etcd.member_losses(members=args.members, tries=args.tries or 20)
         (args.out / "members.json").write_text(json.dumps(rows, indent=1))
         print(_etcd.member_table(rows))

@@ -16,6 +16,7 @@
 """
 
 import json
+import secrets
 import shutil
 import signal
 import tempfile
@@ -31,7 +32,7 @@ import etcd3gw
 import etcd3gw.exceptions
 
 from deploy import cluster as deploy
-from deploy import etcd
+from deploy import etcd, netns
 from deploy.layout import free_base_port, free_port
 from deploy.processes import stop, wait_for
 from deploy.replication import Topology
@@ -73,24 +74,26 @@ def member_losses(*, members=5, tries=20, timeout=0.5):
     return rows
 
 
-def _etcd_calls(client, tries):
+def _etcd_calls(client, tries, prefix="quorum"):
+    """tries writes (keys prefix/0..), linearizable reads and serializable reads: how many answered, how fast."""
     calls = {
-        "write": lambda n: client.put(f"quorum/{n}", "v"),
-        "linearizable read": lambda n: client.get("quorum/0"),
-        "serializable read": lambda n: client.get("quorum/0", serializable=True),
+        "write": lambda n: client.put(f"{prefix}/{n}", "v"),
+        "linearizable read": lambda n: client.get(f"{prefix}/0"),
+        "serializable read": lambda n: client.get(f"{prefix}/0", serializable=True),
     }
     figures = {}
     for name, call in calls.items():
-        ok, ms = 0, []
+        answered, ms = [], []
         for n in range(tries):
             started = time.perf_counter()
             try:
                 call(n)
-                ok += 1
+                answered.append(n)
             except etcd3gw.exceptions.Etcd3Exception:
                 pass
             ms.append((time.perf_counter() - started) * 1000)
-        figures[name] = {"ok": ok, "tries": tries, "p50_ms": _ms(percentile(ms, 0.5))}
+        figures[name] = {"ok": len(answered), "tries": tries, "p50_ms": _ms(percentile(ms, 0.5)),
+                         "answered": answered}
     return figures
 
 
@@ -101,7 +104,8 @@ def member_table(rows):
     for r in rows:
         cells = [f"{r[k]['ok']}/{r[k]['tries']} ok, {r[k]['p50_ms']:g} ms"
                  for k in ("write", "linearizable read", "serializable read")]
-        lines.append(f"| {r['gone']} | {'yes' if r['majority'] else 'no'} | " + " | ".join(cells) + " |")
+        killed = f"{r['gone']}" + (" (the leader)" if r["gone"] == 1 else "")
+        lines.append(f"| {killed} | {'yes' if r['majority'] else 'no'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -311,3 +315,114 @@ def _site_cell(t):
     if t["other"]:
         parts.append(f"other answers: {', '.join(map(str, t['other']))}")
     return "; ".join(parts)
+
+
+# A partition between the members
+
+
+def partition_splits(*, members=5, tries=20, timeout=0.5):
+    """A 2 | 3 split of a fresh cluster, twice: the leader on the small side, then on the large side.
+
+    Each member runs in a network namespace of its own (deploy/netns.py);
+    the cut drops packets between the two sides, silently, while this
+    process (the clients' side, in the root namespace) still reaches every
+    member. During the split: how long until the large side has a leader
+    and the small side has none, then etcd's calls through a member of each
+    side. After healing: how long until every member follows one leader, and
+    whether every write each side acknowledged (and nothing else) is there.
+    """
+    reason = netns.available()
+    if reason:
+        raise RuntimeError(f"the partition needs network namespaces: {reason}")
+    return [_split(members=members, tries=tries, timeout=timeout, leader_side=side) for side in ("small", "large")]
+
+
+def _split(*, members, tries, timeout, leader_side):
+    prefix = f"lab{secrets.token_hex(3)}"
+    state = Path(tempfile.mkdtemp(prefix="etcd-split-"))
+    cluster = []
+    try:
+        network = netns.create(prefix, secrets.randbelow(256), [f"etcd{n}" for n in range(1, members + 1)])
+        planned = etcd.plan([((network.address(name), CLIENT_PORT), (network.address(name), PEER_PORT))
+                             for name in network.nodes], state)
+        for member in planned:
+            member["exec"] = network.exec_prefix(member["name"])
+        cluster = etcd.start_members(planned, state)
+        old_leader = etcd.leader(cluster)
+        followers = [m["name"] for m in cluster if m["name"] != old_leader]
+        small = [old_leader, followers[0]] if leader_side == "small" else followers[:members // 2]
+        sides = {"small": [m for m in cluster if m["name"] in small],
+                 "large": [m for m in cluster if m["name"] not in small]}
+
+        cut = time.monotonic()
+        netns.partition(network, small, [m["name"] for m in sides["large"]])
+        new_leader = wait_for(lambda: etcd.leader(sides["large"]), timeout=30, what="a leader on the large side")
+        elected_s = time.monotonic() - cut
+        wait_for(lambda: etcd.leader(sides["small"]) is None, timeout=30, what="no leader on the small side")
+        leaderless_s = time.monotonic() - cut
+        # Each side is asked through a member that was a follower before the cut.
+        asked = {side: next(m for m in group if m["name"] != old_leader) for side, group in sides.items()}
+        during = {side: {"members": [m["name"] for m in group], "roles": [etcd.role(m) for m in group],
+                         "asked": asked[side]["name"],
+                         **_etcd_calls(_client(asked[side], timeout), tries, prefix=side)}
+                  for side, group in sides.items()}
+
+        netns.heal(network)
+        healed = time.monotonic()
+        after_leader = wait_for(lambda: _one_leader(cluster), timeout=30, what="every member to follow one leader")
+        rejoined_s = time.monotonic() - healed
+        reader = _client(sides["small"][0], timeout=5)  # a member of the small side, read through the leader
+        found = {side: sorted(int(meta["key"].decode().rpartition("/")[2])
+                              for _, meta in reader.get_prefix(f"{side}/")) for side in sides}
+        return {"members": members, "leader_side": leader_side, "old_leader": old_leader,
+                "new_leader": new_leader, "leader_elected_s": round(elected_s, 2),
+                "small_side_leaderless_s": round(leaderless_s, 2), "during": during,
+                "rejoined_s": round(rejoined_s, 2), "leader_after_heal": after_leader,
+                "found_after_heal": found}
+    finally:
+        for member in cluster:
+            stop(member, sig=signal.SIGKILL)
+        netns.destroy(prefix)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+CLIENT_PORT, PEER_PORT = 2379, 2380  # etcd's own: each member has a namespace, and an address, of its own
+
+
+def _client(member, timeout):
+    return etcd3gw.client(host=member["host"], port=member["port"], timeout=timeout)
+
+
+def _one_leader(cluster):
+    """The leader's name if every member names the same one, else None."""
+    seen = [etcd.status(m) for m in cluster]
+    leaders = {s["leader"] for s in seen if s}
+    if len(leaders) != 1 or None in leaders or not all(seen):
+        return None
+    return next(m["name"] for m, s in zip(cluster, seen) if s["member"] == s["leader"])
+
+
+def split_table(splits):
+    lines = ["| leader before the cut | side: members (role during the split) | writes | linearizable reads "
+             "| serializable reads | after healing: acknowledged writes found | unacknowledged writes found |",
+             "|---|---|---|---|---|---|---|"]
+    for split in splits:
+        for side, seen in split["during"].items():
+            members = ", ".join(f"{n}{'*' if n == seen['asked'] else ''} ({r})"
+                                for n, r in zip(seen["members"], seen["roles"]))
+            cells = [f"{seen[k]['ok']}/{seen[k]['tries']} ok, {seen[k]['p50_ms']:g} ms"
+                     for k in ("write", "linearizable read", "serializable read")]
+            acknowledged, found = set(seen["write"]["answered"]), set(split["found_after_heal"][side])
+            lines.append(f"| {split['old_leader']}, on the {split['leader_side']} side | {side}: {members} | "
+                         + " | ".join(cells) + f" | {len(acknowledged & found)} of {len(acknowledged)} | "
+                         f"{len(found - acknowledged)} of {seen['write']['tries'] - len(acknowledged)} |")
+    return "\n".join(lines) + "\n\n* the member asked (a follower before the cut)"
+
+
+def split_timings(splits):
+    return "\n".join(
+        f"leader on the {s['leader_side']} side ({s['old_leader']}): the large side elected {s['new_leader']} "
+        f"{s['leader_elected_s']} s after the cut; the small side had no leader after "
+        f"{s['small_side_leaderless_s']} s; "
+        f"healed, every member followed {s['leader_after_heal']} {s['rejoined_s']} s later"
+        for s in splits)
