@@ -1,18 +1,20 @@
-"""etcd under loss: what a 5-member majority store still does with members killed.
+"""etcd under loss: what a 5-member majority store still does with members killed, or cut off.
 
-`python -m loadtest etcd-loss` looks from two places:
+`python -m loadtest etcd-loss --mode`:
 
-- `--via members` (the default): a fresh etcd cluster per row, the leader and
+- `members` (the default): a fresh etcd cluster per row, the leader and
   then other members killed, and etcd's own calls through a member still
   alive: writes, linearizable reads (through the leader) and serializable
   reads (the member's local copy).
-- `--via site`: the deployed site (`deploy up --sessions etcd`), over HTTP
+- `site`: the deployed site (`deploy up --sessions etcd`), over HTTP
   through HAProxy, as users see it. One cluster; members are killed one at
   a time, the leader first; per row, logins, session reads and session
   writes, each by a different user, one request at a time. A read is stale
   if it returns an older counter than the last write acknowledged to that
   user. At the end the killed members are started again and every user's
   counter is read back: an acknowledged write that is not there is lost.
+- `partition`: a 2 | 3 split between members, each in a network namespace
+  of its own (deploy/netns.py); see `partition_splits`.
 """
 
 import json
