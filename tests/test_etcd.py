@@ -13,7 +13,8 @@ import etcd3gw
 import pytest
 from django.test import Client
 
-from deploy.processes import wait_for
+from deploy.processes import DeployError, wait_for
+from deploy.replication import Topology
 from tests.conftest import use_stores
 from tests.http import Browser
 from tests.servers import EtcdCluster
@@ -102,6 +103,12 @@ def test_a_session_keeps_one_lease_and_logout_leaves_none(etcd_sessions, django_
     assert len(leases()) == 1
     assert ada.post("/accounts/logout/").status_code == 302
     assert leases() == []
+
+
+@pytest.mark.parametrize("members", [1, 2, 4, 9])
+def test_deploy_takes_3_5_or_7_members(members):
+    with pytest.raises(DeployError, match="--etcd-members must be one of 3, 5, 7"):
+        Topology(etcd_members=members).check()
 
 
 def etcd_roles(c):
