@@ -35,6 +35,8 @@ def main(argv=None):
                     help="replicas that must confirm each session write (WAIT), and be connected for any write")
     up.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
     up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
+    up.add_argument("--etcd-members", type=int, default=3,
+                    help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
     up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
     up.add_argument("--no-durable", dest="durable", action="store_false",
@@ -46,8 +48,8 @@ def main(argv=None):
 
     kill = commands.add_parser("kill", help="crash an instance or a store node (SIGKILL), or stop an instance "
                                             "gracefully")
-    kill.add_argument("name", help="app1.., or a store node: redis1.., sentinel1.., pg1.., redis:primary, "
-                                   "pg:primary")
+    kill.add_argument("name", help="app1.., or a store node: redis1.., sentinel1.., pg1.., etcd1.., "
+                                   "redis:primary, pg:primary, etcd:leader")
     kill.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
                       help="TERM: drain it from the load balancer first; no request fails")
 
@@ -85,7 +87,8 @@ def run(args):
             lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
             durable=args.durable,
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
-                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync),
+                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
+                              etcd_members=args.etcd_members),
             **where,
         )
         print(f"site:            {up.url}/")

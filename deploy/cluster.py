@@ -340,7 +340,7 @@ def _wait_serving(cluster):
 
 
 def _store_node(cluster, name):
-    """The store node `name` means (resolving redis:primary and pg:primary), or None for an instance."""
+    """The store node `name` means (resolving redis:primary, pg:primary, etcd:leader), or None for an instance."""
     node = replication.resolve(cluster, name)
     return node if node in cluster.stores else None
 

@@ -1,53 +1,81 @@
-"""An etcd cluster on loopback: N members, each a process with its own data folder.
+"""An etcd cluster: N members, each a process with its own data folder.
 
 Raft: a write is committed once a majority of the members has it, and
 without a majority nothing is written or read. A member that is started
 again with its data folder rejoins as it was.
+
+This is the one place members are started, asked and restarted: by
+`deploy up --sessions etcd` (deploy/replication.py), by the tests and by
+`python -m loadtest etcd-loss`. A member is a dict, saved as it is in the
+cluster's record: its name (etcd1..), where it listens for clients
+(`host`, `port`) and for its peers (`peer_host`, `peer_port`), its data
+folder, the cluster it was born into, and `exec`, an argv prefix that runs
+it elsewhere (inside a network namespace: deploy/netns.py).
+
+On loopback a member listens for clients on 127.0.0.1:port and for its
+peers on 127.0.0.2 at the same port number: one port per member, so seven
+members fit a cluster's eight etcd slots (deploy/layout.py).
 """
 
 import json
 import secrets
+import shutil
 import signal
 import urllib.request
 from pathlib import Path
 
-from deploy.processes import port_open, require, spawn, stop, wait_for
+from deploy.processes import DeployError, port_open, require, running, spawn, stop, wait_for
+
+CLIENTS, PEERS = "127.0.0.1", "127.0.0.2"
+SIZES = (3, 5, 7)  # odd: a fourth or sixth member adds no loss the cluster survives
 
 
-def member_urls(ports):
-    return {f"etcd{n}": f"http://127.0.0.1:{port}" for n, port in enumerate(ports, start=1)}
-
-
-def start_members(*, client_ports, peer_ports, state_dir):
-    """Start one member per pair of ports; return their records once a leader is elected."""
-    peers = member_urls(peer_ports)
-    initial = ",".join(f"{name}={url}" for name, url in peers.items())
+def plan(endpoints, state_dir):
+    """Members etcd1.. of a new cluster, one per ((host, port) for clients, (host, port) for peers)."""
+    names = [f"etcd{n}" for n in range(1, len(endpoints) + 1)]
+    initial = ",".join(f"{name}=http://{peer[0]}:{peer[1]}" for name, (_, peer) in zip(names, endpoints))
     token = secrets.token_hex(8)  # a cluster of its own: members of another never join it
-    members = []
+    return [{"name": name, "host": client[0], "port": client[1], "peer_host": peer[0], "peer_port": peer[1],
+             "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token, "exec": []}
+            for name, (client, peer) in zip(names, endpoints)]
+
+
+def on_loopback(ports, state_dir):
+    """Members listening on these ports: clients on 127.0.0.1, peers on 127.0.0.2."""
+    return plan([((CLIENTS, port), (PEERS, port)) for port in ports], state_dir)
+
+
+def start_members(members, state_dir):
+    """Start every member; return their records (member and process) once a leader is elected."""
+    started = []
     try:
-        for (name, peer_url), port, peer_port in zip(peers.items(), client_ports, peer_ports):
-            member = {"name": name, "port": port, "peer_port": peer_port,
-                      "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token}
-            members.append({**member, **start_member(member, state_dir)})
         for member in members:
-            wait_for(lambda: port_open(member["port"]), timeout=30,
-                     what=f"{member['name']} on port {member['port']}")
-        wait_for(lambda: leader(members), timeout=30, what="an etcd leader")
+            started.append({**member, **start_member(member, state_dir, wait=False)})
+        for member in started:
+            _wait_listening(member)
+        wait_for(lambda: leader(started), timeout=30, what="an etcd leader")
     except BaseException:
-        for member in members:
+        for member in started:
             stop(member, sig=signal.SIGKILL)
+            shutil.rmtree(member["data"], ignore_errors=True)
         raise
-    return members
+    return started
 
 
-def start_member(member, state_dir):
-    """Start (or start again, with its data) one member; return its process record."""
+def start_member(member, state_dir, *, wait=True):
+    """Start (or start again, with its data) one member; return its process record.
+
+    wait: until it listens for clients. It serves only once a majority of
+    its cluster runs, so a new cluster's first member waits for the others.
+    """
     binary = require("etcd", "etcd-server")
-    client_url, peer_url = f"http://127.0.0.1:{member['port']}", f"http://127.0.0.1:{member['peer_port']}"
+    client_url = f"http://{member['host']}:{member['port']}"
+    peer_url = f"http://{member['peer_host']}:{member['peer_port']}"
     argv = [
-        binary, "--name", member["name"], "--data-dir", member["data"],
+        *member["exec"], binary, "--name", member["name"], "--data-dir", member["data"],
         "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+        # Read at a member's first start only; one started again reads its data folder.
         "--initial-cluster", member["initial_cluster"], "--initial-cluster-token", member["token"],
         "--initial-cluster-state", "new",
         # etcd's defaults for one data centre: a heartbeat every 100 ms, an
@@ -55,14 +83,29 @@ def start_member(member, state_dir):
         "--heartbeat-interval", "100", "--election-timeout", "1000",
         "--logger", "zap", "--log-level", "warn",
     ]
-    (Path(state_dir) / "logs").mkdir(parents=True, exist_ok=True)
-    return spawn(argv, log_path=Path(state_dir) / "logs" / f"{member['name']}.log")
+    (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+    record = spawn(argv, log_path=Path(state_dir) / "logs" / f"{member['name']}.log")
+    if wait:
+        try:
+            _wait_listening({**member, **record})
+        except BaseException:
+            stop(record, sig=signal.SIGKILL)
+            raise
+    return record
 
 
-def status(port, timeout=0.5):
+def _wait_listening(member):
+    name = member["name"]
+    wait_for(lambda: port_open(member["port"], member["host"]) or not running(member), timeout=30,
+             what=f"{name} on {member['host']}:{member['port']}")
+    if not running(member):
+        raise DeployError(f"{name} exited at start (its ports busy?); see its log, logs/{name}.log")
+
+
+def status(member, timeout=0.5):
     """A member's own view: its id and its leader's, or None if it does not answer."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v3/maintenance/status", data=b"{}",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"http://{member['host']}:{member['port']}/v3/maintenance/status",
+                                     data=b"{}", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.load(response)
@@ -71,14 +114,30 @@ def status(port, timeout=0.5):
     return {"member": answer["header"]["member_id"], "leader": answer.get("leader")}
 
 
-def role(port):
-    """'leader', 'follower' or 'down', as the member itself says now."""
-    seen = status(port)
+def role(member):
+    """What the member itself says it is now: 'leader', 'follower', 'candidate' (it knows no leader) or 'down'."""
+    seen = status(member)
     if seen is None:
         return "down"
+    if not seen["leader"]:
+        return "candidate"
     return "leader" if seen["member"] == seen["leader"] else "follower"
 
 
 def leader(members):
     """The name of the member that says it leads, or None."""
-    return next((m["name"] for m in members if role(m["port"]) == "leader"), None)
+    return next((m["name"] for m in members if role(m) == "leader"), None)
+
+
+def endpoints(members):
+    """ETCD_ENDPOINTS for the site: every member's client address, comma-separated."""
+    return ",".join(f"{m['host']}:{m['port']}" for m in members)
+
+
+def start_alone(*, port, state_dir, password=None, durable=True):
+    """One member, a cluster of its own, on loopback (deploy/stores.py's way to start a kind of server).
+
+    etcd has no password here (the gateway has no authentication without
+    TLS), and always syncs its log to disk, so both are unused.
+    """
+    return start_members(on_loopback([port], state_dir), state_dir)[0]

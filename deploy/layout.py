@@ -10,7 +10,9 @@ Ports are offsets from the load balancer's port, the cluster's base:
 | base + 30 to base + 59 | store nodes: a range of slots per kind of server |
 
 The store slots leave room for a kind's replicas, Sentinels, standbys and
-majority-store members. The load test and the tests ask these functions
+majority-store members. An etcd member takes one slot: it listens for
+clients on 127.0.0.1 and for its peers on 127.0.0.2, at the same port
+(deploy/etcd.py). The load test and the tests ask these functions
 instead of adding offsets themselves.
 """
 

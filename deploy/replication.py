@@ -17,9 +17,13 @@ says how many nodes there are and who follows whom:
   synchronous_commit=on, so a commit returns once k standbys have flushed
   it. Nothing promotes on its own: `promote` does (the standby that
   received the most WAL).
+- etcd: `etcd_members` members (3, 5 or 7), `etcd1`.., started together as
+  one Raft cluster (deploy/etcd.py). They elect their own leader; the site
+  is given every member and any of them serves.
 
-Every node is named; `redis:primary` and `pg:primary` name whichever node
-is the primary now, asked of the stores themselves, never remembered.
+Every node is named; `redis:primary`, `pg:primary` and `etcd:leader` name
+whichever node is the primary (the leader) now, asked of the stores
+themselves, never remembered.
 
 Credentials: every Redis node and every Sentinel asks for the cluster's one
 Redis password (`requirepass`; `masterauth` on every node, since any may
@@ -41,7 +45,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from deploy import stores
+from deploy import etcd, stores
 from deploy.processes import (
     PRIVATE_UMASK,
     DeployError,
@@ -78,6 +82,7 @@ class Topology:
     redis_sync: int = 0  # replicas that must confirm a session write (WAIT) and be connected to write
     pg_standbys: int = 0
     pg_sync: str = "off"  # or "ANY k" / "FIRST k"
+    etcd_members: int = 3
 
     def check(self):
         if self.redis not in ("single", "sentinel"):
@@ -94,6 +99,9 @@ class Topology:
         if method and not 1 <= count <= self.pg_standbys:
             raise DeployError(f"--pg-sync {self.pg_sync!r} needs at least {count or 1} standbys "
                               f"(--pg-standbys), and the cluster has {self.pg_standbys}")
+        if self.etcd_members not in etcd.SIZES:
+            raise DeployError(f"--etcd-members must be one of {', '.join(map(str, etcd.SIZES))}, "
+                              f"not {self.etcd_members}")
         return self
 
     @classmethod
@@ -125,6 +133,8 @@ def nodes(kinds, topology, port_of):
                 planned += [(f"sentinel{n + 1}", "sentinel", port_of("sentinel", n)) for n in range(SENTINELS)]
         elif kind == "postgres":
             planned += [(f"pg{n + 1}", "postgres", port_of("postgres", n)) for n in range(1 + topology.pg_standbys)]
+        elif kind == "etcd":
+            planned += [(f"etcd{n + 1}", "etcd", port_of("etcd", n)) for n in range(topology.etcd_members)]
         else:
             planned.append((kind, kind, port_of(kind, 0)))
     return planned
@@ -156,11 +166,15 @@ def start_all(cluster, kinds, port_of):
                     raise DeployError(f"{name} refused synchronous_standby_names; see: python -m deploy logs {name}")
         elif kind == "postgres":
             record = start_standby(cluster, name, port, cluster.stores["pg1"])
+        elif kind == "etcd":
+            continue  # all at once, below: a member serves only once a majority of them runs
         else:
             record = stores.KINDS[kind].start(port=port, state_dir=cluster.path, password=stores.new_password(),
                                               durable=cluster.durable)
         cluster.stores[name] = {"kind": kind, **record}
         cluster.save()
+    if "etcd" in kinds:
+        start_etcd(cluster, [port for _, kind, port in planned if kind == "etcd"])
     if topology.redis == "sentinel" and "redis" in kinds:
         _wait_redis_ready(planned, redis_password)
     if topology.pg_standbys and "postgres" in kinds:
@@ -170,6 +184,13 @@ def start_all(cluster, kinds, port_of):
         # Set before the base backups (so every standby has it when promoted), in force only now:
         # earlier, commits would have waited for standbys that did not exist yet.
         _postgres_sql(pg1, pg1["port"], "SELECT pg_reload_conf()")
+
+
+def start_etcd(cluster, ports):
+    """Start the etcd members on these ports, data in the state folder; record each once a leader is elected."""
+    for member in etcd.start_members(etcd.on_loopback(ports, cluster.path), cluster.path):
+        cluster.stores[member["name"]] = {"kind": "etcd", **member}
+    cluster.save()
 
 
 def planned_port(planned, name):
@@ -345,7 +366,8 @@ def _alter_system(parameter, value):
 
 
 def role(kind, record):
-    """What the node (its record) says it is now: primary, replica, standby, sentinel, or down."""
+    """What the node (its record) says it is now: primary, replica, standby, sentinel, or down;
+    an etcd member: leader, follower, candidate (it knows no leader) or down."""
     port = record["port"]
     if kind == "redis":
         answer = _redis_info(port, record["password"]).get("role")
@@ -359,6 +381,8 @@ def role(kind, record):
     if kind == "postgres":
         rows = _postgres_sql(record, port, "SELECT pg_is_in_recovery()")
         return "down" if rows is None else ("standby" if rows[0][0] else "primary")
+    if kind == "etcd":
+        return etcd.role(record)
     return "primary" if running(record) else "down"
 
 
@@ -376,7 +400,12 @@ def sentinel_primary_port(cluster):
 
 
 def resolve(cluster, name):
-    """A node's name; `redis:primary` and `pg:primary` become the node that is primary now."""
+    """A node's name; `redis:primary`, `pg:primary` and `etcd:leader` become the node that is it now."""
+    if name == "etcd:leader":
+        found = etcd.leader(_nodes_of(cluster, "etcd").values())
+        if found is None:
+            raise DeployError("no etcd member is leader now; see: python -m deploy status")
+        return found
     if name not in ("redis:primary", "pg:primary"):
         return name
     kind = "redis" if name == "redis:primary" else "postgres"
@@ -466,6 +495,9 @@ def start(cluster, name):
         new = start_sentinel(cluster.path, name, record["port"], None, record["password"])
     elif kind == "postgres":
         new = _start_postgres_node(cluster, name, record)
+    elif kind == "etcd":
+        # It rejoins with its data folder, as the member it was.
+        new = {**record, **etcd.start_member(record, cluster.path)}
     else:
         if "data" in record:  # memcached's folder: a new one comes with the new process
             shutil.rmtree(record["data"], ignore_errors=True)
@@ -545,7 +577,8 @@ def store_env(cluster):
             continue
         group = _nodes_of(cluster, kind)
         first = next(iter(group.values()))
-        env[stores.KINDS[kind].variable] = stores.KINDS[kind].url(first)
+        env[stores.KINDS[kind].variable] = (",".join(stores.KINDS[kind].url(r) for r in group.values())
+                                            if stores.KINDS[kind].every_node else stores.KINDS[kind].url(first))
         if kind == "postgres" and pg_sync_parts(topology.pg_sync)[0]:
             env["DATABASE_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
         if kind == "postgres" and len(group) > 1:

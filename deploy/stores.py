@@ -10,6 +10,10 @@ the 0600 cluster.json, handed to the site inside the URL), memcached listens
 on a UNIX socket only the site's user can open; as root, memcached and
 PostgreSQL run as users of their own.
 
+etcd is a kind too, but its members start together as one cluster
+(deploy/replication.py, deploy/etcd.py); its row starts a cluster of one,
+for the benchmarks' private servers.
+
 Redis runs without persistence: like a cache node that dies, a restarted
 Redis comes back empty. That is the store's own failure mode the lab shows.
 """
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import etcd
 from deploy.processes import PRIVATE_UMASK, DeployError, port_open, require, spawn, stop, wait_for, write_private
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
@@ -252,6 +257,7 @@ class Kind:
     variable: str  # the site setting that points at it
     url: Callable  # record -> that setting's value
     stop_signal: int = signal.SIGTERM
+    every_node: bool = False  # the setting lists every node's value, comma-separated (etcd's members)
 
 
 KINDS = {
@@ -261,4 +267,6 @@ KINDS = {
     # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
     "postgres": Kind(start_postgres, "DATABASE_URL", postgres_url,
                      stop_signal=signal.SIGINT),
+    # A cluster's members start together (deploy/replication.py); start_alone is a cluster of one.
+    "etcd": Kind(etcd.start_alone, "ETCD_ENDPOINTS", lambda record: etcd.endpoints([record]), every_node=True),
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _quorum, _report
+from loadtest import _bench, _capacity, _etcd, _quorum, _report
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -87,9 +87,16 @@ def main(argv=None):
     quorum.add_argument("--fault", choices=("kill", "pause"), default="kill")
     quorum.add_argument("--read-repair", action="store_true")
     quorum.add_argument("--out", type=Path, default=Path("results") / "quorum")
-    losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed")
+    losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed, "
+                                                   "or split 2 | 3")
+    losses.add_argument("--mode", choices=("members", "site", "partition"), default="members",
+                        help="members: etcd's own calls with members killed; site: logins and session reads and "
+                             "writes through the deployed site (deploy up --sessions etcd); partition: a 2 | 3 "
+                             "split between members in network namespaces")
     losses.add_argument("--members", type=int, default=5)
-    losses.add_argument("--out", type=Path, default=Path("results") / "quorum")
+    losses.add_argument("--tries", type=int,
+                        help="requests of each kind per row (default: 10 through the site, else 20)")
+    losses.add_argument("--out", type=Path, default=Path("results") / "etcd-loss")
     args = parser.parse_args(argv)
     try:
         if args.command == "etcd-loss":
@@ -207,10 +214,27 @@ def run_quorum(args):
 
 
 def run_etcd_losses(args):
-    rows = _quorum.etcd_losses(members=args.members)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "etcd-loss.json").write_text(json.dumps(rows, indent=1))
-    print(_quorum.etcd_table(rows))
+    if args.mode == "partition":
+        splits = _etcd.partition_splits(members=args.members, tries=args.tries or 20)
+        (args.out / "partition.json").write_text(json.dumps(splits, indent=1))
+        print(_etcd.split_table(splits))
+        print("\n" + _etcd.split_timings(splits))
+        return 0
+    if args.mode == "members":
+        rows = _etcd.member_losses(members=args.members, tries=args.tries or 20)
+        (args.out / "members.json").write_text(json.dumps(rows, indent=1))
+        print(_etcd.member_table(rows))
+        return 0
+    report = _etcd.site_losses(members=args.members, tries=args.tries or 10, state_dir=args.out / "cluster")
+    (args.out / "site.json").write_text(json.dumps(report, indent=1))
+    print(_etcd.site_table(report))
+    loss = report["leader_loss"]
+    print(f"\nafter the leader's kill: the first session read served {loss['served_after_s']} s later; "
+          f"{loss['failed']} failed before it ({loss['failed_etcd_503']} of them 503s naming etcd, "
+          f"the slowest {loss['failed_max_ms']} ms)")
+    print(f"killed members started again: {report['lost_after_restart']} of {report['writers']} users had lost "
+          f"an acknowledged session write ({report['acknowledged_writes']} acknowledged in all)")
     return 0
 
 

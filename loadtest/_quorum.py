@@ -38,13 +38,11 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-import etcd3gw
-import etcd3gw.exceptions
 import redis
 
-from deploy import etcd, stores
+from deploy import stores
 from deploy.layout import free_port
-from deploy.processes import running, signal_group, stop, wait_for
+from deploy.processes import running, signal_group, stop
 from labcore.connections import no_retry
 from loadtest._svg import series_chart
 
@@ -418,67 +416,3 @@ one acknowledged before it began. Command: <code>python -m loadtest quorum --sec
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 </body></html>
 """
-
-
-def etcd_losses(*, members=5, tries=20, timeout=0.5):
-    """What a real majority store still does with k = 0 .. majority of its members killed.
-
-    For each k: a fresh etcd cluster, the leader and then other members
-    killed, a wait for a new leader where one can be elected, then `tries`
-    writes, linearizable reads (through the leader) and serializable reads
-    (any member's local copy), each through the first member still alive.
-    """
-    rows = []
-    for gone in range(members // 2 + 2):
-        state = Path(tempfile.mkdtemp(prefix="etcd-loss-"))
-        cluster = []
-        try:
-            cluster = etcd.start_members(client_ports=[free_port() for _ in range(members)],
-                                         peer_ports=[free_port() for _ in range(members)], state_dir=state)
-            victims = sorted(cluster, key=lambda m: m["name"] != etcd.leader(cluster))[:gone]
-            for member in victims:
-                stop(member, sig=signal.SIGKILL)
-            survivors = [m for m in cluster if m not in victims]
-            majority = len(survivors) > members // 2
-            if majority:
-                wait_for(lambda: etcd.leader(survivors), timeout=30, what="a new etcd leader")
-            client = etcd3gw.client(port=survivors[0]["port"], timeout=timeout)
-            rows.append({"members": members, "gone": gone, "majority": majority,
-                         **_etcd_calls(client, tries)})
-        finally:
-            for member in cluster:
-                stop(member, sig=signal.SIGKILL)
-            shutil.rmtree(state, ignore_errors=True)
-    return rows
-
-
-def _etcd_calls(client, tries):
-    calls = {
-        "write": lambda n: client.put(f"quorum/{n}", "v"),
-        "linearizable read": lambda n: client.get("quorum/0"),
-        "serializable read": lambda n: client.get("quorum/0", serializable=True),
-    }
-    figures = {}
-    for name, call in calls.items():
-        ok, ms = 0, []
-        for n in range(tries):
-            started = time.perf_counter()
-            try:
-                call(n)
-                ok += 1
-            except etcd3gw.exceptions.Etcd3Exception:
-                pass
-            ms.append((time.perf_counter() - started) * 1000)
-        figures[name] = {"ok": ok, "tries": tries, "p50_ms": _median(ms)}
-    return figures
-
-
-def etcd_table(rows):
-    lines = [f"| members killed (of {rows[0]['members']}) | majority left | writes | linearizable reads "
-             "| serializable reads |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        cells = [f"{r[k]['ok']}/{r[k]['tries']} ok, {r[k]['p50_ms']:g} ms"
-                 for k in ("write", "linearizable read", "serializable read")]
-        lines.append(f"| {r['gone']} | {'yes' if r['majority'] else 'no'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -69,8 +69,8 @@ class EtcdCluster:
     def __init__(self, count):
         self._dir = tempfile.mkdtemp(prefix="lab-test-etcd-")
         try:
-            self.members = etcd.start_members(client_ports=[free_port() for _ in range(count)],
-                                              peer_ports=[free_port() for _ in range(count)], state_dir=self._dir)
+            self.members = etcd.start_members(etcd.on_loopback([free_port() for _ in range(count)], self._dir),
+                                              self._dir)
         except BaseException:
             shutil.rmtree(self._dir, ignore_errors=True)
             raise

@@ -1,17 +1,22 @@
 """Sessions in etcd, a majority store: they survive the loss of the leader, and nothing is written without a majority.
 
 Kept out of the per-store matrix in conftest (it starts its own etcd
-cluster, which the matrix's shared servers do not include).
+cluster, which the matrix's shared servers do not include). The first tests
+run the engine in process over a bare 3-member cluster; the last deploys
+the site with `python -m deploy up --sessions etcd` and breaks it with deploy.
 """
 
 import time
+import uuid
 
 import etcd3gw
 import pytest
 from django.test import Client
 
-from deploy.processes import wait_for
+from deploy.processes import DeployError, wait_for
+from deploy.replication import Topology
 from tests.conftest import use_stores
+from tests.http import Browser
 from tests.servers import EtcdCluster
 
 PASSWORD = "correct horse battery"
@@ -98,3 +103,34 @@ def test_a_session_keeps_one_lease_and_logout_leaves_none(etcd_sessions, django_
     assert len(leases()) == 1
     assert ada.post("/accounts/logout/").status_code == 302
     assert leases() == []
+
+
+@pytest.mark.parametrize("members", [1, 2, 4, 9])
+def test_deploy_takes_3_5_or_7_members(members):
+    with pytest.raises(DeployError, match="--etcd-members must be one of 3, 5, 7"):
+        Topology(etcd_members=members).check()
+
+
+def etcd_roles(c):
+    return {name: role for name, role in c.roles().items() if name.startswith("etcd")}
+
+
+def test_deployed_etcd_keeps_every_login_when_deploy_kills_its_leader(cluster):
+    c = cluster(instances=2, sessions="etcd")
+    roles = etcd_roles(c)
+    assert sorted(roles.values()) == ["follower", "follower", "leader"], roles
+    users = []
+    for _ in range(5):
+        browser = Browser()
+        assert browser.sign_up(c.url, f"u{uuid.uuid4().hex[:10]}", PASSWORD).status == 302  # logged in
+        users.append(browser)
+
+    old = next(name for name, role in roles.items() if role == "leader")
+    assert c.run("kill", "etcd:leader").stdout.strip() == f"{old} killed"
+    new = wait_for(lambda: next((n for n, r in etcd_roles(c).items() if r == "leader"), None), timeout=30,
+                   what="a new etcd leader")
+    assert new != old and etcd_roles(c)[old] == "down"
+    assert [u.get(f"{c.url}/api/me").status for u in users] == [200] * 5
+
+    c.run("start", old)  # it rejoins with its data, as a follower of the new leader
+    wait_for(lambda: etcd_roles(c)[old] == "follower", timeout=30, what=f"{old} back as a follower")
