@@ -180,10 +180,11 @@ def _drop(network, name, incoming, outgoing):
 
 
 def heal(network):
-    """Remove every partition."""
+    """Remove every partition (a namespace that is gone took its rules with it)."""
     for node in network.nodes.values():
         for chain in ("incoming", "outgoing"):
-            _run("ip", "netns", "exec", node["namespace"], "nft", "flush", "chain", "inet", TABLE, chain)
+            _run("ip", "netns", "exec", node["namespace"], "nft", "flush", "chain", "inet", TABLE, chain,
+                 check=False)
 
 
 def destroy(prefix):
@@ -193,11 +194,11 @@ def destroy(prefix):
     project, and it would keep the namespace alive without a name. Return how
     many namespaces there were.
     """
-    namespaces = [n for n in _namespaces() if n.startswith(f"{prefix}-")]
-    for namespace in namespaces:
+    found = namespaces(prefix)
+    for namespace in found:
         _remove(namespace)
     _run("ip", "link", "del", f"{prefix}br", check=False)
-    return len(namespaces)
+    return len(found)
 
 
 def _remove(namespace):
@@ -220,6 +221,17 @@ def destroy_all():
         if name.startswith(PREFIX) and name.endswith("br"):
             _run("ip", "link", "del", name, check=False)
     return len(namespaces)
+
+
+def namespaces(prefix):
+    """The namespaces named after prefix that exist now."""
+    return [n for n in _namespaces() if n.startswith(f"{prefix}-")]
+
+
+def rules(network, name):
+    """The partition rules inside node `name`'s namespace now, as nft lists them."""
+    listed = _run("ip", "netns", "exec", network.nodes[name]["namespace"], "nft", "list", "table", "inet", TABLE)
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip().endswith("drop")]
 
 
 def _namespaces():

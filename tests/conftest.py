@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.test import Client
 
 from chat import presence
-from deploy import web
+from deploy import netns, web
 from deploy.processes import alive
 from labcore import registry
 from labcore.config import store_settings
@@ -150,8 +150,9 @@ def cluster(tmp_path):
         data = recorded_data(ROOT / state_dir)
         deploy(state_dir, "down", check=False)
         left += [pid for pid in pids if alive(pid)]
+        left += netns.namespaces(netns.prefix_for((ROOT / state_dir).resolve()))
         folders += [folder for folder in data if Path(folder).exists()]
         if not state_dir.is_absolute():
             shutil.rmtree(ROOT / state_dir, ignore_errors=True)
-    assert not left, f"down left processes running: {left}"
+    assert not left, f"down left processes or namespaces: {left}"
     assert not folders, f"down left data folders: {folders}"
