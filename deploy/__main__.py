@@ -60,7 +60,9 @@ def main(argv=None):
     for verb, what in (("pause", "freeze an instance or store node (SIGSTOP)"), ("resume", "unfreeze it (SIGCONT)")):
         commands.add_parser(verb, help=what).add_argument("name")
 
-    commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
+    promote = commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
+    promote.add_argument("--force", action="store_true",
+                         help="even while the old primary runs: two primaries, as behind a partition")
 
     scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
     scale.add_argument("count", type=int)
@@ -118,7 +120,7 @@ def run(args):
         name = cluster.pause(args.name, resume=args.command == "resume", **where)
         print(f"{name} {'paused' if args.command == 'pause' else 'resumed'}")
     elif args.command == "promote":
-        print(f"{cluster.promote(**where)} is the primary now")
+        print(f"{cluster.promote(force=args.force, **where)} is the primary now")
     elif args.command == "scale":
         scaled = cluster.scale(args.count, **where)
         print(f"{len(scaled.instances)} instances: {', '.join(scaled.instances)}")

@@ -277,9 +277,12 @@ def _node_name(cluster, name):
     return resolved
 
 
-def promote(*, state_dir=DEFAULT_STATE_DIR):
-    """Promote the PostgreSQL standby that received the most WAL; return its name."""
-    return replication.promote(require_cluster(state_dir))
+def promote(*, force=False, state_dir=DEFAULT_STATE_DIR):
+    """Promote the PostgreSQL standby that received the most WAL; return its name.
+
+    force: even while the old primary still runs (behind a partition, say).
+    """
+    return replication.promote(require_cluster(state_dir), force=force)
 
 
 def scale(count, *, state_dir=DEFAULT_STATE_DIR):

@@ -542,13 +542,17 @@ def _follow(data, name, primary, replication_password):
     auto.write_text("\n".join(lines) + "\n")
 
 
-def promote(cluster):
-    """Promote the standby that received the most WAL; the others follow it. Return its name."""
+def promote(cluster, *, force=False):
+    """Promote the standby that received the most WAL; the others follow it. Return its name.
+
+    force: even while the old primary runs, as an operator (or a failover
+    tool) that cannot see it would: two primaries, the split brain.
+    """
     nodes_ = _nodes_of(cluster, "postgres")
     if not nodes_:
         raise DeployError("this cluster has no PostgreSQL")
     live_primary = [n for n, r in nodes_.items() if running(r) and role("postgres", r) == "primary"]
-    if live_primary:
+    if live_primary and not force:
         raise DeployError(f"{live_primary[0]} is still a running primary; kill it first "
                           f"(python -m deploy kill pg:primary), or there would be two")
     received = {}
