@@ -22,6 +22,19 @@ MATRIX_SERVERS = {"redis", "memcached"}
 SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= MATRIX_SERVERS]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", help="also run the long experiments (marked `long`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--long"):
+        return
+    skip = pytest.mark.skip(reason="a long run: pass --long to include it")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def closed_breakers():
     """Every test starts with its stores trusted: a store an earlier test broke is not this one's."""

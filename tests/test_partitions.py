@@ -7,6 +7,7 @@ cluster, also when a partition fails half-way or the record is gone.
 
 import secrets
 import sys
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from deploy import cluster as deploy_cluster
 from deploy import netns
 from deploy.layout import Cluster
 from deploy.processes import DeployError, alive, spawn, wait_for
+from loadtest import _split_brain
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
 MAJORITY = "redis2,redis3,sentinel2,sentinel3,app2"
@@ -71,3 +73,25 @@ def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
         netns.destroy(prefix)
     assert netns.namespaces(prefix) == []
     assert not alive(sleeper["pid"], sleeper["started"])  # a process left inside went with its namespace
+
+
+@pytest.mark.timeout(300)
+def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
+    started = time.monotonic()
+    result = _split_brain.run("redis", seconds=6, users_per_side=2, out=tmp_path)
+    assert time.monotonic() - started < 240
+    total = result["total"]
+    assert 0 <= total["writes_lost"] <= total["writes_acknowledged"]
+    assert result["sides"]["minority"]["writes_acknowledged"] > 0  # the old primary took writes on its side
+    assert result["marks"]["promoted"] is not None, "Sentinel promoted no replica on the majority side"
+    assert result["convergence_s"] >= 0
+    assert sum(result["timeline"]["majority acked"]) > 0
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("scenario", _split_brain.SCENARIOS)
+def test_the_split_brain_count_of_each_scenario(tmp_path, scenario):
+    result = _split_brain.run(scenario, seconds=20, users_per_side=6, out=tmp_path)
+    assert result["total"]["writes_acknowledged"] > 0
+    assert result["marks"]["promoted"] is not None
