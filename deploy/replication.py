@@ -180,8 +180,9 @@ def planned_port(planned, name):
 
 
 def _where(cluster, name):
-    """Where node `name` runs: its address, and how to run a command there."""
-    return {"host": cluster.host(name), "command": lambda argv, user: cluster.command(name, argv, user)}
+    """Where node `name` runs: its address, and (in a namespace) how to run a command there."""
+    inside = {"command": lambda argv, user: cluster.command(name, argv, user)} if cluster.network else {}
+    return {"host": cluster.host(name), **inside}
 
 
 def _placed(cluster, name):
