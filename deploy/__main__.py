@@ -39,6 +39,9 @@ def main(argv=None):
                     help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
     up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
+    up.add_argument("--netns", action="store_true",
+                    help="every store node and instance in a network namespace of its own, so that `partition` "
+                         "can cut them apart (needs root); HAProxy stays on loopback")
     up.add_argument("--no-durable", dest="durable", action="store_false",
                     help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
                          "an OS crash can lose acknowledged messages")
@@ -59,12 +62,24 @@ def main(argv=None):
     for verb, what in (("pause", "freeze an instance or store node (SIGSTOP)"), ("resume", "unfreeze it (SIGCONT)")):
         commands.add_parser(verb, help=what).add_argument("name")
 
-    commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
+    promote = commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
+    promote.add_argument("--force", action="store_true",
+                         help="even while the old primary runs: two primaries, as behind a partition")
 
     scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
     scale.add_argument("count", type=int)
 
+    cut = commands.add_parser("partition", help="cut nodes or instances off from the rest, silently (--netns)")
+    cut.add_argument("isolated", help="names, comma-separated: app1, redis1, sentinel2, pg1, redis:primary, ...")
+    cut.add_argument("--from", dest="others", default="",
+                     help="cut them off from these names only (default: from everything else)")
+    commands.add_parser("heal", help="remove every partition")
+
     commands.add_parser("down", help="stop everything `up` started")
+    clean = commands.add_parser("cleanup", help="remove the namespaces, links and partition rules of the cluster "
+                                                "in --state-dir, even with its record gone")
+    clean.add_argument("--all", dest="everything", action="store_true",
+                       help="those of every cluster on this machine")
 
     logs = commands.add_parser("logs", help="show an instance's (or a store's) log")
     logs.add_argument("name")
@@ -89,7 +104,7 @@ def run(args):
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                               pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
                               etcd_members=args.etcd_members),
-            **where,
+            namespaces=args.netns, **where,
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
@@ -108,16 +123,27 @@ def run(args):
         name = cluster.pause(args.name, resume=args.command == "resume", **where)
         print(f"{name} {'paused' if args.command == 'pause' else 'resumed'}")
     elif args.command == "promote":
-        print(f"{cluster.promote(**where)} is the primary now")
+        print(f"{cluster.promote(force=args.force, **where)} is the primary now")
     elif args.command == "scale":
         scaled = cluster.scale(args.count, **where)
         print(f"{len(scaled.instances)} instances: {', '.join(scaled.instances)}")
+    elif args.command == "partition":
+        made = cluster.partition(names(args.isolated), names(args.others), **where)
+        print(f"{', '.join(made['isolated'])} cut off from {', '.join(made['from']) or 'everything else'}")
+    elif args.command == "heal":
+        print(f"healed {cluster.heal(**where)} partitions")
+    elif args.command == "cleanup":
+        print(f"removed {cluster.cleanup(args.state_dir, everything=args.everything)} namespaces")
     elif args.command == "down":
         print("stopped" if cluster.down(**where) else "no cluster was up")
     elif args.command == "logs":
         path = cluster.log_path(args.name, **where)
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         print("\n".join(lines[-args.lines:]))
+
+
+def names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def parse_env(pairs):
@@ -136,6 +162,10 @@ def print_status(state, *, as_json):
         return
     print(f"site {state['url']}/  stats {state['stats_url']}  lb {state['lb']}  "
           f"sessions {state['sessions']}  presence {state['presence']}  db {state['db']}")
+    if state.get("network"):
+        print(f"network {state['network']}; partitions: "
+              + ("; ".join(f"{', '.join(p['isolated'])} | {', '.join(p['from']) or 'everything else'}"
+                           for p in state["partitions"]) or "none"))
     print(f"{'name':<10}{'port':>6}{'pid':>9}  {'alive':<7}{'lb_state'}")
     for row in state["instances"]:
         print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"

@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, replication, sizing, stores, web
+from deploy import haproxy, layout, netns, replication, sizing, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     PRIVATE_UMASK,
@@ -40,7 +40,8 @@ def require_cluster(state_dir):
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
-       db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, state_dir=DEFAULT_STATE_DIR):
+       db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
+       state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
@@ -48,6 +49,9 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     durable: False lets the databases lose acknowledged writes on an OS
     crash (PostgreSQL without fsync, SQLite synchronous=NORMAL), for benchmarks.
     topology: a deploy.replication.Topology (default: every store alone).
+    namespaces: every store node and instance in a network namespace of its
+    own, with an address of its own (deploy/netns.py), so that `partition`
+    can cut them apart; HAProxy stays on loopback.
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
@@ -64,6 +68,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
     require("haproxy", "haproxy")
     _check_ports(layout.ports(port, instances=instances, servers=wanted, topology=topology))
+    if namespaces and (reason := netns.available()):
+        raise DeployError(reason)
 
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
@@ -77,6 +83,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         (cluster.path / stale).unlink(missing_ok=True)
     cluster.save()
     try:
+        if namespaces:
+            _make_network(cluster, wanted, topology)
         _start_stores(cluster, wanted)
         _migrate(cluster)
         for number in range(1, instances + 1):
@@ -110,13 +118,25 @@ def down(state_dir=DEFAULT_STATE_DIR):
     """Stop everything `up` started; return the cluster that was up, or None."""
     cluster = load(state_dir)
     if cluster is None:
+        cleanup(state_dir)  # namespaces a lost record left behind
         return None
     stop(cluster.haproxy, timeout=5)
     for instance in cluster.instances.values():
         stop(instance, timeout=5)
     replication.stop_all(cluster)
+    cleanup(state_dir)
     (cluster.path / "cluster.json").unlink(missing_ok=True)
     return cluster
+
+
+def cleanup(state_dir=DEFAULT_STATE_DIR, *, everything=False):
+    """Remove the namespaces, links and partition rules of the cluster in state_dir, record or not.
+
+    everything: of every cluster this project made on this machine. Return how many namespaces.
+    """
+    if everything:
+        return netns.destroy_all()
+    return netns.destroy(netns.prefix_for(Path(state_dir).resolve()))
 
 
 def status(state_dir=DEFAULT_STATE_DIR):
@@ -136,10 +156,13 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "durable": cluster.durable,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
+        "network": cluster.net.subnet if cluster.network else None,
+        "partitions": cluster.partitions,
         "stores": replication.rows(cluster),
         "instances": [
             {
                 "name": name,
+                "host": cluster.host(name),
                 "port": i["port"],
                 "pid": i["pid"],
                 "alive": running(i),
@@ -204,9 +227,62 @@ def pause(name, *, resume=False, state_dir=DEFAULT_STATE_DIR):
     return name
 
 
-def promote(*, state_dir=DEFAULT_STATE_DIR):
-    """Promote the PostgreSQL standby that received the most WAL; return its name."""
-    return replication.promote(require_cluster(state_dir))
+def partition(isolated, others=(), *, state_dir=DEFAULT_STATE_DIR):
+    """Cut the nodes or instances `isolated` off from `others` (from everything else if empty), silently.
+
+    Names are resolved now (`redis:primary` is whichever node is primary at
+    this moment). Partitions add up until `heal`. Return the partition as
+    recorded: {"isolated": [...], "from": [...]}.
+    """
+    cluster = require_cluster(state_dir)
+    network = cluster.net
+    if network is None:
+        raise DeployError("this cluster runs on loopback; partitions need: python -m deploy up --netns")
+    isolated, others = [_node_name(cluster, n) for n in isolated], [_node_name(cluster, n) for n in others]
+    if not isolated:
+        raise DeployError("name at least one node or instance to cut off")
+    made = {"isolated": isolated, "from": others}
+    # Recorded before the rules exist: a failure half-way leaves nothing that `heal` does not know of.
+    cluster.partitions.append(made)
+    cluster.save()
+    try:
+        netns.partition(network, isolated, others)
+    except BaseException:
+        # Undo the rules it made so far: the earlier partitions stand, this one never happened.
+        netns.heal(network)
+        cluster.partitions.pop()
+        cluster.save()
+        for earlier in cluster.partitions:
+            netns.partition(network, earlier["isolated"], earlier["from"])
+        raise
+    return made
+
+
+def heal(*, state_dir=DEFAULT_STATE_DIR):
+    """Remove every partition; return how many there were."""
+    cluster = require_cluster(state_dir)
+    if cluster.net:
+        netns.heal(cluster.net)
+    count = len(cluster.partitions)
+    cluster.partitions = []
+    cluster.save()
+    return count
+
+
+def _node_name(cluster, name):
+    resolved = replication.resolve(cluster, name.strip())
+    if resolved not in cluster.net.nodes:
+        raise DeployError(f"no node or instance named {name!r}; the cluster has: "
+                          f"{', '.join([*cluster.stores, *cluster.instances])}")
+    return resolved
+
+
+def promote(*, force=False, state_dir=DEFAULT_STATE_DIR):
+    """Promote the PostgreSQL standby that received the most WAL; return its name.
+
+    force: even while the old primary still runs (behind a partition, say).
+    """
+    return replication.promote(require_cluster(state_dir), force=force)
 
 
 def scale(count, *, state_dir=DEFAULT_STATE_DIR):
@@ -259,6 +335,17 @@ def _check_ports(wanted):
             )
 
 
+def _make_network(cluster, wanted, topology):
+    """A namespace per store node with a port (memcached has a UNIX socket) and per instance slot."""
+    planned = replication.nodes(wanted, topology, lambda kind, index: layout.store_port(cluster.port, kind, index))
+    names = [name for name, kind, _ in planned if kind != "memcached"]
+    names += [f"app{n}" for n in range(1, MAX_INSTANCES + 1)]  # every slot: `scale` and HAProxy's config need them
+    prefix = netns.prefix_for(cluster.path)
+    netns.destroy(prefix)  # what a crashed run of this state folder left
+    cluster.network = netns.create(prefix, netns.free_net_number(), names).record()
+    cluster.save()
+
+
 def _start_stores(cluster, wanted):
     replication.start_all(cluster, wanted, lambda kind, index: layout.store_port(cluster.port, kind, index))
 
@@ -273,12 +360,13 @@ def _migrate(cluster):
 
 
 def _start_instance(cluster, name):
-    port = cluster.instance_port(name)
-    argv = web.argv(cluster.server, port=port)
+    port, host = cluster.instance_port(name), cluster.host(name)
+    argv = cluster.command(name, web.argv(cluster.server, port=port, host=host))
     record = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
     cluster.instances[name] = {"port": port, **record}
     cluster.save()
-    wait_for(lambda: _healthy(port) or not running(record), timeout=30, what=f"{name} on port {port}")
+    wait_for(lambda: _healthy(cluster.instance_url(name)) or not running(record), timeout=30,
+             what=f"{name} on {host}:{port}")
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
 
@@ -292,14 +380,14 @@ def _answers(url, timeout=1):
         return False
 
 
-def _healthy(port):
-    return _answers(f"http://127.0.0.1:{port}/healthz")
+def _healthy(instance_url):
+    return _answers(f"{instance_url}/healthz")
 
 
 def _start_haproxy(cluster):
     binary = require("haproxy", "haproxy")
     up_now = set(cluster.instances)
-    slots = [(f"app{n}", cluster.instance_port(f"app{n}"), f"app{n}" in up_now)
+    slots = [(f"app{n}", cluster.host(f"app{n}"), cluster.instance_port(f"app{n}"), f"app{n}" in up_now)
              for n in range(1, MAX_INSTANCES + 1)]
     config = cluster.path / "haproxy.cfg"
     write_private(
@@ -311,6 +399,7 @@ def _start_haproxy(cluster):
             pidfile=cluster.path / "haproxy.pid",
             lb=cluster.lb,
             slots=slots,
+            source=cluster.proxy_source,
         )
     )
     check = subprocess.run([binary, "-c", "-f", config], capture_output=True, text=True)

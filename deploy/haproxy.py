@@ -12,26 +12,26 @@ TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
 SOURCE_ADDRESS = "127.0.0.9"
 
 
-def render(*, port, stats_port, socket_path, pidfile, lb, slots):
+def render(*, port, stats_port, socket_path, pidfile, lb, slots, source=SOURCE_ADDRESS):
     """Return haproxy.cfg for a cluster.
 
-    `slots` lists (name, port, enabled) for every server HAProxy knows; the
+    `slots` lists (name, host, port, enabled) for every server HAProxy knows; the
     ones not running yet are declared disabled, so `scale` can bring them in
     through the runtime API without a reload.
     """
     sticky = lb == "sticky"
     servers = "\n".join(
-        f"    server {name} 127.0.0.1:{app_port}"
+        f"    server {name} {host}:{app_port}"
         + (f" cookie {name}" if sticky else "")
         + ("" if enabled else " disabled")
-        for name, app_port, enabled in slots
+        for name, host, app_port, enabled in slots
     )
     return Template(TEMPLATE.read_text()).substitute(
         port=port,
         stats_port=stats_port,
         socket=socket_path,
         pidfile=pidfile,
-        source=SOURCE_ADDRESS,
+        source=source,
         cookie="    cookie SERVERID insert indirect nocache\n" if sticky else "",
         servers=servers,
     )

@@ -23,7 +23,7 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploy import haproxy, replication, stores
+from deploy import haproxy, netns, replication, stores
 from deploy.processes import port_free
 from deploy.sizing import MAX_INSTANCES  # noqa: F401 (part of the layout)
 
@@ -38,6 +38,7 @@ STORE_SLOTS = {
     "etcd": range(52, 60),
 }
 BLOCK = 60  # ports from the base that a cluster may use
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass
@@ -61,6 +62,35 @@ class Cluster:
     stores: dict = field(default_factory=dict)
     topology: dict = field(default_factory=dict)  # deploy.replication.Topology, as a dict
     haproxy: dict = field(default_factory=dict)  # {"pid", "started"}
+    # With --netns: deploy.netns.Network, as a dict; every store node and instance in a namespace of its own.
+    network: dict = field(default_factory=dict)
+    partitions: list = field(default_factory=list)  # [{"isolated": [...], "from": [...]}], as made
+
+    @property
+    def net(self):
+        """The cluster's deploy.netns.Network, or None on loopback."""
+        return netns.Network(**self.network) if self.network else None
+
+    def host(self, name):
+        """The address node or instance `name` listens on: its namespace's, or loopback."""
+        net = self.net
+        return net.address(name) if net and name in net.nodes else LOOPBACK
+
+    def command(self, name, argv, user=None):
+        """argv as node or instance `name` runs it: inside its namespace, if it has one."""
+        net = self.net
+        if net and name in net.nodes:
+            return net.command(name, argv, user)
+        return [*map(str, argv)]
+
+    @property
+    def proxy_source(self):
+        """HAProxy's source address towards the instances, the one proxy they trust."""
+        return self.net.proxy_address if self.network else haproxy.SOURCE_ADDRESS
+
+    def instance_url(self, name):
+        """The instance's own address, past HAProxy: a client pinned to it."""
+        return f"http://{self.host(name)}:{self.instance_port(name)}"
 
     @property
     def url(self):
@@ -136,7 +166,7 @@ def site_env(cluster, name=None):
     """The environment of the cluster's instances (and of its migrate), for instance `name`."""
     env = {
         **os.environ,
-        "TRUSTED_PROXIES": haproxy.SOURCE_ADDRESS,
+        "TRUSTED_PROXIES": cluster.proxy_source,
         **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",
         "SECRET_KEY": cluster.secret_key,
@@ -155,6 +185,9 @@ def site_env(cluster, name=None):
     env.update(replication.store_env(cluster))
     if name:
         env["INSTANCE_NAME"] = name
+        if cluster.network and "ALLOWED_HOSTS" not in cluster.env:
+            # A client pinned to an instance names it by its namespace's address.
+            env["ALLOWED_HOSTS"] = f"127.0.0.1,localhost,{cluster.host(name)}"
     return env
 
 

@@ -14,17 +14,21 @@ Everything is named after the cluster's prefix, so `destroy` (and
 `destroy_all`) find and remove it even when the cluster's record is gone.
 """
 
+import hashlib
 import ipaddress
 import os
+import secrets
 import shutil
+import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from deploy.processes import DeployError
 
 PREFIX = "lab"  # every namespace and bridge this project makes starts with it
 SUBNETS = ipaddress.ip_network("10.250.0.0/16")
 TABLE = "lab_partition"
+PROXY_HOST = 254  # the bridge's second address: HAProxy's source towards the instances
 
 
 def available():
@@ -63,12 +67,46 @@ class Network:
     def bridge(self):
         return f"{self.prefix}br"
 
+    @property
+    def proxy_address(self):
+        """HAProxy's source address: on the bridge, apart from the gateway the load generator uses."""
+        return str(ipaddress.ip_network(self.subnet)[PROXY_HOST])
+
+    def record(self):
+        return asdict(self)
+
     def address(self, name):
         return self.nodes[name]["address"]
 
     def exec_prefix(self, name):
         """The argv prefix that runs a command inside the node's namespace."""
         return ["ip", "netns", "exec", self.nodes[name]["namespace"]]
+
+    def command(self, name, argv, user=None):
+        """argv run inside the node's namespace, as user if given.
+
+        Both steps exec, never fork, so the pid spawned is the server's own.
+        `setpriv` and not Popen's user=: entering a namespace needs root, so
+        the user changes after it.
+        """
+        as_user = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"] if user else []
+        return [*self.exec_prefix(name), *as_user, *map(str, argv)]
+
+
+def prefix_for(state_dir):
+    """A cluster's prefix, from its state folder alone: `down` and `cleanup` find it with no record."""
+    return PREFIX + hashlib.sha256(str(state_dir).encode()).hexdigest()[:5]
+
+
+def free_net_number():
+    """A /24 of SUBNETS that no interface here has yet, chosen at random so side-by-side clusters differ."""
+    taken = _run("ip", "-o", "-4", "addr", "show", check=False).stdout
+    numbers = list(range(len(list(SUBNETS.subnets(new_prefix=24)))))
+    secrets.SystemRandom().shuffle(numbers)
+    for number in numbers:
+        if f" 10.250.{number}.1/24 " not in taken:
+            return number
+    raise DeployError(f"every /24 of {SUBNETS} is taken here; remove old clusters with: python -m deploy cleanup --all")
 
 
 def create(prefix, net_number, names):
@@ -88,6 +126,7 @@ def create(prefix, net_number, names):
     try:
         _run("ip", "link", "add", network.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{gateway}/24", "dev", network.bridge)
+        _run("ip", "addr", "add", f"{network.proxy_address}/24", "dev", network.bridge)
         _run("ip", "link", "set", network.bridge, "up")
         for node in network.nodes.values():
             _add_node(network, node)
@@ -112,19 +151,26 @@ def _add_node(network, node):
 
 
 def partition(network, isolated, others=()):
-    """Cut the nodes `isolated` off from `others` (from everyone else, the root namespace included, if empty)."""
+    """Cut the nodes `isolated` off from `others` (from everyone else, the root namespace included, if empty).
+
+    The isolated nodes still reach each other: they are one side of the split.
+    """
     unknown = [name for name in (*isolated, *others) if name not in network.nodes]
     if unknown:
         raise DeployError(f"no node named {', '.join(unknown)}; the network has: {', '.join(network.nodes)}")
+    overlap = set(isolated) & set(others)
+    if overlap:
+        raise DeployError(f"{', '.join(sorted(overlap))} cannot be on both sides of a partition")
     if others:
         pairs = [(a, network.address(b)) for a in isolated for b in others]
         pairs += [(b, network.address(a)) for a in isolated for b in others]
         for name, address in pairs:
             _drop(network, name, f"ip saddr {address}", f"ip daddr {address}")
     else:
+        side = "{ " + ", ".join(network.address(name) for name in isolated) + " }"
         for name in isolated:
-            # Everything but its own loopback: the other nodes, HAProxy, the load generator.
-            _drop(network, name, 'iifname != "lo"', 'oifname != "lo"')
+            # Everything but its own loopback and its own side: the other nodes, HAProxy, the load generator.
+            _drop(network, name, f'iifname != "lo" ip saddr != {side}', f'oifname != "lo" ip daddr != {side}')
 
 
 def _drop(network, name, incoming, outgoing):
@@ -134,31 +180,58 @@ def _drop(network, name, incoming, outgoing):
 
 
 def heal(network):
-    """Remove every partition."""
+    """Remove every partition (a namespace that is gone took its rules with it)."""
     for node in network.nodes.values():
         for chain in ("incoming", "outgoing"):
-            _run("ip", "netns", "exec", node["namespace"], "nft", "flush", "chain", "inet", TABLE, chain)
+            _run("ip", "netns", "exec", node["namespace"], "nft", "flush", "chain", "inet", TABLE, chain,
+                 check=False)
 
 
 def destroy(prefix):
-    """Remove the namespaces and the bridge named after prefix (their veths go with them)."""
-    for namespace in _namespaces():
-        if namespace.startswith(f"{prefix}-"):
-            _run("ip", "netns", "del", namespace, check=False)
+    """Remove the namespaces and the bridge named after prefix (their veths and rules go with them).
+
+    A process still inside one is killed first: it was started there by this
+    project, and it would keep the namespace alive without a name. Return how
+    many namespaces there were.
+    """
+    found = namespaces(prefix)
+    for namespace in found:
+        _remove(namespace)
     _run("ip", "link", "del", f"{prefix}br", check=False)
+    return len(found)
+
+
+def _remove(namespace):
+    for pid in _run("ip", "netns", "pids", namespace, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _run("ip", "netns", "del", namespace, check=False)
 
 
 def destroy_all():
     """Remove every namespace and bridge this project made; return how many namespaces."""
     namespaces = [n for n in _namespaces() if n.startswith(PREFIX)]
     for namespace in namespaces:
-        _run("ip", "netns", "del", namespace, check=False)
+        _remove(namespace)
     links = _run("ip", "-o", "link", "show", "type", "bridge", check=False).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
         if name.startswith(PREFIX) and name.endswith("br"):
             _run("ip", "link", "del", name, check=False)
     return len(namespaces)
+
+
+def namespaces(prefix):
+    """The namespaces named after prefix that exist now."""
+    return [n for n in _namespaces() if n.startswith(f"{prefix}-")]
+
+
+def rules(network, name):
+    """The partition rules inside node `name`'s namespace now, as nft lists them."""
+    listed = _run("ip", "netns", "exec", network.nodes[name]["namespace"], "nft", "list", "table", "inet", TABLE)
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip().endswith("drop")]
 
 
 def _namespaces():

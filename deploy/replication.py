@@ -44,6 +44,8 @@ from pathlib import Path
 import psycopg
 import redis
 from psycopg import sql
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from deploy import etcd, stores
 from deploy.processes import (
@@ -149,20 +151,21 @@ def start_all(cluster, kinds, port_of):
     planned = nodes(kinds, topology, port_of)
     # One password per kind and cluster: every node of the kind (replicas, Sentinels) shares it.
     redis_password = stores.new_password()
+    redis1 = (cluster.host("redis1"), planned_port(planned, "redis1")) if "redis" in kinds else None
     for name, kind, port in planned:
         if kind == "redis":
-            primary = None if name == "redis1" else planned_port(planned, "redis1")
-            record = start_redis_node(cluster, name, port, redis_password, primary)
+            record = start_redis_node(cluster, name, port, redis_password, None if name == "redis1" else redis1)
         elif kind == "sentinel":
-            record = start_sentinel(cluster.path, name, port, planned_port(planned, "redis1"), redis_password)
+            record = start_sentinel(cluster, name, port, redis1, redis_password)
         elif kind == "postgres" and name == "pg1":
             record = stores.start_postgres(port=port, state_dir=cluster.path, password=stores.new_password(),
-                                           durable=cluster.durable, name=name, config=postgres_config(name))
+                                           durable=cluster.durable, name=name, config=postgres_config(name),
+                                           **_placed(cluster, name))
             if topology.pg_standbys:
                 cluster.stores[name] = {"kind": kind, **record}  # recorded first: `down` stops it if this fails
                 cluster.save()
-                if _postgres_sql(record, port, _alter_system("synchronous_standby_names",
-                                                             standby_names(topology))) is None:
+                if _postgres_sql(record, _alter_system("synchronous_standby_names",
+                                                       standby_names(topology))) is None:
                     raise DeployError(f"{name} refused synchronous_standby_names; see: python -m deploy logs {name}")
         elif kind == "postgres":
             record = start_standby(cluster, name, port, cluster.stores["pg1"])
@@ -176,14 +179,14 @@ def start_all(cluster, kinds, port_of):
     if "etcd" in kinds:
         start_etcd(cluster, [port for _, kind, port in planned if kind == "etcd"])
     if topology.redis == "sentinel" and "redis" in kinds:
-        _wait_redis_ready(planned, redis_password)
+        _wait_redis_ready(cluster)
     if topology.pg_standbys and "postgres" in kinds:
         pg1 = cluster.stores["pg1"]
         wait_for(lambda: _streaming(pg1) >= topology.pg_standbys, timeout=60,
                  what=f"{topology.pg_standbys} standbys streaming from pg1")
         # Set before the base backups (so every standby has it when promoted), in force only now:
         # earlier, commits would have waited for standbys that did not exist yet.
-        _postgres_sql(pg1, pg1["port"], "SELECT pg_reload_conf()")
+        _postgres_sql(pg1, "SELECT pg_reload_conf()")
 
 
 def start_etcd(cluster, ports):
@@ -197,46 +200,67 @@ def planned_port(planned, name):
     return next(port for node, _, port in planned if node == name)
 
 
-def start_redis_node(cluster, name, port, password, primary_port=None):
-    """A Redis node alone, or a primary or replica of the Sentinel topology, in a folder of its own."""
+def _where(cluster, name):
+    """Where node `name` runs: its address, and (in a namespace) how to run a command there."""
+    inside = {"command": lambda argv, user: cluster.command(name, argv, user)} if cluster.network else {}
+    return {"host": cluster.host(name), **inside}
+
+
+def _placed(cluster, name):
+    """_where, and the network a new PostgreSQL's clients and standbys come from (for its pg_hba)."""
+    network = cluster.net
+    return {**_where(cluster, name), **({"clients": network.subnet} if network else {})}
+
+
+def start_redis_node(cluster, name, port, password, primary=None):
+    """A Redis node alone, or a primary or replica of the Sentinel topology, in a folder of its own.
+
+    primary: (host, port) of the node to follow, for a replica.
+    """
     topology = Topology.of(cluster.topology)
     if topology.redis != "sentinel":
         return stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                  name=name)
+                                  name=name, **_where(cluster, name))
     folder = cluster.path / name
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Redis loads a dump.rdb it finds at start, persistence or not: a
     # restarted node must come back as empty as a Redis without disk.
     (folder / "dump.rdb").unlink(missing_ok=True)
+    host = cluster.host(name)
     record = stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                name=name, folder=folder, args=redis_args(topology, primary_port))
+                                name=name, folder=folder, args=redis_args(topology, host, primary),
+                                **_where(cluster, name))
     return {**record, "data": str(folder)}
 
 
-def redis_args(topology, primary_port=None):
+def redis_args(topology, host, primary=None):
     # The full copy travels over the socket both ways, never through a file.
     args = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0", "--repl-diskless-load", "swapdb",
             "--repl-ping-replica-period", "1", "--replica-read-only", "yes"]
     if topology.redis_sync:
         args += ["--min-replicas-to-write", str(topology.redis_sync), "--min-replicas-max-lag", str(MAX_LAG)]
-    if primary_port:
-        args += ["--replicaof", "127.0.0.1", str(primary_port)]
+    # The address it tells its primary and the Sentinels: its own, as the others reach it.
+    args += ["--replica-announce-ip", host]
+    if primary:
+        args += ["--replicaof", str(primary[0]), str(primary[1])]
     return args
 
 
-def start_sentinel(state_dir, name, port, primary_port, password):
+def start_sentinel(cluster, name, port, primary, password):
     """Start a Sentinel with its own config file (Sentinel rewrites it with what it learns).
 
     It asks its clients and its peers for the Redis password (`requirepass`),
     and gives it to the nodes it watches (`auth-pass`); the file is 0600.
+    primary: (host, port) of the node to watch, the first time.
     """
+    state_dir, host = cluster.path, cluster.host(name)
     folder = Path(state_dir) / name
     config = folder / "sentinel.conf"
     if not config.exists():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(config,
-            f"port {port}\nbind 127.0.0.1\ndir {folder}\nrequirepass {password}\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} {QUORUM}\n"
+            f"port {port}\nbind {host}\nsentinel announce-ip {host}\ndir {folder}\nrequirepass {password}\n"
+            f"sentinel monitor {SERVICE} {primary[0]} {primary[1]} {QUORUM}\n"
             f"sentinel auth-pass {SERVICE} {password}\n"
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
@@ -244,24 +268,25 @@ def start_sentinel(state_dir, name, port, primary_port, password):
         )
     binary = require("redis-server", "redis-server")
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
-    record = spawn([binary, str(config), "--sentinel"], log_path=Path(state_dir) / "logs" / f"{name}.log")
-    wait_for(lambda: port_open(port) or not running(record), timeout=30, what=f"{name} on port {port}")
+    record = spawn(cluster.command(name, [binary, str(config), "--sentinel"]),
+                   log_path=Path(state_dir) / "logs" / f"{name}.log")
+    wait_for(lambda: port_open(port, host) or not running(record), timeout=30, what=f"{name} on {host}:{port}")
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
-    return {"port": port, **record, "data": str(folder), "password": password}
+    return {"port": port, "host": host, **record, "data": str(folder), "password": password}
 
 
-def _wait_redis_ready(planned, password):
-    replicas = [port for name, kind, port in planned if kind == "redis" and name != "redis1"]
-    sentinels = [port for _, kind, port in planned if kind == "sentinel"]
+def _wait_redis_ready(cluster):
+    replicas = [r for name, r in _nodes_of(cluster, "redis").items() if name != "redis1"]
+    sentinels = list(_nodes_of(cluster, "sentinel").values())
 
     def replicas_in_sync():
-        return all(_redis_info(port, password).get("master_link_status") == "up" for port in replicas)
+        return all(_redis_info(record).get("master_link_status") == "up" for record in replicas)
 
     def sentinels_agree():
-        for port in sentinels:
+        for record in sentinels:
             try:
-                with _redis(port, password) as client:
+                with _redis(record) as client:
                     state = client.sentinel_master(SERVICE)
             except redis.RedisError:
                 return False
@@ -300,7 +325,7 @@ def start_standby(cluster, name, port, primary):
     user = stores.postgres_user()
     try:
         done = subprocess.run(
-            [stores.postgres_bin("pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary["port"]),
+            [stores.postgres_bin("pg_basebackup"), "-h", stores.host_of(primary), "-p", str(primary["port"]),
              "-U", stores.REPLICATION_ROLE, "-w", "-D", data, "-X", "stream", "--checkpoint=fast",
              *([] if cluster.durable else ["--no-sync"])],
             capture_output=True, text=True, timeout=300, user=user, umask=PRIVATE_UMASK,
@@ -315,8 +340,9 @@ def start_standby(cluster, name, port, primary):
         signal_file.touch()
         if user:
             shutil.chown(signal_file, user)
-        _follow(data, name, primary["port"], primary["replication_password"])
-        record = stores.run_postgres(folder, port=port, state_dir=cluster.path, name=name, durable=cluster.durable)
+        _follow(data, name, primary, primary["replication_password"])
+        record = stores.run_postgres(folder, port=port, state_dir=cluster.path, name=name, durable=cluster.durable,
+                                     **_where(cluster, name))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -324,34 +350,35 @@ def start_standby(cluster, name, port, primary):
 
 
 def _streaming(primary):
-    rows = _postgres_sql(primary, primary["port"],
-                         "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+    rows = _postgres_sql(primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
     return rows[0][0] if rows else 0
 
 
 # Asking the stores
 
 
-def _redis(port, password):
-    return redis.Redis(port=port, password=password, socket_timeout=0.5, socket_connect_timeout=0.5,
-                       decode_responses=True)
+def _redis(record):
+    """A client for a Redis node or Sentinel (its record) that gives up at once: a partitioned node is "down"."""
+    return redis.Redis(host=stores.host_of(record), port=record["port"], password=record["password"],
+                       socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True,
+                       retry=Retry(NoBackoff(), 0))
 
 
-def _redis_info(port, password):
+def _redis_info(record):
     try:
-        with _redis(port, password) as client:
+        with _redis(record) as client:
             return client.info("replication")
     except redis.RedisError:
         return {}
 
 
-def _postgres_sql(credentials, port, statement, params=None):
-    """Run one statement on a node in autocommit, as `replicator` (the password from credentials, a node's record).
+def _postgres_sql(credentials, statement, params=None):
+    """Run one statement on a node (its record) in autocommit, as `replicator`.
 
     Its rows, or None if it does not answer.
     """
     try:
-        with psycopg.connect(host="127.0.0.1", port=port, user=stores.REPLICATION_ROLE,
+        with psycopg.connect(host=stores.host_of(credentials), port=credentials["port"], user=stores.REPLICATION_ROLE,
                              password=credentials["replication_password"], dbname="postgres", connect_timeout=2,
                              autocommit=True) as conn:
             cursor = conn.execute(statement, params)
@@ -368,35 +395,41 @@ def _alter_system(parameter, value):
 def role(kind, record):
     """What the node (its record) says it is now: primary, replica, standby, sentinel, or down;
     an etcd member: leader, follower, candidate (it knows no leader) or down."""
-    port = record["port"]
     if kind == "redis":
-        answer = _redis_info(port, record["password"]).get("role")
+        answer = _redis_info(record).get("role")
         return {"master": "primary", "slave": "replica"}.get(answer, "down")
     if kind == "sentinel":
         try:
-            with _redis(port, record["password"]) as client:
+            with _redis(record) as client:
                 return "sentinel" if client.ping() else "down"
         except redis.RedisError:
             return "down"
     if kind == "postgres":
-        rows = _postgres_sql(record, port, "SELECT pg_is_in_recovery()")
+        rows = _postgres_sql(record, "SELECT pg_is_in_recovery()")
         return "down" if rows is None else ("standby" if rows[0][0] else "primary")
     if kind == "etcd":
         return etcd.role(record)
     return "primary" if running(record) else "down"
 
 
-def sentinel_primary_port(cluster):
-    """The port of the node the Sentinels name as primary now, or None if none answers."""
+def sentinel_primary(cluster):
+    """(host, port) of the node the Sentinels name as primary now, or None if none answers.
+
+    Under a partition each side's Sentinels may name another node: the
+    answer of the latest failover (the highest config epoch) wins.
+    """
+    answers = []
     for record in _nodes_of(cluster, "sentinel").values():
         try:
-            with _redis(record["port"], record["password"]) as client:
-                address = client.sentinel_get_master_addr_by_name(SERVICE)
+            with _redis(record) as client:
+                state = client.sentinel_master(SERVICE)
         except redis.RedisError:
             continue
-        if address:
-            return int(address[1])
-    return None
+        answers.append((int(state["config-epoch"]), state["ip"], int(state["port"])))
+    if not answers:
+        return None
+    _, host, port = max(answers)
+    return host, port
 
 
 def resolve(cluster, name):
@@ -411,8 +444,8 @@ def resolve(cluster, name):
     kind = "redis" if name == "redis:primary" else "postgres"
     candidates = _nodes_of(cluster, kind)
     if kind == "redis" and Topology.of(cluster.topology).redis == "sentinel":
-        port = sentinel_primary_port(cluster)
-        found = [node for node, record in candidates.items() if record["port"] == port]
+        primary = sentinel_primary(cluster)
+        found = [node for node, record in candidates.items() if primary and record["port"] == primary[1]]
     else:
         found = [node for node, record in candidates.items() if role(kind, record) == "primary"]
     if not found:
@@ -431,8 +464,9 @@ def kind_of(name, record):
 def rows(cluster):
     """status's `stores`: every node with its role, as the node itself reports it."""
     return [
-        {"name": name, "kind": kind_of(name, record), "role": role(kind_of(name, record), record)
-         if running(record) else "down", "port": record["port"], "socket": record.get("socket"),
+        {"name": name, "kind": kind_of(name, record), "role": (role(kind_of(name, record), record)
+         if running(record) else "down").replace("down", "unreachable" if running(record) else "down"),
+         "host": record.get("host"), "port": record["port"], "socket": record.get("socket"),
          "pid": record["pid"], "alive": running(record)}
         for name, record in cluster.stores.items()
     ]
@@ -488,11 +522,11 @@ def start(cluster, name):
         raise DeployError(f"{name} is already running (pid {record['pid']})")
     topology = Topology.of(cluster.topology)
     if kind == "redis":
-        primary = sentinel_primary_port(cluster) if topology.redis == "sentinel" else None
-        follow = primary if primary and primary != record["port"] else None
+        primary = sentinel_primary(cluster) if topology.redis == "sentinel" else None
+        follow = primary if primary and primary[1] != record["port"] else None
         new = start_redis_node(cluster, name, record["port"], record["password"], follow)
     elif kind == "sentinel":
-        new = start_sentinel(cluster.path, name, record["port"], None, record["password"])
+        new = start_sentinel(cluster, name, record["port"], None, record["password"])
     elif kind == "postgres":
         new = _start_postgres_node(cluster, name, record)
     elif kind == "etcd":
@@ -511,13 +545,14 @@ def _start_postgres_node(cluster, name, record):
     others = {node: r for node, r in _nodes_of(cluster, "postgres").items() if node != name}
     primary = next((r for r in others.values() if role("postgres", r) == "primary"), None)
     credentials = {"password": record["password"], "replication_password": record["replication_password"]}
-    again = {"port": record["port"], "state_dir": cluster.path, "name": name, "durable": cluster.durable}
+    again = {"port": record["port"], "state_dir": cluster.path, "name": name, "durable": cluster.durable,
+             **_where(cluster, name)}
     if primary is None:
         # Nobody replaced it: it recovers its own data and goes on as what it was.
         return {**stores.run_postgres(record["data"], **again), **credentials}
     was_standby = (stores.postgres_data(record) / "standby.signal").exists()
     if was_standby:
-        _follow(stores.postgres_data(record), name, primary["port"], record["replication_password"])
+        _follow(stores.postgres_data(record), name, primary, record["replication_password"])
         return {**stores.run_postgres(record["data"], **again), **credentials}
     # It was a primary: its WAL may hold commits the new primary never had, so
     # it cannot simply follow. A fresh copy (pg_rewind would copy less).
@@ -525,46 +560,51 @@ def _start_postgres_node(cluster, name, record):
     return start_standby(cluster, name, record["port"], primary)
 
 
-def conninfo(primary_port, name, replication_password):
-    """A standby's primary_conninfo: it streams as `replicator`, named for synchronous_standby_names."""
-    return (f"host=127.0.0.1 port={primary_port} user={stores.REPLICATION_ROLE} "
+def conninfo(primary, name, replication_password):
+    """A standby's primary_conninfo (primary: its record): it streams as `replicator`, named for
+    synchronous_standby_names."""
+    return (f"host={stores.host_of(primary)} port={primary['port']} user={stores.REPLICATION_ROLE} "
             f"password={replication_password} application_name={name}")
 
 
-def _follow(data, name, primary_port, replication_password):
+def _follow(data, name, primary, replication_password):
     # postgresql.auto.conf is in the 0700 data folder, like the server's own secrets.
     auto = Path(data) / "postgresql.auto.conf"
     lines = [line for line in auto.read_text().splitlines() if not line.startswith("primary_conninfo")]
-    lines.append(f"primary_conninfo = '{conninfo(primary_port, name, replication_password)}'")
+    lines.append(f"primary_conninfo = '{conninfo(primary, name, replication_password)}'")
     auto.write_text("\n".join(lines) + "\n")
 
 
-def promote(cluster):
-    """Promote the standby that received the most WAL; the others follow it. Return its name."""
+def promote(cluster, *, force=False):
+    """Promote the standby that received the most WAL; the others follow it. Return its name.
+
+    force: even while the old primary runs, as an operator (or a failover
+    tool) that cannot see it would: two primaries, the split brain.
+    """
     nodes_ = _nodes_of(cluster, "postgres")
     if not nodes_:
         raise DeployError("this cluster has no PostgreSQL")
     live_primary = [n for n, r in nodes_.items() if running(r) and role("postgres", r) == "primary"]
-    if live_primary:
+    if live_primary and not force:
         raise DeployError(f"{live_primary[0]} is still a running primary; kill it first "
                           f"(python -m deploy kill pg:primary), or there would be two")
     received = {}
     for node, record in nodes_.items():
-        rows_ = _postgres_sql(record, record["port"], "SELECT pg_last_wal_receive_lsn() - '0/0'::pg_lsn")
+        rows_ = _postgres_sql(record, "SELECT pg_last_wal_receive_lsn() - '0/0'::pg_lsn")
         if rows_ and rows_[0][0] is not None:
             received[node] = rows_[0][0]
     if not received:
         raise DeployError("no standby answers; nothing to promote")
     chosen = max(received, key=received.get)
     new = nodes_[chosen]
-    _postgres_sql(new, new["port"], "SELECT pg_promote(true, 60)")
+    _postgres_sql(new, "SELECT pg_promote(true, 60)")
     wait_for(lambda: role("postgres", new) == "primary", timeout=60, what=f"{chosen} to become primary")
     for node in received:
         if node != chosen:
             record = nodes_[node]
-            follow = conninfo(new["port"], node, record["replication_password"])
-            _postgres_sql(record, record["port"], _alter_system("primary_conninfo", follow))
-            _postgres_sql(record, record["port"], "SELECT pg_reload_conf()")
+            follow = conninfo(new, node, record["replication_password"])
+            _postgres_sql(record, _alter_system("primary_conninfo", follow))
+            _postgres_sql(record, "SELECT pg_reload_conf()")
     return chosen
 
 
@@ -584,9 +624,11 @@ def store_env(cluster):
         if kind == "postgres" and len(group) > 1:
             # Every node, for libpq to try in turn (target_session_attrs=read-write): the site
             # finds the primary wherever it is, without a restart.
-            env["DATABASE_FAILOVER_HOSTS"] = ",".join(f"127.0.0.1:{r['port']}" for r in list(group.values())[1:])
+            env["DATABASE_FAILOVER_HOSTS"] = ",".join(f"{stores.host_of(r)}:{r['port']}"
+                                                      for r in list(group.values())[1:])
     if topology.redis == "sentinel" and _nodes_of(cluster, "sentinel"):
-        env["REDIS_SENTINELS"] = ",".join(f"127.0.0.1:{r['port']}" for r in _nodes_of(cluster, "sentinel").values())
+        env["REDIS_SENTINELS"] = ",".join(f"{stores.host_of(r)}:{r['port']}"
+                                       for r in _nodes_of(cluster, "sentinel").values())
         env["REDIS_SERVICE"] = SERVICE
         env["REDIS_SENTINEL_PASSWORD"] = next(iter(_nodes_of(cluster, "sentinel").values()))["password"]
         env["REDIS_SYNC"] = str(topology.redis_sync)

@@ -35,31 +35,35 @@ from deploy import etcd
 from deploy.processes import PRIVATE_UMASK, DeployError, port_open, require, spawn, stop, wait_for, write_private
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
+LOOPBACK = "127.0.0.1"
+
 
 def new_password():
     """A store's password, generated per cluster like SECRET_KEY; URL-safe, so it rides in the site's URL."""
     return secrets.token_urlsafe(32)
 
 
-def start_redis(*, port, state_dir, password, durable=True, name="redis", folder=None, args=()):
-    """Start Redis on loopback, with a password (`requirepass`).
+def start_redis(*, port, state_dir, password, durable=True, name="redis", folder=None, args=(), host=LOOPBACK,
+                command=None):
+    """Start Redis on host (loopback by default), with a password (`requirepass`).
 
     The password is in a 0600 configuration file, not on the command line,
     which every user can read in /proc. Replicas use the same password
     (`masterauth`), so it is one per kind and cluster; every node has both,
     since Sentinel may turn any node into a replica. folder: its `dir`
     (default the state folder); args: more options that are no secret,
-    e.g. --replicaof (deploy/replication.py).
+    e.g. --replicaof (deploy/replication.py). command: (argv, user) -> the
+    argv that runs it where it lives (inside a namespace: deploy/netns.py).
     """
     binary = require("redis-server", "redis-server")
     config = Path(state_dir) / f"redis-{port}.conf"
     write_private(config, "\n".join([
-        f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f'dir "{folder or state_dir}"',
+        f"port {port}", f"bind {host}", 'save ""', "appendonly no", f'dir "{folder or state_dir}"',
         f"requirepass {password}", f"masterauth {password}", "",
     ]))
-    record = _start(name, [binary, str(config), *args], state_dir, ready=lambda: port_open(port),
-                    where=f"port {port}")
-    return {"port": port, **record, "password": password}
+    record = _start(name, (command or _here)([binary, str(config), *args], None), state_dir,
+                    ready=lambda: port_open(port, host), where=f"{host}:{port}")
+    return {"port": port, "host": host, **record, "password": password}
 
 
 def start_memcached(*, port, state_dir, password=None, durable=True):
@@ -80,7 +84,8 @@ def start_memcached(*, port, state_dir, password=None, durable=True):
     return {**record, "port": None, "socket": str(socket_path), "data": str(folder)}
 
 
-def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config=""):
+def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config="", host=LOOPBACK,
+                   clients=None, command=None):
     """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
 
     The site's role `lab` is no superuser: it logs in with `password` and
@@ -94,7 +99,9 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     parents may be closed to other users. `durable=False` turns fsync off,
     which loses acknowledged writes on an OS crash: for benchmarks only.
     config: lines for postgresql.conf (replication settings, which ALTER
-    SYSTEM may change later: a -c option would override it).
+    SYSTEM may change later: a -c option would override it). host: the
+    address it listens on; clients: the network its clients and standbys
+    come from (default host alone); command: as for start_redis.
     """
     user = postgres_user()
     folder = _private_folder(name, user)
@@ -113,14 +120,15 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     if done.returncode:
         shutil.rmtree(folder, ignore_errors=True)
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
-    _only_replicator_replicates(data / "pg_hba.conf")
+    _only_replicator_replicates(data / "pg_hba.conf", clients or f"{host}/32")
     if config:
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(config)
-    record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable),
+    record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable, host=host,
+                             command=command),
               "password": password, "replication_password": new_password()}
     try:
-        _create_roles(port, admin_password, password, record["replication_password"])
+        _create_roles(host, port, admin_password, password, record["replication_password"])
     except BaseException:
         stop(record, sig=signal.SIGINT)
         shutil.rmtree(folder, ignore_errors=True)
@@ -128,11 +136,17 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     return record
 
 
-def _only_replicator_replicates(hba):
-    """initdb lets every role ask for replication; only `replicator` may (it alone has REPLICATION)."""
+def _only_replicator_replicates(hba, clients):
+    """initdb lets every role ask for replication; only `replicator` may (it alone has REPLICATION).
+
+    clients: the network the site and the standbys come from; initdb's own
+    lines already let loopback in.
+    """
     lines = [line for line in hba.read_text().splitlines() if not line.startswith(("local replication",
                                                                                       "host replication"))]
-    hba.write_text("\n".join([*lines, f"host replication {REPLICATION_ROLE} 127.0.0.1/32 scram-sha-256", ""]))
+    extra = [] if clients.startswith("127.") else [f"host all all {clients} scram-sha-256"]
+    hba.write_text("\n".join([*lines, *extra, f"host replication {REPLICATION_ROLE} {clients} scram-sha-256",
+                              f"host replication {REPLICATION_ROLE} 127.0.0.1/32 scram-sha-256", ""]))
 
 
 def postgres_bin(program):
@@ -156,27 +170,36 @@ def postgres_data(record):
     return Path(record["data"]) / "data"
 
 
-def run_postgres(folder, *, port, state_dir, name="postgres", durable=True):
-    """Start postgres on the data directory in folder; return its record: port, pid, started, data."""
+def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host=LOOPBACK, command=None):
+    """Start postgres on the data directory in folder, listening on host; return its record: port, host, pid,
+    started, data."""
     data = Path(folder) / "data"
     argv = [postgres_bin("postgres"), "-D", data, "-p", str(port), "-k", data,
-            "-c", "listen_addresses=127.0.0.1", *([] if durable else ["-c", "fsync=off"]),
+            "-c", f"listen_addresses={host}", *([] if durable else ["-c", "fsync=off"]),
             # The default, 100, is less than 16 instances keep open (deploy/sizing.py); a
             # standby needs as many, since it may be promoted.
             "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
-    record = _start(name, argv, state_dir, ready=lambda: port_open(port), where=f"port {port}",
-                    user=postgres_user())
-    return {"port": port, **record, "data": str(folder)}
+    if command:
+        record = _start(name, command(argv, postgres_user()), state_dir, ready=lambda: port_open(port, host),
+                        where=f"{host}:{port}")
+    else:
+        record = _start(name, argv, state_dir, ready=lambda: port_open(port, host), where=f"{host}:{port}",
+                        user=postgres_user())
+    return {"port": port, "host": host, **record, "data": str(folder)}
 
 
-def _create_roles(port, admin_password, password, replication_password):
+def _here(argv, user):
+    return argv
+
+
+def _create_roles(host, port, admin_password, password, replication_password):
     """As the superuser, once: the site's role and database, and the replication role."""
     import psycopg
     from psycopg import sql
 
     def connect():
         try:
-            return psycopg.connect(host="127.0.0.1", port=port, user="postgres", password=admin_password,
+            return psycopg.connect(host=host, port=port, user="postgres", password=admin_password,
                                    dbname="postgres", autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             # Its port opens before it accepts logins.
@@ -204,7 +227,12 @@ REPLICATION_ROLE = "replicator"  # standbys stream as it; deploy fails over as i
 
 
 def postgres_url(record):
-    return f"postgres://{POSTGRES_ROLE}:{record['password']}@127.0.0.1:{record['port']}/{POSTGRES_ROLE}"
+    return f"postgres://{POSTGRES_ROLE}:{record['password']}@{host_of(record)}:{record['port']}/{POSTGRES_ROLE}"
+
+
+def host_of(record):
+    """The address a store node's record listens on: loopback for a record older than namespaces."""
+    return record.get("host") or LOOPBACK
 
 
 def _unprivileged_user(*names):
@@ -262,7 +290,7 @@ class Kind:
 
 KINDS = {
     "redis": Kind(start_redis, "REDIS_URL",
-                  lambda record: f"redis://:{record['password']}@127.0.0.1:{record['port']}/0"),
+                  lambda record: f"redis://:{record['password']}@{host_of(record)}:{record['port']}/0"),
     "memcached": Kind(start_memcached, "MEMCACHED_URL", lambda record: f"unix:{record['socket']}"),
     # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
     "postgres": Kind(start_postgres, "DATABASE_URL", postgres_url,

@@ -23,9 +23,9 @@ from deploy.processes import DeployError
 DEFAULT = "gthread:8"
 
 
-def _gunicorn(app, port, worker):
+def _gunicorn(app, host, port, worker):
     return [
-        sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", "1", *worker,
+        sys.executable, "-m", "gunicorn", app, "--bind", f"{host}:{port}", "--workers", "1", *worker,
         "--graceful-timeout", "10",
         # Longer than HAProxy keeps an idle connection to an instance.
         "--keep-alive", "300",
@@ -43,8 +43,8 @@ def concurrency(server):
     return {"sync": 1, "gevent": GEVENT_CONNECTIONS}.get(kind) or int(threads)
 
 
-def argv(server, *, port, app="labsite.wsgi"):
-    """The command that serves the WSGI module `app` (its `application`) on port, under server."""
+def argv(server, *, port, app="labsite.wsgi", host="127.0.0.1"):
+    """The command that serves the WSGI module `app` (its `application`) on host:port, under server."""
     kind, _, threads = server.partition(":")
     if kind in ("gthread", "granian"):
         if not (threads.isdigit() and 1 <= int(threads) <= 64):
@@ -52,12 +52,12 @@ def argv(server, *, port, app="labsite.wsgi"):
     elif threads:
         raise DeployError(f"--server {server!r}: {kind} takes no thread count")
     if kind == "gthread":
-        return _gunicorn(app, port, ["--worker-class", "gthread", "--threads", threads])
+        return _gunicorn(app, host, port, ["--worker-class", "gthread", "--threads", threads])
     if kind == "sync":
-        return _gunicorn(app, port, ["--worker-class", "sync"])
+        return _gunicorn(app, host, port, ["--worker-class", "sync"])
     if kind == "gevent":
-        return _gunicorn(app, port, ["--worker-class", "gevent", "--worker-connections", str(GEVENT_CONNECTIONS)])
+        return _gunicorn(app, host, port, ["--worker-class", "gevent", "--worker-connections", str(GEVENT_CONNECTIONS)])
     if kind == "granian":
-        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
                 "--workers", "1", "--blocking-threads", threads, f"{app}:application"]
     raise DeployError(f"--server {server!r} is not one of: gthread:N, sync, gevent, granian:N")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _etcd, _quorum, _report
+from loadtest import _bench, _capacity, _etcd, _quorum, _report, _split_brain
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -87,6 +87,13 @@ def main(argv=None):
     quorum.add_argument("--fault", choices=("kill", "pause"), default="kill")
     quorum.add_argument("--read-repair", action="store_true")
     quorum.add_argument("--out", type=Path, default=Path("results") / "quorum")
+    split = commands.add_parser("split-brain", help="acknowledged writes a partition and its heal lose "
+                                                   "(needs network namespaces: root)")
+    split.add_argument("--scenarios", default=",".join(_split_brain.SCENARIOS),
+                       help=f"comma-separated, of: {', '.join(_split_brain.SCENARIOS)}")
+    split.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
+    split.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
+    split.add_argument("--out", type=Path, default=Path("results") / "split-brain")
     losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed, "
                                                    "or split 2 | 3")
     losses.add_argument("--mode", choices=("members", "site", "partition"), default="members",
@@ -99,6 +106,8 @@ def main(argv=None):
     losses.add_argument("--out", type=Path, default=Path("results") / "etcd-loss")
     args = parser.parse_args(argv)
     try:
+        if args.command == "split-brain":
+            return run_split_brain(args, argv)
         if args.command == "etcd-loss":
             return run_etcd_losses(args)
         if args.command == "capacity":
@@ -209,6 +218,19 @@ def run_quorum(args):
     rows = _quorum.run(_quorum.parse_shapes(args.shapes), seconds=args.seconds, fault=args.fault,
                        read_repair=args.read_repair, out=args.out)
     print(_quorum.table(rows))
+    print(f"\nreport: {args.out / 'report.html'}")
+    return 0
+
+
+def run_split_brain(args, argv):
+    names = _split_brain.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
+    results = []
+    for name in names:
+        print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
+        results.append(_split_brain.run(name, seconds=args.seconds, users_per_side=args.users, out=args.out))
+    command = "python -m loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
+    _split_brain.write(results, args.out, command)
+    print(_split_brain.table(results))
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
 

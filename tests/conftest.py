@@ -7,7 +7,7 @@ from django.core.cache import caches
 from django.test import Client
 
 from chat import presence
-from deploy import web
+from deploy import netns, web
 from deploy.processes import alive
 from labcore import registry
 from labcore.config import store_settings
@@ -20,6 +20,19 @@ from tests.servers import memcached_server, redis_server
 # (Redis, memcached); a store that needs another kind has tests of its own.
 MATRIX_SERVERS = {"redis", "memcached"}
 SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= MATRIX_SERVERS]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--long", action="store_true", help="also run the long experiments (marked `long`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--long"):
+        return
+    skip = pytest.mark.skip(reason="a long run: pass --long to include it")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -150,8 +163,9 @@ def cluster(tmp_path):
         data = recorded_data(ROOT / state_dir)
         deploy(state_dir, "down", check=False)
         left += [pid for pid in pids if alive(pid)]
+        left += netns.namespaces(netns.prefix_for((ROOT / state_dir).resolve()))
         folders += [folder for folder in data if Path(folder).exists()]
         if not state_dir.is_absolute():
             shutil.rmtree(ROOT / state_dir, ignore_errors=True)
-    assert not left, f"down left processes running: {left}"
+    assert not left, f"down left processes or namespaces: {left}"
     assert not folders, f"down left data folders: {folders}"

@@ -1,0 +1,374 @@
+"""Split brain, counted the Jepsen way: acknowledged writes that a partition and its heal lose.
+
+A cluster with every store node and instance in a namespace of its own
+(`deploy up --netns`) is split in two. The minority side holds the old
+primary and app1; the majority side holds the replicas (or standbys) and
+app2, and gets a new primary: Sentinel promotes a replica by itself;
+PostgreSQL has no arbiter, so the run promotes a standby as an operator who
+cannot see the old primary would. Users on both sides go on logging in and
+writing to their sessions, each pinned to one side by talking to its
+instance directly, never through HAProxy. Then the network heals, the
+cluster converges (Sentinel turns the old Redis primary into a replica; the
+old PostgreSQL primary is stopped and rejoins as a standby, as an operator
+does), and every user reads back what it was told was saved.
+
+Counted per side: session writes acknowledged (200) and then lost (the
+counter read back is lower), logins acknowledged and then lost (the session
+is gone: 401), presence heartbeats acknowledged and then lost (the user is
+not online after the heal), requests refused (anything but 200), and the
+seconds from the heal until every node agrees on one primary.
+"""
+
+import json
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import requests
+
+from deploy import cluster
+from deploy.layout import free_base_port
+from deploy.processes import DeployError
+from deploy.replication import Topology
+from loadtest._svg import series_chart
+
+PASSWORD = "split-brain-password-1"
+ROOM = "split"
+SITE_ENV = {"PASSWORD_ITERATIONS": "1000", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000"}
+TICK = 0.25  # seconds between a user's session writes
+HEARTBEAT_EVERY = 4  # ticks
+LOGIN_EVERY = 8  # ticks: a new user signs up on each side this often
+TIMEOUT = 3  # seconds a request may take before it counts as refused
+MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
+SCENARIOS = ("redis", "redis-sync", "postgres")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    store: str  # "redis" or "postgres": where sessions live
+    sync: int = 0
+
+    def up_options(self):
+        if self.store == "redis":
+            return {"sessions": "redis", "presence": "redis", "db": "sqlite",
+                    "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
+        return {"sessions": "db", "presence": "memory", "db": "postgres",
+                "topology": Topology(pg_standbys=2)}
+
+    @property
+    def minority(self):
+        if self.store == "redis":
+            return ["redis1", "sentinel1", MINORITY_INSTANCE]
+        return ["pg1", MINORITY_INSTANCE]
+
+    @property
+    def majority(self):
+        if self.store == "redis":
+            return ["redis2", "redis3", "sentinel2", "sentinel3", MAJORITY_INSTANCE]
+        return ["pg2", "pg3", MAJORITY_INSTANCE]
+
+
+def scenario(name):
+    return {"redis": Scenario("redis", "redis"), "redis-sync": Scenario("redis --redis-sync 1", "redis", 1),
+            "postgres": Scenario("postgres", "postgres")}[name]
+
+
+@dataclass
+class User:
+    """One simulated user, pinned to one instance: what it was told, in order."""
+
+    side: str
+    url: str
+    name: str = field(default_factory=lambda: f"s{secrets.token_hex(5)}")
+    acknowledged: list = field(default_factory=list)  # (seconds, counter) of every 200 to a session write
+    counter: int = 0
+    logged_in_at: float = None  # seconds, when the sign-up was acknowledged
+    heartbeat_at: float = None  # seconds, the last acknowledged heartbeat
+    http: requests.Session = field(default_factory=requests.Session, repr=False)
+
+    def sign_up(self):
+        self.http.get(f"{self.url}/accounts/signup/", timeout=TIMEOUT)
+        answer = self.http.post(f"{self.url}/accounts/signup/", allow_redirects=False, timeout=TIMEOUT, data={
+            "username": self.name, "password1": PASSWORD, "password2": PASSWORD,
+            "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")})
+        return answer.status_code == 302
+
+    def call(self, method, path, **json_body):
+        headers = {"X-CSRFToken": self.http.cookies.get("csrftoken", "")}
+        return self.http.request(method, f"{self.url}{path}", json=json_body or None, headers=headers,
+                                 allow_redirects=False, timeout=TIMEOUT)
+
+    def read(self, url, path):
+        """GET path at another address (HAProxy), with this user's cookies."""
+        return requests.get(f"{url}{path}", cookies=self.http.cookies.get_dict(), allow_redirects=False,
+                            timeout=TIMEOUT)
+
+
+class Recorder:
+    """Every request's outcome in time, by side: the timeline and the refusals."""
+
+    def __init__(self, started):
+        self.started, self.lock, self.events = started, threading.Lock(), []
+
+    def now(self):
+        return time.monotonic() - self.started
+
+    def note(self, side, what, ok):
+        with self.lock:
+            self.events.append((round(self.now(), 3), side, what, ok))
+
+
+def run(name, *, seconds, users_per_side, out):
+    """Run one scenario: up, load, partition for `seconds`, heal, converge, audit, down. Return its result."""
+    chosen = scenario(name)
+    state_dir = Path(out) / "clusters" / name
+    started = time.monotonic()
+    marks = {}
+    try:
+        deployed = cluster.up(instances=2, port=free_base_port(), env=SITE_ENV, namespaces=True,
+                              state_dir=state_dir, **chosen.up_options())
+        recorder = Recorder(started)
+        urls = {"minority": deployed.instance_url(MINORITY_INSTANCE),
+                "majority": deployed.instance_url(MAJORITY_INSTANCE)}
+        users = [User(side, urls[side]) for side in ("minority", "majority") for _ in range(users_per_side)]
+        with ThreadPoolExecutor(len(users)) as pool:
+            signed = list(pool.map(lambda u: u.sign_up(), users))
+        if not all(signed):
+            raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not sign up before the partition")
+        for user in users:
+            user.logged_in_at = recorder.now()
+        stop = threading.Event()
+        newcomers = []
+        with ThreadPoolExecutor(len(users) + 2) as pool:
+            loops = [pool.submit(_user_loop, user, recorder, stop) for user in users]
+            loops += [pool.submit(_newcomer_loop, side, urls[side], recorder, stop, newcomers)
+                      for side in ("minority", "majority")]
+            _settle(recorder, seconds=2)
+            marks["partition"] = recorder.now()
+            cluster.partition(chosen.minority, chosen.majority, state_dir=state_dir)
+            if chosen.store == "postgres":
+                marks["promoted"] = _promote_majority(state_dir, recorder)
+            else:
+                marks["promoted"] = _wait_promotion(state_dir, recorder, seconds)
+            _settle(recorder, seconds=max(0.0, seconds - (recorder.now() - marks["partition"])))
+            stop.set()
+            for loop in loops:
+                loop.result()
+        marks["heal"] = recorder.now()
+        cluster.heal(state_dir=state_dir)
+        if chosen.store == "postgres":
+            # Nothing demotes the old primary: stopped and started again, it rejoins as a standby of the new one.
+            cluster.kill("pg1", state_dir=state_dir)
+            cluster.start("pg1", state_dir=state_dir)
+        marks["converged"] = _wait_converged(state_dir, recorder, chosen)
+        audit = _audit([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
+    finally:
+        cluster.down(state_dir=state_dir)
+    return {"scenario": chosen.name, "store": chosen.store, "sync": chosen.sync, "seconds": seconds,
+            "users_per_side": users_per_side, "marks": {k: round(v, 2) for k, v in marks.items()},
+            "convergence_s": round(marks["converged"] - marks["heal"], 2), **audit,
+            "refused": _refused(recorder.events, marks), "timeline": _timeline(recorder.events)}
+
+
+def _settle(recorder, *, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def _user_loop(user, recorder, stop):
+    ticks = 0
+    while not stop.is_set():
+        ticks += 1
+        user.counter += 1
+        ok = _ok(lambda: user.call("POST", "/api/session-counter", counter=user.counter, room=ROOM))
+        if ok:
+            user.acknowledged.append((recorder.now(), user.counter))
+        recorder.note(user.side, "session write", ok)
+        if ticks % HEARTBEAT_EVERY == 0:
+            beat = _ok(lambda: user.call("POST", f"/api/rooms/{ROOM}/presence"))
+            if beat:
+                user.heartbeat_at = recorder.now()
+            recorder.note(user.side, "heartbeat", beat)
+        stop.wait(TICK)
+
+
+def _newcomer_loop(side, url, recorder, stop, newcomers):
+    """A new user signs up on this side every LOGIN_EVERY ticks: logins made during the partition."""
+    while not stop.wait(TICK * LOGIN_EVERY):
+        user = User(side, url)
+        try:
+            ok = user.sign_up()
+        except requests.RequestException:
+            ok = False
+        if ok:
+            user.logged_in_at = recorder.now()
+            newcomers.append(user)
+        recorder.note(side, "login", ok)
+
+
+def _ok(request):
+    try:
+        return request().status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _wait_promotion(state_dir, recorder, seconds):
+    """When the majority's Sentinels name a new primary (seconds since the start), or None within the run."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        roles = _roles(state_dir)
+        if any(roles.get(node) == "primary" for node in ("redis2", "redis3")):
+            return recorder.now()
+        time.sleep(0.2)
+    return None
+
+
+def _promote_majority(state_dir, recorder):
+    try:
+        cluster.promote(force=True, state_dir=state_dir)
+    except DeployError:
+        return None
+    return recorder.now()
+
+
+def _roles(state_dir):
+    return {row["name"]: row["role"] for row in cluster.status(state_dir=state_dir)["stores"]}
+
+
+def _wait_converged(state_dir, recorder, chosen, timeout=60):
+    """When every node of the store is up and exactly one is primary (seconds since the start)."""
+    deadline = time.monotonic() + timeout
+    followers = {"redis": "replica", "postgres": "standby"}[chosen.store]
+    while time.monotonic() < deadline:
+        roles = [role for node, role in _roles(state_dir).items() if not node.startswith("sentinel")]
+        if roles.count("primary") == 1 and roles.count(followers) == len(roles) - 1:
+            return recorder.now()
+        time.sleep(0.2)
+    raise RuntimeError(f"the store did not converge to one primary within {timeout} s of the heal")
+
+
+def _audit(users, *, through, presence):
+    """Read every user's session back through HAProxy after the heal; count what was acknowledged and lost.
+
+    presence: count presence too (it is shared only in Redis; memory presence is each instance's own).
+    """
+    result = {side: {"writes_acknowledged": 0, "writes_lost": 0, "logins_acknowledged": 0, "logins_lost": 0,
+                     "heartbeats_acknowledged": 0, "presence_lost": 0} for side in ("minority", "majority")}
+    online = None
+    for user in users:
+        counts = result[user.side]
+        counts["logins_acknowledged"] += 1
+        try:
+            answer = user.read(through, "/api/session-counter")
+            if online is None and presence and answer.status_code == 200:
+                listed = user.read(through, f"/api/rooms/{ROOM}/presence")
+                online = set(listed.json().get("online", ())) if listed.status_code == 200 else set()
+        except requests.RequestException:
+            answer = None
+        if answer is None or answer.status_code != 200:
+            counts["logins_lost"] += 1
+            stored = None
+        else:
+            stored = answer.json().get("counter")
+        counts["writes_acknowledged"] += len(user.acknowledged)
+        counts["writes_lost"] += sum(1 for _, counter in user.acknowledged if stored is None or counter > stored)
+        if presence and user.heartbeat_at is not None:
+            counts["heartbeats_acknowledged"] += 1
+            counts["presence_lost"] += user.name not in (online or set())
+    total = {key: sum(result[side][key] for side in result) for key in result["minority"]}
+    lost_pct = 100 * total["writes_lost"] / total["writes_acknowledged"] if total["writes_acknowledged"] else 0.0
+    return {"sides": result, "total": total, "writes_lost_pct": round(lost_pct, 1)}
+
+
+def _refused(events, marks):
+    """Requests refused during the partition, by side."""
+    start, end = marks["partition"], marks["heal"]
+    return {side: sum(1 for t, s, _, ok in events if s == side and not ok and start <= t <= end)
+            for side in ("minority", "majority")}
+
+
+def _timeline(events):
+    """Per second: session writes acknowledged and requests refused, by side."""
+    last = int(max((t for t, *_ in events), default=0)) + 1
+    series = {f"{side} {what}": [0] * last for side in ("minority", "majority") for what in ("acked", "refused")}
+    for t, side, what, ok in events:
+        if what == "session write" or not ok:
+            series[f"{side} {'acked' if ok else 'refused'}"][int(t)] += 1
+    return series
+
+
+# Output
+
+
+COLUMNS = [
+    ("scenario", lambda r: r["scenario"]),
+    ("acked writes", lambda r: str(r["total"]["writes_acknowledged"])),
+    ("acked writes lost", lambda r: f"{r['total']['writes_lost']} ({r['writes_lost_pct']:g} %)"),
+    ("lost on minority", lambda r: f"{r['sides']['minority']['writes_lost']} of "
+                                   f"{r['sides']['minority']['writes_acknowledged']}"),
+    ("logins lost", lambda r: f"{r['total']['logins_lost']} of {r['total']['logins_acknowledged']}"),
+    ("presence lost", lambda r: f"{r['total']['presence_lost']} of {r['total']['heartbeats_acknowledged']}"),
+    ("refused, minority", lambda r: str(r["refused"]["minority"])),
+    ("refused, majority", lambda r: str(r["refused"]["majority"])),
+    ("promoted after", lambda r: "never" if r["marks"].get("promoted") is None
+     else f"{r['marks']['promoted'] - r['marks']['partition']:.1f} s"),
+    ("converged after heal", lambda r: f"{r['convergence_s']:.1f} s"),
+]
+
+
+def table(results):
+    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in results]
+    return "\n".join(lines)
+
+
+def chart(result):
+    series = result["timeline"]
+    marks = ", ".join(f"{name} {t:.0f} s" for name, t in result["marks"].items() if t is not None)
+    return series_chart(f"{result['scenario']}: per second ({marks})", list(range(len(next(iter(series.values()))))),
+                        series, x_label="seconds since the start", width=640, legend_columns=2)
+
+
+def write(results, out, command):
+    """split-brain.json, a timeline SVG per scenario, report.html; return the SVG paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "split-brain.json").write_text(json.dumps({"command": command, "results": results}, indent=1))
+    charts = {}
+    for result in results:
+        path = out / f"split-brain-{result['scenario'].replace(' ', '').replace('--', '-')}.svg"
+        path.write_text(chart(result))
+        charts[path.name] = path.read_text()
+    head = "".join(f"<th>{escape(name)}</th>" for name, _ in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(cell(r))}</td>" for _, cell in COLUMNS) + "</tr>"
+                   for r in results)
+    (out / "report.html").write_text(f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><title>Split brain, counted</title>
+<style>body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 0 auto; padding: 1rem; }}
+table {{ border-collapse: collapse; font-size: .85rem; }} th, td {{ border-bottom: 1px solid #d9dee6; padding: .3rem; }}
+</style></head><body><h1>Split brain, counted</h1>
+<p>Command: <code>{escape(command)}</code>. The old primary and app1 on the minority side, the rest on the majority
+side; users pinned to one side write to their sessions every {TICK:g} s, heartbeat every {TICK * HEARTBEAT_EVERY:g} s,
+and a new user signs up on each side every {TICK * LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five nodes under
+Sentinel) lost 56 % of acknowledged writes this way.</p>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{"".join(charts.values())}
+</body></html>
+""")
+    return [out / name for name in charts]
+
+
+def plan(names):
+    """The scenarios, checked: ValueError for an unknown name."""
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(SCENARIOS)}")
+    return names
+

@@ -1,0 +1,97 @@
+"""Partitions of a cluster whose nodes live in network namespaces (`python -m deploy up --netns`).
+
+A partition is silent (deploy/netns.py); these tests check what the
+cluster makes of it, and that partitions and namespaces never outlive the
+cluster, also when a partition fails half-way or the record is gone.
+"""
+
+import secrets
+import sys
+import time
+
+import pytest
+
+from deploy import cluster as deploy_cluster
+from deploy import netns
+from deploy.layout import Cluster
+from deploy.processes import DeployError, alive, spawn, wait_for
+from loadtest import _split_brain
+from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
+
+MAJORITY = "redis2,redis3,sentinel2,sentinel3,app2"
+
+
+@pytest.fixture(autouse=True)
+def namespaces_work():
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+
+
+def test_a_partition_of_the_redis_primary_leads_to_a_promotion_on_the_majority_side(cluster):
+    c = cluster(instances=2, topology=(*SENTINEL, "--netns"))
+    sign_up_users(c, 2)
+    c.run("partition", "redis:primary,sentinel1,app1", "--from", MAJORITY)
+    assert c.status()["partitions"] == [{"isolated": ["redis1", "sentinel1", "app1"],
+                                         "from": MAJORITY.split(",")}]
+
+    def promoted():
+        roles = c.roles()
+        return [name for name in ("redis2", "redis3") if roles[name] == "primary"] and roles
+
+    roles = wait_for(promoted, timeout=FAILOVER_DEADLINE, what="a replica promoted on the majority side", interval=0.5)
+    # The split brain: the old primary, cut off from its replicas with one Sentinel that cannot win a vote,
+    # still takes writes on its side.
+    assert roles["redis1"] == "primary"
+
+    c.run("heal")
+    assert c.status()["partitions"] == []
+    wait_for(lambda: c.roles()["redis1"] == "replica", timeout=FAILOVER_DEADLINE,
+             what="the old primary to follow the new one after the heal", interval=0.5)
+    assert sum(role == "primary" for role in c.roles().values()) == 1
+
+
+def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
+    state_dir = tmp_path.resolve()
+    prefix = netns.prefix_for(state_dir)
+    network = netns.create(prefix, netns.free_net_number(), ["a", "b", "c"])
+    sleeper = spawn(network.command("a", [sys.executable, "-c", "import time; time.sleep(600)"]),
+                    log_path=tmp_path / "sleeper.log")
+    try:
+        Cluster(state_dir=str(state_dir), port=1, lb="roundrobin", sessions="memory", presence="memory",
+                db="sqlite", secret_key=secrets.token_urlsafe(), network=network.record()).save()
+        deploy_cluster.partition(["a"], ["b"], state_dir=state_dir)
+        first = netns.rules(network, "a")
+        # c's namespace vanishes: the rules on a's side go in, c's side fails.
+        netns._run("ip", "netns", "del", network.nodes["c"]["namespace"])
+        with pytest.raises(DeployError):
+            deploy_cluster.partition(["a"], ["c"], state_dir=state_dir)
+        assert netns.rules(network, "a") == first  # the earlier partition stands, the failed one left nothing
+        (state_dir / "cluster.json").unlink()
+        assert deploy_cluster.cleanup(state_dir) == 2
+    finally:
+        netns.destroy(prefix)
+    assert netns.namespaces(prefix) == []
+    assert not alive(sleeper["pid"], sleeper["started"])  # a process left inside went with its namespace
+
+
+@pytest.mark.timeout(300)
+def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
+    started = time.monotonic()
+    result = _split_brain.run("redis", seconds=6, users_per_side=2, out=tmp_path)
+    assert time.monotonic() - started < 240
+    total = result["total"]
+    assert 0 <= total["writes_lost"] <= total["writes_acknowledged"]
+    assert result["sides"]["minority"]["writes_acknowledged"] > 0  # the old primary took writes on its side
+    assert result["marks"]["promoted"] is not None, "Sentinel promoted no replica on the majority side"
+    assert result["convergence_s"] >= 0
+    assert sum(result["timeline"]["majority acked"]) > 0
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("scenario", _split_brain.SCENARIOS)
+def test_the_split_brain_count_of_each_scenario(tmp_path, scenario):
+    result = _split_brain.run(scenario, seconds=20, users_per_side=6, out=tmp_path)
+    assert result["total"]["writes_acknowledged"] > 0
+    assert result["marks"]["promoted"] is not None
