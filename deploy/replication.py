@@ -190,10 +190,25 @@ def start_all(cluster, kinds, port_of):
 
 
 def start_etcd(cluster, ports):
-    """Start the etcd members on these ports, data in the state folder; record each once a leader is elected."""
-    for member in etcd.start_members(etcd.on_loopback(ports, cluster.path), cluster.path):
+    """Start the etcd members on these ports, data in the state folder; record each once a leader is elected.
+
+    On loopback they share the machine's addresses; in namespaces each
+    member has its own address, so its peers' port is etcd's usual 2380.
+    """
+    network = cluster.net
+    if network:
+        members = etcd.plan([((network.address(f"etcd{n}"), port), (network.address(f"etcd{n}"), ETCD_PEER_PORT))
+                             for n, port in enumerate(ports, start=1)], cluster.path)
+        for member in members:
+            member["exec"] = network.exec_prefix(member["name"])
+    else:
+        members = etcd.on_loopback(ports, cluster.path)
+    for member in etcd.start_members(members, cluster.path):
         cluster.stores[member["name"]] = {"kind": "etcd", **member}
     cluster.save()
+
+
+ETCD_PEER_PORT = 2380
 
 
 def planned_port(planned, name):
