@@ -49,10 +49,11 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
     assert sorted(ranges.values()) == rediscluster.slot_ranges(3)
 
     # Users until every shard holds at least two sessions (random keys: bounded tries).
-    users = {}
+    users, names = {}, []
     for number in range(60):
         browser = Browser()
-        assert browser.sign_up(c.url, f"u{uuid.uuid4().hex[:10]}", PASSWORD).status == 302
+        names.append(f"u{uuid.uuid4().hex[:10]}")
+        assert browser.sign_up(c.url, names[-1], PASSWORD).status == 302
         written = browser.post(f"{c.url}/api/session-counter", json_body={"counter": number})
         assert written.status == 200, written.body[:300]
         users[browser] = (shard_of(browser, ranges), number)
@@ -62,6 +63,15 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
     for browser, (_, number) in users.items():
         read = browser.get(f"{c.url}/api/session-counter")
         assert (read.status, read.json()["counter"]) == (200, number)
+    # The other Redis users: login throttle counters, presence (rooms on several shards), the lease.
+    assert Browser().log_in(c.url, names[0], "not the password").status == 200
+    assert Browser().log_in(c.url, names[0], PASSWORD).status == 302
+    first = next(iter(users))
+    for room in ("lobby", "kitchen", "garden", "attic"):
+        seen = first.post(f"{c.url}/api/rooms/{room}/presence", json_body={})
+        assert seen.status == 200 and seen.json()["online"] == [names[0]], seen.body[:300]
+    wait_for(lambda: Browser().get(f"{c.url}/api/lease").json()["lease"]["held"], timeout=30,
+             what="an instance to hold the maintenance lease")
 
     # Replication is asynchronous: let redis4 catch up, so the kill loses nothing acknowledged.
     stores = layout.load(c.state_dir).stores
