@@ -8,11 +8,12 @@ cluster's node timeout plus a generous margin for a busy machine.
 import time
 import uuid
 
+import pytest
 import redis
 from redis.cluster import key_slot
 
-from deploy import layout, rediscluster
-from deploy.processes import wait_for
+from deploy import layout, rediscluster, replication
+from deploy.processes import DeployError, wait_for
 from tests.http import Browser
 
 PASSWORD = "correct horse battery"
@@ -39,6 +40,20 @@ def replicated(record, replica):
         written = client.info("replication")["master_repl_offset"]
     with redis.Redis(port=replica["port"], password=replica["password"], socket_timeout=2) as client:
         return client.info("replication").get("slave_repl_offset", -1) >= written
+
+
+def test_every_cluster_port_bus_included_is_inside_the_clusters_own_block():
+    # The default bus port (port + 10000) would leave the block: into the ephemeral
+    # range or another cluster's block. Each node's bus port is a slot of the block.
+    base = 20000
+    for shards in range(1, 5):
+        used = layout.ports(base, instances=16, servers=["redis"],
+                            topology=replication.Topology(redis="cluster", redis_shards=shards).check())
+        buses = [port for port, what in used.items() if what.endswith("cluster bus")]
+        assert len(buses) == len(set(buses)) == rediscluster.node_count(shards)
+        assert all(base <= port < base + layout.BLOCK for port in used)
+    with pytest.raises(DeployError, match="--redis-shards"):
+        replication.Topology(redis="cluster", redis_shards=5).check()
 
 
 def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluster):
