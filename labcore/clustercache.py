@@ -30,7 +30,7 @@ class JSONSerializer:
 
 
 class ClusterCacheClient(RedisCacheClient):
-    def __init__(self, servers, *, target, **options):
+    def __init__(self, servers, *, target):
         super().__init__(servers, serializer=JSONSerializer)
         self.target = target
 
