@@ -94,6 +94,9 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
     c.run("kill", "redis1")
     dead = {browser: number for browser, (shard, number) in users.items() if shard == "redis1"}
     live = {browser: number for browser, (shard, number) in users.items() if shard != "redis1"}
+    # A room whose keys (hash tag: the room) are on a live shard.
+    live_room = next(room for room in ("lobby", "kitchen", "garden", "attic")
+                     if not ranges["redis1"][0] <= key_slot(room.encode()) <= ranges["redis1"][1])
     refused, slowest = 0, 0.0
 
     def dead_shard_answers():
@@ -101,6 +104,8 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
         for browser, number in live.items():
             read = browser.get(f"{c.url}/api/session-counter")
             assert (read.status, read.json()["counter"]) == (200, number), read.body[:300]
+        seen = next(iter(live)).post(f"{c.url}/api/rooms/{live_room}/presence", json_body={})
+        assert seen.status == 200, seen.body[:300]
         statuses = []
         for browser in dead:
             started = time.monotonic()

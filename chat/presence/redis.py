@@ -1,7 +1,11 @@
+import logging
+
 from redis.cluster import RedisCluster
 
 from chat.presence.base import CHANGE_LOG_SIZE, PresenceStore, View, parse_version
-from labcore.stores import redis_client, redis_shard, store_errors
+from labcore.stores import StoreUnavailable, redis_client, redis_shard, store_errors
+
+logger = logging.getLogger(__name__)
 
 # Shared by the scripts. KEYS: room's sorted set (username -> last seen),
 # the room's counter (a hash: its life and its version number), change log
@@ -162,11 +166,25 @@ class RedisPresence(PresenceStore):
                 keys=[*self._keys(room), *([] if sharded else [user_key])],
                 args=[now, now - self.ttl, username, number, int(self.ttl) + 1, room, epoch],
             )
-            if sharded:
+        if sharded:
+            self._remember_room(user_key, room)
+        return self._parse(reply)
+
+    def _remember_room(self, user_key, room):
+        """In a cluster, add the room to the user's set, on that key's own shard.
+
+        The heartbeat itself has succeeded: a dead shard holding the user's set
+        must not fail it. The set only lets a logout leave every room at once;
+        it heals on the next heartbeat, and until then a logout leaves the user
+        in this room until their presence expires (PRESENCE_TTL).
+        """
+        try:
+            with store_errors("redis", part=redis_shard(user_key)):
                 client = redis_client()
                 client.sadd(user_key, room)
                 client.expire(user_key, int(self.ttl) + 1)
-        return self._parse(reply)
+        except StoreUnavailable as failure:
+            logger.warning("presence: the rooms of %s not updated (%s)", user_key, failure)
 
     def view(self, room, since=None):
         now = self.clock()
@@ -178,7 +196,9 @@ class RedisPresence(PresenceStore):
     def leave(self, room, username):
         with store_errors("redis", part=self._shard(room)):
             self._script(LEAVE)(keys=self._keys(room), args=[username])
-            redis_client().srem(f"presence:user:{username}", room)
+        user_key = f"presence:user:{username}"
+        with store_errors("redis", part=redis_shard(user_key)):
+            redis_client().srem(user_key, room)
 
     def leave_everywhere(self, username):
         with store_errors("redis"):
