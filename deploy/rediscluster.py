@@ -94,10 +94,22 @@ def form(records, shards):
     wait_for(lambda: all(_known(record, password) == len(records) for record in records), timeout=30,
              what=f"the {len(records)} Redis Cluster nodes to know each other")
     for index, record in enumerate(replicas):
-        with _client(record["port"], password) as client:
-            client.execute_command("CLUSTER", "REPLICATE", ids[index % shards])
+        wait_for(lambda: _replicate(record, password, ids[index % shards]), timeout=30,
+                 what=f"the node on port {record['port']} to follow its primary")
     wait_for(lambda: all(_serving(record, password) for record in records), timeout=60,
              what="every Redis Cluster node to report cluster_state:ok and every replica to copy its primary")
+
+
+def _replicate(record, password, primary_id):
+    """CLUSTER REPLICATE; False while the node knows the primary only by the temporary name of a handshake."""
+    try:
+        with _client(record["port"], password) as client:
+            client.execute_command("CLUSTER", "REPLICATE", primary_id)
+    except redis.ResponseError as exc:
+        if "Unknown node" in str(exc):
+            return False
+        raise
+    return True
 
 
 def _known(record, password):

@@ -68,11 +68,6 @@ class SessionStore(CacheStore):
         with self._shard(cache_key):
             self._cache.delete(cache_key)
 
-    def stored_bytes(self):
-        """Bytes Redis keeps for this session."""
-        key = self._cache.make_and_validate_key(self.cache_key)
-        return self._cache._cache.get_client(key).strlen(key)
-
 
 def check():
     """For /readyz: the sessions cache answers (on the shard of the probe's key)."""
