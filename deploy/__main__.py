@@ -29,7 +29,10 @@ def main(argv=None):
     up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
     up.add_argument("--server", default=web.DEFAULT,
                     help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
-    up.add_argument("--redis", default="single", help="single, or sentinel: a primary, replicas, three Sentinels")
+    up.add_argument("--redis", default="single",
+                    help="single; sentinel: a primary, replicas, three Sentinels; cluster: Redis Cluster, "
+                         "shards of a primary and a replica")
+    up.add_argument("--redis-shards", type=int, default=3, help="with --redis cluster: primaries (default 3)")
     up.add_argument("--redis-replicas", type=int, default=2, help="with --redis sentinel (default 2)")
     up.add_argument("--redis-sync", type=int, default=0,
                     help="replicas that must confirm each session write (WAIT), and be connected for any write")
@@ -102,6 +105,7 @@ def run(args):
             lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
             durable=args.durable,
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
+                              redis_shards=args.redis_shards,
                               pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
                               etcd_members=args.etcd_members),
             namespaces=args.netns, **where,
@@ -173,7 +177,7 @@ def print_status(state, *, as_json):
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
         print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row.get('role', '')}")
+              f"{row.get('role', '')}" + (f" {row['slots']}" if row.get("slots") else ""))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,9 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     _check_ports(layout.ports(port, instances=instances, servers=wanted, topology=topology))
     if namespaces and (reason := netns.available()):
         raise DeployError(reason)
+    if namespaces and topology.redis == "cluster" and "redis" in wanted:
+        raise DeployError("--netns does not place Redis Cluster nodes in namespaces; "
+                          "use --redis single or sentinel with it")
 
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.

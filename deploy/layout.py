@@ -6,6 +6,7 @@ Ports are offsets from the load balancer's port, the cluster's base:
 |---|---|
 | base | the load balancer |
 | base + 1 | HAProxy's stats page |
+| base + 2 to base + 9 | Redis Cluster's bus ports, one per node (deploy/rediscluster.py) |
 | base + 10 + N | instance appN, N from 1 to 16 |
 | base + 30 to base + 59 | store nodes: a range of slots per kind of server |
 
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
 STATS_OFFSET, INSTANCE_OFFSET = 1, 10
 STORE_SLOTS = {
+    "redis-bus": range(2, 10),
     "redis": range(30, 40),
     "sentinel": range(40, 43),
     "memcached": range(43, 45),
@@ -158,6 +160,9 @@ def ports(base, *, instances, servers, topology=None):
     store_nodes = replication.nodes(servers, topology or replication.Topology(),
                                     lambda kind, index: store_port(base, kind, index))
     used.update({port: name for name, _, port in store_nodes})
+    if topology and topology.redis == "cluster":
+        used.update({store_port(base, "redis-bus", index): f"{name}'s cluster bus"
+                     for index, (name, kind, _) in enumerate(n for n in store_nodes if n[1] == "redis")})
     used.update({instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
     return used
 

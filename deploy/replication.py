@@ -11,6 +11,8 @@ says how many nodes there are and who follows whom:
   unless k replicas are connected and at most MAX_LAG seconds behind
   (min-replicas-to-write), and the site WAITs for k replicas after each
   session write.
+- Redis `cluster`: `redis_shards` primaries, each with one replica, sharing
+  the hash slots; the nodes fail over among themselves (deploy/rediscluster.py).
 - PostgreSQL: a primary `pg1` and `pg_standbys` standbys, each a
   pg_basebackup of it, streaming its WAL. `pg_sync` is `off` (asynchronous)
   or "ANY k" / "FIRST k": synchronous_standby_names, with
@@ -47,7 +49,7 @@ from psycopg import sql
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from deploy import etcd, stores
+from deploy import etcd, rediscluster, stores
 from deploy.processes import (
     PRIVATE_UMASK,
     DeployError,
@@ -71,6 +73,8 @@ MAX_LAG = 2  # seconds a replica may be behind and still count for min-replicas-
 # wait and answers 503 (labcore/postgresql/base.py): a healthy commit waits milliseconds.
 COMMIT_TIMEOUT = 2
 MAX_REDIS_REPLICAS = len(range(30, 40)) - 1
+# Cluster nodes need a bus port each too, from the block's free offsets 2 to 9 (deploy/layout.py).
+MAX_CLUSTER_NODES = min(len(range(30, 40)), len(range(2, 10)))
 MAX_PG_STANDBYS = len(range(45, 52)) - 1
 PREFIX = {"redis": "redis", "postgres": "pg"}  # node names; other kinds keep their kind's name
 
@@ -79,16 +83,19 @@ PREFIX = {"redis": "redis", "postgres": "pg"}  # node names; other kinds keep th
 class Topology:
     """How each kind of server is laid out: saved in the cluster record."""
 
-    redis: str = "single"  # or "sentinel"
+    redis: str = "single"  # or "sentinel", or "cluster"
     redis_replicas: int = 2  # with sentinel
     redis_sync: int = 0  # replicas that must confirm a session write (WAIT) and be connected to write
+    redis_shards: int = 3  # with cluster: primaries, each with one replica
     pg_standbys: int = 0
     pg_sync: str = "off"  # or "ANY k" / "FIRST k"
     etcd_members: int = 3
 
     def check(self):
-        if self.redis not in ("single", "sentinel"):
-            raise DeployError(f"--redis {self.redis!r} is not one of: single, sentinel")
+        if self.redis not in ("single", "sentinel", "cluster"):
+            raise DeployError(f"--redis {self.redis!r} is not one of: single, sentinel, cluster")
+        if self.redis == "cluster":
+            rediscluster.check(self.redis_shards, MAX_CLUSTER_NODES)
         replicas = self.redis_replicas if self.redis == "sentinel" else 0
         if self.redis == "sentinel" and not 1 <= replicas <= MAX_REDIS_REPLICAS:
             raise DeployError(f"--redis-replicas must be between 1 and {MAX_REDIS_REPLICAS}, not {replicas}")
@@ -130,6 +137,8 @@ def nodes(kinds, topology, port_of):
     for kind in kinds:
         if kind == "redis":
             count = 1 + (topology.redis_replicas if topology.redis == "sentinel" else 0)
+            if topology.redis == "cluster":
+                count = rediscluster.node_count(topology.redis_shards)
             planned += [(f"redis{n + 1}", "redis", port_of("redis", n)) for n in range(count)]
             if topology.redis == "sentinel":
                 planned += [(f"sentinel{n + 1}", "sentinel", port_of("sentinel", n)) for n in range(SENTINELS)]
@@ -180,6 +189,9 @@ def start_all(cluster, kinds, port_of):
         start_etcd(cluster, [port for _, kind, port in planned if kind == "etcd"])
     if topology.redis == "sentinel" and "redis" in kinds:
         _wait_redis_ready(cluster)
+    if topology.redis == "cluster" and "redis" in kinds:
+        rediscluster.form([cluster.stores[name] for name, kind, _ in planned if kind == "redis"],
+                          topology.redis_shards)
     if topology.pg_standbys and "postgres" in kinds:
         pg1 = cluster.stores["pg1"]
         wait_for(lambda: _streaming(pg1) >= topology.pg_standbys, timeout=60,
@@ -233,6 +245,8 @@ def start_redis_node(cluster, name, port, password, primary=None):
     primary: (host, port) of the node to follow, for a replica.
     """
     topology = Topology.of(cluster.topology)
+    if topology.redis == "cluster":
+        return rediscluster.start_node(cluster, name, port, cluster_bus_port(cluster, name), password)
     if topology.redis != "sentinel":
         return stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
                                   name=name, **_where(cluster, name))
@@ -246,6 +260,13 @@ def start_redis_node(cluster, name, port, password, primary=None):
                                 name=name, folder=folder, args=redis_args(topology, host, primary),
                                 **_where(cluster, name))
     return {**record, "data": str(folder)}
+
+
+def cluster_bus_port(cluster, name):
+    """A cluster node's bus port: the same offset of the cluster's block for the same node, always."""
+    from deploy import layout  # layout imports this module
+
+    return layout.store_port(cluster.port, "redis-bus", int(name.removeprefix("redis")) - 1)
 
 
 def redis_args(topology, host, primary=None):
@@ -477,14 +498,22 @@ def kind_of(name, record):
 
 
 def rows(cluster):
-    """status's `stores`: every node with its role, as the node itself reports it."""
-    return [
+    """status's `stores`: every node with its role, as the node itself reports it.
+
+    Redis Cluster nodes also have `slots`: the ranges each serves as primary now.
+    """
+    listed = [
         {"name": name, "kind": kind_of(name, record), "role": (role(kind_of(name, record), record)
          if running(record) else "down").replace("down", "unreachable" if running(record) else "down"),
          "host": record.get("host"), "port": record["port"], "socket": record.get("socket"),
          "pid": record["pid"], "alive": running(record)}
         for name, record in cluster.stores.items()
     ]
+    if Topology.of(cluster.topology).redis == "cluster":
+        for row in listed:
+            if row["kind"] == "redis":
+                row["slots"] = rediscluster.slots(cluster.stores[row["name"]]) if row["alive"] else ""
+    return listed
 
 
 # Breaking and mending
@@ -647,8 +676,10 @@ def store_env(cluster):
         env["REDIS_SERVICE"] = SERVICE
         env["REDIS_SENTINEL_PASSWORD"] = next(iter(_nodes_of(cluster, "sentinel").values()))["password"]
         env["REDIS_SYNC"] = str(topology.redis_sync)
+    if topology.redis == "cluster" and _nodes_of(cluster, "redis"):
+        env["REDIS_CLUSTER_NODES"] = ",".join(f"127.0.0.1:{r['port']}" for r in _nodes_of(cluster, "redis").values())
     return env
 
 
 SITE_VARIABLES = ("DATABASE_COMMIT_TIMEOUT", "DATABASE_FAILOVER_HOSTS", "REDIS_SENTINELS", "REDIS_SERVICE",
-                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC")
+                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC", "REDIS_CLUSTER_NODES")

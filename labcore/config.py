@@ -5,12 +5,12 @@ settings.py does. Everything it knows about a store comes from the registry.
 """
 
 from labcore import registry
-from labcore.connections import RedisTarget, memcached_cache, memory_cache, redis_cache
+from labcore.connections import RedisTarget, memcached_cache, memory_cache, redis_cache, redis_cluster_cache
 
 
 def store_settings(*, session_store, presence_store, redis_url, memcached_url, state_dir, timeout,
                    session_engine=None, redis_sentinels=(), redis_service="", redis_sentinel_password="",
-                   redis_sync=0, redis_sync_timeout=0.5):
+                   redis_sync=0, redis_sync_timeout=0.5, redis_cluster_nodes=()):
     """Return the settings that put sessions and presence where asked.
 
     `session_engine`, a dotted path, wins over `session_store` for people who
@@ -18,9 +18,12 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
     pairs) and `redis_service` reach Redis through Sentinel (which asks
     for `redis_sentinel_password`, if it has one); `redis_sync`
     replicas must confirm each session write within `redis_sync_timeout`.
+    `redis_cluster_nodes` ((host, port) pairs) make Redis a cluster: one
+    switch for every Redis user (sessions, counters, presence, the lease).
     """
     redis_target = RedisTarget(redis_url, timeout, sentinels=tuple(redis_sentinels), service=redis_service,
-                               password=redis_sentinel_password, sync=redis_sync, sync_timeout=redis_sync_timeout)
+                               password=redis_sentinel_password, sync=redis_sync, sync_timeout=redis_sync_timeout,
+                               cluster_nodes=tuple(redis_cluster_nodes))
     if session_engine:
         # A raw engine of Django's is named in the lab's words, for the status bar.
         session = registry.session_store_of_engine(session_engine) or registry.SessionStore(
@@ -31,13 +34,13 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
     servers = registry.servers_of(session, presence)
     caches = {
         registry.MEMORY: memory_cache,
-        "redis": lambda name: redis_cache(redis_target),
+        "redis": lambda name: (redis_cluster_cache if redis_target.cluster_nodes else redis_cache)(redis_target),
         "memcached": lambda name: memcached_cache(memcached_url, timeout),
     }
     shared = registry.shared_cache_kind(servers)
     return {
         "SESSION_STORE": session.name,
-        "SESSION_ENGINE": session.engine,
+        "SESSION_ENGINE": (redis_target.cluster_nodes and session.cluster_engine) or session.engine,
         "SESSION_CACHE_ALIAS": "sessions",
         "SESSION_FILE_PATH": str(state_dir / "sessions"),
         "PRESENCE_STORE": presence.name,

@@ -5,7 +5,9 @@ comes from `redis_client`, and every etcd client from `etcd_client`, built with 
 Redis costs a request STORE_TIMEOUT and never a retry loop. A server's kind
 (Redis) is kept apart from its topology: `RedisTarget` describes where Redis
 is: one URL (credentials included), or a list of Sentinels and the name of
-the service they watch, in which case the client asks them for the primary.
+the service they watch, in which case the client asks them for the primary,
+or the nodes of a Redis Cluster, in which case the client (redis-py's
+RedisCluster) sends each key to the primary of its hash slot.
 """
 
 import threading
@@ -18,6 +20,7 @@ import etcd3gw.exceptions
 import redis
 from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -39,8 +42,10 @@ class RedisTarget:
 
     With `sentinels` ((host, port) pairs) and `service`, the URL gives only
     the database number (and credentials); the primary is whichever node the
-    Sentinels name now. `sync` is how many replicas must confirm a session
-    write (WAIT) within `sync_timeout` seconds; 0 does not wait.
+    Sentinels name now. With `cluster_nodes` ((host, port) pairs), Redis is
+    a cluster and these are where the client first asks for its slot map.
+    `sync` is how many replicas must confirm a session write (WAIT) within
+    `sync_timeout` seconds; 0 does not wait.
     """
 
     url: str
@@ -50,10 +55,11 @@ class RedisTarget:
     password: str = ""  # for the Sentinels themselves (their auth-pass), when they have one
     sync: int = 0
     sync_timeout: float = 0.5
+    cluster_nodes: tuple = ()
 
 
-def parse_sentinels(text):
-    """("host:port,host:port") -> ((host, port), ...)."""
+def parse_addresses(text):
+    """("host:port,host:port") -> ((host, port), ...): Sentinels, or Redis Cluster nodes."""
     pairs = []
     for item in (part.strip() for part in text.split(",")):
         if item:
@@ -68,9 +74,28 @@ def redis_client(target):
     """Return this process's client for target."""
     options = {"socket_timeout": target.timeout, "socket_connect_timeout": target.timeout,
                "retry": no_retry(), "health_check_interval": 30}
+    if target.cluster_nodes:
+        return _cluster_client(target, options)
     if not target.sentinels:
         return redis.Redis.from_url(target.url, **options)
     return _sentinel_client(target, options)
+
+
+def _cluster_client(target, options):
+    """A Redis Cluster client: each key goes to the primary of its slot.
+
+    redis-py's RedisCluster asks a node for the slot map when it starts and
+    again after a call to a node fails (or a node answers MOVED), so once a
+    replica has taken over its dead primary's slots, the next call after a
+    failure finds it. A call that meets the dead primary before that fails
+    at once, as with a single Redis: no retries. It starts even while some
+    slots have no primary (require_full_coverage off): the other shards serve.
+    """
+    parts = urlsplit(target.url)
+    options = {key: value for key, value in options.items() if key != "health_check_interval"}
+    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.cluster_nodes],
+                        password=parts.password, username=parts.username, require_full_coverage=False,
+                        **options)
 
 
 def _sentinel_client(target, options):
@@ -118,6 +143,15 @@ def redis_cache(target):
         "OPTIONS": {"CONNECTION_FACTORY": "labcore.connections.SharedConnectionFactory",
                     "SERIALIZER": "labcore.serializers.RedisJSONSerializer",
                     "STORE_TIMEOUT": target.timeout, "REDIS_TARGET": target},
+    }
+
+
+def redis_cluster_cache(target):
+    """A Django cache on Redis Cluster: Django's own Redis cache, with a cluster client (labcore/clustercache.py)."""
+    return {
+        "BACKEND": "labcore.clustercache.RedisClusterCache",
+        "LOCATION": target.url,
+        "OPTIONS": {"target": target},
     }
 
 

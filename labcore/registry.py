@@ -24,6 +24,8 @@ class SessionStore:
     # A module with a SessionStore class, as Django's SESSION_ENGINE; and a
     # check() if /readyz must fail while the store does not answer.
     engine: str
+    # The engine when Redis is a cluster (REDIS_CLUSTER_NODES), if the usual one cannot speak to one.
+    cluster_engine: str = ""
     servers: tuple = ()  # kinds of server it needs besides the database
     cache: str = MEMORY  # the kind of its Django cache, "sessions": memory, redis or memcached
     presence: str = "redis"  # the presence store that goes with it by default
@@ -72,7 +74,8 @@ for _row in (
     SessionStore("cached_db", "labcore.sessions.cached_db", servers=("redis",), cache="redis",
                  summary="the database, with Redis in front; a dead Redis costs speed, not logins"),
     SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis",
-                 summary="Redis, through django-redis"),
+                 cluster_engine="labcore.sessions.rediscluster",
+                 summary="Redis, through django-redis (Redis Cluster: Django's Redis cache, sharded)"),
     SessionStore("memcached", "labcore.sessions.memcached", servers=("memcached",), cache="memcached",
                  summary="memcached, through pymemcache"),
     SessionStore("etcd", "labcore.sessions.etcd", servers=("etcd",),

@@ -12,14 +12,19 @@ asked again for STORE_BREAKER_INTERVAL: calls fail at once. Then one call
 tries it; its success closes the breaker, its failure opens it for another
 interval. A request therefore waits at most one STORE_TIMEOUT per failed
 store, and the instance notices a store is back within the interval.
+
+A sharded store (Redis Cluster) has a breaker per shard (`part`): a dead
+shard must not make the live ones refuse calls.
 """
 
 import threading
 import time
 from contextlib import contextmanager
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
+from redis.cluster import RedisCluster
 
 from labcore import connections
 from labcore.connections import EtcdTarget, RedisTarget
@@ -37,8 +42,9 @@ class StoreUnavailable(Exception):
 class Breaker:
     """One store's circuit breaker in this process: closed, or open until a moment."""
 
-    def __init__(self, store):
+    def __init__(self, store, part=None):
         self.store = store
+        self.part = part
         self._lock = threading.Lock()
         self._open_until = None  # monotonic; None while closed
         self._failure = ""
@@ -74,10 +80,12 @@ _breakers = {}
 _breakers_lock = threading.Lock()
 
 
-def breaker(store):
-    """Return this process's breaker for store."""
+def breaker(store, part=None):
+    """Return this process's breaker for store (or for one shard of it)."""
     with _breakers_lock:
-        return _breakers.setdefault(store, Breaker(store))
+        if (store, part) not in _breakers:
+            _breakers[store, part] = Breaker(store, part)
+        return _breakers[store, part]
 
 
 def reset_breakers():
@@ -87,15 +95,16 @@ def reset_breakers():
 
 
 @contextmanager
-def store_errors(store, expected=()):
+def store_errors(store, expected=(), part=None):
     """Re-raise any failure of the block as StoreUnavailable(store), through the store's breaker.
 
     Exceptions in `expected` are part of the block's normal behaviour and
     pass through unchanged. While the store's breaker is open, raise
-    StoreUnavailable without running the block.
+    StoreUnavailable without running the block. `part`: the shard the block
+    calls, which has a breaker of its own.
     """
     interval = settings.STORE_BREAKER_INTERVAL
-    guard = breaker(store) if interval > 0 else None
+    guard = breaker(store, part) if interval > 0 else None
     if guard:
         guard.admit(interval)
     try:
@@ -108,7 +117,7 @@ def store_errors(store, expected=()):
             guard.succeeded()
         raise
     except Exception as exc:
-        failure = f"{type(exc).__name__}: {exc}"
+        failure = (f"shard {part}: " if part else "") + f"{type(exc).__name__}: {exc}"
         if guard:
             guard.failed(failure, interval)
         raise StoreUnavailable(store, failure) from exc
@@ -123,6 +132,19 @@ def redis_client():
     if target is None or target.url != settings.REDIS_URL:
         target = RedisTarget(settings.REDIS_URL, settings.STORE_TIMEOUT)
     return connections.redis_client(target)
+
+
+def redis_shard(key):
+    """The Redis Cluster node that serves key now ("host:port"), to name its breaker; None if Redis is no cluster.
+
+    The client's slot map answers, without a round trip; only making the
+    client, once per process, asks the cluster, and a failure then names Redis.
+    """
+    try:
+        client = redis_client()
+    except redis.RedisError as exc:
+        raise StoreUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
+    return client.get_node_from_key(key).name if isinstance(client, RedisCluster) else None
 
 
 def etcd_client():

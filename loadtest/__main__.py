@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _etcd, _quorum, _report, _split_brain
+from loadtest import _bench, _capacity, _etcd, _quorum, _report, _shards, _split_brain
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -73,6 +73,16 @@ def main(argv=None):
     against.add_argument("--connections", type=int, default=8)
     against.add_argument("--server", default="gthread:8", help="how this checkout's instance is served")
     against.add_argument("--out", type=Path, default=Path("results") / "bench-against")
+    shards = commands.add_parser("bench-shards", help="session throughput against Redis Cluster shards (1, 2, 3), "
+                                                      "and what a shard primary's death costs")
+    shards.add_argument("--shards", default="1,2,3", help="comma-separated shard counts")
+    shards.add_argument("--rounds", type=int, default=3)
+    shards.add_argument("--seconds", type=int, default=5, help="per shard count and round")
+    shards.add_argument("--connections", type=int, default=16)
+    shards.add_argument("--instances", type=int, default=2)
+    shards.add_argument("--sessions", type=int, default=60, help="users, each with a session, per cluster")
+    shards.add_argument("--loss-rounds", type=int, default=3, help="shard primaries killed, one after another")
+    shards.add_argument("--out", type=Path, default=Path("results") / "bench-shards")
     sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
     presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
@@ -120,6 +130,8 @@ def main(argv=None):
             return run_bench(args)
         if args.command == "bench-against":
             return run_bench_against(args)
+        if args.command == "bench-shards":
+            return run_bench_shards(args)
         if args.command == "bench-sessions":
             return run_micro("sessions", args.stores.split(","), None)
         if args.command == "bench-posts":
@@ -130,6 +142,14 @@ def main(argv=None):
     except (DeployError, ValueError, RuntimeError) as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 1
+
+
+def run_bench_shards(args):
+    report = _shards.bench_shards(shards=_shards.check_shards(args.shards), rounds=args.rounds,
+                                  seconds=args.seconds, connections=args.connections, instances=args.instances,
+                                  sessions=args.sessions, loss_rounds=args.loss_rounds, out=args.out)
+    _shards.print_report(report)
+    return 0
 
 
 def _capacity_arguments(parser):

@@ -60,7 +60,8 @@ class Lease:
         self.ttl = ttl
         self.instance = instance
         self.owner = secrets.token_hex(16)
-        self.keys = (f"lease:{name}", f"lease:{name}:fence", f"lease:{name}:info")
+        # One hash tag ({name}): in a Redis Cluster the scripts' keys must share a slot.
+        self.keys = (f"lease:{{{name}}}", f"lease:{{{name}}}:fence", f"lease:{{{name}}}:info")
         self._acquire = client.register_script(ACQUIRE)
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)

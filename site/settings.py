@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_sentinels
+from labcore.connections import parse_addresses
 from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
@@ -173,12 +173,17 @@ STORE_BREAKER_INTERVAL = env_float("STORE_BREAKER_INTERVAL", 1.0)
 # REDIS_SYNC replicas must confirm each session write (WAIT) within
 # REDIS_SYNC_TIMEOUT seconds, or the request is a 503 naming Redis.
 # https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
-REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_SENTINELS = parse_addresses(os.environ.get("REDIS_SENTINELS", ""))
 REDIS_SERVICE = os.environ.get("REDIS_SERVICE", "lab")
 # The Sentinels' own password (deploy gives them the nodes' one); empty if they ask for none.
 REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
 REDIS_SYNC = int(env_float("REDIS_SYNC", 0))
 REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT)
+# Redis Cluster: REDIS_CLUSTER_NODES=host:port,host:port, any of its nodes;
+# REDIS_URL then gives only the password. Every Redis user goes through
+# redis-py's RedisCluster (labcore/connections.py).
+# https://redis.io/docs/latest/operate/oss_and_stack/management/scaling/
+REDIS_CLUSTER_NODES = parse_addresses(os.environ.get("REDIS_CLUSTER_NODES", ""))
 
 try:
     STORES = store_settings(
@@ -194,6 +199,7 @@ try:
         redis_sentinel_password=REDIS_SENTINEL_PASSWORD,
         redis_sync=REDIS_SYNC,
         redis_sync_timeout=REDIS_SYNC_TIMEOUT,
+        redis_cluster_nodes=REDIS_CLUSTER_NODES,
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None

@@ -1,11 +1,17 @@
+import logging
+
+from redis.cluster import RedisCluster
+
 from chat.presence.base import CHANGE_LOG_SIZE, PresenceStore, View, parse_version
-from labcore.stores import redis_client, store_errors
+from labcore.stores import StoreUnavailable, redis_client, redis_shard, store_errors
+
+logger = logging.getLogger(__name__)
 
 # Shared by the scripts. KEYS: room's sorted set (username -> last seen),
 # the room's counter (a hash: its life and its version number), change log
-# (a list of "version op username"). ARGV[1]: now, ARGV[2]: the expiry
-# horizon. Expired members are taken out and logged as departures;
-# ZRANGEBYSCORE finds only those, cheaply.
+# (a list of "version op username"), the epoch, the counter of lives.
+# ARGV[1]: now, ARGV[2]: the expiry horizon. Expired members are taken out
+# and logged as departures; ZRANGEBYSCORE finds only those, cheaply.
 #
 # The three keys expire ROOM_TTL_MS after the room's last write, so a room
 # nobody uses leaves nothing behind. A room that comes back gets a new life
@@ -13,15 +19,20 @@ from labcore.stores import redis_client, store_errors
 # versions' epoch: a version from before the expiry names another epoch, so
 # its holder gets the full list, never changes counted in another life
 # (which would leave it showing the users whose departures expired unlogged).
+#
+# In a Redis Cluster a script may touch only keys of one slot, so there
+# every key of a room carries the room as its hash tag, and the epoch and
+# the lives are the room's own, expiring with it (TOUCHED 5, not 3): a room
+# that comes back gets a new epoch, which names a new life just as well.
 COMMON = """
 local function touch()
-    for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ROOM_TTL_MS) end
+    for i = 1, TOUCHED do redis.call('PEXPIRE', KEYS[i], ROOM_TTL_MS) end
 end
 
 local function bump()
     if redis.call('EXISTS', KEYS[2]) == 0 then
         redis.call('DEL', KEYS[3])
-        redis.call('HSET', KEYS[2], 'life', redis.call('INCR', 'presence:lives'), 'n', 0)
+        redis.call('HSET', KEYS[2], 'life', redis.call('INCR', KEYS[5]), 'n', 0)
     end
     return redis.call('HINCRBY', KEYS[2], 'n', 1)
 end
@@ -47,11 +58,11 @@ end
 
 -- The epoch names this life of Redis: a restart loses it with the counters.
 local function epoch()
-    local current = redis.call('GET', 'presence:epoch')
+    local current = redis.call('GET', KEYS[4])
     if not current then
         local now = redis.call('TIME')
         current = string.format('%x%x', now[1], now[2])
-        redis.call('SET', 'presence:epoch', current)
+        redis.call('SET', KEYS[4], current EPOCH_EXPIRY)
     end
     return current
 end
@@ -73,7 +84,8 @@ local function view(since_epoch, since)
 end
 """
 
-# KEYS[4]: the user's set of rooms. ARGV[3]: username, ARGV[4] and ARGV[7]:
+# KEYS[6]: the user's set of rooms (not in a cluster, where it has a slot of
+# its own: the caller adds to it after). ARGV[3]: username, ARGV[4] and ARGV[7]:
 # the client's version's number and epoch ('' for the full list), ARGV[5]:
 # seconds the user's set may idle, ARGV[6]: room.
 HEARTBEAT = COMMON + """
@@ -83,8 +95,10 @@ if redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3]) == 1 then
     redis.call('LTRIM', KEYS[3], -LOG_SIZE, -1)
 end
 touch()
-redis.call('SADD', KEYS[4], ARGV[6])
-redis.call('EXPIRE', KEYS[4], ARGV[5])
+if KEYS[6] then
+    redis.call('SADD', KEYS[6], ARGV[6])
+    redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
 return view(ARGV[7], tonumber(ARGV[4]))
 """
 
@@ -123,36 +137,68 @@ class RedisPresence(PresenceStore):
         client = redis_client()
         key = (id(client), source)
         if key not in self._scripts:
-            source = source.replace("LOG_SIZE", str(CHANGE_LOG_SIZE))
+            sharded = isinstance(client, RedisCluster)
+            source = source.replace("LOG_SIZE", str(CHANGE_LOG_SIZE)).replace("TOUCHED", "5" if sharded else "3")
+            source = source.replace("EPOCH_EXPIRY", ", 'PX', ROOM_TTL_MS" if sharded else "")
             self._scripts[key] = client.register_script(
                 source.replace("ROOM_TTL_MS", str(int(self.room_ttl * 1000))))
         return self._scripts[key]
 
     @staticmethod
     def _keys(room):
-        return [f"presence:room:{room}", f"presence:counter:{room}", f"presence:log:{room}"]
+        if isinstance(redis_client(), RedisCluster):
+            return [f"presence:room:{{{room}}}", f"presence:counter:{{{room}}}", f"presence:log:{{{room}}}",
+                    f"presence:epoch:{{{room}}}", f"presence:lives:{{{room}}}"]
+        return [f"presence:room:{room}", f"presence:counter:{room}", f"presence:log:{room}", "presence:epoch",
+                "presence:lives"]
+
+    def _shard(self, room):
+        # A dead shard must not stop the rooms on the others (labcore/stores.py).
+        return redis_shard(self._keys(room)[0])
 
     def heartbeat(self, room, username, since=None):
         now = self.clock()
         epoch, number = parse_version(since) or ("", 0)
-        with store_errors("redis"):
+        user_key = f"presence:user:{username}"
+        sharded = isinstance(redis_client(), RedisCluster)
+        with store_errors("redis", part=self._shard(room)):
             reply = self._script(HEARTBEAT)(
-                keys=[*self._keys(room), f"presence:user:{username}"],
+                keys=[*self._keys(room), *([] if sharded else [user_key])],
                 args=[now, now - self.ttl, username, number, int(self.ttl) + 1, room, epoch],
             )
+        if sharded:
+            self._remember_room(user_key, room)
         return self._parse(reply)
+
+    def _remember_room(self, user_key, room):
+        """In a cluster, add the room to the user's set, on that key's own shard.
+
+        The heartbeat itself has succeeded: a dead shard holding the user's set
+        must not fail it. The set only lets a logout leave every room at once;
+        it heals on the next heartbeat, and until then a logout leaves the user
+        in this room until their presence expires (PRESENCE_TTL).
+        """
+        try:
+            with store_errors("redis", part=redis_shard(user_key)):
+                client = redis_client()
+                client.sadd(user_key, room)
+                client.expire(user_key, int(self.ttl) + 1)
+        except StoreUnavailable as failure:
+            logger.warning("presence: the rooms of %s not updated (%s)", user_key, failure)
 
     def view(self, room, since=None):
         now = self.clock()
         epoch, number = parse_version(since) or ("", 0)
-        with store_errors("redis"):
+        with store_errors("redis", part=self._shard(room)):
             reply = self._script(VIEW)(keys=self._keys(room), args=[now, now - self.ttl, number, epoch])
         return self._parse(reply)
 
     def leave(self, room, username):
-        with store_errors("redis"):
+        with store_errors("redis", part=self._shard(room)):
             self._script(LEAVE)(keys=self._keys(room), args=[username])
-            redis_client().srem(f"presence:user:{username}", room)
+        user_key = f"presence:user:{username}"
+        with store_errors("redis", part=redis_shard(user_key)):
+            redis_client().srem(user_key, room)
 
     def leave_everywhere(self, username):
         with store_errors("redis"):

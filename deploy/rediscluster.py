@@ -1,0 +1,148 @@
+"""Redis Cluster: the key space cut into shards, each a primary with one replica.
+
+`--redis cluster --redis-shards N` starts 2N real Redis nodes
+(`--cluster-enabled yes`): `redis1`..`redisN` are the primaries, each
+serving an equal range of the 16,384 hash slots, and `redis{N+k}` is the
+replica of `redisk`. The cluster is formed by hand rather than by
+`redis-cli --cluster create`, which picks masters and pairs replicas by
+its own rules: slots first (ADDSLOTSRANGE), then MEET, then REPLICATE, so
+the names mean the same thing in every run.
+
+Failover needs no Sentinel: the primaries notice a peer silent for
+NODE_TIMEOUT_MS, mark it failed by majority, and its replica promotes
+itself. `cluster-require-full-coverage no` keeps the other shards serving
+meanwhile (the default stops the whole cluster while any slot has no
+primary), so a dead shard costs only its own third of the keys.
+
+The cluster bus: every node also listens on a second port for its peers,
+port + 10000 by default. From a cluster's block (below 32768) that lands
+either in the kernel's ephemeral range, where an outgoing connection can
+take it first, or in another cluster's block 10,000 ports up. So each node
+gets its bus port from the cluster's own block (`cluster-port`, slots
+BUS_SLOTS of deploy/layout.py), never port + 10000.
+
+Credentials are those of every Redis node here (deploy/stores.py): one
+password per cluster, `requirepass` and `masterauth`, in a 0600 file; the
+bus between nodes carries no commands from clients.
+"""
+
+import redis
+
+from deploy import stores
+from deploy.processes import DeployError, wait_for
+
+SLOTS = 16384
+NODE_TIMEOUT_MS = 1000
+REPLICAS_PER_SHARD = 1
+
+
+def node_count(shards):
+    return shards * (1 + REPLICAS_PER_SHARD)
+
+
+def slot_ranges(shards):
+    """[(first, last)] of each primary: the slots cut into `shards` nearly equal ranges."""
+    edges = [round(n * SLOTS / shards) for n in range(shards + 1)]
+    return [(edges[n], edges[n + 1] - 1) for n in range(shards)]
+
+
+def args(bus_port, folder):
+    return ["--cluster-enabled", "yes", "--cluster-config-file", f"{folder}/nodes.conf",
+            "--cluster-port", str(bus_port), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            "--cluster-require-full-coverage", "no",
+            # A replica promotes itself however long its link was down: without persistence
+            # the alternative is a shard with no primary until an operator acts.
+            "--cluster-replica-validity-factor", "0",
+            "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+            "--repl-ping-replica-period", "1"]
+
+
+def start_node(cluster, name, port, bus_port, password):
+    """A cluster node in a folder of its own; a restarted one finds its nodes.conf and rejoins."""
+    folder = cluster.path / name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Redis loads a dump.rdb it finds at start, persistence or not: a restarted
+    # node comes back empty, as a Redis without disk does, and copies its primary.
+    (folder / "dump.rdb").unlink(missing_ok=True)
+    record = stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
+                                name=name, folder=folder, args=args(bus_port, folder))
+    return {**record, "data": str(folder), "bus_port": bus_port}
+
+
+def _client(port, password):
+    return redis.Redis(port=port, password=password, socket_timeout=2, socket_connect_timeout=2,
+                       decode_responses=True)
+
+
+def form(records, shards):
+    """Give the primaries their slots, introduce every node, pair the replicas; wait until it serves.
+
+    records: the nodes' records, primaries first, in name order.
+    """
+    password = records[0]["password"]
+    primaries, replicas = records[:shards], records[shards:]
+    ids = []
+    for epoch, (record, (first, last)) in enumerate(zip(primaries, slot_ranges(shards)), start=1):
+        with _client(record["port"], password) as client:
+            # Distinct epochs before they meet, as redis-cli does: no collision to settle.
+            client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            ids.append(client.execute_command("CLUSTER", "MYID"))
+    with _client(records[0]["port"], password) as client:
+        for record in records[1:]:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", record["port"], record["bus_port"])
+    wait_for(lambda: all(_known(record, password) == len(records) for record in records), timeout=30,
+             what=f"the {len(records)} Redis Cluster nodes to know each other")
+    for index, record in enumerate(replicas):
+        wait_for(lambda: _replicate(record, password, ids[index % shards]), timeout=30,
+                 what=f"the node on port {record['port']} to follow its primary")
+    wait_for(lambda: all(_serving(record, password) for record in records), timeout=60,
+             what="every Redis Cluster node to report cluster_state:ok and every replica to copy its primary")
+
+
+def _replicate(record, password, primary_id):
+    """CLUSTER REPLICATE; False while the node knows the primary only by the temporary name of a handshake."""
+    try:
+        with _client(record["port"], password) as client:
+            client.execute_command("CLUSTER", "REPLICATE", primary_id)
+    except redis.ResponseError as exc:
+        if "Unknown node" in str(exc):
+            return False
+        raise
+    return True
+
+
+def _known(record, password):
+    try:
+        with _client(record["port"], password) as client:
+            return int(client.cluster("INFO").get("cluster_known_nodes", 0))
+    except redis.RedisError:
+        return 0
+
+
+def _serving(record, password):
+    try:
+        with _client(record["port"], password) as client:
+            state = client.cluster("INFO").get("cluster_state")
+            replication = client.info("replication")
+    except redis.RedisError:
+        return False
+    return state == "ok" and (replication["role"] == "master" or replication.get("master_link_status") == "up")
+
+
+def slots(record):
+    """The slot ranges a node serves as primary now ("0-5460", several joined by commas); "" otherwise."""
+    try:
+        with _client(record["port"], record["password"]) as client:
+            ranges = client.cluster("SLOTS")
+    except redis.RedisError:
+        return ""
+    # CLUSTER SLOTS: [first, last, [host, port, id] of the primary, the replicas' ...] per range.
+    return ",".join(f"{first}-{last}" for first, last, primary, *_ in sorted(ranges)
+                    if int(primary[1]) == record["port"])
+
+
+def check(shards, max_nodes):
+    if not 1 <= shards or node_count(shards) > max_nodes:
+        raise DeployError(f"--redis-shards must be between 1 and {max_nodes // (1 + REPLICAS_PER_SHARD)} "
+                          f"(each shard is a primary and {REPLICAS_PER_SHARD} replica), not {shards}")
