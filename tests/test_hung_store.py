@@ -24,8 +24,9 @@ STORE_TIMEOUT = 0.5  # the site's default
 BREAKER_INTERVAL = 1.0  # the site's default
 RATE, SECONDS = 100, 10  # requests a second, for this long
 # A request pays at most one STORE_TIMEOUT (the one request per interval
-# that tries the store again, or one already waiting when it failed); the
-# rest is a busy machine's margin, one breaker interval.
+# that tries the store again, or one already waiting when it failed), plus
+# one breaker interval of margin, plus the slowest answer the same load got
+# with the store up: on a busy machine that is what a request costs anyway.
 BOUND = STORE_TIMEOUT + BREAKER_INTERVAL
 
 
@@ -78,6 +79,9 @@ def test_a_paused_redis_gets_fast_503s_at_the_rate_requests_come(cluster, sessio
     call = lambda: ada.request(method, f"{site}{path}")  # noqa: E731
     assert call().status == 200
     redis_pid = next(s["pid"] for s in c.status()["stores"] if s["kind"] == "redis")
+    healthy = open_loop(call, rate=RATE, seconds=2)
+    print(f"\n{sessions} {method} {path}, Redis up, {RATE}/s for 2 s: {summary(healthy)}")
+    bound = BOUND + max(elapsed for _, elapsed, _ in healthy)
 
     os.killpg(redis_pid, signal.SIGSTOP)
     try:
@@ -88,6 +92,6 @@ def test_a_paused_redis_gets_fast_503s_at_the_rate_requests_come(cluster, sessio
 
     assert {status for status, _, _ in results} == {paused_status}
     slowest = max(elapsed for _, elapsed, _ in results)
-    assert slowest < BOUND, f"a request took {slowest:.2f} s; the bound is {BOUND:g} s"
+    assert slowest < bound, f"a request took {slowest:.2f} s; the bound is {bound:.2f} s"
     # Serving again: the next request after the interval tries Redis, and it answers.
     wait_for(lambda: call().status == 200, timeout=BREAKER_INTERVAL + 30, what="the instance to serve again")
