@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_sentinels
+from labcore.connections import parse_primary_cache, parse_sentinels
 from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
@@ -179,6 +179,15 @@ REDIS_SERVICE = os.environ.get("REDIS_SERVICE", "lab")
 REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
 REDIS_SYNC = int(env_float("REDIS_SYNC", 0))
 REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT)
+# How long an instance trusts the Sentinels' answer about the primary before
+# it asks again on handing out a pooled connection: milliseconds, `connection`
+# (only when a connection opens: redis-py's own) or `forever` (once per
+# process). See README, "A cached fact outliving its owner".
+REDIS_PRIMARY_CACHE = os.environ.get("REDIS_PRIMARY_CACHE", "500")
+try:
+    parse_primary_cache(REDIS_PRIMARY_CACHE)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 try:
     STORES = store_settings(
@@ -194,6 +203,7 @@ try:
         redis_sentinel_password=REDIS_SENTINEL_PASSWORD,
         redis_sync=REDIS_SYNC,
         redis_sync_timeout=REDIS_SYNC_TIMEOUT,
+        redis_primary_cache=REDIS_PRIMARY_CACHE,
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
