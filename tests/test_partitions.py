@@ -51,6 +51,26 @@ def test_a_partition_of_the_redis_primary_leads_to_a_promotion_on_the_majority_s
     assert sum(role == "primary" for role in c.roles().values()) == 1
 
 
+def test_after_a_promotion_no_pooled_connection_writes_to_the_old_primary(cluster):
+    # One instance, so every write goes through the pool that holds connections to redis1.
+    c = cluster(instances=1, topology=(*SENTINEL, "--netns"))
+    (user,) = sign_up_users(c, 1)
+    assert user.post(f"{c.url}/api/session-counter", json_body={"counter": 1}).status == 200
+    # The old primary still reaches the instance, not the Sentinels or the replicas.
+    c.run("partition", "redis:primary", "--from", "sentinel1,sentinel2,sentinel3,redis2,redis3")
+    wait_for(lambda: any(c.roles()[name] == "primary" for name in ("redis2", "redis3")),
+             timeout=FAILOVER_DEADLINE, what="a replica promoted", interval=0.5)
+    # Until the instance writes to the new primary, a write is refused (503 naming Redis), never acknowledged.
+    answers = []
+    wait_for(lambda: answers.append(user.post(f"{c.url}/api/session-counter", json_body={"counter": 2}))
+             or answers[-1].status == 200, timeout=FAILOVER_DEADLINE, what="a write acknowledged", interval=0.2)
+    assert all(a.status == 503 and b"redis" in a.body.lower() for a in answers[:-1]), answers[0].body[:300]
+    c.run("heal")
+    wait_for(lambda: c.roles()["redis1"] == "replica", timeout=FAILOVER_DEADLINE,
+             what="the old primary to follow the new one", interval=0.5)
+    assert user.get(f"{c.url}/api/session-counter").json()["counter"] == 2  # not thrown away with redis1's data
+
+
 def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
     state_dir = tmp_path.resolve()
     prefix = netns.prefix_for(state_dir)
