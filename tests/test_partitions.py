@@ -15,7 +15,7 @@ from deploy import cluster as deploy_cluster
 from deploy import netns
 from deploy.layout import Cluster
 from deploy.processes import DeployError, alive, spawn, wait_for
-from loadtest import _split_brain
+from loadtest import _fate, _split_brain
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
 MAJORITY = "redis2,redis3,sentinel2,sentinel3,app2"
@@ -115,3 +115,17 @@ def test_the_split_brain_count_of_each_scenario(tmp_path, scenario):
     result = _split_brain.run(scenario, seconds=20, users_per_side=6, out=tmp_path)
     assert result["total"]["writes_acknowledged"] > 0
     assert result["marks"]["promoted"] is not None
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+def test_fate_sharing_scenarios(tmp_path):
+    results = {name: _fate.run(name, seconds=8, users_per_instance=2, out=tmp_path) for name in _fate.SCENARIOS}
+    assert results["primary-500ms"]["windows"]["after promotion"]["lost"] == 0
+    assert results["primary-connection"]["windows"]["after promotion"]["lost"] > 0
+    assert results["primary-forever"]["windows"]["after heal"]["acknowledged"] == 0
+    assert not results["war"]["promoted_without_majority"]
+    assert results["war"]["while_no_majority"]["acknowledged"] == 0
+    lease = results["lease"]
+    assert lease["marks"]["holder gave up"] <= lease["marks"]["other took over"]
+    assert lease["runs_with_old_token_after_takeover"] == 0
