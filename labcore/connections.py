@@ -10,7 +10,9 @@ or the nodes of a Redis Cluster, in which case the client (redis-py's
 RedisCluster) sends each key to the primary of its hash slot.
 """
 
+import math
 import threading
+import time
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
@@ -22,7 +24,7 @@ from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelConnectionPoolProxy
 
 from labcore.serializers import MemcachedJSONSerde
 
@@ -56,6 +58,8 @@ class RedisTarget:
     sync: int = 0
     sync_timeout: float = 0.5
     cluster_nodes: tuple = ()
+    # How long the Sentinels' answer (which node is primary) is trusted: see PrimaryCache.
+    primary_cache: str = "500"
 
 
 def parse_addresses(text):
@@ -98,16 +102,80 @@ def _cluster_client(target, options):
                         **options)
 
 
-def _sentinel_client(target, options):
-    """A client whose pool asks the Sentinels for the primary.
+def parse_primary_cache(text):
+    """REDIS_PRIMARY_CACHE -> seconds the primary's address is trusted: inf (forever), None (per connection).
 
-    redis-py's SentinelConnectionPool asks again whenever it opens a
-    connection; when the answer changes it closes its idle connections, and
-    a connection that meets a demoted primary (a READONLY error) is closed
-    and fails that one call, so after a failover every process writes to the
-    new primary, and none keeps writing to the old one. A call that meets
-    the dead primary before Sentinel has promoted another fails at once
-    (connection refused), as a single Redis would.
+    ValueError naming the setting for anything else than `forever`, `connection` or milliseconds.
+    """
+    if text == "forever":
+        return math.inf
+    if text == "connection":
+        return None
+    try:
+        milliseconds = float(text)
+    except ValueError:
+        milliseconds = -1
+    if not 0 <= milliseconds < math.inf:
+        raise ValueError(f"REDIS_PRIMARY_CACHE must be forever, connection or milliseconds (0 or more), not {text!r}")
+    return milliseconds / 1000
+
+
+class PrimaryCache(SentinelConnectionPoolProxy):
+    """redis-py's answer to "which node is primary", kept for at most `max_age` seconds.
+
+    redis-py asks the Sentinels only when a connection opens, and a pooled
+    connection stays with the node it opened on. A primary cut off from the
+    Sentinels but not from this instance goes on acknowledging writes on
+    those connections after a replica was promoted, writes that the heal
+    throws away (README, "A cached fact outliving its owner"). So with a
+    finite `max_age` the pool asks again when it hands out a connection and
+    the answer is older than that; a changed answer closes the idle
+    connections to the old node, and one in use is dropped when released.
+    A Sentinel that cannot be asked fails the call (a 503 naming Redis):
+    nothing is written to a node nobody could confirm is the primary.
+    `max_age` inf asks once per process and keeps that node forever (the
+    lesson's broken configuration); None keeps redis-py's behaviour.
+    """
+
+    def __init__(self, *args, max_age, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_age = max_age
+        self.asked_at = -math.inf
+
+    def get_master_address(self):
+        if self.max_age == math.inf and self.master_address is not None:
+            return self.master_address
+        address = super().get_master_address()
+        self.asked_at = time.monotonic()
+        return address
+
+    def stale(self):
+        return self.max_age is not None and time.monotonic() - self.asked_at >= self.max_age
+
+
+class PrimaryPool(SentinelConnectionPool):
+    """A Sentinel pool whose answer about the primary is a `PrimaryCache`."""
+
+    def __init__(self, service_name, sentinel_manager, *, max_age, **kwargs):
+        super().__init__(service_name, sentinel_manager, **kwargs)
+        # redis-py builds its own proxy in __init__ and hands it to every connection: replace both.
+        self.proxy = PrimaryCache(connection_pool=self, is_master=True, check_connection=self.check_connection,
+                                  service_name=service_name, sentinel_manager=sentinel_manager, max_age=max_age)
+        self.connection_kwargs["connection_pool"] = self.proxy
+
+    def get_connection(self, *args, **kwargs):
+        if self.proxy.stale():
+            self.proxy.get_master_address()
+        return super().get_connection(*args, **kwargs)
+
+
+def _sentinel_client(target, options):
+    """A client whose pool asks the Sentinels for the primary (see PrimaryCache for how often).
+
+    A connection that meets a demoted primary (a READONLY error) is closed
+    and fails that one call, and a call that meets the dead primary before
+    Sentinel has promoted another fails at once (connection refused), as a
+    single Redis would.
     """
     parts = urlsplit(target.url)
     db = int(parts.path.strip("/") or 0)
@@ -116,8 +184,9 @@ def _sentinel_client(target, options):
     if target.password:
         sentinel_options["password"] = target.password
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)
-    return sentinel.master_for(target.service, db=db, password=parts.password, username=parts.username,
-                               **options)
+    return sentinel.master_for(target.service, connection_pool_class=PrimaryPool,
+                               max_age=parse_primary_cache(target.primary_cache), db=db, password=parts.password,
+                               username=parts.username, **options)
 
 
 class SharedConnectionFactory(ConnectionFactory):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _etcd, _quorum, _report, _shards, _split_brain
+from loadtest import _bench, _capacity, _etcd, _fate, _quorum, _report, _shards, _split_brain
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -104,6 +104,13 @@ def main(argv=None):
     split.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
     split.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
     split.add_argument("--out", type=Path, default=Path("results") / "split-brain")
+    fate = commands.add_parser("fate", help="fate sharing: a stale primary, no Sentinel majority, the lease "
+                                            "holder cut off (needs network namespaces: root)")
+    fate.add_argument("--scenarios", default=",".join(_fate.SCENARIOS),
+                      help=f"comma-separated, of: {', '.join(_fate.SCENARIOS)}")
+    fate.add_argument("--seconds", type=float, default=12, help="of partition, or of no Sentinel majority")
+    fate.add_argument("--users", type=int, default=4, help="users per instance, each writing every tick")
+    fate.add_argument("--out", type=Path, default=Path("results") / "fate")
     losses = commands.add_parser("etcd-loss", help="what a 5-member etcd does with 0 to 3 members killed, "
                                                    "or split 2 | 3")
     losses.add_argument("--mode", choices=("members", "site", "partition"), default="members",
@@ -118,6 +125,8 @@ def main(argv=None):
     try:
         if args.command == "split-brain":
             return run_split_brain(args, argv)
+        if args.command == "fate":
+            return run_fate(args, argv)
         if args.command == "etcd-loss":
             return run_etcd_losses(args)
         if args.command == "capacity":
@@ -252,6 +261,18 @@ def run_split_brain(args, argv):
     _split_brain.write(results, args.out, command)
     print(_split_brain.table(results))
     print(f"\nreport: {args.out / 'report.html'}")
+    return 0
+
+
+def run_fate(args, argv):
+    names = _fate.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
+    results = []
+    for name in names:
+        print(f"{name}: {args.seconds:g} s, {args.users} users an instance", file=sys.stderr)
+        results.append(_fate.run(name, seconds=args.seconds, users_per_instance=args.users, out=args.out))
+    command = "python -m loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(_fate.write(results, args.out, command))
+    print(f"\nreport: {args.out / 'fate.json'}")
     return 0
 
 

@@ -89,6 +89,7 @@ class User:
     counter: int = 0
     logged_in_at: float = None  # seconds, when the sign-up was acknowledged
     heartbeat_at: float = None  # seconds, the last acknowledged heartbeat
+    stored: int = None  # the counter read back after the heal (None: the session was gone)
     http: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def sign_up(self):
@@ -254,13 +255,13 @@ def _wait_converged(state_dir, recorder, chosen, timeout=60):
     raise RuntimeError(f"the store did not converge to one primary within {timeout} s of the heal")
 
 
-def _audit(users, *, through, presence):
+def _audit(users, *, through, presence, sides=("minority", "majority")):
     """Read every user's session back through HAProxy after the heal; count what was acknowledged and lost.
 
     presence: count presence too (it is shared only in Redis; memory presence is each instance's own).
     """
     result = {side: {"writes_acknowledged": 0, "writes_lost": 0, "logins_acknowledged": 0, "logins_lost": 0,
-                     "heartbeats_acknowledged": 0, "presence_lost": 0} for side in ("minority", "majority")}
+                     "heartbeats_acknowledged": 0, "presence_lost": 0} for side in sides}
     online = None
     for user in users:
         counts = result[user.side]
@@ -277,12 +278,13 @@ def _audit(users, *, through, presence):
             stored = None
         else:
             stored = answer.json().get("counter")
+        user.stored = stored
         counts["writes_acknowledged"] += len(user.acknowledged)
         counts["writes_lost"] += sum(1 for _, counter in user.acknowledged if stored is None or counter > stored)
         if presence and user.heartbeat_at is not None:
             counts["heartbeats_acknowledged"] += 1
             counts["presence_lost"] += user.name not in (online or set())
-    total = {key: sum(result[side][key] for side in result) for key in result["minority"]}
+    total = {key: sum(result[side][key] for side in result) for key in result[sides[0]]}
     lost_pct = 100 * total["writes_lost"] / total["writes_acknowledged"] if total["writes_acknowledged"] else 0.0
     return {"sides": result, "total": total, "writes_lost_pct": round(lost_pct, 1)}
 

@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_addresses
+from labcore.connections import parse_addresses, parse_primary_cache
 from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
@@ -185,6 +185,16 @@ REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT)
 # https://redis.io/docs/latest/operate/oss_and_stack/management/scaling/
 REDIS_CLUSTER_NODES = parse_addresses(os.environ.get("REDIS_CLUSTER_NODES", ""))
 
+# How long an instance trusts the Sentinels' answer about the primary before
+# it asks again on handing out a pooled connection: milliseconds, `connection`
+# (only when a connection opens: redis-py's own) or `forever` (once per
+# process). See README, "A cached fact outliving its owner".
+REDIS_PRIMARY_CACHE = os.environ.get("REDIS_PRIMARY_CACHE", "500")
+try:
+    parse_primary_cache(REDIS_PRIMARY_CACHE)
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
 try:
     STORES = store_settings(
         session_store=os.environ.get("SESSION_STORE", "memory"),
@@ -200,6 +210,7 @@ try:
         redis_sync=REDIS_SYNC,
         redis_sync_timeout=REDIS_SYNC_TIMEOUT,
         redis_cluster_nodes=REDIS_CLUSTER_NODES,
+        redis_primary_cache=REDIS_PRIMARY_CACHE,
     )
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None

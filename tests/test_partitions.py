@@ -15,7 +15,7 @@ from deploy import cluster as deploy_cluster
 from deploy import netns
 from deploy.layout import Cluster
 from deploy.processes import DeployError, alive, spawn, wait_for
-from loadtest import _split_brain
+from loadtest import _fate, _split_brain
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
 MAJORITY = "redis2,redis3,sentinel2,sentinel3,app2"
@@ -49,6 +49,26 @@ def test_a_partition_of_the_redis_primary_leads_to_a_promotion_on_the_majority_s
     wait_for(lambda: c.roles()["redis1"] == "replica", timeout=FAILOVER_DEADLINE,
              what="the old primary to follow the new one after the heal", interval=0.5)
     assert sum(role == "primary" for role in c.roles().values()) == 1
+
+
+def test_after_a_promotion_no_pooled_connection_writes_to_the_old_primary(cluster):
+    # One instance, so every write goes through the pool that holds connections to redis1.
+    c = cluster(instances=1, topology=(*SENTINEL, "--netns"))
+    (user,) = sign_up_users(c, 1)
+    assert user.post(f"{c.url}/api/session-counter", json_body={"counter": 1}).status == 200
+    # The old primary still reaches the instance, not the Sentinels or the replicas.
+    c.run("partition", "redis:primary", "--from", "sentinel1,sentinel2,sentinel3,redis2,redis3")
+    wait_for(lambda: any(c.roles()[name] == "primary" for name in ("redis2", "redis3")),
+             timeout=FAILOVER_DEADLINE, what="a replica promoted", interval=0.5)
+    # Until the instance writes to the new primary, a write is refused (503 naming Redis), never acknowledged.
+    answers = []
+    wait_for(lambda: answers.append(user.post(f"{c.url}/api/session-counter", json_body={"counter": 2}))
+             or answers[-1].status == 200, timeout=FAILOVER_DEADLINE, what="a write acknowledged", interval=0.2)
+    assert all(a.status == 503 and b"redis" in a.body.lower() for a in answers[:-1]), answers[0].body[:300]
+    c.run("heal")
+    wait_for(lambda: c.roles()["redis1"] == "replica", timeout=FAILOVER_DEADLINE,
+             what="the old primary to follow the new one", interval=0.5)
+    assert user.get(f"{c.url}/api/session-counter").json()["counter"] == 2  # not thrown away with redis1's data
 
 
 def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
@@ -95,3 +115,17 @@ def test_the_split_brain_count_of_each_scenario(tmp_path, scenario):
     result = _split_brain.run(scenario, seconds=20, users_per_side=6, out=tmp_path)
     assert result["total"]["writes_acknowledged"] > 0
     assert result["marks"]["promoted"] is not None
+
+
+@pytest.mark.long
+@pytest.mark.timeout(900)
+def test_fate_sharing_scenarios(tmp_path):
+    results = {name: _fate.run(name, seconds=8, users_per_instance=2, out=tmp_path) for name in _fate.SCENARIOS}
+    assert results["primary-500ms"]["windows"]["after promotion"]["lost"] == 0
+    assert results["primary-connection"]["windows"]["after promotion"]["lost"] > 0
+    assert results["primary-forever"]["windows"]["after heal"]["acknowledged"] == 0
+    assert not results["war"]["promoted_without_majority"]
+    assert results["war"]["while_no_majority"]["acknowledged"] == 0
+    lease = results["lease"]
+    assert lease["marks"]["holder gave up"] <= lease["marks"]["other took over"]
+    assert lease["runs_with_old_token_after_takeover"] == 0

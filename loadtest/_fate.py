@@ -1,0 +1,396 @@
+"""Fate sharing: what an instance does when a fact it relies on (who is primary, who holds the lease) is wrong.
+
+Three lessons, each on a cluster whose Redis nodes, Sentinels and instances
+live in network namespaces of their own (`deploy up --netns`), with the
+users, recorder and audit of the split-brain count (loadtest/_split_brain.py):
+
+- `primary-forever`, `primary-connection`, `primary-500ms`: the Redis
+  primary is cut off from the Sentinels and the replicas, not from the
+  instances. Sentinel promotes a replica; an instance that still trusts
+  its old answer (REDIS_PRIMARY_CACHE) goes on writing to the old primary,
+  and the heal throws those writes away. Counted: session writes
+  acknowledged after the promotion and lost ("to the wrong node").
+- `war`: two of the three Sentinels gone, then the primary killed. No
+  majority, no failover: how long the site answers 503, and how soon it
+  recovers once a Sentinel comes back.
+- `lease`: the maintenance lease's holder cut off from Redis. When it stops
+  acting, when another instance holds the lease, and whether anything with
+  its token reached the database after the takeover.
+"""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from deploy import cluster
+from deploy.layout import free_base_port
+from deploy.replication import Topology
+from loadtest._split_brain import (
+    ROOM,
+    SITE_ENV,
+    TICK,
+    Recorder,
+    User,
+    _audit,
+    _newcomer_loop,
+    _ok,
+    _roles,
+    _settle,
+    _user_loop,
+)
+
+SENTINELS = ["sentinel1", "sentinel2", "sentinel3"]
+REPLICAS = ["redis2", "redis3"]
+INSTANCES = ["app1", "app2"]
+SIDES = tuple(INSTANCES)  # users are pinned to an instance, and counted by it
+LEASE_ENV = {"LEASE_TTL": "3", "LEASE_RETRY": "0.5", "MAINTENANCE_PERIOD": "1"}
+TIMEOUT = 60  # seconds any one wait may take
+SCENARIOS = ("primary-forever", "primary-connection", "primary-500ms", "war", "lease")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    primary_cache: str = "500"
+
+    def up(self, state_dir, env=()):
+        return cluster.up(instances=2, port=free_base_port(), sessions="redis", presence="redis", db="sqlite",
+                          topology=Topology(redis="sentinel", redis_replicas=2), namespaces=True,
+                          env={**SITE_ENV, "REDIS_PRIMARY_CACHE": self.primary_cache, **dict(env)},
+                          state_dir=state_dir)
+
+
+def plan(names):
+    """The scenarios, checked: ValueError for an unknown name."""
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(SCENARIOS)}")
+    return names
+
+
+def run(name, *, seconds, users_per_instance, out):
+    """Run one scenario on a cluster of its own; return its result."""
+    state_dir = Path(out) / "clusters" / name
+    try:
+        if name == "war":
+            return _war(state_dir, seconds=seconds, users_per_instance=users_per_instance)
+        if name == "lease":
+            return _lease(state_dir)
+        cache = {"primary-forever": "forever", "primary-connection": "connection", "primary-500ms": "500"}[name]
+        return _stale_primary(Scenario(name, cache), state_dir, seconds=seconds,
+                              users_per_instance=users_per_instance)
+    finally:
+        cluster.down(state_dir=state_dir)
+
+
+# A cached fact outliving its owner
+
+
+def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
+    deployed = chosen.up(state_dir)
+    started = time.monotonic()
+    recorder = Recorder(started)
+    users, newcomers = _users(deployed, users_per_instance, recorder)
+    marks = {}
+    rolled_back = set()
+    with _Load(users, deployed, recorder, newcomers, loop=_checking_loop, seen=rolled_back) as load:
+        _settle(recorder, seconds=2)
+        marks["partition"] = recorder.now()
+        cluster.partition(["redis1"], [*SENTINELS, *REPLICAS], state_dir=state_dir)
+        marks["promoted"] = _wait(recorder, lambda: any(_roles(state_dir).get(n) == "primary" for n in REPLICAS),
+                                  seconds)
+        _settle(recorder, seconds=max(0.0, seconds - (recorder.now() - marks["partition"])))
+        load.stop()
+    marks["heal"] = recorder.now()
+    cluster.heal(state_dir=state_dir)
+    marks["converged"] = _wait(recorder, lambda: _roles(state_dir).get("redis1") == "replica", TIMEOUT)
+    # Read back before anyone writes again: a later write would raise the counter over a lost one.
+    audit = _audit([*users, *newcomers], through=deployed.url, presence=False, sides=SIDES)
+    windows = {"before promotion": (marks["partition"], marks["promoted"] or marks["heal"]),
+               "after promotion": (marks["promoted"] or marks["heal"], marks["heal"])}
+    windows = {name: _window(users, rolled_back, recorder.events, start, end)
+               for name, (start, end) in windows.items()}
+    lost = {(user.name, counter) for user in users for _, counter in user.acknowledged
+            if (user.name, counter) in rolled_back or user.stored is None or counter > user.stored}
+    behind = sum(1 for user in users if user.acknowledged and (
+        user.stored is None or user.acknowledged[-1][1] > user.stored))
+    # Then what the instances do once the old primary is a replica of the new one.
+    after = recorder.now()
+    with _Load(users, deployed, recorder, []) as load:
+        _settle(recorder, seconds=seconds / 2)
+        load.stop()
+    windows["after heal"] = {"acknowledged": sum(ok for t, _, what, ok in recorder.events
+                                                 if what == "session write" and t >= after),
+                             "refused": sum(not ok for t, _, what, ok in recorder.events
+                                            if what == "session write" and t >= after)}
+    return {"scenario": chosen.name, "primary_cache": chosen.primary_cache, "seconds": seconds,
+            "users_per_instance": users_per_instance, "marks": _rounded(marks), **audit, "windows": windows,
+            "writes_rolled_back": len(lost),
+            "sessions_behind_after_heal": behind}
+
+
+def _window(users, rolled_back, events, start, end):
+    """Session writes acknowledged within [start, end) and then lost, and requests refused.
+
+    A write is lost when a later read (the user's own, before its next
+    write, or the audit's after the heal) found a lower counter: checking
+    only after the heal would miss a write to the old primary that a later
+    write to the new one hid.
+    """
+    acknowledged = lost = 0
+    for user in users:
+        stored = user.stored
+        for at, counter in user.acknowledged:
+            if start <= at < end:
+                acknowledged += 1
+                lost += (user.name, counter) in rolled_back or stored is None or counter > stored
+    refused = sum(1 for t, _, _, ok in events if not ok and start <= t < end)
+    return {"acknowledged": acknowledged, "lost": lost, "refused": refused}
+
+
+# The war case: no majority of Sentinels
+
+
+def _war(state_dir, *, seconds, users_per_instance):
+    deployed = Scenario("war").up(state_dir)
+    recorder = Recorder(time.monotonic())
+    users, newcomers = _users(deployed, users_per_instance, recorder)
+    marks = {}
+    with _Load(users, deployed, recorder, newcomers) as load:
+        _settle(recorder, seconds=2)
+        for sentinel in SENTINELS[:2]:
+            cluster.kill(sentinel, state_dir=state_dir)
+        marks["sentinels killed"] = recorder.now()
+        _settle(recorder, seconds=2)
+        cluster.kill("redis1", state_dir=state_dir)
+        marks["primary killed"] = recorder.now()
+        _settle(recorder, seconds=seconds / 2)
+        answer = _answer(users[0])
+        _settle(recorder, seconds=seconds / 2)
+        promoted_alone = any(_roles(state_dir).get(n) == "primary" for n in REPLICAS)
+        cluster.start("sentinel2", state_dir=state_dir)
+        marks["sentinel back"] = recorder.now()
+        marks["promoted"] = _wait(recorder, lambda: any(_roles(state_dir).get(n) == "primary" for n in REPLICAS),
+                                  TIMEOUT)
+        marks["first write after"] = _wait(recorder, lambda: _last_write_ok(recorder, marks["sentinel back"]),
+                                           TIMEOUT)
+        _settle(recorder, seconds=2)
+        load.stop()
+    audit = _audit([*users, *newcomers], through=deployed.url, presence=False, sides=SIDES)
+    killed, back = marks["primary killed"], marks["sentinel back"]
+    writes = [(t, ok) for t, _, what, ok in recorder.events if what == "session write"]
+    return {"scenario": "war", "seconds": seconds, "marks": _rounded(marks), **audit,
+            "promoted_without_majority": promoted_alone,
+            "while_no_majority": {"acknowledged": sum(ok for t, ok in writes if killed <= t < back),
+                                  "refused": sum(not ok for t, ok in writes if killed <= t < back)},
+            "answer_without_majority": answer}
+
+
+def _last_write_ok(recorder, since):
+    with recorder.lock:
+        return any(ok for t, _, what, ok in recorder.events if what == "session write" and t > since)
+
+
+def _answer(user):
+    """What a user is told now on a session write: status and body."""
+    try:
+        answer = user.call("POST", "/api/session-counter", counter=0, room=ROOM)
+    except requests.RequestException as failure:
+        return str(failure)
+    return f"{answer.status_code} {answer.text[:200]}"
+
+
+# The maintenance lease under a partition
+
+
+def _lease(state_dir):
+    deployed = Scenario("lease").up(state_dir, env=LEASE_ENV)
+    recorder = Recorder(time.monotonic())
+    views = {name: deployed.instance_url(name) for name in INSTANCES}
+
+    def view(name):
+        try:
+            return requests.get(f"{views[name]}/api/lease", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+
+    def holder():
+        for name in INSTANCES:
+            state = view(name)
+            if state and state["this_instance"]["acting"]:
+                return name, state["this_instance"]["token"]
+        return None
+
+    held = _wait(recorder, holder, TIMEOUT)
+    if held is None:
+        raise RuntimeError(f"no instance held the lease within {TIMEOUT} s")
+    old, old_token = holder()
+    new = next(name for name in INSTANCES if name != old)
+    marks = {"partition": recorder.now()}
+    cluster.partition([old], ["redis1", *REPLICAS, *SENTINELS], state_dir=state_dir)
+    marks["holder stopped acting"] = _wait(recorder, lambda: not (view(old) or {"this_instance": {"acting": 1}})
+                                           ["this_instance"]["acting"], TIMEOUT)
+    marks["holder gave up"] = _wait(recorder, lambda: not (view(old) or {"this_instance": {"holds": 1}})
+                                    ["this_instance"]["holds"], TIMEOUT)
+    marks["other took over"] = _wait(recorder, lambda: (view(new) or {"this_instance": {}})
+                                     ["this_instance"].get("acting"), TIMEOUT)
+    takeover = view(new)
+    _settle(recorder, seconds=3)  # a few periods run by the new holder
+    cluster.heal(state_dir=state_dir)
+    marks["heal"] = recorder.now()
+    final = view(new)
+    new_token = takeover["this_instance"]["token"]
+    late = [run for run in final["recent_runs"] if run["token"] < new_token and run["instance"] == old
+            and run["period_start"] > max((r["period_start"] for r in final["recent_runs"]
+                                           if r["token"] == new_token), default="")]
+    return {"scenario": "lease", "timings": final["timings"], "marks": _rounded(marks),
+            "holder": old, "old_token": old_token, "new_holder": new, "new_token": new_token,
+            "highest_token_in_database": final["highest_token_in_database"],
+            "runs_with_old_token_after_takeover": len(late),
+            "last_refused_write": final["last_refused_write"]}
+
+
+# Shared machinery
+
+
+def _users(deployed, users_per_instance, recorder):
+    users = [User(name, deployed.instance_url(name)) for name in INSTANCES for _ in range(users_per_instance)]
+    with ThreadPoolExecutor(len(users)) as pool:
+        signed = list(pool.map(lambda u: u.sign_up(), users))
+    if not all(signed):
+        raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not sign up")
+    for user in users:
+        user.logged_in_at = recorder.now()
+    return users, []
+
+
+def _checking_loop(user, recorder, stop, rolled_back):
+    """Read the session, then write the next counter: a read lower than an acknowledged write is a loss."""
+    while not stop.is_set():
+        try:
+            answer = user.call("GET", "/api/session-counter")
+        except requests.RequestException:
+            answer = None
+        if answer is not None and answer.status_code in (200, 401):
+            seen = answer.json().get("counter") if answer.status_code == 200 else None
+            rolled_back.update((user.name, counter) for _, counter in user.acknowledged
+                               if seen is None or counter > seen)
+        user.counter += 1
+        ok = _ok(lambda: user.call("POST", "/api/session-counter", counter=user.counter, room=ROOM))
+        if ok:
+            user.acknowledged.append((recorder.now(), user.counter))
+        recorder.note(user.side, "session write", ok)
+        stop.wait(TICK)
+
+
+class _Load:
+    """Every user's loop and a newcomer per instance, from `with` until stop()."""
+
+    def __init__(self, users, deployed, recorder, newcomers, *, loop=_user_loop, seen=None):
+        self.users, self.deployed, self.recorder, self.newcomers = users, deployed, recorder, newcomers
+        self.loop, self.extra = loop, () if seen is None else (seen,)
+
+    def __enter__(self):
+        self.stopped = threading.Event()
+        self.pool = ThreadPoolExecutor(len(self.users) + len(INSTANCES))
+        self.loops = [self.pool.submit(self.loop, user, self.recorder, self.stopped, *self.extra)
+                      for user in self.users]
+        self.loops += [self.pool.submit(_newcomer_loop, name, self.deployed.instance_url(name), self.recorder,
+                                        self.stopped, self.newcomers) for name in INSTANCES]
+        return self
+
+    def stop(self):
+        self.stopped.set()
+        for loop in self.loops:
+            loop.result()
+
+    def __exit__(self, *failure):
+        self.stopped.set()
+        self.pool.shutdown(wait=True)
+
+
+def _wait(recorder, condition, seconds):
+    """When condition() first held (seconds since the start), or None within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return recorder.now()
+        time.sleep(0.1)
+    return None
+
+
+def _rounded(marks):
+    return {name: None if t is None else round(t, 2) for name, t in marks.items()}
+
+
+# Output
+
+
+def _cell(window):
+    return f"{window['lost']} of {window['acknowledged']} ({window['refused']} refused)"
+
+
+def tables(results):
+    """Markdown: one table per lesson present in results."""
+    parts = []
+    primary = [r for r in results if r["scenario"].startswith("primary-")]
+    if primary:
+        rows = ["| REDIS_PRIMARY_CACHE | acked writes lost | sessions behind after the heal "
+                "| partitioned, before the promotion: lost of acked "
+                "| after the promotion (the wrong node): lost of acked | after the heal: writes acked, refused "
+                "| promoted after | old primary a replica after the heal |", "|---|---|---|---|---|---|---|---|"]
+        for r in primary:
+            marks = r["marks"]
+            promoted = "never" if marks["promoted"] is None else f"{marks['promoted'] - marks['partition']:.1f} s"
+            converged = "never" if marks["converged"] is None else f"{marks['converged'] - marks['heal']:.1f} s"
+            rows.append(f"| {r['primary_cache']} | {r['writes_rolled_back']} of {r['total']['writes_acknowledged']} "
+                        f"| {r['sessions_behind_after_heal']} of {len(r['sides']) * r['users_per_instance']} "
+                        f"| {_cell(r['windows']['before promotion'])} | {_cell(r['windows']['after promotion'])} "
+                        f"| {r['windows']['after heal']['acknowledged']}, {r['windows']['after heal']['refused']} "
+                        f"| {promoted} | {converged} |")
+        parts.append("\n".join(rows))
+    for r in results:
+        if r["scenario"] == "war":
+            marks = r["marks"]
+            no_majority = r["while_no_majority"]
+            parts.append("\n".join([
+                "| primary dead, no Sentinel majority | session writes acked | refused | promoted without a majority "
+                "| promoted after a Sentinel came back | first acked write after it came back | acked writes lost |",
+                "|---|---|---|---|---|---|---|",
+                f"| {marks['sentinel back'] - marks['primary killed']:.1f} s | {no_majority['acknowledged']} "
+                f"| {no_majority['refused']} | {'yes' if r['promoted_without_majority'] else 'no'} "
+                f"| {_since(marks, 'promoted', 'sentinel back')} "
+                f"| {_since(marks, 'first write after', 'sentinel back')} "
+                f"| {r['total']['writes_lost']} of {r['total']['writes_acknowledged']} |"]))
+        if r["scenario"] == "lease":
+            marks = r["marks"]
+            timings = r["timings"]
+            parts.append("\n".join([
+                "| lease TTL / renew / retry | holder stopped acting | holder gave the lease up | another instance "
+                "acting | tokens old → new (database's highest) | runs with the old token after the takeover |",
+                "|---|---|---|---|---|---|",
+                f"| {timings['ttl']:g} / {timings['renew_every']:g} / {timings['retry']:g} s "
+                f"| {_since(marks, 'holder stopped acting', 'partition')} "
+                f"| {_since(marks, 'holder gave up', 'partition')} | {_since(marks, 'other took over', 'partition')} "
+                f"| {r['old_token']} → {r['new_token']} ({r['highest_token_in_database']}) "
+                f"| {r['runs_with_old_token_after_takeover']} |"]))
+    return "\n\n".join(parts)
+
+
+def _since(marks, name, origin):
+    return "never" if marks.get(name) is None else f"{marks[name] - marks[origin]:.1f} s"
+
+
+def write(results, out, command):
+    """fate.json and report.md in out; return the tables."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fate.json").write_text(json.dumps({"command": command, "results": results}, indent=1))
+    text = tables(results)
+    (out / "report.md").write_text(f"# Fate sharing\n\nCommand: `{command}`\n\n{text}\n")
+    return text
