@@ -308,15 +308,19 @@ def run_bench(args):
     base = args.stores.split(",")[0]
     print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s, medians (ratios: "
           f"median and min-max of the rounds); one instance per store, served by {args.server}")
-    print(f"ceiling (bare Django, same server): {report['stores']['ceiling']['poll_direct']['rps']:.0f} req/s")
-    print(f"| store | poll mix direct req/s | to ceiling | through HAProxy req/s | to ceiling | to {base} "
+    ceiling = report["stores"]["ceiling"]["poll_direct"]
+    print(f"ceiling (bare Django, same server): {ceiling['rps']:.0f} req/s, {ceiling['server_us']:.0f} µs of "
+          "server CPU a request")
+    print("| store | poll mix direct req/s | to ceiling | server CPU µs a request | ceiling's CPU to it "
+          "| through HAProxy req/s | to ceiling | to {base} "
           "| p50 ms | p99 ms | login req/s | to {base} | wrk CPU |".replace("{base}", base))
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for store, mixes in report["stores"].items():
         if store == _bench.CEILING:
             continue
         direct, lb, login = mixes["poll_direct"], mixes["poll_lb"], mixes["login"]
-        print(f"| {store} | {direct['rps']:.0f} | {_spread(direct['to_ceiling'])} | {lb['rps']:.0f} "
+        print(f"| {store} | {direct['rps']:.0f} | {_spread(direct['to_ceiling'])} | {direct['server_us']:.0f} "
+              f"| {_spread(direct['cpu_to_ceiling'])} | {lb['rps']:.0f} "
               f"| {_spread(lb['to_ceiling'])} | {_spread(lb['to_base'])} | {lb['p50_ms']:.2f} | {lb['p99_ms']:.2f} "
               f"| {login['rps']:.0f} | {_spread(login['to_base'])} | {lb['generator_cpu']:.0%} |")
     lb = report["load_balancer"]

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from http.cookiejar import CookieJar
 from pathlib import Path
 
+import psutil
+
 from deploy import cluster as deploy
 from deploy import layout, stores, web
 from deploy.layout import free_port
@@ -100,10 +102,12 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
                 print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
                 env, poll = sessions[name], scripts / "poll.lua"
                 if name == CEILING:
-                    results[name]["poll_direct"].append(_wrk(ceiling["url"], poll, env, seconds, connections))
+                    results[name]["poll_direct"].append(
+                        _wrk(ceiling["url"], poll, env, seconds, connections, ceiling["pid"]))
                     continue
-                direct = f"http://127.0.0.1:{clusters[name].instances['app1']['port']}"
-                results[name]["poll_direct"].append(_wrk(direct, poll, env, seconds, connections))
+                app1 = clusters[name].instances["app1"]
+                direct = f"http://127.0.0.1:{app1['port']}"
+                results[name]["poll_direct"].append(_wrk(direct, poll, env, seconds, connections, app1["pid"]))
                 results[name]["poll_lb"].append(_wrk(clusters[name].url, poll, env, seconds, connections))
                 login = scripts / "login.lua"
                 results[name]["login"].append(_wrk(clusters[name].url, login, env, seconds, connections))
@@ -164,7 +168,14 @@ def _log_in(url):
     return {"BENCH_COOKIE": cookie, "BENCH_CSRF": csrf, "BENCH_AFTER": str(last)}
 
 
-def _wrk(url, script, env, seconds, connections):
+def _wrk(url, script, env, seconds, connections, server_pid=None):
+    """One wrk run; with server_pid, also the CPU the server (that process and its children) spent per request.
+
+    CPU per request is the steadier figure on a shared machine: other work
+    takes the server's turns, and so its requests a second, but it does
+    not make a request cost more instructions.
+    """
+    server = _cpu_seconds(server_pid) if server_pid else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
@@ -174,7 +185,21 @@ def _wrk(url, script, env, seconds, connections):
     if done.returncode:
         raise DeployError(f"wrk failed: {done.stderr.strip()}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {**_parse_wrk(done.stdout), "generator_cpu": round(cpu / seconds, 3)}
+    figures = {**_parse_wrk(done.stdout), "generator_cpu": round(cpu / seconds, 3)}
+    if server_pid:
+        requests = figures["rps"] * seconds
+        figures["server_us"] = round((_cpu_seconds(server_pid) - server) / requests * 1e6, 1) if requests else None
+    return figures
+
+
+def _cpu_seconds(pid):
+    """CPU seconds spent so far by a process and its live children (a gunicorn master and its worker)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in (process, *process.children(recursive=True)):
+        times = each.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def _parse_wrk(text):
@@ -218,7 +243,9 @@ def _summarise(results, stores_to_run):
     """Medians of each figure, and ratios per round (to the ceiling, to the first store) with their spread."""
     base = stores_to_run[0]
     ceiling = [run["rps"] for run in results[CEILING]["poll_direct"]]
-    summary = {CEILING: {"poll_direct": {"rps": _median(ceiling), "per_round": ceiling}}}
+    ceiling_us = [run["server_us"] for run in results[CEILING]["poll_direct"]]
+    summary = {CEILING: {"poll_direct": {"rps": _median(ceiling), "per_round": ceiling,
+                                         "server_us": _median(ceiling_us)}}}
     for store in stores_to_run:
         mixes = results[store]
         summary[store] = {
@@ -229,6 +256,10 @@ def _summarise(results, stores_to_run):
         for mix in ("poll_direct", "poll_lb"):
             rps = [run["rps"] for run in mixes[mix]]
             summary[store][mix]["to_ceiling"] = _spread([a / b for a, b in zip(rps, ceiling)])
+        direct_us = [run["server_us"] for run in mixes["poll_direct"]]
+        summary[store]["poll_direct"]["server_us"] = _median(direct_us)
+        # Ceiling's CPU per request over the store's, round by round: the ratio of req/s one core could give.
+        summary[store]["poll_direct"]["cpu_to_ceiling"] = _spread([c / a for a, c in zip(direct_us, ceiling_us)])
         for mix in ("poll_direct", "poll_lb", "login"):
             rps = [run["rps"] for run in mixes[mix]]
             summary[store][mix]["to_base"] = _spread([a / b["rps"] for a, b in zip(rps, results[base][mix])])
