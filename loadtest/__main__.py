@@ -3,6 +3,17 @@
 For each configuration: a cluster (python -m deploy), a warm-up, Locust
 headless, the fault schedule, an audit of every acknowledged message, and
 the cluster's end. Then report.html, results.json and summary.md.
+
+A configuration is SESSIONS[+roundrobin|sticky][@TOPOLOGY]: redis,
+memory+sticky, redis@sentinel, redis@sentinel-sync1, db@pg, db@pg-any1.
+TOPOLOGY is sentinel (Redis: a primary, 2 replicas, 3 Sentinels),
+sentinel-sync<k> (k replicas confirm each session write), pg (PostgreSQL:
+a primary, 2 standbys, asynchronous), pg-any<k> or pg-first<k>.
+
+--faults store-kill|store-pause|replica-kill|store-restart aims the fault
+at the store (PostgreSQL if the configuration has it, else Redis) instead
+of an instance; the experiment then also writes each user's session every
+tick, bursts logins around the fault, and reads every session back.
 """
 
 import argparse
@@ -27,16 +38,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="the kill experiment (the default)")
-    run.add_argument("--configs", help="comma-separated, e.g. memory+sticky,redis,db "
-                     f"(default: {','.join(experiment.DEFAULT_MATRIX)})")
+    run = commands.add_parser("run", help="the kill experiment (the default)", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--configs", help="comma-separated SESSIONS[+LB][@TOPOLOGY], e.g. memory+sticky,redis,"
+                     f"redis@sentinel-sync1,db@pg-any1 (default: {','.join(experiment.DEFAULT_MATRIX)}; "
+                     f"with a store fault: {','.join(experiment.STORE_MATRIX)})")
     run.add_argument("--users", type=int, help="a fixed number of Locust users for every configuration "
                      "(overrides --load; skips the capacity step)")
     run.add_argument("--load", type=float, default=0.6,
                      help="run each configuration at this fraction of the users it held in its capacity step")
     run.add_argument("--duration", type=float, default=90, help="measured seconds per configuration")
     run.add_argument("--warmup", type=float, default=10, help="seconds of load before the measured window")
-    run.add_argument("--faults", default="kill", help="kill (default), term, scale or kills")
+    run.add_argument("--faults", default="kill",
+                     help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
+                          "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
+                          f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
+                          "primary at once)")
     run.add_argument("--instances", type=int, default=3)
     run.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     run.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
@@ -144,12 +161,13 @@ def run_experiment(args):
         names = experiment.QUICK_MATRIX
         users, duration, warmup = 20, 36, 8
     else:
-        names = experiment.DEFAULT_MATRIX
+        names = experiment.STORE_MATRIX if args.faults in experiment.STORE_FAULTS else experiment.DEFAULT_MATRIX
         users, duration, warmup = args.users, args.duration, args.warmup
     if args.configs:
         names = [n.strip() for n in args.configs.split(",") if n.strip()]
     configs = [experiment.parse_config(name) for name in names]
-    experiment.fault_schedule(args.faults, duration, args.instances)
+    for config in configs:
+        experiment.fault_schedule(args.faults, duration, args.instances, config)
     out = args.out or Path("results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
