@@ -306,6 +306,10 @@ def _fault_sentence(name, fault):
     if before["p99_ms"] is None or after["p99_ms"] is None:
         return f"{name}: too few requests around the {what} to compare latency."
     span = fault["span"]
+    if not str(fault["target"]).startswith("app") and fault["action"] != "scale":
+        return (f"{name}: p99 was {before['p99_ms']:g} ms in the {span} s before the {what} and "
+                f"{after['p99_ms']:g} ms in the {span} s after; {after['failures']} requests failed in those "
+                f"{span} s against {before['failures']} before.")
     if after["p99_ms"] > 1.5 * before["p99_ms"]:
         latency = (f"p99 rose from {before['p99_ms']:g} ms in the {span} s before the {what} to "
                    f"{after['p99_ms']:g} ms in the {span} s after, as the surviving instances took its share")
