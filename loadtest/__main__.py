@@ -25,7 +25,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _quorum, _report
+from loadtest import _bench, _capacity, _quorum, _replication_bench, _report
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -83,6 +83,17 @@ def main(argv=None):
     servers.add_argument("--connections", type=int, default=8)
     servers.add_argument("--port", type=int, default=8200)
     servers.add_argument("--out", type=Path, default=Path("results") / "bench-servers")
+    replication = commands.add_parser("bench-replication", help="what waiting for k of N replicas costs logins, "
+                                      "session writes and message posts (Redis WAIT, PostgreSQL ANY k)")
+    replication.add_argument("--stores", default="redis,postgres")
+    replication.add_argument("--replicas", default=",".join(map(str, _replication_bench.REPLICAS)),
+                             help="numbers of replicas N")
+    replication.add_argument("--sync", default=",".join(_replication_bench.SYNC),
+                             help="replicas each write waits for: 0, 1, majority, all")
+    replication.add_argument("--rounds", type=int, default=3)
+    replication.add_argument("--seconds", type=int, default=4, help="per cluster, write and round")
+    replication.add_argument("--connections", type=int, default=8)
+    replication.add_argument("--out", type=Path, default=Path("results") / "bench-replication")
     sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
     presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
@@ -112,6 +123,8 @@ def main(argv=None):
             return run_bench_servers(args)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "bench-replication":
+            return run_bench_replication(args)
         if args.command == "bench-sessions":
             return run_micro("sessions", args.stores.split(","), None)
         if args.command == "bench-posts":
@@ -249,6 +262,20 @@ def run_bench(args):
               f"{target['needed']})")
     print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_bench_replication(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = _replication_bench.bench(
+        stores=args.stores.split(","), replicas=[int(n) for n in args.replicas.split(",")],
+        sync=args.sync.split(","), rounds=args.rounds, seconds=args.seconds, connections=args.connections,
+        out=args.out)
+    print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per cluster and write, "
+          "medians; (to N=0: the median and min-max of each round's ratio); one instance per cluster; "
+          f"{_bench.durability()}")
+    print(_replication_bench.table(report))
+    print(f"chart: {args.out / 'replication.svg'}; figures: {args.out / 'bench-replication.json'}")
     return 0
 
 

@@ -220,3 +220,9 @@ def test_the_outage_runs_from_the_fault_to_the_end_of_its_last_failure():
     spans = [(95.0, 95.1), (100.2, 100.3), (100.9, 101.0), (101.8, 102.5), (110.0, 110.1)]
     assert outage_seconds(spans, 100.0, 200.0) == 2.5  # 110 is a failure of its own, not the outage
     assert outage_seconds([(103.0, 103.1)], 100.0, 200.0) == 0
+
+
+def test_the_replication_grid_has_each_distinct_n_and_k_once():
+    from loadtest._replication_bench import points
+
+    assert points() == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
