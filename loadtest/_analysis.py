@@ -24,7 +24,7 @@ SATURATED = 0.8  # of a core: a generator process this busy may be what limits t
 def merge(recordings):
     """One recording out of each Locust process's own (their users and requests never overlap)."""
     merged = {"seconds": {}, "acknowledged": [], "lost_by_user": {}, "users": [], "failure_kinds": {},
-              "pollers": {}, "steps": [], "sessions": {}, "session_counts": {}, "failed_spans": []}
+              "pollers": {}, "steps": [], "sessions": [], "session_counts": {}, "failed_spans": []}
     for recording in recordings:
         for t, second in recording["seconds"].items():
             into = merged["seconds"].setdefault(t, {"requests": 0, "failures": 0, "latencies": [],
@@ -42,7 +42,7 @@ def merge(recordings):
             merged["failure_kinds"][kind] = merged["failure_kinds"].get(kind, 0) + count
         merged["pollers"].update(recording["pollers"])
         merged["steps"].extend(recording.get("steps", []))
-        merged["sessions"].update(recording.get("sessions", {}))
+        merged["sessions"].extend(recording.get("sessions", []))
         for key, count in recording.get("session_counts", {}).items():
             merged["session_counts"][key] = merged["session_counts"].get(key, 0) + count
         merged["failed_spans"].extend(recording.get("failed_spans", []))
@@ -192,8 +192,9 @@ def store_figures(raw, start, duration):
         "rollbacks": counts.get("rollbacks", 0) + len(back["rolled_back"]),
         "logins_acknowledged": counts.get("logins_acknowledged", 0),
         "logins_lost": counts.get("logins_lost", 0) + back["logins_lost"],
-        "users_gone_at_end": len(back["users_gone"]),
-        "users_read": back["users_read"],
+        "sessions_gone_at_end": len(back["users_gone"]),
+        "users_gone_at_end": len(set(back["users_gone"])),
+        "sessions_read": back["sessions_read"],
         "unreadable": back["unreadable"],
         "failover_s": None if at is None else outage_seconds(raw["recording"]["failed_spans"], at,
                                                              start + duration),

@@ -58,6 +58,7 @@ class Recorder:
         self.pollers = {}  # username -> {"room", "first_cursor", "last_cursor", "seen": Counter of ids}
         self.steps = []  # (time, users): when a capacity step's ramp began, and to how many users
         self.ledgers = defaultdict(Ledger)  # username -> its current session as acknowledged
+        self.left_behind = []  # (username, ledger): sessions a user left for a fresh login, read back at the end
         self.session_counts = Counter()  # writes/logins acknowledged and found lost during the run
         self.failed_spans = []  # (start, end) of every failed request
 
@@ -85,6 +86,13 @@ class Recorder:
             writes, logins = self.ledgers[username].gone()
             self.session_counts["writes_lost"] += writes
             self.session_counts["logins_lost"] += logins
+
+    def session_left(self, username):
+        """The user leaves its session for a fresh login; the session is still read back after the run."""
+        with self._lock:
+            ledger = self.ledgers.pop(username, None)
+            if ledger and (ledger.login or ledger.acked):
+                self.left_behind.append((username, ledger.as_json()))
 
     def login_acknowledged(self, username, cookies):
         with self._lock:
@@ -153,7 +161,8 @@ class Recorder:
                 "users": sorted(self.users),
                 "failure_kinds": dict(self.failure_kinds),
                 "steps": self.steps,
-                "sessions": {username: ledger.as_json() for username, ledger in self.ledgers.items()},
+                "sessions": [*self.left_behind,
+                             *((username, ledger.as_json()) for username, ledger in self.ledgers.items())],
                 "session_counts": dict(self.session_counts),
                 "failed_spans": self.failed_spans,
                 "pollers": {

@@ -236,8 +236,9 @@ def store_reading(results):
         else:
             parts.append(f"nothing acknowledged was lost ({store['writes_acknowledged']} session writes, "
                          f"{store['logins_acknowledged']} logins), though nothing waited for a replica either")
-        if store["users_gone_at_end"]:
-            parts.append(f"{store['users_gone_at_end']} users' sessions were gone when read back after the run")
+        if store["sessions_gone_at_end"]:
+            parts.append(f"{store['sessions_gone_at_end']} of the {store['sessions_read']} sessions read back after "
+                         f"the run ({store['users_gone_at_end']} users') were gone")
         if store["unreadable"]:
             parts.append(f"{store['unreadable']} sessions could not be read back (the store still failing)")
         lines.append(f"{name}: " + "; ".join(parts) + ".")

@@ -12,8 +12,11 @@ since. A value is lost when the session no longer shows it:
   than the last acknowledged, or none): the values above what it holds.
 
 Writes answered with an error are not in the ledger: nobody was promised
-them. After the run the experiment reads every user's session back with
-its last cookies (`read_back`) and counts what is gone by the same rules.
+them. After the run the experiment reads back every session a user held,
+with its last cookies (`read_back`): its current one, and each it left for
+a fresh login in the burst (a login just before the fault is exactly the
+one a store may lose, and the user may have moved on before noticing). It
+counts what is gone by the same rules.
 """
 
 import json
@@ -59,17 +62,17 @@ class Ledger:
 
 
 def read_back(url, ledgers):
-    """Read every user's session after the run; return what was lost at the end.
+    """Read every session back after the run; return what was lost at the end.
 
-    ledgers: {username: Ledger.as_json()}. Users whose ledger holds nothing
-    (no acknowledged login or write in their last session) are skipped.
+    ledgers: [(username, Ledger.as_json())]. Sessions whose ledger holds
+    nothing (no acknowledged login or write) are skipped.
     """
-    totals = {"users_read": 0, "users_gone": [], "writes_lost": 0, "logins_lost": 0, "unreadable": 0,
+    totals = {"sessions_read": 0, "users_gone": [], "writes_lost": 0, "logins_lost": 0, "unreadable": 0,
               "rolled_back": []}
-    for username, ledger in sorted(ledgers.items()):
+    for username, ledger in sorted(ledgers, key=lambda entry: entry[0]):
         if not (ledger["login"] or ledger["acked"]):
             continue
-        totals["users_read"] += 1
+        totals["sessions_read"] += 1
         status, body = _get(f"{url}/api/session-counter", ledger["cookies"])
         record = Ledger()
         record.login, record.acked = ledger["login"], ledger["acked"]

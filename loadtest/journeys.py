@@ -65,6 +65,7 @@ class ChatUser(FastHttpUser):
             self.logged_in = self._log_in()
             return
         if LOGIN_BURST and LOGIN_BURST[0] <= time.time() < LOGIN_BURST[1] and random.random() < BURST_CHANCE:
+            recorder.session_left(self.username)
             self.client.cookiejar.clear()
             self.logged_in = self._log_in()
             return
