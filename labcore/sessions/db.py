@@ -22,7 +22,7 @@ class SessionStore(DBStore):
         store-kill experiment: session writes answered 400 around a promotion).
         """
         try:
-            super().save(must_create)
+            DBStore.save(self, must_create)  # explicit: cached_db calls this save with its own self
         except UpdateError as error:
             cause = error.__context__
             if isinstance(cause, (OperationalError, InterfaceError)):
