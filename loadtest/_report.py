@@ -216,6 +216,10 @@ def store_reading(results):
         if r["config"]["sessions"] == "signed_cookies":
             parts.append("the session travels in the cookie, so there was nothing in the store to lose; what "
                          "failed were the requests that need Redis: presence and the login throttle's counters")
+        elif lost and _restarted_at_once(r["faults"]) and topology["redis"] == "sentinel":
+            parts.append(f"{store['writes_lost']} acknowledged session writes and {store['logins_lost']} logins "
+                         "were lost: the primary came back empty before any Sentinel missed it, still primary, "
+                         "and its replicas copied the emptiness, however many had confirmed each write")
         elif lost and sync:
             parts.append(f"{store['writes_lost']} acknowledged session writes, {store['logins_lost']} logins and "
                          f"{r['messages_lost']} messages lost although each waited for a replica: see the "
@@ -230,9 +234,11 @@ def store_reading(results):
                    ": the primary acknowledged them before a replica had them, and the node that took its "
                    "place never got them (asynchronous replication)"))
         elif sync:
+            why = ("the primary came back with its own write-ahead log" if _restarted_at_once(r["faults"])
+                   and topology["pg_standbys"] else "each was on a replica before the site answered")
             parts.append(f"all {store['writes_acknowledged']} acknowledged session writes, "
                          f"{store['logins_acknowledged']} logins and {r['messages_acknowledged']} messages "
-                         "survived: each was on a replica before the site answered")
+                         f"survived: {why}")
         else:
             parts.append(f"nothing acknowledged was lost ({store['writes_acknowledged']} session writes, "
                          f"{store['logins_acknowledged']} logins), though nothing waited for a replica either")
@@ -243,6 +249,12 @@ def store_reading(results):
             parts.append(f"{store['unreadable']} sessions could not be read back (the store still failing)")
         lines.append(f"{name}: " + "; ".join(parts) + ".")
     return lines
+
+
+def _restarted_at_once(faults):
+    """True if the run killed a node and started it again within a second (store-restart)."""
+    return (len(faults) >= 2 and (faults[0]["action"], faults[1]["action"]) == ("kill", "start")
+            and faults[1]["at"] - faults[0]["at"] < 1)
 
 
 def store_targets(results, faults):
