@@ -65,8 +65,11 @@ def session_counter(request):
 
     The load test's measure of acknowledged session writes: every 200 to a
     POST is a promise that the session holds these values, checked after a
-    store fails over (a failed save is a 503, never a 200).
+    store fails over (a failed save is a 503, never a 200). A POST also
+    answers the counter it found (`previous`), so a writer sees at once
+    that the store went back to an older session.
     """
+    previous = (request.session.get("lab_counter") or {}).get("counter")
     if request.method == "POST":
         data = read_form_or_json(request)
         try:
@@ -75,7 +78,7 @@ def session_counter(request):
             raise ApiError(400, "'counter' must be an integer") from None
         request.session["lab_counter"] = {"counter": counter, "room": str(data.get("room", ""))[:100]}
     stored = request.session.get("lab_counter") or {"counter": None, "room": ""}
-    return JsonResponse({**stored, "instance": settings.INSTANCE_NAME})
+    return JsonResponse({**stored, "previous": previous, "instance": settings.INSTANCE_NAME})
 
 
 @api_view("POST", login_required=False, csrf=False)

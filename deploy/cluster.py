@@ -30,6 +30,10 @@ from deploy.processes import (
 from labcore import registry
 
 LB_CHOICES = ("roundrobin", "sticky")
+# The store layouts `up` takes, and how long Sentinel may take to notice a dead
+# primary and promote a replica: part of this interface for the experiments.
+Topology = replication.Topology
+SENTINEL_FAILOVER_SECONDS = (replication.DOWN_AFTER_MS + replication.FAILOVER_TIMEOUT_MS) / 1000
 
 
 def require_cluster(state_dir):

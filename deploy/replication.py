@@ -43,6 +43,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 import redis
 from psycopg import sql
@@ -524,12 +525,32 @@ def stop_signal(kind):
     return stores.KINDS[kind].stop_signal if kind in stores.KINDS else signal.SIGTERM
 
 
+def signal_tree(pid, sig):
+    """Signal a node's process group and every process below it.
+
+    PostgreSQL's backends and helpers each lead a session of their own
+    (setsid), outside the postmaster's process group: a pause sent to the
+    group alone would freeze the postmaster and leave every connection
+    answering.
+    """
+    signal_group(pid, sig)
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            child.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
 def stop_all(cluster):
     """Stop every store node (Sentinels first, so they do not fail over while the rest stop); remove data."""
     order = sorted(cluster.stores.items(), key=lambda item: kind_of(*item) != "sentinel")
     for name, record in order:
         if running(record):
-            signal_group(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
+            signal_tree(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
         stop(record, sig=stop_signal(kind_of(name, record)))
         if "data" in record:
             shutil.rmtree(record["data"], ignore_errors=True)
@@ -539,7 +560,7 @@ def kill(cluster, name):
     record = cluster.stores[name]
     if not running(record):
         raise DeployError(f"{name} is not running")
-    signal_group(record["pid"], signal.SIGCONT)
+    signal_tree(record["pid"], signal.SIGCONT)
     stop(record, sig=signal.SIGKILL)
 
 
@@ -547,7 +568,7 @@ def pause(cluster, name, *, resume=False):
     record = cluster.stores[name]
     if not running(record):
         raise DeployError(f"{name} is not running")
-    signal_group(record["pid"], signal.SIGCONT if resume else signal.SIGSTOP)
+    signal_tree(record["pid"], signal.SIGCONT if resume else signal.SIGSTOP)
 
 
 def start(cluster, name):

@@ -3,6 +3,17 @@
 For each configuration: a cluster (python -m deploy), a warm-up, Locust
 headless, the fault schedule, an audit of every acknowledged message, and
 the cluster's end. Then report.html, results.json and summary.md.
+
+A configuration is SESSIONS[+roundrobin|sticky][@TOPOLOGY]: redis,
+memory+sticky, redis@sentinel, redis@sentinel-sync1, db@pg, db@pg-any1.
+TOPOLOGY is sentinel (Redis: a primary, 2 replicas, 3 Sentinels),
+sentinel-sync<k> (k replicas confirm each session write), pg (PostgreSQL:
+a primary, 2 standbys, asynchronous), pg-any<k> or pg-first<k>.
+
+--faults store-kill|store-pause|replica-kill|store-restart aims the fault
+at the store (PostgreSQL if the configuration has it, else Redis) instead
+of an instance; the experiment then also writes each user's session every
+tick, bursts logins around the fault, and reads every session back.
 """
 
 import argparse
@@ -14,7 +25,7 @@ from pathlib import Path
 
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _etcd, _fate, _quorum, _report, _shards, _split_brain
+from loadtest import _bench, _capacity, _etcd, _fate, _quorum, _replication_bench, _report, _shards, _split_brain
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -27,16 +38,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="the kill experiment (the default)")
-    run.add_argument("--configs", help="comma-separated, e.g. memory+sticky,redis,db "
-                     f"(default: {','.join(experiment.DEFAULT_MATRIX)})")
+    run = commands.add_parser("run", help="the kill experiment (the default)", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--configs", help="comma-separated SESSIONS[+LB][@TOPOLOGY], e.g. memory+sticky,redis,"
+                     f"redis@sentinel-sync1,db@pg-any1 (default: {','.join(experiment.DEFAULT_MATRIX)}; "
+                     f"with a store fault: {','.join(experiment.STORE_MATRIX)})")
     run.add_argument("--users", type=int, help="a fixed number of Locust users for every configuration "
                      "(overrides --load; skips the capacity step)")
     run.add_argument("--load", type=float, default=0.6,
                      help="run each configuration at this fraction of the users it held in its capacity step")
     run.add_argument("--duration", type=float, default=90, help="measured seconds per configuration")
     run.add_argument("--warmup", type=float, default=10, help="seconds of load before the measured window")
-    run.add_argument("--faults", default="kill", help="kill (default), term, scale or kills")
+    run.add_argument("--faults", default="kill",
+                     help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
+                          "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
+                          f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
+                          "primary at once)")
     run.add_argument("--instances", type=int, default=3)
     run.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     run.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
@@ -83,6 +100,17 @@ def main(argv=None):
     shards.add_argument("--sessions", type=int, default=60, help="users, each with a session, per cluster")
     shards.add_argument("--loss-rounds", type=int, default=3, help="shard primaries killed, one after another")
     shards.add_argument("--out", type=Path, default=Path("results") / "bench-shards")
+    replication = commands.add_parser("bench-replication", help="what waiting for k of N replicas costs logins, "
+                                      "session writes and message posts (Redis WAIT, PostgreSQL ANY k)")
+    replication.add_argument("--stores", default="redis,postgres")
+    replication.add_argument("--replicas", default=",".join(map(str, _replication_bench.REPLICAS)),
+                             help="numbers of replicas N")
+    replication.add_argument("--sync", default=",".join(_replication_bench.SYNC),
+                             help="replicas each write waits for: 0, 1, majority, all")
+    replication.add_argument("--rounds", type=int, default=3)
+    replication.add_argument("--seconds", type=int, default=4, help="per cluster, write and round")
+    replication.add_argument("--connections", type=int, default=8)
+    replication.add_argument("--out", type=Path, default=Path("results") / "bench-replication")
     sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
     presence = commands.add_parser("bench-presence", help="heartbeat and poll cost by room size")
@@ -141,6 +169,8 @@ def main(argv=None):
             return run_bench_against(args)
         if args.command == "bench-shards":
             return run_bench_shards(args)
+        if args.command == "bench-replication":
+            return run_bench_replication(args)
         if args.command == "bench-sessions":
             return run_micro("sessions", args.stores.split(","), None)
         if args.command == "bench-posts":
@@ -198,12 +228,13 @@ def run_experiment(args):
         names = experiment.QUICK_MATRIX
         users, duration, warmup = 20, 36, 8
     else:
-        names = experiment.DEFAULT_MATRIX
+        names = experiment.STORE_MATRIX if args.faults in experiment.STORE_FAULTS else experiment.DEFAULT_MATRIX
         users, duration, warmup = args.users, args.duration, args.warmup
     if args.configs:
         names = [n.strip() for n in args.configs.split(",") if n.strip()]
     configs = [experiment.parse_config(name) for name in names]
-    experiment.fault_schedule(args.faults, duration, args.instances)
+    for config in configs:
+        experiment.fault_schedule(args.faults, duration, args.instances, config)
     out = args.out or Path("results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
@@ -331,6 +362,20 @@ def run_bench(args):
               f"{target['needed']})")
     print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_bench_replication(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = _replication_bench.bench(
+        stores=args.stores.split(","), replicas=[int(n) for n in args.replicas.split(",")],
+        sync=args.sync.split(","), rounds=args.rounds, seconds=args.seconds, connections=args.connections,
+        out=args.out)
+    print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per cluster and write, "
+          "medians; (to N=0: the median and min-max of each round's ratio); one instance per cluster; "
+          f"{_bench.durability()}")
+    print(_replication_bench.table(report))
+    print(f"chart: {args.out / 'replication.svg'}; figures: {args.out / 'bench-replication.json'}")
     return 0
 
 

@@ -15,13 +15,16 @@ def percentile(values, fraction):
 
 
 FAULT_SPAN = 10  # seconds before and after a fault whose latency is compared
+# Failed requests whose starts are at most this far apart are one outage: at
+# dozens of requests a second, a second without a failure means they succeed.
+OUTAGE_GAP = 1.0
 SATURATED = 0.8  # of a core: a generator process this busy may be what limits the run
 
 
 def merge(recordings):
     """One recording out of each Locust process's own (their users and requests never overlap)."""
     merged = {"seconds": {}, "acknowledged": [], "lost_by_user": {}, "users": [], "failure_kinds": {},
-              "pollers": {}, "steps": []}
+              "pollers": {}, "steps": [], "sessions": [], "session_counts": {}, "failed_spans": []}
     for recording in recordings:
         for t, second in recording["seconds"].items():
             into = merged["seconds"].setdefault(t, {"requests": 0, "failures": 0, "latencies": [],
@@ -39,8 +42,13 @@ def merge(recordings):
             merged["failure_kinds"][kind] = merged["failure_kinds"].get(kind, 0) + count
         merged["pollers"].update(recording["pollers"])
         merged["steps"].extend(recording.get("steps", []))
+        merged["sessions"].extend(recording.get("sessions", []))
+        for key, count in recording.get("session_counts", {}).items():
+            merged["session_counts"][key] = merged["session_counts"].get(key, 0) + count
+        merged["failed_spans"].extend(recording.get("failed_spans", []))
     merged["users"].sort()
     merged["steps"].sort()
+    merged["failed_spans"].sort()
     return merged
 
 
@@ -126,8 +134,11 @@ def summarise(raw):
                 served[name] = served.get(name, 0) + count
 
     users = recording["users"]
-    lost_users = [u for u, times in recording["lost_by_user"].items()
-                  if any(start <= t < start + duration for t in times)]
+    lost_users = {u for u, times in recording["lost_by_user"].items()
+                  if any(start <= t < start + duration for t in times)}
+    store = store_figures(raw, start, duration)
+    if store:
+        lost_users |= set(raw["sessions"]["users_gone"])
     total_served = sum(served.values()) or 1
     audit = raw["audit"]
     return {
@@ -145,6 +156,7 @@ def summarise(raw):
         "p50_ms": _round(percentile(latencies, 0.50)),
         "p95_ms": _round(percentile(latencies, 0.95)),
         "p99_ms": _round(percentile(latencies, 0.99)),
+        "longest_ms": _round(max(latencies, default=None)),
         "presence_accuracy": _round(_mean(accuracy), 3),
         "served_share": {name: round(count / total_served, 3) for name, count in sorted(served.items())},
         "messages_acknowledged": audit["acknowledged"],
@@ -157,8 +169,54 @@ def summarise(raw):
         "timeline": timeline,
         "fault": fault_figures(recording["seconds"], start, raw["faults"]),
         "load": raw.get("load", {}),
+        "store": store,
         **machine_figures(raw.get("samples", []), start, start + duration),
     }
+
+
+def store_figures(raw, start, duration):
+    """What a store fault cost (None for an instance fault): sessions, logins, the outage.
+
+    Writes and logins lost count both what users found lost during the run
+    and what the read-back after it found (loadtest/_sessions.py).
+    """
+    back = raw.get("sessions")
+    if back is None:
+        return None
+    counts, faults = raw["recording"]["session_counts"], raw["faults"]
+    at = start + faults[0]["at"] if faults else None
+    return {
+        "writes_acknowledged": counts.get("writes_acknowledged", 0),
+        "writes_lost": counts.get("writes_lost", 0) + back["writes_lost"],
+        "writes_lost_at_end": back["writes_lost"],
+        "rollbacks": counts.get("rollbacks", 0) + len(back["rolled_back"]),
+        "logins_acknowledged": counts.get("logins_acknowledged", 0),
+        "logins_lost": counts.get("logins_lost", 0) + back["logins_lost"],
+        "sessions_gone_at_end": len(back["users_gone"]),
+        "users_gone_at_end": len(set(back["users_gone"])),
+        "sessions_read": back["sessions_read"],
+        "unreadable": back["unreadable"],
+        "failover_s": None if at is None else outage_seconds(raw["recording"]["failed_spans"], at,
+                                                             start + duration),
+    }
+
+
+def outage_seconds(spans, at, until):
+    """Seconds from a fault at `at` until requests stopped failing (0 if none failed at it).
+
+    spans: (start, end) of the failed requests. The outage is the run of
+    failures that begins within OUTAGE_GAP of the fault (requests in
+    flight at it count), each starting within OUTAGE_GAP of the last; it
+    ends when the last of them ended.
+    """
+    end = at
+    for begun, ended in sorted(spans):
+        if ended < at or begun >= until:
+            continue
+        if begun > end + OUTAGE_GAP:
+            break
+        end = max(end, ended)
+    return round(end - at, 2)
 
 
 def headline_failures(results):

@@ -103,14 +103,14 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
                 env, poll = sessions[name], scripts / "poll.lua"
                 if name == CEILING:
                     results[name]["poll_direct"].append(
-                        _wrk(ceiling["url"], poll, env, seconds, connections, ceiling["pid"]))
+                        run_wrk(ceiling["url"], poll, env, seconds, connections, ceiling["pid"]))
                     continue
                 app1 = clusters[name].instances["app1"]
                 direct = f"http://127.0.0.1:{app1['port']}"
-                results[name]["poll_direct"].append(_wrk(direct, poll, env, seconds, connections, app1["pid"]))
-                results[name]["poll_lb"].append(_wrk(clusters[name].url, poll, env, seconds, connections))
+                results[name]["poll_direct"].append(run_wrk(direct, poll, env, seconds, connections, app1["pid"]))
+                results[name]["poll_lb"].append(run_wrk(clusters[name].url, poll, env, seconds, connections))
                 login = scripts / "login.lua"
-                results[name]["login"].append(_wrk(clusters[name].url, login, env, seconds, connections))
+                results[name]["login"].append(run_wrk(clusters[name].url, login, env, seconds, connections))
         lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
     finally:
         for store in clusters:
@@ -168,7 +168,7 @@ def _log_in(url):
     return {"BENCH_COOKIE": cookie, "BENCH_CSRF": csrf, "BENCH_AFTER": str(last)}
 
 
-def _wrk(url, script, env, seconds, connections, server_pid=None):
+def run_wrk(url, script, env, seconds, connections, server_pid=None):
     """One wrk run; with server_pid, also the CPU the server (that process and its children) spent per request.
 
     CPU per request is the steadier figure on a shared machine: other work
@@ -222,8 +222,8 @@ def _lb_overhead(cluster, env, scripts, seconds):
     direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
     through, straight = [], []
     for _ in range(3):
-        through.append(_wrk(cluster.url, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
-        straight.append(_wrk(direct, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
+        through.append(run_wrk(cluster.url, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
+        straight.append(run_wrk(direct, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
     lb, alone = sorted(through)[1], sorted(straight)[1]
     return {"store": cluster.sessions, "p50_through_lb_ms": lb, "p50_direct_ms": alone,
             "added": round(lb / alone - 1, 3)}
@@ -404,7 +404,7 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
                 print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
                 for path in ("direct", "lb"):
                     results[name][path].append(
-                        _wrk(targets[name][path], scripts / "poll.lua", sessions[name], seconds, connections))
+                        run_wrk(targets[name][path], scripts / "poll.lua", sessions[name], seconds, connections))
     finally:
         if new:
             deploy.down(new_state)

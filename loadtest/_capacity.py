@@ -57,8 +57,7 @@ def measure(config, steps, *, instances, port, out, progress=None):
     """Run the steps against a fresh cluster of `config`; return its capacity record."""
     state_dir = out / "cluster"
     recording = out / "raw" / f"capacity-{config.name}"
-    cluster = deploy.up(instances=instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
-                        port=port, env=experiment.SITE_ENV, state_dir=state_dir)
+    cluster = experiment.up(config, instances=instances, port=port, state_dir=state_dir)
     try:
         longest = steps.count() * (steps.ramp + steps.hold) + 5
         os.environ["LOADTEST_CAPACITY"] = json.dumps(asdict(steps))

@@ -1,13 +1,18 @@
 """The kill experiment: for each configuration, a cluster, a load, a fault schedule, an audit.
 
 The runner talks to the cluster through deploy's public functions and to
-the site over HTTP, like any other client.
+the site over HTTP, like any other client. The store faults (store-kill,
+store-pause, replica-kill, store-restart) aim at the configuration's store
+instead of an instance, and turn on what only they need: a session write
+on every tick, a burst of logins around the fault, and reading every
+user's session back after the run (loadtest/_sessions.py).
 """
 
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -19,11 +24,15 @@ from labcore import registry
 from loadtest._analysis import merge
 from loadtest._audit import audit_messages
 from loadtest._sampler import Sampler
+from loadtest._sessions import read_back
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MATRIX = ["memory+roundrobin", "memory+sticky", "redis", "db", "cached_db", "memcached",
                   "signed_cookies"]
 QUICK_MATRIX = ["memory+sticky", "redis", "cached_db"]
+# The store faults' default: the single Redis as the baseline, then the replicated topologies.
+STORE_MATRIX = ["redis", "redis@sentinel", "redis@sentinel-sync1", "cached_db@sentinel", "db@pg", "db@pg-any1",
+                "signed_cookies@sentinel"]
 # Cheap password hashing inside the experiment: a storm of logins after a
 # kill should measure the session store, not PBKDF2 (accounts/hashers.py).
 #
@@ -48,25 +57,88 @@ class Config:
     sessions: str
     lb: str
     presence: str
+    db: str = "sqlite"
+    topology: deploy.Topology = field(default_factory=deploy.Topology)
+
+
+# What may follow '@' in a configuration's name: the store topology.
+TOPOLOGY_FORMS = {
+    "sentinel": "Redis under Sentinel: a primary, 2 replicas, 3 Sentinels; asynchronous",
+    "sentinel-sync<k>": "the same, k replicas confirming each session write (--redis-sync k)",
+    "pg": "PostgreSQL, a primary and 2 standbys; asynchronous",
+    "pg-any<k>, pg-first<k>": "the same, ANY k or FIRST k standbys confirming each commit (--pg-sync)",
+}
+PG_STANDBYS = 2
+REDIS_REPLICAS = 2
 
 
 def parse_config(text):
-    """`memory+sticky` -> memory sessions behind sticky; `redis` -> round robin.
+    """`memory+sticky` -> memory sessions behind sticky; `redis` -> round robin;
+    `redis@sentinel-sync1` -> Redis under Sentinel, one replica confirming each session write.
 
-    Presence is the one the registry pairs with the session store.
+    SESSIONS[+roundrobin|sticky][@TOPOLOGY]. Presence is the one the registry
+    pairs with the session store.
     """
-    sessions, _, lb = text.partition("+")
+    head, _, topology_name = text.partition("@")
+    sessions, _, lb = head.partition("+")
     lb = lb or "roundrobin"
     if lb not in deploy.LB_CHOICES:
         raise ValueError(f"{text!r}: the load balancing after '+' is one of {', '.join(deploy.LB_CHOICES)}")
     if sessions not in registry.SESSION_STORES:
         raise ValueError(f"{text!r}: the session store is one of {', '.join(registry.SESSION_STORES)}")
-    return Config(text, sessions, lb, registry.SESSION_STORES[sessions].presence)
+    db, topology = _topology(text, topology_name)
+    return Config(text, sessions, lb, registry.SESSION_STORES[sessions].presence, db, topology)
 
 
-def fault_schedule(kind, duration, instances):
-    """Return [(seconds into the measured window, action, argument)]."""
+def _topology(text, name):
+    """(database, deploy.Topology) for what follows '@' ("" for every store alone)."""
+    if not name:
+        return "sqlite", deploy.Topology()
+    if re.fullmatch("sentinel", name):
+        return "sqlite", deploy.Topology(redis="sentinel", redis_replicas=REDIS_REPLICAS)
+    if match := re.fullmatch(r"sentinel-sync(\d+)", name):
+        topology = deploy.Topology(redis="sentinel", redis_replicas=REDIS_REPLICAS, redis_sync=int(match[1]))
+        return "sqlite", _checked(text, topology)
+    if name == "pg":
+        return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS)
+    if match := re.fullmatch(r"pg-(any|first)(\d+)", name):
+        topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_sync=f"{match[1].upper()} {match[2]}")
+        return "postgres", _checked(text, topology)
+    forms = "; ".join(f"{form} ({meaning})" for form, meaning in TOPOLOGY_FORMS.items())
+    raise ValueError(f"{text!r}: the topology after '@' is one of: {forms}")
+
+
+def _checked(text, topology):
+    try:
+        return topology.check()
+    except deploy.DeployError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+
+
+def up(config, *, instances, port, state_dir):
+    """Start a cluster of this configuration (deploy up), with the experiment's site settings."""
+    return deploy.up(instances=instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
+                     db=config.db, topology=config.topology, port=port, env=SITE_ENV, state_dir=state_dir)
+
+
+INSTANCE_FAULTS = ("kill", "term", "scale", "kills")
+STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart")
+# A paused primary stays frozen this long: longer than Sentinel takes to notice
+# it and promote a replica, so that it wakes up demoted.
+PAUSE_SECONDS = 2 * deploy.SENTINEL_FAILOVER_SECONDS
+BROKEN = "the node broken first"  # a schedule's argument: resolved to that node when it runs
+
+
+def fault_schedule(kind, duration, instances, config=None):
+    """Return [(seconds into the measured window, action, argument)].
+
+    The store faults aim at the configuration's store (see store_of):
+    `redis:primary` / `pg:primary` name whichever node is primary when the
+    fault lands, and BROKEN the node it hit.
+    """
     third = duration / 3
+    if kind in STORE_FAULTS:
+        return _store_schedule(kind, third, config)
     schedules = {
         "kill": [(third, "kill", "app1"), (2 * third, "start", "app1")],
         "term": [(third, "term", "app1"), (2 * third, "start", "app1")],
@@ -75,21 +147,59 @@ def fault_schedule(kind, duration, instances):
                   (3 * duration / 4, "start", "app1"), (3 * duration / 4, "start", "app2")],
     }
     if kind not in schedules:
-        raise ValueError(f"fault schedule {kind!r} is not one of {', '.join(schedules)}")
+        raise ValueError(f"fault schedule {kind!r} is not one of {', '.join(INSTANCE_FAULTS + STORE_FAULTS)}")
     if kind in ("scale", "kills") and instances < 2:
         raise ValueError(f"the {kind!r} schedule needs at least 2 instances")
     return schedules[kind]
 
 
+def store_of(config):
+    """The store a store fault breaks: PostgreSQL if the configuration has it, else Redis."""
+    if config.db == "postgres":
+        return "pg"
+    needed = deploy.servers_for(sessions=config.sessions, presence=config.presence, db=config.db)
+    if "redis" not in needed:
+        raise ValueError(f"{config.name}: neither Redis nor PostgreSQL in it, so no store fault can aim at it")
+    return "redis"
+
+
+def _store_schedule(kind, third, config):
+    if config is None:
+        return []  # checked per configuration when the run starts
+    store = store_of(config)
+    primary = f"{store}:primary"
+    replicas = config.topology.pg_standbys if store == "pg" else (
+        config.topology.redis_replicas if config.topology.redis == "sentinel" else 0)
+    if kind == "store-kill":
+        # Nothing promotes PostgreSQL on its own here: the experiment does it at
+        # once, as an operator or a failover manager (Patroni) would.
+        promote = [(third, "promote", None)] if store == "pg" and replicas else []
+        return [(third, "kill", primary), *promote, (2 * third, "start", BROKEN)]
+    if kind == "store-pause":
+        return [(third, "pause", primary), (third + PAUSE_SECONDS, "resume", BROKEN)]
+    if kind == "replica-kill":
+        if not replicas:
+            raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1 "
+                             "or @pg-any1)")
+        return [(third, "kill", f"{store}2"), (2 * third, "start", BROKEN)]
+    return [(third, "kill", primary), (third, "start", BROKEN)]
+
+
 def apply_fault(action, argument, state_dir):
+    """Do one step of a schedule; return the store node it acted on, or None."""
     if action == "kill":
-        deploy.kill(argument, state_dir=state_dir)
-    elif action == "term":
+        return deploy.kill(argument, state_dir=state_dir)
+    if action == "term":
         deploy.kill(argument, graceful=True, state_dir=state_dir)
     elif action == "start":
-        deploy.start(argument, state_dir=state_dir)
+        return deploy.start(argument, state_dir=state_dir)
     elif action == "scale":
         deploy.scale(argument, state_dir=state_dir)
+    elif action in ("pause", "resume"):
+        return deploy.pause(argument, resume=action == "resume", state_dir=state_dir)
+    elif action == "promote":
+        return deploy.promote(state_dir=state_dir)
+    return None
 
 
 def machine():
@@ -128,28 +238,29 @@ def run_config(plan, config, index, progress, users=None, load=None):
     users = users or plan.users
     state_dir = plan.out / "cluster"
     recording = plan.out / "raw" / config.name
+    schedule = fault_schedule(plan.faults, plan.duration, plan.instances, config)
     progress(index, config, "starting the cluster")
-    cluster = deploy.up(
-        instances=plan.instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
-        port=plan.port, env=SITE_ENV, state_dir=state_dir,
-    )
+    cluster = up(config, instances=plan.instances, port=plan.port, state_dir=state_dir)
     try:
         started = time.time()
         # A whole second, so the window is whole seconds of the recorder's clock.
         window_start = math.ceil(started + plan.warmup)
         run_time = window_start + plan.duration + TAIL - started
         locust = start_locust(users=users, run_time=run_time, ramp=plan.warmup / 2, url=cluster.url,
-                              recording=recording)
-        faults = []
+                              recording=recording, env=store_fault_env(plan.faults, window_start, schedule))
+        faults, broken = [], None
         with Sampler(state_dir, locust.pid) as sampler:
             try:
-                for offset, action, argument in fault_schedule(plan.faults, plan.duration, plan.instances):
+                for offset, action, argument in schedule:
+                    argument = broken if argument == BROKEN else argument
                     _wait_until(window_start + offset, lambda: progress(
                         index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users; "
-                                       f"next: {action} {argument} at {offset:.0f} s"), locust)
+                                       f"next: {action} {argument or ''} at {offset:.0f} s"), locust)
                     at = time.time()
-                    apply_fault(action, argument, state_dir)
-                    faults.append({"at": round(at - window_start, 2), "action": action, "target": argument})
+                    node = apply_fault(action, argument, state_dir)
+                    broken = broken or node
+                    faults.append({"at": round(at - window_start, 2), "action": action,
+                                   "target": node or argument or "", "took": round(time.time() - at, 2)})
                 _wait_until(window_start + plan.duration, lambda: progress(
                     index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users"), locust)
             except BaseException:
@@ -159,6 +270,7 @@ def run_config(plan, config, index, progress, users=None, load=None):
         raw = read_recording(recording)
         progress(index, config, "auditing the messages")
         audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"])
+        sessions = read_back(cluster.url, raw["sessions"]) if plan.faults in STORE_FAULTS else None
     finally:
         deploy.down(state_dir)
     return {
@@ -168,10 +280,25 @@ def run_config(plan, config, index, progress, users=None, load=None):
         "warmup": plan.warmup,
         "faults": faults,
         "audit": audit,
+        "sessions": sessions,
         "recording": raw,
         "samples": sampler.samples,
         "load": {"users": users, "processes": processes_for(users), **(load or {})},
     }
+
+
+# Logins in the seconds around a store fault: the writes most likely to be
+# acknowledged by a primary that dies before its replicas have them.
+BURST_BEFORE, BURST_AFTER = 3, 2
+
+
+def store_fault_env(faults, window_start, schedule):
+    """The journeys' switches for a store fault: a session write each tick, and when to burst logins."""
+    if faults not in STORE_FAULTS:
+        return {}
+    first = window_start + schedule[0][0]
+    return {"LOADTEST_SESSION_WRITES": "1",
+            "LOADTEST_LOGIN_BURST": f"{first - BURST_BEFORE:.3f},{first + BURST_AFTER:.3f}"}
 
 
 def processes_for(users):
@@ -179,7 +306,7 @@ def processes_for(users):
     return max(1, min(os.cpu_count() or 1, math.ceil(users / USERS_PER_PROCESS)))
 
 
-def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes=None):
+def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes=None, env=None):
     """Start Locust headless; each of its processes writes `<recording>.<pid>.json` at exit."""
     for stale in recording.parent.glob(f"{recording.name}.*.json"):
         stale.unlink()
@@ -193,7 +320,7 @@ def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes
         "--host", url, "--only-summary", "--loglevel", "WARNING",
         *(["--processes", str(processes)] if processes > 1 else []),
     ]
-    env = {**os.environ, "LOADTEST_OUTPUT": str(recording)}
+    env = {**os.environ, **(env or {}), "LOADTEST_OUTPUT": str(recording)}
     with open(recording.with_name(f"{recording.name}.locust.log"), "wb") as log:
         return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
 

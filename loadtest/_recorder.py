@@ -2,7 +2,9 @@
 
 Locust's own statistics cover requests; the lab also needs sessions lost,
 which instance served each request, presence accuracy and the acknowledged
-messages, and what each user's polls received. One Recorder per Locust
+messages, what each user's polls received and, in the store-fault
+experiments, each user's session ledger (loadtest/_sessions.py) and the
+span of every failed request. One Recorder per Locust
 process collects them; when the environment variable LOADTEST_OUTPUT names
 a file, each process writes its own JSON beside it at exit
 (`<LOADTEST_OUTPUT>.<pid>.json`), and the analysis merges them.
@@ -18,6 +20,8 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
+
+from loadtest._sessions import Ledger
 
 
 class Second:
@@ -53,6 +57,10 @@ class Recorder:
         self.active = defaultdict(set)  # room -> usernames the generator runs there
         self.pollers = {}  # username -> {"room", "first_cursor", "last_cursor", "seen": Counter of ids}
         self.steps = []  # (time, users): when a capacity step's ramp began, and to how many users
+        self.ledgers = defaultdict(Ledger)  # username -> its current session as acknowledged
+        self.left_behind = []  # (username, ledger): sessions a user left for a fresh login, read back at the end
+        self.session_counts = Counter()  # writes/logins acknowledged and found lost during the run
+        self.failed_spans = []  # (start, end) of every failed request
 
     def _second(self):
         return self.seconds[int(time.time())]
@@ -66,6 +74,8 @@ class Recorder:
             if failed:
                 second.failures += 1
                 self.failure_kinds[kind or "unknown"] += 1
+                begun = started if started is not None else time.time() - latency_ms / 1000
+                self.failed_spans.append((round(begun, 3), round(begun + latency_ms / 1000, 3)))
             if served_by:
                 second.served[served_by] += 1
 
@@ -73,6 +83,30 @@ class Recorder:
         with self._lock:
             self._second().sessions_lost += 1
             self.lost_by_user[username].append(time.time())
+            writes, logins = self.ledgers[username].gone()
+            self.session_counts["writes_lost"] += writes
+            self.session_counts["logins_lost"] += logins
+
+    def session_left(self, username):
+        """The user leaves its session for a fresh login; the session is still read back after the run."""
+        with self._lock:
+            ledger = self.ledgers.pop(username, None)
+            if ledger and (ledger.login or ledger.acked):
+                self.left_behind.append((username, ledger.as_json()))
+
+    def login_acknowledged(self, username, cookies):
+        with self._lock:
+            self.ledgers[username].logged_in(cookies)
+            self.session_counts["logins_acknowledged"] += 1
+
+    def session_written(self, username, counter, previous, cookies):
+        """A session write the site acknowledged, and the counter it found there before."""
+        with self._lock:
+            lost = self.ledgers[username].written(counter, previous, cookies)
+            self.session_counts["writes_acknowledged"] += 1
+            self.session_counts["writes_lost"] += lost
+            if lost:
+                self.session_counts["rollbacks"] += 1
 
     def join(self, room, username):
         with self._lock:
@@ -127,6 +161,10 @@ class Recorder:
                 "users": sorted(self.users),
                 "failure_kinds": dict(self.failure_kinds),
                 "steps": self.steps,
+                "sessions": [*self.left_behind,
+                             *((username, ledger.as_json()) for username, ledger in self.ledgers.items())],
+                "session_counts": dict(self.session_counts),
+                "failed_spans": self.failed_spans,
                 "pollers": {
                     username: {**poller, "seen": {str(i): n for i, n in poller["seen"].items()}}
                     for username, poller in self.pollers.items()

@@ -4,6 +4,7 @@ import json
 from html import escape
 
 from labcore import registry
+from loadtest._experiment import STORE_FAULTS
 from loadtest._svg import PALETTE, bar_chart, line_chart, share_chart
 
 COLUMNS = [
@@ -25,8 +26,35 @@ COLUMNS = [
     ("peak queued in HAProxy", lambda r: _num(r["queued_peak"])),
     ("generator CPU", lambda r: _generator(r)),
 ]
+# The store-fault experiments' table: what the store's failure cost users.
+STORE_COLUMNS = [
+    ("configuration", lambda r: r["config"]["name"]),
+    ("faults", lambda r: _faults_text(r["faults"])),
+    ("users", lambda r: _users(r["load"])),
+    ("users lost session", lambda r: f"{r['users_lost_session_pct']:.0f}% ({r['users_lost_session']}/{r['users']})"),
+    ("acked session writes lost", lambda r: f"{r['store']['writes_lost']} of {r['store']['writes_acknowledged']}"),
+    ("acked logins lost", lambda r: f"{r['store']['logins_lost']} of {r['store']['logins_acknowledged']}"),
+    ("failed requests", lambda r: f"{r['failed_pct']:.2f}% ({r['failures']})"),
+    ("failover s", lambda r: _num(r["store"]["failover_s"])),
+    ("longest request ms", lambda r: _num(r["longest_ms"])),
+    ("p50/p99 ms", lambda r: f"{_num(r['p50_ms'])}/{_num(r['p99_ms'])}"),
+    ("messages acked/lost/dup",
+     lambda r: f"{r['messages_acknowledged']}/{r['messages_lost']}/{r['messages_duplicated']}"),
+    ("polls missed/twice",
+     lambda r: f"{r['messages_missed_by_pollers']}/{r['messages_seen_twice_by_pollers']}"),
+]
+# Targets of the store-kill run (issue 17): Sentinel answers again within
+# this many seconds, and no request waits longer than the store's timeout
+# (the site's STORE_TIMEOUT, 0.5 s by default) plus this margin.
+FAILOVER_TARGET_S = 5
+STORE_TIMEOUT_S = 0.5
+HANG_MARGIN_S = 1
 CAPACITY_COLUMNS = ["users", "req/s", "p50 ms", "p99 ms", "failed", "generator CPU", "machine busy",
                     "peak queued", "held"]
+
+
+def columns_for(results):
+    return STORE_COLUMNS if any(r.get("store") for r in results) else COLUMNS
 
 
 def write_report(out, plan, results, capacities=()):
@@ -43,9 +71,13 @@ def write_report(out, plan, results, capacities=()):
                                                  indent=1))
     summary = summary_table(results)
     reading = plain_reading(results)
+    targets = store_targets(results, plan["faults"])
+    if targets:
+        summary += "\n\n" + "\n".join(f"- {'met' if t['met'] else 'NOT met'}: {t['target']} ({t['figure']})"
+                                       for t in targets)
     capacity = f"\n\n## Capacity steps\n\n{capacity_table(capacities)}" if capacities else ""
     (out / "summary.md").write_text(
-        f"# Kill experiment\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
+        f"# {_title(plan)}\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
         + capacity + "\n"
     )
     (out / "report.html").write_text(report_html(plan, results, summary_rows(results), reading, bars, timelines,
@@ -54,12 +86,13 @@ def write_report(out, plan, results, capacities=()):
 
 
 def summary_rows(results):
-    return [[cell(r) for _, cell in COLUMNS] for r in results]
+    return [[cell(r) for _, cell in columns_for(results)] for r in results]
 
 
 def summary_table(results):
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    columns = columns_for(results)
+    header = "| " + " | ".join(name for name, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
     rows = ["| " + " | ".join(row) + " |" for row in summary_rows(results)]
     return "\n".join([header, rule, *rows])
 
@@ -93,7 +126,21 @@ def bars_svgs(results):
 
     accuracy = [(n, None if r["presence_accuracy"] is None else 100 * r["presence_accuracy"])
                 for n, r in zip(names, results)]
+    store = {}
+    if any(r.get("store") for r in results):
+        store = {
+            "session-writes-lost": bar_chart("Acknowledged session writes lost",
+                                             [(n, r["store"]["writes_lost"]) for n, r in zip(names, results)],
+                                             color=PALETTE[4], digits=0),
+            "logins-lost": bar_chart("Acknowledged logins lost",
+                                     [(n, r["store"]["logins_lost"]) for n, r in zip(names, results)],
+                                     color=PALETTE[4], digits=0),
+            "failover": bar_chart("Failover time (fault to requests succeeding again)",
+                                  [(n, r["store"]["failover_s"]) for n, r in zip(names, results)],
+                                  unit=" s", color=PALETTE[3]),
+        }
     return {
+        **store,
         "users-lost-session": bar_chart("Users who lost their session", rows("users_lost_session_pct"),
                                         unit="%", color=PALETTE[4], digits=0),
         "failed-requests": bar_chart("Failed requests", rows("failed_pct"), unit="%", color=PALETTE[1], digits=2),
@@ -110,6 +157,8 @@ def bars_svgs(results):
 
 def plain_reading(results):
     """A few sentences a person can read next to the charts."""
+    if any(r.get("store") for r in results):
+        return store_reading(results) + load_reading(results)
     lines = []
     lost = [r for r in results if r["users_lost_session"]]
     kept = [r for r in results if not r["users_lost_session"]]
@@ -155,6 +204,84 @@ def plain_reading(results):
     return lines
 
 
+def store_reading(results):
+    """What the store's failure did to each configuration, in words built from its figures."""
+    lines = []
+    for r in results:
+        name, store, topology = r["config"]["name"], r["store"], r["config"]["topology"]
+        sync = topology["redis_sync"] or topology["pg_sync"].lower() not in ("off", "")
+        lost = store["writes_lost"] + store["logins_lost"] + r["messages_lost"]
+        parts = [f"requests failed for {store['failover_s']:g} s after the {r['faults'][0]['action']} "
+                 f"({r['failures']} failed in all)" if store["failover_s"] else "no request failed at the fault"]
+        if r["config"]["sessions"] == "signed_cookies":
+            parts.append("the session travels in the cookie, so there was nothing in the store to lose; what "
+                         "failed were the requests that need Redis: presence and the login throttle's counters")
+        elif lost and _restarted_at_once(r["faults"]) and topology["redis"] == "sentinel":
+            parts.append(f"{store['writes_lost']} acknowledged session writes and {store['logins_lost']} logins "
+                         "were lost: the primary came back empty before any Sentinel missed it, still primary, "
+                         "and its replicas copied the emptiness, however many had confirmed each write")
+        elif lost and sync:
+            parts.append(f"{store['writes_lost']} acknowledged session writes, {store['logins_lost']} logins and "
+                         f"{r['messages_lost']} messages lost although each waited for a replica: see the "
+                         "failover's timeline")
+        elif lost:
+            parts.append(
+                f"{store['writes_lost']} of {store['writes_acknowledged']} acknowledged session writes and "
+                f"{store['logins_lost']} of {store['logins_acknowledged']} logins were lost, and "
+                f"{r['messages_lost']} messages"
+                + (": without replicas a store that comes back empty takes every session with it"
+                   if topology["redis"] == "single" and not topology["pg_standbys"] else
+                   ": the primary acknowledged them before a replica had them, and the node that took its "
+                   "place never got them (asynchronous replication)"))
+        elif sync:
+            why = ("the primary came back with its own write-ahead log" if _restarted_at_once(r["faults"])
+                   and topology["pg_standbys"] else "each was on a replica before the site answered")
+            parts.append(f"all {store['writes_acknowledged']} acknowledged session writes, "
+                         f"{store['logins_acknowledged']} logins and {r['messages_acknowledged']} messages "
+                         f"survived: {why}")
+        else:
+            parts.append(f"nothing acknowledged was lost ({store['writes_acknowledged']} session writes, "
+                         f"{store['logins_acknowledged']} logins), though nothing waited for a replica either")
+        if store["sessions_gone_at_end"]:
+            parts.append(f"{store['sessions_gone_at_end']} of the {store['sessions_read']} sessions read back after "
+                         f"the run ({store['users_gone_at_end']} users') were gone")
+        if store["unreadable"]:
+            parts.append(f"{store['unreadable']} sessions could not be read back (the store still failing)")
+        lines.append(f"{name}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _restarted_at_once(faults):
+    """True if the run killed a node and started it again within a second (store-restart)."""
+    return (len(faults) >= 2 and (faults[0]["action"], faults[1]["action"]) == ("kill", "start")
+            and faults[1]["at"] - faults[0]["at"] < 1)
+
+
+def store_targets(results, faults):
+    """The store-kill run's targets, each {target, met, figure}; none for other runs."""
+    if faults != "store-kill":
+        return []
+    targets = []
+    for r in results:
+        name, store, topology = r["config"]["name"], r["store"], r["config"]["topology"]
+        if topology["redis"] == "sentinel" and store_of_result(r) == "redis":
+            targets.append({"target": f"{name}: requests succeed again within {FAILOVER_TARGET_S} s",
+                            "met": store["failover_s"] <= FAILOVER_TARGET_S, "figure": f"{store['failover_s']:g} s"})
+            bound = 1000 * (STORE_TIMEOUT_S + HANG_MARGIN_S)
+            targets.append({"target": f"{name}: no request longer than STORE_TIMEOUT + {HANG_MARGIN_S} s",
+                            "met": r["longest_ms"] is not None and r["longest_ms"] <= bound,
+                            "figure": f"longest {_num(r['longest_ms'])} ms against {bound:g} ms"})
+        if topology["redis_sync"] or topology["pg_sync"].lower() not in ("off", ""):
+            lost = (store["writes_lost"], store["logins_lost"], r["messages_lost"])
+            targets.append({"target": f"{name}: 0 acknowledged session writes, logins and messages lost",
+                            "met": lost == (0, 0, 0), "figure": "lost {} / {} / {}".format(*lost)})
+    return targets
+
+
+def store_of_result(result):
+    return "pg" if result["config"]["db"] == "postgres" else "redis"
+
+
 def load_reading(results):
     """What the load did to each configuration: the generator, overload and queueing, the fault's cost."""
     lines = []
@@ -192,6 +319,10 @@ def _fault_sentence(name, fault):
     if before["p99_ms"] is None or after["p99_ms"] is None:
         return f"{name}: too few requests around the {what} to compare latency."
     span = fault["span"]
+    if not str(fault["target"]).startswith("app") and fault["action"] != "scale":
+        return (f"{name}: p99 was {before['p99_ms']:g} ms in the {span} s before the {what} and "
+                f"{after['p99_ms']:g} ms in the {span} s after; {after['failures']} requests failed in those "
+                f"{span} s against {before['failures']} before.")
     if after["p99_ms"] > 1.5 * before["p99_ms"]:
         latency = (f"p99 rose from {before['p99_ms']:g} ms in the {span} s before the {what} to "
                    f"{after['p99_ms']:g} ms in the {span} s after, as the surviving instances took its share")
@@ -225,7 +356,7 @@ def capacity_table(capacities):
 
 
 def report_html(plan, results, rows, reading, bars, timelines, capacities=()):
-    head = "".join(f"<th scope=col>{escape(name)}</th>" for name, _ in COLUMNS)
+    head = "".join(f"<th scope=col>{escape(name)}</th>" for name, _ in columns_for(results))
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     sections = "".join(
         f"<section class=config><h3>{escape(r['config']['name'])}</h3>"
@@ -237,7 +368,7 @@ def report_html(plan, results, rows, reading, bars, timelines, capacities=()):
     )
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
-<title>Kill experiment: what each store costs users</title>
+<title>{escape(_title(plan))}: what each store costs users</title>
 <style>
 body {{ font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }}
 table {{ border-collapse: collapse; font-size: .9rem; }}
@@ -248,9 +379,10 @@ th {{ background: #f1f4f8; }} .bars {{ display: flex; flex-wrap: wrap; gap: 1.5r
 .meta {{ color: #5b6575; font-size: .85rem; }}
 li {{ margin: .3rem 0; }}
 </style></head><body>
-<h1>What happens to users when an instance dies</h1>
+<h1>What happens to users when {"the store fails" if plan["faults"] in STORE_FAULTS else "an instance dies"}</h1>
 <p class=meta>{escape(_plan_line(plan))}</p>
 <h2>Reading</h2><ul>{"".join(f"<li>{escape(line)}</li>" for line in reading)}</ul>
+{_targets_html(store_targets(results, plan["faults"]))}
 {_capacity_html(capacities)}<h2>Side by side</h2>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 <div class=bars>{"".join(bars.values())}</div>
@@ -259,6 +391,18 @@ li {{ margin: .3rem 0; }}
 <div class=configs>{sections}</div>
 </body></html>
 """
+
+
+def _title(plan):
+    return "Store-failure experiment" if plan["faults"] in STORE_FAULTS else "Kill experiment"
+
+
+def _targets_html(targets):
+    if not targets:
+        return ""
+    return "<h2>Targets</h2><ul>" + "".join(
+        f"<li>{'met' if t['met'] else 'NOT met'}: {escape(t['target'])} ({escape(t['figure'])})</li>"
+        for t in targets) + "</ul>"
 
 
 def _capacity_html(capacities):

@@ -34,7 +34,7 @@ from deploy import cluster as deploy
 from deploy.layout import free_base_port
 from deploy.processes import DeployError, require, wait_for
 from deploy.replication import Topology
-from loadtest._bench import BENCH_ENV, PASSWORD, _wrk
+from loadtest._bench import BENCH_ENV, PASSWORD, run_wrk
 
 SESSION_KEY_PREFIX = ":1:django.contrib.sessions.cache"  # Django's cache key of a session: it picks the slot
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -80,7 +80,7 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
                 print(f"round {round_number + 1}/{rounds}: {count} shards", file=sys.stderr)
                 env = {"BENCH_SESSIONS": str(scripts / f"sessions{count}.tsv")}
                 cpu = _CpuMeter(clusters[count])
-                run = _wrk(clusters[count].url, scripts / "mix.lua", env, seconds, connections)
+                run = run_wrk(clusters[count].url, scripts / "mix.lua", env, seconds, connections)
                 results[count].append({**run, "cpu": cpu.per_second()})
         biggest = max(shards)
         spread = _sessions_per_shard(clusters[biggest], users[biggest])

@@ -7,12 +7,19 @@ checks /api/me, and now and then posts a message with a fresh client_id.
 A user that was logged in and suddenly gets 401 has lost its session: that
 is counted as its own row, "session lost", apart from HTTP failures; the
 user logs in again and goes on.
+
+In the store-fault experiments (LOADTEST_SESSION_WRITES=1) a user also
+writes a counter and its room into its own session on every tick, and
+keeps a ledger of what the site acknowledged (loadtest/_sessions.py); in
+the seconds LOADTEST_LOGIN_BURST names ("start,end", Unix time) around the
+fault, users log in afresh, so that logins land where a store can lose them.
 """
 
 import itertools
 import os
 import random
 import secrets
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -25,6 +32,10 @@ ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
 HEARTBEAT_EVERY = 5  # ticks of one second, as the site's page does
 ME_EVERY = 5
 POST_CHANCE = 1 / 8
+SESSION_WRITES = os.environ.get("LOADTEST_SESSION_WRITES") == "1"
+LOGIN_BURST = tuple(map(float, os.environ["LOADTEST_LOGIN_BURST"].split(","))) \
+    if os.environ.get("LOADTEST_LOGIN_BURST") else None
+BURST_CHANCE = 1 / 2  # of a tick inside the burst: a fresh login
 _numbers = itertools.count()
 
 
@@ -41,6 +52,7 @@ class ChatUser(FastHttpUser):
         self.online, self.presence_version = set(), None  # the room as the server last told it
         self.ticks = random.randrange(HEARTBEAT_EVERY)
         self.pending = None  # a message not acknowledged yet: retried with its client_id
+        self.counter = 0  # the last value this user tried to write into its session
         self.logged_in = self._sign_up()
         recorder.join(self.room, self.username)
 
@@ -52,8 +64,15 @@ class ChatUser(FastHttpUser):
         if not self.logged_in:
             self.logged_in = self._log_in()
             return
+        if LOGIN_BURST and LOGIN_BURST[0] <= time.time() < LOGIN_BURST[1] and random.random() < BURST_CHANCE:
+            recorder.session_left(self.username)
+            self.client.cookiejar.clear()
+            self.logged_in = self._log_in()
+            return
         self.ticks += 1
         self._poll()
+        if self.logged_in and SESSION_WRITES:
+            self._write_session()
         if self.logged_in and self.ticks % HEARTBEAT_EVERY == 0:
             self._heartbeat()
         if self.logged_in and self.ticks % ME_EVERY == 2:
@@ -91,17 +110,32 @@ class ChatUser(FastHttpUser):
             recorder.acknowledged_message(self.pending["client_id"], self.room)
             self.pending = None
 
+    def _write_session(self):
+        self.counter += 1
+        body = self._call("POST", "/api/session-counter", "/api/session-counter",
+                          json={"counter": self.counter, "room": self.room})
+        if body:
+            recorder.session_written(self.username, self.counter, body.get("previous"), self._cookies())
+
     def _sign_up(self):
         self._form_page("/accounts/signup/")
-        return self._submit("/accounts/signup/", {
+        return self._logged_in(self._submit("/accounts/signup/", {
             "username": self.username, "password1": PASSWORD, "password2": PASSWORD,
-        })
+        }))
 
     def _log_in(self):
         self._form_page("/accounts/login/")
-        return self._submit("/accounts/login/", {"username": self.username, "password": PASSWORD})
+        return self._logged_in(self._submit("/accounts/login/", {"username": self.username, "password": PASSWORD}))
+
+    def _logged_in(self, acknowledged):
+        if acknowledged:
+            recorder.login_acknowledged(self.username, self._cookies())
+        return acknowledged
 
     # HTTP
+
+    def _cookies(self):
+        return {c.name: c.value for c in self.client.cookiejar}
 
     def _csrf_token(self):
         return next((c.value for c in self.client.cookiejar if c.name == "csrftoken"), "")

@@ -165,3 +165,64 @@ def test_capacity_is_the_last_step_held_before_the_first_that_was_not():
     assert [row["held"] for row in capacity["steps"]] == [True, False, True]
     assert (capacity["users"], capacity["rps"]) == (10, 10.0)
     assert capacity["stopped_by"].startswith("at 15 users: p99 500.0 ms over 100 ms")
+
+
+@pytest.mark.timeout(300)
+def test_store_kill_under_sentinel_sync_loses_nothing_acknowledged(tmp_path):
+    out = tmp_path / "store-kill"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--faults", "store-kill", "--configs", "redis@sentinel-sync1",
+         "--users", "8", "--duration", "15", "--warmup", "4", "--out", str(out), "--port", str(free_base_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())["configs"][0]
+    store = result["store"]
+    assert [f["action"] for f in result["faults"]] == ["kill", "start"]
+    assert result["faults"][0]["target"] == result["faults"][1]["target"] == "redis1"
+    assert store["writes_acknowledged"] > 0 and store["logins_acknowledged"] > 0 and store["sessions_read"] > 0
+    assert result["messages_acknowledged"] > 0
+    # Every acknowledged write waited for a replica, so the failover lost none of them.
+    assert (store["writes_lost"], store["logins_lost"], result["messages_lost"], result["messages_duplicated"]) \
+        == (0, 0, 0, 0)
+    assert store["failover_s"] is not None and result["failures"] > 0  # the kill was felt, then healed
+    assert "acked session writes lost" in (out / "summary.md").read_text()
+
+
+def test_topologies_parse_from_config_names():
+    sync = parse_config("redis@sentinel-sync1")
+    assert (sync.topology.redis, sync.topology.redis_sync, sync.db) == ("sentinel", 1, "sqlite")
+    pg = parse_config("db@pg-any1")
+    assert (pg.db, pg.topology.pg_standbys, pg.topology.pg_sync) == ("postgres", 2, "ANY 1")
+    with pytest.raises(ValueError, match="sentinel-sync<k>"):
+        parse_config("redis@raft")
+    with pytest.raises(ValueError, match="needs that many replicas"):
+        parse_config("redis@sentinel-sync5")
+    assert [a for _, a, _ in fault_schedule("store-kill", 90, 3, pg)] == ["kill", "promote", "start"]
+    with pytest.raises(ValueError, match="needs replicas"):
+        fault_schedule("replica-kill", 90, 3, parse_config("redis"))
+
+
+def test_a_ledger_counts_acknowledged_writes_a_session_no_longer_shows():
+    from loadtest._sessions import Ledger
+
+    ledger = Ledger()
+    ledger.logged_in({"sessionid": "a"})
+    assert [ledger.written(n, n - 1 if n > 1 else None, {}) for n in (1, 2, 3, 4)] == [0, 0, 0, 0]
+    assert ledger.written(5, 2, {}) == 2  # the store went back to 2: 3 and 4 are gone
+    assert ledger.lost_above(None) == 3  # 1, 2 and 5 remain acknowledged
+    assert ledger.gone() == (3, 1)  # the whole session gone: its writes and its login
+
+
+def test_the_outage_runs_from_the_fault_to_the_end_of_its_last_failure():
+    from loadtest._analysis import outage_seconds
+
+    spans = [(95.0, 95.1), (100.2, 100.3), (100.9, 101.0), (101.8, 102.5), (110.0, 110.1)]
+    assert outage_seconds(spans, 100.0, 200.0) == 2.5  # 110 is a failure of its own, not the outage
+    assert outage_seconds([(103.0, 103.1)], 100.0, 200.0) == 0
+
+
+def test_the_replication_grid_has_each_distinct_n_and_k_once():
+    from loadtest._replication_bench import points
+
+    assert points() == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]

@@ -5,8 +5,12 @@ and every wait is a bounded poll with a deadline derived from the topology's
 timings (deploy/replication.py) plus a generous margin for a busy machine.
 """
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +20,9 @@ from deploy import layout, replication, stores
 from deploy.processes import wait_for
 from labcore.connections import RedisTarget, redis_client
 from tests.http import Browser
+from tests.servers import postgres_server
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PASSWORD = "correct horse battery"
 STORE_TIMEOUT = 0.5  # the site's default
@@ -193,3 +200,16 @@ def test_a_commit_its_synchronous_standbys_never_confirm_is_a_bounded_503_and_a_
     assert (again.status, again.json()["client_id"], again.json()["text"]) == (200, post["client_id"], post["text"])
     stored = ada.get(f"{room}?limit=100").json()["messages"]
     assert [m["client_id"] for m in stored].count(post["client_id"]) == 1
+
+
+def test_a_session_update_whose_connection_is_cut_is_a_failed_database_not_a_deleted_session(tmp_path):
+    server = postgres_server().start()
+    try:
+        env = {**os.environ, "DATABASE_URL": server.url, "DJANGO_SETTINGS_MODULE": "labsite.settings",
+               "SECRET_KEY": "lost-connection-test", "STATE_DIR": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-m", "tests.lost_connection"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=110)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["StoreUnavailable", "database"], done.stdout
