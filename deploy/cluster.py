@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, replication, sizing, stores, web
+from deploy import cgroups, haproxy, layout, replication, sizing, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     PRIVATE_UMASK,
@@ -40,7 +40,8 @@ def require_cluster(state_dir):
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
-       db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, state_dir=DEFAULT_STATE_DIR):
+       db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, cpu_quota=None, site_cpus=None,
+       state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
@@ -48,6 +49,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     durable: False lets the databases lose acknowledged writes on an OS
     crash (PostgreSQL without fsync, SQLite synchronous=NORMAL), for benchmarks.
     topology: a deploy.replication.Topology (default: every store alone).
+    cpu_quota, site_cpus: cores per instance, and the CPUs the instances run
+    on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
@@ -64,12 +67,13 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
     require("haproxy", "haproxy")
     _check_ports(layout.ports(port, instances=instances, servers=wanted, topology=topology))
+    limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
 
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), server=server, durable=durable, env=dict(env or {}),
-        topology=topology.record(),
+        topology=topology.record(), cpu=limits.record() if limits else {},
     )
     layout.make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
@@ -77,7 +81,11 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         (cluster.path / stale).unlink(missing_ok=True)
     cluster.save()
     try:
+        if limits:
+            cgroups.Groups(limits).create()
         _start_stores(cluster, wanted)
+        for node in cluster.stores.values():
+            _confine(cluster, node["pid"], cgroups.REST)
         _migrate(cluster)
         for number in range(1, instances + 1):
             _start_instance(cluster, f"app{number}")
@@ -115,6 +123,8 @@ def down(state_dir=DEFAULT_STATE_DIR):
     for instance in cluster.instances.values():
         stop(instance, timeout=5)
     replication.stop_all(cluster)
+    if cluster.cpu:
+        cgroups.Groups(cluster.cpu).remove()
     (cluster.path / "cluster.json").unlink(missing_ok=True)
     return cluster
 
@@ -136,6 +146,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "durable": cluster.durable,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
+        "cpu": cluster.cpu,
         "stores": replication.rows(cluster),
         "instances": [
             {
@@ -179,6 +190,7 @@ def start(name, *, state_dir=DEFAULT_STATE_DIR):
     node = _store_node(cluster, name)
     if node:
         replication.start(cluster, node)
+        _confine(cluster, cluster.stores[node]["pid"], cgroups.REST)
         return node
     instance = _instance(cluster, name)
     if running(instance):
@@ -233,6 +245,15 @@ def scale(count, *, state_dir=DEFAULT_STATE_DIR):
     return cluster
 
 
+def cpu_throttled(*, state_dir=DEFAULT_STATE_DIR):
+    """For a cluster with --cpu-quota: how often and how long each instance's quota held it back so far."""
+    cluster = require_cluster(state_dir)
+    if not (cluster.cpu and cluster.cpu.get("quota")):
+        return {}
+    groups = cgroups.Groups(cluster.cpu)
+    return {name: groups.throttled(name) for name in cluster.instances}
+
+
 def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
     cluster = require_cluster(state_dir)
     known = {*cluster.instances, *cluster.stores, "haproxy"}
@@ -281,6 +302,13 @@ def _start_instance(cluster, name):
     wait_for(lambda: _healthy(port) or not running(record), timeout=30, what=f"{name} on port {port}")
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
+    _confine(cluster, record["pid"], name)
+
+
+def _confine(cluster, pid, group):
+    """Move a process group into its cgroup, when the cluster has CPU limits."""
+    if cluster.cpu:
+        cgroups.Groups(cluster.cpu).join(pid, group)
 
 
 def _answers(url, timeout=1):
@@ -319,6 +347,7 @@ def _start_haproxy(cluster):
         raise DeployError(f"haproxy rejected {config}: {alerts[0] if alerts else check.stderr.strip()}")
     cluster.haproxy = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log")
     cluster.save()
+    _confine(cluster, cluster.haproxy["pid"], cgroups.REST)
     wait_for(lambda: port_open(cluster.port) or not running(cluster.haproxy), timeout=10,
              what="haproxy")
     if not running(cluster.haproxy):

@@ -59,6 +59,7 @@ class Cluster:
     stores: dict = field(default_factory=dict)
     topology: dict = field(default_factory=dict)  # deploy.replication.Topology, as a dict
     haproxy: dict = field(default_factory=dict)  # {"pid", "started"}
+    cpu: dict = field(default_factory=dict)  # deploy.cgroups.Limits, as a dict; empty: no CPU limits
 
     @property
     def url(self):
