@@ -25,6 +25,14 @@ from deploy.processes import DeployError
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
 REST = "rest"  # the group of HAProxy and the stores
+# The cluster's weight against other processes, 100 times a process's
+# default (v1 cpu.shares 1024, v2 cpu.weight 100). A quota is only a
+# ceiling: on a machine that other work also keeps busy, a group at the
+# default weight competes as one process against each of the others: here
+# the instances never reached their quota while the machine was 100 % busy
+# with other work. The weight makes the ceiling nearly a floor,
+# and keeps HAProxy and the stores (in the same tree) served on theirs.
+WEIGHT_FACTOR = 100
 
 
 def version(root=ROOT):
@@ -105,8 +113,10 @@ class Groups:
             _write(self.root / "cgroup.subtree_control", "+cpu +cpuset")
             self._folder("").mkdir(exist_ok=True)
             _write(self._folder("") / "cgroup.subtree_control", "+cpu +cpuset")
+            _write(self._folder("") / "cpu.weight", str(100 * WEIGHT_FACTOR))
             return
         self._folder("cpu").mkdir(exist_ok=True)
+        _write(self._folder("cpu") / "cpu.shares", str(1024 * WEIGHT_FACTOR))
         cpuset = self._folder("cpuset")
         cpuset.mkdir(exist_ok=True)
         # A v1 cpuset takes no process until its CPUs and memory nodes are set.
@@ -136,13 +146,12 @@ class Groups:
         return [folder]
 
     def _v1_groups(self, group, cpus, quota):
-        targets = []
+        folder = self._folder("cpu", group)
+        folder.mkdir(exist_ok=True)
         if quota:
-            folder = self._folder("cpu", group)
-            folder.mkdir(exist_ok=True)
             _write(folder / "cpu.cfs_period_us", str(PERIOD_US))
             _write(folder / "cpu.cfs_quota_us", str(round(quota * PERIOD_US)))
-            targets.append(folder)
+        targets = [folder]
         if cpus:
             folder = self._folder("cpuset", "site" if group != REST else REST)
             if not folder.exists():

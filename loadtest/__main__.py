@@ -12,9 +12,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from deploy import cgroups
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _quorum, _report
+from loadtest import _bench, _capacity, _quorum, _report, _scaling
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -50,6 +51,17 @@ def main(argv=None):
     capacity.add_argument("--port", type=int, default=8100)
     capacity.add_argument("--out", type=Path, default=Path("results") / "capacity")
     _capacity_arguments(capacity)
+    scaling = commands.add_parser("scaling", help="scale-up against scale-out: one core for the site tier, cut into "
+                                                  "1, 2 or 4 instances by cgroup CPU quotas")
+    scaling.add_argument("--configs", default="memory+sticky,redis,cached_db")
+    scaling.add_argument("--sync", default="redis",
+                         help="configurations measured again with --redis sentinel --redis-sync 1 ('' for none)")
+    scaling.add_argument("--rounds", type=int, default=1, help="rounds, alternating the shapes' order")
+    scaling.add_argument("--port", type=int, default=8100)
+    scaling.add_argument("--out", type=Path, default=Path("results") / "scaling")
+    scaling.add_argument("--readme", action="store_true",
+                         help="also put the table and charts in README.md and docs/results/scaling/")
+    _capacity_arguments(scaling, _capacity.Steps(start_users=40, step=0.2, hold=10))
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
     bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
                        help="comma-separated; the first is the base of the ratios")
@@ -89,6 +101,8 @@ def main(argv=None):
             return run_etcd_losses(args)
         if args.command == "capacity":
             return run_capacity(args)
+        if args.command == "scaling":
+            return run_scaling(args)
         if args.command == "quorum":
             return run_quorum(args)
         if args.command == "bench-servers":
@@ -107,8 +121,8 @@ def main(argv=None):
         return 1
 
 
-def _capacity_arguments(parser):
-    defaults = _capacity.Steps()
+def _capacity_arguments(parser, defaults=None):
+    defaults = defaults or _capacity.Steps()
     parser.add_argument("--start-users", type=int, default=defaults.start_users, help="the capacity step's first step")
     parser.add_argument("--step", type=float, default=defaults.step, help="each step's users over the last's, minus 1")
     parser.add_argument("--hold", type=float, default=defaults.hold, help="seconds each step is held after its ramp")
@@ -135,6 +149,26 @@ def run_capacity(args):
     print(f"capacity steps: {steps.describe()}; {experiment.machine()}")
     print(_report.capacity_table(rows))
     print(f"figures: {args.out / 'capacity.json'}")
+    return 0
+
+
+def run_scaling(args):
+    steps = _steps(args)
+    found = _scaling.variants([n.strip() for n in args.configs.split(",") if n.strip()],
+                              [n.strip() for n in args.sync.split(",") if n.strip()])
+    rows = _scaling.with_ratios(_scaling.run(found, steps, rounds=args.rounds, port=args.port, out=args.out,
+                                             progress=lambda what: print(what, file=sys.stderr, flush=True)))
+    plan = {"steps": steps.describe(), "rounds": args.rounds, "cgroup": cgroups.version(),
+            "machine": experiment.machine()}
+    command = _scaling.command_line()
+    _scaling.write(args.out, rows, plan, command)
+    print(f"capacity steps: {steps.describe()}; {args.rounds} round(s); {experiment.machine()}")
+    print(_scaling.table(rows))
+    print(_scaling.limits_text(plan["cgroup"]))
+    if args.readme:
+        _scaling.to_readme(args.out, rows, plan, command)
+        print("README.md and docs/results/scaling/ updated")
+    print(f"report: {args.out / 'report.html'}")
     return 0
 
 

@@ -53,12 +53,17 @@ class Steps:
                 f"requests fail (at most {self.max_users} users)")
 
 
-def measure(config, steps, *, instances, port, out, progress=None):
-    """Run the steps against a fresh cluster of `config`; return its capacity record."""
+def measure(config, steps, *, instances, port, out, progress=None, label=None, **up_options):
+    """Run the steps against a fresh cluster of `config`; return its capacity record.
+
+    up_options: more of deploy.up's options (CPU limits, a topology); with a
+    CPU quota the record says how long the quota held each instance back.
+    label: the recording's name, when one configuration runs in several shapes.
+    """
     state_dir = out / "cluster"
-    recording = out / "raw" / f"capacity-{config.name}"
+    recording = out / "raw" / f"capacity-{label or config.name}"
     cluster = deploy.up(instances=instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
-                        port=port, env=experiment.SITE_ENV, state_dir=state_dir)
+                        port=port, env=experiment.SITE_ENV, state_dir=state_dir, **up_options)
     try:
         longest = steps.count() * (steps.ramp + steps.hold) + 5
         os.environ["LOADTEST_CAPACITY"] = json.dumps(asdict(steps))
@@ -75,9 +80,10 @@ def measure(config, steps, *, instances, port, out, progress=None):
                 time.sleep(1)
         experiment.wait_locust(locust, 10)
         raw = experiment.read_recording(recording)
+        throttled = deploy.cpu_throttled(state_dir=state_dir)
     finally:
         deploy.down(state_dir)
-    return judge(raw, sampler.samples, steps, config.name)
+    return {**judge(raw, sampler.samples, steps, config.name), "throttled": throttled}
 
 
 def judge(raw, samples, steps, name):
