@@ -15,7 +15,7 @@ from pathlib import Path
 from deploy import cgroups
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _quorum, _report, _scaling
+from loadtest import _bench, _capacity, _quorum, _report, _scaling, _sticky
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -62,6 +62,19 @@ def main(argv=None):
     scaling.add_argument("--readme", action="store_true",
                          help="also put the table and charts in README.md and docs/results/scaling/")
     _capacity_arguments(scaling, _capacity.Steps(start_users=40, step=0.2, hold=10))
+    sticky = commands.add_parser("sticky", help="sticky sessions' costs against round robin: load skew, fair share "
+                                                "after scale-out, HAProxy's CPU per request")
+    sticky.add_argument("--parts", default="skew,fair-share,haproxy-cpu")
+    sticky.add_argument("--users", type=int, default=60)
+    sticky.add_argument("--duration", type=float, default=60, help="skew: measured seconds (kill at 1/3, start at 2/3)")
+    sticky.add_argument("--stay", default="10,30", help="fair share: each user's stay, LOW,HIGH seconds")
+    sticky.add_argument("--warmup", type=float, default=40, help="fair share: seconds of turnover before the scale-out")
+    sticky.add_argument("--after", type=float, default=50, help="fair share: seconds measured after it")
+    sticky.add_argument("--rounds", type=int, default=4, help="haproxy-cpu: alternating rounds")
+    sticky.add_argument("--seconds", type=int, default=5, help="haproxy-cpu: seconds of wrk per round")
+    sticky.add_argument("--connections", type=int, default=16)
+    sticky.add_argument("--port", type=int, default=8100)
+    sticky.add_argument("--out", type=Path, default=Path("results") / "sticky")
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
     bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
                        help="comma-separated; the first is the base of the ratios")
@@ -103,6 +116,8 @@ def main(argv=None):
             return run_capacity(args)
         if args.command == "scaling":
             return run_scaling(args)
+        if args.command == "sticky":
+            return run_sticky(args)
         if args.command == "quorum":
             return run_quorum(args)
         if args.command == "bench-servers":
@@ -169,6 +184,34 @@ def run_scaling(args):
         _scaling.to_readme(args.out, rows, plan, command)
         print("README.md and docs/results/scaling/ updated")
     print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def run_sticky(args):
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    unknown = parts - {"skew", "fair-share", "haproxy-cpu"}
+    if unknown:
+        raise ValueError(f"--parts: {', '.join(sorted(unknown))} is not one of skew, fair-share, haproxy-cpu")
+    low, _, high = args.stay.partition(",")
+    stay = (float(low), float(high or low))
+
+    def progress(what):
+        print(what, file=sys.stderr, flush=True)
+
+    results = {"command": "python -m loadtest " + " ".join(sys.argv[1:]), "machine": experiment.machine()}
+    if "skew" in parts:
+        results["skew"] = _sticky.skew(users=args.users, duration=args.duration, warmup=10, port=args.port,
+                                       out=args.out, progress=progress)
+    if "fair-share" in parts:
+        results["fair_share"] = _sticky.fair_share(users=args.users, stay=stay, warmup=args.warmup, after=args.after,
+                                                   instances=3, port=args.port, out=args.out, progress=progress)
+    if "haproxy-cpu" in parts:
+        results["haproxy_cpu"] = _sticky.haproxy_cpu(rounds=args.rounds, seconds=args.seconds,
+                                                     connections=args.connections, instances=3, port=args.port,
+                                                     out=args.out, progress=progress)
+    _sticky.write(args.out, results)
+    print(_sticky.tables(results))
+    print(f"figures: {args.out / 'sticky.json'}")
     return 0
 
 

@@ -149,7 +149,8 @@ def run_config(plan, config, index, progress, users=None, load=None):
                                        f"next: {action} {argument} at {offset:.0f} s"), locust)
                     at = time.time()
                     apply_fault(action, argument, state_dir)
-                    faults.append({"at": round(at - window_start, 2), "action": action, "target": argument})
+                    faults.append({"at": round(at - window_start, 2), "done": round(time.time() - window_start, 2),
+                                   "action": action, "target": argument})
                 _wait_until(window_start + plan.duration, lambda: progress(
                     index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users"), locust)
             except BaseException:

@@ -3,6 +3,9 @@
 A user signs up once, joins a room, then loops once a second: polls the
 room's messages with its own cursor, heartbeats presence every few seconds,
 checks /api/me, and now and then posts a message with a fresh client_id.
+With LOADTEST_STAY="LOW,HIGH" (seconds) a user leaves after a random stay
+in that range and a new one, with no cookies, arrives in its place: a
+population that turns over while its size stays the same.
 
 A user that was logged in and suddenly gets 401 has lost its session: that
 is counted as its own row, "session lost", apart from HTTP failures; the
@@ -13,6 +16,7 @@ import itertools
 import os
 import random
 import secrets
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -25,6 +29,7 @@ ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
 HEARTBEAT_EVERY = 5  # ticks of one second, as the site's page does
 ME_EVERY = 5
 POST_CHANCE = 1 / 8
+STAY = [float(s) for s in os.environ["LOADTEST_STAY"].split(",")] if os.environ.get("LOADTEST_STAY") else None
 _numbers = itertools.count()
 
 
@@ -41,6 +46,7 @@ class ChatUser(FastHttpUser):
         self.online, self.presence_version = set(), None  # the room as the server last told it
         self.ticks = random.randrange(HEARTBEAT_EVERY)
         self.pending = None  # a message not acknowledged yet: retried with its client_id
+        self.leaves_at = time.monotonic() + random.uniform(*STAY) if STAY else None
         self.logged_in = self._sign_up()
         recorder.join(self.room, self.username)
 
@@ -49,6 +55,9 @@ class ChatUser(FastHttpUser):
 
     @task
     def tick(self):
+        if self.leaves_at and time.monotonic() > self.leaves_at and not self.pending:
+            self._replaced()
+            return
         if not self.logged_in:
             self.logged_in = self._log_in()
             return
@@ -62,6 +71,12 @@ class ChatUser(FastHttpUser):
             self._post()
 
     # Journeys
+
+    def _replaced(self):
+        """Leave, and let a newcomer without cookies take this user's place."""
+        self.on_stop()
+        self.client.cookiejar.clear()
+        self.on_start()
 
     def _poll(self):
         query = "" if self.cursor is None else f"?after={self.cursor}&limit=100"
