@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploy import cluster as deploy
+from deploy import layout
 from labcore import registry
 from loadtest._analysis import merge
 from loadtest._audit import audit_messages
@@ -192,11 +193,24 @@ def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes
         "--users", str(users), "--spawn-rate", f"{max(1, users / max(1, ramp)):g}",
         "--run-time", f"{math.ceil(run_time)}s", "--stop-timeout", str(STOP_TIMEOUT),
         "--host", url, "--only-summary", "--loglevel", "WARNING",
-        *(["--processes", str(processes)] if processes > 1 else []),
+        *(_processes_options(processes) if processes > 1 else []),
     ]
     env = {**os.environ, "LOADTEST_OUTPUT": str(recording)}
     with open(recording.with_name(f"{recording.name}.locust.log"), "wb") as log:
         return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _processes_options(processes):
+    """Locust in several processes, its master on a port of its own.
+
+    Locust's master listens on 5557 on every address by default, and its
+    workers connect to 127.0.0.1:5557: two runs on one machine would share
+    a master, or one would fail to start. Seen here: steps with no requests
+    at all while another run's workers used the master.
+    """
+    port = str(layout.free_port())
+    return ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--master-port", port]
 
 
 def wait_locust(locust, timeout):
