@@ -158,7 +158,7 @@ def run_config(plan, config, index, progress, users=None, load=None):
                 stop_locust(locust)
                 raise
         wait_locust(locust, TAIL + STOP_TIMEOUT + 60)
-        raw = read_recording(recording)
+        raw = read_recording(recording, locust.recordings)
         progress(index, config, "auditing the messages")
         audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"])
     finally:
@@ -197,7 +197,10 @@ def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes
     ]
     env = {**os.environ, "LOADTEST_OUTPUT": str(recording)}
     with open(recording.with_name(f"{recording.name}.locust.log"), "wb") as log:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        locust = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # Each process writes its recording as it quits; with workers, the master as well.
+    locust.recordings = processes + 1 if processes > 1 else 1
+    return locust
 
 
 def _processes_options(processes):
@@ -226,9 +229,19 @@ def stop_locust(locust):
         locust.wait(timeout=30)
 
 
-def read_recording(recording):
-    """Every Locust process's recording, merged into one."""
-    files = sorted(recording.parent.glob(f"{recording.name}.*.json"))
+def read_recording(recording, expected=1, timeout=30):
+    """Every Locust process's recording, merged into one.
+
+    expected: how many files the run writes (start_locust's `recordings`).
+    Workers may write theirs after the master has exited: wait for them, or
+    a run would be read without its requests.
+    """
+    deadline = time.monotonic() + timeout
+    while len(files := sorted(recording.parent.glob(f"{recording.name}.*.json"))) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Locust left {len(files)} of its {expected} recordings; see "
+                               f"{recording.name}.locust.log in {recording.parent}")
+        time.sleep(0.2)
     if not files:
         raise RuntimeError(f"Locust left no recording; see {recording.name}.locust.log in {recording.parent}")
     return merge(json.loads(f.read_text()) for f in files)

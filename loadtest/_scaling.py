@@ -29,6 +29,9 @@ from loadtest._svg import series_chart
 SHAPES = [(1, 1.0), (2, 0.5), (4, 0.25)]  # (instances, cores each): one core in all
 SITE_CPUS = "0"
 GENERATOR_NICE = -10  # about 9 times a default process's CPU weight
+# One Locust process: one core's worth of site serves a few hundred users at
+# most, and every step reports the generator's CPU.
+GENERATOR_PROCESSES = 1
 SYNC = Topology(redis="sentinel", redis_sync=1)
 
 
@@ -79,7 +82,7 @@ def run(variants_to_run, steps, *, rounds, port, out, progress=print):
                 record = _capacity.measure(
                     variant.config, steps, instances=instances, port=port, out=out,
                     label=f"{variant.name.replace(', ', '-').replace(' ', '-')}-{instances}x{cores:g}-r{round_number}",
-                    cpu_quota=cores, site_cpus=SITE_CPUS, **variant.up_options())
+                    processes=GENERATOR_PROCESSES, cpu_quota=cores, site_cpus=SITE_CPUS, **variant.up_options())
                 measured.setdefault((variant.name, instances), []).append(record)
                 (out / "scaling-raw.json").write_text(json.dumps(
                     {f"{name} {n}": records for (name, n), records in measured.items()}, indent=1))

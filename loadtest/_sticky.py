@@ -111,7 +111,7 @@ def fair_share(*, users, stay, warmup, after, instances, port, out, progress):
                     f"fair share, {lb}: {left:.0f} s left after the scale-out"))
             finally:
                 experiment.wait_locust(locust, experiment.TAIL + experiment.STOP_TIMEOUT + 60)
-            raw = experiment.read_recording(recording)
+            raw = experiment.read_recording(recording, locust.recordings)
         finally:
             deploy.down(state_dir)
         rows.append({"lb": lb, **share_after(raw["seconds"], scaled_at, after, instances + 1),
