@@ -32,6 +32,7 @@ from pathlib import Path
 from deploy import cluster as deploy
 from deploy.processes import DeployError, require
 from loadtest import _experiment as experiment
+from loadtest._svg import series_chart
 
 LBS = ("roundrobin", "sticky")
 FAIR = 0.9  # of the fair share 1/N
@@ -228,8 +229,21 @@ def _cpu_ticks(pid):
 
 
 def write(out, results):
+    """sticky.json, and the new instance's share after the scale-out as fair-share.svg."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "sticky.json").write_text(json.dumps(results, indent=1))
+    if results.get("fair_share"):
+        (out / "fair-share.svg").write_text(fair_share_chart(results["fair_share"]))
+
+
+def fair_share_chart(rows):
+    xs = list(range(len(rows[0]["shares"])))
+    series = {f"{r['lb']}: the new instance's share": r["shares"] for r in rows}
+    series["fair share"] = [rows[0]["fair_share"]] * len(xs)
+    return series_chart("The new instance's share of requests, seconds after it was UP", xs,
+                        {name: [None if v is None else round(100 * v, 1) for v in values]
+                         for name, values in series.items()},
+                        x_label="seconds after the scale-out", unit="%", width=640, legend_columns=3)
 
 
 def tables(results):
