@@ -59,6 +59,8 @@ def main(argv=None):
     scaling.add_argument("--rounds", type=int, default=1, help="rounds, alternating the shapes' order")
     scaling.add_argument("--port", type=int, default=8100)
     scaling.add_argument("--out", type=Path, default=Path("results") / "scaling")
+    scaling.add_argument("--from-raw", type=Path, metavar="SCALING_RAW_JSON",
+                         help="summarise an earlier run's measurements again (its scaling-raw.json); runs nothing")
     scaling.add_argument("--readme", action="store_true",
                          help="also put the table and charts in README.md and docs/results/scaling/")
     _capacity_arguments(scaling, _capacity.Steps(start_users=40, step=0.2, hold=10))
@@ -169,15 +171,21 @@ def run_capacity(args):
 
 def run_scaling(args):
     steps = _steps(args)
-    found = _scaling.variants([n.strip() for n in args.configs.split(",") if n.strip()],
-                              [n.strip() for n in args.sync.split(",") if n.strip()])
-    rows = _scaling.with_ratios(_scaling.run(found, steps, rounds=args.rounds, port=args.port, out=args.out,
-                                             progress=lambda what: print(what, file=sys.stderr, flush=True)))
-    plan = {"steps": steps.describe(), "rounds": args.rounds, "cgroup": cgroups.version(),
+    if args.from_raw:
+        measured = _scaling.read_raw(args.from_raw)
+        args.rounds = max(len(records) for records in measured.values())
+        rows = _scaling.with_ratios(_scaling.summarise(measured))
+    else:
+        found = _scaling.variants([n.strip() for n in args.configs.split(",") if n.strip()],
+                                  [n.strip() for n in args.sync.split(",") if n.strip()])
+        rows = _scaling.with_ratios(_scaling.run(found, steps, rounds=args.rounds, port=args.port, out=args.out,
+                                                 progress=lambda what: print(what, file=sys.stderr, flush=True)))
+    described = next(iter(measured.values()))[0]["described"] if args.from_raw else steps.describe()
+    plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroups.version(),
             "machine": experiment.machine()}
     command = _scaling.command_line()
     _scaling.write(args.out, rows, plan, command)
-    print(f"capacity steps: {steps.describe()}; {args.rounds} round(s); {experiment.machine()}")
+    print(f"capacity steps: {described}; {args.rounds} round(s); {experiment.machine()}")
     print(_scaling.table(rows))
     print(_scaling.limits_text(plan["cgroup"]))
     if args.readme:
