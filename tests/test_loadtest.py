@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.layout import free_base_port
+from loadtest import _sticky
 from loadtest._analysis import headline_failures, percentile, summarise
 from loadtest._audit import audit_pollers
 from loadtest._experiment import fault_schedule, parse_config
@@ -165,3 +166,14 @@ def test_capacity_is_the_last_step_held_before_the_first_that_was_not():
     assert [row["held"] for row in capacity["steps"]] == [True, False, True]
     assert (capacity["users"], capacity["rps"]) == (10, 10.0)
     assert capacity["stopped_by"].startswith("at 15 users: p99 500.0 ms over 100 ms")
+
+
+def test_sticky_figures_skew_and_time_to_fair_share():
+    assert _sticky.coefficient_of_variation([300, 300, 300]) == 0
+    assert _sticky.coefficient_of_variation([0, 600, 600]) == 0.707
+    # The new instance (app4) serves nothing for 3 s, then its quarter.
+    seconds = {str(100 + t): {"served": {"app1": 30, "app2": 30, "app3": 30, "app4": 0 if t < 3 else 30}}
+               for t in range(12)}
+    figures = _sticky.share_after(seconds, 99.5, 12, 4)
+    assert figures["shares"][:4] == [0.0, 0.0, 0.0, 0.25]
+    assert figures["seconds_to_fair_share"] == 3 + _sticky.SMOOTH
