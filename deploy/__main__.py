@@ -40,6 +40,10 @@ def main(argv=None):
     up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
     up.add_argument("--etcd-members", type=int, default=3,
                     help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
+    up.add_argument("--cpu-quota", type=float, metavar="CORES",
+                    help="cap each instance at this many cores (a cgroup CPU quota), e.g. 0.25")
+    up.add_argument("--site-cpus", metavar="LIST",
+                    help="run the instances on these CPUs (e.g. 0), HAProxy and the stores on the others")
     up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                     help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
     up.add_argument("--netns", action="store_true",
@@ -103,7 +107,7 @@ def run(args):
         up = cluster.up(
             instances=args.instances, sessions=args.sessions, presence=args.presence,
             lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
-            durable=args.durable,
+            durable=args.durable, cpu_quota=args.cpu_quota, site_cpus=args.site_cpus,
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                               redis_shards=args.redis_shards,
                               pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
@@ -115,6 +119,12 @@ def run(args):
         print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
               f"presence: {args.presence}, database: {args.db}"
               + ("" if args.durable else " (not durable: no fsync)"))
+        if up.cpu:
+            print(f"cpu limits (cgroup {up.cpu['version']}): "
+                  + ", ".join(part for part in (
+                      up.cpu["quota"] and f"{up.cpu['quota']:g} cores per instance",
+                      up.cpu["site_cpus"] and f"instances on CPU {up.cpu['site_cpus']}, "
+                                              f"HAProxy and stores on CPU {up.cpu['rest_cpus']}") if part))
     elif args.command == "status":
         print_status(cluster.status(**where), as_json=args.json)
     elif args.command == "kill":

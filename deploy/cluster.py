@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from deploy import haproxy, layout, netns, replication, sizing, stores, web
+from deploy import cgroups, haproxy, layout, netns, replication, sizing, stores, web
 from deploy.layout import DEFAULT_STATE_DIR, MAX_INSTANCES, ROOT, STATS_OFFSET, Cluster, load, site_env
 from deploy.processes import (
     PRIVATE_UMASK,
@@ -45,6 +45,7 @@ def require_cluster(state_dir):
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
+       cpu_quota=None, site_cpus=None,
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
@@ -56,6 +57,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     namespaces: every store node and instance in a network namespace of its
     own, with an address of its own (deploy/netns.py), so that `partition`
     can cut them apart; HAProxy stays on loopback.
+    cpu_quota, site_cpus: cores per instance, and the CPUs the instances run
+    on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
@@ -77,12 +80,13 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     if namespaces and topology.redis == "cluster" and "redis" in wanted:
         raise DeployError("--netns does not place Redis Cluster nodes in namespaces; "
                           "use --redis single or sentinel with it")
+    limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
 
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), server=server, durable=durable, env=dict(env or {}),
-        topology=topology.record(),
+        topology=topology.record(), cpu=limits.record() if limits else {},
     )
     layout.make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
@@ -92,7 +96,11 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     try:
         if namespaces:
             _make_network(cluster, wanted, topology)
+        if limits:
+            cgroups.Groups(limits).create()
         _start_stores(cluster, wanted)
+        for node in cluster.stores.values():
+            _confine(cluster, node["pid"], cgroups.REST)
         _migrate(cluster)
         for number in range(1, instances + 1):
             _start_instance(cluster, f"app{number}")
@@ -132,6 +140,8 @@ def down(state_dir=DEFAULT_STATE_DIR):
         stop(instance, timeout=5)
     replication.stop_all(cluster)
     cleanup(state_dir)
+    if cluster.cpu:
+        cgroups.Groups(cluster.cpu).remove()
     (cluster.path / "cluster.json").unlink(missing_ok=True)
     return cluster
 
@@ -165,6 +175,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "topology": cluster.topology,
         "network": cluster.net.subnet if cluster.network else None,
         "partitions": cluster.partitions,
+        "cpu": cluster.cpu,
         "stores": replication.rows(cluster),
         "instances": [
             {
@@ -209,6 +220,7 @@ def start(name, *, state_dir=DEFAULT_STATE_DIR):
     node = _store_node(cluster, name)
     if node:
         replication.start(cluster, node)
+        _confine(cluster, cluster.stores[node]["pid"], cgroups.REST)
         return node
     instance = _instance(cluster, name)
     if running(instance):
@@ -316,6 +328,15 @@ def scale(count, *, state_dir=DEFAULT_STATE_DIR):
     return cluster
 
 
+def cpu_throttled(*, state_dir=DEFAULT_STATE_DIR):
+    """For a cluster with --cpu-quota: how often and how long each instance's quota held it back so far."""
+    cluster = require_cluster(state_dir)
+    if not (cluster.cpu and cluster.cpu.get("quota")):
+        return {}
+    groups = cgroups.Groups(cluster.cpu)
+    return {name: groups.throttled(name) for name in cluster.instances}
+
+
 def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
     cluster = require_cluster(state_dir)
     known = {*cluster.instances, *cluster.stores, "haproxy"}
@@ -376,6 +397,13 @@ def _start_instance(cluster, name):
              what=f"{name} on {host}:{port}")
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
+    _confine(cluster, record["pid"], name)
+
+
+def _confine(cluster, pid, group):
+    """Move a process group into its cgroup, when the cluster has CPU limits."""
+    if cluster.cpu:
+        cgroups.Groups(cluster.cpu).join(pid, group)
 
 
 def _answers(url, timeout=1):
@@ -415,6 +443,7 @@ def _start_haproxy(cluster):
         raise DeployError(f"haproxy rejected {config}: {alerts[0] if alerts else check.stderr.strip()}")
     cluster.haproxy = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log")
     cluster.save()
+    _confine(cluster, cluster.haproxy["pid"], cgroups.REST)
     wait_for(lambda: port_open(cluster.port) or not running(cluster.haproxy), timeout=10,
              what="haproxy")
     if not running(cluster.haproxy):

@@ -64,6 +64,7 @@ class Cluster:
     stores: dict = field(default_factory=dict)
     topology: dict = field(default_factory=dict)  # deploy.replication.Topology, as a dict
     haproxy: dict = field(default_factory=dict)  # {"pid", "started"}
+    cpu: dict = field(default_factory=dict)  # deploy.cgroups.Limits, as a dict; empty: no CPU limits
     # With --netns: deploy.netns.Network, as a dict; every store node and instance in a namespace of its own.
     network: dict = field(default_factory=dict)
     partitions: list = field(default_factory=list)  # [{"isolated": [...], "from": [...]}], as made

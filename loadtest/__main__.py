@@ -23,9 +23,22 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from deploy import cgroups
 from deploy.processes import DeployError
 from labcore import registry
-from loadtest import _bench, _capacity, _etcd, _fate, _quorum, _replication_bench, _report, _shards, _split_brain
+from loadtest import (
+    _bench,
+    _capacity,
+    _etcd,
+    _fate,
+    _quorum,
+    _replication_bench,
+    _report,
+    _scaling,
+    _shards,
+    _split_brain,
+    _sticky,
+)
 from loadtest import _experiment as experiment
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
@@ -67,6 +80,32 @@ def main(argv=None):
     capacity.add_argument("--port", type=int, default=8100)
     capacity.add_argument("--out", type=Path, default=Path("results") / "capacity")
     _capacity_arguments(capacity)
+    scaling = commands.add_parser("scaling", help="scale-up against scale-out: one core for the site tier, cut into "
+                                                  "1, 2 or 4 instances by cgroup CPU quotas")
+    scaling.add_argument("--configs", default="memory+sticky,redis,cached_db")
+    scaling.add_argument("--sync", default="redis",
+                         help="configurations measured again with --redis sentinel --redis-sync 1 ('' for none)")
+    scaling.add_argument("--rounds", type=int, default=1, help="rounds, alternating the shapes' order")
+    scaling.add_argument("--port", type=int, default=8100)
+    scaling.add_argument("--out", type=Path, default=Path("results") / "scaling")
+    scaling.add_argument("--from-raw", type=Path, metavar="SCALING_RAW_JSON",
+                         help="summarise an earlier run's measurements again (its scaling-raw.json); runs nothing")
+    scaling.add_argument("--readme", action="store_true",
+                         help="also put the table and charts in README.md and docs/results/scaling/")
+    _capacity_arguments(scaling, _capacity.Steps(start_users=40, step=0.2, hold=10))
+    sticky = commands.add_parser("sticky", help="sticky sessions' costs against round robin: load skew, fair share "
+                                                "after scale-out, HAProxy's CPU per request")
+    sticky.add_argument("--parts", default="skew,fair-share,haproxy-cpu")
+    sticky.add_argument("--users", type=int, default=60)
+    sticky.add_argument("--duration", type=float, default=60, help="skew: measured seconds (kill at 1/3, start at 2/3)")
+    sticky.add_argument("--stay", default="10,30", help="fair share: each user's stay, LOW,HIGH seconds")
+    sticky.add_argument("--warmup", type=float, default=40, help="fair share: seconds of turnover before the scale-out")
+    sticky.add_argument("--after", type=float, default=50, help="fair share: seconds measured after it")
+    sticky.add_argument("--rounds", type=int, default=4, help="haproxy-cpu: alternating rounds")
+    sticky.add_argument("--seconds", type=int, default=5, help="haproxy-cpu: seconds of wrk per round")
+    sticky.add_argument("--connections", type=int, default=16)
+    sticky.add_argument("--port", type=int, default=8100)
+    sticky.add_argument("--out", type=Path, default=Path("results") / "sticky")
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
     bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
                        help="comma-separated; the first is the base of the ratios")
@@ -159,6 +198,10 @@ def main(argv=None):
             return run_etcd_losses(args)
         if args.command == "capacity":
             return run_capacity(args)
+        if args.command == "scaling":
+            return run_scaling(args)
+        if args.command == "sticky":
+            return run_sticky(args)
         if args.command == "quorum":
             return run_quorum(args)
         if args.command == "bench-servers":
@@ -191,8 +234,8 @@ def run_bench_shards(args):
     return 0
 
 
-def _capacity_arguments(parser):
-    defaults = _capacity.Steps()
+def _capacity_arguments(parser, defaults=None):
+    defaults = defaults or _capacity.Steps()
     parser.add_argument("--start-users", type=int, default=defaults.start_users, help="the capacity step's first step")
     parser.add_argument("--step", type=float, default=defaults.step, help="each step's users over the last's, minus 1")
     parser.add_argument("--hold", type=float, default=defaults.hold, help="seconds each step is held after its ramp")
@@ -219,6 +262,60 @@ def run_capacity(args):
     print(f"capacity steps: {steps.describe()}; {experiment.machine()}")
     print(_report.capacity_table(rows))
     print(f"figures: {args.out / 'capacity.json'}")
+    return 0
+
+
+def run_scaling(args):
+    steps = _steps(args)
+    if args.from_raw:
+        measured = _scaling.read_raw(args.from_raw)
+        args.rounds = max(len(records) for records in measured.values())
+        rows = _scaling.with_ratios(_scaling.summarise(measured))
+    else:
+        found = _scaling.variants([n.strip() for n in args.configs.split(",") if n.strip()],
+                                  [n.strip() for n in args.sync.split(",") if n.strip()])
+        rows = _scaling.with_ratios(_scaling.run(found, steps, rounds=args.rounds, port=args.port, out=args.out,
+                                                 progress=lambda what: print(what, file=sys.stderr, flush=True)))
+    described = next(iter(measured.values()))[0]["described"] if args.from_raw else steps.describe()
+    plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroups.version(),
+            "machine": experiment.machine()}
+    command = _scaling.command_line()
+    _scaling.write(args.out, rows, plan, command)
+    print(f"capacity steps: {described}; {args.rounds} round(s); {experiment.machine()}")
+    print(_scaling.table(rows))
+    print(_scaling.limits_text(plan["cgroup"]))
+    if args.readme:
+        _scaling.to_readme(args.out, rows, plan, command)
+        print("README.md and docs/results/scaling/ updated")
+    print(f"report: {args.out / 'report.html'}")
+    return 0
+
+
+def run_sticky(args):
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    unknown = parts - {"skew", "fair-share", "haproxy-cpu"}
+    if unknown:
+        raise ValueError(f"--parts: {', '.join(sorted(unknown))} is not one of skew, fair-share, haproxy-cpu")
+    low, _, high = args.stay.partition(",")
+    stay = (float(low), float(high or low))
+
+    def progress(what):
+        print(what, file=sys.stderr, flush=True)
+
+    results = {"command": "python -m loadtest " + " ".join(sys.argv[1:]), "machine": experiment.machine()}
+    if "skew" in parts:
+        results["skew"] = _sticky.skew(users=args.users, duration=args.duration, warmup=10, port=args.port,
+                                       out=args.out, progress=progress)
+    if "fair-share" in parts:
+        results["fair_share"] = _sticky.fair_share(users=args.users, stay=stay, warmup=args.warmup, after=args.after,
+                                                   instances=3, port=args.port, out=args.out, progress=progress)
+    if "haproxy-cpu" in parts:
+        results["haproxy_cpu"] = _sticky.haproxy_cpu(rounds=args.rounds, seconds=args.seconds,
+                                                     connections=args.connections, instances=3, port=args.port,
+                                                     out=args.out, progress=progress)
+    _sticky.write(args.out, results)
+    print(_sticky.tables(results))
+    print(f"figures: {args.out / 'sticky.json'}")
     return 0
 
 

@@ -53,17 +53,24 @@ class Steps:
                 f"requests fail (at most {self.max_users} users)")
 
 
-def measure(config, steps, *, instances, port, out, progress=None):
-    """Run the steps against a fresh cluster of `config`; return its capacity record."""
+def measure(config, steps, *, instances, port, out, progress=None, label=None, processes=None, **up_options):
+    """Run the steps against a fresh cluster of `config`; return its capacity record.
+
+    up_options: more of deploy.up's options (CPU limits, a topology); with a
+    CPU quota the record says how long the quota held each instance back.
+    label: the recording's name, when one configuration runs in several shapes.
+    processes: Locust's processes (default: enough for steps.max_users).
+    """
     state_dir = out / "cluster"
-    recording = out / "raw" / f"capacity-{config.name}"
-    cluster = experiment.up(config, instances=instances, port=port, state_dir=state_dir)
+    recording = out / "raw" / f"capacity-{label or config.name}"
+    cluster = experiment.up(config, instances=instances, port=port, state_dir=state_dir, **up_options)
     try:
         longest = steps.count() * (steps.ramp + steps.hold) + 5
         os.environ["LOADTEST_CAPACITY"] = json.dumps(asdict(steps))
         try:
             locust = experiment.start_locust(users=steps.max_users, run_time=longest, ramp=steps.ramp,
-                                             url=cluster.url, recording=recording, shape="_capacity_shape.py")
+                                             url=cluster.url, recording=recording, shape="_capacity_shape.py",
+                                             processes=processes)
         finally:
             del os.environ["LOADTEST_CAPACITY"]
         started = time.time()
@@ -73,10 +80,11 @@ def measure(config, steps, *, instances, port, out, progress=None):
                     progress(f"capacity step, {time.time() - started:.0f} s")
                 time.sleep(1)
         experiment.wait_locust(locust, 10)
-        raw = experiment.read_recording(recording)
+        raw = experiment.read_recording(recording, locust.recordings)
+        throttled = deploy.cpu_throttled(state_dir=state_dir)
     finally:
         deploy.down(state_dir)
-    return judge(raw, sampler.samples, steps, config.name)
+    return {**judge(raw, sampler.samples, steps, config.name), "throttled": throttled}
 
 
 def judge(raw, samples, steps, name):

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploy import cluster as deploy
+from deploy import layout
 from labcore import registry
 from loadtest._analysis import merge
 from loadtest._audit import audit_messages
@@ -115,10 +116,14 @@ def _checked(text, topology):
         raise ValueError(f"{text!r}: {exc}") from None
 
 
-def up(config, *, instances, port, state_dir):
-    """Start a cluster of this configuration (deploy up), with the experiment's site settings."""
-    return deploy.up(instances=instances, sessions=config.sessions, presence=config.presence, lb=config.lb,
-                     db=config.db, topology=config.topology, port=port, env=SITE_ENV, state_dir=state_dir)
+def up(config, *, instances, port, state_dir, **options):
+    """Start a cluster of this configuration (deploy up), with the experiment's site settings.
+
+    options: more of deploy.up's (CPU limits, durability), or a topology in place of the configuration's.
+    """
+    return deploy.up(**{"instances": instances, "sessions": config.sessions, "presence": config.presence,
+                        "lb": config.lb, "db": config.db, "topology": config.topology, "port": port,
+                        "env": SITE_ENV, "state_dir": state_dir, **options})
 
 
 INSTANCE_FAULTS = ("kill", "term", "scale", "kills")
@@ -267,7 +272,7 @@ def run_config(plan, config, index, progress, users=None, load=None):
                 stop_locust(locust)
                 raise
         wait_locust(locust, TAIL + STOP_TIMEOUT + 60)
-        raw = read_recording(recording)
+        raw = read_recording(recording, locust.recordings)
         progress(index, config, "auditing the messages")
         audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"])
         sessions = read_back(cluster.url, raw["sessions"]) if plan.faults in STORE_FAULTS else None
@@ -318,11 +323,27 @@ def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes
         "--users", str(users), "--spawn-rate", f"{max(1, users / max(1, ramp)):g}",
         "--run-time", f"{math.ceil(run_time)}s", "--stop-timeout", str(STOP_TIMEOUT),
         "--host", url, "--only-summary", "--loglevel", "WARNING",
-        *(["--processes", str(processes)] if processes > 1 else []),
+        *(_processes_options(processes) if processes > 1 else []),
     ]
     env = {**os.environ, **(env or {}), "LOADTEST_OUTPUT": str(recording)}
     with open(recording.with_name(f"{recording.name}.locust.log"), "wb") as log:
-        return subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        locust = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    # Each process writes its recording as it quits; with workers, the master as well.
+    locust.recordings = processes + 1 if processes > 1 else 1
+    return locust
+
+
+def _processes_options(processes):
+    """Locust in several processes, its master on a port of its own.
+
+    Locust's master listens on 5557 on every address by default, and its
+    workers connect to 127.0.0.1:5557: two runs on one machine would share
+    a master, or one would fail to start. Seen here: steps with no requests
+    at all while another run's workers used the master.
+    """
+    port = str(layout.free_port())
+    return ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--master-port", port]
 
 
 def wait_locust(locust, timeout):
@@ -338,9 +359,19 @@ def stop_locust(locust):
         locust.wait(timeout=30)
 
 
-def read_recording(recording):
-    """Every Locust process's recording, merged into one."""
-    files = sorted(recording.parent.glob(f"{recording.name}.*.json"))
+def read_recording(recording, expected=1, timeout=30):
+    """Every Locust process's recording, merged into one.
+
+    expected: how many files the run writes (start_locust's `recordings`).
+    Workers may write theirs after the master has exited: wait for them, or
+    a run would be read without its requests.
+    """
+    deadline = time.monotonic() + timeout
+    while len(files := sorted(recording.parent.glob(f"{recording.name}.*.json"))) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Locust left {len(files)} of its {expected} recordings; see "
+                               f"{recording.name}.locust.log in {recording.parent}")
+        time.sleep(0.2)
     if not files:
         raise RuntimeError(f"Locust left no recording; see {recording.name}.locust.log in {recording.parent}")
     return merge(json.loads(f.read_text()) for f in files)

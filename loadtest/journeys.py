@@ -3,6 +3,9 @@
 A user signs up once, joins a room, then loops once a second: polls the
 room's messages with its own cursor, heartbeats presence every few seconds,
 checks /api/me, and now and then posts a message with a fresh client_id.
+With LOADTEST_STAY="LOW,HIGH" (seconds) a user leaves after a random stay
+in that range and a new one, with no cookies, arrives in its place: a
+population that turns over while its size stays the same.
 
 A user that was logged in and suddenly gets 401 has lost its session: that
 is counted as its own row, "session lost", apart from HTTP failures; the
@@ -36,6 +39,7 @@ SESSION_WRITES = os.environ.get("LOADTEST_SESSION_WRITES") == "1"
 LOGIN_BURST = tuple(map(float, os.environ["LOADTEST_LOGIN_BURST"].split(","))) \
     if os.environ.get("LOADTEST_LOGIN_BURST") else None
 BURST_CHANCE = 1 / 2  # of a tick inside the burst: a fresh login
+STAY = [float(s) for s in os.environ["LOADTEST_STAY"].split(",")] if os.environ.get("LOADTEST_STAY") else None
 _numbers = itertools.count()
 
 
@@ -53,6 +57,7 @@ class ChatUser(FastHttpUser):
         self.ticks = random.randrange(HEARTBEAT_EVERY)
         self.pending = None  # a message not acknowledged yet: retried with its client_id
         self.counter = 0  # the last value this user tried to write into its session
+        self.leaves_at = time.monotonic() + random.uniform(*STAY) if STAY else None
         self.logged_in = self._sign_up()
         recorder.join(self.room, self.username)
 
@@ -61,6 +66,9 @@ class ChatUser(FastHttpUser):
 
     @task
     def tick(self):
+        if self.leaves_at and time.monotonic() > self.leaves_at and not self.pending:
+            self._replaced()
+            return
         if not self.logged_in:
             self.logged_in = self._log_in()
             return
@@ -81,6 +89,12 @@ class ChatUser(FastHttpUser):
             self._post()
 
     # Journeys
+
+    def _replaced(self):
+        """Leave, and let a newcomer without cookies take this user's place."""
+        self.on_stop()
+        self.client.cookiejar.clear()
+        self.on_start()
 
     def _poll(self):
         query = "" if self.cursor is None else f"?after={self.cursor}&limit=100"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.layout import free_base_port
+from loadtest import _sticky
 from loadtest._analysis import headline_failures, percentile, summarise
 from loadtest._audit import audit_pollers
 from loadtest._experiment import fault_schedule, parse_config
@@ -226,3 +227,14 @@ def test_the_replication_grid_has_each_distinct_n_and_k_once():
     from loadtest._replication_bench import points
 
     assert points() == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
+
+
+def test_sticky_figures_skew_and_time_to_fair_share():
+    assert _sticky.coefficient_of_variation([300, 300, 300]) == 0
+    assert _sticky.coefficient_of_variation([0, 600, 600]) == 0.707
+    # The new instance (app4) serves nothing for 3 s, then its quarter.
+    seconds = {str(100 + t): {"served": {"app1": 30, "app2": 30, "app3": 30, "app4": 0 if t < 3 else 30}}
+               for t in range(12)}
+    figures = _sticky.share_after(seconds, 99.5, 12, 4)
+    assert figures["shares"][:4] == [0.0, 0.0, 0.0, 0.25]
+    assert figures["seconds_to_fair_share"] == 3 + _sticky.SMOOTH
