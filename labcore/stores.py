@@ -25,6 +25,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from labcore import connections
 from labcore.connections import EtcdTarget, RedisTarget
@@ -138,13 +139,15 @@ def redis_shard(key):
     """The Redis Cluster node that serves key now ("host:port"), to name its breaker; None if Redis is no cluster.
 
     The client's slot map answers, without a round trip; only making the
-    client, once per process, asks the cluster, and a failure then names Redis.
+    client, once per process, asks the cluster. A failure names Redis: no
+    node reachable to make the client, or a slot the map gives no node
+    (redis-py raises both as RedisClusterException, which is no RedisError).
     """
     try:
         client = redis_client()
-    except redis.RedisError as exc:
+        return client.get_node_from_key(key).name if isinstance(client, RedisCluster) else None
+    except (redis.RedisError, RedisClusterException) as exc:
         raise StoreUnavailable("redis", f"{type(exc).__name__}: {exc}") from exc
-    return client.get_node_from_key(key).name if isinstance(client, RedisCluster) else None
 
 
 def etcd_client():
