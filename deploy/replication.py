@@ -395,9 +395,13 @@ def _streaming(primary):
 
 
 def _redis(record):
-    """A client for a Redis node or Sentinel (its record) that gives up at once: a partitioned node is "down"."""
+    """A client for a Redis node or Sentinel (its record) that gives up after one try: a partitioned node is "down".
+
+    One second: a live node on a busy machine answers within it, and a
+    status of a partitioned cluster still costs only a second a node.
+    """
     return redis.Redis(host=stores.host_of(record), port=record["port"], password=record["password"],
-                       socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True,
+                       socket_timeout=1.0, socket_connect_timeout=1.0, decode_responses=True,
                        retry=Retry(NoBackoff(), 0))
 
 
