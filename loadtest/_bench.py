@@ -359,7 +359,7 @@ def post_cost(databases, repeat):
 
 
 def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT):
-    """The memory poll mix of this checkout against commit `ref`'s, one instance each, in rounds A B A B.
+    """The memory poll mix of this checkout against commit `ref`'s, one instance each, in rounds A B, B A, ...
 
     `ref` is checked out into a temporary git worktree with a virtualenv of
     its own (its dependencies as it declared them) and started by its own
