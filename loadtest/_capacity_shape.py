@@ -4,7 +4,7 @@ Only the capacity run loads this module (`locust -f journeys.py,_capacity_shape.
 with its steps and bounds as JSON in LOADTEST_CAPACITY (loadtest/_capacity.py).
 Each step ramps to its users over `ramp` seconds and holds them for `hold`;
 at the end of a hold the shape reads Locust's own statistics for that hold
-and stops the run one step after the first whose p99 passed the bound or
+and stops the run at the second hold in a row whose p99 passed the bound or
 whose failures passed theirs, so a run costs only the steps it needs. The
 figures in the report come from the recorder, not from here: Locust's
 statistics reach the master every few seconds and count a request when it
@@ -37,15 +37,15 @@ class CapacitySteps(LoadTestShape):
         self.plan = json.loads(os.environ["LOADTEST_CAPACITY"])
         self.step = -1
         self.snapshot = None  # Locust's totals when the current hold began
-        self.over = 0  # holds over the bounds so far
+        self.over = 0  # holds over the bounds in a row
 
     def tick(self):
         plan = self.plan
         period = plan["ramp"] + plan["hold"]
         step = int(self.get_run_time() // period)
         if step != self.step:
-            if self.step >= 0 and self._over_bounds():
-                self.over += 1
+            if self.step >= 0:
+                self.over = self.over + 1 if self._over_bounds() else 0
             if self.over >= 2:
                 return None
             self.step = step

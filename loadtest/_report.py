@@ -338,12 +338,19 @@ def _fault_sentence(name, fault):
     return f"{name}: {latency}; {cost}."
 
 
+def capacity_line(c):
+    """What a capacity step found, in one sentence after the configuration's name."""
+    best = f"held {c['rps']:g} req/s with {c['users']} users" if c["users"] else "held no step"
+    transient = c.get("transient")
+    passed = (f"; {', '.join(map(str, transient))} users went over the bounds once and the next step held"
+              if transient else "")
+    return f"{best}{passed}; stopped {c['stopped_by']}. Steps: {c['described']}."
+
+
 def capacity_table(capacities):
     lines = []
     for c in capacities:
-        best = (f"held {c['rps']:g} req/s with {c['users']} users" if c["users"]
-                else "held no step")
-        lines.append(f"**{c['config']}**: {best}; stopped {c['stopped_by']}. Steps: {c['described']}.\n")
+        lines.append(f"**{c['config']}**: {capacity_line(c)}\n")
         lines.append("| " + " | ".join(CAPACITY_COLUMNS) + " |")
         lines.append("|" + "|".join("---" for _ in CAPACITY_COLUMNS) + "|")
         for row in c["steps"]:
@@ -410,9 +417,7 @@ def _capacity_html(capacities):
         return ""
     parts = ["<h2>Capacity steps</h2>"]
     for c in capacities:
-        best = f"held {c['rps']:g} req/s with {c['users']} users" if c["users"] else "held no step"
-        parts.append(f"<p><b>{escape(c['config'])}</b>: {escape(best)}; stopped {escape(c['stopped_by'])}. "
-                     f"Steps: {escape(c['described'])}.</p>")
+        parts.append(f"<p><b>{escape(c['config'])}</b>: {escape(capacity_line(c))}</p>")
         head = "".join(f"<th scope=col>{escape(name)}</th>" for name in CAPACITY_COLUMNS)
         body = "".join(
             "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in (
