@@ -153,6 +153,13 @@ def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
     assert "p99 rose from 50 ms" in reading and "ranged" not in reading
 
 
+def test_the_reading_puts_an_instance_death_at_fleet_scale():
+    from loadtest._report import plain_reading
+
+    reading = " ".join(plain_reading([summarise(raw_run({"a": [1004.5]}, sessions="memory", lb="sticky"))]))
+    assert "1 of 4 users (25%) lost theirs" in reading and "a fleet of 32,000 loses 32 every day" in reading
+
+
 def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     from loadtest._capacity import Steps, judge
     from loadtest._report import capacity_line
