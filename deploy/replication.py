@@ -40,6 +40,7 @@ import re
 import shutil
 import signal
 import subprocess
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -552,12 +553,17 @@ def signal_tree(pid, sig):
 def stop_all(cluster):
     """Stop every store node (Sentinels first, so they do not fail over while the rest stop); remove data."""
     order = sorted(cluster.stores.items(), key=lambda item: kind_of(*item) != "sentinel")
-    for name, record in order:
-        if running(record):
-            signal_tree(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
-        stop(record, sig=stop_signal(kind_of(name, record)))
-        if "data" in record:
-            shutil.rmtree(record["data"], ignore_errors=True)
+    with ExitStack() as teardown:  # every node is stopped even if one fails; the first failure is raised
+        for name, record in reversed(order):
+            teardown.callback(_stop_node, name, record)
+
+
+def _stop_node(name, record):
+    if running(record):
+        signal_tree(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
+    stop(record, sig=stop_signal(kind_of(name, record)))
+    if "data" in record:
+        shutil.rmtree(record["data"], ignore_errors=True)
 
 
 def kill(cluster, name):
