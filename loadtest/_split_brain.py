@@ -16,7 +16,10 @@ Counted per side: session writes acknowledged (200) and then lost (the
 counter read back is lower), logins acknowledged and then lost (the session
 is gone: 401), presence heartbeats acknowledged and then lost (the user is
 not online after the heal), requests refused (anything but 200), and the
-seconds from the heal until every node agrees on one primary.
+seconds from the heal until every node agrees on one primary. For
+PostgreSQL also the writes the old primary holds that its users were told
+were refused (with `--pg-sync`, a commit no standby confirmed is still
+committed on the primary): the rejoin throws them away.
 """
 
 import json
