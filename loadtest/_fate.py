@@ -285,19 +285,21 @@ def _lease_late_write(state_dir):
         except (requests.RequestException, ValueError):
             return None
 
+    caught = {}
+
     def about_to_write():
-        """The holder, inside a job's wait early enough for the cut to land first: (name, its view)."""
+        """Catch the holder inside a job's wait, early enough for the cut to land before it writes."""
         for name in INSTANCES:
             state = view(name)
             mine = state and state["this_instance"]
             if mine and mine["acting"] and mine["working"] and mine["working_for"] <= CUT_WITHIN:
-                return name, mine
-        return None
+                caught.update(name=name, view=mine)
+                return True
+        return False
 
-    caught = _wait(recorder, about_to_write, TIMEOUT) and about_to_write()
-    if not caught:
+    if _wait(recorder, about_to_write, TIMEOUT) is None:
         raise RuntimeError(f"no lease holder was seen inside a job's wait within {TIMEOUT} s")
-    old, at_cut = caught
+    old, at_cut = caught["name"], caught["view"]
     new = next(name for name in INSTANCES if name != old)
     marks = {"cut": recorder.now()}
     cluster.partition([old], [], state_dir=state_dir)
@@ -305,7 +307,9 @@ def _lease_late_write(state_dir):
     marks["other took over"] = _wait(recorder, lambda: (view(new) or {"this_instance": {}})
                                      ["this_instance"].get("acting"), TIMEOUT)
     takeover = view(new)
-    new_token = takeover["this_instance"]["token"] if takeover else None
+    if marks["other took over"] is None or takeover is None:
+        raise RuntimeError(f"{new} did not take the lease over within {TIMEOUT} s of the cut")
+    new_token = takeover["this_instance"]["token"]
     marks["other wrote"] = _wait(recorder, lambda: any(run["token"] == new_token and run["instance"] == new
                                                        for run in (view(new) or {"recent_runs": []})["recent_runs"]),
                                  TIMEOUT)
@@ -320,14 +324,16 @@ def _lease_late_write(state_dir):
     refused = refusal()
     marks["late write refused"] = (datetime.fromisoformat(refused["at"]).timestamp() - epoch) if refused else None
     final = view(new)
+    if final is None:
+        raise RuntimeError(f"{new} did not answer /api/lease after the heal")
     runs_late = [run for run in final["recent_runs"] if run["instance"] == old and run["token"] < new_token
                  and run["period_start"] > max((r["period_start"] for r in final["recent_runs"]
                                                 if r["token"] == new_token), default="")]
-    return {"scenario": "lease-late-write", "timings": {**final["timings"], "work": float(
-        LATE_WRITE_ENV["MAINTENANCE_WORK_SECONDS"]), "tcp_user_timeout": float(
-        LATE_WRITE_ENV["DATABASE_TCP_USER_TIMEOUT"])}, "marks": _rounded(marks),
-            "holder": old, "old_token": at_cut["token"], "holder_at_cut": {
-                "working_for": at_cut["working_for"], "valid_for": at_cut["valid_for"]},
+    timings = {**final["timings"], "work": float(LATE_WRITE_ENV["MAINTENANCE_WORK_SECONDS"]),
+               "tcp_user_timeout": float(LATE_WRITE_ENV["DATABASE_TCP_USER_TIMEOUT"])}
+    return {"scenario": "lease-late-write", "timings": timings, "marks": _rounded(marks),
+            "holder": old, "old_token": at_cut["token"],
+            "holder_at_cut": {"working_for": at_cut["working_for"], "valid_for": at_cut["valid_for"]},
             "new_holder": new, "new_token": new_token,
             "late_write": refused and {"token": refused["token"], "highest_when_it_arrived": refused["highest"]},
             "refused": refused is not None and refused["token"] == at_cut["token"],
