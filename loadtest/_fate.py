@@ -16,6 +16,11 @@ users, recorder and audit of the split-brain count (loadtest/_split_brain.py):
 - `lease`: the maintenance lease's holder cut off from Redis. When it stops
   acting, when another instance holds the lease, and whether anything with
   its token reached the database after the takeover.
+- `lease-late-write`: the holder cut off from everything (Redis and the
+  PostgreSQL database) while a job is between deciding and writing, so its
+  fenced write is sent into the cut. TCP retransmits it after the heal, by
+  when the other instance holds the lease with the next token: the write
+  arrives late, and the fence must refuse it.
 """
 
 import json
@@ -23,6 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -49,8 +55,17 @@ REPLICAS = ["redis2", "redis3"]
 INSTANCES = ["app1", "app2"]
 SIDES = tuple(INSTANCES)  # users are pinned to an instance, and counted by it
 LEASE_ENV = {"LEASE_TTL": "3", "LEASE_RETRY": "0.5", "MAINTENANCE_PERIOD": "1"}
+# Each job waits MAINTENANCE_WORK_SECONDS between deciding and writing, so that the cut
+# lands inside the wait; a database connection keeps unacknowledged data for
+# DATABASE_TCP_USER_TIMEOUT (2 s by default) before giving up, so that the write sent into
+# the cut survives it and arrives late. The scheduler renews only between jobs, so the
+# new holder's catch-up (a period or two, a wait each) must fit in one LEASE_TTL, or it
+# loses the lease half-way and comes back with yet another token.
+LATE_WRITE_ENV = {"LEASE_TTL": "4", "LEASE_RETRY": "0.5", "MAINTENANCE_PERIOD": "5",
+                  "MAINTENANCE_WORK_SECONDS": "1.5", "DATABASE_TCP_USER_TIMEOUT": "60"}
+CUT_WITHIN = 0.5  # seconds into the job's wait: the cut must land before the write is sent
 TIMEOUT = 60  # seconds any one wait may take
-SCENARIOS = ("primary-forever", "primary-connection", "primary-500ms", "war", "lease")
+SCENARIOS = ("primary-forever", "primary-connection", "primary-500ms", "war", "lease", "lease-late-write")
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ def run(name, *, seconds, users_per_instance, out):
             return _war(state_dir, seconds=seconds, users_per_instance=users_per_instance)
         if name == "lease":
             return _lease(state_dir)
+        if name == "lease-late-write":
+            return _lease_late_write(state_dir)
         cache = {"primary-forever": "forever", "primary-connection": "connection", "primary-500ms": "500"}[name]
         return _stale_primary(Scenario(name, cache), state_dir, seconds=seconds,
                               users_per_instance=users_per_instance)
@@ -255,6 +272,75 @@ def _lease(state_dir):
             "last_refused_write": final["last_refused_write"]}
 
 
+def _lease_late_write(state_dir):
+    deployed = cluster.up(instances=2, port=free_base_port(), sessions="redis", presence="redis", db="postgres",
+                          namespaces=True, env={**SITE_ENV, **LATE_WRITE_ENV}, state_dir=state_dir)
+    recorder = Recorder(time.monotonic())
+    epoch = time.time() - recorder.now()  # wall clock at the recorder's zero: the database's times are wall times
+    views = {name: deployed.instance_url(name) for name in INSTANCES}
+
+    def view(name):
+        try:
+            return requests.get(f"{views[name]}/api/lease", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+
+    caught = {}
+
+    def about_to_write():
+        """Catch the holder inside a job's wait, early enough for the cut to land before it writes."""
+        for name in INSTANCES:
+            state = view(name)
+            mine = state and state["this_instance"]
+            if mine and mine["acting"] and mine["working"] and mine["working_for"] <= CUT_WITHIN:
+                caught.update(name=name, view=mine)
+                return True
+        return False
+
+    if _wait(recorder, about_to_write, TIMEOUT) is None:
+        raise RuntimeError(f"no lease holder was seen inside a job's wait within {TIMEOUT} s")
+    old, at_cut = caught["name"], caught["view"]
+    new = next(name for name in INSTANCES if name != old)
+    marks = {"cut": recorder.now()}
+    cluster.partition([old], [], state_dir=state_dir)
+    marks["cut in place"] = recorder.now()
+    marks["other took over"] = _wait(recorder, lambda: (view(new) or {"this_instance": {}})
+                                     ["this_instance"].get("acting"), TIMEOUT)
+    takeover = view(new)
+    if marks["other took over"] is None or takeover is None:
+        raise RuntimeError(f"{new} did not take the lease over within {TIMEOUT} s of the cut")
+    new_token = takeover["this_instance"]["token"]
+    marks["other wrote"] = _wait(recorder, lambda: any(run["token"] == new_token and run["instance"] == new
+                                                       for run in (view(new) or {"recent_runs": []})["recent_runs"]),
+                                 TIMEOUT)
+    marks["heal"] = recorder.now()
+    cluster.heal(state_dir=state_dir)
+
+    def refusal():
+        refused = (view(new) or {}).get("last_refused_write")
+        return refused if refused and refused["instance"] == old else None
+
+    marks["refusal seen"] = _wait(recorder, refusal, TIMEOUT)
+    refused = refusal()
+    marks["late write refused"] = (datetime.fromisoformat(refused["at"]).timestamp() - epoch) if refused else None
+    final = view(new)
+    if final is None:
+        raise RuntimeError(f"{new} did not answer /api/lease after the heal")
+    runs_late = [run for run in final["recent_runs"] if run["instance"] == old and run["token"] < new_token
+                 and run["period_start"] > max((r["period_start"] for r in final["recent_runs"]
+                                                if r["token"] == new_token), default="")]
+    timings = {**final["timings"], "work": float(LATE_WRITE_ENV["MAINTENANCE_WORK_SECONDS"]),
+               "tcp_user_timeout": float(LATE_WRITE_ENV["DATABASE_TCP_USER_TIMEOUT"])}
+    return {"scenario": "lease-late-write", "timings": timings, "marks": _rounded(marks),
+            "holder": old, "old_token": at_cut["token"],
+            "holder_at_cut": {"working_for": at_cut["working_for"], "valid_for": at_cut["valid_for"]},
+            "new_holder": new, "new_token": new_token,
+            "late_write": refused and {"token": refused["token"], "highest_when_it_arrived": refused["highest"]},
+            "refused": refused is not None and refused["token"] == at_cut["token"],
+            "runs_with_old_token_after_takeover": len(runs_late),
+            "highest_token_in_database": final["highest_token_in_database"]}
+
+
 # Shared machinery
 
 
@@ -379,7 +465,23 @@ def tables(results):
                 f"| {_since(marks, 'holder gave up', 'partition')} | {_since(marks, 'other took over', 'partition')} "
                 f"| {r['old_token']} → {r['new_token']} ({r['highest_token_in_database']}) "
                 f"| {r['runs_with_old_token_after_takeover']} |"]))
+        if r["scenario"] == "lease-late-write":
+            parts.append(_late_write_table(r))
     return "\n\n".join(parts)
+
+
+def _late_write_table(r):
+    marks, late = r["marks"], r["late_write"] or {}
+    return "\n".join([
+        "| holder cut, into its job's wait | another instance acting | it wrote with token | healed "
+        "| late write arrived (after the heal) | late write's token | highest token when it arrived | refused "
+        "| runs with the old token after the takeover |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {r['holder_at_cut']['working_for']:.2f} s | {_since(marks, 'other took over', 'cut')} "
+        f"| {r['new_token']} ({_since(marks, 'other wrote', 'cut')}) | {_since(marks, 'heal', 'cut')} "
+        f"| {_since(marks, 'late write refused', 'cut')} ({_since(marks, 'late write refused', 'heal')}) "
+        f"| {late.get('token', 'none')} | {late.get('highest_when_it_arrived', '-')} "
+        f"| {'yes' if r['refused'] else 'NO'} | {r['runs_with_old_token_after_takeover']} |"])
 
 
 def _since(marks, name, origin):

@@ -16,7 +16,10 @@ Counted per side: session writes acknowledged (200) and then lost (the
 counter read back is lower), logins acknowledged and then lost (the session
 is gone: 401), presence heartbeats acknowledged and then lost (the user is
 not online after the heal), requests refused (anything but 200), and the
-seconds from the heal until every node agrees on one primary.
+seconds from the heal until every node agrees on one primary. For
+PostgreSQL also the writes the old primary holds that its users were told
+were refused (with `--pg-sync`, a commit no standby confirmed is still
+committed on the primary): the rejoin throws them away.
 """
 
 import json
@@ -44,21 +47,22 @@ HEARTBEAT_EVERY = 4  # ticks
 LOGIN_EVERY = 8  # ticks: a new user signs up on each side this often
 TIMEOUT = 3  # seconds a request may take before it counts as refused
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
-SCENARIOS = ("redis", "redis-sync", "postgres")
+SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     store: str  # "redis" or "postgres": where sessions live
-    sync: int = 0
+    sync: int = 0  # Redis: min-replicas-to-write
+    pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k"
 
     def up_options(self):
         if self.store == "redis":
             return {"sessions": "redis", "presence": "redis", "db": "sqlite",
                     "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
         return {"sessions": "db", "presence": "memory", "db": "postgres",
-                "topology": Topology(pg_standbys=2)}
+                "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync)}
 
     @property
     def minority(self):
@@ -75,7 +79,8 @@ class Scenario:
 
 def scenario(name):
     return {"redis": Scenario("redis", "redis"), "redis-sync": Scenario("redis --redis-sync 1", "redis", 1),
-            "postgres": Scenario("postgres", "postgres")}[name]
+            "postgres": Scenario("postgres", "postgres"),
+            "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1")}[name]
 
 
 @dataclass
@@ -160,6 +165,7 @@ def run(name, *, seconds, users_per_side, out):
             stop.set()
             for loop in loops:
                 loop.result()
+        held = _held_by_old_primary(users) if chosen.store == "postgres" else None
         marks["heal"] = recorder.now()
         cluster.heal(state_dir=state_dir)
         if chosen.store == "postgres":
@@ -170,10 +176,37 @@ def run(name, *, seconds, users_per_side, out):
         audit = _audit([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
     finally:
         cluster.down(state_dir=state_dir)
-    return {"scenario": chosen.name, "store": chosen.store, "sync": chosen.sync, "seconds": seconds,
+    return {"scenario": chosen.name, "store": chosen.store, "sync": chosen.sync, "pg_sync": chosen.pg_sync,
+            "seconds": seconds, "unacknowledged_on_old_primary": held,
             "users_per_side": users_per_side, "marks": {k: round(v, 2) for k, v in marks.items()},
             "convergence_s": round(marks["converged"] - marks["heal"], 2), **audit,
             "refused": _refused(recorder.events, marks), "timeline": _timeline(recorder.events)}
+
+
+def _held_by_old_primary(users):
+    """Session writes the old PostgreSQL primary holds that its users were never told about, before the heal.
+
+    Each minority user reads its session back through app1, which still
+    reaches the old primary: a counter above the last acknowledged one is a
+    write committed there whose answer was a refusal (a synchronous commit
+    that no standby confirmed, then was cancelled), or never came.
+    """
+    held = {"users": 0, "writes": 0, "unread": 0}
+    for user in users:
+        if user.side != "minority":
+            continue
+        try:
+            answer = user.call("GET", "/api/session-counter")
+        except requests.RequestException:
+            answer = None
+        if answer is None or answer.status_code != 200:
+            held["unread"] += 1
+            continue
+        last = user.acknowledged[-1][1] if user.acknowledged else 0
+        ahead = max(0, (answer.json().get("counter") or 0) - last)
+        held["users"] += ahead > 0
+        held["writes"] += ahead
+    return held
 
 
 def _settle(recorder, *, seconds):

@@ -116,7 +116,10 @@ TEMPLATES = [
 # (synchronous=NORMAL) is for benchmarks: an OS crash or power cut may then
 # lose the last acknowledged commits. https://www.sqlite.org/pragma.html#pragma_synchronous
 # PostgreSQL: 2 s is libpq's shortest connect timeout; tcp_user_timeout
-# drops a connection whose peer stopped acknowledging.
+# (DATABASE_TCP_USER_TIMEOUT seconds, 2 by default) drops a connection whose
+# peer stopped acknowledging. A longer one lets a write sent into a network
+# cut arrive once the cut heals (the late-write fencing experiment).
+DATABASE_TCP_USER_TIMEOUT = env_float("DATABASE_TCP_USER_TIMEOUT", 2)
 
 DURABLE = env_bool("DURABLE", True)
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{STATE_DIR / 'site.sqlite3'}"
@@ -132,7 +135,7 @@ else:
     DATABASES["default"]["ENGINE"] = "labcore.postgresql"
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"connect_timeout": 2, "tcp_user_timeout": 2000, "keepalives_idle": 5}
+        {"connect_timeout": 2, "tcp_user_timeout": int(DATABASE_TCP_USER_TIMEOUT * 1000), "keepalives_idle": 5}
     )
 # A commit still waiting after DATABASE_COMMIT_TIMEOUT seconds (for synchronous
 # standbys that died) is cancelled and answered with a 503 naming the
