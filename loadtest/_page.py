@@ -146,7 +146,7 @@ def write_index(results):
         runs.append({**record, "link": report.relative_to(results).as_posix() if report.exists() else None})
     runs.sort(key=lambda r: str(r["started"]), reverse=True)
     rows = "".join(
-        f"<tr><td>{escape(str(r['kind']))}</td><td>{escape(str(r['started']))}</td>"
+        f"<tr><td>{escape(str(r['kind']))}</td><td>{escape(str(r['started'])[:16].replace('T', ' '))}</td>"
         f"<td>{escape(str(r['headline']))}</td><td><code>{escape(str(r['command']))}</code></td>"
         + (f"<td><a href=\"{escape(r['link'])}\">{escape(r['link'])}</a></td>" if r["link"] else "<td>no report</td>")
         + "</tr>" for r in runs)

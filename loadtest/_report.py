@@ -356,6 +356,15 @@ def capacity_table(capacities):
     return "\n".join(lines).strip()
 
 
+def write_capacity(out, run, capacities, described):
+    """The capacity command's page: each configuration's steps, and the rate it held."""
+    headline = "; ".join(f"{c['config']}: held {c['rps']:g} req/s with {c['users']} users" if c["users"]
+                         else f"{c['config']}: held no step" for c in capacities)
+    page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
+               sections=[("", page.paragraphs(f"Capacity steps: {described}.")),
+                         ("", page.markdown(capacity_table(capacities)))])
+
+
 def report_sections(plan, results, rows, reading, bars, timelines, capacities=()):
     """The kill experiment's page below its title: the plan, the reading, the targets, the table, the charts."""
     sections = "".join(

@@ -59,9 +59,10 @@ class _Plot:
         return parts
 
     def markers(self, markers):
-        """Dashed vertical lines at [(x, label)]; labels step down so that close marks stay readable."""
+        """Dashed vertical lines at [(x, label)] inside the plot; labels step down so that close marks stay readable."""
         parts = []
-        for i, (x, label) in enumerate(sorted(markers)):
+        inside = sorted((x, label) for x, label in markers if self.x0 <= x <= self.x1)
+        for i, (x, label) in enumerate(inside):
             mx = self.px(x)
             parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{self.top}" y2="{self.top + self.plot_h}" '
                          'stroke="#444" stroke-dasharray="4 3"/>')
