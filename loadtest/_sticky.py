@@ -242,10 +242,10 @@ def write(out, run, results):
 
 
 def headline(results):
-    """One figure per part measured: the skew while app1 was dead, the time to fair share, HAProxy's CPU."""
+    """One figure per part measured: the skew after app1's restart, the time to fair share, HAProxy's CPU."""
     parts = []
     for r in results.get("skew", ()):
-        parts.append(f"{r['lb']}: load CV {r['app1 dead']['cv']} with app1 dead")
+        parts.append(f"{r['lb']}: load CV {r['after the restart']['cv']} after app1's restart")
     for r in results.get("fair_share", ()):
         reached = "never" if r["seconds_to_fair_share"] is None else f"{r['seconds_to_fair_share']} s"
         parts.append(f"{r['lb']}: fair share after {reached}")
