@@ -117,7 +117,6 @@ def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
                "after promotion": (marks["promoted"] or marks["heal"], marks["heal"])}
     windows = {name: _window(users, rolled_back, recorder.events, start, end)
                for name, (start, end) in windows.items()}
-    timeline = _timeline(users, rolled_back, recorder, until=marks["heal"])
     lost = {(user.name, counter) for user in users for _, counter in user.acknowledged
             if (user.name, counter) in rolled_back or user.stored is None or counter > user.stored}
     behind = sum(1 for user in users if user.acknowledged and (
@@ -131,6 +130,7 @@ def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
                                                  if what == "session write" and t >= after),
                              "refused": sum(not ok for t, _, what, ok in recorder.events
                                             if what == "session write" and t >= after)}
+    timeline = _timeline(users, rolled_back, recorder, until=marks["heal"])
     return {"scenario": chosen.name, "primary_cache": chosen.primary_cache, "seconds": seconds,
             "users_per_instance": users_per_instance, "marks": _rounded(marks), **audit, "windows": windows,
             "writes_rolled_back": len(lost),
