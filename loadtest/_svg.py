@@ -66,8 +66,10 @@ class _Plot:
             mx = self.px(x)
             parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{self.top}" y2="{self.top + self.plot_h}" '
                          'stroke="#444" stroke-dasharray="4 3"/>')
-            parts.append(f'<text x="{mx + 3:.1f}" y="{self.top + 10 + 11 * (i % 3)}" font-size="10" fill="#444" '
-                         f'{FONT}>{escape(label)}</text>')
+            # A mark near the right edge takes its label to its left, inside the chart.
+            x, anchor = (mx - 3, "end") if mx > self.width - self.right - 80 else (mx + 3, "start")
+            parts.append(f'<text x="{x:.1f}" y="{self.top + 10 + 11 * (i % 3)}" font-size="10" fill="#444" '
+                         f'text-anchor="{anchor}" {FONT}>{escape(label)}</text>')
         return parts
 
 
