@@ -350,16 +350,20 @@ def run_experiment(args, run):
                            load=args.load)
 
     progress = Progress(plan)
-    print(f"{len(configs)} configurations, about {progress.total / 60:.0f} minutes; output in {out}/",
+    steps = None if users else _steps(args)
+    capacity_note = (f", plus a capacity step each that ends when the site gives (at most "
+                     f"{steps.count() * (steps.ramp + steps.hold) / 60:.0f} minutes)" if steps else "")
+    print(f"{len(configs)} configurations, about {progress.total / 60:.0f} minutes{capacity_note}; output in {out}/",
           file=sys.stderr)
     results, capacities = [], []
-    steps = None if users else _steps(args)
     for index, config in enumerate(configs):
         load = None
         if steps:
             progress(index, config, "capacity step")
+            began = time.monotonic()
             capacity = _capacity.measure(config, steps, instances=args.instances, port=args.port, out=out,
                                          progress=lambda what: progress(index, config, what))
+            progress.total += time.monotonic() - began  # the estimate covers the runs; this step took its own time
             capacities.append(capacity)
             if not capacity["users"]:
                 raise RuntimeError(f"{config.name} held no capacity step ({capacity['stopped_by']}); "

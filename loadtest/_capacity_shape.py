@@ -4,18 +4,27 @@ Only the capacity run loads this module (`locust -f journeys.py,_capacity_shape.
 with its steps and bounds as JSON in LOADTEST_CAPACITY (loadtest/_capacity.py).
 Each step ramps to its users over `ramp` seconds and holds them for `hold`;
 at the end of a hold the shape reads Locust's own statistics for that hold
-and stops the run one step after the first whose p99 passed the bound or
+and stops the run at the second hold in a row whose p99 passed the bound or
 whose failures passed theirs, so a run costs only the steps it needs. The
 figures in the report come from the recorder, not from here: Locust's
 statistics reach the master every few seconds and count a request when it
 ends, so the two may disagree on a step near the bound, and the extra step
 lets the recorder see one over it.
+
+With several processes (`--processes`) the statistics this shape reads are
+the master's, which hear from each worker every WORKER_REPORT_INTERVAL
+(3 s): Locust's totals at the end of a ramp still lack up to 3 s of its
+requests, the costliest of the step (new users sign up during the ramp).
+Taken then, the hold's p99 was the ramp's: 280 ms where the recorder
+measured 68 ms over the same hold, and runs stopped after two or three
+steps. So with workers the hold's snapshot waits one report interval more.
 """
 
 import json
 import os
 
 from locust import LoadTestShape
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
 from loadtest._capacity import users_at
@@ -28,15 +37,15 @@ class CapacitySteps(LoadTestShape):
         self.plan = json.loads(os.environ["LOADTEST_CAPACITY"])
         self.step = -1
         self.snapshot = None  # Locust's totals when the current hold began
-        self.over = 0  # holds over the bounds so far
+        self.over = 0  # holds over the bounds in a row
 
     def tick(self):
         plan = self.plan
         period = plan["ramp"] + plan["hold"]
         step = int(self.get_run_time() // period)
         if step != self.step:
-            if self.step >= 0 and self._over_bounds():
-                self.over += 1
+            if self.step >= 0:
+                self.over = self.over + 1 if self._over_bounds() else 0
             if self.over >= 2:
                 return None
             self.step = step
@@ -46,10 +55,14 @@ class CapacitySteps(LoadTestShape):
             return None
         if len(recorder.steps) <= step:
             recorder.step(users)
-        if self.snapshot is None and self.get_run_time() - step * period >= plan["ramp"]:
+        if self.snapshot is None and self.get_run_time() - step * period >= plan["ramp"] + self._report_lag():
             self.snapshot = self._totals()
         previous = self.get_current_user_count()
         return users, max(1.0, abs(users - previous) / plan["ramp"])
+
+    def _report_lag(self):
+        """Seconds until Locust's totals hold every request made before now (see the module's docstring)."""
+        return WORKER_REPORT_INTERVAL + 0.5 if isinstance(self.runner, MasterRunner) else 0.0
 
     def _totals(self):
         total = self.runner.stats.total

@@ -153,19 +153,29 @@ def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
     assert "p99 rose from 50 ms" in reading and "ranged" not in reading
 
 
-def test_capacity_is_the_last_step_held_before_the_first_that_was_not():
+def test_the_reading_puts_an_instance_death_at_fleet_scale():
+    from loadtest._report import plain_reading
+
+    reading = " ".join(plain_reading([summarise(raw_run({"a": [1004.5]}, sessions="memory", lb="sticky"))]))
+    assert "1 of 4 users (25%) lost theirs" in reading and "a fleet of 32,000 loses 32 every day" in reading
+
+
+def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     from loadtest._capacity import Steps, judge
+    from loadtest._report import capacity_line
 
     steps = Steps(start_users=10, step=0.5, ramp=1, hold=2, p99_ms=100, failed_pct=0.1, max_users=100)
-    second = {"requests": 10, "failures": 0, "latencies": [5.0] * 10, "sessions_lost": 0, "accuracy": [],
-              "served": {}}
-    slow = {**second, "latencies": [500.0] * 10}
-    raw = {"steps": [(1000.0, 10), (1003.0, 15), (1006.0, 22)],
-           "seconds": {"1001": second, "1002": second, "1004": slow, "1005": slow, "1007": second, "1008": second}}
+    fast = {"requests": 10, "failures": 0, "latencies": [5.0] * 10, "sessions_lost": 0, "accuracy": [],
+            "served": {}}
+    slow = {**fast, "latencies": [500.0] * 10}
+    holds = [fast, slow, fast, slow, slow, fast]  # 15 users: somebody else's burst; 33 and 50: the limit
+    raw = {"steps": [(1000.0 + 3 * i, users) for i, users in enumerate([10, 15, 22, 33, 50, 75])],
+           "seconds": {str(1001 + 3 * i + j): hold for i, hold in enumerate(holds) for j in range(2)}}
     capacity = judge(raw, [], steps, "redis")
-    assert [row["held"] for row in capacity["steps"]] == [True, False, True]
-    assert (capacity["users"], capacity["rps"]) == (10, 10.0)
-    assert capacity["stopped_by"].startswith("at 15 users: p99 500.0 ms over 100 ms")
+    assert [row["held"] for row in capacity["steps"]] == [True, False, True, False, False, True]
+    assert (capacity["users"], capacity["rps"], capacity["transient"]) == (22, 10.0, [15])
+    assert capacity["stopped_by"].startswith("at 33 users: p99 500.0 ms over 100 ms")
+    assert "15 users went over the bounds once" in capacity_line(capacity)
 
 
 @pytest.mark.timeout(300)
