@@ -40,40 +40,42 @@ from loadtest import (
     _sticky,
 )
 from loadtest import _experiment as experiment
+from loadtest import _page as page
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    run = page.Run.of(argv)
     if not argv or argv[0].startswith("-"):
         argv.insert(0, "run")
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="the kill experiment (the default)", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--configs", help="comma-separated SESSIONS[+LB][@TOPOLOGY], e.g. memory+sticky,redis,"
+    kill = commands.add_parser("run", help="the kill experiment (the default)", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    kill.add_argument("--configs", help="comma-separated SESSIONS[+LB][@TOPOLOGY], e.g. memory+sticky,redis,"
                      f"redis@sentinel-sync1,db@pg-any1 (default: {','.join(experiment.DEFAULT_MATRIX)}; "
                      f"with a store fault: {','.join(experiment.STORE_MATRIX)})")
-    run.add_argument("--users", type=int, help="a fixed number of Locust users for every configuration "
+    kill.add_argument("--users", type=int, help="a fixed number of Locust users for every configuration "
                      "(overrides --load; skips the capacity step)")
-    run.add_argument("--load", type=float, default=0.6,
+    kill.add_argument("--load", type=float, default=0.6,
                      help="run each configuration at this fraction of the users it held in its capacity step")
-    run.add_argument("--duration", type=float, default=90, help="measured seconds per configuration")
-    run.add_argument("--warmup", type=float, default=10, help="seconds of load before the measured window")
-    run.add_argument("--faults", default="kill",
+    kill.add_argument("--duration", type=float, default=90, help="measured seconds per configuration")
+    kill.add_argument("--warmup", type=float, default=10, help="seconds of load before the measured window")
+    kill.add_argument("--faults", default="kill",
                      help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
                           "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
                           f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
                           "primary at once)")
-    run.add_argument("--instances", type=int, default=3)
-    run.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
-    run.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
-    run.add_argument("--quick", action="store_true",
+    kill.add_argument("--instances", type=int, default=3)
+    kill.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
+    kill.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
+    kill.add_argument("--quick", action="store_true",
                      help="3 configurations, 20 users, 36 s each (about 3 minutes); "
                           "exit 1 unless the headline results hold")
-    _capacity_arguments(run)
+    _capacity_arguments(kill)
     capacity = commands.add_parser("capacity", help="the highest request rate each configuration holds within bounds")
     capacity.add_argument("--configs", default="redis")
     capacity.add_argument("--instances", type=int, default=3)
@@ -187,23 +189,25 @@ def main(argv=None):
     losses.add_argument("--members", type=int, default=5)
     losses.add_argument("--tries", type=int,
                         help="requests of each kind per row (default: 10 through the site, else 20)")
-    losses.add_argument("--out", type=Path, default=Path("results") / "etcd-loss")
+    losses.add_argument("--out", type=Path, help="output folder (default: results/etcd-loss-MODE)")
+    index = commands.add_parser("index", help="write results/index.html again from the runs' run.json files")
+    index.add_argument("--results", type=Path, default=Path("results"),
+                       help="the folder whose runs (one and two levels below) to list")
     args = parser.parse_args(argv)
+    if args.command == "index":
+        return write_index(args.results)
+    if args.command == "run" and args.out is None:
+        args.out = Path("results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    if args.command == "etcd-loss" and args.out is None:
+        args.out = Path("results") / f"etcd-loss-{args.mode}"
     try:
-        if args.command == "split-brain":
-            return run_split_brain(args, argv)
-        if args.command == "fate":
-            return run_fate(args, argv)
-        if args.command == "etcd-loss":
-            return run_etcd_losses(args)
-        if args.command == "capacity":
-            return run_capacity(args)
-        if args.command == "scaling":
-            return run_scaling(args)
-        if args.command == "sticky":
-            return run_sticky(args)
-        if args.command == "quorum":
-            return run_quorum(args)
+        with_page = {"split-brain": run_split_brain, "fate": run_fate, "etcd-loss": run_etcd_losses,
+                     "capacity": run_capacity, "scaling": run_scaling, "sticky": run_sticky, "quorum": run_quorum,
+                     "run": run_experiment}.get(args.command)
+        if with_page:
+            code = with_page(args, run)
+            write_index(args.out.parent)
+            return code
         if args.command == "bench-servers":
             return run_bench_servers(args)
         if args.command == "bench":
@@ -220,7 +224,6 @@ def main(argv=None):
             return run_post_cost(args)
         if args.command == "bench-presence":
             return run_micro("presence", list(registry.PRESENCE_STORES), args.sizes)
-        return run_experiment(args)
     except (DeployError, ValueError, RuntimeError) as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 1
@@ -250,7 +253,16 @@ def _steps(args):
                            failed_pct=args.failed_bound, max_users=args.max_users)
 
 
-def run_capacity(args):
+def write_index(results):
+    """Write results/index.html; name each run.json it had to skip."""
+    runs, skipped = page.write_index(results)
+    for name, why in skipped:
+        print(f"index: skipped {results / name}: {why}", file=sys.stderr)
+    print(f"index of {len(runs)} runs: {results / page.INDEX_FILE}")
+    return 0
+
+
+def run_capacity(args, run):
     args.out.mkdir(parents=True, exist_ok=True)
     steps = _steps(args)
     rows = []
@@ -259,13 +271,14 @@ def run_capacity(args):
         print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
         rows.append(_capacity.measure(config, steps, instances=args.instances, port=args.port, out=args.out))
     (args.out / "capacity.json").write_text(json.dumps(rows, indent=1))
+    _report.write_capacity(args.out, run, rows, steps.describe())
     print(f"capacity steps: {steps.describe()}; {experiment.machine()}")
     print(_report.capacity_table(rows))
-    print(f"figures: {args.out / 'capacity.json'}")
+    print(f"figures: {args.out / 'capacity.json'}; report: {args.out / 'report.html'}")
     return 0
 
 
-def run_scaling(args):
+def run_scaling(args, run):
     steps = _steps(args)
     if args.from_raw:
         measured = _scaling.read_raw(args.from_raw)
@@ -279,19 +292,18 @@ def run_scaling(args):
     described = next(iter(measured.values()))[0]["described"] if args.from_raw else steps.describe()
     plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroups.version(),
             "machine": experiment.machine()}
-    command = _scaling.command_line()
-    _scaling.write(args.out, rows, plan, command)
+    _scaling.write(args.out, rows, plan, run)
     print(f"capacity steps: {described}; {args.rounds} round(s); {experiment.machine()}")
     print(_scaling.table(rows))
     print(_scaling.limits_text(plan["cgroup"]))
     if args.readme:
-        _scaling.to_readme(args.out, rows, plan, command)
+        _scaling.to_readme(args.out, rows, plan, run.command)
         print("README.md and docs/results/scaling/ updated")
     print(f"report: {args.out / 'report.html'}")
     return 0
 
 
-def run_sticky(args):
+def run_sticky(args, run):
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - {"skew", "fair-share", "haproxy-cpu"}
     if unknown:
@@ -302,7 +314,7 @@ def run_sticky(args):
     def progress(what):
         print(what, file=sys.stderr, flush=True)
 
-    results = {"command": "python -m loadtest " + " ".join(sys.argv[1:]), "machine": experiment.machine()}
+    results = {"command": run.command, "machine": experiment.machine()}
     if "skew" in parts:
         results["skew"] = _sticky.skew(users=args.users, duration=args.duration, warmup=10, port=args.port,
                                        out=args.out, progress=progress)
@@ -313,13 +325,13 @@ def run_sticky(args):
         results["haproxy_cpu"] = _sticky.haproxy_cpu(rounds=args.rounds, seconds=args.seconds,
                                                      connections=args.connections, instances=3, port=args.port,
                                                      out=args.out, progress=progress)
-    _sticky.write(args.out, results)
+    _sticky.write(args.out, run, results)
     print(_sticky.tables(results))
-    print(f"figures: {args.out / 'sticky.json'}")
+    print(f"figures: {args.out / 'sticky.json'}; report: {args.out / 'report.html'}")
     return 0
 
 
-def run_experiment(args):
+def run_experiment(args, run):
     if args.quick:
         # CI runs this: a fixed small load, no capacity step.
         names = experiment.QUICK_MATRIX
@@ -332,7 +344,7 @@ def run_experiment(args):
     configs = [experiment.parse_config(name) for name in names]
     for config in configs:
         experiment.fault_schedule(args.faults, duration, args.instances, config)
-    out = args.out or Path("results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
                            load=args.load)
@@ -362,7 +374,7 @@ def run_experiment(args):
         results.append(summarise(raw))
     progress.done()
 
-    summary = write_report(out, plan.as_json(), results, capacities)
+    summary = write_report(out, run, plan.as_json(), results, capacities)
     print(summary)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)
@@ -375,61 +387,50 @@ def run_experiment(args):
     return 0
 
 
-def run_quorum(args):
-    rows = _quorum.run(_quorum.parse_shapes(args.shapes), seconds=args.seconds, fault=args.fault,
-                       read_repair=args.read_repair, out=args.out)
+def run_quorum(args, run):
+    shapes = _quorum.parse_shapes(args.shapes)
+    plan, rows = _quorum.run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair,
+                             out=args.out)
+    _quorum.write(args.out, run, plan, shapes, rows)
     print(_quorum.table(rows))
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
 
-def run_split_brain(args, argv):
+def run_split_brain(args, run):
     names = _split_brain.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
     results = []
     for name in names:
         print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
         results.append(_split_brain.run(name, seconds=args.seconds, users_per_side=args.users, out=args.out))
-    command = "python -m loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
-    _split_brain.write(results, args.out, command)
+    _split_brain.write(results, args.out, run)
     print(_split_brain.table(results))
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
 
-def run_fate(args, argv):
+def run_fate(args, run):
     names = _fate.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
     results = []
     for name in names:
         print(f"{name}: {args.seconds:g} s, {args.users} users an instance", file=sys.stderr)
         results.append(_fate.run(name, seconds=args.seconds, users_per_instance=args.users, out=args.out))
-    command = "python -m loadtest " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(_fate.write(results, args.out, command))
-    print(f"\nreport: {args.out / 'fate.json'}")
+    print(_fate.write(results, args.out, run))
+    print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
 
-def run_etcd_losses(args):
+def run_etcd_losses(args, run):
     args.out.mkdir(parents=True, exist_ok=True)
     if args.mode == "partition":
-        splits = _etcd.partition_splits(members=args.members, tries=args.tries or 20)
-        (args.out / "partition.json").write_text(json.dumps(splits, indent=1))
-        print(_etcd.split_table(splits))
-        print("\n" + _etcd.split_timings(splits))
-        return 0
-    if args.mode == "members":
-        rows = _etcd.member_losses(members=args.members, tries=args.tries or 20)
-        (args.out / "members.json").write_text(json.dumps(rows, indent=1))
-        print(_etcd.member_table(rows))
-        return 0
-    report = _etcd.site_losses(members=args.members, tries=args.tries or 10, state_dir=args.out / "cluster")
-    (args.out / "site.json").write_text(json.dumps(report, indent=1))
-    print(_etcd.site_table(report))
-    loss = report["leader_loss"]
-    print(f"\nafter the leader's kill: the first session read served {loss['served_after_s']} s later; "
-          f"{loss['failed']} failed before it ({loss['failed_etcd_503']} of them 503s naming etcd, "
-          f"the slowest {loss['failed_max_ms']} ms)")
-    print(f"killed members started again: {report['lost_after_restart']} of {report['writers']} users had lost "
-          f"an acknowledged session write ({report['acknowledged_writes']} acknowledged in all)")
+        figures = _etcd.partition_splits(members=args.members, tries=args.tries or 20)
+    elif args.mode == "members":
+        figures = _etcd.member_losses(members=args.members, tries=args.tries or 20)
+    else:
+        figures = _etcd.site_losses(members=args.members, tries=args.tries or 10, state_dir=args.out / "cluster")
+    (args.out / f"{args.mode}.json").write_text(json.dumps(figures, indent=1))
+    print(_etcd.write(args.out, run, args.mode, figures))
+    print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
 

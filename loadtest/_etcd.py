@@ -38,6 +38,7 @@ from deploy import etcd, netns
 from deploy.layout import free_base_port, free_port
 from deploy.processes import stop, wait_for
 from deploy.replication import Topology
+from loadtest import _page as page
 from loadtest._analysis import percentile
 
 PASSWORD = "correct horse battery"
@@ -428,3 +429,48 @@ def split_timings(splits):
         f"{s['small_side_leaderless_s']} s; "
         f"healed, every member followed {s['leader_after_heal']} {s['rejoined_s']} s later"
         for s in splits)
+
+
+# The page
+
+
+TITLES = {"members": "etcd with members killed: what a majority store still does",
+          "site": "The site on etcd with members killed: what users see",
+          "partition": "etcd split 2 | 3: which side serves"}
+
+
+def text(mode, figures):
+    """The mode's tables and lines, as the terminal and the page show them."""
+    if mode == "members":
+        return member_table(figures)
+    if mode == "partition":
+        return split_table(figures) + "\n\n" + split_timings(figures)
+    loss = figures["leader_loss"]
+    return "\n\n".join([
+        site_table(figures),
+        f"after the leader's kill: the first session read served {loss['served_after_s']} s later; "
+        f"{loss['failed']} failed before it ({loss['failed_etcd_503']} of them 503s naming etcd, "
+        f"the slowest {loss['failed_max_ms']} ms)",
+        f"killed members started again: {figures['lost_after_restart']} of {figures['writers']} users had lost "
+        f"an acknowledged session write ({figures['acknowledged_writes']} acknowledged in all)"])
+
+
+def headline(mode, figures):
+    if mode == "members":
+        return "; ".join(f"{r['gone']} of {r['members']} killed: {r['write']['ok']}/{r['write']['tries']} writes"
+                         for r in figures)
+    if mode == "partition":
+        return "; ".join(f"leader on the {s['leader_side']} side: the large side elected a leader in "
+                         f"{s['leader_elected_s']:g} s, "
+                         f"{s['during']['small']['write']['ok']}/{s['during']['small']['write']['tries']} writes "
+                         "on the small side" for s in figures)
+    return (f"{figures['lost_after_restart']} of {figures['writers']} users lost an acknowledged session write; "
+            f"the site served again {figures['leader_loss']['served_after_s']} s after the leader's kill")
+
+
+def write(out, run, mode, figures):
+    """report.html and run.json in out (loadtest/_page.py); return the text."""
+    body = text(mode, figures)
+    page.write(out, run, title=TITLES[mode], headline=headline(mode, figures),
+               sections=[("", page.paragraphs(f"Figures: {mode}.json beside this page.")), ("", page.markdown(body))])
+    return body

@@ -11,7 +11,6 @@ user's session back after the run (loadtest/_sessions.py).
 import json
 import math
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from deploy import layout
 from labcore import registry
 from loadtest._analysis import merge
 from loadtest._audit import audit_messages
+from loadtest._page import machine
 from loadtest._sampler import Sampler
 from loadtest._sessions import read_back
 
@@ -205,10 +205,6 @@ def apply_fault(action, argument, state_dir):
     elif action == "promote":
         return deploy.promote(state_dir=state_dir)
     return None
-
-
-def machine():
-    return f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
 @dataclass

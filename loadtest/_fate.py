@@ -36,6 +36,7 @@ import requests
 from deploy import cluster
 from deploy.layout import free_base_port
 from deploy.replication import Topology
+from loadtest import _page as page
 from loadtest._split_brain import (
     ROOM,
     SITE_ENV,
@@ -44,11 +45,12 @@ from loadtest._split_brain import (
     User,
     _audit,
     _newcomer_loop,
-    _ok,
     _roles,
     _settle,
+    _status,
     _user_loop,
 )
+from loadtest._svg import marks_chart, series_chart
 
 SENTINELS = ["sentinel1", "sentinel2", "sentinel3"]
 REPLICAS = ["redis2", "redis3"]
@@ -145,10 +147,29 @@ def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
                                                  if what == "session write" and t >= after),
                              "refused": sum(not ok for t, _, what, ok in recorder.events
                                             if what == "session write" and t >= after)}
+    timeline = _timeline(users, rolled_back, recorder, until=marks["heal"])
     return {"scenario": chosen.name, "primary_cache": chosen.primary_cache, "seconds": seconds,
             "users_per_instance": users_per_instance, "marks": _rounded(marks), **audit, "windows": windows,
             "writes_rolled_back": len(lost),
-            "sessions_behind_after_heal": behind}
+            "sessions_behind_after_heal": behind, "timeline": timeline}
+
+
+def _timeline(users, rolled_back, recorder, *, until):
+    """Per second: session writes acknowledged, of those the ones lost (acknowledged before `until`), and 503s.
+
+    A write acknowledged and then lost went to a node whose copy did not
+    survive: after the promotion, the old primary that was no longer one.
+    """
+    seconds = int(max((t for t, *_ in recorder.events), default=0)) + 1
+    series = {name: [0] * seconds for name in ("session writes acked", "acked, then lost", "answered 503")}
+    for user in users:
+        for at, counter in user.acknowledged:
+            series["session writes acked"][int(at)] += 1
+            lost = (user.name, counter) in rolled_back or user.stored is None or counter > user.stored
+            series["acked, then lost"][int(at)] += at < until and lost
+    for at in recorder.unavailable:
+        series["answered 503"][min(int(at), seconds - 1)] += 1
+    return series
 
 
 def _window(users, rolled_back, events, start, end):
@@ -199,13 +220,14 @@ def _war(state_dir, *, seconds, users_per_instance):
         _settle(recorder, seconds=2)
         load.stop()
     audit = _audit([*users, *newcomers], through=deployed.url, presence=False, sides=SIDES)
+    timeline = _timeline(users, set(), recorder, until=recorder.now())
     killed, back = marks["primary killed"], marks["sentinel back"]
     writes = [(t, ok) for t, _, what, ok in recorder.events if what == "session write"]
     return {"scenario": "war", "seconds": seconds, "marks": _rounded(marks), **audit,
             "promoted_without_majority": promoted_alone,
             "while_no_majority": {"acknowledged": sum(ok for t, ok in writes if killed <= t < back),
                                   "refused": sum(not ok for t, ok in writes if killed <= t < back)},
-            "answer_without_majority": answer}
+            "answer_without_majority": answer, "timeline": timeline}
 
 
 def _last_write_ok(recorder, since):
@@ -367,10 +389,10 @@ def _checking_loop(user, recorder, stop, rolled_back):
             rolled_back.update((user.name, counter) for _, counter in user.acknowledged
                                if seen is None or counter > seen)
         user.counter += 1
-        ok = _ok(lambda: user.call("POST", "/api/session-counter", counter=user.counter, room=ROOM))
-        if ok:
+        status = _status(lambda: user.call("POST", "/api/session-counter", counter=user.counter, room=ROOM))
+        if status == 200:
             user.acknowledged.append((recorder.now(), user.counter))
-        recorder.note(user.side, "session write", ok)
+        recorder.note(user.side, "session write", status == 200, status)
         stop.wait(TICK)
 
 
@@ -488,11 +510,63 @@ def _since(marks, name, origin):
     return "never" if marks.get(name) is None else f"{marks[name] - marks[origin]:.1f} s"
 
 
-def write(results, out, command):
-    """fate.json and report.md in out; return the tables."""
+def headline(results):
+    """One figure per scenario: writes lost to the old primary, writes refused without a majority, the takeover."""
+    parts = []
+    for r in results:
+        if r["scenario"].startswith("primary-"):
+            after = r["windows"]["after promotion"]
+            parts.append(f"{r['scenario']}: {after['lost']} of {after['acknowledged']} writes acknowledged after "
+                         "the promotion lost")
+        elif r["scenario"] == "war":
+            parts.append(f"war: {r['while_no_majority']['acknowledged']} session writes acknowledged, "
+                         f"{r['while_no_majority']['refused']} refused without a Sentinel majority")
+        elif r["scenario"] == "lease":
+            parts.append(f"lease: another instance acting {_since(r['marks'], 'other took over', 'partition')} "
+                         f"after the partition, {r['runs_with_old_token_after_takeover']} runs with the old token "
+                         "after it")
+        elif r["scenario"] == "lease-late-write":
+            late = r["late_write"] or {}
+            parts.append(f"lease-late-write: the old holder's write (token {late.get('token', 'none')}) arrived "
+                         f"{_since(r['marks'], 'late write refused', 'heal')} after the heal and was "
+                         f"{'refused' if r['refused'] else 'NOT refused'}")
+    return "; ".join(parts)
+
+
+def chart(result):
+    """The scenario's timeline: per-second series with its marks, or (the lease) the marks alone."""
+    marks = result["marks"]
+    if "timeline" not in result:
+        return marks_chart(f"{result['scenario']}: when each step happened (s after the partition)", marks)
+    series = result["timeline"]
+    return series_chart(f"{result['scenario']}: session writes per second", list(range(len(series["answered 503"]))),
+                        series, x_label="seconds since the start", width=640, legend_columns=3,
+                        markers=[(t, name) for name, t in marks.items() if t is not None])
+
+
+def write(results, out, run):
+    """fate.json, report.md, a timeline SVG per scenario, and the page (loadtest/_page.py); return the tables."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fate.json").write_text(json.dumps({"command": command, "results": results}, indent=1))
+    (out / "fate.json").write_text(json.dumps({"command": run.command, "results": results}, indent=1))
     text = tables(results)
-    (out / "report.md").write_text(f"# Fate sharing\n\nCommand: `{command}`\n\n{text}\n")
+    (out / "report.md").write_text(f"# Fate sharing\n\nCommand: `{run.command}`\n\n{text}\n")
+    svgs = []
+    for result in results:
+        svgs.append(chart(result))
+        (out / f"fate-{result['scenario']}.svg").write_text(svgs[-1])
+    page.write(out, run, title="Fate sharing: a cached primary, no Sentinel majority, the lease cut off",
+               headline=headline(results), sections=[
+                   ("", page.paragraphs(
+                       "primary-*: the Redis primary cut off from the Sentinels and the replicas, not from the "
+                       "instances; REDIS_PRIMARY_CACHE decides whether an instance goes on writing to it after the "
+                       "promotion. war: two of three Sentinels gone, then the primary killed. lease: the maintenance "
+                       "lease's holder cut off from Redis. lease-late-write: the holder cut off from "
+                       "everything while its fenced write is on its way; the write arrives after the heal.")),
+                   ("", page.markdown(text)),
+                   ("Timelines", page.paragraphs(
+                       "Per second: session writes acknowledged, those of them lost after the heal (they went to "
+                       "a node whose copy did not survive), and answers 503; dashed lines mark the partition, "
+                       "the promotion, the heal.") + page.charts(svgs)),
+               ])
     return text

@@ -35,7 +35,6 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 
 import redis
@@ -44,6 +43,7 @@ from deploy import stores
 from deploy.layout import free_port
 from deploy.processes import running, signal_group, stop
 from labcore.connections import no_retry
+from loadtest import _page as page
 from loadtest._svg import series_chart
 
 KEEP_NEWER = """
@@ -332,7 +332,7 @@ def parse_shapes(text):
 
 
 def run(shapes, *, seconds, fault, read_repair, out):
-    """Measure every shape, write quorum.json, the charts and report.html; return the rows."""
+    """Measure every shape and write quorum.json; return the plan and the rows."""
     out.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="quorum-"))
     rows = []
@@ -345,13 +345,38 @@ def run(shapes, *, seconds, fault, read_repair, out):
     plan = {"shapes": [str(s) for s in shapes], "seconds": seconds, "fault": fault, "read_repair": read_repair,
             "writers": 2, "readers": 4}
     (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
+    return plan, rows
+
+
+def write(out, run, plan, shapes, rows):
+    """The charts as SVG files, and the page (loadtest/_page.py)."""
+    out.mkdir(parents=True, exist_ok=True)
     charts = {str(shape): chart(shape, [r for r in rows if (r["n"], r["r"], r["w"]) == (shape.n, shape.r, shape.w)])
               for shape in shapes}
     charts["stale"] = stale_chart(shapes, rows)
     for name, svg in charts.items():
         (out / f"quorum-{name.replace(' ', '-').replace('=', '')}.svg").write_text(svg)
-    (out / "report.html").write_text(report_html(plan, rows, charts))
-    return rows
+    page.write(out, run, title="Quorums over independent Redis nodes (a teaching exhibit)",
+               headline=headline(rows), sections=[
+                   ("", page.paragraphs(
+                       f"{plan['writers']} writers ({WRITES_PER_SECOND} writes/s each) and {plan['readers']} readers "
+                       f"on one key, {plan['seconds']:g} s for each number of nodes gone; nodes "
+                       f"{'killed' if plan['fault'] == 'kill' else 'paused'}; read repair "
+                       f"{'on' if plan['read_repair'] else 'off'}. A read is stale when it returns a version older "
+                       "than the newest one acknowledged before it began.")),
+                   ("", page.charts(charts.values())),
+                   ("", page.columns_table(COLUMNS, rows)),
+               ])
+
+
+def headline(rows):
+    """The most stale reads measured, where the quorums must overlap and where they need not."""
+    parts = []
+    for overlapping, words in ((True, "R + W > N"), (False, "R + W <= N")):
+        stale = [r["stale_pct"] for r in rows if r["overlapping"] == overlapping and r["stale_pct"] is not None]
+        if stale:
+            parts.append(f"{words}: at most {max(stale):g} % of reads stale")
+    return "; ".join(parts) or "no read answered"
 
 
 def chart(shape, rows):
@@ -396,23 +421,3 @@ def table(rows):
     lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def report_html(plan, rows, charts):
-    head = "".join(f"<th>{escape(name)}</th>" for name, _ in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell(r))}</td>" for _, cell in COLUMNS) + "</tr>" for r in rows)
-    return f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>Quorums: R + W > N made visible</title>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 0 auto; padding: 1rem; }}
-table {{ border-collapse: collapse; font-size: .85rem; }}
-th, td {{ border-bottom: 1px solid #d9dee6; padding: .3rem .5rem; }}
-.charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}</style></head><body>
-<h1>Quorums over independent Redis nodes (a teaching exhibit)</h1>
-<p>{plan["writers"]} writers ({WRITES_PER_SECOND} writes/s each) and {plan["readers"]} readers on one key,
-{plan["seconds"]:g} s for each number of nodes gone; nodes {"killed" if plan["fault"] == "kill" else "paused"};
-read repair {"on" if plan["read_repair"] else "off"}. A read is stale when it returns a version older than the newest
-one acknowledged before it began. Command: <code>python -m loadtest quorum --seconds {plan["seconds"]:g}</code>.</p>
-<div class=charts>{"".join(charts.values())}</div>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-</body></html>
-"""

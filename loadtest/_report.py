@@ -1,9 +1,10 @@
-"""Write the experiment's output: results.json, summary.md, report.html and the charts."""
+"""Write the kill experiment's output: results.json, summary.md, the charts, and its page (loadtest/_page.py)."""
 
 import json
 from html import escape
 
 from labcore import registry
+from loadtest import _page as page
 from loadtest._experiment import STORE_FAULTS
 from loadtest._svg import PALETTE, bar_chart, line_chart, share_chart
 
@@ -60,7 +61,7 @@ def columns_for(results):
     return STORE_COLUMNS if any(r.get("store") for r in results) else COLUMNS
 
 
-def write_report(out, plan, results, capacities=()):
+def write_report(out, run, plan, results, capacities=()):
     charts = out / "charts"
     charts.mkdir(parents=True, exist_ok=True)
     timelines = {r["config"]["name"]: timeline_svg(r) for r in results}
@@ -83,8 +84,8 @@ def write_report(out, plan, results, capacities=()):
         f"# {_title(plan)}\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
         + capacity + "\n"
     )
-    (out / "report.html").write_text(report_html(plan, results, summary_rows(results), reading, bars, timelines,
-                                                 capacities))
+    page.write(out, run, title=_page_title(plan), headline=headline(plan, results),
+               sections=report_sections(plan, results, summary_rows(results), reading, bars, timelines, capacities))
     return summary
 
 
@@ -368,9 +369,17 @@ def capacity_table(capacities):
     return "\n".join(lines).strip()
 
 
-def report_html(plan, results, rows, reading, bars, timelines, capacities=()):
-    head = "".join(f"<th scope=col>{escape(name)}</th>" for name, _ in columns_for(results))
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+def write_capacity(out, run, capacities, described):
+    """The capacity command's page: each configuration's steps, and the rate it held."""
+    headline = "; ".join(f"{c['config']}: held {c['rps']:g} req/s with {c['users']} users" if c["users"]
+                         else f"{c['config']}: held no step" for c in capacities)
+    page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
+               sections=[("", page.paragraphs(f"Capacity steps: {described}.")),
+                         ("", page.markdown(capacity_table(capacities)))])
+
+
+def report_sections(plan, results, rows, reading, bars, timelines, capacities=()):
+    """The kill experiment's page below its title: the plan, the reading, the targets, the table, the charts."""
     sections = "".join(
         f"<section class=config><h3>{escape(r['config']['name'])}</h3>"
         f"<p class=meta>sessions {escape(r['config']['sessions'])}, presence {escape(r['config']['presence'])}, "
@@ -379,60 +388,34 @@ def report_html(plan, results, rows, reading, bars, timelines, capacities=()):
         f"{timelines[r['config']['name']]}</section>"
         for r in results
     )
-    return f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
-<title>{escape(_title(plan))}: what each store costs users</title>
-<style>
-body {{ font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }}
-table {{ border-collapse: collapse; font-size: .9rem; }}
-th, td {{ border-bottom: 1px solid #d9dee6; padding: .35rem .6rem; text-align: left; }}
-th {{ background: #f1f4f8; }} .bars {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
-.configs {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(660px, 1fr)); gap: 1rem; }}
-.config {{ border: 1px solid #d9dee6; border-radius: 8px; padding: .5rem 1rem; }}
-.meta {{ color: #5b6575; font-size: .85rem; }}
-li {{ margin: .3rem 0; }}
-</style></head><body>
-<h1>What happens to users when {"the store fails" if plan["faults"] in STORE_FAULTS else "an instance dies"}</h1>
-<p class=meta>{escape(_plan_line(plan))}</p>
-<h2>Reading</h2><ul>{"".join(f"<li>{escape(line)}</li>" for line in reading)}</ul>
-{_targets_html(store_targets(results, plan["faults"]))}
-{_capacity_html(capacities)}<h2>Side by side</h2>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<div class=bars>{"".join(bars.values())}</div>
-<h2>Timelines</h2>
-<p class=meta>Time 0 is the end of the warm-up; dashed lines mark the faults.</p>
-<div class=configs>{sections}</div>
-</body></html>
-"""
+    targets = store_targets(results, plan["faults"])
+    return [
+        ("", f"<p class=meta>{escape(_plan_line(plan))}</p>"),
+        ("Reading", page.bullets(reading)),
+        ("Targets" if targets else "", page.bullets(
+            f"{'met' if t['met'] else 'NOT met'}: {t['target']} ({t['figure']})" for t in targets) if targets else ""),
+        ("Capacity steps" if capacities else "", page.markdown(capacity_table(capacities)) if capacities else ""),
+        ("Side by side", page.table([name for name, _ in columns_for(results)], rows) + page.charts(bars.values())),
+        ("Timelines", "<p class=meta>Time 0 is the end of the warm-up; dashed lines mark the faults.</p>"
+                      f"<div class=configs>{sections}</div>"),
+    ]
+
+
+def headline(plan, results):
+    """The figure that matters, per configuration: acknowledged writes lost, or users who lost their session."""
+    if plan["faults"] in STORE_FAULTS:
+        return "; ".join(f"{r['config']['name']}: {r['store']['writes_lost']} of {r['store']['writes_acknowledged']} "
+                         "acknowledged session writes lost" for r in results)
+    return "; ".join(f"{r['config']['name']}: {r['users_lost_session_pct']:.0f} % of users lost their session"
+                     for r in results)
+
+
+def _page_title(plan):
+    return f"What happens to users when {'the store fails' if plan['faults'] in STORE_FAULTS else 'an instance dies'}"
 
 
 def _title(plan):
     return "Store-failure experiment" if plan["faults"] in STORE_FAULTS else "Kill experiment"
-
-
-def _targets_html(targets):
-    if not targets:
-        return ""
-    return "<h2>Targets</h2><ul>" + "".join(
-        f"<li>{'met' if t['met'] else 'NOT met'}: {escape(t['target'])} ({escape(t['figure'])})</li>"
-        for t in targets) + "</ul>"
-
-
-def _capacity_html(capacities):
-    if not capacities:
-        return ""
-    parts = ["<h2>Capacity steps</h2>"]
-    for c in capacities:
-        parts.append(f"<p><b>{escape(c['config'])}</b>: {escape(capacity_line(c))}</p>")
-        head = "".join(f"<th scope=col>{escape(name)}</th>" for name in CAPACITY_COLUMNS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in (
-                str(row["users"]), f"{row['rps']:g}", _num(row["p50_ms"]), _num(row["p99_ms"]),
-                f"{row['failed_pct']:.2f}%", _generator(row), _share(row["machine_busy"]),
-                _num(row["queued_peak"]), "yes" if row["held"] else "no")) + "</tr>"
-            for row in c["steps"])
-        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    return "".join(parts)
 
 
 def _plan_line(plan):

@@ -17,13 +17,12 @@ their range.
 import json
 import os
 import statistics
-import sys
 from dataclasses import dataclass
-from html import escape
 
 from deploy.replication import Topology
 from loadtest import _capacity
 from loadtest import _experiment as experiment
+from loadtest import _page as page
 from loadtest._svg import series_chart
 
 SHAPES = [(1, 1.0), (2, 0.5), (4, 0.25)]  # (instances, cores each): one core in all
@@ -182,35 +181,32 @@ def limits_text(cgroup_version):
             "Real machines would add that hop, and their own failures.")
 
 
-def write(out, rows, plan, command):
+def write(out, rows, plan, run):
+    """scaling.json, scaling.md, the charts as SVG files, and the page (loadtest/_page.py)."""
     out.mkdir(parents=True, exist_ok=True)
     svgs = charts(rows)
     for name, svg in svgs.items():
         (out / f"{name}.svg").write_text(svg)
     (out / "scaling.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
     (out / "scaling.md").write_text(f"{table(rows)}\n")
-    head = "".join(f"<th>{escape(name)}</th>" for name, _ in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell(r))}</td>" for _, cell in COLUMNS) + "</tr>" for r in rows)
-    (out / "report.html").write_text(f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>Scale-up against scale-out</title>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 0 auto; padding: 1rem; }}
-table {{ border-collapse: collapse; font-size: .85rem; }}
-th, td {{ border-bottom: 1px solid #d9dee6; padding: .3rem .5rem; }}
-.charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}</style></head><body>
-<h1>Scale-up against scale-out: one core, cut into 1, 2 or 4 instances</h1>
-<p>Command: <code>{escape(command)}</code>. Capacity steps: {escape(plan["steps"])}. {plan["rounds"]} round(s),
-the shapes' order alternating; figures are medians, ranges in brackets.</p>
-<p>{escape(limits_text(plan["cgroup"]))}</p>
-<div class=charts>{"".join(svgs.values())}</div>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<p>Stopped by, per round: {"; ".join(escape(f"{r['variant']} {r['instances']}: {' / '.join(r['stopped_by'])}")
-                                     for r in rows)}</p>
-</body></html>
-""")
+    page.write(out, run, title="Scale-up against scale-out: one core, cut into 1, 2 or 4 instances",
+               headline=headline(rows), sections=[
+                   ("", page.paragraphs(f"Capacity steps: {plan['steps']}. {plan['rounds']} round(s), the shapes' "
+                                        "order alternating; figures are medians, ranges in brackets.",
+                                        limits_text(plan["cgroup"]))),
+                   ("", page.charts(svgs.values())),
+                   ("", page.columns_table(COLUMNS, rows)),
+                   ("", page.paragraphs("Stopped by, per round: " + "; ".join(
+                       f"{r['variant']} {r['instances']}: {' / '.join(r['stopped_by'])}" for r in rows))),
+               ])
 
 
-def command_line():
-    return "python -m loadtest " + " ".join(sys.argv[1:])
+def headline(rows):
+    """Each configuration's capacity with 1, 2 and 4 instances on the one core."""
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    return "; ".join(f"{name}: " + " / ".join(f"{r['rps']:g}" for r in rows if r["variant"] == name)
+                     + " req/s with " + " / ".join(str(r["instances"]) for r in rows if r["variant"] == name)
+                     + " instances" for name in names)
 
 
 README_START, README_END = "<!-- scaling:start -->", "<!-- scaling:end -->"

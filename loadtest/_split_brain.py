@@ -28,7 +28,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 
 import requests
@@ -37,6 +36,7 @@ from deploy import cluster
 from deploy.layout import free_base_port
 from deploy.processes import DeployError
 from deploy.replication import Topology
+from loadtest import _page as page
 from loadtest._svg import series_chart
 
 PASSWORD = "split-brain-password-1"
@@ -116,17 +116,19 @@ class User:
 
 
 class Recorder:
-    """Every request's outcome in time, by side: the timeline and the refusals."""
+    """Every request's outcome in time, by side: the timeline and the refusals; and when the site answered 503."""
 
     def __init__(self, started):
-        self.started, self.lock, self.events = started, threading.Lock(), []
+        self.started, self.lock, self.events, self.unavailable = started, threading.Lock(), [], []
 
     def now(self):
         return time.monotonic() - self.started
 
-    def note(self, side, what, ok):
+    def note(self, side, what, ok, status=None):
         with self.lock:
             self.events.append((round(self.now(), 3), side, what, ok))
+            if status == 503:
+                self.unavailable.append(round(self.now(), 3))
 
 
 def run(name, *, seconds, users_per_side, out):
@@ -220,10 +222,10 @@ def _user_loop(user, recorder, stop):
     while not stop.is_set():
         ticks += 1
         user.counter += 1
-        ok = _ok(lambda: user.call("POST", "/api/session-counter", counter=user.counter, room=ROOM))
-        if ok:
+        status = _status(lambda: user.call("POST", "/api/session-counter", counter=user.counter, room=ROOM))
+        if status == 200:
             user.acknowledged.append((recorder.now(), user.counter))
-        recorder.note(user.side, "session write", ok)
+        recorder.note(user.side, "session write", status == 200, status)
         if ticks % HEARTBEAT_EVERY == 0:
             beat = _ok(lambda: user.call("POST", f"/api/rooms/{ROOM}/presence"))
             if beat:
@@ -247,10 +249,15 @@ def _newcomer_loop(side, url, recorder, stop, newcomers):
 
 
 def _ok(request):
+    return _status(request) == 200
+
+
+def _status(request):
+    """The answer's status code, or None when none came (refused, timed out)."""
     try:
-        return request().status_code == 200
+        return request().status_code
     except requests.RequestException:
-        return False
+        return None
 
 
 def _wait_promotion(state_dir, recorder, seconds):
@@ -368,35 +375,34 @@ def chart(result):
     series = result["timeline"]
     marks = ", ".join(f"{name} {t:.0f} s" for name, t in result["marks"].items() if t is not None)
     return series_chart(f"{result['scenario']}: per second ({marks})", list(range(len(next(iter(series.values()))))),
-                        series, x_label="seconds since the start", width=640, legend_columns=2)
+                        series, x_label="seconds since the start", width=640, legend_columns=2,
+                        markers=[(t, name) for name, t in result["marks"].items() if t is not None])
 
 
-def write(results, out, command):
-    """split-brain.json, a timeline SVG per scenario, report.html; return the SVG paths."""
+def headline(results):
+    return "; ".join(f"{r['scenario']}: {r['total']['writes_lost']} of {r['total']['writes_acknowledged']} "
+                     f"acknowledged writes lost ({r['writes_lost_pct']:g} %)" for r in results)
+
+
+def write(results, out, run):
+    """split-brain.json, a timeline SVG per scenario, and the page (loadtest/_page.py); return the SVG paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "split-brain.json").write_text(json.dumps({"command": command, "results": results}, indent=1))
+    (out / "split-brain.json").write_text(json.dumps({"command": run.command, "results": results}, indent=1))
     charts = {}
     for result in results:
         path = out / f"split-brain-{result['scenario'].replace(' ', '').replace('--', '-')}.svg"
         path.write_text(chart(result))
         charts[path.name] = path.read_text()
-    head = "".join(f"<th>{escape(name)}</th>" for name, _ in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell(r))}</td>" for _, cell in COLUMNS) + "</tr>"
-                   for r in results)
-    (out / "report.html").write_text(f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>Split brain, counted</title>
-<style>body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 0 auto; padding: 1rem; }}
-table {{ border-collapse: collapse; font-size: .85rem; }} th, td {{ border-bottom: 1px solid #d9dee6; padding: .3rem; }}
-</style></head><body><h1>Split brain, counted</h1>
-<p>Command: <code>{escape(command)}</code>. The old primary and app1 on the minority side, the rest on the majority
-side; users pinned to one side write to their sessions every {TICK:g} s, heartbeat every {TICK * HEARTBEAT_EVERY:g} s,
-and a new user signs up on each side every {TICK * LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five nodes under
-Sentinel) lost 56 % of acknowledged writes this way.</p>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-{"".join(charts.values())}
-</body></html>
-""")
+    page.write(out, run, title="Split brain, counted", headline=headline(results), sections=[
+        ("", page.paragraphs(
+            f"The old primary and app1 on the minority side, the rest on the majority side; users pinned to one "
+            f"side write to their sessions every {TICK:g} s, heartbeat every {TICK * HEARTBEAT_EVERY:g} s, and a "
+            f"new user signs up on each side every {TICK * LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five "
+            "nodes under Sentinel) lost 56 % of acknowledged writes this way.")),
+        ("", page.columns_table(COLUMNS, results)),
+        ("Timelines", page.charts(charts.values())),
+    ])
     return [out / name for name in charts]
 
 

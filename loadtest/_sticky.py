@@ -32,6 +32,7 @@ from pathlib import Path
 from deploy import cluster as deploy
 from deploy.processes import DeployError, require
 from loadtest import _experiment as experiment
+from loadtest import _page as page
 from loadtest._svg import series_chart
 
 LBS = ("roundrobin", "sticky")
@@ -228,12 +229,30 @@ def _cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def write(out, results):
-    """sticky.json, and the new instance's share after the scale-out as fair-share.svg."""
+def write(out, run, results):
+    """sticky.json, the new instance's share after the scale-out as fair-share.svg, and the page."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "sticky.json").write_text(json.dumps(results, indent=1))
+    svgs = []
     if results.get("fair_share"):
-        (out / "fair-share.svg").write_text(fair_share_chart(results["fair_share"]))
+        svgs.append(fair_share_chart(results["fair_share"]))
+        (out / "fair-share.svg").write_text(svgs[0])
+    page.write(out, run, title="Sticky sessions' costs against round robin", headline=headline(results),
+               sections=[("", page.markdown(tables(results))), ("", page.charts(svgs))])
+
+
+def headline(results):
+    """One figure per part measured: the skew after app1's restart, the time to fair share, HAProxy's CPU."""
+    parts = []
+    for r in results.get("skew", ()):
+        parts.append(f"{r['lb']}: load CV {r['after the restart']['cv']} after app1's restart")
+    for r in results.get("fair_share", ()):
+        reached = "never" if r["seconds_to_fair_share"] is None else f"{r['seconds_to_fair_share']} s"
+        parts.append(f"{r['lb']}: fair share after {reached}")
+    for r in results.get("haproxy_cpu", ()):
+        if r["lb"] != "roundrobin":
+            parts.append(f"{r['mix']} {r['lb']}: HAProxy CPU per request {r['to_roundrobin']} times round robin's")
+    return "; ".join(parts) or "no part measured"
 
 
 def fair_share_chart(rows):

@@ -58,19 +58,27 @@ class _Plot:
                          f'fill="#5b6575" {FONT}>{_fmt(self.y_max * fraction)}{unit}</text>')
         return parts
 
+    def markers(self, markers):
+        """Dashed vertical lines at [(x, label)] inside the plot; labels step down so that close marks stay readable."""
+        parts = []
+        inside = sorted((x, label) for x, label in markers if self.x0 <= x <= self.x1)
+        for i, (x, label) in enumerate(inside):
+            mx = self.px(x)
+            parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{self.top}" y2="{self.top + self.plot_h}" '
+                         'stroke="#444" stroke-dasharray="4 3"/>')
+            # A mark near the right edge takes its label to its left, inside the chart.
+            x, anchor = (mx - 3, "end") if mx > self.width - self.right - 80 else (mx + 3, "start")
+            parts.append(f'<text x="{x:.1f}" y="{self.top + 10 + 11 * (i % 3)}" font-size="10" fill="#444" '
+                         f'text-anchor="{anchor}" {FONT}>{escape(label)}</text>')
+        return parts
+
 
 def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, height=120, unit=""):
     """One series over time, with vertical markers [(x, label)]; None values leave gaps."""
     left, top = 48, 22
     plot = _Plot(xs, values, width=width, height=height, left=left, right=10, top=top, bottom=20)
-    px, py, plot_h, x0, x1 = plot.px, plot.py, plot.plot_h, plot.x0, plot.x1
-    parts = [_open(width, height, title, title_x=left), *plot.grid(unit)]
-    for x, label in markers:
-        mx = px(x)
-        parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#444" '
-                     f'stroke-dasharray="4 3"/>')
-        parts.append(f'<text x="{mx + 3:.1f}" y="{top + 10}" font-size="10" fill="#444" {FONT}>'
-                     f'{escape(label)}</text>')
+    px, py, x0, x1 = plot.px, plot.py, plot.x0, plot.x1
+    parts = [_open(width, height, title, title_x=left), *plot.grid(unit), *plot.markers(markers)]
     segments, current = [], []
     for x, y in zip(xs, values):
         if y is None:
@@ -143,15 +151,18 @@ def share_chart(title, rows, *, width=420):
     return "\n".join(parts)
 
 
-def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, legend_columns=3):
-    """Several series over the same xs, as lines with dots and a legend: series is {name: values}."""
+def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, legend_columns=3, markers=()):
+    """Several series over the same xs, as lines with dots and a legend: series is {name: values}.
+
+    markers: [(x, label)], drawn as dashed vertical lines (the faults, the heal).
+    """
     legend_rows = -(-len(series) // legend_columns)
     height += 14 * (legend_rows - 1)
     left, top = 44, 22
     plot = _Plot(xs, [v for values in series.values() for v in values], width=width, height=height,
                  left=left, right=10, top=top, bottom=30 + 14 * legend_rows)
     px, py, plot_w, plot_h = plot.px, plot.py, plot.plot_w, plot.plot_h
-    parts = [_open(width, height, title, title_x=left), *plot.grid(unit)]
+    parts = [_open(width, height, title, title_x=left), *plot.grid(unit), *plot.markers(markers)]
     for x in xs:
         parts.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 13}" font-size="10" text-anchor="middle" '
                      f'fill="#5b6575" {FONT}>{x:g}</text>')
@@ -168,5 +179,35 @@ def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, 
         ly = top + plot_h + 34 + 14 * (i // legend_columns)
         parts.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{color}"/>')
         parts.append(f'<text x="{lx + 14}" y="{ly}" font-size="10" {FONT}>{escape(name)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def marks_chart(title, marks, *, width=640, unit=" s"):
+    """Events on one time axis: marks is {label: x}; None (never happened) is listed under the axis."""
+    happened = sorted((x, label) for label, x in marks.items() if x is not None)
+    never = [label for label, x in marks.items() if x is None]
+    left, right, axis_y = 20, 20, 40 + 16 * len(happened)
+    height = axis_y + 30 + (16 if never else 0)
+    x0, x1 = (happened[0][0], happened[-1][0]) if happened else (0, 1)
+    span = (x1 - x0) or 1
+    parts = [_open(width, height, title, title_x=left),
+             f'<line x1="{left}" x2="{width - right}" y1="{axis_y}" y2="{axis_y}" stroke="#5b6575"/>']
+    for i, (x, label) in enumerate(happened):
+        mx = left + (x - x0) / span * (width - left - right)
+        anchor = "end" if mx > width / 2 else "start"
+        text_x = mx - 4 if anchor == "end" else mx + 4
+        parts.append(f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{28 + 16 * i}" y2="{axis_y}" stroke="#444" '
+                     'stroke-dasharray="4 3"/>')
+        parts.append(f'<circle cx="{mx:.1f}" cy="{axis_y}" r="3" fill="{PALETTE[i % len(PALETTE)]}"/>')
+        parts.append(f'<text x="{text_x:.1f}" y="{32 + 16 * i}" font-size="11" text-anchor="{anchor}" {FONT}>'
+                     f'{escape(label)} ({x - x0:+.1f}{unit})</text>')
+    for x in (x0, x1) if happened else ():
+        mx = left + (x - x0) / span * (width - left - right)
+        parts.append(f'<text x="{mx:.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle" fill="#5b6575" '
+                     f'{FONT}>{x - x0:g}{unit}</text>')
+    if never:
+        parts.append(f'<text x="{left}" y="{axis_y + 32}" font-size="11" fill="#c0392b" {FONT}>'
+                     f'never: {escape(", ".join(never))}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

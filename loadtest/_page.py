@@ -1,0 +1,178 @@
+"""One page shape for every experiment: report.html and run.json in the run's folder, and the index of runs.
+
+Every command that measures something writes its folder's report.html
+through write(): the title, the exact command, when and on what it ran, a
+one-line headline, then the command's own sections (tables, charts,
+readings). The page is one self-contained file: inline CSS and inline SVG,
+nothing fetched, so it opens offline. run.json beside it says the same in a
+form the index reads: write_index() lists every run.json one and two levels
+below a results folder, newest first, in that folder's index.html.
+"""
+
+import json
+import os
+import platform
+import re
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+
+CSS = """
+body { font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }
+table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0 1rem; }
+th, td { border-bottom: 1px solid #d9dee6; padding: .35rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f1f4f8; }
+code { background: #f1f4f8; padding: .1rem .3rem; border-radius: 3px; }
+.headline { font-size: 1.1rem; font-weight: 600; }
+.meta { color: #5b6575; font-size: .85rem; }
+.charts { display: flex; flex-wrap: wrap; gap: 1.5rem; }
+.configs { display: grid; grid-template-columns: repeat(auto-fill, minmax(660px, 1fr)); gap: 1rem; }
+.config { border: 1px solid #d9dee6; border-radius: 8px; padding: .5rem 1rem; }
+li { margin: .3rem 0; }
+"""
+RUN_FILE, REPORT_FILE, INDEX_FILE = "run.json", "report.html", "index.html"
+BOLD = re.compile(r"[*][*](.+?)[*][*]")
+
+
+def machine():
+    return f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Run:
+    """One command's run: what kind it is, its exact command line, and when it started (UTC)."""
+
+    kind: str
+    command: str
+    started: str = field(default_factory=_now)
+
+    @classmethod
+    def of(cls, argv):
+        """The run of `python -m loadtest` with these arguments, starting now."""
+        kind = argv[0] if argv and not argv[0].startswith("-") else "run"
+        return cls(kind, " ".join(["python -m loadtest", *map(shlex.quote, argv)]))
+
+
+def write(out, run, *, title, headline, sections):
+    """Write report.html and run.json in out; sections are (heading, html) pairs, in order."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"kind": run.kind, "title": title, "command": run.command, "started": run.started,
+              "finished": _now(), "machine": machine(), "headline": headline, "report": REPORT_FILE}
+    body = "".join(f"<h2>{escape(heading)}</h2>{html}" if heading else html for heading, html in sections)
+    (out / REPORT_FILE).write_text(_document(title, f"""<h1>{escape(title)}</h1>
+<p class=headline>{escape(headline)}</p>
+<p>Command: <code>{escape(run.command)}</code></p>
+<p class=meta>{escape(_when(record))}; {escape(record["machine"])}</p>
+{body}"""))
+    (out / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def table(header, rows):
+    """An HTML table: header names, and rows of cell texts."""
+    head = "".join(f"<th scope=col>{escape(name)}</th>" for name in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def columns_table(columns, rows):
+    """An HTML table from (name, cell function) columns, the shape the modules' Markdown tables use."""
+    return table([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows])
+
+
+def markdown(text):
+    """The Markdown the commands print (pipe tables, lines, **bold**) as HTML: one renderer for both."""
+    parts, rows = [], []
+
+    def flush():
+        if rows:
+            parts.append(table(rows[0], rows[1:]))
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if not all(set(cell) <= set("-:") for cell in cells):
+                rows.append(cells)
+            continue
+        flush()
+        if line.strip():
+            parts.append("<p>" + BOLD.sub(r"<b>\1</b>", escape(line)) + "</p>")
+    flush()
+    return "".join(parts)
+
+
+def paragraphs(*texts):
+    return "".join(f"<p>{escape(text)}</p>" for text in texts if text)
+
+
+def bullets(lines):
+    return "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
+
+
+def charts(svgs):
+    """Inline SVG charts side by side."""
+    return f"<div class=charts>{''.join(svgs)}</div>"
+
+
+def write_index(results):
+    """Write results/index.html from every run.json one and two levels below; return the runs and the skipped.
+
+    A run.json that cannot be read is skipped and named, never fatal: one
+    broken folder must not hide every other run.
+    """
+    results = Path(results)
+    runs, skipped = [], []
+    for path in sorted([*results.glob(f"*/{RUN_FILE}"), *results.glob(f"*/*/{RUN_FILE}")]):
+        name = path.relative_to(results).as_posix()
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            missing = [key for key in ("kind", "command", "started", "headline") if key not in record]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+        except (OSError, ValueError) as failure:
+            skipped.append((name, str(failure) or type(failure).__name__))
+            continue
+        report = path.parent / record.get("report", REPORT_FILE)
+        runs.append({**record, "link": report.relative_to(results).as_posix() if report.exists() else None})
+    runs.sort(key=lambda r: str(r["started"]), reverse=True)
+    rows = "".join(
+        f"<tr><td>{escape(str(r['kind']))}</td><td>{escape(str(r['started'])[:16].replace('T', ' '))}</td>"
+        f"<td>{escape(str(r['headline']))}</td><td><code>{escape(str(r['command']))}</code></td>"
+        + (f"<td><a href=\"{escape(r['link'])}\">{escape(r['link'])}</a></td>" if r["link"] else "<td>no report</td>")
+        + "</tr>" for r in runs)
+    note = ("<h2>Skipped</h2>" + bullets(f"{name}: {why}" for name, why in skipped)) if skipped else ""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / INDEX_FILE).write_text(_document("Runs", f"""<h1>Runs</h1>
+<p class=meta>{len(runs)} runs found one and two levels below this folder, newest first; rebuilt by
+<code>python -m loadtest index --results {escape(str(results))}</code> and after every run.</p>
+<table><thead><tr><th scope=col>kind</th><th scope=col>started (UTC)</th><th scope=col>headline</th>
+<th scope=col>command</th><th scope=col>report</th></tr></thead><tbody>{rows}</tbody></table>
+{note}"""))
+    return runs, skipped
+
+
+def _when(record):
+    started, finished = record["started"], record["finished"]
+    if started[:10] == finished[:10]:
+        return f"{started[:10]}, {started[11:19]} to {finished[11:19]} UTC"
+    return f"{started} to {finished}"
+
+
+def _document(title, body):
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<style>{CSS}</style></head><body>
+{body}
+</body></html>
+"""
