@@ -250,13 +250,7 @@ def _answer(user):
 def _lease(state_dir):
     deployed = Scenario("lease").up(state_dir, env=LEASE_ENV)
     recorder = Recorder(time.monotonic())
-    views = {name: deployed.instance_url(name) for name in INSTANCES}
-
-    def view(name):
-        try:
-            return requests.get(f"{views[name]}/api/lease", timeout=5).json()
-        except (requests.RequestException, ValueError):
-            return None
+    view = _lease_views(deployed)
 
     def holder():
         for name in INSTANCES:
@@ -299,13 +293,7 @@ def _lease_late_write(state_dir):
                           namespaces=True, env={**SITE_ENV, **LATE_WRITE_ENV}, state_dir=state_dir)
     recorder = Recorder(time.monotonic())
     epoch = time.time() - recorder.now()  # wall clock at the recorder's zero: the database's times are wall times
-    views = {name: deployed.instance_url(name) for name in INSTANCES}
-
-    def view(name):
-        try:
-            return requests.get(f"{views[name]}/api/lease", timeout=5).json()
-        except (requests.RequestException, ValueError):
-            return None
+    view = _lease_views(deployed)
 
     caught = {}
 
@@ -364,6 +352,19 @@ def _lease_late_write(state_dir):
 
 
 # Shared machinery
+
+
+def _lease_views(deployed):
+    """A function: an instance's name -> its /api/lease answer, or None when it does not answer."""
+    urls = {name: deployed.instance_url(name) for name in INSTANCES}
+
+    def view(name):
+        try:
+            return requests.get(f"{urls[name]}/api/lease", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+
+    return view
 
 
 def _users(deployed, users_per_instance, recorder):
