@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 from deploy import cgroups, haproxy, layout, netns, replication, sizing, stores, web
@@ -21,6 +21,7 @@ from deploy.processes import (
     port_free,
     port_open,
     require,
+    run_all,
     running,
     signal_group,
     spawn,
@@ -134,21 +135,20 @@ def down(state_dir=DEFAULT_STATE_DIR):
     """Stop everything `up` started; return the cluster that was up, or None.
 
     Every step runs even when one before it fails (the first failure is
-    raised at the end), and the record goes only when all succeeded, so
-    `down` can be run again.
+    raised at the end, the others noted on it), and the record goes only
+    when all succeeded, so `down` can be run again.
     """
     cluster = load(state_dir)
     if cluster is None:
         cleanup(state_dir)  # namespaces a lost record left behind
         return None
-    with ExitStack() as teardown:  # last in, first out: HAProxy first, the cgroups last
-        if cluster.cpu:
-            teardown.callback(cgroups.Groups(cluster.cpu).remove)
-        teardown.callback(cleanup, state_dir)
-        teardown.callback(replication.stop_all, cluster)
-        for instance in cluster.instances.values():
-            teardown.callback(stop, instance, timeout=5)
-        teardown.callback(stop, cluster.haproxy, timeout=5)
+    run_all([
+        partial(stop, cluster.haproxy, timeout=5),
+        *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
+        partial(replication.stop_all, cluster),
+        partial(cleanup, state_dir),
+        *([cgroups.Groups(cluster.cpu).remove] if cluster.cpu else []),
+    ])
     (cluster.path / "cluster.json").unlink(missing_ok=True)
     return cluster
 

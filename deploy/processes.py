@@ -140,6 +140,23 @@ def stop(record, sig=signal.SIGTERM, timeout=10):
         wait_gone(pid, 5, record["started"])
 
 
+def run_all(steps):
+    """Call every step, in order, even when one fails; then raise the first failure, the others noted on it.
+
+    Teardown uses it: a process that would not stop must not leave the rest running.
+    """
+    failures = []
+    for step in steps:
+        try:
+            step()
+        except Exception as failure:  # every step runs; the first is raised, the rest noted on it
+            failures.append(failure)
+    if failures:
+        for other in failures[1:]:
+            failures[0].add_note(f"also failed: {other!r}")
+        raise failures[0]
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.2):

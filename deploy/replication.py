@@ -40,8 +40,8 @@ import re
 import shutil
 import signal
 import subprocess
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -57,6 +57,7 @@ from deploy.processes import (
     DeployError,
     port_open,
     require,
+    run_all,
     running,
     signal_group,
     spawn,
@@ -553,9 +554,7 @@ def signal_tree(pid, sig):
 def stop_all(cluster):
     """Stop every store node (Sentinels first, so they do not fail over while the rest stop); remove data."""
     order = sorted(cluster.stores.items(), key=lambda item: kind_of(*item) != "sentinel")
-    with ExitStack() as teardown:  # every node is stopped even if one fails; the first failure is raised
-        for name, record in reversed(order):
-            teardown.callback(_stop_node, name, record)
+    run_all([partial(_stop_node, name, record) for name, record in order])
 
 
 def _stop_node(name, record):

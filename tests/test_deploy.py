@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from deploy import layout, sizing, stores
-from deploy.processes import DeployError, require
+from deploy.processes import DeployError, require, run_all
 from tests.clusters import deploy
 from tests.http import Browser
 
@@ -267,3 +267,17 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 def test_missing_binary_says_how_to_install_it():
     with pytest.raises(DeployError, match="apt-get install -y some-package"):
         require("no-such-binary-anywhere", "some-package")
+
+
+def test_teardown_runs_every_step_and_raises_the_first_failure_with_the_others_noted():
+    ran = []
+
+    def fails(name):
+        ran.append(name)
+        raise DeployError(f"{name} would not stop")
+
+    with pytest.raises(DeployError, match="haproxy would not stop") as raised:
+        run_all([lambda: fails("haproxy"), lambda: ran.append("app1"), lambda: fails("redis1"),
+                 lambda: ran.append("namespaces")])
+    assert ran == ["haproxy", "app1", "redis1", "namespaces"]
+    assert raised.value.__notes__ == ["also failed: DeployError('redis1 would not stop')"]
