@@ -206,7 +206,8 @@ def main(argv=None):
                      "run": run_experiment}.get(args.command)
         if with_page:
             code = with_page(args, run)
-            write_index(args.out.parent)
+            if args.out.parent.name == "results":  # elsewhere the parent may be any folder: /tmp, the checkout
+                write_index(args.out.parent)
             return code
         if args.command == "bench-servers":
             return run_bench_servers(args)

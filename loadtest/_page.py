@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 CSS = """
 body { font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }
@@ -139,16 +140,20 @@ def write_index(results):
             missing = [key for key in ("kind", "command", "started", "headline") if key not in record]
             if missing:
                 raise ValueError(f"no {', '.join(missing)}")
+            report = (path.parent / _report_name(record)).resolve()
+            if not report.is_relative_to(results.resolve()):
+                raise ValueError(f"its report {report} is outside {results}")
         except (OSError, ValueError) as failure:
             skipped.append((name, str(failure) or type(failure).__name__))
             continue
-        report = path.parent / record.get("report", REPORT_FILE)
-        runs.append({**record, "link": report.relative_to(results).as_posix() if report.exists() else None})
+        link = report.relative_to(results.resolve()).as_posix() if report.exists() else None
+        runs.append({**record, "link": link})
     runs.sort(key=lambda r: str(r["started"]), reverse=True)
     rows = "".join(
         f"<tr><td>{escape(str(r['kind']))}</td><td>{escape(str(r['started'])[:16].replace('T', ' '))}</td>"
         f"<td>{escape(str(r['headline']))}</td><td><code>{escape(str(r['command']))}</code></td>"
-        + (f"<td><a href=\"{escape(r['link'])}\">{escape(r['link'])}</a></td>" if r["link"] else "<td>no report</td>")
+        + (f"<td><a href=\"{escape(quote(r['link']))}\">{escape(r['link'])}</a></td>" if r["link"]
+           else "<td>no report</td>")
         + "</tr>" for r in runs)
     note = ("<h2>Skipped</h2>" + bullets(f"{name}: {why}" for name, why in skipped)) if skipped else ""
     results.mkdir(parents=True, exist_ok=True)
@@ -159,6 +164,13 @@ def write_index(results):
 <th scope=col>command</th><th scope=col>report</th></tr></thead><tbody>{rows}</tbody></table>
 {note}"""))
     return runs, skipped
+
+
+def _report_name(record):
+    report = record.get("report", REPORT_FILE)
+    if not isinstance(report, str) or not report:
+        raise ValueError(f"its report is {report!r}, not a file name")
+    return report
 
 
 def _when(record):

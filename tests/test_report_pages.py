@@ -41,11 +41,18 @@ def test_the_index_lists_runs_newest_first_with_links_and_names_a_broken_run_jso
     fabricated_run(tmp_path / "bench-servers" / "sync", "fate", "2026-11-24T09:00:00+00:00", "12 of 40 lost")
     (tmp_path / "quorum").mkdir()
     (tmp_path / "quorum" / "run.json").write_text('{"kind": "quorum", "star')
+    fabricated_run(tmp_path / "fate", "fate", "2026-11-24T08:00:00+00:00", "0 lost")
+    record = json.loads((tmp_path / "fate" / "run.json").read_text())
+    (tmp_path / "fate" / "run.json").write_text(json.dumps({**record, "report": "../../etc/passwd"}))
+    fabricated_run(tmp_path / "sticky", "sticky", "2026-11-24T07:00:00+00:00", "CV 0.7")
+    record = json.loads((tmp_path / "sticky" / "run.json").read_text())
+    (tmp_path / "sticky" / "run.json").write_text(json.dumps({**record, "report": None}))
 
     assert main(["index", "--results", str(tmp_path)]) == 0
 
     out, err = capsys.readouterr()
     assert f"skipped {tmp_path / 'quorum' / 'run.json'}" in err and "index of 2 runs" in out
+    assert "fate/run.json: its report" in err and "sticky/run.json: its report is None" in err
     html = (tmp_path / "index.html").read_text()
     assert html.index("12 of 40 lost") < html.index("404 of 813 lost"), "newest first"
     assert 'href="bench-servers/sync/report.html"' in html and 'href="split-brain/report.html"' in html
