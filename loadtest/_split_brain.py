@@ -167,7 +167,7 @@ def run(name, *, seconds, users_per_side, out):
             stop.set()
             for loop in loops:
                 loop.result()
-        held = _held_by_old_primary(users) if chosen.store == "postgres" else None
+        ahead = _ahead_on_old_primary(users) if chosen.store == "postgres" else None
         marks["heal"] = recorder.now()
         cluster.heal(state_dir=state_dir)
         if chosen.store == "postgres":
@@ -178,22 +178,26 @@ def run(name, *, seconds, users_per_side, out):
         audit = _audit([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
     finally:
         cluster.down(state_dir=state_dir)
+    refused, refused_by_kind = _refused(recorder.events, marks)
     return {"scenario": chosen.name, "store": chosen.store, "sync": chosen.sync, "pg_sync": chosen.pg_sync,
-            "seconds": seconds, "unacknowledged_on_old_primary": held,
+            "seconds": seconds, "ahead_on_old_primary": ahead,
             "users_per_side": users_per_side, "marks": {k: round(v, 2) for k, v in marks.items()},
             "convergence_s": round(marks["converged"] - marks["heal"], 2), **audit,
-            "refused": _refused(recorder.events, marks), "timeline": _timeline(recorder.events)}
+            "refused": refused, "refused_by_kind": refused_by_kind, "timeline": _timeline(recorder.events)}
 
 
-def _held_by_old_primary(users):
-    """Session writes the old PostgreSQL primary holds that its users were never told about, before the heal.
+def _ahead_on_old_primary(users):
+    """How far each minority user's session on the old PostgreSQL primary is ahead of what it was told, before the heal.
 
     Each minority user reads its session back through app1, which still
-    reaches the old primary: a counter above the last acknowledged one is a
-    write committed there whose answer was a refusal (a synchronous commit
-    that no standby confirmed, then was cancelled), or never came.
+    reaches the old primary. A write sets the counter (it does not add to
+    it), so a counter above the last acknowledged one shows that the
+    user's last write that got there was committed although its answer was
+    a refusal (a synchronous commit no standby confirmed, then cancelled)
+    or never came; the gap counts the writes the user tried since its last
+    acknowledged one up to that write, not each committed write.
     """
-    held = {"users": 0, "writes": 0, "unread": 0}
+    ahead = {"users": 0, "counter_steps": 0, "unread": 0}
     for user in users:
         if user.side != "minority":
             continue
@@ -202,13 +206,13 @@ def _held_by_old_primary(users):
         except requests.RequestException:
             answer = None
         if answer is None or answer.status_code != 200:
-            held["unread"] += 1
+            ahead["unread"] += 1
             continue
         last = user.acknowledged[-1][1] if user.acknowledged else 0
-        ahead = max(0, (answer.json().get("counter") or 0) - last)
-        held["users"] += ahead > 0
-        held["writes"] += ahead
-    return held
+        steps = max(0, (answer.json().get("counter") or 0) - last)
+        ahead["users"] += steps > 0
+        ahead["counter_steps"] += steps
+    return ahead
 
 
 def _settle(recorder, *, seconds):
@@ -330,10 +334,13 @@ def _audit(users, *, through, presence, sides=("minority", "majority")):
 
 
 def _refused(events, marks):
-    """Requests refused during the partition, by side."""
+    """Requests refused during the partition, by side, and by side and kind (session write, heartbeat, login)."""
     start, end = marks["partition"], marks["heal"]
-    return {side: sum(1 for t, s, _, ok in events if s == side and not ok and start <= t <= end)
-            for side in ("minority", "majority")}
+    refused = [(side, what) for t, side, what, ok in events if not ok and start <= t <= end]
+    by_kind = {side: {} for side in ("minority", "majority")}
+    for side, what in refused:
+        by_kind[side][what] = by_kind[side].get(what, 0) + 1
+    return {side: sum(kinds.values()) for side, kinds in by_kind.items()}, by_kind
 
 
 def _timeline(events):
@@ -357,12 +364,19 @@ COLUMNS = [
                                    f"{r['sides']['minority']['writes_acknowledged']}"),
     ("logins lost", lambda r: f"{r['total']['logins_lost']} of {r['total']['logins_acknowledged']}"),
     ("presence lost", lambda r: f"{r['total']['presence_lost']} of {r['total']['heartbeats_acknowledged']}"),
-    ("refused, minority", lambda r: str(r["refused"]["minority"])),
-    ("refused, majority", lambda r: str(r["refused"]["majority"])),
+    ("refused, minority", lambda r: _refused_cell(r, "minority")),
+    ("refused, majority", lambda r: _refused_cell(r, "majority")),
     ("promoted after", lambda r: "never" if r["marks"].get("promoted") is None
      else f"{r['marks']['promoted'] - r['marks']['partition']:.1f} s"),
     ("converged after heal", lambda r: f"{r['convergence_s']:.1f} s"),
 ]
+
+
+def _refused_cell(result, side):
+    """The side's refusals, and by kind when the run recorded them: "59 (54 session write, 5 login)"."""
+    kinds = result.get("refused_by_kind", {}).get(side)
+    detail = f" ({', '.join(f'{n} {what}' for what, n in sorted(kinds.items()))})" if kinds else ""
+    return f"{result['refused'][side]}{detail}"
 
 
 def table(results):
