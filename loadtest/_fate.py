@@ -303,7 +303,7 @@ def _lease_late_write(state_dir):
             state = view(name)
             mine = state and state["this_instance"]
             if mine and mine["acting"] and mine["working"] and mine["working_for"] <= CUT_WITHIN:
-                caught.update(name=name, view=mine)
+                caught.update(name=name, view=mine, seen=recorder.now())
                 return True
         return False
 
@@ -314,6 +314,10 @@ def _lease_late_write(state_dir):
     marks = {"cut": recorder.now()}
     cluster.partition([old], [], state_dir=state_dir)
     marks["cut in place"] = recorder.now()
+    writes_at = caught["seen"] - at_cut["working_for"] + float(LATE_WRITE_ENV["MAINTENANCE_WORK_SECONDS"])
+    if marks["cut in place"] >= writes_at:
+        raise RuntimeError(f"the cut took {marks['cut in place'] - caught['seen']:.1f} s to land, after {old}'s "
+                           "fenced write had gone out: nothing was on its way to arrive late (a busy machine?)")
     marks["other took over"] = _wait(recorder, lambda: (view(new) or {"this_instance": {}})
                                      ["this_instance"].get("acting"), TIMEOUT)
     takeover = view(new)
