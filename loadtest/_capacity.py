@@ -5,8 +5,8 @@ then holds. A step is held when, over its hold, p99 stayed at or under the
 bound and no more than the allowed share of requests failed. The capacity
 is the highest step held before two steps in a row that were not: one step
 over the bounds that the next step passes is a moment of somebody else's
-load on a shared machine (seen here: 307 ms at 125 users, then 244 users
-held at 168 ms), reported as such, not taken as the limit. A step whose Locust
+load on a shared machine (seen here, in steps of +25 %: 307 ms at 125 users,
+then 156, 195 and 244 users held), reported as such, not taken as the limit. A step whose Locust
 process was saturated, or whose machine had no idle CPU, is marked so: the
 limit it found is the generator's or the machine's, not only the site's.
 """
@@ -53,7 +53,7 @@ class Steps:
     def describe(self):
         return (f"from {self.start_users} users, +{self.step:.0%} a step, each ramped over {self.ramp:g} s and held "
                 f"{self.hold:g} s, until p99 passes {self.p99_ms:g} ms or more than {self.failed_pct:g}% of "
-                f"requests fail (at most {self.max_users} users)")
+                f"requests fail, two steps in a row (at most {self.max_users} users)")
 
 
 def measure(config, steps, *, instances, port, out, progress=None, label=None, processes=None, **up_options):
@@ -116,7 +116,9 @@ def judge(raw, samples, steps, name):
 def _why(row, steps, last_users):
     """Why the steps ended, in words, saying so when the generator or the machine was the limit."""
     if row is None:
-        if last_users and users_at(1, start_users=last_users, step_fraction=steps.step) > steps.max_users:
+        if last_users is None:
+            return "with no step run: the recording has none (did Locust start?)"
+        if users_at(1, start_users=last_users, step_fraction=steps.step) > steps.max_users:
             return f"with no step over the bounds up to {steps.max_users} users"
         return ("because Locust's own statistics put the last steps over the bounds, though the recorder, "
                 "counting by start time, did not: the capacity is at least the last step's")

@@ -7,9 +7,8 @@ at the end of a hold the shape reads Locust's own statistics for that hold
 and stops the run at the second hold in a row whose p99 passed the bound or
 whose failures passed theirs, so a run costs only the steps it needs. The
 figures in the report come from the recorder, not from here: Locust's
-statistics reach the master every few seconds and count a request when it
-ends, so the two may disagree on a step near the bound, and the extra step
-lets the recorder see one over it.
+statistics count a request when it ends, the recorder when it started, so
+the two may disagree on a step near the bound; the recorder decides.
 
 With several processes (`--processes`) the statistics this shape reads are
 the master's, which hear from each worker every WORKER_REPORT_INTERVAL
@@ -17,7 +16,8 @@ the master's, which hear from each worker every WORKER_REPORT_INTERVAL
 requests, the costliest of the step (new users sign up during the ramp).
 Taken then, the hold's p99 was the ramp's: 280 ms where the recorder
 measured 68 ms over the same hold, and runs stopped after two or three
-steps. So with workers the hold's snapshot waits one report interval more.
+steps. So with workers the hold's snapshot waits one report interval more
+(at most half the hold, so a short hold still has one).
 """
 
 import json
@@ -62,7 +62,9 @@ class CapacitySteps(LoadTestShape):
 
     def _report_lag(self):
         """Seconds until Locust's totals hold every request made before now (see the module's docstring)."""
-        return WORKER_REPORT_INTERVAL + 0.5 if isinstance(self.runner, MasterRunner) else 0.0
+        if not isinstance(self.runner, MasterRunner):
+            return 0.0
+        return min(WORKER_REPORT_INTERVAL + 0.5, self.plan["hold"] / 2)
 
     def _totals(self):
         total = self.runner.stats.total

@@ -102,8 +102,8 @@ def summarise(measured):
 
 def _row(name, instances, cores, records):
     rates = [r["rps"] or 0 for r in records]
-    # The capacity step ends at the first step over the bounds; on a shared machine that may be a
-    # moment of someone else's load, so the highest rate of any step held is shown beside it.
+    # The highest rate of any step held, beside the capacity: rounds judged before the capacity step let
+    # a passing burst by stopped at the first step over the bounds (README, the scaling table).
     best = [max((s["rps"] for s in r["steps"] if s["held"]), default=0) for r in records]
     held = [r for r in records if r["rps"]]
     p99s = [next(s["p99_ms"] for s in r["steps"] if s["users"] == r["users"]) for r in held]
