@@ -273,7 +273,7 @@ def run_capacity(args, run):
         rows.append(_capacity.measure(config, steps, instances=args.instances, port=args.port, out=args.out))
     (args.out / "capacity.json").write_text(json.dumps(rows, indent=1))
     _report.write_capacity(args.out, run, rows, steps.describe())
-    print(f"capacity steps: {steps.describe()}; {experiment.machine()}")
+    print(f"capacity steps: {steps.describe()}; {page.machine()}")
     print(_report.capacity_table(rows))
     print(f"figures: {args.out / 'capacity.json'}; report: {args.out / 'report.html'}")
     return 0
@@ -292,9 +292,9 @@ def run_scaling(args, run):
                                                  progress=lambda what: print(what, file=sys.stderr, flush=True)))
     described = next(iter(measured.values()))[0]["described"] if args.from_raw else steps.describe()
     plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroups.version(),
-            "machine": experiment.machine()}
+            "machine": page.machine()}
     _scaling.write(args.out, rows, plan, run)
-    print(f"capacity steps: {described}; {args.rounds} round(s); {experiment.machine()}")
+    print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")
     print(_scaling.table(rows))
     print(_scaling.limits_text(plan["cgroup"]))
     if args.readme:
@@ -315,7 +315,7 @@ def run_sticky(args, run):
     def progress(what):
         print(what, file=sys.stderr, flush=True)
 
-    results = {"command": run.command, "machine": experiment.machine()}
+    results = {"command": run.command, "machine": page.machine()}
     if "skew" in parts:
         results["skew"] = _sticky.skew(users=args.users, duration=args.duration, warmup=10, port=args.port,
                                        out=args.out, progress=progress)

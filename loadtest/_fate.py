@@ -135,7 +135,7 @@ def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
     windows = {name: _window(users, rolled_back, recorder.events, start, end)
                for name, (start, end) in windows.items()}
     lost = {(user.name, counter) for user in users for _, counter in user.acknowledged
-            if (user.name, counter) in rolled_back or user.stored is None or counter > user.stored}
+            if _lost(user, counter, rolled_back)}
     behind = sum(1 for user in users if user.acknowledged and (
         user.stored is None or user.acknowledged[-1][1] > user.stored))
     # Then what the instances do once the old primary is a replica of the new one.
@@ -165,11 +165,15 @@ def _timeline(users, rolled_back, recorder, *, until):
     for user in users:
         for at, counter in user.acknowledged:
             series["session writes acked"][int(at)] += 1
-            lost = (user.name, counter) in rolled_back or user.stored is None or counter > user.stored
-            series["acked, then lost"][int(at)] += at < until and lost
+            series["acked, then lost"][int(at)] += at < until and _lost(user, counter, rolled_back)
     for at in recorder.unavailable:
         series["answered 503"][min(int(at), seconds - 1)] += 1
     return series
+
+
+def _lost(user, counter, rolled_back):
+    """Whether the user's acknowledged write of `counter` is gone: rolled back, or above what was read back."""
+    return (user.name, counter) in rolled_back or user.stored is None or counter > user.stored
 
 
 def _window(users, rolled_back, events, start, end):

@@ -345,9 +345,13 @@ def _fault_sentence(name, fault):
     return f"{name}: {latency}; {cost}."
 
 
+def capacity_held(c):
+    return f"held {c['rps']:g} req/s with {c['users']} users" if c["users"] else "held no step"
+
+
 def capacity_line(c):
     """What a capacity step found, in one sentence after the configuration's name."""
-    best = f"held {c['rps']:g} req/s with {c['users']} users" if c["users"] else "held no step"
+    best = capacity_held(c)
     transient = c.get("transient")
     passed = (f"; {', '.join(map(str, transient))} users went over the bounds once and the next step held"
               if transient else "")
@@ -371,8 +375,7 @@ def capacity_table(capacities):
 
 def write_capacity(out, run, capacities, described):
     """The capacity command's page: each configuration's steps, and the rate it held."""
-    headline = "; ".join(f"{c['config']}: held {c['rps']:g} req/s with {c['users']} users" if c["users"]
-                         else f"{c['config']}: held no step" for c in capacities)
+    headline = "; ".join(f"{c['config']}: {capacity_held(c)}" for c in capacities)
     page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
                sections=[("", page.paragraphs(f"Capacity steps: {described}.")),
                          ("", page.markdown(capacity_table(capacities)))])
