@@ -14,7 +14,7 @@ COLUMNS = [
     ("users lost session", lambda r: f"{r['users_lost_session_pct']:.0f}% ({r['users_lost_session']}/{r['users']})"),
     ("sessions lost", lambda r: str(r["sessions_lost"])),
     ("failed requests", lambda r: f"{r['failed_pct']:.2f}% ({r['failures']})"),
-    ("req/s", lambda r: f"{r['rps']:g}"),
+    ("req/s", lambda r: _rate(r)),
     ("p50 ms", lambda r: _num(r["p50_ms"])),
     ("p99 ms", lambda r: _num(r["p99_ms"])),
     ("messages acked/lost/dup",
@@ -426,6 +426,12 @@ def _plan_line(plan):
     return (f"{users}, {plan['duration']:g} s measured after {plan['warmup']:g} s warm-up (only requests that "
             f"started inside it count), {plan['instances']} instances, fault schedule '{plan['faults']}', "
             f"on {plan['machine']}.")
+
+
+def _rate(result):
+    """The run's request rate, and its share of the rate the capacity step held, if one ran."""
+    capacity = result.get("load", {}).get("capacity_rps")
+    return f"{result['rps']:g}" + (f" ({result['rps'] / capacity:.0%} of {capacity:g})" if capacity else "")
 
 
 def _users(load):
