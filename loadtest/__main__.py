@@ -56,25 +56,25 @@ def main(argv=None):
     kill = commands.add_parser("run", help="the kill experiment (the default)", description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
     kill.add_argument("--configs", help="comma-separated SESSIONS[+LB][@TOPOLOGY], e.g. memory+sticky,redis,"
-                     f"redis@sentinel-sync1,db@pg-any1 (default: {','.join(experiment.DEFAULT_MATRIX)}; "
-                     f"with a store fault: {','.join(experiment.STORE_MATRIX)})")
+                      f"redis@sentinel-sync1,db@pg-any1 (default: {','.join(experiment.DEFAULT_MATRIX)}; "
+                      f"with a store fault: {','.join(experiment.STORE_MATRIX)})")
     kill.add_argument("--users", type=int, help="a fixed number of Locust users for every configuration "
-                     "(overrides --load; skips the capacity step)")
+                      "(overrides --load; skips the capacity step)")
     kill.add_argument("--load", type=float, default=0.6,
-                     help="run each configuration at this fraction of the users it held in its capacity step")
+                      help="run each configuration at this fraction of the users it held in its capacity step")
     kill.add_argument("--duration", type=float, default=90, help="measured seconds per configuration")
     kill.add_argument("--warmup", type=float, default=10, help="seconds of load before the measured window")
     kill.add_argument("--faults", default="kill",
-                     help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
-                          "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
-                          f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
-                          "primary at once)")
+                      help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
+                           "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
+                           f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
+                           "primary at once)")
     kill.add_argument("--instances", type=int, default=3)
     kill.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     kill.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
     kill.add_argument("--quick", action="store_true",
-                     help="3 configurations, 20 users, 36 s each (about 3 minutes); "
-                          "exit 1 unless the headline results hold")
+                      help="3 configurations, 20 users, 36 s each (about 3 minutes); "
+                           "exit 1 unless the headline results hold")
     _capacity_arguments(kill)
     capacity = commands.add_parser("capacity", help="the highest request rate each configuration holds within bounds")
     capacity.add_argument("--configs", default="redis")
