@@ -147,7 +147,7 @@ def down(state_dir=DEFAULT_STATE_DIR):
         *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
         partial(replication.stop_all, cluster),
         partial(cleanup, state_dir),
-        *([cgroups.Groups(cluster.cpu).remove] if cluster.cpu else []),
+        *([lambda: cgroups.Groups(cluster.cpu).remove()] if cluster.cpu else []),
     ])
     (cluster.path / "cluster.json").unlink(missing_ok=True)
     return cluster

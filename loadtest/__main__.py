@@ -207,7 +207,10 @@ def main(argv=None):
         if with_page:
             code = with_page(args, run)
             if args.out.parent.name == "results":  # elsewhere the parent may be any folder: /tmp, the checkout
-                write_index(args.out.parent)
+                try:
+                    write_index(args.out.parent)
+                except OSError as failure:
+                    print(f"loadtest: the index of runs was not written: {failure}", file=sys.stderr)
             return code
         if args.command == "bench-servers":
             return run_bench_servers(args)

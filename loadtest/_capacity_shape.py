@@ -17,7 +17,8 @@ requests, the costliest of the step (new users sign up during the ramp).
 Taken then, the hold's p99 was the ramp's: 280 ms where the recorder
 measured 68 ms over the same hold, and runs stopped after two or three
 steps. So with workers the hold's snapshot waits one report interval more
-(at most half the hold, so a short hold still has one).
+(at most half the hold; the shape is asked about once a second, so a hold
+of 2 s or more still gets its snapshot).
 """
 
 import json

@@ -146,7 +146,7 @@ def write_index(results):
         except (OSError, ValueError) as failure:
             skipped.append((name, str(failure) or type(failure).__name__))
             continue
-        link = report.relative_to(results.resolve()).as_posix() if report.exists() else None
+        link = report.relative_to(results.resolve()).as_posix() if report.is_file() else None
         runs.append({**record, "link": link})
     runs.sort(key=lambda r: str(r["started"]), reverse=True)
     rows = "".join(

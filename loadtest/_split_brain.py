@@ -386,11 +386,14 @@ def table(results):
 
 
 def chart(result):
-    series = result["timeline"]
-    marks = ", ".join(f"{name} {t:.0f} s" for name, t in result["marks"].items() if t is not None)
-    return series_chart(f"{result['scenario']}: per second ({marks})", list(range(len(next(iter(series.values()))))),
-                        series, x_label="seconds since the start", width=640, legend_columns=2,
-                        markers=[(t, name) for name, t in result["marks"].items() if t is not None])
+    """Per second, by side, with the marks as dashed lines; the axis runs on to the last mark (the convergence)."""
+    marks = {name: t for name, t in result["marks"].items() if t is not None}
+    seconds = max(len(next(iter(result["timeline"].values()))), int(max(marks.values(), default=0)) + 2)
+    series = {name: counts + [0] * (seconds - len(counts)) for name, counts in result["timeline"].items()}
+    title = ", ".join(f"{name} {t:.0f} s" for name, t in marks.items())
+    return series_chart(f"{result['scenario']}: per second ({title})", list(range(seconds)), series,
+                        x_label="seconds since the start", width=640, legend_columns=2,
+                        markers=[(t, name) for name, t in marks.items()])
 
 
 def headline(results):
