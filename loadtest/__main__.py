@@ -92,8 +92,8 @@ def main(argv=None):
     scaling.add_argument("--out", type=Path, default=Path("results") / "scaling")
     scaling.add_argument("--from-raw", type=Path, metavar="SCALING_RAW_JSON",
                          help="summarise an earlier run's measurements again (its scaling-raw.json); runs nothing")
-    scaling.add_argument("--readme", action="store_true",
-                         help="also put the table and charts in README.md and docs/results/scaling/")
+    scaling.add_argument("--docs", action="store_true",
+                         help=f"also put the table and charts in {_scaling.PAGE} and docs/results/scaling/")
     _capacity_arguments(scaling, _capacity.Steps(start_users=40, step=0.2, hold=10))
     sticky = commands.add_parser("sticky", help="sticky sessions' costs against round robin: load skew, fair share "
                                                 "after scale-out, HAProxy's CPU per request")
@@ -300,9 +300,9 @@ def run_scaling(args, run):
     print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")
     print(_scaling.table(rows))
     print(_scaling.limits_text(plan["cgroup"]))
-    if args.readme:
-        _scaling.to_readme(args.out, rows, plan, run.command)
-        print("README.md and docs/results/scaling/ updated")
+    if args.docs:
+        _scaling.to_docs(args.out, rows, plan, run.command)
+        print(f"{_scaling.PAGE} and docs/results/scaling/ updated")
     print(f"report: {args.out / 'report.html'}")
     return 0
 
