@@ -45,11 +45,8 @@ from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    run = page.Run.of(argv)
-    if not argv or argv[0].startswith("-"):
-        argv.insert(0, "run")
+def build_parser():
+    """The command line: one subcommand per experiment and benchmark (each has its page under docs/)."""
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +190,15 @@ def main(argv=None):
     index = commands.add_parser("index", help="write results/index.html again from the runs' run.json files")
     index.add_argument("--results", type=Path, default=Path("results"),
                        help="the folder whose runs (one and two levels below) to list")
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run = page.Run.of(argv)
+    if not argv or argv[0].startswith("-"):
+        argv.insert(0, "run")
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "index":
         return write_index(args.results)
