@@ -6,7 +6,7 @@
 # Never built where the lab was written (no container engine there):
 # tests/test_container.py lints this file with hadolint, checks that every
 # COPY source exists and that the images run as a user other than root, and
-# builds the wheel the `build` stage installs. See the README, "Beyond one
+# builds the wheel the `build` stage installs. See docs/operations/kubernetes.md, "Beyond one
 # machine: Kubernetes".
 
 # --- build: the project and its dependencies into a virtualenv ------------

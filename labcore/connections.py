@@ -127,7 +127,7 @@ class PrimaryCache(SentinelConnectionPoolProxy):
     connection stays with the node it opened on. A primary cut off from the
     Sentinels but not from this instance goes on acknowledging writes on
     those connections after a replica was promoted, writes that the heal
-    throws away (README, "A cached fact outliving its owner"). So with a
+    throws away (docs/experiments/fate.md, "A cached fact outliving its owner"). So with a
     finite `max_age` the pool asks again when it hands out a connection and
     the answer is older than that; a changed answer closes the idle
     connections to the old node, and one in use is dropped when released.

@@ -45,11 +45,8 @@ from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    run = page.Run.of(argv)
-    if not argv or argv[0].startswith("-"):
-        argv.insert(0, "run")
+def build_parser():
+    """The command line: one subcommand per experiment and benchmark (each has its page under docs/)."""
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,8 +89,8 @@ def main(argv=None):
     scaling.add_argument("--out", type=Path, default=Path("results") / "scaling")
     scaling.add_argument("--from-raw", type=Path, metavar="SCALING_RAW_JSON",
                          help="summarise an earlier run's measurements again (its scaling-raw.json); runs nothing")
-    scaling.add_argument("--readme", action="store_true",
-                         help="also put the table and charts in README.md and docs/results/scaling/")
+    scaling.add_argument("--docs", action="store_true",
+                         help=f"also put the table and charts in {_scaling.PAGE} and docs/results/scaling/")
     _capacity_arguments(scaling, _capacity.Steps(start_users=40, step=0.2, hold=10))
     sticky = commands.add_parser("sticky", help="sticky sessions' costs against round robin: load skew, fair share "
                                                 "after scale-out, HAProxy's CPU per request")
@@ -193,6 +190,15 @@ def main(argv=None):
     index = commands.add_parser("index", help="write results/index.html again from the runs' run.json files")
     index.add_argument("--results", type=Path, default=Path("results"),
                        help="the folder whose runs (one and two levels below) to list")
+    return parser
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run = page.Run.of(argv)
+    if not argv or argv[0].startswith("-"):
+        argv.insert(0, "run")
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "index":
         return write_index(args.results)
@@ -300,9 +306,9 @@ def run_scaling(args, run):
     print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")
     print(_scaling.table(rows))
     print(_scaling.limits_text(plan["cgroup"]))
-    if args.readme:
-        _scaling.to_readme(args.out, rows, plan, run.command)
-        print("README.md and docs/results/scaling/ updated")
+    if args.docs:
+        _scaling.to_docs(args.out, rows, plan, run.command)
+        print(f"{_scaling.PAGE} and docs/results/scaling/ updated")
     print(f"report: {args.out / 'report.html'}")
     return 0
 

@@ -103,7 +103,7 @@ def summarise(measured):
 def _row(name, instances, cores, records):
     rates = [r["rps"] or 0 for r in records]
     # The highest rate of any step held, beside the capacity: rounds judged before the capacity step let
-    # a passing burst by stopped at the first step over the bounds (README, the scaling table).
+    # a passing burst by stopped at the first step over the bounds (docs/experiments/scaling.md, the table).
     best = [max((s["rps"] for s in r["steps"] if s["held"]), default=0) for r in records]
     held = [r for r in records if r["rps"]]
     p99s = [next(s["p99_ms"] for s in r["steps"] if s["users"] == r["users"]) for r in held]
@@ -209,29 +209,30 @@ def headline(rows):
                      + " instances" for name in names)
 
 
-README_START, README_END = "<!-- scaling:start -->", "<!-- scaling:end -->"
+PAGE = "docs/experiments/scaling.md"
+PAGE_START, PAGE_END = "<!-- scaling:start -->", "<!-- scaling:end -->"
 
 
-def to_readme(out, rows, plan, command):
-    """Put the table and charts between the README's scaling markers, the charts under docs/results/scaling/."""
-    readme = experiment.ROOT / "README.md"
+def to_docs(out, rows, plan, command):
+    """Put the table and charts between the scaling page's markers, the charts under docs/results/scaling/."""
+    page = experiment.ROOT / PAGE
     charts_dir = experiment.ROOT / "docs" / "results" / "scaling"
     charts_dir.mkdir(parents=True, exist_ok=True)
     for name in charts(rows):
         (charts_dir / f"{name}.svg").write_text((out / f"{name}.svg").read_text())
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise RuntimeError(f"README.md has no {README_START} ... {README_END} block for the table")
+    text = page.read_text()
+    if PAGE_START not in text or PAGE_END not in text:
+        raise RuntimeError(f"{PAGE} has no {PAGE_START} ... {PAGE_END} block for the table")
     block = "\n".join([
-        README_START,
+        PAGE_START,
         f"`{command}` ({plan['machine']}; capacity steps {plan['steps']}; {plan['rounds']} round(s), "
         "medians with the rounds' range):",
         "",
         table(rows),
         "",
-        "![Highest rate held by 1, 2 and 4 instances sharing one core](docs/results/scaling/scaling-capacity.svg)",
-        "![p99 at the highest rate held](docs/results/scaling/scaling-p99.svg)",
-        README_END,
+        "![Highest rate held by 1, 2 and 4 instances sharing one core](../results/scaling/scaling-capacity.svg)",
+        "![p99 at the highest rate held](../results/scaling/scaling-p99.svg)",
+        PAGE_END,
     ])
-    before, rest = text.split(README_START, 1)
-    readme.write_text(before + block + rest.split(README_END, 1)[1])
+    before, rest = text.split(PAGE_START, 1)
+    page.write_text(before + block + rest.split(PAGE_END, 1)[1])

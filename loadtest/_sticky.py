@@ -266,7 +266,7 @@ def fair_share_chart(rows):
 
 
 def tables(results):
-    """The three parts as Markdown tables, for the terminal, the report and the README."""
+    """The three parts as Markdown tables, for the terminal, the report and the docs."""
     lines = []
     if results.get("skew"):
         lines += ["Load skew: coefficient of variation of the requests each instance served (0 = even)", "",

@@ -38,5 +38,6 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test,servers]"
+# Every package at the version constraints.txt pins (scripts/lock.sh writes it).
+.venv/bin/python -m pip install -q --constraint constraints.txt -e ".[test,servers,docs]"
 echo "setup: done; activate with: source .venv/bin/activate"

@@ -2,7 +2,7 @@
 
 The defaults suit one developer machine. Every instance of a cluster must
 share SECRET_KEY, DATABASE_URL and the store URLs; INSTANCE_NAME tells them
-apart. See the README for the full list.
+apart. See docs/operations/configuration.md for the full list.
 """
 
 import os
@@ -191,7 +191,7 @@ REDIS_CLUSTER_NODES = parse_addresses(os.environ.get("REDIS_CLUSTER_NODES", ""))
 # How long an instance trusts the Sentinels' answer about the primary before
 # it asks again on handing out a pooled connection: milliseconds, `connection`
 # (only when a connection opens: redis-py's own) or `forever` (once per
-# process). See README, "A cached fact outliving its owner".
+# process). See docs/experiments/fate.md, "A cached fact outliving its owner".
 REDIS_PRIMARY_CACHE = os.environ.get("REDIS_PRIMARY_CACHE", "500")
 try:
     parse_primary_cache(REDIS_PRIMARY_CACHE)

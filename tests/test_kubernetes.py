@@ -27,7 +27,7 @@ OVERLAYS = ["stateful", "stateless"]
 KUBERNETES_VERSION = "1.33.0"
 KUSTOMIZE_FIELDS = {"apiVersion", "kind", "namespace", "resources", "images"}
 CLUSTER_SCALED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
-# Secrets the manifests read but do not contain: made by hand (README) and by the operator.
+# Secrets the manifests read but do not contain: made by hand (docs/operations/kubernetes.md) and by the operator.
 SECRETS_FROM_OUTSIDE = {"lab-secret": {"SECRET_KEY"}, "lab-db-app": {"uri"}}
 
 

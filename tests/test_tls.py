@@ -8,7 +8,7 @@ import sys
 from tests.clusters import ROOT
 from tests.http import Browser
 
-# What a production deployment behind a TLS terminator sets (README, Configuration).
+# What a production deployment behind a TLS terminator sets (docs/operations/https.md).
 PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "lab.example.org",
