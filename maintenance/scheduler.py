@@ -52,8 +52,9 @@ class Scheduler(threading.Thread):
                     self._renew()
                     next_renewal = time.monotonic() + self.lease.ttl / 3
                 if self.acting():
-                    jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
-                                         still_holding=self.acting, working=self._set_working)
+                    jobs.run_due_periods(token=self.holding.token, holder=self.lease.owner, period=self.period,
+                                         instance=self.instance, still_holding=self.acting,
+                                         working=self._set_working)
             except StaleToken as refused:
                 logger.warning("%s; stepping down", refused)
                 self._step_down()
@@ -77,7 +78,7 @@ class Scheduler(threading.Thread):
             return
         # Raise the fence at once: from now on, a write with an older token
         # is refused, even before this holder writes anything.
-        with fenced(LEASE_NAME, holding.token, instance=self.instance):
+        with fenced(LEASE_NAME, holding.token, holder=self.lease.owner, instance=self.instance):
             pass
         self.holding, self.renewal_failed = holding, False
         logger.info("maintenance: acquired the lease with token %d", holding.token)
