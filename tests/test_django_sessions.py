@@ -129,7 +129,7 @@ def redis_cluster():
 
 @pytest.fixture(scope="class", autouse=True)
 def engine_settings(request, redis_service, memcached_service, tmp_path_factory):
-    """The lab's settings for the class's engine, with its real server; its Redis keys removed afterwards."""
+    """The lab's settings for the class's engine, with its real server (the tests delete what they create)."""
     row = request.cls.row
     values = {}
     if request.cls.clustered:
