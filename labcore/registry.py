@@ -31,6 +31,14 @@ class SessionStore:
     presence: str = "redis"  # the presence store that goes with it by default
     revokes_at_logout: bool = True  # a copied cookie is dead after logout
     survives_instance_death: bool = True
+    # The kill experiment's default matrix runs the store behind each of
+    # these load balancings (none: only when named); its quick matrix behind
+    # `quick_experiment`, if set.
+    experiment: tuple = ("roundrobin",)
+    quick_experiment: str = ""
+    # `bench`'s target for the store: through HAProxy, at least this fraction
+    # of the first store's (memory's) poll mix throughput in every round (0: none).
+    bench_target: float = 0.0
     summary: str = ""
 
 
@@ -68,17 +76,19 @@ def register(row):
 
 for _row in (
     SessionStore("memory", "labcore.sessions.cache", presence="memory", survives_instance_death=False,
+                 experiment=("roundrobin", "sticky"), quick_experiment="sticky",
                  summary="LocMem cache inside the process: lost when it dies, invisible to the others"),
-    SessionStore("file", "labcore.sessions.file", summary="one file per session in the state folder"),
+    SessionStore("file", "labcore.sessions.file", experiment=(), summary="one file per session in the state folder"),
     SessionStore("db", "labcore.sessions.db", summary="the database"),
     SessionStore("cached_db", "labcore.sessions.cached_db", servers=("redis",), cache="redis",
+                 quick_experiment="roundrobin", bench_target=0.85,
                  summary="the database, with Redis in front; a dead Redis costs speed, not logins"),
     SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis",
-                 cluster_engine="labcore.sessions.rediscluster",
+                 cluster_engine="labcore.sessions.rediscluster", quick_experiment="roundrobin", bench_target=0.9,
                  summary="Redis, through django-redis (Redis Cluster: Django's Redis cache, sharded)"),
     SessionStore("memcached", "labcore.sessions.memcached", servers=("memcached",), cache="memcached",
                  summary="memcached, through pymemcache"),
-    SessionStore("etcd", "labcore.sessions.etcd", servers=("etcd",),
+    SessionStore("etcd", "labcore.sessions.etcd", servers=("etcd",), experiment=(),
                  summary="etcd, a majority store: every write on a majority of its members (Raft)"),
     SessionStore("signed_cookies", "labcore.sessions.signed_cookies", revokes_at_logout=False,
                  summary="the state rides in the cookie: nothing to lose, nothing to revoke"),

@@ -277,10 +277,10 @@ def targets(report):
               (f"{base} through HAProxy within 15 % of straight to the instance",
                stores[base]["lb_to_direct"]["min"], 0.85),
               ("the load balancer adds at most 10 % to p50 (one connection)", 1 / (1 + lb["added"]), 1 / 1.10)]
-    for store, least in (("redis", 0.9), ("cached_db", 0.85)):
-        if store in stores:
-            checks.append((f"{store} at least {least} of {base} in every round (through HAProxy)",
-                           stores[store]["poll_lb"]["to_base"]["min"], least))
+    for store, row in registry.SESSION_STORES.items():
+        if row.bench_target and store in stores:
+            checks.append((f"{store} at least {row.bench_target} of {base} in every round (through HAProxy)",
+                           stores[store]["poll_lb"]["to_base"]["min"], row.bench_target))
     for store in stores:
         if store != CEILING:
             poll = stores[store]["poll_lb"]

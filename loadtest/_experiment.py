@@ -28,9 +28,24 @@ from loadtest._sampler import Sampler
 from loadtest._sessions import read_back
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MATRIX = ["memory+roundrobin", "memory+sticky", "redis", "db", "cached_db", "memcached",
-                  "signed_cookies"]
-QUICK_MATRIX = ["memory+sticky", "redis", "cached_db"]
+
+
+def matrix(which):
+    """The configurations the registry's rows ask for: which is "default" or "quick".
+
+    A store run behind round robin alone is named by itself (`redis`), one
+    run behind several load balancings or behind another one by both
+    (`memory+roundrobin`, `memory+sticky`), as parse_config reads them.
+    """
+    names = []
+    for row in registry.SESSION_STORES.values():
+        lbs = row.experiment if which == "default" else (row.quick_experiment,) if row.quick_experiment else ()
+        names += [row.name if lbs == ("roundrobin",) else f"{row.name}+{lb}" for lb in lbs]
+    return names
+
+
+DEFAULT_MATRIX = matrix("default")
+QUICK_MATRIX = matrix("quick")
 # The store faults' default: the single Redis as the baseline, then the replicated topologies.
 STORE_MATRIX = ["redis", "redis@sentinel", "redis@sentinel-sync1", "cached_db@sentinel", "db@pg", "db@pg-any1",
                 "signed_cookies@sentinel"]

@@ -33,14 +33,15 @@ def due_periods(period, now):
     return list(range(first, latest + 1, period))
 
 
-def run_due_periods(*, token, period, instance, still_holding, working):
+def run_due_periods(*, token, holder, period, instance, still_holding, working):
     for start in due_periods(period, time.time()):
         if not still_holding():
             return
-        run_period(start, period, token=token, instance=instance, still_holding=still_holding, working=working)
+        run_period(start, period, token=token, holder=holder, instance=instance, still_holding=still_holding,
+                   working=working)
 
 
-def run_period(start, period, *, token, instance, still_holding, working):
+def run_period(start, period, *, token, holder, instance, still_holding, working):
     """Do one period's work; working(True/False) marks the time between deciding and writing.
 
     Everything slow (reading the rooms, presence in Redis) happens before the
@@ -64,7 +65,7 @@ def run_period(start, period, *, token, instance, still_holding, working):
         time.sleep(settings.MAINTENANCE_WORK_SECONDS)
     finally:
         working(False)
-    with fenced(LEASE_NAME, token, instance=instance):
+    with fenced(LEASE_NAME, token, holder=holder, instance=instance):
         # The fence's UPDATE serialises holders: a period done meanwhile is done.
         if Run.objects.filter(period_start=begins).exists():
             return

@@ -2,14 +2,17 @@ from django.db import models
 
 
 class Fence(models.Model):
-    """The highest fencing token the database has accepted for a lease.
+    """The highest fencing token the database has accepted for a lease, and whose it is.
 
     Every write a lease holder makes first raises `highest` to its token with
-    a conditional UPDATE; a holder whose token is lower is refused.
+    a conditional UPDATE; a holder whose token is lower, or equal but
+    another holder's, is refused.
     """
 
     name = models.CharField(max_length=50, primary_key=True)
     highest = models.BigIntegerField(default=0)
+    # The lease owner that `highest` came from: a token is one acquisition's, never two holders'.
+    holder = models.CharField(max_length=64, default="")
 
 
 class Run(models.Model):

@@ -1,7 +1,8 @@
 """The maintenance scheduler: every instance runs one; only the lease holder acts.
 
 Timings (settings, in seconds): the lease lives LEASE_TTL and is renewed
-every LEASE_TTL / 3, so one failed renewal does not lose it; an instance
+every LEASE_TTL / 3, also while a job runs, so one failed renewal does not
+lose it and a job may take longer than the TTL; an instance
 without it tries to acquire every LEASE_RETRY; the job runs once per
 MAINTENANCE_PERIOD cluster-wide. A takeover after the holder dies therefore
 takes at most LEASE_TTL + LEASE_RETRY.
@@ -10,6 +11,7 @@ takes at most LEASE_TTL + LEASE_RETRY.
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -52,8 +54,10 @@ class Scheduler(threading.Thread):
                     self._renew()
                     next_renewal = time.monotonic() + self.lease.ttl / 3
                 if self.acting():
-                    jobs.run_due_periods(token=self.holding.token, period=self.period, instance=self.instance,
-                                         still_holding=self.acting, working=self._set_working)
+                    with self._renewing():
+                        jobs.run_due_periods(token=self.holding.token, holder=self.lease.owner, period=self.period,
+                                             instance=self.instance, still_holding=self.acting,
+                                             working=self._set_working)
             except StaleToken as refused:
                 logger.warning("%s; stepping down", refused)
                 self._step_down()
@@ -66,8 +70,34 @@ class Scheduler(threading.Thread):
 
     def acting(self):
         """Act only while the lease we last confirmed has surely not expired and renewals work."""
-        return (self.holding is not None and not self.renewal_failed
-                and time.monotonic() < self.holding.valid_until)
+        holding = self.holding  # the heartbeat may drop it meanwhile
+        return holding is not None and not self.renewal_failed and time.monotonic() < holding.valid_until
+
+    @contextmanager
+    def _renewing(self):
+        """Renew the lease every LEASE_TTL / 3 on a thread of its own while the block (the jobs) runs.
+
+        A job can outlast the TTL (a catch-up after an outage, a slow
+        database): renewed only between jobs, the lease would lapse half-way,
+        another instance would take it, and the work would be refused and
+        lost. A renewal that fails, or finds the lease gone, makes acting()
+        false, which the jobs check before each step; a write already under
+        way is judged by the fence, as ever. A renewal never revives a lease
+        that expired in Redis: the script extends only a key still ours.
+        """
+        done = threading.Event()
+
+        def beat():
+            while not done.wait(self.lease.ttl / 3) and self.holding is not None:
+                self._renew()
+
+        heartbeat = threading.Thread(target=beat, name="maintenance-heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            done.set()
+            heartbeat.join()
 
     def _try_to_acquire(self):
         # Tokens start above the highest the database accepted, even if
@@ -77,7 +107,7 @@ class Scheduler(threading.Thread):
             return
         # Raise the fence at once: from now on, a write with an older token
         # is refused, even before this holder writes anything.
-        with fenced(LEASE_NAME, holding.token, instance=self.instance):
+        with fenced(LEASE_NAME, holding.token, holder=self.lease.owner, instance=self.instance):
             pass
         self.holding, self.renewal_failed = holding, False
         logger.info("maintenance: acquired the lease with token %d", holding.token)

@@ -40,4 +40,19 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # Every package at the version constraints.txt pins (scripts/lock.sh writes it).
 .venv/bin/python -m pip install -q --constraint constraints.txt -e ".[test,servers,docs]"
+
+# Django's own session tests, which tests/test_django_sessions.py runs against
+# every engine: from the source release of the installed Django (its wheel has
+# no tests), kept in .venv, never in the repository.
+django_version=$(.venv/bin/python -c 'import django; print(django.__version__)')
+django_tests=.venv/django-tests/$django_version
+if [[ ! -f $django_tests/sessions_tests/tests.py ]]; then
+    echo "setup: fetching Django $django_version's session tests from its source release"
+    download=$(mktemp -d)
+    .venv/bin/python -m pip download -q --no-binary :all: --no-deps "django==$django_version" -d "$download"
+    mkdir -p "$django_tests"
+    tar -xzf "$download/django-$django_version.tar.gz" -C "$django_tests" --strip-components=2 \
+        "django-$django_version/tests/sessions_tests"
+    rm -rf "$download"
+fi
 echo "setup: done; activate with: source .venv/bin/activate"

@@ -1,7 +1,8 @@
 """The maintenance lease: one holder at a time, takeover, fencing, and a Redis outage.
 
-Each test runs a real cluster with short timings: a 2 s lease renewed every
-0.67 s, acquisition retried every 0.25 s, one maintenance period per second.
+Each cluster test runs a real cluster with short timings: a 2 s lease renewed
+every 0.67 s, acquisition retried every 0.25 s, one maintenance period per
+second; the fence's own test uses a real Redis and the test database.
 Nothing here assumes an idle machine: every wait is a bounded poll with a
 generous deadline, and every claim about time is checked against times the
 processes recorded themselves, not against how fast the test saw them.
@@ -15,7 +16,12 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 
+import pytest
+
 from deploy.processes import wait_for
+from maintenance.fencing import StaleToken, fenced, highest_token
+from maintenance.lease import Lease
+from maintenance.models import RefusedWrite
 
 TTL, RETRY, PERIOD = 2.0, 0.25, 1
 TIMINGS = {"LEASE_TTL": TTL, "LEASE_RETRY": RETRY, "MAINTENANCE_PERIOD": PERIOD}
@@ -164,3 +170,45 @@ def test_a_redis_outage_stops_all_acting_until_it_is_back(cluster):
     wait_for(lambda: holder(c), timeout=30, what="a holder after Redis is back")
     wait_for(lambda: runs(c)[-1][0] >= int(time.time()) - 2 * PERIOD, timeout=30, what="runs to catch up")
     assert_contiguous(runs(c))
+
+
+def test_an_equal_token_from_another_holder_is_refused(redis_db, db):
+    # Two schedulers' leases on a real Redis and the real database.
+    first, second = (Lease(redis_db, "fence-test", ttl=TTL, instance=name) for name in ("app1", "app2"))
+    holding = first.acquire(floor=highest_token("fence-test"))
+    # An asynchronous failover: the new primary never got the lease, and its
+    # counter is one behind; the first holder has not raised the fence yet.
+    redis_db.delete(first.keys[0])
+    redis_db.decr(first.keys[1])
+    taken = second.acquire(floor=highest_token("fence-test"))
+    assert taken.token == holding.token
+
+    with fenced("fence-test", holding.token, holder=first.owner, instance="app1"):
+        pass
+    with pytest.raises(StaleToken), fenced("fence-test", taken.token, holder=second.owner, instance="app2"):
+        pytest.fail("the second holder of an equal token wrote")
+    with fenced("fence-test", holding.token, holder=first.owner, instance="app1"):
+        pass  # its own token, again: every write of one holding carries it
+    assert list(RefusedWrite.objects.values_list("token", "instance")) == [(holding.token, "app2")]
+    # A new holder needs a strictly greater token, which a new acquisition gives.
+    second.release()
+    newer = second.acquire(floor=highest_token("fence-test"))
+    with fenced("fence-test", newer.token, holder=second.owner, instance="app2"):
+        pass
+    assert highest_token("fence-test") == newer.token > holding.token
+
+
+def test_a_job_longer_than_the_lease_completes_under_one_token(cluster):
+    # Each period's job takes 1.5 TTLs: renewed only between jobs, the lease
+    # would lapse half-way, the other instance would take it, and the job's
+    # write would be refused.
+    work = 1.5 * TTL
+    c = cluster(instances=2, env={**TIMINGS, "MAINTENANCE_PERIOD": 2, "MAINTENANCE_WORK_SECONDS": work})
+    first = wait_for(lambda: holder(c), timeout=30, what="a lease holder")
+    token = lease(c.url)["lease"]["token"]
+    wait_for(lambda: len(runs(c)) >= 2 or lease(c.url)["last_refused_write"], timeout=60,
+             what="two runs or a refused write")
+    state = lease(c.url)
+    assert state["last_refused_write"] is None, state["last_refused_write"]
+    assert {(row[1], row[2]) for row in runs(c)} == {(token, first)}
+    assert (state["lease"]["instance"], state["lease"]["token"]) == (first, token)

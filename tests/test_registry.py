@@ -1,5 +1,6 @@
 """One row per store: a new row is picked up by everyone who reads the registry, with no other edit."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -62,3 +63,27 @@ def test_every_row_names_an_engine_that_imports():
         assert hasattr(import_module(row.engine), "SessionStore"), row.name
     for row in registry.PRESENCE_STORES.values():
         assert import_string(row.backend).name == row.name
+
+
+def test_the_experiments_matrices_come_from_the_rows(made_up):
+    from loadtest import _experiment as experiment
+
+    assert experiment.matrix("default") == ["memory+roundrobin", "memory+sticky", "db", "cached_db", "redis",
+                                            "memcached", "signed_cookies", made_up.name]
+    assert experiment.matrix("quick") == ["memory+sticky", "cached_db", "redis"]
+    for name in experiment.matrix("default") + experiment.matrix("quick"):
+        experiment.parse_config(name)  # each name is one the experiment reads
+
+
+def test_the_benchmarks_targets_come_from_the_rows(monkeypatch):
+    from loadtest import _bench as bench
+
+    twin = dataclasses.replace(ROW, bench_target=0.7)
+    monkeypatch.setitem(registry.SESSION_STORES, twin.name, twin)
+    figures = {"poll_direct": {"to_ceiling": {"min": 1}},
+               "poll_lb": {"to_base": {"min": 0.8}, "p50_ms": 1, "p99_ms": 2}, "lb_to_direct": {"min": 1}}
+    report = {"stores": {"memory": figures, "redis": figures, twin.name: figures}, "load_balancer": {"added": 0}}
+    met = {check["target"]: check["met"] for check in bench.targets(report)}
+    assert met[f"{twin.name} at least 0.7 of memory in every round (through HAProxy)"] is True
+    assert met["redis at least 0.9 of memory in every round (through HAProxy)"] is False
+    assert not any(target.startswith("cached_db") for target in met)

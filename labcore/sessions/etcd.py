@@ -56,6 +56,8 @@ class SessionStore(SessionBase):
         return {}
 
     def exists(self, session_key):
+        if not valid_session_key(session_key):
+            return False  # None after a load that found nothing: no key, so no session (and no store to blame)
         with store_errors("etcd"):
             return bool(etcd_client().call(lambda etcd: etcd.get(self._key(session_key))))
 
@@ -65,12 +67,19 @@ class SessionStore(SessionBase):
     def save(self, must_create=False):
         if self.session_key is None:
             return self.create()
-        value = self.encode(self._get_session(no_load=must_create))
+        value = self.encode(self._get_session(no_load=must_create))  # first: the expiry would load it
+        age = int(self.get_expiry_age())
+        if age <= 0:
+            # Django's engines store nothing for a session that expired
+            # already; a lease of at least a second would keep it loadable.
+            self.delete()
+            self._lease = None
+            return
 
         old = None if must_create else self._lease
 
         def put(etcd):
-            lease = etcd.lease(ttl=max(1, self.get_expiry_age()))
+            lease = etcd.lease(ttl=age)
             txn = _put_if(self._key(), value, lease.id, exists=not must_create)
             if not etcd.transaction(txn).get("succeeded", False):
                 lease.revoke()

@@ -14,6 +14,12 @@ class SessionStore(CacheStore):
     def save(self, must_create=False):
         if self.session_key is None:
             return self.create()
+        session = self._get_session(no_load=must_create)  # first: the expiry would load it
+        age = int(self.get_expiry_age())
+        if age <= 0:
+            # Django's engines store nothing for a session that expired
+            # already; a TTL of at least a second would keep it loadable.
+            return self.delete()
         # Django's cache engine reads a session before rewriting it, to fail
         # if it vanished meanwhile: two round trips. SET XX does both in one,
         # and SET NX creates. With REDIS_SYNC, WAIT follows on the same
@@ -23,8 +29,8 @@ class SessionStore(CacheStore):
         with store_errors("redis", expected=SESSION_RACES):
             written = confirmed_write(
                 client.get_client(write=True), self._target(), "set",
-                client.make_key(self.cache_key), client.encode(self._get_session(no_load=must_create)),
-                ex=max(1, int(self.get_expiry_age())), nx=must_create, xx=not must_create,
+                client.make_key(self.cache_key), client.encode(session),
+                ex=age, nx=must_create, xx=not must_create,
             )
         if not written:
             raise CreateError if must_create else UpdateError

@@ -20,6 +20,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from labcore.health import check_cache
 from labcore.sessions.cache import SESSION_RACES
 from labcore.sessions.cache import SessionStore as CacheStore
+from labcore.sessions.keys import valid_session_key
 from labcore.stores import redis_shard, store_errors
 
 STORE = "redis"
@@ -44,18 +45,26 @@ class SessionStore(CacheStore):
     def save(self, must_create=False):
         if self.session_key is None:
             return self.create()
+        session = self._get_session(no_load=must_create)  # first: the expiry would load it
+        age = int(self.get_expiry_age())
+        if age <= 0:
+            # Django's engines store nothing for a session that expired
+            # already; a TTL of at least a second would keep it loadable.
+            return self.delete()
         cache = self._cache
         key = cache.make_and_validate_key(self.cache_key)
         client = cache._cache
         with self._shard(self.cache_key, expected=SESSION_RACES):
             written = client.get_client(key, write=True).set(
-                key, client._serializer.dumps(self._get_session(no_load=must_create)),
-                ex=max(1, int(self.get_expiry_age())), nx=must_create, xx=not must_create,
+                key, client._serializer.dumps(session),
+                ex=age, nx=must_create, xx=not must_create,
             )
         if not written:
             raise CreateError if must_create else UpdateError
 
     def exists(self, session_key):
+        if not valid_session_key(session_key):
+            return False  # None after a load that found nothing: no key, so no session (and no store to blame)
         cache_key = self.cache_key_prefix + session_key
         with self._shard(cache_key):
             return self._cache.has_key(cache_key)
