@@ -1,8 +1,9 @@
 """Login throttling and sign-up rules through the load balancer, from distinct client addresses.
 
 Every client here connects from an address of its own on loopback
-(127.0.0.2, 127.0.0.3, ...); HAProxy connects to the instances from
-127.0.0.9, the one address they trust for X-Forwarded-For.
+(127.0.0.2, 127.0.0.3, ...). HAProxy connects to the instances from
+127.0.0.9 and proves it is HAProxy by the cluster's secret header, not by
+that address: any local process can connect from 127.0.0.9 too.
 """
 
 import threading
@@ -98,6 +99,45 @@ def test_a_client_cannot_choose_its_address_with_x_forwarded_for(site):
     direct = f"http://127.0.0.1:{site.instance('app1')['port']}"
     assert token(attacker, direct, "carol", PASSWORD, headers={"X-Forwarded-For": "10.0.0.9"}).status == 429
     assert token(Browser(source="127.0.0.7"), site.url, "carol", PASSWORD).status == 200
+
+
+def guesses(browser, url, username, count, headers=lambda n: {}):
+    return [token(browser, url, username, "guess", headers=headers(n)).status for n in range(count)]
+
+
+def claim(n, **extra):
+    """A new forwarded address for each guess: were any believed, no limit would ever be reached."""
+    return {"X-Forwarded-For": f"10.1.0.{n}", **extra}
+
+
+def only_haproxy_speaks_for_a_client(cluster, victim):
+    """From HAProxy's own source address, straight at an instance, a new X-Forwarded-For per guess is ignored."""
+    direct = f"http://127.0.0.1:{cluster.instance('app1')['port']}"
+    assert Browser(source="127.0.0.10").sign_up(cluster.url, victim, PASSWORD).status == 302
+    assert guesses(Browser(source="127.0.0.9"), direct, victim, 8, claim) == [401] * LIMIT + [429] * 3
+    # A client that names the secret header, with a wrong value, gets no trust either way.
+    wrong = {"X-Lab-Proxy-Secret": "guessed"}
+    attacker = Browser(source="127.0.0.11")
+    assert guesses(attacker, direct, victim, 7, lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
+    assert guesses(Browser(source="127.0.0.12"), cluster.url, victim, 7,
+                   lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
+    # Through HAProxy each real client still counts apart: the owner logs in.
+    assert token(Browser(source="127.0.0.10"), cluster.url, victim, PASSWORD).status == 200
+
+
+def test_only_haproxy_speaks_for_a_client(site):
+    only_haproxy_speaks_for_a_client(site, "frank")
+
+
+def test_only_haproxy_speaks_for_a_client_under_granian(tmp_path):
+    """The same proof under another server: it is a header, which every server passes on."""
+    state_dir = tmp_path / "cluster"
+    try:
+        cluster = up(state_dir, "--instances", "1", "--server", "granian:2", "--sessions", "redis",
+                     "--presence", "redis", "--env=PASSWORD_ITERATIONS=1000")
+        only_haproxy_speaks_for_a_client(cluster, "grace")
+    finally:
+        deploy(state_dir, "down", check=False)
 
 
 def test_a_weak_password_is_refused_at_sign_up(site):
