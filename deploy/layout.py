@@ -170,11 +170,15 @@ def ports(base, *, instances, servers, topology=None):
     return used
 
 
+SHELL_IGNORED = ("TRUSTED_PROXIES", "REDIS_PASSWORD")
+
+
 def site_env(cluster, name=None):
     """The environment of the cluster's instances (and of its migrate), for instance `name`."""
     env = {
-        # Only HAProxy speaks for clients, by PROXY_SECRET: the shell's proxy addresses are not trusted.
-        **{variable: value for variable, value in os.environ.items() if variable != "TRUSTED_PROXIES"},
+        # Not from the shell: only HAProxy speaks for clients (by PROXY_SECRET), and
+        # Redis's password is the cluster's own.
+        **{variable: value for variable, value in os.environ.items() if variable not in SHELL_IGNORED},
         **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",
         "SECRET_KEY": cluster.secret_key,

@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_addresses, parse_primary_cache
+from labcore.connections import parse_addresses, parse_primary_cache, with_password
 from labcore.proxy import trusted_networks
 from labcore.registry import ConfigError
 
@@ -160,6 +160,13 @@ if DATABASE_FAILOVER_HOSTS and DATABASES["default"]["ENGINE"] != "django.db.back
 # A failed store must fail fast: every client gets this socket timeout.
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# REDIS_PASSWORD, when set, replaces the password in REDIS_URL: Kubernetes
+# gives it from a Secret, and the URL from a ConfigMap.
+if os.environ.get("REDIS_PASSWORD"):
+    try:
+        REDIS_URL = with_password(REDIS_URL, os.environ["REDIS_PASSWORD"])
+    except ValueError as bad:
+        raise ImproperlyConfigured(str(bad)) from None
 MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
 # etcd's members, host:port of their client URLs, comma-separated: any of them serves.
 ETCD_ENDPOINTS = tuple(
