@@ -3,6 +3,8 @@
 Failures are counted per (username, client address) and per client address,
 so a guesser slows down only itself: the owner of an account, logging in
 from another address, is never locked out by someone else's wrong guesses.
+The client address is the one labcore.proxy vouches for: only the load
+balancer may name another than the connection's.
 
 Each login attempt first reserves a slot in both counters with an atomic
 add-or-increment, and only then hashes the password. So N parallel guesses
