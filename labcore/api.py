@@ -87,7 +87,7 @@ def read_json(request):
         raise ApiError(400, "expected a JSON object")
     if found := _first_not_a_number(data):
         place, text = found
-        raise ApiError(400, f"'{place}' is {text[:40]}: JSON numbers must be finite (no NaN, Infinity, 1e400)")
+        raise ApiError(400, f"'{place[:80]}' is {text[:40]}: JSON numbers must be finite (no NaN, Infinity, 1e400)")
     return data
 
 

@@ -8,7 +8,7 @@ one it appended, is then the client's address. A source address proves
 nothing on one machine: any local process can connect from HAProxy's
 127.0.0.9 and send any header. A header works the same for every server
 (gunicorn, gevent, Granian), inside network namespaces and in containers;
-the PROXY protocol would not (Granian does not speak it).
+the PROXY protocol would not (Granian, as of 2.8, does not speak it).
 
 TRUSTED_PROXIES, addresses or networks whose X-Forwarded-For is believed
 without a secret, is for a proxy that cannot set one without handing it to
@@ -18,6 +18,7 @@ only where nothing but that proxy can connect from those addresses.
 
 import hmac
 import ipaddress
+from functools import cache
 
 from django.conf import settings
 
@@ -56,6 +57,11 @@ def trusted_networks(entries):
     return networks
 
 
+@cache
+def _networks(entries):
+    return trusted_networks(entries)
+
+
 def _vouched(remote, presented):
     if settings.PROXY_SECRET and presented is not None:
         # Constant time: a timing must not tell how much of a guess was right.
@@ -66,7 +72,7 @@ def _vouched(remote, presented):
         address = ipaddress.ip_address(remote)
     except ValueError:
         return False
-    return any(address in network for network in trusted_networks(settings.TRUSTED_PROXIES))
+    return any(address in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
 
 
 def _address(meta, presented):

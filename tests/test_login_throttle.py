@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from deploy import layout, netns
 from deploy.processes import alive, wait_for
 from tests.clusters import deploy, recorded_pids, up
 from tests.http import Browser
@@ -136,6 +137,22 @@ def test_only_haproxy_speaks_for_a_client_under_granian(tmp_path):
         cluster = up(state_dir, "--instances", "1", "--server", "granian:2", "--sessions", "redis",
                      "--presence", "redis", "--env=PASSWORD_ITERATIONS=1000")
         only_haproxy_speaks_for_a_client(cluster, "grace")
+    finally:
+        deploy(state_dir, "down", check=False)
+
+
+def test_only_haproxy_speaks_for_a_client_in_network_namespaces(tmp_path):
+    """With --netns, HAProxy's source address is on the bridge, and the root namespace can connect from it too."""
+    if reason := netns.available():
+        pytest.skip(reason)
+    state_dir = tmp_path / "cluster"
+    try:
+        cluster = up(state_dir, "--instances", "1", "--netns", "--sessions", "redis", "--presence", "redis",
+                     "--env=PASSWORD_ITERATIONS=1000")
+        recorded = layout.load(state_dir)
+        assert Browser().sign_up(cluster.url, "heidi", PASSWORD).status == 302
+        assert guesses(Browser(source=recorded.proxy_source), recorded.instance_url("app1"), "heidi", 7,
+                       claim) == [401] * LIMIT + [429] * 2
     finally:
         deploy(state_dir, "down", check=False)
 
