@@ -130,17 +130,6 @@ def test_only_haproxy_speaks_for_a_client(site):
     only_haproxy_speaks_for_a_client(site, "frank")
 
 
-def test_only_haproxy_speaks_for_a_client_under_granian(tmp_path):
-    """The same proof under another server: it is a header, which every server passes on."""
-    state_dir = tmp_path / "cluster"
-    try:
-        cluster = up(state_dir, "--instances", "1", "--server", "granian:2", "--sessions", "redis",
-                     "--presence", "redis", "--env=PASSWORD_ITERATIONS=1000")
-        only_haproxy_speaks_for_a_client(cluster, "grace")
-    finally:
-        deploy(state_dir, "down", check=False)
-
-
 def test_only_haproxy_speaks_for_a_client_in_network_namespaces(tmp_path):
     """With --netns, HAProxy's source address is on the bridge, and the root namespace can connect from it too."""
     if reason := netns.available():
