@@ -111,23 +111,19 @@ def claim(n, **extra):
     return {"X-Forwarded-For": f"10.1.0.{n}", **extra}
 
 
-def only_haproxy_speaks_for_a_client(cluster, victim):
-    """From HAProxy's own source address, straight at an instance, a new X-Forwarded-For per guess is ignored."""
-    direct = f"http://127.0.0.1:{cluster.instance('app1')['port']}"
-    assert Browser(source="127.0.0.10").sign_up(cluster.url, victim, PASSWORD).status == 302
-    assert guesses(Browser(source="127.0.0.9"), direct, victim, 8, claim) == [401] * LIMIT + [429] * 3
-    # A client that names the secret header, with a wrong value, gets no trust either way.
+def test_only_haproxy_speaks_for_a_client(site):
+    """Straight at an instance from HAProxy's own source address, a new X-Forwarded-For per guess is ignored."""
+    direct = f"http://127.0.0.1:{site.instance('app1')['port']}"
+    assert Browser(source="127.0.0.10").sign_up(site.url, "frank", PASSWORD).status == 302
+    assert guesses(Browser(source="127.0.0.9"), direct, "frank", 8, claim) == [401] * LIMIT + [429] * 3
+    # A client that names the secret header, with a wrong value, gets no trust, past HAProxy or through it.
     wrong = {"X-Lab-Proxy-Secret": "guessed"}
-    attacker = Browser(source="127.0.0.11")
-    assert guesses(attacker, direct, victim, 7, lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
-    assert guesses(Browser(source="127.0.0.12"), cluster.url, victim, 7,
+    assert guesses(Browser(source="127.0.0.11"), direct, "frank", 7,
+                   lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
+    assert guesses(Browser(source="127.0.0.12"), site.url, "frank", 7,
                    lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
     # Through HAProxy each real client still counts apart: the owner logs in.
-    assert token(Browser(source="127.0.0.10"), cluster.url, victim, PASSWORD).status == 200
-
-
-def test_only_haproxy_speaks_for_a_client(site):
-    only_haproxy_speaks_for_a_client(site, "frank")
+    assert token(Browser(source="127.0.0.10"), site.url, "frank", PASSWORD).status == 200
 
 
 def test_only_haproxy_speaks_for_a_client_in_network_namespaces(tmp_path):
