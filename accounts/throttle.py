@@ -3,6 +3,8 @@
 Failures are counted per (username, client address) and per client address,
 so a guesser slows down only itself: the owner of an account, logging in
 from another address, is never locked out by someone else's wrong guesses.
+The client address is the one labcore.proxy vouches for: only the load
+balancer may name another than the connection's.
 
 Each login attempt first reserves a slot in both counters with an atomic
 add-or-increment, and only then hashes the password. So N parallel guesses
@@ -26,7 +28,6 @@ windows, with no way to clear a counter on success.
 """
 
 import hashlib
-import ipaddress
 import logging
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ from django.conf import settings
 from django.contrib.auth.forms import UsernameField
 from django.core.cache import caches
 
+from labcore.proxy import client_address
 from labcore.stores import store_errors
 
 logger = logging.getLogger(__name__)
@@ -47,23 +49,6 @@ class Attempt:
     address_key: str
     address: str
     allowed: bool
-
-
-def client_address(request):
-    """Return the address the request came from, as far as we can trust it.
-
-    REMOTE_ADDR, unless it is one of TRUSTED_PROXIES: then the right-most
-    X-Forwarded-For entry, the one that proxy appended. Entries further left
-    were sent by the client and prove nothing.
-    """
-    remote = request.META.get("REMOTE_ADDR", "")
-    if remote not in settings.TRUSTED_PROXIES:
-        return remote
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
-    try:
-        return str(ipaddress.ip_address(forwarded))
-    except ValueError:
-        return remote
 
 
 def _hashed(prefix, text):

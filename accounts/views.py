@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import throttle
 from accounts.tokens import issue_token
-from labcore.api import ApiError, api_view, error_response, read_form_or_json, require_text
+from labcore.api import ApiError, api_view, error_response, optional_text, read_form_or_json, require_int, require_text
 
 LOCKED_OUT = "too many failed logins from your address; try again in a few minutes"
 
@@ -72,11 +72,9 @@ def session_counter(request):
     previous = (request.session.get("lab_counter") or {}).get("counter")
     if request.method == "POST":
         data = read_form_or_json(request)
-        try:
-            counter = int(data.get("counter"))
-        except (TypeError, ValueError):
-            raise ApiError(400, "'counter' must be an integer") from None
-        request.session["lab_counter"] = {"counter": counter, "room": str(data.get("room", ""))[:100]}
+        request.session["lab_counter"] = {
+            "counter": require_int(data, "counter"), "room": optional_text(data, "room")[:100],
+        }
     stored = request.session.get("lab_counter") or {"counter": None, "room": ""}
     return JsonResponse({**stored, "previous": previous, "instance": settings.INSTANCE_NAME})
 

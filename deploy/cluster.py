@@ -87,8 +87,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
-        db=db, secret_key=secrets.token_urlsafe(50), server=server, durable=durable, env=dict(env or {}),
-        topology=topology.record(), cpu=limits.record() if limits else {},
+        db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
+        durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
     )
     layout.make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
@@ -444,11 +444,12 @@ def _start_haproxy(cluster):
             source=cluster.proxy_source,
         )
     )
-    check = subprocess.run([binary, "-c", "-f", config], capture_output=True, text=True)
+    env = haproxy.environment(cluster.proxy_secret)
+    check = subprocess.run([binary, "-c", "-f", config], capture_output=True, text=True, env=env)
     if check.returncode:
         alerts = [line for line in check.stderr.splitlines() if "ALERT" in line]
         raise DeployError(f"haproxy rejected {config}: {alerts[0] if alerts else check.stderr.strip()}")
-    cluster.haproxy = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log")
+    cluster.haproxy = spawn([binary, "-f", config], log_path=cluster.path / "logs" / "haproxy.log", env=env)
     cluster.save()
     _confine(cluster, cluster.haproxy["pid"], cgroups.REST)
     wait_for(lambda: port_open(cluster.port) or not running(cluster.haproxy), timeout=10,

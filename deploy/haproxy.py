@@ -2,14 +2,25 @@
 
 import csv
 import io
+import os
 import socket
 from pathlib import Path
 from string import Template
 
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
-# HAProxy's source address towards the instances: the one proxy they trust
-# for X-Forwarded-For (TRUSTED_PROXIES). Any 127.0.0.0/8 address is local.
+# HAProxy's source address towards the instances, apart from local clients'
+# 127.0.0.1 (any 127.0.0.0/8 address is local). Not a proof of anything:
+# the instances trust HAProxy by the secret it reads from SECRET_VARIABLE.
 SOURCE_ADDRESS = "127.0.0.9"
+SECRET_VARIABLE = "LAB_PROXY_SECRET"
+
+
+def environment(secret):
+    """HAProxy's environment: the cluster's proxy secret, which the configuration reads from it.
+
+    From the environment, not written in haproxy.cfg: no file holds it.
+    """
+    return {**os.environ, SECRET_VARIABLE: secret}
 
 
 def render(*, port, stats_port, socket_path, pidfile, lb, slots, source=SOURCE_ADDRESS):

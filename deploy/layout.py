@@ -54,6 +54,8 @@ class Cluster:
     presence: str
     db: str
     secret_key: str
+    # Proves a request came through HAProxy, which sets it as X-Lab-Proxy-Secret (labcore/proxy.py).
+    proxy_secret: str = ""
     server: str = "gthread:8"  # how each instance is served (deploy/web.py)
     durable: bool = True  # False: PostgreSQL without fsync, SQLite synchronous=NORMAL (benchmarks only)
     env: dict = field(default_factory=dict)  # extra settings for every instance
@@ -88,7 +90,7 @@ class Cluster:
 
     @property
     def proxy_source(self):
-        """HAProxy's source address towards the instances, the one proxy they trust."""
+        """HAProxy's source address towards the instances (proof of nothing: see labcore/proxy.py)."""
         return self.net.proxy_address if self.network else haproxy.SOURCE_ADDRESS
 
     def instance_url(self, name):
@@ -168,14 +170,19 @@ def ports(base, *, instances, servers, topology=None):
     return used
 
 
+SHELL_IGNORED = ("TRUSTED_PROXIES", "REDIS_PASSWORD")
+
+
 def site_env(cluster, name=None):
     """The environment of the cluster's instances (and of its migrate), for instance `name`."""
     env = {
-        **os.environ,
-        "TRUSTED_PROXIES": cluster.proxy_source,
+        # Not from the shell: only HAProxy speaks for clients (by PROXY_SECRET), and
+        # Redis's password is the cluster's own.
+        **{variable: value for variable, value in os.environ.items() if variable not in SHELL_IGNORED},
         **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",
         "SECRET_KEY": cluster.secret_key,
+        "PROXY_SECRET": cluster.proxy_secret,
         "SESSION_STORE": cluster.sessions,
         "PRESENCE_STORE": cluster.presence,
         "STATE_DIR": str(cluster.path),

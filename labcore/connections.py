@@ -11,11 +11,12 @@ RedisCluster) sends each key to the primary of its hash slot.
 """
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
 from functools import cache
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import etcd3gw
 import etcd3gw.exceptions
@@ -70,6 +71,20 @@ def parse_addresses(text):
             host, _, port = item.rpartition(":")
             pairs.append((host or "127.0.0.1", int(port)))
     return tuple(pairs)
+
+
+def with_password(url, password):
+    """url with password as its password, so a password from a Secret joins a URL from a ConfigMap.
+
+    Only characters a URL carries as they are: the Sentinel and Cluster
+    clients read the password from the URL without unquoting it.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9._~-]+", password):
+        raise ValueError("REDIS_PASSWORD may hold only letters, digits and . _ ~ - "
+                         "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc.rpartition('@')[2]}"))
 
 
 # One pool per process and target: every gunicorn instance has its own connections.

@@ -38,6 +38,7 @@ from deploy.layout import free_base_port
 from deploy.replication import Topology
 from loadtest import _page as page
 from loadtest._split_brain import (
+    PASSWORD,
     ROOM,
     SITE_ENV,
     TICK,
@@ -363,14 +364,25 @@ def _lease_late_write(state_dir):
 
 
 def _lease_views(deployed):
-    """A function: an instance's name -> its /api/lease answer, or None when it does not answer."""
+    """A function: an instance's name -> its /api/lease answer, or None when it does not answer.
+
+    Asked by a reader of its own with a bearer token (/api/lease needs a
+    login): a token needs no session store, so an instance cut off from
+    Redis still answers.
+    """
     urls = {name: deployed.instance_url(name) for name in INSTANCES}
+    reader = User("reader", deployed.url)
+    if not reader.sign_up():
+        raise RuntimeError(f"the lease's reader could not sign up at {deployed.url}")
+    token = reader.call("POST", "/api/token", username=reader.name, password=PASSWORD).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
 
     def view(name):
         try:
-            return requests.get(f"{urls[name]}/api/lease", timeout=5).json()
-        except (requests.RequestException, ValueError):
+            answer = requests.get(f"{urls[name]}/api/lease", headers=headers, timeout=5)
+        except requests.RequestException:
             return None
+        return answer.json() if answer.status_code == 200 else None
 
     return view
 

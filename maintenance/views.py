@@ -1,6 +1,7 @@
 import time
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import render
 
@@ -53,10 +54,12 @@ def lease_state():
     }
 
 
-@api_view("GET", login_required=False)
+# Both need a login: each answer asks Redis and the database, and names the instances.
+@api_view("GET")
 def lease_api(request):
     return JsonResponse(lease_state())
 
 
+@login_required
 def lease_page(request):
     return render(request, "maintenance/lease.html", {"state": lease_state()})

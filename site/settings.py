@@ -13,7 +13,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_addresses, parse_primary_cache
+from labcore.connections import parse_addresses, parse_primary_cache, with_password
+from labcore.proxy import trusted_networks
 from labcore.registry import ConfigError
 
 SITE_DIR = Path(__file__).resolve().parent
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "labcore.middleware.ServedByMiddleware",
+    "labcore.proxy.ProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "labcore.middleware.StoreFailureMiddleware",
@@ -158,6 +160,13 @@ if DATABASE_FAILOVER_HOSTS and DATABASES["default"]["ENGINE"] != "django.db.back
 # A failed store must fail fast: every client gets this socket timeout.
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# REDIS_PASSWORD, when set, replaces the password in REDIS_URL: Kubernetes
+# gives it from a Secret, and the URL from a ConfigMap.
+if os.environ.get("REDIS_PASSWORD"):
+    try:
+        REDIS_URL = with_password(REDIS_URL, os.environ["REDIS_PASSWORD"])
+    except ValueError as bad:
+        raise ImproperlyConfigured(str(bad)) from None
 MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
 # etcd's members, host:port of their client URLs, comma-separated: any of them serves.
 ETCD_ENDPOINTS = tuple(
@@ -258,15 +267,24 @@ API_TOKEN_MAX_AGE = int(env_float("API_TOKEN_MAX_AGE", 3600))
 # Login throttling (accounts/throttle.py): at most LOGIN_MAX_FAILURES failed
 # logins per (username, client address) and LOGIN_MAX_FAILURES_PER_ADDRESS
 # per client address in a window of LOGIN_FAILURE_WINDOW seconds, counted in
-# the shared store (per process when there is none). The client address is
-# REMOTE_ADDR, or the right-most X-Forwarded-For entry when REMOTE_ADDR is
-# one of TRUSTED_PROXIES (the load balancer's own source addresses; `deploy`
-# sets it). Trusting a proxy that does not set the header lets clients pick
-# their address.
+# the shared store (per process when there is none).
 LOGIN_MAX_FAILURES = int(env_float("LOGIN_MAX_FAILURES", 5))
 LOGIN_MAX_FAILURES_PER_ADDRESS = int(env_float("LOGIN_MAX_FAILURES_PER_ADDRESS", 50))
 LOGIN_FAILURE_WINDOW = int(env_float("LOGIN_FAILURE_WINDOW", 300))
+
+# CLIENT ADDRESSES (labcore/proxy.py)
+# REMOTE_ADDR, or the right-most X-Forwarded-For entry when the request
+# carries X-Lab-Proxy-Secret equal to PROXY_SECRET (`deploy` generates one
+# per cluster and HAProxy sets the header), or when REMOTE_ADDR is in
+# TRUSTED_PROXIES (addresses or networks, for an ingress that cannot set a
+# secret). Trusting a proxy that does not set X-Forwarded-For itself lets
+# clients pick their address.
+PROXY_SECRET = os.environ.get("PROXY_SECRET", "")
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+try:
+    trusted_networks(TRUSTED_PROXIES)
+except ValueError as bad:
+    raise ImproperlyConfigured(str(bad)) from None
 
 # Passwords chosen at sign-up must pass Django's validators; the form shows
 # their messages. https://docs.djangoproject.com/en/6.1/topics/auth/passwords/#password-validation

@@ -185,8 +185,24 @@ def test_the_address_limit_counts_failures_not_logins(redis_stores, django_user_
         assert get_token(office, username=f"clerk{n}").status_code == 200
 
 
+def test_forwarded_for_counts_only_with_the_proxy_secret(redis_stores, user, settings):
+    settings.PROXY_SECRET = "the cluster's secret"
+
+    def via(secret, forwarded_for):
+        return Client(REMOTE_ADDR="127.0.0.9", HTTP_X_LAB_PROXY_SECRET=secret, HTTP_X_FORWARDED_FOR=forwarded_for)
+
+    for n in range(settings.LOGIN_MAX_FAILURES):
+        assert get_token(via("the cluster's secret", f"192.0.2.{n}, 192.0.2.20"), password="guess").status_code == 401
+    assert get_token(via("the cluster's secret", "192.0.2.20")).status_code == 429
+    assert get_token(via("the cluster's secret", "192.0.2.21")).status_code == 200
+    # A wrong secret is no proof: the address is the connection's, a new one each time or not.
+    for n in range(settings.LOGIN_MAX_FAILURES):
+        assert get_token(via("a guess", f"192.0.2.{30 + n}"), password="guess").status_code == 401
+    assert get_token(via("a guess", "192.0.2.40")).status_code == 429
+
+
 def test_forwarded_for_counts_only_from_a_trusted_proxy(redis_stores, user, settings):
-    settings.TRUSTED_PROXIES = ["127.0.0.9"]
+    settings.TRUSTED_PROXIES = ["127.0.0.8/30"]  # 127.0.0.8 to 127.0.0.11
 
     def via_proxy(forwarded_for):
         return Client(REMOTE_ADDR="127.0.0.9", HTTP_X_FORWARDED_FOR=forwarded_for)

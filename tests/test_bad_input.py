@@ -1,8 +1,10 @@
 """Every bad input gets a 4xx with a JSON error that names the problem."""
 
+import json
 import uuid
 
 import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 GOOD_ID = "6f1c1a52-1b1e-4d4c-9a0e-3f0f5f3e2a11"
 
@@ -114,3 +116,64 @@ def test_bad_room_name_on_the_rooms_page(redis_stores, logged_in):
 def test_good_room_name_on_the_rooms_page_opens_the_room(redis_stores, logged_in):
     response = logged_in.get("/?name=lobby")
     assert (response.status_code, response["Location"]) == (302, "/rooms/lobby/")
+
+
+# Every API route that reads a JSON body, with a good body and the URL's
+# arguments; presence's POST is a heartbeat and reads none.
+GOOD_BODIES = {
+    "api-token": ({}, {"username": "ada", "password": "correct horse battery"}),
+    "api-session-counter": ({}, {"counter": 1, "room": "lobby"}),
+    "api-messages": ({"room": "lobby"}, {"text": "hi", "client_id": GOOD_ID}),
+}
+NO_BODY = {"api-presence"}
+# Python's json reads the first three though standard JSON has no such
+# numbers; 1e400 overflows a float; a boolean or 1.9 is not an integer or a string.
+NOT_STANDARD = ["NaN", "Infinity", "-Infinity", "1e400", "true", "1.9"]
+
+
+def api_routes_with_bodies(patterns=None):
+    """{route name: methods} for every API view that takes a POST, PUT or PATCH, from the URL conf."""
+    found = {}
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(pattern, URLResolver):
+            found.update(api_routes_with_bodies(pattern.url_patterns))
+        elif isinstance(pattern, URLPattern):
+            methods = getattr(pattern.callback, "api_methods", frozenset())
+            if methods & {"POST", "PUT", "PATCH"}:
+                found[pattern.name] = methods
+    return found
+
+
+def test_the_sweep_knows_every_api_route_that_takes_a_body():
+    assert set(api_routes_with_bodies()) == set(GOOD_BODIES) | NO_BODY
+
+
+@pytest.mark.parametrize("value", NOT_STANDARD)
+@pytest.mark.parametrize(
+    ("route", "field"), [(route, field) for route, (_, body) in GOOD_BODIES.items() for field in body]
+)
+def test_every_field_refuses_what_is_not_standard_json_or_not_its_type(redis_stores, logged_in, route, field, value):
+    kwargs, good = GOOD_BODIES[route]
+    body = json.dumps({**good, field: "PLACE"}).replace('"PLACE"', value)
+    response = logged_in.post(reverse(route, kwargs=kwargs), body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert f"'{field}'" in response.json()["error"]
+
+
+def test_the_good_bodies_are_good(redis_stores, logged_in):
+    for route, (kwargs, good) in GOOD_BODIES.items():
+        assert logged_in.post(reverse(route, kwargs=kwargs), good, content_type="application/json").status_code < 300
+
+
+@pytest.mark.parametrize(
+    ("body", "place"), [('{"counter": 1, "room": {"a": [1, NaN]}}', "'room.a[1]'"), ('{"counter": 1e400}', "'counter'")]
+)
+def test_a_number_json_has_not_is_named_by_its_place(redis_stores, logged_in, body, place):
+    response = logged_in.post("/api/session-counter", body, content_type="application/json")
+    assert response.status_code == 400
+    assert place in response.json()["error"]
+
+
+@pytest.mark.parametrize(("counter", "stored"), [("7", 7), (" -3 ", -3)])
+def test_a_form_counter_is_read_as_digits(redis_stores, logged_in, counter, stored):
+    assert logged_in.post("/api/session-counter", {"counter": counter}).json()["counter"] == stored

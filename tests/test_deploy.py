@@ -201,12 +201,18 @@ def test_a_relative_state_folder_works(cluster):
 
 @pytest.mark.parametrize("server", ["sync", "gevent", "granian:4"])
 def test_every_server_choice_serves_the_site(cluster, server):
-    c = cluster(instances=1, sessions="redis", server=server)
+    c = cluster(instances=1, sessions="redis", server=server, env={"PASSWORD_ITERATIONS": 1000})
     ada = Browser()
     assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
     sent = ada.post(f"{c.url}/api/rooms/lobby/messages", json_body={"text": "hi", "client_id": str(uuid.uuid4())})
     assert sent.status == 201
     assert ada.get(f"{c.url}/api/rooms/lobby/messages?after=0").json()["messages"][0]["text"] == "hi"
+    # Only HAProxy speaks for a client, under every server: straight at the instance from HAProxy's
+    # own source address, a new X-Forwarded-For per guess is not believed, so the limit (5) holds.
+    direct, guesser = f"http://127.0.0.1:{c.instance('app1')['port']}", Browser(source="127.0.0.9")
+    answers = [guesser.post(f"{direct}/api/token", json_body={"username": "ada", "password": "guess"},
+                            headers={"X-Forwarded-For": f"10.1.0.{n}"}).status for n in range(6)]
+    assert answers == [401] * 5 + [429]
 
 
 def test_postgres_cluster(cluster):

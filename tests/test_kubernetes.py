@@ -12,6 +12,9 @@ variant sets, the probes, the Secrets, that every name a manifest points
 at exists.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +23,7 @@ import pytest
 import yaml
 
 from labcore import registry
+from labcore.connections import with_password
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -28,7 +32,8 @@ KUBERNETES_VERSION = "1.33.0"
 KUSTOMIZE_FIELDS = {"apiVersion", "kind", "namespace", "resources", "images"}
 CLUSTER_SCALED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
 # Secrets the manifests read but do not contain: made by hand (docs/operations/kubernetes.md) and by the operator.
-SECRETS_FROM_OUTSIDE = {"lab-secret": {"SECRET_KEY"}, "lab-db-app": {"uri"}}
+SECRETS_FROM_OUTSIDE = {"lab-secret": {"SECRET_KEY", "REDIS_PASSWORD"}, "lab-db-app": {"uri"}}
+REDIS_PASSWORD = {"name": "lab-secret", "key": "REDIS_PASSWORD"}
 
 
 class ManifestError(Exception):
@@ -235,6 +240,82 @@ def test_every_name_a_manifest_points_at_exists(overlay):
     locust = find(resources, "ConfigMap", "locust-config")["data"]["LOCUST_HOST"]
     allowed = find(resources, "ConfigMap", "site-config")["data"]["ALLOWED_HOSTS"].split(",")
     assert urlsplit(locust).hostname in allowed
+
+
+def secret_of(container, variable):
+    """The Secret and key that `variable` of container comes from, or None."""
+    item = next((item for item in container.get("env", []) if item["name"] == variable), {})
+    ref = item.get("valueFrom", {}).get("secretKeyRef")
+    return ref and {"name": ref["name"], "key": ref["key"]}
+
+
+def test_redis_asks_everyone_for_the_password():
+    resources = validate_folder(KUBERNETES / "overlays" / "stateless")
+    # The nodes and Sentinels: redis-cli reads REDISCLI_AUTH, the start scripts hand it on.
+    for container in containers(find(resources, "StatefulSet", "redis")):
+        assert secret_of(container, "REDISCLI_AUTH") == REDIS_PASSWORD, container["name"]
+    scripts = find(resources, "ConfigMap", "redis-config")["data"]
+    assert '--requirepass "$REDISCLI_AUTH" --masterauth "$REDISCLI_AUTH"' in scripts["start-redis.sh"]
+    sentinel = scripts["start-sentinel.sh"]
+    for line in ("requirepass $REDISCLI_AUTH", "sentinel sentinel-pass $REDISCLI_AUTH",
+                 "sentinel auth-pass lab $REDISCLI_AUTH"):
+        assert f"\n{line}\n" in sentinel, line
+    # The proxy's checks log in before they ask who is master.
+    (haproxy,) = containers(find(resources, "Deployment", "redis-proxy"))
+    assert secret_of(haproxy, "REDIS_PASSWORD") == REDIS_PASSWORD
+    checks = find(resources, "ConfigMap", "redis-proxy-config")["data"]["haproxy.cfg"]
+    assert checks.index('tcp-check send "AUTH ${REDIS_PASSWORD}\\r\\n"') < checks.index("tcp-check send PING")
+    # The site: the Secret's password goes into the ConfigMap's URL.
+    (site,) = pod_spec(find(resources, "Deployment", "site"))["containers"]
+    assert secret_of(site, "REDIS_PASSWORD") == REDIS_PASSWORD
+    url = find(resources, "ConfigMap", "site-config")["data"]["REDIS_URL"]
+    assert urlsplit(url).password is None, "a password in a ConfigMap"
+    assert urlsplit(with_password(url, "from-the-secret")).password == "from-the-secret"
+
+
+def redis_answers(url, password):
+    """Whether the site, given REDIS_URL=url and REDIS_PASSWORD=password, is let into Redis."""
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "labsite.settings", "DEBUG": "1",
+                   "REDIS_URL": url, "REDIS_PASSWORD": password}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "import redis; from django.conf import settings; print(redis.Redis.from_url(settings.REDIS_URL).ping())"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    return done.stdout.split()[-1:] == ["True"]
+
+
+def test_the_site_logs_in_to_redis_with_the_secret_s_password(redis_service):
+    # As in the overlay: the URL from the ConfigMap carries no password, the Secret gives it.
+    bare = urlsplit(redis_service.url)._replace(netloc=urlsplit(redis_service.url).netloc.rpartition("@")[2])
+    assert redis_answers(bare.geturl(), redis_service.password)
+    assert not redis_answers(bare.geturl(), "a-wrong-password")
+
+
+def reaching(resources, target):
+    """The names of the pod templates a NetworkPolicy lets reach target's pods, or "anyone"."""
+    labels = target["spec"]["template"]["metadata"]["labels"]
+    policies = [r for r in resources if r["kind"] == "NetworkPolicy"
+                and r["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+    if not policies:
+        return "anyone"
+    allowed = set()
+    for rule in (rule for policy in policies for rule in policy["spec"].get("ingress", [])):
+        sources = rule.get("from")
+        if not sources or any(set(source) != {"podSelector"} for source in sources):
+            return "anyone"  # no `from`, or a namespace or an address block: not only these pods
+        for source in sources:
+            wanted = source["podSelector"]["matchLabels"].items()
+            allowed |= {r["metadata"]["name"] for r in resources if pod_spec(r) is not None and r["kind"] != "Job"
+                        and wanted <= r["spec"]["template"]["metadata"]["labels"].items()}
+    return allowed
+
+
+def test_only_the_site_reaches_redis():
+    resources = validate_folder(KUBERNETES / "overlays" / "stateless")
+    # The site reaches Redis through the proxy; replication and the Sentinels go node to node.
+    assert reaching(resources, find(resources, "Deployment", "redis-proxy")) == {"site"}
+    assert reaching(resources, find(resources, "StatefulSet", "redis")) == {"redis", "redis-proxy"}
 
 
 def test_images_can_be_pointed_at_a_registry(tmp_path):

@@ -22,18 +22,21 @@ from deploy.processes import wait_for
 from maintenance.fencing import StaleToken, fenced, highest_token
 from maintenance.lease import Lease
 from maintenance.models import RefusedWrite
+from tests.http import Browser
 
 TTL, RETRY, PERIOD = 2.0, 0.25, 1
 TIMINGS = {"LEASE_TTL": TTL, "LEASE_RETRY": RETRY, "MAINTENANCE_PERIOD": PERIOD}
 
 
-def lease(url):
-    with urllib.request.urlopen(f"{url}/api/lease", timeout=5) as response:
+def lease(c, url):
+    """/api/lease as url answers it, asked by the cluster's reader (it needs a login)."""
+    request = urllib.request.Request(f"{url}/api/lease", headers=c.reader())
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
 
 
-def holder_seen_by(url):
-    return (lease(url)["lease"] or {}).get("instance")
+def holder_seen_by(c, url):
+    return (lease(c, url)["lease"] or {}).get("instance")
 
 
 def instance_url(c, name):
@@ -41,7 +44,7 @@ def instance_url(c, name):
 
 
 def holder(c):
-    return holder_seen_by(c.url)
+    return holder_seen_by(c, c.url)
 
 
 def database(c):
@@ -70,7 +73,11 @@ def assert_contiguous(rows):
 def test_one_holder_and_takeover_after_a_kill(cluster):
     c = cluster(instances=3, env=TIMINGS)
     first = wait_for(lambda: holder(c), timeout=30, what="a lease holder")
-    views = [lease(instance_url(c, name))["this_instance"] for name in ("app1", "app2", "app3")]
+    # Only for a login: each answer asks Redis and the database.
+    assert Browser().get(f"{c.url}/api/lease").status == 401
+    page = Browser().get(f"{c.url}/lease/")
+    assert (page.status, page.headers["Location"]) == (302, "/accounts/login/?next=/lease/")
+    views = [lease(c, instance_url(c, name))["this_instance"] for name in ("app1", "app2", "app3")]
     assert [v["instance"] for v in views if v["holds"]] == [first]
     wait_for(lambda: len(runs(c)) >= 3, timeout=30, what="three maintenance runs")
 
@@ -80,7 +87,7 @@ def test_one_holder_and_takeover_after_a_kill(cluster):
     os.killpg(pid, signal.SIGKILL)
     second = wait_for(lambda: (h := holder(c)) not in (None, first) and h, timeout=30, what="a new holder")
     # acquired_at is the new holder's own record of the moment, not when this test saw it.
-    takeover = lease(c.url)["lease"]["acquired_at"] - killed_at
+    takeover = lease(c, c.url)["lease"]["acquired_at"] - killed_at
     assert 0 < takeover <= TTL + RETRY + 1.0, takeover
     wait_for(lambda: any(row[2] == second for row in runs(c)), timeout=30, what=f"a run by {second}")
     wait_for(lambda: runs(c)[-1][0] >= int(time.time()) - 2 * PERIOD, timeout=30, what="runs to catch up")
@@ -103,7 +110,7 @@ def pause_mid_job(c, name, url, work_seconds, attempts=10):
 
     def stretch_began():
         asked = time.monotonic()
-        me = lease(url)["this_instance"]
+        me = lease(c, url)["this_instance"]
         # The instance answered after `asked`, so its stretch began no earlier than this.
         return me["working"] and asked - me["working_for"]
 
@@ -113,7 +120,7 @@ def pause_mid_job(c, name, url, work_seconds, attempts=10):
         if time.monotonic() < began + work_seconds - 0.1:
             return pid
         os.killpg(pid, signal.SIGCONT)
-        wait_for(lambda: not lease(url)["this_instance"]["working"], timeout=30, what=f"{name}'s job to end")
+        wait_for(lambda: not lease(c, url)["this_instance"]["working"], timeout=30, what=f"{name}'s job to end")
     raise AssertionError(f"no pause of {name} landed inside a job in {attempts} tries")
 
 
@@ -126,16 +133,16 @@ def test_a_paused_holder_is_fenced_off(cluster):
     pid = pause_mid_job(c, first, first_url, work)
     try:
         old_token = max(row[1] for row in runs(c)) if runs(c) else None
-        wait_for(lambda: holder_seen_by(second_url) == second, timeout=30, what=f"{second} to take over")
-        new_token = lease(second_url)["lease"]["token"]
+        wait_for(lambda: holder_seen_by(c, second_url) == second, timeout=30, what=f"{second} to take over")
+        new_token = lease(c, second_url)["lease"]["token"]
         wait_for(lambda: any(row[1] == new_token for row in runs(c)), timeout=30, what=f"a run by {second}")
     finally:
         os.killpg(pid, signal.SIGCONT)
 
-    refused = wait_for(lambda: lease(second_url)["last_refused_write"], timeout=30,
+    refused = wait_for(lambda: lease(c, second_url)["last_refused_write"], timeout=30,
                        what="the stale write's refusal")
     assert refused["instance"] == first and refused["token"] < new_token
-    wait_for(lambda: not lease(first_url)["this_instance"]["holds"], timeout=30, what=f"{first} to step down")
+    wait_for(lambda: not lease(c, first_url)["this_instance"]["holds"], timeout=30, what=f"{first} to step down")
     rows = runs(c)
     takeover_index = next(i for i, row in enumerate(rows) if row[1] == new_token)
     assert all(row[1] == new_token for row in rows[takeover_index:]), "a stale write landed after the takeover"
@@ -151,8 +158,8 @@ def test_a_redis_outage_stops_all_acting_until_it_is_back(cluster):
     os.killpg(redis_pid, signal.SIGSTOP)
     paused_at = time.time()
     try:
-        wait_for(lambda: not lease(first_url)["this_instance"]["acting"], timeout=30, what=f"{first} to stop acting")
-        wait_for(lambda: not lease(first_url)["this_instance"]["holds"], timeout=30,
+        wait_for(lambda: not lease(c, first_url)["this_instance"]["acting"], timeout=30, what=f"{first} to stop acting")
+        wait_for(lambda: not lease(c, first_url)["this_instance"]["holds"], timeout=30,
                  what=f"{first} to give the lease up")
         before = len(runs(c))
         watch_until = time.monotonic() + 3 * PERIOD

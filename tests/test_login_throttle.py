@@ -1,8 +1,9 @@
 """Login throttling and sign-up rules through the load balancer, from distinct client addresses.
 
 Every client here connects from an address of its own on loopback
-(127.0.0.2, 127.0.0.3, ...); HAProxy connects to the instances from
-127.0.0.9, the one address they trust for X-Forwarded-For.
+(127.0.0.2, 127.0.0.3, ...). HAProxy connects to the instances from
+127.0.0.9 and proves it is HAProxy by the cluster's secret header, not by
+that address: any local process can connect from 127.0.0.9 too.
 """
 
 import threading
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from deploy import layout, netns
 from deploy.processes import alive, wait_for
 from tests.clusters import deploy, recorded_pids, up
 from tests.http import Browser
@@ -98,6 +100,46 @@ def test_a_client_cannot_choose_its_address_with_x_forwarded_for(site):
     direct = f"http://127.0.0.1:{site.instance('app1')['port']}"
     assert token(attacker, direct, "carol", PASSWORD, headers={"X-Forwarded-For": "10.0.0.9"}).status == 429
     assert token(Browser(source="127.0.0.7"), site.url, "carol", PASSWORD).status == 200
+
+
+def guesses(browser, url, username, count, headers=lambda n: {}):
+    return [token(browser, url, username, "guess", headers=headers(n)).status for n in range(count)]
+
+
+def claim(n, **extra):
+    """A new forwarded address for each guess: were any believed, no limit would ever be reached."""
+    return {"X-Forwarded-For": f"10.1.0.{n}", **extra}
+
+
+def test_only_haproxy_speaks_for_a_client(site):
+    """Straight at an instance from HAProxy's own source address, a new X-Forwarded-For per guess is ignored."""
+    direct = f"http://127.0.0.1:{site.instance('app1')['port']}"
+    assert Browser(source="127.0.0.10").sign_up(site.url, "frank", PASSWORD).status == 302
+    assert guesses(Browser(source="127.0.0.9"), direct, "frank", 8, claim) == [401] * LIMIT + [429] * 3
+    # A client that names the secret header, with a wrong value, gets no trust, past HAProxy or through it.
+    wrong = {"X-Lab-Proxy-Secret": "guessed"}
+    assert guesses(Browser(source="127.0.0.11"), direct, "frank", 7,
+                   lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
+    assert guesses(Browser(source="127.0.0.12"), site.url, "frank", 7,
+                   lambda n: claim(n, **wrong)) == [401] * LIMIT + [429] * 2
+    # Through HAProxy each real client still counts apart: the owner logs in.
+    assert token(Browser(source="127.0.0.10"), site.url, "frank", PASSWORD).status == 200
+
+
+def test_only_haproxy_speaks_for_a_client_in_network_namespaces(tmp_path):
+    """With --netns, HAProxy's source address is on the bridge, and the root namespace can connect from it too."""
+    if reason := netns.available():
+        pytest.skip(reason)
+    state_dir = tmp_path / "cluster"
+    try:
+        cluster = up(state_dir, "--instances", "1", "--netns", "--sessions", "redis", "--presence", "redis",
+                     "--env=PASSWORD_ITERATIONS=1000")
+        recorded = layout.load(state_dir)
+        assert Browser().sign_up(cluster.url, "heidi", PASSWORD).status == 302
+        assert guesses(Browser(source=recorded.proxy_source), recorded.instance_url("app1"), "heidi", 7,
+                       claim) == [401] * LIMIT + [429] * 2
+    finally:
+        deploy(state_dir, "down", check=False)
 
 
 def test_a_weak_password_is_refused_at_sign_up(site):

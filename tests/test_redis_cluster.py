@@ -85,7 +85,7 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
     for room in ("lobby", "kitchen", "garden", "attic"):
         seen = first.post(f"{c.url}/api/rooms/{room}/presence", json_body={})
         assert seen.status == 200 and seen.json()["online"] == [names[0]], seen.body[:300]
-    wait_for(lambda: Browser().get(f"{c.url}/api/lease").json()["lease"]["held"], timeout=30,
+    wait_for(lambda: first.get(f"{c.url}/api/lease").json()["lease"]["held"], timeout=30,
              what="an instance to hold the maintenance lease")
 
     # Replication is asynchronous: let redis4 catch up, so the kill loses nothing acknowledged.
