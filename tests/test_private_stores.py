@@ -329,7 +329,7 @@ def test_a_recycled_pid_is_never_signalled(bystander, tmp_path):
 
     # The same through `deploy down`, with a cluster record naming it.
     state = tmp_path / "stale"
-    state.mkdir()
+    layout.make_private_folder(state)
     layout.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
                    secret_key="x", haproxy=stranger, instances={"app1": {"port": 2, **stranger}}).save()
     status = deploy(state, "status", "--json")
