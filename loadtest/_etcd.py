@@ -342,8 +342,8 @@ def partition_splits(*, members=5, tries=20, timeout=0.5):
 
 
 def _split(*, members, tries, timeout, leader_side):
-    prefix = f"lab{secrets.token_hex(3)}"
     state = Path(tempfile.mkdtemp(prefix="etcd-split-"))
+    prefix = netns.prefix_for(state)
     cluster = []
     try:
         network = netns.create(prefix, secrets.randbelow(256), [f"etcd{n}" for n in range(1, members + 1)])
