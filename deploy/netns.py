@@ -205,7 +205,7 @@ def heal(network):
                  check=False)
 
 
-def destroy(prefix, *, wait=10):
+def destroy(prefix, *, wait=5):
     """Remove the namespaces and the bridge named after prefix (their veths and rules go with them).
 
     Only once none holds a process: the cluster's recorded processes were
