@@ -160,7 +160,8 @@ def make_private_folder(path):
         folder = path.stat()
         if not path.is_dir() or any(path.iterdir()) or folder.st_uid != os.geteuid() or folder.st_mode & 0o077:
             raise DeployError(f"{path} was not made by deploy (no {MARKER} in it), and is not an empty folder "
-                              "closed to other users: choose a new --state-dir, which deploy creates")
+                              "closed to other users: choose a new --state-dir (deploy creates it), or empty "
+                              "this one yourself")
         (path / MARKER).touch(mode=0o600)
     path.chmod(0o700)
     (path / "logs").mkdir(mode=0o700, exist_ok=True)
