@@ -82,11 +82,12 @@ def main(argv=None):
                      help="cut them off from these names only (default: from everything else)")
     commands.add_parser("heal", help="remove every partition")
 
-    commands.add_parser("down", help="stop everything `up` started")
+    commands.add_parser("down", help="stop everything `up` started; remove its files but the logs")
     clean = commands.add_parser("cleanup", help="remove the namespaces, links and partition rules of the cluster "
                                                 "in --state-dir, even with its record gone")
     clean.add_argument("--all", dest="everything", action="store_true",
-                       help="those of every cluster on this machine")
+                       help="those of every cluster this project made on this machine (the names it makes, "
+                            "and only those; a cluster whose namespaces hold a process is left)")
 
     logs = commands.add_parser("logs", help="show an instance's (or a store's) log")
     logs.add_argument("name")

@@ -1,8 +1,10 @@
 """A local cluster: the site's instances behind HAProxy, with the stores they need.
 
 Everything lives under one state folder: `cluster.json` (what runs, where),
-`haproxy.cfg`, the admin socket, and a log per process. These functions are
-the deploy layer's public interface; the CLI and the load test call them.
+`haproxy.cfg`, the admin socket, and a log per process. deploy makes the
+folder and marks it (deploy/layout.py); `down` empties it but for the logs.
+These functions are the deploy layer's public interface; the CLI and the
+load test call them.
 """
 
 import secrets
@@ -132,16 +134,21 @@ def servers_for(*, sessions, presence, db):
 
 
 def down(state_dir=DEFAULT_STATE_DIR):
-    """Stop everything `up` started; return the cluster that was up, or None.
+    """Stop everything `up` started and remove what holds a secret or user data; return the cluster, or None.
 
     Every step runs even when one before it fails (the first failure is
-    raised at the end, the others noted on it), and the record goes only
-    when all succeeded, so `down` can be run again.
+    raised at the end, the others noted on it), and the files go only when
+    all succeeded, the record last, so `down` can be run again. The logs
+    stay. A record in a folder deploy did not make is not acted on: the
+    data folders it names could be anybody's.
     """
     cluster = load(state_dir)
     if cluster is None:
         cleanup(state_dir)  # namespaces a lost record left behind
         return None
+    if not layout.made_by_deploy(cluster.path):
+        raise DeployError(f"{cluster.path} was not made by deploy (no {layout.MARKER} in it): "
+                          "nothing stopped or removed")
     run_all([
         partial(stop, cluster.haproxy, timeout=5),
         *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
@@ -149,7 +156,7 @@ def down(state_dir=DEFAULT_STATE_DIR):
         partial(cleanup, state_dir),
         *([lambda: cgroups.Groups(cluster.cpu).remove()] if cluster.cpu else []),
     ])
-    (cluster.path / "cluster.json").unlink(missing_ok=True)
+    layout.remove_private_files(cluster.path)
     return cluster
 
 

@@ -15,19 +15,29 @@ it elsewhere (inside a network namespace: deploy/netns.py).
 On loopback a member listens for clients on 127.0.0.1:port and for its
 peers on 127.0.0.2 at the same port number: one port per member, so seven
 members fit a cluster's eight etcd slots (deploy/layout.py).
+
+A cluster answers only its own clients: once it has a leader, etcd's
+authentication is turned on, with one user, SITE_USER, whose password
+(generated per cluster, recorded with each member as "password") the site
+is given in ETCD_ENDPOINTS, as Redis's is given in its URL. A member's
+status (its role, its leader) stays open: deploy reads it without logging in.
 """
 
+import base64
 import json
 import secrets
 import shutil
 import signal
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from deploy.processes import DeployError, port_open, require, running, spawn, stop, wait_for
+from labcore.connections import EtcdLogin, etcd_member
 
 CLIENTS, PEERS = "127.0.0.1", "127.0.0.2"
 SIZES = (3, 5, 7)  # odd: a fourth or sixth member adds no loss the cluster survives
+SITE_USER = "lab"  # the one user that may read and write; the site logs in as it
 
 
 def plan(endpoints, state_dir):
@@ -35,8 +45,10 @@ def plan(endpoints, state_dir):
     names = [f"etcd{n}" for n in range(1, len(endpoints) + 1)]
     initial = ",".join(f"{name}=http://{peer[0]}:{peer[1]}" for name, (_, peer) in zip(names, endpoints))
     token = secrets.token_hex(8)  # a cluster of its own: members of another never join it
+    password = secrets.token_urlsafe(32)  # SITE_USER's; URL-safe, so it rides in ETCD_ENDPOINTS
     return [{"name": name, "host": client[0], "port": client[1], "peer_host": peer[0], "peer_port": peer[1],
-             "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token, "exec": []}
+             "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token, "exec": [],
+             "password": password}
             for name, (client, peer) in zip(names, endpoints)]
 
 
@@ -46,7 +58,8 @@ def on_loopback(ports, state_dir):
 
 
 def start_members(members, state_dir):
-    """Start every member; return their records (member and process) once a leader is elected."""
+    """Start every member; return their records (member and process) once a leader is elected and
+    only SITE_USER may read or write."""
     started = []
     try:
         for member in members:
@@ -54,6 +67,7 @@ def start_members(members, state_dir):
         for member in started:
             _wait_listening(member)
         wait_for(lambda: leader(started), timeout=30, what="an etcd leader")
+        _require_logins(started[0])
     except BaseException:
         for member in started:
             stop(member, sig=signal.SIGKILL)
@@ -81,6 +95,8 @@ def start_member(member, state_dir, *, wait=True):
         # etcd's defaults for one data centre: a heartbeat every 100 ms, an
         # election after 1 s without one.
         "--heartbeat-interval", "100", "--election-timeout", "1000",
+        # The password is 32 random bytes: bcrypt's work factor would only slow each login.
+        "--bcrypt-cost", "4",
         "--logger", "zap", "--log-level", "warn",
     ]
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -102,13 +118,48 @@ def _wait_listening(member):
         raise DeployError(f"{name} exited at start (its ports busy?); see its log, logs/{name}.log")
 
 
+def _call(member, path, body, timeout):
+    """POST body (JSON) to the member's gateway; return its answer. OSError if it does not answer, or refuses."""
+    request = urllib.request.Request(f"http://{member['host']}:{member['port']}/v3/{path}",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def _require_logins(member):
+    """Turn authentication on: SITE_USER may read and write every key, and nobody else may do anything.
+
+    etcd turns it on only with a `root` user; root's password is made, used
+    by nobody and forgotten, like PostgreSQL's superuser's (deploy/stores.py).
+    """
+    every_key = base64.b64encode(b"\0").decode()  # from key "\0" to range end "\0": all of them
+    steps = [
+        ("auth/user/add", {"name": "root", "password": secrets.token_urlsafe(32)}),
+        ("auth/user/grant", {"user": "root", "role": "root"}),
+        ("auth/role/add", {"name": SITE_USER}),
+        ("auth/role/grant", {"name": SITE_USER, "perm": {"permType": "READWRITE", "key": every_key,
+                                                          "range_end": every_key}}),
+        ("auth/user/add", {"name": SITE_USER, "password": member["password"]}),
+        ("auth/user/grant", {"user": SITE_USER, "role": SITE_USER}),
+        ("auth/enable", {}),
+    ]
+    for path, body in steps:
+        try:
+            _call(member, path, body, timeout=10)
+        except OSError as exc:
+            said = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else exc
+            raise DeployError(f"{member['name']} refused {path}: {said}") from exc
+
+
+def client(member, timeout):
+    """An etcd3gw client of one member, logged in as SITE_USER (its first call logs in)."""
+    return etcd_member(member["host"], member["port"], timeout, EtcdLogin(SITE_USER, member["password"]))
+
+
 def status(member, timeout=0.5):
     """A member's own view: its id and its leader's, or None if it does not answer."""
-    request = urllib.request.Request(f"http://{member['host']}:{member['port']}/v3/maintenance/status",
-                                     data=b"{}", headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.load(response)
+        answer = _call(member, "maintenance/status", {}, timeout)
     except OSError:
         return None
     return {"member": answer["header"]["member_id"], "leader": answer.get("leader")}
@@ -130,14 +181,14 @@ def leader(members):
 
 
 def endpoints(members):
-    """ETCD_ENDPOINTS for the site: every member's client address, comma-separated."""
-    return ",".join(f"{m['host']}:{m['port']}" for m in members)
+    """ETCD_ENDPOINTS for the site: every member's client address with SITE_USER's password, comma-separated."""
+    return ",".join(f"{SITE_USER}:{m['password']}@{m['host']}:{m['port']}" for m in members)
 
 
 def start_alone(*, port, state_dir, password=None, durable=True):
     """One member, a cluster of its own, on loopback (deploy/stores.py's way to start a kind of server).
 
-    etcd has no password here (the gateway has no authentication without
-    TLS), and always syncs its log to disk, so both are unused.
+    Its password is its own cluster's (see plan), and etcd always syncs its
+    log to disk, so `password` and `durable` are unused.
     """
     return start_members(on_loopback([port], state_dir), state_dir)[0]

@@ -20,12 +20,14 @@ instead of adding offsets themselves.
 import json
 import os
 import random
+import shutil
 import socket
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploy import haproxy, netns, replication, stores
-from deploy.processes import port_free
+from deploy.processes import DeployError, port_free
 from deploy.sizing import MAX_INSTANCES  # noqa: F401 (part of the layout)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,11 +119,20 @@ class Cluster:
         return instance_port(self.port, name)
 
     def save(self):
-        # It holds SECRET_KEY: private from its first byte, never readable for a moment.
-        target = self.path / "cluster.json"
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            json.dump(asdict(self), out, indent=2)
+        """Write cluster.json whole or not at all: a crash mid-write leaves the record before it, which `down` reads.
+
+        It holds SECRET_KEY: private from its first byte (mkstemp makes it 0600).
+        """
+        descriptor, temporary = tempfile.mkstemp(dir=self.path, prefix=".cluster.json.")
+        try:
+            with os.fdopen(descriptor, "w") as out:
+                json.dump(asdict(self), out, indent=2)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path / "cluster.json")
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
     def processes(self):
         """The records of every process the cluster started."""
@@ -131,13 +142,55 @@ class Cluster:
         return [record["pid"] for record in self.processes()]
 
 
+# In every state folder deploy made: the one sign that deploy may write, close and empty it.
+MARKER = ".stateful-lab"
+
+
 def make_private_folder(path):
-    """Create the state folder 0700 (or close an existing one): it holds secrets, the database and logs."""
+    """Create the state folder 0700, marked as deploy's: it holds secrets, the database and logs.
+
+    A folder that exists is used only if deploy made it (MARKER), or if it
+    is empty and already closed to other users, and then marked: deploy
+    never closes, fills or empties a folder of somebody else's (a home
+    folder given by mistake to --state-dir). DeployError otherwise.
+    """
     path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+        (path / MARKER).touch(mode=0o600)
+    elif not made_by_deploy(path):
+        folder = path.stat()
+        if not path.is_dir() or any(path.iterdir()) or folder.st_uid != os.geteuid() or folder.st_mode & 0o077:
+            raise DeployError(f"{path} was not made by deploy (no {MARKER} in it), and is not an empty folder "
+                              "closed to other users: choose a new --state-dir (deploy creates it), or empty "
+                              "this one yourself")
+        (path / MARKER).touch(mode=0o600)
     path.chmod(0o700)
     (path / "logs").mkdir(mode=0o700, exist_ok=True)
     (path / "logs").chmod(0o700)
+
+
+def made_by_deploy(path):
+    return (Path(path) / MARKER).is_file()
+
+
+def remove_private_files(path):
+    """Empty a state folder deploy made, but for its logs: the record last, so that a failure leaves it to retry.
+
+    What goes holds a secret or user data: cluster.json (SECRET_KEY, the
+    stores' passwords), the stores' configurations (requirepass), the
+    SQLite database (password hashes), file sessions, HAProxy's files.
+    """
+    path = Path(path)
+    if not made_by_deploy(path):
+        raise DeployError(f"{path} was not made by deploy (no {MARKER} in it): nothing in it is removed")
+    for entry in sorted(path.iterdir(), key=lambda entry: entry.name == "cluster.json"):
+        if entry.name in (MARKER, "logs"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def load(state_dir=DEFAULT_STATE_DIR):

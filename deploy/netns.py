@@ -12,20 +12,32 @@ drop the packets silently, as a cut cable does: a connection attempt times
 out, it is never refused. Partitions add up; `heal` removes them all.
 Everything is named after the cluster's prefix, so `destroy` (and
 `destroy_all`) find and remove it even when the cluster's record is gone.
+
+Those names are exactly the ones this project makes (NAMESPACE, BRIDGE:
+PREFIX and five hex digits, then a node of a kind it runs, or `br`); a
+look-alike such as `laboratory-vpn` is somebody else's and never touched. Nor is a process
+signalled here: the processes this project starts are recorded and
+stopped by their records (deploy/processes.py); a cluster whose
+namespaces still hold a process is left in place, and named in the error.
 """
 
 import hashlib
 import ipaddress
-import os
+import re
 import secrets
 import shutil
-import signal
 import subprocess
 from dataclasses import asdict, dataclass
 
-from deploy.processes import DeployError
+from deploy.processes import DeployError, run_all, wait_for
 
 PREFIX = "lab"  # every namespace and bridge this project makes starts with it
+# The names this project makes, and no others: a cluster's prefix (prefix_for's), then a
+# node of a kind it runs for a namespace, or "br" for the bridge.
+CLUSTER_PREFIX = re.compile(rf"{PREFIX}[0-9a-f]{{5}}")
+NODE = re.compile(r"(app|redis|sentinel|pg|etcd)[0-9]{1,2}")
+NAMESPACE = re.compile(rf"(?P<prefix>{CLUSTER_PREFIX.pattern})-{NODE.pattern}")
+BRIDGE = re.compile(rf"(?P<prefix>{CLUSTER_PREFIX.pattern})br")
 SUBNETS = ipaddress.ip_network("10.250.0.0/16")
 TABLE = "lab_partition"
 PROXY_HOST = 254  # the bridge's second address: HAProxy's source towards the instances
@@ -36,7 +48,7 @@ def available():
     for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
         if shutil.which(tool) is None:
             return f"{tool} is not installed; install it with: apt-get install -y {package}"
-    probe = f"{PREFIX}probe{os.getpid()}"
+    probe = f"{PREFIX}probe{secrets.token_hex(4)}"
     made = _run("ip", "netns", "add", probe, check=False)
     if made.returncode:
         return f"network namespaces are not available here: {made.stderr.strip()}"
@@ -110,9 +122,15 @@ def free_net_number():
 
 
 def create(prefix, net_number, names):
-    """Make a namespace per node on a bridge of its own; return the Network. Undone on failure."""
-    if len(prefix) > 9:
-        raise DeployError(f"namespace prefix {prefix!r} is too long: interface names have 15 characters")
+    """Make a namespace per node on a bridge of its own; return the Network. Undone on failure.
+
+    prefix: prefix_for's; names: nodes the project runs (NODE), so that
+    `destroy_all` knows every name made here for its own.
+    """
+    strange = [name for name in names if not NODE.fullmatch(name)]
+    if not CLUSTER_PREFIX.fullmatch(prefix) or strange:
+        raise DeployError(f"namespaces are named {CLUSTER_PREFIX.pattern}-{NODE.pattern}, "
+                          f"not {prefix}-{','.join(strange) or '...'}")
     subnet = list(SUBNETS.subnets(new_prefix=24))[net_number]
     taken = _run("ip", "-o", "-4", "addr", "show", check=False).stdout
     if f" {next(subnet.hosts())}/24 " in taken:
@@ -187,45 +205,60 @@ def heal(network):
                  check=False)
 
 
-def destroy(prefix):
+def destroy(prefix, *, wait=5):
     """Remove the namespaces and the bridge named after prefix (their veths and rules go with them).
 
-    A process still inside one is killed first: it was started there by this
-    project, and it would keep the namespace alive without a name. Return how
-    many namespaces there were.
+    Only once none holds a process: the cluster's recorded processes were
+    stopped just before, and their last children may take a moment to
+    exit. One still there after `wait` seconds is no process of a record,
+    or a cluster still runs: nothing is removed, and DeployError names the
+    processes. Return how many namespaces there were.
     """
+    if not CLUSTER_PREFIX.fullmatch(prefix):
+        raise DeployError(f"{prefix!r} is no cluster prefix of this project's ({CLUSTER_PREFIX.pattern})")
     found = namespaces(prefix)
+    try:
+        wait_for(lambda: not any(_pids(namespace) for namespace in found), timeout=wait, interval=0.5,
+                 what=f"the processes in {prefix}'s namespaces to exit")
+    except DeployError:
+        held = "; ".join(f"{namespace}: pid {', '.join(pids)}" for namespace in found if (pids := _pids(namespace)))
+        raise DeployError(f"{prefix}'s namespaces still hold processes ({held}), so none was removed; "
+                          "stop them, then run: python -m deploy cleanup") from None
     for namespace in found:
-        _remove(namespace)
+        _run("ip", "netns", "del", namespace, check=False)
     _run("ip", "link", "del", f"{prefix}br", check=False)
     return len(found)
 
 
-def _remove(namespace):
-    for pid in _run("ip", "netns", "pids", namespace, check=False).stdout.split():
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    _run("ip", "netns", "del", namespace, check=False)
+def _pids(namespace):
+    return _run("ip", "netns", "pids", namespace, check=False).stdout.split()
 
 
-def destroy_all():
-    """Remove every namespace and bridge this project made; return how many namespaces."""
-    namespaces = [n for n in _namespaces() if n.startswith(PREFIX)]
-    for namespace in namespaces:
-        _remove(namespace)
-    links = _run("ip", "-o", "link", "show", "type", "bridge", check=False).stdout
-    for line in links.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(PREFIX) and name.endswith("br"):
-            _run("ip", "link", "del", name, check=False)
-    return len(namespaces)
+def own_prefix(name):
+    """The cluster prefix of a namespace or bridge this project made, or None for any other name."""
+    match = NAMESPACE.fullmatch(name) or BRIDGE.fullmatch(name)
+    return match["prefix"] if match else None
+
+
+def destroy_all(names=None):
+    """Remove every namespace and bridge this project made; return how many namespaces.
+
+    names: the namespaces and bridges to look at (default: every one here);
+    only NAMESPACE's and BRIDGE's are the project's. Each cluster's are
+    removed even when another's fail (DeployError for the first, the others
+    noted on it).
+    """
+    if names is None:
+        names = [*_namespaces(), *_bridges()]
+    prefixes = sorted({prefix for prefix in map(own_prefix, names) if prefix})
+    counts = []
+    run_all([lambda prefix=prefix: counts.append(destroy(prefix)) for prefix in prefixes])
+    return sum(counts)
 
 
 def namespaces(prefix):
     """The namespaces named after prefix that exist now."""
-    return [n for n in _namespaces() if n.startswith(f"{prefix}-")]
+    return [n for n in _namespaces() if (match := NAMESPACE.fullmatch(n)) and match["prefix"] == prefix]
 
 
 def rules(network, name):
@@ -236,3 +269,8 @@ def rules(network, name):
 
 def _namespaces():
     return [line.split()[0] for line in _run("ip", "netns", "list", check=False).stdout.splitlines() if line]
+
+
+def _bridges():
+    links = _run("ip", "-o", "link", "show", "type", "bridge", check=False).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]

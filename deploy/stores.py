@@ -4,11 +4,12 @@ One row per kind in KINDS: how to start it, how to stop it, and the setting
 that points the site at it. Which kinds a configuration needs is the
 registry's answer (labcore/registry.py).
 
-Each store answers the site alone: Redis and PostgreSQL ask for a password
-generated per cluster and kind (`new_password`, recorded with each node in
-the 0600 cluster.json, handed to the site inside the URL), memcached listens
-on a UNIX socket only the site's user can open; as root, memcached and
-PostgreSQL run as users of their own.
+Each store answers the site alone: Redis, PostgreSQL and etcd ask for a
+password generated per cluster and kind (`new_password`; etcd's members
+make theirs, deploy/etcd.py), recorded with each node in the 0600
+cluster.json and handed to the site inside the URL (ETCD_ENDPOINTS for
+etcd); memcached listens on a UNIX socket only the site's user can open; as
+root, memcached and PostgreSQL run as users of their own.
 
 etcd is a kind too, but its members start together as one cluster
 (deploy/replication.py, deploy/etcd.py); its row starts a cluster of one,

@@ -1,6 +1,7 @@
 """Error responses: JSON under /api/, a plain page elsewhere, never a traceback."""
 
 import logging
+import secrets
 import sys
 
 from django.db import InterfaceError, OperationalError
@@ -27,11 +28,19 @@ def dependency_failure(exception):
 
 
 def store_unavailable_response(request, failure):
-    logger.warning("%s %s: %s", request.method, request.path, failure)
+    """A 503 that names the failed store and a request id, and nothing else.
+
+    The failure's detail (a path, a host and port, a connection pool, the
+    store's own words) is for the operator: it goes to the log under the
+    request id, which the client can quote.
+    """
+    request_id = secrets.token_hex(8)
+    logger.warning("request %s: %s %s: %s", request_id, request.method, request.path, failure)
     if is_api(request):
-        response = JsonResponse({"error": str(failure), "store": failure.store}, status=503)
+        response = JsonResponse({"error": f"{failure.store} is unavailable; request id {request_id}",
+                                 "store": failure.store, "request_id": request_id}, status=503)
     else:
-        response = render(request, "503.html", {"failure": failure}, status=503)
+        response = render(request, "503.html", {"store": failure.store, "request_id": request_id}, status=503)
     response["Retry-After"] = "1"
     return response
 

@@ -10,6 +10,7 @@ from django.core.cache import caches
 from django.http import JsonResponse
 from django.utils.module_loading import import_module
 
+from labcore.errors import store_unavailable_response
 from labcore.registry import MEMORY
 from labcore.stores import StoreUnavailable, check_database, store_errors
 
@@ -54,10 +55,7 @@ def readyz(request):
         try:
             check()
         except StoreUnavailable as failure:
-            return JsonResponse(
-                {"status": "unavailable", "error": str(failure), "store": failure.store},
-                status=503,
-            )
+            return store_unavailable_response(request, failure)
     return JsonResponse(
         {"status": "ready", "instance": settings.INSTANCE_NAME, "checked": list(checks)}
     )

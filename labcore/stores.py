@@ -151,8 +151,9 @@ def redis_shard(key):
 
 
 def etcd_client():
-    """Return this process's client for the site's etcd cluster (ETCD_ENDPOINTS)."""
-    return connections.etcd_client(EtcdTarget(settings.ETCD_ENDPOINTS, settings.STORE_TIMEOUT))
+    """Return this process's client for the site's etcd cluster (ETCD_ENDPOINTS, logged in as ETCD_USER)."""
+    return connections.etcd_client(EtcdTarget(settings.ETCD_ENDPOINTS, settings.STORE_TIMEOUT,
+                                              settings.ETCD_USER, settings.ETCD_PASSWORD))
 
 
 def check_database():

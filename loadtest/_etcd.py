@@ -30,7 +30,6 @@ import uuid
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-import etcd3gw
 import etcd3gw.exceptions
 
 from deploy import cluster as deploy
@@ -61,13 +60,15 @@ def member_losses(*, members=5, tries=20, timeout=0.5):
         try:
             cluster = etcd.start_members(etcd.on_loopback([free_port() for _ in range(members)], state), state)
             victims = sorted(cluster, key=lambda m: m["name"] != etcd.leader(cluster))[:gone]
+            survivors = [m for m in cluster if m not in victims]
+            # Logged in while a majority runs: a login goes through Raft, and a
+            # minority still serves serializable reads to a client that has its token.
+            client = _client(survivors[0], timeout)
             for member in victims:
                 stop(member, sig=signal.SIGKILL)
-            survivors = [m for m in cluster if m not in victims]
             majority = len(survivors) > members // 2
             if majority:
                 wait_for(lambda: etcd.leader(survivors), timeout=30, what="a new etcd leader")
-            client = etcd3gw.client(host=survivors[0]["host"], port=survivors[0]["port"], timeout=timeout)
             rows.append({"members": members, "gone": gone, "majority": majority,
                          **_etcd_calls(client, tries)})
         finally:
@@ -341,8 +342,8 @@ def partition_splits(*, members=5, tries=20, timeout=0.5):
 
 
 def _split(*, members, tries, timeout, leader_side):
-    prefix = f"lab{secrets.token_hex(3)}"
     state = Path(tempfile.mkdtemp(prefix="etcd-split-"))
+    prefix = netns.prefix_for(state)
     cluster = []
     try:
         network = netns.create(prefix, secrets.randbelow(256), [f"etcd{n}" for n in range(1, members + 1)])
@@ -356,6 +357,10 @@ def _split(*, members, tries, timeout, leader_side):
         small = [old_leader, followers[0]] if leader_side == "small" else followers[:members // 2]
         sides = {"small": [m for m in cluster if m["name"] in small],
                  "large": [m for m in cluster if m["name"] not in small]}
+        # Each side is asked through a member that was a follower before the cut, logged in before
+        # it (a login needs a majority, which the small side will not have).
+        asked = {side: next(m for m in group if m["name"] != old_leader) for side, group in sides.items()}
+        clients = {side: _client(member, timeout) for side, member in asked.items()}
 
         cut = time.monotonic()
         netns.partition(network, small, [m["name"] for m in sides["large"]])
@@ -363,11 +368,8 @@ def _split(*, members, tries, timeout, leader_side):
         elected_s = time.monotonic() - cut
         wait_for(lambda: etcd.leader(sides["small"]) is None, timeout=30, what="no leader on the small side")
         leaderless_s = time.monotonic() - cut
-        # Each side is asked through a member that was a follower before the cut.
-        asked = {side: next(m for m in group if m["name"] != old_leader) for side, group in sides.items()}
         during = {side: {"members": [m["name"] for m in group], "roles": [etcd.role(m) for m in group],
-                         "asked": asked[side]["name"],
-                         **_etcd_calls(_client(asked[side], timeout), tries, prefix=side)}
+                         "asked": asked[side]["name"], **_etcd_calls(clients[side], tries, prefix=side)}
                   for side, group in sides.items()}
 
         netns.heal(network)
@@ -393,7 +395,10 @@ CLIENT_PORT, PEER_PORT = 2379, 2380  # etcd's own: each member has a namespace, 
 
 
 def _client(member, timeout):
-    return etcd3gw.client(host=member["host"], port=member["port"], timeout=timeout)
+    """A member's client, logged in as the site now (etcd.client logs in at its first call)."""
+    client = etcd.client(member, timeout)
+    client.status()
+    return client
 
 
 def _one_leader(cluster):

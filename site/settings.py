@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_addresses, parse_primary_cache, with_password
+from labcore.connections import parse_addresses, parse_etcd_endpoints, parse_primary_cache, with_password
 from labcore.proxy import trusted_networks
 from labcore.registry import ConfigError
 
@@ -168,11 +168,14 @@ if os.environ.get("REDIS_PASSWORD"):
     except ValueError as bad:
         raise ImproperlyConfigured(str(bad)) from None
 MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
-# etcd's members, host:port of their client URLs, comma-separated: any of them serves.
-ETCD_ENDPOINTS = tuple(
-    (host, int(port)) for host, _, port in
-    (item.rpartition(":") for item in env_list("ETCD_ENDPOINTS", "127.0.0.1:2379"))
-)
+# etcd's members, host:port of their client URLs, comma-separated: any of them
+# serves. With etcd's authentication on, each carries the site's user and
+# password, as a URL does: user:password@host:port (deploy gives them).
+try:
+    ETCD_ENDPOINTS, ETCD_USER, ETCD_PASSWORD = parse_etcd_endpoints(os.environ.get("ETCD_ENDPOINTS",
+                                                                                   "127.0.0.1:2379"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)
 # After a store fails, calls to it fail at once for this many seconds before
 # one call tries it again (labcore/stores.py), so a hung store costs a

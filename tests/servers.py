@@ -1,7 +1,7 @@
 """Real store servers for the tests, on free loopback ports, started by deploy's code.
 
-Each has its own password (Redis, PostgreSQL) or private socket (memcached),
-as in a cluster: `url` is what the site is given.
+Each has its own password (Redis, PostgreSQL, etcd) or private socket
+(memcached), as in a cluster: `url` is what the site is given.
 """
 
 import shutil
@@ -64,7 +64,12 @@ def postgres_server():
 
 
 class EtcdCluster:
-    """A real etcd cluster of `count` members on free ports; members can be killed, paused and started."""
+    """A real etcd cluster of `count` members on free ports; members can be killed, paused and started.
+
+    It asks for a login, as a deployed one does: `user` and `password` are the site's.
+    """
+
+    user = etcd.SITE_USER
 
     def __init__(self, count):
         self._dir = tempfile.mkdtemp(prefix="lab-test-etcd-")
@@ -78,6 +83,14 @@ class EtcdCluster:
     @property
     def endpoints(self):
         return tuple(("127.0.0.1", member["port"]) for member in self.members)
+
+    @property
+    def password(self):
+        return self.members[0]["password"]
+
+    def client(self, name="etcd1", timeout=5):
+        """An etcd3gw client of member `name`, logged in as the site."""
+        return etcd.client(self.member(name), timeout)
 
     def member(self, name):
         return next(m for m in self.members if m["name"] == name)

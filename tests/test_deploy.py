@@ -1,5 +1,8 @@
 """Real clusters: gunicorn instances behind HAProxy, started and broken by `python -m deploy`."""
 
+import os
+import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -245,6 +248,65 @@ def test_sixteen_instances_on_postgres_start_and_serve(cluster):
         used = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
     assert allowed >= 16 * sizing.DB_CONNECTIONS_PER_INSTANCE + sizing.DB_HEADROOM
     print(f"16 instances: {used} connections open of {allowed}")
+
+
+# What `down` leaves, and folders deploy did not make
+
+
+def test_down_leaves_only_the_logs_and_no_secret(cluster, tmp_path):
+    state = tmp_path / "state"
+    c = cluster(instances=1, sessions="file", presence="redis", state_dir=state)
+    ada = Browser()
+    assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
+    record = layout.load(state)
+    with sqlite3.connect(state / "site.sqlite3") as db:
+        (password_hash,) = db.execute("SELECT password FROM auth_user WHERE username = 'ada'").fetchone()
+    secrets = {"SECRET_KEY": record.secret_key, "ada's password hash": password_hash, "ada's password": PASSWORD,
+               "ada's session key": ada.cookie("sessionid"),
+               **{f"{name}'s password": node["password"] for name, node in record.stores.items()}}
+    assert {"redis1", "cluster.json", "site.sqlite3", "sessions"} <= {*record.stores, *os.listdir(state)}
+
+    c.run("down")
+    assert sorted(os.listdir(state)) == [layout.MARKER, "logs"]
+    assert os.listdir(state / "logs")  # the logs stay, to read after the run
+    for log in (state / "logs").iterdir():
+        text = log.read_text(errors="replace")
+        assert [what for what, secret in secrets.items() if secret in text] == [], log
+
+
+def test_a_state_folder_deploy_did_not_make_is_left_untouched(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "precious").mkdir(parents=True)
+    (mine / "precious" / "thesis.tex").write_text("years of work")
+    mine.chmod(0o755)
+    before = sorted(str(path.relative_to(mine)) for path in mine.rglob("*"))
+    up = deploy(mine, "up", "--instances", "1", "--sessions", "signed_cookies", "--presence", "memory",
+                "--port", str(layout.free_base_port()), check=False)
+    try:
+        assert up.returncode == 1 and "was not made by deploy" in up.stderr, up.stderr
+    finally:
+        deploy(mine, "down", check=False)
+    # A record planted there, naming the folder as a store's data: `down` removes nothing it names.
+    layout.Cluster(state_dir=str(mine), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
+                   secret_key="x", stores={"redis1": {"kind": "redis", "port": 2, "data": str(mine / "precious")}}
+                   ).save()
+    down = deploy(mine, "down", check=False)
+    assert down.returncode == 1 and "nothing stopped or removed" in down.stderr, down.stderr
+    (mine / "cluster.json").unlink()
+    assert sorted(str(path.relative_to(mine)) for path in mine.rglob("*")) == before
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o755
+
+
+def test_the_record_is_written_whole_or_not_at_all(tmp_path):
+    layout.make_private_folder(tmp_path / "state")
+    record = layout.Cluster(state_dir=str(tmp_path / "state"), port=1, lb="roundrobin", sessions="db",
+                            presence="memory", db="sqlite", secret_key="x")
+    record.save()
+    record.env = {"unwritable": object()}  # json.dump fails half-way, as a crash would
+    with pytest.raises(TypeError):
+        record.save()
+    assert layout.load(tmp_path / "state").env == {}
+    assert sorted(os.listdir(tmp_path / "state")) == [layout.MARKER, "cluster.json", "logs"]
 
 
 # Clear one-line errors

@@ -10,9 +10,11 @@ import time
 import uuid
 
 import etcd3gw
+import etcd3gw.exceptions
 import pytest
 from django.test import Client
 
+from deploy import layout
 from deploy.processes import DeployError, wait_for
 from deploy.replication import Topology
 from tests.conftest import use_stores
@@ -33,7 +35,8 @@ def members():
 def etcd_sessions(settings, members, redis_service, memcached_service, redis_db, tmp_path, db):
     use_stores(settings, session_store="etcd", presence_store="redis", redis=redis_service,
                memcached=memcached_service, tmp_path=tmp_path)
-    settings.ETCD_ENDPOINTS = members.endpoints
+    settings.ETCD_ENDPOINTS, settings.ETCD_USER, settings.ETCD_PASSWORD = (members.endpoints, members.user,
+                                                                           members.password)
     return members
 
 
@@ -90,7 +93,7 @@ def test_without_a_majority_nothing_is_written_or_read(etcd_sessions, django_use
 
 
 def test_a_session_keeps_one_lease_and_logout_leaves_none(etcd_sessions, django_user_model):
-    client = etcd3gw.client(port=etcd_sessions.members[0]["port"], timeout=5)
+    client = etcd_sessions.client()
 
     def leases():
         return client.post(client.get_url("/lease/leases"), json={}).get("leases", [])
@@ -119,6 +122,10 @@ def test_deployed_etcd_keeps_every_login_when_deploy_kills_its_leader(cluster):
     c = cluster(instances=2, sessions="etcd")
     roles = etcd_roles(c)
     assert sorted(roles.values()) == ["follower", "follower", "leader"], roles
+    etcd1 = layout.load(c.state_dir).stores["etcd1"]
+    with pytest.raises(etcd3gw.exceptions.Etcd3Exception) as refused:  # only the site may read
+        etcd3gw.client(host=etcd1["host"], port=etcd1["port"], timeout=5).get_prefix("sessions/")
+    assert "user name is empty" in refused.value.detail_text
     users = []
     for _ in range(5):
         browser = Browser()

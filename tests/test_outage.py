@@ -1,5 +1,6 @@
 """A store that fails gives a fast 503 naming it: never a hang, a 500 or a silent logout."""
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -9,7 +10,9 @@ from django.conf import settings
 from django.test import Client
 
 from chat.models import Message
+from deploy.layout import free_port
 from deploy.processes import wait_for
+from labcore.config import store_settings
 from tests.conftest import use_stores
 from tests.servers import memcached_server, redis_server
 
@@ -154,3 +157,55 @@ def test_bearer_token_needs_no_session_store(own_stores):
         content_type="application/json",
     )
     assert sent.status_code == 201
+
+
+# What a 503 tells the client, and what only the log knows
+
+
+def _session_store_failing(failure, settings, tmp_path):
+    """Point the site at a session store that fails as named; return strings only the log may show."""
+    dead = [str(free_port()) for _ in range(2)]
+    targets = {"redis_url": f"redis://:secret-password@127.0.0.1:{dead[0]}/0"}
+    if failure == "every Sentinel down":
+        targets.update(redis_url="redis://:secret-password@/0", redis_service="lab",
+                       redis_sentinels=tuple(("127.0.0.1", int(port)) for port in dead))
+    values = store_settings(session_store="file" if failure == "session folder gone" else "redis",
+                            presence_store="memory", memcached_url="unix:/nowhere.sock", state_dir=tmp_path,
+                            timeout=settings.STORE_TIMEOUT, **targets)
+    for name, value in values.items():
+        setattr(settings, name, value)
+    settings.REDIS_URL = targets["redis_url"]
+    if failure == "session folder gone":
+        return [str(tmp_path), "is missing"]
+    return ["127.0.0.1", *dead, "host=", "secret-password"]
+
+
+@pytest.mark.parametrize("failure", ["session folder gone", "Redis on a dead port", "every Sentinel down"])
+def test_a_503_names_the_store_and_a_request_id_and_the_detail_only_in_the_log(failure, settings, tmp_path, db,
+                                                                               caplog):
+    internals = _session_store_failing(failure, settings, tmp_path)
+    store = settings.SESSION_STORE
+    client = Client()
+    client.cookies["sessionid"] = "a" * 32  # a session to load: the store is asked
+    # Twice each: the second is refused by the store's breaker, whose words are internal too.
+    paths = ["/api/me", "/api/me", "/rooms/lobby/", "/rooms/lobby/"]
+    if store == "redis":
+        paths.append("/readyz")  # the file engine has no readiness check
+    answers = [client.get(path) for path in paths]
+    ids = []
+    for answer in answers:
+        body = answer.content.decode()
+        assert answer.status_code == 503, body
+        if answer["Content-Type"].startswith("text/html"):
+            assert f"<strong>{store}</strong>" in body
+            ids.append(re.search(r"Request id <code>([0-9a-f]{16})</code>", body).group(1))
+        else:
+            assert answer.json()["store"] == store and store in answer.json()["error"]
+            ids.append(answer.json()["request_id"])
+        found = [text for text in internals if text in body]
+        assert not found, (found, body)
+    assert len(set(ids)) == len(answers)
+    logged = {record.getMessage().split(":")[0].removeprefix("request "): record.getMessage()
+              for record in caplog.records if record.name == "labcore.errors"}
+    for request_id in ids:
+        assert any(text in logged[request_id] for text in internals), logged[request_id]

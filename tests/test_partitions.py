@@ -14,7 +14,7 @@ import pytest
 from deploy import cluster as deploy_cluster
 from deploy import netns
 from deploy.layout import Cluster
-from deploy.processes import DeployError, alive, spawn, wait_for
+from deploy.processes import DeployError, alive, spawn, stop, wait_for
 from loadtest import _fate, _split_brain
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
@@ -74,25 +74,30 @@ def test_after_a_promotion_no_pooled_connection_writes_to_the_old_primary(cluste
 def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
     state_dir = tmp_path.resolve()
     prefix = netns.prefix_for(state_dir)
-    network = netns.create(prefix, netns.free_net_number(), ["a", "b", "c"])
-    sleeper = spawn(network.command("a", [sys.executable, "-c", "import time; time.sleep(600)"]),
+    network = netns.create(prefix, netns.free_net_number(), ["app1", "app2", "app3"])
+    sleeper = spawn(network.command("app1", [sys.executable, "-c", "import time; time.sleep(600)"]),
                     log_path=tmp_path / "sleeper.log")
     try:
         Cluster(state_dir=str(state_dir), port=1, lb="roundrobin", sessions="memory", presence="memory",
                 db="sqlite", secret_key=secrets.token_urlsafe(), network=network.record()).save()
-        deploy_cluster.partition(["a"], ["b"], state_dir=state_dir)
-        first = netns.rules(network, "a")
+        deploy_cluster.partition(["app1"], ["app2"], state_dir=state_dir)
+        first = netns.rules(network, "app1")
         # c's namespace vanishes: the rules on a's side go in, c's side fails.
-        netns._run("ip", "netns", "del", network.nodes["c"]["namespace"])
+        netns._run("ip", "netns", "del", network.nodes["app3"]["namespace"])
         with pytest.raises(DeployError):
-            deploy_cluster.partition(["a"], ["c"], state_dir=state_dir)
-        assert netns.rules(network, "a") == first  # the earlier partition stands, the failed one left nothing
+            deploy_cluster.partition(["app1"], ["app3"], state_dir=state_dir)
+        assert netns.rules(network, "app1") == first  # the earlier partition stands, the failed one left nothing
         (state_dir / "cluster.json").unlink()
+        # A process no record names is never signalled: the namespaces stay, and the error names it.
+        with pytest.raises(DeployError, match=f"{network.nodes['app1']['namespace']}: pid {sleeper['pid']}"):
+            deploy_cluster.cleanup(state_dir)
+        assert alive(sleeper["pid"], sleeper["started"]) and len(netns.namespaces(prefix)) == 2
+        stop(sleeper)
         assert deploy_cluster.cleanup(state_dir) == 2
     finally:
+        stop(sleeper)
         netns.destroy(prefix)
     assert netns.namespaces(prefix) == []
-    assert not alive(sleeper["pid"], sleeper["started"])  # a process left inside went with its namespace
 
 
 @pytest.mark.timeout(300)

@@ -1,7 +1,8 @@
 """Stores only the site can use (issue #12): credentials, no pickle, private files, loud file
-sessions, durable commits, and process records that cannot name a stranger.
+sessions, durable commits, and process records that cannot name a stranger; etcd's too (issue #26).
 """
 
+import base64
 import os
 import pickle
 import signal
@@ -12,11 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import etcd3gw
+import etcd3gw.exceptions
 import psycopg
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import caches
+from django.test import Client
 from django.utils.module_loading import import_module
 from pymemcache.client.base import Client as MemcachedClient
 
@@ -24,11 +28,12 @@ from deploy import layout
 from deploy.processes import alive, running, start_time, stop
 from labcore import registry
 from labcore.config import store_settings
+from labcore.connections import EtcdLogin, etcd_member
 from labcore.sessions.file import SessionStore as FileSession
 from maintenance.jobs import clear_expired_elsewhere
 from tests.clusters import ROOT, deploy
 from tests.conftest import use_stores
-from tests.servers import postgres_server
+from tests.servers import EtcdCluster, postgres_server
 
 PASSWORD = "correct horse battery"
 SESSION_KEY = "a" * 32  # as Django makes them: 32 lowercase letters and digits
@@ -83,6 +88,55 @@ def test_postgres_refuses_a_client_without_the_password_and_the_site_is_no_super
             "SELECT rolsuper, (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'lab'),"
             " current_setting('fsync') FROM pg_roles WHERE rolname = current_user").fetchone()
     assert (superuser, owner, fsync) == (False, "lab", "on")
+
+
+@pytest.fixture(scope="module")
+def etcd_alone():
+    cluster = EtcdCluster(1)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def etcd_sessions(settings, etcd_alone, redis_service, memcached_service, redis_db, tmp_path, db):
+    use_stores(settings, session_store="etcd", presence_store="memory", redis=redis_service,
+               memcached=memcached_service, tmp_path=tmp_path)
+    settings.ETCD_ENDPOINTS, settings.ETCD_USER, settings.ETCD_PASSWORD = (etcd_alone.endpoints, etcd_alone.user,
+                                                                           etcd_alone.password)
+    return etcd_alone
+
+
+def _refusal(call):
+    with pytest.raises(etcd3gw.exceptions.Etcd3Exception) as refused:
+        call()
+    return refused.value.detail_text
+
+
+def test_etcd_refuses_a_client_without_the_password_and_keeps_no_usable_session_key(etcd_sessions,
+                                                                                   django_user_model):
+    django_user_model.objects.create_user("ada", password=PASSWORD)
+    ada = Client()
+    assert ada.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
+    key = ada.cookies["sessionid"].value
+
+    member = etcd_sessions.members[0]
+    stranger = etcd3gw.client(host=member["host"], port=member["port"], timeout=5)
+    assert "user name is empty" in _refusal(lambda: stranger.get_prefix("sessions/"))
+    assert "user name is empty" in _refusal(lambda: stranger.put(f"sessions/{key}", "planted"))
+    guesser = etcd_member(member["host"], member["port"], 5, EtcdLogin(etcd_sessions.user, "guess"))
+    assert "authentication failed" in _refusal(lambda: guesser.get_prefix("sessions/"))
+
+    # etcd still lists a lease's keys to anyone: what it lists must be no login.
+    leases = stranger.post(stranger.get_url("/lease/leases"), json={}).get("leases", [])
+    listed = [base64.b64decode(name).decode() for lease in leases for name in stranger.post(
+        stranger.get_url("/lease/timetolive"), json={"ID": lease["ID"], "keys": True}).get("keys", [])]
+    stored = [meta["key"].decode() for _, meta in etcd_sessions.client().get_prefix("sessions/")]
+    assert len(stored) == 1 and listed == stored
+    assert key not in stored[0]
+    replay = Client()
+    replay.cookies["sessionid"] = stored[0].removeprefix("sessions/")
+    assert replay.get("/api/me").status_code == 401
+    assert ada.get("/api/me").json()["username"] == "ada"
 
 
 # Nothing unpickled
@@ -275,7 +329,7 @@ def test_a_recycled_pid_is_never_signalled(bystander, tmp_path):
 
     # The same through `deploy down`, with a cluster record naming it.
     state = tmp_path / "stale"
-    state.mkdir()
+    layout.make_private_folder(state)
     layout.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
                    secret_key="x", haproxy=stranger, instances={"app1": {"port": 2, **stranger}}).save()
     status = deploy(state, "status", "--json")

@@ -7,6 +7,9 @@ without a majority. Each session is one key, attached to an etcd lease
 that expires it: every save grants a new lease for the session's age and,
 once the key holds it, revokes the one before, so a session keeps one
 lease; etcd holds every lease in memory.
+
+The key is not the session key but an HMAC of it (keys.private_name):
+etcd lists a lease's keys to anyone who asks, password or not.
 """
 
 import base64
@@ -14,7 +17,7 @@ import base64
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from etcd3gw.lease import Lease
 
-from labcore.sessions.keys import create_with_a_new_key, valid_session_key
+from labcore.sessions.keys import create_with_a_new_key, private_name, valid_session_key
 from labcore.stores import etcd_client, store_errors
 
 PREFIX = "sessions/"
@@ -42,7 +45,7 @@ class SessionStore(SessionBase):
         return valid_session_key(key)
 
     def _key(self, session_key=None):
-        return PREFIX + (session_key or self.session_key)
+        return PREFIX + private_name(session_key or self.session_key, "etcd")
 
     def load(self):
         if self.session_key is not None:

@@ -7,7 +7,7 @@ delete is a logout that revokes nothing. Here each is a 503 naming the store.
 
 A file is not named by its session key, as Django's are: anyone who could
 list the folder would hold every login. Its name is an HMAC of the key with
-SECRET_KEY, and it is 0600 in a 0700 folder.
+SECRET_KEY (keys.private_name), and it is 0600 in a 0700 folder.
 """
 
 import datetime
@@ -18,9 +18,8 @@ import tempfile
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.file import SessionStore as FileStore
-from django.utils.crypto import salted_hmac
 
-from labcore.sessions.keys import valid_session_key
+from labcore.sessions.keys import private_name, valid_session_key
 from labcore.stores import StoreUnavailable
 
 FILE_NAME = re.compile(r"[0-9a-f]{64}")  # after SESSION_COOKIE_NAME: a SHA-256 HMAC in hex
@@ -43,8 +42,7 @@ class SessionStore(FileStore):
     def _key_to_file(self, session_key=None):
         if session_key is None:
             session_key = self._get_or_create_session_key()
-        name = salted_hmac("labcore.sessions.file", session_key, algorithm="sha256").hexdigest()
-        return os.path.join(self.storage_path, self.file_prefix + name)
+        return os.path.join(self.storage_path, self.file_prefix + private_name(session_key, "file"))
 
     def _check_folder(self):
         if not os.path.isdir(self.storage_path):
