@@ -31,9 +31,7 @@ from pathlib import Path
 from redis.cluster import key_slot
 
 from deploy import cluster as deploy
-from deploy.layout import free_base_port
-from deploy.processes import DeployError, require, wait_for
-from deploy.replication import Topology
+from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
 from loadtest._bench import BENCH_ENV, PASSWORD, run_wrk
 
 SESSION_KEY_PREFIX = ":1:django.contrib.sessions.cache"  # Django's cache key of a session: it picks the slot

@@ -8,24 +8,21 @@ import shutil
 import signal
 import tempfile
 
-from deploy import etcd, stores
-from deploy.layout import free_port
-from deploy.processes import signal_group, stop
+from deploy.cluster import etcd, free_port, new_password, server_settings, signal_group, start_server, stop
 
 
 class Server:
     """One store server on a free port, which a test may kill, pause and resume."""
 
-    def __init__(self, name, start):
+    def __init__(self, name):
         self.name = name
         self.port = free_port()
-        self._start = start
         self._dir = tempfile.mkdtemp(prefix=f"lab-test-{name}-")
-        self.password = stores.new_password()  # kept across restarts, as a cluster keeps it
+        self.password = new_password()  # kept across restarts, as a cluster keeps it
         self.record = None
 
     def start(self):
-        self.record = self._start(port=self.port, state_dir=self._dir, password=self.password)
+        self.record = start_server(self.name, port=self.port, state_dir=self._dir, password=self.password)
         return self
 
     @property
@@ -35,7 +32,8 @@ class Server:
     @property
     def url(self):
         """The site's setting for this server, credentials included."""
-        return stores.KINDS[self.name].url(self.record)
+        (url,) = server_settings(self.name, self.record).values()
+        return url
 
     def stop(self):
         """Kill the server, as a crash would, and remove its files."""
@@ -52,15 +50,15 @@ class Server:
 
 
 def redis_server():
-    return Server("redis", stores.start_redis)
+    return Server("redis")
 
 
 def memcached_server():
-    return Server("memcached", stores.start_memcached)
+    return Server("memcached")
 
 
 def postgres_server():
-    return Server("postgres", stores.start_postgres)
+    return Server("postgres")
 
 
 class EtcdCluster:

@@ -12,8 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy import layout, sizing, stores
-from deploy.processes import DeployError, require, run_all
+from deploy import cluster as deploy_cluster
+from deploy import sizing
+from deploy.cluster import DeployError, require, run_all
 from tests.clusters import deploy
 from tests.http import Browser
 
@@ -242,8 +243,8 @@ def test_sixteen_instances_on_postgres_start_and_serve(cluster):
         statuses = [status for statuses in pool.map(burst, ports) for status in statuses]
     assert statuses == [200] * 16 * sizing.THREADS
     assert Browser().get(f"{c.url}/readyz").status == 200
-    (postgres,) = [node for node in layout.load(c.state_dir).stores.values() if node["kind"] == "postgres"]
-    with psycopg.connect(stores.postgres_url(postgres)) as db:
+    (postgres,) = [node for node in deploy_cluster.load(c.state_dir).stores.values() if node["kind"] == "postgres"]
+    with psycopg.connect(deploy_cluster.server_settings("postgres", postgres)["DATABASE_URL"]) as db:
         allowed = int(db.execute("SHOW max_connections").fetchone()[0])
         used = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
     assert allowed >= 16 * sizing.DB_CONNECTIONS_PER_INSTANCE + sizing.DB_HEADROOM
@@ -258,7 +259,7 @@ def test_down_leaves_only_the_logs_and_no_secret(cluster, tmp_path):
     c = cluster(instances=1, sessions="file", presence="redis", state_dir=state)
     ada = Browser()
     assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
-    record = layout.load(state)
+    record = deploy_cluster.load(state)
     with sqlite3.connect(state / "site.sqlite3") as db:
         (password_hash,) = db.execute("SELECT password FROM auth_user WHERE username = 'ada'").fetchone()
     secrets = {"SECRET_KEY": record.secret_key, "ada's password hash": password_hash, "ada's password": PASSWORD,
@@ -267,7 +268,7 @@ def test_down_leaves_only_the_logs_and_no_secret(cluster, tmp_path):
     assert {"redis1", "cluster.json", "site.sqlite3", "sessions"} <= {*record.stores, *os.listdir(state)}
 
     c.run("down")
-    assert sorted(os.listdir(state)) == [layout.MARKER, "logs"]
+    assert sorted(os.listdir(state)) == [deploy_cluster.MARKER, "logs"]
     assert os.listdir(state / "logs")  # the logs stay, to read after the run
     for log in (state / "logs").iterdir():
         text = log.read_text(errors="replace")
@@ -281,13 +282,13 @@ def test_a_state_folder_deploy_did_not_make_is_left_untouched(tmp_path):
     mine.chmod(0o755)
     before = sorted(str(path.relative_to(mine)) for path in mine.rglob("*"))
     up = deploy(mine, "up", "--instances", "1", "--sessions", "signed_cookies", "--presence", "memory",
-                "--port", str(layout.free_base_port()), check=False)
+                "--port", str(deploy_cluster.free_base_port()), check=False)
     try:
         assert up.returncode == 1 and "was not made by deploy" in up.stderr, up.stderr
     finally:
         deploy(mine, "down", check=False)
     # A record planted there, naming the folder as a store's data: `down` removes nothing it names.
-    layout.Cluster(state_dir=str(mine), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
+    deploy_cluster.Cluster(state_dir=str(mine), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
                    secret_key="x", stores={"redis1": {"kind": "redis", "port": 2, "data": str(mine / "precious")}}
                    ).save()
     down = deploy(mine, "down", check=False)
@@ -298,15 +299,15 @@ def test_a_state_folder_deploy_did_not_make_is_left_untouched(tmp_path):
 
 
 def test_the_record_is_written_whole_or_not_at_all(tmp_path):
-    layout.make_private_folder(tmp_path / "state")
-    record = layout.Cluster(state_dir=str(tmp_path / "state"), port=1, lb="roundrobin", sessions="db",
+    deploy_cluster.make_private_folder(tmp_path / "state")
+    record = deploy_cluster.Cluster(state_dir=str(tmp_path / "state"), port=1, lb="roundrobin", sessions="db",
                             presence="memory", db="sqlite", secret_key="x")
     record.save()
     record.env = {"unwritable": object()}  # json.dump fails half-way, as a crash would
     with pytest.raises(TypeError):
         record.save()
-    assert layout.load(tmp_path / "state").env == {}
-    assert sorted(os.listdir(tmp_path / "state")) == [layout.MARKER, "cluster.json", "logs"]
+    assert deploy_cluster.load(tmp_path / "state").env == {}
+    assert sorted(os.listdir(tmp_path / "state")) == [deploy_cluster.MARKER, "cluster.json", "logs"]
 
 
 # Clear one-line errors

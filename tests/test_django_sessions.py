@@ -23,9 +23,8 @@ from django.conf import settings
 from django.test import SimpleTestCase, modify_settings, override_settings
 from django.utils.module_loading import import_module
 
-from deploy import rediscluster, stores
-from deploy.layout import free_port
-from deploy.processes import stop
+from deploy.cluster import free_port, server_settings, stop
+from deploy.kinds import rediscluster
 from labcore import registry
 from labcore.config import store_settings
 from tests.servers import EtcdCluster
@@ -135,7 +134,7 @@ def engine_settings(request, redis_service, memcached_service, tmp_path_factory)
     if request.cls.clustered:
         node = request.getfixturevalue("redis_cluster")
         values = {"redis_cluster_nodes": [("127.0.0.1", node["port"])]}
-        redis_url = stores.KINDS["redis"].url(node)
+        redis_url = server_settings("redis", node)["REDIS_URL"]
     else:
         redis_url = redis_service.url
     state = tmp_path_factory.mktemp(row.name)

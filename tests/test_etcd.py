@@ -14,9 +14,8 @@ import etcd3gw.exceptions
 import pytest
 from django.test import Client
 
-from deploy import layout
-from deploy.processes import DeployError, wait_for
-from deploy.replication import Topology
+from deploy import cluster as deploy_cluster
+from deploy.cluster import DeployError, Topology, wait_for
 from tests.conftest import use_stores
 from tests.http import Browser
 from tests.servers import EtcdCluster
@@ -122,7 +121,7 @@ def test_deployed_etcd_keeps_every_login_when_deploy_kills_its_leader(cluster):
     c = cluster(instances=2, sessions="etcd")
     roles = etcd_roles(c)
     assert sorted(roles.values()) == ["follower", "follower", "leader"], roles
-    etcd1 = layout.load(c.state_dir).stores["etcd1"]
+    etcd1 = deploy_cluster.load(c.state_dir).stores["etcd1"]
     with pytest.raises(etcd3gw.exceptions.Etcd3Exception) as refused:  # only the site may read
         etcd3gw.client(host=etcd1["host"], port=etcd1["port"], timeout=5).get_prefix("sessions/")
     assert "user name is empty" in refused.value.detail_text

@@ -10,8 +10,7 @@ from django.conf import settings
 from django.test import Client
 
 from chat.models import Message
-from deploy.layout import free_port
-from deploy.processes import wait_for
+from deploy.cluster import free_port, wait_for
 from labcore.config import store_settings
 from tests.conftest import use_stores
 from tests.servers import memcached_server, redis_server

@@ -13,8 +13,7 @@ import pytest
 
 from deploy import cluster as deploy_cluster
 from deploy import netns
-from deploy.layout import Cluster
-from deploy.processes import DeployError, alive, spawn, stop, wait_for
+from deploy.cluster import DeployError, alive, spawn, stop, wait_for
 from loadtest import _fate, _split_brain
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
@@ -78,7 +77,7 @@ def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
     sleeper = spawn(network.command("app1", [sys.executable, "-c", "import time; time.sleep(600)"]),
                     log_path=tmp_path / "sleeper.log")
     try:
-        Cluster(state_dir=str(state_dir), port=1, lb="roundrobin", sessions="memory", presence="memory",
+        deploy_cluster.Cluster(state_dir=str(state_dir), port=1, lb="roundrobin", sessions="memory", presence="memory",
                 db="sqlite", secret_key=secrets.token_urlsafe(), network=network.record()).save()
         deploy_cluster.partition(["app1"], ["app2"], state_dir=state_dir)
         first = netns.rules(network, "app1")

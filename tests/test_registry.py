@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from deploy import cluster
-from deploy.processes import DeployError
 from labcore import registry
 from labcore.config import store_settings
 from tests.clusters import ROOT
@@ -33,7 +32,7 @@ def test_settings_come_from_the_row(made_up, tmp_path):
 def test_deploy_plans_the_rows_servers(made_up):
     assert cluster.servers_for(sessions=made_up.name, presence="memory", db="sqlite") == ["redis"]
     assert cluster.servers_for(sessions=made_up.name, presence="redis", db="postgres") == ["redis", "postgres"]
-    with pytest.raises(DeployError, match="--sessions 'nowhere' is not one of: .*redis_twin"):
+    with pytest.raises(cluster.DeployError, match="--sessions 'nowhere' is not one of: .*redis_twin"):
         cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
 
 
