@@ -197,6 +197,45 @@ def test_killed_instance_comes_back_with_start(cluster):
     assert (c.instance("app1")["alive"], c.instance("app1")["lb_state"]) == (True, "UP")
 
 
+# status --json's schema (docs/operations/deploy.md): later versions only add fields.
+STATES = {"up", "down", "draining", "paused", "partitioned"}
+STORE_ROLES = {"primary", "replica", "standby", "sentinel", "leader", "follower", "candidate", "down", "unreachable"}
+TOP = {"url", "stats_url", "lb", "sessions", "presence", "db", "durable", "haproxy", "topology", "network",
+       "partitions", "cpu", "stores", "instances"}
+INSTANCE = {"name", "host", "port", "pid", "alive", "lb_state", "state", "role"}
+STORE = {"name", "kind", "role", "host", "port", "socket", "pid", "alive", "state"}
+
+
+def check_schema(status):
+    assert TOP <= set(status) and set(status["haproxy"]) >= {"pid", "alive"}
+    assert all(set(cut) == {"isolated", "from"} for cut in status["partitions"])
+    for row in status["instances"]:
+        assert INSTANCE <= set(row) and row["state"] in STATES and row["role"] is None, row
+    for row in status["stores"]:
+        assert STORE <= set(row) and row["state"] in STATES and row["role"] in STORE_ROLES, row
+        assert row["kind"] in deploy_cluster.KINDS or row["kind"] in {"redis", "sentinel"}, row
+
+
+def states(c):
+    status = c.status()
+    check_schema(status)
+    return {row["name"]: row["state"] for row in [*status["instances"], *status["stores"]]}
+
+
+def test_status_json_follows_its_schema_through_every_state(cluster):
+    c = cluster(instances=2, sessions="redis", presence="redis")
+    assert states(c) == {"app1": "up", "app2": "up", "redis1": "up"}
+    c.run("kill", "app1")
+    c.run("pause", "redis1")
+    runtime = deploy_cluster.load(c.state_dir).runtime
+    runtime.set_state("app2", "maint")  # what `kill --signal TERM` and `scale` do before the stop
+    assert states(c) == {"app1": "down", "app2": "draining", "redis1": "paused"}
+    runtime.set_state("app2", "ready")
+    c.run("resume", "redis1")
+    c.run("start", "app1")
+    assert states(c) == {"app1": "up", "app2": "up", "redis1": "up"}
+
+
 def test_a_relative_state_folder_works(cluster):
     # HAProxy reads a relative socket path as host:port; deploy must not pass one.
     c = cluster(instances=1, state_dir=Path("state") / f"test-relative-{uuid.uuid4().hex[:8]}")

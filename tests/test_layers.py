@@ -1,4 +1,5 @@
-"""The layering holds: site/ imports no app, labcore imports neither apps nor site/, no package imports upwards.
+"""The layering holds: site/ imports no app, labcore imports neither apps nor site/, no package imports upwards,
+loadtest reaches deploy through deploy.cluster only, and no import cycle anywhere (acyclic_siblings).
 
 The contracts are in pyproject.toml ([tool.importlinter]).
 """

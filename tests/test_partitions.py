@@ -33,6 +33,9 @@ def test_a_partition_of_the_redis_primary_leads_to_a_promotion_on_the_majority_s
     c.run("partition", "redis:primary,sentinel1,app1", "--from", MAJORITY)
     assert c.status()["partitions"] == [{"isolated": ["redis1", "sentinel1", "app1"],
                                          "from": MAJORITY.split(",")}]
+    cut = {"redis1", "sentinel1", "app1", *MAJORITY.split(",")}
+    assert {row["name"] for row in [*c.status()["stores"], *c.status()["instances"]]
+            if row["state"] == "partitioned"} == cut
 
     def promoted():
         roles = c.roles()
