@@ -14,7 +14,7 @@ import urllib.request
 from deploy import cgroups, haproxy, stores, web
 from deploy.errors import DeployError
 from deploy.layout import STATS_OFFSET
-from deploy.processes import PRIVATE_UMASK, paused, port_open, require, running, spawn, wait_for, write_private
+from deploy.processes import PRIVATE_UMASK, port_open, require, running, spawn, wait_for, write_private
 from deploy.record import ROOT
 from deploy.sizing import MAX_INSTANCES
 
@@ -153,14 +153,7 @@ def bring_in(cluster, name):
 
 
 def state(cluster, name, record, lb_status):
-    """down (not running), paused (SIGSTOP), partitioned (cut off by `partition`), draining (HAProxy holds
-    it out: MAINT or DRAIN, as `kill --signal TERM` and `scale` do), or up."""
-    if not running(record):
-        return "down"
-    if paused(record):
-        return "paused"
-    if any(name in (*cut["isolated"], *cut["from"]) for cut in cluster.partitions):
-        return "partitioned"
-    if lb_status.split(" ")[0] in ("MAINT", "DRAIN"):
-        return "draining"
-    return "up"
+    """The cluster's state of the instance (Cluster.state), or draining while HAProxy holds it out (MAINT or
+    DRAIN, as `kill --signal TERM` and `scale` do before the stop)."""
+    found = cluster.state(name, record)
+    return "draining" if found == "up" and lb_status.split(" ")[0] in ("MAINT", "DRAIN") else found

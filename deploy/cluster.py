@@ -87,7 +87,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
     wanted = servers_for(sessions=sessions, presence=presence, db=db)
-    stores.check(wanted, topology, server=server, namespaces=False)
+    stores.check_server(wanted, topology, server)
     previous = load(state_dir)
     if previous and any(running(record) for record in previous.processes()):
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
@@ -95,7 +95,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     _check_ports(ports(port, instances=instances, servers=wanted, topology=topology))
     if namespaces and (reason := netns.available()):
         raise DeployError(reason)
-    stores.check(wanted, topology, server=server, namespaces=namespaces)
+    if namespaces:
+        stores.check_namespaces(wanted, topology)
     limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
 
     cluster = Cluster(

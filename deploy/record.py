@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deploy import haproxy, layout, netns
 from deploy.errors import DeployError
+from deploy.processes import paused, running
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
@@ -108,6 +109,17 @@ class Cluster:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    def state(self, name, process):
+        """status's `state` of a node or instance: down (its process is gone), paused (SIGSTOP),
+        partitioned (named in a partition in force), or up."""
+        if not running(process):
+            return "down"
+        if paused(process):
+            return "paused"
+        if any(name in (*cut["isolated"], *cut["from"]) for cut in self.partitions):
+            return "partitioned"
+        return "up"
 
     def processes(self):
         """The records of every process the cluster started."""

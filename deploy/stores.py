@@ -17,7 +17,7 @@ from functools import partial
 
 from deploy import kinds, layout
 from deploy.errors import DeployError
-from deploy.processes import paused, run_all, running, signal_tree, stop
+from deploy.processes import run_all, running, signal_tree, stop
 from deploy.topology import Topology
 
 
@@ -39,13 +39,17 @@ def ports(base, *, instances, servers, topology=None):
     return used
 
 
-def check(servers, topology, *, server, namespaces):
-    """DeployError if a kind these servers need cannot run this way."""
+def check_server(servers, topology, server):
+    """DeployError if the instances' server (deploy/web.py) would overrun a kind these servers need."""
     for name in servers:
-        kind = kinds.for_server(name, topology)
-        kind.check_server(server)
-        if namespaces and kind.refuses_namespaces:
-            raise DeployError(kind.refuses_namespaces)
+        kinds.for_server(name, topology).check_server(server)
+
+
+def check_namespaces(servers, topology):
+    """DeployError if a kind these servers need cannot run in network namespaces."""
+    for name in servers:
+        if reason := kinds.for_server(name, topology).refuses_namespaces:
+            raise DeployError(reason)
 
 
 def placed_nodes(servers, topology, base):
@@ -80,17 +84,6 @@ def _kinds_present(cluster):
     return list(dict.fromkeys(kinds.for_node(kind_of(n, r), topology) for n, r in cluster.stores.items()))
 
 
-def state(cluster, name, record):
-    """down (not running), paused (SIGSTOP), partitioned (cut off by `partition`), or up."""
-    if not running(record):
-        return "down"
-    if paused(record):
-        return "paused"
-    if any(name in (*cut["isolated"], *cut["from"]) for cut in cluster.partitions):
-        return "partitioned"
-    return "up"
-
-
 def rows(cluster):
     """status's `stores`: every node with its role, as the node itself reports it, and its state."""
     listed = []
@@ -99,7 +92,7 @@ def rows(cluster):
         role = (kind.role(record) if alive else "down").replace("down", "unreachable" if alive else "down")
         listed.append({"name": name, "kind": kind_of(name, record), "role": role, "host": record.get("host"),
                        "port": record["port"], "socket": record.get("socket"), "pid": record["pid"],
-                       "alive": alive, "state": state(cluster, name, record), **kind.row(record, alive)})
+                       "alive": alive, "state": cluster.state(name, record), **kind.row(record, alive)})
     return listed
 
 
