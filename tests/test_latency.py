@@ -4,16 +4,18 @@ Each test starts a relay process the way deploy will (`latency.start`) in front 
 and stops both, also when it fails.
 
 Tolerance: the added round trip is checked against twice the setting to within 10 % or 0.3 ms, whichever is
-larger (the issue's target), on the median of 21 pings with the direct round trip, measured just before,
-subtracted. A median, because the machine is shared and busy: a ping now and then waits for a core for
-several milliseconds, and the median is the first figure those few cannot move.
+larger (issue 33's target), on the shortest of 21 pings, the shortest direct round trip, measured just before,
+subtracted. The shortest, not the median: a busy machine only ever adds time (a process woken by its timer
+waits for a core), and with both cores kept busy the median through a 10 ms relay grew from about 21 ms to
+26 ms while the shortest stayed under 21 ms. The shortest is what the relay adds when the machine does not
+add anything, and nothing the machine does can make it shorter than the delay set: a relay that delivered
+early, or not at all late, fails.
 """
 
 import os
 import shutil
 import signal
 import socket
-import statistics
 import tempfile
 import threading
 import time
@@ -69,14 +71,14 @@ def link(store):
 
 
 def round_trip_ms(client):
-    """The median of PINGS round trips, in milliseconds, after one to open the connection."""
+    """The shortest of PINGS round trips, in milliseconds, after one to open the connection."""
     client.ping()
     times = []
     for _ in range(PINGS):
         began = time.perf_counter()
         assert client.ping()
         times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
+    return min(times)
 
 
 def assert_adds(link, client, delay_ms):
