@@ -137,7 +137,8 @@ class Relay:
         """Deliver nothing for `seconds` (None: until resume()); connections stay open."""
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
                                     or not 0 < seconds <= 3600):
-            raise ValueError(f"seconds must be a number from 0 to 3600 (or absent: until resumed), not {seconds!r}")
+            raise ValueError("seconds must be a number above 0 and at most 3600 (none: until resumed), "
+                             f"not {seconds!r}")
         self.stalled_until = math.inf if seconds is None else asyncio.get_running_loop().time() + seconds
         self.changed.notify()
 
@@ -165,6 +166,8 @@ class Relay:
 
     async def close(self):
         """Stop listening and close every connection at once, queued bytes dropped."""
+        if self._server is None:
+            return
         self._server.close()
         for task in list(self._connections):
             task.cancel()
@@ -316,7 +319,7 @@ async def serve(routes, *, control, delay_ms=0, jitter_ms=0):
     finally:
         if server:
             server.close()
-        await asyncio.gather(*(relay.close() for relay in relays.values() if relay._server))
+        await asyncio.gather(*(relay.close() for relay in relays.values()))
         Path(control).unlink(missing_ok=True)
 
 

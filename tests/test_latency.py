@@ -8,8 +8,8 @@ larger (issue 33's target), on the shortest of 21 pings, the shortest direct rou
 subtracted. The shortest, not the median: a busy machine only ever adds time (a process woken by its timer
 waits for a core), and with both cores kept busy the median through a 10 ms relay grew from about 21 ms to
 26 ms while the shortest stayed under 21 ms. The shortest is what the relay adds when the machine does not
-add anything, and nothing the machine does can make it shorter than the delay set: a relay that delivered
-early, or not at all late, fails.
+add anything, and nothing the machine does can make it shorter than the delay set: a relay that delivers
+early, or too late every time, fails.
 """
 
 import os
@@ -236,7 +236,7 @@ def test_bad_requests_are_refused_with_what_was_wrong(link, tmp_path):
         latency.set_delay(link.control, 1, jitter_ms="much")
     with pytest.raises(DeployError, match="no route 'redis9'; routes: redis"):
         latency.stall(link.control, 1, route="redis9")
-    with pytest.raises(DeployError, match="seconds must be a number from 0 to 3600"):
+    with pytest.raises(DeployError, match="seconds must be a number above 0 and at most 3600"):
         latency.stall(link.control, 0)
     with pytest.raises(DeployError, match="op must be one of status, delay, stall, resume"):
         latency.request(link.control, {"op": "partition"})
