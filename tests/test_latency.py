@@ -39,14 +39,11 @@ def store():
 
 
 class Link:
-    """A relay process in front of `store`, with clients through it and past it."""
+    """A relay process (started as deploy starts one) in front of `store`, with clients through it and past it."""
 
-    def __init__(self, store, folder, **settings):
-        self.store = store
-        self.control = f"{folder}/control"  # short: a UNIX socket's path has at most 107 bytes
-        self.log = f"{folder}/relay.log"
-        self.record = latency.start({"redis": (("127.0.0.1", 0), ("127.0.0.1", store.port))},
-                                    control=self.control, log_path=self.log, **settings)
+    def __init__(self, store, record, log):
+        self.store, self.record, self.log = store, record, log
+        self.control = record["control"]
         self.port = latency.status(self.control)["redis"]["listen"][1]
 
     def client(self, direct=False):
@@ -59,14 +56,15 @@ class Link:
 
 @pytest.fixture
 def link(store):
-    folder = tempfile.mkdtemp(prefix="lab-test-latency-")
-    made = None
+    folder = tempfile.mkdtemp(prefix="lab-test-latency-")  # short: a UNIX socket's path has at most 107 bytes
     try:
-        made = Link(store, folder)
-        yield made
+        record = latency.start({"redis": (("127.0.0.1", 0), ("127.0.0.1", store.port))},
+                               control=f"{folder}/control", log_path=f"{folder}/relay.log")
+        try:
+            yield Link(store, record, f"{folder}/relay.log")
+        finally:
+            latency.stop(record)
     finally:
-        if made:
-            latency.stop(made.record)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -243,3 +241,9 @@ def test_bad_requests_are_refused_with_what_was_wrong(link, tmp_path):
     assert link.status()["delay_ms"] == 0 and not link.status()["stalled"]  # nothing half-applied
     with pytest.raises(DeployError, match="delay_ms must be"):
         latency.start({}, control=tmp_path / "unused", log_path=tmp_path / "unused.log", delay_ms=-5)
+
+
+def test_a_relay_that_cannot_listen_says_why(store, tmp_path):
+    taken = ("127.0.0.1", store.port)  # Redis listens there
+    with pytest.raises(DeployError, match="the latency relay exited: .*address already in use"):
+        latency.start({"redis": (taken, taken)}, control=tmp_path / "control", log_path=tmp_path / "relay.log")
