@@ -106,6 +106,16 @@ class User:
             "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")})
         return answer.status_code == 302
 
+    def call(self, method, path, **json_body):
+        headers = {"X-CSRFToken": self.http.cookies.get("csrftoken", "")}
+        return self.http.request(method, f"{self.url}{path}", json=json_body or None, headers=headers,
+                                 allow_redirects=False, timeout=TIMEOUT)
+
+    def read(self, url, path):
+        """GET path at another address (HAProxy), with this user's cookies."""
+        return requests.get(f"{url}{path}", cookies=self.http.cookies.get_dict(), allow_redirects=False,
+                            timeout=TIMEOUT)
+
 
 def accounts(state_dir, sides, *, users, newcomer_seconds):
     """{side: an iterator of names}, users made beforehand (loadtest/_accounts.py) for each side.
@@ -118,16 +128,6 @@ def accounts(state_dir, sides, *, users, newcomer_seconds):
     per_side = users + math.ceil(newcomer_seconds / (TICK * LOGIN_EVERY))
     names = prepare(per_side * len(sides), state_dir=state_dir)
     return {side: iter(names[n * per_side:(n + 1) * per_side]) for n, side in enumerate(sides)}
-
-    def call(self, method, path, **json_body):
-        headers = {"X-CSRFToken": self.http.cookies.get("csrftoken", "")}
-        return self.http.request(method, f"{self.url}{path}", json=json_body or None, headers=headers,
-                                 allow_redirects=False, timeout=TIMEOUT)
-
-    def read(self, url, path):
-        """GET path at another address (HAProxy), with this user's cookies."""
-        return requests.get(f"{url}{path}", cookies=self.http.cookies.get_dict(), allow_redirects=False,
-                            timeout=TIMEOUT)
 
 
 class Recorder:
