@@ -81,6 +81,8 @@ def _post_message(request, room):
         raise ApiError(409, f"client_id {client_id} was already used for a different message") from None
     except services.RoomLimitReached as limit:
         raise ApiError(429, str(limit)) from None
+    except services.RoomsFull as full:
+        raise ApiError(403, str(full)) from None
     return JsonResponse(message.as_json(), status=201 if created else 200)
 
 

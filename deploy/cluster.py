@@ -7,6 +7,7 @@ These functions are the deploy layer's public interface; the CLI and the
 load test call them.
 """
 
+import json
 import secrets
 import signal
 import subprocess
@@ -351,6 +352,28 @@ def cpu_throttled(*, state_dir=DEFAULT_STATE_DIR):
     return {name: groups.throttled(name) for name in cluster.instances}
 
 
+def add_users(usernames, password, *, state_dir=DEFAULT_STATE_DIR):
+    """Create users (all with one password) straight in the cluster's database; existing ones stay as they are.
+
+    For the load test, whose users all come from this machine: signed up
+    over HTTP they would meet the site's per-address sign-up limit, as
+    anyone would. This path needs the cluster's state folder (its database
+    credentials), so it is no door for other processes.
+    """
+    _manage(require_cluster(state_dir), "add_users",
+            stdin=json.dumps({"usernames": list(usernames), "password": password}))
+
+
+def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
+    """A bearer token for `username`, made without a usable password if it does not exist.
+
+    For the load test's audit: it reads through the API without ever
+    logging in, so no login throttle can refuse it. Needs the cluster's
+    state folder (its SECRET_KEY), like add_users.
+    """
+    return _manage(require_cluster(state_dir), "api_token", username).strip()
+
+
 def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
     cluster = require_cluster(state_dir)
     known = {*cluster.instances, *cluster.stores, "haproxy"}
@@ -393,12 +416,19 @@ def _start_stores(cluster, wanted):
 
 
 def _migrate(cluster):
+    _manage(cluster, "migrate", "--no-input", "-v0")
+
+
+def _manage(cluster, *argv, stdin=None):
+    """Run a `manage.py` command with the cluster's settings; return what it printed."""
     done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT, env=site_env(cluster), capture_output=True, text=True, timeout=300, umask=PRIVATE_UMASK,
+        [sys.executable, "manage.py", *argv],
+        cwd=ROOT, env=site_env(cluster), input=stdin, capture_output=True, text=True, timeout=300,
+        umask=PRIVATE_UMASK,
     )
     if done.returncode:
-        raise DeployError(f"migrate failed: {done.stderr.strip()[-500:]}")
+        raise DeployError(f"{argv[0]} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
 
 
 def _start_instance(cluster, name):

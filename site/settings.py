@@ -288,6 +288,11 @@ try:
     trusted_networks(TRUSTED_PROXIES)
 except ValueError as bad:
     raise ImproperlyConfigured(str(bad)) from None
+# Sign-ups (accounts/throttle.py): at most SIGNUP_MAX_PER_ADDRESS accounts per
+# client address (as above) in a window of SIGNUP_WINDOW seconds; each costs a
+# password hash. The load test creates its users beforehand instead.
+SIGNUP_MAX_PER_ADDRESS = int(env_float("SIGNUP_MAX_PER_ADDRESS", 10))
+SIGNUP_WINDOW = int(env_float("SIGNUP_WINDOW", 3600))
 
 # Passwords chosen at sign-up must pass Django's validators; the form shows
 # their messages. https://docs.djangoproject.com/en/6.1/topics/auth/passwords/#password-validation
@@ -349,13 +354,18 @@ if LEASE_TTL <= 0 or LEASE_RETRY <= 0 or MAINTENANCE_PERIOD < 1:
 ROLLUP_RETENTION = env_float("ROLLUP_RETENTION", 7 * 24 * 3600)
 if ROLLUP_RETENTION < MAINTENANCE_PERIOD:
     raise ImproperlyConfigured("ROLLUP_RETENTION must be at least MAINTENANCE_PERIOD")
+# The rollup asks presence for at most this many rooms per period, the most
+# recently posted to first (chat/maintenance.py).
+ROLLUP_MAX_ROOMS = int(env_float("ROLLUP_MAX_ROOMS", 1000))
 
 # ROOMS
 # Posting to a new name creates a room; a user may create at most
-# ROOM_CREATION_LIMIT rooms per ROOM_CREATION_WINDOW seconds (a 429 past it).
+# ROOM_CREATION_LIMIT rooms per ROOM_CREATION_WINDOW seconds (a 429 past it),
+# and the site holds at most ROOM_LIMIT rooms in all (a 403 past it).
 
 ROOM_CREATION_LIMIT = int(env_float("ROOM_CREATION_LIMIT", 10))
 ROOM_CREATION_WINDOW = env_float("ROOM_CREATION_WINDOW", 3600)
+ROOM_LIMIT = int(env_float("ROOM_LIMIT", 10_000))
 
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.
