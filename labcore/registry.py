@@ -72,7 +72,7 @@ for _row in (
     SessionStore("file", "labcore.sessions.file", summary="one file per session in the state folder"),
     SessionStore("db", "labcore.sessions.db", summary="the database"),
     SessionStore("cached_db", "labcore.sessions.cached_db", servers=("redis",), cache="redis",
-                 summary="the database, with Redis in front; a dead Redis costs speed, not logins"),
+                 summary="the database, with Redis in front; a dead Redis costs speed and session writes, not logins"),
     SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis",
                  cluster_engine="labcore.sessions.rediscluster",
                  summary="Redis, through django-redis (Redis Cluster: Django's Redis cache, sharded)"),
