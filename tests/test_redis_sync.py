@@ -39,9 +39,10 @@ def pair(settings, tmp_path, db, django_user_model, memcached_service):
     primary.start()
     try:
         replica.start()
-        with node(replica) as client:
-            wait_for(lambda: client.info("replication")["master_link_status"] == "up", timeout=30,
-                     what="the replica to copy the primary")
+        with node(primary) as client:
+            wait_for(lambda: confirmed_probe(client), timeout=30, what="the replica to confirm writes")
+        # A busy machine's margin: WAIT gets STORE_TIMEOUT / 2, 1 s, where a replica confirms in milliseconds.
+        settings.STORE_TIMEOUT = 2
         for name in ("ada", "bob"):
             django_user_model.objects.create_user(name, password=PASSWORD)
 
@@ -83,6 +84,11 @@ def pair(settings, tmp_path, db, django_user_model, memcached_service):
             replica.stop()
         finally:
             primary.stop()
+
+
+def confirmed_probe(client):
+    """A write on the primary that its replica confirms (WAIT on the same connection)."""
+    return client.pipeline(transaction=False).set("probe", 1).wait(1, 100).execute()[1] == 1
 
 
 def assert_refused_by_replication(response):
