@@ -60,4 +60,4 @@ def replicated(store, expected=()):
         with store_errors(store, expected=(*expected, NotReplicated)):
             yield
     except NotReplicated as shortfall:
-        raise StoreUnavailable(store, str(shortfall)) from shortfall
+        raise StoreUnavailable(store, str(shortfall), public=str(shortfall)) from shortfall
