@@ -29,6 +29,7 @@ the loss undid is still seen; a file's page cache is dropped on each open.
 """
 
 import argparse
+import contextlib
 import os
 import socketserver
 import subprocess
@@ -61,9 +62,13 @@ def trash_of(backing):
     return backing.with_name(f".{backing.name}.trash")
 
 
-def mount(backing, mountpoint, *, control, log_path, wrap=list, timeout=20):
-    """Mount the file system over `backing` at `mountpoint` (both made if missing) in a process of its own,
-    run as wrap(argv); return {"pid", "started", "control", "backing", "mountpoint"} once it is mounted."""
+def mount(backing, mountpoint, *, control, log_path, timeout=20):
+    """Mount the file system over `backing` at `mountpoint` (both made if missing) in a process of its own;
+    return {"pid", "started", "control", "backing", "mountpoint"} once it is mounted.
+
+    Mount from the host's mount namespace, before the store starts: `ip netns exec` gives the store a
+    mount namespace of its own that receives the host's mounts, but a mount made inside it stays there.
+    """
     if os.geteuid() != 0:
         raise DeployError("the power-loss file system mounts as root only (FUSE's allow_other)")
     processes.require("fusermount3", "fuse3")
@@ -73,7 +78,7 @@ def mount(backing, mountpoint, *, control, log_path, wrap=list, timeout=20):
         raise DeployError(f"{mountpoint} is already a mount point; unmount it first")
     argv = [sys.executable, "-m", "deploy.powerloss", "--control", str(control), str(backing),
             str(mountpoint)]
-    record = processes.spawn(wrap(argv), log_path=log_path, cwd=ROOT)
+    record = processes.spawn(argv, log_path=log_path, cwd=ROOT)
     record.update(control=str(control), backing=str(backing), mountpoint=str(mountpoint))
 
     def ready():
@@ -121,10 +126,17 @@ def unmount(record):
     """
     mountpoint = record["mountpoint"]
 
+    def unmounted():
+        # Busy (EBUSY) while a process has a file open there, e.g. a store killed a moment ago.
+        return subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, timeout=30).returncode == 0
+
     def clean():
         if mounted(mountpoint) and processes.running(record):
-            subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, timeout=30)
-            processes.wait_gone(record["pid"], 10, record["started"])
+            with contextlib.suppress(DeployError):
+                processes.wait_for(unmounted, timeout=5, what=f"{mountpoint} to be unmounted", interval=0.2)
+                # It may stay blocked reading /dev/fuse after the unmount (seen after a store was killed
+                # with files open there): the SIGTERM of the next step ends it, and it syncs as it exits.
+                processes.wait_gone(record["pid"], 1, record["started"])
 
     processes.run_all([
         clean,

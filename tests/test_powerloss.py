@@ -80,6 +80,11 @@ def test_a_write_not_fsynced_is_dropped_and_one_fsynced_is_kept(disk):
 def test_truncate_is_lost_unless_fsynced(disk):
     path = disk.mount / "file"
     write(path, b"x" * 10_000, sync=True)
+    write(path, b"short", sync=False)  # open(O_TRUNC): a truncation too
+    assert path.read_bytes() == b"short"
+    powerloss.power_loss(disk.record)
+    assert path.read_bytes() == b"x" * 10_000
+
     os.truncate(path, 100)
     with open(path, "r+b") as file:
         file.seek(5_000)
