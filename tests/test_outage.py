@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
@@ -16,6 +17,9 @@ from deploy.layout import free_port
 from deploy.processes import wait_for
 from labcore.config import store_settings
 from labcore.sessions.cached_db import SessionStore as CachedDBStore
+from labcore.stores import reset_breakers
+from maintenance import scheduler
+from maintenance.lease import Lease
 from tests.conftest import use_stores
 from tests.servers import memcached_server, redis_server
 
@@ -246,3 +250,19 @@ def test_cached_db_never_reads_an_older_copy_than_it_acknowledged(own_stores):
     assert [read() for _ in range(3)] == [acknowledged] * 3
     # The write was refused: it needed the cached copy gone, and the cache did not answer.
     assert (during.status_code, during.json()["store"]) == (503, "redis")
+
+
+def test_the_lease_view_names_a_failed_redis_and_a_request_id_and_the_detail_only_in_the_log(
+        redis_stores, logged_in, monkeypatch, caplog):
+    dead = free_port()
+    lease = Lease(redis.Redis(port=dead, socket_connect_timeout=0.5, socket_timeout=0.5), "lab-lease", ttl=2,
+                  instance="app1")
+    monkeypatch.setattr(scheduler, "_scheduler", scheduler.Scheduler(lease=lease, period=60, retry=1, instance="app1"))
+    for path in ("/api/lease", "/lease/"):
+        reset_breakers()  # the lease's Redis is not the sessions' here: the page's session must load
+        answer = logged_in.get(path)
+        body = answer.content.decode()
+        assert answer.status_code == 200 and "redis is unavailable" in body, body
+        assert str(dead) not in body and "127.0.0.1" not in body, body
+    logged = [record.getMessage() for record in caplog.records if record.name == "maintenance.views"]
+    assert len(logged) == 2 and all(str(dead) in line for line in logged), logged
