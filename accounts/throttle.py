@@ -1,4 +1,5 @@
-"""Login throttling against password guessing, without handing out lockouts.
+"""Login and sign-up throttling: against password guessing, without handing out lockouts,
+and against sign-ups that each cost a password hash.
 
 Failures are counted per (username, client address) and per client address,
 so a guesser slows down only itself: the owner of an account, logging in
@@ -25,9 +26,16 @@ Why not a library: django-axes records a failure from the
 check-then-act race), and renews the window on every failure; django-ratelimit
 increments atomically but counts every request, successes included, in fixed
 windows, with no way to clear a counter on success.
+
+Sign-ups are counted per client address with the same reservation: each
+costs a password hash (about 0.6 s of CPU at Django's rounds) and makes a
+user who may create rooms, so at most SIGNUP_MAX_PER_ADDRESS accounts per
+SIGNUP_WINDOW come from one address. A form refused before anything was
+hashed (a taken name, a weak password) gives its slot back.
 """
 
 import hashlib
+import ipaddress
 import logging
 from dataclasses import dataclass
 
@@ -57,32 +65,55 @@ def _hashed(prefix, text):
     return prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def counted_address(request):
+    """The client address a counter is kept for: an IPv6 client counts by its /64.
+
+    One IPv6 host is usually given a whole /64, so counting by full address
+    would give it 2**64 addresses to rotate through.
+    """
+    address = client_address(request)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return address
+
+
 def canonical_username(username):
     """The username as the login form reads it: stripped, NFKC, any case."""
     return (UsernameField().to_python(username) or "").lower()
 
 
-def _reserve(cache, key):
-    """Add one to the counter at key, starting a window if there is none."""
-    if cache.add(key, 1, settings.LOGIN_FAILURE_WINDOW):
+def _reserve(cache, key, window):
+    """Add one to the counter at key, starting a window of that many seconds if there is none."""
+    if cache.add(key, 1, window):
         return 1
     try:
         return cache.incr(key)
     except ValueError:
         # The window ran out between add() and incr(): start a new one.
-        cache.add(key, 1, settings.LOGIN_FAILURE_WINDOW)
+        cache.add(key, 1, window)
         return 1
+
+
+def _give_back(cache, key):
+    try:
+        cache.decr(key)
+    except ValueError:
+        pass  # the window ran out meanwhile
 
 
 def reserve(request, username):
     """Reserve an attempt before the password is checked; see Attempt.allowed."""
-    address = client_address(request)
+    address = counted_address(request)
     user_key = _hashed("login-failures:user-address:", f"{canonical_username(username)}\n{address}")
     address_key = _hashed("login-failures:address:", address)
     cache = caches["shared"]
     with store_errors(settings.SHARED_STORE):
-        for_user = _reserve(cache, user_key)
-        for_address = _reserve(cache, address_key)
+        for_user = _reserve(cache, user_key, settings.LOGIN_FAILURE_WINDOW)
+        for_address = _reserve(cache, address_key, settings.LOGIN_FAILURE_WINDOW)
     allowed = (
         for_user <= settings.LOGIN_MAX_FAILURES and for_address <= settings.LOGIN_MAX_FAILURES_PER_ADDRESS
     )
@@ -97,7 +128,29 @@ def succeeded(attempt):
     cache = caches["shared"]
     with store_errors(settings.SHARED_STORE):
         cache.delete(attempt.user_key)
-        try:
-            cache.decr(attempt.address_key)
-        except ValueError:
-            pass  # the window ran out meanwhile
+        _give_back(cache, attempt.address_key)
+
+
+@dataclass(frozen=True)
+class SignUp:
+    """A sign-up's reserved slot; `allowed` is False past SIGNUP_MAX_PER_ADDRESS."""
+
+    address_key: str
+    allowed: bool
+
+
+def reserve_sign_up(request):
+    """Reserve a sign-up for the request's client address before the form is checked or the password hashed."""
+    address = counted_address(request)
+    address_key = _hashed("sign-ups:address:", address)
+    with store_errors(settings.SHARED_STORE):
+        count = _reserve(caches["shared"], address_key, settings.SIGNUP_WINDOW)
+    if count == settings.SIGNUP_MAX_PER_ADDRESS + 1:
+        logger.warning("sign-ups throttled from %s (%s in the window)", address, count - 1)
+    return SignUp(address_key, count <= settings.SIGNUP_MAX_PER_ADDRESS)
+
+
+def sign_up_refused(sign_up):
+    """The form was refused before a password was hashed: give the slot back."""
+    with store_errors(settings.SHARED_STORE):
+        _give_back(caches["shared"], sign_up.address_key)

@@ -15,12 +15,25 @@ LOCKED_OUT = "too many failed logins from your address; try again in a few minut
 
 @require_http_methods(["GET", "POST"])
 def signup(request):
+    """Django's sign-up form, throttled per client address (accounts/throttle.py)."""
     form = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(settings.LOGIN_REDIRECT_URL)
-    return render(request, "accounts/signup.html", {"form": form})
+    if request.method != "POST":
+        return render(request, "accounts/signup.html", {"form": form})
+    reserved = throttle.reserve_sign_up(request)
+    if not reserved.allowed:
+        form.add_error(None, sign_ups_refused())
+        return render(request, "accounts/signup.html", {"form": form}, status=429)
+    if not form.is_valid():
+        throttle.sign_up_refused(reserved)
+        return render(request, "accounts/signup.html", {"form": form})
+    user = form.save()
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect(settings.LOGIN_REDIRECT_URL)
+
+
+def sign_ups_refused():
+    return (f"too many sign-ups from your address: at most {settings.SIGNUP_MAX_PER_ADDRESS} per "
+            f"{settings.SIGNUP_WINDOW:g} s (SIGNUP_MAX_PER_ADDRESS per SIGNUP_WINDOW); try again later")
 
 
 class LoginView(DjangoLoginView):

@@ -1,5 +1,6 @@
 """Chat's part of the periodic maintenance: a per-room activity rollup, kept for a while."""
 
+from django.conf import settings
 from django.db.models import Count
 
 from chat.models import Message, Room, RoomActivity
@@ -10,7 +11,10 @@ def measure_rollup(begins, ends):
     """Each active room's messages in [begins, ends) and users online now: [(room, messages, online)].
 
     A room with no message in the period and nobody online is idle and left
-    out: rollups grow with activity, not with the number of rooms.
+    out: rollups grow with activity, not with the number of rooms. Presence
+    is asked for at most ROLLUP_MAX_ROOMS rooms per period, the most recently
+    posted to first (then the newest), so the job's work is bounded however
+    many rooms there are; a room past the cap gets no row that period.
     """
     counts = dict(
         Message.objects.filter(created_at__gte=begins, created_at__lt=ends)
@@ -18,7 +22,8 @@ def measure_rollup(begins, ends):
         .annotate(n=Count("id"))
     )
     store = presence_store()
-    measured = ((room, counts.get(room.id, 0), len(store.online(room.slug))) for room in Room.objects.all())
+    recent = Room.objects.order_by("-last_message_id", "-id")[:settings.ROLLUP_MAX_ROOMS]
+    measured = ((room, counts.get(room.id, 0), len(store.online(room.slug))) for room in recent)
     return [(room, messages, online) for room, messages, online in measured if messages or online]
 
 

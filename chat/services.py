@@ -24,6 +24,14 @@ class RoomLimitReached(Exception):
             f"(ROOM_CREATION_LIMIT per ROOM_CREATION_WINDOW); post in an existing room, or try again later")
 
 
+class RoomsFull(Exception):
+    """The site holds ROOM_LIMIT rooms: no new one until some are deleted."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        super().__init__(f"the site holds {limit} rooms, the most it may (ROOM_LIMIT); post in an existing room")
+
+
 def post_message(*, room_slug, author, text, client_id):
     """Store a message once per client_id; return (message, created).
 
@@ -62,16 +70,21 @@ def post_message(*, room_slug, author, text, client_id):
 
 
 def _create_room(slug, author):
-    """Create (or, if a post just did, lock) the room, within the author's limit of new rooms.
+    """Create (or, if a post just did, lock) the room, within the author's limit of new rooms and the site's.
 
     The author's row lock makes the count and the insert one step, so
     parallel posts to new rooms cannot all pass the same count. NO KEY
     UPDATE: rows that merely point at the user (messages) do not wait.
+    The site's cap (ROOM_LIMIT) is exact on SQLite, whose writes are
+    serialised; on PostgreSQL parallel posts of different users to new
+    rooms may pass it together, by at most the posts in flight.
     """
     get_user_model().objects.select_for_update(no_key=True).filter(pk=author.pk).first()
     since = timezone.now() - timedelta(seconds=settings.ROOM_CREATION_WINDOW)
     if Room.objects.filter(created_by=author, created_at__gte=since).count() >= settings.ROOM_CREATION_LIMIT:
         raise RoomLimitReached(settings.ROOM_CREATION_LIMIT, settings.ROOM_CREATION_WINDOW)
+    if Room.objects.count() >= settings.ROOM_LIMIT and not Room.objects.filter(slug=slug).exists():
+        raise RoomsFull(settings.ROOM_LIMIT)
     room, _ = Room.objects.select_for_update(no_key=True).get_or_create(slug=slug, defaults={"created_by": author})
     return room
 

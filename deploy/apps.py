@@ -51,12 +51,19 @@ def site_env(cluster, name=None):
 
 
 def migrate(cluster):
+    manage(cluster, "migrate", "--no-input", "-v0")
+
+
+def manage(cluster, *argv, stdin=None):
+    """Run a `manage.py` command with the cluster's settings; return what it printed."""
     done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=ROOT, env=site_env(cluster), capture_output=True, text=True, timeout=300, umask=PRIVATE_UMASK,
+        [sys.executable, "manage.py", *argv],
+        cwd=ROOT, env=site_env(cluster), input=stdin, capture_output=True, text=True, timeout=300,
+        umask=PRIVATE_UMASK,
     )
     if done.returncode:
-        raise DeployError(f"migrate failed: {done.stderr.strip()[-500:]}")
+        raise DeployError(f"{argv[0]} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
 
 
 def start_instance(cluster, name):

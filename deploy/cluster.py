@@ -9,6 +9,7 @@ Inside, a kind of server is a module of deploy/kinds/, the record is
 deploy/record.py, the port plan deploy/layout.py.
 """
 
+import json
 import secrets
 import shutil
 import signal
@@ -36,7 +37,7 @@ from deploy.processes import (
     wait_for,
     wait_gone,
 )
-from deploy.record import DEFAULT_STATE_DIR, MARKER, ROOT, Cluster, load, make_private_folder
+from deploy.record import DEFAULT_STATE_DIR, MARKER, ROOT, Cluster, load, made_by_deploy, make_private_folder
 from deploy.stores import ports
 from deploy.topology import Topology
 from labcore import registry
@@ -44,10 +45,11 @@ from labcore import registry
 __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
-    "kill", "start", "pause", "partition", "heal", "promote", "Topology", "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
+    "kill", "start", "pause", "partition", "heal", "promote", "add_users", "api_token", "Topology", "LB_CHOICES",
+    "SENTINEL_FAILOVER_SECONDS",
     # its record and its ports
-    "Cluster", "load", "make_private_folder", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports", "free_port",
-    "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
+    "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
+    "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
     # kinds of server, and private servers outside a cluster
     "Kind", "KINDS", "servers", "start_server", "server_settings", "stop_server", "new_password", "etcd", "netns",
     "web", "cgroup_version",
@@ -159,7 +161,7 @@ def down(state_dir=DEFAULT_STATE_DIR):
     if cluster is None:
         cleanup(state_dir)  # namespaces a lost record left behind
         return None
-    if not record.made_by_deploy(cluster.path):
+    if not made_by_deploy(cluster.path):
         raise DeployError(f"{cluster.path} was not made by deploy (no {MARKER} in it): "
                           "nothing stopped or removed")
     run_all([
@@ -252,6 +254,28 @@ def cpu_throttled(*, state_dir=DEFAULT_STATE_DIR):
         return {}
     groups = cgroups.Groups(cluster.cpu)
     return {name: groups.throttled(name) for name in cluster.instances}
+
+
+def add_users(usernames, password, *, state_dir=DEFAULT_STATE_DIR):
+    """Create users (all with one password) straight in the cluster's database; existing ones stay as they are.
+
+    For the load test, whose users all come from this machine: signed up
+    over HTTP they would meet the site's per-address sign-up limit, as
+    anyone would. This path needs the cluster's state folder (its database
+    credentials), so it is no door for other processes.
+    """
+    apps.manage(require_cluster(state_dir), "add_users",
+            stdin=json.dumps({"usernames": list(usernames), "password": password}))
+
+
+def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
+    """A bearer token for `username`, made without a usable password if it does not exist.
+
+    For the load test's audit: it reads through the API without ever
+    logging in, so no login throttle can refuse it. Needs the cluster's
+    state folder (its SECRET_KEY), like add_users.
+    """
+    return apps.manage(require_cluster(state_dir), "api_token", username).strip()
 
 
 def log_path(name, *, state_dir=DEFAULT_STATE_DIR):

@@ -72,7 +72,8 @@ def measure(config, steps, *, instances, port, out, progress=None, label=None, p
         os.environ["LOADTEST_CAPACITY"] = json.dumps(asdict(steps))
         try:
             locust = experiment.start_locust(users=steps.max_users, run_time=longest, ramp=steps.ramp,
-                                             url=cluster.url, recording=recording, shape="_capacity_shape.py",
+                                             url=cluster.url, state_dir=state_dir, recording=recording,
+                                             shape="_capacity_shape.py",
                                              processes=processes)
         finally:
             del os.environ["LOADTEST_CAPACITY"]

@@ -13,7 +13,7 @@ the two may disagree on a step near the bound; the recorder decides.
 With several processes (`--processes`) the statistics this shape reads are
 the master's, which hear from each worker every WORKER_REPORT_INTERVAL
 (3 s): Locust's totals at the end of a ramp still lack up to 3 s of its
-requests, the costliest of the step (new users sign up during the ramp).
+requests, the costliest of the step (new users log in during the ramp).
 Taken then, the hold's p99 was the ramp's: 280 ms where the recorder
 measured 68 ms over the same hold, and runs stopped after two or three
 steps. So with workers the hold's snapshot waits one report interval more

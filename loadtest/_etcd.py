@@ -26,7 +26,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -35,9 +34,9 @@ import etcd3gw.exceptions
 from deploy import cluster as deploy
 from deploy.cluster import Topology, etcd, free_base_port, free_port, netns, stop, wait_for
 from loadtest import _page as page
+from loadtest._accounts import PASSWORD, prepare
 from loadtest._analysis import percentile
 
-PASSWORD = "correct horse battery"
 # Cheap password hashing, as the load test has it: the figures are the store's, not PBKDF2's.
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 
@@ -153,14 +152,13 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _sign_up(url):
-    """A new user, signed up (and so logged in); return its visitor and username."""
-    visitor, username = _Visitor(url), f"e{uuid.uuid4().hex[:12]}"
-    status, body = visitor.form("/accounts/signup/", {"username": username, "password1": PASSWORD,
-                                                      "password2": PASSWORD})
+def _logged_in(url, username):
+    """A visitor logged in as a user made beforehand (loadtest/_accounts.py)."""
+    visitor = _Visitor(url)
+    status, body = visitor.form("/accounts/login/", {"username": username, "password": PASSWORD})
     if status != 302:
-        raise RuntimeError(f"sign-up answered {status}: {body[:200]!r}")
-    return visitor, username
+        raise RuntimeError(f"login answered {status}: {body[:200]!r}")
+    return visitor
 
 
 def _served(answer):
@@ -192,11 +190,12 @@ def _ms(value):
 class _SiteRun:
     """The users of one run and what was acknowledged to them."""
 
-    def __init__(self, url, tries, rows):
+    def __init__(self, url, tries, rows, state_dir):
         self.url = url
-        self.writers = [_sign_up(url)[0] for _ in range(tries)]
+        names = prepare(tries * (rows + 1), state_dir=state_dir)
+        self.writers = [_logged_in(url, name) for name in names[:tries]]
         # A user per login: a login that fails counts against its user (accounts/throttle.py).
-        self.logins = [[_sign_up(url)[1] for _ in range(tries)] for _ in range(rows)]
+        self.logins = [names[tries * (row + 1):tries * (row + 2)] for row in range(rows)]
         self.acknowledged = [None] * tries  # the last counter acknowledged to each writer
         self.counter = 0
 
@@ -252,7 +251,7 @@ def site_losses(*, members=5, tries=10, state_dir, port=None):
     up = deploy.up(instances=2, sessions="etcd", presence="redis", port=port or free_base_port(), env=SITE_ENV,
                    topology=Topology(etcd_members=members), state_dir=state_dir)
     try:
-        run = _SiteRun(up.url, tries, rows=members // 2 + 2)
+        run = _SiteRun(up.url, tries, rows=members // 2 + 2, state_dir=state_dir)
         rows, killed, recovery = [], [], None
         for gone in range(members // 2 + 2):
             if gone == 1:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from labcore import registry
+from loadtest import _accounts
 from loadtest._analysis import merge
 from loadtest._audit import audit_messages
 from loadtest._page import machine
@@ -50,12 +51,10 @@ STORE_MATRIX = ["redis", "redis@sentinel", "redis@sentinel-sync1", "cached_db@se
                 "signed_cookies@sentinel"]
 # Cheap password hashing inside the experiment: a storm of logins after a
 # kill should measure the session store, not PBKDF2 (accounts/hashers.py).
-#
-# Every simulated user comes from the load generator's one address, so the
-# login throttle's per-address limit would count them all as one guesser
-# and, after a few dozen failed logins (users whose sign-up met an outage),
-# refuse everyone, the auditor included. The per-username limit stays.
-SITE_ENV = {"PASSWORD_ITERATIONS": "1000", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000"}
+# Every limit stays as the site ships it: the users exist beforehand
+# (loadtest/_accounts.py), so none fails a login for want of an account, and
+# the audit reads with a token of its own (loadtest/_audit.py).
+SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 # Locust runs this long past the measured window, so stopping its users
 # (each gets STOP_TIMEOUT seconds to finish its task) happens after it.
 TAIL = 5
@@ -262,7 +261,8 @@ def run_config(plan, config, index, progress, users=None, load=None):
         window_start = math.ceil(started + plan.warmup)
         run_time = window_start + plan.duration + TAIL - started
         locust = start_locust(users=users, run_time=run_time, ramp=plan.warmup / 2, url=cluster.url,
-                              recording=recording, env=store_fault_env(plan.faults, window_start, schedule))
+                              state_dir=state_dir, recording=recording,
+                              env=store_fault_env(plan.faults, window_start, schedule))
         faults, broken = [], None
         with Sampler(state_dir, locust.pid) as sampler:
             try:
@@ -284,7 +284,7 @@ def run_config(plan, config, index, progress, users=None, load=None):
         wait_locust(locust, TAIL + STOP_TIMEOUT + 60)
         raw = read_recording(recording, locust.recordings)
         progress(index, config, "auditing the messages")
-        audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"])
+        audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"], state_dir=state_dir)
         sessions = read_back(cluster.url, raw["sessions"]) if plan.faults in STORE_FAULTS else None
     finally:
         deploy.down(state_dir)
@@ -321,12 +321,19 @@ def processes_for(users):
     return max(1, min(os.cpu_count() or 1, math.ceil(users / USERS_PER_PROCESS)))
 
 
-def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes=None, env=None):
-    """Start Locust headless; each of its processes writes `<recording>.<pid>.json` at exit."""
+def start_locust(*, users, run_time, ramp, url, state_dir, recording, shape=None, processes=None, env=None):
+    """Start Locust headless on the cluster in state_dir, its users made beforehand there (loadtest/_accounts.py).
+
+    Each of its processes writes `<recording>.<pid>.json` at exit.
+    """
     for stale in recording.parent.glob(f"{recording.name}.*.json"):
         stale.unlink()
     recording.parent.mkdir(parents=True, exist_ok=True)
     processes = processes or processes_for(users)
+    env = {**os.environ, **(env or {})}
+    stay = float(env["LOADTEST_STAY"].split(",")[0]) if env.get("LOADTEST_STAY") else None
+    env["LOADTEST_ACCOUNTS"] = _accounts.for_locust(users=users, processes=processes, run_time=run_time, stay=stay,
+                                                    state_dir=state_dir)
     files = str(ROOT / "loadtest" / "journeys.py") + (f",{ROOT / 'loadtest' / shape}" if shape else "")
     argv = [
         sys.executable, "-m", "locust", "-f", files, "--headless",
@@ -335,7 +342,7 @@ def start_locust(*, users, run_time, ramp, url, recording, shape=None, processes
         "--host", url, "--only-summary", "--loglevel", "WARNING",
         *(_processes_options(processes) if processes > 1 else []),
     ]
-    env = {**os.environ, **(env or {}), "LOADTEST_OUTPUT": str(recording)}
+    env["LOADTEST_OUTPUT"] = str(recording)
     with open(recording.with_name(f"{recording.name}.locust.log"), "wb") as log:
         locust = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     # Each process writes its recording as it quits; with workers, the master as well.

@@ -49,6 +49,7 @@ from loadtest._split_brain import (
     _settle,
     _status,
     _user_loop,
+    accounts,
 )
 from loadtest._svg import marks_chart, series_chart
 
@@ -114,10 +115,11 @@ def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
     deployed = chosen.up(state_dir)
     started = time.monotonic()
     recorder = Recorder(started)
-    users, newcomers = _users(deployed, users_per_instance, recorder)
+    names = accounts(state_dir, INSTANCES, users=users_per_instance, newcomer_seconds=seconds + 2 * TIMEOUT)
+    users, newcomers = _users(deployed, names, users_per_instance, recorder)
     marks = {}
     rolled_back = set()
-    with _Load(users, deployed, recorder, newcomers, loop=_checking_loop, seen=rolled_back) as load:
+    with _Load(users, deployed, recorder, newcomers, names, loop=_checking_loop, seen=rolled_back) as load:
         _settle(recorder, seconds=2)
         marks["partition"] = recorder.now()
         cluster.partition(["redis1"], [*SENTINELS, *REPLICAS], state_dir=state_dir)
@@ -140,7 +142,7 @@ def _stale_primary(chosen, state_dir, *, seconds, users_per_instance):
         user.stored is None or user.acknowledged[-1][1] > user.stored))
     # Then what the instances do once the old primary is a replica of the new one.
     after = recorder.now()
-    with _Load(users, deployed, recorder, []) as load:
+    with _Load(users, deployed, recorder, [], names) as load:
         _settle(recorder, seconds=seconds / 2)
         load.stop()
     windows["after heal"] = {"acknowledged": sum(ok for t, _, what, ok in recorder.events
@@ -201,9 +203,10 @@ def _window(users, rolled_back, events, start, end):
 def _war(state_dir, *, seconds, users_per_instance):
     deployed = Scenario("war").up(state_dir)
     recorder = Recorder(time.monotonic())
-    users, newcomers = _users(deployed, users_per_instance, recorder)
+    names = accounts(state_dir, INSTANCES, users=users_per_instance, newcomer_seconds=seconds + 3 * TIMEOUT)
+    users, newcomers = _users(deployed, names, users_per_instance, recorder)
     marks = {}
-    with _Load(users, deployed, recorder, newcomers) as load:
+    with _Load(users, deployed, recorder, newcomers, names) as load:
         _settle(recorder, seconds=2)
         for sentinel in SENTINELS[:2]:
             cluster.kill(sentinel, state_dir=state_dir)
@@ -386,12 +389,14 @@ def _lease_views(deployed):
     return view
 
 
-def _users(deployed, users_per_instance, recorder):
-    users = [User(name, deployed.instance_url(name)) for name in INSTANCES for _ in range(users_per_instance)]
+def _users(deployed, names, users_per_instance, recorder):
+    """Each instance's users, logged in (names: accounts(), the instances' names made beforehand)."""
+    users = [User(instance, deployed.instance_url(instance), next(names[instance]))
+             for instance in INSTANCES for _ in range(users_per_instance)]
     with ThreadPoolExecutor(len(users)) as pool:
-        signed = list(pool.map(lambda u: u.sign_up(), users))
+        signed = list(pool.map(lambda u: u.log_in(), users))
     if not all(signed):
-        raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not sign up")
+        raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not log in")
     for user in users:
         user.logged_in_at = recorder.now()
     return users, []
@@ -417,10 +422,11 @@ def _checking_loop(user, recorder, stop, rolled_back):
 
 
 class _Load:
-    """Every user's loop and a newcomer per instance, from `with` until stop()."""
+    """Every user's loop and a newcomer per instance while `names` (accounts()) last, from `with` until stop()."""
 
-    def __init__(self, users, deployed, recorder, newcomers, *, loop=_user_loop, seen=None):
+    def __init__(self, users, deployed, recorder, newcomers, names, *, loop=_user_loop, seen=None):
         self.users, self.deployed, self.recorder, self.newcomers = users, deployed, recorder, newcomers
+        self.names = names
         self.loop, self.extra = loop, () if seen is None else (seen,)
 
     def __enter__(self):
@@ -429,7 +435,7 @@ class _Load:
         self.loops = [self.pool.submit(self.loop, user, self.recorder, self.stopped, *self.extra)
                       for user in self.users]
         self.loops += [self.pool.submit(_newcomer_loop, name, self.deployed.instance_url(name), self.recorder,
-                                        self.stopped, self.newcomers) for name in INSTANCES]
+                                        self.stopped, self.newcomers, self.names[name]) for name in INSTANCES]
         return self
 
     def stop(self):

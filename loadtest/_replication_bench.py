@@ -129,7 +129,7 @@ def _bench_store(store, grid, scripts, rounds, seconds, connections, out):
                 db="sqlite" if store == "redis" else "postgres", topology=topology(store, n, k),
                 port=free_base_port(), env=_bench.BENCH_ENV, durable=_bench.DURABLE,
                 state_dir=out / "clusters" / f"{store}-{n}-{k}")
-        env = {point: _sign_up(c.url) for point, c in clusters.items()}
+        env = {point: _log_in(c.url, c.state_dir) for point, c in clusters.items()}
         for round_number in range(rounds):
             for n, k in grid if round_number % 2 == 0 else reversed(grid):
                 print(f"{store}: round {round_number + 1}/{rounds}, N={n}, k={k}", file=sys.stderr)
@@ -159,17 +159,18 @@ def summarise(runs):
     return rows
 
 
-def _sign_up(url):
-    """SESSIONS users signed up and logged in, each posting once in its own room; what wrk needs."""
+def _log_in(url, state_dir):
+    """SESSIONS users, made beforehand (deploy.add_users: no sign-up limit to meet) and logged in, each
+    posting once in its own room; what wrk needs."""
+    deploy.add_users([f"bench{number}" for number in range(SESSIONS)], PASSWORD, state_dir=state_dir)
     cookies, csrf = [], ""
     for number in range(SESSIONS):
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        opener.open(f"{url}/accounts/signup/", timeout=10).read()
+        opener.open(f"{url}/accounts/login/", timeout=10).read()
         csrf = next(c.value for c in jar if c.name == "csrftoken")
-        form = {"username": f"bench{number}", "password1": PASSWORD, "password2": PASSWORD,
-                "csrfmiddlewaretoken": csrf}
-        opener.open(f"{url}/accounts/signup/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
+        form = {"username": f"bench{number}", "password": PASSWORD, "csrfmiddlewaretoken": csrf}
+        opener.open(f"{url}/accounts/login/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
         csrf = next(c.value for c in jar if c.name == "csrftoken")
         cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
         cookies.append(cookie)

@@ -24,7 +24,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from http.cookiejar import CookieJar
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from redis.cluster import key_slot
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
-from loadtest._bench import BENCH_ENV, PASSWORD, run_wrk
+from loadtest._accounts import PASSWORD, prepare
+from loadtest._bench import BENCH_ENV, run_wrk
 
 SESSION_KEY_PREFIX = ":1:django.contrib.sessions.cache"  # Django's cache key of a session: it picks the slot
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -70,7 +70,8 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
             clusters[count] = deploy.up(
                 instances=instances, sessions="redis", presence="redis", port=free_base_port(), env=BENCH_ENV,
                 topology=Topology(redis="cluster", redis_shards=count), state_dir=out / "clusters" / f"shards{count}")
-            users[count] = [_sign_up(clusters[count].url) for _ in range(sessions)]
+            names = prepare(sessions, state_dir=clusters[count].state_dir)
+            users[count] = [_log_in(clusters[count].url, name) for name in names]
             (scripts / f"sessions{count}.tsv").write_text(
                 "".join(f"{user['cookie']}\t{user['csrf']}\n" for user in users[count]))
         for round_number in range(rounds):
@@ -97,15 +98,14 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
     return report
 
 
-def _sign_up(url):
-    """A new user, signed up and so logged in: its cookie header and CSRF token."""
+def _log_in(url, username):
+    """A user made beforehand (loadtest/_accounts.py), logged in: its cookie header and CSRF token."""
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(f"{url}/accounts/signup/", timeout=10).read()
+    opener.open(f"{url}/accounts/login/", timeout=10).read()
     csrf = next(c.value for c in jar if c.name == "csrftoken")
-    form = {"username": f"s{uuid.uuid4().hex[:12]}", "password1": PASSWORD, "password2": PASSWORD,
-            "csrfmiddlewaretoken": csrf}
-    opener.open(f"{url}/accounts/signup/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
+    form = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf}
+    opener.open(f"{url}/accounts/login/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
     cookies = {c.name: c.value for c in jar}
     return {"cookie": "; ".join(f"{name}={value}" for name, value in cookies.items()),
             "csrf": cookies["csrftoken"], "session": cookies["sessionid"]}

@@ -23,7 +23,7 @@ committed on the primary): the rejoin throws them away.
 """
 
 import json
-import secrets
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,17 +35,19 @@ import requests
 from deploy import cluster
 from deploy.cluster import DeployError, Topology, free_base_port
 from loadtest import _page as page
+from loadtest._accounts import PASSWORD, prepare
 from loadtest._svg import series_chart
 
-PASSWORD = "split-brain-password-1"
 ROOM = "split"
-SITE_ENV = {"PASSWORD_ITERATIONS": "1000", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000"}
+# Every limit as the site ships it: the users exist beforehand (accounts()).
+SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 TICK = 0.25  # seconds between a user's session writes
 HEARTBEAT_EVERY = 4  # ticks
-LOGIN_EVERY = 8  # ticks: a new user signs up on each side this often
+LOGIN_EVERY = 8  # ticks: a new user logs in on each side this often
 TIMEOUT = 3  # seconds a request may take before it counts as refused
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
+NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
 
 
 @dataclass(frozen=True)
@@ -87,18 +89,18 @@ class User:
 
     side: str
     url: str
-    name: str = field(default_factory=lambda: f"s{secrets.token_hex(5)}")
+    name: str  # a user made beforehand (accounts())
     acknowledged: list = field(default_factory=list)  # (seconds, counter) of every 200 to a session write
     counter: int = 0
-    logged_in_at: float = None  # seconds, when the sign-up was acknowledged
+    logged_in_at: float = None  # seconds, when the login was acknowledged
     heartbeat_at: float = None  # seconds, the last acknowledged heartbeat
     stored: int = None  # the counter read back after the heal (None: the session was gone)
     http: requests.Session = field(default_factory=requests.Session, repr=False)
 
-    def sign_up(self):
-        self.http.get(f"{self.url}/accounts/signup/", timeout=TIMEOUT)
-        answer = self.http.post(f"{self.url}/accounts/signup/", allow_redirects=False, timeout=TIMEOUT, data={
-            "username": self.name, "password1": PASSWORD, "password2": PASSWORD,
+    def log_in(self):
+        self.http.get(f"{self.url}/accounts/login/", timeout=TIMEOUT)
+        answer = self.http.post(f"{self.url}/accounts/login/", allow_redirects=False, timeout=TIMEOUT, data={
+            "username": self.name, "password": PASSWORD,
             "csrfmiddlewaretoken": self.http.cookies.get("csrftoken", "")})
         return answer.status_code == 302
 
@@ -111,6 +113,19 @@ class User:
         """GET path at another address (HAProxy), with this user's cookies."""
         return requests.get(f"{url}{path}", cookies=self.http.cookies.get_dict(), allow_redirects=False,
                             timeout=TIMEOUT)
+
+
+def accounts(state_dir, sides, *, users, newcomer_seconds):
+    """{side: an iterator of names}, users made beforehand (loadtest/_accounts.py) for each side.
+
+    Enough for `users` users and a newcomer every TICK * LOGIN_EVERY for
+    newcomer_seconds; a side that runs out makes no more newcomers. Made
+    beforehand because every user comes from this machine: signed up over
+    HTTP they would meet the site's per-address sign-up limit.
+    """
+    per_side = users + math.ceil(newcomer_seconds / (TICK * LOGIN_EVERY))
+    names = prepare(per_side * len(sides), state_dir=state_dir)
+    return {side: iter(names[n * per_side:(n + 1) * per_side]) for n, side in enumerate(sides)}
 
 
 class Recorder:
@@ -141,19 +156,20 @@ def run(name, *, seconds, users_per_side, out):
         recorder = Recorder(started)
         urls = {"minority": deployed.instance_url(MINORITY_INSTANCE),
                 "majority": deployed.instance_url(MAJORITY_INSTANCE)}
-        users = [User(side, urls[side]) for side in ("minority", "majority") for _ in range(users_per_side)]
+        names = accounts(state_dir, urls, users=users_per_side, newcomer_seconds=seconds + NEWCOMER_SLACK)
+        users = [User(side, urls[side], next(names[side])) for side in urls for _ in range(users_per_side)]
         with ThreadPoolExecutor(len(users)) as pool:
-            signed = list(pool.map(lambda u: u.sign_up(), users))
+            signed = list(pool.map(lambda u: u.log_in(), users))
         if not all(signed):
-            raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not sign up before the partition")
+            raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not log in before the partition")
         for user in users:
             user.logged_in_at = recorder.now()
         stop = threading.Event()
         newcomers = []
         with ThreadPoolExecutor(len(users) + 2) as pool:
             loops = [pool.submit(_user_loop, user, recorder, stop) for user in users]
-            loops += [pool.submit(_newcomer_loop, side, urls[side], recorder, stop, newcomers)
-                      for side in ("minority", "majority")]
+            loops += [pool.submit(_newcomer_loop, side, urls[side], recorder, stop, newcomers, names[side])
+                      for side in urls]
             _settle(recorder, seconds=2)
             marks["partition"] = recorder.now()
             cluster.partition(chosen.minority, chosen.majority, state_dir=state_dir)
@@ -236,12 +252,14 @@ def _user_loop(user, recorder, stop):
         stop.wait(TICK)
 
 
-def _newcomer_loop(side, url, recorder, stop, newcomers):
-    """A new user signs up on this side every LOGIN_EVERY ticks: logins made during the partition."""
-    while not stop.wait(TICK * LOGIN_EVERY):
-        user = User(side, url)
+def _newcomer_loop(side, url, recorder, stop, newcomers, names):
+    """A new user logs in on this side every LOGIN_EVERY ticks, while names last: logins made during the partition."""
+    for name in names:
+        if stop.wait(TICK * LOGIN_EVERY):
+            return
+        user = User(side, url, name)
         try:
-            ok = user.sign_up()
+            ok = user.log_in()
         except requests.RequestException:
             ok = False
         if ok:
@@ -413,7 +431,7 @@ def write(results, out, run):
         ("", page.paragraphs(
             f"The old primary and app1 on the minority side, the rest on the majority side; users pinned to one "
             f"side write to their sessions every {TICK:g} s, heartbeat every {TICK * HEARTBEAT_EVERY:g} s, and a "
-            f"new user signs up on each side every {TICK * LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five "
+            f"new user logs in on each side every {TICK * LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five "
             "nodes under Sentinel) lost 56 % of acknowledged writes this way.")),
         ("", page.columns_table(COLUMNS, results)),
         ("Timelines", page.charts(charts.values())),

@@ -100,7 +100,8 @@ def fair_share(*, users, stay, warmup, after, instances, port, out, progress):
             os.environ["LOADTEST_STAY"] = f"{stay[0]:g},{stay[1]:g}"
             try:
                 locust = experiment.start_locust(users=users, run_time=warmup + after + experiment.TAIL,
-                                                 ramp=min(10.0, warmup / 2), url=cluster.url, recording=recording)
+                                                 ramp=min(10.0, warmup / 2), url=cluster.url, state_dir=state_dir,
+                                                 recording=recording)
             finally:
                 del os.environ["LOADTEST_STAY"]
             try:

@@ -1,11 +1,17 @@
 """Chat users for Locust: `locust -f loadtest --host http://127.0.0.1:8000`.
 
-A user signs up once, joins a room, then loops once a second: polls the
+A user logs in (or signs up) once, joins a room, then loops once a second: polls the
 room's messages with its own cursor, heartbeats presence every few seconds,
 checks /api/me, and now and then posts a message with a fresh client_id.
 With LOADTEST_STAY="LOW,HIGH" (seconds) a user leaves after a random stay
 in that range and a new one, with no cookies, arrives in its place: a
 population that turns over while its size stays the same.
+
+With LOADTEST_ACCOUNTS (the experiments set it) the users exist beforehand
+(loadtest/_accounts.py): it says their names' prefix and how many each
+Locust process may use, and each user logs in. Signed up over HTTP, all of
+them, coming from this machine, would meet the site's per-address sign-up
+limit. Without it (Locust by hand, or in Kubernetes) each user signs up.
 
 A user that was logged in and suddenly gets 401 has lost its session: that
 is counted as its own row, "session lost", apart from HTTP failures; the
@@ -28,9 +34,9 @@ from urllib.parse import urlencode
 
 from locust import FastHttpUser, between, events, task
 
+from loadtest._accounts import PASSWORD, locust_name
 from loadtest._recorder import output_path, recorder
 
-PASSWORD = "load-test-password-1"
 ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
 HEARTBEAT_EVERY = 5  # ticks of one second, as the site's page does
 ME_EVERY = 5
@@ -40,6 +46,7 @@ LOGIN_BURST = tuple(map(float, os.environ["LOADTEST_LOGIN_BURST"].split(","))) \
     if os.environ.get("LOADTEST_LOGIN_BURST") else None
 BURST_CHANCE = 1 / 2  # of a tick inside the burst: a fresh login
 STAY = [float(s) for s in os.environ["LOADTEST_STAY"].split(",")] if os.environ.get("LOADTEST_STAY") else None
+ACCOUNTS_PREFIX, _, ACCOUNTS_PER_PROCESS = os.environ.get("LOADTEST_ACCOUNTS", "").partition(",")
 _numbers = itertools.count()
 
 
@@ -50,7 +57,8 @@ class ChatUser(FastHttpUser):
 
     def on_start(self):
         number = next(_numbers)
-        self.username = f"u{os.getpid()}x{number}{secrets.token_hex(2)}"
+        self.username = self._prepared_name(number) if ACCOUNTS_PREFIX else \
+            f"u{os.getpid()}x{number}{secrets.token_hex(2)}"
         self.room = ROOMS[number % len(ROOMS)]
         self.cursor = None
         self.online, self.presence_version = set(), None  # the room as the server last told it
@@ -58,7 +66,7 @@ class ChatUser(FastHttpUser):
         self.pending = None  # a message not acknowledged yet: retried with its client_id
         self.counter = 0  # the last value this user tried to write into its session
         self.leaves_at = time.monotonic() + random.uniform(*STAY) if STAY else None
-        self.logged_in = self._sign_up()
+        self.logged_in = self._log_in() if ACCOUNTS_PREFIX else self._sign_up()
         recorder.join(self.room, self.username)
 
     def on_stop(self):
@@ -130,6 +138,12 @@ class ChatUser(FastHttpUser):
                           json={"counter": self.counter, "room": self.room})
         if body:
             recorder.session_written(self.username, self.counter, body.get("previous"), self._cookies())
+
+    def _prepared_name(self, number):
+        if number >= int(ACCOUNTS_PER_PROCESS):
+            raise RuntimeError(f"no prepared user left for user {number} of this process (LOADTEST_ACCOUNTS="
+                               f"{os.environ['LOADTEST_ACCOUNTS']!r}); see loadtest/_accounts.py")
+        return locust_name(ACCOUNTS_PREFIX, self.environment.runner.worker_index, number)
 
     def _sign_up(self):
         self._form_page("/accounts/signup/")

@@ -185,15 +185,17 @@ STORE_BREAKER_INTERVAL = env_float("STORE_BREAKER_INTERVAL", 1.0)
 
 # Redis under Sentinel: REDIS_SENTINELS=host:port,host:port and the service
 # they watch; REDIS_URL then gives only the database number (and password).
-# REDIS_SYNC replicas must confirm each session write (WAIT) within
-# REDIS_SYNC_TIMEOUT seconds, or the request is a 503 naming Redis.
+# REDIS_SYNC replicas must confirm each session write and logout (WAIT)
+# within REDIS_SYNC_TIMEOUT seconds, or the request is a 503 naming Redis.
+# The WAIT must answer before the socket gives up: at most half of
+# STORE_TIMEOUT (its default), else the site refuses to start.
 # https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
 REDIS_SENTINELS = parse_addresses(os.environ.get("REDIS_SENTINELS", ""))
 REDIS_SERVICE = os.environ.get("REDIS_SERVICE", "lab")
 # The Sentinels' own password (deploy gives them the nodes' one); empty if they ask for none.
 REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
 REDIS_SYNC = int(env_float("REDIS_SYNC", 0))
-REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT)
+REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT / 2)
 # Redis Cluster: REDIS_CLUSTER_NODES=host:port,host:port, any of its nodes;
 # REDIS_URL then gives only the password. Every Redis user goes through
 # redis-py's RedisCluster (labcore/connections.py).
@@ -288,6 +290,11 @@ try:
     trusted_networks(TRUSTED_PROXIES)
 except ValueError as bad:
     raise ImproperlyConfigured(str(bad)) from None
+# Sign-ups (accounts/throttle.py): at most SIGNUP_MAX_PER_ADDRESS accounts per
+# client address (as above) in a window of SIGNUP_WINDOW seconds; each costs a
+# password hash. The load test creates its users beforehand instead.
+SIGNUP_MAX_PER_ADDRESS = int(env_float("SIGNUP_MAX_PER_ADDRESS", 10))
+SIGNUP_WINDOW = int(env_float("SIGNUP_WINDOW", 3600))
 
 # Passwords chosen at sign-up must pass Django's validators; the form shows
 # their messages. https://docs.djangoproject.com/en/6.1/topics/auth/passwords/#password-validation
@@ -349,13 +356,18 @@ if LEASE_TTL <= 0 or LEASE_RETRY <= 0 or MAINTENANCE_PERIOD < 1:
 ROLLUP_RETENTION = env_float("ROLLUP_RETENTION", 7 * 24 * 3600)
 if ROLLUP_RETENTION < MAINTENANCE_PERIOD:
     raise ImproperlyConfigured("ROLLUP_RETENTION must be at least MAINTENANCE_PERIOD")
+# The rollup asks presence for at most this many rooms per period, the most
+# recently posted to first (chat/maintenance.py).
+ROLLUP_MAX_ROOMS = int(env_float("ROLLUP_MAX_ROOMS", 1000))
 
 # ROOMS
 # Posting to a new name creates a room; a user may create at most
-# ROOM_CREATION_LIMIT rooms per ROOM_CREATION_WINDOW seconds (a 429 past it).
+# ROOM_CREATION_LIMIT rooms per ROOM_CREATION_WINDOW seconds (a 429 past it),
+# and the site holds at most ROOM_LIMIT rooms in all (a 403 past it).
 
 ROOM_CREATION_LIMIT = int(env_float("ROOM_CREATION_LIMIT", 10))
 ROOM_CREATION_WINDOW = env_float("ROOM_CREATION_WINDOW", 3600)
+ROOM_LIMIT = int(env_float("ROOM_LIMIT", 10_000))
 
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.

@@ -7,6 +7,7 @@ Each has its own password (Redis, PostgreSQL, etcd) or private socket
 import shutil
 import signal
 import tempfile
+from functools import partial
 
 from deploy.cluster import etcd, free_port, new_password, server_settings, signal_group, start_server, stop
 
@@ -14,15 +15,17 @@ from deploy.cluster import etcd, free_port, new_password, server_settings, signa
 class Server:
     """One store server on a free port, which a test may kill, pause and resume."""
 
-    def __init__(self, name):
+    def __init__(self, name, start=None):
+        """start: (port, state_dir, password) -> its record; by default deploy's own for the kind `name`."""
         self.name = name
+        self._start = start or partial(start_server, name)
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix=f"lab-test-{name}-")
         self.password = new_password()  # kept across restarts, as a cluster keeps it
         self.record = None
 
     def start(self):
-        self.record = start_server(self.name, port=self.port, state_dir=self._dir, password=self.password)
+        self.record = self._start(port=self.port, state_dir=self._dir, password=self.password)
         return self
 
     @property

@@ -212,10 +212,10 @@ def test_a_job_longer_than_the_lease_completes_under_one_token(cluster):
     work = 1.5 * TTL
     c = cluster(instances=2, env={**TIMINGS, "MAINTENANCE_PERIOD": 2, "MAINTENANCE_WORK_SECONDS": work})
     first = wait_for(lambda: holder(c), timeout=30, what="a lease holder")
-    token = lease(c.url)["lease"]["token"]
-    wait_for(lambda: len(runs(c)) >= 2 or lease(c.url)["last_refused_write"], timeout=60,
+    token = lease(c, c.url)["lease"]["token"]
+    wait_for(lambda: len(runs(c)) >= 2 or lease(c, c.url)["last_refused_write"], timeout=60,
              what="two runs or a refused write")
-    state = lease(c.url)
+    state = lease(c, c.url)
     assert state["last_refused_write"] is None, state["last_refused_write"]
     assert {(row[1], row[2]) for row in runs(c)} == {(token, first)}
     assert (state["lease"]["instance"], state["lease"]["token"]) == (first, token)

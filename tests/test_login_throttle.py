@@ -19,6 +19,7 @@ from tests.http import Browser
 
 PASSWORD = "correct horse battery"
 LIMIT = 5  # LOGIN_MAX_FAILURES's default
+SIGN_UPS = 10  # SIGNUP_MAX_PER_ADDRESS's default
 WRONG = "Please enter a correct username and password"  # Django's form answer after a checked password
 
 
@@ -152,3 +153,15 @@ def test_a_weak_password_is_refused_at_sign_up(site):
     assert "This password is too common." in page
     assert browser.get(f"{site.url}/api/me").status == 401
     assert browser.sign_up(site.url, "dave", PASSWORD).status == 302
+
+
+def test_sign_ups_from_one_address_stop_at_the_limit_and_others_go_on(site):
+    sender = "127.0.1.1"
+    # A refused form (a weak password) hashed nothing, and gives its slot back.
+    assert Browser(source=sender).sign_up(site.url, "weakling", "a").status == 200
+    answers = [Browser(source=sender).sign_up(site.url, f"many{n}", PASSWORD) for n in range(SIGN_UPS + 2)]
+    assert [a.status for a in answers] == [302] * SIGN_UPS + [429] * 2
+    page = answers[-1].body.decode()
+    assert f"at most {SIGN_UPS} per" in page and "SIGNUP_MAX_PER_ADDRESS" in page
+    assert Browser(source=sender).log_in(site.url, f"many{SIGN_UPS}", PASSWORD).status == 200  # never made
+    assert Browser(source="127.0.1.2").sign_up(site.url, "elsewhere", PASSWORD).status == 302

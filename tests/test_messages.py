@@ -117,3 +117,15 @@ def test_a_user_gets_a_429_past_the_rooms_they_may_create(redis_stores, logged_i
     Room.objects.filter(slug="one").update(
         created_at=timezone.now() - timedelta(seconds=settings.ROOM_CREATION_WINDOW + 1))
     assert post(logged_in, "four", "hi").status_code == 201
+
+
+def test_the_site_refuses_rooms_past_its_cap_whoever_asks(redis_stores, logged_in, client_factory, settings):
+    settings.ROOM_LIMIT = 2
+    assert [post(client_factory(name), room, "hi").status_code
+            for name, room in (("ann", "one"), ("bob", "two"))] == [201, 201]
+    refused = post(logged_in, "three", "hi")
+    assert refused.status_code == 403
+    assert "ROOM_LIMIT" in refused.json()["error"] and "2 rooms" in refused.json()["error"]
+    assert not Room.objects.filter(slug="three").exists()
+    # Rooms that exist still take posts.
+    assert post(logged_in, "one", "again").status_code == 201

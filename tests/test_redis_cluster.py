@@ -64,10 +64,11 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
     ranges = slot_ranges(c)
     assert sorted(ranges.values()) == rediscluster.slot_ranges(3)
 
-    # Users until every shard holds at least two sessions (random keys: bounded tries).
+    # Users until every shard holds at least two sessions (random keys: bounded tries), each
+    # from an address of its own, as separate people: one address may sign up only a few.
     users, names = {}, []
     for number in range(60):
-        browser = Browser()
+        browser = Browser(source=f"127.0.2.{number + 1}")
         names.append(f"u{uuid.uuid4().hex[:10]}")
         assert browser.sign_up(c.url, names[-1], PASSWORD).status == 302
         written = browser.post(f"{c.url}/api/session-counter", json_body={"counter": number})

@@ -13,7 +13,8 @@ PERIOD = 3600
 
 
 def run(start):
-    run_period(start, PERIOD, token=1, instance="test", still_holding=lambda: True, working=lambda _: None)
+    run_period(start, PERIOD, token=1, holder="test", instance="test", still_holding=lambda: True,
+               working=lambda _: None)
 
 
 def rollups():
@@ -45,3 +46,16 @@ def test_idle_rooms_add_no_rows_and_rows_past_retention_are_deleted(redis_stores
     assert set(rollups()) == {("busy", start + PERIOD), ("busy", start + 2 * PERIOD)}
     assert list(Run.objects.order_by("period_start").values_list("period_start", flat=True)) == [
         datetime.fromtimestamp(start + n * PERIOD, UTC) for n in (1, 2)]
+
+
+def test_presence_is_asked_for_at_most_the_most_recently_active_rooms(redis_stores, user, settings):
+    settings.ROLLUP_MAX_ROOMS = 2
+    for slug in ("older", "newer"):
+        message, _ = post_message(room_slug=slug, author=user, text="hi", client_id=uuid.uuid4())
+    Room.objects.create(slug="quiet")
+    for slug in ("older", "newer", "quiet"):
+        presence_store().heartbeat(slug, "ada")
+    start = int(message.created_at.timestamp()) // PERIOD * PERIOD
+
+    run(start)
+    assert rollups() == {("newer", start): (1, 1), ("older", start): (1, 1)}
