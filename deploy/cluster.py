@@ -11,12 +11,12 @@ deploy/record.py, the port plan deploy/layout.py.
 
 import json
 import secrets
-import shutil
 import signal
 from functools import partial
 from pathlib import Path
 
 from deploy import apps, cgroups, kinds, netns, record, stores, web
+from deploy.alone import server_settings, start_server, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, start
 from deploy.kinds import etcd
@@ -284,28 +284,6 @@ def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
     if name not in known:
         raise DeployError(f"no log for {name!r}; choose one of: {', '.join(sorted(known))}")
     return cluster.path / "logs" / f"{name}.log"
-
-
-def start_server(kind, *, port, state_dir, password=None, durable=True):
-    """Start one server of a kind (KINDS) outside any cluster, for a benchmark or a test; return its record.
-
-    password: its credentials (a new one by default; kept by a caller that starts it again).
-    """
-    return kinds.alone(kind).start_alone(port=port, state_dir=state_dir, password=password or new_password(),
-                                         durable=durable)
-
-
-def server_settings(kind, record):
-    """{setting: value} that points the site at one server of a kind, credentials included."""
-    server = kinds.alone(kind)
-    return {server.variables[0]: server.url(record)}
-
-
-def stop_server(kind, record, *, crash=False):
-    """Stop a server start_server started (SIGKILL if crash) and remove its data folder."""
-    stop(record, sig=signal.SIGKILL if crash else kinds.alone(kind).stop_signal)
-    if "data" in record:
-        shutil.rmtree(record["data"], ignore_errors=True)
 
 
 # Inside
