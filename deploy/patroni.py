@@ -24,7 +24,6 @@ import os
 import secrets
 import shutil
 import signal
-import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -177,14 +176,10 @@ def _get(node, path, timeout=2):
 
 def role(node):
     """What the node's Patroni says it is now: 'primary', 'replica', 'down' (no answer) or PostgreSQL's state
-    while it does not run ('starting', 'stopped', 'crashed', ...).
-
-    Patroni answers /patroni with a 503 when it is not the leader: the body is the same, so it is read either way.
-    """
+    while it does not run ('starting', 'stopped', 'crashed', ...). It is the node's own view, as
+    deploy/etcd.py's role is a member's: PostgreSQL in recovery or not."""
     try:
         seen = _get(node, "patroni")
-    except urllib.error.HTTPError as answer:
-        seen = json.load(answer)
     except OSError:
         return "down"
     if seen.get("state") != "running":

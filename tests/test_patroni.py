@@ -41,9 +41,9 @@ def cluster():
     finally:
         patroni.remove(nodes)
         members.stop()
-        for node in nodes:
-            assert not os.path.exists(node["folder"])
         shutil.rmtree(state_dir, ignore_errors=True)
+    assert not any(os.path.exists(node["folder"]) for node in nodes)
+    assert not any(running(node) for node in nodes)
 
 
 def healthy(nodes):
