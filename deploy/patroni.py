@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy import etcd
-from deploy.processes import DeployError, port_open, require, running, spawn, start_time, stop, wait_for
+from deploy.processes import DeployError, port_open, require, run_all, running, spawn, start_time, stop, wait_for
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 from deploy.stores import postgres_bin, postgres_folder, postgres_user
 
@@ -236,7 +236,7 @@ def _create_site_role(nodes, name):
             sql.Identifier(SITE_ROLE), sql.Identifier(SITE_ROLE)))
 
 
-def _postmaster(node):
+def postmaster(node):
     """The process record of the node's PostgreSQL postmaster, from its postmaster.pid, or None if none runs."""
     try:
         pid = int((Path(node["folder"]) / "data" / "postmaster.pid").read_text().split()[0])
@@ -251,37 +251,35 @@ def _postmaster(node):
 
 def kill_postgres_only(node):
     """SIGKILL the node's PostgreSQL (postmaster and backends, its process group); Patroni starts it again."""
-    postmaster = _postmaster(node)
-    if postmaster is None:
+    process = postmaster(node)
+    if process is None:
         raise DeployError(f"{node['name']}'s PostgreSQL is not running")
-    _kill_group(postmaster)
+    _kill_group(process)
 
 
 def kill_node(node):
     """SIGKILL the whole node: Patroni first (so it starts nothing again), then its PostgreSQL."""
-    postmaster = _postmaster(node)
+    process = postmaster(node)
     stop(node, sig=signal.SIGKILL)
-    if postmaster:
-        _kill_group(postmaster)
+    if process:
+        _kill_group(process)
 
 
-def _kill_group(postmaster):
+def _kill_group(process):
     """SIGKILL the postmaster's process group (Patroni gave it a session of its own) and wait for it to go."""
     try:
-        group = os.getpgid(postmaster["pid"])
+        group = os.getpgid(process["pid"])
     except ProcessLookupError:
         return
     if group == os.getpgid(0):
-        raise DeployError(f"PostgreSQL {postmaster['pid']} shares deploy's process group; not killing it")
-    if running(postmaster):
+        raise DeployError(f"PostgreSQL {process['pid']} shares deploy's process group; not killing it")
+    if running(process):
         os.killpg(group, signal.SIGKILL)
-        wait_for(lambda: not running(postmaster), timeout=10, what=f"PostgreSQL {postmaster['pid']} to exit")
+        wait_for(lambda: not running(process), timeout=10, what=f"PostgreSQL {process['pid']} to exit")
 
 
 def remove(nodes):
-    """Kill every node and delete its folder (data, config, passwords)."""
-    for node in nodes:
-        if node.get("pid"):
-            kill_node(node)
-        if node.get("folder"):
-            shutil.rmtree(node["folder"], ignore_errors=True)
+    """Kill every node and delete its folder (data, config, passwords); every node, even if one fails."""
+    run_all([step for node in nodes for step in (
+        lambda node=node: node.get("pid") and kill_node(node),
+        lambda node=node: node.get("folder") and shutil.rmtree(node["folder"], ignore_errors=True))])

@@ -19,7 +19,7 @@ import pytest
 
 from deploy import patroni
 from deploy.layout import free_port
-from deploy.processes import running, wait_for
+from deploy.processes import run_all, running, wait_for
 from tests.servers import EtcdCluster
 
 # A failover takes at most ttl (the dead leader's key expires) + loop_wait (a standby's next look) + the
@@ -39,9 +39,7 @@ def cluster():
                                       state_dir, sync=1)
         yield nodes
     finally:
-        patroni.remove(nodes)
-        members.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        run_all([lambda: patroni.remove(nodes), members.stop, lambda: shutil.rmtree(state_dir, ignore_errors=True)])
     assert not any(os.path.exists(node["folder"]) for node in nodes)
     assert not any(running(node) for node in nodes)
 
@@ -95,11 +93,11 @@ def try_write(nodes, value):
 @pytest.mark.long
 def test_postgres_killed_alone_is_restarted_in_place(cluster):
     leader = healthy(cluster)
-    old_pid = patroni._postmaster(leader)["pid"]
+    old_pid = patroni.postmaster(leader)["pid"]
     patroni.kill_postgres_only(leader)
     assert running(leader), "Patroni itself keeps running"
     wait_for(lambda: try_write(cluster, "after restart"), timeout=60, what="a write after PostgreSQL's restart")
-    assert patroni._postmaster(leader)["pid"] != old_pid
+    assert patroni.postmaster(leader)["pid"] != old_pid
     assert patroni.primary(cluster) == leader["name"], "the leader did not change"
 
 
