@@ -112,6 +112,9 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
             "listen": address, "connect_address": address,
             "data_dir": str(folder / "data"), "bin_dir": str(postgres_bin("postgres").parent),
             "pgpass": str(folder / "pgpass"),
+            # A standby's copy starts with a checkpoint; a spread one (pg_basebackup's default) can take minutes
+            # once the primary has written a database.
+            "basebackup": [{"checkpoint": "fast"}],
             "authentication": {
                 "superuser": {"username": SUPERUSER, "password": node["superuser_password"]},
                 "replication": {"username": REPLICATION_ROLE, "password": node["replication_password"]},
