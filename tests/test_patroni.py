@@ -5,8 +5,9 @@ holds one libpq conninfo naming both nodes with
 target_session_attrs=read-write, as the site's instances will: it reaches
 whichever node is the primary, before and after a failover.
 
-The first test (bootstrap, roles, a write) is in the default suite; the
-failures, which wait on Patroni's ttl, are `long`.
+The tests share one cluster, in this order: bootstrap, PostgreSQL killed
+alone, the primary's node killed. Most of their time is the failover's
+wait for the dead leader's key to expire (ttl).
 """
 
 import os
@@ -90,7 +91,6 @@ def try_write(nodes, value):
         return None
 
 
-@pytest.mark.long
 def test_postgres_killed_alone_is_restarted_in_place(cluster):
     leader = healthy(cluster)
     old_pid = patroni.postmaster(leader)["pid"]
@@ -101,7 +101,6 @@ def test_postgres_killed_alone_is_restarted_in_place(cluster):
     assert patroni.primary(cluster) == leader["name"], "the leader did not change"
 
 
-@pytest.mark.long
 def test_primary_node_killed_fails_over_then_rejoins_as_replica(cluster, tmp_path):
     old = healthy(cluster)
     standby = next(n for n in cluster if n is not old)
