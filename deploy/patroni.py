@@ -54,6 +54,13 @@ class Settings:
     loop_wait: int = 2
     retry_timeout: int = 5
 
+    def __post_init__(self):
+        if self.ttl < 20 or self.loop_wait < 1 or self.retry_timeout < 3:
+            raise DeployError(f"Patroni wants ttl >= 20, loop_wait >= 1 and retry_timeout >= 3, not {self}")
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise DeployError(f"Patroni wants loop_wait + 2 * retry_timeout <= ttl, so that a leader gives up "
+                              f"on etcd before its key expires; not {self}")
+
 
 LAB = Settings()
 
@@ -70,11 +77,15 @@ def sync_count(pg_sync):
     return int(count)
 
 
-def plan(ports, etcd_members, *, host="127.0.0.1"):
-    """Nodes pg1.. of a new cluster, one per (PostgreSQL port, REST API port), using these etcd members."""
+def plan(ports, etcd_members, *, host="127.0.0.1", clients=None):
+    """Nodes pg1.. of a new cluster, one per (PostgreSQL port, REST API port), using these etcd members.
+
+    clients: the network the site and the other nodes come from (default: host alone).
+    """
     secret = {key: secrets.token_urlsafe(32) for key in
               ("password", "superuser_password", "replication_password", "api_password")}
-    return [{"name": f"pg{n}", "host": host, "port": port, "api_port": api_port, "folder": None,
+    return [{"name": f"pg{n}", "host": host, "clients": clients or f"{host}/32", "port": port, "api_port": api_port,
+             "folder": None,
              "etcd": [f"{m['host']}:{m['port']}" for m in etcd_members], "etcd_password": etcd_members[0]["password"],
              **secret}
             for n, (port, api_port) in enumerate(ports, start=1)]
@@ -122,8 +133,8 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
             },
             "parameters": {"unix_socket_directories": str(folder)},
             "pg_hba": ["local all all scram-sha-256",
-                       f"host all all {node['host']}/32 scram-sha-256",
-                       f"host replication {REPLICATION_ROLE} {node['host']}/32 scram-sha-256"],
+                       f"host all all {node['clients']} scram-sha-256",
+                       f"host replication {REPLICATION_ROLE} {node['clients']} scram-sha-256"],
         },
     }
 

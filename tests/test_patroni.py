@@ -20,7 +20,7 @@ import pytest
 
 from deploy import patroni
 from deploy.layout import free_port
-from deploy.processes import run_all, running, wait_for
+from deploy.processes import DeployError, run_all, running, wait_for
 from tests.servers import EtcdCluster
 
 # A failover takes at most ttl (the dead leader's key expires) + loop_wait (a standby's next look) + the
@@ -74,6 +74,17 @@ def write(nodes, value):
 def notes(node):
     with psycopg.connect(patroni.conninfo([node]).replace("read-write", "any")) as connection:
         return {row[0] for row in connection.execute("SELECT value FROM notes")}
+
+
+def test_sync_settings_and_timings_within_patronis_limits():
+    assert patroni.sync_count("off") is None
+    assert patroni.sync_count("FIRST 2") == 2
+    with pytest.raises(DeployError, match="Patroni 3.0.2 does not have"):
+        patroni.sync_count("ANY 1")
+    with pytest.raises(DeployError, match="loop_wait \\+ 2 \\* retry_timeout <= ttl"):
+        patroni.Settings(ttl=20, loop_wait=5, retry_timeout=8)
+    with pytest.raises(DeployError, match="ttl >= 20"):
+        patroni.Settings(ttl=10, loop_wait=2, retry_timeout=4)
 
 
 def test_bootstrap_one_primary_one_replica_and_writes_reach_the_primary(cluster):
