@@ -18,14 +18,14 @@ members fit a cluster's eight etcd slots (deploy/layout.py).
 
 A cluster answers only its own clients: its members speak TLS to clients
 and to each other, and take only a certificate of the cluster's own
-authority (deploy/certificates.py; the files in its `tls` folder, 0600 in
-the state folder). etcd's users and passwords would guard only keys: a
-stranger could still grant leases without bound, keep the site's alive,
-list the members, or raise the NOSPACE alarm that stops every write; a
-connection without the certificate does none of these. Every member's
-certificate is also its peer certificate (Raft). The site, deploy and
-anything else of the cluster's (e.g. Patroni's etcd3 section: cacert,
-cert, key) present the one client certificate, `client_tls`.
+authority (deploy/certificates.py: a member's `tls`, a 0700 folder in the
+state folder, its keys 0600). etcd's users and passwords would guard only
+keys: a stranger could still grant leases without bound, keep the site's
+alive, list the members, or raise the NOSPACE alarm that stops every
+write; a connection without the certificate does none of these. Every
+member's certificate is also its peer certificate (Raft). The site,
+deploy and anything else of the cluster's (e.g. Patroni's etcd3 section:
+cacert, cert, key) present the one client certificate, `client_tls`.
 """
 
 import json
