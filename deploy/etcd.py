@@ -66,9 +66,9 @@ def start_members(members, state_dir):
     """Make the cluster's certificates, start every member; return their records (member and process)
     once a leader is elected."""
     started = []
-    certificates.issue(members[0]["tls"], {**{m["name"]: [m["host"], m["peer_host"]] for m in members},
-                                           CLIENT: [CLIENTS]})
     try:
+        certificates.issue(members[0]["tls"], {**{m["name"]: [m["host"], m["peer_host"]] for m in members},
+                                               CLIENT: [CLIENTS]})
         for member in members:
             started.append({**member, **start_member(member, state_dir, wait=False)})
         for member in started:

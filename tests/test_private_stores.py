@@ -108,10 +108,10 @@ def _b64(text):
     return base64.b64encode(text.encode()).decode()
 
 
-def _answered(url, body, **tls):
-    """The status of a POST of body, or None if the member would not speak (TLS refused, connection closed)."""
+def _answered(url, body=None, **tls):
+    """The status of a POST of body (a GET without), or None if the member would not speak (TLS refused, closed)."""
     try:
-        return requests.post(url, json=body, timeout=10, **tls).status_code
+        return requests.request("GET" if body is None else "POST", url, json=body, timeout=10, **tls).status_code
     except requests.ConnectionError:
         return None
 
@@ -147,6 +147,8 @@ def test_etcd_answers_only_its_own_certificate_and_keeps_no_usable_session_key(e
                                       f"{member['port']}/v3/{path}", body, **tls)
                for path, body in calls.items() for way, tls in ways.items()}
     assert {call: status for call, status in answers.items() if status is not None and status < 400} == {}
+    peers = f"{member['peer_host']}:{member['peer_port']}/members"  # Raft's side: the member list, to begin with
+    assert [_answered(f"https://{peers}", verify=ca), _answered(f"http://{peers}")] == [None, None]
 
     # Nothing happened: no alarm, no lease, the key as it was; the site still reads and writes.
     assert site.post(site.get_url("/maintenance/alarm"), json={"action": "GET"}).get("alarms", []) == []
