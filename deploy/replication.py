@@ -693,6 +693,7 @@ def store_env(cluster):
         first = next(iter(group.values()))
         env[stores.KINDS[kind].variable] = (",".join(stores.KINDS[kind].url(r) for r in group.values())
                                             if stores.KINDS[kind].every_node else stores.KINDS[kind].url(first))
+        env.update(stores.KINDS[kind].more(first))
         if kind == "postgres" and pg_sync_parts(topology.pg_sync)[0]:
             env["DATABASE_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
         if kind == "postgres" and len(group) > 1:
@@ -712,4 +713,4 @@ def store_env(cluster):
 
 
 SITE_VARIABLES = ("DATABASE_COMMIT_TIMEOUT", "DATABASE_FAILOVER_HOSTS", "REDIS_SENTINELS", "REDIS_SERVICE",
-                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC", "REDIS_CLUSTER_NODES")
+                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC", "REDIS_CLUSTER_NODES", "ETCD_CA", "ETCD_CERT", "ETCD_KEY")
