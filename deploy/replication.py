@@ -99,12 +99,13 @@ class Topology:
             raise DeployError(f"--redis {self.redis!r} is not one of: single, sentinel, cluster")
         if self.redis == "cluster":
             rediscluster.check(self.redis_shards, MAX_CLUSTER_NODES)
-        replicas = self.redis_replicas if self.redis == "sentinel" else 0
+        # The replicas a session write can wait for: Sentinel's, or each shard's own in a cluster.
+        replicas = {"sentinel": self.redis_replicas, "cluster": rediscluster.REPLICAS_PER_SHARD}.get(self.redis, 0)
         if self.redis == "sentinel" and not 1 <= replicas <= MAX_REDIS_REPLICAS:
             raise DeployError(f"--redis-replicas must be between 1 and {MAX_REDIS_REPLICAS}, not {replicas}")
         if not 0 <= self.redis_sync <= replicas:
             raise DeployError(f"--redis-sync {self.redis_sync} needs that many replicas (--redis sentinel "
-                              f"--redis-replicas), and the cluster has {replicas}")
+                              f"--redis-replicas, or --redis cluster: one a shard), and the cluster has {replicas}")
         if not 0 <= self.pg_standbys <= MAX_PG_STANDBYS:
             raise DeployError(f"--pg-standbys must be between 0 and {MAX_PG_STANDBYS}, not {self.pg_standbys}")
         method, count = pg_sync_parts(self.pg_sync)
@@ -709,6 +710,7 @@ def store_env(cluster):
         env["REDIS_SYNC"] = str(topology.redis_sync)
     if topology.redis == "cluster" and _nodes_of(cluster, "redis"):
         env["REDIS_CLUSTER_NODES"] = ",".join(f"127.0.0.1:{r['port']}" for r in _nodes_of(cluster, "redis").values())
+        env["REDIS_SYNC"] = str(topology.redis_sync)
     return env
 
 

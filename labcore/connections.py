@@ -73,17 +73,12 @@ def check_sync(target):
     replicas" is then counted as a timeout, which opens the breaker for
     every reader of the process. So the WAIT gets at most half of
     STORE_TIMEOUT, the other half being the round trip's margin on a busy
-    machine. Redis Cluster sessions are not WAITed for (a WAIT would have
-    to follow each write on its shard's own connection), so REDIS_SYNC
-    there would promise what nothing keeps.
+    machine.
     """
     if not target.sync:
         return
     if target.sync < 0:
         raise ValueError(f"REDIS_SYNC must be 0 or more replicas, not {target.sync}")
-    if target.cluster_nodes:
-        raise ValueError("REDIS_SYNC is for a single Redis or Sentinel; Redis Cluster sessions are not "
-                         "WAITed for: leave REDIS_SYNC at 0 with REDIS_CLUSTER_NODES")
     if not 0 < target.sync_timeout <= target.timeout / 2:
         raise ValueError(f"REDIS_SYNC_TIMEOUT ({target.sync_timeout:g} s) must be more than 0 and at most half "
                          f"of STORE_TIMEOUT ({target.timeout:g} s), so that WAIT answers before the socket "
