@@ -23,8 +23,7 @@ def start_server(kind, *, port, state_dir, password=None, durable=True):
 
 def server_settings(kind, record):
     """{setting: value} that points the site at one server of a kind, credentials included."""
-    server = kinds.alone(kind)
-    return {server.variables[0]: server.url(record)}
+    return kinds.alone(kind).settings(record)
 
 
 def stop_server(kind, record, *, crash=False):

@@ -5,6 +5,14 @@ names (labcore/registry.py) in a topology, and which kind a node belongs
 to, are asked of its rows (`serves`, `node_kinds`), never of a switch. A
 new kind of server is one module with a `Kind` (deploy/kinds/base.py), one
 row here and one slot range in deploy/layout.py.
+
+Each store answers the site alone: Redis and PostgreSQL ask for a password
+generated per cluster and kind (`Kind.new_password`), recorded with each
+node in the 0600 cluster.json and handed to the site inside the URL; etcd's
+members take only a client certificate of their cluster's own authority
+(deploy/certificates.py), whose files the site is given (ETCD_CA,
+ETCD_CERT, ETCD_KEY); memcached listens on a UNIX socket only the site's
+user can open; as root, memcached and PostgreSQL run as users of their own.
 """
 
 from deploy.errors import DeployError

@@ -100,9 +100,13 @@ class Kind:
         """The value of its first variable for one node: how the site reaches it."""
         raise NotImplementedError(f"{type(self).__name__} must say how the site reaches a node (url)")
 
+    def settings(self, record):
+        """The site settings that point it at one node alone, credentials included."""
+        return {self.variables[0]: self.url(record)}
+
     def env(self, topology, group):
         """The site settings that point the instances at its nodes (group: name -> record, primaries first)."""
-        return {self.variables[0]: self.url(next(iter(group.values())))}
+        return self.settings(next(iter(group.values())))
 
     def resolve(self, alias, topology, group):
         """The name of the node `alias` means now; DeployError if none is."""

@@ -89,10 +89,11 @@ def primary_of(group):
     return found[0]
 
 
-def check_no_sync(topology):
-    if topology.redis_sync:
+def check_sync(topology, replicas):
+    """DeployError unless a session write can wait for redis_sync replicas of the `replicas` it has."""
+    if not 0 <= topology.redis_sync <= replicas:
         raise DeployError(f"--redis-sync {topology.redis_sync} needs that many replicas (--redis sentinel "
-                          "--redis-replicas), and the cluster has 0")
+                          f"--redis-replicas, or --redis cluster: one a shard), and the cluster has {replicas}")
 
 
 class Redis(Kind):
@@ -106,7 +107,7 @@ class Redis(Kind):
         return topology.redis == "single"
 
     def check(self, topology):
-        check_no_sync(topology)
+        check_sync(topology, 0)
 
     def nodes(self, topology, port_of):
         return [("redis1", "redis", port_of("redis", 0))]

@@ -152,7 +152,7 @@ class RedisCluster(Kind):
 
     name = "redis-cluster"
     server = "redis"
-    variables = ("REDIS_URL", "REDIS_CLUSTER_NODES")
+    variables = ("REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SYNC")
     refuses_namespaces = ("--netns does not place Redis Cluster nodes in namespaces; "
                           "use --redis single or sentinel with it")
     aliases = ("redis:primary",)
@@ -167,7 +167,8 @@ class RedisCluster(Kind):
             raise DeployError(f"--redis-shards must be between 1 and {most // (1 + REPLICAS_PER_SHARD)} "
                               f"(each shard is a primary and {REPLICAS_PER_SHARD} replica), "
                               f"not {topology.redis_shards}")
-        alone.check_no_sync(topology)
+        # A session write can wait for its shard's own replica.
+        alone.check_sync(topology, REPLICAS_PER_SHARD)
 
     def nodes(self, topology, port_of):
         return [(f"redis{n + 1}", "redis", port_of("redis", n)) for n in range(node_count(topology.redis_shards))]
@@ -193,7 +194,8 @@ class RedisCluster(Kind):
 
     def env(self, topology, group):
         return {"REDIS_URL": alone.url(next(iter(group.values()))),
-                "REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{r['port']}" for r in group.values())}
+                "REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{r['port']}" for r in group.values()),
+                "REDIS_SYNC": str(topology.redis_sync)}
 
     def resolve(self, alias, topology, group):
         return alone.primary_of(group)

@@ -148,9 +148,7 @@ class Sentinel(Kind):
         most = layout.MAX_REDIS_REPLICAS
         if not 1 <= topology.redis_replicas <= most:
             raise DeployError(f"--redis-replicas must be between 1 and {most}, not {topology.redis_replicas}")
-        if not 0 <= topology.redis_sync <= topology.redis_replicas:
-            raise DeployError(f"--redis-sync {topology.redis_sync} needs that many replicas (--redis sentinel "
-                              f"--redis-replicas), and the cluster has {topology.redis_replicas}")
+        alone.check_sync(topology, topology.redis_replicas)
 
     def nodes(self, topology, port_of):
         return ([(f"redis{n + 1}", "redis", port_of("redis", n)) for n in range(1 + topology.redis_replicas)]
