@@ -102,6 +102,18 @@ def reset_breakers():
         _breakers.clear()
 
 
+def _refusal(exc):
+    """What to tell the client when a healthy store refused the call, or None when the store failed.
+
+    With --redis-sync the primary refuses every write (NOREPLICAS) while
+    fewer replicas than required are in step: a presence heartbeat or a
+    throttle counter must fail then, but the store still serves reads.
+    """
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOREPLICAS"):
+        return "the primary takes no writes while fewer replicas than required are in step"
+    return None
+
+
 @contextmanager
 def store_errors(store, expected=(), part=None):
     """Re-raise any failure of the block as StoreUnavailable(store), through the store's breaker.
@@ -126,6 +138,12 @@ def store_errors(store, expected=(), part=None):
         raise
     except Exception as exc:
         failure = (f"shard {part}: " if part else "") + f"{type(exc).__name__}: {exc}"
+        refusal = _refusal(exc)
+        if refusal:
+            # A healthy store said no: an answer, which fails this call and leaves the breaker closed.
+            if guard:
+                guard.succeeded()
+            raise StoreUnavailable(store, failure, public=refusal) from exc
         if guard:
             guard.failed(failure, interval)
         raise StoreUnavailable(store, failure) from exc
