@@ -9,8 +9,9 @@ was made durable, as a disk does after the power comes back. The model:
   data (read your writes). truncate is data too: the backing file keeps its
   old length until fsync. A file's own fsync is the only thing that makes its
   data durable: the kernel's background write-back (about 30 s on Linux)
-  and ext4's data=ordered flushing of other files are not modelled, so the
-  loss is the worst case a real machine allows.
+  and ext4's data=ordered flushing of other files are not modelled, so all
+  of it is lost; never a part of it (some pages and not others), which a
+  real disk's write-back order may leave.
 - Names: create, mkdir, rename, unlink and rmdir happen on the backing
   folder at once but are journalled; the next fsync of any file or
   directory commits every earlier one, as a journalling file system (ext4,
@@ -22,7 +23,8 @@ was made durable, as a disk does after the power comes back. The model:
   fsync it, rename it) thus keeps its rename only once a later fsync, of
   the folder or of any file, has committed it.
 - Attributes (chmod, chown, times) go to the backing folder at once and
-  are never lost. Hard and symbolic links, device nodes and extended
+  are never lost, where a real machine may lose one its journal has not
+  committed. Hard and symbolic links, device nodes and extended
   attributes are not offered (ENOSYS).
 - A clean unmount syncs everything, as a clean shutdown does.
 
