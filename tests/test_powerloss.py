@@ -235,8 +235,8 @@ class Redis:
 def _loaded(client):
     try:
         info = client.info("persistence")
-    except redis.BusyLoadingError:
-        return False
+    except (redis.BusyLoadingError, redis.ConnectionError):
+        return False  # still loading, or not listening yet
     return not (info["loading"] or info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
 
 
