@@ -1,0 +1,62 @@
+"""The store commands each request of the poll mix sends, pinned per session store.
+
+The poll mix is what an open chat page sends all the time: an empty poll of
+a room's messages, a presence heartbeat, and /api/me. Each request's
+commands are counted by the servers themselves (tests/roundtrips.py), in
+the steady state: the same request once before, so connections are open
+and scripts loaded. A change that adds a round trip to any of them fails
+here, with the whole breakdown; a change that removes one updates the table
+(and docs/benchmarks/bench.md, "Round trips per request").
+"""
+
+import pytest
+from django.conf import settings
+
+from tests.roundtrips import count_commands, per_store
+
+ROOM = "lobby"
+REQUESTS = {
+    "poll": lambda client, after: client.get(f"/api/rooms/{ROOM}/messages?after={after}"),
+    "heartbeat": lambda client, after: client.post(f"/api/rooms/{ROOM}/presence"),
+    "me": lambda client, after: client.get("/api/me"),
+}
+
+# Commands per request, by store: {store: {request: {server: commands}}}.
+# The poll's database statement is the room's high-water mark (chat/services.py).
+EXPECTED = {
+    "memory": {"poll": {"database": 1}, "heartbeat": {}, "me": {}},
+    "file": {"poll": {"database": 1}, "heartbeat": {"redis": 1}, "me": {}},
+    "db": {"poll": {"database": 2}, "heartbeat": {"database": 1, "redis": 1}, "me": {"database": 1}},
+    "cached_db": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
+    "redis": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
+    "memcached": {"poll": {"memcached": 1, "database": 1}, "heartbeat": {"memcached": 1, "redis": 1},
+                  "me": {"memcached": 1}},
+    "signed_cookies": {"poll": {"database": 1}, "heartbeat": {"redis": 1}, "me": {}},
+}
+
+
+@pytest.fixture
+def steady(settings):
+    # The user stays cached in the process between the two requests however busy the machine
+    # (accounts/middleware.py), so a count never depends on the time between them.
+    settings.USER_CACHE_SECONDS = 3600
+
+
+def commands_of(client, name, after):
+    """The commands the request sends the second time it is made, by server and command."""
+    send = REQUESTS[name]
+    assert send(client, after).status_code == 200
+    memcached = settings.CACHES["sessions"]["LOCATION"] if settings.SESSION_STORE == "memcached" else None
+
+    def request():
+        assert send(client, after).status_code == 200
+
+    return count_commands(request, redis_url=settings.REDIS_URL, memcached_location=memcached)
+
+
+def test_the_poll_mix_sends_the_pinned_store_commands(session_store, steady, logged_in):
+    after = 0
+    found = {name: commands_of(logged_in, name, after) for name in REQUESTS}
+    totals = {name: per_store(counts) for name, counts in found.items()}
+    breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
+    assert totals == EXPECTED[session_store], f"{session_store} sends other commands than pinned:\n{breakdown}"
