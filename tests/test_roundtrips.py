@@ -9,10 +9,15 @@ here, with the whole breakdown; a change that removes one updates the table
 (and docs/benchmarks/bench.md, "Round trips per request").
 """
 
+import types
+
 import pytest
 from django.conf import settings
 
+from deploy import stores
+from tests.conftest import use_stores
 from tests.roundtrips import count_commands, per_store
+from tests.servers import one_node_redis_cluster
 
 ROOM = "lobby"
 REQUESTS = {
@@ -32,6 +37,8 @@ EXPECTED = {
     "memcached": {"poll": {"memcached": 1, "database": 1}, "heartbeat": {"memcached": 1, "redis": 1},
                   "me": {"memcached": 1}},
     "signed_cookies": {"poll": {"database": 1}, "heartbeat": {"redis": 1}, "me": {}},
+    # Redis Cluster (one node holding every slot: the commands are the same on any number of shards).
+    "redis_cluster": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 4}, "me": {"redis": 1}},
 }
 
 
@@ -54,9 +61,32 @@ def commands_of(client, name, after):
     return count_commands(request, redis_url=settings.REDIS_URL, memcached_location=memcached)
 
 
+@pytest.fixture(scope="module")
+def redis_cluster():
+    with one_node_redis_cluster() as node:
+        yield node
+
+
+@pytest.fixture
+def clustered(settings, redis_cluster, memcached_service, tmp_path, db):
+    """Sessions and presence in Redis Cluster, as deploy's --redis cluster gives them."""
+    use_stores(settings, session_store="redis", presence_store="redis",
+               redis=types.SimpleNamespace(url=stores.KINDS["redis"].url(redis_cluster)), memcached=memcached_service,
+               tmp_path=tmp_path, redis_cluster_nodes=[("127.0.0.1", redis_cluster["port"])])
+    return "redis_cluster"
+
+
 def test_the_poll_mix_sends_the_pinned_store_commands(session_store, steady, logged_in):
+    check_pinned(session_store, logged_in)
+
+
+def test_the_poll_mix_sends_the_pinned_store_commands_to_redis_cluster(clustered, steady, logged_in):
+    check_pinned(clustered, logged_in)
+
+
+def check_pinned(store, client):
     after = 0
-    found = {name: commands_of(logged_in, name, after) for name in REQUESTS}
+    found = {name: commands_of(client, name, after) for name in REQUESTS}
     totals = {name: per_store(counts) for name, counts in found.items()}
     breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
-    assert totals == EXPECTED[session_store], f"{session_store} sends other commands than pinned:\n{breakdown}"
+    assert totals == EXPECTED[store], f"{store} sends other commands than pinned:\n{breakdown}"
