@@ -10,6 +10,7 @@ here, with the whole breakdown; a change that removes one updates the table
 """
 
 import types
+from functools import partial
 
 import pytest
 from django.conf import settings
@@ -54,10 +55,15 @@ def commands_of(client, name, after):
     """The commands the request sends the second time it is made, by server and command."""
     send = REQUESTS[name]
     assert send(client, after).status_code == 200
+    return count_request(lambda: send(client, after))
+
+
+def count_request(send):
+    """The commands send() sends the site's stores, which must answer it with a 200."""
     memcached = settings.CACHES["sessions"]["LOCATION"] if settings.SESSION_STORE == "memcached" else None
 
     def request():
-        assert send(client, after).status_code == 200
+        assert send().status_code == 200
 
     return count_commands(request, redis_url=settings.REDIS_URL, memcached_location=memcached)
 
@@ -95,3 +101,20 @@ def check_pinned(store, client):
     totals = {name: per_store(counts) for name, counts in found.items()}
     breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
     assert totals == EXPECTED[store], f"{store} sends other commands than pinned:\n{breakdown}"
+
+
+def test_the_floor_sends_the_same_store_commands_as_the_poll_mix(session_store, settings, client):
+    settings.BENCH_VIEWS = True
+    found = {}
+    for name in REQUESTS:
+        send = partial(client.get, f"/bench/floor/{name}")
+        send()  # the first writes the floor's session
+        found[name] = count_request(send)
+    breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
+    assert {name: per_store(counts) for name, counts in found.items()} == EXPECTED[session_store], (
+        f"{session_store}'s floor sends other commands than its poll mix:\n{breakdown}")
+
+
+def test_the_floor_is_not_served_without_bench_views(settings, client, db):
+    settings.BENCH_VIEWS = False
+    assert client.get("/bench/floor/poll").status_code == 404
