@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 
 from deploy import stores
+from labcore import registry
 from labcore.stores import redis_client
 from tests.conftest import use_stores
 from tests.roundtrips import count_commands, per_store
@@ -39,6 +40,11 @@ EXPECTED = {
     "memcached": {"poll": {"memcached": 1, "database": 1}, "heartbeat": {"memcached": 1, "redis": 1},
                   "me": {"memcached": 1}},
     "signed_cookies": {"poll": {"database": 1}, "heartbeat": {"redis": 1}, "me": {}},
+    # Django's own engines on stock caches, for comparison (labcore/registry.py).
+    "stock_cache_redis": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
+    "stock_cache_django_redis": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2},
+                                 "me": {"redis": 1}},
+    "stock_cached_db": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
     # Redis Cluster (one node holding every slot: the commands are the same on any number of shards).
     "redis_cluster": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 3}, "me": {"redis": 1}},
 }
@@ -83,8 +89,19 @@ def clustered(settings, redis_cluster, memcached_service, tmp_path, db):
     return "redis_cluster"
 
 
+@pytest.fixture(params=registry.COMPARISON_SESSION_STORES)
+def stock_engine(request, settings, redis_service, memcached_service, redis_db, tmp_path, db):
+    use_stores(settings, session_store=request.param, presence_store="redis", redis=redis_service,
+               memcached=memcached_service, tmp_path=tmp_path)
+    return request.param
+
+
 def test_the_poll_mix_sends_the_pinned_store_commands(session_store, steady, logged_in):
     check_pinned(session_store, logged_in)
+
+
+def test_djangos_stock_engines_send_the_pinned_store_commands(stock_engine, steady, logged_in):
+    check_pinned(stock_engine, logged_in)
 
 
 def test_the_poll_mix_sends_the_pinned_store_commands_to_redis_cluster(clustered, steady, logged_in, user):
