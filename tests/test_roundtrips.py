@@ -9,12 +9,14 @@ here, with the whole breakdown; a change that removes one updates the table
 (and docs/benchmarks/bench.md, "Round trips per request").
 """
 
+import time
 import types
 from functools import partial
 
 import pytest
 from django.conf import settings
 
+import accounts.middleware
 from deploy import stores
 from labcore import registry
 from labcore.stores import redis_client
@@ -29,24 +31,28 @@ REQUESTS = {
     "me": lambda client, after: client.get("/api/me"),
 }
 
-# Commands per request, by store: {store: {request: {server: commands}}}.
-# The poll's database statement is the room's high-water mark (chat/services.py).
+# Commands per request, by store: {store: {request: {server: commands}}}. The
+# poll's database statement is the room's high-water mark (chat/services.py).
+# "me, stamp due": /api/me when the login's activity stamp is due, the one
+# request in IDLE_TIMEOUT / 10 that writes the session (accounts/middleware.py).
+# A database write's transaction shows as SAVEPOINT and RELEASE here, inside
+# the test's own transaction (BEGIN and COMMIT outside one).
+R, D, M = "redis", "database", "memcached"
 EXPECTED = {
-    "memory": {"poll": {"database": 1}, "heartbeat": {}, "me": {}},
-    "file": {"poll": {"database": 1}, "heartbeat": {"redis": 1}, "me": {}},
-    "db": {"poll": {"database": 2}, "heartbeat": {"database": 1, "redis": 1}, "me": {"database": 1}},
-    "cached_db": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
-    "redis": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
-    "memcached": {"poll": {"memcached": 1, "database": 1}, "heartbeat": {"memcached": 1, "redis": 1},
-                  "me": {"memcached": 1}},
-    "signed_cookies": {"poll": {"database": 1}, "heartbeat": {"redis": 1}, "me": {}},
+    "memory": {"poll": {D: 1}, "heartbeat": {}, "me": {}, "me, stamp due": {}},
+    "file": {"poll": {D: 1}, "heartbeat": {R: 1}, "me": {}, "me, stamp due": {}},
+    "db": {"poll": {D: 2}, "heartbeat": {D: 1, R: 1}, "me": {D: 1}, "me, stamp due": {D: 2}},
+    "cached_db": {"poll": {R: 1, D: 1}, "heartbeat": {R: 2}, "me": {R: 1}, "me, stamp due": {R: 3, D: 1}},
+    "redis": {"poll": {R: 1, D: 1}, "heartbeat": {R: 2}, "me": {R: 1}, "me, stamp due": {R: 2}},
+    "memcached": {"poll": {M: 1, D: 1}, "heartbeat": {M: 1, R: 1}, "me": {M: 1}, "me, stamp due": {M: 2}},
+    "signed_cookies": {"poll": {D: 1}, "heartbeat": {R: 1}, "me": {}, "me, stamp due": {}},
     # Django's own engines on stock caches, for comparison (labcore/registry.py).
-    "stock_cache_redis": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
-    "stock_cache_django_redis": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2},
-                                 "me": {"redis": 1}},
-    "stock_cached_db": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}},
+    "stock_cache_redis": {"poll": {R: 1, D: 1}, "heartbeat": {R: 2}, "me": {R: 1}, "me, stamp due": {R: 3}},
+    "stock_cache_django_redis": {"poll": {R: 1, D: 1}, "heartbeat": {R: 2}, "me": {R: 1},
+                                 "me, stamp due": {R: 3}},
+    "stock_cached_db": {"poll": {R: 1, D: 1}, "heartbeat": {R: 2}, "me": {R: 1}, "me, stamp due": {R: 2, D: 3}},
     # Redis Cluster (one node holding every slot: the commands are the same on any number of shards).
-    "redis_cluster": {"poll": {"redis": 1, "database": 1}, "heartbeat": {"redis": 3}, "me": {"redis": 1}},
+    "redis_cluster": {"poll": {R: 1, D: 1}, "heartbeat": {R: 3}, "me": {R: 1}, "me, stamp due": {R: 2}},
 }
 
 
@@ -112,9 +118,30 @@ def test_the_poll_mix_sends_the_pinned_store_commands_to_redis_cluster(clustered
     assert 0 < node.ttl(f"presence:user:{user.username}") <= settings.PRESENCE_TTL + 1
 
 
+class LaterTime:
+    """The idle-logout middleware's clock, `ahead` seconds ahead of the real one (the user cache's stays real)."""
+
+    def __init__(self, ahead):
+        self.ahead = ahead
+
+    def time(self):
+        return time.time() + self.ahead
+
+    def monotonic(self):
+        return time.monotonic()
+
+
+def stamp_commands(client):
+    """What /api/me sends when the login's activity stamp is due: the one request in IDLE_TIMEOUT / 10 that writes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(accounts.middleware, "time", LaterTime(settings.IDLE_TIMEOUT / 10 + 1))
+        return count_request(lambda: REQUESTS["me"](client, 0))
+
+
 def check_pinned(store, client):
     after = 0
     found = {name: commands_of(client, name, after) for name in REQUESTS}
+    found["me, stamp due"] = stamp_commands(client)
     totals = {name: per_store(counts) for name, counts in found.items()}
     breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
     assert totals == EXPECTED[store], f"{store} sends other commands than pinned:\n{breakdown}"
@@ -128,7 +155,8 @@ def test_the_floor_sends_the_same_store_commands_as_the_poll_mix(session_store, 
         send()  # the first writes the floor's session
         found[name] = count_request(send)
     breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
-    assert {name: per_store(counts) for name, counts in found.items()} == EXPECTED[session_store], (
+    pinned = {name: EXPECTED[session_store][name] for name in REQUESTS}
+    assert {name: per_store(counts) for name, counts in found.items()} == pinned, (
         f"{session_store}'s floor sends other commands than its poll mix:\n{breakdown}")
 
 
