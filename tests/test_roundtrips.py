@@ -144,6 +144,7 @@ def check_pinned(store, client):
     found["me, stamp due"] = stamp_commands(client)
     totals = {name: per_store(counts) for name, counts in found.items()}
     breakdown = "\n".join(f"  {name}: {dict(sorted(counts.items()))}" for name, counts in found.items())
+    assert store in EXPECTED, f"{store} has no pinned counts: add its row to EXPECTED. It sends:\n{breakdown}"
     assert totals == EXPECTED[store], f"{store} sends other commands than pinned:\n{breakdown}"
 
 
