@@ -27,7 +27,8 @@ class SessionStore(DBStore):
         # An update is one UPDATE of one row, atomic by itself: Django's
         # transaction around it only adds a BEGIN and a COMMIT (two round
         # trips on PostgreSQL). No row updated: the session was deleted
-        # meanwhile (a logout), and is not written back.
+        # meanwhile (a logout), and is not written back. An update sends no
+        # pre_save or post_save for the row, which nothing here listens to.
         row = self.create_model_instance(self._get_session())
         try:
             updated = self.model.objects.filter(session_key=row.session_key).update(
