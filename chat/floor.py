@@ -26,10 +26,10 @@ from django.utils import timezone
 from chat import services
 from labcore.stores import etcd_client, redis_client
 
-KEY = "benchfloor" + "0" * 22  # a session key's shape: 32 lowercase letters and digits
-# What a logged-in session holds (accounts/middleware.py's clocks and Django's auth keys), for a value of its size.
-VALUE = {"_auth_user_id": "1", "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
-         "_auth_user_hash": "0" * 64, "_logged_in_at": 0, "_last_seen": 0}
+# Not a session key's shape (labcore/sessions/keys.py), so no cookie can name what the floor stores.
+KEY = "bench-floor"
+# The size of a logged-in session (Django's auth keys and the activity clocks), with no login in it.
+VALUE = {"floor": "0" * 218}
 ROOM = "bench"
 
 
