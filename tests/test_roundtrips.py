@@ -2,7 +2,7 @@
 
 The poll mix is what an open chat page sends all the time: an empty poll of
 a room's messages, a presence heartbeat, and /api/me. Each request's
-commands are counted by the servers themselves (tests/roundtrips.py), in
+commands are counted by the servers themselves (labcore/roundtrips.py), in
 the steady state: the same request once before, so connections are open
 and scripts loaded. A change that adds a round trip to any of them fails
 here, with the whole breakdown; a change that removes one updates the table
@@ -19,9 +19,9 @@ from django.conf import settings
 import accounts.middleware
 from deploy import stores
 from labcore import registry
+from labcore.roundtrips import count_commands, per_store
 from labcore.stores import redis_client
 from tests.conftest import use_stores
-from tests.roundtrips import count_commands, per_store
 from tests.servers import one_node_redis_cluster
 
 ROOM = "lobby"

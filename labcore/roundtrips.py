@@ -6,6 +6,11 @@ and are left out, so a presence script counts as the one EVALSHA the site
 sends. The database: Django's CaptureQueriesContext (every statement, each
 a round trip). memcached: its own `stats` counters before and after.
 Nothing is mocked: the counts are the servers' own.
+
+tests/test_roundtrips.py pins them per store through Django's test client;
+the Redis and memcached counts work as well around an HTTP request to a
+running instance (the database's only in the process that runs the
+request), which is how a benchmark can report them beside its timings.
 """
 
 import uuid
