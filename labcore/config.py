@@ -5,7 +5,15 @@ settings.py does. Everything it knows about a store comes from the registry.
 """
 
 from labcore import registry
-from labcore.connections import RedisTarget, memcached_cache, memory_cache, redis_cache, redis_cluster_cache
+from labcore.connections import (
+    RedisTarget,
+    memcached_cache,
+    memory_cache,
+    redis_cache,
+    redis_cluster_cache,
+    stock_django_redis_cache,
+    stock_redis_cache,
+)
 
 
 def store_settings(*, session_store, presence_store, redis_url, memcached_url, state_dir, timeout,
@@ -37,12 +45,17 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
             session_engine.rsplit(".", 1)[-1], session_engine)
     else:
         session = registry.session_store(session_store)
+        if session.comparison and (redis_target.sentinels or redis_target.cluster_nodes):
+            raise registry.ConfigError(f"SESSION_STORE={session.name} is for comparison on one Redis: "
+                                       f"not under Sentinel or in a cluster")
     presence = registry.presence_store(presence_store)
     servers = registry.servers_of(session, presence)
     caches = {
         registry.MEMORY: memory_cache,
         "redis": lambda name: (redis_cluster_cache if redis_target.cluster_nodes else redis_cache)(redis_target),
         "memcached": lambda name: memcached_cache(memcached_url, timeout),
+        "redis_stock": lambda name: stock_redis_cache(redis_target),
+        "django_redis_stock": lambda name: stock_django_redis_cache(redis_target),
     }
     shared = registry.shared_cache_kind(servers)
     return {

@@ -64,6 +64,9 @@ class Breaker:
         breaker stays open for the others, for one more interval, in case
         that call hangs too.
         """
+        if self._open_until is None:
+            # Closed, the usual case: one read of one attribute, atomic without the lock.
+            return
         with self._lock:
             if self._open_until is None:
                 return
@@ -75,6 +78,10 @@ class Breaker:
             self._open_until = now + interval
 
     def succeeded(self):
+        # Closed already, the usual case: nothing to write. A failure recorded
+        # meanwhile stays recorded, as if this call had closed it just before.
+        if self._open_until is None:
+            return
         with self._lock:
             self._open_until = None
 
@@ -90,6 +97,9 @@ _breakers_lock = threading.Lock()
 
 def breaker(store, part=None):
     """Return this process's breaker for store (or for one shard of it)."""
+    found = _breakers.get((store, part))  # a dict read is atomic: the lock is for making one
+    if found is not None:
+        return found
     with _breakers_lock:
         if (store, part) not in _breakers:
             _breakers[store, part] = Breaker(store, part)

@@ -373,6 +373,14 @@ ROOM_CREATION_LIMIT = int(env_float("ROOM_CREATION_LIMIT", 10))
 ROOM_CREATION_WINDOW = env_float("ROOM_CREATION_WINDOW", 3600)
 ROOM_LIMIT = int(env_float("ROOM_LIMIT", 10_000))
 
+# BENCHMARK
+# BENCH_VIEWS=1 serves /bench/floor/<poll|heartbeat|me> (chat/floor.py): the
+# poll mix's store round trips without our code around them, for
+# `python -m loadtest bench`. It writes a fixed key in the stores: off on a
+# site in use.
+
+BENCH_VIEWS = env_bool("BENCH_VIEWS", False)
+
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.
 
