@@ -1,0 +1,305 @@
+"""The chat over a WebSocket, through real uvicorn processes, a real Redis and a shared SQLite database.
+
+Two instances per channel layer, each its own uvicorn process on a free
+loopback port: a socket on each, straight to its port. The clients are
+`websockets`' synchronous ones, as a non-browser client would be.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from deploy.layout import free_port
+from deploy.processes import port_open, start_time, stop, wait_for
+from tests.http import Browser
+from tests.servers import redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery"
+DEADLINE = 20  # seconds a frame may take on a busy machine
+
+
+class Instances:
+    """uvicorn processes sharing one SECRET_KEY, database and Redis."""
+
+    def __init__(self, tmp, redis_url, **env):
+        self.env = {**os.environ, "SECRET_KEY": "websocket-tests-key", "SESSION_STORE": "redis",
+                    "PRESENCE_STORE": "redis", "REDIS_URL": redis_url, "STATE_DIR": str(tmp),
+                    "DJANGO_SETTINGS_MODULE": "labsite.settings", "PASSWORD_ITERATIONS": "1000", **env}
+        self.env.pop("DEBUG", None)
+        self.tmp = tmp
+        self.records = []
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.env, check=True,
+                       timeout=120)
+
+    def start(self, name):
+        port = free_port()
+        with open(self.tmp / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", "127.0.0.1",
+                 "--port", str(port), "--ws-max-size", str(64 * 1024), "--no-access-log"],
+                cwd=ROOT, env={**self.env, "INSTANCE_NAME": name}, stdout=log, stderr=log, start_new_session=True)
+        self.records.append({"pid": process.pid, "started": start_time(process.pid)})
+        wait_for(lambda: port_open(port), timeout=60, what=f"{name} on port {port}")
+        return f"127.0.0.1:{port}"
+
+    def stop(self):
+        for record in self.records:
+            stop(record, sig=signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def layers(tmp_path_factory, redis_service):
+    """Two instances per channel layer, started once for the module: {"memory": (a, b), "redis": (a, b)}."""
+    started, pairs = [], {}
+    try:
+        for number, layer in enumerate(("memory", "redis")):
+            base = redis_service.url.rpartition("/")[0]
+            instances = Instances(tmp_path_factory.mktemp(layer), f"{base}/{4 + number}", CHANNEL_LAYER=layer)
+            started.append(instances)
+            pairs[layer] = (instances.start(f"{layer}1"), instances.start(f"{layer}2"))
+        yield pairs
+    finally:
+        for instances in started:
+            instances.stop()
+
+
+def user(host, name=None):
+    """A new user signed up on host; returns its session cookie header."""
+    browser = Browser()
+    name = name or f"u{uuid.uuid4().hex[:10]}"
+    assert browser.sign_up(f"http://{host}", name, PASSWORD).status == 302
+    return name, f"sessionid={browser.cookie('sessionid')}"
+
+
+def socket(host, room, cookie=None, *, after=None, origin=None, headers=()):
+    query = f"?after={after}" if after is not None else ""
+    extra = ([("Cookie", cookie)] if cookie else []) + list(headers)
+    return connect(f"ws://{host}/ws/rooms/{room}/{query}", origin=origin or f"http://{host}",
+                   additional_headers=extra, open_timeout=DEADLINE, max_size=None)
+
+
+def frame(ws, kind=None):
+    """The next frame (of `kind`, skipping others), within DEADLINE."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        got = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if kind is None or got["type"] == kind:
+            return got
+
+
+def post(ws, text, client_id=None):
+    client_id = client_id or str(uuid.uuid4())
+    ws.send(json.dumps({"type": "post", "text": text, "client_id": client_id}))
+    return client_id
+
+
+def room():
+    return f"r{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.parametrize("layer", ["redis", "memory"])
+def test_a_post_reaches_the_other_instance_only_through_redis(layers, layer):
+    one, two = layers[layer]
+    name, cookie = user(one)
+    lobby = room()
+    with socket(one, lobby, cookie) as a, socket(two, lobby, cookie) as b:
+        assert frame(a, "presence")["online"] == [name]
+        assert frame(b, "presence")["online"] == [name]
+        sent = post(a, "hello from one")
+        # The sender gets its ack and, like every member, the message (the ack usually first).
+        got = {kind: frame(a, kind) for kind in ("ack", "message")}
+        mine = got["message"]
+        assert (mine["text"], mine["author"], mine["client_id"], mine["prev"]) == ("hello from one", name, sent, None)
+        assert got["ack"] == {"type": "ack", "client_id": sent, "id": mine["id"]}
+        post(b, "hello from two")
+        seen = frame(b, "message")
+        if layer == "redis":
+            assert seen["id"] == mine["id"]
+            seen = frame(b, "message")
+        # With the in-memory layer, b's next message is its own, whose prev names the one it never got: a gap.
+        assert (seen["text"], seen["prev"]) == ("hello from two", mine["id"])
+
+
+def test_concurrent_posts_on_two_instances_reach_a_third_client_exactly_once(layers):
+    """In-memory layer: the third client misses the other instance's posts and closes its gaps by resuming."""
+    one, two = layers["memory"]
+    _, cookie = user(one)
+    lobby = room()
+    acked = []
+
+    def poster(host, count):
+        with socket(host, lobby, cookie) as ws:
+            for number in range(count):
+                sent = post(ws, f"{host} {number}")
+                acked.append(frame_ack(ws, sent))
+
+    with socket(two, lobby, cookie) as reader:
+        frame(reader, "presence")
+        threads = [threading.Thread(target=poster, args=(host, 10)) for host in (one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        # A last post on the reader's own instance: any earlier gap shows by its prev.
+        with socket(two, lobby, cookie) as closer:
+            acked.append(frame_ack(closer, post(closer, "the end")))
+        held, resumes = read_until(reader, two, lobby, cookie, set(acked))
+    assert len(acked) == 21 and sorted(held) == sorted(acked)
+    assert resumes >= 1  # the in-memory layer never carried the other instance's posts
+
+
+def frame_ack(ws, client_id):
+    while True:
+        got = frame(ws)
+        if got["type"] == "ack":
+            assert got["client_id"] == client_id
+            return got["id"]
+
+
+def read_until(ws, host, lobby, cookie, wanted):
+    """A gap-closing client: accept a message only if its prev is the last id held, else resume from there.
+
+    Returns (the ids held, in the order accepted, each once; the number of resumes).
+    """
+    held, last, resumes = [], None, 0
+    deadline = time.monotonic() + 60
+    while not wanted <= set(held):
+        assert time.monotonic() < deadline, f"still missing {sorted(wanted - set(held))}"
+        got = frame(ws, "message")
+        if got["prev"] == last or (last is None and got["prev"] is None):
+            assert got["id"] not in held, f"message {got['id']} delivered twice"
+            held.append(got["id"])
+            last = got["id"]
+        elif last is None or got["id"] > last:
+            ws.close()
+            resumes += 1
+            ws = socket(host, lobby, cookie, after=last or 0)
+    ws.close()
+    return held, resumes
+
+
+def test_resume_replays_from_the_database_then_live_each_once(layers):
+    one, two = layers["redis"]
+    _, cookie = user(one)
+    lobby = room()
+    with socket(one, lobby, cookie) as ws:
+        ids = [frame_ack(ws, post(ws, f"m{number}")) for number in range(5)]
+    with socket(two, lobby, cookie, after=ids[1]) as ws:
+        replayed = [frame(ws, "message") for _ in range(3)]
+        assert [m["id"] for m in replayed] == ids[2:]
+        assert [m["prev"] for m in replayed] == ids[1:4]
+        live = frame_ack(ws, post(ws, "live"))
+        got = frame(ws, "message")
+        assert (got["id"], got["prev"]) == (live, ids[4])
+
+
+def test_a_replayed_post_is_acknowledged_with_the_first_id_and_stored_once(layers):
+    one, two = layers["redis"]
+    _, cookie = user(one)
+    lobby = room()
+    with socket(one, lobby, cookie) as a, socket(two, lobby, cookie) as b:
+        sent = post(a, "once")
+        first = frame_ack(a, sent)
+        post(b, "once", sent)  # the same post, replayed on the other instance
+        assert frame(b, "message")["id"] == first  # the original, through the layer
+        assert frame_ack(b, sent) == first
+        post(b, "after")
+        following = frame(b, "message")
+        assert following["prev"] == first  # nothing was stored between them
+    with socket(one, lobby, cookie, after=0) as c:
+        assert [frame(c, "message")["text"] for _ in range(2)] == ["once", "after"]
+
+
+BAD_FRAMES = [
+    ("not json", "not JSON"),
+    ("[1, 2]", "JSON object"),
+    (json.dumps({"type": "shout", "text": "hi"}), "unknown type"),
+    (json.dumps({"type": "post", "client_id": str(uuid.uuid4())}), "'text' is required"),
+    (json.dumps({"type": "post", "text": 5, "client_id": str(uuid.uuid4())}), "'text' is required"),
+    (json.dumps({"type": "post", "text": "hi"}), "'client_id' is required"),
+    (json.dumps({"type": "post", "text": "hi", "client_id": "nope"}), "not a UUID"),
+    (json.dumps({"type": "post", "text": "x" * 2001, "client_id": str(uuid.uuid4())}), "the limit is 2000"),
+    (b"\x00binary", "JSON text"),
+]
+
+
+def test_every_bad_frame_gets_an_error_and_the_socket_stays_open(layers):
+    one, _ = layers["redis"]
+    _, cookie = user(one)
+    lobby = room()
+    with socket(one, lobby, cookie) as ws:
+        frame(ws, "presence")
+        for bad, said in BAD_FRAMES:
+            ws.send(bad)
+            error = frame(ws, "error")
+            assert said in error["error"], (bad, error)
+        # Still open, and still posting.
+        sent = post(ws, "still here")
+        assert frame(ws, "message")["client_id"] == sent
+        ws.send(json.dumps({"type": "post", "text": "x" * (64 * 1024), "client_id": str(uuid.uuid4())}))
+        with pytest.raises(ConnectionClosed) as closed:
+            frame(ws)
+        assert closed.value.rcvd.code == 1009
+
+
+def test_unauthenticated_and_cross_origin_handshakes_are_refused(layers):
+    one, _ = layers["redis"]
+    _, cookie = user(one)
+    for cookie_header, origin in [(None, None), ("sessionid=forged", None), (cookie, "http://evil.example"),
+                                  (cookie, "http://127.0.0.1.evil.example")]:
+        with pytest.raises(InvalidStatus) as refused:
+            socket(one, room(), cookie_header, origin=origin)
+        assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus):
+        socket(one, room(), headers=[("Authorization", "Bearer forged")])
+
+
+def test_a_bearer_token_opens_a_socket(layers):
+    one, _ = layers["redis"]
+    browser = Browser()
+    assert browser.sign_up(f"http://{one}", name := f"u{uuid.uuid4().hex[:10]}", PASSWORD).status == 302
+    token = browser.post(f"http://{one}/api/token", json_body={"username": name, "password": PASSWORD})
+    assert token.status == 200, token.body
+    with socket(one, room(), headers=[("Authorization", f"Bearer {token.json()['token']}")]) as ws:
+        assert frame(ws, "presence")["online"] == [name]
+
+
+def opens(host, cookie):
+    try:
+        with socket(host, room(), cookie) as ws:
+            return frame(ws, "presence")
+    except ConnectionClosed:
+        return None
+
+
+def test_a_session_store_down_refuses_the_handshake_naming_it(tmp_path):
+    """Redis paused: the socket is closed with 4503 naming Redis, never opened as an anonymous user (4401/403)."""
+    store = redis_server().start()
+    instances = Instances(tmp_path, store.url, CHANNEL_LAYER="memory", PRESENCE_STORE="memory")
+    try:
+        host = instances.start("app1")
+        _, cookie = user(host)
+        store.pause()
+        try:
+            with socket(host, room(), cookie) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=DEADLINE)
+        finally:
+            store.resume()
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4503, "redis is unavailable")
+        # Once Redis answers again (and the breaker lets a call through), the same login opens a socket.
+        wait_for(lambda: opens(host, cookie), timeout=DEADLINE, what="a socket once Redis is back")
+    finally:
+        instances.stop()
+        store.stop()
