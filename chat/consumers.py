@@ -16,11 +16,11 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from chat import services, sockets
 from chat.api import message_input, post
 from labcore.api import ApiError
-from labcore.config import SOCKET_EXPIRY
 from labcore.errors import dependency_failure
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _refresh(self):
         """Keep this socket's group membership and presence entry alive; show who lapsed meanwhile."""
         while True:
-            await asyncio.sleep(SOCKET_EXPIRY / 3)
+            await asyncio.sleep(settings.SOCKET_EXPIRY / 3)
             try:
                 await self.channel_layer.group_add(self.group, self.channel_name)
                 await sockets.refresh(self.room, self.channel_name, self.username)

@@ -5,7 +5,7 @@ With the in-memory channel layer each process knows only its own sockets
 instance is never listed. With the Redis layer every instance writes its
 sockets into one sorted set per room, each entry scored with the moment it
 lapses, SOCKET_EXPIRY seconds after its socket last refreshed it
-(labcore/config.py). A closed socket removes its entry; a killed
+(settings). A closed socket removes its entry; a killed
 instance's entries lapse within SOCKET_EXPIRY: soft state, as the HTTP
 presence is.
 """
@@ -17,7 +17,6 @@ from collections import defaultdict
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from labcore.config import SOCKET_EXPIRY
 from labcore.connections import redis_client
 from labcore.stores import store_errors
 
@@ -60,8 +59,8 @@ class RedisSockets:
     def join(self, room, channel, username):
         def join(redis):
             with redis.pipeline() as pipe:
-                pipe.zadd(self._key(room), {f"{channel} {username}": time.time() + SOCKET_EXPIRY})
-                pipe.expire(self._key(room), SOCKET_EXPIRY)
+                pipe.zadd(self._key(room), {f"{channel} {username}": time.time() + settings.SOCKET_EXPIRY})
+                pipe.expire(self._key(room), settings.SOCKET_EXPIRY)
                 pipe.execute()
         self._call(join)
 

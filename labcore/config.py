@@ -69,21 +69,17 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
 
 
 CHANNEL_LAYERS = ("memory", "redis")
-# How long the Redis layer keeps a socket's group membership, and presence
-# its entry, without a refresh: each open socket refreshes both every third
-# of it (chat/consumers.py), so a killed instance's sockets leave their
-# rooms, and the online list, within this many seconds. channels-redis's
-# own default is a day.
-SOCKET_EXPIRY = 30
 
 
-def channel_layer_settings(kind, *, presence_store, redis_target):
+def channel_layer_settings(kind, *, presence_store, redis_target, socket_expiry):
     """Return CHANNEL_LAYER and CHANNEL_LAYERS for Django Channels (the chat's WebSocket, chat/consumers.py).
 
     `kind` is `memory` (each process reaches only its own sockets), `redis`
     (every instance's, through the same Redis, or Sentinel, as the site's
     other Redis users) or empty: `redis` when presence is in Redis,
-    `memory` otherwise. ConfigError for another kind, and for Redis Cluster,
+    `memory` otherwise. `socket_expiry` (seconds) is how long a socket's
+    group membership lasts without a refresh (channels-redis's default is
+    a day; chat/consumers.py refreshes it). ConfigError for another kind, and for Redis Cluster,
     which channels-redis cannot use.
     """
     kind = kind or ("redis" if registry.presence_store(presence_store).name == "redis" else "memory")
@@ -91,14 +87,14 @@ def channel_layer_settings(kind, *, presence_store, redis_target):
         raise registry.ConfigError(f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYERS)}, not {kind!r}")
     if kind == "memory":
         return {"CHANNEL_LAYER": kind, "CHANNEL_LAYERS": {"default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": SOCKET_EXPIRY}}}}
+            "BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": socket_expiry}}}}
     if redis_target.cluster_nodes:
         raise registry.ConfigError("CHANNEL_LAYER=redis cannot use Redis Cluster (REDIS_CLUSTER_NODES): "
                                    "channels-redis speaks to one Redis or to Sentinel; use CHANNEL_LAYER=memory, "
                                    "or a Redis without cluster")
     return {"CHANNEL_LAYER": kind, "CHANNEL_LAYERS": {"default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_layer_host(redis_target)], "group_expiry": SOCKET_EXPIRY}}}}
+        "CONFIG": {"hosts": [redis_layer_host(redis_target)], "group_expiry": socket_expiry}}}}
 
 
 def redis_layer_host(target):

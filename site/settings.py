@@ -247,10 +247,15 @@ Path(STORES["SESSION_FILE_PATH"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 # `redis` when presence is in Redis, `memory` otherwise. Redis Cluster is
 # refused. See docs/design/websockets.md.
 # https://channels.readthedocs.io/en/latest/topics/channel_layers.html
+# SOCKET_EXPIRY: how long a socket's group membership (Redis layer) and its
+# presence entry last without a refresh; each open socket refreshes both
+# every third of it, so a killed instance's sockets leave their rooms and
+# the online list within it. channels-redis's own default is a day.
+SOCKET_EXPIRY = int(env_float("SOCKET_EXPIRY", 30))
 try:
     globals().update(channel_layer_settings(os.environ.get("CHANNEL_LAYER", ""),
                                             presence_store=STORES["PRESENCE_STORE"],
-                                            redis_target=STORES["REDIS_TARGET"]))
+                                            redis_target=STORES["REDIS_TARGET"], socket_expiry=SOCKET_EXPIRY))
 except ConfigError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 # The ASGI application's WebSocket routes and the middleware that checks their

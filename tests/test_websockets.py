@@ -2,7 +2,9 @@
 
 Two instances per channel layer, each its own uvicorn process on a free
 loopback port: a socket on each, straight to its port. The clients are
-`websockets`' synchronous ones, as a non-browser client would be.
+`websockets`' synchronous ones, as a non-browser client would be. The
+servers run without uvicorn's own frame limit (--ws-max-size), so the
+site's (chat/consumers.py) is the one under test.
 """
 
 import json
@@ -13,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,9 @@ from websockets.sync.client import connect
 
 from deploy.layout import free_port
 from deploy.processes import port_open, start_time, stop, wait_for
+from labcore.config import channel_layer_settings
+from labcore.connections import RedisTarget
+from labcore.registry import ConfigError
 from tests.http import Browser
 from tests.servers import redis_server
 
@@ -47,7 +53,7 @@ class Instances:
         with open(self.tmp / f"{name}.log", "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(port), "--ws-max-size", str(64 * 1024), "--no-access-log"],
+                 "--port", str(port), "--no-access-log"],
                 cwd=ROOT, env={**self.env, "INSTANCE_NAME": name}, stdout=log, stderr=log, start_new_session=True)
         self.records.append({"pid": process.pid, "started": start_time(process.pid)})
         wait_for(lambda: port_open(port), timeout=60, what=f"{name} on port {port}")
@@ -86,7 +92,7 @@ def socket(host, room, cookie=None, *, after=None, origin=None, headers=()):
     query = f"?after={after}" if after is not None else ""
     extra = ([("Cookie", cookie)] if cookie else []) + list(headers)
     return connect(f"ws://{host}/ws/rooms/{room}/{query}", origin=origin or f"http://{host}",
-                   additional_headers=extra, open_timeout=DEADLINE, max_size=None)
+                   additional_headers=extra, open_timeout=DEADLINE, close_timeout=2, max_size=None)
 
 
 def frame(ws, kind=None):
@@ -96,6 +102,16 @@ def frame(ws, kind=None):
         got = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
         if kind is None or got["type"] == kind:
             return got
+
+
+def first_of(ws, *kinds):
+    """The first frame of each kind, in whatever order they come; frames of other kinds are skipped."""
+    got = {}
+    while set(got) != set(kinds):
+        one = frame(ws)
+        if one["type"] in kinds:
+            got.setdefault(one["type"], one)
+    return got
 
 
 def post(ws, text, client_id=None):
@@ -111,16 +127,16 @@ def room():
 @pytest.mark.parametrize("layer", ["redis", "memory"])
 def test_a_post_reaches_the_other_instance_only_through_redis(layers, layer):
     one, two = layers[layer]
-    name, cookie = user(one)
+    (ada, ada_cookie), (bob, bob_cookie) = user(one), user(two)
     lobby = room()
-    with socket(one, lobby, cookie) as a, socket(two, lobby, cookie) as b:
-        assert frame(a, "presence")["online"] == [name]
-        assert frame(b, "presence")["online"] == [name]
+    with socket(one, lobby, ada_cookie) as a, socket(two, lobby, bob_cookie) as b:
+        # Presence by open socket: with the in-memory layer each instance lists only its own.
+        assert frame(b, "presence")["online"] == (sorted([ada, bob]) if layer == "redis" else [bob])
         sent = post(a, "hello from one")
         # The sender gets its ack and, like every member, the message (the ack usually first).
-        got = {kind: frame(a, kind) for kind in ("ack", "message")}
+        got = first_of(a, "ack", "message")
         mine = got["message"]
-        assert (mine["text"], mine["author"], mine["client_id"], mine["prev"]) == ("hello from one", name, sent, None)
+        assert (mine["text"], mine["author"], mine["client_id"], mine["prev"]) == ("hello from one", ada, sent, None)
         assert got["ack"] == {"type": "ack", "client_id": sent, "id": mine["id"]}
         post(b, "hello from two")
         seen = frame(b, "message")
@@ -131,9 +147,28 @@ def test_a_post_reaches_the_other_instance_only_through_redis(layers, layer):
         assert (seen["text"], seen["prev"]) == ("hello from two", mine["id"])
 
 
-def test_concurrent_posts_on_two_instances_reach_a_third_client_exactly_once(layers):
-    """In-memory layer: the third client misses the other instance's posts and closes its gaps by resuming."""
-    one, two = layers["memory"]
+def test_a_killed_instance_s_sockets_leave_the_online_list_within_the_expiry(tmp_path, redis_service):
+    """Redis layer, SOCKET_EXPIRY 3 s: the socket's entry is soft state, refreshed only while its process lives."""
+    instances = Instances(tmp_path, redis_service.url.rpartition("/")[0] + "/6", CHANNEL_LAYER="redis",
+                          SOCKET_EXPIRY="3")
+    try:
+        one, two = instances.start("app1"), instances.start("app2")
+        (ada, ada_cookie), (bob, bob_cookie) = user(one), user(two)
+        lobby = room()
+        with socket(one, lobby, ada_cookie), socket(two, lobby, bob_cookie) as b:
+            assert frame(b, "presence")["online"] == sorted([ada, bob])
+            stop(instances.records[0], sig=signal.SIGKILL)  # no goodbye from app1: its entry must lapse
+            killed_at = time.monotonic()
+            assert frame(b, "presence")["online"] == [bob]
+            assert time.monotonic() - killed_at < 3 + 1 + DEADLINE
+    finally:
+        instances.stop()
+
+
+@pytest.mark.parametrize("layer", ["redis", "memory"])
+def test_concurrent_posts_on_two_instances_reach_a_third_client_exactly_once(layers, layer):
+    """With the in-memory layer the third client misses the other instance's posts and closes its gaps by resuming."""
+    one, two = layers[layer]
     _, cookie = user(one)
     lobby = room()
     acked = []
@@ -156,7 +191,8 @@ def test_concurrent_posts_on_two_instances_reach_a_third_client_exactly_once(lay
             acked.append(frame_ack(closer, post(closer, "the end")))
         held, resumes = read_until(reader, two, lobby, cookie, set(acked))
     assert len(acked) == 21 and sorted(held) == sorted(acked)
-    assert resumes >= 1  # the in-memory layer never carried the other instance's posts
+    if layer == "memory":
+        assert resumes >= 1  # the in-memory layer never carried the other instance's posts
 
 
 def frame_ack(ws, client_id):
@@ -174,18 +210,18 @@ def read_until(ws, host, lobby, cookie, wanted):
     """
     held, last, resumes = [], None, 0
     deadline = time.monotonic() + 60
-    while not wanted <= set(held):
-        assert time.monotonic() < deadline, f"still missing {sorted(wanted - set(held))}"
-        got = frame(ws, "message")
-        if got["prev"] == last or (last is None and got["prev"] is None):
-            assert got["id"] not in held, f"message {got['id']} delivered twice"
-            held.append(got["id"])
-            last = got["id"]
-        elif last is None or got["id"] > last:
-            ws.close()
-            resumes += 1
-            ws = socket(host, lobby, cookie, after=last or 0)
-    ws.close()
+    with ExitStack() as sockets:
+        while not wanted <= set(held):
+            assert time.monotonic() < deadline, f"still missing {sorted(wanted - set(held))}"
+            got = frame(ws, "message")
+            if got["prev"] == last:
+                assert got["id"] not in held, f"message {got['id']} delivered twice"
+                held.append(got["id"])
+                last = got["id"]
+            elif last is None or got["id"] > last:
+                ws.close()
+                resumes += 1
+                ws = sockets.enter_context(socket(host, lobby, cookie, after=last or 0))
     return held, resumes
 
 
@@ -212,8 +248,8 @@ def test_a_replayed_post_is_acknowledged_with_the_first_id_and_stored_once(layer
         sent = post(a, "once")
         first = frame_ack(a, sent)
         post(b, "once", sent)  # the same post, replayed on the other instance
-        assert frame(b, "message")["id"] == first  # the original, through the layer
-        assert frame_ack(b, sent) == first
+        got = first_of(b, "message", "ack")  # the original through the layer, and the replay's ack
+        assert (got["message"]["id"], got["ack"]) == (first, {"type": "ack", "client_id": sent, "id": first})
         post(b, "after")
         following = frame(b, "message")
         assert following["prev"] == first  # nothing was stored between them
@@ -303,3 +339,21 @@ def test_a_session_store_down_refuses_the_handshake_naming_it(tmp_path):
     finally:
         instances.stop()
         store.stop()
+
+
+def test_the_channel_layer_follows_presence_and_refuses_what_it_cannot_use():
+    target = RedisTarget("redis://:pw@127.0.0.1:6379/3", 0.5)
+    assert channel_layer_settings("", presence_store="redis", redis_target=target,
+                                  socket_expiry=30)["CHANNEL_LAYER"] == "redis"
+    assert channel_layer_settings("", presence_store="memory", redis_target=target,
+                                  socket_expiry=30)["CHANNEL_LAYER"] == "memory"
+    sentinels = RedisTarget("redis://:pw@/2", 0.5, sentinels=(("127.0.0.1", 26379),), service="lab", password="s")
+    layer = channel_layer_settings("redis", presence_store="memory", redis_target=sentinels, socket_expiry=30)
+    host = layer["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"][0]
+    assert (host["master_name"], host["sentinels"], host["db"], host["password"]) == (
+        "lab", [("127.0.0.1", 26379)], 2, "pw")
+    with pytest.raises(ConfigError, match="CHANNEL_LAYER must be one of memory, redis"):
+        channel_layer_settings("rabbit", presence_store="redis", redis_target=target, socket_expiry=30)
+    cluster = RedisTarget("redis://:pw@", 0.5, cluster_nodes=(("127.0.0.1", 7000),))
+    with pytest.raises(ConfigError, match="cannot use Redis Cluster"):
+        channel_layer_settings("", presence_store="redis", redis_target=cluster, socket_expiry=30)
