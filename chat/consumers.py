@@ -14,6 +14,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -22,6 +23,7 @@ from chat import services, sockets
 from chat.api import message_input, post
 from labcore.api import ApiError
 from labcore.errors import dependency_failure
+from labcore.stores import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ REPLAY_PAGE = 200
 
 class RoomConsumer(AsyncWebsocketConsumer):
     room = group = user = username = None
+    joined = False  # accepted, so in the group and presence (or trying to be)
     refresher = None
     replayed_to = 0  # live messages at or below it were replayed already (or held by the client)
     shown_online = None
@@ -54,17 +57,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         self.user = self.scope["user"]
         self.username = self.user.get_username()
-        # Into the group first: whatever is posted during the replay waits in
-        # this socket's queue, and is dropped below if the replay had it.
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.joined = True
         try:
+            # Into the group first: whatever is posted during the replay waits in
+            # this socket's queue, and is dropped below if the replay had it.
+            await self.channel_layer.group_add(self.group, self.channel_name)
             await sockets.join(self.room, self.channel_name, self.username)
             await self._announce()
             if after is not None:
                 self.replayed_to = await self._replay(after)
         except Exception as error:
-            failure = dependency_failure(error)
+            failure = _failure(error)
             if failure is None:
                 raise
             await self._store_failed(str(failure), f"{failure.store} is unavailable", accepted=True)
@@ -103,7 +107,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "error": bad.message})
             return
         except Exception as error:
-            failure = dependency_failure(error)
+            failure = _failure(error)
             if failure is None:
                 raise
             await self._send({"type": "error", "error": f"{failure.store} is unavailable; post again"})
@@ -149,11 +153,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.presence_online({"online": online})
 
     async def disconnect(self, code):
-        if self.refresher is None:
-            return  # never joined
-        self.refresher.cancel()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.refresher is not None:
+            self.refresher.cancel()
+        if not self.joined:
+            return
         try:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
             await sockets.leave(self.room, self.channel_name, self.username)
             await self._announce()
         except Exception as error:
@@ -161,6 +166,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, frame):
         await self.send(text_data=json.dumps(frame))
+
+
+def _failure(error):
+    """The StoreUnavailable behind an error of the database, a store, or the Redis channel layer; else None."""
+    if isinstance(error, redis.RedisError):
+        return StoreUnavailable("redis", repr(error))
+    return dependency_failure(error)
 
 
 def _after(scope):

@@ -328,17 +328,36 @@ def test_a_session_store_down_refuses_the_handshake_naming_it(tmp_path):
         _, cookie = user(host)
         store.pause()
         try:
-            with socket(host, room(), cookie) as ws:
-                with pytest.raises(ConnectionClosed) as closed:
-                    ws.recv(timeout=DEADLINE)
+            assert closed_with(host, cookie) == (4503, "redis is unavailable")
         finally:
             store.resume()
-        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4503, "redis is unavailable")
         # Once Redis answers again (and the breaker lets a call through), the same login opens a socket.
         wait_for(lambda: opens(host, cookie), timeout=DEADLINE, what="a socket once Redis is back")
     finally:
         instances.stop()
         store.stop()
+
+
+def test_a_channel_layer_down_refuses_the_handshake_naming_it(tmp_path):
+    """Sessions in the cookie, the Redis layer's server killed: 4503 naming Redis, not a crashed consumer."""
+    store = redis_server().start()
+    instances = Instances(tmp_path, store.url, CHANNEL_LAYER="redis", SESSION_STORE="signed_cookies",
+                          PRESENCE_STORE="memory")
+    try:
+        host = instances.start("app1")
+        _, cookie = user(host)
+        store.stop()
+        assert closed_with(host, cookie) == (4503, "redis is unavailable")
+    finally:
+        instances.stop()
+        store.stop()
+
+
+def closed_with(host, cookie):
+    with socket(host, room(), cookie) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=DEADLINE)
+    return closed.value.rcvd.code, closed.value.rcvd.reason
 
 
 def test_the_channel_layer_follows_presence_and_refuses_what_it_cannot_use():
