@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -29,6 +30,7 @@ from labcore.connections import RedisTarget
 from labcore.registry import ConfigError
 from tests.http import Browser
 from tests.servers import redis_server
+from tests.test_browser import CHROMIUM, FLAGS, SOON, say, sign_up_and_join
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -376,3 +378,31 @@ def test_the_channel_layer_follows_presence_and_refuses_what_it_cannot_use():
     cluster = RedisTarget("redis://:pw@", 0.5, cluster_nodes=(("127.0.0.1", 7000),))
     with pytest.raises(ConfigError, match="cannot use Redis Cluster"):
         channel_layer_settings("", presence_store="redis", redis_target=cluster, socket_expiry=30)
+
+
+def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers):
+    """Chromium, in-memory layer, ada on one instance and bob on the other: bob's page never gets ada's
+    message live, sees the gap in the prev of his own, resumes, and shows it."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/setup.sh does)")
+    one, two = layers["memory"]
+    lobby = room()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            ada, bob = (browser.new_context().new_page() for _ in range(2))
+            for page in (ada, bob):
+                page.set_default_timeout(SOON)
+            ada_name, bob_name = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
+            sign_up_and_join(ada, f"http://{one}", ada_name, lobby)
+            sign_up_and_join(bob, f"http://{two}", bob_name, lobby)
+            for page in (ada, bob):
+                expect(page.locator("#transport")).to_have_text("live over a WebSocket")
+            say(ada, "hello from one")
+            say(bob, "hello from two")
+            expect(bob.locator("#messages li")).to_have_count(2)
+            expect(bob.locator("#messages li").first).to_contain_text("hello from one")
+            expect(bob.locator("#transport")).to_have_text("live over a WebSocket")
+            expect(bob.locator("#online")).to_have_text(f"{bob_name} (you)")  # the in-memory layer's split
+        finally:
+            browser.close()
