@@ -5,10 +5,11 @@ from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from labcore.sessions.keys import valid_session_key
+from labcore.sessions.synced import SyncedAsyncMethods
 from labcore.stores import StoreUnavailable
 
 
-class SessionStore(DBStore):
+class SessionStore(SyncedAsyncMethods, DBStore):
     def _validate_session_key(self, key):
         return valid_session_key(key)
 
