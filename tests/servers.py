@@ -7,9 +7,13 @@ private socket (memcached), as in a cluster: `url` is what the site is given.
 import shutil
 import signal
 import tempfile
+import types
+from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 from deploy.cluster import etcd, free_port, new_password, server_settings, signal_group, start_server, stop
+from deploy.kinds import rediscluster
 
 
 class Server:
@@ -58,6 +62,22 @@ def redis_server():
 
 def memcached_server():
     return Server("memcached")
+
+
+@contextmanager
+def one_node_redis_cluster():
+    """A one-node Redis Cluster serving every slot: a client's calls are the same on any number of shards."""
+    folder = Path(tempfile.mkdtemp(prefix="lab-test-rediscluster-"))
+    try:
+        place = types.SimpleNamespace(path=folder, durable=False)
+        node = rediscluster.start_node(place, "redis1", free_port(), free_port(), password="cluster-test-password")
+        try:
+            rediscluster.form([node], shards=1)
+            yield node
+        finally:
+            stop(node)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def postgres_server():
