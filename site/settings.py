@@ -244,8 +244,8 @@ Path(STORES["SESSION_FILE_PATH"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 # WEBSOCKETS (chat/consumers.py, served by an ASGI server: site/asgi.py)
 # CHANNEL_LAYER: `memory` (each instance reaches only its own sockets) or
 # `redis` (every instance's, through REDIS_URL or its Sentinels); by default
-# `redis` when presence is in Redis, `memory` otherwise. Redis Cluster is
-# refused. See docs/design/websockets.md.
+# `redis` when presence is in a Redis that is no cluster, `memory`
+# otherwise. `redis` on Redis Cluster is refused. See docs/design/websockets.md.
 # https://channels.readthedocs.io/en/latest/topics/channel_layers.html
 # SOCKET_EXPIRY: how long a socket's group membership (Redis layer) and its
 # presence entry last without a refresh; each open socket refreshes both
