@@ -34,8 +34,7 @@ from pathlib import Path
 import requests
 
 from deploy import cluster
-from deploy.layout import free_base_port
-from deploy.replication import Topology
+from deploy.cluster import Topology, free_base_port
 from loadtest import _page as page
 from loadtest._split_brain import (
     PASSWORD,

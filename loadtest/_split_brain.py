@@ -33,9 +33,7 @@ from pathlib import Path
 import requests
 
 from deploy import cluster
-from deploy.layout import free_base_port
-from deploy.processes import DeployError
-from deploy.replication import Topology
+from deploy.cluster import DeployError, Topology, free_base_port
 from loadtest import _page as page
 from loadtest._accounts import PASSWORD, prepare
 from loadtest._svg import series_chart

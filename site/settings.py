@@ -143,7 +143,7 @@ else:
 # A commit still waiting after DATABASE_COMMIT_TIMEOUT seconds (for synchronous
 # standbys that died) is cancelled and answered with a 503 naming the
 # database; 0, the default, never waits for a timer. deploy sets it to
-# COMMIT_TIMEOUT (deploy/replication.py) in clusters with --pg-sync.
+# COMMIT_TIMEOUT (deploy/kinds/postgres.py) in clusters with --pg-sync.
 DATABASE_COMMIT_TIMEOUT = env_float("DATABASE_COMMIT_TIMEOUT", 0)
 # With standbys, DATABASE_FAILOVER_HOSTS (host:port,...) lists the other
 # nodes: libpq tries each in turn and keeps the one that accepts writes, so

@@ -23,8 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from deploy.layout import free_port
-from deploy.processes import port_open, start_time, stop, wait_for
+from deploy.cluster import free_port, port_open, start_time, stop, wait_for
 from labcore.config import channel_layer_settings
 from labcore.connections import RedisTarget
 from labcore.registry import ConfigError
