@@ -100,8 +100,9 @@ def test_the_wheel_the_image_installs_carries_every_module_template_and_static_f
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    tracked = subprocess.run(["git", "ls-files", "site", "labcore", "accounts", "chat", "maintenance", "deploy", "loadtest"],
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    packages = ["site", "labcore", "accounts", "chat", "maintenance", "deploy", "loadtest"]
+    tracked = subprocess.run(["git", "ls-files", *packages], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
     data = [path for path in tracked if not path.startswith("deploy/kubernetes/")]
     assert data
     for path in data:  # every module and every file beside them
