@@ -51,6 +51,7 @@ from loadtest._split_brain import (
 from loadtest._svg import marks_chart, series_chart
 from loadtest.harness import checkers, history, verdict
 from loadtest.harness.client import User
+from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 
 SENTINELS = ["sentinel1", "sentinel2", "sentinel3"]
@@ -167,7 +168,7 @@ def _war(state_dir, history, *, seconds, users_per_instance):
         settle(seconds=seconds / 2)
         _probe(users[0], history)
         settle(seconds=seconds / 2)
-        history.sample(condition="no majority, at the end", roles=roles(state_dir, history))
+        observe(state_dir, history, condition="no majority, at the end")
         back = _fault(history, "start", "sentinel2", lambda node: cluster.start(node, state_dir=state_dir))
         wait(history, "promoted", lambda: _promoted(state_dir, history), TIMEOUT)
         wait(history, "first write after", lambda: checkers.failover_time(history.events("war"), back) is not None,

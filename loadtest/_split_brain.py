@@ -39,6 +39,7 @@ from loadtest._accounts import prepare
 from loadtest._svg import series_chart
 from loadtest.harness import checkers, history, verdict
 from loadtest.harness.client import User
+from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 
 # Every limit as the site ships it: the users exist beforehand (accounts()).
@@ -224,10 +225,8 @@ def wait(history, name, condition, seconds):
 
 
 def roles(state_dir, history):
-    """Each store node's role now, recorded as a sample."""
-    found = {row["name"]: row["role"] for row in cluster.status(state_dir=state_dir)["stores"]}
-    history.sample(roles=found)
-    return found
+    """Each store node's role now, recorded with HAProxy's view and CPU as a sample (harness/observe.py)."""
+    return observe(state_dir, history)
 
 
 def _roles(state_dir, history, *nodes):

@@ -17,8 +17,10 @@ faults compare directly. Schema 1:
   (a reader keeps the last line of each "id"): "action", "target", "sent",
   "effect" (when it took effect), "ended" (null while it lasts).
 - "sample": what the run observed at "at": "roles" (each store node's
-  role), "haproxy" (its view of the instances), "cpu", or "condition" (the
-  name of a condition the run waited for, first seen to hold at "at").
+  role), "haproxy" (its view of each instance), "cpu" (cumulative CPU
+  seconds of the lab's processes and of the machine: observe.py), or
+  "condition" (the name of a condition the run waited for, first seen to
+  hold at "at"), or an experiment's own observation.
 
 Every event also names its "scenario" when the run has several. Writing is
 thread-safe and each line is flushed as it is written, so another process
