@@ -17,6 +17,7 @@ from deploy.layout import Cluster
 from deploy.processes import DeployError, alive, spawn, stop, wait_for
 from loadtest import _fate, _split_brain
 from loadtest import _page as page
+from loadtest.harness import verdict
 from loadtest.harness.history import FILE, History
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
@@ -123,7 +124,7 @@ def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
     # the page predicts (every check met).
     results, judged = _split_brain.report(tmp_path, page.Run.of(["split-brain", "--seconds", "6"]))
     assert results == [result]
-    assert judged["held"], judged
+    assert judged["held"], "\n".join(verdict.lines(judged))
 
 
 @pytest.mark.long
@@ -134,7 +135,8 @@ def test_the_split_brain_count_of_each_scenario(tmp_path_factory, scenario):
     result = recorded("split-brain", out, _split_brain.run, scenario, seconds=20, users_per_side=6)[scenario]
     assert result["total"]["writes_acknowledged"] > 0
     assert result["marks"]["promoted"] is not None
-    assert _split_brain.report(out, page.Run.of(["split-brain"]))[1]["held"]
+    judged = _split_brain.report(out, page.Run.of(["split-brain"]))[1]
+    assert judged["held"], "\n".join(verdict.lines(judged))
 
 
 @pytest.mark.long
@@ -151,7 +153,8 @@ def test_fate_sharing_scenarios(tmp_path_factory):
     lease = results["lease"]
     assert lease["marks"]["holder gave up"] <= lease["marks"]["other took over"]
     assert lease["runs_with_old_token_after_takeover"] == 0
-    assert _fate.report(out, page.Run.of(["fate"]))[1]["held"]
+    judged = _fate.report(out, page.Run.of(["fate"]))[1]
+    assert judged["held"], "\n".join(verdict.lines(judged))
 
 
 @pytest.mark.long
