@@ -35,6 +35,7 @@ hashed (a taken name, a weak password) gives its slot back.
 """
 
 import hashlib
+import ipaddress
 import logging
 from dataclasses import dataclass
 
@@ -64,6 +65,22 @@ def _hashed(prefix, text):
     return prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def counted_address(request):
+    """The client address a counter is kept for: an IPv6 client counts by its /64.
+
+    One IPv6 host is usually given a whole /64, so counting by full address
+    would give it 2**64 addresses to rotate through.
+    """
+    address = client_address(request)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return address
+
+
 def canonical_username(username):
     """The username as the login form reads it: stripped, NFKC, any case."""
     return (UsernameField().to_python(username) or "").lower()
@@ -90,7 +107,7 @@ def _give_back(cache, key):
 
 def reserve(request, username):
     """Reserve an attempt before the password is checked; see Attempt.allowed."""
-    address = client_address(request)
+    address = counted_address(request)
     user_key = _hashed("login-failures:user-address:", f"{canonical_username(username)}\n{address}")
     address_key = _hashed("login-failures:address:", address)
     cache = caches["shared"]
@@ -124,7 +141,7 @@ class SignUp:
 
 def reserve_sign_up(request):
     """Reserve a sign-up for the request's client address before the form is checked or the password hashed."""
-    address = client_address(request)
+    address = counted_address(request)
     address_key = _hashed("sign-ups:address:", address)
     with store_errors(settings.SHARED_STORE):
         count = _reserve(caches["shared"], address_key, settings.SIGNUP_WINDOW)

@@ -10,7 +10,7 @@ from chat import services
 from chat.models import ROOM_SLUG, Message
 from chat.presence import presence_store
 from chat.presence.base import parse_version
-from labcore.api import ApiError, api_view, read_json, require_text
+from labcore.api import ApiError, api_view, read_json, require_int, require_text
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -25,13 +25,9 @@ def _room(slug):
 
 
 def _int_param(request, name, default, low, high):
-    raw = request.GET.get(name)
-    if raw is None:
+    if name not in request.GET:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"'{name}' must be an integer, not {raw[:40]!r}") from None
+    value = require_int(request.GET, name)
     if not low <= value <= high:
         raise ApiError(400, f"'{name}' must be between {low} and {high}, not {value}")
     return value

@@ -56,16 +56,15 @@ with the process's umask (077 under deploy): only its user can change the links.
 import argparse
 import asyncio
 import collections
-import json
 import math
 import random
 import select
 import selectors
 import signal
-import socket
 import sys
 from pathlib import Path
 
+from deploy import control as control_socket
 from deploy import processes
 from deploy.processes import DeployError
 
@@ -265,8 +264,6 @@ class _PreciseSelector(selectors.EpollSelector):
 
 def _command(relays, request):
     """Carry out one control request; return every chosen route's status. ValueError for a bad request."""
-    if not isinstance(request, dict):
-        raise ValueError("a request is a JSON object, e.g. {\"op\": \"status\"}")
     route = request.get("route")
     if route is not None and route not in relays:
         raise ValueError(f"no route {route!r}; routes: {', '.join(sorted(relays))}")
@@ -284,17 +281,13 @@ def _command(relays, request):
             relay.resume()
     elif op != "status":
         raise ValueError(f"op must be one of status, delay, stall, resume; not {op!r}")
-    return {"ok": True, "routes": {name: relay.status() for name, relay in relays.items()}}
+    return {"routes": {name: relay.status() for name, relay in relays.items()}}
 
 
 async def _control(relays, reader, writer):
     try:
         while line := await reader.readline():
-            try:
-                answer = _command(relays, json.loads(line))
-            except ValueError as error:  # json.JSONDecodeError is one
-                answer = {"ok": False, "error": str(error)}
-            writer.write(json.dumps(answer).encode() + b"\n")
+            writer.write(control_socket.answer(lambda request: _command(relays, request), line))
             await writer.drain()
     except (OSError, ValueError):
         pass  # the client went away, or sent a line longer than the reader's limit
@@ -368,17 +361,7 @@ def start(routes, *, control, log_path, delay_ms=0, jitter_ms=0, wrap=list, time
 
 def request(control, message, timeout=5):
     """Send one request to the relay's control socket; return its answer, or DeployError with its error."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(control))
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            answer = json.loads(sock.makefile("rb").readline() or b"{}")
-    except OSError as error:
-        raise DeployError(f"the latency relay at {control} does not answer: {error}") from None
-    if not answer.get("ok"):
-        raise DeployError(f"latency relay: {answer.get('error', 'no answer')}")
-    return answer
+    return control_socket.request(control, message, what="the latency relay", timeout=timeout)
 
 
 def status(control):

@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import socket
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,29 +150,55 @@ MARKER = ".stateful-lab"
 def make_private_folder(path):
     """Create the state folder 0700, marked as deploy's: it holds secrets, the database and logs.
 
-    A folder that exists is used only if deploy made it (MARKER), or if it
-    is empty and already closed to other users, and then marked: deploy
-    never closes, fills or empties a folder of somebody else's (a home
-    folder given by mistake to --state-dir). DeployError otherwise.
+    A folder that exists is used only if deploy made it (made_by_deploy), or
+    if it is empty, ours and already closed to other users, and then
+    marked: deploy never closes, fills or empties a folder of somebody
+    else's (a home folder given by mistake to --state-dir, a folder another
+    user prepared with a marker in it). DeployError otherwise.
     """
     path = Path(path)
     if not path.exists():
         path.mkdir(mode=0o700, parents=True)
         (path / MARKER).touch(mode=0o600)
     elif not made_by_deploy(path):
-        folder = path.stat()
-        if not path.is_dir() or any(path.iterdir()) or folder.st_uid != os.geteuid() or folder.st_mode & 0o077:
-            raise DeployError(f"{path} was not made by deploy (no {MARKER} in it), and is not an empty folder "
-                              "closed to other users: choose a new --state-dir (deploy creates it), or empty "
-                              "this one yourself")
+        if not _private(path, stat.S_ISDIR) or any(path.iterdir()):
+            raise DeployError(f"{path} was not made by deploy (no {MARKER} of ours in it), and is not an empty "
+                              "folder of ours closed to other users: choose a new --state-dir (deploy creates "
+                              "it), or empty this one yourself")
         (path / MARKER).touch(mode=0o600)
     path.chmod(0o700)
-    (path / "logs").mkdir(mode=0o700, exist_ok=True)
-    (path / "logs").chmod(0o700)
+    logs = path / "logs"
+    logs.mkdir(mode=0o700, exist_ok=True)
+    if not _private(logs, stat.S_ISDIR, closed=0o022):
+        raise DeployError(f"{logs} is not a folder of ours (a link, or another user's): remove it")
+    logs.chmod(0o700)
 
 
 def made_by_deploy(path):
-    return (Path(path) / MARKER).is_file()
+    """Whether deploy made the folder: it and its MARKER are ours, no links, nobody else may write there.
+
+    A folder made before the marker existed (0700, ours, with a cluster.json
+    of ours that only we can read) is deploy's too, and gets its marker now,
+    so that the cluster it records can still be stopped.
+    """
+    path = Path(path)
+    if not _private(path, stat.S_ISDIR, closed=0o022):
+        return False
+    if _private(path / MARKER, stat.S_ISREG, closed=0o022):
+        return True
+    if _private(path, stat.S_ISDIR) and _private(path / "cluster.json", stat.S_ISREG):
+        (path / MARKER).touch(mode=0o600)
+        return True
+    return False
+
+
+def _private(path, kind, closed=0o077):
+    """path is a `kind` (stat.S_ISDIR, S_ISREG) itself, not a link to one, ours, without the `closed` mode bits."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return kind(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & closed
 
 
 def remove_private_files(path):

@@ -10,7 +10,7 @@ from labcore.connections import RedisTarget, memcached_cache, memory_cache, redi
 
 def store_settings(*, session_store, presence_store, redis_url, memcached_url, state_dir, timeout,
                    session_engine=None, redis_sentinels=(), redis_service="", redis_sentinel_password="",
-                   redis_sync=0, redis_sync_timeout=0.5, redis_cluster_nodes=(),
+                   redis_sync=0, redis_sync_timeout=None, redis_cluster_nodes=(),
                    redis_primary_cache="500"):
     """Return the settings that put sessions and presence where asked.
 
@@ -18,14 +18,19 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
     toggle Django's own SESSION_ENGINE. `redis_sentinels` ((host, port)
     pairs) and `redis_service` reach Redis through Sentinel (which asks
     for `redis_sentinel_password`, if it has one); `redis_sync`
-    replicas must confirm each session write within `redis_sync_timeout`.
+    replicas must confirm each session write within `redis_sync_timeout`
+    (half of `timeout` unless given; ConfigError if longer).
     `redis_primary_cache` is how long the Sentinels' answer is trusted.
     `redis_cluster_nodes` ((host, port) pairs) make Redis a cluster: one
     switch for every Redis user (sessions, counters, presence, the lease).
     """
-    redis_target = RedisTarget(redis_url, timeout, sentinels=tuple(redis_sentinels), service=redis_service,
-                               password=redis_sentinel_password, sync=redis_sync, sync_timeout=redis_sync_timeout,
-                               cluster_nodes=tuple(redis_cluster_nodes), primary_cache=redis_primary_cache)
+    try:
+        redis_target = RedisTarget(redis_url, timeout, sentinels=tuple(redis_sentinels), service=redis_service,
+                                   password=redis_sentinel_password, sync=redis_sync,
+                                   sync_timeout=timeout / 2 if redis_sync_timeout is None else redis_sync_timeout,
+                                   cluster_nodes=tuple(redis_cluster_nodes), primary_cache=redis_primary_cache)
+    except ValueError as exc:
+        raise registry.ConfigError(str(exc)) from None
     if session_engine:
         # A raw engine of Django's is named in the lab's words, for the status bar.
         session = registry.session_store_of_engine(session_engine) or registry.SessionStore(

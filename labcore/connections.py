@@ -49,7 +49,8 @@ class RedisTarget:
     Sentinels name now. With `cluster_nodes` ((host, port) pairs), Redis is
     a cluster and these are where the client first asks for its slot map.
     `sync` is how many replicas must confirm a session write (WAIT) within
-    `sync_timeout` seconds; 0 does not wait.
+    `sync_timeout` seconds; 0 does not wait. ValueError, naming the settings,
+    for a `sync` the client could not keep (see `check_sync`).
     """
 
     url: str
@@ -58,10 +59,39 @@ class RedisTarget:
     service: str = ""
     password: str = ""  # for the Sentinels themselves (their auth-pass), when they have one
     sync: int = 0
-    sync_timeout: float = 0.5
+    sync_timeout: float = 0.25
     cluster_nodes: tuple = ()
     # How long the Sentinels' answer (which node is primary) is trusted: see PrimaryCache.
     primary_cache: str = "500"
+
+    def __post_init__(self):
+        check_sync(self)
+
+
+def check_sync(target):
+    """Refuse a WAIT the client would give up on, and a WAIT nobody sends.
+
+    WAIT answers after at most its timeout, and the answer must still come
+    back inside the socket timeout: a WAIT as long as the socket's makes the
+    client give up first, and a healthy Redis that answered "not enough
+    replicas" is then counted as a timeout, which opens the breaker for
+    every reader of the process. So the WAIT gets at most half of
+    STORE_TIMEOUT, the other half being the round trip's margin on a busy
+    machine. Redis Cluster sessions are not WAITed for (a WAIT would have
+    to follow each write on its shard's own connection), so REDIS_SYNC
+    there would promise what nothing keeps.
+    """
+    if not target.sync:
+        return
+    if target.sync < 0:
+        raise ValueError(f"REDIS_SYNC must be 0 or more replicas, not {target.sync}")
+    if target.cluster_nodes:
+        raise ValueError("REDIS_SYNC is for a single Redis or Sentinel; Redis Cluster sessions are not "
+                         "WAITed for: leave REDIS_SYNC at 0 with REDIS_CLUSTER_NODES")
+    if not 0 < target.sync_timeout <= target.timeout / 2:
+        raise ValueError(f"REDIS_SYNC_TIMEOUT ({target.sync_timeout:g} s) must be more than 0 and at most half "
+                         f"of STORE_TIMEOUT ({target.timeout:g} s), so that WAIT answers before the socket "
+                         f"gives up")
 
 
 def parse_addresses(text):

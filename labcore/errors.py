@@ -28,19 +28,22 @@ def dependency_failure(exception):
 
 
 def store_unavailable_response(request, failure):
-    """A 503 that names the failed store and a request id, and nothing else.
+    """A 503 that names the failed store and a request id, and what the failure says the client may see.
 
     The failure's detail (a path, a host and port, a connection pool, the
     store's own words) is for the operator: it goes to the log under the
-    request id, which the client can quote.
+    request id, which the client can quote. Its `public` part (how many
+    replicas confirmed a write) is written for the client.
     """
     request_id = secrets.token_hex(8)
     logger.warning("request %s: %s %s: %s", request_id, request.method, request.path, failure)
+    said = f"{failure.store} is unavailable" + (f": {failure.public}" if failure.public else "")
     if is_api(request):
-        response = JsonResponse({"error": f"{failure.store} is unavailable; request id {request_id}",
+        response = JsonResponse({"error": f"{said}; request id {request_id}",
                                  "store": failure.store, "request_id": request_id}, status=503)
     else:
-        response = render(request, "503.html", {"store": failure.store, "request_id": request_id}, status=503)
+        response = render(request, "503.html", {"store": failure.store, "public": failure.public,
+                                                "request_id": request_id}, status=503)
     response["Retry-After"] = "1"
     return response
 

@@ -82,7 +82,7 @@ for _row in (
     SessionStore("db", "labcore.sessions.db", summary="the database"),
     SessionStore("cached_db", "labcore.sessions.cached_db", servers=("redis",), cache="redis",
                  quick_experiment="roundrobin", bench_target=0.85,
-                 summary="the database, with Redis in front; a dead Redis costs speed, not logins"),
+                 summary="the database, with Redis in front; a dead Redis costs speed and session writes, not logins"),
     SessionStore("redis", "labcore.sessions.redis", servers=("redis",), cache="redis",
                  cluster_engine="labcore.sessions.rediscluster", quick_experiment="roundrobin", bench_target=0.9,
                  summary="Redis, through django-redis (Redis Cluster: Django's Redis cache, sharded)"),

@@ -32,11 +32,17 @@ from labcore.connections import EtcdTarget, RedisTarget
 
 
 class StoreUnavailable(Exception):
-    """A store the request needs did not answer."""
+    """A store the request needs did not answer, or answered that it could not do what was asked.
 
-    def __init__(self, store, detail=""):
+    `detail` is for the log (it may name hosts, paths, the store's own
+    words); `public`, when set, is safe to show the client (e.g. how many
+    replicas confirmed a write).
+    """
+
+    def __init__(self, store, detail="", public=""):
         self.store = store
         self.detail = detail
+        self.public = public
         super().__init__(f"{store} is unavailable" + (f": {detail}" if detail else ""))
 
 

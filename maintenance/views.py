@@ -1,3 +1,5 @@
+import logging
+import secrets
 import time
 
 from django.conf import settings
@@ -11,6 +13,8 @@ from maintenance import scheduler
 from maintenance.fencing import highest_token
 from maintenance.models import RefusedWrite, Run
 
+logger = logging.getLogger(__name__)
+
 
 def lease_state():
     """The lease as Redis, this instance and the database each see it."""
@@ -21,7 +25,10 @@ def lease_state():
             with store_errors("redis"):
                 redis_view = running.lease.info()
         except StoreUnavailable as failure:
-            redis_view = {"error": str(failure)}
+            # What failed, for anyone logged in; the detail (hosts, the store's words) only in the log.
+            request_id = secrets.token_hex(8)
+            logger.warning("request %s: the lease's Redis: %s", request_id, failure)
+            redis_view = {"error": f"{failure.store} is unavailable", "request_id": request_id}
     holding = running.holding if running else None
     working_since = running.working_since if running else None
     refused = RefusedWrite.objects.order_by("-at").first()

@@ -185,15 +185,17 @@ STORE_BREAKER_INTERVAL = env_float("STORE_BREAKER_INTERVAL", 1.0)
 
 # Redis under Sentinel: REDIS_SENTINELS=host:port,host:port and the service
 # they watch; REDIS_URL then gives only the database number (and password).
-# REDIS_SYNC replicas must confirm each session write (WAIT) within
-# REDIS_SYNC_TIMEOUT seconds, or the request is a 503 naming Redis.
+# REDIS_SYNC replicas must confirm each session write and logout (WAIT)
+# within REDIS_SYNC_TIMEOUT seconds, or the request is a 503 naming Redis.
+# The WAIT must answer before the socket gives up: at most half of
+# STORE_TIMEOUT (its default), else the site refuses to start.
 # https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
 REDIS_SENTINELS = parse_addresses(os.environ.get("REDIS_SENTINELS", ""))
 REDIS_SERVICE = os.environ.get("REDIS_SERVICE", "lab")
 # The Sentinels' own password (deploy gives them the nodes' one); empty if they ask for none.
 REDIS_SENTINEL_PASSWORD = os.environ.get("REDIS_SENTINEL_PASSWORD", "")
 REDIS_SYNC = int(env_float("REDIS_SYNC", 0))
-REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT)
+REDIS_SYNC_TIMEOUT = env_float("REDIS_SYNC_TIMEOUT", STORE_TIMEOUT / 2)
 # Redis Cluster: REDIS_CLUSTER_NODES=host:port,host:port, any of its nodes;
 # REDIS_URL then gives only the password. Every Redis user goes through
 # redis-py's RedisCluster (labcore/connections.py).

@@ -1,13 +1,11 @@
 """Real clusters for the tests, started and stopped with the `python -m deploy` command."""
 
 import json
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-from deploy import layout
-from tests.http import Browser
+from deploy import cluster, layout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,18 +52,15 @@ class Cluster:
         self._reader = None
 
     def reader(self):
-        """Request headers of a logged-in user of the test's own, made on first use: /api/lease needs a login.
+        """Request headers of a user of the test's own, made on first use: /api/lease needs a login.
 
-        A bearer token, which needs no session store: an instance whose
+        A bearer token from deploy (no sign-up, so no slot of this address's
+        sign-up limit), which needs no session store: an instance whose
         Redis is paused or cut off still answers it.
         """
         if self._reader is None:
-            name, password = f"reader{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-            browser = Browser()
-            assert browser.sign_up(self.url, name, password).status == 302, "the reader's sign-up failed"
-            answer = browser.post(f"{self.url}/api/token", json_body={"username": name, "password": password})
-            assert answer.status == 200, f"the reader's token: {answer.status} {answer.body[:200]}"
-            self._reader = {"Authorization": f"Bearer {answer.json()['token']}"}
+            token = cluster.api_token("lab reader", state_dir=self.state_dir)
+            self._reader = {"Authorization": f"Bearer {token}"}
         return self._reader
 
     def status(self):

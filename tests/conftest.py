@@ -55,8 +55,12 @@ def memcached_service():
     server.stop()
 
 
-def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp_path):
-    """Point the site at the given stores, as settings.py would."""
+def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp_path, empty=True, **options):
+    """Point the site at the given stores, as settings.py would.
+
+    empty: start with empty caches (False keeps what the servers hold, as
+    after a failover). options: more of store_settings's, e.g. redis_sync.
+    """
     values = store_settings(
         session_store=session_store,
         presence_store=presence_store,
@@ -64,6 +68,7 @@ def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp
         memcached_url=memcached.url,
         state_dir=tmp_path,
         timeout=settings.STORE_TIMEOUT,
+        **options,
     )
     (tmp_path / "sessions").mkdir(exist_ok=True)
     settings.REDIS_URL = redis.url
@@ -71,7 +76,7 @@ def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp
     for name, value in values.items():
         setattr(settings, name, value)
     presence._stores.clear()
-    for alias in ("sessions", "shared"):
+    for alias in ("sessions", "shared") if empty else ():
         caches[alias].clear()
 
 

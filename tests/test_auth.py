@@ -177,6 +177,14 @@ def test_one_address_guessing_many_usernames_is_throttled(redis_stores, user, se
     assert get_token(Client(REMOTE_ADDR="192.0.2.2")).status_code == 200
 
 
+def test_an_ipv6_client_counts_by_its_64_whichever_address_it_picks(redis_stores, user, settings):
+    settings.LOGIN_MAX_FAILURES_PER_ADDRESS = 4
+    answers = [get_token(Client(REMOTE_ADDR=f"2001:db8:1:2::{n:x}"), username=f"user{n}", password="guess").status_code
+               for n in range(6)]
+    assert answers == [401] * 4 + [429] * 2
+    assert get_token(Client(REMOTE_ADDR="2001:db8:1:3::1")).status_code == 200
+
+
 def test_the_address_limit_counts_failures_not_logins(redis_stores, django_user_model, settings):
     settings.LOGIN_MAX_FAILURES_PER_ADDRESS = 3
     office = Client(REMOTE_ADDR="192.0.2.1")

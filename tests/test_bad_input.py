@@ -86,6 +86,8 @@ def test_bad_room_names(redis_stores, logged_in, room, endpoint):
         ("limit=0", "'limit' must be between"),
         ("limit=201", "'limit' must be between"),
         ("limit=1.5", "'limit' must be an integer"),
+        ("limit=1_0", "'limit' must be an integer"),
+        ("after=%D9%A3", "'after' must be an integer"),  # an Arabic-Indic three: int() takes it, we do not
     ],
 )
 def test_bad_cursors(redis_stores, logged_in, query, named):

@@ -1,6 +1,7 @@
 """Real clusters: gunicorn instances behind HAProxy, started and broken by `python -m deploy`."""
 
 import os
+import pwd
 import sqlite3
 import stat
 import threading
@@ -295,6 +296,42 @@ def test_a_state_folder_deploy_did_not_make_is_left_untouched(tmp_path):
     (mine / "cluster.json").unlink()
     assert sorted(str(path.relative_to(mine)) for path in mine.rglob("*")) == before
     assert stat.S_IMODE(mine.stat().st_mode) == 0o755
+
+
+def test_a_marked_folder_of_another_user_is_not_deploys(tmp_path):
+    theirs = tmp_path / "theirs"
+    elsewhere = tmp_path / "elsewhere"
+    for folder in (theirs, elsewhere):
+        folder.mkdir()
+        folder.chmod(0o755)
+    (theirs / layout.MARKER).touch()
+    (theirs / "logs").symlink_to(elsewhere)
+    nobody = pwd.getpwnam("nobody").pw_uid
+    for path in (theirs / layout.MARKER, theirs):
+        os.lchown(path, nobody, nobody)
+    assert not layout.made_by_deploy(theirs)
+    with pytest.raises(DeployError, match="was not made by deploy"):
+        layout.make_private_folder(theirs)
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755 and stat.S_IMODE(theirs.stat().st_mode) == 0o755
+    # Ours, marked, but its logs a link to somewhere else: refused, the link's target untouched.
+    os.lchown(theirs, os.geteuid(), os.getegid())
+    os.lchown(theirs / layout.MARKER, os.geteuid(), os.getegid())
+    with pytest.raises(DeployError, match="is not a folder of ours"):
+        layout.make_private_folder(theirs)
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+
+
+def test_a_folder_from_before_the_marker_can_still_be_stopped(tmp_path):
+    state = tmp_path / "state"
+    layout.make_private_folder(state)
+    layout.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
+                   secret_key="x").save()
+    (state / layout.MARKER).unlink()
+    assert layout.made_by_deploy(state) and (state / layout.MARKER).is_file()
+    # The same without a record only we can read: not deploy's.
+    (state / layout.MARKER).unlink()
+    (state / "cluster.json").chmod(0o644)
+    assert not layout.made_by_deploy(state)
 
 
 def test_the_record_is_written_whole_or_not_at_all(tmp_path):

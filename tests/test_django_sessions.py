@@ -144,6 +144,7 @@ def engine_settings(request, redis_service, memcached_service, tmp_path_factory)
                          memcached_url=memcached_service.url, state_dir=state, timeout=settings.STORE_TIMEOUT,
                          **values)
     if "etcd" in row.servers:
-        lab["ETCD_ENDPOINTS"] = request.getfixturevalue("etcd").endpoints
+        members = request.getfixturevalue("etcd")
+        lab.update(ETCD_ENDPOINTS=members.endpoints, ETCD_USER=members.user, ETCD_PASSWORD=members.password)
     with override_settings(**lab):
         yield

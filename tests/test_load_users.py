@@ -7,16 +7,19 @@ experiment's cluster lifts no limit that anyone else on this machine could
 then use.
 """
 
+import io
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.contrib.auth.forms import UserCreationForm
+from django.core.management import CommandError, call_command
 
 from deploy import cluster as deploy
 from deploy.layout import free_base_port
 from loadtest import _accounts
 from loadtest import _experiment as experiment
-from loadtest._audit import audit_messages
+from loadtest._audit import AUDITOR, audit_messages
 from tests.http import Browser
 
 USERS = 450  # the quick experiment's largest step
@@ -69,3 +72,15 @@ def test_the_audit_reads_every_users_messages_while_this_address_is_throttled(tm
     assert (audit["acknowledged"], audit["stored"], audit["lost"], audit["duplicated"]) == (USERS, USERS, 0, 0)
     assert (audit["pollers"]["users"], audit["pollers"]["expected"]) == (USERS, sum(len(ids[r]) for r in rooms))
     assert (audit["pollers"]["missed"], audit["pollers"]["seen_twice"]) == (0, 0)
+
+
+def test_the_audit_user_cannot_be_taken_by_a_sign_up_nor_its_token_issued_for_one(db, django_user_model):
+    form = UserCreationForm(data={"username": AUDITOR, "password1": "a long pass phrase", "password2":
+                                  "a long pass phrase"})
+    assert not form.is_valid() and "username" in form.errors
+    out = io.StringIO()
+    call_command("api_token", AUDITOR, stdout=out)
+    assert out.getvalue().strip() and not django_user_model.objects.get(username=AUDITOR).has_usable_password()
+    django_user_model.objects.create_user("taken", password="a long pass phrase")
+    with pytest.raises(CommandError, match="has a password"):
+        call_command("api_token", "taken", stdout=io.StringIO())

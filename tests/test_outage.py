@@ -6,13 +6,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.core.cache import caches
 from django.test import Client
 
 from chat.models import Message
 from deploy.layout import free_port
 from deploy.processes import wait_for
 from labcore.config import store_settings
+from labcore.sessions.cached_db import SessionStore as CachedDBStore
+from labcore.stores import reset_breakers
+from maintenance import scheduler
+from maintenance.lease import Lease
 from tests.conftest import use_stores
 from tests.servers import memcached_server, redis_server
 
@@ -209,3 +216,53 @@ def test_a_503_names_the_store_and_a_request_id_and_the_detail_only_in_the_log(f
               for record in caplog.records if record.name == "labcore.errors"}
     for request_id in ids:
         assert any(text in logged[request_id] for text in internals), logged[request_id]
+def test_cached_db_never_reads_an_older_copy_than_it_acknowledged(own_stores):
+    client = own_stores("cached_db", presence_store="memory")
+    key = client.cookies["sessionid"].value
+
+    def cached_copy():
+        return (caches["sessions"].get(CachedDBStore.cache_key_prefix + key) or {}).get("lab_counter")
+
+    def row():
+        return Session.objects.get(session_key=key).get_decoded()["lab_counter"]["counter"]
+
+    def write(counter):
+        return client.post("/api/session-counter", {"counter": counter}, content_type="application/json")
+
+    def read():
+        response = client.get("/api/session-counter")
+        assert response.status_code == 200, response.content[:300]
+        return response.json()["counter"]
+
+    assert write(1).status_code == 200
+    assert read() == 1
+    own_stores.redis.pause()
+    try:
+        during = write(2)
+        acknowledged = 2 if during.status_code == 200 else 1
+        assert read() == acknowledged  # reads go on, from the database
+    finally:
+        own_stores.redis.resume()
+    # Whatever was acknowledged is what the cache, the database and every read hold once Redis is back.
+    assert (cached_copy() or {"counter": acknowledged})["counter"] == acknowledged == row()
+    wait_for(lambda: write(acknowledged).status_code == 200, timeout=settings.STORE_BREAKER_INTERVAL + 10,
+             what="the cache to be used again")
+    assert [read() for _ in range(3)] == [acknowledged] * 3
+    # The write was refused: it needed the cached copy gone, and the cache did not answer.
+    assert (during.status_code, during.json()["store"]) == (503, "redis")
+
+
+def test_the_lease_view_names_a_failed_redis_and_a_request_id_and_the_detail_only_in_the_log(
+        redis_stores, logged_in, monkeypatch, caplog):
+    dead = free_port()
+    lease = Lease(redis.Redis(port=dead, socket_connect_timeout=0.5, socket_timeout=0.5), "lab-lease", ttl=2,
+                  instance="app1")
+    monkeypatch.setattr(scheduler, "_scheduler", scheduler.Scheduler(lease=lease, period=60, retry=1, instance="app1"))
+    for path in ("/api/lease", "/lease/"):
+        reset_breakers()  # the lease's Redis is not the sessions' here: the page's session must load
+        answer = logged_in.get(path)
+        body = answer.content.decode()
+        assert answer.status_code == 200 and "redis is unavailable" in body, body
+        assert str(dead) not in body and "127.0.0.1" not in body, body
+    logged = [record.getMessage() for record in caplog.records if record.name == "maintenance.views"]
+    assert len(logged) == 2 and all(str(dead) in line for line in logged), logged

@@ -13,7 +13,8 @@ PERIOD = 3600
 
 
 def run(start):
-    run_period(start, PERIOD, token=1, holder="test", instance="test", still_holding=lambda: True, working=lambda _: None)
+    run_period(start, PERIOD, token=1, holder="test", instance="test", still_holding=lambda: True,
+               working=lambda _: None)
 
 
 def rollups():

@@ -2,12 +2,12 @@
 
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
+from labcore.clustercache import RedisClusterCache
 from labcore.connections import RedisTarget
 from labcore.health import check_cache
-from labcore.replicas import confirmed_write
+from labcore.replicas import confirmed_write, replicated
 from labcore.sessions.cache import SESSION_RACES
 from labcore.sessions.cache import SessionStore as CacheStore
-from labcore.stores import store_errors
 
 
 class SessionStore(CacheStore):
@@ -25,22 +25,43 @@ class SessionStore(CacheStore):
         # and SET NX creates. With REDIS_SYNC, WAIT follows on the same
         # connection, so a login or a session write is acknowledged only
         # once that many replicas have it (labcore/replicas.py).
-        client = self._cache.client
-        with store_errors("redis", expected=SESSION_RACES):
-            written = confirmed_write(
-                client.get_client(write=True), self._target(), "set",
-                client.make_key(self.cache_key), client.encode(session),
+        with replicated("redis", expected=SESSION_RACES):
+            written = confirmed(
+                self._cache, "set", self.cache_key, self._cache.client.encode(session),
                 ex=age, nx=must_create, xx=not must_create,
             )
         if not written:
             raise CreateError if must_create else UpdateError
 
-    def _target(self):
-        return self._cache.client._options.get("REDIS_TARGET") or RedisTarget("", 0)
+    def delete(self, session_key=None):
+        """Delete the session, confirmed like a write: a logout a failover undid would log the user back in.
+
+        Logout, idle logout and cycle_key (the old key, at login) all come here.
+        """
+        session_key = session_key or self.session_key
+        if session_key is None:
+            return
+        with replicated("redis"):
+            confirmed(self._cache, "delete", self.cache_key_prefix + session_key)
 
     def stored_bytes(self):
         """Bytes Redis keeps for this session."""
         return value_bytes(self._cache, self.cache_key)
+
+
+def confirmed(cache, command, key, *args, **kwargs):
+    """Run one write command on a session cache's key, WAITed for as its target says (labcore/replicas.py).
+
+    The cache is django-redis's (one Redis, or Sentinel's primary) or the
+    Redis Cluster one (labcore/clustercache.py), whose target never WAITs.
+    """
+    if isinstance(cache, RedisClusterCache):
+        key = cache.make_and_validate_key(key)
+        return confirmed_write(cache._cache.get_client(key, write=True), cache._cache.target, command, key,
+                               *args, **kwargs)
+    client = cache.client
+    target = client._options.get("REDIS_TARGET") or RedisTarget("", 0)
+    return confirmed_write(client.get_client(write=True), target, command, client.make_key(key), *args, **kwargs)
 
 
 def check():

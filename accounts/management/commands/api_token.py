@@ -2,12 +2,13 @@
 
 For the load test's audit, which must read every room however the login
 throttle stands: its user has no usable password, so it cannot be logged
-into over HTTP, and its token comes only from here, with the site's
+into over HTTP (and a user that has one is refused: whoever chose it
+could log in as the audit), and its token comes only from here, with the site's
 settings (SECRET_KEY). The token expires after API_TOKEN_MAX_AGE.
 """
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.tokens import issue_token
 
@@ -25,4 +26,7 @@ class Command(BaseCommand):
             user = model(username=username)
             user.set_unusable_password()
             user.save()
+        elif user.has_usable_password():
+            # Somebody could log in as it: the token would be theirs to watch or revoke.
+            raise CommandError(f"{username!r} has a password: tokens from here are only for users without one")
         self.stdout.write(issue_token(user))

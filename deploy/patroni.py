@@ -1,0 +1,299 @@
+"""PostgreSQL nodes under Patroni, with etcd as the store of the primary's right to be primary.
+
+Each node is a Patroni process that runs its own PostgreSQL. The leader
+holds a key in etcd whose lease it renews every `loop_wait` seconds; a
+leader that cannot renew it within `retry_timeout` demotes itself, and once
+the key expires (`ttl` after its last renewal) a standby takes it and is
+promoted: the soft-state write right, in production form. Nothing here
+promotes anything: Patroni does.
+
+A node is a dict (saved as it is in a cluster's record): its name (pg1..),
+where PostgreSQL listens (`host`, `port`), where Patroni's REST API listens
+(`api_port`, same host), its folder under /var/tmp (owned by `postgres` as
+root, since PostgreSQL refuses to run as root, like deploy/stores.py's),
+the etcd members it uses and the cluster's passwords: `password` for the
+site's role `lab`, and the superuser's, the replication role's and the REST
+API's, which only Patroni uses. Its config file is 0600, its user's alone.
+
+Patroni runs PostgreSQL in a session of its own (it survives Patroni), so
+a node's processes are two process groups: Patroni's and PostgreSQL's.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploy import etcd
+from deploy.processes import DeployError, port_open, require, run_all, running, spawn, start_time, stop, wait_for
+from deploy.sizing import POSTGRES_MAX_CONNECTIONS
+from deploy.stores import postgres_bin, postgres_folder, postgres_user
+
+SITE_ROLE = "lab"  # the site's role and database, as deploy/stores.py's PostgreSQL has
+SUPERUSER, REPLICATION_ROLE = "postgres", "replicator"
+SCOPE = "lab"  # one Patroni cluster per etcd cluster: its keys live under /service/lab/
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Patroni's timing, in seconds. Its documented limits: ttl >= 20, loop_wait >= 1, retry_timeout >= 3,
+    and loop_wait + 2 * retry_timeout <= ttl (a leader gives up on etcd before its key can expire).
+
+    ttl 20 is the documented minimum: a dead primary's key expires at most
+    20 s after its last renewal, then a standby is promoted. loop_wait 2: the
+    leader renews every 2 s and a crash is seen within 2 s. retry_timeout 5:
+    an etcd or PostgreSQL call may stall 5 s on this busy two-core machine
+    before Patroni demotes a leader for it (2 + 2 * 5 = 12 <= 20).
+    """
+
+    ttl: int = 20
+    loop_wait: int = 2
+    retry_timeout: int = 5
+
+    def __post_init__(self):
+        if self.ttl < 20 or self.loop_wait < 1 or self.retry_timeout < 3:
+            raise DeployError(f"Patroni wants ttl >= 20, loop_wait >= 1 and retry_timeout >= 3, not {self}")
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise DeployError(f"Patroni wants loop_wait + 2 * retry_timeout <= ttl, so that a leader gives up "
+                              f"on etcd before its key expires; not {self}")
+
+
+LAB = Settings()
+
+
+def sync_count(pg_sync):
+    """deploy's --pg-sync: "off" -> None, "FIRST k" -> k (Patroni's synchronous_node_count); "ANY k" refused."""
+    method, _, count = pg_sync.strip().partition(" ")
+    if method.lower() == "off" and not count:
+        return None
+    if method.upper() == "ANY":
+        raise DeployError('--pg-sync "ANY k" is quorum commit, which Patroni 3.0.2 does not have; use "FIRST k"')
+    if method.upper() != "FIRST" or not count.strip().isdigit() or int(count) < 1:
+        raise DeployError(f'--pg-sync wants off or "FIRST k" (k >= 1) under Patroni, not {pg_sync!r}')
+    return int(count)
+
+
+def plan(ports, etcd_members, *, host="127.0.0.1", clients=None):
+    """Nodes pg1.. of a new cluster, one per (PostgreSQL port, REST API port), using these etcd members.
+
+    clients: the network the site and the other nodes come from (default: host alone).
+    """
+    secret = {key: secrets.token_urlsafe(32) for key in
+              ("password", "superuser_password", "replication_password", "api_password")}
+    return [{"name": f"pg{n}", "host": host, "clients": clients or f"{host}/32", "port": port, "api_port": api_port,
+             "folder": None,
+             "etcd": [f"{m['host']}:{m['port']}" for m in etcd_members], "etcd_password": etcd_members[0]["password"],
+             **secret}
+            for n, (port, api_port) in enumerate(ports, start=1)]
+
+
+def config(node, *, ttl, loop_wait, retry_timeout, sync):
+    """Patroni's configuration for node, as a dict (written as JSON, which is YAML).
+
+    sync: None (asynchronous) or k, the number of synchronous standbys
+    ("FIRST k"). The bootstrap section is read once, by the node that
+    initialises the cluster, and kept in etcd: every node then uses it.
+    """
+    folder = Path(node["folder"])
+    address = f"{node['host']}:{node['port']}"
+    return {
+        "scope": SCOPE, "name": node["name"],
+        "restapi": {"listen": f"{node['host']}:{node['api_port']}",
+                    "connect_address": f"{node['host']}:{node['api_port']}",
+                    # Only changes (restart, failover) ask for it; its GETs stay open, as etcd's status does.
+                    "authentication": {"username": "patroni", "password": node["api_password"]}},
+        "etcd3": {"hosts": node["etcd"], "protocol": "http",
+                  "username": etcd.SITE_USER, "password": node["etcd_password"]},
+        "bootstrap": {
+            "dcs": {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
+                    "synchronous_mode": sync is not None, "synchronous_node_count": sync or 1,
+                    "postgresql": {
+                        # An old primary's timeline may have diverged: pg_rewind takes it back,
+                        # which needs wal_log_hints (or checksums).
+                        "use_pg_rewind": True,
+                        "parameters": {"wal_log_hints": "on", "max_connections": POSTGRES_MAX_CONNECTIONS,
+                                       "password_encryption": "scram-sha-256"}}},
+            "initdb": [{"encoding": "UTF8"}, {"auth-host": "scram-sha-256"}, {"auth-local": "scram-sha-256"}],
+        },
+        "postgresql": {
+            "listen": address, "connect_address": address,
+            "data_dir": str(folder / "data"), "bin_dir": str(postgres_bin("postgres").parent),
+            "pgpass": str(folder / "pgpass"),
+            # A standby's copy starts with a checkpoint; a spread one (pg_basebackup's default) can take minutes
+            # once the primary has written a database.
+            "basebackup": [{"checkpoint": "fast"}],
+            "authentication": {
+                "superuser": {"username": SUPERUSER, "password": node["superuser_password"]},
+                "replication": {"username": REPLICATION_ROLE, "password": node["replication_password"]},
+                "rewind": {"username": SUPERUSER, "password": node["superuser_password"]},
+            },
+            "parameters": {"unix_socket_directories": str(folder)},
+            "pg_hba": ["local all all scram-sha-256",
+                       f"host all all {node['clients']} scram-sha-256",
+                       f"host replication {REPLICATION_ROLE} {node['clients']} scram-sha-256"],
+        },
+    }
+
+
+def start_cluster(nodes, state_dir, *, settings=LAB, sync=None):
+    """Start every node; return their records once one is the primary, the others replicas, and the site's
+    role `lab` and its database exist. Whatever started is removed if this fails."""
+    started = []
+    try:
+        for node in nodes:
+            started.append({**node, **start_node(node, state_dir, settings=settings, sync=sync)})
+        wait_for(lambda: primary(started), timeout=120, what="Patroni's first primary")
+        _create_site_role(started, primary(started))
+        wait_for(lambda: all(role(n) in ("primary", "replica") for n in started), timeout=120,
+                 what="every Patroni node running")
+    except BaseException:
+        remove(started)
+        raise
+    return started
+
+
+def start_node(node, state_dir, *, settings=LAB, sync=None):
+    """Start (or start again, with its data) one node's Patroni; return {"folder", "pid", "started"} once its
+    REST API answers. A new node gets its folder; PostgreSQL is Patroni's to start."""
+    folder = Path(node["folder"] or postgres_folder(node["name"]))
+    node = {**node, "folder": str(folder)}
+    path = folder / "patroni.json"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(config(node, sync=sync, **asdict(settings)), out)
+    user = postgres_user()
+    if user:
+        shutil.chown(path, user)
+    (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(folder)}  # none of our PG* settings
+    log = Path(state_dir) / "logs" / f"{node['name']}.log"
+    record = spawn([require("patroni", "patroni"), str(path)], log_path=log, env=env, cwd=folder, user=user)
+    try:
+        wait_for(lambda: port_open(node["api_port"], node["host"]) or not running(record), timeout=60,
+                 what=f"{node['name']}'s Patroni on {node['host']}:{node['api_port']}")
+        if not running(record):
+            raise DeployError(f"{node['name']}'s Patroni exited at start; see its log, logs/{node['name']}.log")
+    except BaseException:
+        stop(record, sig=signal.SIGKILL)
+        raise
+    return {"folder": str(folder), **record}
+
+
+def _get(node, path, timeout=2):
+    with urllib.request.urlopen(f"http://{node['host']}:{node['api_port']}/{path}", timeout=timeout) as response:
+        return json.load(response)
+
+
+def role(node):
+    """What the node's Patroni says it is now: 'primary', 'replica', 'down' (no answer) or PostgreSQL's state
+    while it does not run ('starting', 'stopped', 'crashed', ...). It is the node's own view, as
+    deploy/etcd.py's role is a member's: PostgreSQL in recovery or not."""
+    try:
+        seen = _get(node, "patroni")
+    except OSError:
+        return "down"
+    if seen.get("state") != "running":
+        return seen.get("state", "down")
+    return "primary" if seen.get("role") in ("master", "primary") else "replica"
+
+
+def primary(nodes):
+    """The name of the one node whose Patroni says it is the primary, or None (none, or more than one)."""
+    primaries = [n["name"] for n in nodes if role(n) == "primary"]
+    return primaries[0] if len(primaries) == 1 else None
+
+
+def members(node):
+    """The cluster as etcd holds it, seen through node: {name: "leader", "sync_standby" or "replica"} for every
+    member whose PostgreSQL runs, or {} if node does not answer.
+
+    In synchronous mode Patroni promotes only the standbys etcd names
+    synchronous ("sync_standby"); one that streams but is not yet named
+    there cannot take over, so a test or an experiment waits for it.
+    """
+    try:
+        seen = _get(node, "cluster")
+    except OSError:
+        return {}
+    return {member["name"]: member["role"] for member in seen["members"] if member.get("state") == "running"}
+
+
+def settings(node):
+    """The settings in force (etcd's copy, which every node follows): {"ttl", "loop_wait", "retry_timeout"}."""
+    dynamic = _get(node, "config")
+    return {key: dynamic[key] for key in ("ttl", "loop_wait", "retry_timeout")}
+
+
+def conninfo(nodes, *, dbname=SITE_ROLE, user=SITE_ROLE, password=None):
+    """libpq's connection string for every node, read-write: libpq tries each and keeps the primary."""
+    hosts = ",".join(n["host"] for n in nodes)
+    ports = ",".join(str(n["port"]) for n in nodes)
+    return (f"host={hosts} port={ports} dbname={dbname} user={user} password={password or nodes[0]['password']} "
+            "target_session_attrs=read-write connect_timeout=3")
+
+
+def _create_site_role(nodes, name):
+    """As the superuser, on the primary, once: the site's role (no superuser) and its database."""
+    import psycopg
+    from psycopg import sql
+
+    node = next(n for n in nodes if n["name"] == name)
+    with psycopg.connect(host=node["host"], port=node["port"], user=SUPERUSER, password=node["superuser_password"],
+                         dbname="postgres", autocommit=True, connect_timeout=10) as connection:
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(SITE_ROLE), sql.Literal(node["password"])))
+        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(SITE_ROLE), sql.Identifier(SITE_ROLE)))
+
+
+def postmaster(node):
+    """The process record of the node's PostgreSQL postmaster, from its postmaster.pid, or None if none runs."""
+    try:
+        pid = int((Path(node["folder"]) / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        ours = Path(os.readlink(f"/proc/{pid}/cwd")) == Path(node["folder"]) / "data"
+    except OSError:
+        return None
+    return {"pid": pid, "started": start_time(pid)} if ours else None  # a stale file's pid may be another's
+
+
+def kill_postgres_only(node):
+    """SIGKILL the node's PostgreSQL (postmaster and backends, its process group); Patroni starts it again."""
+    process = postmaster(node)
+    if process is None:
+        raise DeployError(f"{node['name']}'s PostgreSQL is not running")
+    _kill_group(process)
+
+
+def kill_node(node):
+    """SIGKILL the whole node: Patroni first (so it starts nothing again), then its PostgreSQL."""
+    process = postmaster(node)
+    stop(node, sig=signal.SIGKILL)
+    if process:
+        _kill_group(process)
+
+
+def _kill_group(process):
+    """SIGKILL the postmaster's process group (Patroni gave it a session of its own) and wait for it to go."""
+    try:
+        group = os.getpgid(process["pid"])
+    except ProcessLookupError:
+        return
+    if group == os.getpgid(0):
+        raise DeployError(f"PostgreSQL {process['pid']} shares deploy's process group; not killing it")
+    if running(process):
+        os.killpg(group, signal.SIGKILL)
+        wait_for(lambda: not running(process), timeout=10, what=f"PostgreSQL {process['pid']} to exit")
+
+
+def remove(nodes):
+    """Kill every node and delete its folder (data, config, passwords); every node, even if one fails."""
+    run_all([step for node in nodes for step in (
+        lambda node=node: node.get("pid") and kill_node(node),
+        lambda node=node: node.get("folder") and shutil.rmtree(node["folder"], ignore_errors=True))])
