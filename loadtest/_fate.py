@@ -282,7 +282,7 @@ def figures(events, name):
         "answered 503": lambda op: op["refusal"] == "503"}, start=origin)
     return {**result, "primary_cache": CACHES[name], "marks": _relative(marks, origin), "windows": windows,
             "writes_rolled_back": total["writes_lost"], "sessions_behind_after_heal": behind,
-            "users": len({op["who"] for op in checkers.ops(events, "login", "ok")}), "timeline": timeline}
+            "timeline": timeline}
 
 
 def _war_figures(events, origin):
