@@ -444,12 +444,20 @@ def run_fate(args, run):
 
 
 def recheck(folder):
-    """Every figure, chart and the verdict of a finished run again, from its history.jsonl alone; the page too."""
+    """Every figure, chart and the verdict of a finished run again, from its history.jsonl alone; the page too.
+
+    The run's command and times come from its run.json, or from the history's header when the run ended before
+    writing its page.
+    """
     header, _ = load_history(folder / HISTORY)
     report = {"split-brain": _split_brain.report, "fate": _fate.report}.get(header["experiment"])
     if report is None:
         raise ValueError(f"{folder / HISTORY}: no recheck for the experiment {header['experiment']!r}")
-    record = json.loads((folder / page.RUN_FILE).read_text())
+    if (folder / page.RUN_FILE).exists():
+        record = json.loads((folder / page.RUN_FILE).read_text())
+    else:  # the run ended before its page: what the history's header says of it
+        record = {"kind": header["experiment"], "command": header["command"],
+                  "started": header["started"][:19] + "+00:00", "finished": None}
     run = page.Run(record["kind"], record["command"], record["started"])
     judged = report(folder, run, finished=record["finished"])[1]
     return _ended(folder, judged)

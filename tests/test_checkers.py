@@ -168,3 +168,11 @@ def test_a_run_whose_hypothesis_did_not_hold_exits_non_zero_on_recheck(tmp_path,
     assert main(["recheck", str(tmp_path)]) == verdict.exit_status(record["verdict"]) != 0
     assert "NOT MET redis: writes the minority acknowledged" in capsys.readouterr().out
     assert "The hypothesis did NOT hold." in (tmp_path / "report.html").read_text()
+
+
+def test_recheck_reports_a_run_that_ended_before_its_page_from_the_history_header(tmp_path):
+    split_brain_history(tmp_path / history.FILE, lost_on_minority=True)
+    assert main(["recheck", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert (record["kind"], record["command"]) == ("split-brain", "python -m loadtest split-brain")
+    assert record["started"] == "2026-12-06T17:00:00+00:00" and record["verdict"]["held"]
