@@ -176,3 +176,13 @@ def test_recheck_reports_a_run_that_ended_before_its_page_from_the_history_heade
     record = json.loads((tmp_path / "run.json").read_text())
     assert (record["kind"], record["command"]) == ("split-brain", "python -m loadtest split-brain")
     assert record["started"] == "2026-12-06T17:00:00+00:00" and record["verdict"]["held"]
+
+
+def test_the_command_exits_non_zero_when_the_stated_hypothesis_is_deliberately_wrong(tmp_path, monkeypatch, capsys):
+    split_brain_history(tmp_path / history.FILE, lost_on_minority=True)
+    assert main(["recheck", str(tmp_path)]) == 0
+    wrong = verdict.Check("redis", "asynchronous Redis keeps every acknowledged write", "total.writes_lost", 0, 0)
+    monkeypatch.setattr(_split_brain, "HYPOTHESIS", [*_split_brain.HYPOTHESIS, wrong])
+    assert main(["recheck", str(tmp_path)]) == 3
+    assert "NOT MET redis: asynchronous Redis keeps every acknowledged write" in capsys.readouterr().out
+    assert not json.loads((tmp_path / "run.json").read_text())["verdict"]["held"]
