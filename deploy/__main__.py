@@ -35,7 +35,8 @@ def main(argv=None):
     up.add_argument("--redis-shards", type=int, default=3, help="with --redis cluster: primaries (default 3)")
     up.add_argument("--redis-replicas", type=int, default=2, help="with --redis sentinel (default 2)")
     up.add_argument("--redis-sync", type=int, default=0,
-                    help="replicas that must confirm each session write (WAIT), and be connected for any write")
+                    help="replicas that must confirm each session write and logout (WAIT); with sentinel, also "
+                         "connected for any write; with --redis cluster, 0 or 1 (each shard has one replica)")
     up.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
     up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
     up.add_argument("--etcd-members", type=int, default=3,

@@ -16,39 +16,44 @@ On loopback a member listens for clients on 127.0.0.1:port and for its
 peers on 127.0.0.2 at the same port number: one port per member, so seven
 members fit a cluster's eight etcd slots (deploy/layout.py).
 
-A cluster answers only its own clients: once it has a leader, etcd's
-authentication is turned on, with one user, SITE_USER, whose password
-(generated per cluster, recorded with each member as "password") the site
-is given in ETCD_ENDPOINTS, as Redis's is given in its URL. A member's
-status (its role, its leader) stays open: deploy reads it without logging in.
+A cluster answers only its own clients: its members speak TLS to clients
+and to each other, and take only a certificate of the cluster's own
+authority (deploy/certificates.py: a member's `tls`, a 0700 folder in the
+state folder, its keys 0600). etcd's users and passwords would guard only
+keys: a stranger could still grant leases without bound, keep the site's
+alive, list the members, or raise the NOSPACE alarm that stops every
+write; a connection without the certificate does none of these. Every
+member's certificate is also its peer certificate (Raft). The site,
+deploy and anything else of the cluster's (e.g. Patroni's etcd3 section:
+cacert, cert, key) present the one client certificate, `client_tls`.
 """
 
-import base64
 import json
 import secrets
 import shutil
 import signal
-import urllib.error
+import ssl
 import urllib.request
+from functools import cache
 from pathlib import Path
 
+from deploy import certificates
 from deploy.processes import DeployError, port_open, require, running, spawn, stop, wait_for
-from labcore.connections import EtcdLogin, etcd_member
+from labcore.etcd import etcd_member
 
 CLIENTS, PEERS = "127.0.0.1", "127.0.0.2"
 SIZES = (3, 5, 7)  # odd: a fourth or sixth member adds no loss the cluster survives
-SITE_USER = "lab"  # the one user that may read and write; the site logs in as it
+CLIENT = "client"  # the name of the cluster's one client certificate
 
 
 def plan(endpoints, state_dir):
     """Members etcd1.. of a new cluster, one per ((host, port) for clients, (host, port) for peers)."""
     names = [f"etcd{n}" for n in range(1, len(endpoints) + 1)]
-    initial = ",".join(f"{name}=http://{peer[0]}:{peer[1]}" for name, (_, peer) in zip(names, endpoints))
+    initial = ",".join(f"{name}=https://{peer[0]}:{peer[1]}" for name, (_, peer) in zip(names, endpoints))
     token = secrets.token_hex(8)  # a cluster of its own: members of another never join it
-    password = secrets.token_urlsafe(32)  # SITE_USER's; URL-safe, so it rides in ETCD_ENDPOINTS
     return [{"name": name, "host": client[0], "port": client[1], "peer_host": peer[0], "peer_port": peer[1],
              "data": str(Path(state_dir) / name), "initial_cluster": initial, "token": token, "exec": [],
-             "password": password}
+             "tls": str(Path(state_dir) / f"etcd-tls-{token}")}
             for name, (client, peer) in zip(names, endpoints)]
 
 
@@ -58,20 +63,22 @@ def on_loopback(ports, state_dir):
 
 
 def start_members(members, state_dir):
-    """Start every member; return their records (member and process) once a leader is elected and
-    only SITE_USER may read or write."""
+    """Make the cluster's certificates, start every member; return their records (member and process)
+    once a leader is elected."""
     started = []
     try:
+        certificates.issue(members[0]["tls"], {**{m["name"]: [m["host"], m["peer_host"]] for m in members},
+                                               CLIENT: [CLIENTS]})
         for member in members:
             started.append({**member, **start_member(member, state_dir, wait=False)})
         for member in started:
             _wait_listening(member)
         wait_for(lambda: leader(started), timeout=30, what="an etcd leader")
-        _require_logins(started[0])
     except BaseException:
         for member in started:
             stop(member, sig=signal.SIGKILL)
             shutil.rmtree(member["data"], ignore_errors=True)
+        shutil.rmtree(members[0]["tls"], ignore_errors=True)
         raise
     return started
 
@@ -83,8 +90,10 @@ def start_member(member, state_dir, *, wait=True):
     its cluster runs, so a new cluster's first member waits for the others.
     """
     binary = require("etcd", "etcd-server")
-    client_url = f"http://{member['host']}:{member['port']}"
-    peer_url = f"http://{member['peer_host']}:{member['peer_port']}"
+    client_url = f"https://{member['host']}:{member['port']}"
+    peer_url = f"https://{member['peer_host']}:{member['peer_port']}"
+    ca, cert, key = (str(Path(member["tls"]) / f"{name}.pem") for name in ("ca", member["name"],
+                                                                          f"{member['name']}-key"))
     argv = [
         *member["exec"], binary, "--name", member["name"], "--data-dir", member["data"],
         "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
@@ -95,9 +104,12 @@ def start_member(member, state_dir, *, wait=True):
         # etcd's defaults for one data centre: a heartbeat every 100 ms, an
         # election after 1 s without one.
         "--heartbeat-interval", "100", "--election-timeout", "1000",
-        # The password is 32 random bytes: bcrypt's work factor would only slow each login.
-        "--bcrypt-cost", "4",
-        "--logger", "zap", "--log-level", "warn",
+        # Only the cluster's certificates, from clients and from peers.
+        "--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", ca,
+        "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth", "--peer-trusted-ca-file", ca,
+        "--logger", "zap",
+        # Not warn: etcd 3.4 warns of every gateway request made with a certificate.
+        "--log-level", "error",
     ]
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
     record = spawn(argv, log_path=Path(state_dir) / "logs" / f"{member['name']}.log")
@@ -118,42 +130,35 @@ def _wait_listening(member):
         raise DeployError(f"{name} exited at start (its ports busy?); see its log, logs/{name}.log")
 
 
+def client_tls(member):
+    """The cluster's client certificate files, by the names Patroni's etcd3 section gives them."""
+    folder = Path(member["tls"])
+    return {"cacert": str(folder / "ca.pem"), "cert": str(folder / f"{CLIENT}.pem"),
+            "key": str(folder / f"{CLIENT}-key.pem")}
+
+
+@cache
+def _context(folder):
+    """TLS that trusts only the cluster's authority, and shows the cluster's client certificate."""
+    files = client_tls({"tls": folder})
+    context = ssl.create_default_context(cafile=files["cacert"])
+    context.load_cert_chain(files["cert"], files["key"])
+    return context
+
+
 def _call(member, path, body, timeout):
     """POST body (JSON) to the member's gateway; return its answer. OSError if it does not answer, or refuses."""
-    request = urllib.request.Request(f"http://{member['host']}:{member['port']}/v3/{path}",
+    request = urllib.request.Request(f"https://{member['host']}:{member['port']}/v3/{path}",
                                      data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=_context(member["tls"])) as response:
         return json.load(response)
 
 
-def _require_logins(member):
-    """Turn authentication on: SITE_USER may read and write every key, and nobody else may do anything.
-
-    etcd turns it on only with a `root` user; root's password is made, used
-    by nobody and forgotten, like PostgreSQL's superuser's (deploy/stores.py).
-    """
-    every_key = base64.b64encode(b"\0").decode()  # from key "\0" to range end "\0": all of them
-    steps = [
-        ("auth/user/add", {"name": "root", "password": secrets.token_urlsafe(32)}),
-        ("auth/user/grant", {"user": "root", "role": "root"}),
-        ("auth/role/add", {"name": SITE_USER}),
-        ("auth/role/grant", {"name": SITE_USER, "perm": {"permType": "READWRITE", "key": every_key,
-                                                          "range_end": every_key}}),
-        ("auth/user/add", {"name": SITE_USER, "password": member["password"]}),
-        ("auth/user/grant", {"user": SITE_USER, "role": SITE_USER}),
-        ("auth/enable", {}),
-    ]
-    for path, body in steps:
-        try:
-            _call(member, path, body, timeout=10)
-        except OSError as exc:
-            said = exc.read().decode(errors="replace") if isinstance(exc, urllib.error.HTTPError) else exc
-            raise DeployError(f"{member['name']} refused {path}: {said}") from exc
-
-
 def client(member, timeout):
-    """An etcd3gw client of one member, logged in as SITE_USER (its first call logs in)."""
-    return etcd_member(member["host"], member["port"], timeout, EtcdLogin(SITE_USER, member["password"]))
+    """An etcd3gw client of one member, with the cluster's client certificate."""
+    files = client_tls(member)
+    return etcd_member(member["host"], member["port"], timeout, ca=files["cacert"], cert=files["cert"],
+                       key=files["key"])
 
 
 def status(member, timeout=0.5):
@@ -181,14 +186,20 @@ def leader(members):
 
 
 def endpoints(members):
-    """ETCD_ENDPOINTS for the site: every member's client address with SITE_USER's password, comma-separated."""
-    return ",".join(f"{SITE_USER}:{m['password']}@{m['host']}:{m['port']}" for m in members)
+    """ETCD_ENDPOINTS for the site: every member's client address, comma-separated."""
+    return ",".join(f"{m['host']}:{m['port']}" for m in members)
+
+
+def site_settings(member):
+    """ETCD_CA, ETCD_CERT and ETCD_KEY for the site: the cluster's client certificate files."""
+    files = client_tls(member)
+    return {"ETCD_CA": files["cacert"], "ETCD_CERT": files["cert"], "ETCD_KEY": files["key"]}
 
 
 def start_alone(*, port, state_dir, password=None, durable=True):
     """One member, a cluster of its own, on loopback (deploy/stores.py's way to start a kind of server).
 
-    Its password is its own cluster's (see plan), and etcd always syncs its
-    log to disk, so `password` and `durable` are unused.
+    Its certificates are its own cluster's (see start_members), and etcd
+    always syncs its log to disk, so `password` and `durable` are unused.
     """
     return start_members(on_loopback([port], state_dir), state_dir)[0]

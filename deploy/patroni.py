@@ -86,7 +86,7 @@ def plan(ports, etcd_members, *, host="127.0.0.1", clients=None):
               ("password", "superuser_password", "replication_password", "api_password")}
     return [{"name": f"pg{n}", "host": host, "clients": clients or f"{host}/32", "port": port, "api_port": api_port,
              "folder": None,
-             "etcd": [f"{m['host']}:{m['port']}" for m in etcd_members], "etcd_password": etcd_members[0]["password"],
+             "etcd": [f"{m['host']}:{m['port']}" for m in etcd_members], "etcd_tls": etcd.client_tls(etcd_members[0]),
              **secret}
             for n, (port, api_port) in enumerate(ports, start=1)]
 
@@ -106,8 +106,7 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
                     "connect_address": f"{node['host']}:{node['api_port']}",
                     # Only changes (restart, failover) ask for it; its GETs stay open, as etcd's status does.
                     "authentication": {"username": "patroni", "password": node["api_password"]}},
-        "etcd3": {"hosts": node["etcd"], "protocol": "http",
-                  "username": etcd.SITE_USER, "password": node["etcd_password"]},
+        "etcd3": {"hosts": node["etcd"], "protocol": "https", **_etcd_tls_copies(folder)},
         "bootstrap": {
             "dcs": {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
                     "synchronous_mode": sync is not None, "synchronous_node_count": sync or 1,
@@ -162,12 +161,11 @@ def start_node(node, state_dir, *, settings=LAB, sync=None):
     folder = Path(node["folder"] or postgres_folder(node["name"]))
     node = {**node, "folder": str(folder)}
     path = folder / "patroni.json"
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        json.dump(config(node, sync=sync, **asdict(settings)), out)
     user = postgres_user()
-    if user:
-        shutil.chown(path, user)
+    # etcd answers only its cluster's certificate, whose files are root's: Patroni (as postgres) gets copies.
+    for name, source in node["etcd_tls"].items():
+        _private_copy(Path(_etcd_tls_copies(folder)[name]), user, Path(source).read_bytes())
+    _private_copy(path, user, json.dumps(config(node, sync=sync, **asdict(settings))).encode())
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(folder)}  # none of our PG* settings
     log = Path(state_dir) / "logs" / f"{node['name']}.log"
@@ -181,6 +179,20 @@ def start_node(node, state_dir, *, settings=LAB, sync=None):
         stop(record, sig=signal.SIGKILL)
         raise
     return {"folder": str(folder), **record}
+
+
+def _etcd_tls_copies(folder):
+    """Where a node keeps its copies of etcd's client certificate files, by the names Patroni's etcd3 gives them."""
+    return {name: str(Path(folder) / f"etcd-{name}.pem") for name in ("cacert", "cert", "key")}
+
+
+def _private_copy(path, user, content):
+    """Write content to path, 0600, owned by user (None: ours)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(content)
+    if user:
+        shutil.chown(path, user)
 
 
 def _get(node, path, timeout=2):

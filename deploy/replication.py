@@ -99,12 +99,13 @@ class Topology:
             raise DeployError(f"--redis {self.redis!r} is not one of: single, sentinel, cluster")
         if self.redis == "cluster":
             rediscluster.check(self.redis_shards, MAX_CLUSTER_NODES)
-        replicas = self.redis_replicas if self.redis == "sentinel" else 0
+        # The replicas a session write can wait for: Sentinel's, or each shard's own in a cluster.
+        replicas = {"sentinel": self.redis_replicas, "cluster": rediscluster.REPLICAS_PER_SHARD}.get(self.redis, 0)
         if self.redis == "sentinel" and not 1 <= replicas <= MAX_REDIS_REPLICAS:
             raise DeployError(f"--redis-replicas must be between 1 and {MAX_REDIS_REPLICAS}, not {replicas}")
         if not 0 <= self.redis_sync <= replicas:
             raise DeployError(f"--redis-sync {self.redis_sync} needs that many replicas (--redis sentinel "
-                              f"--redis-replicas), and the cluster has {replicas}")
+                              f"--redis-replicas, or --redis cluster: one a shard), and the cluster has {replicas}")
         if not 0 <= self.pg_standbys <= MAX_PG_STANDBYS:
             raise DeployError(f"--pg-standbys must be between 0 and {MAX_PG_STANDBYS}, not {self.pg_standbys}")
         method, count = pg_sync_parts(self.pg_sync)
@@ -693,6 +694,7 @@ def store_env(cluster):
         first = next(iter(group.values()))
         env[stores.KINDS[kind].variable] = (",".join(stores.KINDS[kind].url(r) for r in group.values())
                                             if stores.KINDS[kind].every_node else stores.KINDS[kind].url(first))
+        env.update(stores.KINDS[kind].more(first))
         if kind == "postgres" and pg_sync_parts(topology.pg_sync)[0]:
             env["DATABASE_COMMIT_TIMEOUT"] = str(COMMIT_TIMEOUT)
         if kind == "postgres" and len(group) > 1:
@@ -708,8 +710,9 @@ def store_env(cluster):
         env["REDIS_SYNC"] = str(topology.redis_sync)
     if topology.redis == "cluster" and _nodes_of(cluster, "redis"):
         env["REDIS_CLUSTER_NODES"] = ",".join(f"127.0.0.1:{r['port']}" for r in _nodes_of(cluster, "redis").values())
+        env["REDIS_SYNC"] = str(topology.redis_sync)
     return env
 
 
 SITE_VARIABLES = ("DATABASE_COMMIT_TIMEOUT", "DATABASE_FAILOVER_HOSTS", "REDIS_SENTINELS", "REDIS_SERVICE",
-                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC", "REDIS_CLUSTER_NODES")
+                  "REDIS_SENTINEL_PASSWORD", "REDIS_SYNC", "REDIS_CLUSTER_NODES", "ETCD_CA", "ETCD_CERT", "ETCD_KEY")

@@ -4,12 +4,13 @@ One row per kind in KINDS: how to start it, how to stop it, and the setting
 that points the site at it. Which kinds a configuration needs is the
 registry's answer (labcore/registry.py).
 
-Each store answers the site alone: Redis, PostgreSQL and etcd ask for a
-password generated per cluster and kind (`new_password`; etcd's members
-make theirs, deploy/etcd.py), recorded with each node in the 0600
-cluster.json and handed to the site inside the URL (ETCD_ENDPOINTS for
-etcd); memcached listens on a UNIX socket only the site's user can open; as
-root, memcached and PostgreSQL run as users of their own.
+Each store answers the site alone: Redis and PostgreSQL ask for a password
+generated per cluster and kind (`new_password`), recorded with each node in
+the 0600 cluster.json and handed to the site inside the URL; etcd's members
+take only a client certificate of their cluster's own authority
+(deploy/etcd.py), whose files the site is given (ETCD_CA, ETCD_CERT,
+ETCD_KEY); memcached listens on a UNIX socket only the site's user can
+open; as root, memcached and PostgreSQL run as users of their own.
 
 etcd is a kind too, but its members start together as one cluster
 (deploy/replication.py, deploy/etcd.py); its row starts a cluster of one,
@@ -287,6 +288,7 @@ class Kind:
     url: Callable  # record -> that setting's value
     stop_signal: int = signal.SIGTERM
     every_node: bool = False  # the setting lists every node's value, comma-separated (etcd's members)
+    more: Callable = lambda record: {}  # record -> further settings it needs (etcd's certificate files)
 
 
 KINDS = {
@@ -297,5 +299,6 @@ KINDS = {
     "postgres": Kind(start_postgres, "DATABASE_URL", postgres_url,
                      stop_signal=signal.SIGINT),
     # A cluster's members start together (deploy/replication.py); start_alone is a cluster of one.
-    "etcd": Kind(etcd.start_alone, "ETCD_ENDPOINTS", lambda record: etcd.endpoints([record]), every_node=True),
+    "etcd": Kind(etcd.start_alone, "ETCD_ENDPOINTS", lambda record: etcd.endpoints([record]), every_node=True,
+                 more=etcd.site_settings),
 }

@@ -1,10 +1,10 @@
 """How the site reaches its store servers: one description per kind, one client per process.
 
 Every Redis client of the site (django-redis's caches, presence, the lease)
-comes from `redis_client`, and every etcd client from `etcd_client`, built with one set of fail-fast options, so a dead
-Redis costs a request STORE_TIMEOUT and never a retry loop. A server's kind
-(Redis) is kept apart from its topology: `RedisTarget` describes where Redis
-is: one URL (credentials included), or a list of Sentinels and the name of
+comes from `redis_client`, built with one set of fail-fast options, so a dead
+Redis costs a request STORE_TIMEOUT and never a retry loop (etcd's clients
+are in labcore/etcd.py). A server's kind (Redis) is kept apart from its
+topology: `RedisTarget` describes where Redis is: one URL (credentials included), or a list of Sentinels and the name of
 the service they watch, in which case the client asks them for the primary,
 or the nodes of a Redis Cluster, in which case the client (redis-py's
 RedisCluster) sends each key to the primary of its hash slot.
@@ -12,16 +12,12 @@ RedisCluster) sends each key to the primary of its hash slot.
 
 import math
 import re
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-import etcd3gw
-import etcd3gw.exceptions
 import redis
-import requests
 from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -77,17 +73,12 @@ def check_sync(target):
     replicas" is then counted as a timeout, which opens the breaker for
     every reader of the process. So the WAIT gets at most half of
     STORE_TIMEOUT, the other half being the round trip's margin on a busy
-    machine. Redis Cluster sessions are not WAITed for (a WAIT would have
-    to follow each write on its shard's own connection), so REDIS_SYNC
-    there would promise what nothing keeps.
+    machine.
     """
     if not target.sync:
         return
     if target.sync < 0:
         raise ValueError(f"REDIS_SYNC must be 0 or more replicas, not {target.sync}")
-    if target.cluster_nodes:
-        raise ValueError("REDIS_SYNC is for a single Redis or Sentinel; Redis Cluster sessions are not "
-                         "WAITed for: leave REDIS_SYNC at 0 with REDIS_CLUSTER_NODES")
     if not 0 < target.sync_timeout <= target.timeout / 2:
         raise ValueError(f"REDIS_SYNC_TIMEOUT ({target.sync_timeout:g} s) must be more than 0 and at most half "
                          f"of STORE_TIMEOUT ({target.timeout:g} s), so that WAIT answers before the socket "
@@ -309,133 +300,3 @@ def memory_cache(name):
         "LOCATION": name,
         "OPTIONS": {"MAX_ENTRIES": 10_000_000},
     }
-
-
-@dataclass(frozen=True)
-class EtcdTarget:
-    """Where an etcd cluster's members answer ((host, port) pairs), how long a call may wait, and as whom.
-
-    With a `user`, the members ask for a login (etcd's authentication):
-    every call carries the token that `user` and `password` got.
-    """
-
-    endpoints: tuple
-    timeout: float
-    user: str = ""
-    password: str = field(default="", repr=False)
-
-
-def parse_etcd_endpoints(text):
-    """ETCD_ENDPOINTS ("[user:password@]host:port,...") -> ((host, port), ...), user, password.
-
-    The credentials ride with each member's address, as Redis's ride in its
-    URL; every member must carry the same ones. ValueError naming the
-    setting otherwise.
-    """
-    endpoints, credentials = [], set()
-    for item in (part.strip() for part in text.split(",")):
-        if item:
-            parts = urlsplit(f"//{item}")
-            endpoints.append((parts.hostname or "127.0.0.1", parts.port or 2379))
-            credentials.add((unquote(parts.username or ""), unquote(parts.password or "")))
-    if len(credentials) > 1:
-        raise ValueError("ETCD_ENDPOINTS gives its members different credentials: give each the same user:password@")
-    user, password = credentials.pop() if credentials else ("", "")
-    return tuple(endpoints), user, password
-
-
-class EtcdLogin:
-    """A user's token for an etcd cluster with authentication on, shared by the clients of its members.
-
-    etcd's gateway takes the token `/v3/auth/authenticate` gives in the
-    Authorization header. A login goes through Raft, so its token is good
-    on every member, until that member forgets it: unused for
-    --auth-token-ttl, or restarted. A call refused for its token (401)
-    logs in again and is sent once more.
-    """
-
-    def __init__(self, user, password):
-        self._user, self._password = user, password
-        self._token = None
-        self._lock = threading.Lock()
-
-    def token(self, session, url, timeout, *, refused=None):
-        """The token to send to the member at url; a new one if there is none yet or it was `refused`."""
-        with self._lock:
-            if self._token is None or self._token == refused:
-                self._token = self._log_in(session, url, timeout)
-            return self._token
-
-    def _log_in(self, session, url, timeout):
-        parts = urlsplit(url)
-        answer = requests.Session.request(session, "POST", f"{parts.scheme}://{parts.netloc}/v3/auth/authenticate",
-                                          json={"name": self._user, "password": self._password}, timeout=timeout)
-        if answer.status_code != requests.codes.ok:
-            raise etcd3gw.exceptions.Etcd3Exception(answer.text, answer.reason)
-        return answer.json()["token"]
-
-
-class LoggedInSession(requests.Session):
-    """The HTTP session of one member's etcd3gw client: every request carries the login's token."""
-
-    def __init__(self, login):
-        super().__init__()
-        self._login = login
-
-    def request(self, method, url, *args, timeout=None, headers=None, **kwargs):
-        token = self._login.token(self, url, timeout)
-        for _ in range(2):
-            answer = super().request(method, url, *args, timeout=timeout,
-                                     headers={**(headers or {}), "Authorization": token}, **kwargs)
-            if answer.status_code != requests.codes.unauthorized:
-                break
-            token = self._login.token(self, url, timeout, refused=token)
-        return answer
-
-
-def etcd_member(host, port, timeout, login=None):
-    """An etcd3gw client of one member: logged in with `login` (an EtcdLogin), if given."""
-    return etcd3gw.client(host=host, port=port, timeout=timeout, session=LoggedInSession(login) if login else None)
-
-
-class EtcdClient:
-    """etcd's JSON gateway, through etcd3gw, over several members.
-
-    etcd3gw talks to one member; a cluster has several, any of which can
-    serve a request (a follower forwards it to the leader). A member that
-    refuses the connection is skipped at once for the next; one that does
-    not answer in time fails the call, and the next call starts with
-    another member, so a call waits at most the timeout.
-    """
-
-    def __init__(self, target):
-        login = EtcdLogin(target.user, target.password) if target.user else None
-        self._members = [etcd_member(host, port, target.timeout, login) for host, port in target.endpoints]
-        self._first = 0  # the member that answered last
-        self._lock = threading.Lock()
-
-    def call(self, operation):
-        """Return operation(member's client) from the first member that takes the connection."""
-        with self._lock:
-            first = self._first
-        count = len(self._members)
-        for offset in range(count):
-            index = (first + offset) % count
-            try:
-                result = operation(self._members[index])
-            except etcd3gw.exceptions.ConnectionFailedError:
-                continue
-            except etcd3gw.exceptions.ConnectionTimeoutError:
-                with self._lock:
-                    self._first = (index + 1) % count
-                raise
-            with self._lock:
-                self._first = index
-            return result
-        raise etcd3gw.exceptions.ConnectionFailedError(f"none of the {count} etcd members took the connection")
-
-
-@cache
-def etcd_client(target):
-    """Return this process's client for the etcd cluster at target."""
-    return EtcdClient(target)

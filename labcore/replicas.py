@@ -54,10 +54,10 @@ def confirmed_write(client, target, command, *args, **kwargs):
 
 
 @contextmanager
-def replicated(store, expected=()):
-    """store_errors(store) for confirmed writes: a shortfall is StoreUnavailable(store), outside the breaker."""
+def replicated(store, expected=(), part=None):
+    """store_errors for confirmed writes: a shortfall is StoreUnavailable(store), outside the breaker."""
     try:
-        with store_errors(store, expected=(*expected, NotReplicated)):
+        with store_errors(store, expected=(*expected, NotReplicated), part=part):
             yield
     except NotReplicated as shortfall:
         raise StoreUnavailable(store, str(shortfall), public=str(shortfall)) from shortfall

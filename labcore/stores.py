@@ -27,8 +27,9 @@ from django.db import DatabaseError, connection
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
-from labcore import connections
-from labcore.connections import EtcdTarget, RedisTarget
+from labcore import connections, etcd
+from labcore.connections import RedisTarget
+from labcore.etcd import EtcdTarget
 
 
 class StoreUnavailable(Exception):
@@ -157,9 +158,9 @@ def redis_shard(key):
 
 
 def etcd_client():
-    """Return this process's client for the site's etcd cluster (ETCD_ENDPOINTS, logged in as ETCD_USER)."""
-    return connections.etcd_client(EtcdTarget(settings.ETCD_ENDPOINTS, settings.STORE_TIMEOUT,
-                                              settings.ETCD_USER, settings.ETCD_PASSWORD))
+    """Return this process's client for the site's etcd cluster (ETCD_ENDPOINTS, with ETCD_CA's certificates)."""
+    return etcd.etcd_client(EtcdTarget(settings.ETCD_ENDPOINTS, settings.STORE_TIMEOUT,
+                                       settings.ETCD_CA, settings.ETCD_CERT, settings.ETCD_KEY))
 
 
 def check_database():

@@ -356,8 +356,8 @@ def _split(*, members, tries, timeout, leader_side):
         small = [old_leader, followers[0]] if leader_side == "small" else followers[:members // 2]
         sides = {"small": [m for m in cluster if m["name"] in small],
                  "large": [m for m in cluster if m["name"] not in small]}
-        # Each side is asked through a member that was a follower before the cut, logged in before
-        # it (a login needs a majority, which the small side will not have).
+        # Each side is asked through a member that was a follower before the cut, whose client
+        # answered once before it.
         asked = {side: next(m for m in group if m["name"] != old_leader) for side, group in sides.items()}
         clients = {side: _client(member, timeout) for side, member in asked.items()}
 
@@ -394,7 +394,7 @@ CLIENT_PORT, PEER_PORT = 2379, 2380  # etcd's own: each member has a namespace, 
 
 
 def _client(member, timeout):
-    """A member's client, logged in as the site now (etcd.client logs in at its first call)."""
+    """A member's client with the site's certificate, that has answered once."""
     client = etcd.client(member, timeout)
     client.status()
     return client

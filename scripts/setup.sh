@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pair in redis-server:redis-server memcached:memcached haproxy:haproxy chromium:chromium wrk:wrk etcd:etcd-server nft:nftables ip:iproute2 fusermount3:fuse3 patroni:patroni; do
+for pair in redis-server:redis-server memcached:memcached haproxy:haproxy chromium:chromium wrk:wrk etcd:etcd-server openssl:openssl nft:nftables ip:iproute2 fusermount3:fuse3 patroni:patroni; do
     command -v "${pair%%:*}" >/dev/null || [[ -x /usr/sbin/${pair%%:*} ]] || missing+=("${pair##*:}")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)

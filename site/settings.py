@@ -13,7 +13,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from labcore.config import store_settings
-from labcore.connections import parse_addresses, parse_etcd_endpoints, parse_primary_cache, with_password
+from labcore.connections import parse_addresses, parse_primary_cache, with_password
+from labcore.etcd import parse_etcd_endpoints, parse_etcd_tls
 from labcore.proxy import trusted_networks
 from labcore.registry import ConfigError
 
@@ -169,11 +170,14 @@ if os.environ.get("REDIS_PASSWORD"):
         raise ImproperlyConfigured(str(bad)) from None
 MEMCACHED_URL = os.environ.get("MEMCACHED_URL", "memcached://127.0.0.1:11211")
 # etcd's members, host:port of their client URLs, comma-separated: any of them
-# serves. With etcd's authentication on, each carries the site's user and
-# password, as a URL does: user:password@host:port (deploy gives them).
+# serves. deploy's members take only a client certificate of their cluster's
+# own authority: ETCD_CA (that authority), ETCD_CERT and ETCD_KEY (the
+# site's certificate and key), paths that deploy gives. Without them, plain
+# HTTP to an etcd that asks for nothing.
 try:
-    ETCD_ENDPOINTS, ETCD_USER, ETCD_PASSWORD = parse_etcd_endpoints(os.environ.get("ETCD_ENDPOINTS",
-                                                                                   "127.0.0.1:2379"))
+    ETCD_ENDPOINTS = parse_etcd_endpoints(os.environ.get("ETCD_ENDPOINTS", "127.0.0.1:2379"))
+    ETCD_CA, ETCD_CERT, ETCD_KEY = parse_etcd_tls(*(os.environ.get(name, "") for name in ("ETCD_CA", "ETCD_CERT",
+                                                                                        "ETCD_KEY")))
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 STORE_TIMEOUT = env_float("STORE_TIMEOUT", 0.5)

@@ -1,7 +1,7 @@
 """Real store servers for the tests, on free loopback ports, started by deploy's code.
 
-Each has its own password (Redis, PostgreSQL, etcd) or private socket
-(memcached), as in a cluster: `url` is what the site is given.
+Each has its own password (Redis, PostgreSQL), client certificate (etcd) or
+private socket (memcached), as in a cluster: `url` is what the site is given.
 """
 
 import shutil
@@ -66,10 +66,8 @@ def postgres_server():
 class EtcdCluster:
     """A real etcd cluster of `count` members on free ports; members can be killed, paused and started.
 
-    It asks for a login, as a deployed one does: `user` and `password` are the site's.
+    Its members take only its own client certificate, as a deployed one's do: `settings` points the site at it.
     """
-
-    user = etcd.SITE_USER
 
     def __init__(self, count):
         self._dir = tempfile.mkdtemp(prefix="lab-test-etcd-")
@@ -85,11 +83,12 @@ class EtcdCluster:
         return tuple(("127.0.0.1", member["port"]) for member in self.members)
 
     @property
-    def password(self):
-        return self.members[0]["password"]
+    def settings(self):
+        """The site's settings for this cluster: its members and the client certificate's files."""
+        return {"ETCD_ENDPOINTS": self.endpoints, **etcd.site_settings(self.members[0])}
 
     def client(self, name="etcd1", timeout=5):
-        """An etcd3gw client of member `name`, logged in as the site."""
+        """An etcd3gw client of member `name`, with the site's certificate."""
         return etcd.client(self.member(name), timeout)
 
     def member(self, name):

@@ -145,6 +145,6 @@ def engine_settings(request, redis_service, memcached_service, tmp_path_factory)
                          **values)
     if "etcd" in row.servers:
         members = request.getfixturevalue("etcd")
-        lab.update(ETCD_ENDPOINTS=members.endpoints, ETCD_USER=members.user, ETCD_PASSWORD=members.password)
+        lab.update(members.settings)
     with override_settings(**lab):
         yield

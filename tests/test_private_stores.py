@@ -13,22 +13,20 @@ import sys
 import time
 from pathlib import Path
 
-import etcd3gw
-import etcd3gw.exceptions
 import psycopg
 import pytest
 import redis
+import requests
 from django.conf import settings
 from django.core.cache import caches
 from django.test import Client
 from django.utils.module_loading import import_module
 from pymemcache.client.base import Client as MemcachedClient
 
-from deploy import layout
+from deploy import certificates, layout
 from deploy.processes import alive, running, start_time, stop
 from labcore import registry
 from labcore.config import store_settings
-from labcore.connections import EtcdLogin, etcd_member
 from labcore.sessions.file import SessionStore as FileSession
 from maintenance.jobs import clear_expired_elsewhere
 from tests.clusters import ROOT, deploy
@@ -101,42 +99,69 @@ def etcd_alone():
 def etcd_sessions(settings, etcd_alone, redis_service, memcached_service, redis_db, tmp_path, db):
     use_stores(settings, session_store="etcd", presence_store="memory", redis=redis_service,
                memcached=memcached_service, tmp_path=tmp_path)
-    settings.ETCD_ENDPOINTS, settings.ETCD_USER, settings.ETCD_PASSWORD = (etcd_alone.endpoints, etcd_alone.user,
-                                                                           etcd_alone.password)
+    for name, value in etcd_alone.settings.items():
+        setattr(settings, name, value)
     return etcd_alone
 
 
-def _refusal(call):
-    with pytest.raises(etcd3gw.exceptions.Etcd3Exception) as refused:
-        call()
-    return refused.value.detail_text
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
 
 
-def test_etcd_refuses_a_client_without_the_password_and_keeps_no_usable_session_key(etcd_sessions,
-                                                                                   django_user_model):
+def _answered(url, body=None, **tls):
+    """The status of a POST of body (a GET without), or None if the member would not speak (TLS refused, closed)."""
+    try:
+        return requests.request("GET" if body is None else "POST", url, json=body, timeout=10, **tls).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def test_etcd_answers_only_its_own_certificate_and_keeps_no_usable_session_key(etcd_sessions, django_user_model,
+                                                                                tmp_path):
     django_user_model.objects.create_user("ada", password=PASSWORD)
     ada = Client()
     assert ada.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
     key = ada.cookies["sessionid"].value
+    site = etcd_sessions.client()
+    ((_, stored),) = site.get_prefix("sessions/")
+    leases = site.post(site.get_url("/lease/leases"), json={}).get("leases", [])
 
+    # Every call the review made without credentials (issue #26): keys, and what etcd's passwords never guarded.
     member = etcd_sessions.members[0]
-    stranger = etcd3gw.client(host=member["host"], port=member["port"], timeout=5)
-    assert "user name is empty" in _refusal(lambda: stranger.get_prefix("sessions/"))
-    assert "user name is empty" in _refusal(lambda: stranger.put(f"sessions/{key}", "planted"))
-    guesser = etcd_member(member["host"], member["port"], 5, EtcdLogin(etcd_sessions.user, "guess"))
-    assert "authentication failed" in _refusal(lambda: guesser.get_prefix("sessions/"))
+    calls = {
+        "kv/range": {"key": _b64("sessions/"), "range_end": _b64("sessions0")},
+        "kv/put": {"key": _b64(f"sessions/{key}"), "value": _b64("planted")},
+        "lease/grant": {"TTL": 600},
+        "lease/keepalive": {"ID": stored["lease"]},
+        "cluster/member/list": {},
+        "maintenance/alarm": {"action": "ACTIVATE", "memberID": site.status()["header"]["member_id"],
+                              "alarm": "NOSPACE"},
+    }
+    ca = etcd_sessions.settings["ETCD_CA"]
+    stranger = certificates.issue(tmp_path / "stranger", {"client": ["127.0.0.1"]})  # another authority's
+    ways = {"https without a certificate": {"verify": ca},
+            "https with another authority's certificate": {"verify": ca, "cert": (str(stranger / "client.pem"),
+                                                                                   str(stranger / "client-key.pem"))},
+            "plain http": {}}
+    answers = {(path, way): _answered(f"{'http' if way == 'plain http' else 'https'}://{member['host']}:"
+                                      f"{member['port']}/v3/{path}", body, **tls)
+               for path, body in calls.items() for way, tls in ways.items()}
+    assert {call: status for call, status in answers.items() if status is not None and status < 400} == {}
+    peers = f"{member['peer_host']}:{member['peer_port']}/members"  # Raft's side: the member list, to begin with
+    assert [_answered(f"https://{peers}", verify=ca), _answered(f"http://{peers}")] == [None, None]
 
-    # etcd still lists a lease's keys to anyone: what it lists must be no login.
-    leases = stranger.post(stranger.get_url("/lease/leases"), json={}).get("leases", [])
-    listed = [base64.b64decode(name).decode() for lease in leases for name in stranger.post(
-        stranger.get_url("/lease/timetolive"), json={"ID": lease["ID"], "keys": True}).get("keys", [])]
-    stored = [meta["key"].decode() for _, meta in etcd_sessions.client().get_prefix("sessions/")]
-    assert len(stored) == 1 and listed == stored
-    assert key not in stored[0]
-    replay = Client()
-    replay.cookies["sessionid"] = stored[0].removeprefix("sessions/")
-    assert replay.get("/api/me").status_code == 401
+    # Nothing happened: no alarm, no lease, the key as it was; the site still reads and writes.
+    assert site.post(site.get_url("/maintenance/alarm"), json={"action": "GET"}).get("alarms", []) == []
+    assert site.post(site.get_url("/lease/leases"), json={}).get("leases", []) == leases
     assert ada.get("/api/me").json()["username"] == "ada"
+    assert ada.post("/api/session-counter", {"counter": 1}, content_type="application/json").status_code == 200
+
+    # What etcd keeps is no login either, should its files or a backup leak.
+    stored_name = stored["key"].decode()
+    assert key not in stored_name
+    replay = Client()
+    replay.cookies["sessionid"] = stored_name.removeprefix("sessions/")
+    assert replay.get("/api/me").status_code == 401
 
 
 # Nothing unpickled

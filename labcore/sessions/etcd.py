@@ -9,7 +9,8 @@ once the key holds it, revokes the one before, so a session keeps one
 lease; etcd holds every lease in memory.
 
 The key is not the session key but an HMAC of it (keys.private_name):
-etcd lists a lease's keys to anyone who asks, password or not.
+etcd lists a lease's keys to any client it takes, and keeps them in its
+data files, so what it holds must be no login should either leak.
 """
 
 import base64

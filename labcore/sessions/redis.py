@@ -53,12 +53,16 @@ def confirmed(cache, command, key, *args, **kwargs):
     """Run one write command on a session cache's key, WAITed for as its target says (labcore/replicas.py).
 
     The cache is django-redis's (one Redis, or Sentinel's primary) or the
-    Redis Cluster one (labcore/clustercache.py), whose target never WAITs.
+    Redis Cluster one (labcore/clustercache.py). In a cluster the WAIT must
+    follow the write on the connection to the key's own shard, so with
+    REDIS_SYNC the write goes straight to the node the slot map names
+    (without it, through the cluster client, which follows MOVED).
     """
     if isinstance(cache, RedisClusterCache):
         key = cache.make_and_validate_key(key)
-        return confirmed_write(cache._cache.get_client(key, write=True), cache._cache.target, command, key,
-                               *args, **kwargs)
+        cluster, target = cache._cache.get_client(key, write=True), cache._cache.target
+        client = cluster.get_redis_connection(cluster.get_node_from_key(key)) if target.sync else cluster
+        return confirmed_write(client, target, command, key, *args, **kwargs)
     client = cache.client
     target = client._options.get("REDIS_TARGET") or RedisTarget("", 0)
     return confirmed_write(client.get_client(write=True), target, command, client.make_key(key), *args, **kwargs)

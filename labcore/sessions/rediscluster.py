@@ -18,10 +18,12 @@ from contextlib import contextmanager
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from labcore.health import check_cache
+from labcore.replicas import replicated
 from labcore.sessions.cache import SESSION_RACES
 from labcore.sessions.cache import SessionStore as CacheStore
 from labcore.sessions.keys import valid_session_key
-from labcore.stores import redis_shard, store_errors
+from labcore.sessions.redis import confirmed
+from labcore.stores import redis_shard
 
 STORE = "redis"
 
@@ -29,8 +31,9 @@ STORE = "redis"
 class SessionStore(CacheStore):
     @contextmanager
     def _shard(self, cache_key, expected=()):
+        """The calls of the block go to the shard of cache_key: its breaker; a replication shortfall is a 503."""
         shard = redis_shard(self._cache.make_and_validate_key(cache_key))
-        with store_errors(STORE, expected=expected, part=shard):
+        with replicated(STORE, expected=expected, part=shard):
             yield
 
     def load(self):
@@ -51,14 +54,9 @@ class SessionStore(CacheStore):
             # Django's engines store nothing for a session that expired
             # already; a TTL of at least a second would keep it loadable.
             return self.delete()
-        cache = self._cache
-        key = cache.make_and_validate_key(self.cache_key)
-        client = cache._cache
         with self._shard(self.cache_key, expected=SESSION_RACES):
-            written = client.get_client(key, write=True).set(
-                key, client._serializer.dumps(session),
-                ex=age, nx=must_create, xx=not must_create,
-            )
+            written = confirmed(self._cache, "set", self.cache_key, self._cache._cache._serializer.dumps(session),
+                                ex=age, nx=must_create, xx=not must_create)
         if not written:
             raise CreateError if must_create else UpdateError
 
@@ -74,8 +72,9 @@ class SessionStore(CacheStore):
         if session_key is None:
             return
         cache_key = self.cache_key_prefix + session_key
+        # Confirmed like a write: a logout a shard's failover undid would log the user back in.
         with self._shard(cache_key):
-            self._cache.delete(cache_key)
+            confirmed(self._cache, "delete", cache_key)
 
 
 def check():
