@@ -2,7 +2,7 @@
 
 Three lessons, each on a cluster whose Redis nodes, Sentinels and instances
 live in network namespaces of their own (`deploy up --netns`), with the
-users, load and final reads of the split-brain count (loadtest/_split_brain.py).
+users, load and final reads of the split-brain count (loadtest/harness/load.py).
 Every operation, fault and observation goes into the run's history
 (loadtest/harness/history.py); every figure is computed from it (report()):
 
@@ -26,8 +26,6 @@ Every operation, fault and observation goes into the run's history
 """
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,21 +34,8 @@ from deploy.layout import free_base_port
 from deploy.replication import Topology
 from loadtest import _fate_lease as lease
 from loadtest import _page as page
-from loadtest._split_brain import (
-    SITE_ENV,
-    TICK,
-    accounts,
-    final_reads,
-    log_in,
-    newcomer_loop,
-    roles,
-    settle,
-    user_loop,
-    wait,
-)
 from loadtest._svg import marks_chart, series_chart
-from loadtest.harness import checkers, history, verdict
-from loadtest.harness.client import User
+from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 
@@ -87,7 +72,7 @@ class Scenario:
     def up(self, state_dir, env=()):
         return cluster.up(instances=2, port=free_base_port(), sessions="redis", presence="redis", db="sqlite",
                           topology=Topology(redis="sentinel", redis_replicas=2), namespaces=True,
-                          env={**SITE_ENV, "REDIS_PRIMARY_CACHE": self.primary_cache, **dict(env)},
+                          env={**load.SITE_ENV, "REDIS_PRIMARY_CACHE": self.primary_cache, **dict(env)},
                           state_dir=state_dir)
 
 
@@ -124,31 +109,32 @@ def run(name, *, seconds, users_per_instance, out, history):
 
 def _stale_primary(chosen, state_dir, history, *, seconds, users_per_instance):
     deployed = chosen.up(state_dir)
-    names = accounts(state_dir, INSTANCES, users=users_per_instance, newcomer_seconds=seconds + 2 * TIMEOUT)
-    users = _users(deployed, history, names, users_per_instance)
+    urls = {node: deployed.instance_url(node) for node in INSTANCES}
+    names = load.accounts(state_dir, urls, users=users_per_instance, newcomer_seconds=seconds + 2 * TIMEOUT)
+    users = load.users(history, urls, names, users_per_instance)
     newcomers = []
-    with _Load(users, deployed, history, newcomers, names, loop=_checking_loop) as load:
-        settle(seconds=2)
+    with load.Load(history, users, urls, names, newcomers, loop=load.checking) as running:
+        load.settle(seconds=2)
         cut = history.fault("partition", {"isolated": ["redis1"], "from": [*SENTINELS, *REPLICAS]})
         cluster.partition(["redis1"], [*SENTINELS, *REPLICAS], state_dir=state_dir)
         history.took_effect(cut)
-        wait(history, "promoted", lambda: _promoted(state_dir, history), seconds)
-        settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
-        load.stop()
+        load.wait(history, "promoted", lambda: _promoted(state_dir, history), seconds)
+        load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
+        running.stop()
     cluster.heal(state_dir=state_dir)
     history.ended(cut)
-    wait(history, "converged", lambda: roles(state_dir, history).get("redis1") == "replica", TIMEOUT)
+    load.wait(history, "converged", lambda: observe(state_dir, history).get("redis1") == "replica", TIMEOUT)
     # Read back before anyone writes again: a later write would raise the counter over a lost one.
-    final_reads([*users, *newcomers], through=deployed.url, presence=False)
+    load.final_reads([*users, *newcomers], through=deployed.url, presence=False)
     # Then what the instances do once the old primary is a replica of the new one.
     history.sample(condition="after heal")
-    with _Load(users, deployed, history, [], names) as load:
-        settle(seconds=seconds / 2)
-        load.stop()
+    with load.Load(history, users, urls, names, []) as running:
+        load.settle(seconds=seconds / 2)
+        running.stop()
 
 
 def _promoted(state_dir, history):
-    return any(roles(state_dir, history).get(node) == "primary" for node in REPLICAS)
+    return any(observe(state_dir, history).get(node) == "primary" for node in REPLICAS)
 
 
 # The war case: no majority of Sentinels
@@ -156,26 +142,27 @@ def _promoted(state_dir, history):
 
 def _war(state_dir, history, *, seconds, users_per_instance):
     deployed = Scenario("war").up(state_dir)
-    names = accounts(state_dir, INSTANCES, users=users_per_instance, newcomer_seconds=seconds + 3 * TIMEOUT)
-    users = _users(deployed, history, names, users_per_instance)
+    urls = {node: deployed.instance_url(node) for node in INSTANCES}
+    names = load.accounts(state_dir, urls, users=users_per_instance, newcomer_seconds=seconds + 3 * TIMEOUT)
+    users = load.users(history, urls, names, users_per_instance)
     newcomers = []
-    with _Load(users, deployed, history, newcomers, names) as load:
-        settle(seconds=2)
+    with load.Load(history, users, urls, names, newcomers) as running:
+        load.settle(seconds=2)
         for sentinel in SENTINELS[:2]:
             _fault(history, "kill", sentinel, lambda node: cluster.kill(node, state_dir=state_dir))
-        settle(seconds=2)
+        load.settle(seconds=2)
         _fault(history, "kill", "redis1", lambda node: cluster.kill(node, state_dir=state_dir))
-        settle(seconds=seconds / 2)
+        load.settle(seconds=seconds / 2)
         _probe(users[0], history)
-        settle(seconds=seconds / 2)
+        load.settle(seconds=seconds / 2)
         observe(state_dir, history, condition="no majority, at the end")
         back = _fault(history, "start", "sentinel2", lambda node: cluster.start(node, state_dir=state_dir))
-        wait(history, "promoted", lambda: _promoted(state_dir, history), TIMEOUT)
-        wait(history, "first write after", lambda: checkers.failover_time(history.events("war"), back) is not None,
-             TIMEOUT)
-        settle(seconds=2)
-        load.stop()
-    final_reads([*users, *newcomers], through=deployed.url, presence=False)
+        load.wait(history, "promoted", lambda: _promoted(state_dir, history), TIMEOUT)
+        load.wait(history, "first write after",
+                  lambda: checkers.failover_time(history.events("war"), back) is not None, TIMEOUT)
+        load.settle(seconds=2)
+        running.stop()
+    load.final_reads([*users, *newcomers], through=deployed.url, presence=False)
 
 
 def _fault(history, action, node, act):
@@ -193,50 +180,6 @@ def _probe(user, history):
     except OSError as failure:
         told = str(failure)
     history.sample(answer_without_majority=told)
-
-
-# Shared machinery
-
-
-def _users(deployed, history, names, users_per_instance):
-    """Each instance's users, logged in (names: accounts(), the instances' names made beforehand)."""
-    users = [User(history, instance, deployed.instance_url(instance), next(names[instance]))
-             for instance in INSTANCES for _ in range(users_per_instance)]
-    log_in(users)
-    return users
-
-
-def _checking_loop(user, stop):
-    """Read the session, then write the next counter: a read lower than an acknowledged write shows a loss."""
-    while not stop.is_set():
-        user.read()
-        user.write()
-        stop.wait(TICK)
-
-
-class _Load:
-    """Every user's loop and a newcomer per instance while `names` (accounts()) last, from `with` until stop()."""
-
-    def __init__(self, users, deployed, history, newcomers, names, *, loop=user_loop):
-        self.users, self.deployed, self.history, self.newcomers = users, deployed, history, newcomers
-        self.names, self.loop = names, loop
-
-    def __enter__(self):
-        self.stopped = threading.Event()
-        self.pool = ThreadPoolExecutor(len(self.users) + len(INSTANCES))
-        self.loops = [self.pool.submit(self.loop, user, self.stopped) for user in self.users]
-        self.loops += [self.pool.submit(newcomer_loop, self.history, name, self.deployed.instance_url(name),
-                                        self.stopped, self.newcomers, self.names[name]) for name in INSTANCES]
-        return self
-
-    def stop(self):
-        self.stopped.set()
-        for loop in self.loops:
-            loop.result()
-
-    def __exit__(self, *failure):
-        self.stopped.set()
-        self.pool.shutdown(wait=True)
 
 
 # Figures, from the history alone

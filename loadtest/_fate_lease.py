@@ -18,8 +18,8 @@ import requests
 
 from deploy import cluster
 from deploy.layout import free_base_port
-from loadtest._split_brain import SITE_ENV, settle, wait
 from loadtest.harness import checkers
+from loadtest.harness.load import SITE_ENV, settle, wait
 from loadtest.harness.verdict import Check
 
 INSTANCES = ["app1", "app2"]

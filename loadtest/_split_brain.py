@@ -23,10 +23,6 @@ committed on the primary): the rejoin throws them away.
 """
 
 import json
-import math
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,18 +31,11 @@ from deploy.layout import free_base_port
 from deploy.processes import DeployError
 from deploy.replication import Topology
 from loadtest import _page as page
-from loadtest._accounts import prepare
 from loadtest._svg import series_chart
-from loadtest.harness import checkers, history, verdict
-from loadtest.harness.client import User
+from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 
-# Every limit as the site ships it: the users exist beforehand (accounts()).
-SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
-TICK = 0.25  # seconds between a user's session writes
-HEARTBEAT_EVERY = 4  # ticks
-LOGIN_EVERY = 8  # ticks: a new user logs in on each side this often
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
 SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
@@ -106,19 +95,6 @@ HYPOTHESIS = [
 ]
 
 
-def accounts(state_dir, sides, *, users, newcomer_seconds):
-    """{side: an iterator of names}, users made beforehand (loadtest/_accounts.py) for each side.
-
-    Enough for `users` users and a newcomer every TICK * LOGIN_EVERY for
-    newcomer_seconds; a side that runs out makes no more newcomers. Made
-    beforehand because every user comes from this machine: signed up over
-    HTTP they would meet the site's per-address sign-up limit.
-    """
-    per_side = users + math.ceil(newcomer_seconds / (TICK * LOGIN_EVERY))
-    names = prepare(per_side * len(sides), state_dir=state_dir)
-    return {side: iter(names[n * per_side:(n + 1) * per_side]) for n, side in enumerate(sides)}
-
-
 def run(name, *, seconds, users_per_side, out, history):
     """Run one scenario into the history: up, load, partition for `seconds`, heal, converge, final reads, down.
 
@@ -129,30 +105,23 @@ def run(name, *, seconds, users_per_side, out, history):
     history.sample(condition="started", parameters={"seconds": seconds, "users": users_per_side})
     state_dir = Path(out) / "clusters" / name
     try:
-        deployed = cluster.up(instances=2, port=free_base_port(), env=SITE_ENV, namespaces=True,
+        deployed = cluster.up(instances=2, port=free_base_port(), env=load.SITE_ENV, namespaces=True,
                               state_dir=state_dir, **chosen.up_options())
         urls = {node: deployed.instance_url(node) for node in SIDES}
-        names = accounts(state_dir, urls, users=users_per_side, newcomer_seconds=seconds + NEWCOMER_SLACK)
-        users = [User(history, node, urls[node], next(names[node])) for node in urls for _ in range(users_per_side)]
-        log_in(users)
-        stop = threading.Event()
+        names = load.accounts(state_dir, urls, users=users_per_side, newcomer_seconds=seconds + NEWCOMER_SLACK)
+        users = load.users(history, urls, names, users_per_side)
         newcomers = []
-        with ThreadPoolExecutor(len(users) + 2) as pool:
-            loops = [pool.submit(user_loop, user, stop) for user in users]
-            loops += [pool.submit(newcomer_loop, history, node, urls[node], stop, newcomers, names[node])
-                      for node in urls]
-            settle(seconds=2)
+        with load.Load(history, users, urls, names, newcomers) as running:
+            load.settle(seconds=2)
             cut = history.fault("partition", {"isolated": chosen.minority, "from": chosen.majority})
             cluster.partition(chosen.minority, chosen.majority, state_dir=state_dir)
             history.took_effect(cut)
             if chosen.store == "postgres":
                 _promote_majority(state_dir, history)
             else:
-                wait(history, "promoted", lambda: _roles(state_dir, history, "redis2", "redis3"), seconds)
-            settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
-            stop.set()
-            for loop in loops:
-                loop.result()
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, "redis2", "redis3"), seconds)
+            load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
+            running.stop()
         if chosen.store == "postgres":
             for user in users:
                 if user.node == MINORITY_INSTANCE:
@@ -165,73 +134,17 @@ def run(name, *, seconds, users_per_side, out, history):
             cluster.kill("pg1", state_dir=state_dir)
             cluster.start("pg1", state_dir=state_dir)
             history.took_effect(rejoin)
-        if wait(history, "converged", lambda: _converged(state_dir, history, chosen), 60) is None:
+        if load.wait(history, "converged", lambda: _converged(state_dir, history, chosen), 60) is None:
             raise RuntimeError("the store did not converge to one primary within 60 s of the heal")
-        final_reads([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
+        load.final_reads([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
     finally:
         cluster.down(state_dir=state_dir)
     return figures(history.events(name), name)
 
 
-def log_in(users):
-    with ThreadPoolExecutor(len(users)) as pool:
-        signed = list(pool.map(lambda u: u.log_in(), users))
-    if not all(signed):
-        raise RuntimeError(f"{signed.count(False)} of {len(users)} users could not log in before the fault")
-
-
-def settle(*, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def user_loop(user, stop):
-    ticks = 0
-    while not stop.is_set():
-        ticks += 1
-        user.write()
-        if ticks % HEARTBEAT_EVERY == 0:
-            user.heartbeat()
-        stop.wait(TICK)
-
-
-def newcomer_loop(history, node, url, stop, newcomers, names):
-    """A new user logs in at this node every LOGIN_EVERY ticks, while names last: logins made during the fault."""
-    for name in names:
-        if stop.wait(TICK * LOGIN_EVERY):
-            return
-        user = User(history, node, url, name)
-        if user.log_in():
-            newcomers.append(user)
-
-
-def final_reads(users, *, through, presence):
-    """Read every user's session back through HAProxy after the heal; and, for presence, who is online."""
-    listed = not presence
-    for user in users:
-        if user.read("final-read", url=through, node="haproxy") is not None and not listed:
-            listed = user.online(through, "haproxy") is not None
-
-
-def wait(history, name, condition, seconds):
-    """When condition() first held, recorded as the sample condition=name; None if not within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return history.sample(condition=name)
-        time.sleep(0.2)
-    return None
-
-
-def roles(state_dir, history):
-    """Each store node's role now, recorded with HAProxy's view and CPU as a sample (harness/observe.py)."""
-    return observe(state_dir, history)
-
-
 def _roles(state_dir, history, *nodes):
     """Whether one of nodes is primary now."""
-    found = roles(state_dir, history)
+    found = observe(state_dir, history)
     return any(found.get(node) == "primary" for node in nodes)
 
 
@@ -247,7 +160,7 @@ def _promote_majority(state_dir, history):
 def _converged(state_dir, history, chosen):
     """Every node of the store up and exactly one primary."""
     followers = {"redis": "replica", "postgres": "standby"}[chosen.store]
-    found = [role for node, role in roles(state_dir, history).items() if not node.startswith("sentinel")]
+    found = [role for node, role in observe(state_dir, history).items() if not node.startswith("sentinel")]
     return found.count("primary") == 1 and found.count(followers) == len(found) - 1
 
 
@@ -384,11 +297,11 @@ def report(out, run, *, finished=None):
                finished=finished, sections=[
                    ("", page.paragraphs(
                        f"The old primary and app1 on the minority side, the rest on the majority side; users pinned "
-                       f"to one side write to their sessions every {TICK:g} s, heartbeat every "
-                       f"{TICK * HEARTBEAT_EVERY:g} s, and a new user logs in on each side every "
-                       f"{TICK * LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five nodes under Sentinel) lost 56 % of "
-                       "acknowledged writes this way. Every figure is computed from history.jsonl (recheck: "
-                       f"python -m loadtest recheck {out}).")),
+                       f"to one side write to their sessions every {load.TICK:g} s, heartbeat every "
+                       f"{load.TICK * load.HEARTBEAT_EVERY:g} s, and a new user logs in on each side every "
+                       f"{load.TICK * load.LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five nodes under "
+                       "Sentinel) lost 56 % of acknowledged writes this way. Every figure is computed from "
+                       f"history.jsonl (recheck: python -m loadtest recheck {out}).")),
                    ("", page.columns_table(COLUMNS, results)),
                    ("Timelines", page.charts(charts.values())),
                ])
