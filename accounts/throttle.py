@@ -76,7 +76,9 @@ def counted_address(request):
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address
-    if parsed.version == 6:
+    if parsed.version == 6 and parsed.ipv4_mapped:
+        return str(parsed.ipv4_mapped)  # an IPv4 client seen by a dual-stack listener: its own address
+    if parsed.version == 6 and not parsed.is_loopback:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return address
 

@@ -33,7 +33,8 @@ def _int_param(request, name, default, low, high):
     return value
 
 
-def _message_input(data):
+def message_input(data):
+    """The text and client_id of a post (HTTP or WebSocket), or ApiError(400) naming what is wrong."""
     text = require_text(data, "text")
     client_id = require_text(data, "client_id", required_because=": a UUID the client chooses for this message")
     if not text.strip():
@@ -68,18 +69,21 @@ def messages(request, room):
 
 
 def _post_message(request, room):
-    text, client_id = _message_input(read_json(request))
+    text, client_id = message_input(read_json(request))
+    message, created = post(room=room, author=request.user, text=text, client_id=client_id)
+    return JsonResponse(message.as_json(), status=201 if created else 200)
+
+
+def post(*, room, author, text, client_id):
+    """services.post_message, its refusals as ApiError: for the HTTP post and the WebSocket's alike."""
     try:
-        message, created = services.post_message(
-            room_slug=room, author=request.user, text=text, client_id=client_id
-        )
+        return services.post_message(room_slug=room, author=author, text=text, client_id=client_id)
     except services.ClientIdConflict:
         raise ApiError(409, f"client_id {client_id} was already used for a different message") from None
     except services.RoomLimitReached as limit:
         raise ApiError(429, str(limit)) from None
     except services.RoomsFull as full:
         raise ApiError(403, str(full)) from None
-    return JsonResponse(message.as_json(), status=201 if created else 200)
 
 
 @api_view("GET", "POST", "DELETE")

@@ -40,6 +40,11 @@ class Message(models.Model):
     # balancer) finds the first copy instead of making a second one.
     client_id = models.UUIDField(unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The id of the room's message before this one (null for the first),
+    # fixed under the room's lock when it is stored (chat/services.py), so
+    # a client that receives a message whose `prev` is not the last id it
+    # holds knows it missed one, and resumes from there.
+    prev = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["room", "id"])]
@@ -52,6 +57,7 @@ class Message(models.Model):
             "text": self.text,
             "client_id": str(self.client_id),
             "created_at": self.created_at.isoformat(),
+            "prev": self.prev,
         }
 
 

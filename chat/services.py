@@ -45,6 +45,9 @@ def post_message(*, room_slug, author, text, client_id):
     insert time while transactions commit in any order: a poll could return
     id 3 while id 2 was still uncommitted, move its cursor to 3 and never see
     2. (SQLite's immediate transactions already serialise every write.)
+    The same lock fixes the message's `prev`, the id of the room's message
+    before it, from the room's mark: the chain of `prev`s is the room's
+    order, so a client can tell a gap in what it received.
     """
     existing = _find(client_id)
     if existing is None:
@@ -55,8 +58,9 @@ def post_message(*, room_slug, author, text, client_id):
                 room = Room.objects.select_for_update(no_key=True).filter(slug=room_slug).first()
                 if room is None:
                     room = _create_room(room_slug, author)
+                # The room's mark, read under its lock, is the message before this one.
                 message = Message.objects.create(
-                    room=room, author=author, text=text, client_id=client_id
+                    room=room, author=author, text=text, client_id=client_id, prev=room.last_message_id or None
                 )
                 Room.objects.filter(pk=room.pk).update(last_message_id=message.id)
             return message, True

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from chat import views
+from chat import floor, views
 
 
 class RoomConverter:
@@ -19,4 +19,6 @@ app_name = "chat"
 urlpatterns = [
     path("", views.rooms, name="rooms"),
     path("rooms/<room:room>/", views.room, name="room"),
+    # Only with BENCH_VIEWS=1 (a 404 otherwise): the benchmark's floor.
+    path("bench/floor/<str:name>", floor.floor, name="bench-floor"),
 ]

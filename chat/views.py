@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.handlers.asgi import ASGIRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -40,6 +41,8 @@ def room(request, room):
                 "username": request.user.get_username(),
                 "heartbeatInterval": settings.PRESENCE_HEARTBEAT_INTERVAL,
                 "loginUrl": f"{reverse(settings.LOGIN_URL)}?next={request.path}",
+                # Under an ASGI server the page tries the WebSocket first (chat/consumers.py).
+                "socket": isinstance(request, ASGIRequest),
             },
         },
     )

@@ -23,9 +23,11 @@ state folder, its keys 0600). etcd's users and passwords would guard only
 keys: a stranger could still grant leases without bound, keep the site's
 alive, list the members, or raise the NOSPACE alarm that stops every
 write; a connection without the certificate does none of these. Every
-member's certificate is also its peer certificate (Raft). The site,
-deploy and anything else of the cluster's (e.g. Patroni's etcd3 section:
-cacert, cert, key) present the one client certificate, `client_tls`.
+member's certificate is also its peer certificate (Raft), and a peer port
+takes only members' (their common name). The site, deploy and anything
+else of the cluster's (e.g. Patroni's etcd3 section: cacert, cert, key)
+present the one client certificate, `client_tls`, which a peer port refuses
+and which serves as no member's.
 """
 
 import json
@@ -67,8 +69,7 @@ def start_members(members, state_dir):
     once a leader is elected."""
     started = []
     try:
-        certificates.issue(members[0]["tls"], {**{m["name"]: [m["host"], m["peer_host"]] for m in members},
-                                               CLIENT: [CLIENTS]})
+        certificates.issue(members[0]["tls"], {m["name"]: [m["host"], m["peer_host"]] for m in members}, [CLIENT])
         for member in members:
             started.append({**member, **start_member(member, state_dir, wait=False)})
         for member in started:
@@ -104,9 +105,10 @@ def start_member(member, state_dir, *, wait=True):
         # etcd's defaults for one data centre: a heartbeat every 100 ms, an
         # election after 1 s without one.
         "--heartbeat-interval", "100", "--election-timeout", "1000",
-        # Only the cluster's certificates, from clients and from peers.
+        # Only the cluster's certificates, from clients and from peers; from peers, only members'.
         "--cert-file", cert, "--key-file", key, "--client-cert-auth", "--trusted-ca-file", ca,
         "--peer-cert-file", cert, "--peer-key-file", key, "--peer-client-cert-auth", "--peer-trusted-ca-file", ca,
+        "--peer-cert-allowed-cn", certificates.MEMBER,
         "--logger", "zap",
         # Not warn: etcd 3.4 warns of every gateway request made with a certificate.
         "--log-level", "error",

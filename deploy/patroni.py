@@ -29,7 +29,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy import etcd
-from deploy.processes import DeployError, port_open, require, run_all, running, spawn, start_time, stop, wait_for
+from deploy.processes import (
+    DeployError,
+    port_open,
+    require,
+    run_all,
+    running,
+    spawn,
+    start_time,
+    stop,
+    wait_for,
+    write_private,
+)
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 from deploy.stores import postgres_bin, postgres_folder, postgres_user
 
@@ -158,25 +169,29 @@ def start_cluster(nodes, state_dir, *, settings=LAB, sync=None):
 def start_node(node, state_dir, *, settings=LAB, sync=None):
     """Start (or start again, with its data) one node's Patroni; return {"folder", "pid", "started"} once its
     REST API answers. A new node gets its folder; PostgreSQL is Patroni's to start."""
+    created = not node["folder"]
     folder = Path(node["folder"] or postgres_folder(node["name"]))
     node = {**node, "folder": str(folder)}
     path = folder / "patroni.json"
     user = postgres_user()
-    # etcd answers only its cluster's certificate, whose files are root's: Patroni (as postgres) gets copies.
-    for name, source in node["etcd_tls"].items():
-        _private_copy(Path(_etcd_tls_copies(folder)[name]), user, Path(source).read_bytes())
-    _private_copy(path, user, json.dumps(config(node, sync=sync, **asdict(settings))).encode())
-    (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(folder)}  # none of our PG* settings
-    log = Path(state_dir) / "logs" / f"{node['name']}.log"
-    record = spawn([require("patroni", "patroni"), str(path)], log_path=log, env=env, cwd=folder, user=user)
+    record = None
     try:
+        # etcd answers only its cluster's certificate, whose files are root's: Patroni (as postgres) gets copies.
+        for name, source in node["etcd_tls"].items():
+            write_private(_etcd_tls_copies(folder)[name], Path(source).read_bytes(), owner=user)
+        write_private(path, json.dumps(config(node, sync=sync, **asdict(settings))), owner=user)
+        (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(folder)}  # none of our PG* settings
+        log = Path(state_dir) / "logs" / f"{node['name']}.log"
+        record = spawn([require("patroni", "patroni"), str(path)], log_path=log, env=env, cwd=folder, user=user)
         wait_for(lambda: port_open(node["api_port"], node["host"]) or not running(record), timeout=60,
                  what=f"{node['name']}'s Patroni on {node['host']}:{node['api_port']}")
         if not running(record):
             raise DeployError(f"{node['name']}'s Patroni exited at start; see its log, logs/{node['name']}.log")
     except BaseException:
-        stop(record, sig=signal.SIGKILL)
+        # A new node's folder holds every password and etcd's client key: it goes with the failed start.
+        run_all([lambda: record and kill_node({**node, **record}),
+                 lambda: created and shutil.rmtree(folder, ignore_errors=True)])
         raise
     return {"folder": str(folder), **record}
 
@@ -184,15 +199,6 @@ def start_node(node, state_dir, *, settings=LAB, sync=None):
 def _etcd_tls_copies(folder):
     """Where a node keeps its copies of etcd's client certificate files, by the names Patroni's etcd3 gives them."""
     return {name: str(Path(folder) / f"etcd-{name}.pem") for name in ("cacert", "cert", "key")}
-
-
-def _private_copy(path, user, content):
-    """Write content to path, 0600, owned by user (None: ours)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(content)
-    if user:
-        shutil.chown(path, user)
 
 
 def _get(node, path, timeout=2):

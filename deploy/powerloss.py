@@ -31,6 +31,7 @@ the loss undid is still seen; a file's page cache is dropped on each open.
 import argparse
 import contextlib
 import os
+import re
 import socketserver
 import subprocess
 import sys
@@ -47,10 +48,11 @@ WHAT = "the power-loss file system"
 
 def mounted(mountpoint):
     """True if something is mounted at `mountpoint` (also a FUSE mount whose process died)."""
-    target = os.path.realpath(mountpoint)
-    with open("/proc/self/mountinfo") as table:
+    target = os.fsencode(os.path.realpath(mountpoint))
+    with open("/proc/self/mountinfo", "rb") as table:
         for line in table:
-            point = line.split()[4].encode().decode("unicode_escape")  # spaces are written as \040
+            # Raw bytes, but for space, tab, newline and backslash, written as \040, \011, \012, \134.
+            point = re.sub(rb"\\([0-7]{3})", lambda escape: bytes([int(escape[1], 8)]), line.split()[4])
             if point == target:
                 return True
     return False
@@ -181,6 +183,9 @@ def serve(backing, mountpoint, *, control):
     server = socketserver.ThreadingUnixStreamServer(str(control), _handler(fs))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    # The kernel has applied the caller's umask to the mode of each create and mkdir: not this process's too.
+    # (After the control socket is made, which the umask keeps to this user.)
+    os.umask(0)
     try:
         mfusepy.FUSE(fs, str(mountpoint), foreground=True, nothreads=True, allow_other=True,
                      default_permissions=True, attr_timeout=0, entry_timeout=0, negative_timeout=0,

@@ -13,7 +13,9 @@ from its creation: the state folder holds SECRET_KEY, the stores'
 passwords, the database and the logs, for the site's user alone.
 """
 
+import errno
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -38,12 +40,24 @@ def require(binary, package):
 PRIVATE_UMASK = 0o077
 
 
-def write_private(path, text):
-    """Write text to path, readable by this user alone from the first byte."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
+def write_private(path, content, *, owner=None):
+    """Write content (text or bytes) to path, 0600, readable by this user (or `owner`) alone from the first byte.
+
+    A symbolic link at path is refused, not followed, and the owner and mode
+    are set on the file opened: in a folder another user owns (a PostgreSQL
+    node's), that user cannot make root write or hand over another file.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DeployError(f"{path} is a symbolic link; not writing through it") from error
+        raise
+    with os.fdopen(descriptor, "wb") as out:
         os.fchmod(descriptor, 0o600)  # the file may be older and readable: truncated, then closed
-        out.write(text)
+        if owner:
+            os.fchown(descriptor, pwd.getpwnam(owner).pw_uid, -1)
+        out.write(content.encode() if isinstance(content, str) else content)
 
 
 def spawn(argv, *, log_path, env=None, cwd=None, user=None):

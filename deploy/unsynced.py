@@ -9,19 +9,22 @@ was made durable, as a disk does after the power comes back. The model:
   data (read your writes). truncate is data too: the backing file keeps its
   old length until fsync. A file's own fsync is the only thing that makes its
   data durable: the kernel's background write-back (about 30 s on Linux)
-  and ext4's data=ordered flushing of other files are not modelled, so the
-  loss is the worst case a real machine allows.
+  and ext4's data=ordered flushing of other files are not modelled, so all
+  of it is lost; never a part of it (some pages and not others), which a
+  real disk's write-back order may leave.
 - Names: create, mkdir, rename, unlink and rmdir happen on the backing
   folder at once but are journalled; the next fsync of any file or
   directory commits every earlier one, as a journalling file system (ext4,
   XFS) commits its running transaction. A power loss undoes the uncommitted
   ones, newest first: a new file never fsynced disappears, a rename or an
   unlink is reversed (an unlinked or overwritten file waits in the trash, a
-  folder beside the backing one, until commit). Redis's AOF rewrite (write
-  a temporary file, fsync it, rename it) thus keeps its rename only once a
-  later fsync, of the folder or of any file, has committed it.
+  folder beside the backing one, until commit; a removed folder comes back
+  with its mode and owner). Redis's AOF rewrite (write a temporary file,
+  fsync it, rename it) thus keeps its rename only once a later fsync, of
+  the folder or of any file, has committed it.
 - Attributes (chmod, chown, times) go to the backing folder at once and
-  are never lost. Hard and symbolic links, device nodes and extended
+  are never lost, where a real machine may lose one its journal has not
+  committed. Hard and symbolic links, device nodes and extended
   attributes are not offered (ENOSYS).
 - A clean unmount syncs everything, as a clean shutdown does.
 
@@ -34,6 +37,7 @@ state the loss left.
 
 import os
 import shutil
+import stat
 import threading
 from pathlib import Path
 
@@ -54,13 +58,17 @@ class Pending:
 
 
 class UnsyncedFS(mfusepy.Operations):
-    """The file system mounted over `backing`, with `trash` (a folder on the same file system) for removed files."""
+    """The file system mounted over `backing`, with `trash` (a folder on the same file system) for removed files.
+
+    A trash folder left by an earlier run is emptied: its files belonged to operations that run never undid,
+    which are thus as good as committed, and its names would collide with this run's.
+    """
 
     use_ns = True
 
     def __init__(self, backing, trash):
         self.backing, self.trash = Path(backing).resolve(), Path(trash).resolve()
-        self.trash.mkdir(exist_ok=True)
+        self._empty_trash()
         self._mutex = threading.Lock()
         self.pending = {}  # path (as FUSE gives it) -> Pending
         self.journal = []  # uncommitted namespace operations, oldest first
@@ -95,6 +103,19 @@ class UnsyncedFS(mfusepy.Operations):
         if os.geteuid() == 0:
             uid, gid, _ = mfusepy.fuse_get_context()
             os.lchown(real, uid, gid)
+
+    @staticmethod
+    def _folder(real):
+        """What undoing the removal of folder `real` restores: its mode and owner."""
+        st = os.lstat(real)
+        return st.st_mode, st.st_uid, st.st_gid
+
+    @staticmethod
+    def _restore_folder(real, folder):
+        mode, uid, gid = folder
+        os.mkdir(real)
+        os.lchown(real, uid, gid)
+        os.chmod(real, stat.S_IMODE(mode))  # after lchown, which clears set-user/group-ID bits
 
     def _trash_path(self):
         self._trashed += 1
@@ -187,8 +208,11 @@ class UnsyncedFS(mfusepy.Operations):
         """Make every journalled namespace operation durable, and empty the trash."""
         if self.journal:
             self.journal.clear()
-            shutil.rmtree(self.trash)
-            self.trash.mkdir()
+            self._empty_trash()
+
+    def _empty_trash(self):
+        shutil.rmtree(self.trash, ignore_errors=True)
+        self.trash.mkdir(mode=0o700)
 
     def destroy(self, path):
         """The clean unmount: sync everything."""
@@ -237,24 +261,24 @@ class UnsyncedFS(mfusepy.Operations):
     def rmdir(self, path):
         with self._mutex:
             real = self._real(path)
-            mode = os.lstat(real).st_mode
+            folder = self._folder(real)
             os.rmdir(real)
-            self.journal.append(("rmdir", path, mode))
+            self.journal.append(("rmdir", path, folder))
 
     def rename(self, old, new):
         with self._mutex:
             source, target = self._real(old), self._real(new)
-            replaced = None  # what the target was: None, "folder", or the trash path of its file
+            replaced = None  # what the target was: None, a folder's (mode, uid, gid), or the trash path of its file
             if os.path.lexists(target):
                 if os.path.isdir(target):
-                    replaced = "folder"
+                    replaced = self._folder(target)
                 else:
                     replaced = self._trash_path()
                     os.link(target, replaced)
             try:
                 os.rename(source, target)
             except OSError:
-                if replaced not in (None, "folder"):
+                if isinstance(replaced, str):
                     os.unlink(replaced)
                 raise
             self.journal.append(("rename", old, new, replaced))
@@ -289,8 +313,7 @@ class UnsyncedFS(mfusepy.Operations):
                 except OSError as error:
                     lost["not_undone"].append(f"{entry[0]} {entry[1]}: {error.strerror}")
             self.journal.clear()
-            shutil.rmtree(self.trash)
-            self.trash.mkdir()
+            self._empty_trash()
             return lost
 
     def _undo(self, op, path, *args):
@@ -302,12 +325,12 @@ class UnsyncedFS(mfusepy.Operations):
         elif op == "unlink":
             os.rename(args[0], real)
         elif op == "rmdir":
-            os.mkdir(real, args[0])
+            self._restore_folder(real, args[0])
         elif op == "rename":
             new, replaced = self._real(args[0]), args[1]
             os.rename(new, real)
-            if replaced == "folder":
-                os.mkdir(new)
+            if isinstance(replaced, tuple):
+                self._restore_folder(new, replaced)
             elif replaced:
                 os.rename(replaced, new)
 

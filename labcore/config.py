@@ -4,8 +4,20 @@ A pure function of its arguments, so the tests switch stores the same way
 settings.py does. Everything it knows about a store comes from the registry.
 """
 
+from urllib.parse import urlsplit
+
+from channels_redis.core import RedisChannelLayer
+
 from labcore import registry
-from labcore.connections import RedisTarget, memcached_cache, memory_cache, redis_cache, redis_cluster_cache
+from labcore.connections import (
+    RedisTarget,
+    memcached_cache,
+    memory_cache,
+    redis_cache,
+    redis_cluster_cache,
+    stock_django_redis_cache,
+    stock_redis_cache,
+)
 
 
 def store_settings(*, session_store, presence_store, redis_url, memcached_url, state_dir, timeout,
@@ -37,12 +49,17 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
             session_engine.rsplit(".", 1)[-1], session_engine)
     else:
         session = registry.session_store(session_store)
+        if session.comparison and (redis_target.sentinels or redis_target.cluster_nodes):
+            raise registry.ConfigError(f"SESSION_STORE={session.name} is for comparison on one Redis: "
+                                       f"not under Sentinel or in a cluster")
     presence = registry.presence_store(presence_store)
     servers = registry.servers_of(session, presence)
     caches = {
         registry.MEMORY: memory_cache,
         "redis": lambda name: (redis_cluster_cache if redis_target.cluster_nodes else redis_cache)(redis_target),
         "memcached": lambda name: memcached_cache(memcached_url, timeout),
+        "redis_stock": lambda name: stock_redis_cache(redis_target),
+        "django_redis_stock": lambda name: stock_django_redis_cache(redis_target),
     }
     shared = registry.shared_cache_kind(servers)
     return {
@@ -62,3 +79,47 @@ def store_settings(*, session_store, presence_store, redis_url, memcached_url, s
         "REDIS_TARGET": redis_target,
         "SERVERS": servers,
     }
+
+
+CHANNEL_LAYERS = ("memory", "redis")
+
+
+def channel_layer_settings(kind, *, presence_store, redis_target, socket_expiry):
+    """Return CHANNEL_LAYER and CHANNEL_LAYERS for Django Channels (the chat's WebSocket, chat/consumers.py).
+
+    `kind` is `memory` (each process reaches only its own sockets), `redis`
+    (every instance's, through the same Redis, or Sentinel, as the site's
+    other Redis users) or empty: `redis` when presence is in Redis,
+    `memory` otherwise. `socket_expiry` (seconds) is how long a socket's
+    group membership lasts without a refresh (channels-redis's default is
+    a day; chat/consumers.py refreshes it). ConfigError for another kind, and for Redis Cluster,
+    which channels-redis cannot use.
+    """
+    kind = kind or ("redis" if registry.presence_store(presence_store).name == "redis" else "memory")
+    if kind not in CHANNEL_LAYERS:
+        raise registry.ConfigError(f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYERS)}, not {kind!r}")
+    if kind == "memory":
+        return {"CHANNEL_LAYER": kind, "CHANNEL_LAYERS": {"default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"group_expiry": socket_expiry}}}}
+    if redis_target.cluster_nodes:
+        raise registry.ConfigError("CHANNEL_LAYER=redis cannot use Redis Cluster (REDIS_CLUSTER_NODES): "
+                                   "channels-redis speaks to one Redis or to Sentinel; use CHANNEL_LAYER=memory, "
+                                   "or a Redis without cluster")
+    return {"CHANNEL_LAYER": kind, "CHANNEL_LAYERS": {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_layer_host(redis_target)], "group_expiry": socket_expiry}}}}
+
+
+def redis_layer_host(target):
+    """channels-redis's description of the Redis in target: its URL, or its Sentinels and service."""
+    # The layer's receive blocks on Redis (BZPOPMIN) for its brpop_timeout by design: a read may take
+    # that long plus the usual STORE_TIMEOUT (redis-py's own default, 5 s, races with it).
+    options = {"socket_connect_timeout": target.timeout,
+               "socket_timeout": RedisChannelLayer.brpop_timeout + target.timeout}
+    if not target.sentinels:
+        return {"address": target.url, **options}
+    parts = urlsplit(target.url)
+    sentinel_options = {"password": target.password} if target.password else {}
+    return {"sentinels": list(target.sentinels), "master_name": target.service, "sentinel_kwargs": sentinel_options,
+            "db": int(parts.path.strip("/") or 0), "password": parts.password, "username": parts.username,
+            **options}

@@ -252,6 +252,31 @@ def redis_cache(target):
     }
 
 
+def stock_redis_cache(target):
+    """Django's built-in Redis cache as its documentation sets it up: its own pool, for comparison only.
+
+    JSON values, as in every cache of the lab (a pickle read from a shared
+    store runs whatever was written there), and the lab's socket timeout,
+    so a dead Redis cannot hang a benchmark.
+    """
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": target.url,
+        "OPTIONS": {"serializer": "labcore.clustercache.JSONSerializer", "socket_timeout": target.timeout,
+                    "socket_connect_timeout": target.timeout},
+    }
+
+
+def stock_django_redis_cache(target):
+    """django-redis as its documentation sets it up: its own pool, its JSON serializer; for comparison only."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": target.url,
+        "OPTIONS": {"SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+                    "SOCKET_TIMEOUT": target.timeout, "SOCKET_CONNECT_TIMEOUT": target.timeout},
+    }
+
+
 def redis_cluster_cache(target):
     """A Django cache on Redis Cluster: Django's own Redis cache, with a cluster client (labcore/clustercache.py)."""
     return {

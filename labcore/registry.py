@@ -39,6 +39,13 @@ class SessionStore:
     # `bench`'s target for the store: through HAProxy, at least this fraction
     # of the first store's (memory's) poll mix throughput in every round (0: none).
     bench_target: float = 0.0
+    # Django's own engine on a stock cache, only for the benchmark to compare
+    # ours with: none of the lab's guarantees (a store outage reads as an
+    # empty session, a silent logout; no breaker, no REDIS_SYNC, one Redis
+    # only). Such a row is in COMPARISON_SESSION_STORES, never in
+    # SESSION_STORES, which the tests, experiments and deploy's --sessions
+    # iterate; SESSION_STORE selects it all the same.
+    comparison: bool = False
     summary: str = ""
 
 
@@ -63,6 +70,7 @@ class Database:
 
 
 SESSION_STORES = {}
+COMPARISON_SESSION_STORES = {}
 PRESENCE_STORES = {}
 DATABASES = {}
 _TABLES = {SessionStore: SESSION_STORES, PresenceStore: PRESENCE_STORES, Database: DATABASES}
@@ -70,7 +78,8 @@ _TABLES = {SessionStore: SESSION_STORES, PresenceStore: PRESENCE_STORES, Databas
 
 def register(row):
     """Add a row to its table (the built-in rows below, or a test's own)."""
-    _TABLES[type(row)][row.name] = row
+    table = COMPARISON_SESSION_STORES if getattr(row, "comparison", False) else _TABLES[type(row)]
+    table[row.name] = row
     return row
 
 
@@ -92,6 +101,15 @@ for _row in (
                  summary="etcd, a majority store: every write on a majority of its members (Raft)"),
     SessionStore("signed_cookies", "labcore.sessions.signed_cookies", revokes_at_logout=False,
                  summary="the state rides in the cookie: nothing to lose, nothing to revoke"),
+    SessionStore("stock_cache_redis", "django.contrib.sessions.backends.cache", servers=("redis",),
+                 cache="redis_stock", comparison=True, experiment=(),
+                 summary="comparison only: Django's cache engine on Django's built-in RedisCache"),
+    SessionStore("stock_cache_django_redis", "django.contrib.sessions.backends.cache", servers=("redis",),
+                 cache="django_redis_stock", comparison=True, experiment=(),
+                 summary="comparison only: Django's cache engine on django-redis"),
+    SessionStore("stock_cached_db", "django.contrib.sessions.backends.cached_db", servers=("redis",),
+                 cache="redis_stock", comparison=True, experiment=(),
+                 summary="comparison only: Django's cached_db engine, with Django's built-in RedisCache in front"),
     PresenceStore("memory", "chat.presence.memory.MemoryPresence", per_instance=True,
                   summary="a dict in the process: each instance sees its own heartbeats"),
     PresenceStore("redis", "chat.presence.redis.RedisPresence", servers=("redis",),
@@ -113,7 +131,7 @@ def _lookup(table, name, what):
 
 
 def session_store(name):
-    return _lookup(SESSION_STORES, name, "SESSION_STORE")
+    return _lookup({**SESSION_STORES, **COMPARISON_SESSION_STORES}, name, "SESSION_STORE")
 
 
 def presence_store(name):

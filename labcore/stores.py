@@ -64,6 +64,9 @@ class Breaker:
         breaker stays open for the others, for one more interval, in case
         that call hangs too.
         """
+        if self._open_until is None:
+            # Closed, the usual case: one read of one attribute, atomic without the lock.
+            return
         with self._lock:
             if self._open_until is None:
                 return
@@ -75,6 +78,10 @@ class Breaker:
             self._open_until = now + interval
 
     def succeeded(self):
+        # Closed already, the usual case: nothing to write. A failure recorded
+        # meanwhile stays recorded, as if this call had closed it just before.
+        if self._open_until is None:
+            return
         with self._lock:
             self._open_until = None
 
@@ -90,6 +97,9 @@ _breakers_lock = threading.Lock()
 
 def breaker(store, part=None):
     """Return this process's breaker for store (or for one shard of it)."""
+    found = _breakers.get((store, part))  # a dict read is atomic: the lock is for making one
+    if found is not None:
+        return found
     with _breakers_lock:
         if (store, part) not in _breakers:
             _breakers[store, part] = Breaker(store, part)
@@ -100,6 +110,18 @@ def reset_breakers():
     """Close every breaker: the stores were replaced (the tests do that)."""
     with _breakers_lock:
         _breakers.clear()
+
+
+def _refusal(exc):
+    """What to tell the client when a healthy store refused the call, or None when the store failed.
+
+    With --redis-sync the primary refuses every write (NOREPLICAS) while
+    fewer replicas than required are in step: a presence heartbeat or a
+    throttle counter must fail then, but the store still serves reads.
+    """
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOREPLICAS"):
+        return "the primary takes no writes while fewer replicas than required are in step"
+    return None
 
 
 @contextmanager
@@ -126,6 +148,12 @@ def store_errors(store, expected=(), part=None):
         raise
     except Exception as exc:
         failure = (f"shard {part}: " if part else "") + f"{type(exc).__name__}: {exc}"
+        refusal = _refusal(exc)
+        if refusal:
+            # A healthy store said no: an answer, which fails this call and leaves the breaker closed.
+            if guard:
+                guard.succeeded()
+            raise StoreUnavailable(store, failure, public=refusal) from exc
         if guard:
             guard.failed(failure, interval)
         raise StoreUnavailable(store, failure) from exc

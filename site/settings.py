@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from labcore.config import store_settings
+from labcore.config import channel_layer_settings, store_settings
 from labcore.connections import parse_addresses, parse_primary_cache, with_password
 from labcore.etcd import parse_etcd_endpoints, parse_etcd_tls
 from labcore.proxy import trusted_networks
@@ -241,6 +241,29 @@ globals().update(STORES)
 # missing later is a 503 (labcore/sessions/file.py).
 Path(STORES["SESSION_FILE_PATH"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 
+# WEBSOCKETS (chat/consumers.py, served by an ASGI server: site/asgi.py)
+# CHANNEL_LAYER: `memory` (each instance reaches only its own sockets) or
+# `redis` (every instance's, through REDIS_URL or its Sentinels); by default
+# `redis` when presence is in Redis, `memory` otherwise. Redis Cluster is
+# refused. See docs/design/websockets.md.
+# https://channels.readthedocs.io/en/latest/topics/channel_layers.html
+# SOCKET_EXPIRY: how long a socket's group membership (Redis layer) and its
+# presence entry last without a refresh; each open socket refreshes both
+# every third of it, so a killed instance's sockets leave their rooms and
+# the online list within it. channels-redis's own default is a day.
+SOCKET_EXPIRY = int(env_float("SOCKET_EXPIRY", 30))
+try:
+    globals().update(channel_layer_settings(os.environ.get("CHANNEL_LAYER", ""),
+                                            presence_store=STORES["PRESENCE_STORE"],
+                                            redis_target=STORES["REDIS_TARGET"], socket_expiry=SOCKET_EXPIRY))
+except ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# The ASGI application's WebSocket routes and the middleware that checks their
+# handshake's Origin and login, by name: the shell imports no app.
+WEBSOCKET_ROUTES = "chat.routing"
+WEBSOCKET_MIDDLEWARE = "accounts.sockets.SocketAuthMiddleware"
+ASGI_APPLICATION = "labsite.asgi.application"
+
 # SESSIONS AND AUTHENTICATION
 
 SESSION_COOKIE_HTTPONLY = True
@@ -372,6 +395,14 @@ ROLLUP_MAX_ROOMS = int(env_float("ROLLUP_MAX_ROOMS", 1000))
 ROOM_CREATION_LIMIT = int(env_float("ROOM_CREATION_LIMIT", 10))
 ROOM_CREATION_WINDOW = env_float("ROOM_CREATION_WINDOW", 3600)
 ROOM_LIMIT = int(env_float("ROOM_LIMIT", 10_000))
+
+# BENCHMARK
+# BENCH_VIEWS=1 serves /bench/floor/<poll|heartbeat|me> (chat/floor.py): the
+# poll mix's store round trips without our code around them, for
+# `python -m loadtest bench`. It writes a fixed key in the stores: off on a
+# site in use.
+
+BENCH_VIEWS = env_bool("BENCH_VIEWS", False)
 
 # STATIC FILES
 # WhiteNoise serves them from the app folders, so no collectstatic step.

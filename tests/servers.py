@@ -7,8 +7,11 @@ private socket (memcached), as in a cluster: `url` is what the site is given.
 import shutil
 import signal
 import tempfile
+import types
+from contextlib import contextmanager
+from pathlib import Path
 
-from deploy import etcd, stores
+from deploy import etcd, rediscluster, stores
 from deploy.layout import free_port
 from deploy.processes import signal_group, stop
 
@@ -57,6 +60,22 @@ def redis_server():
 
 def memcached_server():
     return Server("memcached", stores.start_memcached)
+
+
+@contextmanager
+def one_node_redis_cluster():
+    """A one-node Redis Cluster serving every slot: a client's calls are the same on any number of shards."""
+    folder = Path(tempfile.mkdtemp(prefix="lab-test-rediscluster-"))
+    try:
+        place = types.SimpleNamespace(path=folder, durable=False)
+        node = rediscluster.start_node(place, "redis1", free_port(), free_port(), password="cluster-test-password")
+        try:
+            rediscluster.form([node], shards=1)
+            yield node
+        finally:
+            stop(node)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def postgres_server():

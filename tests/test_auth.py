@@ -183,6 +183,11 @@ def test_an_ipv6_client_counts_by_its_64_whichever_address_it_picks(redis_stores
                for n in range(6)]
     assert answers == [401] * 4 + [429] * 2
     assert get_token(Client(REMOTE_ADDR="2001:db8:1:3::1")).status_code == 200
+    # IPv4 clients seen through a dual-stack listener, and loopback, are each their own address, not one ::/64.
+    mapped = Client(REMOTE_ADDR="::ffff:192.0.2.7")
+    assert [get_token(mapped, username=f"user{n}", password="guess").status_code for n in range(5)] == [401] * 4 + [429]
+    for address in ("::ffff:192.0.2.8", "::1"):
+        assert get_token(Client(REMOTE_ADDR=address)).status_code == 200
 
 
 def test_the_address_limit_counts_failures_not_logins(redis_stores, django_user_model, settings):

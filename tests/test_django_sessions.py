@@ -10,9 +10,7 @@ memcached or etcd behind it. DECLINED lists the tests the lab declines by
 design, each with the reason; they are skipped with it.
 """
 
-import shutil
 import sys
-import tempfile
 import types
 import unittest
 from pathlib import Path
@@ -23,12 +21,10 @@ from django.conf import settings
 from django.test import SimpleTestCase, modify_settings, override_settings
 from django.utils.module_loading import import_module
 
-from deploy import rediscluster, stores
-from deploy.layout import free_port
-from deploy.processes import stop
+from deploy import stores
 from labcore import registry
 from labcore.config import store_settings
-from tests.servers import EtcdCluster
+from tests.servers import EtcdCluster, one_node_redis_cluster
 
 DJANGO_TESTS = Path(sys.prefix) / "django-tests" / django.__version__
 if not (DJANGO_TESTS / "sessions_tests" / "tests.py").is_file():
@@ -115,16 +111,8 @@ def etcd():
 
 @pytest.fixture(scope="module")
 def redis_cluster():
-    """A one-node Redis Cluster serving every slot (the engine's calls are the same on any number of shards)."""
-    folder = Path(tempfile.mkdtemp(prefix="lab-test-rediscluster-"))
-    place = types.SimpleNamespace(path=folder, durable=False)
-    node = rediscluster.start_node(place, "redis1", free_port(), free_port(), password="cluster-test-password")
-    try:
-        rediscluster.form([node], shards=1)
+    with one_node_redis_cluster() as node:
         yield node
-    finally:
-        stop(node)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="class", autouse=True)

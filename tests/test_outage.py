@@ -216,6 +216,8 @@ def test_a_503_names_the_store_and_a_request_id_and_the_detail_only_in_the_log(f
               for record in caplog.records if record.name == "labcore.errors"}
     for request_id in ids:
         assert any(text in logged[request_id] for text in internals), logged[request_id]
+
+
 def test_cached_db_never_reads_an_older_copy_than_it_acknowledged(own_stores):
     client = own_stores("cached_db", presence_store="memory")
     key = client.cookies["sessionid"].value

@@ -1,17 +1,21 @@
-"""PostgreSQL under Patroni (deploy/patroni.py): real etcd (one member, with its login), real Patroni and PostgreSQL.
+"""PostgreSQL under Patroni (deploy/patroni.py): real etcd (one member, which takes only its cluster's
+certificate), real Patroni and PostgreSQL.
 
 Two nodes, a primary and one synchronous standby ("FIRST 1"). A client
 holds one libpq conninfo naming both nodes with
 target_session_attrs=read-write, as the site's instances will: it reaches
 whichever node is the primary, before and after a failover.
 
-The tests share one cluster, in this order: bootstrap, PostgreSQL killed
-alone, the primary's node killed. Most of their time is the failover's
+The tests share one cluster, in this order: bootstrap, a new node's failed
+starts, PostgreSQL killed alone, the primary's node killed. Most of their time is the failover's
 wait for the dead leader's key to expire (ttl).
 """
 
+import glob
 import os
+import secrets
 import shutil
+import socket
 import tempfile
 import time
 
@@ -21,6 +25,7 @@ import pytest
 from deploy import patroni
 from deploy.layout import free_port
 from deploy.processes import DeployError, run_all, running, wait_for
+from deploy.stores import postgres_folder
 from tests.servers import EtcdCluster
 
 # A failover takes at most ttl (the dead leader's key expires) + loop_wait (a standby's next look) + the
@@ -93,6 +98,41 @@ def test_bootstrap_one_primary_one_replica_and_writes_reach_the_primary(cluster)
     assert patroni.role({**first, "api_port": free_port()}) == "down"
     assert patroni.settings(first) == {"ttl": 20, "loop_wait": 2, "retry_timeout": 5}
     assert write(cluster, "bootstrap") == first["port"]
+
+
+@pytest.fixture
+def doomed(cluster):
+    """A new node of the cluster whose Patroni exits at start: its REST API's port is bound, not listening."""
+    with socket.socket() as taken:
+        taken.bind((cluster[0]["host"], 0))
+        yield {**cluster[0], "name": f"pgfailed{secrets.token_hex(4)}", "port": free_port(),
+               "api_port": taken.getsockname()[1], "folder": None}
+
+
+def test_a_failed_start_leaves_no_folder(doomed, tmp_path):
+    pattern = f"/var/tmp/stateful-lab-{doomed['name']}-*"
+    try:
+        with pytest.raises(DeployError, match="exited at start"):
+            patroni.start_node(doomed, tmp_path, sync=1)
+        assert glob.glob(pattern) == [], "the new node's folder holds every password and etcd's client key"
+    finally:
+        run_all([lambda folder=folder: shutil.rmtree(folder) for folder in glob.glob(pattern)])
+
+
+def test_a_link_planted_in_a_nodes_folder_is_not_followed(doomed, tmp_path):
+    """The folder is `postgres`'s: a link it plants there must not make root write, or hand it, another file."""
+    target = tmp_path / "root's"
+    target.write_text("root's own")
+    folder = postgres_folder(doomed["name"])
+    try:
+        for name in ("patroni.json", "etcd-key.pem"):
+            (folder / name).symlink_to(target)
+        with pytest.raises(DeployError) as refused:
+            patroni.start_node({**doomed, "folder": str(folder)}, tmp_path, sync=1)
+        assert (target.read_text(), target.stat().st_uid) == ("root's own", 0)
+        assert "symbolic link" in str(refused.value)
+    finally:
+        shutil.rmtree(folder)
 
 
 def try_write(nodes, value):

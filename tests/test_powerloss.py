@@ -9,6 +9,7 @@ Mounting needs root and /dev/fuse.
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -24,24 +25,31 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fu
 
 
 class Disk:
-    def __init__(self, folder, record):
-        self.folder, self.record = folder, record
-        self.mount, self.backing = Path(record["mountpoint"]), Path(record["backing"])
+    def __init__(self, folder):
+        self.folder, self.record = folder, None
+        self.mount, self.backing = Path(folder) / "data", Path(folder) / "disk"
+
+    def start(self):
+        self.record = powerloss.mount(self.backing, self.mount, control=f"{self.folder}/control",
+                                      log_path=f"{self.folder}/powerloss.log")
+
+    def stop(self):
+        record, self.record = self.record, None
+        powerloss.unmount(record)
 
 
 @pytest.fixture
 def disk():
     folder = tempfile.mkdtemp(prefix="lab-test-powerloss-")  # short: a UNIX socket's path has at most 107 bytes
-    record = None
+    disk = Disk(folder)
     try:
-        record = powerloss.mount(f"{folder}/disk", f"{folder}/data", control=f"{folder}/control",
-                                 log_path=f"{folder}/powerloss.log")
-        yield Disk(folder, record)
+        disk.start()
+        yield disk
     finally:
-        if record:
-            powerloss.unmount(record)
+        if disk.record:
+            disk.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    assert not powerloss.mounted(f"{folder}/data")
+    assert not powerloss.mounted(disk.mount)
 
 
 def write(path, data, *, sync, mode="wb"):
@@ -133,7 +141,7 @@ def test_unlink_and_mkdir_are_undone_and_a_clean_unmount_keeps_everything(disk):
     assert (disk.mount / "file").read_bytes() == b"synced"
 
     write(disk.mount / "file", b" and more", sync=False, mode="ab")
-    powerloss.unmount(disk.record)  # a clean shutdown syncs
+    disk.stop()  # a clean shutdown syncs
     assert not powerloss.mounted(disk.mount)
     assert (disk.backing / "file").read_bytes() == b"synced and more"
 
@@ -143,8 +151,64 @@ def test_unmount_cleans_up_after_the_file_system_process_died(disk):
     assert powerloss.mounted(disk.mount)  # a dead FUSE mount stays, every access failing
     with pytest.raises(OSError):
         os.listdir(disk.mount)
-    powerloss.unmount(disk.record)
+    disk.stop()
     assert not powerloss.mounted(disk.mount)
+
+
+def test_new_files_and_folders_have_the_mode_asked_for(disk):
+    """The kernel applies the caller's umask; the file system applies none of its own."""
+    old = os.umask(0o022)
+    try:
+        os.close(os.open(disk.mount / "file", os.O_CREAT | os.O_WRONLY, 0o666))
+        os.mkdir(disk.mount / "folder", 0o777)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((disk.mount / "file").stat().st_mode) == 0o644
+    assert stat.S_IMODE((disk.mount / "folder").stat().st_mode) == 0o755
+
+
+def test_a_trash_left_by_an_earlier_run_is_emptied(disk):
+    write(disk.mount / "data", b"old", sync=True)
+    write(disk.mount / "data.tmp", b"new", sync=True)
+    disk.stop()
+    (powerloss.trash_of(disk.backing) / "1").write_bytes(b"left by a run that died")
+    disk.start()
+    os.rename(disk.mount / "data.tmp", disk.mount / "data")  # the old file goes to the trash
+    assert (disk.mount / "data").read_bytes() == b"new"
+    powerloss.power_loss(disk.record)
+    assert (disk.mount / "data").read_bytes() == b"old"
+
+
+def test_a_removed_folder_comes_back_with_its_owner_and_mode(disk):
+    for name in ("removed", "replaced"):
+        os.mkdir(disk.mount / name)
+        os.chown(disk.mount / name, 65534, 65534)
+        os.chmod(disk.mount / name, 0o750)
+    os.mkdir(disk.mount / "new")
+    sync_folder(disk.mount)
+    os.rmdir(disk.mount / "removed")
+    os.rename(disk.mount / "new", disk.mount / "replaced")
+
+    assert powerloss.power_loss(disk.record)["not_undone"] == []
+    for name in ("removed", "replaced"):
+        st = (disk.mount / name).stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o750), name
+
+
+def test_a_mount_point_with_a_space_and_a_non_ascii_letter_is_seen():
+    folder = tempfile.mkdtemp(prefix="lab-test-powerloss-")
+    mountpoint = f"{folder}/dåta 1"
+    record = None
+    try:
+        record = powerloss.mount(f"{folder}/disk", mountpoint, control=f"{folder}/control",
+                                 log_path=f"{folder}/powerloss.log")
+        assert powerloss.mounted(mountpoint)
+        assert not powerloss.mounted(f"{folder}/data 1")
+    finally:
+        if record:
+            powerloss.unmount(record)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert not powerloss.mounted(mountpoint)
 
 
 # A real Redis with its data folder on the mount.
@@ -171,8 +235,8 @@ class Redis:
 def _loaded(client):
     try:
         info = client.info("persistence")
-    except redis.BusyLoadingError:
-        return False
+    except (redis.BusyLoadingError, redis.ConnectionError):
+        return False  # still loading, or not listening yet
     return not (info["loading"] or info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
 
 

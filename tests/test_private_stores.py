@@ -5,6 +5,7 @@ sessions, durable commits, and process records that cannot name a stranger; etcd
 import base64
 import os
 import pickle
+import shutil
 import signal
 import socket
 import stat
@@ -23,7 +24,7 @@ from django.test import Client
 from django.utils.module_loading import import_module
 from pymemcache.client.base import Client as MemcachedClient
 
-from deploy import certificates, layout
+from deploy import certificates, etcd, layout
 from deploy.processes import alive, running, start_time, stop
 from labcore import registry
 from labcore.config import store_settings
@@ -138,7 +139,7 @@ def test_etcd_answers_only_its_own_certificate_and_keeps_no_usable_session_key(e
                               "alarm": "NOSPACE"},
     }
     ca = etcd_sessions.settings["ETCD_CA"]
-    stranger = certificates.issue(tmp_path / "stranger", {"client": ["127.0.0.1"]})  # another authority's
+    stranger = certificates.issue(tmp_path / "stranger", {}, ["client"])  # another authority's
     ways = {"https without a certificate": {"verify": ca},
             "https with another authority's certificate": {"verify": ca, "cert": (str(stranger / "client.pem"),
                                                                                    str(stranger / "client-key.pem"))},
@@ -162,6 +163,23 @@ def test_etcd_answers_only_its_own_certificate_and_keeps_no_usable_session_key(e
     replay = Client()
     replay.cookies["sessionid"] = stored_name.removeprefix("sessions/")
     assert replay.get("/api/me").status_code == 401
+
+
+def test_etcd_client_certificate_is_no_peer_and_no_member(etcd_alone):
+    """The client certificate (the site's; every Patroni node holds a copy) opens no Raft connection on a peer
+    port, and serves as no member's: it is a client's alone. A member's own certificate does both."""
+    member = etcd_alone.members[0]
+    files = etcd.client_tls(member)
+    own = (str(Path(member["tls"]) / f"{member['name']}.pem"), str(Path(member["tls"]) / f"{member['name']}-key.pem"))
+    peers = f"https://{member['peer_host']}:{member['peer_port']}/members"
+    assert [_answered(peers, verify=files["cacert"], cert=(files["cert"], files["key"])),
+            _answered(peers, verify=files["cacert"], cert=own)] == [None, 200]
+
+    def serves(cert, address):
+        return subprocess.run([shutil.which("openssl"), "verify", "-CAfile", files["cacert"], "-purpose", "sslserver",
+                               "-verify_ip", address, cert], capture_output=True, check=False).returncode == 0
+
+    assert [serves(files["cert"], member["host"]), serves(own[0], member["host"])] == [False, True]
 
 
 # Nothing unpickled

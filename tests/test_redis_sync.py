@@ -11,13 +11,16 @@ from functools import partial
 
 import pytest
 import redis
+from django.core.cache import caches
 from django.test import Client
 
 from deploy import rediscluster, stores
 from deploy.layout import free_port
-from deploy.processes import signal_group, stop, wait_for
+from deploy.processes import run_all, signal_group, stop, wait_for
 from labcore.config import store_settings
 from labcore.registry import ConfigError
+from labcore.sessions.redis import confirmed
+from labcore.stores import StoreUnavailable, redis_client, store_errors
 from tests.conftest import use_stores
 from tests.servers import Server
 
@@ -136,6 +139,10 @@ def test_a_shortfall_fails_its_own_write_and_leaves_the_others_reading(pair, set
         assert_refused_by_replication(ada.post("/api/session-counter", {"counter": 2},
                                                content_type="application/json"))
         assert bob.get("/api/me").status_code == 200
+        # Any other write (a heartbeat, a throttle counter) is refused too, and leaves the breaker closed.
+        with pytest.raises(StoreUnavailable, match="NOREPLICAS"), store_errors("redis"):
+            redis_client().set("heartbeat", 1)
+        assert bob.get("/api/me").status_code == 200
     finally:
         pair.replica.resume()
     written = lambda: ada.post("/api/session-counter", {"counter": 3}, content_type="application/json")  # noqa: E731
@@ -160,8 +167,7 @@ def shard(settings, tmp_path, db, django_user_model, memcached_service):
         django_user_model.objects.create_user("ada", password=PASSWORD)
         yield nodes
     finally:
-        for record in nodes:
-            stop(record)
+        run_all([partial(stop, record) for record in nodes])
 
 
 def test_in_redis_cluster_a_logout_its_shards_replica_did_not_confirm_is_refused(shard):
@@ -181,6 +187,21 @@ def test_in_redis_cluster_a_logout_its_shards_replica_did_not_confirm_is_refused
     wait_for(lambda: logged_in().status_code == 302, timeout=30, what="the replica to confirm a login again")
     assert ada.post("/accounts/logout/").status_code == 302
     assert ada.get("/api/me").status_code == 401
+
+
+def test_in_redis_cluster_a_confirmed_write_follows_its_slot_to_a_new_primary(shard):
+    ada = Client()
+    assert ada.post("/accounts/login/", {"username": "ada", "password": PASSWORD}).status_code == 302
+    old, new = (redis.Redis(port=record["port"], password=record["password"]) for record in shard)
+    new.execute_command("CLUSTER", "FAILOVER")  # coordinated: the replica takes over with every write
+    wait_for(lambda: new.info("replication")["role"] == "master" and
+             old.info("replication").get("master_link_status") == "up", timeout=60,
+             what="the replica to take the slot over, and the old primary to follow it")
+    # The site's slot map still names the old primary, which answers MOVED: a write with no read before it.
+    assert confirmed(caches["sessions"], "set", "probe", "1")
+    written = ada.post("/api/session-counter", {"counter": 7}, content_type="application/json")
+    assert written.status_code == 200, written.content[:300]
+    assert ada.get("/api/session-counter").json()["counter"] == 7
 
 
 @pytest.mark.parametrize("timeouts", [(0.5, 0.5), (0.5, 0)])

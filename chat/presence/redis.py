@@ -108,6 +108,13 @@ expire()
 return view(ARGV[4], tonumber(ARGV[3]))
 """
 
+# In a cluster, the user's set of rooms (KEYS[1]) on its own shard: one
+# round trip instead of an SADD and an EXPIRE. ARGV[1]: room, ARGV[2]: seconds.
+REMEMBER_ROOM = """
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
 # ARGV[1]: username.
 LEAVE = COMMON + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
@@ -180,9 +187,7 @@ class RedisPresence(PresenceStore):
         """
         try:
             with store_errors("redis", part=redis_shard(user_key)):
-                client = redis_client()
-                client.sadd(user_key, room)
-                client.expire(user_key, int(self.ttl) + 1)
+                self._script(REMEMBER_ROOM)(keys=[user_key], args=[room, int(self.ttl) + 1])
         except StoreUnavailable as failure:
             logger.warning("presence: the rooms of %s not updated (%s)", user_key, failure)
 

@@ -9,13 +9,14 @@ from django.core.cache.backends.locmem import LocMemCache
 
 from labcore import serializers
 from labcore.sessions.keys import create_with_a_new_key, valid_session_key
+from labcore.sessions.synced import SyncedAsyncMethods
 from labcore.stores import store_errors
 
 # A session that vanished between load and save is not a store failure.
 SESSION_RACES = (CreateError, UpdateError)
 
 
-class SessionStore(CacheStore):
+class SessionStore(SyncedAsyncMethods, CacheStore):
     # Keys are checked before any store sees them, so a store error can only
     # mean the store is down.
     def _validate_session_key(self, key):

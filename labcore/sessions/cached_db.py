@@ -21,13 +21,14 @@ from labcore.replicas import replicated
 from labcore.sessions.db import SessionStore as DBStore
 from labcore.sessions.keys import valid_session_key
 from labcore.sessions.redis import confirmed, value_bytes
+from labcore.sessions.synced import SyncedAsyncMethods
 from labcore.stores import StoreUnavailable, store_errors
 
 logger = logging.getLogger(__name__)
 CACHE = "redis"  # the store in front of the database (the registry's row)
 
 
-class SessionStore(CachedDBStore):
+class SessionStore(SyncedAsyncMethods, CachedDBStore):
     def _validate_session_key(self, key):
         return valid_session_key(key)
 

@@ -2,13 +2,14 @@
 
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DBStore
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from labcore.sessions.keys import valid_session_key
+from labcore.sessions.synced import SyncedAsyncMethods
 from labcore.stores import StoreUnavailable
 
 
-class SessionStore(DBStore):
+class SessionStore(SyncedAsyncMethods, DBStore):
     def _validate_session_key(self, key):
         return valid_session_key(key)
 
@@ -21,13 +22,24 @@ class SessionStore(DBStore):
         failover, is a failed store, not a deleted session (seen in the
         store-kill experiment: session writes answered 400 around a promotion).
         """
+        if self.session_key is None or must_create:
+            # Explicit: cached_db calls this save with its own self.
+            return DBStore.save(self, must_create)
+        # An update is one UPDATE of one row, atomic by itself: Django's
+        # transaction around it only adds a BEGIN and a COMMIT (two round
+        # trips on PostgreSQL). No row updated: the session was deleted
+        # meanwhile (a logout), and is not written back. An update sends no
+        # pre_save or post_save for the row, which nothing here listens to.
+        row = self.create_model_instance(self._get_session())
         try:
-            DBStore.save(self, must_create)  # explicit: cached_db calls this save with its own self
-        except UpdateError as error:
-            cause = error.__context__
-            if isinstance(cause, (OperationalError, InterfaceError)):
-                raise StoreUnavailable("database", str(cause)) from cause
-            raise
+            updated = self.model.objects.filter(session_key=row.session_key).update(
+                session_data=row.session_data, expire_date=row.expire_date)
+        except (OperationalError, InterfaceError) as cause:
+            raise StoreUnavailable("database", str(cause)) from cause
+        except DatabaseError as cause:
+            raise UpdateError from cause
+        if not updated:
+            raise UpdateError
 
     def stored_bytes(self):
         """Bytes of the session's row data."""

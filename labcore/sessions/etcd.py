@@ -19,6 +19,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from etcd3gw.lease import Lease
 
 from labcore.sessions.keys import create_with_a_new_key, private_name, valid_session_key
+from labcore.sessions.synced import SyncedAsyncMethods
 from labcore.stores import etcd_client, store_errors
 
 PREFIX = "sessions/"
@@ -39,7 +40,7 @@ def _put_if(key, value, lease_id, *, exists):
     return {"compare": [compare], "success": [{"request_put": put}], "failure": []}
 
 
-class SessionStore(SessionBase):
+class SessionStore(SyncedAsyncMethods, SessionBase):
     _lease = None  # the lease the key held when it was loaded
 
     def _validate_session_key(self, key):

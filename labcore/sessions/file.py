@@ -20,6 +20,7 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.file import SessionStore as FileStore
 
 from labcore.sessions.keys import private_name, valid_session_key
+from labcore.sessions.synced import SyncedAsyncMethods
 from labcore.stores import StoreUnavailable
 
 FILE_NAME = re.compile(r"[0-9a-f]{64}")  # after SESSION_COOKIE_NAME: a SHA-256 HMAC in hex
@@ -29,7 +30,7 @@ def _failed(exc):
     return StoreUnavailable("file", f"{type(exc).__name__}: {exc}")
 
 
-class SessionStore(FileStore):
+class SessionStore(SyncedAsyncMethods, FileStore):
     @classmethod
     def _get_storage_path(cls):
         # Django's engine caches the folder on the class at first use and

@@ -1,6 +1,7 @@
 """Sessions in Redis, through django-redis."""
 
 from django.contrib.sessions.backends.base import CreateError, UpdateError
+from redis.exceptions import AskError, MovedError
 
 from labcore.clustercache import RedisClusterCache
 from labcore.connections import RedisTarget
@@ -61,11 +62,22 @@ def confirmed(cache, command, key, *args, **kwargs):
     if isinstance(cache, RedisClusterCache):
         key = cache.make_and_validate_key(key)
         cluster, target = cache._cache.get_client(key, write=True), cache._cache.target
-        client = cluster.get_redis_connection(cluster.get_node_from_key(key)) if target.sync else cluster
-        return confirmed_write(client, target, command, key, *args, **kwargs)
+        if not target.sync:
+            return confirmed_write(cluster, target, command, key, *args, **kwargs)
+        try:
+            return confirmed_write(_shard_primary(cluster, key), target, command, key, *args, **kwargs)
+        except (MovedError, AskError):
+            # The slot moved (a failover): learn the new map and write once more, on the new primary.
+            cluster.nodes_manager.initialize()
+            return confirmed_write(_shard_primary(cluster, key), target, command, key, *args, **kwargs)
     client = cache.client
     target = client._options.get("REDIS_TARGET") or RedisTarget("", 0)
     return confirmed_write(client.get_client(write=True), target, command, client.make_key(key), *args, **kwargs)
+
+
+def _shard_primary(cluster, key):
+    """A client of the node the slot map names as key's primary: one connection, for the write and its WAIT."""
+    return cluster.get_redis_connection(cluster.get_node_from_key(key))
 
 
 def check():

@@ -7,8 +7,10 @@ expires.
 
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieStore
 
+from labcore.sessions.synced import SyncedAsyncMethods
 
-class SessionStore(SignedCookieStore):
+
+class SessionStore(SyncedAsyncMethods, SignedCookieStore):
     def stored_bytes(self):
         """Bytes of the cookie, which is the whole session: the server keeps none."""
         return len(self.session_key)

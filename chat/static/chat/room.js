@@ -1,5 +1,9 @@
 // The room page: polls messages with its own cursor, heartbeats presence,
 // and says plainly which instance answered and whether the login survived.
+// Under an ASGI server it takes messages and presence over a WebSocket
+// instead, closing gaps by `prev` and resuming from its last id after a
+// reconnect (with backoff); it falls back to polling when the socket never
+// connects. The status bar says which.
 "use strict";
 
 (function () {
@@ -19,6 +23,7 @@
   const notice = document.getElementById("notice");
   const servedBy = document.getElementById("served-by");
   const loginState = document.getElementById("login-state");
+  const transport = document.getElementById("transport");
 
   const shown = new Set();
   let cursor = null;
@@ -213,6 +218,10 @@
   }
 
   async function deliver(message) {
+    if (live && live.readyState === WebSocket.OPEN) {
+      live.send(JSON.stringify({ type: "post", ...message }));
+      return;  // the ack clears the box (onFrame); a lost socket resends it on reconnecting
+    }
     // Retrying with the same client_id is safe: the server keeps one copy.
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
@@ -275,6 +284,87 @@
     });
   });
 
-  every(POLL_MS, poll);
-  every(config.heartbeatInterval * 1000, heartbeat);
+  // The WebSocket: messages in the order the layer delivers them, each
+  // carrying `prev`, the id of the room's message before it. A message whose
+  // prev is not the last id held is a gap: reconnect with ?after=<that id>.
+  let live = null;
+  let lastId = 0;
+  let failures = 0;
+  let everOpened = false;
+  let resuming = false;  // this page closed the socket for a gap: reconnect at once
+
+  function polling(why) {
+    cursor = lastId || cursor;
+    transport.textContent = `polling over HTTP${why ? ` (${why})` : ""}`;
+    every(POLL_MS, poll);
+    every(config.heartbeatInterval * 1000, heartbeat);
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "message") {
+      if ((frame.prev ?? 0) === lastId) {
+        lastId = frame.id;
+        showMessages([frame]);
+      } else if (frame.id > lastId) {
+        resuming = true;
+        live.close(4000, "gap");  // resumes from lastId in onclose
+      }
+    } else if (frame.type === "presence") {
+      showOnline({ online: frame.online, version: null, store: "socket", instance: "the socket's instance" });
+      onlineSource.textContent = "Open sockets in this room.";
+    } else if (frame.type === "ack") {
+      if (pending && pending.client_id === frame.client_id) {
+        if (textBox.value === pending.text) textBox.value = "";
+        pending = null;
+      }
+    } else if (frame.type === "error") {
+      pending = null;
+      composeError.textContent = `Not sent: ${frame.error}`;
+      composeError.hidden = false;
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const path = `/ws/rooms/${encodeURIComponent(config.room)}/?after=${lastId}`;
+    const socket = new WebSocket(`${scheme}//${location.host}${path}`);
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      everOpened = true;
+      failures = 0;
+      live = socket;
+      transport.textContent = "live over a WebSocket";
+      if (pending) deliver(pending);
+    };
+    socket.onmessage = (event) => onFrame(JSON.parse(event.data));
+    socket.onclose = (event) => {
+      live = null;
+      if (loggedOut) return;
+      if (!everOpened) {
+        polling("the WebSocket did not connect");
+        return;
+      }
+      failures += opened ? 0 : 1;
+      const wait = resuming ? 0 : Math.min(10_000, 500 * 2 ** failures);
+      transport.textContent = resuming ? "resuming the WebSocket" :
+        `WebSocket closed (${event.code}); reconnecting in ${wait / 1000} s`;
+      resuming = false;
+      setTimeout(connect, wait);
+    };
+  }
+
+  async function start() {
+    // The latest messages over HTTP, then the socket from there.
+    try {
+      await poll();
+    } catch (err) {
+      if (err instanceof LoggedOut) return;
+    }
+    lastId = cursor || 0;
+    connect();
+  }
+
+  if (config.socket) start();
+  else polling("");
 })();
