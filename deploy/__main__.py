@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from deploy import cluster, web
-from deploy.processes import DeployError
-from deploy.replication import Topology
+from deploy.errors import DeployError
+from deploy.topology import Topology
 
 
 def main(argv=None):

@@ -20,7 +20,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy.processes import DeployError
+from deploy.errors import DeployError
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000

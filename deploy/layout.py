@@ -1,4 +1,4 @@
-"""A cluster's layout, computed here and only here: its ports, its record on disk, an instance's environment.
+"""The port plan of a cluster, computed here and only here; the maximums that follow from it.
 
 Ports are offsets from the load balancer's port, the cluster's base:
 
@@ -6,33 +6,27 @@ Ports are offsets from the load balancer's port, the cluster's base:
 |---|---|
 | base | the load balancer |
 | base + 1 | HAProxy's stats page |
-| base + 2 to base + 9 | Redis Cluster's bus ports, one per node (deploy/rediscluster.py) |
+| base + 2 to base + 9 | Redis Cluster's bus ports, one per node (deploy/kinds/rediscluster.py) |
 | base + 10 + N | instance appN, N from 1 to 16 |
+| base + 27 to base + 29 | free: the next kind of server's slots |
 | base + 30 to base + 59 | store nodes: a range of slots per kind of server |
 
 The store slots leave room for a kind's replicas, Sentinels, standbys and
-majority-store members. An etcd member takes one slot: it listens for
-clients on 127.0.0.1 and for its peers on 127.0.0.2, at the same port
-(deploy/etcd.py). The load test and the tests ask these functions
-instead of adding offsets themselves.
+majority-store members; how many nodes of a kind a cluster may have follows
+from its range (`max_nodes`), never from a copy of it. An etcd member takes
+one slot: it listens for clients on 127.0.0.1 and for its peers on
+127.0.0.2, at the same port (deploy/kinds/etcd.py). The load test and the
+tests ask these functions (through deploy.cluster) instead of adding
+offsets themselves.
 """
 
-import json
-import os
 import random
-import shutil
 import socket
-import stat
-import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploy import haproxy, netns, replication, stores
-from deploy.processes import DeployError, port_free
-from deploy.sizing import MAX_INSTANCES  # noqa: F401 (part of the layout)
+from deploy.processes import port_free
+from deploy.sizing import MAX_INSTANCES  # noqa: F401 (part of the plan: slots base + 11 to base + 26)
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_STATE_DIR = ROOT / "state" / "cluster"
 STATS_OFFSET, INSTANCE_OFFSET = 1, 10
 STORE_SLOTS = {
     "redis-bus": range(2, 10),
@@ -43,189 +37,18 @@ STORE_SLOTS = {
     "etcd": range(52, 60),
 }
 BLOCK = 60  # ports from the base that a cluster may use
-LOOPBACK = "127.0.0.1"
 
 
-@dataclass
-class Cluster:
-    """What runs, and where: saved as cluster.json in the state folder."""
-
-    state_dir: str
-    port: int
-    lb: str
-    sessions: str
-    presence: str
-    db: str
-    secret_key: str
-    # Proves a request came through HAProxy, which sets it as X-Lab-Proxy-Secret (labcore/proxy.py).
-    proxy_secret: str = ""
-    server: str = "gthread:8"  # how each instance is served (deploy/web.py)
-    durable: bool = True  # False: PostgreSQL without fsync, SQLite synchronous=NORMAL (benchmarks only)
-    env: dict = field(default_factory=dict)  # extra settings for every instance
-    # Every process as {"pid", "started"}: its start time tells it from a later process with the same pid.
-    instances: dict = field(default_factory=dict)  # name -> {"port", "pid", "started"}
-    # node name (redis1, sentinel1, pg1, memcached, ...) -> {"kind", "port", "pid", "started"} and its
-    # credentials ("password"; "socket"), maybe "data"
-    stores: dict = field(default_factory=dict)
-    topology: dict = field(default_factory=dict)  # deploy.replication.Topology, as a dict
-    haproxy: dict = field(default_factory=dict)  # {"pid", "started"}
-    cpu: dict = field(default_factory=dict)  # deploy.cgroups.Limits, as a dict; empty: no CPU limits
-    # With --netns: deploy.netns.Network, as a dict; every store node and instance in a namespace of its own.
-    network: dict = field(default_factory=dict)
-    partitions: list = field(default_factory=list)  # [{"isolated": [...], "from": [...]}], as made
-
-    @property
-    def net(self):
-        """The cluster's deploy.netns.Network, or None on loopback."""
-        return netns.Network(**self.network) if self.network else None
-
-    def host(self, name):
-        """The address node or instance `name` listens on: its namespace's, or loopback."""
-        net = self.net
-        return net.address(name) if net and name in net.nodes else LOOPBACK
-
-    def command(self, name, argv, user=None):
-        """argv as node or instance `name` runs it: inside its namespace, if it has one."""
-        net = self.net
-        if net and name in net.nodes:
-            return net.command(name, argv, user)
-        return [*map(str, argv)]
-
-    @property
-    def proxy_source(self):
-        """HAProxy's source address towards the instances (proof of nothing: see labcore/proxy.py)."""
-        return self.net.proxy_address if self.network else haproxy.SOURCE_ADDRESS
-
-    def instance_url(self, name):
-        """The instance's own address, past HAProxy: a client pinned to it."""
-        return f"http://{self.host(name)}:{self.instance_port(name)}"
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stats_url(self):
-        return f"http://127.0.0.1:{self.port + STATS_OFFSET}/"
-
-    @property
-    def path(self):
-        return Path(self.state_dir)
-
-    @property
-    def runtime(self):
-        return haproxy.Runtime(self.path / "haproxy.sock")
-
-    def instance_port(self, name):
-        return instance_port(self.port, name)
-
-    def save(self):
-        """Write cluster.json whole or not at all: a crash mid-write leaves the record before it, which `down` reads.
-
-        It holds SECRET_KEY: private from its first byte (mkstemp makes it 0600).
-        """
-        descriptor, temporary = tempfile.mkstemp(dir=self.path, prefix=".cluster.json.")
-        try:
-            with os.fdopen(descriptor, "w") as out:
-                json.dump(asdict(self), out, indent=2)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path / "cluster.json")
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    def processes(self):
-        """The records of every process the cluster started."""
-        return [record for record in (self.haproxy, *self.instances.values(), *self.stores.values()) if record]
-
-    def pids(self):
-        return [record["pid"] for record in self.processes()]
+def max_nodes(kind):
+    """How many nodes of a kind of server fit a cluster: the length of its slot range."""
+    return len(STORE_SLOTS[kind])
 
 
-# In every state folder deploy made: the one sign that deploy may write, close and empty it.
-MARKER = ".stateful-lab"
-
-
-def make_private_folder(path):
-    """Create the state folder 0700, marked as deploy's: it holds secrets, the database and logs.
-
-    A folder that exists is used only if deploy made it (made_by_deploy), or
-    if it is empty, ours and already closed to other users, and then
-    marked: deploy never closes, fills or empties a folder of somebody
-    else's (a home folder given by mistake to --state-dir, a folder another
-    user prepared with a marker in it). DeployError otherwise.
-    """
-    path = Path(path)
-    if not path.exists():
-        path.mkdir(mode=0o700, parents=True)
-        (path / MARKER).touch(mode=0o600)
-    elif not made_by_deploy(path):
-        if not _private(path, stat.S_ISDIR) or any(path.iterdir()):
-            raise DeployError(f"{path} was not made by deploy (no {MARKER} of ours in it), and is not an empty "
-                              "folder of ours closed to other users: choose a new --state-dir (deploy creates "
-                              "it), or empty this one yourself")
-        (path / MARKER).touch(mode=0o600)
-    path.chmod(0o700)
-    logs = path / "logs"
-    logs.mkdir(mode=0o700, exist_ok=True)
-    if not _private(logs, stat.S_ISDIR, closed=0o022):
-        raise DeployError(f"{logs} is not a folder of ours (a link, or another user's): remove it")
-    logs.chmod(0o700)
-
-
-def made_by_deploy(path):
-    """Whether deploy made the folder: it and its MARKER are ours, no links, nobody else may write there.
-
-    A folder made before the marker existed (0700, ours, with a cluster.json
-    of ours that only we can read) is deploy's too, and gets its marker now,
-    so that the cluster it records can still be stopped.
-    """
-    path = Path(path)
-    if not _private(path, stat.S_ISDIR, closed=0o022):
-        return False
-    if _private(path / MARKER, stat.S_ISREG, closed=0o022):
-        return True
-    if _private(path, stat.S_ISDIR) and _private(path / "cluster.json", stat.S_ISREG):
-        (path / MARKER).touch(mode=0o600)
-        return True
-    return False
-
-
-def _private(path, kind, closed=0o077):
-    """path is a `kind` (stat.S_ISDIR, S_ISREG) itself, not a link to one, ours, without the `closed` mode bits."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return kind(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & closed
-
-
-def remove_private_files(path):
-    """Empty a state folder deploy made, but for its logs: the record last, so that a failure leaves it to retry.
-
-    What goes holds a secret or user data: cluster.json (SECRET_KEY, the
-    stores' passwords), the stores' configurations (requirepass), the
-    SQLite database (password hashes), file sessions, HAProxy's files.
-    """
-    path = Path(path)
-    if not made_by_deploy(path):
-        raise DeployError(f"{path} was not made by deploy (no {MARKER} in it): nothing in it is removed")
-    for entry in sorted(path.iterdir(), key=lambda entry: entry.name == "cluster.json"):
-        if entry.name in (MARKER, "logs"):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def load(state_dir=DEFAULT_STATE_DIR):
-    """Return the cluster recorded in state_dir, or None."""
-    try:
-        return Cluster(**json.loads((Path(state_dir) / "cluster.json").read_text()))
-    except FileNotFoundError:
-        return None
+# The maximums that follow from the slots: one node of each range is the primary.
+MAX_REDIS_REPLICAS = max_nodes("redis") - 1
+# Cluster nodes need a bus port each too, from the "redis-bus" slots.
+MAX_CLUSTER_NODES = min(max_nodes("redis"), max_nodes("redis-bus"))
+MAX_PG_STANDBYS = max_nodes("postgres") - 1
 
 
 def instance_port(base, name):
@@ -235,53 +58,6 @@ def instance_port(base, name):
 def store_port(base, kind, index=0):
     """The port of the index-th node of a kind of server."""
     return base + STORE_SLOTS[kind][index]
-
-
-def ports(base, *, instances, servers, topology=None):
-    """Every port a cluster of this shape uses, with what it is for."""
-    used = {base: "load balancer", base + STATS_OFFSET: "HAProxy stats"}
-    store_nodes = replication.nodes(servers, topology or replication.Topology(),
-                                    lambda kind, index: store_port(base, kind, index))
-    used.update({port: name for name, _, port in store_nodes})
-    if topology and topology.redis == "cluster":
-        used.update({store_port(base, "redis-bus", index): f"{name}'s cluster bus"
-                     for index, (name, kind, _) in enumerate(n for n in store_nodes if n[1] == "redis")})
-    used.update({instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
-    return used
-
-
-SHELL_IGNORED = ("TRUSTED_PROXIES", "REDIS_PASSWORD")
-
-
-def site_env(cluster, name=None):
-    """The environment of the cluster's instances (and of its migrate), for instance `name`."""
-    env = {
-        # Not from the shell: only HAProxy speaks for clients (by PROXY_SECRET), and
-        # Redis's password is the cluster's own.
-        **{variable: value for variable, value in os.environ.items() if variable not in SHELL_IGNORED},
-        **cluster.env,
-        "DJANGO_SETTINGS_MODULE": "labsite.settings",
-        "SECRET_KEY": cluster.secret_key,
-        "PROXY_SECRET": cluster.proxy_secret,
-        "SESSION_STORE": cluster.sessions,
-        "PRESENCE_STORE": cluster.presence,
-        "STATE_DIR": str(cluster.path),
-        "DURABLE": "1" if cluster.durable else "0",
-        "DEBUG": "0",
-    }
-    env.pop("SESSION_ENGINE", None)
-    # Only the servers this cluster runs: nothing leaks in from the caller's shell.
-    for kind in stores.KINDS.values():
-        env.pop(kind.variable, None)
-    for variable in replication.SITE_VARIABLES:
-        env.pop(variable, None)
-    env.update(replication.store_env(cluster))
-    if name:
-        env["INSTANCE_NAME"] = name
-        if cluster.network and "ALLOWED_HOSTS" not in cluster.env:
-            # A client pinned to an instance names it by its namespace's address.
-            env["ALLOWED_HOSTS"] = f"127.0.0.1,localhost,{cluster.host(name)}"
-    return env
 
 
 def free_port():

@@ -29,7 +29,8 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass
 
-from deploy.processes import DeployError, run_all, wait_for
+from deploy.errors import DeployError
+from deploy.processes import run_all, wait_for
 
 PREFIX = "lab"  # every namespace and bridge this project makes starts with it
 # The names this project makes, and no others: a cluster's prefix (prefix_for's), then a

@@ -10,7 +10,7 @@ promotes anything: Patroni does.
 A node is a dict (saved as it is in a cluster's record): its name (pg1..),
 where PostgreSQL listens (`host`, `port`), where Patroni's REST API listens
 (`api_port`, same host), its folder under /var/tmp (owned by `postgres` as
-root, since PostgreSQL refuses to run as root, like deploy/stores.py's),
+root, since PostgreSQL refuses to run as root, like deploy/kinds/pgserver.py's),
 the etcd members it uses and the cluster's passwords: `password` for the
 site's role `lab`, and the superuser's, the replication role's and the REST
 API's, which only Patroni uses. Its config file is 0600, its user's alone.
@@ -28,7 +28,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from deploy import etcd
+from deploy.kinds import etcd
+from deploy.kinds.pgserver import postgres_bin, postgres_folder, postgres_user
 from deploy.processes import (
     DeployError,
     port_open,
@@ -42,9 +43,8 @@ from deploy.processes import (
     write_private,
 )
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
-from deploy.stores import postgres_bin, postgres_folder, postgres_user
 
-SITE_ROLE = "lab"  # the site's role and database, as deploy/stores.py's PostgreSQL has
+SITE_ROLE = "lab"  # the site's role and database, as deploy/kinds/pgserver.py's PostgreSQL has
 SUPERUSER, REPLICATION_ROLE = "postgres", "replicator"
 SCOPE = "lab"  # one Patroni cluster per etcd cluster: its keys live under /service/lab/
 

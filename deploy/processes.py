@@ -22,9 +22,9 @@ import socket
 import subprocess
 import time
 
+import psutil
 
-class DeployError(Exception):
-    """A failure to report to the user in one line."""
+from deploy.errors import DeployError
 
 
 def require(binary, package):
@@ -112,6 +112,12 @@ def running(record):
     return started is not None and alive(record.get("pid"), started)
 
 
+def paused(record):
+    """True if the process a record names runs but is stopped (SIGSTOP): it holds its sockets and answers nothing."""
+    fields = _stat(record["pid"]) if running(record) else None
+    return bool(fields) and fields[0] == "T"
+
+
 def _reap(pid):
     try:
         os.waitpid(pid, os.WNOHANG)
@@ -124,6 +130,26 @@ def signal_group(pid, sig):
         os.killpg(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def signal_tree(pid, sig):
+    """Signal a process group and every process below it.
+
+    PostgreSQL's backends and helpers each lead a session of their own
+    (setsid), outside the postmaster's process group: a pause sent to the
+    group alone would freeze the postmaster and leave every connection
+    answering.
+    """
+    signal_group(pid, sig)
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            child.send_signal(sig)
+        except psutil.Error:
+            pass
 
 
 def wait_gone(pid, timeout, started=None):

@@ -1,304 +1,167 @@
-"""The kinds of store server a configuration can need, each a private process on loopback.
+"""A cluster's store nodes, whatever their kind: plan, start, ask, break, mend, and point the site at them.
 
-One row per kind in KINDS: how to start it, how to stop it, and the setting
-that points the site at it. Which kinds a configuration needs is the
-registry's answer (labcore/registry.py).
+What a kind of server does is its module's (deploy/kinds/); this module
+asks the table (deploy/kinds/__init__.py) which kind a server or a node is,
+and does the same to every kind. Which servers a configuration needs is
+the registry's answer (labcore/registry.py); how many nodes, the
+topology's (deploy/topology.py).
 
-Each store answers the site alone: Redis and PostgreSQL ask for a password
-generated per cluster and kind (`new_password`), recorded with each node in
-the 0600 cluster.json and handed to the site inside the URL; etcd's members
-take only a client certificate of their cluster's own authority
-(deploy/etcd.py), whose files the site is given (ETCD_CA, ETCD_CERT,
-ETCD_KEY); memcached listens on a UNIX socket only the site's user can
-open; as root, memcached and PostgreSQL run as users of their own.
-
-etcd is a kind too, but its members start together as one cluster
-(deploy/replication.py, deploy/etcd.py); its row starts a cluster of one,
-for the benchmarks' private servers.
-
-Redis runs without persistence: like a cache node that dies, a restarted
-Redis comes back empty. That is the store's own failure mode the lab shows.
+Every node is named; `redis:primary`, `pg:primary` and `etcd:leader` name
+whichever node is the primary (the leader) now, asked of the stores
+themselves, never remembered.
 """
 
-import glob
-import os
-import pwd
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
-import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 
-from deploy import etcd
-from deploy.processes import PRIVATE_UMASK, DeployError, port_open, require, spawn, stop, wait_for, write_private
-from deploy.sizing import POSTGRES_MAX_CONNECTIONS
-
-LOOPBACK = "127.0.0.1"
+from deploy import kinds, layout
+from deploy.errors import DeployError
+from deploy.processes import run_all, running, signal_tree, stop
+from deploy.topology import Topology
 
 
-def new_password():
-    """A store's password, generated per cluster like SECRET_KEY; URL-safe, so it rides in the site's URL."""
-    return secrets.token_urlsafe(32)
+def nodes(servers, topology, port_of):
+    """[(name, node kind, port)] of every store node, primaries first; port_of(slot range, index) -> port."""
+    return [node for server in servers for node in kinds.for_server(server, topology).nodes(topology, port_of)]
 
 
-def start_redis(*, port, state_dir, password, durable=True, name="redis", folder=None, args=(), host=LOOPBACK,
-                command=None):
-    """Start Redis on host (loopback by default), with a password (`requirepass`).
-
-    The password is in a 0600 configuration file, not on the command line,
-    which every user can read in /proc. Replicas use the same password
-    (`masterauth`), so it is one per kind and cluster; every node has both,
-    since Sentinel may turn any node into a replica. folder: its `dir`
-    (default the state folder); args: more options that are no secret,
-    e.g. --replicaof (deploy/replication.py). command: (argv, user) -> the
-    argv that runs it where it lives (inside a namespace: deploy/netns.py).
-    """
-    binary = require("redis-server", "redis-server")
-    config = Path(state_dir) / f"redis-{port}.conf"
-    write_private(config, "\n".join([
-        f"port {port}", f"bind {host}", 'save ""', "appendonly no", f'dir "{folder or state_dir}"',
-        f"requirepass {password}", f"masterauth {password}", "",
-    ]))
-    record = _start(name, (command or _here)([binary, str(config), *args], None), state_dir,
-                    ready=lambda: port_open(port, host), where=f"{host}:{port}")
-    return {"port": port, "host": host, **record, "password": password}
+def ports(base, *, instances, servers, topology=None):
+    """Every port a cluster of this shape uses, with what it is for."""
+    topology = topology or Topology()
+    used = {base: "load balancer", base + layout.STATS_OFFSET: "HAProxy stats"}
+    for server in servers:
+        kind = kinds.for_server(server, topology)
+        planned = kind.nodes(topology, lambda slots, index: layout.store_port(base, slots, index))
+        used.update({port: name for name, _, port in planned})
+        used.update(kind.extra_ports(base, planned))
+    used.update({layout.instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
+    return used
 
 
-def start_memcached(*, port, state_dir, password=None, durable=True):
-    """Start memcached on a UNIX socket that only the site's user can open; no TCP at all.
-
-    memcached's only authentication, SASL, needs the binary protocol, which
-    pymemcache lacks: the socket's permissions (0700, in a 0700 folder) are
-    the lock instead, so `port` and `password` are unused. As root it runs
-    as `memcache` (or `nobody`), never as root, and root's site can still
-    open the socket.
-    """
-    binary = require("memcached", "memcached")
-    user = _unprivileged_user("memcache", "nobody") if os.geteuid() == 0 else None
-    folder = _private_folder("memcached", user)
-    socket_path = folder / "memcached.sock"
-    argv = [binary, "-s", socket_path, "-a", "0700", "-U", "0", "-m", "256", *(["-u", user] if user else [])]
-    record = _start("memcached", argv, state_dir, ready=lambda: _socket_open(socket_path), where=str(socket_path))
-    return {**record, "port": None, "socket": str(socket_path), "data": str(folder)}
+def check_server(servers, topology, server):
+    """DeployError if the instances' server (deploy/web.py) would overrun a kind these servers need."""
+    for name in servers:
+        kinds.for_server(name, topology).check_server(server)
 
 
-def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config="", host=LOOPBACK,
-                   clients=None, command=None):
-    """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
-
-    The site's role `lab` is no superuser: it logs in with `password` and
-    owns the database `lab`, which is all a migration needs. The role
-    `replicator` streams WAL to standbys and runs deploy's failover (watch
-    replication, reload, promote), with a password of its own, recorded as
-    "replication_password"; the site never gets it. The superuser's
-    password is made, used once to create these roles, and forgotten.
-    PostgreSQL refuses to run as root, so as root it runs as `postgres`,
-    with its data in a folder of its own under /var/tmp: the state folder's
-    parents may be closed to other users. `durable=False` turns fsync off,
-    which loses acknowledged writes on an OS crash: for benchmarks only.
-    config: lines for postgresql.conf (replication settings, which ALTER
-    SYSTEM may change later: a -c option would override it). host: the
-    address it listens on; clients: the network its clients and standbys
-    come from (default host alone); command: as for start_redis.
-    """
-    user = postgres_user()
-    folder = _private_folder(name, user)
-    data = folder / "data"
-    admin_password = new_password()
-    password_file = folder / "initdb-password"
-    write_private(password_file, admin_password + "\n")
-    if user:
-        shutil.chown(password_file, user)
-    done = subprocess.run(
-        [postgres_bin("initdb"), "-D", data, "-U", "postgres", f"--pwfile={password_file}",
-         "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", *([] if durable else ["--no-sync"])],
-        capture_output=True, text=True, timeout=120, user=user, umask=PRIVATE_UMASK,
-    )
-    password_file.unlink()
-    if done.returncode:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
-    _only_replicator_replicates(data / "pg_hba.conf", clients or f"{host}/32")
-    if config:
-        with open(data / "postgresql.conf", "a") as conf:
-            conf.write(config)
-    record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable, host=host,
-                             command=command),
-              "password": password, "replication_password": new_password()}
-    try:
-        _create_roles(host, port, admin_password, password, record["replication_password"])
-    except BaseException:
-        stop(record, sig=signal.SIGINT)
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return record
+def check_namespaces(servers, topology):
+    """DeployError if a kind these servers need cannot run in network namespaces."""
+    for name in servers:
+        if reason := kinds.for_server(name, topology).refuses_namespaces:
+            raise DeployError(reason)
 
 
-def _only_replicator_replicates(hba, clients):
-    """initdb lets every role ask for replication; only `replicator` may (it alone has REPLICATION).
-
-    clients: the network the site and the standbys come from; initdb's own
-    lines already let loopback in.
-    """
-    lines = [line for line in hba.read_text().splitlines() if not line.startswith(("local replication",
-                                                                                      "host replication"))]
-    extra = [] if clients.startswith("127.") else [f"host all all {clients} scram-sha-256"]
-    hba.write_text("\n".join([*lines, *extra, f"host replication {REPLICATION_ROLE} {clients} scram-sha-256",
-                              f"host replication {REPLICATION_ROLE} 127.0.0.1/32 scram-sha-256", ""]))
+def placed_nodes(servers, topology, base):
+    """The names of the nodes that listen on an address (each gets a namespace with --netns)."""
+    return [name for name, node_kind, _ in nodes(servers, topology, partial(layout.store_port, base))
+            if kinds.for_node(node_kind, topology).placed]
 
 
-def postgres_bin(program):
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdb:
-        raise DeployError("PostgreSQL is not installed; install it with: apt-get install -y postgresql")
-    return Path(initdb[-1]).parent / program
+def start_all(cluster, servers):
+    """Start every node these servers need, replicas following their primary; record each in cluster.stores."""
+    topology = Topology.of(cluster.topology)
+    for server in servers:
+        kind = kinds.for_server(server, topology)
+        kind.start_all(cluster, topology, kind.nodes(topology, partial(layout.store_port, cluster.port)))
 
 
-def postgres_user():
-    return "postgres" if os.geteuid() == 0 else None
+def kind_of(name, record):
+    return record.get("kind", name)
 
 
-def postgres_folder(name):
-    """A new, empty 0700 folder for a node's files (its data in `data`), owned by PostgreSQL's user."""
-    return _private_folder(name, postgres_user())
+def _kind(cluster, name):
+    return kinds.for_node(kind_of(name, cluster.stores[name]), Topology.of(cluster.topology))
 
 
-def postgres_data(record):
-    """The data directory of a PostgreSQL node's record."""
-    return Path(record["data"]) / "data"
+def group(cluster, kind):
+    """The cluster's nodes of a kind: name -> record, in the order they started (primaries first)."""
+    return {name: record for name, record in cluster.stores.items() if kind_of(name, record) in kind.node_kinds}
 
 
-def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host=LOOPBACK, command=None):
-    """Start postgres on the data directory in folder, listening on host; return its record: port, host, pid,
-    started, data."""
-    data = Path(folder) / "data"
-    argv = [postgres_bin("postgres"), "-D", data, "-p", str(port), "-k", data,
-            "-c", f"listen_addresses={host}", *([] if durable else ["-c", "fsync=off"]),
-            # The default, 100, is less than 16 instances keep open (deploy/sizing.py); a
-            # standby needs as many, since it may be promoted.
-            "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
-    if command:
-        record = _start(name, command(argv, postgres_user()), state_dir, ready=lambda: port_open(port, host),
-                        where=f"{host}:{port}")
-    else:
-        record = _start(name, argv, state_dir, ready=lambda: port_open(port, host), where=f"{host}:{port}",
-                        user=postgres_user())
-    return {"port": port, "host": host, **record, "data": str(folder)}
+def _kinds_present(cluster):
+    topology = Topology.of(cluster.topology)
+    return list(dict.fromkeys(kinds.for_node(kind_of(n, r), topology) for n, r in cluster.stores.items()))
 
 
-def _here(argv, user):
-    return argv
+def rows(cluster):
+    """status's `stores`: every node with its role, as the node itself reports it, and its state."""
+    listed = []
+    for name, record in cluster.stores.items():
+        kind, alive = _kind(cluster, name), running(record)
+        role = (kind.role(record) if alive else "down").replace("down", "unreachable" if alive else "down")
+        listed.append({"name": name, "kind": kind_of(name, record), "role": role, "host": record.get("host"),
+                       "port": record["port"], "socket": record.get("socket"), "pid": record["pid"],
+                       "alive": alive, "state": cluster.state(name, record), **kind.row(record, alive)})
+    return listed
 
 
-def _create_roles(host, port, admin_password, password, replication_password):
-    """As the superuser, once: the site's role and database, and the replication role."""
-    import psycopg
-    from psycopg import sql
-
-    def connect():
-        try:
-            return psycopg.connect(host=host, port=port, user="postgres", password=admin_password,
-                                   dbname="postgres", autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            # Its port opens before it accepts logins.
-            if "starting up" in str(exc):
-                return None
-            raise
-
-    site, replicator = sql.Identifier(POSTGRES_ROLE), sql.Identifier(REPLICATION_ROLE)
-    with wait_for(connect, timeout=30, what=f"PostgreSQL on port {port} to accept logins") as connection:
-        connection.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(site, sql.Literal(password)))
-        connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(site, site))
-        # What deploy's failover needs and no more (deploy/replication.py): stream WAL, see
-        # pg_stat_replication, set who is synchronous and whom to follow, reload, promote.
-        connection.execute(sql.SQL("CREATE ROLE {} WITH REPLICATION LOGIN PASSWORD {}").format(
-            replicator, sql.Literal(replication_password)))
-        connection.execute(sql.SQL("GRANT pg_monitor TO {}").format(replicator))
-        connection.execute(sql.SQL("GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names, primary_conninfo "
-                                   "TO {}").format(replicator))
-        for function in ("pg_reload_conf()", "pg_promote(boolean, integer)"):
-            connection.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), replicator))
+def resolve(cluster, name):
+    """A node's name; an alias (`redis:primary`, `pg:primary`, `etcd:leader`) becomes the node that is it now."""
+    topology = Topology.of(cluster.topology)
+    for kind in kinds.KINDS.values():
+        if name in kind.aliases and kind.serves(topology):
+            return kind.resolve(name, topology, group(cluster, kind))
+    return name
 
 
-POSTGRES_ROLE = "lab"  # the site's role, and its database
-REPLICATION_ROLE = "replicator"  # standbys stream as it; deploy fails over as it
+def stop_all(cluster):
+    """Stop every store node (Sentinels first, so they do not fail over while the rest stop); remove data."""
+    order = sorted(cluster.stores, key=lambda name: not _kind(cluster, name).stops_first)
+    run_all([partial(_stop_node, cluster.stores[name], _kind(cluster, name).stop_signal) for name in order])
 
 
-def postgres_url(record):
-    return f"postgres://{POSTGRES_ROLE}:{record['password']}@{host_of(record)}:{record['port']}/{POSTGRES_ROLE}"
+def _stop_node(record, sig):
+    if running(record):
+        signal_tree(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
+    stop(record, sig=sig)
+    if "data" in record:
+        shutil.rmtree(record["data"], ignore_errors=True)
 
 
-def host_of(record):
-    """The address a store node's record listens on: loopback for a record older than namespaces."""
-    return record.get("host") or LOOPBACK
+def kill(cluster, name):
+    record = cluster.stores[name]
+    if not running(record):
+        raise DeployError(f"{name} is not running")
+    signal_tree(record["pid"], signal.SIGCONT)
+    stop(record, sig=signal.SIGKILL)
 
 
-def _unprivileged_user(*names):
-    for name in names:
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise DeployError(f"none of the users {', '.join(names)} exists to run a store without root")
+def pause(cluster, name, *, resume=False):
+    record = cluster.stores[name]
+    if not running(record):
+        raise DeployError(f"{name} is not running")
+    signal_tree(record["pid"], signal.SIGCONT if resume else signal.SIGSTOP)
 
 
-def _private_folder(name, user):
-    """A new 0700 folder for a store's files, owned by the user it runs as.
-
-    Under /var/tmp, not in the state folder: as root the store runs as
-    another user, who may not pass the state folder's parents, and a UNIX
-    socket's path must stay short (108 bytes).
-    """
-    folder = Path(tempfile.mkdtemp(prefix=f"stateful-lab-{name}-", dir="/var/tmp"))
-    if user:
-        shutil.chown(folder, user)
-    return folder
+def start(cluster, name):
+    """Start a stopped node again, as what the topology needs it to be now (its kind's `restart`)."""
+    record = cluster.stores[name]
+    if running(record):
+        raise DeployError(f"{name} is already running (pid {record['pid']})")
+    new = _kind(cluster, name).restart(cluster, Topology.of(cluster.topology), name, record)
+    cluster.stores[name] = {"kind": kind_of(name, record), **new}
+    cluster.save()
 
 
-def _socket_open(path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(path))
-            return True
-        except OSError:
-            return False
+def promote(cluster, *, force=False):
+    """Promote a replica by hand (PostgreSQL's standby that received the most WAL); return its name."""
+    topology = Topology.of(cluster.topology)
+    for kind in kinds.KINDS.values():
+        if type(kind).promote is not kinds.Kind.promote and kind.serves(topology):
+            return kind.promote(cluster, group(cluster, kind), force=force)
+    raise DeployError("no kind of server here can be promoted")
 
 
-def _start(name, argv, state_dir, *, ready, where, user=None):
-    """Start a store and wait until ready() is true; return its process's record: pid and start time."""
-    (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
-    record = spawn(argv, log_path=Path(state_dir) / "logs" / f"{name}.log", user=user)
-    try:
-        wait_for(ready, timeout=30, what=f"{name} on {where}")
-    except DeployError:
-        stop(record)
-        raise
-    return record
+def store_env(cluster):
+    """The site settings that point the instances at the cluster's stores."""
+    topology = Topology.of(cluster.topology)
+    env = {}
+    for kind in _kinds_present(cluster):
+        env.update(kind.env(topology, group(cluster, kind)))
+    return env
 
 
-@dataclass(frozen=True)
-class Kind:
-    start: Callable  # (port, state_dir, password, durable) -> record: {"port", "pid", "started"}, maybe "data"
-    variable: str  # the site setting that points at it
-    url: Callable  # record -> that setting's value
-    stop_signal: int = signal.SIGTERM
-    every_node: bool = False  # the setting lists every node's value, comma-separated (etcd's members)
-    more: Callable = lambda record: {}  # record -> further settings it needs (etcd's certificate files)
-
-
-KINDS = {
-    "redis": Kind(start_redis, "REDIS_URL",
-                  lambda record: f"redis://:{record['password']}@{host_of(record)}:{record['port']}/0"),
-    "memcached": Kind(start_memcached, "MEMCACHED_URL", lambda record: f"unix:{record['socket']}"),
-    # SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for clients.
-    "postgres": Kind(start_postgres, "DATABASE_URL", postgres_url,
-                     stop_signal=signal.SIGINT),
-    # A cluster's members start together (deploy/replication.py); start_alone is a cluster of one.
-    "etcd": Kind(etcd.start_alone, "ETCD_ENDPOINTS", lambda record: etcd.endpoints([record]), every_node=True,
-                 more=etcd.site_settings),
-}
+def site_variables():
+    """Every setting any kind may set: cleared from the caller's shell, so only this cluster's stores count."""
+    return list(dict.fromkeys(variable for kind in kinds.KINDS.values() for variable in kind.variables))

@@ -18,7 +18,7 @@ worker while they wait.
 
 import sys
 
-from deploy.processes import DeployError
+from deploy.errors import DeployError
 
 DEFAULT = "gthread:8"
 

@@ -89,13 +89,15 @@ def channel_layer_settings(kind, *, presence_store, redis_target, socket_expiry)
 
     `kind` is `memory` (each process reaches only its own sockets), `redis`
     (every instance's, through the same Redis, or Sentinel, as the site's
-    other Redis users) or empty: `redis` when presence is in Redis,
-    `memory` otherwise. `socket_expiry` (seconds) is how long a socket's
-    group membership lasts without a refresh (channels-redis's default is
-    a day; chat/consumers.py refreshes it). ConfigError for another kind, and for Redis Cluster,
-    which channels-redis cannot use.
+    other Redis users) or empty: `redis` when presence is in a Redis that
+    is no cluster, `memory` otherwise. `socket_expiry` (seconds) is how
+    long a socket's group membership lasts without a refresh
+    (channels-redis's default is a day; chat/consumers.py refreshes it).
+    ConfigError for another kind, and for `redis` on Redis Cluster, which
+    channels-redis cannot use.
     """
-    kind = kind or ("redis" if registry.presence_store(presence_store).name == "redis" else "memory")
+    in_redis = registry.presence_store(presence_store).name == "redis" and not redis_target.cluster_nodes
+    kind = kind or ("redis" if in_redis else "memory")
     if kind not in CHANNEL_LAYERS:
         raise registry.ConfigError(f"CHANNEL_LAYER must be one of {', '.join(CHANNEL_LAYERS)}, not {kind!r}")
     if kind == "memory":

@@ -3,8 +3,8 @@
 Settings (which engine, which caches), `deploy` (which servers to start),
 /readyz (what must answer), the load test's and the benchmarks' defaults and
 the tests' parametrisation all read these tables, so adding a store is one
-row here plus one engine module (plus a start function in deploy/stores.py
-for a new kind of server).
+row here plus one engine module (plus, for a new kind of server, one module
+in deploy/kinds/, its row in KINDS and a slot range in deploy/layout.py).
 
 A server's kind (redis, memcached, postgres) is not its topology: Redis
 alone, under Sentinel or as a cluster is one kind, chosen by a deploy

@@ -23,8 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from deploy import cgroups
-from deploy.processes import DeployError
+from deploy.cluster import DeployError, cgroup_version
 from labcore import registry
 from loadtest import (
     _bench,
@@ -314,7 +313,7 @@ def run_scaling(args, run):
         rows = _scaling.with_ratios(_scaling.run(found, steps, rounds=args.rounds, port=args.port, out=args.out,
                                                  progress=lambda what: print(what, file=sys.stderr, flush=True)))
     described = next(iter(measured.values()))[0]["described"] if args.from_raw else steps.describe()
-    plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroups.version(),
+    plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroup_version(),
             "machine": page.machine()}
     _scaling.write(args.out, rows, plan, run)
     print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")

@@ -26,14 +26,27 @@ from pathlib import Path
 import psutil
 
 from deploy import cluster as deploy
-from deploy import layout, stores, web
-from deploy.layout import free_port
-from deploy.processes import DeployError, require, running, spawn, stop, wait_for
+from deploy.cluster import (
+    BLOCK,
+    DeployError,
+    free_base_port,
+    free_port,
+    require,
+    running,
+    server_settings,
+    servers,
+    spawn,
+    start_server,
+    stop,
+    stop_server,
+    wait_for,
+    web,
+)
 from labcore import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every store whose servers deploy can start; memory first, the base of the ratios.
-SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= set(stores.KINDS)]
+SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= set(servers())]
 BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": "0"}
 # DURABLE=0 (read as settings.py reads it) measures without fsync: PostgreSQL
 # with fsync=off, SQLite synchronous=NORMAL. Every output says which.
@@ -93,7 +106,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
             print(f"starting the {store} cluster", file=sys.stderr)
             clusters[store] = deploy.up(
                 instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence, server=server,
-                port=port + layout.BLOCK * index, env=BENCH_ENV, durable=DURABLE, state_dir=out / "clusters" / store)
+                port=port + BLOCK * index, env=BENCH_ENV, durable=DURABLE, state_dir=out / "clusters" / store)
         sessions = {store: _log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
@@ -297,15 +310,12 @@ def _servers(kinds):
     started = {}
     try:
         for kind in kinds:
-            started[kind] = stores.KINDS[kind].start(port=free_port(), state_dir=state,
-                                                     password=stores.new_password(), durable=DURABLE)
-        yield state, {kind: {stores.KINDS[kind].variable: stores.KINDS[kind].url(record)}
+            started[kind] = start_server(kind, port=free_port(), state_dir=state, durable=DURABLE)
+        yield state, {kind: server_settings(kind, record)
                       for kind, record in started.items()}
     finally:
         for kind, record in started.items():
-            stop(record, sig=stores.KINDS[kind].stop_signal)
-            if "data" in record:
-                shutil.rmtree(record["data"], ignore_errors=True)
+            stop_server(kind, record)
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -385,14 +395,14 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
         print(f"starting {ref}'s cluster and this checkout's", file=sys.stderr)
         old_argv = [str(old_python), "-m", "deploy", "--state-dir", str(old_state)]
         subprocess.run([*old_argv, "up", "--instances", "1", "--sessions", "memory", "--presence", "memory",
-                        "--port", str(layout.free_base_port()),
+                        "--port", str(free_base_port()),
                         *[f"--env={name}={value}" for name, value in BENCH_ENV.items()]],
                        cwd=tree, check=True, capture_output=True, text=True, timeout=300)
         old = json.loads(subprocess.run([*old_argv, "status", "--json"], cwd=tree, check=True,
                                         capture_output=True, text=True, timeout=60).stdout)
         old = {"lb": old["url"], "direct": f"http://127.0.0.1:{old['instances'][0]['port']}"}
         cluster = deploy.up(instances=1, sessions="memory", presence="memory", server=server,
-                            port=layout.free_base_port(), env=BENCH_ENV, durable=DURABLE,
+                            port=free_base_port(), env=BENCH_ENV, durable=DURABLE,
                             state_dir=new_state)
         new = {"lb": cluster.url, "direct": f"http://127.0.0.1:{cluster.instances['app1']['port']}"}
         targets = {ref: old, "this": new}

@@ -32,10 +32,7 @@ from pathlib import Path
 import etcd3gw.exceptions
 
 from deploy import cluster as deploy
-from deploy import etcd, netns
-from deploy.layout import free_base_port, free_port
-from deploy.processes import stop, wait_for
-from deploy.replication import Topology
+from deploy.cluster import Topology, etcd, free_base_port, free_port, netns, stop, wait_for
 from loadtest import _page as page
 from loadtest._accounts import PASSWORD, prepare
 from loadtest._analysis import percentile

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploy import cluster as deploy
-from deploy import layout
 from labcore import registry
 from loadtest import _accounts
 from loadtest._analysis import merge
@@ -359,7 +358,7 @@ def _processes_options(processes):
     a master, or one would fail to start. Seen here: steps with no requests
     at all while another run's workers used the master.
     """
-    port = str(layout.free_port())
+    port = str(deploy.free_port())
     return ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
             "--master-port", port]
 

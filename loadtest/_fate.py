@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from deploy.layout import free_base_port
-from deploy.replication import Topology
+from deploy.cluster import Topology, free_base_port
 from loadtest import _fate_lease as lease
 from loadtest import _page as page
 from loadtest._svg import marks_chart, series_chart

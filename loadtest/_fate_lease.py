@@ -17,7 +17,7 @@ from datetime import datetime
 import requests
 
 from deploy import cluster
-from deploy.layout import free_base_port
+from deploy.cluster import free_base_port
 from loadtest.harness import checkers
 from loadtest.harness.load import SITE_ENV, settle, wait
 from loadtest.harness.verdict import Check

@@ -39,9 +39,7 @@ from pathlib import Path
 
 import redis
 
-from deploy import stores
-from deploy.layout import free_port
-from deploy.processes import running, signal_group, stop
+from deploy.cluster import free_port, new_password, running, signal_group, start_server, stop
 from labcore.connections import no_retry
 from loadtest import _page as page
 from loadtest._svg import series_chart
@@ -240,12 +238,12 @@ class Nodes:
     def __init__(self, count, state_dir):
         self.state_dir = state_dir
         self.ports = [free_port() for _ in range(count)]
-        self.password = stores.new_password()
+        self.password = new_password()
         self.records = [None] * count
 
     def start(self, index):
-        self.records[index] = stores.start_redis(port=self.ports[index], state_dir=self.state_dir,
-                                                 password=self.password)
+        self.records[index] = start_server("redis", port=self.ports[index], state_dir=self.state_dir,
+                                            password=self.password)
 
     def start_all(self):
         for index, record in enumerate(self.records):

@@ -28,8 +28,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 from deploy import cluster as deploy
-from deploy.layout import free_base_port
-from deploy.processes import require
+from deploy.cluster import free_base_port, require
 from loadtest import _bench
 from loadtest._svg import series_chart
 

@@ -19,7 +19,7 @@ import os
 import statistics
 from dataclasses import dataclass
 
-from deploy.replication import Topology
+from deploy.cluster import Topology
 from loadtest import _capacity
 from loadtest import _experiment as experiment
 from loadtest import _page as page

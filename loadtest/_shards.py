@@ -30,9 +30,7 @@ from pathlib import Path
 from redis.cluster import key_slot
 
 from deploy import cluster as deploy
-from deploy.layout import free_base_port
-from deploy.processes import DeployError, require, wait_for
-from deploy.replication import Topology
+from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
 from loadtest._accounts import PASSWORD, prepare
 from loadtest._bench import BENCH_ENV, run_wrk
 

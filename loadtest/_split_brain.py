@@ -27,9 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from deploy.layout import free_base_port
-from deploy.processes import DeployError
-from deploy.replication import Topology
+from deploy.cluster import DeployError, Topology, free_base_port
 from loadtest import _page as page
 from loadtest._svg import series_chart
 from loadtest.harness import checkers, history, load, verdict

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from deploy import cluster as deploy
-from deploy.processes import DeployError, require
+from deploy.cluster import DeployError, require
 from loadtest import _experiment as experiment
 from loadtest import _page as page
 from loadtest._svg import series_chart

@@ -143,7 +143,7 @@ else:
 # A commit still waiting after DATABASE_COMMIT_TIMEOUT seconds (for synchronous
 # standbys that died) is cancelled and answered with a 503 naming the
 # database; 0, the default, never waits for a timer. deploy sets it to
-# COMMIT_TIMEOUT (deploy/replication.py) in clusters with --pg-sync.
+# COMMIT_TIMEOUT (deploy/kinds/postgres.py) in clusters with --pg-sync.
 DATABASE_COMMIT_TIMEOUT = env_float("DATABASE_COMMIT_TIMEOUT", 0)
 # With standbys, DATABASE_FAILOVER_HOSTS (host:port,...) lists the other
 # nodes: libpq tries each in turn and keeps the one that accepts writes, so
@@ -244,8 +244,8 @@ Path(STORES["SESSION_FILE_PATH"]).mkdir(mode=0o700, parents=True, exist_ok=True)
 # WEBSOCKETS (chat/consumers.py, served by an ASGI server: site/asgi.py)
 # CHANNEL_LAYER: `memory` (each instance reaches only its own sockets) or
 # `redis` (every instance's, through REDIS_URL or its Sentinels); by default
-# `redis` when presence is in Redis, `memory` otherwise. Redis Cluster is
-# refused. See docs/design/websockets.md.
+# `redis` when presence is in a Redis that is no cluster, `memory`
+# otherwise. `redis` on Redis Cluster is refused. See docs/design/websockets.md.
 # https://channels.readthedocs.io/en/latest/topics/channel_layers.html
 # SOCKET_EXPIRY: how long a socket's group membership (Redis layer) and its
 # presence entry last without a refresh; each open socket refreshes both

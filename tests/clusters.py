@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy import cluster, layout
+from deploy import cluster as deploy_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ def up(state_dir, *args):
     try another block.
     """
     for _ in range(3):
-        done = deploy(state_dir, "up", "--port", str(layout.free_base_port()), *args, check=False)
+        done = deploy(state_dir, "up", "--port", str(deploy_cluster.free_base_port()), *args, check=False)
         if "is busy" not in done.stderr:
             break
     assert done.returncode == 0, f"deploy up failed: {done.stderr}"
@@ -35,13 +35,13 @@ def up(state_dir, *args):
 
 
 def recorded_pids(state_dir):
-    recorded = layout.load(state_dir)
+    recorded = deploy_cluster.load(state_dir)
     return recorded.pids() if recorded else []
 
 
 def recorded_data(state_dir):
     """The data folders of the store nodes recorded in state_dir (PostgreSQL's may be under /var/tmp)."""
-    recorded = layout.load(state_dir)
+    recorded = deploy_cluster.load(state_dir)
     return [record["data"] for record in recorded.stores.values() if "data" in record] if recorded else []
 
 
@@ -59,7 +59,7 @@ class Cluster:
         Redis is paused or cut off still answers it.
         """
         if self._reader is None:
-            token = cluster.api_token("lab reader", state_dir=self.state_dir)
+            token = deploy_cluster.api_token("lab reader", state_dir=self.state_dir)
             self._reader = {"Authorization": f"Bearer {token}"}
         return self._reader
 

@@ -8,7 +8,7 @@ from django.test import Client
 
 from chat import presence
 from deploy import netns, web
-from deploy.processes import alive
+from deploy.cluster import alive
 from labcore import registry
 from labcore.config import store_settings
 from labcore.stores import reset_breakers

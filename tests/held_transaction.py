@@ -58,7 +58,7 @@ def main():
     from django.core.management import call_command
 
     from chat.services import messages_after
-    from deploy.processes import wait_for
+    from deploy.cluster import wait_for
 
     call_command("migrate", verbosity=0)
     ada = get_user_model().objects.create_user("ada")

@@ -9,22 +9,23 @@ import signal
 import tempfile
 import types
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
-from deploy import etcd, rediscluster, stores
-from deploy.layout import free_port
-from deploy.processes import signal_group, stop
+from deploy.cluster import etcd, free_port, new_password, server_settings, signal_group, start_server, stop
+from deploy.kinds import rediscluster
 
 
 class Server:
     """One store server on a free port, which a test may kill, pause and resume."""
 
-    def __init__(self, name, start):
+    def __init__(self, name, start=None):
+        """start: (port, state_dir, password) -> its record; by default deploy's own for the kind `name`."""
         self.name = name
+        self._start = start or partial(start_server, name)
         self.port = free_port()
-        self._start = start
         self._dir = tempfile.mkdtemp(prefix=f"lab-test-{name}-")
-        self.password = stores.new_password()  # kept across restarts, as a cluster keeps it
+        self.password = new_password()  # kept across restarts, as a cluster keeps it
         self.record = None
 
     def start(self):
@@ -38,7 +39,8 @@ class Server:
     @property
     def url(self):
         """The site's setting for this server, credentials included."""
-        return stores.KINDS[self.name].url(self.record)
+        (url,) = server_settings(self.name, self.record).values()
+        return url
 
     def stop(self):
         """Kill the server, as a crash would, and remove its files."""
@@ -55,11 +57,11 @@ class Server:
 
 
 def redis_server():
-    return Server("redis", stores.start_redis)
+    return Server("redis")
 
 
 def memcached_server():
-    return Server("memcached", stores.start_memcached)
+    return Server("memcached")
 
 
 @contextmanager
@@ -79,7 +81,7 @@ def one_node_redis_cluster():
 
 
 def postgres_server():
-    return Server("postgres", stores.start_postgres)
+    return Server("postgres")
 
 
 class EtcdCluster:

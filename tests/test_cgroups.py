@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
-from deploy import cgroups, layout
-from deploy.processes import wait_gone
+from deploy import cgroups
+from deploy import cluster as deploy_cluster
+from deploy.cluster import wait_gone
 from tests import clusters
 
 
@@ -60,7 +61,7 @@ def test_instances_get_their_quota_and_cpu_and_down_removes_the_groups(tmp_path)
 
 
 def test_a_failed_up_removes_its_groups_and_bad_limits_are_refused(tmp_path):
-    port = layout.free_base_port()
+    port = deploy_cluster.free_base_port()
     # The stores start and join their group; then migrate fails on a bad setting.
     failed = clusters.deploy(tmp_path, "up", "--port", str(port), "--sessions", "redis", "--cpu-quota", "0.5",
                              "--site-cpus", "0", "--env", "SESSION_COOKIE_AGE=soon", check=False)
@@ -75,7 +76,7 @@ def test_a_failed_up_removes_its_groups_and_bad_limits_are_refused(tmp_path):
 
 
 def test_remove_moves_a_process_still_inside_out_first():
-    limits = cgroups.Limits.plan(port=layout.free_base_port(), quota=0.25, site_cpus="0")
+    limits = cgroups.Limits.plan(port=deploy_cluster.free_base_port(), quota=0.25, site_cpus="0")
     groups = cgroups.Groups(limits)
     sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:

@@ -91,7 +91,7 @@ def test_gunicorn_starts_as_deploy_starts_an_instance():
     assert entry == ["locust", "-f", "loadtest/journeys.py"]
 
 
-def test_the_wheel_the_image_installs_carries_templates_and_static_files(tmp_path):
+def test_the_wheel_the_image_installs_carries_every_module_template_and_static_file(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "--wheel-dir", str(tmp_path), str(ROOT)],
@@ -100,11 +100,11 @@ def test_the_wheel_the_image_installs_carries_templates_and_static_files(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    tracked = subprocess.run(["git", "ls-files", "site", "labcore", "accounts", "chat", "maintenance", "deploy"],
+    tracked = subprocess.run(["git", "ls-files", "site", "labcore", "accounts", "chat", "maintenance", "deploy", "loadtest"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    data = [path for path in tracked if not path.endswith(".py") and not path.startswith("deploy/kubernetes/")]
+    data = [path for path in tracked if not path.startswith("deploy/kubernetes/")]
     assert data
-    for path in data:
+    for path in data:  # every module and every file beside them
         installed = re.sub(r"^site/", "labsite/", path)
         assert installed in names, f"{path} is not in the wheel, so not in the image"
 

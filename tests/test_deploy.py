@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy import layout, sizing, stores
-from deploy.processes import DeployError, require, run_all
+from deploy import cluster as deploy_cluster
+from deploy import sizing
+from deploy.cluster import DeployError, require, run_all
 from tests.clusters import deploy
 from tests.http import Browser
 
@@ -197,6 +198,45 @@ def test_killed_instance_comes_back_with_start(cluster):
     assert (c.instance("app1")["alive"], c.instance("app1")["lb_state"]) == (True, "UP")
 
 
+# status --json's schema (docs/operations/deploy.md): later versions only add fields.
+STATES = {"up", "down", "draining", "paused", "partitioned"}
+STORE_ROLES = {"primary", "replica", "standby", "sentinel", "leader", "follower", "candidate", "down", "unreachable"}
+TOP = {"url", "stats_url", "lb", "sessions", "presence", "db", "durable", "haproxy", "topology", "network",
+       "partitions", "cpu", "stores", "instances"}
+INSTANCE = {"name", "host", "port", "pid", "alive", "lb_state", "state", "role"}
+STORE = {"name", "kind", "role", "host", "port", "socket", "pid", "alive", "state"}
+
+
+def check_schema(status):
+    assert TOP <= set(status) and set(status["haproxy"]) >= {"pid", "alive"}
+    assert all(set(cut) == {"isolated", "from"} for cut in status["partitions"])
+    for row in status["instances"]:
+        assert INSTANCE <= set(row) and row["state"] in STATES and row["role"] is None, row
+    for row in status["stores"]:
+        assert STORE <= set(row) and row["state"] in STATES and row["role"] in STORE_ROLES, row
+        assert row["kind"] in deploy_cluster.KINDS or row["kind"] in {"redis", "sentinel"}, row
+
+
+def states(c):
+    status = c.status()
+    check_schema(status)
+    return {row["name"]: row["state"] for row in [*status["instances"], *status["stores"]]}
+
+
+def test_status_json_follows_its_schema_through_every_state(cluster):
+    c = cluster(instances=2, sessions="redis", presence="redis")
+    assert states(c) == {"app1": "up", "app2": "up", "redis1": "up"}
+    c.run("kill", "app1")
+    c.run("pause", "redis1")
+    runtime = deploy_cluster.load(c.state_dir).runtime
+    runtime.set_state("app2", "maint")  # what `kill --signal TERM` and `scale` do before the stop
+    assert states(c) == {"app1": "down", "app2": "draining", "redis1": "paused"}
+    runtime.set_state("app2", "ready")
+    c.run("resume", "redis1")
+    c.run("start", "app1")
+    assert states(c) == {"app1": "up", "app2": "up", "redis1": "up"}
+
+
 def test_a_relative_state_folder_works(cluster):
     # HAProxy reads a relative socket path as host:port; deploy must not pass one.
     c = cluster(instances=1, state_dir=Path("state") / f"test-relative-{uuid.uuid4().hex[:8]}")
@@ -243,8 +283,8 @@ def test_sixteen_instances_on_postgres_start_and_serve(cluster):
         statuses = [status for statuses in pool.map(burst, ports) for status in statuses]
     assert statuses == [200] * 16 * sizing.THREADS
     assert Browser().get(f"{c.url}/readyz").status == 200
-    (postgres,) = [node for node in layout.load(c.state_dir).stores.values() if node["kind"] == "postgres"]
-    with psycopg.connect(stores.postgres_url(postgres)) as db:
+    (postgres,) = [node for node in deploy_cluster.load(c.state_dir).stores.values() if node["kind"] == "postgres"]
+    with psycopg.connect(deploy_cluster.server_settings("postgres", postgres)["DATABASE_URL"]) as db:
         allowed = int(db.execute("SHOW max_connections").fetchone()[0])
         used = db.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'").fetchone()[0]
     assert allowed >= 16 * sizing.DB_CONNECTIONS_PER_INSTANCE + sizing.DB_HEADROOM
@@ -259,7 +299,7 @@ def test_down_leaves_only_the_logs_and_no_secret(cluster, tmp_path):
     c = cluster(instances=1, sessions="file", presence="redis", state_dir=state)
     ada = Browser()
     assert ada.sign_up(c.url, "ada", PASSWORD).status == 302
-    record = layout.load(state)
+    record = deploy_cluster.load(state)
     with sqlite3.connect(state / "site.sqlite3") as db:
         (password_hash,) = db.execute("SELECT password FROM auth_user WHERE username = 'ada'").fetchone()
     secrets = {"SECRET_KEY": record.secret_key, "ada's password hash": password_hash, "ada's password": PASSWORD,
@@ -268,7 +308,7 @@ def test_down_leaves_only_the_logs_and_no_secret(cluster, tmp_path):
     assert {"redis1", "cluster.json", "site.sqlite3", "sessions"} <= {*record.stores, *os.listdir(state)}
 
     c.run("down")
-    assert sorted(os.listdir(state)) == [layout.MARKER, "logs"]
+    assert sorted(os.listdir(state)) == [deploy_cluster.MARKER, "logs"]
     assert os.listdir(state / "logs")  # the logs stay, to read after the run
     for log in (state / "logs").iterdir():
         text = log.read_text(errors="replace")
@@ -282,13 +322,13 @@ def test_a_state_folder_deploy_did_not_make_is_left_untouched(tmp_path):
     mine.chmod(0o755)
     before = sorted(str(path.relative_to(mine)) for path in mine.rglob("*"))
     up = deploy(mine, "up", "--instances", "1", "--sessions", "signed_cookies", "--presence", "memory",
-                "--port", str(layout.free_base_port()), check=False)
+                "--port", str(deploy_cluster.free_base_port()), check=False)
     try:
         assert up.returncode == 1 and "was not made by deploy" in up.stderr, up.stderr
     finally:
         deploy(mine, "down", check=False)
     # A record planted there, naming the folder as a store's data: `down` removes nothing it names.
-    layout.Cluster(state_dir=str(mine), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
+    deploy_cluster.Cluster(state_dir=str(mine), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
                    secret_key="x", stores={"redis1": {"kind": "redis", "port": 2, "data": str(mine / "precious")}}
                    ).save()
     down = deploy(mine, "down", check=False)
@@ -305,46 +345,46 @@ def test_a_marked_folder_of_another_user_is_not_deploys(tmp_path):
     for folder in (theirs, elsewhere):
         folder.mkdir()
         folder.chmod(0o755)
-    (theirs / layout.MARKER).touch()
+    (theirs / deploy_cluster.MARKER).touch()
     (theirs / "logs").symlink_to(elsewhere)
     nobody = pwd.getpwnam("nobody").pw_uid
-    for path in (theirs / layout.MARKER, theirs):
+    for path in (theirs / deploy_cluster.MARKER, theirs):
         os.lchown(path, nobody, nobody)
-    assert not layout.made_by_deploy(theirs)
+    assert not deploy_cluster.made_by_deploy(theirs)
     with pytest.raises(DeployError, match="was not made by deploy"):
-        layout.make_private_folder(theirs)
+        deploy_cluster.make_private_folder(theirs)
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755 and stat.S_IMODE(theirs.stat().st_mode) == 0o755
     # Ours, marked, but its logs a link to somewhere else: refused, the link's target untouched.
     os.lchown(theirs, os.geteuid(), os.getegid())
-    os.lchown(theirs / layout.MARKER, os.geteuid(), os.getegid())
+    os.lchown(theirs / deploy_cluster.MARKER, os.geteuid(), os.getegid())
     with pytest.raises(DeployError, match="is not a folder of ours"):
-        layout.make_private_folder(theirs)
+        deploy_cluster.make_private_folder(theirs)
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
 
 
 def test_a_folder_from_before_the_marker_can_still_be_stopped(tmp_path):
     state = tmp_path / "state"
-    layout.make_private_folder(state)
-    layout.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
+    deploy_cluster.make_private_folder(state)
+    deploy_cluster.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
                    secret_key="x").save()
-    (state / layout.MARKER).unlink()
-    assert layout.made_by_deploy(state) and (state / layout.MARKER).is_file()
+    (state / deploy_cluster.MARKER).unlink()
+    assert deploy_cluster.made_by_deploy(state) and (state / deploy_cluster.MARKER).is_file()
     # The same without a record only we can read: not deploy's.
-    (state / layout.MARKER).unlink()
+    (state / deploy_cluster.MARKER).unlink()
     (state / "cluster.json").chmod(0o644)
-    assert not layout.made_by_deploy(state)
+    assert not deploy_cluster.made_by_deploy(state)
 
 
 def test_the_record_is_written_whole_or_not_at_all(tmp_path):
-    layout.make_private_folder(tmp_path / "state")
-    record = layout.Cluster(state_dir=str(tmp_path / "state"), port=1, lb="roundrobin", sessions="db",
+    deploy_cluster.make_private_folder(tmp_path / "state")
+    record = deploy_cluster.Cluster(state_dir=str(tmp_path / "state"), port=1, lb="roundrobin", sessions="db",
                             presence="memory", db="sqlite", secret_key="x")
     record.save()
     record.env = {"unwritable": object()}  # json.dump fails half-way, as a crash would
     with pytest.raises(TypeError):
         record.save()
-    assert layout.load(tmp_path / "state").env == {}
-    assert sorted(os.listdir(tmp_path / "state")) == [layout.MARKER, "cluster.json", "logs"]
+    assert deploy_cluster.load(tmp_path / "state").env == {}
+    assert sorted(os.listdir(tmp_path / "state")) == [deploy_cluster.MARKER, "cluster.json", "logs"]
 
 
 # Clear one-line errors

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.test import SimpleTestCase, modify_settings, override_settings
 from django.utils.module_loading import import_module
 
-from deploy import stores
+from deploy.cluster import server_settings
 from labcore import registry
 from labcore.config import store_settings
 from tests.servers import EtcdCluster, one_node_redis_cluster
@@ -123,7 +123,7 @@ def engine_settings(request, redis_service, memcached_service, tmp_path_factory)
     if request.cls.clustered:
         node = request.getfixturevalue("redis_cluster")
         values = {"redis_cluster_nodes": [("127.0.0.1", node["port"])]}
-        redis_url = stores.KINDS["redis"].url(node)
+        redis_url = server_settings("redis", node)["REDIS_URL"]
     else:
         redis_url = redis_service.url
     state = tmp_path_factory.mktemp(row.name)

@@ -13,9 +13,8 @@ import pytest
 import requests
 from django.test import Client
 
-from deploy import etcd, layout
-from deploy.processes import DeployError, wait_for
-from deploy.replication import Topology
+from deploy import cluster as deploy_cluster
+from deploy.cluster import DeployError, Topology, etcd, wait_for
 from labcore.etcd import parse_etcd_endpoints, parse_etcd_tls
 from tests.conftest import use_stores
 from tests.http import Browser
@@ -131,7 +130,7 @@ def test_deployed_etcd_keeps_every_login_when_deploy_kills_its_leader(cluster):
     c = cluster(instances=2, sessions="etcd")
     roles = etcd_roles(c)
     assert sorted(roles.values()) == ["follower", "follower", "leader"], roles
-    etcd1 = layout.load(c.state_dir).stores["etcd1"]
+    etcd1 = deploy_cluster.load(c.state_dir).stores["etcd1"]
     with pytest.raises(requests.ConnectionError):  # only a holder of the cluster's certificate may speak
         requests.post(f"https://{etcd1['host']}:{etcd1['port']}/v3/kv/range", json={"key": "AA=="}, timeout=5,
                       verify=etcd.client_tls(etcd1)["cacert"])

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deploy.processes import wait_for
+from deploy.cluster import wait_for
 from tests.http import Browser
 
 PASSWORD = "correct horse battery"

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from deploy import latency
-from deploy.processes import DeployError, alive, wait_for
+from deploy.cluster import DeployError, alive, wait_for
 from tests import servers
 
 PINGS = 21

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deploy.processes import wait_for
+from deploy.cluster import wait_for
 from maintenance.fencing import StaleToken, fenced, highest_token
 from maintenance.lease import Lease
 from maintenance.models import RefusedWrite

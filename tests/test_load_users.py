@@ -16,7 +16,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.management import CommandError, call_command
 
 from deploy import cluster as deploy
-from deploy.layout import free_base_port
+from deploy.cluster import free_base_port
 from loadtest import _accounts
 from loadtest import _experiment as experiment
 from loadtest._audit import AUDITOR, audit_messages

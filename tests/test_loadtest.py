@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.layout import free_base_port
+from deploy.cluster import free_base_port
 from loadtest import _sticky
 from loadtest._analysis import headline_failures, percentile, summarise
 from loadtest._audit import audit_pollers

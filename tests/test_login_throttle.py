@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from deploy import layout, netns
-from deploy.processes import alive, wait_for
+from deploy import cluster as deploy_cluster
+from deploy import netns
+from deploy.cluster import alive, wait_for
 from tests.clusters import deploy, recorded_pids, up
 from tests.http import Browser
 
@@ -135,7 +136,7 @@ def test_only_haproxy_speaks_for_a_client_in_network_namespaces(tmp_path):
     try:
         cluster = up(state_dir, "--instances", "1", "--netns", "--sessions", "redis", "--presence", "redis",
                      "--env=PASSWORD_ITERATIONS=1000")
-        recorded = layout.load(state_dir)
+        recorded = deploy_cluster.load(state_dir)
         assert Browser().sign_up(cluster.url, "heidi", PASSWORD).status == 302
         assert guesses(Browser(source=recorded.proxy_source), recorded.instance_url("app1"), "heidi", 7,
                        claim) == [401] * LIMIT + [429] * 2

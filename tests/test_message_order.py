@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import wait_for
+from deploy.cluster import wait_for
 from tests.http import Browser
 from tests.servers import postgres_server
 

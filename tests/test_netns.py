@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from deploy import netns
-from deploy.processes import running, spawn, stop, wait_for
+from deploy.cluster import running, spawn, stop, wait_for
 
 CONNECT = """
 import socket, sys

@@ -13,8 +13,7 @@ from django.core.cache import caches
 from django.test import Client
 
 from chat.models import Message
-from deploy.layout import free_port
-from deploy.processes import wait_for
+from deploy.cluster import free_port, wait_for
 from labcore.config import store_settings
 from labcore.sessions.cached_db import SessionStore as CachedDBStore
 from labcore.stores import reset_breakers

@@ -13,8 +13,7 @@ import pytest
 
 from deploy import cluster as deploy_cluster
 from deploy import netns
-from deploy.layout import Cluster
-from deploy.processes import DeployError, alive, spawn, stop, wait_for
+from deploy.cluster import DeployError, alive, spawn, stop, wait_for
 from loadtest import _fate, _split_brain
 from loadtest import _page as page
 from loadtest.harness import verdict
@@ -37,6 +36,9 @@ def test_a_partition_of_the_redis_primary_leads_to_a_promotion_on_the_majority_s
     c.run("partition", "redis:primary,sentinel1,app1", "--from", MAJORITY)
     assert c.status()["partitions"] == [{"isolated": ["redis1", "sentinel1", "app1"],
                                          "from": MAJORITY.split(",")}]
+    cut = {"redis1", "sentinel1", "app1", *MAJORITY.split(",")}
+    assert {row["name"] for row in [*c.status()["stores"], *c.status()["instances"]]
+            if row["state"] == "partitioned"} == cut
 
     def promoted():
         roles = c.roles()
@@ -81,7 +83,7 @@ def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
     sleeper = spawn(network.command("app1", [sys.executable, "-c", "import time; time.sleep(600)"]),
                     log_path=tmp_path / "sleeper.log")
     try:
-        Cluster(state_dir=str(state_dir), port=1, lb="roundrobin", sessions="memory", presence="memory",
+        deploy_cluster.Cluster(state_dir=str(state_dir), port=1, lb="roundrobin", sessions="memory", presence="memory",
                 db="sqlite", secret_key=secrets.token_urlsafe(), network=network.record()).save()
         deploy_cluster.partition(["app1"], ["app2"], state_dir=state_dir)
         first = netns.rules(network, "app1")

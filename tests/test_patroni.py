@@ -23,9 +23,8 @@ import psycopg
 import pytest
 
 from deploy import patroni
-from deploy.layout import free_port
-from deploy.processes import DeployError, run_all, running, wait_for
-from deploy.stores import postgres_folder
+from deploy.cluster import DeployError, free_port, run_all, running, wait_for
+from deploy.kinds.pgserver import postgres_folder
 from tests.servers import EtcdCluster
 
 # A failover takes at most ttl (the dead leader's key expires) + loop_wait (a standby's next look) + the

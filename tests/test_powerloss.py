@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from deploy import powerloss, processes, stores
-from deploy.layout import free_port
+from deploy import powerloss
+from deploy.cluster import free_port, new_password, stop, wait_for
+from deploy.kinds.redis import start_redis
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
                                 reason="FUSE mounts need root and /dev/fuse")
@@ -147,7 +148,7 @@ def test_unlink_and_mkdir_are_undone_and_a_clean_unmount_keeps_everything(disk):
 
 
 def test_unmount_cleans_up_after_the_file_system_process_died(disk):
-    processes.stop(disk.record, sig=signal.SIGKILL)
+    stop(disk.record, sig=signal.SIGKILL)
     assert powerloss.mounted(disk.mount)  # a dead FUSE mount stays, every access failing
     with pytest.raises(OSError):
         os.listdir(disk.mount)
@@ -218,18 +219,18 @@ class Redis:
 
     def __init__(self, disk, options):
         self.disk, self.options = disk, options
-        self.port, self.password = free_port(), stores.new_password()
+        self.port, self.password = free_port(), new_password()
         self.record = None
 
     def start(self):
-        self.record = stores.start_redis(port=self.port, state_dir=self.disk.folder, password=self.password,
-                                         folder=str(self.disk.mount), args=self.options)
+        self.record = start_redis(port=self.port, state_dir=self.disk.folder, password=self.password,
+                                  folder=str(self.disk.mount), args=self.options)
         client = redis.Redis(port=self.port, password=self.password, socket_timeout=30)
-        processes.wait_for(lambda: _loaded(client), timeout=30, what="Redis to load its data")
+        wait_for(lambda: _loaded(client), timeout=30, what="Redis to load its data")
         return client
 
     def kill(self):
-        processes.stop(self.record, sig=signal.SIGKILL)
+        stop(self.record, sig=signal.SIGKILL)
 
 
 def _loaded(client):

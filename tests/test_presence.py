@@ -6,7 +6,7 @@ from django.conf import settings
 from chat.presence.base import CHANGE_LOG_SIZE, ROOM_TTL_FACTOR
 from chat.presence.memory import MemoryPresence
 from chat.presence.redis import RedisPresence
-from deploy.processes import wait_for
+from deploy.cluster import wait_for
 
 TTL = 16
 

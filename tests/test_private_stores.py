@@ -24,8 +24,9 @@ from django.test import Client
 from django.utils.module_loading import import_module
 from pymemcache.client.base import Client as MemcachedClient
 
-from deploy import certificates, etcd, layout
-from deploy.processes import alive, running, start_time, stop
+from deploy import certificates
+from deploy import cluster as deploy_cluster
+from deploy.cluster import alive, etcd, running, start_time, stop
 from labcore import registry
 from labcore.config import store_settings
 from labcore.sessions.file import SessionStore as FileSession
@@ -298,7 +299,7 @@ def test_a_cluster_keeps_every_file_private_and_names_no_session_key(cluster, tm
     for name in ("cluster.json", "haproxy.cfg", "haproxy.sock", "site.sqlite3", "logs/app1.log"):
         assert (state / name).exists(), name
     assert _readable_by_others(state) == []
-    recorded = layout.load(state)
+    recorded = deploy_cluster.load(state)
     assert {_umask(recorded.haproxy["pid"]), _umask(recorded.instances["app1"]["pid"])} == {"0077"}
 
 
@@ -372,8 +373,8 @@ def test_a_recycled_pid_is_never_signalled(bystander, tmp_path):
 
     # The same through `deploy down`, with a cluster record naming it.
     state = tmp_path / "stale"
-    layout.make_private_folder(state)
-    layout.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
+    deploy_cluster.make_private_folder(state)
+    deploy_cluster.Cluster(state_dir=str(state), port=1, lb="roundrobin", sessions="db", presence="memory", db="sqlite",
                    secret_key="x", haproxy=stranger, instances={"app1": {"port": 2, **stranger}}).save()
     status = deploy(state, "status", "--json")
     assert '"alive": true' not in status.stdout

@@ -12,8 +12,9 @@ import pytest
 import redis
 from redis.cluster import key_slot
 
-from deploy import layout, rediscluster, replication
-from deploy.processes import DeployError, wait_for
+from deploy import cluster as deploy_cluster
+from deploy.cluster import DeployError, wait_for
+from deploy.kinds import rediscluster
 from tests.http import Browser
 
 PASSWORD = "correct horse battery"
@@ -47,13 +48,13 @@ def test_every_cluster_port_bus_included_is_inside_the_clusters_own_block():
     # range or another cluster's block. Each node's bus port is a slot of the block.
     base = 20000
     for shards in range(1, 5):
-        used = layout.ports(base, instances=16, servers=["redis"],
-                            topology=replication.Topology(redis="cluster", redis_shards=shards).check())
+        used = deploy_cluster.ports(base, instances=16, servers=["redis"],
+                            topology=deploy_cluster.Topology(redis="cluster", redis_shards=shards).check())
         buses = [port for port, what in used.items() if what.endswith("cluster bus")]
         assert len(buses) == len(set(buses)) == rediscluster.node_count(shards)
-        assert all(base <= port < base + layout.BLOCK for port in used)
+        assert all(base <= port < base + deploy_cluster.BLOCK for port in used)
     with pytest.raises(DeployError, match="--redis-shards"):
-        replication.Topology(redis="cluster", redis_shards=5).check()
+        deploy_cluster.Topology(redis="cluster", redis_shards=5).check()
 
 
 def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluster):
@@ -90,7 +91,7 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
              what="an instance to hold the maintenance lease")
 
     # Replication is asynchronous: let redis4 catch up, so the kill loses nothing acknowledged.
-    stores = layout.load(c.state_dir).stores
+    stores = deploy_cluster.load(c.state_dir).stores
     wait_for(lambda: replicated(stores["redis1"], stores["redis4"]), timeout=30, what="redis4 to copy redis1")
     c.run("kill", "redis1")
     dead = {browser: number for browser, (shard, number) in users.items() if shard == "redis1"}

@@ -14,9 +14,9 @@ import redis
 from django.core.cache import caches
 from django.test import Client
 
-from deploy import rediscluster, stores
-from deploy.layout import free_port
-from deploy.processes import run_all, signal_group, stop, wait_for
+from deploy.cluster import free_port, new_password, run_all, server_settings, signal_group, stop, wait_for
+from deploy.kinds import rediscluster
+from deploy.kinds.redis import start_redis
 from labcore.config import store_settings
 from labcore.registry import ConfigError
 from labcore.sessions.redis import confirmed
@@ -37,10 +37,10 @@ def node(server):
 def pair(settings, tmp_path, db, django_user_model, memcached_service):
     """A primary with one replica; `configure(store)` points the site at the primary with REDIS_SYNC=1."""
     # No delay before the full copy (Redis waits 5 s for more replicas by default).
-    primary = Server("redis", partial(stores.start_redis, args=["--repl-diskless-sync", "yes",
-                                                                  "--repl-diskless-sync-delay", "0"]))
-    replica = Server("redis", partial(stores.start_redis, args=["--replicaof", "127.0.0.1", str(primary.port),
-                                                                  "--repl-ping-replica-period", "1"]))
+    primary = Server("redis", partial(start_redis, args=["--repl-diskless-sync", "yes",
+                                                           "--repl-diskless-sync-delay", "0"]))
+    replica = Server("redis", partial(start_redis, args=["--replicaof", "127.0.0.1", str(primary.port),
+                                                           "--repl-ping-replica-period", "1"]))
     replica.password = primary.password
     primary.start()
     try:
@@ -153,7 +153,7 @@ def test_a_shortfall_fails_its_own_write_and_leaves_the_others_reading(pair, set
 def shard(settings, tmp_path, db, django_user_model, memcached_service):
     """A one-shard Redis Cluster, a primary and its replica; the site's sessions on it with REDIS_SYNC=1."""
     place = types.SimpleNamespace(path=tmp_path / "cluster", durable=False)
-    password = stores.new_password()
+    password = new_password()
     nodes = []
     try:
         for name in ("redis1", "redis2"):
@@ -161,7 +161,7 @@ def shard(settings, tmp_path, db, django_user_model, memcached_service):
         rediscluster.form(nodes, shards=1)
         settings.STORE_TIMEOUT = 2  # WAIT gets 1 s: a busy machine's margin
         use_stores(settings, session_store="redis", presence_store="memory",
-                   redis=types.SimpleNamespace(url=stores.KINDS["redis"].url(nodes[0])),
+                   redis=types.SimpleNamespace(url=server_settings("redis", nodes[0])["REDIS_URL"]),
                    memcached=memcached_service, tmp_path=tmp_path, empty=False, redis_sync=1,
                    redis_cluster_nodes=(("127.0.0.1", nodes[0]["port"]),))
         django_user_model.objects.create_user("ada", password=PASSWORD)

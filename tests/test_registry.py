@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 from deploy import cluster
-from deploy.processes import DeployError
 from labcore import registry
 from labcore.config import store_settings
 from tests.clusters import ROOT
 from tests.conftest import use_stores
+from tests.made_up_kind import KIND, SLOTS, TWIN_DB
 from tests.made_up_store import ROW
 
 
@@ -33,7 +34,7 @@ def test_settings_come_from_the_row(made_up, tmp_path):
 def test_deploy_plans_the_rows_servers(made_up):
     assert cluster.servers_for(sessions=made_up.name, presence="memory", db="sqlite") == ["redis"]
     assert cluster.servers_for(sessions=made_up.name, presence="redis", db="postgres") == ["redis", "postgres"]
-    with pytest.raises(DeployError, match="--sessions 'nowhere' is not one of: .*redis_twin"):
+    with pytest.raises(cluster.DeployError, match="--sessions 'nowhere' is not one of: .*redis_twin"):
         cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
 
 
@@ -87,3 +88,46 @@ def test_the_benchmarks_targets_come_from_the_rows(monkeypatch):
     assert met[f"{twin.name} at least 0.7 of memory in every round (through HAProxy)"] is True
     assert met["redis at least 0.9 of memory in every round (through HAProxy)"] is False
     assert not any(target.startswith("cached_db") for target in met)
+
+
+@pytest.fixture
+def made_up_kind(monkeypatch):
+    """The kind's one row, its slot range, and a registry row that needs it."""
+    monkeypatch.setitem(cluster.KINDS, KIND.name, KIND)
+    monkeypatch.setitem(cluster.STORE_SLOTS, KIND.name, SLOTS)
+    monkeypatch.setitem(registry.DATABASES, TWIN_DB.name, TWIN_DB)
+    return KIND
+
+
+def test_deploy_takes_a_made_up_kind_up(made_up_kind, tmp_path):
+    assert cluster.servers_for(sessions="db", presence="memory", db="twin_db") == ["twin"]
+    state = tmp_path / "state"
+    for _ in range(3):  # another process may take a port between the check and the start
+        base = cluster.free_base_port()
+        assert cluster.ports(base, instances=1, servers=["twin"])[base + SLOTS[0]] == "twin"
+        try:
+            up = cluster.up(instances=1, sessions="db", presence="memory", db="twin_db", port=base,
+                            state_dir=state)
+            break
+        except cluster.DeployError as exc:
+            if "is busy" not in str(exc):
+                raise
+    try:
+        node = up.stores["twin"]
+        assert (node["kind"], node["port"]) == ("twin", base + SLOTS[0])
+        assert cluster.site_env(up)["TWIN_URL"] == made_up_kind.url(node)
+        with redis.Redis(port=node["port"], password=node["password"]) as client:
+            assert client.ping()
+
+        def twin():
+            return next(row for row in cluster.status(state_dir=state)["stores"] if row["name"] == "twin")
+
+        assert (twin()["role"], twin()["state"]) == ("primary", "up")
+        cluster.kill("twin", state_dir=state)
+        assert (twin()["role"], twin()["state"]) == ("down", "down")
+        cluster.start("twin", state_dir=state)
+        assert (twin()["role"], twin()["state"]) == ("primary", "up")
+        pid = cluster.load(state).stores["twin"]["pid"]
+    finally:
+        cluster.down(state)
+    assert not cluster.alive(pid)

@@ -2,7 +2,7 @@
 
 Every cluster here is real (`python -m deploy up --redis sentinel`, `--pg-standbys`),
 and every wait is a bounded poll with a deadline derived from the topology's
-timings (deploy/replication.py) plus a generous margin for a busy machine.
+timings (deploy/kinds/sentinel.py) plus a generous margin for a busy machine.
 """
 
 import os
@@ -17,8 +17,11 @@ import psycopg
 import pytest
 import redis
 
-from deploy import layout, replication, stores
-from deploy.processes import wait_for
+from deploy import cluster as deploy_cluster
+from deploy.cluster import wait_for
+from deploy.kinds.pgserver import REPLICATION_ROLE
+from deploy.kinds.postgres import COMMIT_TIMEOUT
+from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, SERVICE
 from labcore.connections import RedisTarget, redis_client
 from tests.http import Browser
 from tests.servers import postgres_server
@@ -29,7 +32,7 @@ PASSWORD = "correct horse battery"
 STORE_TIMEOUT = 0.5  # the site's default
 # Sentinel notices a dead primary after DOWN_AFTER_MS, votes and promotes:
 # a few seconds; the margin is for a machine busy with other work.
-FAILOVER_DEADLINE = replication.DOWN_AFTER_MS / 1000 + 2 * replication.FAILOVER_TIMEOUT_MS / 1000 + 30
+FAILOVER_DEADLINE = DOWN_AFTER_MS / 1000 + 2 * FAILOVER_TIMEOUT_MS / 1000 + 30
 SENTINEL = ("--redis", "sentinel", "--redis-replicas", "2")
 
 
@@ -46,12 +49,12 @@ def sign_up_users(c, count):
 
 def recorded(c, node):
     """A store node's record in the cluster's cluster.json: its port and credentials."""
-    return layout.load(c.state_dir).stores[node]
+    return deploy_cluster.load(c.state_dir).stores[node]
 
 
 def primary(c, kind):
     roles = c.roles()
-    prefix = replication.PREFIX[kind]
+    prefix = {"redis": "redis", "postgres": "pg"}[kind]
     found = [name for name, role in roles.items() if name.startswith(prefix) and role == "primary"]
     return found[0] if len(found) == 1 else None
 
@@ -125,10 +128,10 @@ def test_a_demoted_primary_sends_the_client_to_the_new_one_after_one_failure(clu
             stranger.ping()
     sentinels = tuple(("127.0.0.1", row["port"]) for row in state["stores"] if row["kind"] == "sentinel")
     client = redis_client(RedisTarget(f"redis://:{password}@127.0.0.1/0", 2.0, sentinels=sentinels,
-                                      service=replication.SERVICE, password=password))
+                                      service=SERVICE, password=password))
     client.set("before", "1")  # a pooled connection to redis1
     with redis.Redis(port=sentinels[0][1], password=password, socket_timeout=5) as sentinel:
-        sentinel.execute_command("SENTINEL", "FAILOVER", replication.SERVICE)
+        sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
     # redis1 stays up, demoted: the pooled connection now meets READONLY.
     wait_for(lambda: c.roles()["redis1"] == "replica", timeout=FAILOVER_DEADLINE, what="redis1 to be demoted")
     failures = 0
@@ -157,7 +160,7 @@ def test_postgres_promotion_keeps_synchronous_commits_and_the_old_primary_return
                 topology=("--pg-standbys", "2", "--pg-sync", sync))
     assert {n: r for n, r in c.roles().items() if n.startswith("pg")} == {
         "pg1": "primary", "pg2": "standby", "pg3": "standby"}
-    assert streaming_roles(recorded(c, "pg1")) == [stores.REPLICATION_ROLE] * 2
+    assert streaming_roles(recorded(c, "pg1")) == [REPLICATION_ROLE] * 2
     users = sign_up_users(c, 6)
 
     c.run("kill", "pg:primary")
@@ -175,12 +178,12 @@ def test_postgres_promotion_keeps_synchronous_commits_and_the_old_primary_return
     assert primary(c, "postgres") == promoted
     new = recorded(c, promoted)
     wait_for(lambda: len(streaming_roles(new)) == 2, timeout=60, what=f"both standbys streaming from {promoted}")
-    assert streaming_roles(new) == [stores.REPLICATION_ROLE] * 2
+    assert streaming_roles(new) == [REPLICATION_ROLE] * 2
 
 
 def streaming_roles(record):
     """The roles the standbys of a primary (its record) stream as."""
-    with psycopg.connect(host="127.0.0.1", port=record["port"], user=stores.REPLICATION_ROLE,
+    with psycopg.connect(host="127.0.0.1", port=record["port"], user=REPLICATION_ROLE,
                          password=record["replication_password"], dbname="postgres") as conn:
         return [row[0] for row in conn.execute("SELECT usename FROM pg_stat_replication WHERE state = 'streaming'")]
 
@@ -200,7 +203,7 @@ def test_a_commit_its_synchronous_standbys_never_confirm_is_a_bounded_503_and_a_
     took = time.monotonic() - started
     assert (answer.status, answer.json()["store"]) == (503, "database"), answer.body[:300]
     # Bounded: the commit timeout, plus the cancel's round trip and a busy machine's margin.
-    assert replication.COMMIT_TIMEOUT <= took < replication.COMMIT_TIMEOUT + 5, took
+    assert COMMIT_TIMEOUT <= took < COMMIT_TIMEOUT + 5, took
 
     # The commit stayed on the primary: the retry answers with that message, never a second copy.
     again = ada.post(room, json_body=post)

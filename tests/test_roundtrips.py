@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 
 import accounts.middleware
-from deploy import stores
+from deploy.cluster import server_settings
 from labcore import registry
 from labcore.roundtrips import count_commands, per_store
 from labcore.stores import redis_client
@@ -90,8 +90,9 @@ def redis_cluster():
 def clustered(settings, redis_cluster, memcached_service, tmp_path, db):
     """Sessions and presence in Redis Cluster, as deploy's --redis cluster gives them."""
     use_stores(settings, session_store="redis", presence_store="redis",
-               redis=types.SimpleNamespace(url=stores.KINDS["redis"].url(redis_cluster)), memcached=memcached_service,
-               tmp_path=tmp_path, redis_cluster_nodes=[("127.0.0.1", redis_cluster["port"])])
+               redis=types.SimpleNamespace(url=server_settings("redis", redis_cluster)["REDIS_URL"]),
+               memcached=memcached_service, tmp_path=tmp_path,
+               redis_cluster_nodes=[("127.0.0.1", redis_cluster["port"])])
     return "redis_cluster"
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.layout import free_port
-from deploy.processes import port_open, start_time, stop, wait_for
+from deploy.cluster import free_port, port_open, start_time, stop, wait_for
 from tests.http import Browser
 from tests.servers import postgres_server
 

@@ -23,8 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from deploy.layout import free_port
-from deploy.processes import port_open, start_time, stop, wait_for
+from deploy.cluster import free_port, port_open, start_time, stop, wait_for
 from labcore.config import channel_layer_settings
 from labcore.connections import RedisTarget
 from labcore.registry import ConfigError
@@ -376,8 +375,11 @@ def test_the_channel_layer_follows_presence_and_refuses_what_it_cannot_use():
     with pytest.raises(ConfigError, match="CHANNEL_LAYER must be one of memory, redis"):
         channel_layer_settings("rabbit", presence_store="redis", redis_target=target, socket_expiry=30)
     cluster = RedisTarget("redis://:pw@", 0.5, cluster_nodes=(("127.0.0.1", 7000),))
+    # Presence in a Redis Cluster: in memory unless asked, and refused when asked.
+    assert channel_layer_settings("", presence_store="redis", redis_target=cluster,
+                                  socket_expiry=30)["CHANNEL_LAYER"] == "memory"
     with pytest.raises(ConfigError, match="cannot use Redis Cluster"):
-        channel_layer_settings("", presence_store="redis", redis_target=cluster, socket_expiry=30)
+        channel_layer_settings("redis", presence_store="redis", redis_target=cluster, socket_expiry=30)
 
 
 def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers):

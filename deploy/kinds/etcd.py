@@ -5,7 +5,7 @@ without a majority nothing is written or read. A member that is started
 again with its data folder rejoins as it was.
 
 This is the one place members are started, asked and restarted: by
-`deploy up --sessions etcd` (deploy/replication.py), by the tests and by
+`deploy up --sessions etcd` (the kind, `Etcd`), by the tests and by
 `python -m loadtest etcd-loss`. A member is a dict, saved as it is in the
 cluster's record: its name (etcd1..), where it listens for clients
 (`host`, `port`) and for its peers (`peer_host`, `peer_port`), its data
@@ -40,10 +40,13 @@ from functools import cache
 from pathlib import Path
 
 from deploy import certificates
-from deploy.processes import DeployError, port_open, require, running, spawn, stop, wait_for
+from deploy.errors import DeployError
+from deploy.kinds.base import Kind
+from deploy.processes import port_open, require, running, spawn, stop, wait_for
 from labcore.etcd import etcd_member
 
 CLIENTS, PEERS = "127.0.0.1", "127.0.0.2"
+PEER_PORT = 2380  # etcd's usual peer port: in namespaces every member has an address of its own
 SIZES = (3, 5, 7)  # odd: a fourth or sixth member adds no loss the cluster survives
 CLIENT = "client"  # the name of the cluster's one client certificate
 
@@ -199,9 +202,70 @@ def site_settings(member):
 
 
 def start_alone(*, port, state_dir, password=None, durable=True):
-    """One member, a cluster of its own, on loopback (deploy/stores.py's way to start a kind of server).
+    """One member, a cluster of its own, on loopback: the benchmarks' and the tests' private server.
 
     Its certificates are its own cluster's (see start_members), and etcd
     always syncs its log to disk, so `password` and `durable` are unused.
     """
     return start_members(on_loopback([port], state_dir), state_dir)[0]
+
+
+class Etcd(Kind):
+    """`etcd_members` members (3, 5 or 7), started together as one Raft cluster; they elect their own
+    leader, and the site is given every member (any of them serves)."""
+
+    name = server = "etcd"
+    variables = ("ETCD_ENDPOINTS", "ETCD_CA", "ETCD_CERT", "ETCD_KEY")
+    aliases = ("etcd:leader",)
+
+    def check(self, topology):
+        if topology.etcd_members not in SIZES:
+            raise DeployError(f"--etcd-members must be one of {', '.join(map(str, SIZES))}, "
+                              f"not {topology.etcd_members}")
+
+    def nodes(self, topology, port_of):
+        return [(f"etcd{n + 1}", "etcd", port_of("etcd", n)) for n in range(topology.etcd_members)]
+
+    def start_all(self, cluster, topology, planned):
+        """All at once: a member serves only once a majority of them runs. Each is recorded once a leader
+        is elected. In namespaces each member has its own address, so its peers' port is PEER_PORT."""
+        network = cluster.net
+        if network:
+            members = plan([((network.address(name), port), (network.address(name), PEER_PORT))
+                            for name, _, port in planned], cluster.path)
+            for member in members:
+                member["exec"] = network.exec_prefix(member["name"])
+        else:
+            members = on_loopback([port for _, _, port in planned], cluster.path)
+        for member in start_members(members, cluster.path):
+            cluster.stores[member["name"]] = {"kind": self.name, **member}
+        cluster.save()
+
+    def start_alone(self, *, port, state_dir, password=None, durable=True):
+        return start_alone(port=port, state_dir=state_dir)
+
+    def restart(self, cluster, topology, name, record):
+        """It rejoins with its data folder, as the member it was."""
+        return {**record, **start_member(record, cluster.path)}
+
+    def role(self, record):
+        return role(record)
+
+    def url(self, record):
+        return endpoints([record])
+
+    def settings(self, record):
+        return {"ETCD_ENDPOINTS": endpoints([record]), **site_settings(record)}
+
+    def env(self, topology, group):
+        """Every member, and the cluster's client certificate files (one for every member)."""
+        return {"ETCD_ENDPOINTS": endpoints(group.values()), **site_settings(next(iter(group.values())))}
+
+    def resolve(self, alias, topology, group):
+        found = leader(group.values())
+        if found is None:
+            raise DeployError("no etcd member is leader now; see: python -m deploy status")
+        return found
+
+
+KIND = Etcd()

@@ -18,18 +18,21 @@ The cluster bus: every node also listens on a second port for its peers,
 port + 10000 by default. From a cluster's block (below 32768) that lands
 either in the kernel's ephemeral range, where an outgoing connection can
 take it first, or in another cluster's block 10,000 ports up. So each node
-gets its bus port from the cluster's own block (`cluster-port`, slots
-BUS_SLOTS of deploy/layout.py), never port + 10000.
+gets its bus port from the cluster's own block (`cluster-port`, the slots
+"redis-bus" of deploy/layout.py), never port + 10000.
 
-Credentials are those of every Redis node here (deploy/stores.py): one
+Credentials are those of every Redis node here (deploy/kinds/redis.py): one
 password per cluster, `requirepass` and `masterauth`, in a 0600 file; the
 bus between nodes carries no commands from clients.
 """
 
 import redis
 
-from deploy import stores
-from deploy.processes import DeployError, wait_for
+from deploy import layout
+from deploy.errors import DeployError
+from deploy.kinds import redis as alone
+from deploy.kinds.base import Kind
+from deploy.processes import wait_for
 
 SLOTS = 16384
 NODE_TIMEOUT_MS = 1000
@@ -58,13 +61,10 @@ def args(bus_port, folder):
 
 
 def start_node(cluster, name, port, bus_port, password):
-    """A cluster node in a folder of its own; a restarted one finds its nodes.conf and rejoins."""
-    folder = cluster.path / name
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Redis loads a dump.rdb it finds at start, persistence or not: a restarted
-    # node comes back empty, as a Redis without disk does, and copies its primary.
-    (folder / "dump.rdb").unlink(missing_ok=True)
-    record = stores.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
+    """A cluster node in a folder of its own; a restarted one finds its nodes.conf and rejoins,
+    empty, as a Redis without disk does, and copies its primary."""
+    folder = alone.node_folder(cluster, name)
+    record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
                                 name=name, folder=folder, args=args(bus_port, folder))
     return {**record, "data": str(folder), "bus_port": bus_port}
 
@@ -142,7 +142,63 @@ def slots(record):
                     if int(primary[1]) == record["port"])
 
 
-def check(shards, max_nodes):
-    if not 1 <= shards or node_count(shards) > max_nodes:
-        raise DeployError(f"--redis-shards must be between 1 and {max_nodes // (1 + REPLICAS_PER_SHARD)} "
-                          f"(each shard is a primary and {REPLICAS_PER_SHARD} replica), not {shards}")
+def bus_port(base, name):
+    """A node's bus port: the same offset of the cluster's block for the same node, always."""
+    return layout.store_port(base, "redis-bus", int(name.removeprefix("redis")) - 1)
+
+
+class RedisCluster(Kind):
+    """Redis Cluster: `redis_shards` primaries, each with one replica, sharing the hash slots."""
+
+    name = "redis-cluster"
+    server = "redis"
+    variables = ("REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SYNC")
+    refuses_namespaces = ("--netns does not place Redis Cluster nodes in namespaces; "
+                          "use --redis single or sentinel with it")
+    aliases = ("redis:primary",)
+    node_kinds = ("redis",)
+
+    def serves(self, topology):
+        return topology.redis == "cluster"
+
+    def check(self, topology):
+        most = layout.MAX_CLUSTER_NODES
+        if not 1 <= topology.redis_shards or node_count(topology.redis_shards) > most:
+            raise DeployError(f"--redis-shards must be between 1 and {most // (1 + REPLICAS_PER_SHARD)} "
+                              f"(each shard is a primary and {REPLICAS_PER_SHARD} replica), "
+                              f"not {topology.redis_shards}")
+        # A session write can wait for its shard's own replica.
+        alone.check_sync(topology, REPLICAS_PER_SHARD)
+
+    def nodes(self, topology, port_of):
+        return [(f"redis{n + 1}", "redis", port_of("redis", n)) for n in range(node_count(topology.redis_shards))]
+
+    def extra_ports(self, base, planned):
+        return {bus_port(base, name): f"{name}'s cluster bus" for name, _, _ in planned}
+
+    def start_all(self, cluster, topology, planned):
+        super().start_all(cluster, topology, planned)
+        form([cluster.stores[name] for name, _, _ in planned], topology.redis_shards)
+
+    def start_node(self, cluster, name, port, password):
+        return start_node(cluster, name, port, bus_port(cluster.port, name), password)
+
+    def role(self, record):
+        return alone.role(record)
+
+    def row(self, record, alive):
+        return {"slots": slots(record) if alive else ""}
+
+    def url(self, record):
+        return alone.url(record)
+
+    def env(self, topology, group):
+        return {"REDIS_URL": alone.url(next(iter(group.values()))),
+                "REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{r['port']}" for r in group.values()),
+                "REDIS_SYNC": str(topology.redis_sync)}
+
+    def resolve(self, alias, topology, group):
+        return alone.primary_of(group)
+
+
+KIND = RedisCluster()

@@ -1,0 +1,42 @@
+"""A cluster's topology: how many nodes of each kind of server, and who follows whom.
+
+Saved in the cluster record as a dict. Each field belongs to a kind of
+server (deploy/kinds/), which checks it: `check` asks every kind that runs
+in this topology, so a new kind brings its own checks.
+"""
+
+from dataclasses import asdict, dataclass
+
+from deploy import kinds
+from deploy.errors import DeployError
+
+REDIS_LAYOUTS = ("single", "sentinel", "cluster")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How each kind of server is laid out: saved in the cluster record."""
+
+    redis: str = "single"  # or "sentinel" (deploy/kinds/sentinel.py), or "cluster" (deploy/kinds/rediscluster.py)
+    redis_replicas: int = 2  # with sentinel
+    redis_sync: int = 0  # replicas that must confirm a session write (WAIT) and be connected to write
+    redis_shards: int = 3  # with cluster: primaries, each with one replica
+    pg_standbys: int = 0
+    pg_sync: str = "off"  # or "ANY k" / "FIRST k"
+    etcd_members: int = 3
+
+    def check(self):
+        """Return self, or raise DeployError naming the first field no kind can run."""
+        if self.redis not in REDIS_LAYOUTS:
+            raise DeployError(f"--redis {self.redis!r} is not one of: {', '.join(REDIS_LAYOUTS)}")
+        for kind in kinds.KINDS.values():
+            if kind.serves(self):
+                kind.check(self)
+        return self
+
+    @classmethod
+    def of(cls, record):
+        return cls(**(record or {}))
+
+    def record(self):
+        return asdict(self)
