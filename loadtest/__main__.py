@@ -42,6 +42,11 @@ from loadtest import _experiment as experiment
 from loadtest import _page as page
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
+from loadtest.harness.history import FILE as HISTORY
+from loadtest.harness.history import History
+from loadtest.harness.history import load as load_history
+from loadtest.harness.verdict import exit_status
+from loadtest.harness.verdict import lines as verdict_lines
 
 
 def build_parser():
@@ -186,6 +191,9 @@ def build_parser():
     losses.add_argument("--tries", type=int,
                         help="requests of each kind per row (default: 10 through the site, else 20)")
     losses.add_argument("--out", type=Path, help="output folder (default: results/etcd-loss-MODE)")
+    again = commands.add_parser("recheck", help="a finished split-brain or fate run's figures, charts and verdict "
+                                                "again, from its history.jsonl alone; rewrites its page")
+    again.add_argument("folder", type=Path, help="the run's folder (its --out)")
     index = commands.add_parser("index", help="write results/index.html again from the runs' run.json files")
     index.add_argument("--results", type=Path, default=Path("results"),
                        help="the folder whose runs (one and two levels below) to list")
@@ -201,6 +209,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "index":
         return write_index(args.results)
+    if args.command == "recheck":
+        try:
+            return recheck(args.folder)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"loadtest: cannot recheck {args.folder}: {exc}", file=sys.stderr)
+            return 1
     if args.command == "run" and args.out is None:
         args.out = Path("results") / datetime.now().strftime("%Y-%m-%d-%H%M%S")
     if args.command == "etcd-loss" and args.out is None:
@@ -408,25 +422,51 @@ def run_quorum(args, run):
 
 def run_split_brain(args, run):
     names = _split_brain.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
-    results = []
-    for name in names:
-        print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
-        results.append(_split_brain.run(name, seconds=args.seconds, users_per_side=args.users, out=args.out))
-    _split_brain.write(results, args.out, run)
+    with History(args.out / HISTORY, experiment="split-brain", command=run.command) as history:
+        for name in names:
+            print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
+            _split_brain.run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=history)
+    results, judged = _split_brain.report(args.out, run)
     print(_split_brain.table(results))
-    print(f"\nreport: {args.out / 'report.html'}")
-    return 0
+    return _ended(args.out, judged)
 
 
 def run_fate(args, run):
     names = _fate.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
-    results = []
-    for name in names:
-        print(f"{name}: {args.seconds:g} s, {args.users} users an instance", file=sys.stderr)
-        results.append(_fate.run(name, seconds=args.seconds, users_per_instance=args.users, out=args.out))
-    print(_fate.write(results, args.out, run))
-    print(f"\nreport: {args.out / 'report.html'}")
-    return 0
+    with History(args.out / HISTORY, experiment="fate", command=run.command) as history:
+        for name in names:
+            print(f"{name}: {args.seconds:g} s, {args.users} users an instance", file=sys.stderr)
+            _fate.run(name, seconds=args.seconds, users_per_instance=args.users, out=args.out, history=history)
+    text, judged = _fate.report(args.out, run)
+    print(text)
+    return _ended(args.out, judged)
+
+
+def recheck(folder):
+    """Every figure, chart and the verdict of a finished run again, from its history.jsonl alone; the page too.
+
+    The run's command and times come from its run.json, or from the history's header when the run ended before
+    writing its page.
+    """
+    header, _ = load_history(folder / HISTORY)
+    report = {"split-brain": _split_brain.report, "fate": _fate.report}.get(header["experiment"])
+    if report is None:
+        raise ValueError(f"{folder / HISTORY}: no recheck for the experiment {header['experiment']!r}")
+    if (folder / page.RUN_FILE).exists():
+        record = json.loads((folder / page.RUN_FILE).read_text())
+    else:  # the run ended before its page: what the history's header says of it
+        record = {"kind": header["experiment"], "command": header["command"],
+                  "started": header["started"][:19] + "+00:00", "finished": None}
+    run = page.Run(record["kind"], record["command"], record["started"])
+    judged = report(folder, run, finished=record["finished"])[1]
+    return _ended(folder, judged)
+
+
+def _ended(out, judged):
+    """Print the verdict and where the page is; the exit status says whether the hypothesis held."""
+    print("\n" + "\n".join(verdict_lines(judged)))
+    print(f"\nreport: {out / 'report.html'}")
+    return exit_status(judged)
 
 
 def run_etcd_losses(args, run):

@@ -2,8 +2,9 @@
 
 Every command that measures something writes its folder's report.html
 through write(): the title, the exact command, when and on what it ran, a
-one-line headline, then the command's own sections (tables, charts,
-readings). The page is one self-contained file: inline CSS and inline SVG,
+one-line headline, the verdict on the command's hypothesis when it states
+one (loadtest/harness/verdict.py), then the command's own sections
+(tables, charts, readings). The page is one self-contained file: inline CSS and inline SVG,
 nothing fetched, so it opens offline. run.json beside it says the same in a
 form the index reads: write_index() lists every run.json one and two levels
 below a results folder, newest first, in that folder's index.html.
@@ -20,6 +21,8 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from loadtest.harness.verdict import html as verdict_html
+
 CSS = """
 body { font-family: system-ui, sans-serif; color: #1d2430; max-width: 1300px; margin: 0 auto; padding: 1rem 1.5rem; }
 table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0 1rem; }
@@ -27,6 +30,8 @@ th, td { border-bottom: 1px solid #d9dee6; padding: .35rem .6rem; text-align: le
 th { background: #f1f4f8; }
 code { background: #f1f4f8; padding: .1rem .3rem; border-radius: 3px; }
 .headline { font-size: 1.1rem; font-weight: 600; }
+.verdict { font-weight: 600; }
+tr.unmet td { background: #fde8e8; }
 .meta { color: #5b6575; font-size: .85rem; }
 .charts { display: flex; flex-wrap: wrap; gap: 1.5rem; }
 .configs { display: grid; grid-template-columns: repeat(auto-fill, minmax(660px, 1fr)); gap: 1rem; }
@@ -60,12 +65,19 @@ class Run:
         return cls(kind, " ".join(["python -m loadtest", *map(shlex.quote, argv)]))
 
 
-def write(out, run, *, title, headline, sections):
-    """Write report.html and run.json in out; sections are (heading, html) pairs, in order."""
+def write(out, run, *, title, headline, sections, verdict=None, finished=None):
+    """Write report.html and run.json in out; sections are (heading, html) pairs, in order.
+
+    verdict: the hypothesis's verdict (harness/verdict.py), kept in run.json
+    and shown first; finished: when the run ended, if not now (a recheck).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"kind": run.kind, "title": title, "command": run.command, "started": run.started,
-              "finished": _now(), "machine": machine(), "headline": headline, "report": REPORT_FILE}
+              "finished": finished or _now(), "machine": machine(), "headline": headline, "report": REPORT_FILE}
+    if verdict is not None:
+        record["verdict"] = verdict
+        sections = [("Verdict", verdict_html(verdict)), *sections]
     body = "".join(f"<h2>{escape(heading)}</h2>{html}" if heading else html for heading, html in sections)
     (out / REPORT_FILE).write_text(_document(title, f"""<h1>{escape(title)}</h1>
 <p class=headline>{escape(headline)}</p>

@@ -1,4 +1,4 @@
-"""Chat users for Locust: `locust -f loadtest --host http://127.0.0.1:8000`.
+"""Chat users for Locust: `locust -f loadtest/journeys.py --host http://127.0.0.1:8000`.
 
 A user logs in (or signs up) once, joins a room, then loops once a second: polls the
 room's messages with its own cursor, heartbeats presence every few seconds,

@@ -59,25 +59,57 @@ def test_the_index_lists_runs_newest_first_with_links_and_names_a_broken_run_jso
     assert "quorum/run.json" in html  # named on the page too
 
 
-def test_the_fate_page_draws_each_scenarios_timeline_with_its_marks(tmp_path):
-    primary = {"scenario": "primary-connection", "primary_cache": "connection", "users_per_instance": 1,
-               "marks": {"partition": 2.0, "promoted": 5.5, "heal": 9.0, "converged": 10.0},
-               "sides": {"app1": {}, "app2": {}}, "total": {"writes_acknowledged": 30},
-               "windows": {"before promotion": {"acknowledged": 10, "lost": 0, "refused": 2},
-                           "after promotion": {"acknowledged": 12, "lost": 7, "refused": 0},
-                           "after heal": {"acknowledged": 8, "refused": 0}},
-               "writes_rolled_back": 7, "sessions_behind_after_heal": 1,
-               "timeline": {"session writes acked": [4] * 12, "acked, then lost": [0] * 6 + [2] * 3 + [0] * 3,
-                            "answered 503": [0, 0, 1] + [0] * 9}}
-    lease = {"scenario": "lease", "timings": {"ttl": 3, "renew_every": 1, "retry": 0.5},
-             "marks": {"partition": 4.0, "holder stopped acting": 6.1, "holder gave up": 7.0,
-                       "other took over": 7.6, "heal": 10.7},
-             "old_token": 3, "new_token": 4, "highest_token_in_database": 4, "runs_with_old_token_after_takeover": 0}
+def fate_history(path):
+    """A fate run by hand: primary-connection (one user) and lease, as the run would record them."""
+    def op(n, scenario, what, invoked, completed, outcome="ok", value=None, refusal=None, node="app1"):
+        return {"type": "op", "id": n, "scenario": scenario, "who": "ann", "what": what, "node": node,
+                "invoked": invoked, "completed": completed, "outcome": outcome, "value": value, "refusal": refusal}
 
-    _fate.write([primary, lease], tmp_path, page.Run.of(["fate", "--seconds", "8"]))
+    def sample(scenario, at, **observed):
+        return {"type": "sample", "scenario": scenario, "at": at, **observed}
 
+    primary, lease = "primary-connection", "lease"
+    events = [
+        {"type": "header", "schema": 1, "experiment": "fate", "command": "python -m loadtest fate --seconds 8",
+         "started": "2026-12-06T17:00:00.000+00:00"},
+        sample(primary, 0.0, condition="started", parameters={"seconds": 8, "users": 1}),
+        op(1, primary, "login", 0.1, 0.2), op(2, primary, "write", 1.0, 1.1, value=1),
+        {"type": "fault", "id": 3, "scenario": primary, "action": "partition", "target": "redis1", "sent": 2.0,
+         "effect": 2.0, "ended": 9.0},
+        op(4, primary, "write", 2.5, 2.6, value=2), sample(primary, 5.5, condition="promoted"),
+        op(5, primary, "read", 5.9, 6.0, value=1),  # write 2 gone, though a later write may hide it
+        op(6, primary, "write", 6.1, 6.2, value=3), op(7, primary, "write", 6.5, 6.6, "failed", 4, "503"),
+        sample(primary, 10.0, condition="converged"),
+        op(8, primary, "final-read", 10.1, 10.2, value=1, node="haproxy"),
+        sample(primary, 11.0, condition="after heal"), op(9, primary, "write", 11.5, 11.6, value=5),
+        sample(lease, 20.0, condition="started", parameters={"seconds": 8, "users": 1}),
+        sample(lease, 22.0, holder={"old": "app1", "old_token": 3, "new": "app2"}),
+        {"type": "fault", "id": 10, "scenario": lease, "action": "partition", "target": "app1", "sent": 24.0,
+         "effect": 24.0, "ended": 30.7},
+        sample(lease, 26.1, condition="holder stopped acting"), sample(lease, 27.0, condition="holder gave up"),
+        sample(lease, 27.6, condition="other took over"), sample(lease, 27.7, takeover={"this_instance": {"token": 4}}),
+        sample(lease, 30.8, final={"timings": {"ttl": 3, "renew_every": 1, "retry": 0.5}, "recent_runs": [],
+                                   "highest_token_in_database": 4, "last_refused_write": None}),
+    ]
+    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+
+
+def test_the_fate_page_counts_from_the_history_and_draws_each_scenarios_timeline_with_its_marks(tmp_path):
+    fate_history(tmp_path / "history.jsonl")
+
+    text, judged = _fate.report(tmp_path, page.Run.of(["fate", "--seconds", "8"]))
+
+    (primary, lease) = json.loads((tmp_path / "fate.json").read_text())["results"]
+    assert primary["windows"] == {"before promotion": {"acknowledged": 1, "lost": 1, "refused": 0, "lost_pct": 100.0},
+                                  "after promotion": {"acknowledged": 1, "lost": 1, "refused": 1, "lost_pct": 100.0},
+                                  "after heal": {"acknowledged": 1, "refused": 0}}
+    assert primary["total"] == {"writes_acknowledged": 3, "writes_lost": 2}
+    assert primary["sessions_behind_after_heal"] == 1
+    assert lease["runs_with_old_token_after_takeover"] == 0 and lease["took_over_after_giving_up"]
+    assert judged["held"], judged
     html = (tmp_path / "report.html").read_text()
-    assert "primary-connection: 7 of 12 writes acknowledged after the promotion lost" in html
+    assert "primary-connection: 1 of 1 writes acknowledged after the promotion lost" in html
     assert "another instance acting 3.6 s after the partition" in html
     assert html.count("<svg") == 2 and "answered 503" in html and "other took over (+3.6 s)" in html
     assert html.count('stroke-dasharray="4 3"') >= 4 + 5, "every mark drawn"
+    assert html.index("The hypothesis held.") < html.index("<svg"), "the verdict leads the page"

@@ -1,0 +1,177 @@
+"""Checkers: plain functions from a history's events (history.py) to figures.
+
+Conventions every checker keeps, so that figures agree with each other:
+- an operation counts at the time it completed (when its outcome was
+  known); a window [start, end) holds the operations completed in it;
+- only "ok" is acknowledged; "unknown" (a timeout, a lost connection, an
+  operation that never completed) is never counted as refused, and never
+  as acknowledged;
+- a user's writes are values of one register (a counter that a write sets)
+  or members of one list; a write is lost when a read by the same user,
+  invoked after the write was acknowledged, saw a lower counter or a list
+  without it, or saw the session gone (refusal "401"), or when no final
+  read of the user that began after it succeeded (a final read that did not
+  succeed shows nothing was kept; none at all confirms nothing).
+"""
+
+from collections import Counter, defaultdict
+
+GONE = "401"  # a read refused with this: the session is gone, so every write in it is
+
+
+def ops(events, what=None, outcome=None):
+    """The operations, of one kind (or several) and one outcome if given, in the order they completed."""
+    kinds = (what,) if isinstance(what, str) else what
+    found = [e for e in events if e["type"] == "op" and (kinds is None or e["what"] in kinds)
+             and (outcome is None or e["outcome"] == outcome)]
+    return sorted(found, key=lambda op: (op["completed"] is None, op["completed"] or 0))
+
+
+def homes(events):
+    """Each user's node: the node of its first operation (the instance it logged in at)."""
+    home = {}
+    for op in sorted(ops(events), key=lambda op: op["invoked"]):
+        home.setdefault(op["who"], op["node"])
+    return home
+
+
+def final_reads(events):
+    """Each user's final read: the value read back (None when the session is gone or the read did not succeed)."""
+    return {op["who"]: op["value"] if op["outcome"] == "ok" else None for op in ops(events, "final-read")}
+
+
+def lost_writes(events):
+    """The acknowledged writes that a later read or the final read showed gone, in the order they completed."""
+    reads = defaultdict(list)
+    for op in ops(events, ("read", "final-read")):
+        seen = _seen(op)
+        if seen is not None:
+            reads[op["who"]].append((op["invoked"], op["what"] == "final-read", seen[0]))
+    lost = []
+    for write in ops(events, "write", "ok"):
+        later = [(final, value) for invoked, final, value in reads[write["who"]] if invoked >= write["completed"]]
+        if not any(final for final, _ in later) or any(_missing(write["value"], value) for _, value in later):
+            lost.append(write)
+    return lost
+
+
+def duplicated_writes(events):
+    """Acknowledged writes that a final read (of a list) holds more than once."""
+    final = final_reads(events)
+    return [write for write in ops(events, "write", "ok") if isinstance(final.get(write["who"]), list)
+            and final[write["who"]].count(write["value"]) > 1]
+
+
+def sessions_lost(events):
+    """The users whose login was acknowledged and whose session the final read did not find."""
+    final = {op["who"]: op["outcome"] == "ok" for op in ops(events, "final-read")}
+    return sorted({op["who"] for op in ops(events, "login", "ok") if not final.get(op["who"])})
+
+
+def presence_lost(events):
+    """The users with an acknowledged heartbeat whom the first successful presence read did not list."""
+    listed = ops(events, "presence-read", "ok")
+    online = set(listed[0]["value"] or ()) if listed else set()
+    return sorted({op["who"] for op in ops(events, "heartbeat", "ok") if op["who"] not in online})
+
+
+def stale_reads(events):
+    """Reads (not the final one) that saw less than the same user's last write acknowledged before they began."""
+    stale = []
+    writes = ops(events, "write", "ok")
+    for read in ops(events, "read", "ok"):
+        before = [w["value"] for w in writes if w["who"] == read["who"] and w["completed"] <= read["invoked"]]
+        if before and _missing(before[-1], read["value"]):
+            stale.append(read)
+    return stale
+
+
+def reads_ahead(events):
+    """Reads that saw a counter above the same user's last acknowledged write: a write refused yet kept.
+
+    {"users": how many users, "counter_steps": by how much in all, "unread": reads that did not succeed}.
+    """
+    writes = ops(events, "write", "ok")
+    ahead = {"users": 0, "counter_steps": 0, "unread": 0}
+    for read in ops(events, "read"):
+        if read["outcome"] != "ok":
+            ahead["unread"] += 1
+            continue
+        before = [w["value"] for w in writes if w["who"] == read["who"] and w["completed"] <= read["invoked"]]
+        steps = max(0, (read["value"] or 0) - (before[-1] if before else 0))
+        ahead["users"] += steps > 0
+        ahead["counter_steps"] += steps
+    return ahead
+
+
+def refusals(events, start=float("-inf"), end=float("inf"), *, key="what"):
+    """Operations refused (failed) completed within [start, end], counted by op[key] (what, node, refusal)."""
+    return dict(Counter(op[key] for op in ops(events, outcome="failed") if start <= op["completed"] <= end))
+
+
+def unknown(events, start=float("-inf"), end=float("inf")):
+    """Operations whose outcome is unknown: completed within [start, end], or never completed."""
+    return sum(1 for op in ops(events, outcome="unknown")
+               if op["completed"] is None or start <= op["completed"] <= end)
+
+
+def window(events, start, end, lost_ids=None):
+    """Writes acknowledged in [start, end), those of them lost (lost_ids: lost_writes()' ids), operations refused."""
+    if lost_ids is None:
+        lost_ids = {op["id"] for op in lost_writes(events)}
+    acked = [op for op in ops(events, "write", "ok") if start <= op["completed"] < end]
+    refused = sum(1 for op in ops(events, outcome="failed") if start <= op["completed"] < end)
+    return {"acknowledged": len(acked), "lost": sum(op["id"] in lost_ids for op in acked), "refused": refused}
+
+
+def faults(events, action=None):
+    return [e for e in events if e["type"] == "fault" and (action is None or e["action"] == action)]
+
+
+def condition(events, name):
+    """When the run first saw the named condition hold (a sample's "at"), or None."""
+    return next((e["at"] for e in events if e["type"] == "sample" and e.get("condition") == name), None)
+
+
+def parameters(events):
+    """The run's parameters, as the "started" sample recorded them."""
+    return next((e.get("parameters", {}) for e in events if e["type"] == "sample"
+                 and e.get("condition") == "started"), {})
+
+
+def failover_time(events, fault, what=("write",), node=None):
+    """Seconds from the fault's effect to the first acknowledged operation invoked after it; None if none came."""
+    if fault["effect"] is None:
+        return None
+    after = [op["completed"] for op in ops(events, what, "ok")
+             if op["invoked"] >= fault["effect"] and (node is None or op["node"] == node)]
+    return round(min(after) - fault["effect"], 3) if after else None
+
+
+def timeline(events, series, *, start=0.0, end=None):
+    """Per second from start: for each name, the operations its predicate holds for, by when they completed."""
+    done = [op for op in ops(events) if op["completed"] is not None and op["completed"] >= start]
+    last = max([op["completed"] for op in done] + [end or start])
+    counts = {name: [0] * (int(last - start) + 1) for name in series}
+    for op in done:
+        for name, holds in series.items():
+            counts[name][int(op["completed"] - start)] += bool(holds(op))
+    return counts
+
+
+def _seen(op):
+    """(value,) a read tells about the user's writes, or None when it tells nothing (it did not succeed)."""
+    if op["outcome"] == "ok":
+        return (op["value"],)
+    if op["what"] == "final-read" or op["refusal"] == GONE:
+        return (None,)
+    return None
+
+
+def _missing(written, read):
+    """Whether a read of `read` lacks the write of `written`: gone, a lower counter, or a list without it."""
+    if read is None:
+        return True
+    if isinstance(read, list):
+        return written not in read
+    return written > read

@@ -1,0 +1,188 @@
+"""The harness's checkers, verdict and recheck on small hand-written histories: no cluster, well under a second."""
+
+import json
+
+import pytest
+
+from loadtest import _page as page
+from loadtest import _split_brain
+from loadtest.__main__ import main
+from loadtest.harness import checkers, history, verdict
+
+
+def op(n, who, what, invoked, completed, outcome="ok", value=None, node="app1", refusal=None):
+    return {"type": "op", "id": n, "scenario": "s", "who": who, "what": what, "node": node, "invoked": invoked,
+            "completed": completed, "outcome": outcome, "value": value, "refusal": refusal}
+
+
+def fault(n, effect, ended, action="partition"):
+    return {"type": "fault", "id": n, "scenario": "s", "action": action, "target": "redis1", "sent": effect - 0.01,
+            "effect": effect, "ended": ended}
+
+
+# Two users: ann writes 1, 2, 3 and the final read finds 1 (2 and 3, acknowledged around the cut, lost);
+# bob's write 1 never completed, his write 2 timed out (unknown), and his final read finds 2: nothing acked is lost.
+HISTORY = [
+    op(1, "ann", "login", 0.0, 0.1), op(2, "bob", "login", 0.0, 0.1, node="app2"),
+    op(3, "ann", "write", 1.0, 1.1, value=1), op(4, "ann", "write", 1.9, 2.0, value=2),
+    fault(5, 2.0, 4.0),
+    op(6, "ann", "write", 2.1, 2.2, value=3), op(7, "ann", "read", 2.0, 2.05, value=2),
+    op(8, "bob", "write", 1.5, None, outcome="unknown", value=1, node="app2"),
+    op(9, "bob", "write", 2.5, 5.5, outcome="unknown", value=2, node="app2"),
+    op(10, "bob", "heartbeat", 2.6, 2.7, outcome="failed", refusal="503", node="app2"),
+    op(11, "ann", "final-read", 6.0, 6.1, value=1, node="haproxy"),
+    op(12, "bob", "final-read", 6.0, 6.1, value=2, node="haproxy"),
+]
+
+
+def test_an_acknowledged_write_the_final_read_lacks_is_lost_and_an_unknown_one_is_never_counted():
+    assert [(w["who"], w["value"]) for w in checkers.lost_writes(HISTORY)] == [("ann", 2), ("ann", 3)]
+    assert checkers.unknown(HISTORY) == 2  # bob's write that never completed counts, whenever asked
+    assert checkers.sessions_lost(HISTORY) == []
+
+
+def test_a_write_acknowledged_after_the_fault_and_a_read_at_its_instant_fall_in_the_window_after_it():
+    before, after = checkers.window(HISTORY, 0, 2.0), checkers.window(HISTORY, 2.0, 4.0)
+    assert before == {"acknowledged": 1, "lost": 0, "refused": 0}
+    assert after == {"acknowledged": 2, "lost": 2, "refused": 1}  # write 2 acked at the instant; write 3
+    assert checkers.stale_reads(HISTORY) == []  # the read at the fault's instant saw write 2
+
+
+def test_a_later_read_lower_than_an_acknowledged_write_shows_it_lost_even_when_a_later_write_hides_it():
+    events = [op(1, "ann", "write", 0, 0.1, value=1), op(2, "ann", "read", 0.2, 0.3, value=0),
+              op(3, "ann", "write", 0.4, 0.5, value=2), op(4, "ann", "final-read", 1, 1.1, value=2)]
+    assert [w["value"] for w in checkers.lost_writes(events)] == [1]
+    assert len(checkers.stale_reads(events)) == 1
+
+
+def test_a_session_gone_loses_the_login_and_every_write_in_it():
+    events = [op(1, "ann", "login", 0, 0.1), op(2, "ann", "write", 0.2, 0.3, value=1),
+              op(3, "ann", "final-read", 1, 1.1, outcome="failed", refusal="401")]
+    assert checkers.sessions_lost(events) == ["ann"]
+    assert len(checkers.lost_writes(events)) == 1
+    without_final_read = events[:2]
+    assert len(checkers.lost_writes(without_final_read)) == 1, "nothing confirmed it was kept"
+
+
+def test_a_list_read_back_with_a_value_twice_is_a_duplicate_and_without_it_a_loss():
+    events = [op(1, "ann", "write", 0, 0.1, value="m1"), op(2, "ann", "write", 0.2, 0.3, value="m2"),
+              op(3, "ann", "final-read", 1, 1.1, value=["m1", "m1"])]
+    assert [w["value"] for w in checkers.duplicated_writes(events)] == ["m1"]
+    assert [w["value"] for w in checkers.lost_writes(events)] == ["m2"]
+
+
+def test_presence_lost_refusals_by_kind_and_reads_ahead():
+    events = [op(1, "ann", "heartbeat", 0, 0.1), op(2, "bob", "heartbeat", 0, 0.1),
+              op(3, "ann", "presence-read", 1, 1.1, value=["bob"]),
+              op(4, "ann", "write", 1.2, 1.3, value=1), op(5, "ann", "write", 1.4, 3.0, "failed", 2, refusal="503"),
+              op(6, "ann", "read", 3.1, 3.2, value=2)]
+    assert checkers.presence_lost(events) == ["ann"]
+    assert checkers.refusals(events, 0, 3.0) == {"write": 1}
+    assert checkers.refusals(events, 0, 2.9) == {}, "a refusal counts when it completed"
+    assert checkers.refusals(events, key="refusal") == {"503": 1}
+    assert checkers.reads_ahead(events) == {"users": 1, "counter_steps": 1, "unread": 0}
+
+
+def test_failover_time_runs_from_the_faults_effect_to_the_first_acknowledged_operation_begun_after_it():
+    (cut,) = checkers.faults(HISTORY)
+    assert checkers.failover_time(HISTORY, cut) == 0.2  # ann's write 3, invoked after the effect
+    assert checkers.failover_time(HISTORY, cut, node="app2") is None, "bob got nothing acknowledged after it"
+
+
+def test_the_timeline_counts_operations_by_the_second_they_completed():
+    series = checkers.timeline(HISTORY, {"acked": lambda o: o["what"] == "write" and o["outcome"] == "ok",
+                                         "refused": lambda o: o["outcome"] == "failed"})
+    assert series == {"acked": [0, 1, 2, 0, 0, 0, 0], "refused": [0, 0, 1, 0, 0, 0, 0]}
+
+
+def test_the_history_file_is_one_header_then_events_flushed_as_they_happen(tmp_path):
+    with history.History(tmp_path / history.FILE, experiment="t", command="c") as recorded:
+        recorded.scenario = "s"
+        write = recorded.invoke("ann", "write", "app1", value=1)
+        cut = recorded.fault("partition", "redis1")
+        assert [e["type"] for e in history.read(tmp_path / history.FILE)] == ["header", "fault"], "live"
+        recorded.took_effect(cut)
+        recorded.complete(write, "ok", keep_value=True)
+        recorded.invoke("bob", "write", "app2", value=1)  # never completes
+    header, events = history.load(tmp_path / history.FILE)
+    assert header["schema"] == history.SCHEMA == 1 and header["experiment"] == "t"
+    assert [e["type"] for e in events] == ["fault", "op", "op"] and events[0]["effect"] is not None
+    assert events[2]["completed"] is None and events[2]["outcome"] == "unknown"
+    with pytest.raises(ValueError, match="outcome"):
+        recorded.complete(write, "timeout")
+
+
+def test_a_deliberately_wrong_hypothesis_does_not_hold():
+    figures = {"s": {"total": {"writes_lost": 2}}}
+    judged = verdict.judge([verdict.Check("s", "nothing lost", "total.writes_lost", 0, 0),
+                            verdict.Check("s", "measured", "total.nothing", 0, None)], figures)
+    assert [c["met"] for c in judged["checks"]] == [False, False] and not judged["held"]
+    assert verdict.exit_status(judged) != 0
+    assert "NOT MET" in verdict.lines(judged)[0] and "not measured" in verdict.lines(judged)[1]
+
+
+def split_brain_history(path, *, lost_on_minority):
+    """A split-brain run of the redis scenario, by hand: one user a side, the minority's cut write lost or not."""
+    def sample(at, name, **more):
+        return {"type": "sample", "scenario": "redis", "at": at, "condition": name, **more}
+
+    events = [{"type": "header", "schema": 1, "experiment": "split-brain", "command": "python -m loadtest split-brain",
+               "started": "2026-12-06T17:00:00.000+00:00"},
+              sample(0.0, "started", parameters={"seconds": 1, "users": 1}),
+              op(1, "min", "login", 0.1, 0.2), op(2, "maj", "login", 0.1, 0.2, node="app2"),
+              op(3, "min", "write", 0.3, 0.4, value=1), op(4, "maj", "write", 0.3, 0.4, value=1, node="app2"),
+              fault(5, 1.0, 3.0) | {"ended": None}, sample(1.5, "promoted"), fault(5, 1.0, 3.0),
+              op(6, "min", "write", 1.1, 1.2, value=2),
+              op(7, "maj", "write", 1.1, 1.3, "failed", 2, node="app2", refusal="503"),
+              sample(4.0, "converged"),
+              op(8, "min", "final-read", 5.0, 5.1, value=1 if lost_on_minority else 2, node="haproxy"),
+              op(9, "maj", "final-read", 5.0, 5.1, value=1, node="haproxy")]
+    path.write_text("".join(json.dumps(e | {"scenario": "redis"} if e["type"] != "header" else e) + "\n"
+                            for e in events))
+
+
+def run_report(folder):
+    _split_brain.report(folder, page.Run.of(["split-brain", "--seconds", "1"]))
+    return json.loads((folder / "split-brain.json").read_text()), json.loads((folder / "run.json").read_text())
+
+
+def test_recheck_reproduces_the_figures_and_the_verdict_from_the_history_alone(tmp_path, capsys):
+    split_brain_history(tmp_path / history.FILE, lost_on_minority=True)
+    figures, record = run_report(tmp_path)
+    (result,) = figures["results"]
+    assert result["partition_writes"]["minority"] == {"acknowledged": 1, "lost": 1, "refused": 0, "lost_pct": 100.0}
+    assert result["refused_by_kind"] == {"minority": {}, "majority": {"write": 1}}
+    assert figures["verdict"]["held"] and record["verdict"] == figures["verdict"]
+    assert "The hypothesis held." in (tmp_path / "report.html").read_text()
+    (tmp_path / "split-brain.json").unlink()
+    assert main(["recheck", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "split-brain.json").read_text()) == figures
+    assert json.loads((tmp_path / "run.json").read_text()) == record | {"machine": page.machine()}
+    assert "hypothesis held" in capsys.readouterr().out
+
+
+def test_a_run_whose_hypothesis_did_not_hold_exits_non_zero_on_recheck(tmp_path, capsys):
+    split_brain_history(tmp_path / history.FILE, lost_on_minority=False)  # asynchronous Redis kept the write?
+    figures, record = run_report(tmp_path)
+    assert not record["verdict"]["held"]
+    assert main(["recheck", str(tmp_path)]) == verdict.exit_status(record["verdict"]) != 0
+    assert "NOT MET redis: writes the minority acknowledged" in capsys.readouterr().out
+    assert "The hypothesis did NOT hold." in (tmp_path / "report.html").read_text()
+
+
+def test_recheck_reports_a_run_that_ended_before_its_page_from_the_history_header(tmp_path):
+    split_brain_history(tmp_path / history.FILE, lost_on_minority=True)
+    assert main(["recheck", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert (record["kind"], record["command"]) == ("split-brain", "python -m loadtest split-brain")
+    assert record["started"] == "2026-12-06T17:00:00+00:00" and record["verdict"]["held"]
+
+
+def test_the_command_exits_non_zero_when_the_stated_hypothesis_is_deliberately_wrong(tmp_path, monkeypatch, capsys):
+    split_brain_history(tmp_path / history.FILE, lost_on_minority=True)
+    assert main(["recheck", str(tmp_path)]) == 0
+    wrong = verdict.Check("redis", "asynchronous Redis keeps every acknowledged write", "total.writes_lost", 0, 0)
+    monkeypatch.setattr(_split_brain, "HYPOTHESIS", [*_split_brain.HYPOTHESIS, wrong])
+    assert main(["recheck", str(tmp_path)]) == 3
+    assert "NOT MET redis: asynchronous Redis keeps every acknowledged write" in capsys.readouterr().out
+    assert not json.loads((tmp_path / "run.json").read_text())["verdict"]["held"]
