@@ -1,36 +1,4 @@
-"""Latency between nodes, in user space: a TCP relay that delays each byte stream, and stalls it on demand.
-
-This kernel has no netem, so distance is made by a relay in front of a node:
-clients connect to the relay's `listen` address, it connects to the node's
-`target` address, and copies bytes both ways. What it guarantees:
-
-- A pipe delay, per direction: a chunk read at time t is written at
-  t + delay (delay_ms each way, so a request and its answer gain twice
-  delay_ms). Chunks queue behind each other without waiting for any answer,
-  so 100 pipelined commands through a 10 ms link take about 20 ms, not
-  100 round trips. Order is kept: each chunk is written after the one before.
-- Jitter (optional): each chunk's delay is drawn uniformly from
-  delay_ms +- jitter_ms (never below 0), and still never overtakes the chunk
-  before it (TCP cannot reorder), so a long draw holds back those behind it.
-- Live changes: a new delay applies at once to every open connection, to
-  the chunks already queued too. 0 (the default) relays each chunk as soon
-  as it is read.
-- A stall: nothing is delivered either way for a time (or until resumed);
-  connections stay open and bytes keep being read into the queues, then
-  everything queued is delivered, each chunk once its own time has come.
-  End of stream (a FIN) is delayed and stalled like the bytes before it.
-- Bounded memory: a direction stops reading once it holds QUEUE_LIMIT bytes
-  (4 MiB); TCP then pushes back on the sender, as a full link would.
-
-What it does not do: the TCP handshake is not delayed (the kernel completes
-it before the relay sees the connection, so connect() returns at once and a
-connection's set-up costs no round trip); an error or reset on either side
-closes both sides at once, without waiting; the target refusing the
-connection closes the client's at once.
-
-Timers: epoll waits in whole milliseconds, rounded up, which would make a
-0.5 ms link 1 ms; the relay's event loop waits with select() on its epoll
-descriptor instead, to the microsecond.
+"""Latency between nodes, in user space: the relay process (deploy/relay.py) and the functions deploy calls.
 
 Interface, for the code that places relays (one process per node, any number
 of named routes, each with its own settings):
@@ -55,11 +23,6 @@ with the process's umask (077 under deploy): only its user can change the links.
 
 import argparse
 import asyncio
-import collections
-import math
-import random
-import select
-import selectors
 import signal
 import sys
 from pathlib import Path
@@ -67,198 +30,9 @@ from pathlib import Path
 from deploy import control as control_socket
 from deploy import processes
 from deploy.processes import DeployError
+from deploy.relay import PreciseSelector, Relay, milliseconds
 
-CHUNK = 64 * 1024  # bytes read at a time
-QUEUE_LIMIT = 4 * 1024 * 1024  # bytes a direction holds before it stops reading
-MAX_DELAY_MS = 60_000
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def milliseconds(value, name):
-    """value as a float from 0 to MAX_DELAY_MS, or ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_DELAY_MS:
-        raise ValueError(f"{name} must be a number of milliseconds from 0 to {MAX_DELAY_MS}, not {value!r}")
-    return float(value)
-
-
-class _Wakeup:
-    """A wake-up any number of coroutines may wait for, each with a deadline of its own."""
-
-    def __init__(self):
-        self._waiters = set()
-
-    def notify(self):
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def wait(self, until=math.inf):
-        """Return on notify() or at loop time `until`, whichever comes first."""
-        loop = asyncio.get_running_loop()
-        if until <= loop.time():
-            return
-        waiter = loop.create_future()
-        self._waiters.add(waiter)
-        timer = loop.call_at(until, lambda: waiter.done() or waiter.set_result(None)) if until < math.inf else None
-        try:
-            await waiter
-        finally:
-            self._waiters.discard(waiter)
-            if timer:
-                timer.cancel()
-
-
-class Relay:
-    """One route: connections to `listen` relayed to `target`, each byte stream delayed as the settings say."""
-
-    def __init__(self, *, listen, target, delay_ms=0, jitter_ms=0):
-        self.listen, self.target = tuple(listen), tuple(target)
-        self.changed = _Wakeup()  # the settings changed, and so the times of the chunks queued
-        self.set_delay(delay_ms, jitter_ms)
-        self.stalled_until = 0.0  # loop time; math.inf: until resumed
-        self._server = None
-        self._connections = {}  # task -> its two _Pipe (none while it connects)
-
-    async def start(self):
-        self._server = await asyncio.start_server(self._accept, *self.listen, limit=CHUNK)
-        return self
-
-    @property
-    def address(self):
-        """(host, port) the relay listens on: the port it was given, or the one it picked for port 0."""
-        return self._server.sockets[0].getsockname()[:2]
-
-    def set_delay(self, ms, jitter_ms=0):
-        self.delay_ms, self.jitter_ms = milliseconds(ms, "delay_ms"), milliseconds(jitter_ms, "jitter_ms")
-        self.changed.notify()
-
-    def stall(self, seconds=None):
-        """Deliver nothing for `seconds` (None: until resume()); connections stay open."""
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
-                                    or not 0 < seconds <= 3600):
-            raise ValueError("seconds must be a number above 0 and at most 3600 (none: until resumed), "
-                             f"not {seconds!r}")
-        self.stalled_until = math.inf if seconds is None else asyncio.get_running_loop().time() + seconds
-        self.changed.notify()
-
-    def resume(self):
-        self.stalled_until = 0.0
-        self.changed.notify()
-
-    def offset(self):
-        """A chunk's draw of jitter, in milliseconds."""
-        return random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
-
-    def due(self, read_at, offset):
-        """The loop time a chunk read at `read_at` with jitter `offset` may be written, under today's settings."""
-        return max(read_at + max(0.0, self.delay_ms + offset) / 1000, self.stalled_until)
-
-    def status(self):
-        left = self.stalled_until - asyncio.get_running_loop().time()
-        pipes = [pipe for both in self._connections.values() for pipe in both]
-        return {
-            "listen": list(self.address), "target": list(self.target),
-            "delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms,
-            "stalled": left > 0, "stall_left_s": round(left, 3) if 0 < left < math.inf else None,
-            "connections": len(self._connections), "queued_bytes": sum(pipe.queued for pipe in pipes),
-        }
-
-    async def close(self):
-        """Stop listening and close every connection at once, queued bytes dropped."""
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-
-    def _accept(self, client_reader, client_writer):
-        # A task of our own, not the server's: close() cancels it, and asyncio (3.12.1) logs a
-        # cancelled server callback as an error.
-        task = asyncio.create_task(self._relay(client_reader, client_writer))
-        self._connections[task] = ()
-        task.add_done_callback(self._connections.pop)
-
-    async def _relay(self, client_reader, client_writer):
-        try:
-            target_reader, target_writer = await asyncio.open_connection(*self.target, limit=CHUNK)
-        except OSError:
-            client_writer.transport.abort()
-            return
-        pipes = (_Pipe(self, client_reader, target_writer), _Pipe(self, target_reader, client_writer))
-        self._connections[asyncio.current_task()] = pipes
-        clean = False
-        try:
-            async with asyncio.TaskGroup() as group:
-                for pipe in pipes:
-                    group.create_task(pipe.read())
-                    group.create_task(pipe.write())
-            clean = True
-        except* OSError:
-            pass  # a reset or a broken pipe on either side: both close below, at once
-        finally:
-            for writer in (client_writer, target_writer):
-                if clean:
-                    writer.close()
-                else:
-                    writer.transport.abort()
-
-
-class _Pipe:
-    """One direction of one connection: chunks in the order read, each written once its time has come."""
-
-    def __init__(self, relay, reader, writer):
-        self.relay, self.reader, self.writer = relay, reader, writer
-        self.chunks = collections.deque()  # (read_at, jitter offset, bytes); b"" is the end of the stream
-        self.queued = 0
-        self.arrived, self.drained = _Wakeup(), _Wakeup()
-
-    async def read(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            while self.queued >= QUEUE_LIMIT:
-                await self.drained.wait()
-            data = await self.reader.read(CHUNK)
-            self.chunks.append((loop.time(), self.relay.offset(), data))
-            self.queued += len(data)
-            self.arrived.notify()
-            if not data:
-                return
-
-    async def write(self):
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self.chunks:
-                await self.arrived.wait()
-                continue
-            due = self.relay.due(*self.chunks[0][:2])
-            if loop.time() < due:
-                await self.relay.changed.wait(until=due)
-                continue
-            now = loop.time()
-            while self.chunks and self.relay.due(*self.chunks[0][:2]) <= now:
-                _, _, data = self.chunks.popleft()
-                if not data:
-                    if self.writer.can_write_eof():
-                        self.writer.write_eof()
-                    await self.writer.drain()
-                    return
-                self.writer.write(data)
-                self.queued -= len(data)
-            self.drained.notify()
-            await self.writer.drain()
-
-
-class _PreciseSelector(selectors.EpollSelector):
-    """epoll with waits to the microsecond: select() on the epoll descriptor, then collect its events."""
-
-    def select(self, timeout=None):
-        if timeout is not None and timeout > 0:
-            select.select([self.fileno()], [], [], timeout)
-            timeout = 0
-        return super().select(timeout)
-
 
 # The process: its routes, its control socket, and the functions deploy calls.
 
@@ -403,7 +177,7 @@ def main(args=None):
     if len(routes) < len(options.route):
         parser.error("each --route needs a name of its own")
     asyncio.run(serve(routes, control=options.control, delay_ms=options.delay, jitter_ms=options.jitter),
-                loop_factory=lambda: asyncio.SelectorEventLoop(_PreciseSelector()))
+                loop_factory=lambda: asyncio.SelectorEventLoop(PreciseSelector()))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from deploy import latency
+from deploy import latency, relay
 from deploy.cluster import DeployError, alive, wait_for
 from tests import servers
 
@@ -192,9 +192,9 @@ def test_megabytes_pass_and_a_stalled_direction_holds_at_most_its_limit(link):
     latency.stall(link.control)
     writer = threading.Thread(target=client.set, args=("big", value), daemon=True)
     writer.start()
-    wait_for(lambda: link.status()["queued_bytes"] >= latency.QUEUE_LIMIT, timeout=30,
+    wait_for(lambda: link.status()["queued_bytes"] >= relay.QUEUE_LIMIT, timeout=30,
              what="the relay's queue to fill")
-    assert link.status()["queued_bytes"] <= latency.QUEUE_LIMIT + latency.CHUNK
+    assert link.status()["queued_bytes"] <= relay.QUEUE_LIMIT + relay.CHUNK
     assert writer.is_alive()  # the rest waits in the sender: the relay stopped reading
     latency.resume(link.control)
     writer.join(60)
