@@ -52,8 +52,9 @@ def recorded(c, node):
     return deploy_cluster.load(c.state_dir).stores[node]
 
 
-def primary(c, kind):
-    roles = c.roles()
+def primary(c, kind, roles=None):
+    """The one node of kind that says it is primary (in roles, or as c reports them now); None if not one."""
+    roles = roles or c.roles()
     prefix = {"redis": "redis", "postgres": "pg"}[kind]
     found = [name for name, role in roles.items() if name.startswith(prefix) and role == "primary"]
     return found[0] if len(found) == 1 else None
@@ -100,9 +101,19 @@ def test_sentinel_failover_keeps_synchronous_writes_and_moves_the_primary(cluste
     # The old primary comes back as a replica of the new one, never as a second primary.
     c.run("start", "redis1")
     wait_for(lambda: c.roles()["redis1"] == "replica", timeout=FAILOVER_DEADLINE, what="redis1 to be a replica")
-    # Polled: deploy's probe of a node gives up after one try, so a busy machine can make one reading miss a node.
-    wait_for(lambda: primary(c, "redis") == new_primary, timeout=FAILOVER_DEADLINE,
-             what=f"{new_primary} to be the one primary")
+    # Polled: deploy's probe of a node gives up after one try, so a busy machine can make one reading miss a
+    # node. One primary, not necessarily new_primary: with 1 s before a node counts as down, the Sentinels
+    # may fail over once more while redis1 copies its primary; never two primaries, never none for long.
+    seen = []
+
+    def one_primary():
+        seen.append(c.roles())
+        return primary(c, "redis", seen[-1])
+
+    try:
+        wait_for(one_primary, timeout=FAILOVER_DEADLINE, what="one primary")
+    except deploy_cluster.DeployError as exc:
+        raise AssertionError(f"{exc}; the last roles seen: {seen[-3:]}") from None
 
 
 def test_too_few_replicas_is_a_503_naming_redis_never_a_silent_success(cluster):
