@@ -9,7 +9,9 @@ object such as {"op": "status"}; its answer is {"ok": true, ...} or
 
 import json
 import socket
+from pathlib import Path
 
+from deploy import processes
 from deploy.processes import DeployError
 
 
@@ -38,3 +40,25 @@ def request(path, message, *, what, timeout=5):
     if not reply.get("ok"):
         raise DeployError(f"{what}: {reply.get('error', 'no answer')}")
     return reply
+
+
+def wait_started(record, *, log_path, what, ready, waiting_for, timeout, undo):
+    """Return once ready() is truthy (a DeployError from it means not yet), as the process of record starts.
+
+    DeployError with its log's last line if the process exits first, or
+    after timeout seconds; either way undo(record) first.
+    """
+    def answers():
+        if not processes.running(record):
+            log = Path(log_path).read_text(errors="replace").strip().splitlines()
+            raise DeployError(f"{what} exited: {log[-1] if log else 'no output'} (log: {log_path})")
+        try:
+            return ready()
+        except DeployError:
+            return None
+
+    try:
+        processes.wait_for(answers, timeout=timeout, what=waiting_for)
+    except BaseException:
+        undo(record)
+        raise

@@ -116,20 +116,9 @@ def start(routes, *, control, log_path, delay_ms=0, jitter_ms=0, wrap=list, time
     record = processes.spawn(wrap(command), log_path=log_path, cwd=ROOT)
     record["control"] = str(control)
 
-    def answers():
-        if not processes.running(record):
-            log = Path(log_path).read_text(errors="replace").strip().splitlines()
-            raise DeployError(f"the latency relay exited: {log[-1] if log else 'no output'} (log: {log_path})")
-        try:
-            return status(control)
-        except DeployError:
-            return None
-
-    try:
-        processes.wait_for(answers, timeout=timeout, what=f"the latency relay's control socket {control}")
-    except BaseException:
-        stop(record)
-        raise
+    control_socket.wait_started(record, log_path=log_path, what="the latency relay", ready=lambda: status(control),
+                                waiting_for=f"the latency relay's control socket {control}", timeout=timeout,
+                                undo=stop)
     return record
 
 

@@ -83,20 +83,9 @@ def mount(backing, mountpoint, *, control, log_path, timeout=20):
     record = processes.spawn(argv, log_path=log_path, cwd=ROOT)
     record.update(control=str(control), backing=str(backing), mountpoint=str(mountpoint))
 
-    def ready():
-        if not processes.running(record):
-            log = Path(log_path).read_text(errors="replace").strip().splitlines()
-            raise DeployError(f"{WHAT} exited: {log[-1] if log else 'no output'} (log: {log_path})")
-        try:
-            return mounted(mountpoint) and status(record) is not None
-        except DeployError:
-            return False
-
-    try:
-        processes.wait_for(ready, timeout=timeout, what=f"{WHAT} at {mountpoint}")
-    except BaseException:
-        unmount(record)
-        raise
+    control_socket.wait_started(record, log_path=log_path, what=WHAT,
+                                ready=lambda: mounted(mountpoint) and status(record) is not None,
+                                waiting_for=f"{WHAT} at {mountpoint}", timeout=timeout, undo=unmount)
     return record
 
 
