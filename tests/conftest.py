@@ -80,6 +80,15 @@ def use_stores(settings, *, session_store, presence_store, redis, memcached, tmp
         caches[alias].clear()
 
 
+def use_etcd(settings, members, *, presence_store, redis, memcached, tmp_path):
+    """Point the site's sessions at the etcd members (an EtcdCluster), as settings.py would; return them."""
+    use_stores(settings, session_store="etcd", presence_store=presence_store, redis=redis, memcached=memcached,
+               tmp_path=tmp_path)
+    for name, value in members.settings.items():
+        setattr(settings, name, value)
+    return members
+
+
 @pytest.fixture
 def redis_db(redis_service):
     client = redis.Redis.from_url(redis_service.url)

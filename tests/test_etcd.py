@@ -16,7 +16,7 @@ from django.test import Client
 from deploy import cluster as deploy_cluster
 from deploy.cluster import DeployError, Topology, etcd, wait_for
 from labcore.etcd import parse_etcd_endpoints, parse_etcd_tls
-from tests.conftest import use_stores
+from tests.conftest import use_etcd
 from tests.http import Browser
 from tests.servers import EtcdCluster
 
@@ -32,11 +32,8 @@ def members():
 
 @pytest.fixture
 def etcd_sessions(settings, members, redis_service, memcached_service, redis_db, tmp_path, db):
-    use_stores(settings, session_store="etcd", presence_store="redis", redis=redis_service,
-               memcached=memcached_service, tmp_path=tmp_path)
-    for name, value in members.settings.items():
-        setattr(settings, name, value)
-    return members
+    return use_etcd(settings, members, presence_store="redis", redis=redis_service, memcached=memcached_service,
+                    tmp_path=tmp_path)
 
 
 def logged_in_users(django_user_model, count):

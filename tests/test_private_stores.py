@@ -32,7 +32,7 @@ from labcore.config import store_settings
 from labcore.sessions.file import SessionStore as FileSession
 from maintenance.jobs import clear_expired_elsewhere
 from tests.clusters import ROOT, deploy
-from tests.conftest import use_stores
+from tests.conftest import use_etcd, use_stores
 from tests.servers import EtcdCluster, postgres_server
 
 PASSWORD = "correct horse battery"
@@ -99,11 +99,8 @@ def etcd_alone():
 
 @pytest.fixture
 def etcd_sessions(settings, etcd_alone, redis_service, memcached_service, redis_db, tmp_path, db):
-    use_stores(settings, session_store="etcd", presence_store="memory", redis=redis_service,
-               memcached=memcached_service, tmp_path=tmp_path)
-    for name, value in etcd_alone.settings.items():
-        setattr(settings, name, value)
-    return etcd_alone
+    return use_etcd(settings, etcd_alone, presence_store="memory", redis=redis_service, memcached=memcached_service,
+                    tmp_path=tmp_path)
 
 
 def _b64(text):
