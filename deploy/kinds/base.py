@@ -176,7 +176,9 @@ def start_process(name, argv, state_dir, *, ready, where, user=None):
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
     record = spawn(argv, log_path=Path(state_dir) / "logs" / f"{name}.log", user=user)
     try:
-        wait_for(ready, timeout=30, what=f"{name} on {where}")
+        # 60 s: a PostgreSQL rejoining as a standby replays its WAL before it listens, which took over 30 s
+        # once on this two-core machine.
+        wait_for(ready, timeout=60, what=f"{name} on {where}")
     except DeployError:
         stop(record)
         raise
