@@ -129,25 +129,8 @@ def run(args):
                                               f"HAProxy and stores on CPU {up.cpu['rest_cpus']}") if part))
     elif args.command == "status":
         print_status(cluster.status(**where), as_json=args.json)
-    elif args.command == "kill":
-        name = cluster.kill(args.name, graceful=args.signal == "TERM", **where) or args.name
-        print(f"{name} {'stopped gracefully' if args.signal == 'TERM' else 'killed'}")
-    elif args.command == "start":
-        name = cluster.start(args.name, **where) or args.name
-        print(f"{name} started")
-    elif args.command in ("pause", "resume"):
-        name = cluster.pause(args.name, resume=args.command == "resume", **where)
-        print(f"{name} {'paused' if args.command == 'pause' else 'resumed'}")
-    elif args.command == "promote":
-        print(f"{cluster.promote(force=args.force, **where)} is the primary now")
-    elif args.command == "scale":
-        scaled = cluster.scale(args.count, **where)
-        print(f"{len(scaled.instances)} instances: {', '.join(scaled.instances)}")
-    elif args.command == "partition":
-        made = cluster.partition(names(args.isolated), names(args.others), **where)
-        print(f"{', '.join(made['isolated'])} cut off from {', '.join(made['from']) or 'everything else'}")
-    elif args.command == "heal":
-        print(f"healed {cluster.heal(**where)} partitions")
+    elif args.command in cluster.ACTIONS:
+        print(cluster.act(*action(args), **where))
     elif args.command == "cleanup":
         print(f"removed {cluster.cleanup(args.state_dir, everything=args.everything)} namespaces")
     elif args.command == "down":
@@ -156,6 +139,19 @@ def run(args):
         path = cluster.log_path(args.name, **where)
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         print("\n".join(lines[-args.lines:]))
+
+
+def action(args):
+    """The fault vocabulary's (action, target, fields) a command line asks for (deploy/actions.py)."""
+    if args.command == "kill":
+        return ("term" if args.signal == "TERM" else "kill"), args.name, {}
+    if args.command == "partition":
+        return "partition", names(args.isolated), {"from": names(args.others)}
+    if args.command == "promote":
+        return "promote", None, {"force": args.force}
+    if args.command == "scale":
+        return "scale", None, {"count": args.count}
+    return args.command, getattr(args, "name", None), {}
 
 
 def names(text):

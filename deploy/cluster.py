@@ -11,14 +11,14 @@ deploy/record.py, the port plan deploy/layout.py.
 
 import json
 import secrets
-import signal
 from functools import partial
 from pathlib import Path
 
 from deploy import apps, cgroups, kinds, netns, record, stores, web
+from deploy.actions import ACTIONS, act
 from deploy.alone import server_settings, start_server, stop_server
 from deploy.errors import DeployError
-from deploy.faults import heal, kill, partition, pause, promote, require_cluster, start
+from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
 from deploy.kinds import etcd
 from deploy.kinds.base import Kind, new_password
 from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
@@ -45,8 +45,8 @@ from labcore import registry
 __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
-    "kill", "start", "pause", "partition", "heal", "promote", "add_users", "api_token", "Topology", "LB_CHOICES",
-    "SENTINEL_FAILOVER_SECONDS",
+    "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "add_users", "api_token", "Topology",
+    "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
     "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
@@ -221,30 +221,6 @@ def status(state_dir=DEFAULT_STATE_DIR):
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])
         ],
     }
-
-
-def scale(count, *, state_dir=DEFAULT_STATE_DIR):
-    """Add or remove instances, without a restart and without failed requests."""
-    cluster = require_cluster(state_dir)
-    if not 1 <= count <= MAX_INSTANCES:
-        raise DeployError(f"scale to between 1 and {MAX_INSTANCES} instances, not {count}")
-    current = len(cluster.instances)
-    for number in range(current + 1, count + 1):
-        name = f"app{number}"
-        if not port_free(cluster.instance_port(name)):
-            raise DeployError(f"port {cluster.instance_port(name)} for {name} is busy")
-        apps.start_instance(cluster, name)
-        apps.bring_in(cluster, name)
-    for number in range(current, count, -1):
-        name = f"app{number}"
-        if running(cluster.instances[name]):
-            apps.take_out(cluster, name)
-            stop(cluster.instances[name], sig=signal.SIGTERM, timeout=15)
-        else:
-            cluster.runtime.set_state(name, "maint")
-        del cluster.instances[name]
-        cluster.save()
-    return cluster
 
 
 def cpu_throttled(*, state_dir=DEFAULT_STATE_DIR):

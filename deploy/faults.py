@@ -1,4 +1,4 @@
-"""Breaking and mending a running cluster: kill, start, pause and resume, partition and heal, promote.
+"""Breaking and mending a running cluster: kill, start, pause and resume, partition and heal, promote, scale.
 
 Each takes an instance (app1..) or a store node (by name or by an alias
 such as `redis:primary`, resolved now: deploy/stores.py); what a store node
@@ -9,7 +9,8 @@ import signal
 
 from deploy import apps, cgroups, netns, stores
 from deploy.errors import DeployError
-from deploy.processes import running, signal_group, stop
+from deploy.layout import MAX_INSTANCES
+from deploy.processes import port_free, running, signal_group, stop
 from deploy.record import DEFAULT_STATE_DIR, load
 
 
@@ -144,3 +145,27 @@ def _instance(cluster, name):
         raise DeployError(f"no instance or store node {name!r}; the cluster has: "
                           f"{', '.join([*cluster.instances, *cluster.stores])}")
     return cluster.instances[name]
+
+
+def scale(count, *, state_dir=DEFAULT_STATE_DIR):
+    """Add or remove instances, without a restart and without failed requests."""
+    cluster = require_cluster(state_dir)
+    if not 1 <= count <= MAX_INSTANCES:
+        raise DeployError(f"scale to between 1 and {MAX_INSTANCES} instances, not {count}")
+    current = len(cluster.instances)
+    for number in range(current + 1, count + 1):
+        name = f"app{number}"
+        if not port_free(cluster.instance_port(name)):
+            raise DeployError(f"port {cluster.instance_port(name)} for {name} is busy")
+        apps.start_instance(cluster, name)
+        apps.bring_in(cluster, name)
+    for number in range(current, count, -1):
+        name = f"app{number}"
+        if running(cluster.instances[name]):
+            apps.take_out(cluster, name)
+            stop(cluster.instances[name], sig=signal.SIGTERM, timeout=15)
+        else:
+            cluster.runtime.set_state(name, "maint")
+        del cluster.instances[name]
+        cluster.save()
+    return cluster
