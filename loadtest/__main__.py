@@ -25,28 +25,26 @@ from pathlib import Path
 
 from deploy.cluster import DeployError, cgroup_version
 from labcore import registry
-from loadtest import (
-    _bench,
-    _capacity,
-    _etcd,
-    _fate,
-    _quorum,
-    _replication_bench,
-    _report,
-    _scaling,
-    _shards,
-    _split_brain,
-    _sticky,
-)
-from loadtest import _experiment as experiment
-from loadtest import _page as page
-from loadtest._analysis import headline_failures, summarise
-from loadtest._report import write_report
+from loadtest.bench import replication as _replication_bench
+from loadtest.bench import shards as _shards
+from loadtest.bench import stores as _bench
+from loadtest.experiments import capacity as _capacity
+from loadtest.experiments import configs as experiment
+from loadtest.experiments import etcd_loss as _etcd
+from loadtest.experiments import fate as _fate
+from loadtest.experiments import kill_report as _report
+from loadtest.experiments import quorum as _quorum
+from loadtest.experiments import scaling as _scaling
+from loadtest.experiments import split_brain as _split_brain
+from loadtest.experiments import sticky as _sticky
+from loadtest.experiments.kill_report import write_report
+from loadtest.harness.analysis import headline_failures, summarise
 from loadtest.harness.history import FILE as HISTORY
 from loadtest.harness.history import History
 from loadtest.harness.history import load as load_history
 from loadtest.harness.verdict import exit_status
 from loadtest.harness.verdict import lines as verdict_lines
+from loadtest.reports import page
 
 
 def build_parser():

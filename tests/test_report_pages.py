@@ -3,10 +3,10 @@
 import json
 import re
 
-from loadtest import _fate
-from loadtest import _page as page
 from loadtest.__main__ import main
-from loadtest._svg import bar_chart
+from loadtest.experiments import fate
+from loadtest.reports import page
+from loadtest.reports.svg import bar_chart
 
 OFFLINE = re.compile(r"""(src|href)=["']?(https?:)?//""")
 
@@ -97,7 +97,7 @@ def fate_history(path):
 def test_the_fate_page_counts_from_the_history_and_draws_each_scenarios_timeline_with_its_marks(tmp_path):
     fate_history(tmp_path / "history.jsonl")
 
-    text, judged = _fate.report(tmp_path, page.Run.of(["fate", "--seconds", "8"]))
+    text, judged = fate.report(tmp_path, page.Run.of(["fate", "--seconds", "8"]))
 
     (primary, lease) = json.loads((tmp_path / "fate.json").read_text())["results"]
     assert primary["windows"] == {"before promotion": {"acknowledged": 1, "lost": 1, "refused": 0, "lost_pct": 100.0},

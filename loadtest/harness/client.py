@@ -9,14 +9,14 @@ request names another address.
 
 import requests
 
-from loadtest._accounts import PASSWORD
+from loadtest.harness.accounts import PASSWORD
 
 TIMEOUT = 3  # seconds a request may take before its outcome is unknown
 ROOM = "split"
 
 
 class User:
-    """One simulated user: `name` made beforehand (loadtest/_accounts.py), pinned to `node` at `url`."""
+    """One simulated user: `name` made beforehand (loadtest/harness/accounts.py), pinned to `node` at `url`."""
 
     def __init__(self, history, node, url, name):
         self.history, self.node, self.url, self.name = history, node, url, name

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from loadtest._accounts import prepare
+from loadtest.harness.accounts import prepare
 from loadtest.harness.client import User
 
 # Every limit as the site ships it: the users exist beforehand (accounts()).
@@ -23,7 +23,7 @@ LOGIN_EVERY = 8  # ticks: a new user logs in at each instance this often
 
 
 def accounts(state_dir, nodes, *, users, newcomer_seconds):
-    """{node: an iterator of names}, users made beforehand (loadtest/_accounts.py) for each node.
+    """{node: an iterator of names}, users made beforehand (loadtest/harness/accounts.py) for each node.
 
     Enough for `users` users and a newcomer every TICK * LOGIN_EVERY for
     newcomer_seconds; a node that runs out makes no more newcomers. Made

@@ -28,11 +28,11 @@ from pathlib import Path
 
 from deploy import cluster
 from deploy.cluster import DeployError, Topology, free_base_port
-from loadtest import _page as page
-from loadtest._svg import series_chart
 from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
+from loadtest.reports import page
+from loadtest.reports.svg import series_chart
 
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
 SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}

@@ -3,7 +3,7 @@
 Each part runs redis sessions (they survive any routing), so the only
 difference between the two sides is HAProxy's `cookie SERVERID insert`.
 
-- skew: the kill experiment's run (loadtest/_experiment.py), app1 killed at
+- skew: the kill experiment's run (loadtest/experiments/configs.py), app1 killed at
   a third and started again at two thirds; the coefficient of variation
   (population standard deviation over mean) of the requests each instance
   served, over the whole window and in each third.
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, require
-from loadtest import _experiment as experiment
-from loadtest import _page as page
-from loadtest._svg import series_chart
+from loadtest.experiments import configs as experiment
+from loadtest.reports import page
+from loadtest.reports.svg import series_chart
 
 LBS = ("roundrobin", "sticky")
 FAIR = 0.9  # of the fair share 1/N

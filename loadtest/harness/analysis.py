@@ -178,7 +178,7 @@ def store_figures(raw, start, duration):
     """What a store fault cost (None for an instance fault): sessions, logins, the outage.
 
     Writes and logins lost count both what users found lost during the run
-    and what the read-back after it found (loadtest/_sessions.py).
+    and what the read-back after it found (loadtest/harness/sessions.py).
     """
     back = raw.get("sessions")
     if back is None:

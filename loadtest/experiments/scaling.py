@@ -3,7 +3,7 @@
 Every shape gets the same CPU: one instance capped at 1.0 core, two at 0.5,
 four at 0.25 (cgroup CPU quotas, deploy's `--cpu-quota`), all on CPU 0
 (`--site-cpus 0`); HAProxy, the stores and Locust share the other CPUs.
-For each shape and configuration the capacity step (loadtest/_capacity.py)
+For each shape and configuration the capacity step (loadtest/capacity.py)
 finds the highest request rate held within its bounds, and the p99 there.
 Configurations may also run with Redis behind Sentinel with one
 synchronous replica (`--redis sentinel --redis-sync 1`): every session
@@ -20,10 +20,10 @@ import statistics
 from dataclasses import dataclass
 
 from deploy.cluster import Topology
-from loadtest import _capacity
-from loadtest import _experiment as experiment
-from loadtest import _page as page
-from loadtest._svg import series_chart
+from loadtest.experiments import capacity
+from loadtest.experiments import configs as experiment
+from loadtest.reports import page
+from loadtest.reports.svg import series_chart
 
 SHAPES = [(1, 1.0), (2, 0.5), (4, 0.25)]  # (instances, cores each): one core in all
 SITE_CPUS = "0"
@@ -78,7 +78,7 @@ def run(variants_to_run, steps, *, rounds, port, out, progress=print):
         for variant in variants_to_run:
             for instances, cores in order:
                 progress(f"round {round_number + 1}/{rounds}: {variant.name}, {instances} x {cores:g} core")
-                record = _capacity.measure(
+                record = capacity.measure(
                     variant.config, steps, instances=instances, port=port, out=out,
                     label=f"{variant.name.replace(', ', '-').replace(' ', '-')}-{instances}x{cores:g}-r{round_number}",
                     processes=GENERATOR_PROCESSES, cpu_quota=cores, site_cpus=SITE_CPUS, **variant.up_options())
@@ -182,7 +182,7 @@ def limits_text(cgroup_version):
 
 
 def write(out, rows, plan, run):
-    """scaling.json, scaling.md, the charts as SVG files, and the page (loadtest/_page.py)."""
+    """scaling.json, scaling.md, the charts as SVG files, and the page (loadtest/reports/page.py)."""
     out.mkdir(parents=True, exist_ok=True)
     svgs = charts(rows)
     for name, svg in svgs.items():

@@ -1,12 +1,12 @@
-"""Write the kill experiment's output: results.json, summary.md, the charts, and its page (loadtest/_page.py)."""
+"""Write the kill experiment's output: results.json, summary.md, the charts, and its page (loadtest/reports/page.py)."""
 
 import json
 from html import escape
 
 from labcore import registry
-from loadtest import _page as page
-from loadtest._experiment import STORE_FAULTS
-from loadtest._svg import PALETTE, bar_chart, line_chart, share_chart
+from loadtest.experiments.configs import STORE_FAULTS
+from loadtest.reports import page
+from loadtest.reports.svg import PALETTE, bar_chart, line_chart, share_chart
 
 COLUMNS = [
     ("configuration", lambda r: r["config"]["name"]),

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from deploy.cluster import free_base_port, require
-from loadtest import _bench
-from loadtest._svg import series_chart
+from loadtest.bench import stores as store_bench
+from loadtest.reports.svg import series_chart
 
 REPLICAS = (0, 1, 2, 4)
 SYNC = ("0", "1", "majority", "all")
@@ -106,7 +106,7 @@ def bench(*, stores=("redis", "postgres"), replicas=REPLICAS, sync=SYNC, rounds=
     for mix, text in SCRIPTS.items():
         (scripts / f"{mix}.lua").write_text(text)
     grid = points(replicas, sync)
-    report = {"rounds": rounds, "seconds": seconds, "connections": connections, "durable": _bench.DURABLE,
+    report = {"rounds": rounds, "seconds": seconds, "connections": connections, "durable": store_bench.DURABLE,
               "stores": {}}
     try:
         for store in stores:
@@ -127,14 +127,14 @@ def _bench_store(store, grid, scripts, rounds, seconds, connections, out):
             clusters[n, k] = deploy.up(
                 instances=1, sessions="redis" if store == "redis" else "db", presence="redis",
                 db="sqlite" if store == "redis" else "postgres", topology=topology(store, n, k),
-                port=free_base_port(), env=_bench.BENCH_ENV, durable=_bench.DURABLE,
+                port=free_base_port(), env=store_bench.BENCH_ENV, durable=store_bench.DURABLE,
                 state_dir=out / "clusters" / f"{store}-{n}-{k}")
         env = {point: _log_in(c.url, c.state_dir) for point, c in clusters.items()}
         for round_number in range(rounds):
             for n, k in grid if round_number % 2 == 0 else reversed(grid):
                 print(f"{store}: round {round_number + 1}/{rounds}, N={n}, k={k}", file=sys.stderr)
                 for mix in MIXES:
-                    runs[n, k][mix].append(_bench.run_wrk(clusters[n, k].url, scripts / f"{mix}.lua", env[n, k],
+                    runs[n, k][mix].append(store_bench.run_wrk(clusters[n, k].url, scripts / f"{mix}.lua", env[n, k],
                                                           seconds, connections))
     finally:
         for n, k in clusters:
@@ -151,10 +151,10 @@ def summarise(runs):
         for mix, measured in mixes.items():
             rps = [m["rps"] for m in measured]
             ratios = [a / b["rps"] for a, b in zip(rps, base[mix]) if b["rps"]]
-            row[mix] = {"rps": _bench._median(rps), "p50_ms": _bench._median([m["p50_ms"] for m in measured]),
-                        "p99_ms": _bench._median([m["p99_ms"] for m in measured]),
+            row[mix] = {"rps": store_bench._median(rps), "p50_ms": store_bench._median([m["p50_ms"] for m in measured]),
+                        "p99_ms": store_bench._median([m["p99_ms"] for m in measured]),
                         "bad_responses": sum(m["bad_responses"] for m in measured),
-                        "to_alone": _bench._spread(ratios), "per_round": rps}
+                        "to_alone": store_bench._spread(ratios), "per_round": rps}
         rows.append(row)
     return rows
 

@@ -1,7 +1,7 @@
 """The capacity step's load shape: more users in fixed steps until the site gives.
 
-Only the capacity run loads this module (`locust -f journeys.py,_capacity_shape.py`),
-with its steps and bounds as JSON in LOADTEST_CAPACITY (loadtest/_capacity.py).
+Only the capacity run loads this module (`locust -f journeys.py,capacity_shape.py`),
+with its steps and bounds as JSON in LOADTEST_CAPACITY (loadtest/experiments/capacity.py).
 Each step ramps to its users over `ramp` seconds and holds them for `hold`;
 at the end of a hold the shape reads Locust's own statistics for that hold
 and stops the run at the second hold in a row whose p99 passed the bound or
@@ -28,8 +28,8 @@ from locust import LoadTestShape
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-from loadtest._capacity import users_at
-from loadtest._recorder import recorder
+from loadtest.experiments.capacity import users_at
+from loadtest.harness.recorder import recorder
 
 
 class CapacitySteps(LoadTestShape):

@@ -5,7 +5,7 @@ the site over HTTP, like any other client. The store faults (store-kill,
 store-pause, replica-kill, store-restart) aim at the configuration's store
 instead of an instance, and turn on what only they need: a session write
 on every tick, a burst of logins around the fault, and reading every
-user's session back after the run (loadtest/_sessions.py).
+user's session back after the run (loadtest/harness/sessions.py).
 """
 
 import json
@@ -20,14 +20,15 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from labcore import registry
-from loadtest import _accounts
-from loadtest._analysis import merge
-from loadtest._audit import audit_messages
-from loadtest._page import machine
-from loadtest._sampler import Sampler
-from loadtest._sessions import read_back
+from loadtest.harness import accounts
+from loadtest.harness.analysis import merge
+from loadtest.harness.audit import audit_messages
+from loadtest.harness.sampler import Sampler
+from loadtest.harness.sessions import read_back
+from loadtest.reports.page import machine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILES = ROOT / "loadtest" / "locustfiles"  # what `locust -f` loads
 
 
 def matrix(which):
@@ -52,8 +53,8 @@ STORE_MATRIX = ["redis", "redis@sentinel", "redis@sentinel-sync1", "cached_db@se
 # Cheap password hashing inside the experiment: a storm of logins after a
 # kill should measure the session store, not PBKDF2 (accounts/hashers.py).
 # Every limit stays as the site ships it: the users exist beforehand
-# (loadtest/_accounts.py), so none fails a login for want of an account, and
-# the audit reads with a token of its own (loadtest/_audit.py).
+# (loadtest/accounts.py), so none fails a login for want of an account, and
+# the audit reads with a token of its own (loadtest/harness/audit.py).
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 # Locust runs this long past the measured window, so stopping its users
 # (each gets STOP_TIMEOUT seconds to finish its task) happens after it.
@@ -322,7 +323,7 @@ def processes_for(users):
 
 
 def start_locust(*, users, run_time, ramp, url, state_dir, recording, shape=None, processes=None, env=None):
-    """Start Locust headless on the cluster in state_dir, its users made beforehand there (loadtest/_accounts.py).
+    """Start Locust headless on the cluster in state_dir, its users made beforehand there (loadtest/accounts.py).
 
     Each of its processes writes `<recording>.<pid>.json` at exit.
     """
@@ -332,9 +333,9 @@ def start_locust(*, users, run_time, ramp, url, state_dir, recording, shape=None
     processes = processes or processes_for(users)
     env = {**os.environ, **(env or {})}
     stay = float(env["LOADTEST_STAY"].split(",")[0]) if env.get("LOADTEST_STAY") else None
-    env["LOADTEST_ACCOUNTS"] = _accounts.for_locust(users=users, processes=processes, run_time=run_time, stay=stay,
+    env["LOADTEST_ACCOUNTS"] = accounts.for_locust(users=users, processes=processes, run_time=run_time, stay=stay,
                                                     state_dir=state_dir)
-    files = str(ROOT / "loadtest" / "journeys.py") + (f",{ROOT / 'loadtest' / shape}" if shape else "")
+    files = str(LOCUSTFILES / "journeys.py") + (f",{LOCUSTFILES / shape}" if shape else "")
     argv = [
         sys.executable, "-m", "locust", "-f", files, "--headless",
         "--users", str(users), "--spawn-rate", f"{max(1, users / max(1, ramp)):g}",

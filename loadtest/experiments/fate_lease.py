@@ -1,4 +1,4 @@
-"""Fate sharing's lease scenarios (loadtest/_fate.py): the lease's holder cut off, recorded into the history.
+"""Fate sharing's lease scenarios (loadtest/experiments/fate.py): the lease's holder cut off, recorded into the history.
 
 Each /api/lease answer the figures need, and when each awaited condition
 first held, is a sample of the run's history; figures() computes the
@@ -132,7 +132,7 @@ def views(deployed, state_dir):
     """A function: an instance's name -> its /api/lease answer, or None when it does not answer.
 
     Asked with a bearer token (/api/lease needs a login) from deploy, as the
-    audit reads (loadtest/_audit.py): a token needs no session store, so an
+    audit reads (loadtest/harness/audit.py): a token needs no session store, so an
     instance cut off from Redis still answers.
     """
     urls = {name: deployed.instance_url(name) for name in INSTANCES}

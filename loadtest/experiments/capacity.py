@@ -1,6 +1,6 @@
 """The capacity step: the highest request rate a configuration holds within its bounds.
 
-Users rise in fixed steps (loadtest/_capacity_shape.py); each step ramps,
+Users rise in fixed steps (loadtest/locustfiles/capacity_shape.py); each step ramps,
 then holds. A step is held when, over its hold, p99 stayed at or under the
 bound and no more than the allowed share of requests failed. The capacity
 is the highest step held before two steps in a row that were not: one step
@@ -18,9 +18,9 @@ import time
 from dataclasses import asdict, dataclass
 
 from deploy import cluster as deploy
-from loadtest import _experiment as experiment
-from loadtest._analysis import machine_figures, window_figures
-from loadtest._sampler import Sampler
+from loadtest.experiments import configs as experiment
+from loadtest.harness.analysis import machine_figures, window_figures
+from loadtest.harness.sampler import Sampler
 
 MACHINE_BUSY = 0.95  # mean share of all cores in use over a hold: the machine has nothing left
 
@@ -73,7 +73,7 @@ def measure(config, steps, *, instances, port, out, progress=None, label=None, p
         try:
             locust = experiment.start_locust(users=steps.max_users, run_time=longest, ramp=steps.ramp,
                                              url=cluster.url, state_dir=state_dir, recording=recording,
-                                             shape="_capacity_shape.py",
+                                             shape="capacity_shape.py",
                                              processes=processes)
         finally:
             del os.environ["LOADTEST_CAPACITY"]

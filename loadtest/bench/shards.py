@@ -31,8 +31,8 @@ from redis.cluster import key_slot
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
-from loadtest._accounts import PASSWORD, prepare
-from loadtest._bench import BENCH_ENV, run_wrk
+from loadtest.bench.stores import BENCH_ENV, run_wrk
+from loadtest.harness.accounts import PASSWORD, prepare
 
 SESSION_KEY_PREFIX = ":1:django.contrib.sessions.cache"  # Django's cache key of a session: it picks the slot
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -99,7 +99,7 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
 
 
 def _log_in(url, username):
-    """A user made beforehand (loadtest/_accounts.py), logged in: its cookie header and CSRF token."""
+    """A user made beforehand (loadtest/harness/accounts.py), logged in: its cookie header and CSRF token."""
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     opener.open(f"{url}/accounts/login/", timeout=10).read()

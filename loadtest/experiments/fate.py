@@ -31,12 +31,12 @@ from pathlib import Path
 
 from deploy import cluster
 from deploy.cluster import Topology, free_base_port
-from loadtest import _fate_lease as lease
-from loadtest import _page as page
-from loadtest._svg import marks_chart, series_chart
+from loadtest.experiments import fate_lease as lease
 from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
+from loadtest.reports import page
+from loadtest.reports.svg import marks_chart, series_chart
 
 SENTINELS = ["sentinel1", "sentinel2", "sentinel3"]
 REPLICAS = ["redis2", "redis3"]

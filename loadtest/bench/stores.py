@@ -44,7 +44,7 @@ from deploy.cluster import (
 )
 from labcore import registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Every store whose servers deploy can start; memory first, the base of the ratios.
 SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= set(servers())]
 BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": "0"}
@@ -138,12 +138,12 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     return report
 
 
-CEILING = "ceiling"  # a bare Django project that answers every request like an empty poll (loadtest/_ceiling.py)
+CEILING = "ceiling"  # a bare Django project that answers every request like an empty poll (loadtest/bench/ceiling.py)
 
 
 def _start_ceiling(server, folder):
     port = free_port()
-    record = spawn(web.argv(server, port=port, app="loadtest._ceiling"), log_path=folder / "ceiling.log", cwd=ROOT)
+    record = spawn(web.argv(server, port=port, app="loadtest.bench.ceiling"), log_path=folder / "ceiling.log", cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _answers(url) or not running(record), timeout=30, what="the ceiling project")
     if not running(record):
@@ -320,7 +320,7 @@ def _servers(kinds):
 
 
 def micro(kind, *, stores_to_run, argument=None):
-    """Run loadtest._micro in a fresh process per store; return its figures."""
+    """Run loadtest.bench.micro in a fresh process per store; return its figures."""
     table = registry.SESSION_STORES if kind == "sessions" else registry.PRESENCE_STORES
     # Counters live in Redis whatever the store: start it too.
     kinds = registry.servers_of(*(table[store] for store in stores_to_run), registry.presence_store("redis"))
@@ -337,7 +337,7 @@ def micro(kind, *, stores_to_run, argument=None):
             # or the benchmark measures expiry instead of a heartbeat.
             env = {**base_env, variable: store, "PRESENCE_HEARTBEAT_INTERVAL": "300"}
             done = subprocess.run(
-                [sys.executable, "-m", "loadtest._micro", kind, *([argument] if argument else [])],
+                [sys.executable, "-m", "loadtest.bench.micro", kind, *([argument] if argument else [])],
                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
             )
             if done.returncode:
@@ -348,7 +348,7 @@ def micro(kind, *, stores_to_run, argument=None):
 
 
 def post_cost(databases, repeat):
-    """Run loadtest._micro posts on each database (sqlite, postgres), fresh ones; return its figures."""
+    """Run loadtest.bench.micro posts on each database (sqlite, postgres), fresh ones; return its figures."""
     rows = [registry.database(name) for name in databases]
     with _servers(registry.servers_of(*rows)) as (state, settings):
         base_env = {**os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
@@ -360,7 +360,7 @@ def post_cost(databases, repeat):
             for kind in row.servers:
                 env.update(settings[kind])
             subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-            done = subprocess.run([sys.executable, "-m", "loadtest._micro", "posts"], cwd=ROOT, env=env,
+            done = subprocess.run([sys.executable, "-m", "loadtest.bench.micro", "posts"], cwd=ROOT, env=env,
                                   capture_output=True, text=True, timeout=900)
             if done.returncode:
                 raise DeployError(f"post benchmark on {row.name} failed: {done.stderr.strip()[-800:]}")

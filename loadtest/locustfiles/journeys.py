@@ -1,4 +1,4 @@
-"""Chat users for Locust: `locust -f loadtest/journeys.py --host http://127.0.0.1:8000`.
+"""Chat users for Locust: `locust -f loadtest/locustfiles/journeys.py --host http://127.0.0.1:8000`.
 
 A user logs in (or signs up) once, joins a room, then loops once a second: polls the
 room's messages with its own cursor, heartbeats presence every few seconds,
@@ -8,7 +8,7 @@ in that range and a new one, with no cookies, arrives in its place: a
 population that turns over while its size stays the same.
 
 With LOADTEST_ACCOUNTS (the experiments set it) the users exist beforehand
-(loadtest/_accounts.py): it says their names' prefix and how many each
+(loadtest/harness/accounts.py): it says their names' prefix and how many each
 Locust process may use, and each user logs in. Signed up over HTTP, all of
 them, coming from this machine, would meet the site's per-address sign-up
 limit. Without it (Locust by hand, or in Kubernetes) each user signs up.
@@ -19,7 +19,7 @@ user logs in again and goes on.
 
 In the store-fault experiments (LOADTEST_SESSION_WRITES=1) a user also
 writes a counter and its room into its own session on every tick, and
-keeps a ledger of what the site acknowledged (loadtest/_sessions.py); in
+keeps a ledger of what the site acknowledged (loadtest/harness/sessions.py); in
 the seconds LOADTEST_LOGIN_BURST names ("start,end", Unix time) around the
 fault, users log in afresh, so that logins land where a store can lose them.
 """
@@ -34,8 +34,8 @@ from urllib.parse import urlencode
 
 from locust import FastHttpUser, between, events, task
 
-from loadtest._accounts import PASSWORD, locust_name
-from loadtest._recorder import output_path, recorder
+from loadtest.harness.accounts import PASSWORD, locust_name
+from loadtest.harness.recorder import output_path, recorder
 
 ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
 HEARTBEAT_EVERY = 5  # ticks of one second, as the site's page does
@@ -142,7 +142,7 @@ class ChatUser(FastHttpUser):
     def _prepared_name(self, number):
         if number >= int(ACCOUNTS_PER_PROCESS):
             raise RuntimeError(f"no prepared user left for user {number} of this process (LOADTEST_ACCOUNTS="
-                               f"{os.environ['LOADTEST_ACCOUNTS']!r}); see loadtest/_accounts.py")
+                               f"{os.environ['LOADTEST_ACCOUNTS']!r}); see loadtest/harness/accounts.py")
         return locust_name(ACCOUNTS_PREFIX, self.environment.runner.worker_index, number)
 
     def _sign_up(self):

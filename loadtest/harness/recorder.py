@@ -3,7 +3,7 @@
 Locust's own statistics cover requests; the lab also needs sessions lost,
 which instance served each request, presence accuracy and the acknowledged
 messages, what each user's polls received and, in the store-fault
-experiments, each user's session ledger (loadtest/_sessions.py) and the
+experiments, each user's session ledger (loadtest/harness/sessions.py) and the
 span of every failed request. One Recorder per Locust
 process collects them; when the environment variable LOADTEST_OUTPUT names
 a file, each process writes its own JSON beside it at exit
@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-from loadtest._sessions import Ledger
+from loadtest.harness.sessions import Ledger
 
 
 class Second:

@@ -41,8 +41,8 @@ import redis
 
 from deploy.cluster import free_port, new_password, running, signal_group, start_server, stop
 from labcore.connections import no_retry
-from loadtest import _page as page
-from loadtest._svg import series_chart
+from loadtest.reports import page
+from loadtest.reports.svg import series_chart
 
 KEEP_NEWER = """
 local current = redis.call('HMGET', KEYS[1], 'counter', 'writer')
@@ -347,7 +347,7 @@ def run(shapes, *, seconds, fault, read_repair, out):
 
 
 def write(out, run, plan, shapes, rows):
-    """The charts as SVG files, and the page (loadtest/_page.py)."""
+    """The charts as SVG files, and the page (loadtest/reports/page.py)."""
     out.mkdir(parents=True, exist_ok=True)
     charts = {str(shape): chart(shape, [r for r in rows if (r["n"], r["r"], r["w"]) == (shape.n, shape.r, shape.w)])
               for shape in shapes}

@@ -33,9 +33,9 @@ import etcd3gw.exceptions
 
 from deploy import cluster as deploy
 from deploy.cluster import Topology, etcd, free_base_port, free_port, netns, stop, wait_for
-from loadtest import _page as page
-from loadtest._accounts import PASSWORD, prepare
-from loadtest._analysis import percentile
+from loadtest.harness.accounts import PASSWORD, prepare
+from loadtest.harness.analysis import percentile
+from loadtest.reports import page
 
 # Cheap password hashing, as the load test has it: the figures are the store's, not PBKDF2's.
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
@@ -153,7 +153,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def _logged_in(url, username):
-    """A visitor logged in as a user made beforehand (loadtest/_accounts.py)."""
+    """A visitor logged in as a user made beforehand (loadtest/harness/accounts.py)."""
     visitor = _Visitor(url)
     status, body = visitor.form("/accounts/login/", {"username": username, "password": PASSWORD})
     if status != 302:
@@ -470,7 +470,7 @@ def headline(mode, figures):
 
 
 def write(out, run, mode, figures):
-    """report.html and run.json in out (loadtest/_page.py); return the text."""
+    """report.html and run.json in out (loadtest/reports/page.py); return the text."""
     body = text(mode, figures)
     page.write(out, run, title=TITLES[mode], headline=headline(mode, figures),
                sections=[("", page.paragraphs(f"Figures: {mode}.json beside this page.")), ("", page.markdown(body))])
