@@ -1,6 +1,6 @@
 """The experiment's users and audit at its user counts, with every limit as the site ships it.
 
-The load's users are made beforehand through deploy (loadtest/accounts.py)
+The load's users are made beforehand through deploy (loadtest/harness/accounts.py)
 and the audit reads with a token from deploy (loadtest/harness/audit.py): neither
 signs up or logs in where the per-address limits could refuse it, and the
 experiment's cluster lifts no limit that anyone else on this machine could

@@ -10,7 +10,8 @@ import pytest
 
 from deploy.cluster import free_base_port
 from loadtest.experiments import sticky
-from loadtest.experiments.configs import fault_schedule, parse_config
+from loadtest.experiments.configs import parse_config
+from loadtest.experiments.kill_run import fault_schedule
 from loadtest.harness.analysis import headline_failures, percentile, summarise
 from loadtest.harness.audit import audit_pollers
 
@@ -142,7 +143,7 @@ def test_recordings_of_several_locust_processes_merge():
 
 
 def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
-    from loadtest.experiments.kill_report import plain_reading
+    from loadtest.experiments.kill_readings import plain_reading
 
     raw = raw_run({})
     for t in range(1003, 1010):
@@ -154,7 +155,7 @@ def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
 
 
 def test_the_reading_puts_an_instance_death_at_fleet_scale():
-    from loadtest.experiments.kill_report import plain_reading
+    from loadtest.experiments.kill_readings import plain_reading
 
     reading = " ".join(plain_reading([summarise(raw_run({"a": [1004.5]}, sessions="memory", lb="sticky"))]))
     assert "1 of 4 users (25%) lost theirs" in reading and "a fleet of 32,000 loses 32 every day" in reading
@@ -162,7 +163,7 @@ def test_the_reading_puts_an_instance_death_at_fleet_scale():
 
 def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     from loadtest.experiments.capacity import Steps, judge
-    from loadtest.experiments.kill_report import capacity_line
+    from loadtest.experiments.capacity_report import capacity_line
 
     steps = Steps(start_users=10, step=0.5, ramp=1, hold=2, p99_ms=100, failed_pct=0.1, max_users=100)
     fast = {"requests": 10, "failures": 0, "latencies": [5.0] * 10, "sessions_lost": 0, "accuracy": [],

@@ -29,9 +29,12 @@ from pathlib import Path
 
 from deploy import cluster as deploy
 from deploy.cluster import free_base_port, require
-from loadtest.bench import stores as store_bench
+from loadtest.bench import wrk
 from loadtest.reports.svg import series_chart
 
+NAME = "bench-replication"
+HELP = ("what waiting for k of N replicas costs logins, session writes and message posts "
+        "(Redis WAIT, PostgreSQL ANY k)")
 REPLICAS = (0, 1, 2, 4)
 SYNC = ("0", "1", "majority", "all")
 MIXES = ("login", "session_write", "post")
@@ -73,6 +76,29 @@ end
 }
 
 
+def add_arguments(parser):
+    parser.add_argument("--stores", default="redis,postgres")
+    parser.add_argument("--replicas", default=",".join(map(str, REPLICAS)), help="numbers of replicas N")
+    parser.add_argument("--sync", default=",".join(SYNC), help="replicas each write waits for: 0, 1, majority, all")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=4, help="per cluster, write and round")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("results") / "bench-replication")
+
+
+def main(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = bench(stores=args.stores.split(","), replicas=[int(n) for n in args.replicas.split(",")],
+                   sync=args.sync.split(","), rounds=args.rounds, seconds=args.seconds, connections=args.connections,
+                   out=args.out)
+    print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per cluster and write, "
+          "medians; (to N=0: the median and min-max of each round's ratio); one instance per cluster; "
+          f"{wrk.durability()}")
+    print(table(report))
+    print(f"chart: {args.out / 'replication.svg'}; figures: {args.out / 'bench-replication.json'}")
+    return 0
+
+
 def sync_count(label, replicas):
     """k for a label of SYNC with N replicas: 0, 1, a majority (N // 2 + 1) or all."""
     if replicas == 0 or label == "0":
@@ -106,7 +132,7 @@ def bench(*, stores=("redis", "postgres"), replicas=REPLICAS, sync=SYNC, rounds=
     for mix, text in SCRIPTS.items():
         (scripts / f"{mix}.lua").write_text(text)
     grid = points(replicas, sync)
-    report = {"rounds": rounds, "seconds": seconds, "connections": connections, "durable": store_bench.DURABLE,
+    report = {"rounds": rounds, "seconds": seconds, "connections": connections, "durable": wrk.DURABLE,
               "stores": {}}
     try:
         for store in stores:
@@ -127,14 +153,14 @@ def _bench_store(store, grid, scripts, rounds, seconds, connections, out):
             clusters[n, k] = deploy.up(
                 instances=1, sessions="redis" if store == "redis" else "db", presence="redis",
                 db="sqlite" if store == "redis" else "postgres", topology=topology(store, n, k),
-                port=free_base_port(), env=store_bench.BENCH_ENV, durable=store_bench.DURABLE,
+                port=free_base_port(), env=wrk.BENCH_ENV, durable=wrk.DURABLE,
                 state_dir=out / "clusters" / f"{store}-{n}-{k}")
         env = {point: _log_in(c.url, c.state_dir) for point, c in clusters.items()}
         for round_number in range(rounds):
             for n, k in grid if round_number % 2 == 0 else reversed(grid):
                 print(f"{store}: round {round_number + 1}/{rounds}, N={n}, k={k}", file=sys.stderr)
                 for mix in MIXES:
-                    runs[n, k][mix].append(store_bench.run_wrk(clusters[n, k].url, scripts / f"{mix}.lua", env[n, k],
+                    runs[n, k][mix].append(wrk.run_wrk(clusters[n, k].url, scripts / f"{mix}.lua", env[n, k],
                                                           seconds, connections))
     finally:
         for n, k in clusters:
@@ -151,10 +177,10 @@ def summarise(runs):
         for mix, measured in mixes.items():
             rps = [m["rps"] for m in measured]
             ratios = [a / b["rps"] for a, b in zip(rps, base[mix]) if b["rps"]]
-            row[mix] = {"rps": store_bench._median(rps), "p50_ms": store_bench._median([m["p50_ms"] for m in measured]),
-                        "p99_ms": store_bench._median([m["p99_ms"] for m in measured]),
+            row[mix] = {"rps": wrk.median(rps), "p50_ms": wrk.median([m["p50_ms"] for m in measured]),
+                        "p99_ms": wrk.median([m["p99_ms"] for m in measured]),
                         "bad_responses": sum(m["bad_responses"] for m in measured),
-                        "to_alone": store_bench._spread(ratios), "per_round": rps}
+                        "to_alone": wrk.spread(ratios), "per_round": rps}
         rows.append(row)
     return rows
 

@@ -31,9 +31,11 @@ from redis.cluster import key_slot
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
-from loadtest.bench.stores import BENCH_ENV, run_wrk
+from loadtest.bench.wrk import BENCH_ENV, run_wrk
 from loadtest.harness.accounts import PASSWORD, prepare
 
+NAME = "bench-shards"
+HELP = "session throughput against Redis Cluster shards (1, 2, 3), and what a shard primary's death costs"
 SESSION_KEY_PREFIX = ":1:django.contrib.sessions.cache"  # Django's cache key of a session: it picks the slot
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,6 +57,24 @@ request = function()
   return wrk.format("GET", "/api/session-counter", {Cookie = s[1]})
 end
 """
+
+
+def add_arguments(parser):
+    parser.add_argument("--shards", default="1,2,3", help="comma-separated shard counts")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="per shard count and round")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--instances", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=60, help="users, each with a session, per cluster")
+    parser.add_argument("--loss-rounds", type=int, default=3, help="shard primaries killed, one after another")
+    parser.add_argument("--out", type=Path, default=Path("results") / "bench-shards")
+
+
+def main(args):
+    print_report(bench_shards(shards=check_shards(args.shards), rounds=args.rounds, seconds=args.seconds,
+                              connections=args.connections, instances=args.instances, sessions=args.sessions,
+                              loss_rounds=args.loss_rounds, out=args.out))
+    return 0
 
 
 def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, loss_rounds, out):

@@ -14,14 +14,23 @@ limit it found is the generator's or the machine's, not only the site's.
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from deploy import cluster as deploy
+from loadtest.cli import listed
+from loadtest.experiments import capacity_report
 from loadtest.experiments import configs as experiment
+from loadtest.harness import locust as driver
 from loadtest.harness.analysis import machine_figures, window_figures
 from loadtest.harness.sampler import Sampler
+from loadtest.reports.page import machine
 
+NAME = "capacity"
+HELP = "the highest request rate each configuration holds within bounds"
+INDEXED = True  # its report is listed in results/index.html
 MACHINE_BUSY = 0.95  # mean share of all cores in use over a hold: the machine has nothing left
 
 
@@ -71,20 +80,19 @@ def measure(config, steps, *, instances, port, out, progress=None, label=None, p
         longest = steps.count() * (steps.ramp + steps.hold) + 5
         os.environ["LOADTEST_CAPACITY"] = json.dumps(asdict(steps))
         try:
-            locust = experiment.start_locust(users=steps.max_users, run_time=longest, ramp=steps.ramp,
-                                             url=cluster.url, state_dir=state_dir, recording=recording,
-                                             shape="capacity_shape.py",
-                                             processes=processes)
+            locust = driver.start_locust(users=steps.max_users, run_time=longest, ramp=steps.ramp,
+                                         url=cluster.url, state_dir=state_dir, recording=recording,
+                                         shape="capacity_shape.py", processes=processes)
         finally:
             del os.environ["LOADTEST_CAPACITY"]
         started = time.time()
         with Sampler(state_dir, locust.pid) as sampler:
-            while locust.poll() is None and time.time() - started < longest + experiment.STOP_TIMEOUT + 30:
+            while locust.poll() is None and time.time() - started < longest + driver.STOP_TIMEOUT + 30:
                 if progress:
                     progress(f"capacity step, {time.time() - started:.0f} s")
                 time.sleep(1)
-        experiment.wait_locust(locust, 10)
-        raw = experiment.read_recording(recording, locust.recordings)
+        driver.wait_locust(locust, 10)
+        raw = driver.read_recording(recording, locust.recordings)
         throttled = deploy.cpu_throttled(state_dir=state_dir)
     finally:
         deploy.down(state_dir)
@@ -135,3 +143,45 @@ def _why(row, steps, last_users):
         text += (f" (the machine's cores were {row['machine_busy']:.0%} busy: the machine, not only the site, "
                  "is the limit)")
     return text
+
+
+def add_arguments(parser):
+    parser.add_argument("--configs", default="redis")
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--out", type=Path, default=Path("results") / "capacity")
+    add_step_arguments(parser)
+
+
+def main(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    steps = steps_of(args)
+    rows = []
+    for name in listed(args.configs):
+        config = experiment.parse_config(name)
+        print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
+        rows.append(measure(config, steps, instances=args.instances, port=args.port, out=args.out))
+    (args.out / "capacity.json").write_text(json.dumps(rows, indent=1))
+    capacity_report.write_capacity(args.out, args.run, rows, steps.describe())
+    print(f"capacity steps: {steps.describe()}; {machine()}")
+    print(capacity_report.capacity_table(rows))
+    print(f"figures: {args.out / 'capacity.json'}; report: {args.out / 'report.html'}")
+    return 0
+
+
+def add_step_arguments(parser, defaults=None):
+    """The capacity step's options, for every command that runs one (run, capacity, scaling)."""
+    defaults = defaults or Steps()
+    parser.add_argument("--start-users", type=int, default=defaults.start_users, help="the capacity step's first step")
+    parser.add_argument("--step", type=float, default=defaults.step, help="each step's users over the last's, minus 1")
+    parser.add_argument("--hold", type=float, default=defaults.hold, help="seconds each step is held after its ramp")
+    parser.add_argument("--p99-bound", type=float, default=defaults.p99_ms, help="ms; a step over it is not held")
+    parser.add_argument("--failed-bound", type=float, default=defaults.failed_pct,
+                        help="percent of requests; a step with more failed is not held")
+    parser.add_argument("--max-users", type=int, default=defaults.max_users)
+
+
+def steps_of(args):
+    """The Steps the options of add_step_arguments ask for."""
+    return Steps(start_users=args.start_users, step=args.step, hold=args.hold, p99_ms=args.p99_bound,
+                 failed_pct=args.failed_bound, max_users=args.max_users)

@@ -174,7 +174,7 @@ def figures(events, name):
         marks = {"partition": cut["effect"], **{n: conditions[n] for n in list(conditions)[:3]},
                  "heal": cut["ended"]}
         gave_up, took_over = conditions["holder gave up"], conditions["other took over"]
-        return {**result, "timings": final["timings"], "marks": _relative(marks, origin),
+        return {**result, "timings": final["timings"], "marks": relative(marks, origin),
                 "took_over_after_giving_up": None if None in (gave_up, took_over) else gave_up <= took_over,
                 "last_refused_write": final["last_refused_write"]}
     refused = final.get("last_refused_write")
@@ -187,7 +187,7 @@ def figures(events, name):
     timings = {**final["timings"], "work": float(LATE_WRITE_ENV["MAINTENANCE_WORK_SECONDS"]),
                "tcp_user_timeout": float(LATE_WRITE_ENV["DATABASE_TCP_USER_TIMEOUT"])}
     at_cut = holder["at_cut"]
-    return {**result, "timings": timings, "marks": _relative(marks, origin),
+    return {**result, "timings": timings, "marks": relative(marks, origin),
             "holder_at_cut": {"working_for": at_cut["working_for"], "valid_for": at_cut["valid_for"]},
             "late_write": refused and {"token": refused["token"], "highest_when_it_arrived": refused["highest"]},
             "refused": refused is not None and refused["token"] == at_cut["token"]}
@@ -197,5 +197,5 @@ def _sample(events, key):
     return next(e[key] for e in events if e["type"] == "sample" and key in e)
 
 
-def _relative(marks, origin):
+def relative(marks, origin):
     return {name: None if t is None else round(t - origin, 2) for name, t in marks.items()}

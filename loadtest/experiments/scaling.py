@@ -3,7 +3,7 @@
 Every shape gets the same CPU: one instance capped at 1.0 core, two at 0.5,
 four at 0.25 (cgroup CPU quotas, deploy's `--cpu-quota`), all on CPU 0
 (`--site-cpus 0`); HAProxy, the stores and Locust share the other CPUs.
-For each shape and configuration the capacity step (loadtest/capacity.py)
+For each shape and configuration the capacity step (loadtest/experiments/capacity.py)
 finds the highest request rate held within its bounds, and the p99 there.
 Configurations may also run with Redis behind Sentinel with one
 synchronous replica (`--redis sentinel --redis-sync 1`): every session
@@ -17,14 +17,21 @@ their range.
 import json
 import os
 import statistics
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from deploy.cluster import Topology
+from deploy.cluster import Topology, cgroup_version
+from loadtest.cli import listed
 from loadtest.experiments import capacity
 from loadtest.experiments import configs as experiment
+from loadtest.harness.locust import ROOT
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
 
+NAME = "scaling"
+HELP = "scale-up against scale-out: one core for the site tier, cut into 1, 2 or 4 instances by cgroup CPU quotas"
+INDEXED = True  # its report is listed in results/index.html
 SHAPES = [(1, 1.0), (2, 0.5), (4, 0.25)]  # (instances, cores each): one core in all
 SITE_CPUS = "0"
 GENERATOR_NICE = -10  # about 9 times a default process's CPU weight
@@ -32,6 +39,44 @@ GENERATOR_NICE = -10  # about 9 times a default process's CPU weight
 # most, and every step reports the generator's CPU.
 GENERATOR_PROCESSES = 1
 SYNC = Topology(redis="sentinel", redis_sync=1)
+
+
+def add_arguments(parser):
+    parser.add_argument("--configs", default="memory+sticky,redis,cached_db")
+    parser.add_argument("--sync", default="redis",
+                        help="configurations measured again with --redis sentinel --redis-sync 1 ('' for none)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, alternating the shapes' order")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--out", type=Path, default=Path("results") / "scaling")
+    parser.add_argument("--from-raw", type=Path, metavar="SCALING_RAW_JSON",
+                        help="summarise an earlier run's measurements again (its scaling-raw.json); runs nothing")
+    parser.add_argument("--docs", action="store_true",
+                        help=f"also put the table and charts in {PAGE} and docs/results/scaling/")
+    capacity.add_step_arguments(parser, capacity.Steps(start_users=40, step=0.2, hold=10))
+
+
+def main(args):
+    if args.from_raw:
+        measured = read_raw(args.from_raw)
+        args.rounds = max(len(records) for records in measured.values())
+        rows = with_ratios(summarise(measured))
+        described = next(iter(measured.values()))[0]["described"]
+    else:
+        steps = capacity.steps_of(args)
+        rows = with_ratios(measure(variants(listed(args.configs), listed(args.sync)), steps, rounds=args.rounds,
+                                   port=args.port, out=args.out,
+                                   progress=lambda what: print(what, file=sys.stderr, flush=True)))
+        described = steps.describe()
+    plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroup_version(), "machine": page.machine()}
+    write(args.out, rows, plan, args.run)
+    print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")
+    print(table(rows))
+    print(limits_text(plan["cgroup"]))
+    if args.docs:
+        to_docs(args.out, rows, plan, args.run.command)
+        print(f"{PAGE} and docs/results/scaling/ updated")
+    print(f"report: {args.out / 'report.html'}")
+    return 0
 
 
 @dataclass(frozen=True)
@@ -66,7 +111,7 @@ def other_cpus():
     return {cpu for cpu in range(os.cpu_count() or 1)} - {int(SITE_CPUS)}
 
 
-def run(variants_to_run, steps, *, rounds, port, out, progress=print):
+def measure(variants_to_run, steps, *, rounds, port, out, progress=print):
     """Measure every variant in every shape, rounds alternating the shapes' order; return the rows."""
     # This process and everything it starts (Locust and its workers) stay off the site tier's CPU, and
     # ahead of other work on theirs, as HAProxy and the stores are (deploy/cgroups.py, WEIGHT_FACTOR).
@@ -89,7 +134,7 @@ def run(variants_to_run, steps, *, rounds, port, out, progress=print):
 
 
 def read_raw(path):
-    """The measurements an earlier run saved (scaling-raw.json), as run() keeps them."""
+    """The measurements an earlier run saved (scaling-raw.json), as measure() keeps them."""
     return {(key.rsplit(" ", 1)[0], int(key.rsplit(" ", 1)[1])): records
             for key, records in json.loads(path.read_text()).items()}
 
@@ -215,8 +260,8 @@ PAGE_START, PAGE_END = "<!-- scaling:start -->", "<!-- scaling:end -->"
 
 def to_docs(out, rows, plan, command):
     """Put the table and charts between the scaling page's markers, the charts under docs/results/scaling/."""
-    page = experiment.ROOT / PAGE
-    charts_dir = experiment.ROOT / "docs" / "results" / "scaling"
+    page = ROOT / PAGE
+    charts_dir = ROOT / "docs" / "results" / "scaling"
     charts_dir.mkdir(parents=True, exist_ok=True)
     for name in charts(rows):
         (charts_dir / f"{name}.svg").write_text((out / f"{name}.svg").read_text())

@@ -23,21 +23,45 @@ committed on the primary): the rejoin throws them away.
 """
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
 from deploy.cluster import DeployError, Topology, free_base_port
+from loadtest.cli import chosen, listed
+from loadtest.experiments.split_brain_tables import COLUMNS, chart, headline, table
 from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 from loadtest.reports import page
-from loadtest.reports.svg import series_chart
 
+NAME = "split-brain"
+HELP = "acknowledged writes a partition and its heal lose (needs network namespaces: root)"
+INDEXED = True  # its report is listed in results/index.html
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
 SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
+
+
+def add_arguments(parser):
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
+    parser.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
+    parser.add_argument("--out", type=Path, default=Path("results") / "split-brain")
+
+
+def main(args):
+    names = chosen(listed(args.scenarios), SCENARIOS)
+    with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
+        for name in names:
+            print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
+            run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=recorded)
+    results, judged = report(args.out, args.run)
+    print(table(results))
+    return verdict.ended(args.out, judged)
 
 
 @dataclass(frozen=True)
@@ -222,57 +246,6 @@ def _pct(part, whole):
     return round(100 * part / whole, 1) if whole else 0.0
 
 
-# Output
-
-
-COLUMNS = [
-    ("scenario", lambda r: r["scenario"]),
-    ("acked writes", lambda r: str(r["total"]["writes_acknowledged"])),
-    ("acked writes lost", lambda r: f"{r['total']['writes_lost']} ({r['writes_lost_pct']:g} %)"),
-    ("lost on minority", lambda r: f"{r['sides']['minority']['writes_lost']} of "
-                                   f"{r['sides']['minority']['writes_acknowledged']}"),
-    ("minority, acked during the partition: lost", lambda r: "{lost} of {acknowledged}".format(
-        **r["partition_writes"]["minority"])),
-    ("logins lost", lambda r: f"{r['total']['logins_lost']} of {r['total']['logins_acknowledged']}"),
-    ("presence lost", lambda r: f"{r['total']['presence_lost']} of {r['total']['heartbeats_acknowledged']}"),
-    ("refused, minority", lambda r: _refused_cell(r, "minority")),
-    ("refused, majority", lambda r: _refused_cell(r, "majority")),
-    ("outcome unknown", lambda r: str(r["unknown"])),
-    ("promoted after", lambda r: "never" if r["marks"].get("promoted") is None
-     else f"{r['marks']['promoted'] - r['marks']['partition']:.1f} s"),
-    ("converged after heal", lambda r: "never" if r["convergence_s"] is None else f"{r['convergence_s']:.1f} s"),
-]
-
-
-def _refused_cell(result, side):
-    """The side's refusals, and by kind: "59 (54 write, 5 login)"."""
-    kinds = result["refused_by_kind"][side]
-    detail = f" ({', '.join(f'{n} {what}' for what, n in sorted(kinds.items()))})" if kinds else ""
-    return f"{result['refused'][side]}{detail}"
-
-
-def table(results):
-    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in results]
-    return "\n".join(lines)
-
-
-def chart(result):
-    """Per second, by side, with the marks as dashed lines; the axis runs on to the last mark (the convergence)."""
-    marks = {name: t for name, t in result["marks"].items() if t is not None}
-    seconds = max(len(next(iter(result["timeline"].values()))), int(max(marks.values(), default=0)) + 2)
-    series = {name: counts + [0] * (seconds - len(counts)) for name, counts in result["timeline"].items()}
-    title = ", ".join(f"{name} {t:.0f} s" for name, t in marks.items())
-    return series_chart(f"{result['scenario']}: per second ({title})", list(range(seconds)), series,
-                        x_label="seconds since the scenario's start", width=640, legend_columns=2,
-                        markers=[(t, name) for name, t in marks.items()])
-
-
-def headline(results):
-    return "; ".join(f"{r['scenario']}: {r['total']['writes_lost']} of {r['total']['writes_acknowledged']} "
-                     f"acknowledged writes lost ({r['writes_lost_pct']:g} %)" for r in results)
-
-
 def report(out, run, *, finished=None):
     """From out/history.jsonl alone: each scenario's figures and chart, the verdict, split-brain.json and the page.
 
@@ -304,11 +277,3 @@ def report(out, run, *, finished=None):
                    ("Timelines", page.charts(charts.values())),
                ])
     return results, judged
-
-
-def plan(names):
-    """The scenarios, checked: ValueError for an unknown name."""
-    unknown = [name for name in names if name not in SCENARIOS]
-    if unknown:
-        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(SCENARIOS)}")
-    return names

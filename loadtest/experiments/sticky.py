@@ -3,7 +3,7 @@
 Each part runs redis sessions (they survive any routing), so the only
 difference between the two sides is HAProxy's `cookie SERVERID insert`.
 
-- skew: the kill experiment's run (loadtest/experiments/configs.py), app1 killed at
+- skew: the kill experiment's run (loadtest/experiments/kill_run.py), app1 killed at
   a third and started again at two thirds; the coefficient of variation
   (population standard deviation over mean) of the requests each instance
   served, over the whole window and in each third.
@@ -24,21 +24,66 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 from deploy import cluster as deploy
-from deploy.cluster import DeployError, require
+from loadtest.cli import listed
 from loadtest.experiments import configs as experiment
+from loadtest.experiments import kill_run
+from loadtest.experiments.sticky_cpu import haproxy_cpu
+from loadtest.harness import locust as driver
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
 
+NAME = "sticky"
+HELP = "sticky sessions' costs against round robin: load skew, fair share after scale-out, HAProxy's CPU per request"
+INDEXED = True  # its report is listed in results/index.html
+PARTS = ("skew", "fair-share", "haproxy-cpu")
 LBS = ("roundrobin", "sticky")
 FAIR = 0.9  # of the fair share 1/N
 SMOOTH = 5  # seconds in the sliding window of the new instance's share
-TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def add_arguments(parser):
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--users", type=int, default=60)
+    parser.add_argument("--duration", type=float, default=60, help="skew: measured seconds (kill at 1/3, start at 2/3)")
+    parser.add_argument("--stay", default="10,30", help="fair share: each user's stay, LOW,HIGH seconds")
+    parser.add_argument("--warmup", type=float, default=40, help="fair share: seconds of turnover before the scale-out")
+    parser.add_argument("--after", type=float, default=50, help="fair share: seconds measured after it")
+    parser.add_argument("--rounds", type=int, default=4, help="haproxy-cpu: alternating rounds")
+    parser.add_argument("--seconds", type=int, default=5, help="haproxy-cpu: seconds of wrk per round")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--out", type=Path, default=Path("results") / "sticky")
+
+
+def main(args):
+    parts = set(listed(args.parts))
+    if unknown := parts - set(PARTS):
+        raise ValueError(f"--parts: {', '.join(sorted(unknown))} is not one of {', '.join(PARTS)}")
+    low, _, high = args.stay.partition(",")
+    stay = (float(low), float(high or low))
+
+    def progress(what):
+        print(what, file=sys.stderr, flush=True)
+
+    results = {"command": args.run.command, "machine": page.machine()}
+    if "skew" in parts:
+        results["skew"] = skew(users=args.users, duration=args.duration, warmup=10, port=args.port, out=args.out,
+                               progress=progress)
+    if "fair-share" in parts:
+        results["fair_share"] = fair_share(users=args.users, stay=stay, warmup=args.warmup, after=args.after,
+                                           instances=3, port=args.port, out=args.out, progress=progress)
+    if "haproxy-cpu" in parts:
+        results["haproxy_cpu"] = haproxy_cpu(rounds=args.rounds, seconds=args.seconds, connections=args.connections,
+                                             instances=3, port=args.port, out=args.out, progress=progress)
+    write(args.out, args.run, results)
+    print(tables(results))
+    print(f"figures: {args.out / 'sticky.json'}; report: {args.out / 'report.html'}")
+    return 0
 
 
 def coefficient_of_variation(counts):
@@ -66,8 +111,8 @@ def skew(*, users, duration, warmup, port, out, progress):
     rows = []
     for lb in LBS:
         config = experiment.parse_config(f"redis+{lb}")
-        plan = experiment.Plan([config], users, duration, warmup, "kill", 3, port, out)
-        raw = experiment.run_config(plan, config, 0, lambda index, config, what: progress(f"skew, {lb}: {what}"))
+        plan = kill_run.Plan([config], users, duration, warmup, "kill", 3, port, out)
+        raw = kill_run.run_config(plan, config, 0, lambda index, config, what: progress(f"skew, {lb}: {what}"))
         seconds, start = raw["recording"]["seconds"], raw["window_start"]
         names = ["app1", "app2", "app3"]
         kill, restart = raw["faults"]
@@ -99,7 +144,7 @@ def fair_share(*, users, stay, warmup, after, instances, port, out, progress):
         try:
             os.environ["LOADTEST_STAY"] = f"{stay[0]:g},{stay[1]:g}"
             try:
-                locust = experiment.start_locust(users=users, run_time=warmup + after + experiment.TAIL,
+                locust = driver.start_locust(users=users, run_time=warmup + after + driver.TAIL,
                                                  ramp=min(10.0, warmup / 2), url=cluster.url, state_dir=state_dir,
                                                  recording=recording)
             finally:
@@ -113,8 +158,8 @@ def fair_share(*, users, stay, warmup, after, instances, port, out, progress):
                 _sleep_until(scaled_at + after, locust, lambda left: progress(
                     f"fair share, {lb}: {left:.0f} s left after the scale-out"))
             finally:
-                experiment.wait_locust(locust, experiment.TAIL + experiment.STOP_TIMEOUT + 60)
-            raw = experiment.read_recording(recording, locust.recordings)
+                driver.wait_locust(locust, driver.TAIL + driver.STOP_TIMEOUT + 60)
+            raw = driver.read_recording(recording, locust.recordings)
         finally:
             deploy.down(state_dir)
         rows.append({"lb": lb, **share_after(raw["seconds"], scaled_at, after, instances + 1),
@@ -148,86 +193,6 @@ def _sleep_until(moment, locust, report):
             raise RuntimeError(f"Locust exited early with code {locust.returncode}")
         report(left)
         time.sleep(min(left, 1.0))
-
-
-# HAProxy's CPU per request
-
-WRK_SCRIPT = """
-local counter = 0
-local servers = tonumber(os.getenv("STICKY_SERVERS"))
-local with_cookie = os.getenv("STICKY_COOKIE") == "1"
-request = function()
-  counter = counter + 1
-  if with_cookie then
-    return wrk.format("GET", "/healthz", {Cookie = "SERVERID=app" .. (counter % servers + 1)})
-  end
-  return wrk.format("GET", "/healthz")
-end
-"""
-
-
-def haproxy_cpu(*, rounds, seconds, connections, instances, port, out, progress):
-    """Both clusters up at once; alternating rounds of wrk; HAProxy's CPU µs per request, per mix and side."""
-    require("wrk", "wrk")
-    script = Path(tempfile.mkdtemp(prefix="sticky-wrk-")) / "requests.lua"
-    script.write_text(WRK_SCRIPT)
-    clusters = {}
-    try:
-        for offset, lb in enumerate(LBS):
-            clusters[lb] = deploy.up(instances=instances, sessions="redis", presence="redis", lb=lb,
-                                     port=port + offset * 60, env=experiment.SITE_ENV, site_cpus="0",
-                                     state_dir=out / f"cluster-{lb}")
-        samples = {(mix, lb): [] for mix in ("returning", "new") for lb in LBS}
-        for round_number in range(rounds):
-            order = LBS if round_number % 2 == 0 else LBS[::-1]
-            for mix in ("returning", "new"):
-                for lb in order:
-                    progress(f"haproxy cpu: round {round_number + 1}/{rounds}, {mix} clients, {lb}")
-                    samples[(mix, lb)].append(_one_round(clusters[lb], script, mix, seconds, connections,
-                                                         instances))
-    finally:
-        for lb in clusters:
-            deploy.down(out / f"cluster-{lb}")
-        script.unlink(missing_ok=True)
-        script.parent.rmdir()
-    rows = []
-    for mix in ("returning", "new"):
-        base = samples[(mix, "roundrobin")]
-        for lb in LBS:
-            mine = samples[(mix, lb)]
-            ratios = [m["us_per_request"] / b["us_per_request"] for m, b in zip(mine, base)]
-            rows.append({"mix": mix, "lb": lb, "rounds": mine,
-                         "us_per_request": round(statistics.median(m["us_per_request"] for m in mine), 2),
-                         "to_roundrobin": round(statistics.median(ratios), 3),
-                         "to_roundrobin_range": [round(min(ratios), 3), round(max(ratios), 3)],
-                         "rps": round(statistics.median(m["rps"] for m in mine))})
-    return rows
-
-
-def _one_round(cluster, script, mix, seconds, connections, instances):
-    pid = cluster.haproxy["pid"]
-    idle_from = _cpu_ticks(pid)
-    time.sleep(seconds)  # no load: HAProxy's own health checks, subtracted below
-    idle = _cpu_ticks(pid) - idle_from
-    before = _cpu_ticks(pid)
-    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), cluster.url],
-                          capture_output=True, text=True, timeout=seconds + 60,
-                          env={**os.environ, "STICKY_SERVERS": str(instances),
-                               "STICKY_COOKIE": "1" if mix == "returning" else "0"})
-    after = _cpu_ticks(pid)
-    if done.returncode:
-        raise DeployError(f"wrk failed: {done.stderr.strip()}")
-    requests = int(next(line for line in done.stdout.splitlines() if "requests in" in line).split()[0])
-    busy = after - before - idle
-    return {"requests": requests, "rps": round(requests / seconds), "cpu_ticks": after - before, "idle_ticks": idle,
-            "us_per_request": round(busy / TICKS * 1e6 / max(1, requests), 3)}
-
-
-def _cpu_ticks(pid):
-    """utime + stime of a process and all its threads, in clock ticks."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def write(out, run, results):

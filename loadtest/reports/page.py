@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from urllib.parse import quote
 
 from loadtest.harness.verdict import html as verdict_html
 
@@ -79,7 +78,7 @@ def write(out, run, *, title, headline, sections, verdict=None, finished=None):
         record["verdict"] = verdict
         sections = [("Verdict", verdict_html(verdict)), *sections]
     body = "".join(f"<h2>{escape(heading)}</h2>{html}" if heading else html for heading, html in sections)
-    (out / REPORT_FILE).write_text(_document(title, f"""<h1>{escape(title)}</h1>
+    (out / REPORT_FILE).write_text(document(title, f"""<h1>{escape(title)}</h1>
 <p class=headline>{escape(headline)}</p>
 <p>Command: <code>{escape(run.command)}</code></p>
 <p class=meta>{escape(_when(record))}; {escape(record["machine"])}</p>
@@ -135,56 +134,6 @@ def charts(svgs):
     return f"<div class=charts>{''.join(svgs)}</div>"
 
 
-def write_index(results):
-    """Write results/index.html from every run.json one and two levels below; return the runs and the skipped.
-
-    A run.json that cannot be read is skipped and named, never fatal: one
-    broken folder must not hide every other run.
-    """
-    results = Path(results)
-    runs, skipped = [], []
-    for path in sorted([*results.glob(f"*/{RUN_FILE}"), *results.glob(f"*/*/{RUN_FILE}")]):
-        name = path.relative_to(results).as_posix()
-        try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            missing = [key for key in ("kind", "command", "started", "headline") if key not in record]
-            if missing:
-                raise ValueError(f"no {', '.join(missing)}")
-            report = (path.parent / _report_name(record)).resolve()
-            if not report.is_relative_to(results.resolve()):
-                raise ValueError(f"its report {report} is outside {results}")
-        except (OSError, ValueError) as failure:
-            skipped.append((name, str(failure) or type(failure).__name__))
-            continue
-        link = report.relative_to(results.resolve()).as_posix() if report.is_file() else None
-        runs.append({**record, "link": link})
-    runs.sort(key=lambda r: str(r["started"]), reverse=True)
-    rows = "".join(
-        f"<tr><td>{escape(str(r['kind']))}</td><td>{escape(str(r['started'])[:16].replace('T', ' '))}</td>"
-        f"<td>{escape(str(r['headline']))}</td><td><code>{escape(str(r['command']))}</code></td>"
-        + (f"<td><a href=\"{escape(quote(r['link']))}\">{escape(r['link'])}</a></td>" if r["link"]
-           else "<td>no report</td>")
-        + "</tr>" for r in runs)
-    note = ("<h2>Skipped</h2>" + bullets(f"{name}: {why}" for name, why in skipped)) if skipped else ""
-    results.mkdir(parents=True, exist_ok=True)
-    (results / INDEX_FILE).write_text(_document("Runs", f"""<h1>Runs</h1>
-<p class=meta>{len(runs)} runs found one and two levels below this folder, newest first; rebuilt by
-<code>python -m loadtest index --results {escape(str(results))}</code> and after every run.</p>
-<table><thead><tr><th scope=col>kind</th><th scope=col>started (UTC)</th><th scope=col>headline</th>
-<th scope=col>command</th><th scope=col>report</th></tr></thead><tbody>{rows}</tbody></table>
-{note}"""))
-    return runs, skipped
-
-
-def _report_name(record):
-    report = record.get("report", REPORT_FILE)
-    if not isinstance(report, str) or not report:
-        raise ValueError(f"its report is {report!r}, not a file name")
-    return report
-
-
 def _when(record):
     started, finished = record["started"], record["finished"]
     if started[:10] == finished[:10]:
@@ -192,7 +141,7 @@ def _when(record):
     return f"{started} to {finished}"
 
 
-def _document(title, body):
+def document(title, body):
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width, initial-scale=1">
 <title>{escape(title)}</title>

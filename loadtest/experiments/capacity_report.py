@@ -1,0 +1,44 @@
+"""The capacity step's output: a sentence and a table per configuration, and the capacity command's page."""
+
+
+from loadtest.experiments.kill_cells import generator_cell, num, share_cell
+from loadtest.reports import page
+
+CAPACITY_COLUMNS = ["users", "req/s", "p50 ms", "p99 ms", "failed", "generator CPU", "machine busy",
+                    "peak queued", "held"]
+
+
+def capacity_held(c):
+    return f"held {c['rps']:g} req/s with {c['users']} users" if c["users"] else "held no step"
+
+
+def capacity_line(c):
+    """What a capacity step found, in one sentence after the configuration's name."""
+    best = capacity_held(c)
+    transient = c.get("transient")
+    passed = (f"; {', '.join(map(str, transient))} users went over the bounds once and the next step held"
+              if transient else "")
+    return f"{best}{passed}; stopped {c['stopped_by']}. Steps: {c['described']}."
+
+
+def capacity_table(capacities):
+    lines = []
+    for c in capacities:
+        lines.append(f"**{c['config']}**: {capacity_line(c)}\n")
+        lines.append("| " + " | ".join(CAPACITY_COLUMNS) + " |")
+        lines.append("|" + "|".join("---" for _ in CAPACITY_COLUMNS) + "|")
+        for row in c["steps"]:
+            cells = [str(row["users"]), f"{row['rps']:g}", num(row["p50_ms"]), num(row["p99_ms"]),
+                     f"{row['failed_pct']:.2f}%", generator_cell(row), share_cell(row["machine_busy"]),
+                     num(row["queued_peak"]), "yes" if row["held"] else "no"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines).strip()
+
+
+def write_capacity(out, run, capacities, described):
+    """The capacity command's page: each configuration's steps, and the rate it held."""
+    headline = "; ".join(f"{c['config']}: {capacity_held(c)}" for c in capacities)
+    page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
+               sections=[("", page.paragraphs(f"Capacity steps: {described}.")),
+                         ("", page.markdown(capacity_table(capacities)))])
