@@ -21,15 +21,13 @@ import json
 import shutil
 import sys
 import tempfile
-import urllib.parse
-import urllib.request
-import uuid
-from http.cookiejar import CookieJar
 from pathlib import Path
 
 from deploy import cluster as deploy
 from deploy.cluster import free_base_port, require
 from loadtest.bench import wrk
+from loadtest.harness.accounts import PASSWORD
+from loadtest.harness.site import Site, messages_path, new_message
 from loadtest.reports.svg import series_chart
 
 NAME = "bench-replication"
@@ -40,7 +38,6 @@ SYNC = ("0", "1", "majority", "all")
 MIXES = ("login", "session_write", "post")
 SESSIONS = 16  # users, each with its own session: writes rarely meet on one row or key
 ROOMS = 8
-PASSWORD = "bench-password-1"
 
 _SCRIPT_HEAD = """
 local cookies, csrf = {}, os.getenv("BENCH_CSRF")
@@ -189,24 +186,12 @@ def _log_in(url, state_dir):
     """SESSIONS users, made beforehand (deploy.add_users: no sign-up limit to meet) and logged in, each
     posting once in its own room; what wrk needs."""
     deploy.add_users([f"bench{number}" for number in range(SESSIONS)], PASSWORD, state_dir=state_dir)
-    cookies, csrf = [], ""
-    for number in range(SESSIONS):
-        jar = CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        opener.open(f"{url}/accounts/login/", timeout=10).read()
-        csrf = next(c.value for c in jar if c.name == "csrftoken")
-        form = {"username": f"bench{number}", "password": PASSWORD, "csrfmiddlewaretoken": csrf}
-        opener.open(f"{url}/accounts/login/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
-        csrf = next(c.value for c in jar if c.name == "csrftoken")
-        cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
-        cookies.append(cookie)
-        if number < ROOMS:  # each room made by its own user: the room-creation limit is per user
-            body = json.dumps({"text": "first", "client_id": str(uuid.uuid4())}).encode()
-            request = urllib.request.Request(f"{url}/api/rooms/bench{number}/messages", data=body, headers={
-                "Content-Type": "application/json", "X-CSRFToken": csrf, "Cookie": cookie})
-            urllib.request.urlopen(request, timeout=10).read()
+    visitors = [Site(url).logged_in(f"bench{number}") for number in range(SESSIONS)]
+    for number, visitor in enumerate(visitors[:ROOMS]):  # each room made by its own user: the limit is per user
+        visitor.api("POST", messages_path(f"bench{number}"), **new_message("first")).raise_for_status()
     # Every user's csrftoken cookie is in its own cookie string; the one in the header must match it.
-    return {"BENCH_COOKIES": "|".join(_with_csrf(cookie, csrf) for cookie in cookies), "BENCH_CSRF": csrf}
+    csrf = visitors[-1].csrf
+    return {"BENCH_COOKIES": "|".join(_with_csrf(v.cookie_header(), csrf) for v in visitors), "BENCH_CSRF": csrf}
 
 
 def _with_csrf(cookie, csrf):

@@ -21,18 +21,16 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from http.cookiejar import CookieJar
 from pathlib import Path
 
+import requests
 from redis.cluster import key_slot
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
 from loadtest.bench.wrk import BENCH_ENV, run_wrk
-from loadtest.harness.accounts import PASSWORD, prepare
+from loadtest.harness.accounts import prepare
+from loadtest.harness.site import COUNTER, Site
 
 NAME = "bench-shards"
 HELP = "session throughput against Redis Cluster shards (1, 2, 3), and what a shard primary's death costs"
@@ -120,15 +118,9 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
 
 def _log_in(url, username):
     """A user made beforehand (loadtest/harness/accounts.py), logged in: its cookie header and CSRF token."""
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(f"{url}/accounts/login/", timeout=10).read()
-    csrf = next(c.value for c in jar if c.name == "csrftoken")
-    form = {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf}
-    opener.open(f"{url}/accounts/login/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
-    cookies = {c.name: c.value for c in jar}
-    return {"cookie": "; ".join(f"{name}={value}" for name, value in cookies.items()),
-            "csrf": cookies["csrftoken"], "session": cookies["sessionid"]}
+    visitor = Site(url).logged_in(username)
+    return {"visitor": visitor, "cookie": visitor.cookie_header(), "csrf": visitor.csrf,
+            "session": visitor.http.cookies["sessionid"]}
 
 
 class _CpuMeter:
@@ -208,15 +200,11 @@ def _shard_loss(cluster, users, shard_index, interval=0.05, settle=5.0, deadline
     stop, killed_at = threading.Event(), []
 
     def read(user, record):
-        request = urllib.request.Request(f"{cluster.url}/api/session-counter", headers={"Cookie": user["cookie"]})
         while not stop.is_set():
             started = time.monotonic()
             try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    status = response.status
-            except urllib.error.HTTPError as error:
-                status = error.code
-            except OSError:
+                status = user["visitor"].request("GET", COUNTER).status_code
+            except requests.RequestException:
                 status = 0
             if killed_at:
                 record.append((started - killed_at[0], status, time.monotonic() - started))

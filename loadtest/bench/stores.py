@@ -10,9 +10,9 @@ import json
 import shutil
 import sys
 import tempfile
-import urllib.parse
-import urllib.request
 from pathlib import Path
+
+import requests
 
 from deploy import cluster as deploy
 from deploy.cluster import (
@@ -30,6 +30,7 @@ from deploy.cluster import (
 from labcore import registry
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, median, run_wrk, spread
 from loadtest.cli import ratio_text
+from loadtest.harness.site import OPERATION_TIMEOUT, Site
 
 NAME = "bench"
 HELP = "each session store's cost per request, through HAProxy"
@@ -152,9 +153,8 @@ def _start_ceiling(server, folder):
 
 def _answers(url):
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-            return response.status == 200
-    except OSError:
+        return Site(url, timeout=OPERATION_TIMEOUT).request("GET", "/healthz").status_code == 200
+    except requests.RequestException:
         return False
 
 

@@ -5,14 +5,10 @@ CPU is reported; a figure is the median of alternating rounds, a ratio the
 median and range of the rounds' ratios (`spread`).
 """
 
-import json
 import os
 import re
 import resource
 import subprocess
-import urllib.parse
-import urllib.request
-from http.cookiejar import CookieJar
 from pathlib import Path
 
 import psutil
@@ -20,6 +16,8 @@ import psutil
 from deploy.cluster import (
     DeployError,
 )
+from loadtest.harness.accounts import PASSWORD
+from loadtest.harness.site import Site, messages_path, new_message
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +37,6 @@ def durability():
     return "durable: NO (DURABLE=0: PostgreSQL fsync=off, SQLite synchronous=NORMAL)"
 
 
-PASSWORD = "bench-password-1"
 
 
 POLL_MIX = """
@@ -74,20 +71,14 @@ def log_in(url):
     The cursor is the last message's id, so every poll of the mix finds
     nothing new, as most of a chat page's polls do.
     """
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.open(f"{url}/accounts/signup/", timeout=10).read()
-    csrf = next(c.value for c in jar if c.name == "csrftoken")
-    form = {"username": "bench", "password1": PASSWORD, "password2": PASSWORD, "csrfmiddlewaretoken": csrf}
-    opener.open(f"{url}/accounts/signup/", data=urllib.parse.urlencode(form).encode(), timeout=10).read()
-    csrf = next(c.value for c in jar if c.name == "csrftoken")
-    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
-    headers = {"Content-Type": "application/json", "X-CSRFToken": csrf, "Cookie": cookie}
+    visitor = Site(url)
+    visitor.sign_up("bench").raise_for_status()
     for n in range(20):
-        body = json.dumps({"text": f"message {n}", "client_id": f"00000000-0000-4000-8000-{n:012d}"}).encode()
-        request = urllib.request.Request(f"{url}/api/rooms/bench/messages", data=body, headers=headers)
-        last = json.load(urllib.request.urlopen(request, timeout=10))["id"]
-    return {"BENCH_COOKIE": cookie, "BENCH_CSRF": csrf, "BENCH_AFTER": str(last)}
+        answer = visitor.api("POST", messages_path("bench"),
+                             **new_message(f"message {n}", f"00000000-0000-4000-8000-{n:012d}"))
+        answer.raise_for_status()
+        last = answer.json()["id"]
+    return {"BENCH_COOKIE": visitor.cookie_header(), "BENCH_CSRF": visitor.csrf, "BENCH_AFTER": str(last)}
 
 
 def run_wrk(url, script, env, seconds, connections, server_pid=None):

@@ -2,81 +2,30 @@
 
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from http.cookiejar import CookieJar
 
 from deploy import cluster as deploy
 from deploy.cluster import Topology, free_base_port, wait_for
 from loadtest.experiments.etcd_members import rounded_ms
-from loadtest.harness.accounts import PASSWORD, prepare
+from loadtest.harness.accounts import prepare
 from loadtest.harness.analysis import percentile
+from loadtest.harness.site import COUNTER, LOGIN, Site, login_form
 
 # Cheap password hashing, as the load test has it: the figures are the store's, not PBKDF2's.
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 
 
-class _Visitor:
-    """One browser: its own cookies, CSRF token sent back, redirects not followed."""
-
-    def __init__(self, url):
-        self.url = url
-        self.jar = CookieJar()
-        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
-
-    def request(self, method, path, *, form=None, json_body=None):
-        """(status, body) of one request; a 10 s bound, far beyond any the site sets itself."""
-        headers, data = {}, None
-        if form is not None:
-            data = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": self._csrf()}).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif json_body is not None:
-            data = json.dumps(json_body).encode()
-            headers["Content-Type"] = "application/json"
-        if method != "GET":
-            headers["X-CSRFToken"] = self._csrf()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with self._opener.open(request, timeout=10) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def _csrf(self):
-        return next((c.value for c in self.jar if c.name == "csrftoken"), "")
-
-    def form(self, path, fields):
-        """GET the page (for its CSRF cookie), then POST the form."""
-        self.request("GET", path)
-        return self.request("POST", path, form=fields)
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def _logged_in(url, username):
-    """A visitor logged in as a user made beforehand (loadtest/harness/accounts.py)."""
-    visitor = _Visitor(url)
-    status, body = visitor.form("/accounts/login/", {"username": username, "password": PASSWORD})
-    if status != 302:
-        raise RuntimeError(f"login answered {status}: {body[:200]!r}")
-    return visitor
-
-
 def _served(answer):
-    """The answer (status, body) if it is not a 503, else None: the store is still out."""
-    return answer if answer[0] != 503 else None
+    """[answer] if it is not a 503, else None: the store is still out (a list: a Response of 4xx is false)."""
+    return [answer] if answer.status_code != 503 else None
 
 
 def _timed(call, expected):
     started = time.perf_counter()
-    status, body = call()
+    answer = call()
     ms = (time.perf_counter() - started) * 1000
-    return {"ok": status == expected, "ms": ms, "etcd_503": status == 503 and b"etcd" in body,
-            "status": status, "body": body}
+    status = answer.status_code
+    return {"ok": status == expected, "ms": ms, "etcd_503": status == 503 and b"etcd" in answer.content,
+            "status": status, "body": answer.content}
 
 
 def _tally(results):
@@ -94,7 +43,7 @@ class _SiteRun:
     def __init__(self, url, tries, rows, state_dir):
         self.url = url
         names = prepare(tries * (rows + 1), state_dir=state_dir)
-        self.writers = [_logged_in(url, name) for name in names[:tries]]
+        self.writers = [Site(url).logged_in(name) for name in names[:tries]]
         # A user per login: a login that fails counts against its user (accounts/throttle.py).
         self.logins = [names[tries * (row + 1):tries * (row + 2)] for row in range(rows)]
         self.acknowledged = [None] * tries  # the last counter acknowledged to each writer
@@ -105,7 +54,7 @@ class _SiteRun:
 
         def read(i):
             nonlocal stale
-            result = _timed(lambda: self.writers[i].request("GET", "/api/session-counter"), 200)
+            result = _timed(lambda: self.writers[i].request("GET", COUNTER), 200)
             counter = json.loads(result["body"])["counter"] if result["ok"] else None
             if result["ok"] and self.acknowledged[i] is not None and (counter or 0) < self.acknowledged[i]:
                 stale += 1
@@ -114,17 +63,15 @@ class _SiteRun:
         def write(i):
             self.counter += 1
             counter = self.counter
-            result = _timed(lambda: self.writers[i].request("POST", "/api/session-counter",
-                                                            json_body={"counter": counter}), 200)
+            result = _timed(lambda: self.writers[i].api("POST", COUNTER, counter=counter), 200)
             if result["ok"]:
                 self.acknowledged[i] = counter
             return result
 
         def log_in(i):
-            fields = {"username": self.logins[number][i], "password": PASSWORD}
-            visitor = _Visitor(self.url)
-            visitor.request("GET", "/accounts/login/")
-            return _timed(lambda: visitor.request("POST", "/accounts/login/", form=fields), 302)
+            visitor = Site(self.url)
+            visitor.request("GET", LOGIN)
+            return _timed(lambda: visitor.request("POST", LOGIN, form=login_form(self.logins[number][i])), 302)
 
         tries = range(len(self.writers))
         return {"login": _tally([log_in(i) for i in tries]),
@@ -139,9 +86,9 @@ class _SiteRun:
         """
         lost = 0
         for visitor, acknowledged in zip(self.writers, self.acknowledged):
-            status, body = wait_for(lambda v=visitor: _served(v.request("GET", "/api/session-counter")),
-                                    timeout=30, what="a session read to be served")
-            counter = json.loads(body)["counter"]
+            (answer,) = wait_for(lambda v=visitor: _served(v.request("GET", COUNTER)), timeout=30,
+                                 what="a session read to be served")
+            counter = answer.json()["counter"]
             if acknowledged is not None and (counter or 0) < acknowledged:
                 lost += 1
         return lost
@@ -169,7 +116,7 @@ def site_losses(*, members=5, tries=10, state_dir, port=None):
                          **run.row(gone)})
         for name in killed:
             deploy.start(name, state_dir=state_dir)
-        wait_for(lambda: run.writers[0].request("GET", "/api/session-counter")[0] == 200, timeout=30,
+        wait_for(lambda: run.writers[0].request("GET", COUNTER).status_code == 200, timeout=30,
                  what="the site serving again with every member back")
         return {"rows": rows, "leader_loss": recovery, "lost_after_restart": run.lost(),
                 "acknowledged_writes": sum(r["session write"]["ok"] for r in rows), "writers": tries}
@@ -186,7 +133,7 @@ def _until_served(visitor, deadline=30):
     started = time.monotonic()
     failures = []
     while time.monotonic() - started < deadline:
-        result = _timed(lambda: visitor.request("GET", "/api/session-counter"), 200)
+        result = _timed(lambda: visitor.request("GET", COUNTER), 200)
         if result["ok"]:
             return {"served_after_s": round(time.monotonic() - started, 2), "failed": len(failures),
                     "failed_etcd_503": sum(r["etcd_503"] for r in failures),

@@ -37,6 +37,7 @@ from loadtest.experiments import fate_lease as lease
 from loadtest.experiments.fate_figures import CACHES, INSTANCES, REPLICAS, chart, figures, headline, tables
 from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
+from loadtest.harness.site import COUNTER
 from loadtest.harness.verdict import Check
 from loadtest.reports import page
 
@@ -189,7 +190,7 @@ def _fault(history, action, node, act):
 def _probe(user, history):
     """What a user is told now on a session write, status and body, as a sample."""
     try:
-        answer = user.call("POST", "/api/session-counter", counter=0)
+        answer = user.site.api("POST", COUNTER, counter=0)
         told = f"{answer.status_code} {answer.text[:200]}"
     except OSError as failure:
         told = str(failure)

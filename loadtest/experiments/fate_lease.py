@@ -20,6 +20,7 @@ from deploy import cluster
 from deploy.cluster import free_base_port
 from loadtest.harness import checkers
 from loadtest.harness.load import SITE_ENV, settle, wait
+from loadtest.harness.site import OPERATION_TIMEOUT, Site
 from loadtest.harness.verdict import Check
 
 INSTANCES = ["app1", "app2"]
@@ -135,12 +136,12 @@ def views(deployed, state_dir):
     audit reads (loadtest/harness/audit.py): a token needs no session store, so an
     instance cut off from Redis still answers.
     """
-    urls = {name: deployed.instance_url(name) for name in INSTANCES}
-    headers = {"Authorization": f"Bearer {cluster.api_token(READER, state_dir=state_dir)}"}
+    token = cluster.api_token(READER, state_dir=state_dir)
+    readers = {name: Site(deployed.instance_url(name), token=token, timeout=OPERATION_TIMEOUT) for name in INSTANCES}
 
     def view(name):
         try:
-            answer = requests.get(f"{urls[name]}/api/lease", headers=headers, timeout=5)
+            answer = readers[name].request("GET", "/api/lease")
         except requests.RequestException:
             return None
         return answer.json() if answer.status_code == 200 else None

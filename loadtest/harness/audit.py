@@ -9,11 +9,10 @@ the login throttle cannot refuse it, whatever the load's users or anyone
 else on this machine did from its address.
 """
 
-import json
-import urllib.request
 from collections import Counter
 
 from deploy import cluster as deploy
+from loadtest.harness.site import Site, messages_path
 
 # A name the sign-up form refuses (a space): nobody can take it over HTTP first.
 AUDITOR = "lab auditor"
@@ -78,14 +77,12 @@ def audit_pollers(stored_ids, pollers):
 
 
 def _all_messages(url, room, token):
+    auditor = Site(url, token=token)
     after = 0
     for _ in range(100_000):
-        request = urllib.request.Request(
-            f"{url}/api/rooms/{room}/messages?after={after}&limit=200",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            page = json.load(response)
+        answer = auditor.request("GET", messages_path(room, after=after, limit=200))
+        answer.raise_for_status()
+        page = answer.json()
         if not page["messages"]:
             return
         yield from page["messages"]

@@ -19,10 +19,11 @@ one a store may lose, and the user may have moved on before noticing). It
 counts what is gone by the same rules.
 """
 
-import json
-import urllib.error
-import urllib.request
 from bisect import bisect_right
+
+import requests
+
+from loadtest.harness.site import COUNTER, Site
 
 
 class Ledger:
@@ -73,7 +74,7 @@ def read_back(url, ledgers):
         if not (ledger["login"] or ledger["acked"]):
             continue
         totals["sessions_read"] += 1
-        status, body = _get(f"{url}/api/session-counter", ledger["cookies"])
+        status, body = _get(url, ledger["cookies"])
         record = Ledger()
         record.login, record.acked = ledger["login"], ledger["acked"]
         if status == 401:
@@ -92,12 +93,11 @@ def read_back(url, ledgers):
 
 
 def _get(url, cookies):
-    cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
-    request = urllib.request.Request(url, headers={"Cookie": cookie})
+    """(status, JSON body) of the session's counter read with these cookies; (None, {}) when no answer came."""
+    visitor = Site(url)
+    visitor.http.cookies.update(cookies)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, {}
-    except OSError:
+        answer = visitor.request("GET", COUNTER)
+    except requests.RequestException:
         return None, {}
+    return answer.status_code, answer.json() if answer.status_code == 200 else {}

@@ -29,13 +29,24 @@ import os
 import random
 import secrets
 import time
-import uuid
 from urllib.parse import urlencode
 
 from locust import FastHttpUser, between, events, task
 
-from loadtest.harness.accounts import PASSWORD, locust_name
+from loadtest.harness.accounts import locust_name
 from loadtest.harness.recorder import output_path, recorder
+from loadtest.harness.site import (
+    COUNTER,
+    CSRF_COOKIE,
+    LOGIN,
+    ME,
+    SIGNUP,
+    login_form,
+    messages_path,
+    new_message,
+    presence_path,
+    signup_form,
+)
 
 ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
 HEARTBEAT_EVERY = 5  # ticks of one second, as the site's page does
@@ -92,7 +103,7 @@ class ChatUser(FastHttpUser):
         if self.logged_in and self.ticks % HEARTBEAT_EVERY == 0:
             self._heartbeat()
         if self.logged_in and self.ticks % ME_EVERY == 2:
-            self._call("GET", "/api/me", "/api/me")
+            self._call("GET", ME, ME)
         if self.logged_in and (self.pending or random.random() < POST_CHANCE):
             self._post()
 
@@ -105,8 +116,9 @@ class ChatUser(FastHttpUser):
         self.on_start()
 
     def _poll(self):
-        query = "" if self.cursor is None else f"?after={self.cursor}&limit=100"
-        body = self._call("GET", f"/api/rooms/{self.room}/messages{query}", "/api/rooms/[room]/messages")
+        path = messages_path(self.room) if self.cursor is None else messages_path(self.room, after=self.cursor,
+                                                                                   limit=100)
+        body = self._call("GET", path, messages_path("[room]"))
         if body and body.get("cursor") is not None:
             recorder.polled(self.username, self.room, after=self.cursor,
                             ids=[m["id"] for m in body["messages"]], cursor=body["cursor"])
@@ -114,7 +126,7 @@ class ChatUser(FastHttpUser):
 
     def _heartbeat(self):
         since = "" if self.presence_version is None else f"?since={self.presence_version}"
-        body = self._call("POST", f"/api/rooms/{self.room}/presence{since}", "/api/rooms/[room]/presence")
+        body = self._call("POST", presence_path(self.room) + since, presence_path("[room]"))
         if body:
             if "online" in body:
                 self.online = set(body["online"])
@@ -125,17 +137,15 @@ class ChatUser(FastHttpUser):
 
     def _post(self):
         if self.pending is None:
-            self.pending = {"text": f"hello from {self.username}", "client_id": str(uuid.uuid4())}
-        body = self._call("POST", f"/api/rooms/{self.room}/messages", "/api/rooms/[room]/messages",
-                          json=self.pending)
+            self.pending = new_message(f"hello from {self.username}")
+        body = self._call("POST", messages_path(self.room), messages_path("[room]"), json=self.pending)
         if body:
             recorder.acknowledged_message(self.pending["client_id"], self.room)
             self.pending = None
 
     def _write_session(self):
         self.counter += 1
-        body = self._call("POST", "/api/session-counter", "/api/session-counter",
-                          json={"counter": self.counter, "room": self.room})
+        body = self._call("POST", COUNTER, COUNTER, json={"counter": self.counter, "room": self.room})
         if body:
             recorder.session_written(self.username, self.counter, body.get("previous"), self._cookies())
 
@@ -146,14 +156,12 @@ class ChatUser(FastHttpUser):
         return locust_name(ACCOUNTS_PREFIX, self.environment.runner.worker_index, number)
 
     def _sign_up(self):
-        self._form_page("/accounts/signup/")
-        return self._logged_in(self._submit("/accounts/signup/", {
-            "username": self.username, "password1": PASSWORD, "password2": PASSWORD,
-        }))
+        self._form_page(SIGNUP)
+        return self._logged_in(self._submit(SIGNUP, signup_form(self.username)))
 
     def _log_in(self):
-        self._form_page("/accounts/login/")
-        return self._logged_in(self._submit("/accounts/login/", {"username": self.username, "password": PASSWORD}))
+        self._form_page(LOGIN)
+        return self._logged_in(self._submit(LOGIN, login_form(self.username)))
 
     def _logged_in(self, acknowledged):
         if acknowledged:
@@ -166,7 +174,7 @@ class ChatUser(FastHttpUser):
         return {c.name: c.value for c in self.client.cookiejar}
 
     def _csrf_token(self):
-        return next((c.value for c in self.client.cookiejar if c.name == "csrftoken"), "")
+        return next((c.value for c in self.client.cookiejar if c.name == CSRF_COOKIE), "")
 
     def _form_page(self, path):
         with self.client.get(path, name=path, catch_response=True, allow_redirects=False) as response:
