@@ -7,6 +7,7 @@ from loadtest.__main__ import main
 from loadtest.experiments import fate
 from loadtest.reports import page
 from loadtest.reports.svg import bar_chart
+from loadtest.reports.tables import Table
 
 OFFLINE = re.compile(r"""(src|href)=["']?(https?:)?//""")
 
@@ -14,7 +15,7 @@ OFFLINE = re.compile(r"""(src|href)=["']?(https?:)?//""")
 def test_a_page_shows_its_command_headline_tables_and_inline_charts_and_records_its_run(tmp_path):
     run = page.Run.of(["quorum", "--shapes", "3/2/2", "--out", "a b"])
     record = page.write(tmp_path, run, title="Quorums <exhibit>", headline="0 of 10 reads stale", sections=[
-        ("Table", page.markdown("**3/2/2**: held\n\n| shape | stale |\n|---|---|\n| 3/2/2 | 0 % |")),
+        ("Table", Table.of(["shape", "stale"], [["3/2/2", "0 %"]], title="3/2/2", caption="held").html()),
         ("", page.charts([bar_chart("stale", [("3/2/2", 0.0)])])),
     ])
 

@@ -16,6 +16,7 @@ from deploy.cluster import (
 )
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, ROOT, log_in, median, run_wrk, spread
 from loadtest.cli import ratio_text
+from loadtest.reports.tables import Table
 
 NAME = "bench-against"
 HELP = "the memory poll mix of this checkout against an older commit"
@@ -36,12 +37,12 @@ def main(args):
                            out=args.out, server=args.server)
     print(f"memory stores, poll mix, one instance each; wrk, {args.connections} connections, {args.rounds} "
           f"rounds of {args.seconds} s, alternating; medians (ratio: median and min-max of the rounds)")
-    print(f"| path | {args.ref} req/s | this req/s | this / {args.ref} | {args.ref} p99 ms | this p99 ms |")
-    print("|---|---|---|---|---|---|")
-    for path, label in (("direct", "straight to the instance"), ("lb", "through HAProxy")):
-        row = report[path]
-        print(f"| {label} | {row['rps'][args.ref]:.0f} | {row['rps']['this']:.0f} | {ratio_text(row['ratio'])} "
-              f"| {row['p99_ms'][args.ref]:.1f} | {row['p99_ms']['this']:.1f} |")
+    rows = [[label, f"{report[path]['rps'][args.ref]:.0f}", f"{report[path]['rps']['this']:.0f}",
+             ratio_text(report[path]["ratio"]), f"{report[path]['p99_ms'][args.ref]:.1f}",
+             f"{report[path]['p99_ms']['this']:.1f}"]
+            for path, label in (("direct", "straight to the instance"), ("lb", "through HAProxy"))]
+    print(Table.of(["path", f"{args.ref} req/s", "this req/s", f"this / {args.ref}", f"{args.ref} p99 ms",
+                    "this p99 ms"], rows).markdown())
     print(f"figures: {args.out / 'against.json'}")
     return 0
 

@@ -4,6 +4,7 @@ import json
 
 from loadtest.bench.in_process import post_cost
 from loadtest.bench.wrk import durability
+from loadtest.reports.tables import Table
 
 NAME = "bench-posts"
 HELP = "µs per message post, with and without the room lock"
@@ -16,10 +17,9 @@ def add_arguments(parser):
 
 def main(args):
     figures = post_cost(args.databases.split(","), args.repeat)
-    print("| database | µs per post before (no room lock) | after (room lock and mark) | added µs | ratio |\n"
-          "|---|---|---|---|---|")
-    for row in figures:
-        print(f"| {row['database']} | {row['before_us']} | {row['after_us']} | {row['added_us']} | {row['ratio']} |")
+    print(Table.of(["database", "µs per post before (no room lock)", "after (room lock and mark)", "added µs", "ratio"],
+                   [[row["database"], row["before_us"], row["after_us"], row["added_us"], row["ratio"]]
+                    for row in figures]).markdown())
     print(durability())
     print(json.dumps(figures))
     return 0

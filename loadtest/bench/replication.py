@@ -29,6 +29,7 @@ from loadtest.bench import wrk
 from loadtest.harness.accounts import PASSWORD
 from loadtest.harness.site import Site, messages_path, new_message
 from loadtest.reports.svg import series_chart
+from loadtest.reports.tables import Table
 
 NAME = "bench-replication"
 HELP = ("what waiting for k of N replicas costs logins, session writes and message posts "
@@ -91,7 +92,7 @@ def main(args):
     print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per cluster and write, "
           "medians; (to N=0: the median and min-max of each round's ratio); one instance per cluster; "
           f"{wrk.durability()}")
-    print(table(report))
+    print(table(report).markdown())
     print(f"chart: {args.out / 'replication.svg'}; figures: {args.out / 'bench-replication.json'}")
     return 0
 
@@ -225,9 +226,10 @@ def chart(report):
 
 
 def table(report):
-    """The report as a Markdown table: one row per store, N and k."""
-    lines = ["| store | N | k | " + " | ".join(f"{m.replace('_', ' ')} req/s (to N=0) | p50/p99 ms" for m in MIXES)
-             + " |", "|---|---|---|" + "---|---|" * len(MIXES)]
+    """The report as one Table (reports/tables.py): one row per store, N and k."""
+    header = ["store", "N", "k", *(name for m in MIXES for name in (f"{m.replace('_', ' ')} req/s (to N=0)",
+                                                                     "p50/p99 ms"))]
+    lines = []
     for store, rows in report["stores"].items():
         for row in rows:
             cells = []
@@ -237,5 +239,5 @@ def table(report):
                 cells += [f"{figure['rps']:.0f} ({figure['to_alone']['median']:.2f}, "
                           f"{figure['to_alone']['min']:.2f}-{figure['to_alone']['max']:.2f}{bad})",
                           f"{figure['p50_ms']:.1f}/{figure['p99_ms']:.1f}"]
-            lines.append(f"| {store} | {row['replicas']} | {row['k']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            lines.append([store, row["replicas"], row["k"], *cells])
+    return Table.of(header, lines)

@@ -7,6 +7,7 @@ from pathlib import Path
 from loadtest.bench.stores import CEILING, bench
 from loadtest.bench.wrk import durability
 from loadtest.cli import listed, ratio_text
+from loadtest.reports.tables import Table
 
 NAME = "bench-servers"
 HELP = "the memory poll mix under each server, beside its ceiling"
@@ -36,10 +37,8 @@ def main(args):
     (args.out / "servers.json").write_text(json.dumps(rows, indent=1))
     print(f"memory stores, poll mix straight to the instance; wrk, {args.connections} connections, "
           f"{args.rounds} rounds of {args.seconds} s; {durability()}")
-    print("| server | ceiling req/s | poll mix req/s | to its ceiling | p50 ms | p99 ms | through HAProxy req/s |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['server']} | {r['ceiling_rps']:.0f} | {r['direct_rps']:.0f} "
-              f"| {ratio_text(r['direct_to_ceiling'])} | {r['direct_p50_ms']:.2f} | {r['direct_p99_ms']:.2f} "
-              f"| {r['lb_rps']:.0f} |")
+    cells = [[r["server"], f"{r['ceiling_rps']:.0f}", f"{r['direct_rps']:.0f}", ratio_text(r["direct_to_ceiling"]),
+              f"{r['direct_p50_ms']:.2f}", f"{r['direct_p99_ms']:.2f}", f"{r['lb_rps']:.0f}"] for r in rows]
+    print(Table.of(["server", "ceiling req/s", "poll mix req/s", "to its ceiling", "p50 ms", "p99 ms",
+                    "through HAProxy req/s"], cells).markdown())
     return 0

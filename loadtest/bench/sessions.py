@@ -5,6 +5,7 @@ import json
 from loadtest.bench.in_process import micro
 from loadtest.bench.stores import SESSION_STORES
 from loadtest.bench.wrk import durability
+from loadtest.reports.tables import Table
 
 NAME = "bench-sessions"
 HELP = "µs to load and save a session, and its bytes"
@@ -16,9 +17,8 @@ def add_arguments(parser):
 
 def main(args):
     figures = micro("sessions", stores_to_run=args.stores.split(","))
-    print("| store | load µs | save µs | bytes per session |\n|---|---|---|---|")
-    for row in figures:
-        print(f"| {row['store']} | {row['load_us']} | {row['save_us']} | {row['bytes']} |")
+    print(Table.of(["store", "load µs", "save µs", "bytes per session"],
+                   [[row["store"], row["load_us"], row["save_us"], row["bytes"]] for row in figures]).markdown())
     print(durability())
     print(json.dumps(figures))
     return 0

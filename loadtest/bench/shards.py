@@ -31,6 +31,7 @@ from deploy.cluster import DeployError, Topology, free_base_port, require, wait_
 from loadtest.bench.wrk import BENCH_ENV, run_wrk
 from loadtest.harness.accounts import prepare
 from loadtest.harness.site import COUNTER, Site
+from loadtest.reports.tables import Table
 
 NAME = "bench-shards"
 HELP = "session throughput against Redis Cluster shards (1, 2, 3), and what a shard primary's death costs"
@@ -257,21 +258,19 @@ def print_report(report):
     print(f"session throughput through HAProxy ({report['instances']} instances, {report['connections']} "
           f"connections, {report['sessions']} sessions, {report['rounds']} alternating rounds of "
           f"{report['seconds']} s; {report['cores']} cores)")
-    print("| shards | req/s (median) | min to max | ratio | p99 ms | CPU: instances | Redis | HAProxy | wrk |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for count, row in report["throughput"].items():
-        cpu = row["cpu_median"]
-        print(f"| {count} | {row['rps_median']:,.0f} | {row['rps_min']:,.0f} to {row['rps_max']:,.0f} | "
-              f"{row['ratio_to_fewest']:.2f} | {row['p99_ms_median']:.1f} | {cpu['instances']:.2f} | "
-              f"{cpu['redis']:.2f} | {cpu['haproxy']:.2f} | {row['generator_cpu_median']:.2f} |")
+    throughput = [[count, f"{row['rps_median']:,.0f}", f"{row['rps_min']:,.0f} to {row['rps_max']:,.0f}",
+                   f"{row['ratio_to_fewest']:.2f}", f"{row['p99_ms_median']:.1f}",
+                   *(f"{row['cpu_median'][part]:.2f}" for part in ("instances", "redis", "haproxy")),
+                   f"{row['generator_cpu_median']:.2f}"] for count, row in report["throughput"].items()]
+    print(Table.of(["shards", "req/s (median)", "min to max", "ratio", "p99 ms", "CPU: instances", "Redis", "HAProxy",
+                    "wrk"], throughput).markdown())
     print(f"sessions per shard: {report['sessions_per_shard']}")
-    print("| killed | sessions on it | sessions that failed | share | statuses | failures from .. to (s "
-          "after the kill) | slowest failure |")
-    print("|---|---|---|---|---|---|---|")
-    for loss in report["loss"]:
-        print(f"| {loss['killed']} | {loss['sessions_on_it']} | {loss['sessions_failed']} of {loss['sessions']} | "
-              f"{loss['share_failed']:.0%} | {', '.join(map(str, loss['statuses']))} | "
-              f"{loss['first_failure_s']} to {loss['last_failure_s']} | {loss['slowest_failure_ms']} ms |")
+    losses = [[loss["killed"], loss["sessions_on_it"], f"{loss['sessions_failed']} of {loss['sessions']}",
+               f"{loss['share_failed']:.0%}", ", ".join(map(str, loss["statuses"])),
+               f"{loss['first_failure_s']} to {loss['last_failure_s']}", f"{loss['slowest_failure_ms']} ms"]
+              for loss in report["loss"]]
+    print(Table.of(["killed", "sessions on it", "sessions that failed", "share", "statuses",
+                    "failures from .. to (s after the kill)", "slowest failure"], losses).markdown())
 
 
 def check_shards(text):

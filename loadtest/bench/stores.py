@@ -31,6 +31,7 @@ from labcore import registry
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, median, run_wrk, spread
 from loadtest.cli import ratio_text
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
+from loadtest.reports.tables import Table
 
 NAME = "bench"
 HELP = "each session store's cost per request, through HAProxy"
@@ -57,19 +58,18 @@ def main(args):
     ceiling = report["stores"]["ceiling"]["poll_direct"]
     print(f"ceiling (bare Django, same server): {ceiling['rps']:.0f} req/s, {ceiling['server_us']:.0f} µs of "
           "server CPU a request")
-    print("| store | poll mix direct req/s | to ceiling | server CPU µs a request | ceiling's CPU to it "
-          "| through HAProxy req/s | to ceiling | to {base} "
-          "| p50 ms | p99 ms | login req/s | to {base} | wrk CPU |".replace("{base}", base))
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for store, mixes in report["stores"].items():
         if store == CEILING:
             continue
         direct, lb, login = mixes["poll_direct"], mixes["poll_lb"], mixes["login"]
-        print(f"| {store} | {direct['rps']:.0f} | {ratio_text(direct['to_ceiling'])} | {direct['server_us']:.0f} "
-              f"| {ratio_text(direct['cpu_to_ceiling'])} | {lb['rps']:.0f} "
-              f"| {ratio_text(lb['to_ceiling'])} | {ratio_text(lb['to_base'])} | {lb['p50_ms']:.2f} "
-              f"| {lb['p99_ms']:.2f} | {login['rps']:.0f} | {ratio_text(login['to_base'])} "
-              f"| {lb['generator_cpu']:.0%} |")
+        rows.append([store, f"{direct['rps']:.0f}", ratio_text(direct["to_ceiling"]), f"{direct['server_us']:.0f}",
+                     ratio_text(direct["cpu_to_ceiling"]), f"{lb['rps']:.0f}", ratio_text(lb["to_ceiling"]),
+                     ratio_text(lb["to_base"]), f"{lb['p50_ms']:.2f}", f"{lb['p99_ms']:.2f}", f"{login['rps']:.0f}",
+                     ratio_text(login["to_base"]), f"{lb['generator_cpu']:.0%}"])
+    print(Table.of(["store", "poll mix direct req/s", "to ceiling", "server CPU µs a request", "ceiling's CPU to it",
+                    "through HAProxy req/s", "to ceiling", f"to {base}", "p50 ms", "p99 ms", "login req/s",
+                    f"to {base}", "wrk CPU"], rows).markdown())
     lb = report["load_balancer"]
     print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
           f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")

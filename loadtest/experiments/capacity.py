@@ -26,6 +26,7 @@ from loadtest.experiments import configs as experiment
 from loadtest.harness import locust as driver
 from loadtest.harness.analysis import machine_figures, window_figures
 from loadtest.harness.sampler import Sampler
+from loadtest.reports import tables
 from loadtest.reports.page import machine
 
 NAME = "capacity"
@@ -164,7 +165,7 @@ def main(args):
     (args.out / "capacity.json").write_text(json.dumps(rows, indent=1))
     capacity_report.write_capacity(args.out, args.run, rows, steps.describe())
     print(f"capacity steps: {steps.describe()}; {machine()}")
-    print(capacity_report.capacity_table(rows))
+    print(tables.markdown(capacity_report.capacity_tables(rows)))
     print(f"figures: {args.out / 'capacity.json'}; report: {args.out / 'report.html'}")
     return 0
 

@@ -2,7 +2,8 @@
 
 
 from loadtest.experiments.kill_cells import generator_cell, num, share_cell
-from loadtest.reports import page
+from loadtest.reports import page, tables
+from loadtest.reports.tables import Table
 
 CAPACITY_COLUMNS = ["users", "req/s", "p50 ms", "p99 ms", "failed", "generator CPU", "machine busy",
                     "peak queued", "held"]
@@ -21,19 +22,13 @@ def capacity_line(c):
     return f"{best}{passed}; stopped {c['stopped_by']}. Steps: {c['described']}."
 
 
-def capacity_table(capacities):
-    lines = []
-    for c in capacities:
-        lines.append(f"**{c['config']}**: {capacity_line(c)}\n")
-        lines.append("| " + " | ".join(CAPACITY_COLUMNS) + " |")
-        lines.append("|" + "|".join("---" for _ in CAPACITY_COLUMNS) + "|")
-        for row in c["steps"]:
-            cells = [str(row["users"]), f"{row['rps']:g}", num(row["p50_ms"]), num(row["p99_ms"]),
-                     f"{row['failed_pct']:.2f}%", generator_cell(row), share_cell(row["machine_busy"]),
-                     num(row["queued_peak"]), "yes" if row["held"] else "no"]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines).strip()
+def capacity_tables(capacities):
+    """One table per configuration: its steps, under a line that says what the steps found."""
+    return [Table.of(CAPACITY_COLUMNS, [[str(row["users"]), f"{row['rps']:g}", num(row["p50_ms"]), num(row["p99_ms"]),
+                                         f"{row['failed_pct']:.2f}%", generator_cell(row),
+                                         share_cell(row["machine_busy"]), num(row["queued_peak"]),
+                                         "yes" if row["held"] else "no"] for row in c["steps"]],
+                     title=c["config"], caption=capacity_line(c)) for c in capacities]
 
 
 def write_capacity(out, run, capacities, described):
@@ -41,4 +36,4 @@ def write_capacity(out, run, capacities, described):
     headline = "; ".join(f"{c['config']}: {capacity_held(c)}" for c in capacities)
     page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
                sections=[("", page.paragraphs(f"Capacity steps: {described}.")),
-                         ("", page.markdown(capacity_table(capacities)))])
+                         ("", tables.html(capacity_tables(capacities)))])

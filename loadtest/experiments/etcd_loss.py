@@ -22,7 +22,7 @@ from pathlib import Path
 
 from loadtest.experiments.etcd_members import member_losses, member_table, partition_splits, split_table, split_timings
 from loadtest.experiments.etcd_site import site_losses, site_table
-from loadtest.reports import page
+from loadtest.reports import page, tables
 
 NAME = "etcd-loss"
 HELP = "what a 5-member etcd does with 0 to 3 members killed, or split 2 | 3"
@@ -62,20 +62,20 @@ TITLES = {"members": "etcd with members killed: what a majority store still does
           "partition": "etcd split 2 | 3: which side serves"}
 
 
-def text(mode, figures):
-    """The mode's tables and lines, as the terminal and the page show them."""
+def parts(mode, figures):
+    """The mode's tables and lines (reports/tables.py), as the terminal and the page show them."""
     if mode == "members":
-        return member_table(figures)
+        return [member_table(figures)]
     if mode == "partition":
-        return split_table(figures) + "\n\n" + split_timings(figures)
+        return [*split_table(figures), *split_timings(figures)]
     loss = figures["leader_loss"]
-    return "\n\n".join([
+    return [
         site_table(figures),
         f"after the leader's kill: the first session read served {loss['served_after_s']} s later; "
         f"{loss['failed']} failed before it ({loss['failed_etcd_503']} of them 503s naming etcd, "
         f"the slowest {loss['failed_max_ms']} ms)",
         f"killed members started again: {figures['lost_after_restart']} of {figures['writers']} users had lost "
-        f"an acknowledged session write ({figures['acknowledged_writes']} acknowledged in all)"])
+        f"an acknowledged session write ({figures['acknowledged_writes']} acknowledged in all)"]
 
 
 def headline(mode, figures):
@@ -93,7 +93,7 @@ def headline(mode, figures):
 
 def write(out, run, mode, figures):
     """report.html and run.json in out (loadtest/reports/page.py); return the text."""
-    body = text(mode, figures)
+    shown = parts(mode, figures)
     page.write(out, run, title=TITLES[mode], headline=headline(mode, figures),
-               sections=[("", page.paragraphs(f"Figures: {mode}.json beside this page.")), ("", page.markdown(body))])
-    return body
+               sections=[("", page.paragraphs(f"Figures: {mode}.json beside this page.")), ("", tables.html(shown))])
+    return tables.markdown(shown)

@@ -11,6 +11,7 @@ import etcd3gw.exceptions
 
 from deploy.cluster import etcd, free_port, netns, stop, wait_for
 from loadtest.harness.analysis import percentile
+from loadtest.reports.tables import Table
 
 
 def member_losses(*, members=5, tries=20, timeout=0.5):
@@ -70,15 +71,11 @@ def _etcd_calls(client, tries, prefix="quorum"):
 
 
 def member_table(rows):
-    lines = [f"| members killed (of {rows[0]['members']}) | majority left | writes | linearizable reads "
-             "| serializable reads |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        cells = [f"{r[k]['ok']}/{r[k]['tries']} ok, {r[k]['p50_ms']:g} ms"
-                 for k in ("write", "linearizable read", "serializable read")]
-        killed = f"{r['gone']}" + (" (the leader)" if r["gone"] == 1 else "")
-        lines.append(f"| {killed} | {'yes' if r['majority'] else 'no'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return Table.of([f"members killed (of {rows[0]['members']})", "majority left", "writes", "linearizable reads",
+                     "serializable reads"],
+                    [[f"{r['gone']}" + (" (the leader)" if r["gone"] == 1 else ""), "yes" if r["majority"] else "no",
+                      *(f"{r[k]['ok']}/{r[k]['tries']} ok, {r[k]['p50_ms']:g} ms"
+                        for k in ("write", "linearizable read", "serializable read"))] for r in rows])
 
 
 # A partition between the members
@@ -171,9 +168,8 @@ def _one_leader(cluster):
 
 
 def split_table(splits):
-    lines = ["| leader before the cut | side: members (role during the split) | writes | linearizable reads "
-             "| serializable reads | after healing: acknowledged writes found | unacknowledged writes found |",
-             "|---|---|---|---|---|---|---|"]
+    """The table, and its footnote."""
+    rows = []
     for split in splits:
         for side, seen in split["during"].items():
             members = ", ".join(f"{n}{'*' if n == seen['asked'] else ''} ({r})"
@@ -181,14 +177,16 @@ def split_table(splits):
             cells = [f"{seen[k]['ok']}/{seen[k]['tries']} ok, {seen[k]['p50_ms']:g} ms"
                      for k in ("write", "linearizable read", "serializable read")]
             acknowledged, found = set(seen["write"]["answered"]), set(split["found_after_heal"][side])
-            lines.append(f"| {split['old_leader']}, on the {split['leader_side']} side | {side}: {members} | "
-                         + " | ".join(cells) + f" | {len(acknowledged & found)} of {len(acknowledged)} | "
-                         f"{len(found - acknowledged)} of {seen['write']['tries'] - len(acknowledged)} |")
-    return "\n".join(lines) + "\n\n* the member asked (a follower before the cut)"
+            rows.append([f"{split['old_leader']}, on the {split['leader_side']} side", f"{side}: {members}", *cells,
+                         f"{len(acknowledged & found)} of {len(acknowledged)}",
+                         f"{len(found - acknowledged)} of {seen['write']['tries'] - len(acknowledged)}"])
+    header = ["leader before the cut", "side: members (role during the split)", "writes", "linearizable reads",
+              "serializable reads", "after healing: acknowledged writes found", "unacknowledged writes found"]
+    return [Table.of(header, rows), "* the member asked (a follower before the cut)"]
 
 
 def split_timings(splits):
-    return "\n".join(
+    return list(
         f"leader on the {s['leader_side']} side ({s['old_leader']}): the large side elected {s['new_leader']} "
         f"{s['leader_elected_s']} s after the cut; the small side had no leader after "
         f"{s['small_side_leaderless_s']} s; "

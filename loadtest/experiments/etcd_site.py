@@ -9,6 +9,7 @@ from loadtest.experiments.etcd_members import rounded_ms
 from loadtest.harness.accounts import prepare
 from loadtest.harness.analysis import percentile
 from loadtest.harness.site import COUNTER, LOGIN, Site, login_form
+from loadtest.reports.tables import Table
 
 # Cheap password hashing, as the load test has it: the figures are the store's, not PBKDF2's.
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
@@ -144,16 +145,15 @@ def _until_served(visitor, deadline=30):
 
 def site_table(report):
     rows = report["rows"]
-    lines = [f"| members killed (of {rows[0]['members']}) | majority left | logins | session reads "
-             "| session writes |",
-             "|---|---|---|---|---|"]
+    cells = []
     for r in rows:
-        cells = [_site_cell(r[k]) for k in ("login", "session read", "session write")]
+        these = [_site_cell(r[k]) for k in ("login", "session read", "session write")]
         if r["session read"]["stale"]:
-            cells[1] += f", {r['session read']['stale']} stale"
-        killed = f"{r['gone']}" + (" (the leader)" if r["gone"] == 1 else "")
-        lines.append(f"| {killed} | {'yes' if r['majority'] else 'no'} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            these[1] += f", {r['session read']['stale']} stale"
+        cells.append([f"{r['gone']}" + (" (the leader)" if r["gone"] == 1 else ""), "yes" if r["majority"] else "no",
+                      *these])
+    return Table.of([f"members killed (of {rows[0]['members']})", "majority left", "logins", "session reads",
+                     "session writes"], cells)
 
 
 def _site_cell(t):

@@ -40,6 +40,7 @@ from loadtest.harness.observe import observe
 from loadtest.harness.site import COUNTER
 from loadtest.harness.verdict import Check
 from loadtest.reports import page
+from loadtest.reports import tables as rendered
 
 NAME = "fate"
 HELP = "fate sharing: a stale primary, no Sentinel majority, the lease holder cut off (needs network namespaces: root)"
@@ -209,7 +210,8 @@ def report(out, run, *, finished=None):
     judged = verdict.judge(HYPOTHESIS, dict(zip(names, results)))
     (out / "fate.json").write_text(json.dumps({"command": run.command, "results": results, "verdict": judged},
                                               indent=1))
-    text = tables(results)
+    shown = tables(results)
+    text = rendered.markdown(shown)
     (out / "report.md").write_text(f"# Fate sharing\n\nCommand: `{run.command}`\n\n{text}\n")
     svgs = []
     for result in results:
@@ -224,7 +226,7 @@ def report(out, run, *, finished=None):
                        "lease's holder cut off from Redis. lease-late-write: the holder cut off from "
                        "everything while its fenced write is on its way; the write arrives after the heal. Every "
                        f"figure is computed from history.jsonl (python -m loadtest recheck {out}).")),
-                   ("", page.markdown(text)),
+                   ("", rendered.html(shown)),
                    ("Timelines", page.paragraphs(
                        "Per second: session writes acknowledged, those of them lost after the heal (they went to "
                        "a node whose copy did not survive), and answers 503; dashed lines mark the partition, "

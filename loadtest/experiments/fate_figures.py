@@ -4,6 +4,7 @@ from loadtest.experiments import fate_lease as lease
 from loadtest.experiments.fate_lease import relative
 from loadtest.harness import checkers
 from loadtest.reports.svg import marks_chart, series_chart
+from loadtest.reports.tables import Table
 
 REPLICAS = ["redis2", "redis3"]
 INSTANCES = ["app1", "app2"]
@@ -83,66 +84,63 @@ def _cell(window):
 
 
 def tables(results):
-    """Markdown: one table per lesson present in results."""
+    """One table (reports/tables.py) per lesson present in results."""
     parts = []
     primary = [r for r in results if r["scenario"].startswith("primary-")]
     if primary:
-        rows = ["| REDIS_PRIMARY_CACHE | acked writes lost | sessions behind after the heal "
-                "| partitioned, before the promotion: lost of acked "
-                "| after the promotion (the wrong node): lost of acked | after the heal: writes acked, refused "
-                "| promoted after | old primary a replica after the heal |", "|---|---|---|---|---|---|---|---|"]
-        for r in primary:
-            marks = r["marks"]
-            promoted = "never" if marks["promoted"] is None else f"{marks['promoted'] - marks['partition']:.1f} s"
-            converged = "never" if marks["converged"] is None else f"{marks['converged'] - marks['heal']:.1f} s"
-            rows.append(f"| {r['primary_cache']} | {r['writes_rolled_back']} of {r['total']['writes_acknowledged']} "
-                        f"| {r['sessions_behind_after_heal']} of {len(INSTANCES) * r['users_per_instance']} "
-                        f"| {_cell(r['windows']['before promotion'])} | {_cell(r['windows']['after promotion'])} "
-                        f"| {r['windows']['after heal']['acknowledged']}, {r['windows']['after heal']['refused']} "
-                        f"| {promoted} | {converged} |")
-        parts.append("\n".join(rows))
+        parts.append(Table.of(
+            ["REDIS_PRIMARY_CACHE", "acked writes lost", "sessions behind after the heal",
+             "partitioned, before the promotion: lost of acked", "after the promotion (the wrong node): lost of acked",
+             "after the heal: writes acked, refused", "promoted after", "old primary a replica after the heal"],
+            [_primary_row(r) for r in primary]))
     for r in results:
         if r["scenario"] == "war":
-            marks = r["marks"]
-            no_majority = r["while_no_majority"]
-            parts.append("\n".join([
-                "| primary dead, no Sentinel majority | session writes acked | refused | promoted without a majority "
-                "| promoted after a Sentinel came back | first acked write after it came back | acked writes lost |",
-                "|---|---|---|---|---|---|---|",
-                f"| {marks['sentinel back'] - marks['primary killed']:.1f} s | {no_majority['acknowledged']} "
-                f"| {no_majority['refused']} | {'yes' if r['promoted_without_majority'] else 'no'} "
-                f"| {_since(marks, 'promoted', 'sentinel back')} "
-                f"| {_since(marks, 'first write after', 'sentinel back')} "
-                f"| {r['total']['writes_lost']} of {r['total']['writes_acknowledged']} |"]))
+            marks, no_majority = r["marks"], r["while_no_majority"]
+            parts.append(Table.of(
+                ["primary dead, no Sentinel majority", "session writes acked", "refused", "promoted without a majority",
+                 "promoted after a Sentinel came back", "first acked write after it came back", "acked writes lost"],
+                [[f"{marks['sentinel back'] - marks['primary killed']:.1f} s", no_majority["acknowledged"],
+                  no_majority["refused"], "yes" if r["promoted_without_majority"] else "no",
+                  _since(marks, "promoted", "sentinel back"), _since(marks, "first write after", "sentinel back"),
+                  f"{r['total']['writes_lost']} of {r['total']['writes_acknowledged']}"]]))
         if r["scenario"] == "lease":
-            marks = r["marks"]
-            timings = r["timings"]
-            parts.append("\n".join([
-                "| lease TTL / renew / retry | holder stopped acting | holder gave the lease up | another instance "
-                "acting | tokens old → new (database's highest) | runs with the old token after the takeover |",
-                "|---|---|---|---|---|---|",
-                f"| {timings['ttl']:g} / {timings['renew_every']:g} / {timings['retry']:g} s "
-                f"| {_since(marks, 'holder stopped acting', 'partition')} "
-                f"| {_since(marks, 'holder gave up', 'partition')} | {_since(marks, 'other took over', 'partition')} "
-                f"| {r['old_token']} → {r['new_token']} ({r['highest_token_in_database']}) "
-                f"| {r['runs_with_old_token_after_takeover']} |"]))
+            marks, timings = r["marks"], r["timings"]
+            parts.append(Table.of(
+                ["lease TTL / renew / retry", "holder stopped acting", "holder gave the lease up",
+                 "another instance acting", "tokens old → new (database's highest)",
+                 "runs with the old token after the takeover"],
+                [[f"{timings['ttl']:g} / {timings['renew_every']:g} / {timings['retry']:g} s",
+                  _since(marks, "holder stopped acting", "partition"), _since(marks, "holder gave up", "partition"),
+                  _since(marks, "other took over", "partition"),
+                  f"{r['old_token']} → {r['new_token']} ({r['highest_token_in_database']})",
+                  r["runs_with_old_token_after_takeover"]]]))
         if r["scenario"] == "lease-late-write":
             parts.append(_late_write_table(r))
-    return "\n\n".join(parts)
+    return parts
+
+
+def _primary_row(r):
+    marks = r["marks"]
+    promoted = "never" if marks["promoted"] is None else f"{marks['promoted'] - marks['partition']:.1f} s"
+    converged = "never" if marks["converged"] is None else f"{marks['converged'] - marks['heal']:.1f} s"
+    return [r["primary_cache"], f"{r['writes_rolled_back']} of {r['total']['writes_acknowledged']}",
+            f"{r['sessions_behind_after_heal']} of {len(INSTANCES) * r['users_per_instance']}",
+            _cell(r["windows"]["before promotion"]), _cell(r["windows"]["after promotion"]),
+            f"{r['windows']['after heal']['acknowledged']}, {r['windows']['after heal']['refused']}", promoted,
+            converged]
 
 
 def _late_write_table(r):
     marks, late = r["marks"], r["late_write"] or {}
-    return "\n".join([
-        "| holder cut, into its job's wait | another instance acting | it wrote with token | healed "
-        "| late write arrived (after the heal) | late write's token | highest token when it arrived | refused "
-        "| runs with the old token after the takeover |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {r['holder_at_cut']['working_for']:.2f} s | {_since(marks, 'other took over', 'cut')} "
-        f"| {r['new_token']} ({_since(marks, 'other wrote', 'cut')}) | {_since(marks, 'heal', 'cut')} "
-        f"| {_since(marks, 'late write refused', 'cut')} ({_since(marks, 'late write refused', 'heal')}) "
-        f"| {late.get('token', 'none')} | {late.get('highest_when_it_arrived', '-')} "
-        f"| {'yes' if r['refused'] else 'NO'} | {r['runs_with_old_token_after_takeover']} |"])
+    return Table.of(
+        ["holder cut, into its job's wait", "another instance acting", "it wrote with token", "healed",
+         "late write arrived (after the heal)", "late write's token", "highest token when it arrived", "refused",
+         "runs with the old token after the takeover"],
+        [[f"{r['holder_at_cut']['working_for']:.2f} s", _since(marks, "other took over", "cut"),
+          f"{r['new_token']} ({_since(marks, 'other wrote', 'cut')})", _since(marks, "heal", "cut"),
+          f"{_since(marks, 'late write refused', 'cut')} ({_since(marks, 'late write refused', 'heal')})",
+          late.get("token", "none"), late.get("highest_when_it_arrived", "-"), "yes" if r["refused"] else "NO",
+          r["runs_with_old_token_after_takeover"]]])
 
 
 def _since(marks, name, origin):

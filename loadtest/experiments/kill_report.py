@@ -3,15 +3,16 @@
 import json
 from html import escape
 
-from loadtest.experiments.capacity_report import capacity_table
+from loadtest.experiments.capacity_report import capacity_tables
 from loadtest.experiments.kill_cells import (
     columns_for,
     faults_text,
 )
 from loadtest.experiments.kill_readings import plain_reading, store_targets
 from loadtest.experiments.kill_run import STORE_FAULTS
-from loadtest.reports import page
+from loadtest.reports import page, tables
 from loadtest.reports.svg import PALETTE, bar_chart, line_chart, share_chart
+from loadtest.reports.tables import Table
 
 
 def write_report(out, run, plan, results, capacities=()):
@@ -26,32 +27,20 @@ def write_report(out, run, plan, results, capacities=()):
 
     (out / "results.json").write_text(json.dumps({"plan": plan, "capacity": list(capacities), "configs": results},
                                                  indent=1))
-    summary = summary_table(results)
+    summary = Table(tuple(columns_for(results)), tuple(results)).markdown()
     reading = plain_reading(results)
     targets = store_targets(results, plan["faults"])
     if targets:
         summary += "\n\n" + "\n".join(f"- {'met' if t['met'] else 'NOT met'}: {t['target']} ({t['figure']})"
                                        for t in targets)
-    capacity = f"\n\n## Capacity steps\n\n{capacity_table(capacities)}" if capacities else ""
+    capacity = f"\n\n## Capacity steps\n\n{tables.markdown(capacity_tables(capacities))}" if capacities else ""
     (out / "summary.md").write_text(
         f"# {_title(plan)}\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
         + capacity + "\n"
     )
     page.write(out, run, title=_page_title(plan), headline=headline(plan, results),
-               sections=report_sections(plan, results, summary_rows(results), reading, bars, timelines, capacities))
+               sections=report_sections(plan, results, reading, bars, timelines, capacities))
     return summary
-
-
-def summary_rows(results):
-    return [[cell(r) for _, cell in columns_for(results)] for r in results]
-
-
-def summary_table(results):
-    columns = columns_for(results)
-    header = "| " + " | ".join(name for name, _ in columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    rows = ["| " + " | ".join(row) + " |" for row in summary_rows(results)]
-    return "\n".join([header, rule, *rows])
 
 
 def timeline_svg(result):
@@ -112,7 +101,7 @@ def bars_svgs(results):
     }
 
 
-def report_sections(plan, results, rows, reading, bars, timelines, capacities=()):
+def report_sections(plan, results, reading, bars, timelines, capacities=()):
     """The kill experiment's page below its title: the plan, the reading, the targets, the table, the charts."""
     sections = "".join(
         f"<section class=config><h3>{escape(r['config']['name'])}</h3>"
@@ -128,8 +117,8 @@ def report_sections(plan, results, rows, reading, bars, timelines, capacities=()
         ("Reading", page.bullets(reading)),
         ("Targets" if targets else "", page.bullets(
             f"{'met' if t['met'] else 'NOT met'}: {t['target']} ({t['figure']})" for t in targets) if targets else ""),
-        ("Capacity steps" if capacities else "", page.markdown(capacity_table(capacities)) if capacities else ""),
-        ("Side by side", page.table([name for name, _ in columns_for(results)], rows) + page.charts(bars.values())),
+        ("Capacity steps" if capacities else "", tables.html(capacity_tables(capacities))),
+        ("Side by side", Table(tuple(columns_for(results)), tuple(results)).html() + page.charts(bars.values())),
         ("Timelines", "<p class=meta>Time 0 is the end of the warm-up; dashed lines mark the faults.</p>"
                       f"<div class=configs>{sections}</div>"),
     ]

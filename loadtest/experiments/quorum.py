@@ -15,6 +15,7 @@ from pathlib import Path
 from loadtest.experiments.quorum_model import SHAPES, WRITES_PER_SECOND, Nodes, Shape, miss_chance, run_load
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
+from loadtest.reports.tables import Table
 
 NAME = "quorum"
 HELP = "R + W > N made visible: a quorum exhibit over N Redis nodes"
@@ -34,7 +35,7 @@ def main(args):
     shapes = parse_shapes(args.shapes)
     plan, rows = run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair, out=args.out)
     write(args.out, args.run, plan, shapes, rows)
-    print(table(rows))
+    print(table(rows).markdown())
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
@@ -131,7 +132,7 @@ def write(out, run, plan, shapes, rows):
                        f"{'on' if plan['read_repair'] else 'off'}. A read is stale when it returns a version older "
                        "than the newest one acknowledged before it began.")),
                    ("", page.charts(charts.values())),
-                   ("", page.columns_table(COLUMNS, rows)),
+                   ("", table(rows).html()),
                ])
 
 
@@ -184,6 +185,5 @@ def _cell(value, unit="%"):
 
 
 def table(rows):
-    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    """The figures as one Table (reports/tables.py)."""
+    return Table(tuple(COLUMNS), tuple(rows))

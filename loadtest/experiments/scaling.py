@@ -28,6 +28,7 @@ from loadtest.experiments import configs as experiment
 from loadtest.harness.locust import ROOT
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
+from loadtest.reports.tables import Table
 
 NAME = "scaling"
 HELP = "scale-up against scale-out: one core for the site tier, cut into 1, 2 or 4 instances by cgroup CPU quotas"
@@ -70,7 +71,7 @@ def main(args):
     plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroup_version(), "machine": page.machine()}
     write(args.out, rows, plan, args.run)
     print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")
-    print(table(rows))
+    print(table(rows).markdown())
     print(limits_text(plan["cgroup"]))
     if args.docs:
         to_docs(args.out, rows, plan, args.run.command)
@@ -194,9 +195,8 @@ COLUMNS = [
 
 
 def table(rows):
-    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    """The figures as one Table (reports/tables.py)."""
+    return Table(tuple(COLUMNS), tuple(rows))
 
 
 def charts(rows):
@@ -233,14 +233,14 @@ def write(out, rows, plan, run):
     for name, svg in svgs.items():
         (out / f"{name}.svg").write_text(svg)
     (out / "scaling.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
-    (out / "scaling.md").write_text(f"{table(rows)}\n")
+    (out / "scaling.md").write_text(f"{table(rows).markdown()}\n")
     page.write(out, run, title="Scale-up against scale-out: one core, cut into 1, 2 or 4 instances",
                headline=headline(rows), sections=[
                    ("", page.paragraphs(f"Capacity steps: {plan['steps']}. {plan['rounds']} round(s), the shapes' "
                                         "order alternating; figures are medians, ranges in brackets.",
                                         limits_text(plan["cgroup"]))),
                    ("", page.charts(svgs.values())),
-                   ("", page.columns_table(COLUMNS, rows)),
+                   ("", table(rows).html()),
                    ("", page.paragraphs("Stopped by, per round: " + "; ".join(
                        f"{r['variant']} {r['instances']}: {' / '.join(r['stopped_by'])}" for r in rows))),
                ])
@@ -273,7 +273,7 @@ def to_docs(out, rows, plan, command):
         f"`{command}` ({plan['machine']}; capacity steps {plan['steps']}; {plan['rounds']} round(s), "
         "medians with the rounds' range):",
         "",
-        table(rows),
+        table(rows).markdown(),
         "",
         "![Highest rate held by 1, 2 and 4 instances sharing one core](../results/scaling/scaling-capacity.svg)",
         "![p99 at the highest rate held](../results/scaling/scaling-p99.svg)",

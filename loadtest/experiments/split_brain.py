@@ -30,7 +30,7 @@ from pathlib import Path
 from deploy import cluster
 from deploy.cluster import DeployError, Topology, free_base_port
 from loadtest.cli import chosen, listed
-from loadtest.experiments.split_brain_tables import COLUMNS, chart, headline, table
+from loadtest.experiments.split_brain_tables import chart, headline, table
 from loadtest.harness import checkers, history, load, verdict
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
@@ -60,7 +60,7 @@ def main(args):
             print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
             run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=recorded)
     results, judged = report(args.out, args.run)
-    print(table(results))
+    print(table(results).markdown())
     return verdict.ended(args.out, judged)
 
 
@@ -273,7 +273,7 @@ def report(out, run, *, finished=None):
                        f"{load.TICK * load.LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five nodes under "
                        "Sentinel) lost 56 % of acknowledged writes this way. Every figure is computed from "
                        f"history.jsonl (recheck: python -m loadtest recheck {out}).")),
-                   ("", page.columns_table(COLUMNS, results)),
+                   ("", table(results).html()),
                    ("Timelines", page.charts(charts.values())),
                ])
     return results, judged

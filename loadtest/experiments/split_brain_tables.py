@@ -1,6 +1,7 @@
 """Split brain's output: its table's columns, the table, each scenario's chart and the headline, from its figures."""
 
 from loadtest.reports.svg import series_chart
+from loadtest.reports.tables import Table
 
 COLUMNS = [
     ("scenario", lambda r: r["scenario"]),
@@ -29,9 +30,8 @@ def _refused_cell(result, side):
 
 
 def table(results):
-    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r) for _, cell in COLUMNS) + " |" for r in results]
-    return "\n".join(lines)
+    """The figures as one Table (reports/tables.py)."""
+    return Table(tuple(COLUMNS), tuple(results))
 
 
 def chart(result):

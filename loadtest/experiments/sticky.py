@@ -35,7 +35,9 @@ from loadtest.experiments import kill_run
 from loadtest.experiments.sticky_cpu import haproxy_cpu
 from loadtest.harness import locust as driver
 from loadtest.reports import page
+from loadtest.reports import tables as rendered
 from loadtest.reports.svg import series_chart
+from loadtest.reports.tables import Table
 
 NAME = "sticky"
 HELP = "sticky sessions' costs against round robin: load skew, fair share after scale-out, HAProxy's CPU per request"
@@ -81,7 +83,7 @@ def main(args):
         results["haproxy_cpu"] = haproxy_cpu(rounds=args.rounds, seconds=args.seconds, connections=args.connections,
                                              instances=3, port=args.port, out=args.out, progress=progress)
     write(args.out, args.run, results)
-    print(tables(results))
+    print(rendered.markdown(tables(results)))
     print(f"figures: {args.out / 'sticky.json'}; report: {args.out / 'report.html'}")
     return 0
 
@@ -204,7 +206,7 @@ def write(out, run, results):
         svgs.append(fair_share_chart(results["fair_share"]))
         (out / "fair-share.svg").write_text(svgs[0])
     page.write(out, run, title="Sticky sessions' costs against round robin", headline=headline(results),
-               sections=[("", page.markdown(tables(results))), ("", page.charts(svgs))])
+               sections=[("", rendered.html(tables(results))), ("", page.charts(svgs))])
 
 
 def headline(results):
@@ -232,34 +234,31 @@ def fair_share_chart(rows):
 
 
 def tables(results):
-    """The three parts as Markdown tables, for the terminal, the report and the docs."""
-    lines = []
+    """The parts measured, one table each (reports/tables.py), for the terminal, the report and the docs."""
+    parts = []
     if results.get("skew"):
-        lines += ["Load skew: coefficient of variation of the requests each instance served (0 = even)", "",
-                  "| load balancing | whole window | before the kill | app1 dead (app2, app3) | after the restart "
-                  "| served app1/app2/app3 after the restart |", "|---|---|---|---|---|---|"]
-        for r in results["skew"]:
-            after = r["after the restart"]["served"]
-            lines.append(f"| {r['lb']} | {r['whole']['cv']} | {r['before the kill']['cv']} | {r['app1 dead']['cv']} "
-                         f"| {r['after the restart']['cv']} | {after['app1']}/{after['app2']}/{after['app3']} |")
-        lines.append("")
+        parts.append(Table.of(
+            ["load balancing", "whole window", "before the kill", "app1 dead (app2, app3)", "after the restart",
+             "served app1/app2/app3 after the restart"],
+            [[r["lb"], r["whole"]["cv"], r["before the kill"]["cv"], r["app1 dead"]["cv"], r["after the restart"]["cv"],
+              "/".join(str(r["after the restart"]["served"][name]) for name in ("app1", "app2", "app3"))]
+             for r in results["skew"]],
+            caption="Load skew: coefficient of variation of the requests each instance served (0 = even)"))
     if results.get("fair_share"):
-        lines += ["Fair share after scale-out: seconds until the new instance served "
-                  f"{FAIR:.0%} of its fair share (over {SMOOTH} s)", "",
-                  "| load balancing | users, stay | fair share | seconds to it, from UP | its share, last 10 s "
-                  "| scale-out took s |", "|---|---|---|---|---|---|"]
-        for r in results["fair_share"]:
-            reached = "not within the run" if r["seconds_to_fair_share"] is None else r["seconds_to_fair_share"]
-            lines.append(f"| {r['lb']} | {r['users']}, {r['stay'][0]:g}-{r['stay'][1]:g} s | {r['fair_share']:.0%} "
-                         f"| {reached} | {r['share_last_10s']:.0%} | {r['scale_out_s']} |")
-        lines.append("")
+        parts.append(Table.of(
+            ["load balancing", "users, stay", "fair share", "seconds to it, from UP", "its share, last 10 s",
+             "scale-out took s"],
+            [[r["lb"], f"{r['users']}, {r['stay'][0]:g}-{r['stay'][1]:g} s", f"{r['fair_share']:.0%}",
+              "not within the run" if r["seconds_to_fair_share"] is None else r["seconds_to_fair_share"],
+              f"{r['share_last_10s']:.0%}", r["scale_out_s"]] for r in results["fair_share"]],
+            caption=f"Fair share after scale-out: seconds until the new instance served {FAIR:.0%} of its fair "
+                    f"share (over {SMOOTH} s)"))
     if results.get("haproxy_cpu"):
-        lines += ["HAProxy's CPU per request (utime + stime less its idle use, over requests; medians of "
-                  "alternating rounds)", "",
-                  "| clients | load balancing | µs per request | to round robin (range) | req/s |",
-                  "|---|---|---|---|---|"]
-        for r in results["haproxy_cpu"]:
-            low, high = r["to_roundrobin_range"]
-            lines.append(f"| {r['mix']} | {r['lb']} | {r['us_per_request']} | {r['to_roundrobin']} ({low}-{high}) "
-                         f"| {r['rps']} |")
-    return "\n".join(lines)
+        parts.append(Table.of(
+            ["clients", "load balancing", "µs per request", "to round robin (range)", "req/s"],
+            [[r["mix"], r["lb"], r["us_per_request"],
+              f"{r['to_roundrobin']} ({r['to_roundrobin_range'][0]}-{r['to_roundrobin_range'][1]})", r["rps"]]
+             for r in results["haproxy_cpu"]],
+            caption="HAProxy's CPU per request (utime + stime less its idle use, over requests; medians of "
+                    "alternating rounds)"))
+    return parts

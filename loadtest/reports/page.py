@@ -1,19 +1,18 @@
-"""One page shape for every experiment: report.html and run.json in the run's folder, and the index of runs.
+"""The one page writer: report.html and run.json in the run's folder, one shape for every experiment.
 
 Every command that measures something writes its folder's report.html
-through write(): the title, the exact command, when and on what it ran, a
-one-line headline, the verdict on the command's hypothesis when it states
-one (loadtest/harness/verdict.py), then the command's own sections
-(tables, charts, readings). The page is one self-contained file: inline CSS and inline SVG,
-nothing fetched, so it opens offline. run.json beside it says the same in a
-form the index reads: write_index() lists every run.json one and two levels
-below a results folder, newest first, in that folder's index.html.
+through write(), and only through it: the title, the exact command, when
+and on what it ran, a one-line headline, the verdict on the command's
+hypothesis when it states one (loadtest/harness/verdict.py), then the
+command's own sections (tables from reports/tables.py, charts, readings).
+The page is one self-contained file: inline CSS and inline SVG, nothing
+fetched, so it opens offline. run.json beside it says the same in a form
+the index of runs reads (reports/index.py).
 """
 
 import json
 import os
 import platform
-import re
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,7 +37,6 @@ tr.unmet td { background: #fde8e8; }
 li { margin: .3rem 0; }
 """
 RUN_FILE, REPORT_FILE, INDEX_FILE = "run.json", "report.html", "index.html"
-BOLD = re.compile(r"[*][*](.+?)[*][*]")
 
 
 def machine():
@@ -85,40 +83,6 @@ def write(out, run, *, title, headline, sections, verdict=None, finished=None):
 {body}"""))
     (out / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def table(header, rows):
-    """An HTML table: header names, and rows of cell texts."""
-    head = "".join(f"<th scope=col>{escape(name)}</th>" for name in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def columns_table(columns, rows):
-    """An HTML table from (name, cell function) columns, the shape the modules' Markdown tables use."""
-    return table([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows])
-
-
-def markdown(text):
-    """The Markdown the commands print (pipe tables, lines, **bold**) as HTML: one renderer for both."""
-    parts, rows = [], []
-
-    def flush():
-        if rows:
-            parts.append(table(rows[0], rows[1:]))
-            rows.clear()
-
-    for line in text.splitlines():
-        if line.startswith("|"):
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-            if not all(set(cell) <= set("-:") for cell in cells):
-                rows.append(cells)
-            continue
-        flush()
-        if line.strip():
-            parts.append("<p>" + BOLD.sub(r"<b>\1</b>", escape(line)) + "</p>")
-    flush()
-    return "".join(parts)
 
 
 def paragraphs(*texts):
