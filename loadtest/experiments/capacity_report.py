@@ -1,5 +1,6 @@
 """The capacity step's output: a sentence and a table per configuration, and the capacity command's page."""
 
+import json
 
 from loadtest.experiments.kill_cells import generator_cell, num, share_cell
 from loadtest.reports import page, tables
@@ -31,8 +32,10 @@ def capacity_tables(capacities):
                      title=c["config"], caption=capacity_line(c)) for c in capacities]
 
 
-def write_capacity(out, run, capacities, described):
-    """The capacity command's page: each configuration's steps, and the rate it held."""
+def write(out, run, figures):
+    """capacity.json (the rows) and the capacity command's page: each configuration's steps, and the rate it held."""
+    capacities, described = figures["rows"], figures["described"]
+    (out / "capacity.json").write_text(json.dumps(capacities, indent=1))
     headline = "; ".join(f"{c['config']}: {capacity_held(c)}" for c in capacities)
     page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
                sections=[("", page.paragraphs(f"Capacity steps: {described}.")),

@@ -52,7 +52,7 @@ def main(args):
     else:
         figures = site_losses(members=args.members, tries=args.tries or 10, state_dir=args.out / "cluster")
     (args.out / f"{args.mode}.json").write_text(json.dumps(figures, indent=1))
-    print(write(args.out, args.run, args.mode, figures))
+    print(write(args.out, args.run, {"mode": args.mode, "figures": figures}))
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
@@ -91,8 +91,9 @@ def headline(mode, figures):
             f"the site served again {figures['leader_loss']['served_after_s']} s after the leader's kill")
 
 
-def write(out, run, mode, figures):
-    """report.html and run.json in out (loadtest/reports/page.py); return the text."""
+def write(out, run, figures):
+    """report.html and run.json in out (loadtest/reports/page.py) from the mode and its figures; return the text."""
+    mode, figures = figures["mode"], figures["figures"]
     shown = parts(mode, figures)
     page.write(out, run, title=TITLES[mode], headline=headline(mode, figures),
                sections=[("", page.paragraphs(f"Figures: {mode}.json beside this page.")), ("", tables.html(shown))])

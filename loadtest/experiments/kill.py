@@ -22,9 +22,8 @@ from datetime import datetime
 from pathlib import Path
 
 from loadtest.cli import listed
-from loadtest.experiments import capacity, kill_run
+from loadtest.experiments import capacity, kill_report, kill_run
 from loadtest.experiments.configs import DEFAULT_MATRIX, QUICK_MATRIX, STORE_MATRIX, parse_config
-from loadtest.experiments.kill_report import write_report
 from loadtest.harness.analysis import headline_failures, summarise
 
 NAME = "run"
@@ -98,7 +97,7 @@ def main(args):
         results.append(summarise(raw))
     progress.done()
 
-    summary = write_report(out, args.run, plan.as_json(), results, capacities)
+    summary = kill_report.write(out, args.run, {"plan": plan.as_json(), "capacity": capacities, "configs": results})
     print(summary)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)

@@ -15,7 +15,9 @@ from loadtest.reports.svg import PALETTE, bar_chart, line_chart, share_chart
 from loadtest.reports.tables import Table
 
 
-def write_report(out, run, plan, results, capacities=()):
+def write(out, run, figures):
+    """results.json (the figures: plan, capacity, configs), summary.md, the charts and the page; return the summary."""
+    plan, capacities, results = figures["plan"], figures["capacity"], figures["configs"]
     charts = out / "charts"
     charts.mkdir(parents=True, exist_ok=True)
     timelines = {r["config"]["name"]: timeline_svg(r) for r in results}

@@ -7,6 +7,7 @@ shows the stale reads measured beside the chance the quorums miss.
 
 import json
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,7 @@ def add_arguments(parser):
 def main(args):
     shapes = parse_shapes(args.shapes)
     plan, rows = run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair, out=args.out)
-    write(args.out, args.run, plan, shapes, rows)
+    write(args.out, args.run, {"plan": plan, "rows": rows})
     print(table(rows).markdown())
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
@@ -115,8 +116,10 @@ def run(shapes, *, seconds, fault, read_repair, out):
     return plan, rows
 
 
-def write(out, run, plan, shapes, rows):
-    """The charts as SVG files, and the page (loadtest/reports/page.py)."""
+def write(out, run, figures):
+    """The charts as SVG files, and the page (loadtest/reports/page.py), from the figures quorum.json keeps."""
+    plan, rows = figures["plan"], figures["rows"]
+    shapes = [Shape(*map(int, re.findall(r"\d+", text))) for text in plan["shapes"]]  # as str(Shape) wrote them
     out.mkdir(parents=True, exist_ok=True)
     charts = {str(shape): chart(shape, [r for r in rows if (r["n"], r["r"], r["w"]) == (shape.n, shape.r, shape.w)])
               for shape in shapes}

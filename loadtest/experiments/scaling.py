@@ -69,7 +69,7 @@ def main(args):
                                    progress=lambda what: print(what, file=sys.stderr, flush=True)))
         described = steps.describe()
     plan = {"steps": described, "rounds": args.rounds, "cgroup": cgroup_version(), "machine": page.machine()}
-    write(args.out, rows, plan, args.run)
+    write(args.out, args.run, {"plan": plan, "rows": rows})
     print(f"capacity steps: {described}; {args.rounds} round(s); {page.machine()}")
     print(table(rows).markdown())
     print(limits_text(plan["cgroup"]))
@@ -226,8 +226,9 @@ def limits_text(cgroup_version):
             "Real machines would add that hop, and their own failures.")
 
 
-def write(out, rows, plan, run):
-    """scaling.json, scaling.md, the charts as SVG files, and the page (loadtest/reports/page.py)."""
+def write(out, run, figures):
+    """scaling.json (the figures: plan, rows), scaling.md, the charts as SVG files, and the page (reports/page.py)."""
+    plan, rows = figures["plan"], figures["rows"]
     out.mkdir(parents=True, exist_ok=True)
     svgs = charts(rows)
     for name, svg in svgs.items():

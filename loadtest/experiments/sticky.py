@@ -197,16 +197,17 @@ def _sleep_until(moment, locust, report):
         time.sleep(min(left, 1.0))
 
 
-def write(out, run, results):
-    """sticky.json, the new instance's share after the scale-out as fair-share.svg, and the page."""
+def write(out, run, figures):
+    """sticky.json (the figures: each part measured), the new instance's share after the scale-out as
+    fair-share.svg, and the page."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sticky.json").write_text(json.dumps(results, indent=1))
+    (out / "sticky.json").write_text(json.dumps(figures, indent=1))
     svgs = []
-    if results.get("fair_share"):
-        svgs.append(fair_share_chart(results["fair_share"]))
+    if figures.get("fair_share"):
+        svgs.append(fair_share_chart(figures["fair_share"]))
         (out / "fair-share.svg").write_text(svgs[0])
-    page.write(out, run, title="Sticky sessions' costs against round robin", headline=headline(results),
-               sections=[("", rendered.html(tables(results))), ("", page.charts(svgs))])
+    page.write(out, run, title="Sticky sessions' costs against round robin", headline=headline(figures),
+               sections=[("", rendered.html(tables(figures))), ("", page.charts(svgs))])
 
 
 def headline(results):
