@@ -114,3 +114,18 @@ def test_the_fate_page_counts_from_the_history_and_draws_each_scenarios_timeline
     assert html.count("<svg") == 2 and "answered 503" in html and "other took over (+3.6 s)" in html
     assert html.count('stroke-dasharray="4 3"') >= 4 + 5, "every mark drawn"
     assert html.index("The hypothesis held.") < html.index("<svg"), "the verdict leads the page"
+
+
+def test_every_timeline_shades_the_time_each_fault_lasted():
+    from loadtest.experiments.kill_report import fault_bands
+    from loadtest.experiments.split_brain_tables import chart
+    from loadtest.reports.svg import BAND
+
+    faults = [{"at": 30.0, "action": "kill", "target": "app1"}, {"at": 45.0, "action": "pause", "target": "redis1"},
+              {"at": 50.0, "action": "promote", "target": ""}, {"at": 60.0, "action": "start", "target": "app1"}]
+    assert fault_bands(faults) == [(30.0, 60.0, "app1 down"), (45.0, None, "redis1 paused")]
+    result = {"scenario": "redis", "marks": {"partition": 2.0, "promoted": 4.0, "heal": 6.0, "converged": None},
+              "timeline": {"minority acked": [1, 2, 0, 0, 0, 0, 3, 3], "majority acked": [1, 2, 2, 2, 2, 2, 3, 3]}}
+    svg = chart(result)
+    assert svg.count(f'fill="{BAND}"') == 1 and "<title>partition</title>" in svg
+    assert svg.count('stroke-dasharray="4 3"') == 3, "every mark that happened, the band's edges too"

@@ -176,6 +176,9 @@ def chart(result):
     if "timeline" not in result:
         return marks_chart(f"{result['scenario']}: when each step happened (s after the partition)", marks)
     series = result["timeline"]
+    start, end, label = ("sentinels killed", "sentinel back", "no Sentinel majority") if result["scenario"] == "war" \
+        else ("partition", "heal", "partition")
+    bands = [(marks[start], marks.get(end), label)] if marks.get(start) is not None else []
     return series_chart(f"{result['scenario']}: session writes per second", list(range(len(series["answered 503"]))),
-                        series, x_label="seconds since the start", width=640, legend_columns=3,
+                        series, x_label="seconds since the start", unit="/s", width=640, legend_columns=3, bands=bands,
                         markers=[(t, name) for name, t in marks.items() if t is not None])

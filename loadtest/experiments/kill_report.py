@@ -48,6 +48,7 @@ def write(out, run, figures):
 def timeline_svg(result):
     t = result["timeline"]
     markers = [(f["at"], f"{f['action']} {f['target']}") for f in result["faults"]]
+    bands = fault_bands(result["faults"])
     panels = [
         ("requests/s", t["requests"], PALETTE[0], ""),
         ("failed requests/s", t["failures"], PALETTE[1], ""),
@@ -57,13 +58,31 @@ def timeline_svg(result):
     height = 120
     inner = [
         f'<g transform="translate(0 {i * height})">'
-        + line_chart(title, t["t"], values, markers=markers, color=color, unit=unit, height=height)
+        + line_chart(title, t["t"], values, markers=markers, bands=bands, color=color, unit=unit, height=height)
         + "</g>"
         for i, (title, values, color, unit) in enumerate(panels)
     ]
     total = height * len(panels)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 {total}" width="640" height="{total}">'
             + "".join(inner) + "</svg>")
+
+
+ENDS = {"kill": "start", "term": "start", "pause": "resume", "scale": "scale"}  # a fault, and what ends it
+
+
+def fault_bands(faults):
+    """[(start, end, label)]: how long each fault lasted, from it to what ended it (the same target started
+    again, resumed, or the instances scaled back); a fault never ended lasts to the end of the chart."""
+    bands = []
+    for i, fault in enumerate(faults):
+        if fault["action"] not in ENDS:
+            continue
+        end = next((f["at"] for f in faults[i + 1:] if f["action"] == ENDS[fault["action"]]
+                    and (fault["action"] == "scale" or f["target"] == fault["target"])), None)
+        label = (f"{fault['target']} instances" if fault["action"] == "scale"
+                 else f"{fault['target']} {'paused' if fault['action'] == 'pause' else 'down'}")
+        bands.append((fault["at"], end, label))
+    return bands
 
 
 def bars_svgs(results):

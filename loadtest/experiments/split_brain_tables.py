@@ -35,13 +35,15 @@ def table(results):
 
 
 def chart(result):
-    """Per second, by side, with the marks as dashed lines; the axis runs on to the last mark (the convergence)."""
+    """Per second, by side: the partition shaded, every mark a dashed line; the axis runs on to the last mark
+    (the convergence)."""
     marks = {name: t for name, t in result["marks"].items() if t is not None}
     seconds = max(len(next(iter(result["timeline"].values()))), int(max(marks.values(), default=0)) + 2)
     series = {name: counts + [0] * (seconds - len(counts)) for name, counts in result["timeline"].items()}
     title = ", ".join(f"{name} {t:.0f} s" for name, t in marks.items())
     return series_chart(f"{result['scenario']}: per second ({title})", list(range(seconds)), series,
-                        x_label="seconds since the scenario's start", width=640, legend_columns=2,
+                        x_label="seconds since the scenario's start", unit="/s", width=640, legend_columns=2,
+                        bands=[(marks["partition"], marks.get("heal"), "partition")] if "partition" in marks else [],
                         markers=[(t, name) for name, t in marks.items()])
 
 

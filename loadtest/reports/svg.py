@@ -1,7 +1,14 @@
-"""Small, dependency-free SVG charts for the report: lines over time and bars."""
+"""Small, dependency-free SVG charts for the report: lines over time and bars.
+
+Every timeline shows its faults the same way: the time a fault lasted as
+a shaded band across the plot (`bands`: [(start, end, label)]), and every
+event, a band's edges too, as a dashed line with its name (`markers`). Axes carry
+their units, and legends sit below the plot, never over the data.
+"""
 
 from html import escape
 
+BAND = "#f6d5cf"  # a fault's time, shaded behind the data
 PALETTE = ["#1f5fbf", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085", "#7f8c8d", "#b7950b"]
 FONT = 'font-family="system-ui, sans-serif"'
 
@@ -58,6 +65,18 @@ class _Plot:
                          f'fill="#5b6575" {FONT}>{_fmt(self.y_max * fraction)}{unit}</text>')
         return parts
 
+    def bands(self, bands):
+        """Shaded rectangles across the plot for [(start, end, label)], clipped to it, drawn behind the data; the
+        label is the band's tooltip, its edges being the dashed markers that name them."""
+        parts = []
+        for start, end, label in bands:
+            a, b = max(start, self.x0), min(end if end is not None else self.x1, self.x1)
+            if a >= b:
+                continue
+            parts.append(f'<rect x="{self.px(a):.1f}" y="{self.top}" width="{self.px(b) - self.px(a):.1f}" '
+                         f'height="{self.plot_h}" fill="{BAND}"><title>{escape(label)}</title></rect>')
+        return parts
+
     def markers(self, markers):
         """Dashed vertical lines at [(x, label)] inside the plot; labels step down so that close marks stay readable."""
         parts = []
@@ -73,12 +92,14 @@ class _Plot:
         return parts
 
 
-def line_chart(title, xs, values, *, markers=(), color=PALETTE[0], width=640, height=120, unit=""):
-    """One series over time, with vertical markers [(x, label)]; None values leave gaps."""
+def line_chart(title, xs, values, *, markers=(), bands=(), color=PALETTE[0], width=640, height=120, unit=""):
+    """One series over time (x in seconds), with faults as bands [(start, end, label)] and markers [(x, label)];
+    None values leave gaps."""
     left, top = 48, 22
     plot = _Plot(xs, values, width=width, height=height, left=left, right=10, top=top, bottom=20)
     px, py, x0, x1 = plot.px, plot.py, plot.x0, plot.x1
-    parts = [_open(width, height, title, title_x=left), *plot.grid(unit), *plot.markers(markers)]
+    parts = [_open(width, height, title, title_x=left), *plot.bands(bands), *plot.grid(unit),
+             *plot.markers(markers)]
     segments, current = [], []
     for x, y in zip(xs, values):
         if y is None:
@@ -151,10 +172,12 @@ def share_chart(title, rows, *, width=420):
     return "\n".join(parts)
 
 
-def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, legend_columns=3, markers=()):
-    """Several series over the same xs, as lines with dots and a legend: series is {name: values}.
+def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, legend_columns=3, markers=(),
+                 bands=()):
+    """Several series over the same xs, as lines with dots and a legend below the plot: series is {name: values}.
 
-    markers: [(x, label)], drawn as dashed vertical lines (the faults, the heal).
+    bands: [(start, end, label)], a fault's time shaded across the plot; markers: [(x, label)], single events
+    as dashed vertical lines.
     """
     legend_rows = -(-len(series) // legend_columns)
     height += 14 * (legend_rows - 1)
@@ -162,7 +185,7 @@ def series_chart(title, xs, series, *, x_label, unit="", width=420, height=200, 
     plot = _Plot(xs, [v for values in series.values() for v in values], width=width, height=height,
                  left=left, right=10, top=top, bottom=30 + 14 * legend_rows)
     px, py, plot_w, plot_h = plot.px, plot.py, plot.plot_w, plot.plot_h
-    parts = [_open(width, height, title, title_x=left), *plot.grid(unit), *plot.markers(markers)]
+    parts = [_open(width, height, title, title_x=left), *plot.bands(bands), *plot.grid(unit), *plot.markers(markers)]
     for x in xs:
         parts.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 13}" font-size="10" text-anchor="middle" '
                      f'fill="#5b6575" {FONT}>{x:g}</text>')
