@@ -6,5 +6,5 @@ experiment shares (the site's client, the recorded history, the load, the
 checkers and the verdict), `experiments/` one module per experiment,
 `bench/` the benchmarks, `reports/` the pages, charts and tables. A
 command is a module with NAME, HELP, `add_arguments(parser)` and
-`run(args)`; `__main__.py` loops over them.
+`main(args)`; `__main__.py` loops over them.
 """

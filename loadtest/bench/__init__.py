@@ -1,1 +1,1 @@
-"""The benchmarks: each a command module (NAME, HELP, `add_arguments(parser)`, `run(args)`) over wrk or timed calls."""
+"""The benchmarks: each a command module (NAME, HELP, `add_arguments(parser)`, `main(args)`) over wrk or timed calls."""

@@ -1,4 +1,4 @@
-"""One module per experiment: its NAME, HELP, `add_arguments(parser)` and `run(args)`.
+"""One module per experiment: its NAME, HELP, `add_arguments(parser)` and `main(args)`.
 
 Each also states its schedule, load and hypothesis. A module named after an
 experiment with a suffix (`fate_lease.py`) holds a part of that experiment;
