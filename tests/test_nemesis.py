@@ -5,8 +5,11 @@ import threading
 import pytest
 
 from deploy import cluster as deploy_cluster
+from loadtest import _rolling
+from loadtest._experiment import fault_schedule, parse_config
 from loadtest.harness import history, nemesis
 from loadtest.harness.nemesis import BROKEN, Step
+from loadtest.harness.verdict import judge
 
 NODES = {"app1", "app2", "app3", "redis1", "redis2", "redis:primary"}
 
@@ -97,3 +100,21 @@ def test_a_rolling_restart_restarts_every_instance_once_and_haproxy_always_has_o
     after = {row["name"]: row["pid"] for row in running.status()["instances"]}
     assert all(after[name] != pid for name, pid in before.items()), "every instance restarted"
     assert up_counts and min(up_counts) >= 1, f"HAProxy had no instance up at some poll: {up_counts}"
+
+
+def test_the_kill_experiments_rolling_restart_restarts_each_instance_over_the_middle_third():
+    steps = fault_schedule("rolling-restart", 90, 3)
+    assert [(s.at, s.action, s.target) for s in steps] == [
+        (30, "term", "app1"), (30, "start", "app1"), (40, "term", "app2"), (40, "start", "app2"),
+        (50, "term", "app3"), (50, "start", "app3")]
+    with pytest.raises(ValueError, match="at least 2 instances"):
+        fault_schedule("rolling-restart", 90, 1)
+
+
+def test_the_rolling_restarts_hypothesis_memory_loses_about_all_users_a_shared_store_none():
+    configs = [parse_config("memory+sticky"), parse_config("redis")]
+    figures = {"memory+sticky": {"users_lost_session_pct": 95.0}, "redis": {"users_lost_session": 0}}
+    assert judge(_rolling.hypothesis(configs), figures)["held"]
+    kept = {"memory+sticky": {"users_lost_session_pct": 33.0}, "redis": {"users_lost_session": 0}}
+    judged = judge(_rolling.hypothesis(configs), kept)
+    assert [c["met"] for c in judged["checks"]] == [False, True] and not judged["held"]

@@ -157,6 +157,8 @@ class Nemesis:
         at = self._observe(action, node, fields, before)
         if at is None:
             return event
+        if action == "promote":  # the node it promoted, which deploy chose
+            event["target"] = ", ".join(sorted(effects.before(action, state_dir=self.state_dir) - before))
         if action in MENDED_BY:
             self.lasting.append(event)
         else:
