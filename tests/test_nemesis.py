@@ -64,12 +64,16 @@ def test_a_kill_and_a_start_are_recorded_with_when_each_was_seen_to_take_effect(
             faults.run([Step(0, "kill", "app1"), Step(0, "explode", "app2")])
         assert running.instance("app1")["alive"], "nothing ran before the schedule was refused"
         faults.run([Step(0, "kill", "app1"), Step(0.5, "start", BROKEN)])
-    kill, start = faults_in(path)
+        refused = faults.act("start", "app2")  # it runs: deploy refuses, and the nemesis goes on
+    kill, start, _ = faults_in(path)
     assert (kill["action"], kill["target"], start["action"], start["target"]) == ("kill", "app1", "start", "app1")
     assert kill["sent"] <= kill["effect"] <= start["sent"] <= start["effect"]
     assert start["ended"] == start["effect"], "a start lasts no time"
     assert start["effect"] <= kill["ended"] < start["effect"] + 1, "the kill ended when the start took effect"
     assert running.instance("app1")["alive"] and running.instance("app1")["lb_state"] == "UP"
+    assert refused["effect"] is None
+    (note,) = [e for e in history.load(path)[1] if e["type"] == "sample" and e.get("fault") == refused["id"]]
+    assert "app2 is already running" in note["refused"]
 
 
 def test_a_rolling_restart_restarts_every_instance_once_and_haproxy_always_has_one_up(cluster, tmp_path):

@@ -132,8 +132,10 @@ class Nemesis:
     def act(self, action, target=None, fields=None):
         """One fault now, for an experiment whose next step depends on what it observes; return its event.
 
-        The action and its fields are checked by deploy's table as in a
-        schedule; what deploy refuses is recorded, not raised.
+        An action or field deploy's table does not allow raises DeployError
+        before anything is sent; what deploy refuses when it acts (a node
+        already running, no primary to resolve an alias to) is recorded as a
+        sample naming the fault, not raised, and the fault keeps effect null.
         """
         fields = dict(fields or {})
         cluster.check_action(action, target, fields)
