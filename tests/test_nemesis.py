@@ -1,16 +1,22 @@
 """The nemesis: schedules checked before anything runs, and faults recorded when they were seen to take effect."""
 
+import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from deploy import cluster as deploy_cluster
+from deploy.cluster import free_base_port
 from loadtest import _rolling
 from loadtest._experiment import fault_schedule, parse_config
 from loadtest.harness import history, nemesis
 from loadtest.harness.nemesis import BROKEN, Step
 from loadtest.harness.verdict import judge
 
+ROOT = Path(__file__).resolve().parent.parent
 NODES = {"app1", "app2", "app3", "redis1", "redis2", "redis:primary"}
 
 
@@ -122,3 +128,21 @@ def test_the_rolling_restarts_hypothesis_memory_loses_about_all_users_a_shared_s
     kept = {"memory+sticky": {"users_lost_session_pct": 33.0}, "redis": {"users_lost_session": 0}}
     judged = judge(_rolling.hypothesis(configs), kept)
     assert [c["met"] for c in judged["checks"]] == [False, True] and not judged["held"]
+
+
+@pytest.mark.long
+@pytest.mark.timeout(600)
+def test_the_kill_experiments_rolling_restart_costs_memory_its_logins_and_redis_none(tmp_path):
+    out = tmp_path / "rolling"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--faults", "rolling-restart", "--configs", "memory+sticky,redis",
+         "--users", "8", "--duration", "30", "--warmup", "5", "--out", str(out), "--port", str(free_base_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=540,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "hypothesis held" in done.stdout
+    results = {r["config"]["name"]: r for r in json.loads((out / "results.json").read_text())["configs"]}
+    for name, result in results.items():
+        assert [f["action"] for f in result["faults"]] == ["term", "start"] * 3, name
+        assert all(f["took"] is not None for f in result["faults"]), f"{name}: a restart never took effect"
+    assert json.loads((out / "run.json").read_text())["verdict"]["held"]
