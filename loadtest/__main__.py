@@ -33,6 +33,7 @@ from loadtest import (
     _quorum,
     _replication_bench,
     _report,
+    _rolling,
     _scaling,
     _shards,
     _split_brain,
@@ -45,7 +46,8 @@ from loadtest._report import write_report
 from loadtest.harness.history import FILE as HISTORY
 from loadtest.harness.history import History
 from loadtest.harness.history import load as load_history
-from loadtest.harness.verdict import exit_status
+from loadtest.harness.progress import Progress
+from loadtest.harness.verdict import exit_status, judge
 from loadtest.harness.verdict import lines as verdict_lines
 
 
@@ -69,7 +71,8 @@ def build_parser():
                       help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
                            "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
                            f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
-                           "primary at once)")
+                           "primary at once); rolling-restart (each instance in turn stopped gracefully and started "
+                           "again, the everyday deploy; ends with a verdict)")
     kill.add_argument("--instances", type=int, default=3)
     kill.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     kill.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
@@ -372,7 +375,7 @@ def run_experiment(args, run):
     plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
                            load=args.load)
 
-    progress = Progress(plan)
+    progress = Progress(configs, plan.seconds_per_config())
     steps = None if users else _steps(args)
     capacity_note = (f", plus a capacity step each that ends when the site gives (at most "
                      f"{steps.count() * (steps.ramp + steps.hold) / 60:.0f} minutes)" if steps else "")
@@ -386,7 +389,7 @@ def run_experiment(args, run):
             began = time.monotonic()
             capacity = _capacity.measure(config, steps, instances=args.instances, port=args.port, out=out,
                                          progress=lambda what: progress(index, config, what))
-            progress.total += time.monotonic() - began  # the estimate covers the runs; this step took its own time
+            progress.add(time.monotonic() - began)  # the estimate covers the runs; this step took its own time
             capacities.append(capacity)
             if not capacity["users"]:
                 raise RuntimeError(f"{config.name} held no capacity step ({capacity['stopped_by']}); "
@@ -397,8 +400,12 @@ def run_experiment(args, run):
         results.append(summarise(raw))
     progress.done()
 
-    summary = write_report(out, run, plan.as_json(), results, capacities)
+    judged = judge(_rolling.hypothesis(configs), {r["config"]["name"]: r for r in results}) \
+        if args.faults == "rolling-restart" else None
+    summary = write_report(out, run, plan.as_json(), results, capacities, verdict=judged)
     print(summary)
+    if judged is not None:
+        return _ended(out, judged)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)
     if args.quick:
@@ -420,12 +427,18 @@ def run_quorum(args, run):
     return 0
 
 
+# Per scenario of split-brain and fate, besides its --seconds: a cluster up and down, the waits, the final reads.
+SCENARIO_SETUP_SECONDS = 60
+
+
 def run_split_brain(args, run):
     names = _split_brain.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
+    progress = Progress(names, args.seconds + SCENARIO_SETUP_SECONDS)
     with History(args.out / HISTORY, experiment="split-brain", command=run.command) as history:
-        for name in names:
-            print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
+        for index, name in enumerate(names):
+            progress(index, name, f"partition for {args.seconds:g} s, {args.users} users a side")
             _split_brain.run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=history)
+    progress.done()
     results, judged = _split_brain.report(args.out, run)
     print(_split_brain.table(results))
     return _ended(args.out, judged)
@@ -433,10 +446,12 @@ def run_split_brain(args, run):
 
 def run_fate(args, run):
     names = _fate.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
+    progress = Progress(names, args.seconds + SCENARIO_SETUP_SECONDS)
     with History(args.out / HISTORY, experiment="fate", command=run.command) as history:
-        for name in names:
-            print(f"{name}: {args.seconds:g} s, {args.users} users an instance", file=sys.stderr)
+        for index, name in enumerate(names):
+            progress(index, name, f"{args.seconds:g} s, {args.users} users an instance")
             _fate.run(name, seconds=args.seconds, users_per_instance=args.users, out=args.out, history=history)
+    progress.done()
     text, judged = _fate.report(args.out, run)
     print(text)
     return _ended(args.out, judged)
@@ -599,32 +614,6 @@ def run_post_cost(args):
     print(_bench.durability())
     print(json.dumps(figures))
     return 0
-
-
-class Progress:
-    """One status line: which configuration runs, what it does, the time left."""
-
-    def __init__(self, plan):
-        self.plan = plan
-        self.total = plan.seconds_per_config() * len(plan.configs)
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self._last_line = 0.0
-
-    def __call__(self, index, config, what):
-        elapsed = time.monotonic() - self.started
-        left = max(0, self.total - elapsed)
-        line = (f"[{index + 1}/{len(self.plan.configs)}] {config.name}: {what} "
-                f"(about {left / 60:.1f} min left in all)")
-        if self.tty:
-            print(f"\r{line:<110}", end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - self._last_line >= 10:
-            print(line, file=sys.stderr, flush=True)
-            self._last_line = time.monotonic()
-
-    def done(self):
-        if self.tty:
-            print(file=sys.stderr)
 
 
 if __name__ == "__main__":
