@@ -27,6 +27,7 @@ from deploy.cluster import DeployError, cgroup_version
 from labcore import registry
 from loadtest import (
     _bench,
+    _bench_cost,
     _capacity,
     _etcd,
     _fate,
@@ -110,7 +111,7 @@ def build_parser():
     sticky.add_argument("--port", type=int, default=8100)
     sticky.add_argument("--out", type=Path, default=Path("results") / "sticky")
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
-    bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
+    bench.add_argument("--stores", default=",".join(_bench_cost.BENCH_STORES),
                        help="comma-separated; the first is the base of the ratios")
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
@@ -505,6 +506,10 @@ def run_bench(args):
               f"| {_spread(direct['cpu_to_ceiling'])} | {lb['rps']:.0f} "
               f"| {_spread(lb['to_ceiling'])} | {_spread(lb['to_base'])} | {lb['p50_ms']:.2f} | {lb['p99_ms']:.2f} "
               f"| {login['rps']:.0f} | {_spread(login['to_base'])} | {lb['generator_cpu']:.0%} |")
+    print("\nserver CPU a request straight to the instance (median, min-max of the rounds), beside the floor "
+          "and the stock engines; store commands a request, counted by the stores (R Redis, M memcached; "
+          "database statements: tests/test_roundtrips.py)")
+    print(_bench_cost.table(report))
     lb = report["load_balancer"]
     print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
           f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")

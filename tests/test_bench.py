@@ -1,0 +1,61 @@
+"""`python -m loadtest bench`: our stores, Django's stock engines, the floor and the ceiling in one run.
+
+One tiny run (two rounds of a second each, three stores) checks the wiring,
+not the figures: the stock engine's cluster comes up, the floor answers on
+our stores' instances, the store commands are counted by Redis, and every
+CPU figure carries its spread and its ratios.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from deploy.cluster import BLOCK, free_base_port, port_free
+from loadtest import _bench
+
+STORES = ["memory", "redis", "stock_cache_redis"]
+
+
+def _free_blocks(count):
+    """A base port whose `count` consecutive cluster blocks are free now."""
+    for _ in range(50):
+        base = free_base_port()
+        if all(port_free(port) for port in range(base, base + count * BLOCK)):
+            return base
+    pytest.fail(f"no {count} free blocks of ports")
+
+
+@pytest.fixture
+def out():
+    """A short folder: HAProxy's socket path in it must stay under 98 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(600)
+def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
+    report = _bench.bench(stores_to_run=STORES, rounds=2, seconds=1, connections=2,
+                          port=_free_blocks(len(STORES)), out=out)
+    stores = report["stores"]
+    for store in STORES:
+        runs = report["raw"][store]
+        assert all(run["bad_responses"] == 0 for mix in runs.values() for run in mix), runs
+        spread = stores[store]["poll_direct"]["server_us_spread"]
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+    # The floor answers (BENCH_VIEWS=1) on our stores' instances only, and sends what the poll mix sends.
+    assert [len(report["raw"][store].get("floor_direct", [])) for store in STORES] == [2, 2, 0]
+    assert stores["redis"]["floor_direct"]["server_us"]["median"] > 0
+    commands = report["commands"]
+    assert commands["redis"] == {"poll": {"redis": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1},
+                                 "floor poll": {"redis": 1}, "floor heartbeat": {"redis": 2},
+                                 "floor me": {"redis": 1}}
+    assert commands["stock_cache_redis"] == {"poll": {"redis": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}}
+    assert commands["memory"] == {kind: {} for kind in commands["redis"]}
+    # Ours against the stock engine on the same store, round by round, and the issue's targets on CPU.
+    assert set(stores["redis"]["poll_direct"]["cpu_to_stock"]) == {"stock_cache_redis"}
+    names = [target["target"] for target in report["targets"]]
+    assert "redis: server CPU a request at most stock_cache_redis's (every round)" in names
+    assert any(name.startswith("memory's poll mix at least 0.8 of the bare Django view") for name in names)
