@@ -31,6 +31,7 @@ from loadtest import (
     _capacity,
     _etcd,
     _fate,
+    _profile,
     _quorum,
     _replication_bench,
     _report,
@@ -119,6 +120,14 @@ def build_parser():
     bench.add_argument("--port", type=int, default=8200)
     bench.add_argument("--server", default="gthread:8", help="how each instance is served (deploy/web.py)")
     bench.add_argument("--out", type=Path, default=Path("results") / "bench")
+    profiler = commands.add_parser("bench-profile", help="CPU per layer of one instance under the poll mix "
+                                   "(py-spy), and store commands per request")
+    profiler.add_argument("--sessions", default="redis", help="a SESSION_STORE (Django's stock engines too)")
+    profiler.add_argument("--seconds", type=int, default=20)
+    profiler.add_argument("--connections", type=int, default=8)
+    profiler.add_argument("--port", type=int, default=8600)
+    profiler.add_argument("--server", default="gthread:8", help="how the instance is served (deploy/web.py)")
+    profiler.add_argument("--out", type=Path, default=Path("results") / "bench-profile")
     servers = commands.add_parser("bench-servers", help="the memory poll mix under each server, beside its ceiling")
     servers.add_argument("--servers", default="gthread:1,gthread:2,gthread:4,gthread:8,sync,gevent,granian:4")
     servers.add_argument("--rounds", type=int, default=3)
@@ -236,6 +245,8 @@ def main(argv=None):
             return run_bench_servers(args)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "bench-profile":
+            return run_bench_profile(args)
         if args.command == "bench-against":
             return run_bench_against(args)
         if args.command == "bench-shards":
@@ -518,6 +529,23 @@ def run_bench(args):
               f"{target['needed']})")
     print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_bench_profile(args):
+    out = args.out / args.sessions
+    out.mkdir(parents=True, exist_ok=True)
+    report = _profile.profile(args.sessions, seconds=args.seconds, connections=args.connections, port=args.port,
+                              out=out, server=args.server)
+    print(f"{args.sessions}: poll mix straight to one instance ({args.server}), wrk {args.connections} connections "
+          f"for {args.seconds} s, {report['rps']:.0f} req/s, {report['server_us']:.0f} µs of server CPU a request; "
+          f"sampled by {report['profiler']} at {report['rate']} Hz")
+    print(_profile.table(report))
+    print("\nstore commands a request (counted by the stores; database statements: tests/test_roundtrips.py)")
+    for kind, counts in report["commands"].items():
+        print(f"  {kind}: {', '.join(f'{n:g} {store}' for store, n in counts.items()) or 'none'}")
+    (out / "profile.json").write_text(json.dumps(report, indent=1))
+    print(f"figures: {out / 'profile.json'}; samples: {out / 'py-spy.txt'}")
     return 0
 
 

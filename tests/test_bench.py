@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import BLOCK, free_base_port, port_free
-from loadtest import _bench
+from loadtest import _bench, _profile
 
 STORES = ["memory", "redis", "stock_cache_redis"]
 
@@ -59,3 +59,24 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     names = [target["target"] for target in report["targets"]]
     assert "redis: server CPU a request at most stock_cache_redis's (every round)" in names
     assert any(name.startswith("memory's poll mix at least 0.8 of the bare Django view") for name in names)
+
+
+def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():
+    server = ['process 1:"gunicorn"', "run (threading.py:1010)", "handle (gunicorn/workers/gthread.py:553)",
+              "__call__ (django/core/handlers/wsgi.py:124)", "__call__ (accounts/middleware.py:40)"]
+    assert _profile.layer_of(server) == "middleware"
+    session = [*server, "load (labcore/sessions/redis.py:30)", "_get (django/utils/functional.py:1)"]
+    assert _profile.layer_of(session) == "session engine"
+    assert _profile.layer_of([*session, "get (django_redis/cache.py:90)", "read (redis/connection.py:1)"]) == "redis-py"
+    assert _profile.layer_of(['process 1:"gunicorn"']) == _profile.OTHER
+
+
+@pytest.mark.timeout(300)
+def test_bench_profile_breaks_an_instances_cpu_into_layers_summing_to_all_of_it(out):
+    report = _profile.profile("redis", seconds=3, connections=2, port=_free_blocks(1), out=out)
+    layers = report["layers"]
+    assert sum(layers.values()) == pytest.approx(1, abs=0.001)
+    assert layers["redis-py"] > 0 and layers["session engine"] > 0 and layers["the server"] > 0, layers
+    assert report["server_us"] > 0
+    assert report["commands"]["heartbeat"] == {"redis": 2}
+    assert "| total | 100.0% |" in _profile.table(report)
