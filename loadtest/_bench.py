@@ -95,6 +95,8 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     median and spread.
     """
     require("wrk", "wrk")
+    for row in stores_to_run:
+        _bench_cost.parse_row(row)  # a bad row fails before anything starts
     scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     (scripts / "poll.lua").write_text(POLL_MIX)
     (scripts / "login.lua").write_text(LOGIN)
@@ -105,12 +107,13 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     results[CEILING] = {"poll_direct": []}
     try:
         ceiling = _start_ceiling(server, scripts)
-        for index, store in enumerate(stores_to_run):
-            print(f"starting the {store} cluster", file=sys.stderr)
-            clusters[store] = deploy.up(
+        for index, row in enumerate(stores_to_run):
+            print(f"starting the {row} cluster", file=sys.stderr)
+            store, settings = _bench_cost.parse_row(row)
+            clusters[row] = deploy.up(
                 instances=1, sessions=store, presence=registry.session_store(store).presence, server=server,
-                port=port + BLOCK * index, env={**BENCH_ENV, **_bench_cost.CLUSTER_ENV}, durable=DURABLE,
-                state_dir=out / "clusters" / store)
+                port=port + BLOCK * index, env={**BENCH_ENV, **_bench_cost.CLUSTER_ENV, **settings},
+                durable=DURABLE, state_dir=out / "clusters" / f"c{index}")
         sessions = {store: _log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
@@ -134,10 +137,11 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
         lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
         for store, cluster in clusters.items():
             direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
-            commands[store] = _bench_cost.commands_per_request(cluster, sessions[store], direct)
+            commands[store] = _bench_cost.commands_per_request(cluster, sessions[store], direct,
+                                                               floor=_bench_cost.FLOOR in results[store])
     finally:
-        for store in clusters:
-            deploy.down(out / "clusters" / store)
+        for index in range(len(clusters)):
+            deploy.down(out / "clusters" / f"c{index}")
         if ceiling:
             stop(ceiling)
         shutil.rmtree(scripts, ignore_errors=True)

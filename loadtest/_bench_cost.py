@@ -43,9 +43,30 @@ end
 SAMPLES = 5  # requests of each kind counted; the counts are exact, so few suffice
 
 
-def has_floor(store):
-    """The floor is measured on our stores' instances; a stock engine's store has the same floor as ours."""
-    return store not in registry.COMPARISON_SESSION_STORES
+def parse_row(row):
+    """A row of `bench --stores`: a store, or a store with settings of its own, "redis:STORE_BREAKER_INTERVAL=0".
+
+    Return (store, {setting: value}). A variant measures what a guarantee
+    costs by switching it off beside the store as it ships; ValueError names
+    a malformed setting.
+    """
+    store, *settings = row.split(":")
+    env = {}
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.isupper() or not name.replace("_", "").isalnum():
+            raise ValueError(f"{row!r}: each setting after the store must be NAME=value, e.g. "
+                             "redis:STORE_BREAKER_INTERVAL=0")
+        env[name] = value
+    registry.session_store(store)  # a ConfigError naming the stores for an unknown one
+    return store, env
+
+
+def has_floor(row):
+    """The floor is measured on our stores' instances as they ship; a stock engine's store, or a variant's,
+    has the same floor as ours."""
+    store, env = parse_row(row)
+    return store not in registry.COMPARISON_SESSION_STORES and not env
 
 
 def requests(env):
@@ -65,15 +86,16 @@ def _send(url, method, path, headers):
         response.read()
 
 
-def commands_per_request(cluster, env, url):
-    """{kind: {"redis": n, "memcached": n}} per request of each kind, sent to `url` (the instance itself)."""
+def commands_per_request(cluster, env, url, *, floor=True):
+    """{kind: {"redis": n, "memcached": n}} per request of each kind, sent to `url` (the instance itself);
+    with `floor`, the floor's requests too."""
     settings = site_env(cluster)
     # deploy sets a store's variable only when the cluster runs that store.
     redis_url, memcached = settings.get("REDIS_URL"), settings.get("MEMCACHED_URL")
     location = memcached.split("://", 1)[-1] if memcached else None
     counted = {}
     for kind, method, path, headers in requests(env):
-        if kind.startswith("floor") and not has_floor(cluster.sessions):
+        if kind.startswith("floor") and not floor:
             continue
         _send(url, method, path, headers)  # connections open, scripts loaded: the steady state
         counts = Counter()
@@ -110,7 +132,7 @@ def summarise(results, stores_to_run, summary):
             row["poll_direct"]["cpu_to_floor"] = _spread([a / b for a, b in zip(ours, floor)])
         row["poll_direct"]["cpu_to_stock"] = {
             stock: _spread([a / b for a, b in zip(ours, _cpu(results, stock))])
-            for stock in STOCK_OF.get(store, ()) if stock in results}
+            for stock in STOCK_OF.get(parse_row(store)[0], ()) if stock in results}
     return summary
 
 

@@ -104,7 +104,7 @@ def profile(store, *, seconds, connections, port, out, server=web.DEFAULT, rate=
         _, errors = sampler.communicate(timeout=seconds + 120)
         if sampler.returncode or not raw.exists():
             raise DeployError(f"py-spy failed: {errors.strip()[-500:]}")
-        commands = _bench_cost.commands_per_request(cluster, env, direct)
+        commands = _bench_cost.commands_per_request(cluster, env, direct, floor=_bench_cost.has_floor(store))
     finally:
         deploy.down(state)
         shutil.rmtree(scripts, ignore_errors=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import BLOCK, free_base_port, port_free
-from loadtest import _bench, _profile
+from loadtest import _bench, _bench_cost, _profile
 
-STORES = ["memory", "redis", "stock_cache_redis"]
+STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0"]
 
 
 def _free_blocks(count):
@@ -46,7 +46,7 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
         spread = stores[store]["poll_direct"]["server_us_spread"]
         assert 0 < spread["min"] <= spread["median"] <= spread["max"]
     # The floor answers (BENCH_VIEWS=1) on our stores' instances only, and sends what the poll mix sends.
-    assert [len(report["raw"][store].get("floor_direct", [])) for store in STORES] == [2, 2, 0]
+    assert [len(report["raw"][store].get("floor_direct", [])) for store in STORES] == [2, 2, 0, 0]
     assert stores["redis"]["floor_direct"]["server_us"]["median"] > 0
     commands = report["commands"]
     assert commands["redis"] == {"poll": {"redis": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1},
@@ -56,9 +56,29 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     assert commands["memory"] == {kind: {} for kind in commands["redis"]}
     # Ours against the stock engine on the same store, round by round, and the issue's targets on CPU.
     assert set(stores["redis"]["poll_direct"]["cpu_to_stock"]) == {"stock_cache_redis"}
+    # A variant is its store with a guarantee switched off, compared with the same stock engine.
+    assert commands["redis:STORE_BREAKER_INTERVAL=0"] == commands["stock_cache_redis"]
+    assert set(stores["redis:STORE_BREAKER_INTERVAL=0"]["poll_direct"]["cpu_to_stock"]) == {"stock_cache_redis"}
     names = [target["target"] for target in report["targets"]]
     assert "redis: server CPU a request at most stock_cache_redis's (every round)" in names
     assert any(name.startswith("memory's poll mix at least 0.8 of the bare Django view") for name in names)
+
+
+@pytest.mark.parametrize("row, parsed", [
+    ("redis", ("redis", {})),
+    ("stock_cached_db", ("stock_cached_db", {})),
+    ("redis:STORE_BREAKER_INTERVAL=0:USER_CACHE_SECONDS=0",
+     ("redis", {"STORE_BREAKER_INTERVAL": "0", "USER_CACHE_SECONDS": "0"})),
+])
+def test_a_bench_row_is_a_store_with_settings_of_its_own(row, parsed):
+    assert _bench_cost.parse_row(row) == parsed
+
+
+@pytest.mark.parametrize("row, named", [("nowhere", "SESSION_STORE='nowhere' is not one of"),
+                                        ("redis:breaker", "NAME=value"), ("redis:lower=1", "NAME=value")])
+def test_a_bad_bench_row_is_refused_by_name(row, named):
+    with pytest.raises(ValueError, match=named):
+        _bench_cost.parse_row(row)
 
 
 def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():
