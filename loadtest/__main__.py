@@ -122,7 +122,8 @@ def build_parser():
     bench.add_argument("--out", type=Path, default=Path("results") / "bench")
     profiler = commands.add_parser("bench-profile", help="CPU per layer of one instance under the poll mix "
                                    "(py-spy), and store commands per request")
-    profiler.add_argument("--sessions", default="redis", help="a SESSION_STORE (Django's stock engines too)")
+    profiler.add_argument("--sessions", default="redis", help="a SESSION_STORE (Django's stock engines too), "
+                          "with settings of its own as bench's rows take them: redis:STORE_BREAKER_INTERVAL=0")
     profiler.add_argument("--seconds", type=int, default=20)
     profiler.add_argument("--connections", type=int, default=8)
     profiler.add_argument("--port", type=int, default=8600)
@@ -533,7 +534,7 @@ def run_bench(args):
 
 
 def run_bench_profile(args):
-    out = args.out / args.sessions
+    out = args.out / args.sessions.replace(":", "-")
     out.mkdir(parents=True, exist_ok=True)
     report = _profile.profile(args.sessions, seconds=args.seconds, connections=args.connections, port=args.port,
                               out=out, server=args.server)

@@ -81,8 +81,12 @@ def py_spy():
     return found
 
 
-def profile(store, *, seconds, connections, port, out, server=web.DEFAULT, rate=RATE):
-    """Profile one instance on `store` under the poll mix; return its layers, CPU a request and commands."""
+def profile(row, *, seconds, connections, port, out, server=web.DEFAULT, rate=RATE):
+    """Profile one instance on `row`'s store under the poll mix; return its layers, CPU a request and commands.
+
+    `row` is a store, or a store with settings of its own as `bench` takes them (redis:STORE_BREAKER_INTERVAL=0).
+    """
+    store, settings = _bench_cost.parse_row(row)
     require("wrk", "wrk")
     spy = py_spy()
     scripts = Path(tempfile.mkdtemp(prefix="bench-profile-"))
@@ -90,7 +94,8 @@ def profile(store, *, seconds, connections, port, out, server=web.DEFAULT, rate=
     state = out / "cluster"
     try:
         cluster = deploy.up(instances=1, sessions=store, presence=registry.session_store(store).presence,
-                            server=server, port=port, env={**_bench.BENCH_ENV, **_bench_cost.CLUSTER_ENV},
+                            server=server, port=port,
+                            env={**_bench.BENCH_ENV, **_bench_cost.CLUSTER_ENV, **settings},
                             durable=_bench.DURABLE, state_dir=state)
         env = _bench._log_in(cluster.url)
         app1 = cluster.instances["app1"]
@@ -104,11 +109,11 @@ def profile(store, *, seconds, connections, port, out, server=web.DEFAULT, rate=
         _, errors = sampler.communicate(timeout=seconds + 120)
         if sampler.returncode or not raw.exists():
             raise DeployError(f"py-spy failed: {errors.strip()[-500:]}")
-        commands = _bench_cost.commands_per_request(cluster, env, direct, floor=_bench_cost.has_floor(store))
+        commands = _bench_cost.commands_per_request(cluster, env, direct, floor=_bench_cost.has_floor(row))
     finally:
         deploy.down(state)
         shutil.rmtree(scripts, ignore_errors=True)
-    return {"store": store, "server": server, "seconds": seconds, "connections": connections, "rate": rate,
+    return {"store": row, "server": server, "seconds": seconds, "connections": connections, "rate": rate,
             "profiler": "py-spy --gil --nonblocking", "rps": figures["rps"], "server_us": figures["server_us"],
             "layers": breakdown(raw.read_text()), "commands": commands}
 
