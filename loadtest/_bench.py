@@ -1,7 +1,9 @@
 """Benchmarks: what each store costs per request, measured side by side.
 
 `bench`: the site through HAProxy, one cluster per session store (one
-instance each, so the store's cost is not hidden behind spare cores), all up
+instance each, so the store's cost is not hidden behind spare cores), with
+Django's stock engines and each store's floor beside them
+(loadtest/_bench_cost.py), all up
 at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
 reported. `bench-sessions` and `bench-presence`: the session layer and the

@@ -7,7 +7,9 @@ stores' instances, the floor: `/bench/floor/<poll|heartbeat|me>`
 trips through the same clients with none of our code around them. So a
 store's server CPU per request splits into the bare Django view (the
 ceiling), the store and its client (the floor minus the ceiling), and ours
-(the poll mix minus the floor).
+(the poll mix minus the floor). A row may also be one of our stores with
+a guarantee switched off for its cluster only (`parse_row`), so what the
+guarantee costs is measured in the same rounds.
 
 The store commands a request of each kind sends are counted by the
 servers themselves (labcore/roundtrips.py: Redis's MONITOR feed, memcached's
