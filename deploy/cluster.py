@@ -134,14 +134,19 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
 
 
 def servers_for(*, sessions, presence, db):
-    """The kinds of server a cluster of this configuration starts; DeployError for an unknown store."""
+    """The kinds of server a cluster of this configuration starts; DeployError for an unknown store.
+
+    The comparison rows (Django's stock engines, registry.COMPARISON_SESSION_STORES)
+    are accepted, for the benchmark, but never offered: the error lists the lab's own stores only.
+    """
     for value, table, what in (
-        (sessions, registry.SESSION_STORES, "--sessions"),
+        (sessions, {**registry.SESSION_STORES, **registry.COMPARISON_SESSION_STORES}, "--sessions"),
         (presence, registry.PRESENCE_STORES, "--presence"),
         (db, registry.DATABASES, "--db"),
     ):
         if value not in table:
-            raise DeployError(f"{what} {value!r} is not one of: {', '.join(table)}")
+            offered = [name for name, row in table.items() if not getattr(row, "comparison", False)]
+            raise DeployError(f"{what} {value!r} is not one of: {', '.join(offered)}")
     needed = registry.servers_needed(sessions=sessions, presence=presence, database_name=db)
     missing = [kind for kind in needed if kind not in servers()]
     if missing:

@@ -27,9 +27,11 @@ from deploy.cluster import DeployError, cgroup_version
 from labcore import registry
 from loadtest import (
     _bench,
+    _bench_cost,
     _capacity,
     _etcd,
     _fate,
+    _profile,
     _quorum,
     _replication_bench,
     _report,
@@ -113,7 +115,7 @@ def build_parser():
     sticky.add_argument("--port", type=int, default=8100)
     sticky.add_argument("--out", type=Path, default=Path("results") / "sticky")
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
-    bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
+    bench.add_argument("--stores", default=",".join(_bench_cost.BENCH_STORES),
                        help="comma-separated; the first is the base of the ratios")
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
@@ -121,6 +123,15 @@ def build_parser():
     bench.add_argument("--port", type=int, default=8200)
     bench.add_argument("--server", default="gthread:8", help="how each instance is served (deploy/web.py)")
     bench.add_argument("--out", type=Path, default=Path("results") / "bench")
+    profiler = commands.add_parser("bench-profile", help="CPU per layer of one instance under the poll mix "
+                                   "(py-spy), and store commands per request")
+    profiler.add_argument("--sessions", default="redis", help="a SESSION_STORE (Django's stock engines too), "
+                          "with settings of its own as bench's rows take them: redis:STORE_BREAKER_INTERVAL=0")
+    profiler.add_argument("--seconds", type=int, default=20)
+    profiler.add_argument("--connections", type=int, default=8)
+    profiler.add_argument("--port", type=int, default=8600)
+    profiler.add_argument("--server", default="gthread:8", help="how the instance is served (deploy/web.py)")
+    profiler.add_argument("--out", type=Path, default=Path("results") / "bench-profile")
     servers = commands.add_parser("bench-servers", help="the memory poll mix under each server, beside its ceiling")
     servers.add_argument("--servers", default="gthread:1,gthread:2,gthread:4,gthread:8,sync,gevent,granian:4")
     servers.add_argument("--rounds", type=int, default=3)
@@ -238,6 +249,8 @@ def main(argv=None):
             return run_bench_servers(args)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "bench-profile":
+            return run_bench_profile(args)
         if args.command == "bench-against":
             return run_bench_against(args)
         if args.command == "bench-shards":
@@ -520,6 +533,10 @@ def run_bench(args):
               f"| {_spread(direct['cpu_to_ceiling'])} | {lb['rps']:.0f} "
               f"| {_spread(lb['to_ceiling'])} | {_spread(lb['to_base'])} | {lb['p50_ms']:.2f} | {lb['p99_ms']:.2f} "
               f"| {login['rps']:.0f} | {_spread(login['to_base'])} | {lb['generator_cpu']:.0%} |")
+    print("\nserver CPU a request straight to the instance (median, min-max of the rounds), beside the floor "
+          "and the stock engines; store commands a request, counted by the stores (R Redis, M memcached; "
+          "database statements: tests/test_roundtrips.py)")
+    print(_bench_cost.table(report))
     lb = report["load_balancer"]
     print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
           f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")
@@ -528,6 +545,23 @@ def run_bench(args):
               f"{target['needed']})")
     print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_bench_profile(args):
+    out = args.out / args.sessions.replace(":", "-")
+    out.mkdir(parents=True, exist_ok=True)
+    report = _profile.profile(args.sessions, seconds=args.seconds, connections=args.connections, port=args.port,
+                              out=out, server=args.server)
+    print(f"{args.sessions}: poll mix straight to one instance ({args.server}), wrk {args.connections} connections "
+          f"for {args.seconds} s, {report['rps']:.0f} req/s, {report['server_us']:.0f} µs of server CPU a request; "
+          f"sampled by {report['profiler']} at {report['rate']} Hz")
+    print(_profile.table(report))
+    print("\nstore commands a request (counted by the stores; database statements: tests/test_roundtrips.py)")
+    for kind, counts in report["commands"].items():
+        print(f"  {kind}: {', '.join(f'{n:g} {store}' for store, n in counts.items()) or 'none'}")
+    (out / "profile.json").write_text(json.dumps(report, indent=1))
+    print(f"figures: {out / 'profile.json'}; samples: {out / 'py-spy.txt'}")
     return 0
 
 
