@@ -1,7 +1,9 @@
 """Benchmarks: what each store costs per request, measured side by side.
 
 `bench`: the site through HAProxy, one cluster per session store (one
-instance each, so the store's cost is not hidden behind spare cores), all up
+instance each, so the store's cost is not hidden behind spare cores), with
+Django's stock engines and each store's floor beside them
+(loadtest/cost.py), all up
 at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
 reported. """
@@ -28,6 +30,7 @@ from deploy.cluster import (
     web,
 )
 from labcore import registry
+from loadtest.bench import cost
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, median, run_wrk, spread
 from loadtest.cli import ratio_text
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
@@ -38,7 +41,7 @@ HELP = "each session store's cost per request, through HAProxy"
 
 
 def add_arguments(parser):
-    parser.add_argument("--stores", default=",".join(SESSION_STORES),
+    parser.add_argument("--stores", default=",".join(cost.BENCH_STORES),
                         help="comma-separated; the first is the base of the ratios")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
@@ -70,6 +73,10 @@ def main(args):
     print(Table.of(["store", "poll mix direct req/s", "to ceiling", "server CPU µs a request", "ceiling's CPU to it",
                     "through HAProxy req/s", "to ceiling", f"to {base}", "p50 ms", "p99 ms", "login req/s",
                     f"to {base}", "wrk CPU"], rows).markdown())
+    print("\nserver CPU a request straight to the instance (median, min-max of the rounds), beside the floor "
+          "and the stock engines; store commands a request, counted by the stores (R Redis, M memcached; "
+          "database statements: tests/test_roundtrips.py)")
+    print(cost.table(report).markdown())
     lb = report["load_balancer"]
     print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
           f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")
@@ -97,19 +104,25 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     median and spread.
     """
     require("wrk", "wrk")
+    for row in stores_to_run:
+        cost.parse_row(row)  # a bad row fails before anything starts
     scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     (scripts / "poll.lua").write_text(POLL_MIX)
     (scripts / "login.lua").write_text(LOGIN)
-    clusters, ceiling = {}, None
-    results = {store: {"poll_direct": [], "poll_lb": [], "login": []} for store in stores_to_run}
+    (scripts / "floor.lua").write_text(cost.FLOOR_MIX)
+    clusters, ceiling, commands = {}, None, {}
+    results = {store: {"poll_direct": [], "poll_lb": [], "login": [],
+                       **({cost.FLOOR: []} if cost.has_floor(store) else {})} for store in stores_to_run}
     results[CEILING] = {"poll_direct": []}
     try:
         ceiling = _start_ceiling(server, scripts)
-        for index, store in enumerate(stores_to_run):
-            print(f"starting the {store} cluster", file=sys.stderr)
-            clusters[store] = deploy.up(
-                instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence, server=server,
-                port=port + BLOCK * index, env=BENCH_ENV, durable=DURABLE, state_dir=out / "clusters" / store)
+        for index, row in enumerate(stores_to_run):
+            print(f"starting the {row} cluster", file=sys.stderr)
+            store, settings = cost.parse_row(row)
+            clusters[row] = deploy.up(
+                instances=1, sessions=store, presence=registry.session_store(store).presence, server=server,
+                port=port + BLOCK * index, env={**BENCH_ENV, **cost.CLUSTER_ENV, **settings},
+                durable=DURABLE, state_dir=out / "clusters" / f"c{index}")
         sessions = {store: log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
@@ -124,19 +137,28 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
                 app1 = clusters[name].instances["app1"]
                 direct = f"http://127.0.0.1:{app1['port']}"
                 results[name]["poll_direct"].append(run_wrk(direct, poll, env, seconds, connections, app1["pid"]))
+                if cost.FLOOR in results[name]:
+                    results[name][cost.FLOOR].append(
+                        run_wrk(direct, scripts / "floor.lua", {}, seconds, connections, app1["pid"]))
                 results[name]["poll_lb"].append(run_wrk(clusters[name].url, poll, env, seconds, connections))
                 login = scripts / "login.lua"
                 results[name]["login"].append(run_wrk(clusters[name].url, login, env, seconds, connections))
         lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
+        for store, cluster in clusters.items():
+            direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
+            commands[store] = cost.commands_per_request(cluster, sessions[store], direct,
+                                                               floor=cost.FLOOR in results[store])
     finally:
-        for store in clusters:
-            deploy.down(out / "clusters" / store)
+        for index in range(len(clusters)):
+            deploy.down(out / "clusters" / f"c{index}")
         if ceiling:
             stop(ceiling)
         shutil.rmtree(scripts, ignore_errors=True)
-    report = {"stores": _summarise(results, stores_to_run), "load_balancer": lb, "server": server,
-              "durable": DURABLE, "rounds": rounds, "seconds": seconds, "connections": connections, "raw": results}
-    report["targets"] = targets(report)
+    report = {"stores": cost.summarise(results, stores_to_run, _summarise(results, stores_to_run)),
+              "commands": commands, "load_balancer": lb, "server": server, "durable": DURABLE, "rounds": rounds,
+              "seconds": seconds, "connections": connections, "raw": results}
+    report["targets"] = targets(report) + _target_rows(
+        cost.targets(results, stores_to_run, [run["server_us"] for run in results[CEILING]["poll_direct"]]))
     (out / "bench.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -217,5 +239,9 @@ def targets(report):
             poll = stores[store]["poll_lb"]
             checks.append((f"{store}: poll mix p99 at most 3 x p50 through HAProxy",
                            3 * poll["p50_ms"] / poll["p99_ms"], 1))
+    return _target_rows(checks)
+
+
+def _target_rows(checks):
     return [{"target": name, "figure": round(figure, 3), "needed": round(needed, 3), "met": figure >= needed}
             for name, figure, needed in checks]

@@ -22,9 +22,12 @@ from datetime import datetime
 from pathlib import Path
 
 from loadtest.cli import listed
-from loadtest.experiments import capacity, kill_report, kill_run
+from loadtest.experiments import capacity, kill_report, kill_run, rolling
 from loadtest.experiments.configs import DEFAULT_MATRIX, QUICK_MATRIX, STORE_MATRIX, parse_config
+from loadtest.harness import verdict
 from loadtest.harness.analysis import headline_failures, summarise
+from loadtest.harness.progress import Progress
+from loadtest.harness.verdict import judge
 
 NAME = "run"
 HELP = "the kill experiment (the default)"
@@ -47,7 +50,8 @@ def add_arguments(parser):
                         help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
                              "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
                              f"{kill_run.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
-                             "primary at once)")
+                             "primary at once); rolling-restart (each instance in turn stopped gracefully and "
+                             "started again, the everyday deploy; ends with a verdict)")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
@@ -72,7 +76,7 @@ def main(args):
     out.mkdir(parents=True, exist_ok=True)
     plan = kill_run.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
                          load=args.load)
-    progress = Progress(plan)
+    progress = Progress(configs, plan.seconds_per_config())
     steps = None if users else capacity.steps_of(args)
     capacity_note = (f", plus a capacity step each that ends when the site gives (at most "
                      f"{steps.count() * (steps.ramp + steps.hold) / 60:.0f} minutes)" if steps else "")
@@ -86,7 +90,7 @@ def main(args):
             began = time.monotonic()
             held = capacity.measure(config, steps, instances=args.instances, port=args.port, out=out,
                                     progress=lambda what: progress(index, config, what))
-            progress.total += time.monotonic() - began  # the estimate covers the runs; this step took its own time
+            progress.add(time.monotonic() - began)  # the estimate covers the runs; this step took its own time
             capacities.append(held)
             if not held["users"]:
                 raise RuntimeError(f"{config.name} held no capacity step ({held['stopped_by']}); "
@@ -97,8 +101,13 @@ def main(args):
         results.append(summarise(raw))
     progress.done()
 
-    summary = kill_report.write(out, args.run, {"plan": plan.as_json(), "capacity": capacities, "configs": results})
+    judged = judge(rolling.hypothesis(configs), {r["config"]["name"]: r for r in results}) \
+        if args.faults == "rolling-restart" else None
+    summary = kill_report.write(out, args.run, {"plan": plan.as_json(), "capacity": capacities, "configs": results,
+                                                "verdict": judged})
     print(summary)
+    if judged is not None:
+        return verdict.ended(out, judged)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)
     if args.quick:
@@ -108,29 +117,3 @@ def main(args):
         print("headline results hold: memory+sticky loses sessions after the kill, redis loses none, "
               "no acknowledged message is lost or duplicated.")
     return 0
-
-
-class Progress:
-    """One status line: which configuration runs, what it does, the time left."""
-
-    def __init__(self, plan):
-        self.plan = plan
-        self.total = plan.seconds_per_config() * len(plan.configs)
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self._last_line = 0.0
-
-    def __call__(self, index, config, what):
-        elapsed = time.monotonic() - self.started
-        left = max(0, self.total - elapsed)
-        line = (f"[{index + 1}/{len(self.plan.configs)}] {config.name}: {what} "
-                f"(about {left / 60:.1f} min left in all)")
-        if self.tty:
-            print(f"\r{line:<110}", end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - self._last_line >= 10:
-            print(line, file=sys.stderr, flush=True)
-            self._last_line = time.monotonic()
-
-    def done(self):
-        if self.tty:
-            print(file=sys.stderr)

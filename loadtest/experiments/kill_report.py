@@ -18,6 +18,7 @@ from loadtest.reports.tables import Table
 def write(out, run, figures):
     """results.json (the figures: plan, capacity, configs), summary.md, the charts and the page; return the summary."""
     plan, capacities, results = figures["plan"], figures["capacity"], figures["configs"]
+    verdict = figures.get("verdict")  # the rolling restart's, when it ran
     charts = out / "charts"
     charts.mkdir(parents=True, exist_ok=True)
     timelines = {r["config"]["name"]: timeline_svg(r) for r in results}
@@ -40,7 +41,7 @@ def write(out, run, figures):
         f"# {_title(plan)}\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
         + capacity + "\n"
     )
-    page.write(out, run, title=_page_title(plan), headline=headline(plan, results),
+    page.write(out, run, title=_page_title(plan), headline=headline(plan, results), verdict=verdict,
                sections=report_sections(plan, results, reading, bars, timelines, capacities))
     return summary
 

@@ -20,6 +20,8 @@ SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 TICK = 0.25  # seconds between a user's session writes
 HEARTBEAT_EVERY = 4  # ticks
 LOGIN_EVERY = 8  # ticks: a new user logs in at each instance this often
+# Per scenario of split-brain and fate, besides its --seconds: a cluster up and down, the waits, the final reads.
+SCENARIO_SETUP_SECONDS = 60
 
 
 def accounts(state_dir, nodes, *, users, newcomer_seconds):

@@ -110,7 +110,12 @@ def read_recording(recording, expected=1, timeout=30):
 def wait_until(moment, report, locust):
     """Sleep until a moment of the schedule, reporting progress, unless Locust died."""
     while (left := moment - time.time()) > 0:
-        if locust.poll() is not None:
-            raise RuntimeError(f"Locust exited early with code {locust.returncode}")
+        alive(locust)
         report()
         time.sleep(min(left, 1.0))
+
+
+def alive(locust):
+    """RuntimeError if Locust exited before its time."""
+    if locust.poll() is not None:
+        raise RuntimeError(f"Locust exited early with code {locust.returncode}")
