@@ -65,10 +65,11 @@ CMD ["python", "-m", "gunicorn", "labsite.wsgi", \
 # --- loadgen: Locust with the lab's journeys -------------------------------
 FROM runtime AS loadgen
 WORKDIR /opt/lab
-# `locust -f loadtest/journeys.py`: the journeys alone (`-f loadtest` would
-# also load loadtest/harness/); its helpers import from the installed package.
+# `locust -f loadtest/locustfiles/journeys.py`: the journeys alone (the folder
+# would also load the capacity step's load shape); its helpers import from the
+# installed package.
 COPY loadtest/ loadtest/
 USER 10001:10001
 EXPOSE 8089 5557
-ENTRYPOINT ["locust", "-f", "loadtest/journeys.py"]
+ENTRYPOINT ["locust", "-f", "loadtest/locustfiles/journeys.py"]
 CMD ["--help"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtest._quorum import Nodes, Shape, miss_chance, run_load
+from loadtest.experiments.quorum_model import Nodes, Shape, miss_chance, run_load
 
 
 @pytest.fixture
