@@ -100,12 +100,19 @@ def site_environment(cluster):
     return env
 
 
-def _service(image, command=None, *, replicas=1, restart="any", **more):
+def _literal(value):
+    """A value `docker stack deploy` passes on as written: it would substitute $NAME from the caller's shell."""
+    return value.replace("$", "$$")
+
+
+def _service(image, command=None, *, replicas=1, restart="any", environment=None, **more):
     service = {"image": image, "networks": ["lab"],
                "deploy": {"replicas": replicas, "endpoint_mode": "dnsrr",
                           "restart_policy": {"condition": restart, "delay": "1s"}}}
     if command:
-        service["command"] = command
+        service["command"] = [_literal(part) for part in command]
+    if environment:
+        service["environment"] = {name: _literal(str(value)) for name, value in environment.items()}
     return service | more
 
 
@@ -191,6 +198,8 @@ def check_shape(document):
             if port.get("mode") != "host":
                 problems.append(f"{name}: port {port.get('published')} is not in host mode (the routing mesh "
                                 "needs IPVS)")
+    if "$" in yaml.safe_dump(document).replace("$$", ""):
+        problems.append("a lone $: docker stack deploy would put the caller's environment there (write $$)")
     for name, network in document.get("networks", {}).items():
         for block in network.get("ipam", {}).get("config", []):
             if not ipaddress.ip_network(block["subnet"]).subnet_of(POOL):

@@ -27,6 +27,7 @@ from deploy.processes import port_free, run_all, wait_for
 from deploy.record import Cluster, load, make_private_folder, remove_private_files
 
 SERVICES = ("haproxy", "redis", "postgres")  # the store and balancer services `kill`, `start` and `logs` know
+MIGRATE_ATTEMPTS = 30
 TIMEOUT = 300  # generous: two busy cores pull no image but start a dozen containers
 
 
@@ -50,10 +51,12 @@ def up(cluster, *, instances, servers):
 
 
 def _migrated(cluster):
-    states = [task["Status"]["State"] for task in tasks(cluster, "migrate")]
-    if states.count("failed") >= 5:
-        raise DeployError(f"migrate failed {states.count('failed')} times; see: docker service logs "
-                          f"{cluster.stack}_migrate")
+    found = tasks(cluster, "migrate")
+    states = [task["Status"]["State"] for task in found]
+    # It fails while PostgreSQL's task is still starting; Swarm runs it again. Many failures are something else.
+    if states.count("failed") >= MIGRATE_ATTEMPTS:
+        raise DeployError(f"migrate failed {states.count('failed')} times: "
+                          f"{logs(cluster, 'migrate', 5, task=found[0]).strip()[-800:]}")
     return "complete" in states
 
 
@@ -80,7 +83,8 @@ def tasks(cluster, service):
     ids = docker("service", "ps", "-q", "--no-trunc", f"{cluster.stack}_{service}", check=False).stdout.split()
     if not ids:
         return []
-    found = json.loads(docker("inspect", *ids).stdout)
+    # A task Swarm removed since `ps` is missing from the answer (and the exit code says so): the rest stands.
+    found = json.loads(docker("inspect", *ids, check=False).stdout or "[]")
     return sorted(found, key=lambda task: task["CreatedAt"], reverse=True)
 
 
@@ -187,9 +191,9 @@ def start(cluster, name):
     return name
 
 
-def logs(cluster, name, lines):
-    """The last lines of the current task's container of an instance or a service."""
-    task = _task_of(cluster, name)
+def logs(cluster, name, lines, *, task=None):
+    """The last lines of the current task's container of an instance or a service (or of `task`)."""
+    task = task or _task_of(cluster, name)
     container = ((task or {}).get("Status", {}).get("ContainerStatus") or {}).get("ContainerID")
     if not container:
         return ""

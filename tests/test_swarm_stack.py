@@ -59,7 +59,7 @@ def test_the_stack_file_has_the_shape_the_swarm_runtime_relies_on(tmp_path, lb):
     assert app["environment"]["REDIS_URL"] == "redis://redis:6379/0"
     assert [p["published"] for p in services["haproxy"]["ports"]] == [18000, 18001]
     config = (cluster.path / "haproxy.cfg").read_text()
-    assert "server-template app 1-16 tasks.app:8000 resolvers docker" in config
+    assert "server-template task 1-16 tasks.app:8000 resolvers docker" in config
     assert "nameserver dns 127.0.0.11:53" in config
     assert ("dynamic-cookie-key" in config) == (lb == "sticky")
     for written in (path, cluster.path / "haproxy.cfg"):  # both hold secrets
@@ -84,6 +84,8 @@ BROKEN = {
     "a port through the routing mesh": (
         {"haproxy": {"deploy": {"endpoint_mode": "dnsrr"}, "ports": [{"published": 80, "mode": "ingress"}]}},
         "host mode"),
+    "a variable the caller's shell would fill": (
+        {"redis": {"deploy": {"endpoint_mode": "dnsrr"}, "command": ["redis-server", "$LAB_PASSWORD"]}}, "lone $"),
     "a subnet outside the lab's range": (
         {"app": {"deploy": {"endpoint_mode": "dnsrr"}}, "networks": {"lab": {"ipam": {"config": [
             {"subnet": "10.250.3.0/24"}]}}}},
