@@ -259,7 +259,7 @@ def add_users(usernames, password, *, state_dir=DEFAULT_STATE_DIR):
     anyone would. This path needs the cluster's state folder (its database
     credentials), so it is no door for other processes.
     """
-    apps.manage(require_cluster(state_dir), "add_users",
+    _manage(require_cluster(state_dir), "add_users",
             stdin=json.dumps({"usernames": list(usernames), "password": password}))
 
 
@@ -270,7 +270,7 @@ def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
     logging in, so no login throttle can refuse it. Needs the cluster's
     state folder (its SECRET_KEY), like add_users.
     """
-    return apps.manage(require_cluster(state_dir), "api_token", username).strip()
+    return _manage(require_cluster(state_dir), "api_token", username).strip()
 
 
 def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
@@ -293,6 +293,11 @@ def logs(name, *, lines=50, state_dir=DEFAULT_STATE_DIR):
 
 
 # Inside
+
+
+def _manage(cluster, *argv, stdin=None):
+    """A management command with the cluster's settings: here, or in an instance's container under Swarm."""
+    return (swarm.manage if cluster.runs_on == "swarm" else apps.manage)(cluster, *argv, stdin=stdin)
 
 
 def _check_choices(instances, lb):

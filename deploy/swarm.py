@@ -201,6 +201,19 @@ def logs(cluster, name, lines, *, task=None):
     return done.stdout + done.stderr
 
 
+def manage(cluster, *argv, stdin=None):
+    """Run a management command in a running instance's container (the database is inside the stack's network);
+    return what it printed."""
+    running_tasks = [task for task in tasks(cluster, "app") if task["Status"]["State"] == "running"]
+    if not running_tasks:
+        raise DeployError("no instance's task runs, so no management command can run")
+    done = docker("exec", "-i", running_tasks[0]["Status"]["ContainerStatus"]["ContainerID"],
+                  "python", "-m", "django", *argv, input=stdin, check=False, timeout=300)
+    if done.returncode:
+        raise DeployError(f"{argv[0]} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
 def down(cluster):
     """Remove the stack and wait until its containers and network are gone."""
     if not engine.answering():

@@ -72,6 +72,9 @@ def build_parser():
                            "primary at once)")
     kill.add_argument("--instances", type=int, default=3)
     kill.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
+    kill.add_argument("--runtime", choices=("processes", "swarm"), default="processes",
+                      help="swarm: each cluster as Docker Swarm services (python -m deploy images first; "
+                           "needs --users; the fault is kill, and Swarm replaces the task at once)")
     kill.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
     kill.add_argument("--quick", action="store_true",
                       help="3 configurations, 20 users, 36 s each (about 3 minutes); "
@@ -365,12 +368,15 @@ def run_experiment(args, run):
     if args.configs:
         names = [n.strip() for n in args.configs.split(",") if n.strip()]
     configs = [experiment.parse_config(name) for name in names]
+    runtime = args.runtime
+    if runtime == "swarm" and not users:
+        raise SystemExit("--runtime swarm needs --users: the capacity step runs on processes")
     for config in configs:
-        experiment.fault_schedule(args.faults, duration, args.instances, config)
+        experiment.fault_schedule(args.faults, duration, args.instances, config, runtime)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
-                           load=args.load)
+                           load=args.load, runtime=runtime)
 
     progress = Progress(plan)
     steps = None if users else _steps(args)

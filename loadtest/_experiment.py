@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploy import cluster as deploy
@@ -147,14 +147,21 @@ PAUSE_SECONDS = 2 * deploy.SENTINEL_FAILOVER_SECONDS
 BROKEN = "the node broken first"  # a schedule's argument: resolved to that node when it runs
 
 
-def fault_schedule(kind, duration, instances, config=None):
+def fault_schedule(kind, duration, instances, config=None, runtime="processes"):
     """Return [(seconds into the measured window, action, argument)].
 
     The store faults aim at the configuration's store (see store_of):
     `redis:primary` / `pg:primary` name whichever node is primary when the
-    fault lands, and BROKEN the node it hit.
+    fault lands, and BROKEN the node it hit. Under Docker Swarm (runtime
+    "swarm") only `kill`: Swarm replaces the task at once, so its `start`
+    follows the kill straight away and waits until the replacement serves
+    (the fault's `took` is that time).
     """
     third = duration / 3
+    if runtime == "swarm":
+        if kind != "kill":
+            raise ValueError(f"under --runtime swarm the fault schedule is kill, not {kind!r}")
+        return [(third, "kill", "app1"), (third, "start", "app1")]
     if kind in STORE_FAULTS:
         return _store_schedule(kind, third, config)
     schedules = {
@@ -234,6 +241,7 @@ class Plan:
     out: Path
     load: float = 0.6
     machine: str = field(default_factory=machine)
+    runtime: str = "processes"  # deploy up --runtime: processes, or swarm (Docker Swarm services)
 
     def seconds_per_config(self):
         return self.warmup + self.duration + TAIL + 20  # cluster up, audit and down
@@ -252,9 +260,11 @@ def run_config(plan, config, index, progress, users=None, load=None):
     users = users or plan.users
     state_dir = plan.out / "cluster"
     recording = plan.out / "raw" / config.name
-    schedule = fault_schedule(plan.faults, plan.duration, plan.instances, config)
+    schedule = fault_schedule(plan.faults, plan.duration, plan.instances, config, plan.runtime)
     progress(index, config, "starting the cluster")
-    cluster = up(config, instances=plan.instances, port=plan.port, state_dir=state_dir)
+    if plan.runtime == "swarm":  # the instances share no file: the database is PostgreSQL (deploy/stack.py)
+        config = replace(config, db="postgres")
+    cluster = up(config, instances=plan.instances, port=plan.port, state_dir=state_dir, runtime=plan.runtime)
     try:
         started = time.time()
         # A whole second, so the window is whole seconds of the recorder's clock.

@@ -18,6 +18,8 @@ import yaml
 from deploy import engine, netns, stack, swarm
 from deploy.__main__ import main
 from deploy.cluster import Cluster, load, make_private_folder
+from loadtest import _experiment as experiment
+from loadtest.__main__ import main as loadtest_main
 
 PROCESS_ROW = {"name", "host", "port", "pid", "alive", "lb_state", "state", "role"}
 STORE_ROW = {"name", "kind", "role", "state", "host", "port", "socket", "pid", "alive"}
@@ -165,3 +167,14 @@ def test_faults_that_need_host_processes_are_refused_on_swarm(tmp_path, deploy, 
     swarm_record(tmp_path)
     code, _, err = deploy(tmp_path, *argv)
     assert code == 1 and "swarm" in err.lower(), err
+
+
+def test_the_kill_experiment_on_swarm_starts_the_task_right_after_the_kill():
+    assert experiment.fault_schedule("kill", 90, 3, runtime="swarm") == [(30, "kill", "app1"), (30, "start", "app1")]
+    with pytest.raises(ValueError, match="kill"):
+        experiment.fault_schedule("scale", 90, 3, runtime="swarm")
+
+
+def test_the_kill_experiment_on_swarm_needs_a_fixed_load(tmp_path):
+    with pytest.raises(SystemExit, match="--users"):
+        loadtest_main(["--runtime", "swarm", "--configs", "redis", "--out", str(tmp_path / "out")])
