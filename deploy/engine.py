@@ -86,6 +86,7 @@ def ensure(*, swarm):
         if record.get("dockerd") and running(record["dockerd"]):
             raise DeployError("the dockerd the lab started does not answer; see "
                               f"{ENGINE_DIR / 'dockerd.log'}, then run: python -m deploy down")
+        release()  # what an earlier start left (its dockerd died, the machine rebooted): undone first
         record = _start_dockerd()
     if swarm and docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() != "active":
         _init_swarm()
@@ -101,12 +102,12 @@ def _start_dockerd():
     record = {"forwarding": FORWARDING.read_text().strip(), "tables": _tables(),
               "links": _links(), "swarm": False, "dockerd": {}}
     _save(record)  # before anything changes: `down` can undo a start that failed half-way
-    _keep_namespaces_flowing()
-    config = ENGINE_DIR / "daemon.json"
-    write_private(config, json.dumps(daemon_config(), indent=2))
-    record["dockerd"] = spawn([binary, "--config-file", str(config)], log_path=ENGINE_DIR / "dockerd.log")
-    _save(record)
     try:
+        _keep_namespaces_flowing()
+        config = ENGINE_DIR / "daemon.json"
+        write_private(config, json.dumps(daemon_config(), indent=2))
+        record["dockerd"] = spawn([binary, "--config-file", str(config)], log_path=ENGINE_DIR / "dockerd.log")
+        _save(record)
         wait_for(lambda: answering() or not running(record["dockerd"]), timeout=90, interval=1,
                  what="dockerd to answer")
         if not running(record["dockerd"]):
@@ -174,10 +175,11 @@ def release():
         return False
     if record.get("swarm") and answering():
         docker("swarm", "leave", "--force", check=False)
-    if record.get("dockerd"):
-        if answering():
+    if "forwarding" in record:  # the lab started dockerd (or began to): stop it, undo its marks and the lab's
+        if record["dockerd"] and answering():
             docker("network", "rm", "docker_gwbridge", check=False)
-        stop(record["dockerd"], timeout=30)
+        if record["dockerd"]:
+            stop(record["dockerd"], timeout=30)
         _restore(record)
     (ENGINE_DIR / RECORD).unlink(missing_ok=True)
     return True
