@@ -260,7 +260,7 @@ def add_users(usernames, password, *, state_dir=DEFAULT_STATE_DIR):
     credentials), so it is no door for other processes.
     """
     _manage(require_cluster(state_dir), "add_users",
-            stdin=json.dumps({"usernames": list(usernames), "password": password}))
+               stdin=json.dumps({"usernames": list(usernames), "password": password}))
 
 
 def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
