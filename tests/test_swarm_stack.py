@@ -17,7 +17,7 @@ import yaml
 
 from deploy import engine, netns, stack, swarm
 from deploy.__main__ import main
-from deploy.cluster import Cluster, load, make_private_folder
+from deploy.cluster import Cluster, free_base_port, load, make_private_folder
 from loadtest import _experiment as experiment
 from loadtest.__main__ import main as loadtest_main
 
@@ -117,11 +117,15 @@ REFUSED = {
 @pytest.mark.parametrize("argv, named", REFUSED.values(), ids=REFUSED.keys())
 def test_up_on_swarm_refuses_what_needs_host_processes_before_making_anything(tmp_path, deploy, argv, named):
     engine_before = engine.load()
-    code, _, err = deploy(tmp_path, "up", "--runtime", "swarm", "--port", "18000", *argv)
-    assert code == 1
-    assert "not under --runtime swarm" in err and named in err, err
-    assert not (tmp_path / "state").exists()
-    assert engine.load() == engine_before  # no dockerd started, none recorded
+    try:
+        code, _, err = deploy(tmp_path, "up", "--runtime", "swarm", "--port", str(free_base_port()), *argv)
+        assert code == 1
+        assert "not under --runtime swarm" in err and named in err, err
+        assert not (tmp_path / "state").exists()
+        assert engine.load() == engine_before  # no dockerd started, none recorded
+    finally:  # had it not refused, what it started goes (a dockerd too, if it started one)
+        if (tmp_path / "state").exists():
+            deploy(tmp_path, "down")
 
 
 def test_the_record_remembers_the_runtime(tmp_path):
