@@ -25,7 +25,10 @@ def main(argv=None):
     up.add_argument("--sessions", default="redis", help="a SESSION_STORE: memory, redis, db, ...")
     up.add_argument("--presence", default="redis", help="a PRESENCE_STORE: memory or redis")
     up.add_argument("--lb", default="roundrobin", help="roundrobin or sticky")
-    up.add_argument("--db", default="sqlite", help="sqlite or postgres")
+    up.add_argument("--db", help="sqlite or postgres (default: sqlite; postgres under --runtime swarm)")
+    up.add_argument("--runtime", default="processes", choices=cluster.RUNTIMES,
+                    help="processes: this machine's (default); swarm: Docker Swarm services from a stack file "
+                         "(python -m deploy images first; docs/operations/swarm.md)")
     up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
     up.add_argument("--server", default=web.DEFAULT,
                     help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
@@ -83,7 +86,10 @@ def main(argv=None):
                      help="cut them off from these names only (default: from everything else)")
     commands.add_parser("heal", help="remove every partition")
 
-    commands.add_parser("down", help="stop everything `up` started; remove its files but the logs")
+    commands.add_parser("images", help="build the images the swarm runtime runs (Debian 13 base, site, loadgen), "
+                                       "starting dockerd if none runs")
+    commands.add_parser("down", help="stop everything `up` started; remove its files but the logs (under "
+                                     "Swarm: the stack, and the swarm and dockerd if the lab started them)")
     clean = commands.add_parser("cleanup", help="remove the namespaces, links and partition rules of the cluster "
                                                 "in --state-dir, even with its record gone")
     clean.add_argument("--all", dest="everything", action="store_true",
@@ -108,7 +114,8 @@ def run(args):
     if args.command == "up":
         up = cluster.up(
             instances=args.instances, sessions=args.sessions, presence=args.presence,
-            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
+            lb=args.lb, port=args.port, env=parse_env(args.env), server=args.server, runtime=args.runtime,
+            db=args.db or ("postgres" if args.runtime == "swarm" else "sqlite"),
             durable=args.durable, cpu_quota=args.cpu_quota, site_cpus=args.site_cpus,
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                               redis_shards=args.redis_shards,
@@ -119,7 +126,8 @@ def run(args):
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
         print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
-              f"presence: {args.presence}, database: {args.db}"
+              f"presence: {args.presence}, database: {up.db}"
+              + (f", on Docker Swarm (stack {up.stack})" if up.runs_on == "swarm" else "")
               + ("" if args.durable else " (not durable: no fsync)"))
         if up.cpu:
             print(f"cpu limits (cgroup {up.cpu['version']}): "
@@ -136,9 +144,10 @@ def run(args):
     elif args.command == "down":
         print("stopped" if cluster.down(**where) else "no cluster was up")
     elif args.command == "logs":
-        path = cluster.log_path(args.name, **where)
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        print("\n".join(lines[-args.lines:]))
+        print(cluster.logs(args.name, lines=args.lines, **where))
+    elif args.command == "images":
+        for image, size in cluster.images(say=print).items():
+            print(f"{image}: {size / 1e6:.0f} MB")
 
 
 def action(args):
@@ -178,15 +187,23 @@ def print_status(state, *, as_json):
         print(f"network {state['network']}; partitions: "
               + ("; ".join(f"{', '.join(p['isolated'])} | {', '.join(p['from']) or 'everything else'}"
                            for p in state["partitions"]) or "none"))
-    print(f"{'name':<10}{'port':>6}{'pid':>9}  {'alive':<7}{'lb_state'}")
+    # Under Swarm a row has no pid but a container: that column shows it instead.
+    swarm = state.get("runtime") == "swarm"
+    if swarm:
+        print(f"stack {state['stack']} on Docker Swarm")
+    print(f"{'name':<10}{'port':>6}{'container' if swarm else 'pid':>13}  {'alive':<7}{'lb_state'}")
     for row in state["instances"]:
-        print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
+        print(f"{row['name']:<10}{row['port']:>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
               f"{row['lb_state']}")
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
-        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row.get('role', '')}" + (f" {row['slots']}" if row.get("slots") else ""))
+        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
+              f"{row.get('role') or ''}" + (f" {row['slots']}" if row.get("slots") else ""))
 
+
+def _who(row):
+    """A row's pid, or under Swarm its container (none: "-")."""
+    return str(row["pid"] if row["pid"] is not None else row.get("container") or "-")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from deploy import faults
 from deploy.errors import DeployError
-from deploy.record import DEFAULT_STATE_DIR
+from deploy.record import DEFAULT_STATE_DIR, load
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,15 @@ def check(name, target=None, fields=None):
     return action
 
 
+# What a cluster on Docker Swarm can do (deploy/swarm.py): Swarm owns its containers' lives.
+SWARM_ACTIONS = ("kill", "start")
+
+
 def act(name, target=None, fields=None, *, state_dir=DEFAULT_STATE_DIR):
     """Run the action `name` on target with fields, checked first (check()); return what was done, in words."""
     action = check(name, target, fields)
+    cluster = load(state_dir)
+    if cluster and cluster.runs_on == "swarm" and name not in SWARM_ACTIONS:
+        raise DeployError(f"{name} is not offered under --runtime swarm (it acts on host processes or the lab's "
+                          f"namespaces); there: {', '.join(SWARM_ACTIONS)}")
     return action.run(target, fields or {}, state_dir)

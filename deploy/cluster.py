@@ -14,7 +14,8 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, netns, record, stores, web
+from deploy import apps, cgroups, kinds, netns, record, stores, swarm, web
+from deploy import images as image_builds
 from deploy.actions import ACTIONS, act
 from deploy.actions import check as check_action
 from deploy.alone import server_settings, start_server, stop_server
@@ -47,8 +48,7 @@ __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "check_action", "resolve",
-    "add_users", "api_token", "Topology",
-    "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
+    "add_users", "api_token", "Topology", "LB_CHOICES", "RUNTIMES", "SENTINEL_FAILOVER_SECONDS", "logs", "images",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
     "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 LB_CHOICES = ("roundrobin", "sticky")
+RUNTIMES = ("processes", "swarm")
 # How long Sentinel may take to notice a dead primary and promote a replica: part of this
 # interface for the experiments.
 SENTINEL_FAILOVER_SECONDS = (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000
@@ -68,11 +69,12 @@ KINDS = kinds.KINDS
 servers = kinds.servers
 site_env = apps.site_env
 cgroup_version = cgroups.version
+images = image_builds.build
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None,
+       cpu_quota=None, site_cpus=None, runtime="processes",
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
@@ -86,8 +88,17 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     can cut them apart; HAProxy stays on loopback.
     cpu_quota, site_cpus: cores per instance, and the CPUs the instances run
     on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
+    runtime: "processes" (this machine's processes) or "swarm" (Docker Swarm services: deploy/swarm.py,
+    which refuses the options that need host processes or namespaces).
     """
+    if runtime not in RUNTIMES:
+        raise DeployError(f"--runtime {runtime!r} is not one of: {', '.join(RUNTIMES)}")
     _check_choices(instances, lb)
+    if runtime == "swarm":
+        return swarm.start_cluster(
+            state_dir=state_dir, instances=instances, sessions=sessions, presence=presence, lb=lb, port=port,
+            db=db, env=env, server=server, durable=durable, topology=(topology or Topology()).check(),
+            namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
     wanted = servers_for(sessions=sessions, presence=presence, db=db)
@@ -167,10 +178,14 @@ def down(state_dir=DEFAULT_STATE_DIR):
     cluster = load(state_dir)
     if cluster is None:
         cleanup(state_dir)  # namespaces a lost record left behind
+        swarm.release_engine()  # a dockerd `deploy images` started
         return None
     if not made_by_deploy(cluster.path):
         raise DeployError(f"{cluster.path} was not made by deploy (no {MARKER} in it): "
                           "nothing stopped or removed")
+    if cluster.runs_on == "swarm":
+        swarm.stop_cluster(cluster)
+        return cluster
     run_all([
         partial(stop, cluster.haproxy, timeout=5),
         *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
@@ -196,6 +211,8 @@ def status(state_dir=DEFAULT_STATE_DIR):
     """Return what runs, as one JSON-ready dict: `status --json`, whose schema is documented in
     docs/operations/deploy.md; later versions only add fields."""
     cluster = require_cluster(state_dir)
+    if cluster.runs_on == "swarm":
+        return swarm.status(cluster)
     try:
         lb_rows = cluster.runtime.stats() if running(cluster.haproxy) else {}
     except OSError:
@@ -208,6 +225,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "presence": cluster.presence,
         "db": cluster.db,
         "durable": cluster.durable,
+        "runtime": cluster.runs_on,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
         "network": cluster.net.subnet if cluster.network else None,
@@ -247,8 +265,8 @@ def add_users(usernames, password, *, state_dir=DEFAULT_STATE_DIR):
     anyone would. This path needs the cluster's state folder (its database
     credentials), so it is no door for other processes.
     """
-    apps.manage(require_cluster(state_dir), "add_users",
-            stdin=json.dumps({"usernames": list(usernames), "password": password}))
+    _manage(require_cluster(state_dir), "add_users",
+               stdin=json.dumps({"usernames": list(usernames), "password": password}))
 
 
 def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
@@ -258,7 +276,7 @@ def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
     logging in, so no login throttle can refuse it. Needs the cluster's
     state folder (its SECRET_KEY), like add_users.
     """
-    return apps.manage(require_cluster(state_dir), "api_token", username).strip()
+    return _manage(require_cluster(state_dir), "api_token", username).strip()
 
 
 def resolve(name, *, state_dir=DEFAULT_STATE_DIR):
@@ -272,10 +290,26 @@ def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
     known = {*cluster.instances, *cluster.stores, "haproxy"}
     if name not in known:
         raise DeployError(f"no log for {name!r}; choose one of: {', '.join(sorted(known))}")
+    if cluster.runs_on == "swarm":
+        raise DeployError(f"{name} runs on Swarm: its log is its container's (python -m deploy logs {name})")
     return cluster.path / "logs" / f"{name}.log"
 
 
+def logs(name, *, lines=50, state_dir=DEFAULT_STATE_DIR):
+    """The last lines of an instance's or a store's log: its file, or its task's container under Swarm."""
+    cluster = require_cluster(state_dir)
+    if cluster.runs_on == "swarm":
+        return swarm.logs(cluster, name, lines)
+    path = log_path(name, state_dir=state_dir)
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 # Inside
+
+
+def _manage(cluster, *argv, stdin=None):
+    """A management command with the cluster's settings: here, or in an instance's container under Swarm."""
+    return (swarm.manage if cluster.runs_on == "swarm" else apps.manage)(cluster, *argv, stdin=stdin)
 
 
 def _check_choices(instances, lb):

@@ -54,6 +54,9 @@ def add_arguments(parser):
                              "started again, the everyday deploy; ends with a verdict)")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
+    parser.add_argument("--runtime", choices=("processes", "swarm"), default="processes",
+                        help="swarm: each cluster as Docker Swarm services (python -m deploy images first; "
+                             "needs --users; the fault is kill, and Swarm replaces the task at once)")
     parser.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
     parser.add_argument("--quick", action="store_true",
                         help="3 configurations, 20 users, 36 s each (about 3 minutes); "
@@ -70,12 +73,14 @@ def main(args):
         names = STORE_MATRIX if args.faults in kill_run.STORE_FAULTS else DEFAULT_MATRIX
         users, duration, warmup = args.users, args.duration, args.warmup
     configs = [parse_config(name) for name in (listed(args.configs) if args.configs else names)]
+    if args.runtime == "swarm" and not users:
+        raise SystemExit("--runtime swarm needs --users: the capacity step runs on processes")
     for config in configs:
-        kill_run.fault_schedule(args.faults, duration, args.instances, config)
+        kill_run.fault_schedule(args.faults, duration, args.instances, config, args.runtime)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     plan = kill_run.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
-                         load=args.load)
+                         load=args.load, runtime=args.runtime)
     progress = Progress(configs, plan.seconds_per_config())
     steps = None if users else capacity.steps_of(args)
     capacity_note = (f", plus a capacity step each that ends when the site gives (at most "

@@ -9,7 +9,7 @@ fault, and reading every user's session back after the run
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploy import cluster as deploy
@@ -39,15 +39,22 @@ STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart")
 PAUSE_SECONDS = 2 * deploy.SENTINEL_FAILOVER_SECONDS
 
 
-def fault_schedule(kind, duration, instances, config=None):
+def fault_schedule(kind, duration, instances, config=None, runtime="processes"):
     """Return the nemesis's schedule (loadtest/harness/nemesis.py): Steps at seconds into the measured window.
 
     The store faults aim at the configuration's store (see store_of):
     `redis:primary` / `pg:primary` name whichever node is primary when the
     fault lands, and BROKEN the node it hit. The rolling restart stops and
-    starts each instance in turn over the middle third.
+    starts each instance in turn over the middle third. Under Docker Swarm
+    (runtime "swarm") only `kill`: Swarm replaces the task at once, so its
+    `start` follows the kill straight away and waits until the replacement
+    serves (the fault's `took` is that time).
     """
     third = duration / 3
+    if runtime == "swarm":
+        if kind != "kill":
+            raise ValueError(f"under --runtime swarm the fault schedule is kill, not {kind!r}")
+        return check([Step(third, "kill", "app1"), Step(third, "start", "app1")])
     if kind in STORE_FAULTS:
         return check(_store_schedule(kind, third, config))
     if kind not in INSTANCE_FAULTS:
@@ -113,6 +120,7 @@ class Plan:
     out: Path
     load: float = 0.6
     machine: str = field(default_factory=machine)
+    runtime: str = "processes"  # deploy up --runtime: processes, or swarm (Docker Swarm services)
 
     def seconds_per_config(self):
         return self.warmup + self.duration + TAIL + 20  # cluster up, audit and down
@@ -131,9 +139,11 @@ def run_config(plan, config, index, progress, users=None, load=None):
     users = users or plan.users
     state_dir = plan.out / "cluster"
     recording = plan.out / "raw" / config.name
-    schedule = fault_schedule(plan.faults, plan.duration, plan.instances, config)
+    schedule = fault_schedule(plan.faults, plan.duration, plan.instances, config, plan.runtime)
     progress(index, config, "starting the cluster")
-    cluster = up(config, instances=plan.instances, port=plan.port, state_dir=state_dir)
+    if plan.runtime == "swarm":  # the instances share no file: the database is PostgreSQL (deploy/stack.py)
+        config = replace(config, db="postgres")
+    cluster = up(config, instances=plan.instances, port=plan.port, state_dir=state_dir, runtime=plan.runtime)
     try:
         started = time.time()
         # A whole second, so the window is whole seconds of the recorder's clock.
