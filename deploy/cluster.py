@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deploy import apps, cgroups, kinds, netns, record, stores, web
 from deploy.actions import ACTIONS, act
+from deploy.actions import check as check_action
 from deploy.alone import server_settings, start_server, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
@@ -23,6 +24,7 @@ from deploy.kinds import etcd
 from deploy.kinds.base import Kind, new_password
 from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 from deploy.layout import BLOCK, MAX_INSTANCES, STORE_SLOTS, free_base_port, free_port
+from deploy.options import add_up_arguments, up_keywords, up_options
 from deploy.processes import (
     alive,
     port_free,
@@ -46,6 +48,8 @@ __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "add_users", "api_token", "Topology",
+    # starting and acting by request (the control room): the checks alone, and up's options as data
+    "check_up", "check_action", "add_up_arguments", "up_keywords", "up_options",
     "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
@@ -85,22 +89,9 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     cpu_quota, site_cpus: cores per instance, and the CPUs the instances run
     on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
     """
-    _check_choices(instances, lb)
-    web.argv(server, port=port)  # a bad choice fails here, before anything starts
-    topology = (topology or Topology()).check()
-    wanted = servers_for(sessions=sessions, presence=presence, db=db)
-    stores.check_server(wanted, topology, server)
-    previous = load(state_dir)
-    if previous and any(running(record) for record in previous.processes()):
-        raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
-    require("haproxy", "haproxy")
-    _check_ports(ports(port, instances=instances, servers=wanted, topology=topology))
-    if namespaces and (reason := netns.available()):
-        raise DeployError(reason)
-    if namespaces:
-        stores.check_namespaces(wanted, topology)
-    limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
-
+    topology, wanted, limits = check_up(
+        instances=instances, sessions=sessions, presence=presence, lb=lb, port=port, db=db, server=server,
+        topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir)
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
@@ -129,6 +120,35 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         down(state_dir)
         raise
     return cluster
+
+
+def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000, db="sqlite",
+             server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
+             state_dir=DEFAULT_STATE_DIR, env=None, durable=True):
+    """Every check `up` makes before it starts anything: DeployError naming the first that fails.
+
+    Return (the topology checked, the kinds of server wanted, the CPU limits
+    planned). env and durable need no check; they are accepted so that the
+    same keywords as up's can be passed. The control room calls it to refuse
+    a bad start at once, before it answers.
+    """
+    _check_choices(instances, lb)
+    web.argv(server, port=port)  # a bad choice fails here, before anything starts
+    topology = (topology or Topology()).check()
+    wanted = servers_for(sessions=sessions, presence=presence, db=db)
+    stores.check_server(wanted, topology, server)
+    previous = load(state_dir)
+    if previous and any(running(record) for record in previous.processes()):
+        raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
+    require("haproxy", "haproxy")
+    _check_ports(ports(port, instances=instances, servers=wanted, topology=topology))
+    if namespaces and (reason := netns.available()):
+        raise DeployError(reason)
+    if namespaces:
+        stores.check_namespaces(wanted, topology)
+    limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
+
+    return topology, wanted, limits
 
 
 def servers_for(*, sessions, presence, db):
