@@ -58,7 +58,12 @@ class Load:
             thread.join()
 
     def stop(self):
-        """Stop every user, read every session back, and settle the counters by the checkers; return them."""
+        """Stop every user, read every session back, and settle the counters by the checkers; return them.
+
+        Once: a second call returns the same figures.
+        """
+        if self.stopped.is_set():
+            return self.history.tally.final
         self.resize(0)
         self.stopped.set()
         self.watcher.join()
