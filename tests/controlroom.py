@@ -50,6 +50,14 @@ class ControlRoom:
                               headers={"X-CSRFToken": self.http.cookies.get("csrftoken", ""),
                                        "Content-Type": "application/json"})
 
+    def settled_load(self):
+        """The load's figures once a stopped load has read every session back (the room is no longer busy)."""
+        def settled():
+            answer = self.act(action="load", users=0)
+            return answer.status_code == 409 and "no load" in answer.json()["error"]
+        self.wait_until(settled, seconds=60, what="the stopped load's final figures")
+        return self.state()["load"]
+
     def node(self, name):
         return next((n for n in self.state()["nodes"] if n["name"] == name), None)
 

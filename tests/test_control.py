@@ -151,17 +151,9 @@ def test_the_load_starts_resizes_and_stops(room):
     assert sum(n["share"] for n in room.state()["nodes"] if n["kind"] == "instance") == pytest.approx(1, abs=0.01)
     assert room.act(action="load", users=0).status_code == 202
     room.wait_until(lambda: not room.state()["load"]["running"], what="the load stopped")
-    stopped = room.wait_until(lambda: _settled(room), what="the final figures")
+    stopped = room.settled_load()
     assert stopped["sessions_lost"] == 0 and stopped["writes_lost"] == 0
     assert room.act(action="load", users=0).status_code == 409
-
-
-def _settled(room):
-    try:
-        answer = room.act(action="load", users=0)
-    except requests.RequestException:
-        return None
-    return room.state()["load"] if answer.status_code == 409 and "no load" in answer.json()["error"] else None
 
 
 def test_down_stops_the_cluster(room):

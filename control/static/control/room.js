@@ -2,11 +2,13 @@
 // GET /api/events as server-sent events, POST /api/actions), the same interface the tests drive.
 "use strict";
 
-const SPAN = 120; // seconds of timeline shown
+const SPAN = 120; // seconds of timeline shown at most
+const SHORTEST = 30; // seconds shown at least, so that a new run's first seconds are not stretched
 const faultRows = JSON.parse(document.getElementById("fault-rows").textContent);
 const cards = new Map(); // node name -> its card's elements, made once and updated in place
 let buckets = new Map(); // second of the run -> {ok, bad}
 let faults = new Map(); // fault id -> its last event
+let shownUp = null; // whether the page last saw a cluster: the start form folds away while one runs
 let clock = {t: 0, at: performance.now()}; // the run's clock, from the latest event seen
 
 function csrfToken() {
@@ -127,6 +129,8 @@ async function poll() {
   try {
     const state = await (await fetch("/api/state")).json();
     const cluster = state.cluster;
+    const form = document.querySelector("#up-form details");
+    if (Boolean(cluster) !== shownUp) { shownUp = Boolean(cluster); form.open = !cluster; }
     document.getElementById("cluster-line").textContent = cluster
       ? `${cluster.url}: ${cluster.instances} instances (${cluster.lb}), sessions ${cluster.sessions}, `
         + `presence ${cluster.presence}, database ${cluster.db}`
@@ -157,8 +161,10 @@ function draw() {
   const canvas = document.getElementById("timeline");
   const g = canvas.getContext("2d");
   const now = clock.t + (performance.now() - clock.at) / 1000;
-  const start = now - SPAN;
-  const x = (t) => ((t - start) / SPAN) * canvas.width;
+  const first = Math.min(now, ...buckets.keys());
+  const span = Math.min(SPAN, Math.max(SHORTEST, now - first + 2));
+  const start = now - span;
+  const x = (t) => ((t - start) / span) * canvas.width;
   let top = 1;
   for (const [second, b] of buckets) {
     if (second < start - 1) buckets.delete(second); else top = Math.max(top, b.ok + b.bad);
@@ -172,7 +178,7 @@ function draw() {
       g.fillStyle = "rgba(220, 60, 40, 0.18)";
       g.fillRect(x(fault.sent), 0, Math.max(2, x(end) - x(fault.sent)), canvas.height);
       g.fillStyle = "#a02010";
-      g.fillText(`${fault.action} ${fault.target ?? ""}`, x(fault.sent) + 3, 12);
+      g.fillText(`${fault.action} ${fault.target ?? ""}`, Math.min(x(fault.sent) + 3, canvas.width - 70), 12);
     }
     const item = document.createElement("li");
     const at = (value) => (value === null ? "-" : `${value.toFixed(1)} s`);
@@ -182,7 +188,7 @@ function draw() {
   }
   const height = canvas.height - 16;
   for (const [second, b] of buckets) {
-    const w = Math.max(1, canvas.width / SPAN - 1);
+    const w = Math.max(1, canvas.width / span - 1);
     const okH = (b.ok / top) * height;
     const badH = (b.bad / top) * height;
     g.fillStyle = "#2a7ab0";
@@ -191,7 +197,7 @@ function draw() {
     g.fillRect(x(second), canvas.height - okH - badH, w, badH);
   }
   g.fillStyle = "#333";
-  g.fillText(`${top} requests/s`, canvas.width - 90, 12);
+  g.fillText(`${top} requests/s (blue ok, orange not); last ${Math.round(span)} s`, 4, canvas.height - 4);
 }
 
 document.getElementById("up-form").addEventListener("submit", (event) => {
