@@ -19,13 +19,20 @@ from loadtest.harness.history import History
 
 WINDOW = 5.0  # seconds: rates, percentiles and each instance's share are over the last WINDOW
 PRESENCE_FRESH = 10.0  # seconds: a user counts as online for presence when it heartbeat this recently
+KEPT = 50_000  # lines of history kept in memory for the event stream, at least (about 10 MB)
 
 
 class LiveHistory(History):
-    """A History whose lines are also kept in `lines`, each event tallied into `tally` as it is written."""
+    """A History whose lines are also kept in memory (the last KEPT of them), each event tallied as it is written.
+
+    lines_from(n) gives the lines from the n-th on (0: the header); a
+    reader that fell more than KEPT lines behind skips to the oldest kept.
+    The tally is read and restarted under the history's own lock, so a
+    reader never sees it half-updated by a user's thread.
+    """
 
     def __init__(self, path, *, experiment, command):
-        self.lines = []
+        self._lines, self._dropped = [], 0
         self.tally = Tally()
         self.faults = {}  # id: the fault event, as it moves on
         super().__init__(path, experiment=experiment, command=command)
@@ -42,6 +49,21 @@ class LiveHistory(History):
         self._write(event)
         return event["id"]
 
+    def lines_from(self, n):
+        """(the lines from the n-th on, the number of the line after them)."""
+        with self._lock:
+            start = max(n, self._dropped)
+            return self._lines[start - self._dropped:], self._dropped + len(self._lines)
+
+    def count_from(self, since):
+        with self._lock:
+            self.tally.restart(since)
+
+    def figures(self):
+        """The tally's figures now, and each node's share of the requests of the last WINDOW seconds."""
+        with self._lock:
+            return self.tally.figures(self.now()), self.tally.shares()
+
     def _write(self, event):
         line = json.dumps(event, separators=(",", ":"))
         with self._lock:
@@ -49,7 +71,10 @@ class LiveHistory(History):
                 return
             self._file.write(line + "\n")
             self._file.flush()
-            self.lines.append(line)
+            self._lines.append(line)
+            if len(self._lines) > 2 * KEPT:
+                del self._lines[:KEPT]
+                self._dropped += KEPT
             self.tally.add(event)
 
 

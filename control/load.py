@@ -33,7 +33,7 @@ class Load:
         self.everyone = []  # every user this load started, stopped or not: each one's session is read back
         self.stopped = threading.Event()
         self.started = history.now()
-        history.tally.restart(self.started)
+        history.count_from(self.started)
         self.watcher = threading.Thread(target=self._presence, name="load presence", daemon=True)
         self.watcher.start()
 

@@ -58,13 +58,11 @@ class Room:
 
     def state(self):
         with self.lock:
-            tally = self.run.tally if self.run else None
-            figures = tally.figures(self.run.now()) if tally else {}
-            shares = tally.shares() if tally else {}
+            figures, shares = self.run.figures() if self.run else ({}, {})
             load = {"running": self.load is not None, "users": self.load.users if self.load else 0,
                     **{key: figures.get(key) for key in ("rps", "p50_ms", "p99_ms", "failed", "sessions_lost",
                                                          "writes_acked", "writes_lost", "presence_accuracy")}}
-            if self.load is None and not (tally and tally.final):
+            if self.load is None and not (self.run and self.run.tally.final):
                 load.update(rps=0.0, failed=0, sessions_lost=0, writes_acked=0, writes_lost=0)
             nodes = [{**node, "share": shares.get(node["name"], 0.0) if node["kind"] == "instance" else None}
                      for node in self.nodes]

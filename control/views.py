@@ -66,14 +66,14 @@ async def events(request):
 async def _stream(current):
     run, sent, quiet = None, 0, 0.0
     while True:
-        if current.run is not run:
-            run, sent = current.run, 0
-        lines = run.lines[sent:] if run else []
-        sent += len(lines)
+        lines, sent = run.lines_from(sent) if run else ([], 0)
         if lines:
             quiet = 0.0
             yield "".join(f"data: {line}\n\n" for line in lines)
-        elif quiet >= KEEPALIVE:
+        if current.run is not run:  # a new run, after the last lines of the one before
+            run, sent = current.run, 0
+            continue
+        if quiet >= KEEPALIVE:
             quiet = 0.0
             yield ": quiet\n\n"
         await asyncio.sleep(STREAM_EVERY)

@@ -154,6 +154,10 @@ function seen(event) {
     buckets.set(second, bucket);
   } else if (event.type === "fault") {
     faults.set(event.id, event);
+  } else if (event.type === "sample" && event.error) {
+    const message = document.getElementById("message");
+    message.textContent = `${event.action} failed: ${event.error}`;
+    message.className = "error";
   }
 }
 
