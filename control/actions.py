@@ -8,6 +8,7 @@ Every fault action is a row of deploy.cluster.ACTIONS, checked by
 deploy's own check_action before anything runs; nothing here runs a shell.
 """
 
+from control.experiments import Experiment, argv_for
 from control.load import MAX_USERS, Load
 from deploy import cluster as deploy
 from loadtest.harness.load import SITE_ENV
@@ -38,6 +39,8 @@ def handle(room, body):
         return down(room)
     if name == "load":
         return load(room, body.get("users"))
+    if name == "run":
+        return run(room, body.get("experiment"), body.get("args", {}))
     if name in deploy.ACTIONS:
         fields = {key: value for key, value in body.items() if key not in ("action", "target")}
         return fault(room, name, body.get("target"), fields)
@@ -45,7 +48,7 @@ def handle(room, body):
 
 
 def names():
-    return ["up", "down", "load", *deploy.ACTIONS]
+    return ["up", "down", "load", "run", *deploy.ACTIONS]
 
 
 def up(room, options):
@@ -116,6 +119,21 @@ def load(room, users):
             room.load = Load(room.run, url=room.cluster["url"], state_dir=room.state_dir)
         room.in_background("load", lambda: room.load.resize(users))
         return event
+
+
+def run(room, experiment, args):
+    """Start a harness experiment; its id is the run's (the experiment writes its own history's events)."""
+    try:
+        argv = argv_for(experiment, args)
+    except ValueError as exc:
+        raise ActionError(400, str(exc)) from None
+    with room.lock:
+        if room.experiment and room.experiment.running():
+            raise ActionError(409, f"the experiment {room.experiment.id} is still running")
+        room.experiment = Experiment(experiment, argv, room.runs_dir)
+        if room.run:
+            room.run.action("run", experiment=experiment, args=args, run=room.experiment.id)
+        return room.experiment.id
 
 
 def fault(room, name, target, fields):

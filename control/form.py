@@ -1,4 +1,5 @@
-"""What the page's controls are built from: deploy up's own argument definitions and the fault vocabulary.
+"""What the page's controls are built from: deploy up's and the experiments' own argument definitions, and the
+fault vocabulary.
 
 Nothing is listed twice: an option added to `deploy up`
 (deploy/options.py) or an action added to deploy.cluster.ACTIONS appears
@@ -14,9 +15,16 @@ def up_fields():
     """Each option of `deploy up`: its key in POST /api/actions, its flag, help, default, and kind of input."""
     parser = argparse.ArgumentParser(add_help=False)
     deploy.add_up_arguments(parser)
+    return fields_of(parser)
+
+
+def fields_of(parser):
+    """Each long option of an argparse parser, as fields of a form (the keys of POST /api/actions)."""
     fields = []
     for action in parser._actions:
-        flag = action.option_strings[0]
+        flag = action.option_strings[-1] if action.option_strings else ""
+        if not flag.startswith("--") or action.dest == "help":
+            continue
         if action.nargs == 0:
             kind, default = "flag", False
         elif isinstance(action, argparse._AppendAction):

@@ -1,5 +1,7 @@
 """The control room's one piece of state: the cluster in its state folder as observed, the run, the load.
 
+Also the harness experiment the page started last, if any (control/experiments.py).
+
 A watcher thread observes the cluster through deploy.cluster.status every
 OBSERVE_EVERY seconds, so what the page shows comes from the processes and
 the servers themselves, never from what the page sent: a node killed from
@@ -34,6 +36,7 @@ class Room:
         self.run = None  # the LiveHistory of the open run
         self.run_info = None
         self.load = None
+        self.experiment = None  # the harness experiment started from the page last (control/experiments.py)
         self.cluster, self.nodes = None, []
         self.effects = []  # (fault event, target, the state that shows it took effect)
         self._states = {}
@@ -53,6 +56,8 @@ class Room:
             if self.load:
                 self.load.stop()
             self._close_run()
+            if self.experiment:
+                self.experiment.stop()
 
     # What the page reads
 
@@ -66,7 +71,18 @@ class Room:
                 load.update(rps=0.0, failed=0, sessions_lost=0, writes_acked=0, writes_lost=0)
             nodes = [{**node, "share": shares.get(node["name"], 0.0) if node["kind"] == "instance" else None}
                      for node in self.nodes]
-            return {"cluster": self.cluster, "nodes": nodes, "load": load, "run": self.run_info}
+            return {"cluster": self.cluster, "nodes": nodes, "load": load, "run": self._run()}
+
+    def _run(self):
+        """The experiment while it runs, or once it ended with no cluster run open; else the cluster's run."""
+        if self.experiment and (self.experiment.running() or self.run is None):
+            return self.experiment.info()
+        return self.run_info
+
+    def source(self):
+        """What GET /api/events follows: a running experiment's history, else the cluster's run's."""
+        with self.lock:
+            return self.experiment if self.experiment and self.experiment.running() else self.run
 
     # Observation
 

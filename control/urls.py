@@ -7,4 +7,5 @@ urlpatterns = [
     path("api/state", views.state, name="state"),
     path("api/events", views.events, name="events"),
     path("api/actions", views.actions, name="actions"),
+    path("runs/<str:run_id>/report.html", views.report, name="report"),
 ]

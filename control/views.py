@@ -3,15 +3,17 @@
 import asyncio
 import json
 import threading
+from pathlib import Path
 
 from django.conf import settings
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from control import actions as page_actions
-from control.form import fault_rows, up_fields
+from control.experiments import HARNESS, RUN_ID, parser_of
+from control.form import fault_rows, fields_of, up_fields
 from control.load import MAX_USERS
 from control.room import Room
 
@@ -43,6 +45,8 @@ def close():
 def index(request):
     return render(request, "control/index.html", {
         "up_fields": up_fields(), "faults": fault_rows(), "max_users": MAX_USERS,
+        "experiments": [{"name": name, "fields": [f for f in fields_of(parser_of(name)) if f["key"] != "out"]}
+                        for name in HARNESS],
         "state_dir": settings.CONTROL_STATE_DIR})
 
 
@@ -53,7 +57,9 @@ async def state(request):
 
 @require_GET
 async def events(request):
-    """Server-sent events: each `data:` line one line of the open run's history, from its header on.
+    """Server-sent events: each `data:` line one line of the followed run's history, from its header on.
+
+    The run followed is a running experiment's, else the cluster's (Room.source).
 
     The header (type "header") starts each run, so a page knows to start
     its timeline again when a new run opens.
@@ -70,8 +76,9 @@ async def _stream(current):
         if lines:
             quiet = 0.0
             yield "".join(f"data: {line}\n\n" for line in lines)
-        if current.run is not run:  # a new run, after the last lines of the one before
-            run, sent = current.run, 0
+        source = current.source()
+        if source is not run:  # a new run, after the last lines of the one before
+            run, sent = source, 0
             continue
         if quiet >= KEEPALIVE:
             quiet = 0.0
@@ -91,6 +98,15 @@ async def actions(request):
     except page_actions.ActionError as exc:
         return JsonResponse({"error": str(exc)}, status=exc.status)
     return JsonResponse({"id": event}, status=202)
+
+
+@require_GET
+def report(request, run_id):
+    """A finished run's report.html, from the control room's runs folder; 404 for anything else."""
+    path = Path(settings.CONTROL_RUNS_DIR) / run_id / "report.html"
+    if not RUN_ID.match(run_id) or not path.is_file():
+        raise Http404(f"no report for {run_id!r}")
+    return FileResponse(path.open("rb"), content_type="text/html")
 
 
 def csrf_failure(request, reason=""):

@@ -24,7 +24,7 @@ from deploy.kinds import etcd
 from deploy.kinds.base import Kind, new_password
 from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 from deploy.layout import BLOCK, MAX_INSTANCES, STORE_SLOTS, free_base_port, free_port
-from deploy.options import add_up_arguments, up_keywords, up_options
+from deploy.options import add_up_arguments, as_argv, up_keywords, up_options
 from deploy.processes import (
     alive,
     port_free,
@@ -49,7 +49,7 @@ __all__ = [
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "add_users", "api_token", "Topology",
     # starting and acting by request (the control room): the checks alone, and up's options as data
-    "check_up", "check_action", "add_up_arguments", "up_keywords", "up_options",
+    "check_up", "check_action", "add_up_arguments", "up_keywords", "up_options", "as_argv",
     "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",

@@ -71,39 +71,54 @@ def parse_env(pairs):
     return env
 
 
-class _Refusing(argparse.ArgumentParser):
-    """A parser that raises DeployError with argparse's own message instead of printing it and exiting."""
-
-    def error(self, message):
-        raise DeployError(message)
-
-
 def up_options(options):
     """Parsed `deploy up` options from a mapping {long option name, underscores for hyphens: value}.
 
-    A value is a JSON string, number or boolean (a flag: true to give it),
-    or for --env a list of NAME=VALUE strings. DeployError names the first
-    option that is unknown or of the wrong type, or argparse's own message.
+    DeployError names the first option that is unknown or of the wrong type,
+    or gives argparse's own message (as_argv).
     """
-    parser = _Refusing(prog="up", add_help=False)
+    parser = argparse.ArgumentParser(prog="up", add_help=False)
     add_up_arguments(parser)
-    known = {flag[2:].replace("-", "_"): action for action in parser._actions for flag in action.option_strings}
+    return _parse(parser, as_argv(parser, options))
+
+
+def as_argv(parser, options):
+    """The command line a mapping of options stands for, for `parser`'s options, checked by parsing it.
+
+    Keys are long option names without the dashes, underscores for hyphens;
+    a value is a JSON string, number or boolean (a flag: true to give it),
+    or for an option given several times (`append`) a list of strings.
+    DeployError names the first key unknown or of the wrong type, or gives
+    argparse's own message for a value it refuses.
+    """
+    known = {flag[2:].replace("-", "_"): action for action in parser._actions for flag in action.option_strings
+             if flag.startswith("--") and action.dest != "help"}
     argv = []
     for key, value in options.items():
         action = known.get(key)
         if action is None:
             raise DeployError(f"no option {key!r}; the options are: {', '.join(known)}")
-        flag = action.option_strings[0]
+        flag = action.option_strings[-1]
         if action.nargs == 0:
             if not isinstance(value, bool):
                 raise DeployError(f"option {key!r} is a flag: true or false")
             argv += [flag] if value else []
         elif isinstance(action, argparse._AppendAction):
             if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
-                raise DeployError(f"option {key!r} wants a list of NAME=VALUE strings")
+                raise DeployError(f"option {key!r} wants a list of strings")
             argv += [f"{flag}={item}" for item in value]
         elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
             argv.append(f"{flag}={value}")
         else:
             raise DeployError(f"option {key!r} wants a string or a number")
+    _parse(parser, argv)
+    return argv
+
+
+def _parse(parser, argv):
+    """parser.parse_args(argv), with argparse's complaint raised as a DeployError instead of printed and exited."""
+    def refuse(message):
+        raise DeployError(message)
+
+    parser.error = refuse
     return parser.parse_args(argv)

@@ -67,12 +67,22 @@ def test_a_post_without_the_csrf_token_is_refused(room):
     ({"action": "kill"}, "target"),
     ({"action": "kill", "target": "app1", "force": True}, "force"),
     ({"action": "scale"}, "count"),
+    ({"action": "run", "experiment": "gamble"}, "gamble"),
+    ({"action": "run", "experiment": "fate", "args": {"out": "/etc"}}, "out"),
+    ({"action": "run", "experiment": "fate", "args": {"minutes": 3}}, "minutes"),
+    ({"action": "run", "experiment": "fate", "args": {"seconds": "soon"}}, "--seconds"),
 ])
 def test_a_bad_request_is_a_400_naming_the_field(room, body, named):
     answer = room.act(**body) if body else room.http.post(
         f"{room.url}/api/actions", data="not json", headers={"X-CSRFToken": room.http.cookies["csrftoken"]})
     assert answer.status_code == 400, answer.text
     assert named in answer.json()["error"] or body is None
+
+
+def test_only_a_finished_runs_report_is_served(room):
+    for path in ("/runs/../../etc/passwd", "/runs/20260101-000000-fate/report.html",
+                 "/runs/..%2F..%2Fetc/report.html"):
+        assert requests.get(f"{room.url}{path}", timeout=10).status_code == 404, path
 
 
 def test_actions_without_a_cluster_are_409(room):
@@ -162,3 +172,26 @@ def test_down_stops_the_cluster(room):
     state = room.state()
     assert state["nodes"] == [] and state["run"] is None
     assert deploy_cluster.load(room.state_dir) is None
+
+
+@pytest.mark.timeout(300)
+def test_a_harness_experiment_runs_from_the_page_to_its_verdict(room):
+    args = {"scenarios": "lease", "seconds": 3, "users": 1}
+    answer = room.act(action="run", experiment="fate", args=args)
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["id"]
+    assert room.act(action="run", experiment="fate", args=args).status_code == 409
+    assert room.state()["run"] == {"id": run_id, "experiment": "fate", "started": room.state()["run"]["started"],
+                                   "verdict": None}
+    header = None
+    with room.http.get(f"{room.url}/api/events", stream=True, timeout=120) as stream:
+        for line in stream.iter_lines(decode_unicode=True):
+            event = json.loads(line[len("data: "):]) if line.startswith("data: ") else {}
+            header = event if event.get("type") == "header" else header
+            if event.get("type") == "fault":  # the experiment's history, followed as it is written
+                break
+    assert header["experiment"] == "fate"
+    verdict = room.wait_until(lambda: room.state()["run"]["verdict"], seconds=240, what="the experiment's verdict")
+    assert verdict["held"] in (True, False) and verdict["checks"]
+    report = requests.get(f"{room.url}/runs/{run_id}/report.html", timeout=10)
+    assert report.status_code == 200 and "hypothesis" in report.text

@@ -125,6 +125,20 @@ function showLoad(load) {
     load.presence_accuracy === null ? "-" : `${Math.round(load.presence_accuracy * 100)} %`;
 }
 
+function showRun(run) {
+  const line = document.getElementById("run-line");
+  if (!run) { line.textContent = "No run."; return; }
+  const verdict = run.verdict ? (run.verdict.held ? "the hypothesis held" : "the hypothesis did NOT hold") : null;
+  line.textContent = `Run ${run.id} (${run.experiment}, started ${run.started}): `
+    + (verdict || (run.experiment === "control" ? "recording" : "running or ended without a verdict"));
+  if (run.verdict) {
+    const link = document.createElement("a");
+    link.href = `/runs/${run.id}/report.html`;
+    link.textContent = "its report";
+    line.append(" ", link);
+  }
+}
+
 async function poll() {
   try {
     const state = await (await fetch("/api/state")).json();
@@ -136,6 +150,7 @@ async function poll() {
         + `presence ${cluster.presence}, database ${cluster.db}`
       : "No cluster.";
     showNodes(state.nodes);
+    showRun(state.run);
     showLoad(state.load);
   } catch (error) {
     document.getElementById("cluster-line").textContent = `the control room did not answer: ${error}`;
@@ -213,6 +228,12 @@ document.getElementById("load-form").addEventListener("submit", (event) => {
   event.preventDefault();
   act({action: "load", users: Number(document.getElementById("users").value)});
 });
+for (const form of document.querySelectorAll(".experiment-form")) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act({action: "run", experiment: form.dataset.experiment, args: upOptions(form)});
+  });
+}
 document.getElementById("load-stop").addEventListener("click", () => act({action: "load", users: 0}));
 faultButtons(document.getElementById("global-faults"), null);
 
