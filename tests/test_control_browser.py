@@ -51,11 +51,11 @@ def start_cluster_and_load(page, sessions, presence):
     page.get_by_role("button", name="Start cluster").click()
     for name in ("haproxy", "app1", "app2", "app3"):
         expect(page.locator(f"#node-{name}")).to_have_attribute("data-state", "up", timeout=START)
-    page.get_by_label("Users").fill(str(USERS))
+    page.get_by_label("Users", exact=True).fill(str(USERS))
     page.get_by_role("button", name="Start or resize").click()
     expect(counter(page, "users-now")).to_have_text(str(USERS))
-    # Every user logged in and writing: more acknowledged writes than users, a few times over.
-    page.wait_for_function(f"Number(document.getElementById('writes_acked').textContent) > {3 * USERS}",
+    # Every user logged in and writing a while: acknowledged writes many times the users.
+    page.wait_for_function(f"Number(document.getElementById('writes_acked').textContent) > {8 * USERS}",
                            timeout=SOON)
 
 
@@ -65,7 +65,7 @@ def kill_app1(page):
     page.get_by_role("button", name="kill app1", exact=True).click()
     expect(page.locator("#node-app1")).to_have_attribute("data-state", "down")
     expect(page.locator("#node-app1 .state")).to_have_text("down")
-    page.wait_for_function(f"Number(document.getElementById('writes_acked').textContent) > {before + 3 * USERS}",
+    page.wait_for_function(f"Number(document.getElementById('writes_acked').textContent) > {before + 10 * USERS}",
                            timeout=SOON)
 
 
@@ -92,7 +92,7 @@ def test_a_kill_costs_a_third_of_the_users_with_memory_sessions(room_page):
 def test_a_kill_costs_nobody_with_redis_sessions(room_page):
     page, room = room_page
     start_cluster_and_load(page, "redis", "redis")
-    kill_app1(page)  # and requests went on: 3 acknowledged writes per user since
+    kill_app1(page)  # and requests went on: 10 acknowledged writes per user since
     expect(page.locator("#node-app2 .share-text")).not_to_have_text(re.compile(r"^0 %"))
     expect(counter(page, "sessions_lost")).to_have_text("0")
     shoot(page, "control-room-redis")

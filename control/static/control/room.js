@@ -3,7 +3,7 @@
 "use strict";
 
 const SPAN = 120; // seconds of timeline shown at most
-const SHORTEST = 30; // seconds shown at least, so that a new run's first seconds are not stretched
+const SHORTEST = 15; // seconds shown at least, so that a new run's first seconds are not stretched
 const faultRows = JSON.parse(document.getElementById("fault-rows").textContent);
 const cards = new Map(); // node name -> its card's elements, made once and updated in place
 let buckets = new Map(); // second of the run -> {ok, bad}
