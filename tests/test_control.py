@@ -12,6 +12,7 @@ import requests
 
 from control.load import MAX_USERS
 from deploy import cluster as deploy_cluster
+from tests import clusters
 from tests.clusters import deploy
 from tests.controlroom import ControlRoom
 
@@ -172,6 +173,15 @@ def test_down_stops_the_cluster(room):
     state = room.state()
     assert state["nodes"] == [] and state["run"] is None
     assert deploy_cluster.load(room.state_dir) is None
+
+
+def test_a_cluster_started_from_a_terminal_is_attached_to(room):
+    clusters.up(room.state_dir, "--instances", "1", "--sessions", "redis", "--presence", "redis")
+    room.wait_serving(1)
+    state = room.state()
+    assert state["cluster"]["instances"] == 1 and state["run"]["experiment"] == "control"
+    assert room.act(action="down").status_code == 202
+    room.wait_until(lambda: room.state()["cluster"] is None, seconds=60, what="the cluster gone")
 
 
 @pytest.mark.timeout(300)

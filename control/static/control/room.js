@@ -196,6 +196,10 @@ function draw() {
     if (end >= start) {
       g.fillStyle = "rgba(220, 60, 40, 0.18)";
       g.fillRect(x(fault.sent), 0, Math.max(2, x(end) - x(fault.sent)), canvas.height);
+      if (fault.effect !== null) { // when it took effect: a line across the band
+        g.fillStyle = "rgba(160, 32, 16, 0.6)";
+        g.fillRect(x(fault.effect), 0, 2, canvas.height);
+      }
       g.fillStyle = "#a02010";
       g.fillText(`${fault.action} ${fault.target ?? ""}`, Math.min(x(fault.sent) + 3, canvas.width - 70), 12);
     }
