@@ -15,11 +15,12 @@ Actions that take long (up, down, starting or resizing the load) run in a
 thread of their own, one at a time; faults run at once.
 """
 
+import sys
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from control import actions
+from control import actions, report
 from control.live import LiveHistory
 from deploy import cluster as deploy
 
@@ -135,8 +136,13 @@ class Room:
                          "verdict": None}
 
     def _close_run(self):
+        """Close the open run and write its page (control/report.py)."""
         if self.run:
             self.run.close()
+            try:
+                report.write(self.run.path.parent, self.run_info)
+            except (OSError, ValueError) as exc:  # the history stays, and the watcher must go on
+                print(f"control: the page of run {self.run_info['id']} was not written: {exc}", file=sys.stderr)
         self.run = self.run_info = None
 
     def _let_go(self):

@@ -167,12 +167,16 @@ def test_the_load_starts_resizes_and_stops(room):
     assert room.act(action="load", users=0).status_code == 409
 
 
-def test_down_stops_the_cluster(room):
+def test_down_stops_the_cluster_and_writes_the_runs_page(room):
+    run_id = room.state()["run"]["id"]
     assert room.act(action="down").status_code == 202
     room.wait_until(lambda: room.state()["cluster"] is None, seconds=60, what="the cluster gone")
     state = room.state()
     assert state["nodes"] == [] and state["run"] is None
     assert deploy_cluster.load(room.state_dir) is None
+    record = json.loads((room.runs / run_id / "run.json").read_text())
+    assert record["kind"] == "control" and "verdict" not in record
+    assert "kill" in requests.get(f"{room.url}/runs/{run_id}/report.html", timeout=10).text
 
 
 def test_a_cluster_started_from_a_terminal_is_attached_to(room):
