@@ -69,8 +69,8 @@ def up(room, options):
             deploy.check_up(**keywords, state_dir=room.state_dir)
         except deploy.DeployError as exc:
             raise ActionError(400, str(exc)) from None
-        room._close_run()
-        room._open_run("up")
+        room.close_run()
+        room.open_run("up")
         event = room.run.action("up", options=options)
         run = room.run
         room.in_background("up", lambda: (deploy.up(**keywords, state_dir=room.state_dir),
@@ -93,7 +93,7 @@ def down(room):
             deploy.down(room.state_dir)
             with room.lock:
                 room.run.sample(condition="cluster down")
-                room._let_go()
+                room.let_go()
 
         room.in_background("down", work)
         return event

@@ -56,7 +56,7 @@ class Room:
         with self.lock:
             if self.load:
                 self.load.stop()
-            self._close_run()
+            self.close_run()
             if self.experiment:
                 self.experiment.stop()
 
@@ -100,12 +100,12 @@ class Room:
         with self.lock:
             if status is None or not (status["haproxy"]["alive"] or any(row["alive"] for row in status["instances"])):
                 if self.busy is None:
-                    self._let_go()
+                    self.let_go()
                 return
             self.cluster = _options(status)
             self.nodes = _nodes(status)
             if self.run is None:
-                self._open_run("attach")
+                self.open_run("attach")
             self._settle({node["name"]: node["state"] for node in self.nodes})
 
     def _settle(self, states):
@@ -127,7 +127,7 @@ class Room:
 
     # Runs
 
-    def _open_run(self, why):
+    def open_run(self, why):
         started = datetime.now(timezone.utc)
         name = f"{started:%Y%m%d-%H%M%S}-control"
         self.run = LiveHistory(self.runs_dir / name / "history.jsonl", experiment="control",
@@ -135,7 +135,7 @@ class Room:
         self.run_info = {"id": name, "experiment": "control", "started": started.isoformat(timespec="seconds"),
                          "verdict": None}
 
-    def _close_run(self):
+    def close_run(self):
         """Close the open run and write its page (control/report.py)."""
         if self.run:
             self.run.close()
@@ -145,12 +145,12 @@ class Room:
                 print(f"control: the page of run {self.run_info['id']} was not written: {exc}", file=sys.stderr)
         self.run = self.run_info = None
 
-    def _let_go(self):
+    def let_go(self):
         """The cluster is gone (down here or from a terminal): stop the load, close the run, forget the nodes."""
         if self.load:
             self.load.stop()
             self.load = None
-        self._close_run()
+        self.close_run()
         self.cluster, self.nodes, self.effects, self._states = None, [], [], {}
 
     # Long actions, one at a time
