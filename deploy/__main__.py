@@ -6,9 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from deploy import cluster, web
+from deploy import cluster, options
 from deploy.errors import DeployError
-from deploy.topology import Topology
 
 
 def main(argv=None):
@@ -20,42 +19,7 @@ def main(argv=None):
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start a cluster in the background")
-    up.add_argument("--instances", type=int, default=3)
-    up.add_argument("--sessions", default="redis", help="a SESSION_STORE: memory, redis, db, ...")
-    up.add_argument("--presence", default="redis", help="a PRESENCE_STORE: memory or redis")
-    up.add_argument("--lb", default="roundrobin", help="roundrobin or sticky")
-    up.add_argument("--db", help="sqlite or postgres (default: sqlite; postgres under --runtime swarm)")
-    up.add_argument("--runtime", default="processes", choices=cluster.RUNTIMES,
-                    help="processes: this machine's (default); swarm: Docker Swarm services from a stack file "
-                         "(python -m deploy images first; docs/operations/swarm.md)")
-    up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
-    up.add_argument("--server", default=web.DEFAULT,
-                    help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
-    up.add_argument("--redis", default="single",
-                    help="single; sentinel: a primary, replicas, three Sentinels; cluster: Redis Cluster, "
-                         "shards of a primary and a replica")
-    up.add_argument("--redis-shards", type=int, default=3, help="with --redis cluster: primaries (default 3)")
-    up.add_argument("--redis-replicas", type=int, default=2, help="with --redis sentinel (default 2)")
-    up.add_argument("--redis-sync", type=int, default=0,
-                    help="replicas that must confirm each session write and logout (WAIT); with sentinel, also "
-                         "connected for any write; with --redis cluster, 0 or 1 (each shard has one replica)")
-    up.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
-    up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
-    up.add_argument("--etcd-members", type=int, default=3,
-                    help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
-    up.add_argument("--cpu-quota", type=float, metavar="CORES",
-                    help="cap each instance at this many cores (a cgroup CPU quota), e.g. 0.25")
-    up.add_argument("--site-cpus", metavar="LIST",
-                    help="run the instances on these CPUs (e.g. 0), HAProxy and the stores on the others")
-    up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                    help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
-    up.add_argument("--netns", action="store_true",
-                    help="every store node and instance in a network namespace of its own, so that `partition` "
-                         "can cut them apart (needs root); HAProxy stays on loopback")
-    up.add_argument("--no-durable", dest="durable", action="store_false",
-                    help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
-                         "an OS crash can lose acknowledged messages")
+    options.add_up_arguments(commands.add_parser("up", help="start a cluster in the background"))
 
     state = commands.add_parser("status", help="what runs, and what HAProxy thinks of it")
     state.add_argument("--json", action="store_true")
@@ -112,17 +76,7 @@ def main(argv=None):
 def run(args):
     where = {"state_dir": args.state_dir}
     if args.command == "up":
-        up = cluster.up(
-            instances=args.instances, sessions=args.sessions, presence=args.presence,
-            lb=args.lb, port=args.port, env=parse_env(args.env), server=args.server, runtime=args.runtime,
-            db=args.db or ("postgres" if args.runtime == "swarm" else "sqlite"),
-            durable=args.durable, cpu_quota=args.cpu_quota, site_cpus=args.site_cpus,
-            topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
-                              redis_shards=args.redis_shards,
-                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
-                              etcd_members=args.etcd_members),
-            namespaces=args.netns, **where,
-        )
+        up = cluster.up(**options.up_keywords(args), **where)
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
         print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
@@ -165,16 +119,6 @@ def action(args):
 
 def names(text):
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def parse_env(pairs):
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise DeployError(f"--env wants NAME=VALUE, not {pair!r}")
-        env[name] = value
-    return env
 
 
 def print_status(state, *, as_json):

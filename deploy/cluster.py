@@ -25,6 +25,7 @@ from deploy.kinds import etcd
 from deploy.kinds.base import Kind, new_password
 from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 from deploy.layout import BLOCK, MAX_INSTANCES, STORE_SLOTS, free_base_port, free_port
+from deploy.options import RUNTIMES, add_up_arguments, as_argv, up_keywords, up_options
 from deploy.processes import (
     alive,
     port_free,
@@ -49,6 +50,8 @@ __all__ = [
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "check_action", "resolve",
     "add_users", "api_token", "Topology", "LB_CHOICES", "RUNTIMES", "SENTINEL_FAILOVER_SECONDS", "logs", "images",
+    # starting and acting by request (the control room): the checks alone, and up's options as data
+    "check_up", "add_up_arguments", "up_keywords", "up_options", "as_argv",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
     "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
@@ -61,7 +64,6 @@ __all__ = [
 ]
 
 LB_CHOICES = ("roundrobin", "sticky")
-RUNTIMES = ("processes", "swarm")
 # How long Sentinel may take to notice a dead primary and promote a replica: part of this
 # interface for the experiments.
 SENTINEL_FAILOVER_SECONDS = (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000
@@ -93,27 +95,15 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     """
     if runtime not in RUNTIMES:
         raise DeployError(f"--runtime {runtime!r} is not one of: {', '.join(RUNTIMES)}")
-    _check_choices(instances, lb)
     if runtime == "swarm":
+        _check_choices(instances, lb)
         return swarm.start_cluster(
             state_dir=state_dir, instances=instances, sessions=sessions, presence=presence, lb=lb, port=port,
             db=db, env=env, server=server, durable=durable, topology=(topology or Topology()).check(),
             namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus)
-    web.argv(server, port=port)  # a bad choice fails here, before anything starts
-    topology = (topology or Topology()).check()
-    wanted = servers_for(sessions=sessions, presence=presence, db=db)
-    stores.check_server(wanted, topology, server)
-    previous = load(state_dir)
-    if previous and any(running(record) for record in previous.processes()):
-        raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
-    require("haproxy", "haproxy")
-    _check_ports(ports(port, instances=instances, servers=wanted, topology=topology))
-    if namespaces and (reason := netns.available()):
-        raise DeployError(reason)
-    if namespaces:
-        stores.check_namespaces(wanted, topology)
-    limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
-
+    topology, wanted, limits = check_up(
+        instances=instances, sessions=sessions, presence=presence, lb=lb, port=port, db=db, server=server,
+        topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir)
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
@@ -142,6 +132,36 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         down(state_dir)
         raise
     return cluster
+
+
+def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000, db="sqlite",
+             server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
+             state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes"):
+    """Every check `up` makes before it starts anything on processes: DeployError naming the first that fails.
+
+    Return (the topology checked, the kinds of server wanted, the CPU limits
+    planned). env, durable and runtime need no check here (under Swarm,
+    deploy/swarm.py refuses what it cannot run); they are accepted so that the
+    same keywords as up's can be passed. The control room calls it to refuse
+    a bad start at once, before it answers.
+    """
+    _check_choices(instances, lb)
+    web.argv(server, port=port)  # a bad choice fails here, before anything starts
+    topology = (topology or Topology()).check()
+    wanted = servers_for(sessions=sessions, presence=presence, db=db)
+    stores.check_server(wanted, topology, server)
+    previous = load(state_dir)
+    if previous and any(running(record) for record in previous.processes()):
+        raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
+    require("haproxy", "haproxy")
+    _check_ports(ports(port, instances=instances, servers=wanted, topology=topology))
+    if namespaces and (reason := netns.available()):
+        raise DeployError(reason)
+    if namespaces:
+        stores.check_namespaces(wanted, topology)
+    limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
+
+    return topology, wanted, limits
 
 
 def servers_for(*, sessions, presence, db):

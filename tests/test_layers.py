@@ -1,6 +1,6 @@
 """The layering holds: site/ imports no app, labcore imports neither apps nor site/, no package imports upwards,
-loadtest reaches deploy through deploy.cluster only, and no import cycle anywhere (acyclic_siblings); and
-loadtest/ holds one copy of each idea (pylint's duplicate-code check).
+loadtest and control reach deploy through deploy.cluster only, and no import cycle anywhere (acyclic_siblings);
+and loadtest/ holds one copy of each idea (pylint's duplicate-code check).
 
 The contracts are in pyproject.toml ([tool.importlinter]).
 """
@@ -19,12 +19,12 @@ def test_import_contracts_are_kept():
     assert "0 broken" in done.stdout
 
 
-def test_loadtest_is_kept_from_every_deploy_module_but_the_door():
+def test_loadtest_and_control_are_kept_from_every_deploy_module_but_the_door():
     """The forbidden contract lists modules by name: a new module of deploy/ must join it."""
     import tomllib
 
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-    (door,) = [c for c in contracts if c["name"] == "loadtest reaches deploy through deploy.cluster only"]
+    (door,) = [c for c in contracts if c["name"] == "loadtest and control reach deploy through deploy.cluster only"]
     deploy = ROOT / "deploy"
     modules = {f"deploy.{path.stem}" for path in deploy.glob("*.py") if path.stem not in ("__init__", "cluster")}
     packages = {f"deploy.{path.parent.name}" for path in deploy.glob("*/__init__.py")}

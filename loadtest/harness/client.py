@@ -16,11 +16,16 @@ ROOM = "split"
 
 
 class User:
-    """One simulated user: `name` made beforehand (loadtest/harness/accounts.py), pinned to `node` at `url`."""
+    """One simulated user: `name` made beforehand (loadtest/harness/accounts.py), pinned to `node` at `url`.
 
-    def __init__(self, history, node, url, name):
+    served_by: record as each answered operation's node the instance that
+    served it (its X-Served-By), for a user behind a load balancer.
+    """
+
+    def __init__(self, history, node, url, name, *, served_by=False):
         self.history, self.node, self.url, self.name = history, node, url, name
         self.site = Site(url, timeout=OPERATION_TIMEOUT)
+        self.served_by = served_by
         self.counter = 0  # the last counter this user wrote, acknowledged or not
 
     def log_in(self):
@@ -56,8 +61,9 @@ class User:
         except requests.RequestException:
             self.history.complete(op, "unknown", keep_value=True)
             return None
+        served = answer.headers.get("X-Served-By") if self.served_by else None
         if answer.status_code != ok:
-            self.history.complete(op, "failed", refusal=str(answer.status_code), keep_value=True)
+            self.history.complete(op, "failed", refusal=str(answer.status_code), keep_value=True, node=served)
             return None
-        self.history.complete(op, "ok", value=read(answer) if read else value)
+        self.history.complete(op, "ok", value=read(answer) if read else value, node=served)
         return answer
