@@ -50,6 +50,9 @@ def main(argv=None):
     up.add_argument("--netns", action="store_true",
                     help="every store node and instance in a network namespace of its own, so that `partition` "
                          "can cut them apart (needs root); HAProxy stays on loopback")
+    up.add_argument("--latency", default="", metavar="NAME=MS,...",
+                    help="milliseconds added each way to every connection to and from these nodes or instances "
+                         "from the start, e.g. redis2=2,redis3=30 (change later with: latency NAME MS)")
     up.add_argument("--no-durable", dest="durable", action="store_false",
                     help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
                          "an OS crash can lose acknowledged messages")
@@ -73,6 +76,18 @@ def main(argv=None):
     promote = commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
     promote.add_argument("--force", action="store_true",
                          help="even while the old primary runs: two primaries, as behind a partition")
+
+    slow = commands.add_parser("latency", help="add MS milliseconds each way to every connection to and from a "
+                                               "node or instance (0 removes it); delays add along a path")
+    slow.add_argument("name", help="app1.., redis1.., sentinel1.., pg1.., redis:primary, pg:primary")
+    slow.add_argument("ms", type=float)
+    slow.add_argument("--jitter", type=float, default=0, metavar="MS",
+                      help="each chunk's delay drawn from MS either side of the latency (order kept)")
+
+    stall = commands.add_parser("stall", help="deliver nothing to or from a node or instance for SECONDS, its "
+                                              "connections open; then deliver what waited")
+    stall.add_argument("name")
+    stall.add_argument("seconds", type=float)
 
     scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
     scale.add_argument("count", type=int)
@@ -114,7 +129,7 @@ def run(args):
                               redis_shards=args.redis_shards,
                               pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
                               etcd_members=args.etcd_members),
-            namespaces=args.netns, **where,
+            namespaces=args.netns, latency=parse_latency(args.latency), **where,
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
@@ -151,11 +166,29 @@ def action(args):
         return "promote", None, {"force": args.force}
     if args.command == "scale":
         return "scale", None, {"count": args.count}
+    if args.command == "latency":
+        return "latency", args.name, {"ms": args.ms, "jitter": args.jitter}
+    if args.command == "stall":
+        return "stall", args.name, {"seconds": args.seconds}
     return args.command, getattr(args, "name", None), {}
 
 
 def names(text):
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def parse_latency(text):
+    """{name: milliseconds} from NAME=MS,NAME=MS."""
+    latency = {}
+    for pair in names(text):
+        name, sep, value = pair.partition("=")
+        try:
+            latency[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise DeployError(f"--latency wants NAME=MS,..., e.g. redis2=2,redis3=30; not {pair!r}")
+    return latency
 
 
 def parse_env(pairs):

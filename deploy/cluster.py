@@ -14,7 +14,7 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, netns, record, stores, web
+from deploy import apps, cgroups, kinds, links, netns, record, stores, web
 from deploy.actions import ACTIONS, act
 from deploy.alone import server_settings, start_server, stop_server
 from deploy.errors import DeployError
@@ -70,7 +70,7 @@ cgroup_version = cgroups.version
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None,
+       cpu_quota=None, site_cpus=None, latency=None,
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
@@ -84,6 +84,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     can cut them apart; HAProxy stays on loopback.
     cpu_quota, site_cpus: cores per instance, and the CPUs the instances run
     on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
+    latency: {node or instance: milliseconds each way} from the start (deploy/links.py).
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
@@ -107,6 +108,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
         durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
     )
+    relayed = links.plan(cluster, wanted)
+    links.check_latencies(latency or {}, [name for name, _ in relayed] + [f"app{n}" for n in range(1, instances + 1)])
     make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
     for stale in ("site.sqlite3", "site.sqlite3-wal", "site.sqlite3-shm"):
@@ -117,6 +120,9 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
             _make_network(cluster, wanted, topology)
         if limits:
             cgroups.Groups(limits).create()
+        links.set_initial(cluster, latency or {})
+        for name, node_port in relayed:
+            links.start(cluster, name, node_port)
         stores.start_all(cluster, wanted)
         for node in cluster.stores.values():
             apps.confine(cluster, node["pid"], cgroups.REST)
@@ -125,6 +131,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
             apps.start_instance(cluster, f"app{number}")
         apps.start_haproxy(cluster)
         apps.wait_serving(cluster)
+        links.refresh(cluster)
     except BaseException:
         down(state_dir)
         raise
@@ -168,6 +175,7 @@ def down(state_dir=DEFAULT_STATE_DIR):
         partial(stop, cluster.haproxy, timeout=5),
         *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
         partial(stores.stop_all, cluster),
+        partial(links.stop_all, cluster),
         partial(cleanup, state_dir),
         *([lambda: cgroups.Groups(cluster.cpu).remove()] if cluster.cpu else []),
     ])
@@ -206,7 +214,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "network": cluster.net.subnet if cluster.network else None,
         "partitions": cluster.partitions,
         "cpu": cluster.cpu,
-        "stores": stores.rows(cluster),
+        "stores": [{**row, **links.row(cluster, row["name"])} for row in stores.rows(cluster)],
         "instances": [
             {
                 "name": name,
@@ -217,6 +225,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
                 "lb_state": lb_rows[name]["status"] if name in lb_rows else "unknown",
                 "state": apps.state(cluster, name, i, lb_rows[name]["status"] if name in lb_rows else "unknown"),
                 "role": None,
+                **links.row(cluster, name),
             }
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])
         ],

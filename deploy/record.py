@@ -49,6 +49,8 @@ class Cluster:
     # With --netns: deploy.netns.Network, as a dict; every store node and instance in a namespace of its own.
     network: dict = field(default_factory=dict)
     partitions: list = field(default_factory=list)  # [{"isolated": [...], "from": [...]}], as made
+    # deploy/links.py: {"folder", "relays": {name: {"pid", "started", "control"}}, "latency": {name: {"ms", ...}}}
+    links: dict = field(default_factory=dict)
 
     @property
     def net(self):

@@ -41,6 +41,7 @@ class Kind:
     stops_first = False  # stopped before the other kinds' nodes (Sentinels: no failover while the rest stop)
     refuses_namespaces = ""  # why it cannot run with --netns, if it cannot
     aliases = ()  # names like "pg:primary" that `resolve` turns into the node that is it now
+    relayed = False  # its nodes listen behind a latency relay at layout.behind(port) (deploy/links.py)
 
     @property
     def node_kinds(self):

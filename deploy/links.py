@@ -1,0 +1,156 @@
+"""A cluster's links: a latency relay (deploy/latency.py) in front of every store node and instance.
+
+Every relayed node listens behind its relay: the relay takes the node's
+port (the one in the record, in the site's settings and in every address
+the node announces: Redis's replica-announce-port, Sentinel's announce-port)
+and the node listens at layout.behind(port). So every connection to a node
+passes its relay, whoever opened it and whatever address it learnt, and
+`deploy latency NODE MS` works on any running cluster. The relays start
+before the nodes and outlive their deaths (a relay is the network, not the
+node); `down` stops them all.
+
+Latency is per node and per direction; a connection between nodes A and B
+(through B's relay, which knows A as a peer: deploy/sources.py) is delayed
+by latency(A) + latency(B) each way, one from outside (HAProxy, a client)
+by the node's alone. A stall of a node holds every connection to and from
+it, open, for its seconds. Each relay learns the others' settings and
+processes again (`refresh`) after every change and every start of a node.
+
+Not relayed: memcached (a UNIX socket), Redis Cluster's nodes and etcd's
+members (they announce addresses of their own the relays do not cover yet).
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from deploy import cgroups, kinds, latency, layout, stores
+from deploy.errors import DeployError
+from deploy.layout import behind
+from deploy.processes import run_all, running
+from deploy.topology import Topology
+
+
+def relayed(cluster, name):
+    """Whether node or instance `name` of the cluster is behind a relay (its kind's `relayed`)."""
+    if name in cluster.instances:
+        return True
+    record = cluster.stores.get(name)
+    return record is not None and kinds.for_node(stores.kind_of(name, record), Topology.of(cluster.topology)).relayed
+
+
+def plan(cluster, servers):
+    """[(name, port)] of the store nodes these servers need that go behind a relay."""
+    topology = Topology.of(cluster.topology)
+    return [(name, port) for server in servers if (kind := kinds.for_server(server, topology)).relayed
+            for name, _, port in kind.nodes(topology, lambda slots, index: layout.store_port(cluster.port, slots,
+                                                                                               index))]
+
+
+def check_latencies(latencies, names):
+    """DeployError unless every name is one of `names` and every value a number of ms (deploy/relay.py's range)."""
+    for name, ms in latencies.items():
+        if name not in names:
+            raise DeployError(f"--latency names {name!r}, which is not a node behind a relay here; "
+                              f"choose among: {', '.join(names)}")
+        _milliseconds(ms, f"{name}'s latency")
+
+
+def set_initial(cluster, latencies):
+    """Record the latencies a new cluster starts with (checked: check_latencies), before its relays start."""
+    _links(cluster)["latency"].update({name: {"ms": ms, "jitter_ms": 0} for name, ms in latencies.items()})
+    cluster.save()
+
+
+def start(cluster, name, port):
+    """Start node `name`'s relay (listening on its port, forwarding to behind(port)) unless it runs already."""
+    links = _links(cluster)
+    if running(links["relays"].get(name, {})):
+        return
+    host = cluster.host(name)
+    settings = links["latency"].get(name, {})
+    record = latency.start({name: ((host, port), (host, behind(port)))},
+                           control=Path(links["folder"]) / f"{name}.sock",
+                           log_path=cluster.path / "logs" / f"{name}.relay.log",
+                           delay_ms=settings.get("ms", 0), jitter_ms=settings.get("jitter_ms", 0),
+                           wrap=lambda argv: cluster.command(name, argv))
+    links["relays"][name] = record
+    cluster.save()
+    if cluster.cpu:
+        cgroups.Groups(cluster.cpu).join(record["pid"], cgroups.REST)
+
+
+def refresh(cluster):
+    """Tell every relay the other nodes' latencies and processes, as they are now."""
+    links = _links(cluster)
+    peers = {name: {"ms": links["latency"].get(name, {}).get("ms", 0),
+                    "jitter_ms": links["latency"].get(name, {}).get("jitter_ms", 0),
+                    "address": cluster.host(name) if cluster.network else None, "pids": [record["pid"]]}
+             for name, record in [*cluster.stores.items(), *cluster.instances.items()]
+             if relayed(cluster, name) and running(record)}
+    for name, record in links["relays"].items():
+        if running(record):
+            latency.set_peers(record["control"], {peer: s for peer, s in peers.items() if peer != name})
+
+
+def set_latency(cluster, name, ms, jitter_ms=0):
+    """Delay every connection to and from node `name` by ms (0: none) each way, jitter_ms either side."""
+    relay = _relay(cluster, name)
+    _milliseconds(ms, "the latency"), _milliseconds(jitter_ms, "the jitter")
+    latency.set_delay(relay["control"], ms, jitter_ms=jitter_ms)
+    _links(cluster)["latency"][name] = {"ms": ms, "jitter_ms": jitter_ms}
+    cluster.save()
+    refresh(cluster)
+
+
+def stall(cluster, name, seconds):
+    """Deliver nothing to or from node `name` for `seconds`, its connections open; then deliver what queued."""
+    relay = _relay(cluster, name)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
+        raise DeployError(f"a stall lasts more than 0 and at most 3600 seconds, not {seconds!r}")
+    refresh(cluster)  # every relay knows `name`'s processes as they are now
+    latency.stall(relay["control"], seconds)
+    for other, record in _links(cluster)["relays"].items():
+        if other != name and running(record):
+            latency.stall(record["control"], seconds, peer=name)
+
+
+def row(cluster, name):
+    """status's fields for a node or instance: latency_ms and jitter_ms (0 when none)."""
+    settings = _links(cluster)["latency"].get(name, {})
+    return {"latency_ms": settings.get("ms", 0), "jitter_ms": settings.get("jitter_ms", 0)}
+
+
+def stop_all(cluster):
+    """Stop every relay and remove their control sockets' folder."""
+    links = cluster.links
+    if not links:
+        return
+    run_all([lambda record=record: latency.stop(record) for record in links.get("relays", {}).values()])
+    shutil.rmtree(links["folder"], ignore_errors=True)
+
+
+def _links(cluster):
+    """The record's links: {"folder", "relays": {name: record}, "latency": {name: {"ms", "jitter_ms"}}}."""
+    if not cluster.links:
+        # Short: a UNIX socket's path has at most 107 bytes, and a state folder's may be long.
+        cluster.links = {"folder": tempfile.mkdtemp(prefix="lab-links-"), "relays": {}, "latency": {}}
+        cluster.save()
+    return cluster.links
+
+
+def _relay(cluster, name):
+    known = [*cluster.stores, *cluster.instances]
+    if name not in known:
+        raise DeployError(f"no instance or store node {name!r}; the cluster has: {', '.join(known)}")
+    relay = _links(cluster)["relays"].get(name)
+    if relay is None or not running(relay):
+        raise DeployError(f"{name} has no relay: latency and stalls are for instances and the nodes of "
+                          "Redis (alone or with Sentinels) and PostgreSQL")
+    return relay
+
+
+def _milliseconds(value, what):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= latency.MAX_DELAY_MS:
+        raise DeployError(f"{what} must be a number of milliseconds from 0 to {latency.MAX_DELAY_MS}, "
+                          f"not {value!r}")
