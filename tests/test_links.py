@@ -1,0 +1,161 @@
+"""Latency and stalls on a running cluster (deploy/links.py): measured end to end through real servers.
+
+One Sentinel cluster (a primary, two replicas, three Sentinels, one instance) for the module, every latency
+set back to 0 after each test; a small cluster of its own for `up --latency` and `down`.
+
+Tolerance, as tests/test_latency.py: the shortest of 21 round trips, at least the setting (a busy machine
+only ever adds time) and at most 10 % or 1.5 ms above it.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from deploy import latency
+from deploy.cluster import alive, load
+from deploy.layout import behind
+from tests import clusters
+
+TRIES = 21
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("links")
+    try:
+        yield clusters.up(state_dir, "--instances", "1", "--sessions", "redis", "--presence", "redis",
+                          "--redis", "sentinel", "--redis-replicas", "2")
+    finally:
+        clusters.deploy(state_dir, "down", check=False)
+
+
+@pytest.fixture
+def lab(sentinel):
+    yield sentinel
+    for row in sentinel.status()["stores"]:
+        if row["latency_ms"]:
+            sentinel.run("latency", row["name"], "0")
+
+
+def node(lab, name):
+    return load(lab.state_dir).stores[name]
+
+
+def client(lab, name, *, past_relay=False):
+    record = node(lab, name)
+    port = behind(record["port"]) if past_relay else record["port"]
+    return redis.Redis(port=port, password=record["password"], socket_timeout=30)
+
+
+def shortest_ms(call):
+    call()  # connected and signed in first
+    times = []
+    for _ in range(TRIES):
+        began = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - began) * 1000)
+    return min(times)
+
+
+def assert_about(measured, expected):
+    assert expected <= measured <= expected + max(0.1 * expected, 1.5), (measured, expected)
+
+
+def test_latency_set_on_a_running_node_is_added_to_each_round_trip(lab):
+    lab.run("latency", "redis1", "5")
+    direct = shortest_ms(client(lab, "redis1", past_relay=True).ping)
+    assert_about(shortest_ms(client(lab, "redis1").ping) - direct, 2 * 5)
+
+
+def wait_for_all(connection):
+    def write():
+        connection.set("links:key", "value")
+        assert connection.execute_command("WAIT", 2, 5000) == 2
+    return write
+
+
+def test_a_replica_far_away_slows_the_writes_that_wait_for_it(lab):
+    primary = client(lab, "redis1")
+    lab.run("latency", "redis2", "3")
+    # A write that waits for both replicas waits for redis2's acknowledgement: at least 3 ms each way.
+    # Not more than a few ms above: Redis's own acknowledgement exchange (GETACK, ACK) adds a little.
+    waited = shortest_ms(wait_for_all(primary))
+    assert 2 * 3 <= waited <= 2 * 3 * 1.5 + 3, waited
+
+
+def test_100_pipelined_commands_through_a_10_ms_link_wait_once(lab):
+    lab.run("latency", "redis1", "10")
+    connection = client(lab, "redis1")
+    connection.ping()
+    pipeline = connection.pipeline(transaction=False)
+    for _ in range(100):
+        pipeline.ping()
+    began = time.perf_counter()
+    assert pipeline.execute() == [True] * 100
+    took = time.perf_counter() - began
+    assert 0.02 <= took < 0.5, took  # about 20 ms; one round trip each would be 2 s
+
+
+def test_nothing_bypasses_a_relay(lab):
+    recorded = load(lab.state_dir)
+    ports = {name: record["port"] for name, record in recorded.stores.items()}
+    replicas = client(lab, "redis1").info("replication")
+    assert sorted(replicas[f"slave{n}"]["port"] for n in (0, 1)) == [ports["redis2"], ports["redis3"]]
+    watcher = redis.Redis(port=ports["sentinel1"], password=recorded.stores["sentinel1"]["password"],
+                          decode_responses=True)
+    assert sorted(int(r["port"]) for r in watcher.sentinel_slaves("lab")) == [ports["redis2"], ports["redis3"]]
+    assert sorted(int(s["port"]) for s in watcher.sentinel_sentinels("lab")) == [ports["sentinel2"],
+                                                                                 ports["sentinel3"]]
+    assert watcher.sentinel_master("lab")["port"] == ports["redis1"]
+    # And the connections the nodes and the instance opened came through the primary's relay, each known.
+    seen = latency.status(recorded.links["relays"]["redis1"]["control"])["redis1"]["from"]
+    assert {"redis2", "redis3", "sentinel1", "sentinel2", "sentinel3", "app1"} <= set(seen), seen
+
+
+def test_a_stalled_node_holds_a_request_until_the_stall_ends_on_the_same_connection(lab):
+    connection = client(lab, "redis1")
+    connection.ping()
+    began = time.monotonic()
+    lab.run("stall", "redis1", "1.5")
+    assert connection.ping()
+    assert time.monotonic() - began >= 1.5
+    assert connection.ping()  # the same connection, still open
+    assert connection.client_id() == connection.client_id()
+
+
+def test_status_gives_each_node_and_instance_its_latency(lab):
+    lab.run("latency", "redis2", "2.5", "--jitter", "0.5")
+    rows = {row["name"]: row for row in [*lab.status()["stores"], *lab.status()["instances"]]}
+    assert (rows["redis2"]["latency_ms"], rows["redis2"]["jitter_ms"]) == (2.5, 0.5)
+    assert all(row["latency_ms"] == 0 for name, row in rows.items() if name != "redis2")
+    lab.run("latency", "redis2", "0")
+    assert lab.status()["stores"][1]["latency_ms"] == 0
+
+
+def test_bad_latency_requests_say_what_was_wrong(lab):
+    done = clusters.deploy(lab.state_dir, "latency", "redis9", "5", check=False)
+    assert done.returncode == 1 and "no instance or store node 'redis9'" in done.stderr
+    done = clusters.deploy(lab.state_dir, "latency", "redis1", "-1", check=False)
+    assert "must be a number of milliseconds from 0 to 60000" in done.stderr
+    done = clusters.deploy(lab.state_dir, "stall", "redis1", "0", check=False)
+    assert "a stall lasts more than 0 and at most 3600 seconds" in done.stderr
+
+
+def test_up_with_latency_then_down_leaves_no_relay(tmp_path):
+    state_dir = tmp_path / "state"
+    try:
+        lab = clusters.up(state_dir, "--instances", "1", "--sessions", "redis", "--presence", "memory",
+                          "--latency", "redis1=3,app1=1")
+        rows = {row["name"]: row for row in [*lab.status()["stores"], *lab.status()["instances"]]}
+        assert rows["redis1"]["latency_ms"] == 3 and rows["app1"]["latency_ms"] == 1
+        direct = shortest_ms(client(lab, "redis1", past_relay=True).ping)
+        assert_about(shortest_ms(client(lab, "redis1").ping) - direct, 2 * 3)
+        links = load(state_dir).links
+        relays = [record["pid"] for record in links["relays"].values()]
+        assert len(relays) == 2 and all(alive(pid) for pid in relays)
+    finally:
+        clusters.deploy(state_dir, "down", check=False)
+    assert not any(alive(pid) for pid in relays)
+    assert not Path(links["folder"]).exists()
