@@ -69,7 +69,9 @@ def build_parser():
                       help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
                            "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
                            f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
-                           "primary at once)")
+                           "primary at once), store-latency (the first primary "
+                           f"{experiment.LATENCY_MS} ms away from 1/3 to 2/3), store-stall (it delivers nothing for "
+                           f"{experiment.STALL_SECONDS} s at 1/3)")
     kill.add_argument("--instances", type=int, default=3)
     kill.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     kill.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")

@@ -140,7 +140,11 @@ def up(config, *, instances, port, state_dir, **options):
 
 
 INSTANCE_FAULTS = ("kill", "term", "scale", "kills")
-STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart")
+STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart", "store-latency", "store-stall")
+# store-latency: the first primary this far away (each way) from 1/3 to 2/3; store-stall: it delivers
+# nothing this long at 1/3, its connections open (deploy/links.py through deploy.cluster.act).
+LATENCY_MS = 20
+STALL_SECONDS = 5
 # A paused primary stays frozen this long: longer than Sentinel takes to notice
 # it and promote a replica, so that it wakes up demoted.
 PAUSE_SECONDS = 2 * deploy.SENTINEL_FAILOVER_SECONDS
@@ -200,6 +204,10 @@ def _store_schedule(kind, third, config):
             raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1 "
                              "or @pg-any1)")
         return [(third, "kill", f"{store}2"), (2 * third, "start", BROKEN)]
+    if kind == "store-latency":
+        return [(third, "latency", (f"{store}1", {"ms": LATENCY_MS})), (2 * third, "latency", (f"{store}1", {"ms": 0}))]
+    if kind == "store-stall":
+        return [(third, "stall", (f"{store}1", {"seconds": STALL_SECONDS}))]
     return [(third, "kill", primary), (third, "start", BROKEN)]
 
 
@@ -217,6 +225,10 @@ def apply_fault(action, argument, state_dir):
         return deploy.pause(argument, resume=action == "resume", state_dir=state_dir)
     elif action == "promote":
         return deploy.promote(state_dir=state_dir)
+    elif action in ("latency", "stall"):
+        node, fields = argument
+        deploy.act(action, node, fields, state_dir=state_dir)
+        return node
     return None
 
 

@@ -214,6 +214,19 @@ def test_topologies_parse_from_config_names():
         fault_schedule("replica-kill", 90, 3, parse_config("redis"))
 
 
+def test_the_store_faults_take_latency_and_stalls_through_the_fault_vocabulary():
+    from deploy.actions import check
+    from deploy.cluster import ACTIONS
+
+    redis = parse_config("redis@sentinel")
+    assert fault_schedule("store-latency", 90, 3, redis) == [(30, "latency", ("redis1", {"ms": 20})),
+                                                             (60, "latency", ("redis1", {"ms": 0}))]
+    assert fault_schedule("store-stall", 90, 3, parse_config("db@pg-any1")) == [(30, "stall", ("pg1", {"seconds": 5}))]
+    for _, action, (node, fields) in [*fault_schedule("store-latency", 90, 3, redis),
+                                      *fault_schedule("store-stall", 90, 3, redis)]:
+        assert ACTIONS[action] is check(action, node, fields)
+
+
 def test_a_ledger_counts_acknowledged_writes_a_session_no_longer_shows():
     from loadtest._sessions import Ledger
 
