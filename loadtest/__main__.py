@@ -144,16 +144,20 @@ def build_parser():
     shards.add_argument("--sessions", type=int, default=60, help="users, each with a session, per cluster")
     shards.add_argument("--loss-rounds", type=int, default=3, help="shard primaries killed, one after another")
     shards.add_argument("--out", type=Path, default=Path("results") / "bench-shards")
-    replication = commands.add_parser("bench-replication", help="what waiting for k of N replicas costs logins, "
-                                      "session writes and message posts (Redis WAIT, PostgreSQL ANY k)")
+    replication = commands.add_parser("bench-replication", help="what a write that waits for k of N replicas at "
+                                      "stated distances costs (Redis WAIT, PostgreSQL ANY k), beside its prediction")
     replication.add_argument("--stores", default="redis,postgres")
     replication.add_argument("--replicas", default=",".join(map(str, _replication_bench.REPLICAS)),
                              help="numbers of replicas N")
     replication.add_argument("--sync", default=",".join(_replication_bench.SYNC),
                              help="replicas each write waits for: 0, 1, majority, all")
+    replication.add_argument("--distances", default=",".join(map(str, _replication_bench.DISTANCES)),
+                             help="ms each way between the primary and replica i (the i-th, cycling)")
     replication.add_argument("--rounds", type=int, default=3)
-    replication.add_argument("--seconds", type=int, default=4, help="per cluster, write and round")
-    replication.add_argument("--connections", type=int, default=8)
+    replication.add_argument("--seconds", type=float, default=4, help="per (N, k) and round")
+    replication.add_argument("--connections", type=int, default=4, help="clients writing at once")
+    replication.add_argument("--quick", action="store_true",
+                             help="a check that it runs: N = 1 only, one round of 1 s, one connection")
     replication.add_argument("--out", type=Path, default=Path("results") / "bench-replication")
     sessions = commands.add_parser("bench-sessions", help="µs to load and save a session, and its bytes")
     sessions.add_argument("--stores", default=",".join(_bench.SESSION_STORES))
@@ -520,15 +524,21 @@ def run_bench(args):
 
 def run_bench_replication(args):
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        args.replicas, args.rounds, args.seconds, args.connections = "1", 1, 1, 1
+    try:
+        distances = [float(d) for d in args.distances.split(",")]
+    except ValueError:
+        raise ValueError(f"--distances wants milliseconds, comma-separated, e.g. 0.5,2,10,40; "
+                         f"not {args.distances!r}") from None
     report = _replication_bench.bench(
         stores=args.stores.split(","), replicas=[int(n) for n in args.replicas.split(",")],
-        sync=args.sync.split(","), rounds=args.rounds, seconds=args.seconds, connections=args.connections,
-        out=args.out)
-    print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s per cluster and write, "
-          "medians; (to N=0: the median and min-max of each round's ratio); one instance per cluster; "
-          f"{_bench.durability()}")
+        sync=args.sync.split(","), distances=distances, rounds=args.rounds, seconds=args.seconds,
+        connections=args.connections, out=args.out)
+    print(f"{args.connections} connections, {args.rounds} rounds of {args.seconds:g} s per (N, k), medians of the "
+          "rounds' medians; predicted: the median at k = 0 plus 2 x the k-th nearest replica's distance")
     print(_replication_bench.table(report))
-    print(f"chart: {args.out / 'replication.svg'}; figures: {args.out / 'bench-replication.json'}")
+    print(f"figures: {args.out / 'bench-replication.json'}")
     return 0
 
 
