@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deploy import apps, cgroups, kinds, links, netns, record, stores, web
 from deploy.actions import ACTIONS, act
-from deploy.alone import server_settings, start_server, stop_server
+from deploy.alone import server_settings, start_relay, start_server, stop_relay, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
 from deploy.kinds import etcd
@@ -52,7 +52,7 @@ __all__ = [
     "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
     # kinds of server, and private servers outside a cluster
     "Kind", "KINDS", "servers", "start_server", "server_settings", "stop_server", "new_password", "etcd", "netns",
-    "web", "cgroup_version",
+    "web", "cgroup_version", "start_relay", "stop_relay",
     # processes
     "DeployError", "require", "wait_for", "stop", "spawn", "running", "alive", "start_time", "signal_group",
     "port_open", "run_all", "wait_gone",

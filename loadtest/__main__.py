@@ -172,6 +172,9 @@ def build_parser():
     quorum.add_argument("--seconds", type=float, default=2, help="of load for each number of nodes gone")
     quorum.add_argument("--fault", choices=("kill", "pause"), default="kill")
     quorum.add_argument("--read-repair", action="store_true")
+    quorum.add_argument("--distances", default="", metavar="MS,...",
+                        help="node i this many ms away each way (the i-th, cycling), through deploy's latency relay; "
+                             "e.g. 0.5,2,10,40 (default: all on loopback)")
     quorum.add_argument("--out", type=Path, default=Path("results") / "quorum")
     split = commands.add_parser("split-brain", help="acknowledged writes a partition and its heal lose "
                                                    "(needs network namespaces: root)")
@@ -419,7 +422,7 @@ def run_experiment(args, run):
 def run_quorum(args, run):
     shapes = _quorum.parse_shapes(args.shapes)
     plan, rows = _quorum.run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair,
-                             out=args.out)
+                             out=args.out, distances=_quorum.parse_distances(args.distances))
     _quorum.write(args.out, run, plan, shapes, rows)
     print(_quorum.table(rows))
     print(f"\nreport: {args.out / 'report.html'}")

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import redis
 
-from deploy.cluster import free_port, new_password, running, signal_group, start_server, stop
+from deploy.cluster import free_port, new_password, running, signal_group, start_relay, start_server, stop, stop_relay
 from labcore.connections import no_retry
 from loadtest import _page as page
 from loadtest._svg import series_chart
@@ -81,6 +81,9 @@ class Shape:
         return f"N={self.n} R={self.r} W={self.w}"
 
 
+CALLERS = 8  # operations a client may have in flight at once without one waiting for another's workers
+
+
 class QuorumClient:
     """Reads and writes one key over independent Redis nodes, by quorum."""
 
@@ -90,7 +93,9 @@ class QuorumClient:
         self.nodes = [redis.Redis(port=port, password=password, socket_timeout=timeout,
                                   socket_connect_timeout=timeout, retry=no_retry()) for port in ports]
         self._keep_newer = [node.register_script(KEEP_NEWER) for node in self.nodes]
-        self._pool = ThreadPoolExecutor(max_workers=shape.n, thread_name_prefix="quorum")
+        # A worker for every node of every operation in flight (run_load's six callers, and room): with nodes at
+        # a distance, a call holds its worker for a round trip, and calls queued behind it would look far away.
+        self._pool = ThreadPoolExecutor(max_workers=shape.n * CALLERS, thread_name_prefix="quorum")
 
     def close(self):
         self._pool.shutdown(wait=True)
@@ -232,14 +237,25 @@ def miss_chance(shape, gone):
 SHAPES = [Shape(7, 4, 4), Shape(7, 1, 7), Shape(7, 7, 1), Shape(7, 3, 3), Shape(5, 3, 3)]
 
 
-class Nodes:
-    """N private Redis servers on free ports, each one killed, paused or brought back on demand."""
+def distances_of(count, distances):
+    """Each node's distance in ms each way: the i-th of `distances`, cycling; 0 for all without."""
+    return [distances[index % len(distances)] if distances else 0 for index in range(count)]
 
-    def __init__(self, count, state_dir):
+
+class Nodes:
+    """N private Redis servers on free ports, each one killed, paused or brought back on demand.
+
+    With distances, the clients reach node i through a latency relay (deploy's) that delays each
+    direction by the i-th distance, so a round trip to it takes twice that longer.
+    """
+
+    def __init__(self, count, state_dir, distances=()):
         self.state_dir = state_dir
         self.ports = [free_port() for _ in range(count)]
         self.password = new_password()
         self.records = [None] * count
+        self.distances = distances_of(count, distances)
+        self.relay = None
 
     def start(self, index):
         self.records[index] = start_server("redis", port=self.ports[index], state_dir=self.state_dir,
@@ -253,9 +269,13 @@ class Nodes:
                 self.start(index)
         for port in self.ports:
             redis.Redis(port=port, password=self.password).flushall()
+        if any(self.distances) and self.relay is None:
+            self.relay = start_relay({f"node{i}": port for i, port in enumerate(self.ports)}, state_dir=self.state_dir,
+                                     delays={f"node{i}": ms for i, ms in enumerate(self.distances)})
 
     def client(self, shape, **options):
-        return QuorumClient(self.ports, shape, password=self.password, **options)
+        ports = [self.relay["ports"][f"node{i}"] for i in range(len(self.ports))] if self.relay else self.ports
+        return QuorumClient(ports, shape, password=self.password, **options)
 
     def take_down(self, index, fault):
         record = self.records[index]
@@ -265,16 +285,18 @@ class Nodes:
             signal_group(record["pid"], signal.SIGSTOP)
 
     def stop_all(self):
+        if self.relay:
+            stop_relay(self.relay)
         for record in self.records:
             if record is not None:
                 signal_group(record["pid"], signal.SIGCONT)
                 stop(record, sig=signal.SIGKILL)
 
 
-def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
+def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir, distances=()):
     """For k = 0 .. N nodes gone, run the load; return one row of figures per k."""
     rows = []
-    nodes = Nodes(shape.n, state_dir)
+    nodes = Nodes(shape.n, state_dir, distances)
     try:
         for gone in range(shape.n + 1):
             nodes.start_all()
@@ -285,7 +307,7 @@ def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
                 tally = run_load(client, seconds=seconds)
             finally:
                 client.close()
-            rows.append(summarise(shape, gone, tally))
+            rows.append({**summarise(shape, gone, tally), "distances_ms": nodes.distances})
     finally:
         nodes.stop_all()
     return rows
@@ -304,6 +326,7 @@ def summarise(shape, gone, tally):
         "writes": tally.writes, "failed_writes": tally.failed_writes,
         "failed_writes_pct": _pct(tally.failed_writes, attempted_writes),
         "read_p50_ms": _median(tally.read_ms), "write_p50_ms": _median(tally.write_ms),
+        "read_p99_ms": _percentile(tally.read_ms, 99), "write_p99_ms": _percentile(tally.write_ms, 99),
     }
 
 
@@ -313,6 +336,10 @@ def _pct(part, whole):
 
 def _median(values):
     return round(sorted(values)[len(values) // 2], 3) if values else None
+
+
+def _percentile(values, percent):
+    return round(sorted(values)[min(len(values) - 1, len(values) * percent // 100)], 3) if values else None
 
 
 def parse_shapes(text):
@@ -329,7 +356,18 @@ def parse_shapes(text):
     return shapes
 
 
-def run(shapes, *, seconds, fault, read_repair, out):
+def parse_distances(text):
+    """'0.5,2,10' -> [0.5, 2.0, 10.0]; '' -> [] (every node on loopback)."""
+    try:
+        distances = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"--distances wants milliseconds, comma-separated, e.g. 0.5,2,10,40; not {text!r}") from None
+    if not all(0 <= d <= 1000 for d in distances):
+        raise ValueError("--distances: milliseconds each way, from 0 to 1000")
+    return distances
+
+
+def run(shapes, *, seconds, fault, read_repair, out, distances=()):
     """Measure every shape and write quorum.json; return the plan and the rows."""
     out.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="quorum-"))
@@ -337,11 +375,12 @@ def run(shapes, *, seconds, fault, read_repair, out):
     try:
         for shape in shapes:
             print(f"{shape}: k = 0 .. {shape.n} nodes {'killed' if fault == 'kill' else 'paused'}", file=sys.stderr)
-            rows += measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state)
+            rows += measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state,
+                            distances=distances)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     plan = {"shapes": [str(s) for s in shapes], "seconds": seconds, "fault": fault, "read_repair": read_repair,
-            "writers": 2, "readers": 4}
+            "writers": 2, "readers": 4, "distances_ms": list(distances)}
     (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
     return plan, rows
 
@@ -360,8 +399,11 @@ def write(out, run, plan, shapes, rows):
                        f"{plan['writers']} writers ({WRITES_PER_SECOND} writes/s each) and {plan['readers']} readers "
                        f"on one key, {plan['seconds']:g} s for each number of nodes gone; nodes "
                        f"{'killed' if plan['fault'] == 'kill' else 'paused'}; read repair "
-                       f"{'on' if plan['read_repair'] else 'off'}. A read is stale when it returns a version older "
-                       "than the newest one acknowledged before it began.")),
+                       f"{'on' if plan['read_repair'] else 'off'}; "
+                       + (f"node i {', '.join(f'{d:g}' for d in plan['distances_ms'])} ms away each way (the i-th, "
+                          "cycling). " if plan.get("distances_ms") else "every node on loopback. ")
+                       + "A read is stale when it returns a version older than the newest one acknowledged before "
+                       "it began.")),
                    ("", page.charts(charts.values())),
                    ("", page.columns_table(COLUMNS, rows)),
                ])
@@ -407,8 +449,8 @@ COLUMNS = [("shape", lambda r: f"{r['n']}/{r['r']}/{r['w']}"), ("R+W>N", lambda 
            ("quorums miss", lambda r: _cell(r["miss_chance_pct"])),
            ("failed reads", lambda r: _cell(r["failed_reads_pct"])), ("writes", lambda r: str(r["writes"])),
            ("failed writes", lambda r: _cell(r["failed_writes_pct"])),
-           ("read p50 ms", lambda r: _cell(r["read_p50_ms"], "")),
-           ("write p50 ms", lambda r: _cell(r["write_p50_ms"], ""))]
+           ("read p50/p99 ms", lambda r: f"{_cell(r['read_p50_ms'], '')}/{_cell(r.get('read_p99_ms'), '')}"),
+           ("write p50/p99 ms", lambda r: f"{_cell(r['write_p50_ms'], '')}/{_cell(r.get('write_p99_ms'), '')}")]
 
 
 def _cell(value, unit="%"):
