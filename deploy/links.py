@@ -20,6 +20,7 @@ Not relayed: memcached (a UNIX socket), Redis Cluster's nodes and etcd's
 members (they announce addresses of their own the relays do not cover yet).
 """
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -116,9 +117,21 @@ def stall(cluster, name, seconds):
 
 
 def row(cluster, name):
-    """status's fields for a node or instance: latency_ms and jitter_ms (0 when none)."""
-    settings = _links(cluster)["latency"].get(name, {})
-    return {"latency_ms": settings.get("ms", 0), "jitter_ms": settings.get("jitter_ms", 0)}
+    """status's fields for a node or instance: latency_ms and jitter_ms (0 when none), and relay_cpu_s, the CPU
+    seconds its relay used so far (None without a running relay): what the distance costs the machine."""
+    links = _links(cluster)
+    settings, relay = links["latency"].get(name, {}), links["relays"].get(name)
+    return {"latency_ms": settings.get("ms", 0), "jitter_ms": settings.get("jitter_ms", 0),
+            "relay_cpu_s": _cpu_seconds(relay["pid"]) if relay and running(relay) else None}
+
+
+def _cpu_seconds(pid):
+    """User and system CPU seconds of process pid so far, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)  # utime, stime
 
 
 def stop_all(cluster):

@@ -107,11 +107,18 @@ def _bench_store(store, grid, distances, rounds, seconds, connections, out):
             for n, k in grid if round_number % 2 == 0 else reversed(grid):
                 print(f"{store}: round {round_number + 1}/{rounds}, N={n}, k={k}", file=sys.stderr)
                 writer = _Writer(store, started[on[n, k]], k)
-                samples[n, k].append(writer.measure(seconds, connections))
+                before = _relays_cpu(started[on[n, k]])
+                sample = writer.measure(seconds, connections)
+                samples[n, k].append({**sample, "relay_cpu_s": _relays_cpu(started[on[n, k]]) - before})
     finally:
         for state_dir in started.values():
             deploy.down(state_dir)
     return summarise(samples, distances, seconds, connections)
+
+
+def _relays_cpu(state_dir):
+    """CPU seconds the cluster's store nodes' latency relays used so far (deploy's status rows)."""
+    return sum(row["relay_cpu_s"] or 0 for row in deploy.status(state_dir=state_dir)["stores"])
 
 
 def _up(store, replicas, k, distances, state_dir):
@@ -192,8 +199,8 @@ class _Writer:
 
 
 def summarise(samples, distances, seconds, connections):
-    """Per (N, k): the median of the rounds' median and p99 latencies, writes per second per connection, and
-    the prediction beside the median with the difference."""
+    """Per (N, k): the median of the rounds' median and p99 latencies, writes per second per connection, the
+    relays' CPU, and the prediction beside the median with the difference."""
     rows = []
     for (n, k), rounds in samples.items():
         medians = [statistics.median(r["latencies_ms"]) for r in rounds if r["latencies_ms"]]
@@ -204,7 +211,9 @@ def summarise(samples, distances, seconds, connections):
                      "p99_ms": round(statistics.median(p99s), 3) if p99s else None,
                      "writes_per_s_per_connection": round(statistics.median(
                          len(r["latencies_ms"]) / seconds / connections for r in rounds), 1),
-                     "short": sum(r["short"] for r in rounds)})
+                     "short": sum(r["short"] for r in rounds),
+                     # The relays' CPU as a share of one core while the point was measured: the distance's own cost.
+                     "relays_cpu_pct": round(100 * statistics.median(r["relay_cpu_s"] for r in rounds) / seconds, 1)})
     for row in rows:
         alone = next(r["median_ms"] for r in rows if (r["replicas"], r["k"]) == (row["replicas"], 0))
         if alone is None or row["median_ms"] is None:
@@ -223,7 +232,7 @@ def _percentile(values, percent):
 def table(report):
     """The report as a Markdown table: one row per store, N and k."""
     lines = ["| store | N | distances (ms each way) | k | median ms | predicted ms | difference ms | p99 ms "
-             "| writes/s per connection |", "|---|---|---|---|---|---|---|---|---|"]
+             "| writes/s per connection | relays' CPU % |", "|---|---|---|---|---|---|---|---|---|---|"]
     for store, rows in report["stores"].items():
         for row in rows:
             figures = [f"{row[key]:.2f}" if row[key] is not None else "-"
@@ -231,5 +240,5 @@ def table(report):
             short = f" ({row['short']} short of k)" if row["short"] else ""
             away = ", ".join(f"{d:g}" for d in row["distances_ms"])
             lines.append(f"| {store} | {row['replicas']} | {away} | {row['k']} | " + " | ".join(figures)
-                         + f" | {row['writes_per_s_per_connection']:g}{short} |")
+                         + f" | {row['writes_per_s_per_connection']:g}{short} | {row['relays_cpu_pct']:g} |")
     return "\n".join(lines)
