@@ -68,7 +68,7 @@ def manage(cluster, *argv, stdin=None):
 
 def start_instance(cluster, name):
     port, host = cluster.instance_port(name), cluster.host(name)
-    links.start(cluster, name, port)  # the relay takes its port; it listens behind (deploy/links.py)
+    links.start(cluster, name, links.instance_routes(cluster, name))  # it listens behind its relay (deploy/links.py)
     argv = cluster.command(name, web.argv(cluster.server, port=behind(port), host=host))
     record = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
     cluster.instances[name] = {"port": port, **record}

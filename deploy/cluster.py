@@ -121,8 +121,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         if limits:
             cgroups.Groups(limits).create()
         links.set_initial(cluster, latency or {})
-        for name, node_port in relayed:
-            links.start(cluster, name, node_port)
+        for name, routes in relayed:
+            links.start(cluster, name, routes)
         stores.start_all(cluster, wanted)
         for node in cluster.stores.values():
             apps.confine(cluster, node["pid"], cgroups.REST)

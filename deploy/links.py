@@ -16,8 +16,10 @@ by the node's alone. A stall of a node holds every connection to and from
 it, open, for its seconds. Each relay learns the others' settings and
 processes again (`refresh`) after every change and every start of a node.
 
-Not relayed: memcached (a UNIX socket), Redis Cluster's nodes and etcd's
-members (they announce addresses of their own the relays do not cover yet).
+An etcd member's relay carries two routes, its clients' port and its
+peers' (its advertised client and peer URLs name them). Not relayed:
+memcached (a UNIX socket) and Redis Cluster's nodes (their cluster bus
+announces addresses the relays do not cover yet).
 """
 
 import os
@@ -41,11 +43,19 @@ def relayed(cluster, name):
 
 
 def plan(cluster, servers):
-    """[(name, port)] of the store nodes these servers need that go behind a relay."""
+    """[(name, routes)] of the store nodes these servers need that go behind a relay; routes as latency.start
+    takes them, from the node's kind (`relay_routes`: etcd's members relay their peers' port too)."""
     topology = Topology.of(cluster.topology)
-    return [(name, port) for server in servers if (kind := kinds.for_server(server, topology)).relayed
+    return [(name, kind.relay_routes(cluster, name, port))
+            for server in servers if (kind := kinds.for_server(server, topology)).relayed
             for name, _, port in kind.nodes(topology, lambda slots, index: layout.store_port(cluster.port, slots,
                                                                                                index))]
+
+
+def instance_routes(cluster, name):
+    """The routes of instance `name`'s relay: its port, to layout.behind(port) where it listens."""
+    host, port = cluster.host(name), cluster.instance_port(name)
+    return {name: ((host, port), (host, behind(port)))}
 
 
 def check_latencies(latencies, names):
@@ -63,14 +73,13 @@ def set_initial(cluster, latencies):
     cluster.save()
 
 
-def start(cluster, name, port):
-    """Start node `name`'s relay (listening on its port, forwarding to behind(port)) unless it runs already."""
+def start(cluster, name, routes):
+    """Start node `name`'s relay for `routes` ({route: (listen, target)}) unless it runs already."""
     links = _links(cluster)
     if running(links["relays"].get(name, {})):
         return
-    host = cluster.host(name)
     settings = links["latency"].get(name, {})
-    record = latency.start({name: ((host, port), (host, behind(port)))},
+    record = latency.start(routes,
                            control=Path(links["folder"]) / f"{name}.sock",
                            log_path=cluster.path / "logs" / f"{name}.relay.log",
                            delay_ms=settings.get("ms", 0), jitter_ms=settings.get("jitter_ms", 0),
@@ -159,7 +168,7 @@ def _relay(cluster, name):
     relay = _links(cluster)["relays"].get(name)
     if relay is None or not running(relay):
         raise DeployError(f"{name} has no relay: latency and stalls are for instances and the nodes of "
-                          "Redis (alone or with Sentinels) and PostgreSQL")
+                          "Redis (alone or with Sentinels), PostgreSQL and etcd")
     return relay
 
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from deploy import latency
-from deploy.cluster import alive, load
+from deploy.cluster import alive, etcd, load
 from deploy.layout import behind
 from tests import clusters
 
@@ -148,19 +148,26 @@ def test_bad_latency_requests_say_what_was_wrong(lab):
     assert "a stall lasts more than 0 and at most 3600 seconds" in done.stderr
 
 
-def test_up_with_latency_then_down_leaves_no_relay(tmp_path):
+def test_up_with_latency_relays_etcd_too_then_down_leaves_no_relay(tmp_path):
     state_dir = tmp_path / "state"
     try:
-        lab = clusters.up(state_dir, "--instances", "1", "--sessions", "redis", "--presence", "memory",
-                          "--latency", "redis1=3,app1=1")
+        lab = clusters.up(state_dir, "--instances", "1", "--sessions", "etcd", "--presence", "redis",
+                          "--latency", "redis1=3,app1=1,etcd2=2")
         rows = {row["name"]: row for row in [*lab.status()["stores"], *lab.status()["instances"]]}
-        assert rows["redis1"]["latency_ms"] == 3 and rows["app1"]["latency_ms"] == 1
+        assert (rows["redis1"]["latency_ms"], rows["app1"]["latency_ms"], rows["etcd2"]["latency_ms"]) == (3, 1, 2)
         direct = shortest_ms(client(lab, "redis1", past_relay=True).ping)
         assert_about(shortest_ms(client(lab, "redis1").ping) - direct, 2 * 3)
-        links = load(state_dir).links
-        relays = [record["pid"] for record in links["relays"].values()]
-        assert len(relays) == 2 and all(alive(pid) for pid in relays)
+        recorded = load(state_dir)
+        members = etcd._call(recorded.stores["etcd1"], "cluster/member/list", {}, 10)["members"]
+        assert sorted(url for member in members for url in member["clientURLs"]) == [
+            f"https://127.0.0.1:{recorded.stores[name]['port']}" for name in ("etcd1", "etcd2", "etcd3")]
+        assert sorted(url for member in members for url in member["peerURLs"]) == [
+            f"https://127.0.0.2:{recorded.stores[name]['port']}" for name in ("etcd1", "etcd2", "etcd3")]
+        peers = latency.status(recorded.links["relays"]["etcd2"]["control"])["etcd2-peers"]
+        assert set(peers["from"]) == {"etcd1", "etcd3"} and peers["delay_ms"] == 2
+        relays = [record["pid"] for record in recorded.links["relays"].values()]
+        assert len(relays) == 5 and all(alive(pid) for pid in relays)  # redis1, etcd1..3, app1
     finally:
         clusters.deploy(state_dir, "down", check=False)
     assert not any(alive(pid) for pid in relays)
-    assert not Path(links["folder"]).exists()
+    assert not Path(recorded.links["folder"]).exists()
