@@ -121,7 +121,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         if limits:
             cgroups.Groups(limits).create()
         links.set_initial(cluster, latency or {})
-        for name, routes in relayed:
+        for name, routes in links.plan(cluster, wanted):  # now: with --netns, at the namespaces' addresses
             links.start(cluster, name, routes)
         stores.start_all(cluster, wanted)
         for node in cluster.stores.values():

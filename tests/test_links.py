@@ -1,7 +1,8 @@
 """Latency and stalls on a running cluster (deploy/links.py): measured end to end through real servers.
 
-One Sentinel cluster (a primary, two replicas, three Sentinels, one instance) for the module, every latency
-set back to 0 after each test; a small cluster of its own for `up --latency` and `down`.
+One Sentinel cluster on loopback (a primary, two replicas, three Sentinels, one instance) for the module,
+every latency set back to 0 after each test (a connection's other end found by its process); a cluster in
+network namespaces of its own for `up --latency`, etcd and `down` (found by its address).
 
 Tolerance, as tests/test_latency.py: the shortest of 21 round trips, at least the setting (a busy machine
 only ever adds time) and at most 10 % or 1.5 ms above it.
@@ -14,7 +15,7 @@ import pytest
 import redis
 
 from deploy import latency
-from deploy.cluster import alive, etcd, load
+from deploy.cluster import alive, etcd, load, netns
 from deploy.layout import behind
 from tests import clusters
 
@@ -46,7 +47,7 @@ def node(lab, name):
 def client(lab, name, *, past_relay=False):
     record = node(lab, name)
     port = behind(record["port"]) if past_relay else record["port"]
-    return redis.Redis(port=port, password=record["password"], socket_timeout=30)
+    return redis.Redis(host=record["host"], port=port, password=record["password"], socket_timeout=30)
 
 
 def shortest_ms(call):
@@ -148,10 +149,12 @@ def test_bad_latency_requests_say_what_was_wrong(lab):
     assert "a stall lasts more than 0 and at most 3600 seconds" in done.stderr
 
 
-def test_up_with_latency_relays_etcd_too_then_down_leaves_no_relay(tmp_path):
+def test_in_namespaces_etcd_is_relayed_too_and_down_leaves_no_relay(tmp_path):
+    if reason := netns.available():
+        pytest.skip(reason)
     state_dir = tmp_path / "state"
     try:
-        lab = clusters.up(state_dir, "--instances", "1", "--sessions", "etcd", "--presence", "redis",
+        lab = clusters.up(state_dir, "--instances", "1", "--sessions", "etcd", "--presence", "redis", "--netns",
                           "--latency", "redis1=3,app1=1,etcd2=2")
         rows = {row["name"]: row for row in [*lab.status()["stores"], *lab.status()["instances"]]}
         assert (rows["redis1"]["latency_ms"], rows["app1"]["latency_ms"], rows["etcd2"]["latency_ms"]) == (3, 1, 2)
@@ -159,12 +162,15 @@ def test_up_with_latency_relays_etcd_too_then_down_leaves_no_relay(tmp_path):
         assert_about(shortest_ms(client(lab, "redis1").ping) - direct, 2 * 3)
         recorded = load(state_dir)
         members = etcd._call(recorded.stores["etcd1"], "cluster/member/list", {}, 10)["members"]
-        assert sorted(url for member in members for url in member["clientURLs"]) == [
-            f"https://127.0.0.1:{recorded.stores[name]['port']}" for name in ("etcd1", "etcd2", "etcd3")]
-        assert sorted(url for member in members for url in member["peerURLs"]) == [
-            f"https://127.0.0.2:{recorded.stores[name]['port']}" for name in ("etcd1", "etcd2", "etcd3")]
+        named = {member["name"]: member for member in members}
+        for name in ("etcd1", "etcd2", "etcd3"):  # what each advertises is its relay's
+            record = recorded.stores[name]
+            assert named[name]["clientURLs"] == [f"https://{record['host']}:{record['port']}"]
+            assert named[name]["peerURLs"] == [f"https://{record['host']}:{etcd.PEER_PORT}"]
+        # Each connection known by the address it came from: the other members, and the instance.
         peers = latency.status(recorded.links["relays"]["etcd2"]["control"])["etcd2-peers"]
         assert set(peers["from"]) == {"etcd1", "etcd3"} and peers["delay_ms"] == 2
+        assert "app1" in latency.status(recorded.links["relays"]["redis1"]["control"])["redis1"]["from"]
         relays = [record["pid"] for record in recorded.links["relays"].values()]
         assert len(relays) == 5 and all(alive(pid) for pid in relays)  # redis1, etcd1..3, app1
     finally:

@@ -73,7 +73,12 @@ def start_members(members, state_dir):
     once a leader is elected."""
     started = []
     try:
-        certificates.issue(members[0]["tls"], {m["name"]: [m["host"], m["peer_host"]] for m in members}, [CLIENT])
+        # etcd checks a peer's certificate against the address its connection comes from, and a latency relay
+        # (deploy/links.py) forwards a peer's connection from its own member's address: so behind relays,
+        # each member's certificate names every member's addresses.
+        every = sorted({address for m in members for address in (m["host"], m["peer_host"])})
+        certificates.issue(members[0]["tls"], {m["name"]: every if m.get("relayed") else [m["host"], m["peer_host"]]
+                                               for m in members}, [CLIENT])
         for member in members:
             started.append({**member, **start_member(member, state_dir, wait=False)})
         for member in started:
