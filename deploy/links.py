@@ -69,13 +69,13 @@ def check_latencies(latencies, names):
 
 def set_initial(cluster, latencies):
     """Record the latencies a new cluster starts with (checked: check_latencies), before its relays start."""
-    _links(cluster)["latency"].update({name: {"ms": ms, "jitter_ms": 0} for name, ms in latencies.items()})
+    _links(cluster, create=True)["latency"].update({name: {"ms": ms, "jitter_ms": 0} for name, ms in latencies.items()})
     cluster.save()
 
 
 def start(cluster, name, routes):
     """Start node `name`'s relay for `routes` ({route: (listen, target)}) unless it runs already."""
-    links = _links(cluster)
+    links = _links(cluster, create=True)
     if running(links["relays"].get(name, {})):
         return
     settings = links["latency"].get(name, {})
@@ -152,9 +152,12 @@ def stop_all(cluster):
     shutil.rmtree(links["folder"], ignore_errors=True)
 
 
-def _links(cluster):
-    """The record's links: {"folder", "relays": {name: record}, "latency": {name: {"ms", "jitter_ms"}}}."""
+def _links(cluster, *, create=False):
+    """The record's links: {"folder", "relays": {name: record}, "latency": {name: {"ms", "jitter_ms"}}}; for a
+    cluster without any (recorded before relays existed), none, unless create (then made and saved)."""
     if not cluster.links:
+        if not create:
+            return {"relays": {}, "latency": {}}
         # Short: a UNIX socket's path has at most 107 bytes, and a state folder's may be long.
         cluster.links = {"folder": tempfile.mkdtemp(prefix="lab-links-"), "relays": {}, "latency": {}}
         cluster.save()
