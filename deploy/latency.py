@@ -9,7 +9,8 @@ of named routes, each with its own settings):
     set_delay(record["control"], 30, jitter_ms=1)      # every route; route="redis2" for one
     stall(record["control"], 5)                       # or stall(control) until resume(control)
     resume(record["control"])
-    set_peers(record["control"], {"app1": {"ms": 5, "pids": [4242]}})  # connections app1 opens: +5 ms
+    # The connections app1 (pid 4242, at 127.0.0.1) opens: 5 ms more each way.
+    set_peers(record["control"], {"app1": {"ms": 5, "address": "127.0.0.1", "pids": [4242]}})
     stall(record["control"], 3, peer="app1")          # only the connections with app1 at the other end
     status(record["control"])    # {"redis2": {"listen", "target", "delay_ms", "jitter_ms", "stalled",
                                  #             "stall_left_s", "connections", "queued_bytes"}}

@@ -95,7 +95,7 @@ def refresh(cluster):
     links = _links(cluster)
     peers = {name: {"ms": links["latency"].get(name, {}).get("ms", 0),
                     "jitter_ms": links["latency"].get(name, {}).get("jitter_ms", 0),
-                    "address": cluster.host(name) if cluster.network else None, "pids": [record["pid"]]}
+                    "address": cluster.host(name), "pids": [record["pid"]]}
              for name, record in [*cluster.stores.items(), *cluster.instances.items()]
              if relayed(cluster, name) and running(record)}
     for name, record in links["relays"].items():

@@ -29,15 +29,20 @@ ALL_STATES = 0xFFFFFFFF
 
 def owner(peer, local, candidates):
     """The name in candidates ({name: {"address", "pids"}}) of the node at the `peer` end of a TCP connection
-    whose other end is `local`; None if none of them."""
-    host = peer[0]
-    if not host.startswith("127."):
-        return next((name for name, known in candidates.items() if known.get("address") == host), None)
+    whose other end is `local`; None if none of them.
+
+    Only candidates whose address is the peer's count: one in namespaces, and on loopback (where every
+    node's connections come from 127.0.0.1) the one whose processes hold the socket. A connection from
+    an address no candidate has (HAProxy's 127.0.0.9, say) costs no look-up.
+    """
+    here = {name: known for name, known in candidates.items() if known.get("address") == peer[0]}
+    if not peer[0].startswith("127.") or not here:
+        return next(iter(here), None)
     inode = peer_inode(peer, local)
     if inode is None:
         return None
     link = f"socket:[{inode}]"
-    for name, known in candidates.items():
+    for name, known in here.items():
         if any(_holds(pid, link) for pid in descendants(known.get("pids", ()))):
             return name
     return None

@@ -252,7 +252,7 @@ def test_a_connection_from_a_known_peer_is_delayed_by_both_ends(link):
     latency.set_delay(link.control, 2)
     client = link.client()  # opened by this process, which the relay now knows as a node 3 ms away
     client.ping()
-    latency.set_peers(link.control, {"here": {"ms": 3, "pids": [os.getpid()]}})
+    latency.set_peers(link.control, {"here": {"ms": 3, "address": "127.0.0.1", "pids": [os.getpid()]}})
     wait_for(lambda: link.status()["from"] == ["here"], timeout=10, what="the relay to know the connection's end")
     assert_adds(link, client, 2 + 3)
     latency.stall(link.control, 1, peer="here")
