@@ -34,7 +34,7 @@ from pathlib import Path
 from deploy import control as control_socket
 from deploy import processes
 from deploy.processes import DeployError
-from deploy.relay import MAX_DELAY_MS, PreciseSelector, Relay, milliseconds  # noqa: F401 (MAX_DELAY_MS: for callers)
+from deploy.relay import MAX_DELAY_MS, Relay, milliseconds, precise_loop  # noqa: F401 (MAX_DELAY_MS: for callers)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -186,7 +186,7 @@ def main(args=None):
     if len(routes) < len(options.route):
         parser.error("each --route needs a name of its own")
     asyncio.run(serve(routes, control=options.control, delay_ms=options.delay, jitter_ms=options.jitter),
-                loop_factory=lambda: asyncio.SelectorEventLoop(PreciseSelector()))
+                loop_factory=precise_loop)
 
 
 if __name__ == "__main__":

@@ -290,11 +290,17 @@ class _Pipe:
             await self.writer.drain()
 
 
-class PreciseSelector(selectors.EpollSelector):
-    """epoll with waits to the microsecond: select() on the epoll descriptor, then collect its events."""
+def precise_loop():
+    """An event loop on epoll with waits to the microsecond: select() on the epoll descriptor, then its events.
 
-    def select(self, timeout=None):
-        if timeout is not None and timeout > 0:
-            select.select([self.fileno()], [], [], timeout)
-            timeout = 0
-        return super().select(timeout)
+    Made when called, not at import: deploy.cluster imports this module, and Locust's processes (which
+    import deploy.cluster) run under gevent, whose `selectors` has no EpollSelector.
+    """
+    class PreciseSelector(selectors.EpollSelector):
+        def select(self, timeout=None):
+            if timeout is not None and timeout > 0:
+                select.select([self.fileno()], [], [], timeout)
+                timeout = 0
+            return super().select(timeout)
+
+    return asyncio.SelectorEventLoop(PreciseSelector())

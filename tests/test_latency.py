@@ -15,6 +15,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -259,3 +261,11 @@ def test_a_connection_from_a_known_peer_is_delayed_by_both_ends(link):
     began = time.monotonic()
     assert client.ping()
     assert time.monotonic() - began >= 0.9  # the stall of the peer held it
+
+
+def test_deploy_cluster_imports_the_relay_under_gevent_as_locust_does():
+    # Locust's processes import deploy.cluster with gevent's selectors, which have no EpollSelector.
+    done = subprocess.run([sys.executable, "-c", "from gevent import monkey; monkey.patch_all(); "
+                           "import deploy.cluster, deploy.relay; print('imported')"],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "imported", done.stderr[-1000:]
