@@ -222,7 +222,6 @@ class Relay:
                 else:
                     writer.transport.abort()
 
-
     def _look_up(self, pipes):
         looking = asyncio.create_task(self._identify(pipes))
         self._looking.add(looking)  # held until done: the loop keeps only weak references to tasks
@@ -233,7 +232,7 @@ class Relay:
         candidates = {name: {"address": p.get("address"), "pids": p.get("pids", ())} for name, p in self.peers.items()}
         try:
             found = await asyncio.to_thread(functools.partial(sources.owner, *pipes[0].ends, candidates))
-        except OSError:
+        except Exception:  # whatever went wrong, the connection counts as from outside: never held for ever
             found = None
         for pipe in pipes:
             pipe.peer = found
