@@ -17,9 +17,9 @@ it, open, for its seconds. Each relay learns the others' settings and
 processes again (`refresh`) after every change and every start of a node.
 
 An etcd member's relay carries two routes, its clients' port and its
-peers' (its advertised client and peer URLs name them). Not relayed:
-memcached (a UNIX socket) and Redis Cluster's nodes (their cluster bus
-announces addresses the relays do not cover yet).
+peers' (its advertised client and peer URLs name them), a Redis Cluster
+node's its clients' port and its cluster bus. Not relayed: memcached (a
+UNIX socket).
 """
 
 import os
@@ -171,7 +171,7 @@ def _relay(cluster, name):
     relay = _links(cluster)["relays"].get(name)
     if relay is None or not running(relay):
         raise DeployError(f"{name} has no relay: latency and stalls are for instances and the nodes of "
-                          "Redis (alone or with Sentinels), PostgreSQL and etcd")
+                          "Redis, PostgreSQL and etcd")
     return relay
 
 

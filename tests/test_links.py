@@ -179,3 +179,25 @@ def test_in_namespaces_etcd_is_relayed_too_and_down_leaves_no_relay(tmp_path):
         clusters.deploy(state_dir, "down", check=False)
     assert not any(alive(pid) for pid in relays)
     assert not Path(recorded.links["folder"]).exists()
+
+
+def test_redis_cluster_nodes_announce_their_relays_and_a_far_replica_slows_wait(tmp_path):
+    state_dir = tmp_path / "state"
+    try:
+        lab = clusters.up(state_dir, "--instances", "1", "--sessions", "redis", "--presence", "memory",
+                          "--redis", "cluster", "--redis-shards", "1", "--latency", "redis2=3")
+        recorded = load(state_dir).stores
+        announced = {line.split()[1] for line in client(lab, "redis1").execute_command("CLUSTER", "NODES")
+                     .decode().splitlines()}
+        assert announced == {f"127.0.0.1:{recorded[name]['port']}@{recorded[name]['bus_port']}"
+                             for name in ("redis1", "redis2")}
+        primary = client(lab, "redis1")
+
+        def write():
+            pipeline = primary.pipeline(transaction=False)
+            pipeline.set("{links}key", "value")
+            pipeline.execute_command("WAIT", 1, 5000)
+            assert pipeline.execute() == [True, 1]
+        assert_about(shortest_ms(write), 2 * 3)  # the replica's acknowledgement, 3 ms away each way
+    finally:
+        clusters.deploy(state_dir, "down", check=False)
