@@ -108,8 +108,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
         durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
     )
-    relayed = links.plan(cluster, wanted)
-    links.check_latencies(latency or {}, [name for name, _ in relayed] + [f"app{n}" for n in range(1, instances + 1)])
+    links.check_latencies(cluster, wanted, instances, latency or {})
     make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
     for stale in ("site.sqlite3", "site.sqlite3-wal", "site.sqlite3-shm"):

@@ -58,8 +58,10 @@ def instance_routes(cluster, name):
     return {name: ((host, port), (host, behind(port)))}
 
 
-def check_latencies(latencies, names):
-    """DeployError unless every name is one of `names` and every value a number of ms (deploy/relay.py's range)."""
+def check_latencies(cluster, servers, instances, latencies):
+    """DeployError unless every name is a relayed node these servers need or one of the instances, and every
+    value a number of ms (deploy/relay.py's range)."""
+    names = [name for name, _ in plan(cluster, servers)] + [f"app{n}" for n in range(1, instances + 1)]
     for name, ms in latencies.items():
         if name not in names:
             raise DeployError(f"--latency names {name!r}, which is not a node behind a relay here; "

@@ -142,13 +142,18 @@ def test_status_gives_each_node_and_instance_its_latency(lab):
     assert lab.status()["stores"][1]["latency_ms"] == 0
 
 
-def test_bad_latency_requests_say_what_was_wrong(lab):
+def test_bad_latency_requests_say_what_was_wrong(lab, tmp_path):
     done = clusters.deploy(lab.state_dir, "latency", "redis9", "5", check=False)
     assert done.returncode == 1 and "no instance or store node 'redis9'" in done.stderr
     done = clusters.deploy(lab.state_dir, "latency", "redis1", "-1", check=False)
     assert "must be a number of milliseconds from 0 to 60000" in done.stderr
     done = clusters.deploy(lab.state_dir, "stall", "redis1", "0", check=False)
     assert "a stall lasts more than 0 and at most 3600 seconds" in done.stderr
+    done = clusters.deploy(tmp_path / "state", "up", "--latency", "redis9=2", check=False)
+    assert "--latency names 'redis9', which is not a node behind a relay here" in done.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything started
+    done = clusters.deploy(tmp_path / "state", "up", "--latency", "redis1=far", check=False)
+    assert "--latency wants NAME=MS" in done.stderr
 
 
 def test_in_namespaces_etcd_is_relayed_too_and_down_leaves_no_relay(tmp_path):
