@@ -50,12 +50,13 @@ def slot_ranges(shards):
     return [(edges[n], edges[n + 1] - 1) for n in range(shards)]
 
 
-def args(port, bus_port, folder):
-    """Behind its latency relay (deploy/links.py) a node listens for its peers at layout.behind(bus_port), and
-    announces the relay's ports, its client port and its bus port, to its peers and in CLUSTER SLOTS."""
+def args(port, bus_port, folder, relayed=False):
+    """relayed: behind its latency relay (deploy/links.py) a node listens for its peers at layout.behind(bus_port),
+    and announces the relay's ports, its client port and its bus port, to its peers and in CLUSTER SLOTS."""
+    bus = ["--cluster-port", str(behind(bus_port)), "--cluster-announce-port", str(port),
+           "--cluster-announce-bus-port", str(bus_port)] if relayed else ["--cluster-port", str(bus_port)]
     return ["--cluster-enabled", "yes", "--cluster-config-file", f"{folder}/nodes.conf",
-            "--cluster-port", str(behind(bus_port)), "--cluster-announce-port", str(port),
-            "--cluster-announce-bus-port", str(bus_port), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            *bus, "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             "--cluster-require-full-coverage", "no",
             # A replica promotes itself however long its link was down: without persistence
             # the alternative is a shard with no primary until an operator acts.
@@ -64,12 +65,13 @@ def args(port, bus_port, folder):
             "--repl-ping-replica-period", "1"]
 
 
-def start_node(cluster, name, port, bus_port, password):
+def start_node(cluster, name, port, bus_port, password, *, relayed=False):
     """A cluster node in a folder of its own; a restarted one finds its nodes.conf and rejoins,
     empty, as a Redis without disk does, and copies its primary."""
     folder = alone.node_folder(cluster, name)
     record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                name=name, folder=folder, args=args(port, bus_port, folder), relayed=True)
+                                name=name, folder=folder, args=args(port, bus_port, folder, relayed),
+                                relayed=relayed)
     return {**record, "data": str(folder), "bus_port": bus_port}
 
 
@@ -195,7 +197,7 @@ class RedisCluster(Kind):
         form([cluster.stores[name] for name, _, _ in planned], topology.redis_shards)
 
     def start_node(self, cluster, name, port, password):
-        return start_node(cluster, name, port, bus_port(cluster.port, name), password)
+        return start_node(cluster, name, port, bus_port(cluster.port, name), password, relayed=True)
 
     def role(self, record):
         return alone.role(record)
