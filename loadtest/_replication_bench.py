@@ -128,7 +128,7 @@ def _up(store, replicas, k, distances, state_dir):
         topology = deploy.Topology(redis="sentinel", redis_replicas=replicas)
         settings = {"sessions": "redis", "presence": "redis", "db": "sqlite"}
     else:
-        topology = deploy.Topology(pg_standbys=replicas, pg_sync=f"ANY {k}")
+        topology = deploy.Topology(pg_standbys=replicas, pg_sync=f"ANY {k}" if k else "off")
         settings = {"sessions": "db", "presence": "memory", "db": "postgres"}
     deploy.up(instances=1, topology=topology, port=free_base_port(), latency=latency, state_dir=state_dir, **settings)
     return state_dir
