@@ -41,6 +41,18 @@ def main(argv=None):
     promote.add_argument("--force", action="store_true",
                          help="even while the old primary runs: two primaries, as behind a partition")
 
+    slow = commands.add_parser("latency", help="add MS milliseconds each way to every connection to and from a "
+                                               "node or instance (0 removes it); delays add along a path")
+    slow.add_argument("name", help="app1.., redis1.., sentinel1.., pg1.., redis:primary, pg:primary")
+    slow.add_argument("ms", type=float)
+    slow.add_argument("--jitter", type=float, default=0, metavar="MS",
+                      help="each chunk's delay drawn from MS either side of the latency (order kept)")
+
+    stall = commands.add_parser("stall", help="deliver nothing to or from a node or instance for SECONDS, its "
+                                              "connections open; then deliver what waited")
+    stall.add_argument("name")
+    stall.add_argument("seconds", type=float)
+
     scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
     scale.add_argument("count", type=int)
 
@@ -114,6 +126,10 @@ def action(args):
         return "promote", None, {"force": args.force}
     if args.command == "scale":
         return "scale", None, {"count": args.count}
+    if args.command == "latency":
+        return "latency", args.name, {"ms": args.ms, "jitter": args.jitter}
+    if args.command == "stall":
+        return "stall", args.name, {"seconds": args.seconds}
     return args.command, getattr(args, "name", None), {}
 
 

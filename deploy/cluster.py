@@ -14,11 +14,11 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, netns, record, stores, swarm, web
+from deploy import apps, cgroups, kinds, links, netns, record, stores, swarm, web
 from deploy import images as image_builds
 from deploy.actions import ACTIONS, act
 from deploy.actions import check as check_action
-from deploy.alone import server_settings, start_server, stop_server
+from deploy.alone import server_settings, start_relay, start_server, stop_relay, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
 from deploy.kinds import etcd
@@ -57,7 +57,7 @@ __all__ = [
     "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
     # kinds of server, and private servers outside a cluster
     "Kind", "KINDS", "servers", "start_server", "server_settings", "stop_server", "new_password", "etcd", "netns",
-    "web", "cgroup_version",
+    "web", "cgroup_version", "start_relay", "stop_relay",
     # processes
     "DeployError", "require", "wait_for", "stop", "spawn", "running", "alive", "start_time", "signal_group",
     "port_open", "run_all", "wait_gone",
@@ -76,7 +76,7 @@ images = image_builds.build
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None, runtime="processes",
+       cpu_quota=None, site_cpus=None, runtime="processes", latency=None,
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
@@ -92,6 +92,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
     runtime: "processes" (this machine's processes) or "swarm" (Docker Swarm services: deploy/swarm.py,
     which refuses the options that need host processes or namespaces).
+    latency: {node or instance: milliseconds each way} from the start (deploy/links.py).
     """
     if runtime not in RUNTIMES:
         raise DeployError(f"--runtime {runtime!r} is not one of: {', '.join(RUNTIMES)}")
@@ -110,6 +111,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
         durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
     )
+    links.check_latencies(cluster, wanted, instances, latency or {})
     make_private_folder(cluster.path)
     # Every cluster starts with empty databases, so runs compare fairly.
     for stale in ("site.sqlite3", "site.sqlite3-wal", "site.sqlite3-shm"):
@@ -120,6 +122,9 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
             _make_network(cluster, wanted, topology)
         if limits:
             cgroups.Groups(limits).create()
+        links.set_initial(cluster, latency or {})
+        for name, routes in links.plan(cluster, wanted):  # now: with --netns, at the namespaces' addresses
+            links.start(cluster, name, routes)
         stores.start_all(cluster, wanted)
         for node in cluster.stores.values():
             apps.confine(cluster, node["pid"], cgroups.REST)
@@ -128,6 +133,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
             apps.start_instance(cluster, f"app{number}")
         apps.start_haproxy(cluster)
         apps.wait_serving(cluster)
+        links.refresh(cluster)
     except BaseException:
         down(state_dir)
         raise
@@ -136,13 +142,14 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
 
 def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000, db="sqlite",
              server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
-             state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes"):
+             state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes", latency=None):
     """Every check `up` makes before it starts anything on processes: DeployError naming the first that fails.
 
     Return (the topology checked, the kinds of server wanted, the CPU limits
-    planned). env, durable and runtime need no check here (under Swarm,
-    deploy/swarm.py refuses what it cannot run); they are accepted so that the
-    same keywords as up's can be passed. The control room calls it to refuse
+    planned). env, durable, runtime and latency are not checked here (Swarm
+    refuses what it cannot run in deploy/swarm.py; latency's names are checked
+    once up has planned the nodes); they are accepted so that the same
+    keywords as up's can be passed. The control room calls it to refuse
     a bad start at once, before it answers.
     """
     _check_choices(instances, lb)
@@ -210,6 +217,7 @@ def down(state_dir=DEFAULT_STATE_DIR):
         partial(stop, cluster.haproxy, timeout=5),
         *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
         partial(stores.stop_all, cluster),
+        partial(links.stop_all, cluster),
         partial(cleanup, state_dir),
         *([lambda: cgroups.Groups(cluster.cpu).remove()] if cluster.cpu else []),
     ])
@@ -251,7 +259,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "network": cluster.net.subnet if cluster.network else None,
         "partitions": cluster.partitions,
         "cpu": cluster.cpu,
-        "stores": stores.rows(cluster),
+        "stores": [{**row, **links.row(cluster, row["name"])} for row in stores.rows(cluster)],
         "instances": [
             {
                 "name": name,
@@ -262,6 +270,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
                 "lb_state": lb_rows[name]["status"] if name in lb_rows else "unknown",
                 "state": apps.state(cluster, name, i, lb_rows[name]["status"] if name in lb_rows else "unknown"),
                 "role": None,
+                **links.row(cluster, name),
             }
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])
         ],

@@ -7,7 +7,7 @@ is does not matter here, its kind's module knows (deploy/kinds/).
 
 import signal
 
-from deploy import apps, cgroups, netns, stores, swarm
+from deploy import apps, cgroups, links, netns, stores, swarm
 from deploy.errors import DeployError
 from deploy.layout import MAX_INSTANCES
 from deploy.processes import port_free, running, signal_group, stop
@@ -57,6 +57,7 @@ def start(name, *, state_dir=DEFAULT_STATE_DIR):
     if node:
         stores.start(cluster, node)
         apps.confine(cluster, cluster.stores[node]["pid"], cgroups.REST)
+        links.refresh(cluster)  # the relays know its new processes
         return node
     instance = _instance(cluster, name)
     if running(instance):

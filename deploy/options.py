@@ -49,6 +49,9 @@ def add_up_arguments(parser):
     parser.add_argument("--netns", action="store_true",
                         help="every store node and instance in a network namespace of its own, so that `partition` "
                              "can cut them apart (needs root); HAProxy stays on loopback")
+    parser.add_argument("--latency", default="", metavar="NAME=MS,...",
+                        help="milliseconds added each way to every connection to and from these nodes or instances "
+                             "from the start, e.g. redis2=2,redis3=30 (change later with: latency NAME MS)")
     parser.add_argument("--no-durable", dest="durable", action="store_false",
                         help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
                              "an OS crash can lose acknowledged messages")
@@ -60,11 +63,25 @@ def up_keywords(args):
         instances=args.instances, sessions=args.sessions, presence=args.presence, lb=args.lb, port=args.port,
         db=args.db or ("postgres" if args.runtime == "swarm" else "sqlite"), runtime=args.runtime,
         env=parse_env(args.env), server=args.server, durable=args.durable, cpu_quota=args.cpu_quota,
-        site_cpus=args.site_cpus, namespaces=args.netns,
+        site_cpus=args.site_cpus, namespaces=args.netns, latency=parse_latency(args.latency),
         topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                           redis_shards=args.redis_shards, pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
                           etcd_members=args.etcd_members),
     )
+
+
+def parse_latency(text):
+    """{name: milliseconds} from NAME=MS,NAME=MS."""
+    latency = {}
+    for pair in filter(None, (item.strip() for item in text.split(","))):
+        name, sep, value = pair.partition("=")
+        try:
+            latency[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise DeployError(f"--latency wants NAME=MS,..., e.g. redis2=2,redis3=30; not {pair!r}")
+    return latency
 
 
 def parse_env(pairs):

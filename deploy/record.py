@@ -53,6 +53,8 @@ class Cluster:
     # Swarm services of the stack `stack`: deploy/swarm.py); every later command reads it here.
     runs_on: str = "processes"
     stack: str = ""
+    # deploy/links.py: {"folder", "relays": {name: {"pid", "started", "control"}}, "latency": {name: {"ms", ...}}}
+    links: dict = field(default_factory=dict)
 
     @property
     def net(self):

@@ -216,6 +216,19 @@ def test_topologies_parse_from_config_names():
         fault_schedule("replica-kill", 90, 3, parse_config("redis"))
 
 
+def test_the_store_faults_take_latency_and_stalls_through_the_fault_vocabulary():
+    from deploy.actions import check
+    from deploy.cluster import ACTIONS
+
+    redis = parse_config("redis@sentinel")
+    assert fault_schedule("store-latency", 90, 3, redis) == [(30, "latency", ("redis1", {"ms": 20})),
+                                                             (60, "latency", ("redis1", {"ms": 0}))]
+    assert fault_schedule("store-stall", 90, 3, parse_config("db@pg-any1")) == [(30, "stall", ("pg1", {"seconds": 5}))]
+    for _, action, (node, fields) in [*fault_schedule("store-latency", 90, 3, redis),
+                                      *fault_schedule("store-stall", 90, 3, redis)]:
+        assert ACTIONS[action] is check(action, node, fields)
+
+
 def test_a_ledger_counts_acknowledged_writes_a_session_no_longer_shows():
     from loadtest.harness.sessions import Ledger
 
@@ -238,7 +251,18 @@ def test_the_outage_runs_from_the_fault_to_the_end_of_its_last_failure():
 def test_the_replication_grid_has_each_distinct_n_and_k_once():
     from loadtest.bench.replication import points
 
-    assert points() == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
+    assert points() == [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
+
+
+def test_a_write_waiting_for_k_replicas_is_predicted_to_wait_for_the_k_th_nearest():
+    from loadtest.bench.replication import distances_of, predicted_ms
+
+    assert distances_of(4, (10, 0.5, 40, 2)) == {1: 10, 2: 0.5, 3: 40, 4: 2}
+    assert distances_of(3, (2,)) == {1: 2, 2: 2, 3: 2}
+    assert predicted_ms(0.3, 4, 0, (10, 0.5, 40, 2)) == 0.3
+    assert predicted_ms(0.3, 4, 1, (10, 0.5, 40, 2)) == 0.3 + 2 * 0.5
+    assert predicted_ms(0.3, 4, 3, (10, 0.5, 40, 2)) == 0.3 + 2 * 10
+    assert predicted_ms(0.3, 2, 2, (10, 0.5, 40, 2)) == 0.3 + 2 * 10
 
 
 def test_sticky_figures_skew_and_time_to_fair_share():

@@ -50,8 +50,10 @@ def add_arguments(parser):
                         help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
                              "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
                              f"{kill_run.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
-                             "primary at once); rolling-restart (each instance in turn stopped gracefully and "
-                             "started again, the everyday deploy; ends with a verdict)")
+                             "primary at once), store-latency (the first primary "
+                             f"{kill_run.LATENCY_MS} ms away from 1/3 to 2/3), store-stall (it delivers nothing for "
+                             f"{kill_run.STALL_SECONDS} s at 1/3); rolling-restart (each instance in turn stopped "
+                             "gracefully and started again, the everyday deploy; ends with a verdict)")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     parser.add_argument("--runtime", choices=("processes", "swarm"), default="processes",

@@ -33,7 +33,11 @@ from loadtest.harness.sessions import read_back
 from loadtest.reports.page import machine
 
 INSTANCE_FAULTS = ("kill", "term", "scale", "kills", "rolling-restart")
-STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart")
+STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart", "store-latency", "store-stall")
+# store-latency: the first primary this far away (each way) from 1/3 to 2/3; store-stall: it delivers
+# nothing this long at 1/3, its connections open (deploy/links.py through deploy.cluster.act).
+LATENCY_MS = 20
+STALL_SECONDS = 5
 # A paused primary stays frozen this long: longer than Sentinel takes to notice
 # it and promote a replica, so that it wakes up demoted.
 PAUSE_SECONDS = 2 * deploy.SENTINEL_FAILOVER_SECONDS
@@ -103,6 +107,11 @@ def _store_schedule(kind, third, config):
             raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1 "
                              "or @pg-any1)")
         return [Step(third, "kill", f"{store}2"), Step(2 * third, "start", BROKEN)]
+    if kind == "store-latency":
+        return [Step(third, "latency", f"{store}1", {"ms": LATENCY_MS}),
+                Step(2 * third, "latency", f"{store}1", {"ms": 0})]
+    if kind == "store-stall":
+        return [Step(third, "stall", f"{store}1", {"seconds": STALL_SECONDS})]
     return [Step(third, "kill", primary), Step(third, "start", BROKEN)]
 
 

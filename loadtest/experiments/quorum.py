@@ -29,22 +29,26 @@ def add_arguments(parser):
     parser.add_argument("--seconds", type=float, default=2, help="of load for each number of nodes gone")
     parser.add_argument("--fault", choices=("kill", "pause"), default="kill")
     parser.add_argument("--read-repair", action="store_true")
+    parser.add_argument("--distances", default="", metavar="MS,...",
+                        help="node i this many ms away each way (the i-th, cycling), through deploy's latency relay; "
+                             "e.g. 0.5,2,10,40 (default: all on loopback)")
     parser.add_argument("--out", type=Path, default=Path("results") / "quorum")
 
 
 def main(args):
     shapes = parse_shapes(args.shapes)
-    plan, rows = run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair, out=args.out)
+    plan, rows = run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair, out=args.out,
+                     distances=parse_distances(args.distances))
     write(args.out, args.run, {"plan": plan, "rows": rows})
     print(table(rows).markdown())
     print(f"\nreport: {args.out / 'report.html'}")
     return 0
 
 
-def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
+def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir, distances=()):
     """For k = 0 .. N nodes gone, run the load; return one row of figures per k."""
     rows = []
-    nodes = Nodes(shape.n, state_dir)
+    nodes = Nodes(shape.n, state_dir, distances)
     try:
         for gone in range(shape.n + 1):
             nodes.start_all()
@@ -55,7 +59,7 @@ def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir):
                 tally = run_load(client, seconds=seconds)
             finally:
                 client.close()
-            rows.append(summarise(shape, gone, tally))
+            rows.append({**summarise(shape, gone, tally), "distances_ms": nodes.distances})
     finally:
         nodes.stop_all()
     return rows
@@ -74,6 +78,7 @@ def summarise(shape, gone, tally):
         "writes": tally.writes, "failed_writes": tally.failed_writes,
         "failed_writes_pct": _pct(tally.failed_writes, attempted_writes),
         "read_p50_ms": _median(tally.read_ms), "write_p50_ms": _median(tally.write_ms),
+        "read_p99_ms": _percentile(tally.read_ms, 99), "write_p99_ms": _percentile(tally.write_ms, 99),
     }
 
 
@@ -83,6 +88,10 @@ def _pct(part, whole):
 
 def _median(values):
     return round(sorted(values)[len(values) // 2], 3) if values else None
+
+
+def _percentile(values, percent):
+    return round(sorted(values)[min(len(values) - 1, len(values) * percent // 100)], 3) if values else None
 
 
 def parse_shapes(text):
@@ -99,7 +108,18 @@ def parse_shapes(text):
     return shapes
 
 
-def run(shapes, *, seconds, fault, read_repair, out):
+def parse_distances(text):
+    """'0.5,2,10' -> [0.5, 2.0, 10.0]; '' -> [] (every node on loopback)."""
+    try:
+        distances = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ValueError(f"--distances wants milliseconds, comma-separated, e.g. 0.5,2,10,40; not {text!r}") from None
+    if not all(0 <= d <= 1000 for d in distances):
+        raise ValueError("--distances: milliseconds each way, from 0 to 1000")
+    return distances
+
+
+def run(shapes, *, seconds, fault, read_repair, out, distances=()):
     """Measure every shape and write quorum.json; return the plan and the rows."""
     out.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="quorum-"))
@@ -107,11 +127,12 @@ def run(shapes, *, seconds, fault, read_repair, out):
     try:
         for shape in shapes:
             print(f"{shape}: k = 0 .. {shape.n} nodes {'killed' if fault == 'kill' else 'paused'}", file=sys.stderr)
-            rows += measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state)
+            rows += measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state,
+                            distances=distances)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     plan = {"shapes": [str(s) for s in shapes], "seconds": seconds, "fault": fault, "read_repair": read_repair,
-            "writers": 2, "readers": 4}
+            "writers": 2, "readers": 4, "distances_ms": list(distances)}
     (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
     return plan, rows
 
@@ -132,8 +153,11 @@ def write(out, run, figures):
                        f"{plan['writers']} writers ({WRITES_PER_SECOND} writes/s each) and {plan['readers']} readers "
                        f"on one key, {plan['seconds']:g} s for each number of nodes gone; nodes "
                        f"{'killed' if plan['fault'] == 'kill' else 'paused'}; read repair "
-                       f"{'on' if plan['read_repair'] else 'off'}. A read is stale when it returns a version older "
-                       "than the newest one acknowledged before it began.")),
+                       f"{'on' if plan['read_repair'] else 'off'}; "
+                       + (f"node i {', '.join(f'{d:g}' for d in plan['distances_ms'])} ms away each way (the i-th, "
+                          "cycling). " if plan.get("distances_ms") else "every node on loopback. ")
+                       + "A read is stale when it returns a version older than the newest one acknowledged before "
+                       "it began.")),
                    ("", page.charts(charts.values())),
                    ("", table(rows).html()),
                ])
@@ -179,8 +203,8 @@ COLUMNS = [("shape", lambda r: f"{r['n']}/{r['r']}/{r['w']}"), ("R+W>N", lambda 
            ("quorums miss", lambda r: _cell(r["miss_chance_pct"])),
            ("failed reads", lambda r: _cell(r["failed_reads_pct"])), ("writes", lambda r: str(r["writes"])),
            ("failed writes", lambda r: _cell(r["failed_writes_pct"])),
-           ("read p50 ms", lambda r: _cell(r["read_p50_ms"], "")),
-           ("write p50 ms", lambda r: _cell(r["write_p50_ms"], ""))]
+           ("read p50/p99 ms", lambda r: f"{_cell(r['read_p50_ms'], '')}/{_cell(r.get('read_p99_ms'), '')}"),
+           ("write p50/p99 ms", lambda r: f"{_cell(r['write_p50_ms'], '')}/{_cell(r.get('write_p99_ms'), '')}")]
 
 
 def _cell(value, unit="%"):

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import redis
 
-from deploy.cluster import free_port, new_password, running, signal_group, start_server, stop
+from deploy.cluster import free_port, new_password, running, signal_group, start_relay, start_server, stop, stop_relay
 from labcore.connections import no_retry
 
 KEEP_NEWER = """
@@ -74,6 +74,9 @@ class Shape:
         return f"N={self.n} R={self.r} W={self.w}"
 
 
+CALLERS = 8  # operations a client may have in flight at once without one waiting for another's workers
+
+
 class QuorumClient:
     """Reads and writes one key over independent Redis nodes, by quorum."""
 
@@ -83,7 +86,9 @@ class QuorumClient:
         self.nodes = [redis.Redis(port=port, password=password, socket_timeout=timeout,
                                   socket_connect_timeout=timeout, retry=no_retry()) for port in ports]
         self._keep_newer = [node.register_script(KEEP_NEWER) for node in self.nodes]
-        self._pool = ThreadPoolExecutor(max_workers=shape.n, thread_name_prefix="quorum")
+        # A worker for every node of every operation in flight (run_load's six callers, and room): with nodes at
+        # a distance, a call holds its worker for a round trip, and calls queued behind it would look far away.
+        self._pool = ThreadPoolExecutor(max_workers=shape.n * CALLERS, thread_name_prefix="quorum")
 
     def close(self):
         self._pool.shutdown(wait=True)
@@ -225,14 +230,25 @@ def miss_chance(shape, gone):
 SHAPES = [Shape(7, 4, 4), Shape(7, 1, 7), Shape(7, 7, 1), Shape(7, 3, 3), Shape(5, 3, 3)]
 
 
-class Nodes:
-    """N private Redis servers on free ports, each one killed, paused or brought back on demand."""
+def distances_of(count, distances):
+    """Each node's distance in ms each way: the i-th of `distances`, cycling; 0 for all without."""
+    return [distances[index % len(distances)] if distances else 0 for index in range(count)]
 
-    def __init__(self, count, state_dir):
+
+class Nodes:
+    """N private Redis servers on free ports, each one killed, paused or brought back on demand.
+
+    With distances, the clients reach node i through a latency relay (deploy's) that delays each
+    direction by the i-th distance, so a round trip to it takes twice that longer.
+    """
+
+    def __init__(self, count, state_dir, distances=()):
         self.state_dir = state_dir
         self.ports = [free_port() for _ in range(count)]
         self.password = new_password()
         self.records = [None] * count
+        self.distances = distances_of(count, distances)
+        self.relay = None
 
     def start(self, index):
         self.records[index] = start_server("redis", port=self.ports[index], state_dir=self.state_dir,
@@ -246,9 +262,13 @@ class Nodes:
                 self.start(index)
         for port in self.ports:
             redis.Redis(port=port, password=self.password).flushall()
+        if any(self.distances) and self.relay is None:
+            self.relay = start_relay({f"node{i}": port for i, port in enumerate(self.ports)}, state_dir=self.state_dir,
+                                     delays={f"node{i}": ms for i, ms in enumerate(self.distances)})
 
     def client(self, shape, **options):
-        return QuorumClient(self.ports, shape, password=self.password, **options)
+        ports = [self.relay["ports"][f"node{i}"] for i in range(len(self.ports))] if self.relay else self.ports
+        return QuorumClient(ports, shape, password=self.password, **options)
 
     def take_down(self, index, fault):
         record = self.records[index]
@@ -258,6 +278,8 @@ class Nodes:
             signal_group(record["pid"], signal.SIGSTOP)
 
     def stop_all(self):
+        if self.relay:
+            stop_relay(self.relay)
         for record in self.records:
             if record is not None:
                 signal_group(record["pid"], signal.SIGCONT)
