@@ -154,11 +154,18 @@ def print_status(state, *, as_json):
     print(f"{'name':<10}{'port':>6}{'container' if swarm else 'pid':>13}  {'alive':<7}{'lb_state'}")
     for row in state["instances"]:
         print(f"{row['name']:<10}{row['port']:>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row['lb_state']}")
+              f"{row['lb_state']}{away(row)}")
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
         print(f"{row['name']:<10}{row['port'] or 'socket':>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row.get('role') or ''}" + (f" {row['slots']}" if row.get("slots") else ""))
+              f"{row.get('role') or ''}" + (f" {row['slots']}" if row.get("slots") else "") + away(row))
+
+
+def away(row):
+    """The row's latency, in words, if it has one."""
+    if not row.get("latency_ms"):
+        return ""
+    return f" ({row['latency_ms']:g} ms away" + (f" +-{row['jitter_ms']:g}" if row.get("jitter_ms") else "") + ")"
 
 
 def _who(row):

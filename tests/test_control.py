@@ -123,8 +123,11 @@ def test_every_fault_action_answers_and_shows(room):
     assert room.act(action="partition", target="app1").status_code == 409
     assert room.act(action="promote").status_code == 409
     assert room.act(action="start", target="app1").status_code == 409  # already running
+    assert room.act(action="latency", target="redis1", ms=5).status_code == 202
+    room.wait_until(lambda: room.node("redis1").get("state") == "up", what="redis1 up with its latency")
+    assert room.act(action="stall", target="redis1", seconds=0.5).status_code == 202
     assert set(deploy_cluster.ACTIONS) == {"kill", "term", "start", "pause", "resume", "partition", "heal",
-                                           "promote", "scale"}, "a new action: add it to this test"
+                                           "promote", "scale", "latency", "stall"}, "a new action: add it to this test"
 
 
 def test_faults_stream_as_history_events_with_their_effect(room):

@@ -221,12 +221,12 @@ def test_the_store_faults_take_latency_and_stalls_through_the_fault_vocabulary()
     from deploy.cluster import ACTIONS
 
     redis = parse_config("redis@sentinel")
-    assert fault_schedule("store-latency", 90, 3, redis) == [(30, "latency", ("redis1", {"ms": 20})),
-                                                             (60, "latency", ("redis1", {"ms": 0}))]
-    assert fault_schedule("store-stall", 90, 3, parse_config("db@pg-any1")) == [(30, "stall", ("pg1", {"seconds": 5}))]
-    for _, action, (node, fields) in [*fault_schedule("store-latency", 90, 3, redis),
-                                      *fault_schedule("store-stall", 90, 3, redis)]:
-        assert ACTIONS[action] is check(action, node, fields)
+    assert fault_schedule("store-latency", 90, 3, redis) == [Step(30, "latency", "redis1", {"ms": 20}),
+                                                             Step(60, "latency", "redis1", {"ms": 0})]
+    assert fault_schedule("store-stall", 90, 3, parse_config("db@pg-any1")) == [
+        Step(30, "stall", "pg1", {"seconds": 5})]
+    for step in [*fault_schedule("store-latency", 90, 3, redis), *fault_schedule("store-stall", 90, 3, redis)]:
+        assert ACTIONS[step.action] is check(step.action, step.target, step.fields)
 
 
 def test_a_ledger_counts_acknowledged_writes_a_session_no_longer_shows():
