@@ -39,6 +39,8 @@ def main(argv=None):
                          "connected for any write; with --redis cluster, 0 or 1 (each shard has one replica)")
     up.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
     up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
+    up.add_argument("--pg-ha", default="none",
+                    help="none (deploy promote, by hand) or patroni: Patroni on etcd members fails over by itself")
     up.add_argument("--etcd-members", type=int, default=3,
                     help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
     up.add_argument("--cpu-quota", type=float, metavar="CORES",
@@ -63,6 +65,8 @@ def main(argv=None):
                                    "redis:primary, pg:primary, etcd:leader")
     kill.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
                       help="TERM: drain it from the load balancer first; no request fails")
+    kill.add_argument("--process", help="one process of the node alone: postgres, under --pg-ha patroni "
+                                        "(Patroni starts it again in place)")
 
     start = commands.add_parser("start", help="bring a stopped instance or store node back")
     start.add_argument("name")
@@ -112,7 +116,7 @@ def run(args):
             durable=args.durable, cpu_quota=args.cpu_quota, site_cpus=args.site_cpus,
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                               redis_shards=args.redis_shards,
-                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
+                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync, pg_ha=args.pg_ha,
                               etcd_members=args.etcd_members),
             namespaces=args.netns, **where,
         )
@@ -144,7 +148,8 @@ def run(args):
 def action(args):
     """The fault vocabulary's (action, target, fields) a command line asks for (deploy/actions.py)."""
     if args.command == "kill":
-        return ("term" if args.signal == "TERM" else "kill"), args.name, {}
+        return ("term" if args.signal == "TERM" else "kill"), args.name, (
+            {"process": args.process} if args.process else {})
     if args.command == "partition":
         return "partition", names(args.isolated), {"from": names(args.others)}
     if args.command == "promote":

@@ -30,7 +30,9 @@ def _names(value):
 
 
 def _kill(target, fields, state_dir):
-    return f"{faults.kill(target, state_dir=state_dir) or target} killed"
+    process = fields.get("process")
+    killed = faults.kill(target, process=process, state_dir=state_dir) or target
+    return f"{killed}'s {process} killed" if process else f"{killed} killed"
 
 
 def _term(target, fields, state_dir):
@@ -67,7 +69,7 @@ def _scale(target, fields, state_dir):
 
 
 ACTIONS = {action.name: action for action in (
-    Action("kill", _kill),
+    Action("kill", _kill, fields={"process": str}),
     Action("term", _term),
     Action("start", _start),
     Action("pause", _pause),

@@ -88,7 +88,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
-    wanted = servers_for(sessions=sessions, presence=presence, db=db)
+    wanted = stores.with_needs(servers_for(sessions=sessions, presence=presence, db=db), topology)
     stores.check_server(wanted, topology, server)
     previous = load(state_dir)
     if previous and any(running(record) for record in previous.processes()):
@@ -207,6 +207,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "partitions": cluster.partitions,
         "cpu": cluster.cpu,
         "stores": stores.rows(cluster),
+        **stores.summaries(cluster),  # "patroni": its settings in force, under --pg-ha patroni
         "instances": [
             {
                 "name": name,

@@ -21,19 +21,22 @@ def require_cluster(state_dir):
     return cluster
 
 
-def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
+def kill(name, *, graceful=False, process=None, state_dir=DEFAULT_STATE_DIR):
     """Crash an instance, or a store node, like a dead machine (SIGKILL to its process group).
 
     graceful: take it out of the load balancer first, wait for its requests
-    to finish, then SIGTERM it, so no request fails.
+    to finish, then SIGTERM it, so no request fails. process: one process
+    of a store node alone (`postgres` under Patroni).
     """
     cluster = require_cluster(state_dir)
     node = _store_node(cluster, name)
     if node:
         if graceful:
             raise DeployError(f"--signal TERM is for instances; {node} is a store node")
-        stores.kill(cluster, node)
+        stores.kill(cluster, node, process)
         return node
+    if process:
+        raise DeployError(f"--process is for store nodes; {name} is an instance")
     instance = _instance(cluster, name)
     if not running(instance):
         raise DeployError(f"{name} is not running")

@@ -23,6 +23,7 @@ class Topology:
     redis_shards: int = 3  # with cluster: primaries, each with one replica
     pg_standbys: int = 0
     pg_sync: str = "off"  # or "ANY k" / "FIRST k"
+    pg_ha: str = "none"  # promote by hand (deploy/kinds/postgres.py), or "patroni" (deploy/kinds/patroni.py)
     etcd_members: int = 3
 
     def check(self):

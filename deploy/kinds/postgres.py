@@ -146,7 +146,12 @@ class Postgres(Kind):
     stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown; SIGTERM would wait for clients
     aliases = ("pg:primary",)
 
+    def serves(self, topology):
+        return topology.pg_ha != "patroni"  # Patroni's nodes are deploy/kinds/patroni.py's
+
     def check(self, topology):
+        if topology.pg_ha not in ("none", "patroni"):
+            raise DeployError(f"--pg-ha wants none or patroni, not {topology.pg_ha!r}")
         most = layout.MAX_PG_STANDBYS
         if not 0 <= topology.pg_standbys <= most:
             raise DeployError(f"--pg-standbys must be between 0 and {most}, not {topology.pg_standbys}")
