@@ -41,6 +41,14 @@ def main(argv=None):
     up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
     up.add_argument("--pg-ha", default="none",
                     help="none (deploy promote, by hand) or patroni: Patroni on etcd members fails over by itself")
+    up.add_argument("--redis-persistence", default="none",
+                    help="none (the default: a restarted Redis is empty), everysec or always: the append-only "
+                         "file, fsynced once a second or before each write is answered")
+    up.add_argument("--pg-synchronous-commit", default="on",
+                    help="on (the default), or off: a commit answers before its WAL is flushed")
+    up.add_argument("--power-loss", action="store_true",
+                    help="Redis's and PostgreSQL's data folders on a file system that can drop what was not "
+                         "fsynced, for `deploy powerloss STORE` (root, FUSE; slower writes)")
     up.add_argument("--etcd-members", type=int, default=3,
                     help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
     up.add_argument("--cpu-quota", type=float, metavar="CORES",
@@ -73,6 +81,9 @@ def main(argv=None):
 
     for verb, what in (("pause", "freeze an instance or store node (SIGSTOP)"), ("resume", "unfreeze it (SIGCONT)")):
         commands.add_parser(verb, help=what).add_argument("name")
+
+    commands.add_parser("powerloss", help="every node of a store (redis, postgres) loses what it had not fsynced, "
+                                          "at one instant, and starts again (up --power-loss)").add_argument("name")
 
     promote = commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
     promote.add_argument("--force", action="store_true",
@@ -117,7 +128,8 @@ def run(args):
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                               redis_shards=args.redis_shards,
                               pg_standbys=args.pg_standbys, pg_sync=args.pg_sync, pg_ha=args.pg_ha,
-                              etcd_members=args.etcd_members),
+                              etcd_members=args.etcd_members, redis_persistence=args.redis_persistence,
+                              pg_synchronous_commit=args.pg_synchronous_commit, power_loss=args.power_loss),
             namespaces=args.netns, **where,
         )
         print(f"site:            {up.url}/")

@@ -6,7 +6,7 @@ says whether the action takes a target (an instance, a store node, or an
 alias such as `redis:primary`) and which fields it accepts with their
 types, so a caller can check a request before anything runs, and `act()`
 refuses what the table does not allow with a DeployError naming the field.
-A later action (latency, a stall, a power loss) joins by adding its row.
+A later action (latency, a stall) joins by adding its row.
 """
 
 from dataclasses import dataclass, field
@@ -56,6 +56,12 @@ def _partition(target, fields, state_dir):
     return f"{', '.join(made['isolated'])} cut off from {', '.join(made['from']) or 'everything else'}"
 
 
+def _powerloss(target, fields, state_dir):
+    lost = faults.power_loss(target, state_dir=state_dir)
+    return "; ".join(f"{node} lost {what['bytes_written']} bytes in {what['files']} files, started again"
+                     for node, what in lost.items())
+
+
 def _heal(target, fields, state_dir):
     return f"healed {faults.heal(state_dir=state_dir)} partitions"
 
@@ -76,6 +82,7 @@ ACTIONS = {action.name: action for action in (
     Action("resume", _resume),
     Action("partition", _partition, fields={"from": list}),
     Action("heal", _heal, target=False),
+    Action("powerloss", _powerloss),
     Action("promote", _promote, target=False, fields={"force": bool}),
     Action("scale", _scale, target=False, fields={"count": int}, required=("count",)),
 )}

@@ -86,6 +86,12 @@ def group(cluster, kind):
     return {name: record for name, record in cluster.stores.items() if kind_of(name, record) in kind.node_kinds}
 
 
+def of_server(cluster, server):
+    """The cluster's nodes that hold a server's data (`redis`: not the Sentinels): name -> record."""
+    kind = kinds.for_server(server, Topology.of(cluster.topology))
+    return {name: record for name, record in group(cluster, kind).items() if kind_of(name, record) == kind.server}
+
+
 def _kinds_present(cluster):
     topology = Topology.of(cluster.topology)
     return list(dict.fromkeys(kinds.for_node(kind_of(n, r), topology) for n, r in cluster.stores.items()))

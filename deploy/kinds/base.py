@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from deploy.errors import DeployError
+from deploy.kinds import disks
 from deploy.processes import running, signal_tree, spawn, stop, wait_for
 
 LOOPBACK = "127.0.0.1"
@@ -97,10 +98,11 @@ class Kind:
         stop(record, sig=signal.SIGKILL)
 
     def stop(self, record):
-        """Stop a node for `down` (its stop_signal) and remove its data folder."""
+        """Stop a node for `down` (its stop_signal), unmount its disk (--power-loss) and remove its data folder."""
         if running(record):
             signal_tree(record["pid"], signal.SIGCONT)
         stop(record, sig=self.stop_signal)
+        disks.release(record)
         if "data" in record:
             shutil.rmtree(record["data"], ignore_errors=True)
 

@@ -65,7 +65,7 @@ def start_node(cluster, name, port, bus_port, password):
     empty, as a Redis without disk does, and copies its primary."""
     folder = alone.node_folder(cluster, name)
     record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                name=name, folder=folder, args=args(bus_port, folder))
+                                name=name, folder=folder, args=[*args(bus_port, folder), *alone.persistence(cluster)])
     return {**record, "data": str(folder), "bus_port": bus_port}
 
 
