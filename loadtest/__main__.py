@@ -170,7 +170,8 @@ def build_parser():
     split = commands.add_parser("split-brain", help="acknowledged writes a partition and its heal lose "
                                                    "(needs network namespaces: root)")
     split.add_argument("--scenarios", default=",".join(_split_brain.SCENARIOS),
-                       help=f"comma-separated, of: {', '.join(_split_brain.SCENARIOS)}")
+                       help=f"comma-separated, of: {', '.join(_split_brain.SCENARIOS)}, or under Patroni: "
+                            f"{', '.join(_split_brain.PATRONI_SCENARIOS)}")
     split.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
     split.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
     split.add_argument("--out", type=Path, default=Path("results") / "split-brain")

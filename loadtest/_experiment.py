@@ -81,6 +81,8 @@ TOPOLOGY_FORMS = {
     "sentinel-sync<k>": "the same, k replicas confirming each session write (--redis-sync k)",
     "pg": "PostgreSQL, a primary and 2 standbys; asynchronous",
     "pg-any<k>, pg-first<k>": "the same, ANY k or FIRST k standbys confirming each commit (--pg-sync)",
+    "patroni": "PostgreSQL under Patroni, a primary and 2 standbys, on 3 etcd members; asynchronous",
+    "patroni-first<k>": "the same in Patroni's synchronous mode, k standbys confirming each commit",
 }
 PG_STANDBYS = 2
 REDIS_REPLICAS = 2
@@ -117,6 +119,11 @@ def _topology(text, name):
         return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS)
     if match := re.fullmatch(r"pg-(any|first)(\d+)", name):
         topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_sync=f"{match[1].upper()} {match[2]}")
+        return "postgres", _checked(text, topology)
+    if name == "patroni":
+        return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS, pg_ha="patroni")
+    if match := re.fullmatch(r"patroni-first(\d+)", name):
+        topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_ha="patroni", pg_sync=f"FIRST {match[1]}")
         return "postgres", _checked(text, topology)
     forms = "; ".join(f"{form} ({meaning})" for form, meaning in TOPOLOGY_FORMS.items())
     raise ValueError(f"{text!r}: the topology after '@' is one of: {forms}")
@@ -189,16 +196,17 @@ def _store_schedule(kind, third, config):
     replicas = config.topology.pg_standbys if store == "pg" else (
         config.topology.redis_replicas if config.topology.redis == "sentinel" else 0)
     if kind == "store-kill":
-        # Nothing promotes PostgreSQL on its own here: the experiment does it at
-        # once, as an operator or a failover manager (Patroni) would.
-        promote = [(third, "promote", None)] if store == "pg" and replicas else []
+        # Without Patroni nothing promotes PostgreSQL on its own: the experiment does it
+        # at once, as an operator or a failover manager would. Under Patroni, Patroni does.
+        by_hand = store == "pg" and replicas and config.topology.pg_ha != "patroni"
+        promote = [(third, "promote", None)] if by_hand else []
         return [(third, "kill", primary), *promote, (2 * third, "start", BROKEN)]
     if kind == "store-pause":
         return [(third, "pause", primary), (third + PAUSE_SECONDS, "resume", BROKEN)]
     if kind == "replica-kill":
         if not replicas:
-            raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1 "
-                             "or @pg-any1)")
+            raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1, "
+                             "@pg-any1 or @patroni)")
         return [(third, "kill", f"{store}2"), (2 * third, "start", BROKEN)]
     return [(third, "kill", primary), (third, "start", BROKEN)]
 

@@ -37,6 +37,8 @@ from loadtest.harness.verdict import Check
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
 SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
+# Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
+PATRONI_SCENARIOS = ("patroni", "patroni-sync")
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
 
 
@@ -45,14 +47,15 @@ class Scenario:
     name: str
     store: str  # "redis" or "postgres": where sessions live
     sync: int = 0  # Redis: min-replicas-to-write
-    pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k"
+    pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
+    patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
 
     def up_options(self):
         if self.store == "redis":
             return {"sessions": "redis", "presence": "redis", "db": "sqlite",
                     "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
         return {"sessions": "db", "presence": "memory", "db": "postgres",
-                "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync)}
+                "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync, pg_ha="patroni" if self.patroni else "none")}
 
     @property
     def minority(self):
@@ -64,13 +67,16 @@ class Scenario:
     def majority(self):
         if self.store == "redis":
             return ["redis2", "redis3", "sentinel2", "sentinel3", MAJORITY_INSTANCE]
-        return ["pg2", "pg3", MAJORITY_INSTANCE]
+        return ["pg2", "pg3", *(["etcd1", "etcd2", "etcd3"] if self.patroni else []), MAJORITY_INSTANCE]
 
 
 def scenario(name):
     return {"redis": Scenario("redis", "redis"), "redis-sync": Scenario("redis --redis-sync 1", "redis", 1),
             "postgres": Scenario("postgres", "postgres"),
-            "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1")}[name]
+            "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1"),
+            "patroni": Scenario("postgres --pg-ha patroni", "postgres", patroni=True),
+            "patroni-sync": Scenario("postgres --pg-ha patroni --pg-sync FIRST 1", "postgres", pg_sync="FIRST 1",
+                                     patroni=True)}[name]
 
 
 # What each scenario predicts, from the runs docs/experiments/split-brain.md reports. Writes acknowledged on the
@@ -87,9 +93,16 @@ HYPOTHESIS = [
         Check(name, "acknowledged writes lost", "total.writes_lost", 0, 0),
         Check(name, "the minority side refuses writes it cannot replicate", "refused_by_kind.minority.write", 1,
               None))),
-    *(check for name in SCENARIOS for check in (
+    *(check for name in SCENARIOS + PATRONI_SCENARIOS for check in (
         Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
         Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
+    # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout): its
+    # users' writes are refused from then on; asynchronous, what it acknowledged before is lost.
+    Check("patroni", "writes the minority acknowledged during the partition: nearly all lost (%)",
+          "partition_writes.minority.lost_pct", 90, 100),
+    Check("patroni-sync", "acknowledged writes lost", "total.writes_lost", 0, 0),
+    *(Check(name, "the minority side refuses writes once its primary demotes itself",
+            "refused_by_kind.minority.write", 1, None) for name in PATRONI_SCENARIOS),
 ]
 
 
@@ -114,10 +127,11 @@ def run(name, *, seconds, users_per_side, out, history):
             cut = history.fault("partition", {"isolated": chosen.minority, "from": chosen.majority})
             cluster.partition(chosen.minority, chosen.majority, state_dir=state_dir)
             history.took_effect(cut)
-            if chosen.store == "postgres":
+            if chosen.store == "postgres" and not chosen.patroni:
                 _promote_majority(state_dir, history)
             else:
-                load.wait(history, "promoted", lambda: _roles(state_dir, history, "redis2", "redis3"), seconds)
+                candidates = ("pg2", "pg3") if chosen.patroni else ("redis2", "redis3")
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, *candidates), seconds)
             load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
             running.stop()
         if chosen.store == "postgres":
@@ -126,7 +140,7 @@ def run(name, *, seconds, users_per_side, out, history):
                     user.read()  # the old primary, before the heal: writes it kept that were refused
         cluster.heal(state_dir=state_dir)
         history.ended(cut)
-        if chosen.store == "postgres":
+        if chosen.store == "postgres" and not chosen.patroni:
             # Nothing demotes the old primary: stopped and started again, it rejoins as a standby of the new one.
             rejoin = history.fault("restart", "pg1")
             cluster.kill("pg1", state_dir=state_dir)
@@ -157,8 +171,8 @@ def _promote_majority(state_dir, history):
 
 def _converged(state_dir, history, chosen):
     """Every node of the store up and exactly one primary."""
-    followers = {"redis": "replica", "postgres": "standby"}[chosen.store]
-    found = [role for node, role in observe(state_dir, history).items() if not node.startswith("sentinel")]
+    followers = "standby" if chosen.store == "postgres" and not chosen.patroni else "replica"
+    found = [role for node, role in observe(state_dir, history).items() if not node.startswith(("sentinel", "etcd"))]
     return found.count("primary") == 1 and found.count(followers) == len(found) - 1
 
 
@@ -308,7 +322,7 @@ def report(out, run, *, finished=None):
 
 def plan(names):
     """The scenarios, checked: ValueError for an unknown name."""
-    unknown = [name for name in names if name not in SCENARIOS]
+    unknown = [name for name in names if name not in SCENARIOS + PATRONI_SCENARIOS]
     if unknown:
-        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(SCENARIOS)}")
+        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(SCENARIOS + PATRONI_SCENARIOS)}")
     return names
