@@ -30,6 +30,7 @@ from loadtest import (
     _capacity,
     _etcd,
     _fate,
+    _powerloss,
     _quorum,
     _replication_bench,
     _report,
@@ -192,6 +193,14 @@ def build_parser():
     losses.add_argument("--tries", type=int,
                         help="requests of each kind per row (default: 10 through the site, else 20)")
     losses.add_argument("--out", type=Path, help="output folder (default: results/etcd-loss-MODE)")
+    power = commands.add_parser("powerloss", help="acknowledged session writes a power loss of the sessions' store "
+                                                 "loses, and a write's cost, per persistence setting (root, FUSE)")
+    power.add_argument("--settings", default=",".join(_powerloss.SETTINGS),
+                       help=f"comma-separated, of: {', '.join(_powerloss.SETTINGS)}")
+    power.add_argument("--seconds", type=float, default=20, help="of load before the power loss")
+    power.add_argument("--after", type=float, default=5, help="seconds of load after it")
+    power.add_argument("--users", type=int, default=6, help="users, each reading and writing every tick")
+    power.add_argument("--out", type=Path, default=Path("results") / "powerloss")
     again = commands.add_parser("recheck", help="a finished split-brain or fate run's figures, charts and verdict "
                                                 "again, from its history.jsonl alone; rewrites its page")
     again.add_argument("folder", type=Path, help="the run's folder (its --out)")
@@ -232,6 +241,8 @@ def main(argv=None):
                 except OSError as failure:
                     print(f"loadtest: the index of runs was not written: {failure}", file=sys.stderr)
             return code
+        if args.command == "powerloss":
+            return run_powerloss(args, run)
         if args.command == "bench-servers":
             return run_bench_servers(args)
         if args.command == "bench":
@@ -430,6 +441,19 @@ def run_split_brain(args, run):
     results, judged = _split_brain.report(args.out, run)
     print(_split_brain.table(results))
     return _ended(args.out, judged)
+
+
+def run_powerloss(args, run):
+    names = _powerloss.plan([name.strip() for name in args.settings.split(",") if name.strip()])
+    with History(args.out / HISTORY, experiment="powerloss", command=run.command) as history:
+        results = []
+        for name in names:
+            print(f"{name}: {args.seconds:g} s of load, a power loss, {args.after:g} s more", file=sys.stderr)
+            results.append(_powerloss.run(name, users=args.users, seconds=args.seconds, after=args.after,
+                                          out=args.out, history=history))
+    _powerloss.write(args.out, results)
+    print(_powerloss.table(results))
+    return 0
 
 
 def run_fate(args, run):
