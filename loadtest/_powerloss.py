@@ -9,7 +9,8 @@ session and writes the next counter every tick (the harness's `checking`
 loop, so that a read lower than an acknowledged write shows a loss even
 after later writes). After `seconds`, every node of the store loses its
 power at once and starts again (`deploy powerloss STORE`); the users go on
-for `after` seconds, then every session is read back through HAProxy.
+for `after` seconds once it answers again, then every session is read back
+through HAProxy.
 
 Figures, from the history alone: the session writes acknowledged before
 the power loss, those lost (checkers.lost_writes), the sessions lost, and
@@ -73,12 +74,21 @@ def run(name, *, users, seconds, after, out, history):
             fault = history.fault("powerloss", store)
             cluster.act("powerloss", store, state_dir=state_dir)
             history.took_effect(fault)
+            # PostgreSQL replays its WAL before it takes logins: the users' `after` seconds start once it answers.
+            if load.wait(history, "answers", lambda: _answers(state_dir, store), 120) is None:
+                raise RuntimeError(f"{store} did not answer within 120 s of the power loss")
             load.settle(seconds=after)
             running.stop()
         load.final_reads(made, through=deployed.url, presence=False)
     finally:
         cluster.down(state_dir=state_dir)
     return figures(history.events(name), name)
+
+
+def _answers(state_dir, store):
+    """Whether the store's primary answers as one again."""
+    kind = "postgres" if store == "postgres" else "redis"
+    return any(row["kind"] == kind and row["role"] == "primary" for row in cluster.status(state_dir)["stores"])
 
 
 def figures(events, name):
