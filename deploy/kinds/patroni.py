@@ -61,16 +61,16 @@ class Patroni(Postgres):
         if not members:
             raise DeployError("Patroni needs etcd members, and this cluster started none")
         network = cluster.net
+        ports = [port for _, _, port in planned]
         if network:
-            nodes = [{**node, "host": network.address(name), "api_host": network.address(name)}
-                     for node, (name, _, _) in zip(
-                         patroninodes.plan([(port, API_PORT) for _, _, port in planned], members,
-                                      clients=network.subnet), planned)]
+            nodes = patroninodes.plan([(port, API_PORT) for port in ports], members, clients=network.subnet)
+            for node in nodes:  # each at its namespace's address, its REST API too
+                node["host"] = node["api_host"] = network.address(node["name"])
         else:
-            nodes = patroninodes.plan([(port, port) for _, _, port in planned], members, host=LOOPBACK,
-                                 api_host=API_HOST)
-        started = patroninodes.start_cluster(nodes, cluster.path, sync=patroninodes.sync_count(topology.pg_sync),
-                                        command_for=lambda name: command_of(cluster, name))
+            nodes = patroninodes.plan([(port, port) for port in ports], members, host=LOOPBACK, api_host=API_HOST)
+        sync = patroninodes.sync_count(topology.pg_sync)
+        started = patroninodes.start_cluster(nodes, cluster.path, sync=sync,
+                                             command_for=lambda name: command_of(cluster, name))
         for node in started:
             cluster.stores[node["name"]] = {"kind": "postgres", **node}
         cluster.save()
