@@ -50,16 +50,17 @@ def pg_roles(site):
     return {name: role for name, role in site.roles().items() if name.startswith("pg")}
 
 
-def healthy(site):
-    """Wait for one primary and the other node named its synchronous standby (Patroni promotes no other);
-    return the primary's name."""
-    def synchronous():
+def healthy(site, *, synchronous=True):
+    """Wait for one primary and every other node a replica, named synchronous standby if `synchronous` (in
+    synchronous mode Patroni promotes no other); return the primary's name."""
+    def ready():
         rows = {row["name"]: row for row in site.status()["stores"] if row["kind"] == "postgres"}
         primaries = [name for name, row in rows.items() if row["role"] == "primary"]
-        standbys = [name for name, row in rows.items() if row["role"] == "replica" and row["synchronous"]]
+        standbys = [name for name, row in rows.items()
+                    if row["role"] == "replica" and (row["synchronous"] or not synchronous)]
         return len(primaries) == 1 and len(standbys) == len(rows) - 1 and primaries[0]
 
-    return wait_for(synchronous, timeout=120, what="one primary and a synchronous standby")
+    return wait_for(ready, timeout=120, what="one primary and its standbys")
 
 
 def post(browser, site, text):
@@ -162,3 +163,26 @@ def test_down_leaves_no_process_folder_or_etcd_member(site):
     assert not any(running(process) for process in [*nodes.values(), *postmasters, *members])
     assert not any(os.path.exists(record["folder"]) for record in nodes.values())
     assert not any(os.path.exists(member["data"]) for member in members)
+
+
+@pytest.mark.long
+@pytest.mark.timeout(400)
+def test_a_primary_cut_off_from_etcd_demotes_itself_and_a_standby_takes_over(tmp_path):
+    """The soft-state write right: pg1 cannot renew its key, so within loop_wait + retry_timeout it stops being
+    primary (its users' writes refused from then on), and once the key expires another node is promoted."""
+    state_dir = tmp_path / "cut"
+    try:
+        c = clusters.up(state_dir, "--instances", "2", "--sessions", "db", "--presence", "memory", "--db", "postgres",
+                        "--pg-standbys", "2", "--pg-ha", "patroni", "--netns")
+        leader = healthy(c, synchronous=False)
+        others = [name for name in records(c) if name != leader]
+        cut = time.monotonic()
+        c.run("partition", leader, "--from", ",".join([*others, "app2"]))
+        wait_for(lambda: pg_roles(c)[leader] != "primary", timeout=SETTINGS.loop_wait + SETTINGS.retry_timeout + 20,
+                 what=f"{leader} demoting itself")
+        demoted = time.monotonic() - cut
+        wait_for(lambda: any(pg_roles(c).get(name) == "primary" for name in others), timeout=FOLLOWED_WITHIN + 15,
+                 what="a standby promoted on the majority side")
+        print(f"{leader} demoted itself {demoted:.1f} s after the cut")
+    finally:
+        clusters.deploy(state_dir, "down", check=False)

@@ -17,7 +17,7 @@ import pytest
 
 from deploy import cluster as deploy_cluster
 from deploy import powerloss
-from deploy.cluster import running, wait_for
+from deploy.cluster import DeployError, Topology, running, wait_for
 from tests.http import Browser
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
@@ -25,6 +25,17 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fu
 
 USERS = 4
 PASSWORD = "correct horse battery"
+
+
+@pytest.mark.parametrize("topology, says", [
+    (Topology(redis="sentinel", power_loss=True), "--power-loss puts the data of Redis alone"),
+    (Topology(pg_ha="patroni", power_loss=True), "or --pg-ha patroni"),
+    (Topology(redis_persistence="sometimes"), "--redis-persistence 'sometimes' is not one of: none, everysec"),
+    (Topology(pg_synchronous_commit="maybe"), "--pg-synchronous-commit wants on or off"),
+])
+def test_a_setting_with_no_disk_or_no_meaning_is_refused_naming_it(topology, says):
+    with pytest.raises(DeployError, match=says):
+        topology.check()
 
 
 def writes_through_a_power_loss(c, store="redis"):
