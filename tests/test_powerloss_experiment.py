@@ -1,12 +1,13 @@
-"""`python -m loadtest powerloss` (loadtest/_powerloss.py): its figures from a hand-written history, and (with
---long) a tiny run against a real cluster."""
+"""`python -m loadtest powerloss` (loadtest/experiments/powerloss.py): its figures from a hand-written history,
+and (with --long) a tiny run against a real cluster."""
 
 import json
 import os
 
 import pytest
 
-from loadtest import _powerloss
+from loadtest.cli import chosen
+from loadtest.experiments import powerloss
 
 
 def op(who, what, invoked, completed, outcome="ok", value=None, refusal=None):
@@ -27,14 +28,14 @@ HISTORY = [
 
 
 def test_figures_count_the_writes_acknowledged_before_the_power_loss_that_a_later_read_lacks():
-    figures = _powerloss.figures(HISTORY, "redis-everysec")
+    figures = powerloss.figures(HISTORY, "redis-everysec")
     assert (figures["acknowledged"], figures["lost"], figures["sessions_lost"]) == (3, 2, 1)
     assert figures["write_ms_median"] == 20.0 and figures["write_ms_p95"] == 20.0
 
 
 def test_an_unknown_setting_is_refused_naming_the_settings():
     with pytest.raises(ValueError, match="choose from: redis-none, redis-everysec"):
-        _powerloss.plan(["redis-sometimes"])
+        chosen(["redis-sometimes"], tuple(powerloss.SETTINGS))
 
 
 @pytest.mark.long

@@ -38,6 +38,14 @@ def test_deploy_plans_the_rows_servers(made_up):
         cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
 
 
+@pytest.mark.parametrize("stock", registry.COMPARISON_SESSION_STORES)
+def test_deploy_plans_the_comparison_rows_without_offering_them(stock):
+    assert cluster.servers_for(sessions=stock, presence="redis", db="sqlite") == ["redis"]
+    with pytest.raises(cluster.DeployError) as refused:
+        cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
+    assert "redis" in str(refused.value) and stock not in str(refused.value)
+
+
 def test_readyz_checks_what_the_row_needs(made_up, settings, redis_service, memcached_service, redis_db,
                                           tmp_path, db, client):
     use_stores(settings, session_store=made_up.name, presence_store=made_up.presence, redis=redis_service,
@@ -67,7 +75,7 @@ def test_every_row_names_an_engine_that_imports():
 
 
 def test_the_experiments_matrices_come_from_the_rows(made_up):
-    from loadtest import _experiment as experiment
+    from loadtest.experiments import configs as experiment
 
     assert experiment.matrix("default") == ["memory+roundrobin", "memory+sticky", "db", "cached_db", "redis",
                                             "memcached", "signed_cookies", made_up.name]
@@ -77,7 +85,7 @@ def test_the_experiments_matrices_come_from_the_rows(made_up):
 
 
 def test_the_benchmarks_targets_come_from_the_rows(monkeypatch):
-    from loadtest import _bench as bench
+    from loadtest.bench import stores as bench
 
     twin = dataclasses.replace(ROW, bench_target=0.7)
     monkeypatch.setitem(registry.SESSION_STORES, twin.name, twin)

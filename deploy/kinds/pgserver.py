@@ -19,12 +19,13 @@ from psycopg import sql
 from deploy.errors import DeployError
 from deploy.kinds import disks
 from deploy.kinds.base import LOOPBACK, host_of, new_password, private_folder, start_process
+from deploy.layout import behind
 from deploy.processes import PRIVATE_UMASK, alive, port_open, stop, wait_for, write_private
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
 
 def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config="", host=LOOPBACK,
-                   clients=None, command=None, mount=None):
+                   clients=None, command=None, mount=None, relayed=False):
     """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
 
     The site's role `lab` is no superuser: it logs in with `password` and
@@ -44,6 +45,7 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     runs it where it lives (inside a namespace: deploy/netns.py). mount:
     data folder -> {"disk": ...} or {}, mounting the power-loss file system
     there before initdb (deploy/kinds/disks.py); the record carries it.
+    relayed: `port` is its relay's, and it listens behind (deploy/links.py).
     """
     user = postgres_user()
     folder = private_folder(name, user)
@@ -74,7 +76,7 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
             conf.write(config)
     try:
         record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable, host=host,
-                                 command=command),
+                                 command=command, relayed=relayed),
                   "password": password, "replication_password": new_password(), **disk}
     except BaseException:
         disks.release(disk)
@@ -124,28 +126,31 @@ def postgres_data(record):
     return Path(record["data"]) / "data"
 
 
-def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host=LOOPBACK, command=None):
+def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host=LOOPBACK, command=None,
+                 relayed=False):
     """Start postgres on the data directory in folder, listening on host; return its record: port, host, pid,
-    started, data."""
+    started, data. relayed: `port` is its relay's, and it listens at layout.behind(port) (deploy/links.py)."""
     data = Path(folder) / "data"
-    _clear_stale_locks(data, port)
+    own = behind(port) if relayed else port
+    _clear_stale_locks(data, own)
     # Its UNIX socket beside the data folder, not in it: a power-loss mount (deploy/kinds/disks.py) has none.
-    argv = [postgres_bin("postgres"), "-D", data, "-p", str(port), "-k", folder,
+    argv = [postgres_bin("postgres"), "-D", data, "-p", str(own), "-k", folder,
             "-c", f"listen_addresses={host}", *([] if durable else ["-c", "fsync=off"]),
             # The default, 100, is less than 16 instances keep open (deploy/sizing.py); a
             # standby needs as many, since it may be promoted.
             "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
     if command:
-        record = start_process(name, command(argv, postgres_user()), state_dir, ready=lambda: port_open(port, host),
-                        where=f"{host}:{port}")
+        record = start_process(name, command(argv, postgres_user()), state_dir, ready=lambda: port_open(own, host),
+                        where=f"{host}:{own}")
     else:
-        record = start_process(name, argv, state_dir, ready=lambda: port_open(port, host), where=f"{host}:{port}",
+        record = start_process(name, argv, state_dir, ready=lambda: port_open(own, host), where=f"{host}:{own}",
                         user=postgres_user())
     return {"port": port, "host": host, **record, "data": str(folder)}
 
 
 def _clear_stale_locks(data, port):
-    """Remove the lock files a killed postmaster left (postmaster.pid, its socket's), if no live process has
+    """Remove the lock files a killed postmaster listening on `port` left (postmaster.pid, its socket's), if no
+    live process has
     the pid they name.
 
     PostgreSQL refuses to start while that pid exists, and counts a zombie

@@ -7,7 +7,8 @@ run's start (the header's "started"), so events from threads and from
 faults compare directly. Schema 1:
 
 - "op": one operation of a client, written when it ends. "who" (the user),
-  "what" (the kind: login, write, read, heartbeat, final-read, presence-read),
+  "what" (the kind: login, write, read, heartbeat, final-read, presence-read,
+  post, poll),
   "node" (the instance or proxy that served it), "invoked", "completed"
   (null: it never completed before the run ended), "outcome" ("ok",
   "failed": refused, or "unknown": a timeout or a lost connection, which may
@@ -67,13 +68,18 @@ class History:
             self._open[op["id"]] = op
         return op["id"]
 
-    def complete(self, op_id, outcome, *, value=None, refusal=None, keep_value=False):
-        """Write the operation as ended now with outcome; value replaces the invoked one unless keep_value."""
+    def complete(self, op_id, outcome, *, value=None, refusal=None, keep_value=False, node=None):
+        """Write the operation as ended now with outcome; value replaces the invoked one unless keep_value.
+
+        node: the node that served it, when only the answer tells (through a load balancer).
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
         with self._lock:
             op = self._open.pop(op_id)
         op.update(completed=self.now(), outcome=outcome, refusal=refusal)
+        if node:
+            op["node"] = node
         if not keep_value:
             op["value"] = value
         self._write(op)
