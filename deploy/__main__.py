@@ -30,12 +30,17 @@ def main(argv=None):
                                    "redis:primary, pg:primary, etcd:leader")
     kill.add_argument("--signal", choices=("KILL", "TERM"), default="KILL",
                       help="TERM: drain it from the load balancer first; no request fails")
+    kill.add_argument("--process", help="one process of the node alone: postgres, under --pg-ha patroni "
+                                        "(Patroni starts it again in place)")
 
     start = commands.add_parser("start", help="bring a stopped instance or store node back")
     start.add_argument("name")
 
     for verb, what in (("pause", "freeze an instance or store node (SIGSTOP)"), ("resume", "unfreeze it (SIGCONT)")):
         commands.add_parser(verb, help=what).add_argument("name")
+
+    commands.add_parser("powerloss", help="every node of a store (redis, postgres) loses what it had not fsynced, "
+                                          "at one instant, and starts again (up --power-loss)").add_argument("name")
 
     promote = commands.add_parser("promote", help="promote the PostgreSQL standby that received the most WAL")
     promote.add_argument("--force", action="store_true",
@@ -119,7 +124,8 @@ def run(args):
 def action(args):
     """The fault vocabulary's (action, target, fields) a command line asks for (deploy/actions.py)."""
     if args.command == "kill":
-        return ("term" if args.signal == "TERM" else "kill"), args.name, {}
+        return ("term" if args.signal == "TERM" else "kill"), args.name, (
+            {"process": args.process} if args.process else {})
     if args.command == "partition":
         return "partition", names(args.isolated), {"from": names(args.others)}
     if args.command == "promote":

@@ -6,7 +6,7 @@ says whether the action takes a target (an instance, a store node, or an
 alias such as `redis:primary`) and which fields it accepts with their
 types, so a caller can check a request before anything runs, and `act()`
 refuses what the table does not allow with a DeployError naming the field.
-A later action (a power loss, say) joins by adding its row.
+A later action joins by adding its row.
 """
 
 from dataclasses import dataclass, field
@@ -30,7 +30,9 @@ def _names(value):
 
 
 def _kill(target, fields, state_dir):
-    return f"{faults.kill(target, state_dir=state_dir) or target} killed"
+    process = fields.get("process")
+    killed = faults.kill(target, process=process, state_dir=state_dir) or target
+    return f"{killed}'s {process} killed" if process else f"{killed} killed"
 
 
 def _term(target, fields, state_dir):
@@ -52,6 +54,12 @@ def _resume(target, fields, state_dir):
 def _partition(target, fields, state_dir):
     made = faults.partition(_names(target), _names(fields.get("from", ())), state_dir=state_dir)
     return f"{', '.join(made['isolated'])} cut off from {', '.join(made['from']) or 'everything else'}"
+
+
+def _powerloss(target, fields, state_dir):
+    lost = faults.power_loss(target, state_dir=state_dir)
+    return "; ".join(f"{node} lost {what['bytes_written']} bytes in {what['files']} files, started again"
+                     for node, what in lost.items())
 
 
 def _heal(target, fields, state_dir):
@@ -82,13 +90,14 @@ def _stall(target, fields, state_dir):
 
 
 ACTIONS = {action.name: action for action in (
-    Action("kill", _kill),
+    Action("kill", _kill, fields={"process": str}),
     Action("term", _term),
     Action("start", _start),
     Action("pause", _pause),
     Action("resume", _resume),
     Action("partition", _partition, fields={"from": list}),
     Action("heal", _heal, target=False),
+    Action("powerloss", _powerloss),
     Action("promote", _promote, target=False, fields={"force": bool}),
     Action("scale", _scale, target=False, fields={"count": int}, required=("count",)),
     Action("latency", _latency, fields={"ms": float, "jitter": float}, required=("ms",)),

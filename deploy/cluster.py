@@ -155,7 +155,7 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
-    wanted = servers_for(sessions=sessions, presence=presence, db=db)
+    wanted = stores.with_needs(servers_for(sessions=sessions, presence=presence, db=db), topology)
     stores.check_server(wanted, topology, server)
     previous = load(state_dir)
     if previous and any(running(record) for record in previous.processes()):
@@ -260,6 +260,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "partitions": cluster.partitions,
         "cpu": cluster.cpu,
         "stores": [{**row, **links.row(cluster, row["name"])} for row in stores.rows(cluster)],
+        **stores.summaries(cluster),  # "patroni": its settings in force, under --pg-ha patroni
         "instances": [
             {
                 "name": name,

@@ -7,7 +7,7 @@ is does not matter here, its kind's module knows (deploy/kinds/).
 
 import signal
 
-from deploy import apps, cgroups, links, netns, stores, swarm
+from deploy import apps, cgroups, links, netns, powerloss, stores, swarm
 from deploy.errors import DeployError
 from deploy.layout import MAX_INSTANCES
 from deploy.processes import port_free, running, signal_group, stop
@@ -21,11 +21,12 @@ def require_cluster(state_dir):
     return cluster
 
 
-def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
+def kill(name, *, graceful=False, process=None, state_dir=DEFAULT_STATE_DIR):
     """Crash an instance, or a store node, like a dead machine (SIGKILL to its process group).
 
     graceful: take it out of the load balancer first, wait for its requests
-    to finish, then SIGTERM it, so no request fails.
+    to finish, then SIGTERM it, so no request fails. process: one process
+    of a store node alone (`postgres` under Patroni).
     """
     cluster = require_cluster(state_dir)
     if cluster.runs_on == "swarm":
@@ -36,8 +37,10 @@ def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
     if node:
         if graceful:
             raise DeployError(f"--signal TERM is for instances; {node} is a store node")
-        stores.kill(cluster, node)
+        stores.kill(cluster, node, process)
         return node
+    if process:
+        raise DeployError(f"--process is for store nodes; {name} is an instance")
     instance = _instance(cluster, name)
     if not running(instance):
         raise DeployError(f"{name} is not running")
@@ -123,6 +126,29 @@ def heal(*, state_dir=DEFAULT_STATE_DIR):
     cluster.partitions = []
     cluster.save()
     return count
+
+
+def power_loss(server, *, state_dir=DEFAULT_STATE_DIR):
+    """Every node of a store (`redis`, `postgres`) loses what it had not fsynced, at one instant, and starts again.
+
+    Its nodes are killed first (the power is off for them too), then every
+    disk drops its unsynced writes, then each node starts on what its disk
+    kept, in the order they started (primaries first). Needs a cluster
+    started with --power-loss. Return {node: what its disk lost}.
+    """
+    cluster = require_cluster(state_dir)
+    nodes = [name for name, record in stores.of_server(cluster, server).items() if record.get("disk")]
+    if not nodes:
+        raise DeployError(f"no {server} node of this cluster is on a power-loss disk: `deploy up --power-loss` "
+                          "puts Redis's and PostgreSQL's data folders there")
+    for name in nodes:
+        if running(cluster.stores[name]):
+            stores.kill(cluster, name)
+    lost = {name: powerloss.power_loss(cluster.stores[name]["disk"]) for name in nodes}
+    for name in nodes:
+        stores.start(cluster, name)
+        apps.confine(cluster, cluster.stores[name]["pid"], cgroups.REST)
+    return lost
 
 
 def _node_name(cluster, name):

@@ -38,6 +38,16 @@ def add_up_arguments(parser):
                              "connected for any write; with --redis cluster, 0 or 1 (each shard has one replica)")
     parser.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
     parser.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
+    parser.add_argument("--pg-ha", default="none",
+                        help="none (deploy promote, by hand) or patroni: Patroni on etcd members fails over by itself")
+    parser.add_argument("--redis-persistence", default="none",
+                        help="none (the default: a restarted Redis is empty), everysec or always: the append-only "
+                             "file, fsynced once a second or before each write is answered")
+    parser.add_argument("--pg-synchronous-commit", default="on",
+                        help="on (the default), or off: a commit answers before its WAL is flushed")
+    parser.add_argument("--power-loss", action="store_true",
+                        help="Redis's and PostgreSQL's data folders on a file system that can drop what was not "
+                             "fsynced, for `deploy powerloss STORE` (root, FUSE; slower writes)")
     parser.add_argument("--etcd-members", type=int, default=3,
                         help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
     parser.add_argument("--cpu-quota", type=float, metavar="CORES",
@@ -66,7 +76,8 @@ def up_keywords(args):
         site_cpus=args.site_cpus, namespaces=args.netns, latency=parse_latency(args.latency),
         topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                           redis_shards=args.redis_shards, pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
-                          etcd_members=args.etcd_members),
+                          pg_ha=args.pg_ha, etcd_members=args.etcd_members, redis_persistence=args.redis_persistence,
+                          pg_synchronous_commit=args.pg_synchronous_commit, power_loss=args.power_loss),
     )
 
 

@@ -11,13 +11,12 @@ whichever node is the primary (the leader) now, asked of the stores
 themselves, never remembered.
 """
 
-import shutil
 import signal
 from functools import partial
 
 from deploy import kinds, layout
 from deploy.errors import DeployError
-from deploy.processes import run_all, running, signal_tree, stop
+from deploy.processes import run_all, running, signal_tree
 from deploy.topology import Topology
 
 
@@ -41,6 +40,14 @@ def ports(base, *, instances, servers, topology=None):
     used.update({layout.behind(layout.instance_port(base, f"app{n}")): f"app{n} behind its relay"
                  for n in range(1, instances + 1)})
     return used
+
+
+def with_needs(servers, topology):
+    """servers, each after the servers its kind needs running first (Patroni's etcd), every one once."""
+    ordered = []
+    for server in servers:
+        ordered += [*kinds.for_server(server, topology).needs, server]
+    return list(dict.fromkeys(ordered))
 
 
 def check_server(servers, topology, server):
@@ -83,6 +90,12 @@ def group(cluster, kind):
     return {name: record for name, record in cluster.stores.items() if kind_of(name, record) in kind.node_kinds}
 
 
+def of_server(cluster, server):
+    """The cluster's nodes that hold a server's data (`redis`: not the Sentinels): name -> record."""
+    kind = kinds.for_server(server, Topology.of(cluster.topology))
+    return {name: record for name, record in group(cluster, kind).items() if kind_of(name, record) == kind.server}
+
+
 def _kinds_present(cluster):
     topology = Topology.of(cluster.topology)
     return list(dict.fromkeys(kinds.for_node(kind_of(n, r), topology) for n, r in cluster.stores.items()))
@@ -112,23 +125,15 @@ def resolve(cluster, name):
 def stop_all(cluster):
     """Stop every store node (Sentinels first, so they do not fail over while the rest stop); remove data."""
     order = sorted(cluster.stores, key=lambda name: not _kind(cluster, name).stops_first)
-    run_all([partial(_stop_node, cluster.stores[name], _kind(cluster, name).stop_signal) for name in order])
+    run_all([partial(_kind(cluster, name).stop, cluster.stores[name]) for name in order])
 
 
-def _stop_node(record, sig):
-    if running(record):
-        signal_tree(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
-    stop(record, sig=sig)
-    if "data" in record:
-        shutil.rmtree(record["data"], ignore_errors=True)
-
-
-def kill(cluster, name):
+def kill(cluster, name, process=None):
+    """SIGKILL a node (its kind knows its processes); process: one of them alone (`postgres` under Patroni)."""
     record = cluster.stores[name]
     if not running(record):
         raise DeployError(f"{name} is not running")
-    signal_tree(record["pid"], signal.SIGCONT)
-    stop(record, sig=signal.SIGKILL)
+    _kind(cluster, name).kill(record, process)
 
 
 def pause(cluster, name, *, resume=False):
@@ -155,6 +160,14 @@ def promote(cluster, *, force=False):
         if type(kind).promote is not kinds.Kind.promote and kind.serves(topology):
             return kind.promote(cluster, group(cluster, kind), force=force)
     raise DeployError("no kind of server here can be promoted")
+
+
+def summaries(cluster):
+    """Each kind's top-level fields of `status --json` (Patroni's settings in force)."""
+    found = {}
+    for kind in _kinds_present(cluster):
+        found.update(kind.summary(group(cluster, kind)))
+    return found
 
 
 def store_env(cluster):

@@ -23,12 +23,25 @@ class Topology:
     redis_shards: int = 3  # with cluster: primaries, each with one replica
     pg_standbys: int = 0
     pg_sync: str = "off"  # or "ANY k" / "FIRST k"
+    pg_ha: str = "none"  # promote by hand (deploy/kinds/postgres.py), or "patroni" (deploy/kinds/patroni.py)
     etcd_members: int = 3
+    redis_persistence: str = "none"  # or "everysec" / "always": the append-only file (deploy/kinds/redis.py)
+    pg_synchronous_commit: str = "on"  # or "off": a commit answers before its WAL is flushed
+    power_loss: bool = False  # data folders on the power-loss file system (deploy/kinds/disks.py)
 
     def check(self):
         """Return self, or raise DeployError naming the first field no kind can run."""
         if self.redis not in REDIS_LAYOUTS:
             raise DeployError(f"--redis {self.redis!r} is not one of: {', '.join(REDIS_LAYOUTS)}")
+        if self.redis_persistence not in kinds.redis.PERSISTENCE:
+            raise DeployError(f"--redis-persistence {self.redis_persistence!r} is not one of: "
+                              f"{', '.join(kinds.redis.PERSISTENCE)}")
+        if self.pg_synchronous_commit not in ("on", "off"):
+            raise DeployError(f"--pg-synchronous-commit wants on or off, not {self.pg_synchronous_commit!r}")
+        if self.power_loss and (self.redis != "single" or self.pg_ha != "none"):
+            raise DeployError("--power-loss puts the data of Redis alone (--redis single) and of PostgreSQL "
+                              "without Patroni on power-loss disks; not with --redis sentinel or cluster, "
+                              "or --pg-ha patroni")
         for kind in kinds.KINDS.values():
             if kind.serves(self):
                 kind.check(self)

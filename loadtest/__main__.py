@@ -12,12 +12,23 @@ import sys
 
 from deploy.cluster import DeployError
 from loadtest.bench import against, posts, presence, profile, replication, servers, sessions, shards, stores
-from loadtest.experiments import capacity, etcd_loss, fate, kill, quorum, recheck, scaling, split_brain, sticky
+from loadtest.experiments import (
+    capacity,
+    etcd_loss,
+    fate,
+    kill,
+    powerloss,
+    quorum,
+    recheck,
+    scaling,
+    split_brain,
+    sticky,
+)
 from loadtest.reports import index, page
 
 # In the order `--help` lists them: the experiments, then the benchmarks, then the run's tools.
 COMMANDS = [kill, capacity, scaling, sticky, stores, profile, servers, against, shards, replication, sessions, presence,
-            posts, quorum, split_brain, fate, etcd_loss, recheck, index]
+            posts, quorum, split_brain, fate, powerloss, etcd_loss, recheck, index]
 
 
 def build_parser():

@@ -15,6 +15,8 @@ from deploy.cluster import ACTIONS, DeployError, act
     ("scale", None, {"count": True}, "scale's 'count' must be int"),
     ("partition", "app1", {"from": "redis1"}, "partition's 'from' must be a list of names"),
     ("promote", None, {"force": 1}, "promote's 'force' must be bool"),
+    ("kill", "pg1", {"process": 1}, "kill's 'process' must be str"),
+    ("powerloss", None, {}, "powerloss needs a target"),
 ])
 def test_a_request_the_table_does_not_allow_is_refused_naming_the_problem(tmp_path, name, target, fields, says):
     with pytest.raises(DeployError, match=says):

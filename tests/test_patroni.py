@@ -1,4 +1,4 @@
-"""PostgreSQL under Patroni (deploy/patroni.py): real etcd (one member, which takes only its cluster's
+"""PostgreSQL under Patroni (deploy/kinds/patroninodes.py): real etcd (one member, which takes only its cluster's
 certificate), real Patroni and PostgreSQL.
 
 Two nodes, a primary and one synchronous standby ("FIRST 1"). A client
@@ -22,8 +22,8 @@ import time
 import psycopg
 import pytest
 
-from deploy import patroni
 from deploy.cluster import DeployError, free_port, run_all, running, wait_for
+from deploy.kinds import patroninodes as patroni
 from deploy.kinds.pgserver import postgres_folder
 from tests.servers import EtcdCluster
 

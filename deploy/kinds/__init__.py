@@ -16,14 +16,14 @@ user can open; as root, memcached and PostgreSQL run as users of their own.
 """
 
 from deploy.errors import DeployError
-from deploy.kinds import etcd, memcached, postgres, redis, rediscluster, sentinel
+from deploy.kinds import etcd, memcached, patroni, postgres, redis, rediscluster, sentinel
 from deploy.kinds.base import Kind
 
 __all__ = ["KINDS", "Kind", "servers", "for_server", "for_node"]
 
 # Ordered: the three ways to run Redis first, so that a topology picks one of them.
 KINDS = {kind.name: kind for kind in (redis.KIND, sentinel.KIND, rediscluster.KIND, memcached.KIND,
-                                      postgres.KIND, etcd.KIND)}
+                                      postgres.KIND, patroni.KIND, etcd.KIND)}
 
 
 def servers():

@@ -20,8 +20,9 @@ import tempfile
 from pathlib import Path
 
 from deploy.errors import DeployError
+from deploy.kinds import disks
 from deploy.layout import behind
-from deploy.processes import running, spawn, stop, wait_for
+from deploy.processes import running, signal_tree, spawn, stop, wait_for
 
 LOOPBACK = "127.0.0.1"
 
@@ -42,6 +43,7 @@ class Kind:
     stops_first = False  # stopped before the other kinds' nodes (Sentinels: no failover while the rest stop)
     refuses_namespaces = ""  # why it cannot run with --netns, if it cannot
     aliases = ()  # names like "pg:primary" that `resolve` turns into the node that is it now
+    needs = ()  # servers that must run before its nodes start (Patroni's etcd), started with them
     relayed = False  # its nodes listen behind a latency relay at layout.behind(port) (deploy/links.py)
 
     @property
@@ -96,12 +98,32 @@ class Kind:
         """Start a stopped node again, as what the topology needs it to be now; return its new record."""
         return self.start_node(cluster, name, record["port"], record.get("password"))
 
+    def kill(self, record, process=None):
+        """Crash a running node like a dead machine (SIGKILL to its processes); process: one of them alone."""
+        if process:
+            raise DeployError(f"a {self.name} node has no process {process!r} to kill alone")
+        signal_tree(record["pid"], signal.SIGCONT)  # a paused node cannot act on a signal
+        stop(record, sig=signal.SIGKILL)
+
+    def stop(self, record):
+        """Stop a node for `down` (its stop_signal), unmount its disk (--power-loss) and remove its data folder."""
+        if running(record):
+            signal_tree(record["pid"], signal.SIGCONT)
+        stop(record, sig=self.stop_signal)
+        disks.release(record)
+        if "data" in record:
+            shutil.rmtree(record["data"], ignore_errors=True)
+
     def role(self, record):
         """What the node says it is now: primary, replica, standby, sentinel, leader, follower, candidate, or down."""
         return "primary" if running(record) else "down"
 
     def row(self, record, alive):
         """Fields of its nodes' status rows besides the common ones."""
+        return {}
+
+    def summary(self, group):
+        """Top-level fields of `status --json` for its nodes (group: name -> record), e.g. settings in force."""
         return {}
 
     def url(self, record):

@@ -17,14 +17,15 @@ import psycopg
 from psycopg import sql
 
 from deploy.errors import DeployError
+from deploy.kinds import disks
 from deploy.kinds.base import LOOPBACK, host_of, new_password, private_folder, start_process
 from deploy.layout import behind
-from deploy.processes import PRIVATE_UMASK, port_open, stop, wait_for, write_private
+from deploy.processes import PRIVATE_UMASK, alive, port_open, stop, wait_for, write_private
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
 
 def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config="", host=LOOPBACK,
-                   clients=None, command=None, relayed=False):
+                   clients=None, command=None, mount=None, relayed=False):
     """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
 
     The site's role `lab` is no superuser: it logs in with `password` and
@@ -41,12 +42,19 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     SYSTEM may change later: a -c option would override it). host: the
     address it listens on; clients: the network its clients and standbys
     come from (default host alone); command: (argv, user) -> the argv that
-    runs it where it lives (inside a namespace: deploy/netns.py). relayed:
-    `port` is its relay's, and it listens behind (deploy/links.py).
+    runs it where it lives (inside a namespace: deploy/netns.py). mount:
+    data folder -> {"disk": ...} or {}, mounting the power-loss file system
+    there before initdb (deploy/kinds/disks.py); the record carries it.
+    relayed: `port` is its relay's, and it listens behind (deploy/links.py).
     """
     user = postgres_user()
     folder = private_folder(name, user)
     data = folder / "data"
+    try:
+        disk = mount(data) if mount else {}
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     admin_password = new_password()
     password_file = folder / "initdb-password"
     write_private(password_file, admin_password + "\n")
@@ -59,19 +67,26 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     )
     password_file.unlink()
     if done.returncode:
+        disks.release(disk)
         shutil.rmtree(folder, ignore_errors=True)
         raise DeployError(f"initdb failed: {done.stderr.strip().splitlines()[-1]}")
     _only_replicator_replicates(data / "pg_hba.conf", clients or f"{host}/32")
     if config:
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(config)
-    record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable, host=host,
-                             command=command, relayed=relayed),
-              "password": password, "replication_password": new_password()}
+    try:
+        record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable, host=host,
+                                 command=command, relayed=relayed),
+                  "password": password, "replication_password": new_password(), **disk}
+    except BaseException:
+        disks.release(disk)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     try:
         _create_roles(host, port, admin_password, password, record["replication_password"])
     except BaseException:
         stop(record, sig=signal.SIGINT)
+        disks.release(record)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return record
@@ -117,7 +132,9 @@ def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host
     started, data. relayed: `port` is its relay's, and it listens at layout.behind(port) (deploy/links.py)."""
     data = Path(folder) / "data"
     own = behind(port) if relayed else port
-    argv = [postgres_bin("postgres"), "-D", data, "-p", str(own), "-k", data,
+    _clear_stale_locks(data, own)
+    # Its UNIX socket beside the data folder, not in it: a power-loss mount (deploy/kinds/disks.py) has none.
+    argv = [postgres_bin("postgres"), "-D", data, "-p", str(own), "-k", folder,
             "-c", f"listen_addresses={host}", *([] if durable else ["-c", "fsync=off"]),
             # The default, 100, is less than 16 instances keep open (deploy/sizing.py); a
             # standby needs as many, since it may be promoted.
@@ -129,6 +146,24 @@ def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host
         record = start_process(name, argv, state_dir, ready=lambda: port_open(own, host), where=f"{host}:{own}",
                         user=postgres_user())
     return {"port": port, "host": host, **record, "data": str(folder)}
+
+
+def _clear_stale_locks(data, port):
+    """Remove the lock files a killed postmaster listening on `port` left (postmaster.pid, its socket's), if no
+    live process has
+    the pid they name.
+
+    PostgreSQL refuses to start while that pid exists, and counts a zombie
+    (a killed postmaster its parent never reaped, as when deploy's process
+    has exited and the machine's first process reaps nothing) as running.
+    """
+    for lock in (data / "postmaster.pid", data.parent / f".s.PGSQL.{port}.lock"):
+        try:
+            pid = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if not alive(pid):
+            lock.unlink(missing_ok=True)
 
 
 def _create_roles(host, port, admin_password, password, replication_password):

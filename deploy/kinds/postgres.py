@@ -22,7 +22,7 @@ from psycopg import sql
 
 from deploy import layout, sizing, web
 from deploy.errors import DeployError
-from deploy.kinds import pgserver
+from deploy.kinds import disks, pgserver
 from deploy.kinds.base import Kind, host_of, where
 from deploy.processes import PRIVATE_UMASK, running, wait_for
 
@@ -69,12 +69,14 @@ def streaming(primary):
     return rows[0][0] if rows else 0
 
 
-def config(name):
+def config(name, synchronous_commit="on"):
+    """postgresql.conf's lines for a new primary (its standbys copy them). synchronous_commit off answers a
+    commit before its WAL is flushed (a power loss may lose it), and waits for no synchronous standby."""
     return (
         "\n# deploy/kinds/postgres.py\n"
         f"cluster_name = '{name}'\n"  # a standby's walreceiver reports it as application_name
         "wal_keep_size = '512MB'\n"
-        "synchronous_commit = on\n"
+        f"synchronous_commit = {synchronous_commit}\n"
         "hot_standby = on\n"
         "wal_log_hints = on\n"
     )
@@ -106,6 +108,11 @@ def placed(cluster, name):
     return {**where(cluster, name), **({"clients": network.subnet} if network else {})}
 
 
+def on_disk(cluster, name, data):
+    """With --power-loss, the node's data folder on a disk of its own, PostgreSQL's (deploy/kinds/disks.py)."""
+    return disks.place(cluster, name, data, owner=pgserver.postgres_user())
+
+
 def start_standby(cluster, name, port, primary):
     """A standby: a base backup of the primary (its record), streaming from it as `replicator`.
 
@@ -114,7 +121,9 @@ def start_standby(cluster, name, port, primary):
     folder = pgserver.postgres_folder(name)
     data = folder / "data"
     user = pgserver.postgres_user()
+    disk = {}
     try:
+        disk = on_disk(cluster, name, data)
         done = subprocess.run(
             [pgserver.postgres_bin("pg_basebackup"), "-h", host_of(primary), "-p", str(primary["port"]),
              "-U", pgserver.REPLICATION_ROLE, "-w", "-D", data, "-X", "stream", "--checkpoint=fast",
@@ -135,9 +144,11 @@ def start_standby(cluster, name, port, primary):
         record = pgserver.run_postgres(folder, port=port, state_dir=cluster.path, name=name,
                                        durable=cluster.durable, relayed=True, **where(cluster, name))
     except BaseException:
+        disks.release(disk)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return {**record, "password": primary["password"], "replication_password": primary["replication_password"]}
+    return {**record, "password": primary["password"], "replication_password": primary["replication_password"],
+            **disk}
 
 
 class Postgres(Kind):
@@ -147,7 +158,12 @@ class Postgres(Kind):
     aliases = ("pg:primary",)
     relayed = True
 
+    def serves(self, topology):
+        return topology.pg_ha != "patroni"  # Patroni's nodes are deploy/kinds/patroni.py's
+
     def check(self, topology):
+        if topology.pg_ha not in ("none", "patroni"):
+            raise DeployError(f"--pg-ha wants none or patroni, not {topology.pg_ha!r}")
         most = layout.MAX_PG_STANDBYS
         if not 0 <= topology.pg_standbys <= most:
             raise DeployError(f"--pg-standbys must be between 0 and {most}, not {topology.pg_standbys}")
@@ -170,7 +186,9 @@ class Postgres(Kind):
     def start_all(self, cluster, topology, planned):
         (first, _, port), standbys = planned[0], planned[1:]
         pg1 = pgserver.start_postgres(port=port, state_dir=cluster.path, password=self.new_password(),
-                                      durable=cluster.durable, name=first, config=config(first),
+                                      durable=cluster.durable, name=first,
+                                      config=config(first, topology.pg_synchronous_commit),
+                                      mount=lambda data: on_disk(cluster, first, data),
                                       relayed=True, **placed(cluster, first))
         cluster.stores[first] = {"kind": self.name, **pg1}  # recorded first: `down` stops it if the rest fails
         cluster.save()
@@ -195,7 +213,9 @@ class Postgres(Kind):
         base backup, never as a second primary."""
         others = [r for node, r in cluster.stores.items() if r.get("kind") == self.name and node != name]
         primary = next((r for r in others if role(r) == "primary"), None)
-        credentials = {"password": record["password"], "replication_password": record["replication_password"]}
+        # The credentials, and the disk its data folder stays mounted on (--power-loss).
+        credentials = {"password": record["password"], "replication_password": record["replication_password"],
+                       **({"disk": record["disk"]} if "disk" in record else {})}
         again = {"port": record["port"], "state_dir": cluster.path, "name": name, "durable": cluster.durable,
                  "relayed": True, **where(cluster, name)}
         if primary is None:
@@ -205,7 +225,8 @@ class Postgres(Kind):
             follow(pgserver.postgres_data(record), name, primary, record["replication_password"])
             return {**pgserver.run_postgres(record["data"], **again), **credentials}
         # It was a primary: its WAL may hold commits the new primary never had, so
-        # it cannot simply follow. A fresh copy (pg_rewind would copy less).
+        # it cannot simply follow. A fresh copy (pg_rewind would copy less), on a new disk.
+        disks.release(record)
         shutil.rmtree(record["data"], ignore_errors=True)
         return start_standby(cluster, name, record["port"], primary)
 

@@ -1,7 +1,11 @@
 """Redis alone (`--redis single`): one node, `redis1`; and how every Redis node here is started and asked.
 
-Redis runs without persistence: like a cache node that dies, a restarted
-Redis comes back empty. That is the store's own failure mode the lab shows.
+By default Redis runs without persistence: like a cache node that dies, a
+restarted Redis comes back empty. That is the store's own failure mode the
+lab shows, and every figure before persistence was a choice was measured
+so. `--redis-persistence everysec` or `always` turns the append-only file
+on (`appendfsync`: fsync once a second, or before each write is answered),
+for every Redis node of every layout; `save ""` stays (no snapshots).
 
 Credentials: every node asks for the cluster's one Redis password
 (`requirepass`, and `masterauth`, since Sentinel may turn any node into a
@@ -16,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from deploy.errors import DeployError
+from deploy.kinds import disks
 from deploy.kinds.base import LOOPBACK, Kind, here, host_of, start_process, where
 from deploy.layout import behind
 from deploy.processes import port_open, require, write_private
@@ -42,6 +47,18 @@ def start_redis(*, port, state_dir, password, durable=True, name="redis", folder
     record = start_process(name, (command or here)([binary, str(config), *args], None), state_dir,
                            ready=lambda: port_open(own, host), where=f"{host}:{own}")
     return {"port": port, "host": host, **record, "password": password}
+
+
+PERSISTENCE = {
+    "none": ["--appendonly", "no"],
+    "everysec": ["--appendonly", "yes", "--appendfsync", "everysec"],
+    "always": ["--appendonly", "yes", "--appendfsync", "always"],
+}
+
+
+def persistence(cluster):
+    """The options of --redis-persistence, for every Redis node of the cluster (no secret: on the command line)."""
+    return PERSISTENCE[cluster.topology.get("redis_persistence", "none")]
 
 
 def node_folder(cluster, name):
@@ -118,8 +135,17 @@ class Redis(Kind):
         return [("redis1", "redis", port_of("redis", 0))]
 
     def start_node(self, cluster, name, port, password):
-        return start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                           name=name, relayed=True, **where(cluster, name))
+        """In a folder of its own: with --power-loss, on a disk that can lose what was not fsynced."""
+        folder = node_folder(cluster, name)
+        disk = disks.place(cluster, name, folder)
+        try:
+            record = start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
+                                 name=name, folder=folder, args=persistence(cluster), relayed=True,
+                                 **where(cluster, name))
+        except BaseException:
+            disks.release(disk)
+            raise
+        return {**record, "data": str(folder), **disk}
 
     def start_alone(self, *, port, state_dir, password, durable=True):
         return start_redis(port=port, state_dir=state_dir, password=password, durable=durable)

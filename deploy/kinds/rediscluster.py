@@ -70,7 +70,8 @@ def start_node(cluster, name, port, bus_port, password, *, relayed=False):
     empty, as a Redis without disk does, and copies its primary."""
     folder = alone.node_folder(cluster, name)
     record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                name=name, folder=folder, args=args(port, bus_port, folder, relayed),
+                                name=name, folder=folder,
+                                args=[*args(port, bus_port, folder, relayed), *alone.persistence(cluster)],
                                 relayed=relayed)
     return {**record, "data": str(folder), "bus_port": bus_port}
 

@@ -39,6 +39,7 @@ def redis_args(topology, host, primary=None):
             "--repl-ping-replica-period", "1", "--replica-read-only", "yes"]
     if topology.redis_sync:
         args += ["--min-replicas-to-write", str(topology.redis_sync), "--min-replicas-max-lag", str(MAX_LAG)]
+    args += alone.PERSISTENCE[topology.redis_persistence]
     # The address it tells its primary and the Sentinels: its own, as the others reach it.
     args += ["--replica-announce-ip", host]
     if primary:

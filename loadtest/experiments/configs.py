@@ -60,6 +60,8 @@ TOPOLOGY_FORMS = {
     "sentinel-sync<k>": "the same, k replicas confirming each session write (--redis-sync k)",
     "pg": "PostgreSQL, a primary and 2 standbys; asynchronous",
     "pg-any<k>, pg-first<k>": "the same, ANY k or FIRST k standbys confirming each commit (--pg-sync)",
+    "patroni": "PostgreSQL under Patroni, a primary and 2 standbys, on 3 etcd members; asynchronous",
+    "patroni-first<k>": "the same in Patroni's synchronous mode, k standbys confirming each commit",
 }
 PG_STANDBYS = 2
 REDIS_REPLICAS = 2
@@ -96,6 +98,11 @@ def _topology(text, name):
         return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS)
     if match := re.fullmatch(r"pg-(any|first)(\d+)", name):
         topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_sync=f"{match[1].upper()} {match[2]}")
+        return "postgres", _checked(text, topology)
+    if name == "patroni":
+        return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS, pg_ha="patroni")
+    if match := re.fullmatch(r"patroni-first(\d+)", name):
+        topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_ha="patroni", pg_sync=f"FIRST {match[1]}")
         return "postgres", _checked(text, topology)
     forms = "; ".join(f"{form} ({meaning})" for form, meaning in TOPOLOGY_FORMS.items())
     raise ValueError(f"{text!r}: the topology after '@' is one of: {forms}")

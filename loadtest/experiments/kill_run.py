@@ -96,16 +96,17 @@ def _store_schedule(kind, third, config):
     replicas = config.topology.pg_standbys if store == "pg" else (
         config.topology.redis_replicas if config.topology.redis == "sentinel" else 0)
     if kind == "store-kill":
-        # Nothing promotes PostgreSQL on its own here: the experiment does it at
-        # once, as an operator or a failover manager (Patroni) would.
-        promote = [Step(third, "promote")] if store == "pg" and replicas else []
+        # Without Patroni nothing promotes PostgreSQL on its own: the experiment does it
+        # at once, as an operator or a failover manager would. Under Patroni, Patroni does.
+        by_hand = store == "pg" and replicas and config.topology.pg_ha != "patroni"
+        promote = [Step(third, "promote")] if by_hand else []
         return [Step(third, "kill", primary), *promote, Step(2 * third, "start", BROKEN)]
     if kind == "store-pause":
         return [Step(third, "pause", primary), Step(third + PAUSE_SECONDS, "resume", BROKEN)]
     if kind == "replica-kill":
         if not replicas:
-            raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1 "
-                             "or @pg-any1)")
+            raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1, "
+                             "@pg-any1 or @patroni)")
         return [Step(third, "kill", f"{store}2"), Step(2 * third, "start", BROKEN)]
     if kind == "store-latency":
         return [Step(third, "latency", f"{store}1", {"ms": LATENCY_MS}),

@@ -43,19 +43,22 @@ INDEXED = True  # its report is listed in results/index.html
 MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
 SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
+# Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
+PATRONI_SCENARIOS = ("patroni", "patroni-sync")
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
 
 
 def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+                        help=f"comma-separated, of: {', '.join(SCENARIOS)}, or under Patroni: "
+                             f"{', '.join(PATRONI_SCENARIOS)}")
     parser.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
     parser.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
     parser.add_argument("--out", type=Path, default=Path("results") / "split-brain")
 
 
 def main(args):
-    names = chosen(listed(args.scenarios), SCENARIOS)
+    names = chosen(listed(args.scenarios), SCENARIOS + PATRONI_SCENARIOS)
     progress = Progress(names, args.seconds + load.SCENARIO_SETUP_SECONDS)
     with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
         for index, name in enumerate(names):
@@ -72,14 +75,15 @@ class Scenario:
     name: str
     store: str  # "redis" or "postgres": where sessions live
     sync: int = 0  # Redis: min-replicas-to-write
-    pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k"
+    pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
+    patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
 
     def up_options(self):
         if self.store == "redis":
             return {"sessions": "redis", "presence": "redis", "db": "sqlite",
                     "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
         return {"sessions": "db", "presence": "memory", "db": "postgres",
-                "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync)}
+                "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync, pg_ha="patroni" if self.patroni else "none")}
 
     @property
     def minority(self):
@@ -91,13 +95,16 @@ class Scenario:
     def majority(self):
         if self.store == "redis":
             return ["redis2", "redis3", "sentinel2", "sentinel3", MAJORITY_INSTANCE]
-        return ["pg2", "pg3", MAJORITY_INSTANCE]
+        return ["pg2", "pg3", *(["etcd1", "etcd2", "etcd3"] if self.patroni else []), MAJORITY_INSTANCE]
 
 
 def scenario(name):
     return {"redis": Scenario("redis", "redis"), "redis-sync": Scenario("redis --redis-sync 1", "redis", 1),
             "postgres": Scenario("postgres", "postgres"),
-            "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1")}[name]
+            "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1"),
+            "patroni": Scenario("postgres --pg-ha patroni", "postgres", patroni=True),
+            "patroni-sync": Scenario("postgres --pg-ha patroni --pg-sync FIRST 1", "postgres", pg_sync="FIRST 1",
+                                     patroni=True)}[name]
 
 
 # What each scenario predicts, from the runs docs/experiments/split-brain.md reports. Writes acknowledged on the
@@ -114,9 +121,16 @@ HYPOTHESIS = [
         Check(name, "acknowledged writes lost", "total.writes_lost", 0, 0),
         Check(name, "the minority side refuses writes it cannot replicate", "refused_by_kind.minority.write", 1,
               None))),
-    *(check for name in SCENARIOS for check in (
+    *(check for name in SCENARIOS + PATRONI_SCENARIOS for check in (
         Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
         Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
+    # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout): its
+    # users' writes are refused from then on; asynchronous, what it acknowledged before is lost.
+    Check("patroni", "writes the minority acknowledged during the partition: nearly all lost (%)",
+          "partition_writes.minority.lost_pct", 90, 100),
+    Check("patroni-sync", "acknowledged writes lost", "total.writes_lost", 0, 0),
+    *(Check(name, "the minority side refuses writes once its primary demotes itself",
+            "refused_by_kind.minority.write", 1, None) for name in PATRONI_SCENARIOS),
 ]
 
 
@@ -141,11 +155,12 @@ def run(name, *, seconds, users_per_side, out, history):
             cut = faults.act("partition", chosen.minority, {"from": chosen.majority})
             if cut["effect"] is None:
                 raise RuntimeError(f"the partition's rules were not in place within {faults.deadline:g} s")
-            if chosen.store == "postgres":
+            if chosen.store == "postgres" and not chosen.patroni:
                 # PostgreSQL has no arbiter: promote a standby as an operator who cannot see the old primary would.
                 faults.act("promote", fields={"force": True})
             else:
-                load.wait(history, "promoted", lambda: _roles(state_dir, history, "redis2", "redis3"), seconds)
+                candidates = ("pg2", "pg3") if chosen.patroni else ("redis2", "redis3")
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, *candidates), seconds)
             load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
             running.stop()
         if chosen.store == "postgres":
@@ -153,7 +168,7 @@ def run(name, *, seconds, users_per_side, out, history):
                 if user.node == MINORITY_INSTANCE:
                     user.read()  # the old primary, before the heal: writes it kept that were refused
         faults.act("heal")
-        if chosen.store == "postgres":
+        if chosen.store == "postgres" and not chosen.patroni:
             # Nothing demotes the old primary: stopped and started again, it rejoins as a standby of the new one.
             faults.act("kill", "pg1")
             faults.act("start", "pg1")
@@ -173,8 +188,8 @@ def _roles(state_dir, history, *nodes):
 
 def _converged(state_dir, history, chosen):
     """Every node of the store up and exactly one primary."""
-    followers = {"redis": "replica", "postgres": "standby"}[chosen.store]
-    found = [role for node, role in observe(state_dir, history).items() if not node.startswith("sentinel")]
+    followers = "standby" if chosen.store == "postgres" and not chosen.patroni else "replica"
+    found = [role for node, role in observe(state_dir, history).items() if not node.startswith(("sentinel", "etcd"))]
     return found.count("primary") == 1 and found.count(followers) == len(found) - 1
 
 

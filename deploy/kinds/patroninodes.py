@@ -89,15 +89,16 @@ def sync_count(pg_sync):
     return int(count)
 
 
-def plan(ports, etcd_members, *, host="127.0.0.1", clients=None):
+def plan(ports, etcd_members, *, host="127.0.0.1", clients=None, api_host=None):
     """Nodes pg1.. of a new cluster, one per (PostgreSQL port, REST API port), using these etcd members.
 
     clients: the network the site and the other nodes come from (default: host alone).
+    api_host: where the REST API listens (default: host).
     """
     secret = {key: secrets.token_urlsafe(32) for key in
               ("password", "superuser_password", "replication_password", "api_password")}
     return [{"name": f"pg{n}", "host": host, "clients": clients or f"{host}/32", "port": port, "api_port": api_port,
-             "folder": None,
+             "api_host": api_host or host, "folder": None,
              "etcd": [f"{m['host']}:{m['port']}" for m in etcd_members], "etcd_tls": etcd.client_tls(etcd_members[0]),
              **secret}
             for n, (port, api_port) in enumerate(ports, start=1)]
@@ -117,8 +118,8 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
     listen = f"{node['host']}:{behind(node['port'])}" if node.get("relayed") else address
     return {
         "scope": SCOPE, "name": node["name"],
-        "restapi": {"listen": f"{node['host']}:{node['api_port']}",
-                    "connect_address": f"{node['host']}:{node['api_port']}",
+        "restapi": {"listen": f"{_api_host(node)}:{node['api_port']}",
+                    "connect_address": f"{_api_host(node)}:{node['api_port']}",
                     # Only changes (restart, failover) ask for it; its GETs stay open, as etcd's status does.
                     "authentication": {"username": "patroni", "password": node["api_password"]}},
         "etcd3": {"hosts": node["etcd"], "protocol": "https", **_etcd_tls_copies(folder)},
@@ -153,13 +154,15 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
     }
 
 
-def start_cluster(nodes, state_dir, *, settings=LAB, sync=None):
+def start_cluster(nodes, state_dir, *, settings=LAB, sync=None, command_for=lambda name: None):
     """Start every node; return their records once one is the primary, the others replicas, and the site's
-    role `lab` and its database exist. Whatever started is removed if this fails."""
+    role `lab` and its database exist. Whatever started is removed if this fails. command_for(name): the
+    node's start_node command."""
     started = []
     try:
         for node in nodes:
-            started.append({**node, **start_node(node, state_dir, settings=settings, sync=sync)})
+            started.append({**node, **start_node(node, state_dir, settings=settings, sync=sync,
+                                                 command=command_for(node["name"]))})
         wait_for(lambda: primary(started), timeout=120, what="Patroni's first primary")
         _create_site_role(started, primary(started))
         wait_for(lambda: all(role(n) in ("primary", "replica") for n in started), timeout=120,
@@ -170,9 +173,10 @@ def start_cluster(nodes, state_dir, *, settings=LAB, sync=None):
     return started
 
 
-def start_node(node, state_dir, *, settings=LAB, sync=None):
+def start_node(node, state_dir, *, settings=LAB, sync=None, command=None):
     """Start (or start again, with its data) one node's Patroni; return {"folder", "pid", "started"} once its
-    REST API answers. A new node gets its folder; PostgreSQL is Patroni's to start."""
+    REST API answers. A new node gets its folder; PostgreSQL is Patroni's to start. command: (argv, user) ->
+    the argv that runs it where it lives (inside a namespace: deploy/netns.py)."""
     created = not node["folder"]
     folder = Path(node["folder"] or postgres_folder(node["name"]))
     node = {**node, "folder": str(folder)}
@@ -185,11 +189,14 @@ def start_node(node, state_dir, *, settings=LAB, sync=None):
             write_private(_etcd_tls_copies(folder)[name], Path(source).read_bytes(), owner=user)
         write_private(path, json.dumps(config(node, sync=sync, **asdict(settings))), owner=user)
         (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(folder)}  # none of our PG* settings
+        # None of our PG* settings; /usr/sbin for `ip netns exec` (command).
+        env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL": "C.UTF-8", "HOME": str(folder)}
         log = Path(state_dir) / "logs" / f"{node['name']}.log"
-        record = spawn([require("patroni", "patroni"), str(path)], log_path=log, env=env, cwd=folder, user=user)
-        wait_for(lambda: port_open(node["api_port"], node["host"]) or not running(record), timeout=60,
-                 what=f"{node['name']}'s Patroni on {node['host']}:{node['api_port']}")
+        argv = [require("patroni", "patroni"), str(path)]
+        record = (spawn(command(argv, user), log_path=log, env=env, cwd=folder) if command
+                  else spawn(argv, log_path=log, env=env, cwd=folder, user=user))
+        wait_for(lambda: port_open(node["api_port"], _api_host(node)) or not running(record), timeout=60,
+                 what=f"{node['name']}'s Patroni on {_api_host(node)}:{node['api_port']}")
         if not running(record):
             raise DeployError(f"{node['name']}'s Patroni exited at start; see its log, logs/{node['name']}.log")
     except BaseException:
@@ -205,8 +212,12 @@ def _etcd_tls_copies(folder):
     return {name: str(Path(folder) / f"etcd-{name}.pem") for name in ("cacert", "cert", "key")}
 
 
+def _api_host(node):
+    return node.get("api_host") or node["host"]
+
+
 def _get(node, path, timeout=2):
-    with urllib.request.urlopen(f"http://{node['host']}:{node['api_port']}/{path}", timeout=timeout) as response:
+    with urllib.request.urlopen(f"http://{_api_host(node)}:{node['api_port']}/{path}", timeout=timeout) as response:
         return json.load(response)
 
 
