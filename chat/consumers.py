@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import services, sockets
+from chat import live, services, sockets
 from chat.api import message_input, post
 from labcore.api import ApiError
 from labcore.errors import dependency_failure
@@ -58,6 +58,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user = self.scope["user"]
         self.username = self.user.get_username()
         await self.accept()
+        live.opened(self)
+        if live.draining():
+            await self.close(code=live.GOING_AWAY, reason=live.DRAIN_REASON)
+            return
         self.joined = True
         try:
             # Into the group first: whatever is posted during the replay waits in
@@ -153,6 +157,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.presence_online({"online": online})
 
     async def disconnect(self, code):
+        live.closed(self)
         if self.refresher is not None:
             self.refresher.cancel()
         if not self.joined:

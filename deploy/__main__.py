@@ -28,7 +28,11 @@ def main(argv=None):
     up.add_argument("--db", default="sqlite", help="sqlite or postgres")
     up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
     up.add_argument("--server", default=web.DEFAULT,
-                    help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
+                    help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N "
+                         "(WSGI), or uvicorn (ASGI: HTTP and the chat's WebSockets)")
+    up.add_argument("--channel-layer", default="",
+                    help="with --server uvicorn: how instances reach each other's sockets; memory (each only its "
+                         "own) or redis (default when --presence is redis)")
     up.add_argument("--redis", default="single",
                     help="single; sentinel: a primary, replicas, three Sentinels; cluster: Redis Cluster, "
                          "shards of a primary and a replica")
@@ -110,6 +114,7 @@ def run(args):
             instances=args.instances, sessions=args.sessions, presence=args.presence,
             lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
             durable=args.durable, cpu_quota=args.cpu_quota, site_cpus=args.site_cpus,
+            channel_layer=args.channel_layer,
             topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                               redis_shards=args.redis_shards,
                               pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
@@ -118,7 +123,8 @@ def run(args):
         )
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
-        print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
+        print(f"{len(up.instances)} instances ({args.lb}, {args.server}"
+              + (f", channel layer {up.channel_layer}" if up.channel_layer else "") + f"), sessions: {args.sessions}, "
               f"presence: {args.presence}, database: {args.db}"
               + ("" if args.durable else " (not durable: no fsync)"))
         if up.cpu:
@@ -181,7 +187,7 @@ def print_status(state, *, as_json):
     print(f"{'name':<10}{'port':>6}{'pid':>9}  {'alive':<7}{'lb_state'}")
     for row in state["instances"]:
         print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row['lb_state']}")
+              f"{row['lb_state']}" + (f"  sockets {row['sockets']}" if row.get("sockets") is not None else ""))
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
         print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"

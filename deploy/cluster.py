@@ -14,7 +14,7 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, netns, record, stores, web
+from deploy import apps, cgroups, kinds, netns, record, sockets, stores, web
 from deploy.actions import ACTIONS, act
 from deploy.alone import server_settings, start_server, stop_server
 from deploy.errors import DeployError
@@ -70,12 +70,13 @@ cgroup_version = cgroups.version
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None,
+       cpu_quota=None, site_cpus=None, channel_layer="",
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
     server: how each instance is served (deploy/web.py).
+    channel_layer: memory or redis under an ASGI server; "" for the default (deploy/sockets.py).
     durable: False lets the databases lose acknowledged writes on an OS
     crash (PostgreSQL without fsync, SQLite synchronous=NORMAL), for benchmarks.
     topology: a Topology (default: every store alone).
@@ -88,7 +89,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
-    wanted = servers_for(sessions=sessions, presence=presence, db=db)
+    channel_layer = sockets.plan_layer(channel_layer, server=server, presence=presence, topology=topology)
+    wanted = sockets.servers_for_layer(channel_layer, servers_for(sessions=sessions, presence=presence, db=db))
     stores.check_server(wanted, topology, server)
     previous = load(state_dir)
     if previous and any(running(record) for record in previous.processes()):
@@ -105,6 +107,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
+        channel_layer=channel_layer,
         durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
     )
     make_private_folder(cluster.path)
@@ -201,6 +204,8 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "presence": cluster.presence,
         "db": cluster.db,
         "durable": cluster.durable,
+        "server": cluster.server,
+        "channel_layer": cluster.channel_layer or None,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
         "network": cluster.net.subnet if cluster.network else None,
@@ -217,6 +222,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
                 "lb_state": lb_rows[name]["status"] if name in lb_rows else "unknown",
                 "state": apps.state(cluster, name, i, lb_rows[name]["status"] if name in lb_rows else "unknown"),
                 "role": None,
+                "sockets": sockets.open_sockets(cluster, name, i) if web.is_asgi(cluster.server) else None,
             }
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])
         ],
