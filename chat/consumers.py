@@ -69,6 +69,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(self.group, self.channel_name)
             await sockets.join(self.room, self.channel_name, self.username)
             await self._announce()
+            # Which instance holds the socket (the status bar shows it); before the replay, and first:
+            # what the layer delivers waits until connect() returns.
+            await self._send({"type": "hello", "instance": settings.INSTANCE_NAME})
             if after is not None:
                 self.replayed_to = await self._replay(after)
         except Exception as error:

@@ -5,14 +5,20 @@ The clients are `websockets`' synchronous ones (the library uvicorn itself
 speaks WebSockets with), with the helpers of tests/test_websockets.py.
 """
 
+import os
 import subprocess
+import sys
 import threading
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from deploy import haproxy, sockets
-from deploy.cluster import DeployError, Topology, act, down, free_base_port, status, up
+from deploy.cluster import ROOT, DeployError, Topology, act, down, free_base_port, status, up
+from loadtest._accounts import for_locust
+from loadtest.harness import socket_checkers
+from loadtest.harness.checkers import ops
+from loadtest.harness.history import load as load_history
 from tests.test_websockets import frame, frame_ack, post, read_until, room, socket, user
 
 PASSWORD_ENV = {"PASSWORD_ITERATIONS": "1000"}
@@ -168,3 +174,22 @@ def test_a_killed_instance_s_client_resumes_through_haproxy_and_gets_every_messa
     assert held == before
     assert [message["id"] for message in got] == [*meanwhile, live, end]
     assert [message["prev"] for message in got] == [before, *meanwhile, live]
+
+
+def test_locust_socket_users_record_their_connections_posts_and_deliveries_into_a_history(deployed, tmp_path):
+    cluster = deployed["redis"]
+    accounts = for_locust(users=4, processes=1, run_time=8, stay=None, state_dir=cluster.state_dir)
+    env = {**os.environ, "LOADTEST_ACCOUNTS": accounts, "LOADTEST_ROOMS": "1", "LOADTEST_HISTORY": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", "loadtest/locustfiles/sockets.py", "--headless",
+                           "-u", "4", "-r", "4", "-t", "8s", "--host", cluster.url, "--only-summary",
+                           "--stop-timeout", "5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [path] = tmp_path.glob("history-*.jsonl")
+    _, events = load_history(path)
+    assert len(ops(events, "connect", "ok")) >= 4
+    acked = socket_checkers.acknowledged(events)
+    assert len(acked) >= 8, done.stderr[-2000:]
+    got = socket_checkers.held(events)
+    assert all(got[post["who"]][message] for message, post in acked.items())  # each author got its own
+    assert socket_checkers.delivered_twice(events) == []
+    assert "WS post" in done.stderr + done.stdout

@@ -1,0 +1,1 @@
+"""Locust users: what `locust -f` loads."""
