@@ -42,6 +42,7 @@ from loadtest import _experiment as experiment
 from loadtest import _page as page
 from loadtest._analysis import headline_failures, summarise
 from loadtest._report import write_report
+from loadtest.experiments import sockets as _sockets
 from loadtest.harness.history import FILE as HISTORY
 from loadtest.harness.history import History
 from loadtest.harness.history import load as load_history
@@ -191,6 +192,8 @@ def build_parser():
     losses.add_argument("--tries", type=int,
                         help="requests of each kind per row (default: 10 through the site, else 20)")
     losses.add_argument("--out", type=Path, help="output folder (default: results/etcd-loss-MODE)")
+    _sockets.arguments(commands.add_parser("sockets", help="what an instance's kill, stop, restart or scale-in "
+                                                           "costs WebSocket users, per channel layer"))
     again = commands.add_parser("recheck", help="a finished split-brain or fate run's figures, charts and verdict "
                                                 "again, from its history.jsonl alone; rewrites its page")
     again.add_argument("folder", type=Path, help="the run's folder (its --out)")
@@ -222,7 +225,8 @@ def main(argv=None):
     try:
         with_page = {"split-brain": run_split_brain, "fate": run_fate, "etcd-loss": run_etcd_losses,
                      "capacity": run_capacity, "scaling": run_scaling, "sticky": run_sticky, "quorum": run_quorum,
-                     "run": run_experiment}.get(args.command)
+                     "run": run_experiment,
+                     "sockets": lambda args, run: _ended(args.out, _sockets.command(args, run))}.get(args.command)
         if with_page:
             code = with_page(args, run)
             if args.out.parent.name == "results":  # elsewhere the parent may be any folder: /tmp, the checkout
@@ -449,7 +453,8 @@ def recheck(folder):
     writing its page.
     """
     header, _ = load_history(folder / HISTORY)
-    report = {"split-brain": _split_brain.report, "fate": _fate.report}.get(header["experiment"])
+    report = {"split-brain": _split_brain.report, "fate": _fate.report,
+              "sockets": _sockets.report}.get(header["experiment"])
     if report is None:
         raise ValueError(f"{folder / HISTORY}: no recheck for the experiment {header['experiment']!r}")
     if (folder / page.RUN_FILE).exists():

@@ -32,6 +32,7 @@ presence must lapse (ghost seconds).
 import json
 import struct
 import threading
+import time
 import uuid
 
 import requests
@@ -56,6 +57,8 @@ class SocketChatter:
         self.pending = {}  # client_id -> (op id, text): posts sent and not acknowledged
         self.lock = threading.Lock()
         self.stopped = threading.Event()
+        self.quiet = threading.Event()  # set: post no more
+        self.closing = False  # the client is closing its socket to resume
         self.gone = False  # a leaver whose socket dropped
         self.connections = 0  # sockets opened so far
         self.acked = None  # called with the seconds from post to ack, if set (Locust's statistics)
@@ -116,6 +119,26 @@ class SocketChatter:
         if interval is not None:
             poster.join()
 
+    def catch_up(self, through, timeout):
+        """Post no more; with resume, reconnect with ?after=<last held> and wait until message `through` is held.
+
+        The end of a run: a resuming client fills what it missed, however it
+        missed it. True when held within timeout (or without resume).
+        """
+        self.quiet.set()
+        if not self.resume or self.gone:
+            return True
+        with self.lock:
+            self.closing = True
+            if self.ws is not None:
+                self.ws.abort()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.last is not None and self.last >= through:
+                return True
+            self.stopped.wait(0.05)
+        return False
+
     def stop(self):
         self.stopped.set()
         with self.lock:
@@ -149,6 +172,8 @@ class SocketChatter:
         while not self.stopped.wait(interval):
             if self.gone:
                 return
+            if self.quiet.is_set():
+                continue
             number += 1
             self.post(f"{self.name} {number}")
 
@@ -167,8 +192,10 @@ class SocketChatter:
         except (OSError, websocket.WebSocketException, ValueError):
             if self.stopped.is_set():
                 code, by = 1000, "end"
+            elif self.closing:
+                code, by = 1000, "client"
         with self.lock:
-            ws, self.ws = self.ws, None
+            ws, self.ws, self.closing = self.ws, None, False
         try:
             if by == "client":
                 ws.close(timeout=1)  # a gap: a clean close, then the resume

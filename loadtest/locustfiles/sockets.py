@@ -5,7 +5,7 @@ ASGI server (`deploy up --server uvicorn`). Each user takes a bearer token,
 opens a socket in its room (LOADTEST_ROOMS rooms, default 4) through the
 host, holds it, posts about once a second with a fresh client_id, and
 resumes after a gap or a drop (LOADTEST_RESUME=0: it reconnects without
-resuming). The client is websocket-client, on Locust's gevent.
+resuming; LOADTEST_POSTS=0: it only holds its socket). The client is websocket-client, on Locust's gevent.
 
 Every connection, post, acknowledgement, delivery and presence frame is
 an operation in a history (loadtest/harness/history.py, schema 1), one
@@ -33,6 +33,7 @@ from loadtest.harness.socket_client import SocketChatter
 
 ROOMS = [f"room{n}" for n in range(int(os.environ.get("LOADTEST_ROOMS", "4")))]
 RESUME = os.environ.get("LOADTEST_RESUME", "1") != "0"
+POSTS = os.environ.get("LOADTEST_POSTS", "1") != "0"  # 0: idle sockets, for the socket-count benchmark
 ACCOUNTS_PREFIX, _, ACCOUNTS_PER_PROCESS = os.environ.get("LOADTEST_ACCOUNTS", "").partition(",")
 _numbers = itertools.count()
 _history = []
@@ -71,7 +72,8 @@ class SocketChatUser(User):
 
     @task
     def post(self):
-        self.chatter.post(f"{self.chatter.name} {time.time():.3f}")
+        if POSTS:
+            self.chatter.post(f"{self.chatter.name} {time.time():.3f}")
 
     def _acked(self, seconds):
         self.environment.events.request.fire(request_type="WS", name="WS post", response_time=seconds * 1000,
