@@ -6,11 +6,14 @@ speaks WebSockets with), with the helpers of tests/test_websockets.py.
 """
 
 import os
+import re
 import subprocess
 import sys
 import threading
+import uuid
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import ConnectionClosed
 
 from deploy import haproxy, sockets
@@ -19,9 +22,11 @@ from loadtest._accounts import for_locust
 from loadtest.harness import socket_checkers
 from loadtest.harness.checkers import ops
 from loadtest.harness.history import load as load_history
+from tests.test_browser import CHROMIUM, FLAGS, SOON, sign_up_and_join
 from tests.test_websockets import frame, frame_ack, post, read_until, room, socket, user
 
-PASSWORD_ENV = {"PASSWORD_ITERATIONS": "1000"}
+# Every test signs its users up from this machine's one address: more than the site's default of 10.
+SITE_ENV = {"PASSWORD_ITERATIONS": "1000", "SIGNUP_MAX_PER_ADDRESS": "100"}
 
 
 def test_the_channel_layer_follows_presence_and_is_refused_where_it_cannot_work():
@@ -66,7 +71,7 @@ def deployed(tmp_path_factory):
         for layer in ("redis", "memory"):
             state_dir = tmp_path_factory.mktemp(f"sockets-{layer}")
             made[layer] = up(instances=2, server="uvicorn", sessions="redis", presence="memory", channel_layer=layer,
-                             port=free_base_port(), env=PASSWORD_ENV, state_dir=state_dir)
+                             port=free_base_port(), env=SITE_ENV, state_dir=state_dir)
         yield made
     finally:
         for cluster in made.values():
@@ -193,3 +198,40 @@ def test_locust_socket_users_record_their_connections_posts_and_deliveries_into_
     assert all(got[post["who"]][message] for message, post in acked.items())  # each author got its own
     assert socket_checkers.delivered_twice(events) == []
     assert "WS post" in done.stderr + done.stdout
+
+
+def test_the_room_page_names_its_socket_s_instance_and_resumes_after_that_instance_is_killed(deployed):
+    """Chromium through HAProxy: the status bar names the instance holding the socket; once it is killed, the
+    page reconnects to the other one and shows every message posted meanwhile once, in order."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/setup.sh does)")
+    cluster = deployed["redis"]
+    lobby = room()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        killed = None
+        try:
+            page = browser.new_context().new_page()
+            page.set_default_timeout(SOON)
+            sign_up_and_join(page, cluster.url, f"p{uuid.uuid4().hex[:8]}", lobby)
+            transport = page.locator("#transport")
+            expect(transport).to_have_text(re.compile(r"^live over a WebSocket on app[12]$"))
+            killed = transport.text_content().rsplit(" ", 1)[1]
+            survivor = "app2" if killed == "app1" else "app1"
+            _, cookie = user(hosts(cluster)[0])
+            with socket(f"{cluster.host(survivor)}:{cluster.instance_port(survivor)}", lobby, cookie) as poster:
+                frame_ack(poster, post(poster, "before"))
+                expect(page.locator("#messages li")).to_have_count(1)
+                act("kill", killed, state_dir=cluster.state_dir)
+                for number in range(3):
+                    frame_ack(poster, post(poster, f"meanwhile {number}"))
+                expect(transport).to_have_text(f"live over a WebSocket on {survivor}")
+                frame_ack(poster, post(poster, "live again"))
+                expect(page.locator("#messages li")).to_have_count(5)
+            shown = page.locator("#messages li").all_text_contents()
+            wanted = ["before", "meanwhile 0", "meanwhile 1", "meanwhile 2", "live again"]
+            assert all(text in item for text, item in zip(wanted, shown, strict=True)), shown
+        finally:
+            browser.close()
+            if killed:
+                act("start", killed, state_dir=cluster.state_dir)

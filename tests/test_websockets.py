@@ -410,13 +410,13 @@ def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers
             ada_name, bob_name = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
             sign_up_and_join(ada, f"http://{one}", ada_name, lobby)
             sign_up_and_join(bob, f"http://{two}", bob_name, lobby)
-            for page in (ada, bob):
-                expect(page.locator("#transport")).to_have_text("live over a WebSocket")
+            for page, instance in ((ada, "memory1"), (bob, "memory2")):
+                expect(page.locator("#transport")).to_have_text(f"live over a WebSocket on {instance}")
             say(ada, "hello from one")
             say(bob, "hello from two")
             expect(bob.locator("#messages li")).to_have_count(2)
             expect(bob.locator("#messages li").first).to_contain_text("hello from one")
-            expect(bob.locator("#transport")).to_have_text("live over a WebSocket")
+            expect(bob.locator("#transport")).to_have_text("live over a WebSocket on memory2")
             expect(bob.locator("#online")).to_have_text(f"{bob_name} (you)")  # the in-memory layer's split
         finally:
             browser.close()
