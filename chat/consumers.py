@@ -173,7 +173,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logger.warning("websocket %s: leaving: %r", self.room, error)
 
     async def _send(self, frame):
-        await self.send(text_data=json.dumps(frame))
+        try:
+            await self.send(text_data=json.dumps(frame))
+        except OSError:
+            # The client is gone (uvicorn raises ClientDisconnected, an OSError), and its websocket.disconnect
+            # is queued behind this event. Raised, it would end the consumer before disconnect() runs, leaving
+            # its presence entry and its group membership (kept alive by _refresh) behind for good.
+            pass
 
 
 def _failure(error):

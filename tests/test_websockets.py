@@ -420,3 +420,35 @@ def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers
             expect(bob.locator("#online")).to_have_text(f"{bob_name} (you)")  # the in-memory layer's split
         finally:
             browser.close()
+
+
+def test_a_socket_closed_while_messages_flow_to_it_leaves_the_online_list(layers):
+    """A frame sent to a socket its client just closed fails; the consumer must still run its disconnect, or
+    the socket stays listed (for good with the in-memory layer) and stays in the room's group."""
+    one, _ = layers["memory"]
+    (ada, ada_cookie), (_, bob_cookie), (_, poster_cookie) = user(one), user(one), user(one)
+    lobby = room()
+    stop = threading.Event()
+
+    def flood():
+        with socket(one, lobby, poster_cookie) as ws:
+            while not stop.is_set():
+                post(ws, "flood")
+                stop.wait(0.02)
+
+    with socket(one, lobby, ada_cookie):
+        flooding = threading.Thread(target=flood)
+        flooding.start()
+        try:
+            for number in range(30):
+                bob = socket(one, lobby, bob_cookie)
+                frame(bob, "message")
+                if number % 2:
+                    bob.close()
+                else:
+                    bob.socket.close()  # gone without a close frame
+        finally:
+            stop.set()
+            flooding.join(timeout=30)
+        with socket(one, lobby, ada_cookie) as again:
+            assert online_until(again, [ada])
