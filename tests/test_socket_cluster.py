@@ -98,6 +98,23 @@ def test_deploy_wires_the_channel_layer_a_post_reaches_the_other_instance_only_t
         assert (got["text"], got["prev"]) == ("from app2", first)
 
 
+def test_the_redis_layer_under_sentinel_carries_a_post_to_the_other_instance(tmp_path):
+    """The layer reads the Sentinel settings deploy gives every Redis user of the site."""
+    cluster = up(instances=2, server="uvicorn", sessions="redis", presence="redis", port=free_base_port(),
+                 topology=Topology(redis="sentinel", redis_replicas=1), env=SITE_ENV, state_dir=tmp_path / "c")
+    try:
+        assert status(state_dir=cluster.state_dir)["channel_layer"] == "redis"
+        one, two = hosts(cluster)
+        _, cookie = user(one)
+        lobby = room()
+        with socket(one, lobby, cookie) as a, socket(two, lobby, cookie) as b:
+            frame(b, "presence")
+            first = frame_ack(a, post(a, "through Sentinel's primary"))
+            assert frame(b, "message")["id"] == first
+    finally:
+        down(cluster.state_dir)
+
+
 def test_concurrent_posts_on_two_deployed_instances_reach_a_gap_closing_client_exactly_once(deployed):
     cluster = deployed["memory"]
     one, two = hosts(cluster)
