@@ -8,9 +8,10 @@ reconnects through the load balancer to another instance and resumes,
 and a socket that opens meanwhile is closed the same way. Without it,
 uvicorn's own stop closes them with 1012 (service restart).
 
-The handler is installed on the event loop by the first socket that
-opens, so a process that never held one keeps SIGUSR1's default; deploy
-asks only an instance that reports open sockets.
+The handler is installed when an ASGI process imports the site
+(labsite/asgi.py; labcore's on_serve, asgi_only), so that deploy may send
+the signal whenever it stops an instance, sockets or not. A WSGI server
+has no sockets, and its SIGUSR1 (gunicorn: reopen the logs) is left alone.
 """
 
 import asyncio
@@ -21,7 +22,6 @@ DRAIN_REASON = "this instance is stopping; reconnect"
 
 _open = set()  # the consumers of the sockets open in this process
 _draining = False
-_handled = False  # the drain signal's handler is installed
 _tasks = set()  # the drain, referenced while it runs
 
 
@@ -35,20 +35,25 @@ def draining():
 
 
 def opened(consumer):
-    """Count an accepted socket; the first one installs the drain signal's handler on this event loop."""
-    global _handled
-    if not _handled:
-        loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGUSR1, lambda: _tasks.add(loop.create_task(drain())))
-        except (RuntimeError, ValueError):
-            pass  # a loop outside the main thread (a test's) takes no signals: nothing drains it
-        _handled = True
     _open.add(consumer)
 
 
 def closed(consumer):
     _open.discard(consumer)
+
+
+def install():
+    """Have SIGUSR1 drain this process's sockets: from the main thread, as the ASGI application is imported."""
+    signal.signal(signal.SIGUSR1, _drain_soon)
+
+
+def _drain_soon(signum, frame):
+    """The signal's handler: it runs in the main thread, where the server's event loop runs."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # not serving yet, or no longer: no socket to close
+    _tasks.add(loop.create_task(drain()))
 
 
 async def drain():

@@ -10,7 +10,8 @@ is in Redis, `memory` otherwise. channels-redis cannot use Redis Cluster.
 
 A graceful stop drains an instance's sockets after HAProxy stopped sending
 it anything new (deploy/apps.py's take_out): SIGUSR1 makes the site close
-each with 1001 (going away; chat/live.py), and the stop waits until the
+each with 1001 (going away; chat/live.py, which handles it from the start
+of an ASGI process), and the stop waits, up to DRAIN_SECONDS, until the
 instance reports none open. uvicorn's own stop would close them with 1012.
 The count is read from the instance itself: its /healthz answers
 `"sockets"`, the WebSockets open in that process now.
@@ -68,11 +69,12 @@ def drain(cluster, name):
     Called once HAProxy sends it nothing new, before it is stopped.
     """
     record = cluster.instances[name]
-    if not web.is_asgi(cluster.server) or not open_sockets(cluster, name, record):
+    if not web.is_asgi(cluster.server):
         return
     signal_group(record["pid"], signal.SIGUSR1)
     try:
-        wait_for(lambda: not open_sockets(cluster, name, record), timeout=DRAIN_SECONDS, interval=0.1,
+        # None (no answer within a second: a busy instance) is not "none open": ask again.
+        wait_for(lambda: open_sockets(cluster, name, record) == 0, timeout=DRAIN_SECONDS, interval=0.1,
                  what=f"{name} to close its sockets")
     except DeployError:
         pass  # the stop closes what is left (uvicorn: with 1012)

@@ -55,8 +55,10 @@ HYPOTHESIS = [
             "undelivered_messages", 0, 0) for name in SCENARIOS if not name.endswith("no-resume")),
     *(Check(name, "sockets the stop dropped that were closed with 1001 (%)", "going_away_pct", 100, 100)
       for name in SCENARIOS if not name.startswith("kill")),
+    # A rolling restart moves every user through every instance: no pair stays apart, so no prediction there.
     *(Check(name, "the in-memory layer splits the room: member pairs who never got each other's messages",
-            "room_split_pairs", 1, None) for name in SCENARIOS if name.endswith("memory-no-resume")),
+            "room_split_pairs", 1, None) for name in SCENARIOS
+      if name.endswith("memory-no-resume") and not name.startswith("rolling")),
     *(Check(name, f"a killed instance's sockets stay online in Redis until they lapse (SOCKET_EXPIRY "
                   f"{SOCKET_EXPIRY} s), seconds", "ghost_seconds", 1, SOCKET_EXPIRY + 10)
       for name in SCENARIOS if name.startswith("kill-redis")),
@@ -137,7 +139,10 @@ def run(name, deployed, *, users, interval, window, history):
         mend = _fault(fault, state_dir, history)
         load.settle(seconds=window)
         mend()
-        load.settle(seconds=2)
+        for chatter in chatters:
+            chatter.quiet.set()
+        # Every post answered (or its socket gone) before the last id is read: none may come after it.
+        load.wait(history, "quiet", lambda: not any(c.pending for c in chatters), CATCH_UP_SECONDS)
         through = max(socket_checkers.acknowledged(history.events(name)), default=0)
         caught = [chatter.catch_up(through, CATCH_UP_SECONDS) for chatter in chatters]
         history.sample(condition="caught up", caught_up=sum(caught))
