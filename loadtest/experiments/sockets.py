@@ -120,7 +120,7 @@ def run(name, deployed, *, users, interval, window, history):
     state_dir = deployed.state_dir
     room = f"{name}-{history.now():.0f}"
     names = prepare(users + len(INSTANCES), state_dir=state_dir)
-    chatters = [SocketChatter(history, deployed.url, user, room, resume=resume) for user in names[:users]]
+    chatters = [SocketChatter(history, deployed.url, user, room, resume=resume, held=0) for user in names[:users]]
     leavers = [SocketChatter(history, deployed.instance_url(node), user, room, resume=False, leaver=True)
                for node, user in zip(INSTANCES, names[users:])]
     history.sample(condition="started", parameters={"users": users, "interval": interval, "window": window,

@@ -47,13 +47,15 @@ BACKOFF = (0.1, 2.0)  # first and longest wait between reconnect attempts
 class SocketChatter:
     """One user in `room` at `url` (HAProxy or an instance), recording into `history`."""
 
-    def __init__(self, history, url, name, room, *, resume=True, leaver=False):
+    def __init__(self, history, url, name, room, *, resume=True, leaver=False, held=None):
         self.history, self.url, self.name, self.room = history, url.rstrip("/"), name, room
         self.resume, self.leaver = resume, leaver
         self.token = None
         self.ws = None
         self.node = None  # the instance holding the socket now
-        self.last = None  # the last contiguous id held
+        # The last contiguous id held: `held` (0 for a room new to this user: every message is to be held),
+        # or None: the first message received starts the chain.
+        self.last = held
         self.pending = {}  # client_id -> (op id, text): posts sent and not acknowledged
         self.lock = threading.Lock()
         self.stopped = threading.Event()
@@ -233,7 +235,7 @@ class SocketChatter:
 
     def _place(self, frame):
         """held (the next in the room's chain, or any new one without resume), duplicate, or gap."""
-        if self.last is None or frame["prev"] == self.last:
+        if self.last is None or (frame["prev"] or 0) == self.last:
             self.last = frame["id"]
             return "held"
         if frame["id"] <= self.last:
