@@ -1,5 +1,9 @@
 """The socket checkers (loadtest/harness/socket_checkers.py) on hand-written histories of a few events."""
 
+import json
+
+from loadtest import _page as page
+from loadtest.experiments import sockets
 from loadtest.harness import socket_checkers as check
 
 LEAVERS = {"type": "sample", "at": 0, "condition": "started", "parameters": {"leavers": ["leo"]}}
@@ -79,3 +83,20 @@ def test_percentiles_take_the_nearest_rank():
     assert check.percentile([3, 1, 2, None], 0.5) == 2
     assert check.percentile(list(range(1, 101)), 0.99) == 99
     assert check.percentile([], 0.5) is None
+
+
+def test_the_sockets_report_judges_a_hand_written_history_and_writes_its_page(tmp_path):
+    """The report `recheck` reruns: figures, the verdict (a message never held breaks the resume check), the page."""
+    header = {"type": "header", "schema": 1, "experiment": "sockets", "command": "python -m loadtest sockets",
+              "started": "2026-12-06T20:00:00.000+00:00"}
+    events = [{**LEAVERS, "parameters": {"leavers": ["leo"]}}, connect("ann", 0), connect("bob", 0),
+              connect("leo", 0), drop("leo", 1, 1001), post("ann", 1, 1), post("ann", 2, 2),
+              receive("ann", 1.2, 1, None), receive("ann", 2.2, 2, 1), receive("bob", 1.2, 1, None),
+              drop("bob", 1.5, 1001), connect("bob", 1.6)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(line) + "\n" for line in [
+        header, *({**event, "scenario": "term-redis"} for event in events)]))
+    results, judged = sockets.report(tmp_path, page.Run("sockets", "python -m loadtest sockets"))
+    assert results[0]["undelivered_messages"] == 1 and results[0]["going_away_pct"] == 100.0
+    unmet = [check["figure"] for check in judged["checks"] if not check["met"]]
+    assert unmet == ["undelivered_messages"] and not judged["held"]
+    assert (tmp_path / "report.html").exists() and (tmp_path / "sockets-term-redis.svg").exists()
