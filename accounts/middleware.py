@@ -24,7 +24,8 @@ class BearerTokenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        header = request.headers.get("Authorization")
+        # META, not request.headers: the same header, without building a dict of every header on every request.
+        header = request.META.get("HTTP_AUTHORIZATION")
         if header and request.path.startswith("/api/"):
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -133,8 +134,7 @@ def cached_user(request):
     with _users_lock:
         hit = _users.get(key)
     if hit and now - hit[1] < settings.USER_CACHE_SECONDS:
-        # A copy: concurrent requests of one user must not share one mutable object.
-        return copy.copy(hit[0])
+        return _copy(hit[0])
     user = get_user(request)
     if user.is_authenticated:
         with _users_lock:
@@ -142,3 +142,18 @@ def cached_user(request):
                 _users.clear()
             _users[key] = (user, now)
     return user
+
+
+def _copy(user):
+    """A copy of a cached user: concurrent requests of one user must not share one mutable object.
+
+    What copy.copy does for a model (Model.__getstate__: its attributes, its
+    state and its cache of related objects, each copied), without going
+    through pickle's protocol and the app registry's lookup of the class on
+    every request.
+    """
+    clone = user.__class__.__new__(user.__class__)
+    clone.__dict__.update(user.__dict__)
+    clone._state = copy.copy(user._state)
+    clone._state.fields_cache = user._state.fields_cache.copy()
+    return clone

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deploy import apps, cgroups, kinds, netns, record, sockets, stores, web
 from deploy.actions import ACTIONS, act
+from deploy.actions import check as check_action
 from deploy.alone import server_settings, start_server, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
@@ -45,7 +46,8 @@ from labcore import registry
 __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
-    "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "add_users", "api_token", "Topology",
+    "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "check_action", "resolve",
+    "add_users", "api_token", "Topology",
     "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
@@ -135,14 +137,19 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
 
 
 def servers_for(*, sessions, presence, db):
-    """The kinds of server a cluster of this configuration starts; DeployError for an unknown store."""
+    """The kinds of server a cluster of this configuration starts; DeployError for an unknown store.
+
+    The comparison rows (Django's stock engines, registry.COMPARISON_SESSION_STORES)
+    are accepted, for the benchmark, but never offered: the error lists the lab's own stores only.
+    """
     for value, table, what in (
-        (sessions, registry.SESSION_STORES, "--sessions"),
+        (sessions, {**registry.SESSION_STORES, **registry.COMPARISON_SESSION_STORES}, "--sessions"),
         (presence, registry.PRESENCE_STORES, "--presence"),
         (db, registry.DATABASES, "--db"),
     ):
         if value not in table:
-            raise DeployError(f"{what} {value!r} is not one of: {', '.join(table)}")
+            offered = [name for name, row in table.items() if not getattr(row, "comparison", False)]
+            raise DeployError(f"{what} {value!r} is not one of: {', '.join(offered)}")
     needed = registry.servers_needed(sessions=sessions, presence=presence, database_name=db)
     missing = [kind for kind in needed if kind not in servers()]
     if missing:
@@ -258,6 +265,12 @@ def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
     state folder (its SECRET_KEY), like add_users.
     """
     return apps.manage(require_cluster(state_dir), "api_token", username).strip()
+
+
+def resolve(name, *, state_dir=DEFAULT_STATE_DIR):
+    """The node `name` means now: an alias (`redis:primary`, `pg:primary`, `etcd:leader`) becomes the node that is
+    it at this moment (DeployError if none is); any other name comes back as it is."""
+    return stores.resolve(require_cluster(state_dir), name)
 
 
 def log_path(name, *, state_dir=DEFAULT_STATE_DIR):

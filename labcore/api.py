@@ -144,10 +144,14 @@ class _CsrfCheck(CsrfViewMiddleware):
         return reason
 
 
+# One for the process, as Django keeps one CsrfViewMiddleware per handler: it holds no state of a
+# request, and reads the trusted origins from the settings once, as Django's own instance does.
+_CSRF_CHECK = _CsrfCheck(lambda request: None)
+
+
 def _csrf_failure(request):
-    check = _CsrfCheck(lambda request: None)
-    check.process_request(request)
-    return check.process_view(request, None, (), {})
+    _CSRF_CHECK.process_request(request)
+    return _CSRF_CHECK.process_view(request, None, (), {})
 
 
 def api_view(*methods, login_required=True, csrf=True):

@@ -27,12 +27,15 @@ from deploy.cluster import DeployError, cgroup_version
 from labcore import registry
 from loadtest import (
     _bench,
+    _bench_cost,
     _capacity,
     _etcd,
     _fate,
+    _profile,
     _quorum,
     _replication_bench,
     _report,
+    _rolling,
     _scaling,
     _shards,
     _split_brain,
@@ -46,7 +49,8 @@ from loadtest.experiments import sockets as _sockets
 from loadtest.harness.history import FILE as HISTORY
 from loadtest.harness.history import History
 from loadtest.harness.history import load as load_history
-from loadtest.harness.verdict import exit_status
+from loadtest.harness.progress import Progress
+from loadtest.harness.verdict import exit_status, judge
 from loadtest.harness.verdict import lines as verdict_lines
 
 
@@ -70,7 +74,8 @@ def build_parser():
                       help="instance faults: kill (default), term, scale, kills; store faults: store-kill "
                            "(SIGKILL the primary; PostgreSQL: then promote), store-pause (SIGSTOP it "
                            f"{experiment.PAUSE_SECONDS:g} s), replica-kill, store-restart (kill and start the "
-                           "primary at once)")
+                           "primary at once); rolling-restart (each instance in turn stopped gracefully and started "
+                           "again, the everyday deploy; ends with a verdict)")
     kill.add_argument("--instances", type=int, default=3)
     kill.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     kill.add_argument("--out", type=Path, help="output folder (default: results/<date-time>)")
@@ -111,7 +116,7 @@ def build_parser():
     sticky.add_argument("--port", type=int, default=8100)
     sticky.add_argument("--out", type=Path, default=Path("results") / "sticky")
     bench = commands.add_parser("bench", help="each session store's cost per request, through HAProxy")
-    bench.add_argument("--stores", default=",".join(_bench.SESSION_STORES),
+    bench.add_argument("--stores", default=",".join(_bench_cost.BENCH_STORES),
                        help="comma-separated; the first is the base of the ratios")
     bench.add_argument("--rounds", type=int, default=3)
     bench.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
@@ -119,6 +124,15 @@ def build_parser():
     bench.add_argument("--port", type=int, default=8200)
     bench.add_argument("--server", default="gthread:8", help="how each instance is served (deploy/web.py)")
     bench.add_argument("--out", type=Path, default=Path("results") / "bench")
+    profiler = commands.add_parser("bench-profile", help="CPU per layer of one instance under the poll mix "
+                                   "(py-spy), and store commands per request")
+    profiler.add_argument("--sessions", default="redis", help="a SESSION_STORE (Django's stock engines too), "
+                          "with settings of its own as bench's rows take them: redis:STORE_BREAKER_INTERVAL=0")
+    profiler.add_argument("--seconds", type=int, default=20)
+    profiler.add_argument("--connections", type=int, default=8)
+    profiler.add_argument("--port", type=int, default=8600)
+    profiler.add_argument("--server", default="gthread:8", help="how the instance is served (deploy/web.py)")
+    profiler.add_argument("--out", type=Path, default=Path("results") / "bench-profile")
     servers = commands.add_parser("bench-servers", help="the memory poll mix under each server, beside its ceiling")
     servers.add_argument("--servers", default="gthread:1,gthread:2,gthread:4,gthread:8,sync,gevent,granian:4")
     servers.add_argument("--rounds", type=int, default=3)
@@ -239,6 +253,8 @@ def main(argv=None):
             return run_bench_servers(args)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "bench-profile":
+            return run_bench_profile(args)
         if args.command == "bench-against":
             return run_bench_against(args)
         if args.command == "bench-shards":
@@ -376,7 +392,7 @@ def run_experiment(args, run):
     plan = experiment.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
                            load=args.load)
 
-    progress = Progress(plan)
+    progress = Progress(configs, plan.seconds_per_config())
     steps = None if users else _steps(args)
     capacity_note = (f", plus a capacity step each that ends when the site gives (at most "
                      f"{steps.count() * (steps.ramp + steps.hold) / 60:.0f} minutes)" if steps else "")
@@ -390,7 +406,7 @@ def run_experiment(args, run):
             began = time.monotonic()
             capacity = _capacity.measure(config, steps, instances=args.instances, port=args.port, out=out,
                                          progress=lambda what: progress(index, config, what))
-            progress.total += time.monotonic() - began  # the estimate covers the runs; this step took its own time
+            progress.add(time.monotonic() - began)  # the estimate covers the runs; this step took its own time
             capacities.append(capacity)
             if not capacity["users"]:
                 raise RuntimeError(f"{config.name} held no capacity step ({capacity['stopped_by']}); "
@@ -401,8 +417,12 @@ def run_experiment(args, run):
         results.append(summarise(raw))
     progress.done()
 
-    summary = write_report(out, run, plan.as_json(), results, capacities)
+    judged = judge(_rolling.hypothesis(configs), {r["config"]["name"]: r for r in results}) \
+        if args.faults == "rolling-restart" else None
+    summary = write_report(out, run, plan.as_json(), results, capacities, verdict=judged)
     print(summary)
+    if judged is not None:
+        return _ended(out, judged)
     print(f"\nreport: {out / 'report.html'}")
     problems = headline_failures(results)
     if args.quick:
@@ -424,12 +444,18 @@ def run_quorum(args, run):
     return 0
 
 
+# Per scenario of split-brain and fate, besides its --seconds: a cluster up and down, the waits, the final reads.
+SCENARIO_SETUP_SECONDS = 60
+
+
 def run_split_brain(args, run):
     names = _split_brain.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
+    progress = Progress(names, args.seconds + SCENARIO_SETUP_SECONDS)
     with History(args.out / HISTORY, experiment="split-brain", command=run.command) as history:
-        for name in names:
-            print(f"{name}: partition for {args.seconds:g} s, {args.users} users a side", file=sys.stderr)
+        for index, name in enumerate(names):
+            progress(index, name, f"partition for {args.seconds:g} s, {args.users} users a side")
             _split_brain.run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=history)
+    progress.done()
     results, judged = _split_brain.report(args.out, run)
     print(_split_brain.table(results))
     return _ended(args.out, judged)
@@ -437,10 +463,12 @@ def run_split_brain(args, run):
 
 def run_fate(args, run):
     names = _fate.plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
+    progress = Progress(names, args.seconds + SCENARIO_SETUP_SECONDS)
     with History(args.out / HISTORY, experiment="fate", command=run.command) as history:
-        for name in names:
-            print(f"{name}: {args.seconds:g} s, {args.users} users an instance", file=sys.stderr)
+        for index, name in enumerate(names):
+            progress(index, name, f"{args.seconds:g} s, {args.users} users an instance")
             _fate.run(name, seconds=args.seconds, users_per_instance=args.users, out=args.out, history=history)
+    progress.done()
     text, judged = _fate.report(args.out, run)
     print(text)
     return _ended(args.out, judged)
@@ -510,6 +538,10 @@ def run_bench(args):
               f"| {_spread(direct['cpu_to_ceiling'])} | {lb['rps']:.0f} "
               f"| {_spread(lb['to_ceiling'])} | {_spread(lb['to_base'])} | {lb['p50_ms']:.2f} | {lb['p99_ms']:.2f} "
               f"| {login['rps']:.0f} | {_spread(login['to_base'])} | {lb['generator_cpu']:.0%} |")
+    print("\nserver CPU a request straight to the instance (median, min-max of the rounds), beside the floor "
+          "and the stock engines; store commands a request, counted by the stores (R Redis, M memcached; "
+          "database statements: tests/test_roundtrips.py)")
+    print(_bench_cost.table(report))
     lb = report["load_balancer"]
     print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
           f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")
@@ -518,6 +550,23 @@ def run_bench(args):
               f"{target['needed']})")
     print(_bench.durability())
     print(f"figures: {args.out / 'bench.json'}")
+    return 0
+
+
+def run_bench_profile(args):
+    out = args.out / args.sessions.replace(":", "-")
+    out.mkdir(parents=True, exist_ok=True)
+    report = _profile.profile(args.sessions, seconds=args.seconds, connections=args.connections, port=args.port,
+                              out=out, server=args.server)
+    print(f"{args.sessions}: poll mix straight to one instance ({args.server}), wrk {args.connections} connections "
+          f"for {args.seconds} s, {report['rps']:.0f} req/s, {report['server_us']:.0f} µs of server CPU a request; "
+          f"sampled by {report['profiler']} at {report['rate']} Hz")
+    print(_profile.table(report))
+    print("\nstore commands a request (counted by the stores; database statements: tests/test_roundtrips.py)")
+    for kind, counts in report["commands"].items():
+        print(f"  {kind}: {', '.join(f'{n:g} {store}' for store, n in counts.items()) or 'none'}")
+    (out / "profile.json").write_text(json.dumps(report, indent=1))
+    print(f"figures: {out / 'profile.json'}; samples: {out / 'py-spy.txt'}")
     return 0
 
 
@@ -604,32 +653,6 @@ def run_post_cost(args):
     print(_bench.durability())
     print(json.dumps(figures))
     return 0
-
-
-class Progress:
-    """One status line: which configuration runs, what it does, the time left."""
-
-    def __init__(self, plan):
-        self.plan = plan
-        self.total = plan.seconds_per_config() * len(plan.configs)
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self._last_line = 0.0
-
-    def __call__(self, index, config, what):
-        elapsed = time.monotonic() - self.started
-        left = max(0, self.total - elapsed)
-        line = (f"[{index + 1}/{len(self.plan.configs)}] {config.name}: {what} "
-                f"(about {left / 60:.1f} min left in all)")
-        if self.tty:
-            print(f"\r{line:<110}", end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - self._last_line >= 10:
-            print(line, file=sys.stderr, flush=True)
-            self._last_line = time.monotonic()
-
-    def done(self):
-        if self.tty:
-            print(file=sys.stderr)
 
 
 if __name__ == "__main__":

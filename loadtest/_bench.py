@@ -1,7 +1,9 @@
 """Benchmarks: what each store costs per request, measured side by side.
 
 `bench`: the site through HAProxy, one cluster per session store (one
-instance each, so the store's cost is not hidden behind spare cores), all up
+instance each, so the store's cost is not hidden behind spare cores), with
+Django's stock engines and each store's floor beside them
+(loadtest/_bench_cost.py), all up
 at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
 reported. `bench-sessions` and `bench-presence`: the session layer and the
@@ -43,6 +45,7 @@ from deploy.cluster import (
     web,
 )
 from labcore import registry
+from loadtest import _bench_cost
 
 ROOT = Path(__file__).resolve().parent.parent
 # Every store whose servers deploy can start; memory first, the base of the ratios.
@@ -94,19 +97,25 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     median and spread.
     """
     require("wrk", "wrk")
+    for row in stores_to_run:
+        _bench_cost.parse_row(row)  # a bad row fails before anything starts
     scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     (scripts / "poll.lua").write_text(POLL_MIX)
     (scripts / "login.lua").write_text(LOGIN)
-    clusters, ceiling = {}, None
-    results = {store: {"poll_direct": [], "poll_lb": [], "login": []} for store in stores_to_run}
+    (scripts / "floor.lua").write_text(_bench_cost.FLOOR_MIX)
+    clusters, ceiling, commands = {}, None, {}
+    results = {store: {"poll_direct": [], "poll_lb": [], "login": [],
+                       **({_bench_cost.FLOOR: []} if _bench_cost.has_floor(store) else {})} for store in stores_to_run}
     results[CEILING] = {"poll_direct": []}
     try:
         ceiling = _start_ceiling(server, scripts)
-        for index, store in enumerate(stores_to_run):
-            print(f"starting the {store} cluster", file=sys.stderr)
-            clusters[store] = deploy.up(
-                instances=1, sessions=store, presence=registry.SESSION_STORES[store].presence, server=server,
-                port=port + BLOCK * index, env=BENCH_ENV, durable=DURABLE, state_dir=out / "clusters" / store)
+        for index, row in enumerate(stores_to_run):
+            print(f"starting the {row} cluster", file=sys.stderr)
+            store, settings = _bench_cost.parse_row(row)
+            clusters[row] = deploy.up(
+                instances=1, sessions=store, presence=registry.session_store(store).presence, server=server,
+                port=port + BLOCK * index, env={**BENCH_ENV, **_bench_cost.CLUSTER_ENV, **settings},
+                durable=DURABLE, state_dir=out / "clusters" / f"c{index}")
         sessions = {store: _log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
@@ -121,19 +130,28 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
                 app1 = clusters[name].instances["app1"]
                 direct = f"http://127.0.0.1:{app1['port']}"
                 results[name]["poll_direct"].append(run_wrk(direct, poll, env, seconds, connections, app1["pid"]))
+                if _bench_cost.FLOOR in results[name]:
+                    results[name][_bench_cost.FLOOR].append(
+                        run_wrk(direct, scripts / "floor.lua", {}, seconds, connections, app1["pid"]))
                 results[name]["poll_lb"].append(run_wrk(clusters[name].url, poll, env, seconds, connections))
                 login = scripts / "login.lua"
                 results[name]["login"].append(run_wrk(clusters[name].url, login, env, seconds, connections))
         lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
+        for store, cluster in clusters.items():
+            direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
+            commands[store] = _bench_cost.commands_per_request(cluster, sessions[store], direct,
+                                                               floor=_bench_cost.FLOOR in results[store])
     finally:
-        for store in clusters:
-            deploy.down(out / "clusters" / store)
+        for index in range(len(clusters)):
+            deploy.down(out / "clusters" / f"c{index}")
         if ceiling:
             stop(ceiling)
         shutil.rmtree(scripts, ignore_errors=True)
-    report = {"stores": _summarise(results, stores_to_run), "load_balancer": lb, "server": server,
-              "durable": DURABLE, "rounds": rounds, "seconds": seconds, "connections": connections, "raw": results}
-    report["targets"] = targets(report)
+    report = {"stores": _bench_cost.summarise(results, stores_to_run, _summarise(results, stores_to_run)),
+              "commands": commands, "load_balancer": lb, "server": server, "durable": DURABLE, "rounds": rounds,
+              "seconds": seconds, "connections": connections, "raw": results}
+    report["targets"] = targets(report) + _target_rows(
+        _bench_cost.targets(results, stores_to_run, [run["server_us"] for run in results[CEILING]["poll_direct"]]))
     (out / "bench.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -299,6 +317,10 @@ def targets(report):
             poll = stores[store]["poll_lb"]
             checks.append((f"{store}: poll mix p99 at most 3 x p50 through HAProxy",
                            3 * poll["p50_ms"] / poll["p99_ms"], 1))
+    return _target_rows(checks)
+
+
+def _target_rows(checks):
     return [{"target": name, "figure": round(figure, 3), "needed": round(needed, 3), "met": figure >= needed}
             for name, figure, needed in checks]
 

@@ -26,6 +26,8 @@ from loadtest._audit import audit_messages
 from loadtest._page import machine
 from loadtest._sampler import Sampler
 from loadtest._sessions import read_back
+from loadtest.harness import history
+from loadtest.harness.nemesis import BROKEN, Nemesis, Step, check, rolling_restart
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,36 +141,39 @@ def up(config, *, instances, port, state_dir, **options):
                         "env": SITE_ENV, "state_dir": state_dir, **options})
 
 
-INSTANCE_FAULTS = ("kill", "term", "scale", "kills")
+INSTANCE_FAULTS = ("kill", "term", "scale", "kills", "rolling-restart")
 STORE_FAULTS = ("store-kill", "store-pause", "replica-kill", "store-restart")
 # A paused primary stays frozen this long: longer than Sentinel takes to notice
 # it and promote a replica, so that it wakes up demoted.
 PAUSE_SECONDS = 2 * deploy.SENTINEL_FAILOVER_SECONDS
-BROKEN = "the node broken first"  # a schedule's argument: resolved to that node when it runs
 
 
 def fault_schedule(kind, duration, instances, config=None):
-    """Return [(seconds into the measured window, action, argument)].
+    """Return the nemesis's schedule (loadtest/harness/nemesis.py): Steps at seconds into the measured window.
 
     The store faults aim at the configuration's store (see store_of):
     `redis:primary` / `pg:primary` name whichever node is primary when the
-    fault lands, and BROKEN the node it hit.
+    fault lands, and BROKEN the node it hit. The rolling restart stops and
+    starts each instance in turn over the middle third.
     """
     third = duration / 3
     if kind in STORE_FAULTS:
-        return _store_schedule(kind, third, config)
-    schedules = {
-        "kill": [(third, "kill", "app1"), (2 * third, "start", "app1")],
-        "term": [(third, "term", "app1"), (2 * third, "start", "app1")],
-        "scale": [(third, "scale", instances - 1), (2 * third, "scale", instances)],
-        "kills": [(duration / 4, "kill", "app1"), (duration / 2, "kill", "app2"),
-                  (3 * duration / 4, "start", "app1"), (3 * duration / 4, "start", "app2")],
-    }
-    if kind not in schedules:
+        return check(_store_schedule(kind, third, config))
+    if kind not in INSTANCE_FAULTS:
         raise ValueError(f"fault schedule {kind!r} is not one of {', '.join(INSTANCE_FAULTS + STORE_FAULTS)}")
-    if kind in ("scale", "kills") and instances < 2:
+    if kind in ("scale", "kills", "rolling-restart") and instances < 2:
         raise ValueError(f"the {kind!r} schedule needs at least 2 instances")
-    return schedules[kind]
+    names = [f"app{n}" for n in range(1, instances + 1)]
+    schedules = {
+        "kill": lambda: [Step(third, "kill", "app1"), Step(2 * third, "start", "app1")],
+        "term": lambda: [Step(third, "term", "app1"), Step(2 * third, "start", "app1")],
+        "scale": lambda: [Step(third, "scale", fields={"count": instances - 1}),
+                          Step(2 * third, "scale", fields={"count": instances})],
+        "kills": lambda: [Step(duration / 4, "kill", "app1"), Step(duration / 2, "kill", "app2"),
+                          Step(3 * duration / 4, "start", "app1"), Step(3 * duration / 4, "start", "app2")],
+        "rolling-restart": lambda: rolling_restart(names, start=third, spacing=third / instances),
+    }
+    return check(schedules[kind]())
 
 
 def store_of(config):
@@ -191,33 +196,16 @@ def _store_schedule(kind, third, config):
     if kind == "store-kill":
         # Nothing promotes PostgreSQL on its own here: the experiment does it at
         # once, as an operator or a failover manager (Patroni) would.
-        promote = [(third, "promote", None)] if store == "pg" and replicas else []
-        return [(third, "kill", primary), *promote, (2 * third, "start", BROKEN)]
+        promote = [Step(third, "promote")] if store == "pg" and replicas else []
+        return [Step(third, "kill", primary), *promote, Step(2 * third, "start", BROKEN)]
     if kind == "store-pause":
-        return [(third, "pause", primary), (third + PAUSE_SECONDS, "resume", BROKEN)]
+        return [Step(third, "pause", primary), Step(third + PAUSE_SECONDS, "resume", BROKEN)]
     if kind == "replica-kill":
         if not replicas:
             raise ValueError(f"{config.name}: replica-kill needs replicas (a topology such as @sentinel-sync1 "
                              "or @pg-any1)")
-        return [(third, "kill", f"{store}2"), (2 * third, "start", BROKEN)]
-    return [(third, "kill", primary), (third, "start", BROKEN)]
-
-
-def apply_fault(action, argument, state_dir):
-    """Do one step of a schedule; return the store node it acted on, or None."""
-    if action == "kill":
-        return deploy.kill(argument, state_dir=state_dir)
-    if action == "term":
-        deploy.kill(argument, graceful=True, state_dir=state_dir)
-    elif action == "start":
-        return deploy.start(argument, state_dir=state_dir)
-    elif action == "scale":
-        deploy.scale(argument, state_dir=state_dir)
-    elif action in ("pause", "resume"):
-        return deploy.pause(argument, resume=action == "resume", state_dir=state_dir)
-    elif action == "promote":
-        return deploy.promote(state_dir=state_dir)
-    return None
+        return [Step(third, "kill", f"{store}2"), Step(2 * third, "start", BROKEN)]
+    return [Step(third, "kill", primary), Step(third, "start", BROKEN)]
 
 
 @dataclass
@@ -263,19 +251,21 @@ def run_config(plan, config, index, progress, users=None, load=None):
         locust = start_locust(users=users, run_time=run_time, ramp=plan.warmup / 2, url=cluster.url,
                               state_dir=state_dir, recording=recording,
                               env=store_fault_env(plan.faults, window_start, schedule))
-        faults, broken = [], None
-        with Sampler(state_dir, locust.pid) as sampler:
+        recorded = history.History(recording.with_name(f"{recording.name}.{history.FILE}"), experiment="run",
+                                   command=f"{config.name}, fault schedule {plan.faults}")
+        with Sampler(state_dir, locust.pid) as sampler, recorded:
+            origin = recorded.now() + window_start - time.time()  # the window's start on the history's clock
+
+            def waiting(step):
+                _alive(locust)
+                progress(index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} "
+                                        f"users; next: {step.action} {step.target or ''} at {step.at:.0f} s")
             try:
-                for offset, action, argument in schedule:
-                    argument = broken if argument == BROKEN else argument
-                    _wait_until(window_start + offset, lambda: progress(
-                        index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users; "
-                                       f"next: {action} {argument or ''} at {offset:.0f} s"), locust)
-                    at = time.time()
-                    node = apply_fault(action, argument, state_dir)
-                    broken = broken or node
-                    faults.append({"at": round(at - window_start, 2), "action": action,
-                                   "target": node or argument or "", "took": round(time.time() - at, 2)})
+                events = Nemesis(recorded, state_dir=state_dir).run(schedule, started=origin, waiting=waiting)
+                faults = [{"at": round(e["sent"] - origin, 2), "action": e["action"],
+                           "target": e["target"] or step.fields.get("count", ""),
+                           "took": None if e["effect"] is None else round(e["effect"] - e["sent"], 2)}
+                          for step, e in zip(schedule, events)]
                 _wait_until(window_start + plan.duration, lambda: progress(
                     index, config, f"{time.time() - window_start:5.0f} s of {plan.duration:g}, {users} users"), locust)
             except BaseException:
@@ -311,7 +301,7 @@ def store_fault_env(faults, window_start, schedule):
     """The journeys' switches for a store fault: a session write each tick, and when to burst logins."""
     if faults not in STORE_FAULTS:
         return {}
-    first = window_start + schedule[0][0]
+    first = window_start + schedule[0].at
     return {"LOADTEST_SESSION_WRITES": "1",
             "LOADTEST_LOGIN_BURST": f"{first - BURST_BEFORE:.3f},{first + BURST_AFTER:.3f}"}
 
@@ -397,7 +387,11 @@ def read_recording(recording, expected=1, timeout=30):
 def _wait_until(moment, report, locust):
     """Sleep until a moment of the schedule, reporting progress, unless Locust died."""
     while (left := moment - time.time()) > 0:
-        if locust.poll() is not None:
-            raise RuntimeError(f"Locust exited early with code {locust.returncode}")
+        _alive(locust)
         report()
         time.sleep(min(left, 1.0))
+
+
+def _alive(locust):
+    if locust.poll() is not None:
+        raise RuntimeError(f"Locust exited early with code {locust.returncode}")

@@ -35,6 +35,7 @@ from loadtest import _fate_lease as lease
 from loadtest import _page as page
 from loadtest._svg import marks_chart, series_chart
 from loadtest.harness import checkers, history, load, verdict
+from loadtest.harness.nemesis import Nemesis
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 
@@ -113,17 +114,16 @@ def _stale_primary(chosen, state_dir, history, *, seconds, users_per_instance):
     urls = {node: deployed.instance_url(node) for node in INSTANCES}
     names = load.accounts(state_dir, urls, users=users_per_instance, newcomer_seconds=seconds + 2 * TIMEOUT)
     users = load.users(history, urls, names, users_per_instance)
-    newcomers = []
+    newcomers, faults = [], Nemesis(history, state_dir=state_dir)
     with load.Load(history, users, urls, names, newcomers, loop=load.checking) as running:
         load.settle(seconds=2)
-        cut = history.fault("partition", {"isolated": ["redis1"], "from": [*SENTINELS, *REPLICAS]})
-        cluster.partition(["redis1"], [*SENTINELS, *REPLICAS], state_dir=state_dir)
-        history.took_effect(cut)
+        cut = faults.act("partition", ["redis1"], {"from": [*SENTINELS, *REPLICAS]})
+        if cut["effect"] is None:
+            raise RuntimeError(f"the partition's rules were not in place within {faults.deadline:g} s")
         load.wait(history, "promoted", lambda: _promoted(state_dir, history), seconds)
         load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
         running.stop()
-    cluster.heal(state_dir=state_dir)
-    history.ended(cut)
+    faults.act("heal")
     load.wait(history, "converged", lambda: observe(state_dir, history).get("redis1") == "replica", TIMEOUT)
     # Read back before anyone writes again: a later write would raise the counter over a lost one.
     load.final_reads([*users, *newcomers], through=deployed.url, presence=False)
@@ -146,31 +146,24 @@ def _war(state_dir, history, *, seconds, users_per_instance):
     urls = {node: deployed.instance_url(node) for node in INSTANCES}
     names = load.accounts(state_dir, urls, users=users_per_instance, newcomer_seconds=seconds + 3 * TIMEOUT)
     users = load.users(history, urls, names, users_per_instance)
-    newcomers = []
+    newcomers, faults = [], Nemesis(history, state_dir=state_dir)
     with load.Load(history, users, urls, names, newcomers) as running:
         load.settle(seconds=2)
         for sentinel in SENTINELS[:2]:
-            _fault(history, "kill", sentinel, lambda node: cluster.kill(node, state_dir=state_dir))
+            faults.act("kill", sentinel)
         load.settle(seconds=2)
-        _fault(history, "kill", "redis1", lambda node: cluster.kill(node, state_dir=state_dir))
+        faults.act("kill", "redis1")
         load.settle(seconds=seconds / 2)
         _probe(users[0], history)
         load.settle(seconds=seconds / 2)
         observe(state_dir, history, condition="no majority, at the end")
-        back = _fault(history, "start", "sentinel2", lambda node: cluster.start(node, state_dir=state_dir))
+        back = faults.act("start", "sentinel2")
         load.wait(history, "promoted", lambda: _promoted(state_dir, history), TIMEOUT)
         load.wait(history, "first write after",
                   lambda: checkers.failover_time(history.events("war"), back) is not None, TIMEOUT)
         load.settle(seconds=2)
         running.stop()
     load.final_reads([*users, *newcomers], through=deployed.url, presence=False)
-
-
-def _fault(history, action, node, act):
-    fault = history.fault(action, node)
-    act(node)
-    history.took_effect(fault)
-    return fault
 
 
 def _probe(user, history):

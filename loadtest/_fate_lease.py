@@ -20,6 +20,7 @@ from deploy import cluster
 from deploy.cluster import free_base_port
 from loadtest.harness import checkers
 from loadtest.harness.load import SITE_ENV, settle, wait
+from loadtest.harness.nemesis import Nemesis
 from loadtest.harness.verdict import Check
 
 INSTANCES = ["app1", "app2"]
@@ -62,16 +63,14 @@ def lease(deployed, state_dir, history):
     old, old_token = holder()
     new = next(name for name in INSTANCES if name != old)
     history.sample(holder={"old": old, "old_token": old_token, "new": new})
-    cut = history.fault("partition", {"isolated": [old], "from": STORE_NODES})
-    cluster.partition([old], STORE_NODES, state_dir=state_dir)
-    history.took_effect(cut)
+    faults = Nemesis(history, state_dir=state_dir)
+    faults.act("partition", [old], {"from": STORE_NODES})
     wait(history, "holder stopped acting", lambda: not _this(view(old), "acting", 1), TIMEOUT)
     wait(history, "holder gave up", lambda: not _this(view(old), "holds", 1), TIMEOUT)
     wait(history, "other took over", lambda: _this(view(new), "acting", None), TIMEOUT)
     history.sample(takeover=view(new))
     settle(seconds=3)  # a few periods run by the new holder
-    cluster.heal(state_dir=state_dir)
-    history.ended(cut)
+    faults.act("heal")
     history.sample(final=view(new))
 
 
@@ -98,9 +97,10 @@ def late_write(state_dir, history):
     old, at_cut = caught["name"], caught["view"]
     new = next(name for name in INSTANCES if name != old)
     history.sample(holder={"old": old, "old_token": at_cut["token"], "new": new, "at_cut": at_cut})
-    cut = history.fault("partition", {"isolated": [old], "from": "everything"})
-    cluster.partition([old], [], state_dir=state_dir)
-    history.took_effect(cut)
+    faults = Nemesis(history, state_dir=state_dir)
+    cut = faults.act("partition", [old])  # from everything: Redis, the database, the other instance
+    if cut["effect"] is None:
+        raise RuntimeError(f"the partition's rules were not in place within {faults.deadline:g} s")
     writes_at = caught["seen"] - at_cut["working_for"] + float(LATE_WRITE_ENV["MAINTENANCE_WORK_SECONDS"])
     if cut["effect"] >= writes_at:
         raise RuntimeError(f"the cut took {cut['effect'] - caught['seen']:.1f} s to land, after {old}'s "
@@ -114,8 +114,7 @@ def late_write(state_dir, history):
     new_token = takeover["this_instance"]["token"]
     wait(history, "other wrote", lambda: any(run["token"] == new_token and run["instance"] == new
                                              for run in (view(new) or {"recent_runs": []})["recent_runs"]), TIMEOUT)
-    cluster.heal(state_dir=state_dir)
-    history.ended(cut)
+    faults.act("heal")
 
     def refusal():
         refused = (view(new) or {}).get("last_refused_write")

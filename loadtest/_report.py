@@ -61,7 +61,7 @@ def columns_for(results):
     return STORE_COLUMNS if any(r.get("store") for r in results) else COLUMNS
 
 
-def write_report(out, run, plan, results, capacities=()):
+def write_report(out, run, plan, results, capacities=(), verdict=None):
     charts = out / "charts"
     charts.mkdir(parents=True, exist_ok=True)
     timelines = {r["config"]["name"]: timeline_svg(r) for r in results}
@@ -84,7 +84,7 @@ def write_report(out, run, plan, results, capacities=()):
         f"# {_title(plan)}\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
         + capacity + "\n"
     )
-    page.write(out, run, title=_page_title(plan), headline=headline(plan, results),
+    page.write(out, run, title=_page_title(plan), headline=headline(plan, results), verdict=verdict,
                sections=report_sections(plan, results, summary_rows(results), reading, bars, timelines, capacities))
     return summary
 

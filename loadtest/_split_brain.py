@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from deploy.cluster import DeployError, Topology, free_base_port
+from deploy.cluster import Topology, free_base_port
 from loadtest import _page as page
 from loadtest._svg import series_chart
 from loadtest.harness import checkers, history, load, verdict
+from loadtest.harness.nemesis import Nemesis
 from loadtest.harness.observe import observe
 from loadtest.harness.verdict import Check
 
@@ -108,14 +109,15 @@ def run(name, *, seconds, users_per_side, out, history):
         urls = {node: deployed.instance_url(node) for node in SIDES}
         names = load.accounts(state_dir, urls, users=users_per_side, newcomer_seconds=seconds + NEWCOMER_SLACK)
         users = load.users(history, urls, names, users_per_side)
-        newcomers = []
+        newcomers, faults = [], Nemesis(history, state_dir=state_dir)
         with load.Load(history, users, urls, names, newcomers) as running:
             load.settle(seconds=2)
-            cut = history.fault("partition", {"isolated": chosen.minority, "from": chosen.majority})
-            cluster.partition(chosen.minority, chosen.majority, state_dir=state_dir)
-            history.took_effect(cut)
+            cut = faults.act("partition", chosen.minority, {"from": chosen.majority})
+            if cut["effect"] is None:
+                raise RuntimeError(f"the partition's rules were not in place within {faults.deadline:g} s")
             if chosen.store == "postgres":
-                _promote_majority(state_dir, history)
+                # PostgreSQL has no arbiter: promote a standby as an operator who cannot see the old primary would.
+                faults.act("promote", fields={"force": True})
             else:
                 load.wait(history, "promoted", lambda: _roles(state_dir, history, "redis2", "redis3"), seconds)
             load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
@@ -124,14 +126,11 @@ def run(name, *, seconds, users_per_side, out, history):
             for user in users:
                 if user.node == MINORITY_INSTANCE:
                     user.read()  # the old primary, before the heal: writes it kept that were refused
-        cluster.heal(state_dir=state_dir)
-        history.ended(cut)
+        faults.act("heal")
         if chosen.store == "postgres":
             # Nothing demotes the old primary: stopped and started again, it rejoins as a standby of the new one.
-            rejoin = history.fault("restart", "pg1")
-            cluster.kill("pg1", state_dir=state_dir)
-            cluster.start("pg1", state_dir=state_dir)
-            history.took_effect(rejoin)
+            faults.act("kill", "pg1")
+            faults.act("start", "pg1")
         if load.wait(history, "converged", lambda: _converged(state_dir, history, chosen), 60) is None:
             raise RuntimeError("the store did not converge to one primary within 60 s of the heal")
         load.final_reads([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
@@ -144,15 +143,6 @@ def _roles(state_dir, history, *nodes):
     """Whether one of nodes is primary now."""
     found = observe(state_dir, history)
     return any(found.get(node) == "primary" for node in nodes)
-
-
-def _promote_majority(state_dir, history):
-    promotion = history.fault("promote", "the most advanced standby")
-    try:
-        cluster.promote(force=True, state_dir=state_dir)
-    except DeployError:
-        return
-    history.took_effect(promotion)
 
 
 def _converged(state_dir, history, chosen):

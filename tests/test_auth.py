@@ -248,3 +248,19 @@ def test_a_good_login_clears_the_failures(redis_stores, user):
     for _ in range(settings.LOGIN_MAX_FAILURES - 1):
         assert get_token(Client(), password="guess").status_code == 401
     assert get_token(Client()).status_code == 200
+
+
+def test_a_cached_user_is_handed_out_as_a_copy_that_shares_nothing_mutable(django_user_model):
+    from accounts.middleware import _copy
+
+    ada = django_user_model.objects.create_user("ada", password=PASSWORD)
+    ada._state.fields_cache["made_up"] = "cached"
+    copy = _copy(ada)
+    assert copy is not ada and copy == ada and copy.username == "ada"
+    copy.username, copy._state.adding = "bob", True
+    copy._state.fields_cache["made_up"] = "changed"
+    assert (ada.username, ada._state.adding, ada._state.fields_cache["made_up"]) == ("ada", False, "cached")
+    assert copy._state.db == ada._state.db
+    copy.username = "ada"
+    copy.save()  # still the stored row, not a new one
+    assert django_user_model.objects.count() == 1

@@ -83,6 +83,39 @@ def test_presence_lost_refusals_by_kind_and_reads_ahead():
     assert checkers.reads_ahead(events) == {"users": 1, "counter_steps": 1, "unread": 0}
 
 
+def post(n, who, message, invoked, completed, outcome="ok"):
+    return op(n, who, "post", invoked, completed, outcome, value={"room": "r", "id": message})
+
+
+def poll(n, who, messages, invoked, completed):
+    return op(n, who, "poll", invoked, completed, value={"room": "r", "ids": messages})
+
+
+# ann follows room r from 0.1 to 4.0; the fault takes effect at 2.0. bob's m0 began before ann followed, m1 was
+# acknowledged before the fault, m2 after it, at the instant of the fault and of ann's next poll, m3 never completed,
+# m4 was acknowledged after ann's last poll began: ann is owed m1 and m2 alone.
+POLLS = [
+    poll(1, "ann", [], 0.0, 0.1), post(2, "bob", "m0", 0.05, 0.3), post(3, "bob", "m1", 0.5, 0.6),
+    poll(4, "ann", ["m0", "m1"], 1.0, 1.1), fault(5, 2.0, 3.0), post(6, "bob", "m2", 1.9, 2.0),
+    post(7, "bob", "m3", 2.5, None, outcome="unknown"), poll(8, "ann", ["m2"], 2.0, 2.1),
+    poll(9, "ann", [], 4.0, 4.1), post(10, "bob", "m4", 3.9, 4.05),
+]
+
+
+def test_a_poller_owes_what_was_acknowledged_while_it_followed_including_at_the_faults_instant():
+    found = checkers.polls_missed_or_seen_twice(POLLS)
+    assert found == {"pollers": 1, "owed": 2, "missed": [], "seen_twice": []}
+
+
+def test_a_message_a_poller_never_received_is_missed_and_one_received_twice_is_seen_twice():
+    events = [e for e in POLLS if e["id"] != 8] + [poll(8, "ann", ["m1", "m3"], 2.0, 2.1)]
+    found = checkers.polls_missed_or_seen_twice(events)
+    assert found["missed"] == [("ann", "r", "m2")], "acknowledged after the fault, never delivered"
+    assert found["seen_twice"] == [("ann", "r", "m1")]
+    unknown_twice = events + [poll(11, "ann", ["m3"], 4.2, 4.3)]
+    assert ("ann", "r", "m3") in checkers.polls_missed_or_seen_twice(unknown_twice)["seen_twice"]
+
+
 def test_failover_time_runs_from_the_faults_effect_to_the_first_acknowledged_operation_begun_after_it():
     (cut,) = checkers.faults(HISTORY)
     assert checkers.failover_time(HISTORY, cut) == 0.2  # ann's write 3, invoked after the effect

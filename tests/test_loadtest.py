@@ -13,6 +13,7 @@ from loadtest import _sticky
 from loadtest._analysis import headline_failures, percentile, summarise
 from loadtest._audit import audit_pollers
 from loadtest._experiment import fault_schedule, parse_config
+from loadtest.harness.nemesis import Step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,8 +113,8 @@ def test_configs_and_schedules_parse():
     assert (parse_config("redis").lb, parse_config("redis").presence) == ("roundrobin", "redis")
     with pytest.raises(ValueError, match="session store"):
         parse_config("floppy")
-    assert fault_schedule("kill", 90, 3) == [(30, "kill", "app1"), (60, "start", "app1")]
-    assert fault_schedule("scale", 90, 3)[0] == (30, "scale", 2)
+    assert fault_schedule("kill", 90, 3) == [Step(30, "kill", "app1"), Step(60, "start", "app1")]
+    assert fault_schedule("scale", 90, 3)[0] == Step(30, "scale", fields={"count": 2})
 
 
 def test_recorder_counts_ids_from_the_first_cursor_on():
@@ -209,7 +210,7 @@ def test_topologies_parse_from_config_names():
         parse_config("redis@raft")
     with pytest.raises(ValueError, match="needs that many replicas"):
         parse_config("redis@sentinel-sync5")
-    assert [a for _, a, _ in fault_schedule("store-kill", 90, 3, pg)] == ["kill", "promote", "start"]
+    assert [step.action for step in fault_schedule("store-kill", 90, 3, pg)] == ["kill", "promote", "start"]
     with pytest.raises(ValueError, match="needs replicas"):
         fault_schedule("replica-kill", 90, 3, parse_config("redis"))
 

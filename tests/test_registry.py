@@ -38,6 +38,14 @@ def test_deploy_plans_the_rows_servers(made_up):
         cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
 
 
+@pytest.mark.parametrize("stock", registry.COMPARISON_SESSION_STORES)
+def test_deploy_plans_the_comparison_rows_without_offering_them(stock):
+    assert cluster.servers_for(sessions=stock, presence="redis", db="sqlite") == ["redis"]
+    with pytest.raises(cluster.DeployError) as refused:
+        cluster.servers_for(sessions="nowhere", presence="memory", db="sqlite")
+    assert "redis" in str(refused.value) and stock not in str(refused.value)
+
+
 def test_readyz_checks_what_the_row_needs(made_up, settings, redis_service, memcached_service, redis_db,
                                           tmp_path, db, client):
     use_stores(settings, session_store=made_up.name, presence_store=made_up.presence, redis=redis_service,

@@ -75,6 +75,38 @@ def presence_lost(events):
     return sorted({op["who"] for op in ops(events, "heartbeat", "ok") if op["who"] not in online})
 
 
+def polls_missed_or_seen_twice(events):
+    """Messages a poller was owed and never received, or received more than once.
+
+    A post's value is {"room", "id"} (ok: the message was acknowledged); a
+    poll's is {"room", "ids"}, the messages it delivered. A poller follows a
+    room from the end of its first successful poll there (its cursor set) to
+    the start of its last, so it is owed, exactly once, every message whose
+    post began after the first ended and was acknowledged by the time the
+    last began. A post whose outcome is unknown (a timeout, or it never
+    completed) is owed to nobody, as one acknowledged after the last poll
+    began: either may reach the poller later. Any message received twice
+    counts, owed or not. {"pollers", "owed", "missed": [(poller, room, id)],
+    "seen_twice": [(poller, room, id)]}.
+    """
+    followed = defaultdict(list)
+    for poll in ops(events, "poll", "ok"):
+        followed[(poll["who"], poll["value"]["room"])].append(poll)
+    posts = ops(events, "post", "ok")
+    owed, missed, twice = 0, [], []
+    for (who, room), polls in followed.items():
+        polls.sort(key=lambda poll: poll["invoked"])
+        since, until = polls[0]["completed"], polls[-1]["invoked"]
+        received = Counter(message for poll in polls for message in poll["value"]["ids"])
+        for post in posts:
+            if post["value"]["room"] == room and post["invoked"] >= since and post["completed"] <= until:
+                owed += 1
+                if not received[post["value"]["id"]]:
+                    missed.append((who, room, post["value"]["id"]))
+        twice += [(who, room, message) for message, count in received.items() if count > 1]
+    return {"pollers": len(followed), "owed": owed, "missed": missed, "seen_twice": twice}
+
+
 def stale_reads(events):
     """Reads (not the final one) that saw less than the same user's last write acknowledged before they began."""
     stale = []

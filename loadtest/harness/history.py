@@ -7,7 +7,8 @@ run's start (the header's "started"), so events from threads and from
 faults compare directly. Schema 1:
 
 - "op": one operation of a client, written when it ends. "who" (the user),
-  "what" (the kind: login, write, read, heartbeat, final-read, presence-read),
+  "what" (the kind: login, write, read, heartbeat, final-read, presence-read,
+  post, poll),
   "node" (the instance or proxy that served it), "invoked", "completed"
   (null: it never completed before the run ended), "outcome" ("ok",
   "failed": refused, or "unknown": a timeout or a lost connection, which may

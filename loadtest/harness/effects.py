@@ -1,0 +1,90 @@
+"""Whether a fault has taken effect, as the cluster shows it: deploy's answer is that it was sent, not that it holds.
+
+seen() is one observation, true once the action's result can be seen from
+outside: a killed or stopped instance's process is gone and HAProxy has it
+out of rotation (not UP); a killed store node's process is gone; a started
+or resumed instance runs, answers /healthz and is UP in HAProxy; a started
+or resumed store node runs and answers its role; a paused node is stopped
+(the kernel's state T) and does not answer (an instance's /healthz, a store
+node's role); a partition's drop rules are in every isolated node's
+namespace, and a heal left none anywhere; a promotion shows a primary that
+was not one before; a scale shows that many instances, every one UP.
+memcached's status names a role without asking the node (deploy's default
+for a server alone), so for it the kernel's stopped state stands for
+"does not answer".
+"""
+
+import requests
+
+from deploy import cluster
+
+PROBE_TIMEOUT = 1  # seconds an instance's /healthz may take before it counts as not answering
+SILENT = ("down", "unreachable")  # a store node's role when it gave no answer
+NOT_ASKED = ("memcached",)  # kinds whose status role is not the node's own answer
+
+
+def before(action, *, state_dir):
+    """What seen() compares with, taken before the action is sent: the primaries, for a promotion."""
+    return _primaries(cluster.status(state_dir=state_dir)) if action == "promote" else None
+
+
+def seen(action, target, fields, *, state_dir, before=None):
+    """Whether the action on target (a node's name, or for a partition a list) is seen to hold now."""
+    if action in ("partition", "heal"):
+        return _rules_in_place(target if action == "partition" else None, state_dir)
+    status = cluster.status(state_dir=state_dir)
+    if action == "promote":
+        return bool(_primaries(status) - before)
+    if action == "scale":
+        return len(status["instances"]) == fields["count"] and all(
+            row["lb_state"] == "UP" for row in status["instances"])
+    for row in status["instances"]:
+        if row["name"] == target:
+            return _instance(action, row)
+    for row in status["stores"]:
+        if row["name"] == target:
+            return _store(action, row)
+    return False
+
+
+def answers(row):
+    """Whether an instance (its status row) answers /healthz with 200 within PROBE_TIMEOUT."""
+    try:
+        return requests.get(f"http://{row['host']}:{row['port']}/healthz", timeout=PROBE_TIMEOUT).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _instance(action, row):
+    if action in ("kill", "term"):
+        return not row["alive"] and row["lb_state"].split(" ")[0] in ("DOWN", "MAINT")
+    if action == "pause":
+        return row["state"] == "paused" and not answers(row)
+    return row["alive"] and row["state"] != "paused" and row["lb_state"] == "UP" and answers(row)  # start, resume
+
+
+def _store(action, row):
+    if action == "kill":
+        return not row["alive"]
+    if action == "pause":
+        return row["state"] == "paused" and (row["role"] in SILENT or row["kind"] in NOT_ASKED)
+    return row["alive"] and row["state"] != "paused" and row["role"] not in SILENT  # start, resume
+
+
+def _primaries(status):
+    return {row["name"] for row in status["stores"] if row["role"] == "primary"}
+
+
+def _rules_in_place(isolated, state_dir):
+    """Partition (isolated: names): each has drop rules. Heal (None): no namespace of the cluster has any."""
+    recorded = cluster.load(state_dir)
+    network = recorded.net if recorded else None
+    if network is None:
+        return False
+    names = [isolated] if isinstance(isolated, str) else isolated
+    try:
+        if names is not None:
+            return all(cluster.netns.rules(network, name) for name in names)
+        return not any(cluster.netns.rules(network, name) for name in network.nodes)
+    except cluster.DeployError:  # a namespace being made or removed: not seen yet
+        return False

@@ -1,0 +1,102 @@
+"""`python -m loadtest bench`: our stores, Django's stock engines, the floor and the ceiling in one run.
+
+One tiny run (two rounds of a second each, three stores) checks the wiring,
+not the figures: the stock engine's cluster comes up, the floor answers on
+our stores' instances, the store commands are counted by Redis, and every
+CPU figure carries its spread and its ratios.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from deploy.cluster import BLOCK, free_base_port, port_free
+from loadtest import _bench, _bench_cost, _profile
+
+STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0"]
+
+
+def _free_blocks(count):
+    """A base port whose `count` consecutive cluster blocks are free now."""
+    for _ in range(50):
+        base = free_base_port()
+        if all(port_free(port) for port in range(base, base + count * BLOCK)):
+            return base
+    pytest.fail(f"no {count} free blocks of ports")
+
+
+@pytest.fixture
+def out():
+    """A short folder: HAProxy's socket path in it must stay under 98 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(600)
+def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
+    report = _bench.bench(stores_to_run=STORES, rounds=2, seconds=1, connections=2,
+                          port=_free_blocks(len(STORES)), out=out)
+    stores = report["stores"]
+    for store in STORES:
+        runs = report["raw"][store]
+        assert all(run["bad_responses"] == 0 for mix in runs.values() for run in mix), runs
+        spread = stores[store]["poll_direct"]["server_us_spread"]
+        assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+    # The floor answers (BENCH_VIEWS=1) on our stores' instances only, and sends what the poll mix sends.
+    assert [len(report["raw"][store].get("floor_direct", [])) for store in STORES] == [2, 2, 0, 0]
+    assert stores["redis"]["floor_direct"]["server_us"]["median"] > 0
+    commands = report["commands"]
+    assert commands["redis"] == {"poll": {"redis": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1},
+                                 "floor poll": {"redis": 1}, "floor heartbeat": {"redis": 2},
+                                 "floor me": {"redis": 1}}
+    assert commands["stock_cache_redis"] == {"poll": {"redis": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1}}
+    assert commands["memory"] == {kind: {} for kind in commands["redis"]}
+    # Ours against the stock engine on the same store, round by round, and the issue's targets on CPU.
+    assert set(stores["redis"]["poll_direct"]["cpu_to_stock"]) == {"stock_cache_redis"}
+    # A variant is its store with a guarantee switched off, compared with the same stock engine.
+    assert commands["redis:STORE_BREAKER_INTERVAL=0"] == commands["stock_cache_redis"]
+    assert set(stores["redis:STORE_BREAKER_INTERVAL=0"]["poll_direct"]["cpu_to_stock"]) == {"stock_cache_redis"}
+    names = [target["target"] for target in report["targets"]]
+    assert "redis: server CPU a request at most stock_cache_redis's (every round)" in names
+    assert any(name.startswith("memory's poll mix at least 0.8 of the bare Django view") for name in names)
+
+
+@pytest.mark.parametrize("row, parsed", [
+    ("redis", ("redis", {})),
+    ("stock_cached_db", ("stock_cached_db", {})),
+    ("redis:STORE_BREAKER_INTERVAL=0:USER_CACHE_SECONDS=0",
+     ("redis", {"STORE_BREAKER_INTERVAL": "0", "USER_CACHE_SECONDS": "0"})),
+])
+def test_a_bench_row_is_a_store_with_settings_of_its_own(row, parsed):
+    assert _bench_cost.parse_row(row) == parsed
+
+
+@pytest.mark.parametrize("row, named", [("nowhere", "SESSION_STORE='nowhere' is not one of"),
+                                        ("redis:breaker", "NAME=value"), ("redis:lower=1", "NAME=value")])
+def test_a_bad_bench_row_is_refused_by_name(row, named):
+    with pytest.raises(ValueError, match=named):
+        _bench_cost.parse_row(row)
+
+
+def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():
+    server = ['process 1:"gunicorn"', "run (threading.py:1010)", "handle (gunicorn/workers/gthread.py:553)",
+              "__call__ (django/core/handlers/wsgi.py:124)", "__call__ (accounts/middleware.py:40)"]
+    assert _profile.layer_of(server) == "middleware"
+    session = [*server, "load (labcore/sessions/redis.py:30)", "_get (django/utils/functional.py:1)"]
+    assert _profile.layer_of(session) == "session engine"
+    assert _profile.layer_of([*session, "get (django_redis/cache.py:90)", "read (redis/connection.py:1)"]) == "redis-py"
+    assert _profile.layer_of(['process 1:"gunicorn"']) == _profile.OTHER
+
+
+@pytest.mark.timeout(300)
+def test_bench_profile_breaks_an_instances_cpu_into_layers_summing_to_all_of_it(out):
+    report = _profile.profile("redis", seconds=3, connections=2, port=_free_blocks(1), out=out)
+    layers = report["layers"]
+    assert sum(layers.values()) == pytest.approx(1, abs=0.001)
+    assert layers["redis-py"] > 0 and layers["session engine"] > 0 and layers["the server"] > 0, layers
+    assert report["server_us"] > 0
+    assert report["commands"]["heartbeat"] == {"redis": 2}
+    assert "| total | 100.0% |" in _profile.table(report)
