@@ -36,6 +36,7 @@ from loadtest import _page as page
 from loadtest._accounts import prepare
 from loadtest._svg import series_chart
 from loadtest.harness import checkers, history, load, socket_checkers, verdict
+from loadtest.harness.nemesis import Nemesis, rolling_restart
 from loadtest.harness.socket_client import SocketChatter
 from loadtest.harness.verdict import Check
 
@@ -155,25 +156,15 @@ def run(name, deployed, *, users, interval, window, history):
 
 
 def _fault(fault, state_dir, history):
-    """Inject the fault through deploy's actions, recorded; return what mends it at the end of the window."""
-    def act(action, target=None, **fields):
-        event = history.fault(action, target if fields == {} else {"target": target, **fields})
-        cluster.act(action, target, fields or None, state_dir=state_dir)
-        history.took_effect(event)
-        return event
-
+    """Inject the fault through the nemesis (recorded as observed); return what mends it at the window's end."""
+    nemesis = Nemesis(history, state_dir=state_dir)
     if fault in ("kill", "term"):
-        event = act(fault, "app1")
-        return lambda: (act("start", "app1"), history.ended(event))
+        nemesis.act(fault, "app1")
+        return lambda: nemesis.act("start", "app1")
     if fault == "scale":
-        event = act("scale", count=len(INSTANCES) - 1)
-        return lambda: (act("scale", count=len(INSTANCES)), history.ended(event))
-    event = history.fault("rolling restart", list(INSTANCES))
-    for node in INSTANCES:
-        act("term", node)
-        act("start", node)
-    history.took_effect(event)
-    history.ended(event)
+        nemesis.act("scale", fields={"count": len(INSTANCES) - 1})
+        return lambda: nemesis.act("scale", fields={"count": len(INSTANCES)})
+    nemesis.run(rolling_restart(list(INSTANCES)))
     return lambda: None
 
 

@@ -9,10 +9,11 @@ logs in with a bearer token (/api/token: no cookie, no CSRF), connects to
 - `connect`: invoked at the attempt; ok with value {"after"} once the
   `hello` frame came, failed with the HTTP status or close code, unknown
   when the connection broke first;
-- `post`: value {"client_id", "text"}; ok with {"client_id", "id"} at its
-  ack, unknown while unacknowledged (a post still pending when its socket
-  drops is sent again with its client_id after the reconnect, and so keeps
-  its one op; the site stores it once);
+- `post`: value {"room", "client_id", "text"}; ok with {"room",
+  "client_id", "id"} at its ack (the HTTP posts' shape, and the
+  client_id), unknown while unacknowledged (a post still pending when its
+  socket drops is sent again with its client_id after the reconnect, and
+  so keeps its one op; the site stores it once);
 - `receive`: one per `message` frame, at its arrival: {"id", "prev",
   "author", "client_id", "held" (taken into the client's chain: shown),
   "connection" (the how-manieth socket of this user)};
@@ -154,7 +155,8 @@ class SocketChatter:
         with self.lock:
             if self.ws is None:
                 return
-            op = self.history.invoke(self.name, "post", self.node, {"client_id": client_id, "text": text})
+            op = self.history.invoke(self.name, "post", self.node, {"room": self.room, "client_id": client_id,
+                                                                     "text": text})
             self.pending[client_id] = (op, text)
             self._send(client_id, text)
 
@@ -217,7 +219,8 @@ class SocketChatter:
             with self.lock:
                 op, _ = self.pending.pop(frame["client_id"], (None, None))
             if op is not None:
-                done = self.history.complete(op, "ok", value={"client_id": frame["client_id"], "id": frame["id"]})
+                done = self.history.complete(op, "ok", value={"room": self.room, "client_id": frame["client_id"],
+                                                              "id": frame["id"]})
                 if self.acked:
                     self.acked(done["completed"] - done["invoked"])
         elif kind == "presence":
