@@ -17,7 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import ConnectionClosed
 
 from deploy import haproxy, sockets
-from deploy.cluster import ROOT, DeployError, Topology, act, down, free_base_port, status, up
+from deploy.cluster import ROOT, DeployError, Topology, act, down, free_base_port, status, up, wait_for
 from loadtest._accounts import for_locust
 from loadtest.harness import socket_checkers
 from loadtest.harness.checkers import ops
@@ -151,7 +151,8 @@ def test_a_graceful_stop_closes_the_instance_s_sockets_with_1001_and_status_coun
     with socket(site, lobby, cookie) as a, socket(site, lobby, cookie) as b:
         for ws in (a, b):
             frame(ws, "presence")
-        assert sockets_open(cluster) == {"app1": 1, "app2": 1}  # round robin: one each
+        # Round robin: one each (read from each instance's /healthz, which a busy instance may answer late).
+        wait_for(lambda: sockets_open(cluster) == {"app1": 1, "app2": 1}, timeout=20, what="one socket on each")
         act("term", "app1", state_dir=cluster.state_dir)
         codes = []
         for ws in (a, b):
