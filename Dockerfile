@@ -3,20 +3,26 @@
 #   docker build --target site    -t REGISTRY/stateful-lab-site:TAG .
 #   docker build --target loadgen -t REGISTRY/stateful-lab-loadgen:TAG .
 #
-# Never built where the lab was written (no container engine there):
-# tests/test_container.py lints this file with hadolint, checks that every
-# COPY source exists and that the images run as a user other than root, and
-# builds the wheel the `build` stage installs. See docs/operations/kubernetes.md, "Beyond one
-# machine: Kubernetes".
+# On any machine that reaches Docker Hub and PyPI, as above: the base is the
+# public python:3.12-slim. `python -m deploy images` builds both targets on a
+# Debian 13 base of its own instead (BASE_IMAGE, made from Debian's packages)
+# and installs from the wheels it downloaded into wheels/ (PIP_OPTIONS=--no-index):
+# docs/operations/swarm.md. tests/test_container.py lints this file with
+# hadolint, checks that every COPY source exists and that the images run as
+# a user other than root, and builds the wheel the `build` stage installs.
+ARG BASE_IMAGE=python:3.12-slim
 
 # --- build: the project and its dependencies into a virtualenv ------------
-FROM python:3.12-slim AS build
+FROM ${BASE_IMAGE} AS build
+# --no-index with the wheels of wheels/ alone; empty: PyPI as well.
+ARG PIP_OPTIONS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # The project's own files only (.dockerignore keeps out the rest). psycopg
 # and hiredis come as binary wheels, so the slim image needs no compiler.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
+COPY wheels/ /wheels/
 COPY site/ site/
 COPY labcore/ labcore/
 COPY accounts/ accounts/
@@ -27,12 +33,13 @@ COPY loadtest/ loadtest/
 # site/ is installed as the package labsite ([tool.setuptools.package-dir]);
 # templates and static files travel in the wheel ([tool.setuptools.package-data]).
 # The build fails here if the wheel came without the templates.
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install . \
+# Every dependency at the version constraints.txt pins, as on the host.
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install ${PIP_OPTIONS} --find-links /wheels --constraint constraints.txt . \
     && /opt/venv/bin/python -c "import labsite, pathlib; assert (pathlib.Path(labsite.__file__).parent / 'templates' / 'base.html').is_file()"
 
 # --- runtime: what both images share ------------------------------------------
-FROM python:3.12-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -65,10 +72,11 @@ CMD ["python", "-m", "gunicorn", "labsite.wsgi", \
 # --- loadgen: Locust with the lab's journeys -------------------------------
 FROM runtime AS loadgen
 WORKDIR /opt/lab
-# `locust -f loadtest/journeys.py`: the journeys alone (`-f loadtest` would
-# also load loadtest/harness/); its helpers import from the installed package.
+# `locust -f loadtest/locustfiles/journeys.py`: the journeys alone (the folder
+# would also load the capacity step's load shape); its helpers import from the
+# installed package.
 COPY loadtest/ loadtest/
 USER 10001:10001
 EXPOSE 8089 5557
-ENTRYPOINT ["locust", "-f", "loadtest/journeys.py"]
+ENTRYPOINT ["locust", "-f", "loadtest/locustfiles/journeys.py"]
 CMD ["--help"]

@@ -6,7 +6,7 @@ tests/test_roundtrips.py), through the same clients: the session cache
 (django-redis, pymemcache or LocMem), the database connection, redis-py's
 pooled client. It uses no session engine, breaker, presence script or
 request.session, so a store's poll mix minus its floor is the cost of our
-code, and the floor minus the bare ceiling (loadtest/_ceiling.py) the cost
+code, and the floor minus the bare ceiling (loadtest/bench/ceiling.py) the cost
 of the store and its client. Send it without a session cookie: with one,
 the idle-logout middleware loads the session as on any request.
 

@@ -6,9 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from deploy import cluster, web
+from deploy import cluster, options
 from deploy.errors import DeployError
-from deploy.topology import Topology
 
 
 def main(argv=None):
@@ -20,43 +19,7 @@ def main(argv=None):
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start a cluster in the background")
-    up.add_argument("--instances", type=int, default=3)
-    up.add_argument("--sessions", default="redis", help="a SESSION_STORE: memory, redis, db, ...")
-    up.add_argument("--presence", default="redis", help="a PRESENCE_STORE: memory or redis")
-    up.add_argument("--lb", default="roundrobin", help="roundrobin or sticky")
-    up.add_argument("--db", default="sqlite", help="sqlite or postgres")
-    up.add_argument("--port", type=int, default=8000, help="the load balancer's port")
-    up.add_argument("--server", default=web.DEFAULT,
-                    help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N "
-                         "(WSGI), or uvicorn (ASGI: HTTP and the chat's WebSockets)")
-    up.add_argument("--channel-layer", default="",
-                    help="with --server uvicorn: how instances reach each other's sockets; memory (each only its "
-                         "own) or redis (default when --presence is redis)")
-    up.add_argument("--redis", default="single",
-                    help="single; sentinel: a primary, replicas, three Sentinels; cluster: Redis Cluster, "
-                         "shards of a primary and a replica")
-    up.add_argument("--redis-shards", type=int, default=3, help="with --redis cluster: primaries (default 3)")
-    up.add_argument("--redis-replicas", type=int, default=2, help="with --redis sentinel (default 2)")
-    up.add_argument("--redis-sync", type=int, default=0,
-                    help="replicas that must confirm each session write and logout (WAIT); with sentinel, also "
-                         "connected for any write; with --redis cluster, 0 or 1 (each shard has one replica)")
-    up.add_argument("--pg-standbys", type=int, default=0, help="PostgreSQL standbys streaming from the primary")
-    up.add_argument("--pg-sync", default="off", help='off (asynchronous), "ANY k" or "FIRST k"')
-    up.add_argument("--etcd-members", type=int, default=3,
-                    help="with --sessions etcd: members of the etcd cluster, 3, 5 or 7 (default 3)")
-    up.add_argument("--cpu-quota", type=float, metavar="CORES",
-                    help="cap each instance at this many cores (a cgroup CPU quota), e.g. 0.25")
-    up.add_argument("--site-cpus", metavar="LIST",
-                    help="run the instances on these CPUs (e.g. 0), HAProxy and the stores on the others")
-    up.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                    help="a site setting for every instance, e.g. PASSWORD_ITERATIONS=1000")
-    up.add_argument("--netns", action="store_true",
-                    help="every store node and instance in a network namespace of its own, so that `partition` "
-                         "can cut them apart (needs root); HAProxy stays on loopback")
-    up.add_argument("--no-durable", dest="durable", action="store_false",
-                    help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
-                         "an OS crash can lose acknowledged messages")
+    options.add_up_arguments(commands.add_parser("up", help="start a cluster in the background"))
 
     state = commands.add_parser("status", help="what runs, and what HAProxy thinks of it")
     state.add_argument("--json", action="store_true")
@@ -78,6 +41,18 @@ def main(argv=None):
     promote.add_argument("--force", action="store_true",
                          help="even while the old primary runs: two primaries, as behind a partition")
 
+    slow = commands.add_parser("latency", help="add MS milliseconds each way to every connection to and from a "
+                                               "node or instance (0 removes it); delays add along a path")
+    slow.add_argument("name", help="app1.., redis1.., sentinel1.., pg1.., redis:primary, pg:primary")
+    slow.add_argument("ms", type=float)
+    slow.add_argument("--jitter", type=float, default=0, metavar="MS",
+                      help="each chunk's delay drawn from MS either side of the latency (order kept)")
+
+    stall = commands.add_parser("stall", help="deliver nothing to or from a node or instance for SECONDS, its "
+                                              "connections open; then deliver what waited")
+    stall.add_argument("name")
+    stall.add_argument("seconds", type=float)
+
     scale = commands.add_parser("scale", help="add or remove instances while traffic flows")
     scale.add_argument("count", type=int)
 
@@ -87,7 +62,10 @@ def main(argv=None):
                      help="cut them off from these names only (default: from everything else)")
     commands.add_parser("heal", help="remove every partition")
 
-    commands.add_parser("down", help="stop everything `up` started; remove its files but the logs")
+    commands.add_parser("images", help="build the images the swarm runtime runs (Debian 13 base, site, loadgen), "
+                                       "starting dockerd if none runs")
+    commands.add_parser("down", help="stop everything `up` started; remove its files but the logs (under "
+                                     "Swarm: the stack, and the swarm and dockerd if the lab started them)")
     clean = commands.add_parser("cleanup", help="remove the namespaces, links and partition rules of the cluster "
                                                 "in --state-dir, even with its record gone")
     clean.add_argument("--all", dest="everything", action="store_true",
@@ -110,22 +88,13 @@ def main(argv=None):
 def run(args):
     where = {"state_dir": args.state_dir}
     if args.command == "up":
-        up = cluster.up(
-            instances=args.instances, sessions=args.sessions, presence=args.presence,
-            lb=args.lb, port=args.port, db=args.db, env=parse_env(args.env), server=args.server,
-            durable=args.durable, cpu_quota=args.cpu_quota, site_cpus=args.site_cpus,
-            channel_layer=args.channel_layer,
-            topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
-                              redis_shards=args.redis_shards,
-                              pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
-                              etcd_members=args.etcd_members),
-            namespaces=args.netns, **where,
-        )
+        up = cluster.up(**options.up_keywords(args), **where)
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
         print(f"{len(up.instances)} instances ({args.lb}, {args.server}"
               + (f", channel layer {up.channel_layer}" if up.channel_layer else "") + f"), sessions: {args.sessions}, "
-              f"presence: {args.presence}, database: {args.db}"
+              f"presence: {args.presence}, database: {up.db}"
+              + (f", on Docker Swarm (stack {up.stack})" if up.runs_on == "swarm" else "")
               + ("" if args.durable else " (not durable: no fsync)"))
         if up.cpu:
             print(f"cpu limits (cgroup {up.cpu['version']}): "
@@ -142,9 +111,10 @@ def run(args):
     elif args.command == "down":
         print("stopped" if cluster.down(**where) else "no cluster was up")
     elif args.command == "logs":
-        path = cluster.log_path(args.name, **where)
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        print("\n".join(lines[-args.lines:]))
+        print(cluster.logs(args.name, lines=args.lines, **where))
+    elif args.command == "images":
+        for image, size in cluster.images(say=print).items():
+            print(f"{image}: {size / 1e6:.0f} MB")
 
 
 def action(args):
@@ -157,21 +127,15 @@ def action(args):
         return "promote", None, {"force": args.force}
     if args.command == "scale":
         return "scale", None, {"count": args.count}
+    if args.command == "latency":
+        return "latency", args.name, {"ms": args.ms, "jitter": args.jitter}
+    if args.command == "stall":
+        return "stall", args.name, {"seconds": args.seconds}
     return args.command, getattr(args, "name", None), {}
 
 
 def names(text):
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def parse_env(pairs):
-    env = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise DeployError(f"--env wants NAME=VALUE, not {pair!r}")
-        env[name] = value
-    return env
 
 
 def print_status(state, *, as_json):
@@ -184,15 +148,23 @@ def print_status(state, *, as_json):
         print(f"network {state['network']}; partitions: "
               + ("; ".join(f"{', '.join(p['isolated'])} | {', '.join(p['from']) or 'everything else'}"
                            for p in state["partitions"]) or "none"))
-    print(f"{'name':<10}{'port':>6}{'pid':>9}  {'alive':<7}{'lb_state'}")
+    # Under Swarm a row has no pid but a container: that column shows it instead.
+    swarm = state.get("runtime") == "swarm"
+    if swarm:
+        print(f"stack {state['stack']} on Docker Swarm")
+    print(f"{'name':<10}{'port':>6}{'container' if swarm else 'pid':>13}  {'alive':<7}{'lb_state'}")
     for row in state["instances"]:
-        print(f"{row['name']:<10}{row['port']:>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
+        print(f"{row['name']:<10}{row['port']:>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
               f"{row['lb_state']}" + (f"  sockets {row['sockets']}" if row.get("sockets") is not None else ""))
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
-        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{row['pid']:>9}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row.get('role', '')}" + (f" {row['slots']}" if row.get("slots") else ""))
+        print(f"{row['name']:<10}{row['port'] or 'socket':>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
+              f"{row.get('role') or ''}" + (f" {row['slots']}" if row.get("slots") else ""))
 
+
+def _who(row):
+    """A row's pid, or under Swarm its container (none: "-")."""
+    return str(row["pid"] if row["pid"] is not None else row.get("container") or "-")
 
 if __name__ == "__main__":
     sys.exit(main())

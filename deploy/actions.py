@@ -6,14 +6,14 @@ says whether the action takes a target (an instance, a store node, or an
 alias such as `redis:primary`) and which fields it accepts with their
 types, so a caller can check a request before anything runs, and `act()`
 refuses what the table does not allow with a DeployError naming the field.
-A later action (latency, a stall, a power loss) joins by adding its row.
+A later action (a power loss, say) joins by adding its row.
 """
 
 from dataclasses import dataclass, field
 
-from deploy import faults
+from deploy import faults, links, stores
 from deploy.errors import DeployError
-from deploy.record import DEFAULT_STATE_DIR
+from deploy.record import DEFAULT_STATE_DIR, load
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,21 @@ def _scale(target, fields, state_dir):
     return f"{len(faults.scale(fields['count'], state_dir=state_dir).instances)} instances"
 
 
+def _latency(target, fields, state_dir):
+    cluster = faults.require_cluster(state_dir)
+    node = stores.resolve(cluster, target.strip())
+    links.set_latency(cluster, node, fields["ms"], fields.get("jitter", 0))
+    jitter = f" (jitter {fields['jitter']:g} ms)" if fields.get("jitter") else ""
+    return f"{node}: {fields['ms']:g} ms each way{jitter}" if fields["ms"] else f"{node}: no latency"
+
+
+def _stall(target, fields, state_dir):
+    cluster = faults.require_cluster(state_dir)
+    node = stores.resolve(cluster, target.strip())
+    links.stall(cluster, node, fields["seconds"])
+    return f"{node} stalled for {fields['seconds']:g} s"
+
+
 ACTIONS = {action.name: action for action in (
     Action("kill", _kill),
     Action("term", _term),
@@ -76,6 +91,8 @@ ACTIONS = {action.name: action for action in (
     Action("heal", _heal, target=False),
     Action("promote", _promote, target=False, fields={"force": bool}),
     Action("scale", _scale, target=False, fields={"count": int}, required=("count",)),
+    Action("latency", _latency, fields={"ms": float, "jitter": float}, required=("ms",)),
+    Action("stall", _stall, fields={"seconds": float}, required=("seconds",)),
 )}
 
 
@@ -94,15 +111,25 @@ def check(name, target=None, fields=None):
         if wanted is None:
             raise DeployError(f"{name} takes no field {key!r}"
                               + (f"; it takes: {', '.join(action.fields)}" if action.fields else ""))
-        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-            raise DeployError(f"{name}'s {key!r} must be {'a list of names' if wanted is list else wanted.__name__}")
+        accepted = (int, float) if wanted is float else wanted  # a whole number is a number too
+        if not isinstance(value, accepted) or (wanted in (int, float) and isinstance(value, bool)):
+            raise DeployError(f"{name}'s {key!r} must be "
+                              + {list: "a list of names", float: "a number"}.get(wanted, wanted.__name__))
     missing = [key for key in action.required if key not in fields]
     if missing:
         raise DeployError(f"{name} needs {', '.join(repr(key) for key in missing)}")
     return action
 
 
+# What a cluster on Docker Swarm can do (deploy/swarm.py): Swarm owns its containers' lives.
+SWARM_ACTIONS = ("kill", "start")
+
+
 def act(name, target=None, fields=None, *, state_dir=DEFAULT_STATE_DIR):
     """Run the action `name` on target with fields, checked first (check()); return what was done, in words."""
     action = check(name, target, fields)
+    cluster = load(state_dir)
+    if cluster and cluster.runs_on == "swarm" and name not in SWARM_ACTIONS:
+        raise DeployError(f"{name} is not offered under --runtime swarm (it acts on host processes or the lab's "
+                          f"namespaces); there: {', '.join(SWARM_ACTIONS)}")
     return action.run(target, fields or {}, state_dir)

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import urllib.request
 
-from deploy import cgroups, haproxy, sockets, stores, web
+from deploy import cgroups, haproxy, links, sockets, stores, web
 from deploy.errors import DeployError
-from deploy.layout import STATS_OFFSET
+from deploy.layout import STATS_OFFSET, behind
 from deploy.processes import PRIVATE_UMASK, port_open, require, running, spawn, wait_for, write_private
 from deploy.record import ROOT
 from deploy.sizing import MAX_INSTANCES
@@ -69,7 +69,8 @@ def manage(cluster, *argv, stdin=None):
 
 def start_instance(cluster, name):
     port, host = cluster.instance_port(name), cluster.host(name)
-    argv = cluster.command(name, web.argv(cluster.server, port=port, host=host))
+    links.start(cluster, name, links.instance_routes(cluster, name))  # it listens behind its relay (deploy/links.py)
+    argv = cluster.command(name, web.argv(cluster.server, port=behind(port), host=host))
     record = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
     cluster.instances[name] = {"port": port, **record}
     cluster.save()
@@ -78,6 +79,7 @@ def start_instance(cluster, name):
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
     confine(cluster, record["pid"], name)
+    links.refresh(cluster)
 
 
 def confine(cluster, pid, group):

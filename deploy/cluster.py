@@ -14,16 +14,18 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, netns, record, sockets, stores, web
+from deploy import apps, cgroups, kinds, links, netns, record, sockets, stores, swarm, web
+from deploy import images as image_builds
 from deploy.actions import ACTIONS, act
 from deploy.actions import check as check_action
-from deploy.alone import server_settings, start_server, stop_server
+from deploy.alone import server_settings, start_relay, start_server, stop_relay, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
 from deploy.kinds import etcd
 from deploy.kinds.base import Kind, new_password
 from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 from deploy.layout import BLOCK, MAX_INSTANCES, STORE_SLOTS, free_base_port, free_port
+from deploy.options import RUNTIMES, add_up_arguments, as_argv, up_keywords, up_options
 from deploy.processes import (
     alive,
     port_free,
@@ -47,14 +49,15 @@ __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "check_action", "resolve",
-    "add_users", "api_token", "Topology",
-    "LB_CHOICES", "SENTINEL_FAILOVER_SECONDS",
+    "add_users", "api_token", "Topology", "LB_CHOICES", "RUNTIMES", "SENTINEL_FAILOVER_SECONDS", "logs", "images",
+    # starting and acting by request (the control room): the checks alone, and up's options as data
+    "check_up", "add_up_arguments", "up_keywords", "up_options", "as_argv",
     # its record and its ports
     "Cluster", "load", "make_private_folder", "made_by_deploy", "MARKER", "DEFAULT_STATE_DIR", "ROOT", "ports",
     "free_port", "free_base_port", "BLOCK", "MAX_INSTANCES", "STORE_SLOTS", "site_env",
     # kinds of server, and private servers outside a cluster
     "Kind", "KINDS", "servers", "start_server", "server_settings", "stop_server", "new_password", "etcd", "netns",
-    "web", "cgroup_version",
+    "web", "cgroup_version", "start_relay", "stop_relay",
     # processes
     "DeployError", "require", "wait_for", "stop", "spawn", "running", "alive", "start_time", "signal_group",
     "port_open", "run_all", "wait_gone",
@@ -68,11 +71,12 @@ KINDS = kinds.KINDS
 servers = kinds.servers
 site_env = apps.site_env
 cgroup_version = cgroups.version
+images = image_builds.build
 
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None, channel_layer="",
+       cpu_quota=None, site_cpus=None, runtime="processes", latency=None, channel_layer="",
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
@@ -87,6 +91,70 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     can cut them apart; HAProxy stays on loopback.
     cpu_quota, site_cpus: cores per instance, and the CPUs the instances run
     on, HAProxy and the stores getting the others (cgroups, deploy/cgroups.py).
+    runtime: "processes" (this machine's processes) or "swarm" (Docker Swarm services: deploy/swarm.py,
+    which refuses the options that need host processes or namespaces).
+    latency: {node or instance: milliseconds each way} from the start (deploy/links.py).
+    """
+    if runtime not in RUNTIMES:
+        raise DeployError(f"--runtime {runtime!r} is not one of: {', '.join(RUNTIMES)}")
+    if runtime == "swarm":
+        _check_choices(instances, lb)
+        return swarm.start_cluster(
+            state_dir=state_dir, instances=instances, sessions=sessions, presence=presence, lb=lb, port=port,
+            db=db, env=env, server=server, durable=durable, topology=(topology or Topology()).check(),
+            namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus)
+    topology, wanted, limits, channel_layer = check_up(
+        instances=instances, sessions=sessions, presence=presence, lb=lb, port=port, db=db, server=server,
+        topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir,
+        channel_layer=channel_layer)
+    cluster = Cluster(
+        # Absolute: HAProxy reads a relative socket path as host:port.
+        state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
+        db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
+        channel_layer=channel_layer,
+        durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
+    )
+    links.check_latencies(cluster, wanted, instances, latency or {})
+    make_private_folder(cluster.path)
+    # Every cluster starts with empty databases, so runs compare fairly.
+    for stale in ("site.sqlite3", "site.sqlite3-wal", "site.sqlite3-shm"):
+        (cluster.path / stale).unlink(missing_ok=True)
+    cluster.save()
+    try:
+        if namespaces:
+            _make_network(cluster, wanted, topology)
+        if limits:
+            cgroups.Groups(limits).create()
+        links.set_initial(cluster, latency or {})
+        for name, routes in links.plan(cluster, wanted):  # now: with --netns, at the namespaces' addresses
+            links.start(cluster, name, routes)
+        stores.start_all(cluster, wanted)
+        for node in cluster.stores.values():
+            apps.confine(cluster, node["pid"], cgroups.REST)
+        apps.migrate(cluster)
+        for number in range(1, instances + 1):
+            apps.start_instance(cluster, f"app{number}")
+        apps.start_haproxy(cluster)
+        apps.wait_serving(cluster)
+        links.refresh(cluster)
+    except BaseException:
+        down(state_dir)
+        raise
+    return cluster
+
+
+def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000, db="sqlite",
+             server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
+             state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes", latency=None,
+             channel_layer=""):
+    """Every check `up` makes before it starts anything on processes: DeployError naming the first that fails.
+
+    Return (the topology checked, the kinds of server wanted, the CPU limits
+    planned, the channel layer chosen). env, durable, runtime and latency are not checked here (Swarm
+    refuses what it cannot run in deploy/swarm.py; latency's names are checked
+    once up has planned the nodes); they are accepted so that the same
+    keywords as up's can be passed. The control room calls it to refuse
+    a bad start at once, before it answers.
     """
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
@@ -105,35 +173,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         stores.check_namespaces(wanted, topology)
     limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
 
-    cluster = Cluster(
-        # Absolute: HAProxy reads a relative socket path as host:port.
-        state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
-        db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
-        channel_layer=channel_layer,
-        durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
-    )
-    make_private_folder(cluster.path)
-    # Every cluster starts with empty databases, so runs compare fairly.
-    for stale in ("site.sqlite3", "site.sqlite3-wal", "site.sqlite3-shm"):
-        (cluster.path / stale).unlink(missing_ok=True)
-    cluster.save()
-    try:
-        if namespaces:
-            _make_network(cluster, wanted, topology)
-        if limits:
-            cgroups.Groups(limits).create()
-        stores.start_all(cluster, wanted)
-        for node in cluster.stores.values():
-            apps.confine(cluster, node["pid"], cgroups.REST)
-        apps.migrate(cluster)
-        for number in range(1, instances + 1):
-            apps.start_instance(cluster, f"app{number}")
-        apps.start_haproxy(cluster)
-        apps.wait_serving(cluster)
-    except BaseException:
-        down(state_dir)
-        raise
-    return cluster
+    return topology, wanted, limits, channel_layer
 
 
 def servers_for(*, sessions, presence, db):
@@ -170,14 +210,19 @@ def down(state_dir=DEFAULT_STATE_DIR):
     cluster = load(state_dir)
     if cluster is None:
         cleanup(state_dir)  # namespaces a lost record left behind
+        swarm.release_engine()  # a dockerd `deploy images` started
         return None
     if not made_by_deploy(cluster.path):
         raise DeployError(f"{cluster.path} was not made by deploy (no {MARKER} in it): "
                           "nothing stopped or removed")
+    if cluster.runs_on == "swarm":
+        swarm.stop_cluster(cluster)
+        return cluster
     run_all([
         partial(stop, cluster.haproxy, timeout=5),
         *(partial(stop, instance, timeout=5) for instance in cluster.instances.values()),
         partial(stores.stop_all, cluster),
+        partial(links.stop_all, cluster),
         partial(cleanup, state_dir),
         *([lambda: cgroups.Groups(cluster.cpu).remove()] if cluster.cpu else []),
     ])
@@ -199,6 +244,8 @@ def status(state_dir=DEFAULT_STATE_DIR):
     """Return what runs, as one JSON-ready dict: `status --json`, whose schema is documented in
     docs/operations/deploy.md; later versions only add fields."""
     cluster = require_cluster(state_dir)
+    if cluster.runs_on == "swarm":
+        return swarm.status(cluster)
     try:
         lb_rows = cluster.runtime.stats() if running(cluster.haproxy) else {}
     except OSError:
@@ -213,12 +260,13 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "durable": cluster.durable,
         "server": cluster.server,
         "channel_layer": cluster.channel_layer or None,
+        "runtime": cluster.runs_on,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
         "network": cluster.net.subnet if cluster.network else None,
         "partitions": cluster.partitions,
         "cpu": cluster.cpu,
-        "stores": stores.rows(cluster),
+        "stores": [{**row, **links.row(cluster, row["name"])} for row in stores.rows(cluster)],
         "instances": [
             {
                 "name": name,
@@ -230,6 +278,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
                 "state": apps.state(cluster, name, i, lb_rows[name]["status"] if name in lb_rows else "unknown"),
                 "role": None,
                 "sockets": sockets.open_sockets(cluster, name, i) if web.is_asgi(cluster.server) else None,
+                **links.row(cluster, name),
             }
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])
         ],
@@ -253,8 +302,8 @@ def add_users(usernames, password, *, state_dir=DEFAULT_STATE_DIR):
     anyone would. This path needs the cluster's state folder (its database
     credentials), so it is no door for other processes.
     """
-    apps.manage(require_cluster(state_dir), "add_users",
-            stdin=json.dumps({"usernames": list(usernames), "password": password}))
+    _manage(require_cluster(state_dir), "add_users",
+               stdin=json.dumps({"usernames": list(usernames), "password": password}))
 
 
 def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
@@ -264,7 +313,7 @@ def api_token(username, *, state_dir=DEFAULT_STATE_DIR):
     logging in, so no login throttle can refuse it. Needs the cluster's
     state folder (its SECRET_KEY), like add_users.
     """
-    return apps.manage(require_cluster(state_dir), "api_token", username).strip()
+    return _manage(require_cluster(state_dir), "api_token", username).strip()
 
 
 def resolve(name, *, state_dir=DEFAULT_STATE_DIR):
@@ -278,10 +327,26 @@ def log_path(name, *, state_dir=DEFAULT_STATE_DIR):
     known = {*cluster.instances, *cluster.stores, "haproxy"}
     if name not in known:
         raise DeployError(f"no log for {name!r}; choose one of: {', '.join(sorted(known))}")
+    if cluster.runs_on == "swarm":
+        raise DeployError(f"{name} runs on Swarm: its log is its container's (python -m deploy logs {name})")
     return cluster.path / "logs" / f"{name}.log"
 
 
+def logs(name, *, lines=50, state_dir=DEFAULT_STATE_DIR):
+    """The last lines of an instance's or a store's log: its file, or its task's container under Swarm."""
+    cluster = require_cluster(state_dir)
+    if cluster.runs_on == "swarm":
+        return swarm.logs(cluster, name, lines)
+    path = log_path(name, state_dir=state_dir)
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
 # Inside
+
+
+def _manage(cluster, *argv, stdin=None):
+    """A management command with the cluster's settings: here, or in an instance's container under Swarm."""
+    return (swarm.manage if cluster.runs_on == "swarm" else apps.manage)(cluster, *argv, stdin=stdin)
 
 
 def _check_choices(instances, lb):

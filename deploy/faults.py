@@ -7,7 +7,7 @@ is does not matter here, its kind's module knows (deploy/kinds/).
 
 import signal
 
-from deploy import apps, cgroups, netns, stores
+from deploy import apps, cgroups, links, netns, stores, swarm
 from deploy.errors import DeployError
 from deploy.layout import MAX_INSTANCES
 from deploy.processes import port_free, running, signal_group, stop
@@ -28,6 +28,10 @@ def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
     to finish, then SIGTERM it, so no request fails.
     """
     cluster = require_cluster(state_dir)
+    if cluster.runs_on == "swarm":
+        if graceful:
+            raise DeployError("--signal TERM is not offered under Swarm: kill sends SIGKILL to the task's container")
+        return swarm.kill(cluster, name)
     node = _store_node(cluster, name)
     if node:
         if graceful:
@@ -47,10 +51,13 @@ def kill(name, *, graceful=False, state_dir=DEFAULT_STATE_DIR):
 def start(name, *, state_dir=DEFAULT_STATE_DIR):
     """Bring a stopped instance back into the load balancer, or a store node back into its topology."""
     cluster = require_cluster(state_dir)
+    if cluster.runs_on == "swarm":
+        return swarm.start(cluster, name)
     node = _store_node(cluster, name)
     if node:
         stores.start(cluster, node)
         apps.confine(cluster, cluster.stores[node]["pid"], cgroups.REST)
+        links.refresh(cluster)  # the relays know its new processes
         return node
     instance = _instance(cluster, name)
     if running(instance):

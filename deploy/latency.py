@@ -9,6 +9,9 @@ of named routes, each with its own settings):
     set_delay(record["control"], 30, jitter_ms=1)      # every route; route="redis2" for one
     stall(record["control"], 5)                       # or stall(control) until resume(control)
     resume(record["control"])
+    # The connections app1 (pid 4242, at 127.0.0.1) opens: 5 ms more each way.
+    set_peers(record["control"], {"app1": {"ms": 5, "address": "127.0.0.1", "pids": [4242]}})
+    stall(record["control"], 3, peer="app1")          # only the connections with app1 at the other end
     status(record["control"])    # {"redis2": {"listen", "target", "delay_ms", "jitter_ms", "stalled",
                                  #             "stall_left_s", "connections", "queued_bytes"}}
     stop(record)                 # SIGTERM: closes every connection, removes the control socket
@@ -16,7 +19,8 @@ of named routes, each with its own settings):
 `start` runs `python -m deploy.latency --control PATH --route NAME LISTEN TARGET ... [--delay MS]
 [--jitter MS]` (LISTEN and TARGET as HOST:PORT; port 0 picks a free one, which `status` tells) and
 returns once it answers. The control socket takes one JSON object per line,
-{"op": "status" | "delay" | "stall" | "resume", "route": NAME (optional), "ms", "jitter_ms", "seconds"},
+{"op": "status" | "delay" | "stall" | "resume" | "peers", "route": NAME (optional), "ms", "jitter_ms",
+"seconds", "peer", "peers"},
 and answers one line, {"ok": true, "routes": {...}} or {"ok": false, "error": "..."}. It is created
 with the process's umask (077 under deploy): only its user can change the links.
 """
@@ -30,7 +34,7 @@ from pathlib import Path
 from deploy import control as control_socket
 from deploy import processes
 from deploy.processes import DeployError
-from deploy.relay import PreciseSelector, Relay, milliseconds
+from deploy.relay import MAX_DELAY_MS, Relay, milliseconds, precise_loop  # noqa: F401 (MAX_DELAY_MS: for callers)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +51,15 @@ def _command(relays, request):
         ms, jitter = milliseconds(request.get("ms"), "ms"), milliseconds(request.get("jitter_ms", 0), "jitter_ms")
         for relay in chosen:
             relay.set_delay(ms, jitter)
+    elif op == "peers":
+        peers = request.get("peers")
+        if not isinstance(peers, dict) or not all(isinstance(value, dict) for value in peers.values()):
+            raise ValueError('peers must be {"name": {"ms", "jitter_ms", "address", "pids"}, ...}')
+        for relay in chosen:
+            relay.set_peers(peers)
+    elif op in ("stall", "resume") and request.get("peer") is not None:
+        for relay in chosen:
+            relay.stall_peer(request["peer"], request.get("seconds") if op == "stall" else 0)
     elif op == "stall":
         for relay in chosen:
             relay.stall(request.get("seconds"))
@@ -54,7 +67,7 @@ def _command(relays, request):
         for relay in chosen:
             relay.resume()
     elif op != "status":
-        raise ValueError(f"op must be one of status, delay, stall, resume; not {op!r}")
+        raise ValueError(f"op must be one of status, delay, stall, resume, peers; not {op!r}")
     return {"routes": {name: relay.status() for name, relay in relays.items()}}
 
 
@@ -136,12 +149,19 @@ def set_delay(control, ms, *, jitter_ms=0, route=None):
     return request(control, {"op": "delay", "ms": ms, "jitter_ms": jitter_ms, "route": route})["routes"]
 
 
-def stall(control, seconds=None, *, route=None):
-    return request(control, {"op": "stall", "seconds": seconds, "route": route})["routes"]
+def stall(control, seconds=None, *, route=None, peer=None):
+    """Stall every chosen route (route=None: all), or only its connections with node `peer` at the other end."""
+    return request(control, {"op": "stall", "seconds": seconds, "route": route, "peer": peer})["routes"]
 
 
-def resume(control, *, route=None):
-    return request(control, {"op": "resume", "route": route})["routes"]
+def resume(control, *, route=None, peer=None):
+    return request(control, {"op": "resume", "route": route, "peer": peer})["routes"]
+
+
+def set_peers(control, peers, *, route=None):
+    """The nodes a connection may come from, {name: {"ms", "jitter_ms", "address", "pids"}}, each adding its
+    delay and jitter to the route's own (deploy/relay.py)."""
+    return request(control, {"op": "peers", "peers": peers, "route": route})["routes"]
 
 
 def stop(record):
@@ -166,7 +186,7 @@ def main(args=None):
     if len(routes) < len(options.route):
         parser.error("each --route needs a name of its own")
     asyncio.run(serve(routes, control=options.control, delay_ms=options.delay, jitter_ms=options.jitter),
-                loop_factory=lambda: asyncio.SelectorEventLoop(PreciseSelector()))
+                loop_factory=precise_loop)
 
 
 if __name__ == "__main__":

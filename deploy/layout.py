@@ -10,6 +10,7 @@ Ports are offsets from the load balancer's port, the cluster's base:
 | base + 10 + N | instance appN, N from 1 to 16 |
 | base + 27 to base + 29 | free: the next kind of server's slots |
 | base + 30 to base + 59 | store nodes: a range of slots per kind of server |
+| base + 60 to base + 119 | behind a relay: a node whose port is P listens at P + 60 (deploy/links.py) |
 
 The store slots leave room for a kind's replicas, Sentinels, standbys and
 majority-store members; how many nodes of a kind a cluster may have follows
@@ -36,7 +37,8 @@ STORE_SLOTS = {
     "postgres": range(45, 52),
     "etcd": range(52, 60),
 }
-BLOCK = 60  # ports from the base that a cluster may use
+RELAY_OFFSET = 60  # a node behind its relay listens this far above its port (deploy/links.py)
+BLOCK = 2 * RELAY_OFFSET  # ports from the base that a cluster may use
 
 
 def max_nodes(kind):
@@ -53,6 +55,11 @@ MAX_PG_STANDBYS = max_nodes("postgres") - 1
 
 def instance_port(base, name):
     return base + INSTANCE_OFFSET + int(name.removeprefix("app"))
+
+
+def behind(port):
+    """Where a node whose port (its relay's) is `port` listens itself."""
+    return port + RELAY_OFFSET
 
 
 def store_port(base, kind, index=0):

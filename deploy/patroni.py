@@ -30,6 +30,7 @@ from pathlib import Path
 
 from deploy.kinds import etcd
 from deploy.kinds.pgserver import postgres_bin, postgres_folder, postgres_user
+from deploy.layout import behind
 from deploy.processes import (
     DeployError,
     port_open,
@@ -111,6 +112,9 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
     """
     folder = Path(node["folder"])
     address = f"{node['host']}:{node['port']}"
+    # A node behind a latency relay (node["relayed"]: deploy/links.py) listens at layout.behind(port), and
+    # tells the others (connect_address, in etcd) the relay's port: nothing reaches it past the relay.
+    listen = f"{node['host']}:{behind(node['port'])}" if node.get("relayed") else address
     return {
         "scope": SCOPE, "name": node["name"],
         "restapi": {"listen": f"{node['host']}:{node['api_port']}",
@@ -130,7 +134,7 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
             "initdb": [{"encoding": "UTF8"}, {"auth-host": "scram-sha-256"}, {"auth-local": "scram-sha-256"}],
         },
         "postgresql": {
-            "listen": address, "connect_address": address,
+            "listen": listen, "connect_address": address,
             "data_dir": str(folder / "data"), "bin_dir": str(postgres_bin("postgres").parent),
             "pgpass": str(folder / "pgpass"),
             # A standby's copy starts with a checkpoint; a spread one (pg_basebackup's default) can take minutes

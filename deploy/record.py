@@ -50,6 +50,12 @@ class Cluster:
     # With --netns: deploy.netns.Network, as a dict; every store node and instance in a namespace of its own.
     network: dict = field(default_factory=dict)
     partitions: list = field(default_factory=list)  # [{"isolated": [...], "from": [...]}], as made
+    # `up --runtime`, what runs the cluster: "processes" (deploy's own, on this machine) or "swarm" (Docker
+    # Swarm services of the stack `stack`: deploy/swarm.py); every later command reads it here.
+    runs_on: str = "processes"
+    stack: str = ""
+    # deploy/links.py: {"folder", "relays": {name: {"pid", "started", "control"}}, "latency": {name: {"ms", ...}}}
+    links: dict = field(default_factory=dict)
 
     @property
     def net(self):

@@ -19,6 +19,12 @@ clients connect to the relay's `listen` address, it connects to the node's
   connections stay open and bytes keep being read into the queues, then
   everything queued is delivered, each chunk once its own time has come.
   End of stream (a FIN) is delayed and stalled like the bytes before it.
+- Delays add along a path: the node at the other end of a connection (its
+  `peers` entry, found once when the connection opens: deploy/sources.py)
+  adds its own delay and jitter, and its own stall, to the relay's. A
+  connection between nodes A and B, through B's relay, is delayed by
+  latency(A) + latency(B) each way. Until its other end is known, a
+  connection delivers nothing while any peer has a delay or a stall.
 - Bounded memory: a direction stops reading once it holds QUEUE_LIMIT bytes
   (4 MiB); TCP then pushes back on the sender, as a full link would.
 
@@ -35,10 +41,13 @@ descriptor instead, to the microsecond.
 
 import asyncio
 import collections
+import functools
 import math
 import random
 import select
 import selectors
+
+from deploy import sources
 
 CHUNK = 64 * 1024  # bytes read at a time
 QUEUE_LIMIT = 4 * 1024 * 1024  # bytes a direction holds before it stops reading
@@ -87,8 +96,11 @@ class Relay:
         self.changed = _Wakeup()  # the settings changed, and so the times of the chunks queued
         self.set_delay(delay_ms, jitter_ms)
         self.stalled_until = 0.0  # loop time; math.inf: until resumed
+        # name -> {"ms", "jitter_ms", "address", "pids", "stalled_until"}: the nodes a connection may come from
+        self.peers = {}
         self._server = None
         self._connections = {}  # task -> its two _Pipe (none while it connects)
+        self._looking = set()  # the look-ups of connections' other ends under way
 
     async def start(self):
         self._server = await asyncio.start_server(self._accept, *self.listen, limit=CHUNK)
@@ -116,13 +128,45 @@ class Relay:
         self.stalled_until = 0.0
         self.changed.notify()
 
-    def offset(self):
-        """A chunk's draw of jitter, in milliseconds."""
-        return random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
+    def set_peers(self, peers):
+        """The nodes a connection may come from: {name: {"ms", "jitter_ms", "address", "pids"}}; stalls stay."""
+        for name, settings in peers.items():
+            milliseconds(settings.get("ms", 0), f"{name}'s ms"), milliseconds(settings.get("jitter_ms", 0), "jitter")
+        self.peers = {name: {"ms": 0, "jitter_ms": 0, **settings,
+                             "stalled_until": self.peers.get(name, {}).get("stalled_until", 0.0)}
+                      for name, settings in peers.items()}
+        for pipes in self._connections.values():
+            if pipes and pipes[0].peer is None:  # from none of the nodes known before: perhaps a new one's
+                self._look_up(pipes)
+        self.changed.notify()
 
-    def due(self, read_at, offset):
-        """The loop time a chunk read at `read_at` with jitter `offset` may be written, under today's settings."""
-        return max(read_at + max(0.0, self.delay_ms + offset) / 1000, self.stalled_until)
+    def stall_peer(self, name, seconds=None):
+        """Deliver nothing to or from node `name` for `seconds` (None: until resumed; 0: resume it)."""
+        if name not in self.peers:
+            raise ValueError(f"no peer {name!r}; peers: {', '.join(sorted(self.peers)) or 'none'}")
+        self.peers[name]["stalled_until"] = (0.0 if seconds == 0 else math.inf if seconds is None
+                                             else asyncio.get_running_loop().time() + seconds)
+        self.changed.notify()
+
+    def active(self):
+        """Whether any peer has a delay, jitter or stall: then a connection waits to know its other end."""
+        now = asyncio.get_running_loop().time()
+        return any(peer["ms"] or peer["jitter_ms"] or peer["stalled_until"] > now for peer in self.peers.values())
+
+    def offset(self, peer=None):
+        """A chunk's draw of jitter, in milliseconds: the relay's own, plus its other end's."""
+        draw = random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
+        jitter = self.peers.get(peer, {}).get("jitter_ms", 0)
+        return draw + (random.uniform(-jitter, jitter) if jitter else 0.0)
+
+    def due(self, read_at, offset, peer=None):
+        """The loop time a chunk read at `read_at` with jitter `offset`, on a connection with node `peer` at its
+        other end (None: none; UNKNOWN: not known yet), may be written, under today's settings."""
+        if peer is UNKNOWN:
+            return math.inf if self.active() else read_at
+        other = self.peers.get(peer, {})
+        delay = self.delay_ms + other.get("ms", 0) + offset
+        return max(read_at + max(0.0, delay) / 1000, self.stalled_until, other.get("stalled_until", 0.0))
 
     def status(self):
         left = self.stalled_until - asyncio.get_running_loop().time()
@@ -132,6 +176,7 @@ class Relay:
             "delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms,
             "stalled": left > 0, "stall_left_s": round(left, 3) if 0 < left < math.inf else None,
             "connections": len(self._connections), "queued_bytes": sum(pipe.queued for pipe in pipes),
+            "from": sorted({pipe.peer for pipe in pipes if isinstance(pipe.peer, str)}),
         }
 
     async def close(self):
@@ -157,8 +202,10 @@ class Relay:
         except OSError:
             client_writer.transport.abort()
             return
-        pipes = (_Pipe(self, client_reader, target_writer), _Pipe(self, target_reader, client_writer))
+        ends = client_writer.get_extra_info("peername")[:2], client_writer.get_extra_info("sockname")[:2]
+        pipes = (_Pipe(self, client_reader, target_writer, ends), _Pipe(self, target_reader, client_writer, ends))
         self._connections[asyncio.current_task()] = pipes
+        self._look_up(pipes)
         clean = False
         try:
             async with asyncio.TaskGroup() as group:
@@ -175,12 +222,33 @@ class Relay:
                 else:
                     writer.transport.abort()
 
+    def _look_up(self, pipes):
+        looking = asyncio.create_task(self._identify(pipes))
+        self._looking.add(looking)  # held until done: the loop keeps only weak references to tasks
+        looking.add_done_callback(self._looking.discard)
+
+    async def _identify(self, pipes):
+        """Find which node opened the connection (deploy/sources.py), off the event loop; tell its pipes."""
+        candidates = {name: {"address": p.get("address"), "pids": p.get("pids", ())} for name, p in self.peers.items()}
+        try:
+            found = await asyncio.to_thread(functools.partial(sources.owner, *pipes[0].ends, candidates))
+        except Exception:  # whatever went wrong, the connection counts as from outside: never held for ever
+            found = None
+        for pipe in pipes:
+            pipe.peer = found
+        self.changed.notify()
+
+
+UNKNOWN = object()  # a connection's other end, while it is being looked up
+
 
 class _Pipe:
     """One direction of one connection: chunks in the order read, each written once its time has come."""
 
-    def __init__(self, relay, reader, writer):
+    def __init__(self, relay, reader, writer, ends):
         self.relay, self.reader, self.writer = relay, reader, writer
+        self.ends = ends  # (the client's address, the relay's) of its connection
+        self.peer = UNKNOWN  # the node at the connection's other end (a name), None for none
         self.chunks = collections.deque()  # (read_at, jitter offset, bytes); b"" is the end of the stream
         self.queued = 0
         self.arrived, self.drained = _Wakeup(), _Wakeup()
@@ -191,7 +259,7 @@ class _Pipe:
             while self.queued >= QUEUE_LIMIT:
                 await self.drained.wait()
             data = await self.reader.read(CHUNK)
-            self.chunks.append((loop.time(), self.relay.offset(), data))
+            self.chunks.append((loop.time(), self.relay.offset(self.peer), data))
             self.queued += len(data)
             self.arrived.notify()
             if not data:
@@ -203,12 +271,12 @@ class _Pipe:
             if not self.chunks:
                 await self.arrived.wait()
                 continue
-            due = self.relay.due(*self.chunks[0][:2])
+            due = self.relay.due(*self.chunks[0][:2], self.peer)
             if loop.time() < due:
                 await self.relay.changed.wait(until=due)
                 continue
             now = loop.time()
-            while self.chunks and self.relay.due(*self.chunks[0][:2]) <= now:
+            while self.chunks and self.relay.due(*self.chunks[0][:2], self.peer) <= now:
                 _, _, data = self.chunks.popleft()
                 if not data:
                     if self.writer.can_write_eof():
@@ -221,11 +289,17 @@ class _Pipe:
             await self.writer.drain()
 
 
-class PreciseSelector(selectors.EpollSelector):
-    """epoll with waits to the microsecond: select() on the epoll descriptor, then collect its events."""
+def precise_loop():
+    """An event loop on epoll with waits to the microsecond: select() on the epoll descriptor, then its events.
 
-    def select(self, timeout=None):
-        if timeout is not None and timeout > 0:
-            select.select([self.fileno()], [], [], timeout)
-            timeout = 0
-        return super().select(timeout)
+    Made when called, not at import: deploy.cluster imports this module, and Locust's processes (which
+    import deploy.cluster) run under gevent, whose `selectors` has no EpollSelector.
+    """
+    class PreciseSelector(selectors.EpollSelector):
+        def select(self, timeout=None):
+            if timeout is not None and timeout > 0:
+                select.select([self.fileno()], [], [], timeout)
+                timeout = 0
+            return super().select(timeout)
+
+    return asyncio.SelectorEventLoop(PreciseSelector())

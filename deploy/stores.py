@@ -34,8 +34,12 @@ def ports(base, *, instances, servers, topology=None):
         kind = kinds.for_server(server, topology)
         planned = kind.nodes(topology, lambda slots, index: layout.store_port(base, slots, index))
         used.update({port: name for name, _, port in planned})
+        if kind.relayed:
+            used.update({layout.behind(port): f"{name} behind its relay" for name, _, port in planned})
         used.update(kind.extra_ports(base, planned))
     used.update({layout.instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
+    used.update({layout.behind(layout.instance_port(base, f"app{n}")): f"app{n} behind its relay"
+                 for n in range(1, instances + 1)})
     return used
 
 

@@ -1,8 +1,10 @@
-"""Locust journeys, the kill experiment and the benchmarks.
+"""The experiments, the benchmarks and their reports: `python -m loadtest COMMAND`.
 
-`locust -f loadtest/journeys.py` loads the Locust users. Locust's
-`-f loadtest` would load every module of this folder and of its subfolders
-(harness/) whose name does not start with `_`, so the journeys are named
-by their file: the experiment's helpers are `_experiment.py`, `_audit.py`,
-`harness/` and the rest, and `python -m loadtest` runs them.
+The layers, each a package: `locustfiles/` what `locust -f` loads (the
+chat users and the capacity step's load shape), `harness/` what every
+experiment shares (the site's client, the recorded history, the load, the
+checkers and the verdict), `experiments/` one module per experiment,
+`bench/` the benchmarks, `reports/` the pages, charts and tables. A
+command is a module with NAME, HELP, `add_arguments(parser)` and
+`main(args)`; `__main__.py` loops over them.
 """

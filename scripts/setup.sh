@@ -10,6 +10,12 @@ for pair in redis-server:redis-server memcached:memcached haproxy:haproxy chromi
     command -v "${pair%%:*}" >/dev/null || [[ -x /usr/sbin/${pair%%:*} ]] || missing+=("${pair##*:}")
 done
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+# The Docker Swarm runtime (docs/operations/swarm.md), only when asked for: SWARM=1 bash scripts/setup.sh
+if [[ ${SWARM:-0} == 1 ]]; then
+    for pair in dockerd:docker.io iptables:iptables mmdebstrap:mmdebstrap; do
+        command -v "${pair%%:*}" >/dev/null || [[ -x /usr/sbin/${pair%%:*} ]] || missing+=("${pair##*:}")
+    done
+fi
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2

@@ -24,15 +24,19 @@ SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(r
 
 def pytest_addoption(parser):
     parser.addoption("--long", action="store_true", help="also run the long experiments (marked `long`)")
+    parser.addoption("--swarm", action="store_true",
+                     help="also run the Docker Swarm tests (marked `swarm`): they build images and start dockerd")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--long"):
-        return
-    skip = pytest.mark.skip(reason="a long run: pass --long to include it")
-    for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip)
+    for marker, reason in (("long", "a long run: pass --long to include it"),
+                           ("swarm", "builds images and starts dockerd: pass --swarm to include it")):
+        if config.getoption(f"--{marker}"):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if item.get_closest_marker(marker):
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

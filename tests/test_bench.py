@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import BLOCK, free_base_port, port_free
-from loadtest import _bench, _bench_cost, _profile
+from loadtest.bench import cost, profile
+from loadtest.bench import stores as bench_stores
 
 STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0"]
 
@@ -37,7 +38,7 @@ def out():
 
 @pytest.mark.timeout(600)
 def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
-    report = _bench.bench(stores_to_run=STORES, rounds=2, seconds=1, connections=2,
+    report = bench_stores.bench(stores_to_run=STORES, rounds=2, seconds=1, connections=2,
                           port=_free_blocks(len(STORES)), out=out)
     stores = report["stores"]
     for store in STORES:
@@ -71,32 +72,32 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
      ("redis", {"STORE_BREAKER_INTERVAL": "0", "USER_CACHE_SECONDS": "0"})),
 ])
 def test_a_bench_row_is_a_store_with_settings_of_its_own(row, parsed):
-    assert _bench_cost.parse_row(row) == parsed
+    assert cost.parse_row(row) == parsed
 
 
 @pytest.mark.parametrize("row, named", [("nowhere", "SESSION_STORE='nowhere' is not one of"),
                                         ("redis:breaker", "NAME=value"), ("redis:lower=1", "NAME=value")])
 def test_a_bad_bench_row_is_refused_by_name(row, named):
     with pytest.raises(ValueError, match=named):
-        _bench_cost.parse_row(row)
+        cost.parse_row(row)
 
 
 def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():
     server = ['process 1:"gunicorn"', "run (threading.py:1010)", "handle (gunicorn/workers/gthread.py:553)",
               "__call__ (django/core/handlers/wsgi.py:124)", "__call__ (accounts/middleware.py:40)"]
-    assert _profile.layer_of(server) == "middleware"
+    assert profile.layer_of(server) == "middleware"
     session = [*server, "load (labcore/sessions/redis.py:30)", "_get (django/utils/functional.py:1)"]
-    assert _profile.layer_of(session) == "session engine"
-    assert _profile.layer_of([*session, "get (django_redis/cache.py:90)", "read (redis/connection.py:1)"]) == "redis-py"
-    assert _profile.layer_of(['process 1:"gunicorn"']) == _profile.OTHER
+    assert profile.layer_of(session) == "session engine"
+    assert profile.layer_of([*session, "get (django_redis/cache.py:90)", "read (redis/connection.py:1)"]) == "redis-py"
+    assert profile.layer_of(['process 1:"gunicorn"']) == profile.OTHER
 
 
 @pytest.mark.timeout(300)
 def test_bench_profile_breaks_an_instances_cpu_into_layers_summing_to_all_of_it(out):
-    report = _profile.profile("redis", seconds=3, connections=2, port=_free_blocks(1), out=out)
+    report = profile.profile("redis", seconds=3, connections=2, port=_free_blocks(1), out=out)
     layers = report["layers"]
     assert sum(layers.values()) == pytest.approx(1, abs=0.001)
     assert layers["redis-py"] > 0 and layers["session engine"] > 0 and layers["the server"] > 0, layers
     assert report["server_us"] > 0
     assert report["commands"]["heartbeat"] == {"redis": 2}
-    assert "| total | 100.0% |" in _profile.table(report)
+    assert "| total | 100.0% |" in profile.table(report).markdown()

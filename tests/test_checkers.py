@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from loadtest import _page as page
-from loadtest import _split_brain
 from loadtest.__main__ import main
+from loadtest.experiments import split_brain
 from loadtest.harness import checkers, history, verdict
+from loadtest.reports import page
 
 
 def op(n, who, what, invoked, completed, outcome="ok", value=None, node="app1", refusal=None):
@@ -175,7 +175,7 @@ def split_brain_history(path, *, lost_on_minority):
 
 
 def run_report(folder):
-    _split_brain.report(folder, page.Run.of(["split-brain", "--seconds", "1"]))
+    split_brain.report(folder, page.Run.of(["split-brain", "--seconds", "1"]))
     return json.loads((folder / "split-brain.json").read_text()), json.loads((folder / "run.json").read_text())
 
 
@@ -215,7 +215,7 @@ def test_the_command_exits_non_zero_when_the_stated_hypothesis_is_deliberately_w
     split_brain_history(tmp_path / history.FILE, lost_on_minority=True)
     assert main(["recheck", str(tmp_path)]) == 0
     wrong = verdict.Check("redis", "asynchronous Redis keeps every acknowledged write", "total.writes_lost", 0, 0)
-    monkeypatch.setattr(_split_brain, "HYPOTHESIS", [*_split_brain.HYPOTHESIS, wrong])
+    monkeypatch.setattr(split_brain, "HYPOTHESIS", [*split_brain.HYPOTHESIS, wrong])
     assert main(["recheck", str(tmp_path)]) == 3
     assert "NOT MET redis: asynchronous Redis keeps every acknowledged write" in capsys.readouterr().out
     assert not json.loads((tmp_path / "run.json").read_text())["verdict"]["held"]

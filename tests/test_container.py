@@ -88,7 +88,7 @@ def test_gunicorn_starts_as_deploy_starts_an_instance():
         assert started[started.index(flag) + 1] == value, f"{flag} {value} differs from deploy/web.py"
     (entry,) = [json.loads(rest) for stage, word, rest in instructions()
                 if stage == "loadgen" and word == "ENTRYPOINT"]
-    assert entry == ["locust", "-f", "loadtest/journeys.py"]
+    assert entry == ["locust", "-f", "loadtest/locustfiles/journeys.py"]
 
 
 def test_the_wheel_the_image_installs_carries_every_module_template_and_static_file(tmp_path):

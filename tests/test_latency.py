@@ -15,6 +15,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -246,3 +248,24 @@ def test_a_relay_that_cannot_listen_says_why(store, tmp_path):
     taken = ("127.0.0.1", store.port)  # Redis listens there
     with pytest.raises(DeployError, match="the latency relay exited: .*address already in use"):
         latency.start({"redis": (taken, taken)}, control=tmp_path / "control", log_path=tmp_path / "relay.log")
+
+
+def test_a_connection_from_a_known_peer_is_delayed_by_both_ends(link):
+    latency.set_delay(link.control, 2)
+    client = link.client()  # opened by this process, which the relay now knows as a node 3 ms away
+    client.ping()
+    latency.set_peers(link.control, {"here": {"ms": 3, "address": "127.0.0.1", "pids": [os.getpid()]}})
+    wait_for(lambda: link.status()["from"] == ["here"], timeout=10, what="the relay to know the connection's end")
+    assert_adds(link, client, 2 + 3)
+    latency.stall(link.control, 1, peer="here")
+    began = time.monotonic()
+    assert client.ping()
+    assert time.monotonic() - began >= 0.9  # the stall of the peer held it
+
+
+def test_deploy_cluster_imports_the_relay_under_gevent_as_locust_does():
+    # Locust's processes import deploy.cluster with gevent's selectors, which have no EpollSelector.
+    done = subprocess.run([sys.executable, "-c", "from gevent import monkey; monkey.patch_all(); "
+                           "import deploy.cluster, deploy.relay; print('imported')"],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "imported", done.stderr[-1000:]

@@ -1,7 +1,7 @@
 """The experiment's users and audit at its user counts, with every limit as the site ships it.
 
-The load's users are made beforehand through deploy (loadtest/_accounts.py)
-and the audit reads with a token from deploy (loadtest/_audit.py): neither
+The load's users are made beforehand through deploy (loadtest/harness/accounts.py)
+and the audit reads with a token from deploy (loadtest/harness/audit.py): neither
 signs up or logs in where the per-address limits could refuse it, and the
 experiment's cluster lifts no limit that anyone else on this machine could
 then use.
@@ -17,9 +17,9 @@ from django.core.management import CommandError, call_command
 
 from deploy import cluster as deploy
 from deploy.cluster import free_base_port
-from loadtest import _accounts
-from loadtest import _experiment as experiment
-from loadtest._audit import AUDITOR, audit_messages
+from loadtest.experiments import configs as experiment
+from loadtest.harness import accounts
+from loadtest.harness.audit import AUDITOR, audit_messages
 from tests.http import Browser
 
 USERS = 450  # the quick experiment's largest step
@@ -30,7 +30,7 @@ FAILURES_PER_ADDRESS = 50  # LOGIN_MAX_FAILURES_PER_ADDRESS's default
 
 def logged_in(url, username):
     browser = Browser()
-    assert browser.log_in(url, username, _accounts.PASSWORD).status == 302, username
+    assert browser.log_in(url, username, accounts.PASSWORD).status == 302, username
     return browser
 
 
@@ -48,14 +48,14 @@ def test_the_audit_reads_every_users_messages_while_this_address_is_throttled(tm
     cluster = experiment.up(experiment.parse_config("redis"), instances=2, port=free_base_port(),
                             state_dir=state_dir)
     try:
-        names = _accounts.prepare(USERS, state_dir=state_dir)
+        names = accounts.prepare(USERS, state_dir=state_dir)
         rooms = [f"room{n % ROOMS}" for n in range(USERS)]
         with ThreadPoolExecutor(8) as pool:
             browsers = list(pool.map(lambda name: logged_in(cluster.url, name), names))
             posted = list(pool.map(lambda b, r: post(b, cluster.url, r), browsers, rooms))
 
         # From this machine, sign-ups and wrong guesses meet the limits the site ships with.
-        sign_ups = [Browser().sign_up(cluster.url, f"walk-in{n}", _accounts.PASSWORD).status
+        sign_ups = [Browser().sign_up(cluster.url, f"walk-in{n}", accounts.PASSWORD).status
                     for n in range(SIGN_UPS + 1)]
         assert sign_ups == [302] * SIGN_UPS + [429]
         guesses = [Browser().log_in(cluster.url, f"nobody{n}", "wrong").status

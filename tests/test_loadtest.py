@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import free_base_port
-from loadtest import _sticky
-from loadtest._analysis import headline_failures, percentile, summarise
-from loadtest._audit import audit_pollers
-from loadtest._experiment import fault_schedule, parse_config
+from loadtest.experiments import sticky
+from loadtest.experiments.configs import parse_config
+from loadtest.experiments.kill_run import fault_schedule
+from loadtest.harness.analysis import headline_failures, percentile, summarise
+from loadtest.harness.audit import audit_pollers
 from loadtest.harness.nemesis import Step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,7 @@ def test_configs_and_schedules_parse():
 
 
 def test_recorder_counts_ids_from_the_first_cursor_on():
-    from loadtest._recorder import Recorder
+    from loadtest.harness.recorder import Recorder
 
     recorder = Recorder()
     recorder.polled("ada", "room0", after=None, ids=[], cursor=None)  # an empty room: not following yet
@@ -132,7 +133,7 @@ def test_recorder_counts_ids_from_the_first_cursor_on():
 
 
 def test_recordings_of_several_locust_processes_merge():
-    from loadtest._analysis import merge
+    from loadtest.harness.analysis import merge
 
     one = raw_run({"a": [1004.5]})["recording"]
     two = raw_run({"b": [1005.0]})["recording"]
@@ -143,7 +144,7 @@ def test_recordings_of_several_locust_processes_merge():
 
 
 def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
-    from loadtest._report import plain_reading
+    from loadtest.experiments.kill_readings import plain_reading
 
     raw = raw_run({})
     for t in range(1003, 1010):
@@ -155,15 +156,15 @@ def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
 
 
 def test_the_reading_puts_an_instance_death_at_fleet_scale():
-    from loadtest._report import plain_reading
+    from loadtest.experiments.kill_readings import plain_reading
 
     reading = " ".join(plain_reading([summarise(raw_run({"a": [1004.5]}, sessions="memory", lb="sticky"))]))
     assert "1 of 4 users (25%) lost theirs" in reading and "a fleet of 32,000 loses 32 every day" in reading
 
 
 def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
-    from loadtest._capacity import Steps, judge
-    from loadtest._report import capacity_line
+    from loadtest.experiments.capacity import Steps, judge
+    from loadtest.experiments.capacity_report import capacity_line
 
     steps = Steps(start_users=10, step=0.5, ramp=1, hold=2, p99_ms=100, failed_pct=0.1, max_users=100)
     fast = {"requests": 10, "failures": 0, "latencies": [5.0] * 10, "sessions_lost": 0, "accuracy": [],
@@ -215,8 +216,21 @@ def test_topologies_parse_from_config_names():
         fault_schedule("replica-kill", 90, 3, parse_config("redis"))
 
 
+def test_the_store_faults_take_latency_and_stalls_through_the_fault_vocabulary():
+    from deploy.actions import check
+    from deploy.cluster import ACTIONS
+
+    redis = parse_config("redis@sentinel")
+    assert fault_schedule("store-latency", 90, 3, redis) == [(30, "latency", ("redis1", {"ms": 20})),
+                                                             (60, "latency", ("redis1", {"ms": 0}))]
+    assert fault_schedule("store-stall", 90, 3, parse_config("db@pg-any1")) == [(30, "stall", ("pg1", {"seconds": 5}))]
+    for _, action, (node, fields) in [*fault_schedule("store-latency", 90, 3, redis),
+                                      *fault_schedule("store-stall", 90, 3, redis)]:
+        assert ACTIONS[action] is check(action, node, fields)
+
+
 def test_a_ledger_counts_acknowledged_writes_a_session_no_longer_shows():
-    from loadtest._sessions import Ledger
+    from loadtest.harness.sessions import Ledger
 
     ledger = Ledger()
     ledger.logged_in({"sessionid": "a"})
@@ -227,7 +241,7 @@ def test_a_ledger_counts_acknowledged_writes_a_session_no_longer_shows():
 
 
 def test_the_outage_runs_from_the_fault_to_the_end_of_its_last_failure():
-    from loadtest._analysis import outage_seconds
+    from loadtest.harness.analysis import outage_seconds
 
     spans = [(95.0, 95.1), (100.2, 100.3), (100.9, 101.0), (101.8, 102.5), (110.0, 110.1)]
     assert outage_seconds(spans, 100.0, 200.0) == 2.5  # 110 is a failure of its own, not the outage
@@ -235,17 +249,28 @@ def test_the_outage_runs_from_the_fault_to_the_end_of_its_last_failure():
 
 
 def test_the_replication_grid_has_each_distinct_n_and_k_once():
-    from loadtest._replication_bench import points
+    from loadtest.bench.replication import points
 
-    assert points() == [(0, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
+    assert points() == [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
+
+
+def test_a_write_waiting_for_k_replicas_is_predicted_to_wait_for_the_k_th_nearest():
+    from loadtest.bench.replication import distances_of, predicted_ms
+
+    assert distances_of(4, (10, 0.5, 40, 2)) == {1: 10, 2: 0.5, 3: 40, 4: 2}
+    assert distances_of(3, (2,)) == {1: 2, 2: 2, 3: 2}
+    assert predicted_ms(0.3, 4, 0, (10, 0.5, 40, 2)) == 0.3
+    assert predicted_ms(0.3, 4, 1, (10, 0.5, 40, 2)) == 0.3 + 2 * 0.5
+    assert predicted_ms(0.3, 4, 3, (10, 0.5, 40, 2)) == 0.3 + 2 * 10
+    assert predicted_ms(0.3, 2, 2, (10, 0.5, 40, 2)) == 0.3 + 2 * 10
 
 
 def test_sticky_figures_skew_and_time_to_fair_share():
-    assert _sticky.coefficient_of_variation([300, 300, 300]) == 0
-    assert _sticky.coefficient_of_variation([0, 600, 600]) == 0.707
+    assert sticky.coefficient_of_variation([300, 300, 300]) == 0
+    assert sticky.coefficient_of_variation([0, 600, 600]) == 0.707
     # The new instance (app4) serves nothing for 3 s, then its quarter.
     seconds = {str(100 + t): {"served": {"app1": 30, "app2": 30, "app3": 30, "app4": 0 if t < 3 else 30}}
                for t in range(12)}
-    figures = _sticky.share_after(seconds, 99.5, 12, 4)
+    figures = sticky.share_after(seconds, 99.5, 12, 4)
     assert figures["shares"][:4] == [0.0, 0.0, 0.0, 0.25]
-    assert figures["seconds_to_fair_share"] == 3 + _sticky.SMOOTH
+    assert figures["seconds_to_fair_share"] == 3 + sticky.SMOOTH

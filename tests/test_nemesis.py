@@ -10,8 +10,9 @@ import pytest
 
 from deploy import cluster as deploy_cluster
 from deploy.cluster import free_base_port
-from loadtest import _rolling
-from loadtest._experiment import fault_schedule, parse_config
+from loadtest.experiments import rolling
+from loadtest.experiments.configs import parse_config
+from loadtest.experiments.kill_run import fault_schedule
 from loadtest.harness import history, nemesis
 from loadtest.harness.nemesis import BROKEN, Step
 from loadtest.harness.verdict import judge
@@ -124,9 +125,9 @@ def test_the_kill_experiments_rolling_restart_restarts_each_instance_over_the_mi
 def test_the_rolling_restarts_hypothesis_memory_loses_about_all_users_a_shared_store_none():
     configs = [parse_config("memory+sticky"), parse_config("redis")]
     figures = {"memory+sticky": {"users_lost_session_pct": 95.0}, "redis": {"users_lost_session": 0}}
-    assert judge(_rolling.hypothesis(configs), figures)["held"]
+    assert judge(rolling.hypothesis(configs), figures)["held"]
     kept = {"memory+sticky": {"users_lost_session_pct": 33.0}, "redis": {"users_lost_session": 0}}
-    judged = judge(_rolling.hypothesis(configs), kept)
+    judged = judge(rolling.hypothesis(configs), kept)
     assert [c["met"] for c in judged["checks"]] == [False, True] and not judged["held"]
 
 

@@ -28,7 +28,7 @@ def network(tmp_path):
     if reason:
         pytest.skip(reason)
     prefix = netns.prefix_for(tmp_path)
-    net = netns.create(prefix, secrets.randbelow(256), ["app1", "app2", "app3"])
+    net = netns.create(prefix, netns.free_net_number(), ["app1", "app2", "app3"])
     server = None
     try:
         server = spawn([*net.exec_prefix("app1"), sys.executable, "-m", "http.server", "8080",
@@ -85,7 +85,7 @@ def test_the_prefix_alone_finds_everything_to_remove(tmp_path):
         pytest.skip(reason)
     prefix = netns.prefix_for(tmp_path)
     try:
-        netns.create(prefix, secrets.randbelow(256), ["app1"])
+        netns.create(prefix, netns.free_net_number(), ["app1"])
         assert f"{prefix}-app1" in netns._namespaces()
     finally:
         netns.destroy(prefix)

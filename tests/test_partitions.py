@@ -14,10 +14,10 @@ import pytest
 from deploy import cluster as deploy_cluster
 from deploy import netns
 from deploy.cluster import DeployError, alive, spawn, stop, wait_for
-from loadtest import _fate, _split_brain
-from loadtest import _page as page
+from loadtest.experiments import fate, split_brain
 from loadtest.harness import verdict
 from loadtest.harness.history import FILE, History
+from loadtest.reports import page
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
 MAJORITY = "redis2,redis3,sentinel2,sentinel3,app2"
@@ -114,7 +114,7 @@ def recorded(experiment, out, run, *names, **options):
 @pytest.mark.timeout(300)
 def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
     started = time.monotonic()
-    result = recorded("split-brain", tmp_path, _split_brain.run, "redis", seconds=6, users_per_side=2)["redis"]
+    result = recorded("split-brain", tmp_path, split_brain.run, "redis", seconds=6, users_per_side=2)["redis"]
     assert time.monotonic() - started < 240
     total = result["total"]
     assert 0 <= total["writes_lost"] <= total["writes_acknowledged"]
@@ -124,20 +124,20 @@ def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
     assert sum(result["timeline"]["majority acked"]) > 0
     # The report computes the same figures from the history file alone, and asynchronous Redis behaved as
     # the page predicts (every check met).
-    results, judged = _split_brain.report(tmp_path, page.Run.of(["split-brain", "--seconds", "6"]))
+    results, judged = split_brain.report(tmp_path, page.Run.of(["split-brain", "--seconds", "6"]))
     assert results == [result]
     assert judged["held"], "\n".join(verdict.lines(judged))
 
 
 @pytest.mark.long
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("scenario", _split_brain.SCENARIOS)
+@pytest.mark.parametrize("scenario", split_brain.SCENARIOS)
 def test_the_split_brain_count_of_each_scenario(tmp_path_factory, scenario):
     out = tmp_path_factory.mktemp("split")
-    result = recorded("split-brain", out, _split_brain.run, scenario, seconds=20, users_per_side=6)[scenario]
+    result = recorded("split-brain", out, split_brain.run, scenario, seconds=20, users_per_side=6)[scenario]
     assert result["total"]["writes_acknowledged"] > 0
     assert result["marks"]["promoted"] is not None
-    judged = _split_brain.report(out, page.Run.of(["split-brain"]))[1]
+    judged = split_brain.report(out, page.Run.of(["split-brain"]))[1]
     assert judged["held"], "\n".join(verdict.lines(judged))
 
 
@@ -145,7 +145,7 @@ def test_the_split_brain_count_of_each_scenario(tmp_path_factory, scenario):
 @pytest.mark.timeout(900)
 def test_fate_sharing_scenarios(tmp_path_factory):
     out = tmp_path_factory.mktemp("fate")
-    results = recorded("fate", out, _fate.run, *(name for name in _fate.SCENARIOS if name != "lease-late-write"),
+    results = recorded("fate", out, fate.run, *(name for name in fate.SCENARIOS if name != "lease-late-write"),
                        seconds=8, users_per_instance=2)  # lease-late-write: its own test, below
     assert results["primary-500ms"]["windows"]["after promotion"]["lost"] == 0
     assert results["primary-connection"]["windows"]["after promotion"]["lost"] > 0
@@ -155,7 +155,7 @@ def test_fate_sharing_scenarios(tmp_path_factory):
     lease = results["lease"]
     assert lease["marks"]["holder gave up"] <= lease["marks"]["other took over"]
     assert lease["runs_with_old_token_after_takeover"] == 0
-    judged = _fate.report(out, page.Run.of(["fate"]))[1]
+    judged = fate.report(out, page.Run.of(["fate"]))[1]
     assert judged["held"], "\n".join(verdict.lines(judged))
 
 
@@ -163,7 +163,7 @@ def test_fate_sharing_scenarios(tmp_path_factory):
 @pytest.mark.timeout(300)
 def test_the_fence_refuses_a_write_sent_into_a_cut_that_arrives_after_the_heal(tmp_path_factory):
     # Short folders, here and above: HAProxy's admin socket path must fit in 97 characters.
-    result = recorded("fate", tmp_path_factory.mktemp("fence"), _fate.run, "lease-late-write", seconds=0,
+    result = recorded("fate", tmp_path_factory.mktemp("fence"), fate.run, "lease-late-write", seconds=0,
                       users_per_instance=0)["lease-late-write"]
     marks = result["marks"]
     assert marks["other wrote"] is not None, "the other instance never wrote with the next token"

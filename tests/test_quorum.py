@@ -2,15 +2,16 @@
 
 import pytest
 
-from loadtest._quorum import Nodes, Shape, miss_chance, run_load
+from deploy.cluster import alive
+from loadtest.experiments.quorum_model import Nodes, Shape, miss_chance, run_load
 
 
 @pytest.fixture
 def nodes(tmp_path):
     started = []
 
-    def start(count):
-        group = Nodes(count, tmp_path)
+    def start(count, distances=()):
+        group = Nodes(count, tmp_path, distances)
         started.append(group)
         group.start_all()
         return group
@@ -61,3 +62,15 @@ def test_quorums_that_need_not_overlap_read_stale_values(nodes):
         if stale:
             break
     assert stale > 0, f"no stale read in {reads} reads: the exhibit cannot show what R + W <= N allows"
+
+
+def test_nodes_at_a_distance_make_each_quorum_wait_for_its_farthest_member(nodes):
+    group = nodes(3, distances=(1, 4, 20))
+    assert group.distances == [1, 4, 20]
+    tally = load(group, Shape(3, 3, 3), seconds=1.5)
+    assert tally.reads > 5 and tally.writes > 5 and tally.stale_reads == 0
+    # Every read and write waits for all three, so for the node 20 ms away each way: 40 ms at least.
+    assert 40 <= sorted(tally.read_ms)[0] and 40 <= sorted(tally.write_ms)[0]
+    assert sorted(tally.read_ms)[len(tally.read_ms) // 2] < 40 * 1.5 + 10  # and not absurdly more
+    group.stop_all()
+    assert group.relay is not None and not alive(group.relay["pid"])

@@ -75,7 +75,7 @@ def test_every_row_names_an_engine_that_imports():
 
 
 def test_the_experiments_matrices_come_from_the_rows(made_up):
-    from loadtest import _experiment as experiment
+    from loadtest.experiments import configs as experiment
 
     assert experiment.matrix("default") == ["memory+roundrobin", "memory+sticky", "db", "cached_db", "redis",
                                             "memcached", "signed_cookies", made_up.name]
@@ -85,7 +85,7 @@ def test_the_experiments_matrices_come_from_the_rows(made_up):
 
 
 def test_the_benchmarks_targets_come_from_the_rows(monkeypatch):
-    from loadtest import _bench as bench
+    from loadtest.bench import stores as bench
 
     twin = dataclasses.replace(ROW, bench_target=0.7)
     monkeypatch.setitem(registry.SESSION_STORES, twin.name, twin)

@@ -3,10 +3,11 @@
 import json
 import re
 
-from loadtest import _fate
-from loadtest import _page as page
 from loadtest.__main__ import main
-from loadtest._svg import bar_chart
+from loadtest.experiments import fate
+from loadtest.reports import page
+from loadtest.reports.svg import bar_chart
+from loadtest.reports.tables import Table
 
 OFFLINE = re.compile(r"""(src|href)=["']?(https?:)?//""")
 
@@ -14,7 +15,7 @@ OFFLINE = re.compile(r"""(src|href)=["']?(https?:)?//""")
 def test_a_page_shows_its_command_headline_tables_and_inline_charts_and_records_its_run(tmp_path):
     run = page.Run.of(["quorum", "--shapes", "3/2/2", "--out", "a b"])
     record = page.write(tmp_path, run, title="Quorums <exhibit>", headline="0 of 10 reads stale", sections=[
-        ("Table", page.markdown("**3/2/2**: held\n\n| shape | stale |\n|---|---|\n| 3/2/2 | 0 % |")),
+        ("Table", Table.of(["shape", "stale"], [["3/2/2", "0 %"]], title="3/2/2", caption="held").html()),
         ("", page.charts([bar_chart("stale", [("3/2/2", 0.0)])])),
     ])
 
@@ -97,7 +98,7 @@ def fate_history(path):
 def test_the_fate_page_counts_from_the_history_and_draws_each_scenarios_timeline_with_its_marks(tmp_path):
     fate_history(tmp_path / "history.jsonl")
 
-    text, judged = _fate.report(tmp_path, page.Run.of(["fate", "--seconds", "8"]))
+    text, judged = fate.report(tmp_path, page.Run.of(["fate", "--seconds", "8"]))
 
     (primary, lease) = json.loads((tmp_path / "fate.json").read_text())["results"]
     assert primary["windows"] == {"before promotion": {"acknowledged": 1, "lost": 1, "refused": 0, "lost_pct": 100.0},
@@ -113,3 +114,18 @@ def test_the_fate_page_counts_from_the_history_and_draws_each_scenarios_timeline
     assert html.count("<svg") == 2 and "answered 503" in html and "other took over (+3.6 s)" in html
     assert html.count('stroke-dasharray="4 3"') >= 4 + 5, "every mark drawn"
     assert html.index("The hypothesis held.") < html.index("<svg"), "the verdict leads the page"
+
+
+def test_every_timeline_shades_the_time_each_fault_lasted():
+    from loadtest.experiments.kill_report import fault_bands
+    from loadtest.experiments.split_brain_tables import chart
+    from loadtest.reports.svg import BAND
+
+    faults = [{"at": 30.0, "action": "kill", "target": "app1"}, {"at": 45.0, "action": "pause", "target": "redis1"},
+              {"at": 50.0, "action": "promote", "target": ""}, {"at": 60.0, "action": "start", "target": "app1"}]
+    assert fault_bands(faults) == [(30.0, 60.0, "app1 down"), (45.0, None, "redis1 paused")]
+    result = {"scenario": "redis", "marks": {"partition": 2.0, "promoted": 4.0, "heal": 6.0, "converged": None},
+              "timeline": {"minority acked": [1, 2, 0, 0, 0, 0, 3, 3], "majority acked": [1, 2, 2, 2, 2, 2, 3, 3]}}
+    svg = chart(result)
+    assert svg.count(f'fill="{BAND}"') == 1 and "<title>partition</title>" in svg
+    assert svg.count('stroke-dasharray="4 3"') == 3, "every mark that happened, the band's edges too"

@@ -2,9 +2,9 @@
 
 import json
 
-from loadtest import _page as page
 from loadtest.experiments import sockets
 from loadtest.harness import socket_checkers as check
+from loadtest.reports import page
 
 LEAVERS = {"type": "sample", "at": 0, "condition": "started", "parameters": {"leavers": ["leo"]}}
 

@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from deploy import haproxy, sockets
 from deploy.cluster import ROOT, DeployError, Topology, act, down, free_base_port, status, up, wait_for
-from loadtest._accounts import for_locust
 from loadtest.harness import socket_checkers
+from loadtest.harness.accounts import for_locust
 from loadtest.harness.checkers import ops
 from loadtest.harness.history import load as load_history
 from tests.test_browser import CHROMIUM, FLAGS, SOON, sign_up_and_join

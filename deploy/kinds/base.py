@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from deploy.errors import DeployError
+from deploy.layout import behind
 from deploy.processes import running, spawn, stop, wait_for
 
 LOOPBACK = "127.0.0.1"
@@ -41,6 +42,7 @@ class Kind:
     stops_first = False  # stopped before the other kinds' nodes (Sentinels: no failover while the rest stop)
     refuses_namespaces = ""  # why it cannot run with --netns, if it cannot
     aliases = ()  # names like "pg:primary" that `resolve` turns into the node that is it now
+    relayed = False  # its nodes listen behind a latency relay at layout.behind(port) (deploy/links.py)
 
     @property
     def node_kinds(self):
@@ -60,6 +62,12 @@ class Kind:
     def nodes(self, topology, port_of):
         """[(name, node kind, port)] of its nodes, primaries first; port_of(slot range, index) -> port."""
         return [(self.name, self.name, port_of(self.name, 0))]
+
+    def relay_routes(self, cluster, name, port):
+        """{route: (listen, target)} of node `name`'s latency relay (when `relayed`): it takes the node's
+        port, and the node listens at layout.behind(port) (deploy/links.py)."""
+        host = cluster.host(name)
+        return {name: ((host, port), (host, behind(port)))}
 
     def extra_ports(self, base, planned):
         """{port: what} its nodes use besides their own ports (Redis Cluster's bus)."""

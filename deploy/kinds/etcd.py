@@ -42,6 +42,7 @@ from pathlib import Path
 from deploy import certificates
 from deploy.errors import DeployError
 from deploy.kinds.base import Kind
+from deploy.layout import behind
 from deploy.processes import port_open, require, running, spawn, stop, wait_for
 from labcore.etcd import etcd_member
 
@@ -72,7 +73,12 @@ def start_members(members, state_dir):
     once a leader is elected."""
     started = []
     try:
-        certificates.issue(members[0]["tls"], {m["name"]: [m["host"], m["peer_host"]] for m in members}, [CLIENT])
+        # etcd checks a peer's certificate against the address its connection comes from, and a latency relay
+        # (deploy/links.py) forwards a peer's connection from its own member's address: so behind relays,
+        # each member's certificate names every member's addresses.
+        every = sorted({address for m in members for address in (m["host"], m["peer_host"])})
+        certificates.issue(members[0]["tls"], {m["name"]: every if m.get("relayed") else [m["host"], m["peer_host"]]
+                                               for m in members}, [CLIENT])
         for member in members:
             started.append({**member, **start_member(member, state_dir, wait=False)})
         for member in started:
@@ -96,12 +102,16 @@ def start_member(member, state_dir, *, wait=True):
     binary = require("etcd", "etcd-server")
     client_url = f"https://{member['host']}:{member['port']}"
     peer_url = f"https://{member['peer_host']}:{member['peer_port']}"
+    # Behind a latency relay (deploy/links.py), it listens at layout.behind of the ports it advertises.
+    shift = behind if member.get("relayed") else (lambda port: port)
+    listen_client, listen_peer = (f"https://{member['host']}:{shift(member['port'])}",
+                                  f"https://{member['peer_host']}:{shift(member['peer_port'])}")
     ca, cert, key = (str(Path(member["tls"]) / f"{name}.pem") for name in ("ca", member["name"],
                                                                           f"{member['name']}-key"))
     argv = [
         *member["exec"], binary, "--name", member["name"], "--data-dir", member["data"],
-        "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
-        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+        "--listen-client-urls", listen_client, "--advertise-client-urls", client_url,
+        "--listen-peer-urls", listen_peer, "--initial-advertise-peer-urls", peer_url,
         # Read at a member's first start only; one started again reads its data folder.
         "--initial-cluster", member["initial_cluster"], "--initial-cluster-token", member["token"],
         "--initial-cluster-state", "new",
@@ -129,8 +139,9 @@ def start_member(member, state_dir, *, wait=True):
 
 def _wait_listening(member):
     name = member["name"]
-    wait_for(lambda: port_open(member["port"], member["host"]) or not running(member), timeout=30,
-             what=f"{name} on {member['host']}:{member['port']}")
+    port = behind(member["port"]) if member.get("relayed") else member["port"]
+    wait_for(lambda: port_open(port, member["host"]) or not running(member), timeout=30,
+             what=f"{name} on {member['host']}:{port}")
     if not running(member):
         raise DeployError(f"{name} exited at start (its ports busy?); see its log, logs/{name}.log")
 
@@ -217,6 +228,7 @@ class Etcd(Kind):
     name = server = "etcd"
     variables = ("ETCD_ENDPOINTS", "ETCD_CA", "ETCD_CERT", "ETCD_KEY")
     aliases = ("etcd:leader",)
+    relayed = True
 
     def check(self, topology):
         if topology.etcd_members not in SIZES:
@@ -237,9 +249,16 @@ class Etcd(Kind):
                 member["exec"] = network.exec_prefix(member["name"])
         else:
             members = on_loopback([port for _, _, port in planned], cluster.path)
+        for member in members:
+            member["relayed"] = True
         for member in start_members(members, cluster.path):
             cluster.stores[member["name"]] = {"kind": self.name, **member}
         cluster.save()
+
+    def relay_routes(self, cluster, name, port):
+        """Its clients' port, and its peers' (PEER_PORT at its own address in namespaces, else on PEERS)."""
+        peer = (cluster.host(name), PEER_PORT) if cluster.network else (PEERS, port)
+        return {**super().relay_routes(cluster, name, port), f"{name}-peers": (peer, (peer[0], behind(peer[1])))}
 
     def start_alone(self, *, port, state_dir, password=None, durable=True):
         return start_alone(port=port, state_dir=state_dir)

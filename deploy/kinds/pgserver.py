@@ -18,12 +18,13 @@ from psycopg import sql
 
 from deploy.errors import DeployError
 from deploy.kinds.base import LOOPBACK, host_of, new_password, private_folder, start_process
+from deploy.layout import behind
 from deploy.processes import PRIVATE_UMASK, port_open, stop, wait_for, write_private
 from deploy.sizing import POSTGRES_MAX_CONNECTIONS
 
 
 def start_postgres(*, port, state_dir, password, durable=True, name="postgres", config="", host=LOOPBACK,
-                   clients=None, command=None):
+                   clients=None, command=None, relayed=False):
     """Start a fresh private PostgreSQL cluster, scram-sha-256 passwords everywhere.
 
     The site's role `lab` is no superuser: it logs in with `password` and
@@ -40,7 +41,8 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
     SYSTEM may change later: a -c option would override it). host: the
     address it listens on; clients: the network its clients and standbys
     come from (default host alone); command: (argv, user) -> the argv that
-    runs it where it lives (inside a namespace: deploy/netns.py).
+    runs it where it lives (inside a namespace: deploy/netns.py). relayed:
+    `port` is its relay's, and it listens behind (deploy/links.py).
     """
     user = postgres_user()
     folder = private_folder(name, user)
@@ -64,7 +66,7 @@ def start_postgres(*, port, state_dir, password, durable=True, name="postgres", 
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(config)
     record = {**run_postgres(folder, port=port, state_dir=state_dir, name=name, durable=durable, host=host,
-                             command=command),
+                             command=command, relayed=relayed),
               "password": password, "replication_password": new_password()}
     try:
         _create_roles(host, port, admin_password, password, record["replication_password"])
@@ -109,20 +111,22 @@ def postgres_data(record):
     return Path(record["data"]) / "data"
 
 
-def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host=LOOPBACK, command=None):
+def run_postgres(folder, *, port, state_dir, name="postgres", durable=True, host=LOOPBACK, command=None,
+                 relayed=False):
     """Start postgres on the data directory in folder, listening on host; return its record: port, host, pid,
-    started, data."""
+    started, data. relayed: `port` is its relay's, and it listens at layout.behind(port) (deploy/links.py)."""
     data = Path(folder) / "data"
-    argv = [postgres_bin("postgres"), "-D", data, "-p", str(port), "-k", data,
+    own = behind(port) if relayed else port
+    argv = [postgres_bin("postgres"), "-D", data, "-p", str(own), "-k", data,
             "-c", f"listen_addresses={host}", *([] if durable else ["-c", "fsync=off"]),
             # The default, 100, is less than 16 instances keep open (deploy/sizing.py); a
             # standby needs as many, since it may be promoted.
             "-c", f"max_connections={POSTGRES_MAX_CONNECTIONS}"]
     if command:
-        record = start_process(name, command(argv, postgres_user()), state_dir, ready=lambda: port_open(port, host),
-                        where=f"{host}:{port}")
+        record = start_process(name, command(argv, postgres_user()), state_dir, ready=lambda: port_open(own, host),
+                        where=f"{host}:{own}")
     else:
-        record = start_process(name, argv, state_dir, ready=lambda: port_open(port, host), where=f"{host}:{port}",
+        record = start_process(name, argv, state_dir, ready=lambda: port_open(own, host), where=f"{host}:{own}",
                         user=postgres_user())
     return {"port": port, "host": host, **record, "data": str(folder)}
 

@@ -133,7 +133,7 @@ def start_standby(cluster, name, port, primary):
             shutil.chown(signal_file, user)
         follow(data, name, primary, primary["replication_password"])
         record = pgserver.run_postgres(folder, port=port, state_dir=cluster.path, name=name,
-                                       durable=cluster.durable, **where(cluster, name))
+                                       durable=cluster.durable, relayed=True, **where(cluster, name))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -145,6 +145,7 @@ class Postgres(Kind):
     variables = ("DATABASE_URL", "DATABASE_COMMIT_TIMEOUT", "DATABASE_FAILOVER_HOSTS")
     stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown; SIGTERM would wait for clients
     aliases = ("pg:primary",)
+    relayed = True
 
     def check(self, topology):
         most = layout.MAX_PG_STANDBYS
@@ -170,7 +171,7 @@ class Postgres(Kind):
         (first, _, port), standbys = planned[0], planned[1:]
         pg1 = pgserver.start_postgres(port=port, state_dir=cluster.path, password=self.new_password(),
                                       durable=cluster.durable, name=first, config=config(first),
-                                      **placed(cluster, first))
+                                      relayed=True, **placed(cluster, first))
         cluster.stores[first] = {"kind": self.name, **pg1}  # recorded first: `down` stops it if the rest fails
         cluster.save()
         if not standbys:
@@ -196,7 +197,7 @@ class Postgres(Kind):
         primary = next((r for r in others if role(r) == "primary"), None)
         credentials = {"password": record["password"], "replication_password": record["replication_password"]}
         again = {"port": record["port"], "state_dir": cluster.path, "name": name, "durable": cluster.durable,
-                 **where(cluster, name)}
+                 "relayed": True, **where(cluster, name)}
         if primary is None:
             # Nobody replaced it: it recovers its own data and goes on as what it was.
             return {**pgserver.run_postgres(record["data"], **again), **credentials}

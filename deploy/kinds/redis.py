@@ -17,26 +17,30 @@ from redis.retry import Retry
 
 from deploy.errors import DeployError
 from deploy.kinds.base import LOOPBACK, Kind, here, host_of, start_process, where
+from deploy.layout import behind
 from deploy.processes import port_open, require, write_private
 
 
 def start_redis(*, port, state_dir, password, durable=True, name="redis", folder=None, args=(), host=LOOPBACK,
-                command=None):
+                command=None, relayed=False):
     """Start Redis on host (loopback by default), with a password (`requirepass`).
 
     folder: its `dir` (default the state folder); args: more options that
     are no secret, e.g. --replicaof (deploy/kinds/sentinel.py). command:
     (argv, user) -> the argv that runs it where it lives (inside a
-    namespace: deploy/netns.py).
+    namespace: deploy/netns.py). relayed: `port` is its relay's, which it announces
+    to its primary, and it listens at layout.behind(port) (deploy/links.py).
     """
     binary = require("redis-server", "redis-server")
     config = Path(state_dir) / f"redis-{port}.conf"
+    own = behind(port) if relayed else port
     write_private(config, "\n".join([
-        f"port {port}", f"bind {host}", 'save ""', "appendonly no", f'dir "{folder or state_dir}"',
+        f"port {own}", *([f"replica-announce-port {port}"] if relayed else []), f"bind {host}",
+        'save ""', "appendonly no", f'dir "{folder or state_dir}"',
         f"requirepass {password}", f"masterauth {password}", "",
     ]))
     record = start_process(name, (command or here)([binary, str(config), *args], None), state_dir,
-                           ready=lambda: port_open(port, host), where=f"{host}:{port}")
+                           ready=lambda: port_open(own, host), where=f"{host}:{own}")
     return {"port": port, "host": host, **record, "password": password}
 
 
@@ -102,6 +106,7 @@ class Redis(Kind):
     name = server = "redis"
     variables = ("REDIS_URL",)
     aliases = ("redis:primary",)
+    relayed = True
 
     def serves(self, topology):
         return topology.redis == "single"
@@ -114,7 +119,7 @@ class Redis(Kind):
 
     def start_node(self, cluster, name, port, password):
         return start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                           name=name, **where(cluster, name))
+                           name=name, relayed=True, **where(cluster, name))
 
     def start_alone(self, *, port, state_dir, password, durable=True):
         return start_redis(port=port, state_dir=state_dir, password=password, durable=durable)

@@ -32,6 +32,7 @@ from deploy import layout
 from deploy.errors import DeployError
 from deploy.kinds import redis as alone
 from deploy.kinds.base import Kind
+from deploy.layout import behind
 from deploy.processes import wait_for
 
 SLOTS = 16384
@@ -49,9 +50,13 @@ def slot_ranges(shards):
     return [(edges[n], edges[n + 1] - 1) for n in range(shards)]
 
 
-def args(bus_port, folder):
+def args(port, bus_port, folder, relayed=False):
+    """relayed: behind its latency relay (deploy/links.py) a node listens for its peers at layout.behind(bus_port),
+    and announces the relay's ports, its client port and its bus port, to its peers and in CLUSTER SLOTS."""
+    bus = ["--cluster-port", str(behind(bus_port)), "--cluster-announce-port", str(port),
+           "--cluster-announce-bus-port", str(bus_port)] if relayed else ["--cluster-port", str(bus_port)]
     return ["--cluster-enabled", "yes", "--cluster-config-file", f"{folder}/nodes.conf",
-            "--cluster-port", str(bus_port), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            *bus, "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             "--cluster-require-full-coverage", "no",
             # A replica promotes itself however long its link was down: without persistence
             # the alternative is a shard with no primary until an operator acts.
@@ -60,12 +65,13 @@ def args(bus_port, folder):
             "--repl-ping-replica-period", "1"]
 
 
-def start_node(cluster, name, port, bus_port, password):
+def start_node(cluster, name, port, bus_port, password, *, relayed=False):
     """A cluster node in a folder of its own; a restarted one finds its nodes.conf and rejoins,
     empty, as a Redis without disk does, and copies its primary."""
     folder = alone.node_folder(cluster, name)
     record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                name=name, folder=folder, args=args(bus_port, folder))
+                                name=name, folder=folder, args=args(port, bus_port, folder, relayed),
+                                relayed=relayed)
     return {**record, "data": str(folder), "bus_port": bus_port}
 
 
@@ -173,15 +179,25 @@ class RedisCluster(Kind):
     def nodes(self, topology, port_of):
         return [(f"redis{n + 1}", "redis", port_of("redis", n)) for n in range(node_count(topology.redis_shards))]
 
+    relayed = True
+
     def extra_ports(self, base, planned):
-        return {bus_port(base, name): f"{name}'s cluster bus" for name, _, _ in planned}
+        return {port: what for name, _, _ in planned for port, what in (
+            (bus_port(base, name), f"{name}'s cluster bus"),
+            (behind(bus_port(base, name)), f"{name}'s cluster bus behind its relay"))}
+
+    def relay_routes(self, cluster, name, port):
+        """Its clients' port and its cluster bus."""
+        bus = bus_port(cluster.port, name)
+        return {**super().relay_routes(cluster, name, port), f"{name}-bus": (("127.0.0.1", bus),
+                                                                             ("127.0.0.1", behind(bus)))}
 
     def start_all(self, cluster, topology, planned):
         super().start_all(cluster, topology, planned)
         form([cluster.stores[name] for name, _, _ in planned], topology.redis_shards)
 
     def start_node(self, cluster, name, port, password):
-        return start_node(cluster, name, port, bus_port(cluster.port, name), password)
+        return start_node(cluster, name, port, bus_port(cluster.port, name), password, relayed=True)
 
     def role(self, record):
         return alone.role(record)

@@ -22,6 +22,7 @@ from deploy import layout
 from deploy.errors import DeployError
 from deploy.kinds import redis as alone
 from deploy.kinds.base import Kind, host_of, where
+from deploy.layout import behind
 from deploy.processes import port_open, require, running, spawn, wait_for, write_private
 
 SENTINELS = 3
@@ -50,7 +51,7 @@ def start_node(cluster, topology, name, port, password, primary=None):
     folder = alone.node_folder(cluster, name)
     record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
                                name=name, folder=folder, args=redis_args(topology, cluster.host(name), primary),
-                               **where(cluster, name))
+                               relayed=True, **where(cluster, name))
     return {**record, "data": str(folder)}
 
 
@@ -67,7 +68,9 @@ def start_sentinel(cluster, name, port, primary, password):
     if not config.exists():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(config,
-            f"port {port}\nbind {host}\nsentinel announce-ip {host}\ndir {folder}\nrequirepass {password}\n"
+            # It listens behind its relay (deploy/links.py) and announces the relay's port.
+            f"port {behind(port)}\nbind {host}\nsentinel announce-ip {host}\nsentinel announce-port {port}\n"
+            f"dir {folder}\nrequirepass {password}\n"
             f"sentinel monitor {SERVICE} {primary[0]} {primary[1]} {QUORUM}\n"
             f"sentinel auth-pass {SERVICE} {password}\n"
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
@@ -78,7 +81,8 @@ def start_sentinel(cluster, name, port, primary, password):
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
     record = spawn(cluster.command(name, [binary, str(config), "--sentinel"]),
                    log_path=Path(state_dir) / "logs" / f"{name}.log")
-    wait_for(lambda: port_open(port, host) or not running(record), timeout=30, what=f"{name} on {host}:{port}")
+    wait_for(lambda: port_open(behind(port), host) or not running(record), timeout=30,
+             what=f"{name} on {host}:{behind(port)}")
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
     return {"port": port, "host": host, **record, "data": str(folder), "password": password}
@@ -140,6 +144,7 @@ class Sentinel(Kind):
     stops_first = True
     aliases = ("redis:primary",)
     node_kinds = ("redis", "sentinel")
+    relayed = True
 
     def serves(self, topology):
         return topology.redis == "sentinel"

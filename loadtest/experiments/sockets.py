@@ -32,16 +32,21 @@ from pathlib import Path
 
 from deploy import cluster
 from deploy.cluster import free_base_port
-from loadtest import _page as page
-from loadtest._accounts import prepare
-from loadtest._svg import series_chart
+from loadtest.cli import chosen, listed
 from loadtest.harness import checkers, history, load, socket_checkers, verdict
+from loadtest.harness.accounts import prepare
 from loadtest.harness.nemesis import Nemesis, rolling_restart
 from loadtest.harness.socket_client import SocketChatter
 from loadtest.harness.verdict import Check
+from loadtest.reports import page
+from loadtest.reports.svg import series_chart
+from loadtest.reports.tables import Table
 
 FAULTS = ("kill", "term", "rolling", "scale")
 LAYERS = ("memory", "redis")
+NAME = "sockets"
+HELP = "what an instance's kill, stop, restart or scale-in costs WebSocket users, per channel layer"
+INDEXED = True  # its report is listed in results/index.html
 SCENARIOS = tuple(f"{fault}-{layer}{'' if resume else '-no-resume'}"
                   for fault, layer, resume in product(FAULTS, LAYERS, (True, False)))
 INSTANCES = ("app1", "app2", "app3")
@@ -69,16 +74,7 @@ HYPOTHESIS = [
 ]
 
 
-def plan(names):
-    """The scenarios, checked: ValueError for an unknown name."""
-    unknown = [name for name in names if name not in SCENARIOS]
-    if unknown:
-        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(SCENARIOS)}")
-    return names
-
-
-def arguments(parser):
-    """The experiment's own options (registered by loadtest/__main__.py)."""
+def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("--users", type=int, default=6, help="chatters per scenario, through HAProxy")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between a chatter's posts")
@@ -86,15 +82,15 @@ def arguments(parser):
     parser.add_argument("--out", type=Path, default=Path("results") / "sockets")
 
 
-def command(args, run):
-    """`python -m loadtest sockets`: run the scenarios, print the table; return the verdict."""
-    names = plan([name.strip() for name in args.scenarios.split(",") if name.strip()])
-    with history.History(Path(args.out) / history.FILE, experiment="sockets", command=run.command) as recorded:
+def main(args):
+    """Run the scenarios, print the table and the verdict; the exit status says whether the hypothesis held."""
+    names = chosen(listed(args.scenarios), SCENARIOS)
+    with history.History(Path(args.out) / history.FILE, experiment=NAME, command=args.run.command) as recorded:
         run_all(names, users=args.users, interval=args.interval, window=args.window, out=args.out,
                 history_file=recorded)
-    results, judged = report(args.out, run)
-    print(table(results))
-    return judged
+    results, judged = report(args.out, args.run)
+    print(table(results).markdown())
+    return verdict.ended(args.out, judged)
 
 
 def run_all(names, *, users, interval, window, out, history_file):
@@ -187,10 +183,8 @@ def _s(value):
 
 
 def table(results):
-    """The summary as a Markdown table, one row per scenario."""
-    header = [name for name, _ in COLUMNS]
-    rows = [header, ["---"] * len(header), *([cell(r) for _, cell in COLUMNS] for r in results)]
-    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+    """The summary, one row per scenario."""
+    return Table(tuple(COLUMNS), tuple(results))
 
 
 def chart(events, name):
@@ -201,8 +195,10 @@ def chart(events, name):
         "dropped": lambda op: op["what"] == "disconnect" and op["value"]["by"] == "server",
     })
     xs = list(range(len(next(iter(counts.values())))))
-    markers = [(f["effect"] or f["sent"], f["action"]) for f in checkers.faults(events)]
-    return series_chart(name, xs, counts, x_label="seconds", markers=markers)
+    faults = checkers.faults(events)
+    bands = [(f["effect"] or f["sent"], f["ended"], f["action"]) for f in faults if f["ended"] is not None]
+    markers = [(f["effect"] or f["sent"], f["action"]) for f in faults if f["ended"] is None]
+    return series_chart(name, xs, counts, x_label="seconds", unit="/s", markers=markers, bands=bands)
 
 
 def report(out, run, *, finished=None):
@@ -227,6 +223,6 @@ def report(out, run, *, finished=None):
                    "of chatters through HAProxy, posting, and one leaver per instance that never reconnects; one "
                    "fault, then the window. Every figure is computed from history.jsonl by "
                    f"loadtest/harness/socket_checkers.py (recheck: python -m loadtest recheck {out}).")),
-                         ("", page.columns_table(COLUMNS, results)),
+                         ("", table(results).html()),
                          ("Timelines", page.charts(charts))])
     return results, judged

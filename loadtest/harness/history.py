@@ -68,13 +68,18 @@ class History:
             self._open[op["id"]] = op
         return op["id"]
 
-    def complete(self, op_id, outcome, *, value=None, refusal=None, keep_value=False):
-        """Write the operation as ended now with outcome; value replaces the invoked one unless keep_value."""
+    def complete(self, op_id, outcome, *, value=None, refusal=None, keep_value=False, node=None):
+        """Write the operation as ended now with outcome; value replaces the invoked one unless keep_value.
+
+        node: the node that served it, when only the answer tells (through a load balancer).
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}")
         with self._lock:
             op = self._open.pop(op_id)
         op.update(completed=self.now(), outcome=outcome, refusal=refusal)
+        if node:
+            op["node"] = node
         if not keep_value:
             op["value"] = value
         self._write(op)

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from loadtest._accounts import prepare
+from loadtest.harness.accounts import prepare
 from loadtest.harness.client import User
 
 # Every limit as the site ships it: the users exist beforehand (accounts()).
@@ -20,10 +20,12 @@ SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
 TICK = 0.25  # seconds between a user's session writes
 HEARTBEAT_EVERY = 4  # ticks
 LOGIN_EVERY = 8  # ticks: a new user logs in at each instance this often
+# Per scenario of split-brain and fate, besides its --seconds: a cluster up and down, the waits, the final reads.
+SCENARIO_SETUP_SECONDS = 60
 
 
 def accounts(state_dir, nodes, *, users, newcomer_seconds):
-    """{node: an iterator of names}, users made beforehand (loadtest/_accounts.py) for each node.
+    """{node: an iterator of names}, users made beforehand (loadtest/harness/accounts.py) for each node.
 
     Enough for `users` users and a newcomer every TICK * LOGIN_EVERY for
     newcomer_seconds; a node that runs out makes no more newcomers. Made

@@ -39,7 +39,7 @@ import uuid
 import requests
 import websocket
 
-from loadtest._accounts import PASSWORD
+from loadtest.harness.accounts import PASSWORD
 
 OPEN_TIMEOUT = 10  # seconds for a handshake and its hello
 BACKOFF = (0.1, 2.0)  # first and longest wait between reconnect attempts

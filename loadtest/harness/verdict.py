@@ -54,6 +54,13 @@ def lines(verdict):
     return out
 
 
+def ended(out, verdict):
+    """Print the verdict and where the page is; return the exit status that says whether the hypothesis held."""
+    print("\n" + "\n".join(lines(verdict)))
+    print(f"\nreport: {out / 'report.html'}")
+    return exit_status(verdict)
+
+
 def html(verdict):
     """The verdict as the page's first section: the outcome, then a table of the checks."""
     rows = "".join(

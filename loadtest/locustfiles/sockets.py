@@ -16,7 +16,7 @@ set, so that they line up with the experiment's own history. Posts show
 in Locust's statistics as `WS post` (the time to the ack).
 
 The users exist beforehand, as for the HTTP users: LOADTEST_ACCOUNTS
-("prefix,per process", loadtest/_accounts.py's for_locust) names them.
+("prefix,per process", loadtest/harness/accounts.py's for_locust) names them.
 """
 
 import itertools
@@ -27,7 +27,7 @@ from pathlib import Path
 import gevent
 from locust import User, between, events, task
 
-from loadtest._accounts import locust_name
+from loadtest.harness.accounts import locust_name
 from loadtest.harness.history import History
 from loadtest.harness.socket_client import SocketChatter
 
@@ -57,7 +57,7 @@ class SocketChatUser(User):
     def on_start(self):
         number = next(_numbers)
         if not ACCOUNTS_PREFIX:
-            raise RuntimeError("LOADTEST_ACCOUNTS is not set: make the users first (loadtest/_accounts.py)")
+            raise RuntimeError("LOADTEST_ACCOUNTS is not set: make the users first (loadtest/harness/accounts.py)")
         if number >= int(ACCOUNTS_PER_PROCESS):
             raise RuntimeError(f"no prepared user left for user {number} of this process")
         name = locust_name(ACCOUNTS_PREFIX, self.environment.runner.worker_index, number)

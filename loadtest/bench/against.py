@@ -1,0 +1,115 @@
+"""`python -m loadtest bench-against REF`: the memory poll mix of this checkout against an older commit's."""
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from deploy import cluster as deploy
+from deploy.cluster import (
+    DeployError,
+    free_base_port,
+    require,
+    web,
+)
+from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, ROOT, log_in, median, run_wrk, spread
+from loadtest.cli import ratio_text
+from loadtest.reports.tables import Table
+
+NAME = "bench-against"
+HELP = "the memory poll mix of this checkout against an older commit"
+
+
+def add_arguments(parser):
+    parser.add_argument("ref", help="a commit, tag or branch of this repository")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--server", default="gthread:8", help="how this checkout's instance is served")
+    parser.add_argument("--out", type=Path, default=Path("results") / "bench-against")
+
+
+def main(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = bench_against(args.ref, rounds=args.rounds, seconds=args.seconds, connections=args.connections,
+                           out=args.out, server=args.server)
+    print(f"memory stores, poll mix, one instance each; wrk, {args.connections} connections, {args.rounds} "
+          f"rounds of {args.seconds} s, alternating; medians (ratio: median and min-max of the rounds)")
+    rows = [[label, f"{report[path]['rps'][args.ref]:.0f}", f"{report[path]['rps']['this']:.0f}",
+             ratio_text(report[path]["ratio"]), f"{report[path]['p99_ms'][args.ref]:.1f}",
+             f"{report[path]['p99_ms']['this']:.1f}"]
+            for path, label in (("direct", "straight to the instance"), ("lb", "through HAProxy"))]
+    print(Table.of(["path", f"{args.ref} req/s", "this req/s", f"this / {args.ref}", f"{args.ref} p99 ms",
+                    "this p99 ms"], rows).markdown())
+    print(f"figures: {args.out / 'against.json'}")
+    return 0
+
+
+def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT):
+    """The memory poll mix of this checkout against commit `ref`'s, one instance each, in rounds A B, B A, ...
+
+    `ref` is checked out into a temporary git worktree with a virtualenv of
+    its own (its dependencies as it declared them) and started by its own
+    `python -m deploy`; both instances are hit straight and through their
+    HAProxy, in alternating order, so each round gives a ratio.
+    """
+    require("wrk", "wrk")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-against-"))
+    tree, scripts = scratch / "tree", scratch
+    (scripts / "poll.lua").write_text(POLL_MIX)
+    old_python = tree / ".venv" / "bin" / "python"
+    old_state, new_state = out / "clusters" / "against", out / "clusters" / "this"
+    new = old = None
+    try:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
+                       check=True, capture_output=True, text=True, timeout=120)
+        print(f"installing {ref} into its own virtualenv", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(tree / ".venv")], check=True, timeout=300)
+        installed = subprocess.run([str(old_python), "-m", "pip", "install", "-q", "-e", str(tree)],
+                                   capture_output=True, text=True, timeout=900)
+        if installed.returncode:
+            raise DeployError(f"installing {ref} failed: {installed.stderr.strip()[-800:]}")
+        print(f"starting {ref}'s cluster and this checkout's", file=sys.stderr)
+        old_argv = [str(old_python), "-m", "deploy", "--state-dir", str(old_state)]
+        subprocess.run([*old_argv, "up", "--instances", "1", "--sessions", "memory", "--presence", "memory",
+                        "--port", str(free_base_port()),
+                        *[f"--env={name}={value}" for name, value in BENCH_ENV.items()]],
+                       cwd=tree, check=True, capture_output=True, text=True, timeout=300)
+        old = json.loads(subprocess.run([*old_argv, "status", "--json"], cwd=tree, check=True,
+                                        capture_output=True, text=True, timeout=60).stdout)
+        old = {"lb": old["url"], "direct": f"http://127.0.0.1:{old['instances'][0]['port']}"}
+        cluster = deploy.up(instances=1, sessions="memory", presence="memory", server=server,
+                            port=free_base_port(), env=BENCH_ENV, durable=DURABLE,
+                            state_dir=new_state)
+        new = {"lb": cluster.url, "direct": f"http://127.0.0.1:{cluster.instances['app1']['port']}"}
+        targets = {ref: old, "this": new}
+        sessions = {name: log_in(urls["lb"]) for name, urls in targets.items()}
+        results = {name: {"direct": [], "lb": []} for name in targets}
+        for round_number in range(rounds):
+            order = [ref, "this"] if round_number % 2 == 0 else ["this", ref]
+            for name in order:
+                print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
+                for path in ("direct", "lb"):
+                    results[name][path].append(
+                        run_wrk(targets[name][path], scripts / "poll.lua", sessions[name], seconds, connections))
+    finally:
+        if new:
+            deploy.down(new_state)
+        if old_python.exists():
+            subprocess.run([str(old_python), "-m", "deploy", "--state-dir", str(old_state), "down"], cwd=tree,
+                           capture_output=True, timeout=120)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = {"against": ref, "server": server, "rounds": rounds, "seconds": seconds, "connections": connections,
+              "raw": results}
+    for path in ("direct", "lb"):
+        report[path] = {
+            "rps": {name: median([run["rps"] for run in results[name][path]]) for name in targets},
+            "p99_ms": {name: median([run["p99_ms"] for run in results[name][path]]) for name in targets},
+            "ratio": spread([a["rps"] / b["rps"] for a, b in zip(results["this"][path], results[ref][path])]),
+        }
+    (out / "against.json").write_text(json.dumps(report, indent=1))
+    return report

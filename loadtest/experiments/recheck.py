@@ -1,0 +1,47 @@
+"""`python -m loadtest recheck FOLDER`: a finished run's figures, charts and verdict again, from its history alone."""
+
+import json
+import sys
+from pathlib import Path
+
+from loadtest.experiments import fate, sockets, split_brain
+from loadtest.harness import history, verdict
+from loadtest.reports import page
+
+NAME = "recheck"
+HELP = "a finished split-brain or fate run's figures, charts and verdict again, from its history.jsonl alone; " \
+       "rewrites its page"
+# The experiments that record a history.
+REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report}
+
+
+def add_arguments(parser):
+    parser.add_argument("folder", type=Path, help="the run's folder (its --out)")
+
+
+def main(args):
+    try:
+        return recheck(args.folder)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"loadtest: cannot recheck {args.folder}: {exc}", file=sys.stderr)
+        return 1
+
+
+def recheck(folder):
+    """Every figure, chart and the verdict of a finished run again, from its history.jsonl alone; the page too.
+
+    The run's command and times come from its run.json, or from the history's header when the run ended before
+    writing its page.
+    """
+    header, _ = history.load(folder / history.FILE)
+    report = REPORTS.get(header["experiment"])
+    if report is None:
+        raise ValueError(f"{folder / history.FILE}: no recheck for the experiment {header['experiment']!r}")
+    if (folder / page.RUN_FILE).exists():
+        record = json.loads((folder / page.RUN_FILE).read_text())
+    else:  # the run ended before its page: what the history's header says of it
+        record = {"kind": header["experiment"], "command": header["command"],
+                  "started": header["started"][:19] + "+00:00", "finished": None}
+    run = page.Run(record["kind"], record["command"], record["started"])
+    judged = report(folder, run, finished=record["finished"])[1]
+    return verdict.ended(folder, judged)

@@ -1,0 +1,271 @@
+"""Split brain, counted the Jepsen way: acknowledged writes that a partition and its heal lose.
+
+A cluster with every store node and instance in a namespace of its own
+(`deploy up --netns`) is split in two. The minority side holds the old
+primary and app1; the majority side holds the replicas (or standbys) and
+app2, and gets a new primary: Sentinel promotes a replica by itself;
+PostgreSQL has no arbiter, so the run promotes a standby as an operator who
+cannot see the old primary would. Users on both sides go on logging in and
+writing to their sessions, each pinned to one side by talking to its
+instance directly, never through HAProxy. Then the network heals, the
+cluster converges (Sentinel turns the old Redis primary into a replica; the
+old PostgreSQL primary is stopped and rejoins as a standby, as an operator
+does), and every user reads back what it was told was saved.
+
+Counted per side: session writes acknowledged (200) and then lost (the
+counter read back is lower), logins acknowledged and then lost (the session
+is gone: 401), presence heartbeats acknowledged and then lost (the user is
+not online after the heal), requests refused (anything but 200), and the
+seconds from the heal until every node agrees on one primary. For
+PostgreSQL also the writes the old primary holds that its users were told
+were refused (with `--pg-sync`, a commit no standby confirmed is still
+committed on the primary): the rejoin throws them away.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy import cluster
+from deploy.cluster import Topology, free_base_port
+from loadtest.cli import chosen, listed
+from loadtest.experiments.split_brain_tables import chart, headline, table
+from loadtest.harness import checkers, history, load, verdict
+from loadtest.harness.nemesis import Nemesis
+from loadtest.harness.observe import observe
+from loadtest.harness.progress import Progress
+from loadtest.harness.verdict import Check
+from loadtest.reports import page
+
+NAME = "split-brain"
+HELP = "acknowledged writes a partition and its heal lose (needs network namespaces: root)"
+INDEXED = True  # its report is listed in results/index.html
+MINORITY_INSTANCE, MAJORITY_INSTANCE = "app1", "app2"
+SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
+SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
+NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
+
+
+def add_arguments(parser):
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    parser.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
+    parser.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
+    parser.add_argument("--out", type=Path, default=Path("results") / "split-brain")
+
+
+def main(args):
+    names = chosen(listed(args.scenarios), SCENARIOS)
+    progress = Progress(names, args.seconds + load.SCENARIO_SETUP_SECONDS)
+    with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
+        for index, name in enumerate(names):
+            progress(index, name, f"partition for {args.seconds:g} s, {args.users} users a side")
+            run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=recorded)
+    progress.done()
+    results, judged = report(args.out, args.run)
+    print(table(results).markdown())
+    return verdict.ended(args.out, judged)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    store: str  # "redis" or "postgres": where sessions live
+    sync: int = 0  # Redis: min-replicas-to-write
+    pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k"
+
+    def up_options(self):
+        if self.store == "redis":
+            return {"sessions": "redis", "presence": "redis", "db": "sqlite",
+                    "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
+        return {"sessions": "db", "presence": "memory", "db": "postgres",
+                "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync)}
+
+    @property
+    def minority(self):
+        if self.store == "redis":
+            return ["redis1", "sentinel1", MINORITY_INSTANCE]
+        return ["pg1", MINORITY_INSTANCE]
+
+    @property
+    def majority(self):
+        if self.store == "redis":
+            return ["redis2", "redis3", "sentinel2", "sentinel3", MAJORITY_INSTANCE]
+        return ["pg2", "pg3", MAJORITY_INSTANCE]
+
+
+def scenario(name):
+    return {"redis": Scenario("redis", "redis"), "redis-sync": Scenario("redis --redis-sync 1", "redis", 1),
+            "postgres": Scenario("postgres", "postgres"),
+            "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1")}[name]
+
+
+# What each scenario predicts, from the runs docs/experiments/split-brain.md reports. Writes acknowledged on the
+# minority side during the partition: asynchronous replication loses (nearly) all of them (404 of the 449 the
+# minority acknowledged, most of them during the cut); one synchronous replica loses none, and the minority
+# refuses instead. The majority side loses nothing, and a new primary appears on it.
+HYPOTHESIS = [
+    *(check for name in ("redis", "postgres") for check in (
+        Check(name, "writes the minority acknowledged during the partition: nearly all lost (%)",
+              "partition_writes.minority.lost_pct", 90, 100),
+        Check(name, "the minority side refuses nothing: its old primary does not know it was replaced",
+              "refused.minority", 0, 0))),
+    *(check for name in ("redis-sync", "postgres-sync") for check in (
+        Check(name, "acknowledged writes lost", "total.writes_lost", 0, 0),
+        Check(name, "the minority side refuses writes it cannot replicate", "refused_by_kind.minority.write", 1,
+              None))),
+    *(check for name in SCENARIOS for check in (
+        Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
+        Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
+]
+
+
+def run(name, *, seconds, users_per_side, out, history):
+    """Run one scenario into the history: up, load, partition for `seconds`, heal, converge, final reads, down.
+
+    Returns its figures, computed from the history alone (figures()).
+    """
+    chosen = scenario(name)
+    history.scenario = name
+    history.sample(condition="started", parameters={"seconds": seconds, "users": users_per_side})
+    state_dir = Path(out) / "clusters" / name
+    try:
+        deployed = cluster.up(instances=2, port=free_base_port(), env=load.SITE_ENV, namespaces=True,
+                              state_dir=state_dir, **chosen.up_options())
+        urls = {node: deployed.instance_url(node) for node in SIDES}
+        names = load.accounts(state_dir, urls, users=users_per_side, newcomer_seconds=seconds + NEWCOMER_SLACK)
+        users = load.users(history, urls, names, users_per_side)
+        newcomers, faults = [], Nemesis(history, state_dir=state_dir)
+        with load.Load(history, users, urls, names, newcomers) as running:
+            load.settle(seconds=2)
+            cut = faults.act("partition", chosen.minority, {"from": chosen.majority})
+            if cut["effect"] is None:
+                raise RuntimeError(f"the partition's rules were not in place within {faults.deadline:g} s")
+            if chosen.store == "postgres":
+                # PostgreSQL has no arbiter: promote a standby as an operator who cannot see the old primary would.
+                faults.act("promote", fields={"force": True})
+            else:
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, "redis2", "redis3"), seconds)
+            load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
+            running.stop()
+        if chosen.store == "postgres":
+            for user in users:
+                if user.node == MINORITY_INSTANCE:
+                    user.read()  # the old primary, before the heal: writes it kept that were refused
+        faults.act("heal")
+        if chosen.store == "postgres":
+            # Nothing demotes the old primary: stopped and started again, it rejoins as a standby of the new one.
+            faults.act("kill", "pg1")
+            faults.act("start", "pg1")
+        if load.wait(history, "converged", lambda: _converged(state_dir, history, chosen), 60) is None:
+            raise RuntimeError("the store did not converge to one primary within 60 s of the heal")
+        load.final_reads([*users, *newcomers], through=deployed.url, presence=chosen.store == "redis")
+    finally:
+        cluster.down(state_dir=state_dir)
+    return figures(history.events(name), name)
+
+
+def _roles(state_dir, history, *nodes):
+    """Whether one of nodes is primary now."""
+    found = observe(state_dir, history)
+    return any(found.get(node) == "primary" for node in nodes)
+
+
+def _converged(state_dir, history, chosen):
+    """Every node of the store up and exactly one primary."""
+    followers = {"redis": "replica", "postgres": "standby"}[chosen.store]
+    found = [role for node, role in observe(state_dir, history).items() if not node.startswith("sentinel")]
+    return found.count("primary") == 1 and found.count(followers) == len(found) - 1
+
+
+# Figures, from the history alone
+
+
+def figures(events, name):
+    """Every figure of one scenario, from its events: per side, the totals, refusals, marks, the timeline."""
+    chosen = scenario(name)
+    origin = checkers.condition(events, "started")
+    parameters = checkers.parameters(events)
+    (cut,) = checkers.faults(events, "partition")
+    start, end = cut["effect"], cut["ended"]
+    home = {who: SIDES.get(node, node) for who, node in checkers.homes(events).items()}
+    lost = {op["id"] for op in checkers.lost_writes(events)}
+    promotion = checkers.faults(events, "promote")
+    promoted = promotion[0]["effect"] if promotion else checkers.condition(events, "promoted")
+    marks = {"partition": start, "promoted": promoted, "heal": end,
+             "converged": checkers.condition(events, "converged")}
+    sides, partition_writes, refused_by_kind = {}, {}, {}
+    for side in SIDES.values():
+        mine = [e for e in events if e["type"] != "op" or e["what"] == "presence-read" or home.get(e["who"]) == side]
+        sides[side] = _side(mine, lost, presence=chosen.store == "redis")
+        during = checkers.window(mine, start, end, lost)
+        partition_writes[side] = {**during, "lost_pct": _pct(during["lost"], during["acknowledged"])}
+        refused_by_kind[side] = checkers.refusals(mine, start, end)
+    total = {key: sum(sides[side][key] for side in sides) for key in sides["minority"]}
+    timeline = checkers.timeline(events, {f"{SIDES[node]} {label}": _series(home, SIDES[node], outcome)
+                                          for node in SIDES for label, outcome in (("acked", "ok"),
+                                                                                   ("refused", "failed"))},
+                                 start=origin, end=marks["converged"])
+    return {"scenario": chosen.name, "store": chosen.store, "sync": chosen.sync, "pg_sync": chosen.pg_sync,
+            "seconds": parameters["seconds"], "users_per_side": parameters["users"],
+            "marks": {k: None if t is None else round(t - origin, 2) for k, t in marks.items()},
+            "promoted": promoted is not None and start <= promoted <= end,
+            "convergence_s": None if marks["converged"] is None else round(marks["converged"] - end, 2),
+            "ahead_on_old_primary": checkers.reads_ahead(events) if chosen.store == "postgres" else None,
+            "sides": sides, "total": total, "writes_lost_pct": _pct(total["writes_lost"], total["writes_acknowledged"]),
+            "partition_writes": partition_writes, "unknown": checkers.unknown(events),
+            "refused": {side: sum(kinds.values()) for side, kinds in refused_by_kind.items()},
+            "refused_by_kind": refused_by_kind, "timeline": timeline}
+
+
+def _side(events, lost, *, presence):
+    acked = checkers.ops(events, "write", "ok")
+    logins = {op["who"] for op in checkers.ops(events, "login", "ok")}
+    beats = {op["who"] for op in checkers.ops(events, "heartbeat", "ok")}
+    return {"writes_acknowledged": len(acked), "writes_lost": sum(op["id"] in lost for op in acked),
+            "logins_acknowledged": len(logins), "logins_lost": len(checkers.sessions_lost(events)),
+            "heartbeats_acknowledged": len(beats) if presence else 0,
+            "presence_lost": len(checkers.presence_lost(events)) if presence else 0}
+
+
+def _series(home, side, outcome):
+    if outcome == "ok":
+        return lambda op: op["what"] == "write" and op["outcome"] == "ok" and home.get(op["who"]) == side
+    return lambda op: op["outcome"] == "failed" and home.get(op["who"]) == side
+
+
+def _pct(part, whole):
+    return round(100 * part / whole, 1) if whole else 0.0
+
+
+def report(out, run, *, finished=None):
+    """From out/history.jsonl alone: each scenario's figures and chart, the verdict, split-brain.json and the page.
+
+    Returns (results, verdict). The run and `python -m loadtest recheck` both
+    call it, so a recheck of a finished run reproduces its figures exactly.
+    """
+    out = Path(out)
+    _, events = history.load(out / history.FILE)
+    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
+    results = [figures(history.of(events, name), name) for name in names]
+    judged = verdict.judge(HYPOTHESIS, dict(zip(names, results)))
+    (out / "split-brain.json").write_text(json.dumps({"command": run.command, "results": results,
+                                                      "verdict": judged}, indent=1))
+    charts = {}
+    for result in results:
+        path = out / f"split-brain-{result['scenario'].replace(' ', '').replace('--', '-')}.svg"
+        path.write_text(chart(result))
+        charts[path.name] = path.read_text()
+    page.write(out, run, title="Split brain, counted", headline=headline(results), verdict=judged,
+               finished=finished, sections=[
+                   ("", page.paragraphs(
+                       f"The old primary and app1 on the minority side, the rest on the majority side; users pinned "
+                       f"to one side write to their sessions every {load.TICK:g} s, heartbeat every "
+                       f"{load.TICK * load.HEARTBEAT_EVERY:g} s, and a new user logs in on each side every "
+                       f"{load.TICK * load.LOGIN_EVERY:g} s. Jepsen's Redis test (2013, five nodes under "
+                       "Sentinel) lost 56 % of acknowledged writes this way. Every figure is computed from "
+                       f"history.jsonl (recheck: python -m loadtest recheck {out}).")),
+                   ("", table(results).html()),
+                   ("Timelines", page.charts(charts.values())),
+               ])
+    return results, judged
