@@ -27,8 +27,12 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self):
+        from chat import live
         from chat.presence import presence_store
-        from labcore.health import readiness_check
+        from labcore.health import liveness_figure, readiness_check
+        from labcore.serving import on_serve
 
         user_logged_out.connect(leave_presence, dispatch_uid="chat.leave_presence")
         readiness_check("presence", lambda: presence_store().check())
+        liveness_figure("sockets", live.count)
+        on_serve(live.install, asgi_only=True)

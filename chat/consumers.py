@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import services, sockets
+from chat import live, services, sockets
 from chat.api import message_input, post
 from labcore.api import ApiError
 from labcore.errors import dependency_failure
@@ -58,6 +58,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.user = self.scope["user"]
         self.username = self.user.get_username()
         await self.accept()
+        live.opened(self)
+        if live.draining():
+            await self.close(code=live.GOING_AWAY, reason=live.DRAIN_REASON)
+            return
         self.joined = True
         try:
             # Into the group first: whatever is posted during the replay waits in
@@ -65,6 +69,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(self.group, self.channel_name)
             await sockets.join(self.room, self.channel_name, self.username)
             await self._announce()
+            # Which instance holds the socket (the status bar shows it); before the replay, and first:
+            # what the layer delivers waits until connect() returns.
+            await self._send({"type": "hello", "instance": settings.INSTANCE_NAME})
             if after is not None:
                 self.replayed_to = await self._replay(after)
         except Exception as error:
@@ -153,6 +160,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self.presence_online({"online": online})
 
     async def disconnect(self, code):
+        live.closed(self)
         if self.refresher is not None:
             self.refresher.cancel()
         if not self.joined:
@@ -165,7 +173,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
             logger.warning("websocket %s: leaving: %r", self.room, error)
 
     async def _send(self, frame):
-        await self.send(text_data=json.dumps(frame))
+        try:
+            await self.send(text_data=json.dumps(frame))
+        except OSError:
+            # The client is gone (uvicorn raises ClientDisconnected, an OSError), and its websocket.disconnect
+            # is queued behind this event. Raised, it would end the consumer before disconnect() runs, leaving
+            # its presence entry and its group membership (kept alive by _refresh) behind for good.
+            pass
 
 
 def _failure(error):

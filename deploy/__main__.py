@@ -96,7 +96,8 @@ def run(args):
         up = cluster.up(**options.up_keywords(args), **where)
         print(f"site:            {up.url}/")
         print(f"haproxy stats:   {up.stats_url}")
-        print(f"{len(up.instances)} instances ({args.lb}), sessions: {args.sessions}, "
+        print(f"{len(up.instances)} instances ({args.lb}, {args.server}"
+              + (f", channel layer {up.channel_layer}" if up.channel_layer else "") + f"), sessions: {args.sessions}, "
               f"presence: {args.presence}, database: {up.db}"
               + (f", on Docker Swarm (stack {up.stack})" if up.runs_on == "swarm" else "")
               + ("" if args.durable else " (not durable: no fsync)"))
@@ -160,7 +161,8 @@ def print_status(state, *, as_json):
     print(f"{'name':<10}{'port':>6}{'container' if swarm else 'pid':>13}  {'alive':<7}{'lb_state'}")
     for row in state["instances"]:
         print(f"{row['name']:<10}{row['port']:>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"
-              f"{row['lb_state']}{away(row)}")
+              f"{row['lb_state']}{away(row)}"
+              + (f"  sockets {row['sockets']}" if row.get("sockets") is not None else ""))
     for row in [{"name": "haproxy", "port": state["url"].rsplit(":", 1)[1], **state["haproxy"]},
                 *state["stores"]]:
         print(f"{row['name']:<10}{row['port'] or 'socket':>6}{_who(row):>13}  {'yes' if row['alive'] else 'no':<7}"

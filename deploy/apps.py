@@ -11,7 +11,7 @@ import subprocess
 import sys
 import urllib.request
 
-from deploy import cgroups, haproxy, links, stores, web
+from deploy import cgroups, haproxy, links, sockets, stores, web
 from deploy.errors import DeployError
 from deploy.layout import STATS_OFFSET, behind
 from deploy.processes import PRIVATE_UMASK, port_open, require, running, spawn, wait_for, write_private
@@ -36,6 +36,7 @@ def site_env(cluster, name=None):
         "STATE_DIR": str(cluster.path),
         "DURABLE": "1" if cluster.durable else "0",
         "DEBUG": "0",
+        **({"CHANNEL_LAYER": cluster.channel_layer} if cluster.channel_layer else {}),
     }
     env.pop("SESSION_ENGINE", None)
     # Only the servers this cluster runs: nothing leaks in from the caller's shell.
@@ -145,14 +146,17 @@ def wait_serving(cluster):
 
 
 def take_out(cluster, name):
-    """Stop sending requests to an instance and wait for its last ones.
+    """Stop sending requests and sockets to an instance, wait for its last requests, then close its sockets.
 
     Not HAProxy's `drain`: a drained server still gets every client whose
-    sticky cookie names it. `maint` sends those elsewhere too.
+    sticky cookie names it. `maint` sends those elsewhere too. Its open
+    WebSockets are closed with 1001 (deploy/sockets.py) once nothing new
+    reaches it, so that their clients reconnect to another instance.
     """
     cluster.runtime.set_state(name, "maint")
     wait_for(lambda: cluster.runtime.stats()[name]["scur"] == "0", timeout=15,
              what=f"{name}'s requests in flight to finish")
+    sockets.drain(cluster, name)
 
 
 def bring_in(cluster, name):

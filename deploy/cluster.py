@@ -14,7 +14,7 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, links, netns, record, stores, swarm, web
+from deploy import apps, cgroups, kinds, links, netns, record, sockets, stores, swarm, web
 from deploy import images as image_builds
 from deploy.actions import ACTIONS, act
 from deploy.actions import check as check_action
@@ -76,12 +76,13 @@ images = image_builds.build
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None, runtime="processes", latency=None,
+       cpu_quota=None, site_cpus=None, runtime="processes", latency=None, channel_layer="",
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
     env: extra environment variables (site settings) for every instance.
     server: how each instance is served (deploy/web.py).
+    channel_layer: memory or redis under an ASGI server; "" for the default (deploy/sockets.py).
     durable: False lets the databases lose acknowledged writes on an OS
     crash (PostgreSQL without fsync, SQLite synchronous=NORMAL), for benchmarks.
     topology: a Topology (default: every store alone).
@@ -102,13 +103,15 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
             state_dir=state_dir, instances=instances, sessions=sessions, presence=presence, lb=lb, port=port,
             db=db, env=env, server=server, durable=durable, topology=(topology or Topology()).check(),
             namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus)
-    topology, wanted, limits = check_up(
+    topology, wanted, limits, channel_layer = check_up(
         instances=instances, sessions=sessions, presence=presence, lb=lb, port=port, db=db, server=server,
-        topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir)
+        topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir,
+        channel_layer=channel_layer)
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
+        channel_layer=channel_layer,
         durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
     )
     links.check_latencies(cluster, wanted, instances, latency or {})
@@ -142,11 +145,12 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
 
 def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000, db="sqlite",
              server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
-             state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes", latency=None):
+             state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes", latency=None,
+             channel_layer=""):
     """Every check `up` makes before it starts anything on processes: DeployError naming the first that fails.
 
     Return (the topology checked, the kinds of server wanted, the CPU limits
-    planned). env, durable, runtime and latency are not checked here (Swarm
+    planned, the channel layer chosen). env, durable, runtime and latency are not checked here (Swarm
     refuses what it cannot run in deploy/swarm.py; latency's names are checked
     once up has planned the nodes); they are accepted so that the same
     keywords as up's can be passed. The control room calls it to refuse
@@ -155,7 +159,9 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
     _check_choices(instances, lb)
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
-    wanted = stores.with_needs(servers_for(sessions=sessions, presence=presence, db=db), topology)
+    channel_layer = sockets.plan_layer(channel_layer, server=server, presence=presence, topology=topology)
+    wanted = stores.with_needs(
+        sockets.servers_for_layer(channel_layer, servers_for(sessions=sessions, presence=presence, db=db)), topology)
     stores.check_server(wanted, topology, server)
     previous = load(state_dir)
     if previous and any(running(record) for record in previous.processes()):
@@ -168,7 +174,7 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
         stores.check_namespaces(wanted, topology)
     limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
 
-    return topology, wanted, limits
+    return topology, wanted, limits, channel_layer
 
 
 def servers_for(*, sessions, presence, db):
@@ -253,6 +259,8 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "presence": cluster.presence,
         "db": cluster.db,
         "durable": cluster.durable,
+        "server": cluster.server,
+        "channel_layer": cluster.channel_layer or None,
         "runtime": cluster.runs_on,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
@@ -271,6 +279,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
                 "lb_state": lb_rows[name]["status"] if name in lb_rows else "unknown",
                 "state": apps.state(cluster, name, i, lb_rows[name]["status"] if name in lb_rows else "unknown"),
                 "role": None,
+                "sockets": sockets.open_sockets(cluster, name, i) if web.is_asgi(cluster.server) else None,
                 **links.row(cluster, name),
             }
             for name, i in sorted(cluster.instances.items(), key=lambda kv: kv[1]["port"])

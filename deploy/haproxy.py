@@ -3,6 +3,7 @@
 import csv
 import io
 import os
+import resource
 import socket
 from pathlib import Path
 from string import Template
@@ -13,6 +14,18 @@ TEMPLATE = Path(__file__).with_name("haproxy.cfg.template")
 # the instances trust HAProxy by the secret it reads from SECRET_VARIABLE.
 SOURCE_ADDRESS = "127.0.0.9"
 SECRET_VARIABLE = "LAB_PROXY_SECRET"
+# Open WebSockets per instance through the load balancer (an instance holds 5,000+ idle ones),
+# and connections in all, as far as HAProxy's open-file limit (this process's) allows: each
+# connection is two of its file descriptors, and it keeps some for itself.
+SOCKET_CONNECTIONS = 10000
+CONNECTIONS = 20000
+RESERVED_FILES = 200
+
+
+def connections():
+    """How many connections HAProxy takes at once: CONNECTIONS, or what its open-file limit holds."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return CONNECTIONS if soft == resource.RLIM_INFINITY else min(CONNECTIONS, (soft - RESERVED_FILES) // 2)
 
 
 def environment(secret):
@@ -31,12 +44,16 @@ def render(*, port, stats_port, socket_path, pidfile, lb, slots, source=SOURCE_A
     through the runtime API without a reload.
     """
     sticky = lb == "sticky"
-    servers = "\n".join(
-        f"    server {name} {host}:{app_port}"
-        + (f" cookie {name}" if sticky else "")
-        + ("" if enabled else " disabled")
-        for name, host, app_port, enabled in slots
-    )
+
+    def servers(more=""):
+        return "\n".join(
+            f"    server {name} {host}:{app_port}"
+            + (f" cookie {name}" if sticky else "")
+            + more.format(name=name)
+            + ("" if enabled else " disabled")
+            for name, host, app_port, enabled in slots
+        )
+
     return Template(TEMPLATE.read_text()).substitute(
         port=port,
         stats_port=stats_port,
@@ -44,7 +61,10 @@ def render(*, port, stats_port, socket_path, pidfile, lb, slots, source=SOURCE_A
         pidfile=pidfile,
         source=source,
         cookie="    cookie SERVERID insert indirect nocache\n" if sticky else "",
-        servers=servers,
+        servers=servers(),
+        socket_servers=servers(f" track {Runtime.BACKEND}/{{name}}"),
+        socket_connections=SOCKET_CONNECTIONS,
+        connections=connections(),
     )
 
 
@@ -52,6 +72,7 @@ class Runtime:
     """HAProxy's admin socket: one command per connection."""
 
     BACKEND = "instances"
+    SOCKETS_BACKEND = "sockets"  # the WebSockets (/ws/): the same servers, with limits of their own
 
     def __init__(self, socket_path):
         self.socket_path = str(socket_path)
@@ -67,10 +88,11 @@ class Runtime:
         return b"".join(chunks).decode()
 
     def set_state(self, server, state):
-        """Set a server's admin state: ready, drain or maint."""
-        answer = self.command(f"set server {self.BACKEND}/{server} state {state}").strip()
-        if answer:
-            raise RuntimeError(f"haproxy refused 'state {state}' for {server}: {answer}")
+        """Set a server's admin state, for requests and sockets alike: ready, drain or maint."""
+        for backend in (self.BACKEND, self.SOCKETS_BACKEND):
+            answer = self.command(f"set server {backend}/{server} state {state}").strip()
+            if answer:
+                raise RuntimeError(f"haproxy refused 'state {state}' for {backend}/{server}: {answer}")
 
     def stats(self):
         """Return {server: row} from `show stat` for the instances backend."""

@@ -27,7 +27,11 @@ def add_up_arguments(parser):
                              "(python -m deploy images first; docs/operations/swarm.md)")
     parser.add_argument("--port", type=int, default=8000, help="the load balancer's port")
     parser.add_argument("--server", default=web.DEFAULT,
-                        help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N")
+                        help="how each instance is served: gthread:N (default gthread:8), sync, gevent or granian:N "
+                             "(WSGI), or uvicorn (ASGI: HTTP and the chat's WebSockets)")
+    parser.add_argument("--channel-layer", default="",
+                        help="with --server uvicorn: how instances reach each other's sockets; memory (each only its "
+                             "own) or redis (default when --presence is redis)")
     parser.add_argument("--redis", default="single",
                         help="single; sentinel: a primary, replicas, three Sentinels; cluster: Redis Cluster, "
                              "shards of a primary and a replica")
@@ -72,7 +76,8 @@ def up_keywords(args):
     return dict(
         instances=args.instances, sessions=args.sessions, presence=args.presence, lb=args.lb, port=args.port,
         db=args.db or ("postgres" if args.runtime == "swarm" else "sqlite"), runtime=args.runtime,
-        env=parse_env(args.env), server=args.server, durable=args.durable, cpu_quota=args.cpu_quota,
+        env=parse_env(args.env), server=args.server, channel_layer=args.channel_layer, durable=args.durable,
+        cpu_quota=args.cpu_quota,
         site_cpus=args.site_cpus, namespaces=args.netns, latency=parse_latency(args.latency),
         topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                           redis_shards=args.redis_shards, pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,

@@ -36,6 +36,7 @@ class Cluster:
     # Proves a request came through HAProxy, which sets it as X-Lab-Proxy-Secret (labcore/proxy.py).
     proxy_secret: str = ""
     server: str = "gthread:8"  # how each instance is served (deploy/web.py)
+    channel_layer: str = ""  # memory or redis under an ASGI server (deploy/sockets.py); "" under WSGI
     durable: bool = True  # False: PostgreSQL without fsync, SQLite synchronous=NORMAL (benchmarks only)
     env: dict = field(default_factory=dict)  # extra settings for every instance
     # Every process as {"pid", "started"}: its start time tells it from a later process with the same pid.

@@ -2,7 +2,9 @@
 
 /readyz checks the database, the session store when its engine module has
 a check(), and the shared cache for counters; apps add the checks of their
-own stores with `readiness_check` from their AppConfig.ready().
+own stores with `readiness_check` from their AppConfig.ready(). /healthz
+touches nothing external; apps add figures of their own process to it
+with `liveness_figure` (the chat: its open WebSockets, which deploy reads).
 """
 
 from django.conf import settings
@@ -15,11 +17,17 @@ from labcore.registry import MEMORY
 from labcore.stores import StoreUnavailable, check_database, store_errors
 
 _app_checks = {}
+_app_figures = {}
 
 
 def readiness_check(name, check):
     """Have /readyz call check(), which raises StoreUnavailable when its store does not answer."""
     _app_checks[name] = check
+
+
+def liveness_figure(name, read):
+    """Have /healthz answer read() as `name`: a figure of this process, read without touching any store."""
+    _app_figures[name] = read
 
 
 def check_cache(alias, store):
@@ -45,7 +53,8 @@ def readiness_checks():
 
 def healthz(request):
     """Answer as long as the process runs; touch nothing external."""
-    return JsonResponse({"status": "alive", "instance": settings.INSTANCE_NAME})
+    return JsonResponse({"status": "alive", "instance": settings.INSTANCE_NAME,
+                         **{name: read() for name, read in _app_figures.items()}})
 
 
 def readyz(request):

@@ -28,4 +28,4 @@ application = ProtocolTypeRouter({
 })
 
 # Background work the apps registered (the maintenance scheduler), once the apps are loaded.
-start_serving()
+start_serving(asgi=True)

@@ -105,6 +105,18 @@ def frame(ws, kind=None):
             return got
 
 
+def online_until(ws, wanted):
+    """Read presence frames until one lists `wanted`; True then, TimeoutError after DEADLINE.
+
+    Each socket announces itself once it has joined, after its handshake: a
+    socket opened just before another may be listed only after it.
+    """
+    deadline = time.monotonic() + DEADLINE
+    while frame(ws, "presence")["online"] != wanted:
+        assert time.monotonic() < deadline, f"no presence frame listed {wanted}"
+    return True
+
+
 def first_of(ws, *kinds):
     """The first frame of each kind, in whatever order they come; frames of other kinds are skipped."""
     got = {}
@@ -132,7 +144,7 @@ def test_a_post_reaches_the_other_instance_only_through_redis(layers, layer):
     lobby = room()
     with socket(one, lobby, ada_cookie) as a, socket(two, lobby, bob_cookie) as b:
         # Presence by open socket: with the in-memory layer each instance lists only its own.
-        assert frame(b, "presence")["online"] == (sorted([ada, bob]) if layer == "redis" else [bob])
+        assert online_until(b, sorted([ada, bob]) if layer == "redis" else [bob])
         sent = post(a, "hello from one")
         # The sender gets its ack and, like every member, the message (the ack usually first).
         got = first_of(a, "ack", "message")
@@ -157,10 +169,10 @@ def test_a_killed_instance_s_sockets_leave_the_online_list_within_the_expiry(tmp
         (ada, ada_cookie), (bob, bob_cookie) = user(one), user(two)
         lobby = room()
         with socket(one, lobby, ada_cookie), socket(two, lobby, bob_cookie) as b:
-            assert frame(b, "presence")["online"] == sorted([ada, bob])
+            assert online_until(b, sorted([ada, bob]))
             stop(instances.records[0], sig=signal.SIGKILL)  # no goodbye from app1: its entry must lapse
             killed_at = time.monotonic()
-            assert frame(b, "presence")["online"] == [bob]
+            assert online_until(b, [bob])
             assert time.monotonic() - killed_at < 3 + 1 + DEADLINE
     finally:
         instances.stop()
@@ -398,13 +410,45 @@ def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers
             ada_name, bob_name = f"a{uuid.uuid4().hex[:8]}", f"b{uuid.uuid4().hex[:8]}"
             sign_up_and_join(ada, f"http://{one}", ada_name, lobby)
             sign_up_and_join(bob, f"http://{two}", bob_name, lobby)
-            for page in (ada, bob):
-                expect(page.locator("#transport")).to_have_text("live over a WebSocket")
+            for page, instance in ((ada, "memory1"), (bob, "memory2")):
+                expect(page.locator("#transport")).to_have_text(f"live over a WebSocket on {instance}")
             say(ada, "hello from one")
             say(bob, "hello from two")
             expect(bob.locator("#messages li")).to_have_count(2)
             expect(bob.locator("#messages li").first).to_contain_text("hello from one")
-            expect(bob.locator("#transport")).to_have_text("live over a WebSocket")
+            expect(bob.locator("#transport")).to_have_text("live over a WebSocket on memory2")
             expect(bob.locator("#online")).to_have_text(f"{bob_name} (you)")  # the in-memory layer's split
         finally:
             browser.close()
+
+
+def test_a_socket_closed_while_messages_flow_to_it_leaves_the_online_list(layers):
+    """A frame sent to a socket its client just closed fails; the consumer must still run its disconnect, or
+    the socket stays listed (for good with the in-memory layer) and stays in the room's group."""
+    one, _ = layers["memory"]
+    (ada, ada_cookie), (_, bob_cookie), (_, poster_cookie) = user(one), user(one), user(one)
+    lobby = room()
+    stop = threading.Event()
+
+    def flood():
+        with socket(one, lobby, poster_cookie) as ws:
+            while not stop.is_set():
+                post(ws, "flood")
+                stop.wait(0.02)
+
+    with socket(one, lobby, ada_cookie):
+        flooding = threading.Thread(target=flood)
+        flooding.start()
+        try:
+            for number in range(30):
+                bob = socket(one, lobby, bob_cookie)
+                frame(bob, "message")
+                if number % 2:
+                    bob.close()
+                else:
+                    bob.socket.close()  # gone without a close frame
+        finally:
+            stop.set()
+            flooding.join(timeout=30)
+        with socket(one, lobby, ada_cookie) as again:
+            assert online_until(again, [ada])

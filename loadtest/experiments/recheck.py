@@ -4,14 +4,15 @@ import json
 import sys
 from pathlib import Path
 
-from loadtest.experiments import fate, split_brain
+from loadtest.experiments import fate, sockets, split_brain
 from loadtest.harness import history, verdict
 from loadtest.reports import page
 
 NAME = "recheck"
 HELP = "a finished split-brain or fate run's figures, charts and verdict again, from its history.jsonl alone; " \
        "rewrites its page"
-REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report}  # the experiments that record a history
+# The experiments that record a history.
+REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report}
 
 
 def add_arguments(parser):

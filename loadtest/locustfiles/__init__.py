@@ -1,4 +1,5 @@
-"""What `locust -f` loads: the chat users (journeys.py) and the capacity step's load shape (capacity_shape.py).
+"""What `locust -f` loads: the chat users (journeys.py), the WebSocket chatters (sockets.py) and the capacity
+step's load shape (capacity_shape.py).
 
 Give Locust the file: `locust -f loadtest/locustfiles/journeys.py`. The
 folder alone (`-f loadtest/locustfiles`) would load the capacity shape too,

@@ -292,6 +292,7 @@
   let failures = 0;
   let everOpened = false;
   let resuming = false;  // this page closed the socket for a gap: reconnect at once
+  let holder = null;  // the instance holding the socket (its hello frame)
 
   function polling(why) {
     cursor = lastId || cursor;
@@ -309,8 +310,11 @@
         resuming = true;
         live.close(4000, "gap");  // resumes from lastId in onclose
       }
+    } else if (frame.type === "hello") {
+      holder = frame.instance;
+      transport.textContent = `live over a WebSocket on ${holder}`;
     } else if (frame.type === "presence") {
-      showOnline({ online: frame.online, version: null, store: "socket", instance: "the socket's instance" });
+      showOnline({ online: frame.online, version: null, store: "socket", instance: holder || "the socket's instance" });
       onlineSource.textContent = "Open sockets in this room.";
     } else if (frame.type === "ack") {
       if (pending && pending.client_id === frame.client_id) {
@@ -340,6 +344,7 @@
     socket.onmessage = (event) => onFrame(JSON.parse(event.data));
     socket.onclose = (event) => {
       live = null;
+      holder = null;
       if (loggedOut) return;
       if (!everOpened) {
         polling("the WebSocket did not connect");
