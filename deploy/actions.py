@@ -115,19 +115,26 @@ def check(name, target=None, fields=None):
         raise DeployError(f"{name} needs a target: an instance or a store node")
     if not action.target and target:
         raise DeployError(f"{name} takes no target")
+    if target and not (isinstance(target, str) or name == "partition" and _names_list(target)):
+        raise DeployError(f"{name}'s target must be a name" + (" or a list of names" if name == "partition" else ""))
     for key, value in fields.items():
         wanted = action.fields.get(key)
         if wanted is None:
             raise DeployError(f"{name} takes no field {key!r}"
                               + (f"; it takes: {', '.join(action.fields)}" if action.fields else ""))
         accepted = (int, float) if wanted is float else wanted  # a whole number is a number too
-        if not isinstance(value, accepted) or (wanted in (int, float) and isinstance(value, bool)):
+        if not isinstance(value, accepted) or (wanted in (int, float) and isinstance(value, bool)) \
+                or (wanted is list and not _names_list(value)):
             raise DeployError(f"{name}'s {key!r} must be "
                               + {list: "a list of names", float: "a number"}.get(wanted, wanted.__name__))
     missing = [key for key in action.required if key not in fields]
     if missing:
         raise DeployError(f"{name} needs {', '.join(repr(key) for key in missing)}")
     return action
+
+
+def _names_list(value):
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 # What a cluster on Docker Swarm can do (deploy/swarm.py): Swarm owns its containers' lives.

@@ -14,7 +14,7 @@ import secrets
 from functools import partial
 from pathlib import Path
 
-from deploy import apps, cgroups, kinds, links, netns, record, sockets, stores, swarm, web
+from deploy import apps, cgroups, kinds, links, netns, record, sockets, stack, stores, swarm, web
 from deploy import images as image_builds
 from deploy.actions import ACTIONS, act
 from deploy.actions import check as check_action
@@ -102,7 +102,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
         return swarm.start_cluster(
             state_dir=state_dir, instances=instances, sessions=sessions, presence=presence, lb=lb, port=port,
             db=db, env=env, server=server, durable=durable, topology=(topology or Topology()).check(),
-            namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus)
+            namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, latency=latency,
+            channel_layer=channel_layer)
     topology, wanted, limits, channel_layer = check_up(
         instances=instances, sessions=sessions, presence=presence, lb=lb, port=port, db=db, server=server,
         topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir,
@@ -147,18 +148,22 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
              server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
              state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes", latency=None,
              channel_layer=""):
-    """Every check `up` makes before it starts anything on processes: DeployError naming the first that fails.
+    """Every check `up` makes before it starts anything: DeployError naming the first that fails.
 
     Return (the topology checked, the kinds of server wanted, the CPU limits
-    planned, the channel layer chosen). env, durable, runtime and latency are not checked here (Swarm
-    refuses what it cannot run in deploy/swarm.py; latency's names are checked
-    once up has planned the nodes); they are accepted so that the same
-    keywords as up's can be passed. The control room calls it to refuse
-    a bad start at once, before it answers.
+    planned, the channel layer chosen). env and durable need no check;
+    latency's names are checked once up has planned the nodes; they are
+    accepted so that the same keywords as up's can be passed. The control
+    room calls it to refuse a bad start at once, before it answers.
     """
     _check_choices(instances, lb)
-    web.argv(server, port=port)  # a bad choice fails here, before anything starts
     topology = (topology or Topology()).check()
+    if runtime == "swarm":  # what Swarm cannot run, deploy/stack.py refuses
+        return topology, stack.check(
+            instances=instances, sessions=sessions, presence=presence, db=db, server=server, topology=topology,
+            namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, latency=latency,
+            channel_layer=channel_layer), None, ""
+    web.argv(server, port=port)  # a bad choice fails here, before anything starts
     channel_layer = sockets.plan_layer(channel_layer, server=server, presence=presence, topology=topology)
     wanted = stores.with_needs(
         sockets.servers_for_layer(channel_layer, servers_for(sessions=sessions, presence=presence, db=db)), topology)

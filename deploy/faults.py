@@ -129,7 +129,8 @@ def heal(*, state_dir=DEFAULT_STATE_DIR):
 
 
 def power_loss(server, *, state_dir=DEFAULT_STATE_DIR):
-    """Every node of a store (`redis`, `postgres`) loses what it had not fsynced, at one instant, and starts again.
+    """Every node of a store (`redis`, `postgres`, or any node of it by name) loses what it had not fsynced, at one
+    instant, and starts again.
 
     Its nodes are killed first (the power is off for them too), then every
     disk drops its unsynced writes, then each node starts on what its disk
@@ -137,6 +138,9 @@ def power_loss(server, *, state_dir=DEFAULT_STATE_DIR):
     started with --power-loss. Return {node: what its disk lost}.
     """
     cluster = require_cluster(state_dir)
+    node = _store_node(cluster, server)
+    if node:  # a node's name (or an alias) stands for its store
+        server = stores.kind_of(node, cluster.stores[node])
     nodes = [name for name, record in stores.of_server(cluster, server).items() if record.get("disk")]
     if not nodes:
         raise DeployError(f"no {server} node of this cluster is on a power-loss disk: `deploy up --power-loss` "
@@ -148,6 +152,7 @@ def power_loss(server, *, state_dir=DEFAULT_STATE_DIR):
     for name in nodes:
         stores.start(cluster, name)
         apps.confine(cluster, cluster.stores[name]["pid"], cgroups.REST)
+    links.refresh(cluster)  # the relays know the nodes' new processes
     return lost
 
 
@@ -199,6 +204,7 @@ def scale(count, *, state_dir=DEFAULT_STATE_DIR):
             stop(cluster.instances[name], sig=signal.SIGTERM, timeout=15)
         else:
             cluster.runtime.set_state(name, "maint")
+        links.stop(cluster, name)  # its relay holds the instance's port: a later scale-up takes it again
         del cluster.instances[name]
         cluster.save()
     return cluster

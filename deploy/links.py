@@ -120,11 +120,23 @@ def stall(cluster, name, seconds):
     relay = _relay(cluster, name)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 3600:
         raise DeployError(f"a stall lasts more than 0 and at most 3600 seconds, not {seconds!r}")
+    if not running(cluster.stores.get(name) or cluster.instances.get(name) or {}):
+        raise DeployError(f"{name} is not running: there is nothing of it to stall")
     refresh(cluster)  # every relay knows `name`'s processes as they are now
     latency.stall(relay["control"], seconds)
     for other, record in _links(cluster)["relays"].items():
         if other != name and running(record):
             latency.stall(record["control"], seconds, peer=name)
+
+
+def stop(cluster, name):
+    """Stop node or instance `name`'s relay and forget it (an instance scaled away)."""
+    links = _links(cluster)
+    record = links["relays"].pop(name, None)
+    links["latency"].pop(name, None)
+    if record:
+        latency.stop(record)
+        cluster.save()
 
 
 def row(cluster, name):

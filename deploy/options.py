@@ -7,6 +7,7 @@ defaults, help and validation messages.
 """
 
 import argparse
+import re
 
 from deploy import web
 from deploy.errors import DeployError
@@ -101,11 +102,16 @@ def parse_latency(text):
 
 
 def parse_env(pairs):
+    """{name: value} from NAME=VALUE pairs: site settings only. A name that is not an upper-case identifier, or
+    that would change how the instance's process starts (LD_*, PYTHON*, PATH, HOME, DJANGO_SETTINGS_MODULE) is
+    refused: a start request from the control room must not run code of its choosing."""
     env = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise DeployError(f"--env wants NAME=VALUE, not {pair!r}")
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise DeployError(f"--env wants NAME=VALUE with NAME in capitals, not {pair!r}")
+        if name.startswith(("LD_", "PYTHON")) or name in ("PATH", "HOME", "DJANGO_SETTINGS_MODULE"):
+            raise DeployError(f"--env {name}: a site setting, not how the instance's process starts")
         env[name] = value
     return env
 

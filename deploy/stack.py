@@ -47,13 +47,16 @@ REFUSED = {
     "namespaces": "--netns: partitions need the lab's network namespaces, and Swarm's tasks live in Docker's",
     "cpu_quota": "--cpu-quota: the lab's cgroups hold host processes; Swarm would need resources.limits",
     "site_cpus": "--site-cpus: the lab's cgroups hold host processes, not Swarm's tasks",
+    "latency": "--latency: the latency relays are host processes in front of host processes",
+    "channel_layer": "--channel-layer: the site image serves WSGI (gunicorn), without WebSockets",
 }
 
 
 def check(*, instances, sessions, presence, db, server, topology, namespaces=False, cpu_quota=None,
-          site_cpus=None):
+          site_cpus=None, latency=None, channel_layer=""):
     """DeployError naming every option the swarm runtime cannot honour; else the kinds of server it runs."""
-    given = {"namespaces": namespaces, "cpu_quota": cpu_quota, "site_cpus": site_cpus}
+    given = {"namespaces": namespaces, "cpu_quota": cpu_quota, "site_cpus": site_cpus, "latency": latency,
+             "channel_layer": channel_layer}
     problems = [reason for name, reason in REFUSED.items() if given[name]]
     if topology.redis != "single":
         problems.append(f"--redis {topology.redis}: Swarm runs one Redis (Sentinel and Redis Cluster fail over "
@@ -62,6 +65,11 @@ def check(*, instances, sessions, presence, db, server, topology, namespaces=Fal
         problems.append("--redis-sync: one Redis has no replica to wait for")
     if topology.pg_standbys or topology.pg_sync != "off":
         problems.append("--pg-standbys/--pg-sync: Swarm runs one PostgreSQL, without standbys")
+    if topology.pg_ha != "none":
+        problems.append(f"--pg-ha {topology.pg_ha}: Patroni runs on the lab's host processes")
+    if topology.redis_persistence != "none" or topology.pg_synchronous_commit != "on" or topology.power_loss:
+        problems.append("--redis-persistence/--pg-synchronous-commit/--power-loss: the stack's stores run with "
+                        "their images' defaults, on Docker's disks")
     if db != "postgres":
         problems.append(f"--db {db}: the instances are containers that share no file, so the database is "
                         "PostgreSQL (--db postgres)")

@@ -1,4 +1,5 @@
-"""The fault vocabulary (deploy/actions.py): a bad request is refused, naming what is wrong, before anything runs."""
+"""The fault vocabulary (deploy/actions.py) and up's options: a bad request is refused, naming what is wrong, before
+anything runs."""
 
 import pytest
 
@@ -15,6 +16,10 @@ from deploy.cluster import ACTIONS, DeployError, act
     ("scale", None, {"count": True}, "scale's 'count' must be int"),
     ("partition", "app1", {"from": "redis1"}, "partition's 'from' must be a list of names"),
     ("promote", None, {"force": 1}, "promote's 'force' must be bool"),
+    ("kill", 5, {}, "kill's target must be a name"),
+    ("kill", ["app1"], {}, "kill's target must be a name"),
+    ("partition", ["app1", 2], {}, "partition's target must be a name or a list of names"),
+    ("partition", "app1", {"from": ["redis1", None]}, "partition's 'from' must be a list of names"),
     ("kill", "pg1", {"process": 1}, "kill's 'process' must be str"),
     ("powerloss", None, {}, "powerloss needs a target"),
 ])
@@ -34,3 +39,18 @@ def test_the_command_line_offers_every_action_but_term_under_its_own_name():
         with pytest.raises(SystemExit) as done:
             main([name, "--help"])
         assert done.value.code == 0
+
+
+@pytest.mark.parametrize("pair, says", [
+    ("PASSWORD_ITERATIONS", "NAME=VALUE"),
+    ("lower=1", "NAME=VALUE"),
+    ("LD_PRELOAD=/tmp/x.so", "not how the instance's process starts"),
+    ("PYTHONSTARTUP=/tmp/x.py", "not how the instance's process starts"),
+    ("PATH=/tmp", "not how the instance's process starts"),
+])
+def test_up_takes_site_settings_only_in_its_environment(pair, says):
+    from deploy.cluster import up_keywords, up_options
+
+    with pytest.raises(DeployError, match=says):
+        up_keywords(up_options({"env": [pair]}))
+    assert up_keywords(up_options({"env": ["PASSWORD_ITERATIONS=1000"]}))["env"] == {"PASSWORD_ITERATIONS": "1000"}

@@ -175,7 +175,7 @@ def test_graceful_term_fails_no_request_and_moves_sticky_clients(cluster):
     assert traffic.served.get("app2", 0) == before.get("app2", 0), "app2 got requests after its removal"
 
 
-def test_scale_out_and_in_fails_no_request(cluster):
+def test_scale_out_in_and_out_again_fails_no_request(cluster):
     c = cluster(instances=2, sessions="redis", lb="roundrobin")
     users = logged_in_users(c.url, 4)
     with SteadyTraffic(c.url, users) as traffic:
@@ -186,6 +186,9 @@ def test_scale_out_and_in_fails_no_request(cluster):
         assert traffic.served.get("app3", 0) > 0
         c.run("scale", "1")
         assert [i["name"] for i in c.status()["instances"]] == ["app1"]
+        traffic.wait_for_requests(40)
+        c.run("scale", "2")  # app2 again, on the port its relay held before it was scaled away
+        assert [i["lb_state"] for i in c.status()["instances"]] == ["UP", "UP"]
         traffic.wait_for_requests(40)
     assert traffic.failures == []
 

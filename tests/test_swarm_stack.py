@@ -112,6 +112,11 @@ REFUSED = {
     "standbys": (["--pg-standbys", "1"], "--pg-standbys"),
     "a store swarm does not run": (["--sessions", "memcached"], "memcached"),
     "sqlite": (["--db", "sqlite"], "--db sqlite"),
+    "patroni": (["--pg-ha", "patroni"], "--pg-ha patroni"),
+    "persistence": (["--redis-persistence", "always"], "--redis-persistence"),
+    "power loss": (["--power-loss"], "--power-loss"),
+    "latency": (["--latency", "redis1=5"], "--latency"),
+    "websockets": (["--channel-layer", "memory"], "--channel-layer"),
 }
 
 

@@ -8,7 +8,9 @@ or resumed store node runs and answers its role; a paused node is stopped
 (the kernel's state T) and does not answer (an instance's /healthz, a store
 node's role); a partition's drop rules are in every isolated node's
 namespace, and a heal left none anywhere; a promotion shows a primary that
-was not one before; a scale shows that many instances, every one UP.
+was not one before; a scale shows that many instances, every one UP; a
+latency shows in the node's status row; a stall holds once deploy's call
+returns (its relays are told before it does).
 memcached's status names a role without asking the node (deploy's default
 for a server alone), so for it the kernel's stopped state stands for
 "does not answer".
@@ -38,6 +40,11 @@ def seen(action, target, fields, *, state_dir, before=None):
     if action == "scale":
         return len(status["instances"]) == fields["count"] and all(
             row["lb_state"] == "UP" for row in status["instances"])
+    if action == "latency":
+        return any(row["name"] == target and row.get("latency_ms") == fields["ms"]
+                   for row in [*status["instances"], *status["stores"]])
+    if action == "stall":
+        return True  # the relays hold the node's traffic from the moment deploy's call returns
     for row in status["instances"]:
         if row["name"] == target:
             return _instance(action, row)
