@@ -6,7 +6,12 @@ does not have; 409 for an action that makes no sense now (no cluster,
 another start or stop under way, a fault deploy refuses in this state).
 Every fault action is a row of deploy.cluster.ACTIONS, checked by
 deploy's own check_action before anything runs; nothing here runs a shell.
+A start's `env` may not set what changes which code a process runs (the
+loader's and Python's variables, PATH, HOME, the settings module), so no
+request chooses a command by that road either.
 """
+
+import re
 
 from control.experiments import Experiment, argv_for
 from control.load import MAX_USERS, Load
@@ -18,6 +23,9 @@ from loadtest.harness.load import SITE_ENV
 EFFECTS = {"kill": "down", "term": "down", "pause": "paused", "start": "up", "resume": "up"}
 # Faults that last: a node's until the watcher sees it up again, a partition's until a heal.
 LASTING = ("kill", "term", "pause", "partition")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+ENV_FORBIDDEN = ("PATH", "HOME", "DJANGO_SETTINGS_MODULE")
+ENV_FORBIDDEN_PREFIXES = ("LD_", "PYTHON")
 
 
 class ActionError(Exception):
@@ -55,6 +63,7 @@ def up(room, options):
     if not isinstance(options, dict):
         raise ActionError(400, "'options' must be a JSON object of deploy up's options")
     options = dict(options)
+    _check_env(options.get("env"))
     options.setdefault("port", deploy.free_base_port())
     options.setdefault("env", [f"{name}={value}" for name, value in SITE_ENV.items()])
     try:
@@ -86,10 +95,10 @@ def down(room):
         event = room.run.action("down")
 
         def work():
-            with room.lock:
-                if room.load:
-                    room.load.stop()
-                    room.load = None
+            with room.lock:  # stopped outside the lock: it joins the users and reads every session back
+                current, room.load = room.load, None
+            if current:
+                current.stop()
             deploy.down(room.state_dir)
             with room.lock:
                 room.run.sample(condition="cluster down")
@@ -137,6 +146,7 @@ def run(room, experiment, args):
 
 
 def fault(room, name, target, fields):
+    _check_target(name, target, fields)
     try:
         deploy.check_action(name, target, fields)
     except deploy.DeployError as exc:
@@ -145,7 +155,7 @@ def fault(room, name, target, fields):
         if room.cluster is None:
             raise ActionError(409, "no cluster is up: start one first")
         for node in [] if target is None else [target] if isinstance(target, str) else target:
-            if not _known(room, node):
+            if not _known(room, name, node):
                 raise ActionError(404, f"no node {node!r}; the nodes are: "
                                        + ", ".join(n["name"] for n in room.nodes if n["kind"] != "haproxy"))
         run = room.run
@@ -180,11 +190,49 @@ def open_faults(run, action=None):
             and action in (None, event["action"])]
 
 
-def _known(room, node):
-    """Whether the cluster has this node, or an alias (redis:primary, ...) of a kind of node it has."""
+def _check_target(name, target, fields):
+    """ActionError 400 unless the target is a string (for partition, a string or a list of strings, as `from`)."""
+    def names(value):
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    if name == "partition":
+        if not (target is None or isinstance(target, str) or names(target)):
+            raise ActionError(400, "partition's 'target' must be a node's name or a list of names")
+        if "from" in fields and not names(fields["from"]):
+            raise ActionError(400, "partition's 'from' must be a list of names")
+    elif not (target is None or isinstance(target, str)):
+        raise ActionError(400, f"{name}'s 'target' must be a node's name (a string)")
+
+
+def _check_env(pairs):
+    """ActionError 400 naming an `env` entry that is not NAME=VALUE with a NAME a start may set."""
+    if pairs is None:
+        return
+    if not isinstance(pairs, list) or not all(isinstance(pair, str) for pair in pairs):
+        raise ActionError(400, "'env' must be a list of NAME=VALUE strings")
+    for pair in pairs:
+        name = pair.partition("=")[0]
+        if not ENV_NAME.match(name):
+            raise ActionError(400, f"env name {name!r} is refused: a name is an uppercase identifier")
+        if name in ENV_FORBIDDEN or name.startswith(ENV_FORBIDDEN_PREFIXES):
+            raise ActionError(400, f"env name {name!r} is refused: the control room does not set {name}, "
+                                   f"{', '.join(ENV_FORBIDDEN)} or a name starting with "
+                                   f"{' or '.join(ENV_FORBIDDEN_PREFIXES)}")
+
+
+def _known(room, name, node):
+    """Whether the cluster has this node, or an alias (redis:primary, ...) of a kind of node it has.
+
+    A power loss takes a store's name as well: a server (`redis`,
+    `postgres`) the cluster's store nodes are of.
+    """
     names = [n["name"] for n in room.nodes if n["kind"] != "haproxy"]
     if node in names:
         return True
+    if name == "powerloss":
+        servers = {kind.server for kind in deploy.KINDS.values()}
+        if node in servers and any(n["kind"] == node for n in room.nodes):
+            return True
     aliases = {alias for kind in deploy.KINDS.values() for alias in kind.aliases}
     return node in aliases and any(name.startswith(node.split(":")[0]) for name in names)
 

@@ -9,6 +9,7 @@ and run.json (with the verdict) appear when it ends.
 """
 
 import argparse
+import itertools
 import json
 import re
 import signal
@@ -22,7 +23,7 @@ from loadtest.harness.history import FILE
 
 # The experiments built on the harness: a history, checkers and a verdict (docs/design/harness.md).
 HARNESS = ("split-brain", "fate")
-RUN_ID = re.compile(r"^\d{8}-\d{6}-[a-z-]+$")
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[a-z-]+(-\d+)?$")  # -2, -3, ... for a second start in one second
 STOP_SECONDS = 120  # an experiment interrupted takes its clusters down first
 
 
@@ -52,9 +53,7 @@ class Experiment:
     def __init__(self, name, argv, runs_dir):
         started = datetime.now(timezone.utc)
         self.name, self.started = name, started.isoformat(timespec="seconds")
-        self.id = f"{started:%Y%m%d-%H%M%S}-{name}"
-        self.folder = runs_dir / self.id
-        self.folder.mkdir(parents=True)
+        self.id, self.folder = _new_folder(runs_dir, f"{started:%Y%m%d-%H%M%S}-{name}")
         self._lines, self._offset, self._partial = [], 0, ""
         with (self.folder / "output.log").open("w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "loadtest", name, *argv, "--out", str(self.folder)],
@@ -91,3 +90,15 @@ class Experiment:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _new_folder(runs_dir, base):
+    """(id, folder) of a folder made new for this run: `base`, else `base-2`, `base-3`, ... (two starts in a second)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        run_id = base if n == 1 else f"{base}-{n}"
+        try:
+            (runs_dir / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id, runs_dir / run_id

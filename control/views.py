@@ -70,13 +70,19 @@ async def events(request):
 
 
 async def _stream(current):
+    """The lines of the followed run as they come; the room's lock is taken in a thread, never on the loop.
+
+    (A start or stop under way may hold that lock for a while; the loop
+    serves every other request and stream meanwhile.) The run's own lines
+    are read on the loop: its lock is held only while a line is appended.
+    """
     run, sent, quiet = None, 0, 0.0
     while True:
         lines, sent = run.lines_from(sent) if run else ([], 0)
         if lines:
             quiet = 0.0
             yield "".join(f"data: {line}\n\n" for line in lines)
-        source = current.source()
+        source = await asyncio.to_thread(current.source)
         if source is not run:  # a new run, after the last lines of the one before
             run, sent = source, 0
             continue

@@ -67,6 +67,18 @@ def test_a_post_without_the_csrf_token_is_refused(room):
     ({"action": "load", "users": MAX_USERS + 1}, str(MAX_USERS)),
     ({"action": "kill"}, "target"),
     ({"action": "kill", "target": "app1", "force": True}, "force"),
+    ({"action": "kill", "target": 5}, "target"),
+    ({"action": "kill", "target": ["app1"]}, "target"),
+    ({"action": "partition", "target": [5]}, "target"),
+    ({"action": "partition", "target": "app1", "from": "app2"}, "from"),
+    ({"action": "partition", "target": "app1", "from": [2]}, "from"),
+    ({"action": "up", "options": {"env": ["LD_PRELOAD=/tmp/x.so"]}}, "LD_PRELOAD"),
+    ({"action": "up", "options": {"env": ["PYTHONPATH=/tmp"]}}, "PYTHONPATH"),
+    ({"action": "up", "options": {"env": ["PATH=/tmp"]}}, "PATH"),
+    ({"action": "up", "options": {"env": ["HOME=/tmp"]}}, "HOME"),
+    ({"action": "up", "options": {"env": ["DJANGO_SETTINGS_MODULE=evil"]}}, "DJANGO_SETTINGS_MODULE"),
+    ({"action": "up", "options": {"env": ["lower=1"]}}, "lower"),
+    ({"action": "up", "options": {"env": "PASSWORD_ITERATIONS=1"}}, "env"),
     ({"action": "scale"}, "count"),
     ({"action": "run", "experiment": "gamble"}, "gamble"),
     ({"action": "run", "experiment": "fate", "args": {"out": "/etc"}}, "out"),
@@ -110,6 +122,8 @@ def test_up_starts_a_cluster_on_a_free_block(room):
 def test_every_fault_action_answers_and_shows(room):
     assert room.act(action="kill", target="app9").status_code == 404
     assert room.act(action="kill", target="pg:primary").status_code == 404
+    for target in (5, ["app1"], {"name": "app1"}):  # checked before anything is recorded or sent
+        assert room.act(action="kill", target=target).status_code == 400, target
     steps = [("kill", "app1", "down"), ("start", "app1", "up"), ("pause", "app1", "paused"),
              ("resume", "app1", "up"), ("term", "app2", "down"), ("start", "app2", "up")]
     for action, target, state in steps:
@@ -127,11 +141,34 @@ def test_every_fault_action_answers_and_shows(room):
     room.wait_until(lambda: room.node("redis1").get("state") == "up", what="redis1 up with its latency")
     assert room.act(action="stall", target="redis1", seconds=0.5).status_code == 202
     assert set(deploy_cluster.ACTIONS) == {"kill", "term", "start", "pause", "resume", "partition", "heal",
-                                           "promote", "scale", "latency", "stall"}, "a new action: add it to this test"
+                                           "powerloss", "promote", "scale", "latency", "stall"}, \
+        "a new action: add it to this test"
+
+
+def test_a_power_loss_takes_a_store_the_cluster_runs(room):
+    # The target is a store (a server the cluster's nodes are of); this cluster has no PostgreSQL.
+    assert room.act(action="powerloss", target="postgres").status_code == 404
+    assert room.act(action="powerloss", target="memcached").status_code == 404
+    # Redis it has, but not on power-loss disks (no --power-loss): deploy refuses, the room says 409.
+    refused = room.act(action="powerloss", target="redis")
+    assert refused.status_code == 409, refused.text
+    assert "--power-loss" in refused.json()["error"]
 
 
 def test_faults_stream_as_history_events_with_their_effect(room):
-    seen = {}
+    killed = room.act(action="kill", target="app1")
+    assert killed.status_code == 202, killed.text
+    room.wait_until(lambda: room.node("app1")["state"] == "down", what="app1 down after kill")
+    assert room.act(action="start", target="app1").status_code == 202
+    room.wait_until(lambda: room.node("app1")["state"] == "up", what="app1 up after start")
+    assert room.act(action="promote").status_code == 409  # refused: no standbys
+    kill_id, seen = killed.json()["id"], {}
+
+    def done():
+        refused = [e for e in seen.values() if e["action"] == "promote" and e["id"] > kill_id]
+        return kill_id in seen and seen[kill_id]["ended"] is not None and refused and refused[0]["ended"] is not None
+
+    deadline = time.monotonic() + 60
     with room.http.get(f"{room.url}/api/events", stream=True, timeout=20) as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         for line in stream.iter_lines(decode_unicode=True):
@@ -139,11 +176,12 @@ def test_faults_stream_as_history_events_with_their_effect(room):
                 event = json.loads(line[len("data: "):])
                 if event["type"] == "fault":
                     seen[event["id"]] = event
-                    if event["action"] == "promote" and event["ended"] is not None:  # the last one sent
-                        break
-    kills = [e for e in seen.values() if e["action"] == "kill" and e["target"] == "app1"]
-    assert kills and kills[0]["sent"] <= kills[0]["effect"] <= kills[0]["ended"]
-    refused = [e for e in seen.values() if e["action"] == "promote"]
+            if done() or time.monotonic() > deadline:
+                break
+    assert done(), f"the stream did not show the kill and the refused promote within 60 s: {seen}"
+    kill = seen[kill_id]
+    assert kill["action"] == "kill" and kill["sent"] <= kill["effect"] <= kill["ended"]
+    refused = [e for e in seen.values() if e["action"] == "promote" and e["id"] > kill_id]
     assert refused[0]["effect"] is None and "error" in refused[0]
 
 
