@@ -42,6 +42,7 @@ descriptor instead, to the microsecond.
 import asyncio
 import collections
 import functools
+import ipaddress
 import math
 import random
 import select
@@ -198,7 +199,8 @@ class Relay:
 
     async def _relay(self, client_reader, client_writer):
         try:
-            target_reader, target_writer = await asyncio.open_connection(*self.target, limit=CHUNK)
+            target_reader, target_writer = await asyncio.open_connection(
+                *self.target, limit=CHUNK, local_addr=_same_source(client_writer, self.target))
         except OSError:
             client_writer.transport.abort()
             return
@@ -303,3 +305,19 @@ def precise_loop():
             return super().select(timeout)
 
     return asyncio.SelectorEventLoop(PreciseSelector())
+
+
+def _same_source(client_writer, target):
+    """(the client's address, any port) when client and target are both on loopback, else None.
+
+    On loopback every 127.x address is this machine's, so the relay can
+    connect from the address its client came from: the node sees its
+    clients' own addresses (the site throttles logins by address), as it
+    would without a relay. Elsewhere (a namespace) the client's address is
+    not the relay's to use, and the node sees the relay's.
+    """
+    try:
+        client = ipaddress.ip_address(client_writer.get_extra_info("peername")[0])
+        return (str(client), 0) if client.is_loopback and ipaddress.ip_address(target[0]).is_loopback else None
+    except ValueError:  # a name, not an address
+        return None

@@ -69,7 +69,7 @@ def one_node_redis_cluster():
     """A one-node Redis Cluster serving every slot: a client's calls are the same on any number of shards."""
     folder = Path(tempfile.mkdtemp(prefix="lab-test-rediscluster-"))
     try:
-        place = types.SimpleNamespace(path=folder, durable=False)
+        place = types.SimpleNamespace(path=folder, durable=False, topology={})  # what start_node reads of a cluster
         node = rediscluster.start_node(place, "redis1", free_port(), free_port(), password="cluster-test-password")
         try:
             rediscluster.form([node], shards=1)

@@ -152,7 +152,7 @@ def test_a_shortfall_fails_its_own_write_and_leaves_the_others_reading(pair, set
 @pytest.fixture
 def shard(settings, tmp_path, db, django_user_model, memcached_service):
     """A one-shard Redis Cluster, a primary and its replica; the site's sessions on it with REDIS_SYNC=1."""
-    place = types.SimpleNamespace(path=tmp_path / "cluster", durable=False)
+    place = types.SimpleNamespace(path=tmp_path / "cluster", durable=False, topology={})
     password = new_password()
     nodes = []
     try:
