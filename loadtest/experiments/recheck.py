@@ -4,15 +4,16 @@ import json
 import sys
 from pathlib import Path
 
-from loadtest.experiments import fate, sockets, split_brain
+from loadtest.experiments import fate, quorum, sockets, split_brain
 from loadtest.harness import history, verdict
 from loadtest.reports import page
 
 NAME = "recheck"
-HELP = "a finished split-brain or fate run's figures, charts and verdict again, from its history.jsonl alone; " \
-       "rewrites its page"
+HELP = "a finished run's figures, charts and verdict again, from its history.jsonl alone (split-brain, fate, " \
+       "sockets, quorum); rewrites its page"
 # The experiments that record a history.
-REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report}
+REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report,
+           quorum.NAME: quorum.report}
 
 
 def add_arguments(parser):
