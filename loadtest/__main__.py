@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from deploy.cluster import DeployError
+from loadtest import recheck
 from loadtest.bench import against, posts, presence, profile, replication, servers, sessions, shards, stores
 from loadtest.experiments import (
     capacity,
@@ -19,7 +20,6 @@ from loadtest.experiments import (
     kill,
     powerloss,
     quorum,
-    recheck,
     scaling,
     sockets,
     split_brain,

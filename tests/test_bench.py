@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import BLOCK, free_base_port, port_free
-from loadtest.bench import cost, profile
+from loadtest.bench import cost, profile, stores_report
 from loadtest.bench import stores as bench_stores
 
 STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0"]
@@ -40,6 +40,7 @@ def out():
 def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     report = bench_stores.bench(stores_to_run=STORES, rounds=2, seconds=1, connections=2,
                           port=_free_blocks(len(STORES)), out=out)
+    assert stores_report.written(out) == report  # every figure from the run's history.jsonl alone
     stores = report["stores"]
     for store in STORES:
         runs = report["raw"][store]

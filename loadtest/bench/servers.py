@@ -29,7 +29,7 @@ def main(args):
         print(f"server {server}", file=sys.stderr)
         report = bench(stores_to_run=["memory"], rounds=args.rounds, seconds=args.seconds,
                        connections=args.connections, port=args.port, out=args.out / server.replace(":", "-"),
-                       server=server)
+                       server=server, command=args.run.command)
         memory = report["stores"]["memory"]
         rows.append({"server": server, "ceiling_rps": report["stores"][CEILING]["poll_direct"]["rps"],
                      **{f"direct_{k}": memory["poll_direct"][k] for k in ("rps", "p50_ms", "p99_ms", "to_ceiling")},

@@ -8,7 +8,6 @@ at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
 reported. """
 
-import json
 import shutil
 import sys
 import tempfile
@@ -30,14 +29,15 @@ from deploy.cluster import (
     web,
 )
 from labcore import registry
-from loadtest.bench import cost
-from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, median, run_wrk, spread
-from loadtest.cli import ratio_text
+from loadtest.bench import cost, stores_report
+from loadtest.bench.stores_report import CEILING
+from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, run_wrk
+from loadtest.harness import history
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
-from loadtest.reports.tables import Table
 
 NAME = "bench"
 HELP = "each session store's cost per request, through HAProxy"
+INDEXED = True  # its report is listed in results/index.html
 
 
 def add_arguments(parser):
@@ -54,37 +54,20 @@ def add_arguments(parser):
 def main(args):
     args.out.mkdir(parents=True, exist_ok=True)
     report = bench(stores_to_run=args.stores.split(","), rounds=args.rounds, seconds=args.seconds,
-                   connections=args.connections, port=args.port, out=args.out, server=args.server)
-    base = args.stores.split(",")[0]
-    print(f"wrk, {args.connections} connections, {args.rounds} rounds of {args.seconds} s, medians (ratios: "
-          f"median and min-max of the rounds); one instance per store, served by {args.server}")
-    ceiling = report["stores"]["ceiling"]["poll_direct"]
-    print(f"ceiling (bare Django, same server): {ceiling['rps']:.0f} req/s, {ceiling['server_us']:.0f} µs of "
-          "server CPU a request")
-    rows = []
-    for store, mixes in report["stores"].items():
-        if store == CEILING:
-            continue
-        direct, lb, login = mixes["poll_direct"], mixes["poll_lb"], mixes["login"]
-        rows.append([store, f"{direct['rps']:.0f}", ratio_text(direct["to_ceiling"]), f"{direct['server_us']:.0f}",
-                     ratio_text(direct["cpu_to_ceiling"]), f"{lb['rps']:.0f}", ratio_text(lb["to_ceiling"]),
-                     ratio_text(lb["to_base"]), f"{lb['p50_ms']:.2f}", f"{lb['p99_ms']:.2f}", f"{login['rps']:.0f}",
-                     ratio_text(login["to_base"]), f"{lb['generator_cpu']:.0%}"])
-    print(Table.of(["store", "poll mix direct req/s", "to ceiling", "server CPU µs a request", "ceiling's CPU to it",
-                    "through HAProxy req/s", "to ceiling", f"to {base}", "p50 ms", "p99 ms", "login req/s",
-                    f"to {base}", "wrk CPU"], rows).markdown())
-    print("\nserver CPU a request straight to the instance (median, min-max of the rounds), beside the floor "
-          "and the stock engines; store commands a request, counted by the stores (R Redis, M memcached; "
-          "database statements: tests/test_roundtrips.py)")
+                   connections=args.connections, port=args.port, out=args.out, server=args.server,
+                   command=args.run.command)
+    stores_report.write(args.out, args.run, report)
+    setting, ceiling, balancer = stores_report.lines(report)
+    print(f"{setting}\n{ceiling}")
+    print(stores_report.store_table(report).markdown())
+    print(f"\n{stores_report.COST_NOTE}")
     print(cost.table(report).markdown())
-    lb = report["load_balancer"]
-    print(f"\nload balancer: p50 {lb['p50_through_lb_ms']} ms through HAProxy, {lb['p50_direct_ms']} ms "
-          f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions")
+    print(f"\n{balancer}")
     for target in report["targets"]:
         print(f"{'met' if target['met'] else 'NOT met'}: {target['target']} ({target['figure']} against "
               f"{target['needed']})")
     print(durability())
-    print(f"figures: {args.out / 'bench.json'}")
+    print(f"figures: {args.out / 'bench.json'}; report: {args.out / 'report.html'}")
     return 0
 
 
@@ -92,16 +75,15 @@ def main(args):
 SESSION_STORES = [name for name, row in registry.SESSION_STORES.items() if set(row.servers) <= set(servers())]
 
 
-CEILING = "ceiling"  # a bare Django project that answers every request like an empty poll (loadtest/bench/ceiling.py)
-
-
-def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.DEFAULT):
+def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.DEFAULT,
+          command="python -m loadtest bench"):
     """Each store's poll mix straight to its instance and through HAProxy, and logins, beside the ceiling.
 
     Every round measures the ceiling (a bare Django project under the same
     server command) and every store, in an order that alternates, so each
     round gives ratios taken minutes apart at most; the report shows their
-    median and spread.
+    median and spread. Every measurement goes into out/history.jsonl, and
+    the report (bench.json) is computed from it (stores_report.py).
     """
     require("wrk", "wrk")
     for row in stores_to_run:
@@ -110,10 +92,15 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     (scripts / "poll.lua").write_text(POLL_MIX)
     (scripts / "login.lua").write_text(LOGIN)
     (scripts / "floor.lua").write_text(cost.FLOOR_MIX)
-    clusters, ceiling, commands = {}, None, {}
-    results = {store: {"poll_direct": [], "poll_lb": [], "login": [],
-                       **({cost.FLOOR: []} if cost.has_floor(store) else {})} for store in stores_to_run}
-    results[CEILING] = {"poll_direct": []}
+    clusters, ceiling = {}, None
+    recorded = history.History(Path(out) / history.FILE, experiment=NAME, command=command)
+    recorded.sample(condition="started", parameters={
+        "stores": stores_to_run, "rounds": rounds, "seconds": seconds, "connections": connections, "server": server,
+        "durable": DURABLE})
+
+    def measure(name, mix, round_number, *wrk):
+        recorded.sample(store=name, mix=mix, round=round_number, wrk=run_wrk(*wrk))
+
     try:
         ceiling = _start_ceiling(server, scripts)
         for index, row in enumerate(stores_to_run):
@@ -131,36 +118,31 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
                 print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
                 env, poll = sessions[name], scripts / "poll.lua"
                 if name == CEILING:
-                    results[name]["poll_direct"].append(
-                        run_wrk(ceiling["url"], poll, env, seconds, connections, ceiling["pid"]))
+                    measure(name, "poll_direct", round_number,
+                            ceiling["url"], poll, env, seconds, connections, ceiling["pid"])
                     continue
                 app1 = clusters[name].instances["app1"]
                 direct = f"http://127.0.0.1:{app1['port']}"
-                results[name]["poll_direct"].append(run_wrk(direct, poll, env, seconds, connections, app1["pid"]))
-                if cost.FLOOR in results[name]:
-                    results[name][cost.FLOOR].append(
-                        run_wrk(direct, scripts / "floor.lua", {}, seconds, connections, app1["pid"]))
-                results[name]["poll_lb"].append(run_wrk(clusters[name].url, poll, env, seconds, connections))
+                measure(name, "poll_direct", round_number, direct, poll, env, seconds, connections, app1["pid"])
+                if cost.has_floor(name):
+                    measure(name, cost.FLOOR, round_number,
+                            direct, scripts / "floor.lua", {}, seconds, connections, app1["pid"])
+                measure(name, "poll_lb", round_number, clusters[name].url, poll, env, seconds, connections)
                 login = scripts / "login.lua"
-                results[name]["login"].append(run_wrk(clusters[name].url, login, env, seconds, connections))
-        lb = _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds)
+                measure(name, "login", round_number, clusters[name].url, login, env, seconds, connections)
+        _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds, measure)
         for store, cluster in clusters.items():
             direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
-            commands[store] = cost.commands_per_request(cluster, sessions[store], direct,
-                                                               floor=cost.FLOOR in results[store])
+            recorded.sample(store=store, commands=cost.commands_per_request(cluster, sessions[store], direct,
+                                                                            floor=cost.has_floor(store)))
     finally:
+        recorded.close()
         for index in range(len(clusters)):
             deploy.down(out / "clusters" / f"c{index}")
         if ceiling:
             stop(ceiling)
         shutil.rmtree(scripts, ignore_errors=True)
-    report = {"stores": cost.summarise(results, stores_to_run, _summarise(results, stores_to_run)),
-              "commands": commands, "load_balancer": lb, "server": server, "durable": DURABLE, "rounds": rounds,
-              "seconds": seconds, "connections": connections, "raw": results}
-    report["targets"] = targets(report) + _target_rows(
-        cost.targets(results, stores_to_run, [run["server_us"] for run in results[CEILING]["poll_direct"]]))
-    (out / "bench.json").write_text(json.dumps(report, indent=1))
-    return report
+    return stores_report.written(out)
 
 
 def _start_ceiling(server, folder):
@@ -180,68 +162,9 @@ def _answers(url):
         return False
 
 
-def _lb_overhead(cluster, env, scripts, seconds):
-    """p50 through HAProxy against the same instance hit directly, one connection each."""
+def _lb_overhead(cluster, env, scripts, seconds, measure):
+    """The poll mix through HAProxy and straight to the same instance, one connection each, three times."""
     direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
-    through, straight = [], []
-    for _ in range(3):
-        through.append(run_wrk(cluster.url, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
-        straight.append(run_wrk(direct, scripts / "poll.lua", env, seconds, 1)["p50_ms"])
-    lb, alone = sorted(through)[1], sorted(straight)[1]
-    return {"store": cluster.sessions, "p50_through_lb_ms": lb, "p50_direct_ms": alone,
-            "added": round(lb / alone - 1, 3)}
-
-
-def _summarise(results, stores_to_run):
-    """Medians of each figure, and ratios per round (to the ceiling, to the first store) with their spread."""
-    base = stores_to_run[0]
-    ceiling = [run["rps"] for run in results[CEILING]["poll_direct"]]
-    ceiling_us = [run["server_us"] for run in results[CEILING]["poll_direct"]]
-    summary = {CEILING: {"poll_direct": {"rps": median(ceiling), "per_round": ceiling,
-                                         "server_us": median(ceiling_us)}}}
-    for store in stores_to_run:
-        mixes = results[store]
-        summary[store] = {
-            mix: {key: median([run[key] for run in runs])
-                  for key in ("rps", "p50_ms", "p99_ms", "generator_cpu", "bad_responses")}
-            for mix, runs in mixes.items()
-        }
-        for mix in ("poll_direct", "poll_lb"):
-            rps = [run["rps"] for run in mixes[mix]]
-            summary[store][mix]["to_ceiling"] = spread([a / b for a, b in zip(rps, ceiling)])
-        direct_us = [run["server_us"] for run in mixes["poll_direct"]]
-        summary[store]["poll_direct"]["server_us"] = median(direct_us)
-        # Ceiling's CPU per request over the store's, round by round: the ratio of req/s one core could give.
-        summary[store]["poll_direct"]["cpu_to_ceiling"] = spread([c / a for a, c in zip(direct_us, ceiling_us)])
-        for mix in ("poll_direct", "poll_lb", "login"):
-            rps = [run["rps"] for run in mixes[mix]]
-            summary[store][mix]["to_base"] = spread([a / b["rps"] for a, b in zip(rps, results[base][mix])])
-        summary[store]["lb_to_direct"] = spread(
-            [a["rps"] / b["rps"] for a, b in zip(mixes["poll_lb"], mixes["poll_direct"])])
-    return summary
-
-
-def targets(report):
-    """The issue's targets, each with the figure that meets it or not."""
-    stores, lb = report["stores"], report["load_balancer"]
-    base = next(iter(s for s in stores if s != CEILING))
-    checks = [(f"{base}'s poll mix, straight to the instance, at least 0.5 of the ceiling",
-               stores[base]["poll_direct"]["to_ceiling"]["min"], 0.5),
-              (f"{base} through HAProxy within 15 % of straight to the instance",
-               stores[base]["lb_to_direct"]["min"], 0.85),
-              ("the load balancer adds at most 10 % to p50 (one connection)", 1 / (1 + lb["added"]), 1 / 1.10)]
-    for store, row in registry.SESSION_STORES.items():
-        if row.bench_target and store in stores:
-            checks.append((f"{store} at least {row.bench_target} of {base} in every round (through HAProxy)",
-                           stores[store]["poll_lb"]["to_base"]["min"], row.bench_target))
-    for store in stores:
-        if store != CEILING:
-            poll = stores[store]["poll_lb"]
-            checks.append((f"{store}: poll mix p99 at most 3 x p50 through HAProxy",
-                           3 * poll["p50_ms"] / poll["p99_ms"], 1))
-    return _target_rows(checks)
-
-
-def _target_rows(checks):
-    return [{"target": name, "figure": round(figure, 3), "needed": round(needed, 3), "met": figure >= needed}
-            for name, figure, needed in checks]
+    for round_number in range(3):
+        measure(cluster.sessions, "lb_through", round_number, cluster.url, scripts / "poll.lua", env, seconds, 1)
+        measure(cluster.sessions, "lb_direct", round_number, direct, scripts / "poll.lua", env, seconds, 1)

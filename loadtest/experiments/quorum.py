@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 from loadtest.experiments.quorum_model import SHAPES, WRITES_PER_SECOND, Nodes, Shape, miss_chance, run_load
+from loadtest.harness import checkers, history, verdict
+from loadtest.harness.verdict import Check
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
 from loadtest.reports.tables import Table
@@ -37,49 +39,77 @@ def add_arguments(parser):
 
 def main(args):
     shapes = parse_shapes(args.shapes)
-    plan, rows = run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair, out=args.out,
-                     distances=parse_distances(args.distances))
-    write(args.out, args.run, {"plan": plan, "rows": rows})
+    # Microseconds: a read lasts about a millisecond, and whether a write was acknowledged before it began
+    # must be told by the clock.
+    with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command, digits=6) as recorded:
+        run(shapes, seconds=args.seconds, fault=args.fault, read_repair=args.read_repair,
+            distances=parse_distances(args.distances), history=recorded)
+    rows, judged = report(args.out, args.run)
     print(table(rows).markdown())
-    print(f"\nreport: {args.out / 'report.html'}")
-    return 0
+    return verdict.ended(args.out, judged)
 
 
-def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir, distances=()):
-    """For k = 0 .. N nodes gone, run the load; return one row of figures per k."""
-    rows = []
+def measure(shape, *, seconds, fault="kill", read_repair=False, state_dir, distances=(), history):
+    """For k = 0 .. N nodes gone, run the load into the history, one scenario per k."""
     nodes = Nodes(shape.n, state_dir, distances)
     try:
         for gone in range(shape.n + 1):
             nodes.start_all()
+            history.scenario = f"{shape}, {gone} gone"
+            history.sample(condition="started", parameters={"n": shape.n, "r": shape.r, "w": shape.w, "gone": gone,
+                                                            "distances_ms": nodes.distances})
+            faults = []
             for index in random.sample(range(shape.n), gone):
+                faults.append(history.fault(fault, f"node{index}"))
                 nodes.take_down(index, fault)
+                history.took_effect(faults[-1])
             client = nodes.client(shape, read_repair=read_repair)
             try:
-                tally = run_load(client, seconds=seconds)
+                run_load(client, seconds=seconds, history=history)
             finally:
                 client.close()
-            rows.append({**summarise(shape, gone, tally), "distances_ms": nodes.distances})
+            for event in faults:
+                history.ended(event)
     finally:
         nodes.stop_all()
-    return rows
 
 
-def summarise(shape, gone, tally):
-    attempted_reads = tally.reads + tally.failed_reads
-    attempted_writes = tally.writes + tally.failed_writes
+def figures(events):
+    """One scenario's row of figures, from its events alone (its "started" sample says its shape)."""
+    given = checkers.parameters(events)
+    shape, gone = Shape(given["n"], given["r"], given["w"]), given["gone"]
+    reads, writes = checkers.ops(events, "read"), checkers.ops(events, "write")
+    ok_reads, ok_writes = sum(op["outcome"] == "ok" for op in reads), sum(op["outcome"] == "ok" for op in writes)
+    stale = len(checkers.stale_versions(events))
+    read_ms, write_ms = checkers.latencies_ms(events, "read"), checkers.latencies_ms(events, "write")
+    chance = miss_chance(shape, gone)
     return {
         "n": shape.n, "r": shape.r, "w": shape.w, "gone": gone,
         "overlapping": shape.overlapping, "within_tolerance": gone <= shape.tolerated,
-        "reads": tally.reads, "stale_reads": tally.stale_reads,
-        "stale_pct": _pct(tally.stale_reads, tally.reads),
-        "miss_chance_pct": None if miss_chance(shape, gone) is None else round(100 * miss_chance(shape, gone), 2),
-        "failed_reads": tally.failed_reads, "failed_reads_pct": _pct(tally.failed_reads, attempted_reads),
-        "writes": tally.writes, "failed_writes": tally.failed_writes,
-        "failed_writes_pct": _pct(tally.failed_writes, attempted_writes),
-        "read_p50_ms": _median(tally.read_ms), "write_p50_ms": _median(tally.write_ms),
-        "read_p99_ms": _percentile(tally.read_ms, 99), "write_p99_ms": _percentile(tally.write_ms, 99),
+        "reads": ok_reads, "stale_reads": stale, "stale_pct": _pct(stale, ok_reads),
+        "miss_chance_pct": None if chance is None else round(100 * chance, 2),
+        "failed_reads": len(reads) - ok_reads, "failed_reads_pct": _pct(len(reads) - ok_reads, len(reads)),
+        "writes": ok_writes, "failed_writes": len(writes) - ok_writes,
+        "failed_writes_pct": _pct(len(writes) - ok_writes, len(writes)),
+        "read_p50_ms": _median(read_ms), "write_p50_ms": _median(write_ms),
+        "read_p99_ms": _percentile(read_ms, 99), "write_p99_ms": _percentile(write_ms, 99),
+        "distances_ms": given["distances_ms"],
     }
+
+
+def hypothesis(rows_by_scenario):
+    """What R + W > N predicts, for each scenario that ran: checks on its figures (harness/verdict.py)."""
+    checks = []
+    for name, row in rows_by_scenario.items():
+        if row["overlapping"] and row["within_tolerance"]:
+            checks.append(Check(name, "R + W > N, at most min(N - R, N - W) nodes gone: no read is stale",
+                                "stale_reads", 0, 0))
+        if row["gone"] > row["n"] - row["r"]:
+            checks.append(Check(name, "more than N - R nodes gone: every read fails", "failed_reads_pct", 100, 100))
+        if row["gone"] > row["n"] - row["w"]:
+            checks.append(Check(name, "more than N - W nodes gone: every write fails", "failed_writes_pct", 100,
+                                100))
+    return checks
 
 
 def _pct(part, whole):
@@ -119,25 +149,40 @@ def parse_distances(text):
     return distances
 
 
-def run(shapes, *, seconds, fault, read_repair, out, distances=()):
-    """Measure every shape and write quorum.json; return the plan and the rows."""
-    out.mkdir(parents=True, exist_ok=True)
+def run(shapes, *, seconds, fault, read_repair, distances=(), history):
+    """Measure every shape into the history, its parameters first (the plan)."""
+    history.sample(condition="started", parameters={
+        "shapes": [str(s) for s in shapes], "seconds": seconds, "fault": fault, "read_repair": read_repair,
+        "writers": 2, "readers": 4, "distances_ms": list(distances)})
     state = Path(tempfile.mkdtemp(prefix="quorum-"))
-    rows = []
     try:
         for shape in shapes:
             print(f"{shape}: k = 0 .. {shape.n} nodes {'killed' if fault == 'kill' else 'paused'}", file=sys.stderr)
-            rows += measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state,
-                            distances=distances)
+            measure(shape, seconds=seconds, fault=fault, read_repair=read_repair, state_dir=state,
+                    distances=distances, history=history)
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    plan = {"shapes": [str(s) for s in shapes], "seconds": seconds, "fault": fault, "read_repair": read_repair,
-            "writers": 2, "readers": 4, "distances_ms": list(distances)}
-    (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows}, indent=1))
-    return plan, rows
 
 
-def write(out, run, figures):
+def report(out, run, *, finished=None):
+    """From out/history.jsonl alone: every row of figures, the verdict, quorum.json, the charts and the page.
+
+    Returns (rows, verdict). The run and `python -m loadtest recheck` both
+    call it, so a recheck of a finished run reproduces its figures exactly.
+    """
+    out = Path(out)
+    _, events = history.load(out / history.FILE)
+    plan = checkers.parameters(events)
+    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
+    by_scenario = {name: figures(history.of(events, name)) for name in names}
+    rows = list(by_scenario.values())
+    judged = verdict.judge(hypothesis(by_scenario), by_scenario)
+    (out / "quorum.json").write_text(json.dumps({"plan": plan, "rows": rows, "verdict": judged}, indent=1))
+    write(out, run, {"plan": plan, "rows": rows}, verdict=judged, finished=finished)
+    return rows, judged
+
+
+def write(out, run, figures, *, verdict=None, finished=None):
     """The charts as SVG files, and the page (loadtest/reports/page.py), from the figures quorum.json keeps."""
     plan, rows = figures["plan"], figures["rows"]
     shapes = [Shape(*map(int, re.findall(r"\d+", text))) for text in plan["shapes"]]  # as str(Shape) wrote them
@@ -148,7 +193,7 @@ def write(out, run, figures):
     for name, svg in charts.items():
         (out / f"quorum-{name.replace(' ', '-').replace('=', '')}.svg").write_text(svg)
     page.write(out, run, title="Quorums over independent Redis nodes (a teaching exhibit)",
-               headline=headline(rows), sections=[
+               headline=headline(rows), verdict=verdict, finished=finished, sections=[
                    ("", page.paragraphs(
                        f"{plan['writers']} writers ({WRITES_PER_SECOND} writes/s each) and {plan['readers']} readers "
                        f"on one key, {plan['seconds']:g} s for each number of nodes gone; nodes "
@@ -157,7 +202,8 @@ def write(out, run, figures):
                        + (f"node i {', '.join(f'{d:g}' for d in plan['distances_ms'])} ms away each way (the i-th, "
                           "cycling). " if plan.get("distances_ms") else "every node on loopback. ")
                        + "A read is stale when it returns a version older than the newest one acknowledged before "
-                       "it began.")),
+                       f"it began. Every figure is computed from history.jsonl (recheck: python -m loadtest recheck "
+                       f"{out}).")),
                    ("", page.charts(charts.values())),
                    ("", table(rows).html()),
                ])

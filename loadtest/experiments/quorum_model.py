@@ -140,83 +140,51 @@ class QuorumClient:
         return version
 
 
-@dataclass
-class Tally:
-    reads: int = 0
-    stale_reads: int = 0
-    failed_reads: int = 0
-    writes: int = 0
-    failed_writes: int = 0
-
-    def __post_init__(self):
-        self.read_ms, self.write_ms = [], []
-
-
-class History:
-    """The newest version acknowledged so far, and when: what a read must not fall behind."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.newest = NO_VERSION
-
-    def acknowledged(self, version):
-        with self._lock:
-            self.newest = max(self.newest, version)
-
-    def snapshot(self):
-        with self._lock:
-            return self.newest
-
-
 WRITES_PER_SECOND = 25  # per writer: each acknowledged version stands a moment before the next
 
 
-def run_load(client, *, seconds, writers=2, readers=4, key="quorum:key"):
-    """Paced writers and unpaced readers on one key for `seconds`; return their Tally."""
-    tally, history, lock = Tally(), History(), threading.Lock()
+def run_load(client, *, seconds, history, writers=2, readers=4, key="quorum:key"):
+    """Paced writers and unpaced readers on one key for `seconds`, each operation recorded into `history`.
+
+    A write is "ok" with the version it wrote once W nodes acknowledged it,
+    and "unknown" when fewer did (it may have reached some nodes, so a read
+    may still return it); a read is "ok" with the version it returned, and
+    "failed" when fewer than R nodes answered. Every figure is computed from
+    the history afterwards (checkers.stale_versions and kin).
+    """
     deadline = time.monotonic() + seconds
     stopped = threading.Event()
 
     def writer(number):
         name = f"w{number}-{secrets.token_hex(2)}"
         while time.monotonic() < deadline:
-            started = time.perf_counter()
+            op = history.invoke(name, "write")
             try:
                 version = client.write(key, f"{name}:{time.time():.6f}", name)
-                history.acknowledged(version)
-                with lock:
-                    tally.writes += 1
-                    tally.write_ms.append((time.perf_counter() - started) * 1000)
             except QuorumError:
-                with lock:
-                    tally.failed_writes += 1
+                history.complete(op, "unknown", refusal="quorum")
+            else:
+                history.complete(op, "ok", value=list(version))
             # Paced whether or not it worked: a failing writer must not spin and starve the readers.
             stopped.wait(random.expovariate(WRITES_PER_SECOND))
 
-    def reader():
+    def reader(number):
         while time.monotonic() < deadline:
-            must_see = history.snapshot()
-            started = time.perf_counter()
+            op = history.invoke(f"r{number}", "read")
             try:
                 version, _ = client.read(key)
             except QuorumError:
-                with lock:
-                    tally.failed_reads += 1
-                continue
-            with lock:
-                tally.reads += 1
-                tally.read_ms.append((time.perf_counter() - started) * 1000)
-                if version < must_see:
-                    tally.stale_reads += 1
+                history.complete(op, "failed", refusal="quorum")
+            else:
+                history.complete(op, "ok", value=list(version))
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
-    threads += [threading.Thread(target=reader) for _ in range(readers)]
+    threads += [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=seconds + 60)
     stopped.set()
-    return tally
 
 
 def miss_chance(shape, gone):

@@ -118,6 +118,25 @@ def stale_reads(events):
     return stale
 
 
+def stale_versions(events):
+    """Reads of one register shared by every writer that returned a version older than the newest one
+    acknowledged before they began (a write's and a read's value: its version, which compare as lists)."""
+    writes, newest, stale = iter(ops(events, "write", "ok")), None, []
+    write = next(writes, None)
+    for read in sorted(ops(events, "read", "ok"), key=lambda op: op["invoked"]):
+        while write is not None and write["completed"] <= read["invoked"]:
+            newest = write["value"] if newest is None else max(newest, write["value"])
+            write = next(writes, None)
+        if newest is not None and read["value"] < newest:
+            stale.append(read)
+    return stale
+
+
+def latencies_ms(events, what):
+    """How long each acknowledged operation of a kind took, in ms, in the order they completed."""
+    return [(op["completed"] - op["invoked"]) * 1000 for op in ops(events, what, "ok")]
+
+
 def reads_ahead(events):
     """Reads that saw a counter above the same user's last acknowledged write: a write refused yet kept.
 

@@ -4,7 +4,10 @@ The file's first line is the header, {"type": "header", "schema": 1,
 "experiment", "command", "started" (UTC, ISO 8601)}; every later line is one
 event. Every time in an event is seconds on a monotonic clock since the
 run's start (the header's "started"), so events from threads and from
-faults compare directly. Schema 1:
+faults compare directly; to the millisecond, or to the microsecond in a
+run whose operations last about a millisecond (quorum: its header says
+"digits": 6), so that "acknowledged before this read began" is decided by
+the clock, not by rounding. Schema 1:
 
 - "op": one operation of a client, written when it ends. "who" (the user),
   "what" (the kind: login, write, read, heartbeat, final-read, presence-read,
@@ -41,23 +44,27 @@ OUTCOMES = ("ok", "failed", "unknown")
 
 
 class History:
-    """A history being recorded into `path`; `scenario` tags every event from when it is set."""
+    """A history being recorded into `path`; `scenario` tags every event from when it is set.
 
-    def __init__(self, path, *, experiment, command):
+    digits: the decimals of every time it records (3: milliseconds).
+    """
+
+    def __init__(self, path, *, experiment, command, digits=3):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
+        self.digits = digits
         self.scenario = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._open = {}
         self._file = self.path.open("w")
         self._write({"type": "header", "schema": SCHEMA, "experiment": experiment, "command": command,
-                     "started": datetime.now(timezone.utc).isoformat(timespec="milliseconds")})
+                     "started": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "digits": digits})
 
     def now(self):
         """Seconds since the run's start, on the monotonic clock every event uses."""
-        return round(time.monotonic() - self.started, 3)
+        return round(time.monotonic() - self.started, self.digits)
 
     def invoke(self, who, what, node=None, value=None):
         """An operation starting now; end it with complete(). Returns its id."""
