@@ -44,6 +44,7 @@ class Load:
         self.everyone = []  # every user this load started, stopped or not: each one's session is read back
         self.stopped = threading.Event()
         self.token = None  # (the auditor's bearer token, when it was taken): for the read-back
+        self.first_posts = []  # each user's first acknowledged post's id: the read-back starts below the lowest
         self.started = history.now()
         history.count_from(self.started)
         self.watcher = threading.Thread(target=self._presence, name="load presence", daemon=True)
@@ -62,7 +63,8 @@ class Load:
             for name in names["haproxy"]:
                 user = User(self.history, "haproxy", self.url, name, served_by=True)
                 stop = threading.Event()
-                thread = threading.Thread(target=_loop, args=(user, stop), name=f"load {name}", daemon=True)
+                thread = threading.Thread(target=_loop, args=(user, stop, self.first_posts), name=f"load {name}",
+                                          daemon=True)
                 self.running.append((user, stop, thread))
                 self.everyone.append(user)
                 thread.start()
@@ -97,12 +99,12 @@ class Load:
     def _read_back(self):
         """Read the room back from before the load's first acknowledged post, as the auditor, through HAProxy.
 
-        The token taken when the load started (so a store down now cannot
-        stop the read-back), or a new one once it is TOKEN_KEPT old.
+        With the token taken when the load started (a management command:
+        at the stop, a paused database could hold it for deploy's whole
+        timeout, where a read times out in seconds), or a new one once that
+        is TOKEN_KEPT old.
         """
-        posted = [op["value"]["id"] for op in self.history.events() if op["type"] == "op" and op["what"] == "post"
-                  and op["outcome"] == "ok" and op["invoked"] >= self.started]
-        if not posted:
+        if not self.first_posts:
             return
         token, taken = self.token
         if time.monotonic() - taken > TOKEN_KEPT:
@@ -111,7 +113,7 @@ class Load:
             except deploy.DeployError:
                 pass  # the old one may still be good: the site's lifetime is twice TOKEN_KEPT
         User(self.history, "haproxy", self.url, AUDITOR, served_by=True, token=token).read_back(
-            ROOM, after=min(posted) - 1)
+            ROOM, after=min(self.first_posts) - 1)
 
     def _presence(self):
         while not self.stopped.wait(PRESENCE_EVERY):
@@ -120,10 +122,11 @@ class Load:
                 running[0][0].online(self.url, "haproxy")
 
 
-def _loop(user, stop):
+def _loop(user, stop, first_posts):
+    """The user's rounds until stop; its first acknowledged post's id goes into first_posts."""
     if not user.log_in():
         return
-    ticks = 0
+    ticks, posted = 0, None
     while not stop.is_set():
         ticks += 1
         user.read()
@@ -132,7 +135,10 @@ def _loop(user, stop):
         if ticks % HEARTBEAT_EVERY == 0:
             user.heartbeat()
         if ticks % POST_EVERY == 1:  # from the first tick on: a new user's first message comes at once
-            user.post(ROOM)
+            message = user.post(ROOM)
+            if posted is None and message is not None:
+                posted = message
+                first_posts.append(posted)
         stop.wait(TICK)
 
 
