@@ -83,8 +83,12 @@ class Tally:
 
     Counters count the operations invoked since `since` (the load's start).
     A user's session is lost once a read of it was refused as gone (401);
-    an acknowledged write is lost once a read of the same user, invoked
-    after the write was acknowledged, saw a lower counter or no session.
+    an acknowledged session write is lost once a read of the same user,
+    invoked after the write was acknowledged, saw a lower counter or no
+    session. Acknowledged writes also count the acknowledged posts; a post
+    is settled by the read-back of its room when the load stops (a
+    "final-poll"), lost unless that holds it. What pollers missed or saw
+    twice is known only then, from the checkers (None until the load stops).
     """
 
     def __init__(self):
@@ -97,6 +101,7 @@ class Tally:
         self.failed = self.acked = self.lost = 0
         self.logged_in, self.gone = set(), set()
         self.pending = defaultdict(list)  # user: [(counter, completed)] acknowledged, not yet seen lost
+        self.posts = defaultdict(list)  # room: [((id, client_id), completed)] acknowledged, not yet read back
         self.heartbeats = {}  # user: when its last acknowledged heartbeat completed
         self.presence = None  # the share of fresh heartbeaters the last presence read listed
         self.final = None  # the checkers' figures, once the load has stopped
@@ -115,6 +120,13 @@ class Tally:
             self.pending[who].append((event["value"], event["completed"]))
         elif what in ("read", "final-read") and (ok or event["refusal"] == GONE):
             self._seen(who, event["invoked"], event["value"] if ok else None, gone=not ok)
+        elif what == "post" and ok:
+            self.acked += 1
+            self.posts[event["value"]["room"]].append(((event["value"]["id"], event["value"]["client_id"]),
+                                                       event["completed"]))
+        elif what == "final-poll":
+            self._read_back(event["value"]["room"], event["invoked"],
+                            {(i, c) for i, c in event["value"]["messages"]} if ok else set())
         elif what == "heartbeat" and ok:
             self.heartbeats[who] = event["completed"]
         elif what == "presence-read" and ok:
@@ -140,6 +152,16 @@ class Tally:
             self.lost += 1
         pending.extend(reversed(in_flight))
 
+    def _read_back(self, room, invoked, held):
+        """A read-back of `room` invoked at `invoked` held `held`: the posts acknowledged before it are settled."""
+        unsettled = []
+        for message, completed in self.posts[room]:
+            if completed > invoked:
+                unsettled.append((message, completed))
+            elif message not in held:
+                self.lost += 1
+        self.posts[room] = unsettled
+
     def figures(self, now):
         """The load's figures at `now`: rates over the last WINDOW seconds, counters since the start."""
         while self.recent and self.recent[0][0] < now - WINDOW:
@@ -147,7 +169,8 @@ class Tally:
         took = sorted(ms for _, _, ms, _ in self.recent)
         counters = self.final or {
             "failed": self.failed, "sessions_lost": len(self.gone & self.logged_in), "writes_acked": self.acked,
-            "writes_lost": self.lost, "presence_accuracy": self.presence}
+            "writes_lost": self.lost, "presence_accuracy": self.presence,
+            "messages_missed": None, "messages_seen_twice": None}
         return {"rps": round(len(took) / WINDOW, 1), "p50_ms": _percentile(took, 50),
                 "p99_ms": _percentile(took, 99), **counters}
 

@@ -25,6 +25,9 @@ from control.live import LiveHistory
 from deploy import cluster as deploy
 
 OBSERVE_EVERY = 0.5  # seconds between two observations of the cluster
+# /api/state's "load": the issue's keys, then the pollers' (known once the load stopped; None until then).
+LOAD_FIGURES = ("rps", "p50_ms", "p99_ms", "failed", "sessions_lost", "writes_acked", "writes_lost",
+                "presence_accuracy", "messages_missed", "messages_seen_twice")
 ROLES = {"primary": "primary", "replica": "replica", "standby": "replica", "sentinel": "sentinel",
          "leader": "leader", "follower": "follower"}  # as the issue's interface names them; others: None
 
@@ -66,8 +69,7 @@ class Room:
         with self.lock:
             figures, shares = self.run.figures() if self.run else ({}, {})
             load = {"running": self.load is not None, "users": self.load.users if self.load else 0,
-                    **{key: figures.get(key) for key in ("rps", "p50_ms", "p99_ms", "failed", "sessions_lost",
-                                                         "writes_acked", "writes_lost", "presence_accuracy")}}
+                    **{key: figures.get(key) for key in LOAD_FIGURES}}
             if self.load is None and not (self.run and self.run.tally.final):
                 load.update(rps=0.0, failed=0, sessions_lost=0, writes_acked=0, writes_lost=0)
             nodes = [{**node, "share": shares.get(node["name"], 0.0) if node["kind"] == "instance" else None}

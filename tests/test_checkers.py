@@ -116,6 +116,40 @@ def test_a_message_a_poller_never_received_is_missed_and_one_received_twice_is_s
     assert ("ann", "r", "m3") in checkers.polls_missed_or_seen_twice(unknown_twice)["seen_twice"]
 
 
+def sent(n, who, message, invoked, completed, outcome="ok"):
+    """A post as client.py records it: its client_id always, the id the site gave it once acknowledged."""
+    value = {"room": "r", "client_id": f"c{message}"} | ({"id": message} if outcome == "ok" else {})
+    return op(n, who, "post", invoked, completed, outcome, value=value)
+
+
+def read_back(n, messages, invoked, outcome="ok"):
+    value = {"room": "r", "messages": [[m, f"c{m}"] for m in messages]} if outcome == "ok" else {"room": "r"}
+    return op(n, "auditor", "final-poll", invoked, invoked + 0.5, outcome, value=value, node="haproxy")
+
+
+# bob's post 1 is read back, post 2 is not (lost), post 3 timed out (unknown: owed by nobody), post 4 was
+# acknowledged after the read-back began (it confirms nothing about it), and post 5's id came back with another
+# message's client_id (a failover lost it and gave its id to a later one).
+POSTS = [sent(1, "bob", 1, 0.0, 0.1), sent(2, "bob", 2, 0.2, 0.3), sent(3, "bob", 3, 0.4, 3.4, "unknown"),
+         sent(4, "bob", 4, 0.5, 2.2), sent(5, "bob", 5, 0.6, 0.7)]
+
+
+def test_an_acknowledged_post_the_read_back_of_its_room_lacks_is_lost_and_an_unknown_one_never_counts():
+    held = read_back(6, [1, 3, 4], 2.0)
+    held["value"]["messages"].append([5, "c-another"])
+    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held])] == [2, 5, 4]  # as they completed
+    later = read_back(7, [1, 2, 4, 5], 3.0)
+    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held, later])] == [], "one read-back holds each"
+
+
+def test_without_a_successful_read_back_every_acknowledged_post_is_lost():
+    assert len(checkers.posts_lost(POSTS)) == 4
+    assert len(checkers.posts_lost(POSTS + [read_back(6, [], 4.0, outcome="failed")])) == 4
+    elsewhere = read_back(6, [1, 2, 4, 5], 4.0)
+    elsewhere["value"]["room"] = "another"
+    assert len(checkers.posts_lost(POSTS + [elsewhere])) == 4, "a read-back confirms its own room only"
+
+
 def test_failover_time_runs_from_the_faults_effect_to_the_first_acknowledged_operation_begun_after_it():
     (cut,) = checkers.faults(HISTORY)
     assert checkers.failover_time(HISTORY, cut) == 0.2  # ann's write 3, invoked after the effect

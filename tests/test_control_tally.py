@@ -56,6 +56,43 @@ def test_the_live_tally_agrees_with_the_checkers_once_every_session_was_read_bac
         assert live[key] == final[key], key
 
 
+def posted(who, message, invoked, completed, outcome="ok"):
+    value = {"room": "r", "client_id": f"c{message}"} | ({"id": message} if outcome == "ok" else {})
+    return op(who, "post", invoked, completed, outcome, value=value)
+
+
+def polled(who, messages, invoked, completed):
+    return op(who, "poll", invoked, completed, value={"room": "r", "ids": messages})
+
+
+# ada posts 1, 2 and 3 (acknowledged) and 4 (timed out); bob polls and sees 1 twice and never 2; the room's
+# read-back holds 1 and 3 (2 lost) and 4 (its post unknown: neither acknowledged nor lost).
+MESSAGES = [
+    polled("bob", [], 0.0, 0.1), posted("ada", 1, 0.2, 0.3), posted("ada", 2, 0.4, 0.5),
+    polled("bob", [1], 0.6, 0.7), polled("bob", [1], 0.8, 0.9), posted("ada", 3, 1.0, 1.1),
+    posted("ada", 4, 1.2, 4.2, outcome="unknown"), polled("bob", [3], 1.3, 1.4),
+]
+READ_BACK = op("lab auditor", "final-poll", 2.2, 2.4, node="haproxy",
+               value={"room": "r", "messages": [[1, "c1"], [3, "c3"], [4, "c4"]]})
+
+
+def test_acknowledged_posts_count_as_writes_and_those_the_read_back_lacks_as_lost():
+    running = tallied(HISTORY + MESSAGES).figures(now=2.0)
+    assert running["writes_acked"] == 4 + 3 and running["writes_lost"] == 2, "posts are settled by the read-back"
+    assert running["messages_missed"] is None and running["messages_seen_twice"] is None
+    live = tallied(HISTORY + MESSAGES + FINAL + [READ_BACK]).figures(now=2.5)
+    final = final_figures(HISTORY + MESSAGES + FINAL + [READ_BACK])
+    assert final["writes_acked"] == live["writes_acked"] == 4 + 3
+    assert final["writes_lost"] == live["writes_lost"] == 2 + 1
+    assert (final["messages_missed"], final["messages_seen_twice"]) == (1, 1)
+
+
+def test_a_read_back_that_failed_loses_every_post_it_should_have_confirmed():
+    failed = {**READ_BACK, "outcome": "failed", "refusal": "503", "value": {"room": "r"}}
+    live = tallied(MESSAGES + [failed]).figures(now=2.5)
+    assert live["writes_lost"] == final_figures(MESSAGES + [failed])["writes_lost"] == 3
+
+
 def test_rates_and_shares_count_the_last_five_seconds_only():
     events = [op("ada", "write", t, t + 0.01, value=n, node=f"app{1 + n % 2}") for n, t in
               enumerate(x / 2 for x in range(20))]

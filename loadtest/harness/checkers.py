@@ -107,6 +107,24 @@ def polls_missed_or_seen_twice(events):
     return {"pollers": len(followed), "owed": owed, "missed": missed, "seen_twice": twice}
 
 
+def posts_lost(events):
+    """The acknowledged posts that no read-back of their room holds, in the order they completed.
+
+    A read-back is a "final-poll" operation, value {"room", "messages":
+    [[id, client_id], ...]} (client.py). A post is kept when a successful
+    read-back of its room, invoked after the post was acknowledged, holds
+    its id with its client_id (an id alone could be a later message's, after
+    a failover lost the first); a read-back that did not succeed confirms
+    nothing, nor does none at all, so every acknowledged post is then lost.
+    """
+    reads = defaultdict(list)
+    for op in ops(events, "final-poll", "ok"):
+        reads[op["value"]["room"]].append((op["invoked"], {(i, c) for i, c in op["value"]["messages"]}))
+    return [post for post in ops(events, "post", "ok")
+            if not any(invoked >= post["completed"] and (post["value"]["id"], post["value"]["client_id"]) in held
+                       for invoked, held in reads[post["value"]["room"]])]
+
+
 def stale_reads(events):
     """Reads (not the final one) that saw less than the same user's last write acknowledged before they began."""
     stale = []

@@ -118,7 +118,8 @@ function showLoad(load) {
   document.getElementById("users-now").textContent = load.running ? load.users : "not running";
   document.getElementById("rps").textContent = text(load.rps, 1);
   document.getElementById("latency").textContent = `${text(load.p50_ms)} / ${text(load.p99_ms)}`;
-  for (const key of ["failed", "sessions_lost", "writes_acked", "writes_lost"]) {
+  for (const key of ["failed", "sessions_lost", "writes_acked", "writes_lost", "messages_missed",
+    "messages_seen_twice"]) {
     document.getElementById(key).textContent = text(load[key]);
   }
   document.getElementById("presence_accuracy").textContent =
