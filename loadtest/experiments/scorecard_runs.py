@@ -15,7 +15,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.bench.wrk import spread
 from loadtest.experiments import capacity, kill_run, split_brain
 from loadtest.harness import history, load
 from loadtest.reports import page
@@ -102,12 +101,14 @@ def _results(folder):
 
 
 def _bench(folder):
-    """Each store's server CPU a request over memory's, round by round, spread as bench spreads its ratios."""
-    raw = json.loads((Path(folder) / "bench.json").read_text())["raw"]
-    base = [run["server_us"] for run in raw["memory"]["poll_direct"]]
-    return {store: {"cpu_to_memory": spread([run["server_us"] / b for run, b in zip(mixes["poll_direct"], base)]),
-                    "server_us": [run["server_us"] for run in mixes["poll_direct"]]}
-            for store, mixes in raw.items() if "server_us" in (mixes.get("poll_direct") or [{}])[0]}
+    """Each store's server CPU a request over the first store's, round by round, as bench.json keeps it
+    (`cpu_to_base`, by loadtest/bench/cost.py); the first store must be memory."""
+    stores = json.loads((Path(folder) / "bench.json").read_text())["stores"]
+    base = next(name for name in stores if name != "ceiling")
+    if base != "memory":
+        raise ValueError(f"{folder}/bench.json: its ratios are over {base}'s CPU, not memory's (run memory first)")
+    return {name: {"cpu_to_memory": row["poll_direct"]["cpu_to_base"]}
+            for name, row in stores.items() if "cpu_to_base" in row.get("poll_direct", {})}
 
 
 def _split_brain(folder):
