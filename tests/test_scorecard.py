@@ -63,6 +63,9 @@ def kill_results(out, name="redis", *, lost_by_user=None, writes_lost=0):
     out.mkdir(parents=True)
     kill_report.write(out, page.Run("run", "python -m loadtest run", "2026-12-06T22:00:00+00:00"),
                       {"plan": plan, "capacity": [capacity], "configs": [summarise(raw)]})
+    for config in (name, "db"):  # each configuration's history, as kill_run records it
+        with history.History(out / "raw" / f"{config}.{history.FILE}", experiment="run", command=config):
+            pass
 
 
 def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
@@ -72,6 +75,8 @@ def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
     assert (cell.status, cell.text) == (FIGURE, "0 of 4 users (0.0 %)")
     assert ("page", "results/instance-kill/round1/report.html") in cell.links
     assert ("figures", "results/instance-kill/round1/results.json") in cell.links
+    assert [path for label, path in cell.links if label == "history"] == \
+        ["results/instance-kill/round1/raw/redis.history.jsonl"], "its own history, not another configuration's"
     assert cells[("redis", WRITES_ON_INSTANCE_DEATH)].text == "2 of 40 writes (5.0 %)"
     assert cells[("redis", "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)")].text \
         == "812.5 req/s (330 users)"

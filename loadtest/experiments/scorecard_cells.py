@@ -121,7 +121,7 @@ def cell(row, column, root, page_folder):
         if figures is not None and column.value(figures) is not None:
             measured.append((folder, figures))
     shown = tuple((f"{label} {n}" if len(measured) > 1 else label, _relative(path, page_folder))
-                  for n, (folder, _) in enumerate(measured, 1) for label, path in links(folder))
+                  for n, (folder, _) in enumerate(measured, 1) for label, path in links(folder, kind.name_of(row)))
     note = column.note(row) if column.note else ""
     if not measured:
         return Cell(NOT_MEASURED, "", kind=kind.name, note=note)

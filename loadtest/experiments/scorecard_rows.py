@@ -48,10 +48,11 @@ class Row:
 
     @property
     def replicated(self):
-        """Whether the sessions' server has replicas (Sentinel, Redis Cluster, standbys) a fault can fail over to."""
-        topology, default = self.config.topology, Topology()
-        return (topology.redis != default.redis and self.session_server == "redis") or \
-            (topology.pg_standbys > 0 and self.session_server == "postgres")
+        """Whether the sessions' server has copies (Sentinel, Redis Cluster, standbys, etcd's members) a fault can
+        fail over to."""
+        topology, server = self.config.topology, self.session_server
+        return (server == "redis" and topology.redis != Topology().redis) or \
+            (server == "postgres" and topology.pg_standbys > 0) or (server == "etcd" and topology.etcd_members > 1)
 
 
 def rows():
@@ -91,6 +92,8 @@ def _layout(kind, topology):
         confirmed = f"{topology.pg_sync} confirming each commit" if topology.pg_sync != "off" else "asynchronous"
         patroni = f", under Patroni on {topology.etcd_members} etcd members" if topology.pg_ha == "patroni" else ""
         return f": a primary, {topology.pg_standbys} standbys{patroni}; {confirmed}"
+    if kind == "etcd":
+        return f": {topology.etcd_members} members, each write on a majority"
     return ""
 
 

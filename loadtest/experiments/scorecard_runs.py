@@ -39,9 +39,13 @@ class Kind:
     key: object = None  # row -> the name its figures have in the run (default: the row's name)
     rounds: int = 0  # 0: as many as asked; else this many (a run that alternates its own rounds)
 
+    def name_of(self, row):
+        """The name the row's figures have in this kind's runs."""
+        return (self.key or (lambda r: r.name))(row)
+
     def figures_of(self, folder, row):
         """The row's figures in the run at `folder`, or None if the run did not measure it."""
-        return self.read(folder).get((self.key or (lambda r: r.name))(row))
+        return self.read(folder).get(self.name_of(row))
 
 
 def _store_fault(row):
@@ -166,14 +170,13 @@ def runs(root, kind):
     return sorted(found, key=lambda f: int(f.name[len(ROUND):] or 0))
 
 
-def links(folder):
-    """The files a cell links to in a run folder, those that exist: its page, its history, its figures."""
+def links(folder, name):
+    """The files a cell links to in a run folder, those that exist: its page, its history (the kill experiment's:
+    the configuration `name`'s own), its figures."""
     folder = Path(folder)
-    named = [("page", page.REPORT_FILE),
-             ("history", history.FILE), ("figures", "results.json"), ("figures", "bench.json")]
-    shown = [(label, folder / name) for label, name in named if (folder / name).is_file()]
-    shown += [("history", path) for path in sorted((folder / "raw").glob(f"*.{history.FILE}"))]
-    return shown
+    named = [("page", page.REPORT_FILE), ("history", history.FILE), ("history", f"raw/{name}.{history.FILE}"),
+             ("figures", "results.json"), ("figures", "bench.json")]
+    return [(label, folder / file) for label, file in named if (folder / file).is_file()]
 
 
 def plan(rows, root, rounds):
