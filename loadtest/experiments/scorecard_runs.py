@@ -4,7 +4,7 @@ Each kind of run keeps its folders under the scorecard's folder as
 `<kind>/round<k>/`, each the `--out` of one command. A run's figures are
 read from what that command saved, by the code that made them: the kill
 experiment's results.json (its `summarise`d figures, and its capacity
-steps), `bench`'s bench.json (its rounds, through its own `spread`), and
+steps), `bench`'s bench.json (its per-round ratios to the first store, memory), and
 split-brain's history.jsonl through `split_brain.results_of`, the function
 `python -m loadtest recheck` reports through. A row a kind cannot measure
 says why: `Skip("not applicable", ...)` when the property does not exist
@@ -12,6 +12,7 @@ for it, `Skip("not measured", ...)` when no command here measures it yet.
 """
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Kind:
     read: object  # run folder -> {row name: figures}
     key: object = None  # row -> the name its figures have in the run (default: the row's name)
     rounds: int = 0  # 0: as many as asked; else this many (a run that alternates its own rounds)
+    saved: str = "results.json"  # the file a finished run leaves in its folder
 
     def name_of(self, row):
         """The name the row's figures have in this kind's runs."""
@@ -115,10 +117,6 @@ def _bench(folder):
             for name, row in stores.items() if "cpu_to_base" in row.get("poll_direct", {})}
 
 
-def _split_brain(folder):
-    return split_brain.results_of(folder)
-
-
 def _kill_seconds(rows, users=None, duration=90):
     """(The kill experiment's own estimate (kill_run.Plan) for the rows, and without users the most their
     capacity steps may add: every step up to the most users.)"""
@@ -143,7 +141,7 @@ KINDS = {kind.name: kind for kind in (
     Kind("bench", "server CPU a request (the poll mix, straight to one instance), over memory's, per round",
          _alone, lambda rows, out: ["bench", "--stores", ",".join(dict.fromkeys(r.config.sessions for r in rows)),
                                     "--out", str(out)],
-         _bench_seconds, _bench, key=lambda row: row.config.sessions, rounds=1),
+         _bench_seconds, _bench, key=lambda row: row.config.sessions, rounds=1, saved="bench.json"),
     Kind("instance-kill", "a capacity step (p99 at most 250 ms, at most 0.1 % failed, 3 instances), then app1 "
          "killed at 30 s and started at 60 s under 60 % of that load, each session written every tick",
          lambda row: None, lambda rows, out: _run(rows, out, "--session-writes"), _kill_seconds, _results),
@@ -157,17 +155,17 @@ KINDS = {kind.name: kind for kind in (
     Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s, users writing on both sides",
          _partitioned, lambda rows, out: ["split-brain", "--scenarios", ",".join(_scenario(r) for r in rows),
                                           "--out", str(out)],
-         lambda rows: (len(rows) * (20 + load.SCENARIO_SETUP_SECONDS), 0), _split_brain, key=_scenario),
+         lambda rows: (len(rows) * (20 + load.SCENARIO_SETUP_SECONDS), 0), split_brain.results_of, key=_scenario,
+         saved=history.FILE),
 )}
 ROUND = "round"
 
 
 def runs(root, kind):
     """The kind's run folders under root, in round order (a folder without its saved figures is no run)."""
-    saved = {"bench": "bench.json", "split-brain": history.FILE}.get(kind.name, "results.json")
     folder = Path(root) / kind.name
-    found = [f for f in folder.glob(f"{ROUND}*") if (f / saved).is_file()] if folder.is_dir() else []
-    return sorted(found, key=lambda f: int(f.name[len(ROUND):] or 0))
+    found = [f for f in folder.glob(f"{ROUND}*") if re.fullmatch(rf"{ROUND}\d+", f.name) and (f / kind.saved).is_file()]
+    return sorted(found, key=lambda f: int(f.name[len(ROUND):]))
 
 
 def links(folder, name):
