@@ -21,6 +21,7 @@ from loadtest.experiments import (
     powerloss,
     quorum,
     scaling,
+    scorecard,
     sockets,
     split_brain,
     sticky,
@@ -29,7 +30,7 @@ from loadtest.reports import index, page
 
 # In the order `--help` lists them: the experiments, then the benchmarks, then the run's tools.
 COMMANDS = [kill, capacity, scaling, sticky, stores, profile, servers, against, shards, replication, sessions, presence,
-            posts, quorum, split_brain, fate, sockets, powerloss, etcd_loss, recheck, index]
+            posts, quorum, split_brain, fate, sockets, powerloss, etcd_loss, recheck, scorecard, index]
 
 
 def build_parser():

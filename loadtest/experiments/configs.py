@@ -58,6 +58,7 @@ class Config:
 TOPOLOGY_FORMS = {
     "sentinel": "Redis under Sentinel: a primary, 2 replicas, 3 Sentinels; asynchronous",
     "sentinel-sync<k>": "the same, k replicas confirming each session write (--redis-sync k)",
+    "cluster": "Redis Cluster: 3 primaries, each with a replica (--redis cluster)",
     "pg": "PostgreSQL, a primary and 2 standbys; asynchronous",
     "pg-any<k>, pg-first<k>": "the same, ANY k or FIRST k standbys confirming each commit (--pg-sync)",
     "patroni": "PostgreSQL under Patroni, a primary and 2 standbys, on 3 etcd members; asynchronous",
@@ -94,6 +95,8 @@ def _topology(text, name):
     if match := re.fullmatch(r"sentinel-sync(\d+)", name):
         topology = deploy.Topology(redis="sentinel", redis_replicas=REDIS_REPLICAS, redis_sync=int(match[1]))
         return "sqlite", _checked(text, topology)
+    if name == "cluster":
+        return "sqlite", deploy.Topology(redis="cluster")
     if name == "pg":
         return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS)
     if match := re.fullmatch(r"pg-(any|first)(\d+)", name):

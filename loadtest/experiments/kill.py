@@ -7,8 +7,9 @@ the cluster's end. Then report.html, results.json and summary.md.
 A configuration is SESSIONS[+roundrobin|sticky][@TOPOLOGY]: redis,
 memory+sticky, redis@sentinel, redis@sentinel-sync1, db@pg, db@pg-any1.
 TOPOLOGY is sentinel (Redis: a primary, 2 replicas, 3 Sentinels),
-sentinel-sync<k> (k replicas confirm each session write), pg (PostgreSQL:
-a primary, 2 standbys, asynchronous), pg-any<k> or pg-first<k>.
+sentinel-sync<k> (k replicas confirm each session write), cluster (Redis
+Cluster: 3 primaries, each with a replica), pg (PostgreSQL: a primary, 2
+standbys, asynchronous), pg-any<k> or pg-first<k>, patroni or patroni-first<k>.
 
 --faults store-kill|store-pause|replica-kill|store-restart aims the fault
 at the store (PostgreSQL if the configuration has it, else Redis) instead
@@ -54,6 +55,9 @@ def add_arguments(parser):
                              f"{kill_run.LATENCY_MS} ms away from 1/3 to 2/3), store-stall (it delivers nothing for "
                              f"{kill_run.STALL_SECONDS} s at 1/3); rolling-restart (each instance in turn stopped "
                              "gracefully and started again, the everyday deploy; ends with a verdict)")
+    parser.add_argument("--session-writes", action="store_true",
+                        help="under an instance fault too: write each user's session every tick, burst logins "
+                             "around the fault and read every session back (the store faults always do)")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--port", type=int, default=8100, help="the experiment cluster's load balancer port")
     parser.add_argument("--runtime", choices=("processes", "swarm"), default="processes",
@@ -82,7 +86,7 @@ def main(args):
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     plan = kill_run.Plan(configs, users, duration, warmup, args.faults, args.instances, args.port, out,
-                         load=args.load, runtime=args.runtime)
+                         load=args.load, runtime=args.runtime, session_writes=args.session_writes)
     progress = Progress(configs, plan.seconds_per_config())
     steps = None if users else capacity.steps_of(args)
     capacity_note = (f", plus a capacity step each that ends when the site gives (at most "

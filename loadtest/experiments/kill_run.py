@@ -1,10 +1,11 @@
 """The kill experiment's run of one configuration: a cluster, a Locust load, a fault schedule, an audit.
 
 The store faults (store-kill, store-pause, replica-kill, store-restart) aim
-at the configuration's store instead of an instance, and turn on what only
-they need: a session write on every tick, a burst of logins around the
-fault, and reading every user's session back after the run
-(loadtest/harness/sessions.py).
+at the configuration's store instead of an instance, and turn on what
+counts session writes: a session write on every tick, a burst of logins
+around the fault, and reading every user's session back after the run
+(loadtest/harness/sessions.py); `--session-writes` turns it on under an
+instance fault too.
 """
 
 import math
@@ -82,6 +83,8 @@ def store_of(config):
     """The store a store fault breaks: PostgreSQL if the configuration has it, else Redis."""
     if config.db == "postgres":
         return "pg"
+    if config.topology.redis == "cluster":  # `redis:primary` would be one shard's of three
+        raise ValueError(f"{config.name}: a store fault aims at one primary, and a Redis Cluster has one per shard")
     needed = deploy.servers_for(sessions=config.sessions, presence=config.presence, db=config.db)
     if "redis" not in needed:
         raise ValueError(f"{config.name}: neither Redis nor PostgreSQL in it, so no store fault can aim at it")
@@ -131,6 +134,12 @@ class Plan:
     load: float = 0.6
     machine: str = field(default_factory=machine)
     runtime: str = "processes"  # deploy up --runtime: processes, or swarm (Docker Swarm services)
+    # Write each session every tick and read it back, as the store faults do, under an instance fault too.
+    session_writes: bool = False
+
+    @property
+    def writes_sessions(self):
+        return self.session_writes or self.faults in STORE_FAULTS
 
     def seconds_per_config(self):
         return self.warmup + self.duration + TAIL + 20  # cluster up, audit and down
@@ -161,7 +170,7 @@ def run_config(plan, config, index, progress, users=None, load=None):
         run_time = window_start + plan.duration + TAIL - started
         locust = start_locust(users=users, run_time=run_time, ramp=plan.warmup / 2, url=cluster.url,
                               state_dir=state_dir, recording=recording,
-                              env=store_fault_env(plan.faults, window_start, schedule))
+                              env=session_env(window_start, schedule) if plan.writes_sessions else {})
         recorded = history.History(recording.with_name(f"{recording.name}.{history.FILE}"), experiment="run",
                                    command=f"{config.name}, fault schedule {plan.faults}")
         with Sampler(state_dir, locust.pid) as sampler, recorded:
@@ -186,7 +195,7 @@ def run_config(plan, config, index, progress, users=None, load=None):
         raw = read_recording(recording, locust.recordings)
         progress(index, config, "auditing the messages")
         audit = audit_messages(cluster.url, raw["acknowledged"], raw["pollers"], state_dir=state_dir)
-        sessions = read_back(cluster.url, raw["sessions"]) if plan.faults in STORE_FAULTS else None
+        sessions = read_back(cluster.url, raw["sessions"]) if plan.writes_sessions else None
     finally:
         deploy.down(state_dir)
     return {
@@ -208,10 +217,9 @@ def run_config(plan, config, index, progress, users=None, load=None):
 BURST_BEFORE, BURST_AFTER = 3, 2
 
 
-def store_fault_env(faults, window_start, schedule):
-    """The journeys' switches for a store fault: a session write each tick, and when to burst logins."""
-    if faults not in STORE_FAULTS:
-        return {}
+def session_env(window_start, schedule):
+    """The journeys' switches for counting session writes: a session write each tick, and when to burst logins
+    (around the first fault)."""
     first = window_start + schedule[0].at
     return {"LOADTEST_SESSION_WRITES": "1",
             "LOADTEST_LOGIN_BURST": f"{first - BURST_BEFORE:.3f},{first + BURST_AFTER:.3f}"}

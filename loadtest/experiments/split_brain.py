@@ -253,6 +253,17 @@ def _pct(part, whole):
     return round(100 * part / whole, 1) if whole else 0.0
 
 
+def results_of(out):
+    """{scenario: its figures}, in the order they ran, from out/history.jsonl alone; nothing is written.
+
+    report() (so `python -m loadtest recheck`) and the scorecard both read a run through this function, so they
+    cannot disagree on a figure.
+    """
+    _, events = history.load(Path(out) / history.FILE)
+    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
+    return {name: figures(history.of(events, name), name) for name in names}
+
+
 def report(out, run, *, finished=None):
     """From out/history.jsonl alone: each scenario's figures and chart, the verdict, split-brain.json and the page.
 
@@ -260,10 +271,9 @@ def report(out, run, *, finished=None):
     call it, so a recheck of a finished run reproduces its figures exactly.
     """
     out = Path(out)
-    _, events = history.load(out / history.FILE)
-    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
-    results = [figures(history.of(events, name), name) for name in names]
-    judged = verdict.judge(HYPOTHESIS, dict(zip(names, results)))
+    by_name = results_of(out)
+    results = list(by_name.values())
+    judged = verdict.judge(HYPOTHESIS, by_name)
     (out / "split-brain.json").write_text(json.dumps({"command": run.command, "results": results,
                                                       "verdict": judged}, indent=1))
     charts = {}

@@ -1,0 +1,144 @@
+"""The scorecard's columns and cells: a figure with the runs behind it, not measured, not applicable, or a fact.
+
+A timed cell is a figure only when a saved run measured it: one round
+shows its figure, several their median and range. A structural cell (what
+must run beside the site, whether a logout revokes a copied cookie) is a
+fact read from the registry or deploy's Topology, and says so.
+"""
+
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.experiments import scorecard_rows
+from loadtest.experiments.scorecard_runs import KINDS, links, runs
+
+FIGURE, NOT_MEASURED, NOT_APPLICABLE, FACT = "figure", "not measured", "not applicable", "fact"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    kind: str  # the KINDS name of the run that measures it; "" for a fact
+    value: object  # figures -> the number compared across rounds and rows, or None if the run lacks it
+    text: object  # figures -> one round's cell text (for a fact: row -> its text)
+    unit: object = "{:g}".format  # a number as a cell shows it
+    note: object = None  # row -> a fact the cell adds, measured or not (the persistence a restart meets)
+
+
+@dataclass(frozen=True)
+class Cell:
+    status: str
+    text: str
+    values: tuple = ()  # one per round that measured it
+    links: tuple = ()  # (label, path) of the files behind it
+    kind: str = ""
+    note: str = ""  # a fact beside the figure, or beside "not measured"
+
+    @property
+    def value(self):
+        return statistics.median(self.values) if self.values else None
+
+
+def _pct(part, whole):
+    return 100 * part / whole if whole else 0.0
+
+
+def _lost(part, whole, what):
+    return f"{part} of {whole} {what} ({_pct(part, whole):.1f} %)"
+
+
+def _store(key):
+    return lambda f: None if not f.get("store") else f["store"][key]
+
+
+def _writes(f):
+    return f["store"] and _lost(f["store"]["writes_lost"], f["store"]["writes_acknowledged"], "writes")
+
+
+def _total(f, key):
+    return f["total"][key]
+
+
+def _restart(f):
+    return f"{_lost(f['store']['logins_lost'], f['store']['logins_acknowledged'], 'logins')} lost"
+
+
+PERCENT = "{:.1f} %".format
+COLUMNS = {
+    "cost": [
+        Column("server CPU a request, over memory's", "bench", lambda f: f["cpu_to_memory"]["median"],
+               lambda f: "{median:.2f}× ({min:.2f}–{max:.2f} over its rounds)".format(**f["cpu_to_memory"]),
+               "{:.2f}×".format),
+        Column("capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "instance-kill",
+               lambda f: f["capacity"] and f["capacity"]["rps"],
+               lambda f: f"{f['capacity']['rps']:g} req/s ({f['capacity']['users']} users)"),
+    ],
+    "logged out": [
+        Column("users logged out: an instance dies", "instance-kill", lambda f: f["users_lost_session_pct"],
+               lambda f: _lost(f["users_lost_session"], f["users"], "users"), PERCENT),
+        Column("users logged out: the store's primary dies", "store-kill", lambda f: f["users_lost_session_pct"],
+               lambda f: _lost(f["users_lost_session"], f["users"], "users"), PERCENT),
+        Column("logins lost: the store partitioned", "split-brain",
+               lambda f: _pct(_total(f, "logins_lost"), _total(f, "logins_acknowledged")),
+               lambda f: _lost(_total(f, "logins_lost"), _total(f, "logins_acknowledged"), "logins"), PERCENT),
+    ],
+    "writes lost": [
+        Column("acknowledged session writes lost: an instance dies", "instance-kill",
+               lambda f: f["store"] and _pct(f["store"]["writes_lost"], f["store"]["writes_acknowledged"]),
+               _writes, PERCENT),
+        Column("acknowledged session writes lost: the store's primary dies", "store-kill",
+               lambda f: f["store"] and _pct(f["store"]["writes_lost"], f["store"]["writes_acknowledged"]),
+               _writes, PERCENT),
+        Column("acknowledged session writes lost: the store partitioned", "split-brain",
+               lambda f: f["writes_lost_pct"],
+               lambda f: _lost(_total(f, "writes_lost"), _total(f, "writes_acknowledged"), "writes"), PERCENT),
+        Column("seconds until requests succeed again: the store's primary dies", "store-kill",
+               _store("failover_s"), lambda f: f"{f['store']['failover_s']:g} s", "{:g} s".format),
+    ],
+    "structure": [
+        Column("a logout revokes the session everywhere", "", None,
+               lambda row: f"{scorecard_rows.revokes(row)} (registry)"),
+        Column("logins survive a restart of the store", "store-restart", lambda f: f["store"]["logins_lost"],
+               _restart, "{:g} lost".format, scorecard_rows.persistence),
+        Column("what runs beside the site", "", None, lambda row: f"{scorecard_rows.beside(row)} (deploy)"),
+    ],
+}
+
+
+def cell(row, column, root, page_folder):
+    """The row's cell in the column, from the runs under root; links relative to the page's folder."""
+    if not column.kind:
+        return Cell(FACT, column.text(row))
+    kind = KINDS[column.kind]
+    skipped = kind.applies(row)
+    if skipped:
+        return Cell(skipped.status, skipped.why, kind=kind.name)
+    measured = []
+    for folder in runs(root, kind):
+        figures = kind.figures_of(folder, row)
+        if figures is not None and column.value(figures) is not None:
+            measured.append((folder, figures))
+    shown = tuple((f"{label} {n}" if len(measured) > 1 else label, _relative(path, page_folder))
+                  for n, (folder, _) in enumerate(measured, 1) for label, path in links(folder, kind.name_of(row)))
+    note = column.note(row) if column.note else ""
+    if not measured:
+        return Cell(NOT_MEASURED, "", kind=kind.name, note=note)
+    values = tuple(column.value(figures) for _, figures in measured)
+    if len(measured) == 1:
+        text = column.text(measured[0][1])
+    else:
+        text = (f"{column.unit(statistics.median(values))} ({column.unit(min(values))}–{column.unit(max(values))}, "
+                f"{len(values)} rounds)")
+    return Cell(FIGURE, text, values, shown, kind.name, note)
+
+
+def _relative(path, folder):
+    return Path(os.path.relpath(path, folder)).as_posix()
+
+
+def table_cells(rows, root, page_folder):
+    """{(row name, column header): Cell} for every row and column."""
+    return {(row.name, column.header): cell(row, column, root, page_folder)
+            for row in rows for columns in COLUMNS.values() for column in columns}

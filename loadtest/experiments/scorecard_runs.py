@@ -1,0 +1,198 @@
+"""The runs the scorecard reads: for each kind, which rows it can measure, its command, and its figures.
+
+Each kind of run keeps its folders under the scorecard's folder as
+`<kind>/round<k>/`, each the `--out` of one command. A run's figures are
+read from what that command saved, by the code that made them: the kill
+experiment's results.json (its `summarise`d figures, and its capacity
+steps), `bench`'s bench.json (its per-round ratios to the first store, memory), and
+split-brain's history.jsonl through `split_brain.results_of`, the function
+`python -m loadtest recheck` reports through. A row a kind cannot measure
+says why: `Skip("not applicable", ...)` when the property does not exist
+for it, `Skip("not measured", ...)` when no command here measures it yet.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.experiments import capacity, kill_run, split_brain
+from loadtest.harness import history, load
+from loadtest.reports import page
+
+
+@dataclass(frozen=True)
+class Skip:
+    status: str  # "not applicable" or "not measured"
+    why: str
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of run: its folder's name, what it measures, and how to run and read it."""
+
+    name: str
+    measures: str
+    applies: object  # row -> None, or a Skip
+    argv: object  # (rows, out folder) -> the arguments of `python -m loadtest`
+    seconds: object  # rows -> (about how long one run of them takes, how much longer its capacity steps may add)
+    read: object  # run folder -> {row name: figures}
+    key: object = None  # row -> the name its figures have in the run (default: the row's name)
+    rounds: int = 0  # 0: as many as asked; else this many (a run that alternates its own rounds)
+    saved: str = "results.json"  # the file a finished run leaves in its folder
+
+    def name_of(self, row):
+        """The name the row's figures have in this kind's runs."""
+        return (self.key or (lambda r: r.name))(row)
+
+    def figures_of(self, folder, row):
+        """The row's figures in the run at `folder`, or None if the run did not measure it."""
+        return self.read(folder).get(self.name_of(row))
+
+
+def _store_fault(row):
+    """Whether the store faults of `python -m loadtest run --faults store-...` can aim at the row's sessions."""
+    server = row.session_server
+    if row.config.sessions == "signed_cookies":
+        return Skip("not applicable", "no store to kill: the session rides in the cookie")
+    if not row.store.survives_instance_death:
+        return Skip("not applicable", "no store: the sessions live in the instance (see an instance dying)")
+    if not server:
+        return Skip("not applicable", "no server to kill: the sessions are files or SQLite on the instances' disk")
+    if row.config.topology.redis == "cluster" and server == "redis":
+        return Skip("not measured", "the store faults aim at one primary; Redis Cluster has one per shard")
+    if server not in ("redis", "postgres"):
+        return Skip("not measured", f"the store faults aim at Redis or PostgreSQL, not {server}")
+    return None
+
+
+def _partitioned(row):
+    """Whether split-brain has a scenario of the row's topology (a partition needs replicas to split from)."""
+    skipped = _store_fault(row)
+    if skipped and skipped.status == "not applicable":
+        return skipped
+    if not row.replicated:
+        return Skip("not applicable", "one node, nothing to split: cut off, it is down (the primary-dies cells)")
+    if _scenario(row) is None:
+        return Skip("not measured", "split-brain has no scenario of this topology")
+    return None
+
+
+def _scenario(row):
+    """The split-brain scenario whose store, replication and failover manager are the row's, or None."""
+    topology = row.config.topology
+    for name in split_brain.SCENARIOS + split_brain.PATRONI_SCENARIOS:
+        chosen = split_brain.scenario(name)
+        if chosen.store != row.session_server:
+            continue
+        if chosen.store == "redis" and topology.redis == "sentinel" and chosen.sync == topology.redis_sync:
+            return name
+        if chosen.store == "postgres" and chosen.pg_sync == topology.pg_sync \
+                and chosen.patroni == (topology.pg_ha == "patroni"):
+            return name
+    return None
+
+
+def _alone(row):
+    if "@" in row.name:
+        return Skip("not measured", "bench starts each store alone, not under a topology")
+    return None
+
+
+def _results(folder):
+    """The kill experiment's figures per configuration, as its results.json keeps them."""
+    saved = json.loads((Path(folder) / "results.json").read_text())
+    held = {c["config"]: c for c in saved.get("capacity", [])}
+    return {r["config"]["name"]: {**r, "capacity": held.get(r["config"]["name"])} for r in saved["configs"]}
+
+
+def _bench(folder):
+    """Each store's server CPU a request over the first store's, round by round, as bench.json keeps it
+    (`cpu_to_base`, by loadtest/bench/cost.py); the first store must be memory."""
+    stores = json.loads((Path(folder) / "bench.json").read_text())["stores"]
+    base = next(name for name in stores if name != "ceiling")
+    if base != "memory":
+        raise ValueError(f"{folder}/bench.json: its ratios are over {base}'s CPU, not memory's (run memory first)")
+    return {name: {"cpu_to_memory": row["poll_direct"]["cpu_to_base"]}
+            for name, row in stores.items() if "cpu_to_base" in row.get("poll_direct", {})}
+
+
+def _kill_seconds(rows, users=None, duration=90):
+    """(The kill experiment's own estimate (kill_run.Plan) for the rows, and without users the most their
+    capacity steps may add: every step up to the most users.)"""
+    plan = kill_run.Plan([], users, duration, 10, "kill", 3, 0, Path("."))
+    steps = capacity.Steps()
+    stepping = 0 if users else steps.count() * (steps.ramp + steps.hold)
+    return len(rows) * plan.seconds_per_config(), len(rows) * stepping
+
+
+def _bench_seconds(rows):
+    """bench's own schedule: 3 rounds of the ceiling and each store, 5 s per mix (4 at most), plus ~30 s a start."""
+    return 3 * (len(rows) + 1) * 4 * 5 + 30 * len(rows), 0
+
+
+def _run(rows, out, *more):
+    return ["run", "--configs", ",".join(r.name for r in rows), *more, "--out", str(out)]
+
+
+STORE_FAULT_LOAD = ["--users", "30", "--duration", "60", "--warmup", "10"]  # as docs/experiments/store-faults.md
+
+KINDS = {kind.name: kind for kind in (
+    Kind("bench", "server CPU a request (the poll mix, straight to one instance), over memory's, per round",
+         _alone, lambda rows, out: ["bench", "--stores", ",".join(dict.fromkeys(r.config.sessions for r in rows)),
+                                    "--out", str(out)],
+         _bench_seconds, _bench, key=lambda row: row.config.sessions, rounds=1, saved="bench.json"),
+    Kind("instance-kill", "a capacity step (p99 at most 250 ms, at most 0.1 % failed, 3 instances), then app1 "
+         "killed at 30 s and started at 60 s under 60 % of that load, each session written every tick",
+         lambda row: None, lambda rows, out: _run(rows, out, "--session-writes"), _kill_seconds, _results),
+    Kind("store-kill", "the sessions' store's primary (or only node) killed at 20 s (PostgreSQL without Patroni: "
+         "a standby promoted at once), started again at 40 s; 30 users",
+         _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-kill", *STORE_FAULT_LOAD),
+         lambda rows: _kill_seconds(rows, 30, 60), _results),
+    Kind("store-restart", "the sessions' store's primary killed and started again at once at 20 s; 30 users",
+         _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-restart", *STORE_FAULT_LOAD),
+         lambda rows: _kill_seconds(rows, 30, 60), _results),
+    Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s, users writing on both sides",
+         _partitioned, lambda rows, out: ["split-brain", "--scenarios", ",".join(_scenario(r) for r in rows),
+                                          "--out", str(out)],
+         lambda rows: (len(rows) * (20 + load.SCENARIO_SETUP_SECONDS), 0), split_brain.results_of, key=_scenario,
+         saved=history.FILE),
+)}
+ROUND = "round"
+
+
+def runs(root, kind):
+    """The kind's run folders under root, in round order (a folder without its saved figures is no run)."""
+    folder = Path(root) / kind.name
+    found = [f for f in folder.glob(f"{ROUND}*") if re.fullmatch(rf"{ROUND}\d+", f.name) and (f / kind.saved).is_file()]
+    return sorted(found, key=lambda f: int(f.name[len(ROUND):]))
+
+
+def links(folder, name):
+    """The files a cell links to in a run folder, those that exist: its page, its history (the kill experiment's:
+    the configuration `name`'s own), its figures."""
+    folder = Path(folder)
+    named = [("page", page.REPORT_FILE), ("history", history.FILE), ("history", f"raw/{name}.{history.FILE}"),
+             ("figures", "results.json"), ("figures", "bench.json")]
+    return [(label, folder / file) for label, file in named if (folder / file).is_file()]
+
+
+def plan(rows, root, rounds):
+    """[(kind, round, rows in this round's order, argv)]: every run the scorecard needs, rounds alternating."""
+    steps = []
+    for number in range(1, rounds + 1):
+        for kind in KINDS.values():
+            if kind.rounds and number > kind.rounds:
+                continue
+            mine = [row for row in rows if kind.applies(row) is None]
+            mine = mine if number % 2 else mine[::-1]
+            if kind.name == "bench":  # memory first: the base of its ratios
+                mine = sorted(mine, key=lambda row: row.config.sessions != "memory")
+            steps.append((kind, number, mine, kind.argv(mine, Path(root) / kind.name / f"{ROUND}{number}")))
+    return steps
+
+
+def estimate(steps):
+    """(Seconds the plan takes by the commands' own estimates, and at most how many more the capacity steps add.)"""
+    spans = [kind.seconds(mine) for kind, _, mine, _ in steps]
+    return sum(fixed for fixed, _ in spans), sum(more for _, more in spans)

@@ -1,0 +1,150 @@
+"""The session-store scorecard: rebuilt from the committed runs it equals the committed page; every registry store
+and deploy topology has a row; a run saved in the real format shows its figure and links to it; no run says "not
+measured". No cluster: each run here is written by the experiments' own writers into tmp_path, well under a second.
+"""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from labcore import registry
+from loadtest.__main__ import main
+from loadtest.bench import cost
+from loadtest.experiments import kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
+from loadtest.experiments.configs import TOPOLOGY_FORMS, parse_config
+from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, table_cells
+from loadtest.harness import history
+from loadtest.harness.analysis import summarise
+from loadtest.reports import page
+from tests.test_checkers import split_brain_history
+from tests.test_loadtest import raw_run
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIES = "users logged out: an instance dies"
+WRITES_ON_INSTANCE_DEATH = "acknowledged session writes lost: an instance dies"
+PARTITION_WRITES = "acknowledged session writes lost: the store partitioned"
+
+
+def rebuilt(root, folder):
+    rows = scorecard_rows.rows()
+    return scorecard_page.markdown(rows, table_cells(rows, root, folder), scorecard.ROUNDS)
+
+
+def test_the_committed_page_is_what_the_committed_runs_give():
+    committed = (ROOT / "docs" / "scorecard.md").read_text()
+    assert rebuilt(ROOT / scorecard_page.SHOWN_ROOT, ROOT / "docs") == committed, \
+        "docs/scorecard.md differs from its runs: rebuild it with `python -m loadtest scorecard`"
+
+
+def test_every_registry_store_and_deploy_topology_has_a_row(monkeypatch):
+    names = [row.name for row in scorecard_rows.rows()]
+    assert {parse_config(name).sessions for name in names} == set(registry.SESSION_STORES)
+    for form in TOPOLOGY_FORMS:
+        assert any(name.endswith("@" + form.split(",")[0].replace("<k>", "1")) for name in names), form
+    assert "memory+sticky" in names and "redis@cluster" in names and "db@patroni" in names
+    monkeypatch.setitem(registry.SESSION_STORES, "floppy", registry.SessionStore("floppy", "labcore.sessions.file"))
+    page_text = rebuilt(Path("/nonexistent"), ROOT / "docs")
+    assert "| `floppy` |" in page_text, "a store the registry gains is a row of the scorecard"
+
+
+def kill_results(out, name="redis", *, lost_by_user=None, writes_lost=0):
+    """A kill run of one configuration, through the kill experiment's own summarise and writer."""
+    raw = raw_run(lost_by_user or {}, sessions=name)
+    raw["config"] = asdict(parse_config(name))  # as kill_run saves it
+    raw["recording"] |= {"session_counts": {"writes_acknowledged": 40, "writes_lost": writes_lost,
+                                            "logins_acknowledged": 4}, "failed_spans": [[1003.2, 1003.5]]}
+    raw["sessions"] = {"writes_lost": 0, "rolled_back": [], "logins_lost": 0, "users_gone": [],
+                       "sessions_read": 4, "unreadable": 0}
+    plan = kill_run.Plan([parse_config(name)], 4, 10, 5, "kill", 3, 8100, out, session_writes=True).as_json()
+    capacity = {"config": name, "rps": 812.5, "users": 330, "steps": [], "described": "", "transient": [],
+                "stopped_by": ""}
+    out.mkdir(parents=True)
+    kill_report.write(out, page.Run("run", "python -m loadtest run", "2026-12-06T22:00:00+00:00"),
+                      {"plan": plan, "capacity": [capacity], "configs": [summarise(raw)]})
+    for config in (name, "db"):  # each configuration's history, as kill_run records it
+        with history.History(out / "raw" / f"{config}.{history.FILE}", experiment="run", command=config):
+            pass
+
+
+def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
+    kill_results(tmp_path / "results" / "instance-kill" / "round1", writes_lost=2)
+    cells = table_cells(scorecard_rows.rows(), tmp_path / "results", tmp_path)
+    cell = cells[("redis", INSTANCE_DIES)]
+    assert (cell.status, cell.text) == (FIGURE, "0 of 4 users (0.0 %)")
+    assert ("page", "results/instance-kill/round1/report.html") in cell.links
+    assert ("figures", "results/instance-kill/round1/results.json") in cell.links
+    assert [path for label, path in cell.links if label == "history"] == \
+        ["results/instance-kill/round1/raw/redis.history.jsonl"], "its own history, not another configuration's"
+    assert cells[("redis", WRITES_ON_INSTANCE_DEATH)].text == "2 of 40 writes (5.0 %)"
+    assert cells[("redis", "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)")].text \
+        == "812.5 req/s (330 users)"
+    assert cells[("db", INSTANCE_DIES)].status == NOT_MEASURED, "a row the run did not have"
+    written = tmp_path / "scorecard.md"
+    scorecard.build(scorecard_rows.rows(), tmp_path / "results", written)
+    text = written.read_text()
+    assert "0 of 4 users (0.0 %) [page](results/instance-kill/round1/report.html)" in text
+    assert "If logins must survive an instance dying: choose from `redis` (0 of 4 users (0.0 %), [run](" in text
+
+
+def test_a_split_brain_run_is_read_through_recheck_and_rounds_show_their_spread(tmp_path):
+    for number, lost in ((1, True), (2, False)):
+        folder = tmp_path / "split-brain" / f"round{number}"
+        folder.mkdir(parents=True)
+        split_brain_history(folder / history.FILE, lost_on_minority=lost)  # the redis scenario: @sentinel
+    cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
+    cell = cells[("redis@sentinel", PARTITION_WRITES)]
+    assert cell.status == FIGURE and cell.values == (33.3, 0.0)  # 1 of 3 acknowledged, then 0 of 3
+    assert cell.text == "16.6 % (0.0 %–33.3 %, 2 rounds)"
+    assert ("history 1", "split-brain/round1/history.jsonl") in cell.links
+    assert cells[("redis@sentinel-sync1", PARTITION_WRITES)].status == NOT_MEASURED, "its scenario did not run"
+
+
+def test_a_missing_run_says_not_measured_and_names_its_command(tmp_path):
+    cells = table_cells(scorecard_rows.rows(), tmp_path / "none", tmp_path)
+    assert cells[("redis", INSTANCE_DIES)].status == NOT_MEASURED
+    assert cells[("signed_cookies", "users logged out: the store's primary dies")].status == NOT_APPLICABLE
+    text = rebuilt(tmp_path / "none", tmp_path)
+    assert "| `redis` | not measured ([how](#instance-kill)) |" in text
+    assert "### instance-kill" in text and "--session-writes --out docs/results/scorecard/instance-kill/round1" in text
+    assert "If logins must survive an instance dying: not measured yet" in text
+
+
+def test_measure_dry_run_prints_every_command_and_runs_none(tmp_path, capsys):
+    assert main(["scorecard", "--measure", "--dry-run", "--results", str(tmp_path / "runs"),
+                 "--page", str(tmp_path / "scorecard.md")]) == 0
+    out = capsys.readouterr()
+    assert "hours by the commands' own estimates" in out.err
+    assert "split-brain, round 3: python -m loadtest split-brain --scenarios redis,redis-sync" in out.out
+    assert f"--out {tmp_path / 'runs' / 'bench' / 'round1'}" in out.out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "scorecard.md").exists()
+
+
+def test_a_redis_cluster_is_a_configuration_no_store_fault_aims_at():
+    config = parse_config("redis@cluster")
+    assert (config.topology.redis, config.db) == ("cluster", "sqlite")
+    with pytest.raises(ValueError, match="one per shard"):
+        kill_run.fault_schedule("store-kill", 60, 3, config)
+
+
+def test_session_writes_are_counted_under_an_instance_fault_only_when_asked():
+    plan = kill_run.Plan([], 4, 10, 5, "kill", 3, 8100, Path("."))
+    assert not plan.writes_sessions
+    assert kill_run.Plan([], 4, 10, 5, "kill", 3, 8100, Path("."), session_writes=True).writes_sessions
+    assert kill_run.Plan([], 4, 10, 5, "store-kill", 3, 8100, Path(".")).writes_sessions
+    assert json.loads(json.dumps(plan.as_json()))["session_writes"] is False
+
+
+def test_a_bench_run_gives_each_store_its_server_cpu_over_memory_per_round(tmp_path):
+    raw = {store: {"poll_direct": [{"server_us": us} for us in rounds]}
+           for store, rounds in (("memory", (1000, 1000, 1000)), ("redis", (1200, 1500, 1100)))}
+    summary = cost.summarise(raw, ["memory", "redis"], {"memory": {"poll_direct": {}}, "redis": {"poll_direct": {}}})
+    folder = tmp_path / "bench" / "round1"
+    folder.mkdir(parents=True)
+    (folder / "bench.json").write_text(json.dumps({"stores": {"ceiling": {"poll_direct": {}}, **summary}}))
+    cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
+    cell = cells[("redis", "server CPU a request, over memory's")]
+    assert (cell.status, cell.text) == (FIGURE, "1.20× (1.10–1.50 over its rounds)")
+    assert cell.links == (("figures", "bench/round1/bench.json"),)
+    assert cells[("redis@sentinel", "server CPU a request, over memory's")].status == NOT_MEASURED
