@@ -131,6 +131,7 @@ def test_a_stalled_node_holds_a_request_until_the_stall_ends_on_the_same_connect
 
 def test_status_gives_each_node_and_instance_its_latency(lab):
     lab.run("latency", "redis2", "2.5", "--jitter", "0.5")
+    assert lab.status()["relays"] is True  # the default (tests/test_no_relays.py has up --no-relays)
     rows = {row["name"]: row for row in [*lab.status()["stores"], *lab.status()["instances"]]}
     assert (rows["redis2"]["latency_ms"], rows["redis2"]["jitter_ms"]) == (2.5, 0.5)
     assert all(row["latency_ms"] == 0 for name, row in rows.items() if name != "redis2")

@@ -31,7 +31,19 @@ from deploy.cluster import (
 )
 from labcore import registry
 from loadtest.bench import cost
-from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, median, run_wrk, spread
+from loadtest.bench.wrk import (
+    BENCH_ENV,
+    DURABLE,
+    LOGIN,
+    POLL_MIX,
+    RELAYS,
+    ROOT,
+    durability,
+    log_in,
+    median,
+    run_wrk,
+    spread,
+)
 from loadtest.cli import ratio_text
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
 from loadtest.reports.tables import Table
@@ -122,7 +134,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
             clusters[row] = deploy.up(
                 instances=1, sessions=store, presence=registry.session_store(store).presence, server=server,
                 port=port + BLOCK * index, env={**BENCH_ENV, **cost.CLUSTER_ENV, **settings},
-                durable=DURABLE, state_dir=out / "clusters" / f"c{index}")
+                durable=DURABLE, relays=RELAYS, state_dir=out / "clusters" / f"c{index}")
         sessions = {store: log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):
@@ -155,7 +167,8 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
             stop(ceiling)
         shutil.rmtree(scripts, ignore_errors=True)
     report = {"stores": cost.summarise(results, stores_to_run, _summarise(results, stores_to_run)),
-              "commands": commands, "load_balancer": lb, "server": server, "durable": DURABLE, "rounds": rounds,
+              "commands": commands, "load_balancer": lb, "server": server, "durable": DURABLE, "relays": RELAYS,
+              "rounds": rounds,
               "seconds": seconds, "connections": connections, "raw": results}
     report["targets"] = targets(report) + _target_rows(
         cost.targets(results, stores_to_run, [run["server_us"] for run in results[CEILING]["poll_direct"]]))
