@@ -21,9 +21,9 @@ peers' (its advertised client and peer URLs name them), a Redis Cluster
 node's its clients' port and its cluster bus. Not relayed: memcached (a
 UNIX socket).
 
-A cluster started with `up --no-relays` (Cluster.relays false, read here
-and by the kinds through deploy/kinds/base.py's `where`) has no relay at
-all: every node and instance listens on its own port, so a benchmark
+A cluster started with `up --no-relays` (Cluster.relays false, read here,
+and by each relayed kind where it starts a node, mostly through
+deploy/kinds/base.py's `where`) has no relay at all: every node and instance listens on its own port, so a benchmark
 measures the site and its stores without a relay's hop on every
 connection, and `latency`, `stall` and `up --latency` are refused at once.
 """
