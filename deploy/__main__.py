@@ -100,7 +100,8 @@ def run(args):
               + (f", channel layer {up.channel_layer}" if up.channel_layer else "") + f"), sessions: {args.sessions}, "
               f"presence: {args.presence}, database: {up.db}"
               + (f", on Docker Swarm (stack {up.stack})" if up.runs_on == "swarm" else "")
-              + ("" if args.durable else " (not durable: no fsync)"))
+              + ("" if args.durable else " (not durable: no fsync)")
+              + ("" if args.relays else ", without relays"))
         if up.cpu:
             print(f"cpu limits (cgroup {up.cpu['version']}): "
                   + ", ".join(part for part in (
@@ -150,6 +151,8 @@ def print_status(state, *, as_json):
         return
     print(f"site {state['url']}/  stats {state['stats_url']}  lb {state['lb']}  "
           f"sessions {state['sessions']}  presence {state['presence']}  db {state['db']}")
+    if state.get("relays") is False:
+        print("relays: none (up --no-relays): each node and instance on its own port; latency and stall refused")
     if state.get("network"):
         print(f"network {state['network']}; partitions: "
               + ("; ".join(f"{', '.join(p['isolated'])} | {', '.join(p['from']) or 'everything else'}"

@@ -13,7 +13,7 @@ import urllib.request
 
 from deploy import cgroups, haproxy, links, sockets, stores, web
 from deploy.errors import DeployError
-from deploy.layout import STATS_OFFSET, behind
+from deploy.layout import STATS_OFFSET
 from deploy.processes import PRIVATE_UMASK, port_open, require, running, spawn, wait_for, write_private
 from deploy.record import ROOT
 from deploy.sizing import MAX_INSTANCES
@@ -69,8 +69,8 @@ def manage(cluster, *argv, stdin=None):
 
 def start_instance(cluster, name):
     port, host = cluster.instance_port(name), cluster.host(name)
-    links.start(cluster, name, links.instance_routes(cluster, name))  # it listens behind its relay (deploy/links.py)
-    argv = cluster.command(name, web.argv(cluster.server, port=behind(port), host=host))
+    own = links.place_instance(cluster, name)  # behind its relay, unless up --no-relays (deploy/links.py)
+    argv = cluster.command(name, web.argv(cluster.server, port=own, host=host))
     record = spawn(argv, log_path=cluster.path / "logs" / f"{name}.log", env=site_env(cluster, name), cwd=ROOT)
     cluster.instances[name] = {"port": port, **record}
     cluster.save()

@@ -76,7 +76,7 @@ images = image_builds.build
 
 def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000,
        db="sqlite", env=None, server=web.DEFAULT, durable=True, topology=None, namespaces=False,
-       cpu_quota=None, site_cpus=None, runtime="processes", latency=None, channel_layer="",
+       cpu_quota=None, site_cpus=None, runtime="processes", latency=None, channel_layer="", relays=True,
        state_dir=DEFAULT_STATE_DIR):
     """Start a cluster and wait until it serves through the load balancer.
 
@@ -94,6 +94,8 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     runtime: "processes" (this machine's processes) or "swarm" (Docker Swarm services: deploy/swarm.py,
     which refuses the options that need host processes or namespaces).
     latency: {node or instance: milliseconds each way} from the start (deploy/links.py).
+    relays: False starts no latency relay (up --no-relays): every node and instance on its own port, for
+    benchmarks of the site's own cost; `latency` and `stall` are then refused (deploy/links.py). Swarm has none.
     """
     if runtime not in RUNTIMES:
         raise DeployError(f"--runtime {runtime!r} is not one of: {', '.join(RUNTIMES)}")
@@ -107,13 +109,14 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
     topology, wanted, limits, channel_layer = check_up(
         instances=instances, sessions=sessions, presence=presence, lb=lb, port=port, db=db, server=server,
         topology=topology, namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, state_dir=state_dir,
-        channel_layer=channel_layer)
+        channel_layer=channel_layer, latency=latency, relays=relays)
     cluster = Cluster(
         # Absolute: HAProxy reads a relative socket path as host:port.
         state_dir=str(Path(state_dir).resolve()), port=port, lb=lb, sessions=sessions, presence=presence,
         db=db, secret_key=secrets.token_urlsafe(50), proxy_secret=secrets.token_urlsafe(32), server=server,
         channel_layer=channel_layer,
         durable=durable, env=dict(env or {}), topology=topology.record(), cpu=limits.record() if limits else {},
+        relays=relays,
     )
     links.check_latencies(cluster, wanted, instances, latency or {})
     make_private_folder(cluster.path)
@@ -126,9 +129,7 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
             _make_network(cluster, wanted, topology)
         if limits:
             cgroups.Groups(limits).create()
-        links.set_initial(cluster, latency or {})
-        for name, routes in links.plan(cluster, wanted):  # now: with --netns, at the namespaces' addresses
-            links.start(cluster, name, routes)
+        links.start_all(cluster, wanted, latency or {})  # now: with --netns, at the namespaces' addresses
         stores.start_all(cluster, wanted)
         for node in cluster.stores.values():
             apps.confine(cluster, node["pid"], cgroups.REST)
@@ -147,12 +148,13 @@ def up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port
 def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin", port=8000, db="sqlite",
              server=web.DEFAULT, topology=None, namespaces=False, cpu_quota=None, site_cpus=None,
              state_dir=DEFAULT_STATE_DIR, env=None, durable=True, runtime="processes", latency=None,
-             channel_layer=""):
+             channel_layer="", relays=True):
     """Every check `up` makes before it starts anything: DeployError naming the first that fails.
 
     Return (the topology checked, the kinds of server wanted, the CPU limits
     planned, the channel layer chosen). env and durable need no check;
-    latency's names are checked once up has planned the nodes; they are
+    latency's names are checked once up has planned the nodes (any latency
+    without relays is refused here); they are
     accepted so that the same keywords as up's can be passed. The control
     room calls it to refuse a bad start at once, before it answers.
     """
@@ -163,6 +165,8 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
             instances=instances, sessions=sessions, presence=presence, db=db, server=server, topology=topology,
             namespaces=namespaces, cpu_quota=cpu_quota, site_cpus=site_cpus, latency=latency,
             channel_layer=channel_layer), None, ""
+    if latency:
+        links.require_relays(relays, "--latency")
     web.argv(server, port=port)  # a bad choice fails here, before anything starts
     channel_layer = sockets.plan_layer(channel_layer, server=server, presence=presence, topology=topology)
     wanted = stores.with_needs(
@@ -172,7 +176,7 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
     if previous and any(running(record) for record in previous.processes()):
         raise DeployError(f"a cluster is already up at {previous.url}; stop it with: python -m deploy down")
     require("haproxy", "haproxy")
-    _check_ports(ports(port, instances=instances, servers=wanted, topology=topology))
+    _check_ports(ports(port, instances=instances, servers=wanted, topology=topology, relays=relays))
     if namespaces and (reason := netns.available()):
         raise DeployError(reason)
     if namespaces:
@@ -267,6 +271,7 @@ def status(state_dir=DEFAULT_STATE_DIR):
         "server": cluster.server,
         "channel_layer": cluster.channel_layer or None,
         "runtime": cluster.runs_on,
+        "relays": cluster.relays,
         "haproxy": {"pid": cluster.haproxy.get("pid"), "alive": running(cluster.haproxy)},
         "topology": cluster.topology,
         "network": cluster.net.subnet if cluster.network else None,

@@ -20,6 +20,12 @@ An etcd member's relay carries two routes, its clients' port and its
 peers' (its advertised client and peer URLs name them), a Redis Cluster
 node's its clients' port and its cluster bus. Not relayed: memcached (a
 UNIX socket).
+
+A cluster started with `up --no-relays` (Cluster.relays false, read here,
+and by each relayed kind where it starts a node, mostly through
+deploy/kinds/base.py's `where`) has no relay at all: every node and instance listens on its own port, so a benchmark
+measures the site and its stores without a relay's hop on every
+connection, and `latency`, `stall` and `up --latency` are refused at once.
 """
 
 import os
@@ -35,7 +41,10 @@ from deploy.topology import Topology
 
 
 def relayed(cluster, name):
-    """Whether node or instance `name` of the cluster is behind a relay (its kind's `relayed`)."""
+    """Whether node or instance `name` of the cluster is behind a relay (its kind's `relayed`; none under
+    up --no-relays)."""
+    if not cluster.relays:
+        return False
     if name in cluster.instances:
         return True
     record = cluster.stores.get(name)
@@ -44,7 +53,10 @@ def relayed(cluster, name):
 
 def plan(cluster, servers):
     """[(name, routes)] of the store nodes these servers need that go behind a relay; routes as latency.start
-    takes them, from the node's kind (`relay_routes`: etcd's members relay their peers' port too)."""
+    takes them, from the node's kind (`relay_routes`: etcd's members relay their peers' port too); none under
+    up --no-relays."""
+    if not cluster.relays:
+        return []
     topology = Topology.of(cluster.topology)
     return [(name, kind.relay_routes(cluster, name, port))
             for server in servers if (kind := kinds.for_server(server, topology)).relayed
@@ -52,27 +64,43 @@ def plan(cluster, servers):
                                                                                                index))]
 
 
-def instance_routes(cluster, name):
-    """The routes of instance `name`'s relay: its port, to layout.behind(port) where it listens."""
+def place_instance(cluster, name):
+    """Start instance `name`'s relay, on its port, unless the cluster runs without relays; return the port the
+    instance itself listens at: layout.behind(its port) behind its relay, else its own."""
     host, port = cluster.host(name), cluster.instance_port(name)
-    return {name: ((host, port), (host, behind(port)))}
+    if not cluster.relays:
+        return port
+    start(cluster, name, {name: ((host, port), (host, behind(port)))})
+    return behind(port)
+
+
+def require_relays(relays, wanted):
+    """DeployError unless the cluster runs relays: `wanted` (latency, a stall, up --latency) is made by them."""
+    if not relays:
+        raise DeployError(f"this cluster runs without relays (up --no-relays): {wanted} needs the latency relay "
+                          "in front of each node; start the cluster again without --no-relays")
+
+
+def start_all(cluster, servers, latencies):
+    """Record the latencies a new cluster starts with (checked: check_latencies) and start the relays of the
+    store nodes these servers need, before the nodes; nothing under up --no-relays."""
+    if not cluster.relays:
+        return
+    _links(cluster, create=True)["latency"].update({name: {"ms": ms, "jitter_ms": 0} for name, ms in latencies.items()})
+    cluster.save()
+    for name, routes in plan(cluster, servers):
+        start(cluster, name, routes)
 
 
 def check_latencies(cluster, servers, instances, latencies):
     """DeployError unless every name is a relayed node these servers need or one of the instances, and every
-    value a number of ms (deploy/relay.py's range)."""
+    value a number of ms (deploy/relay.py's range). (Any latency without relays: refused by cluster.check_up.)"""
     names = [name for name, _ in plan(cluster, servers)] + [f"app{n}" for n in range(1, instances + 1)]
     for name, ms in latencies.items():
         if name not in names:
             raise DeployError(f"--latency names {name!r}, which is not a node behind a relay here; "
                               f"choose among: {', '.join(names)}")
         _milliseconds(ms, f"{name}'s latency")
-
-
-def set_initial(cluster, latencies):
-    """Record the latencies a new cluster starts with (checked: check_latencies), before its relays start."""
-    _links(cluster, create=True)["latency"].update({name: {"ms": ms, "jitter_ms": 0} for name, ms in latencies.items()})
-    cluster.save()
 
 
 def start(cluster, name, routes):
@@ -179,6 +207,7 @@ def _links(cluster, *, create=False):
 
 
 def _relay(cluster, name):
+    require_relays(cluster.relays, "latency or a stall")
     known = [*cluster.stores, *cluster.instances]
     if name not in known:
         raise DeployError(f"no instance or store node {name!r}; the cluster has: {', '.join(known)}")

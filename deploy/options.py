@@ -67,6 +67,10 @@ def add_up_arguments(parser):
     parser.add_argument("--latency", default="", metavar="NAME=MS,...",
                         help="milliseconds added each way to every connection to and from these nodes or instances "
                              "from the start, e.g. redis2=2,redis3=30 (change later with: latency NAME MS)")
+    parser.add_argument("--no-relays", dest="relays", action="store_false",
+                        help="no latency relay in front of the nodes and instances: each listens on its own port, "
+                             "as in a real deployment (for benchmarks of the site's own cost); latency and stall "
+                             "are refused")
     parser.add_argument("--no-durable", dest="durable", action="store_false",
                         help="for benchmarks: PostgreSQL without fsync, SQLite synchronous=NORMAL; "
                              "an OS crash can lose acknowledged messages")
@@ -79,7 +83,7 @@ def up_keywords(args):
         db=args.db or ("postgres" if args.runtime == "swarm" else "sqlite"), runtime=args.runtime,
         env=parse_env(args.env), server=args.server, channel_layer=args.channel_layer, durable=args.durable,
         cpu_quota=args.cpu_quota,
-        site_cpus=args.site_cpus, namespaces=args.netns, latency=parse_latency(args.latency),
+        site_cpus=args.site_cpus, namespaces=args.netns, latency=parse_latency(args.latency), relays=args.relays,
         topology=Topology(redis=args.redis, redis_replicas=args.redis_replicas, redis_sync=args.redis_sync,
                           redis_shards=args.redis_shards, pg_standbys=args.pg_standbys, pg_sync=args.pg_sync,
                           pg_ha=args.pg_ha, etcd_members=args.etcd_members, redis_persistence=args.redis_persistence,

@@ -56,6 +56,9 @@ class Cluster:
     stack: str = ""
     # deploy/links.py: {"folder", "relays": {name: {"pid", "started", "control"}}, "latency": {name: {"ms", ...}}}
     links: dict = field(default_factory=dict)
+    # False (up --no-relays): no latency relay anywhere, every node and instance on its own port, so a benchmark
+    # measures the site and its stores without a relay's hop; `latency` and `stall` are refused (deploy/links.py).
+    relays: bool = True
 
     @property
     def net(self):

@@ -25,20 +25,25 @@ def nodes(servers, topology, port_of):
     return [node for server in servers for node in kinds.for_server(server, topology).nodes(topology, port_of)]
 
 
-def ports(base, *, instances, servers, topology=None):
-    """Every port a cluster of this shape uses, with what it is for."""
+def ports(base, *, instances, servers, topology=None, relays=True):
+    """Every port a cluster of this shape uses, with what it is for.
+
+    relays: with latency relays (deploy/links.py), a relayed node or instance also listens behind its relay,
+    at layout.behind of each of its ports (a Redis Cluster node's bus too); without (up --no-relays), not.
+    """
     topology = topology or Topology()
     used = {base: "load balancer", base + layout.STATS_OFFSET: "HAProxy stats"}
     for server in servers:
         kind = kinds.for_server(server, topology)
         planned = kind.nodes(topology, lambda slots, index: layout.store_port(base, slots, index))
-        used.update({port: name for name, _, port in planned})
-        if kind.relayed:
-            used.update({layout.behind(port): f"{name} behind its relay" for name, _, port in planned})
-        used.update(kind.extra_ports(base, planned))
-    used.update({layout.instance_port(base, f"app{n}"): f"app{n}" for n in range(1, instances + 1)})
-    used.update({layout.behind(layout.instance_port(base, f"app{n}")): f"app{n} behind its relay"
-                 for n in range(1, instances + 1)})
+        own = {**{port: name for name, _, port in planned}, **kind.extra_ports(base, planned)}
+        used.update(own)
+        if kind.relayed and relays:
+            used.update({layout.behind(port): f"{what} behind its relay" for port, what in own.items()})
+    for name in (f"app{n}" for n in range(1, instances + 1)):
+        used[layout.instance_port(base, name)] = name
+        if relays:
+            used[layout.behind(layout.instance_port(base, name))] = f"{name} behind its relay"
     return used
 
 

@@ -64,6 +64,9 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     names = [target["target"] for target in report["targets"]]
     assert "redis: server CPU a request at most stock_cache_redis's (every round)" in names
     assert any(name.startswith("memory's poll mix at least 0.8 of the bare Django view") for name in names)
+    # Without latency relays (deploy up --no-relays): each cluster's logs (kept by `down`) name no relay.
+    assert report["relays"] is False and list(out.glob("clusters/c*/logs/app1.log"))
+    assert not list(out.glob("clusters/c*/logs/*.relay.log")), "a latency relay ran: bench measured its hop"
 
 
 @pytest.mark.parametrize("row, parsed", [
@@ -102,3 +105,4 @@ def test_bench_profile_breaks_an_instances_cpu_into_layers_summing_to_all_of_it(
     assert report["server_us"] > 0
     assert report["commands"]["heartbeat"] == {"redis": 2}
     assert "| total | 100.0% |" in profile.table(report).markdown()
+    assert not list(out.glob("cluster/logs/*.relay.log")), "a latency relay ran: bench-profile measured its hop"

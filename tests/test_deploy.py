@@ -205,7 +205,7 @@ def test_killed_instance_comes_back_with_start(cluster):
 STATES = {"up", "down", "draining", "paused", "partitioned"}
 STORE_ROLES = {"primary", "replica", "standby", "sentinel", "leader", "follower", "candidate", "down", "unreachable"}
 TOP = {"url", "stats_url", "lb", "sessions", "presence", "db", "durable", "haproxy", "topology", "network",
-       "partitions", "cpu", "stores", "instances", "server", "channel_layer"}
+       "partitions", "cpu", "stores", "instances", "server", "channel_layer", "relays"}
 INSTANCE = {"name", "host", "port", "pid", "alive", "lb_state", "state", "role", "sockets"}
 STORE = {"name", "kind", "role", "host", "port", "socket", "pid", "alive", "state"}
 

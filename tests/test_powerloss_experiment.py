@@ -47,3 +47,4 @@ def test_a_tiny_run_keeps_every_write_with_appendfsync_always(tmp_path):
                  "--out", str(tmp_path)]) == 0
     (result,) = json.loads((tmp_path / "powerloss.json").read_text())
     assert result["acknowledged"] > 0 and result["lost"] == 0
+    assert not list(tmp_path.glob("clusters/*/logs/*.relay.log")), "a latency relay ran (up --no-relays)"

@@ -44,7 +44,9 @@ class Kind:
     refuses_namespaces = ""  # why it cannot run with --netns, if it cannot
     aliases = ()  # names like "pg:primary" that `resolve` turns into the node that is it now
     needs = ()  # servers that must run before its nodes start (Patroni's etcd), started with them
-    relayed = False  # its nodes listen behind a latency relay at layout.behind(port) (deploy/links.py)
+    # Its nodes listen behind a latency relay at layout.behind(port) (deploy/links.py), unless the cluster runs
+    # without relays (up --no-relays: Cluster.relays).
+    relayed = False
 
     @property
     def node_kinds(self):
@@ -158,9 +160,10 @@ def host_of(record):
 
 
 def where(cluster, name):
-    """Where node `name` runs: its address, and (in a namespace) how to run a command there."""
+    """Where node `name` runs: its address, whether it listens behind its latency relay (the cluster's record:
+    not under up --no-relays; deploy/links.py), and (in a namespace) how to run a command there."""
     inside = {"command": lambda argv, user: cluster.command(name, argv, user)} if cluster.network else {}
-    return {"host": cluster.host(name), **inside}
+    return {"host": cluster.host(name), "relayed": cluster.relays, **inside}
 
 
 def here(argv, user):

@@ -250,7 +250,7 @@ class Etcd(Kind):
         else:
             members = on_loopback([port for _, _, port in planned], cluster.path)
         for member in members:
-            member["relayed"] = True
+            member["relayed"] = cluster.relays  # behind its relay (deploy/links.py), unless up --no-relays
         for member in start_members(members, cluster.path):
             cluster.stores[member["name"]] = {"kind": self.name, **member}
         cluster.save()

@@ -68,8 +68,8 @@ class Patroni(Postgres):
                 node["host"] = node["api_host"] = network.address(node["name"])
         else:
             nodes = patroninodes.plan([(port, port) for port in ports], members, host=LOOPBACK, api_host=API_HOST)
-        for node in nodes:  # behind its latency relay (deploy/links.py), which took the node's port
-            node["relayed"] = True
+        for node in nodes:  # behind its latency relay (deploy/links.py), which took the node's port; not under
+            node["relayed"] = cluster.relays  # up --no-relays
         sync = patroninodes.sync_count(topology.pg_sync)
         started = patroninodes.start_cluster(nodes, cluster.path, sync=sync,
                                              command_for=lambda name: command_of(cluster, name))

@@ -142,7 +142,7 @@ def start_standby(cluster, name, port, primary):
             shutil.chown(signal_file, user)
         follow(data, name, primary, primary["replication_password"])
         record = pgserver.run_postgres(folder, port=port, state_dir=cluster.path, name=name,
-                                       durable=cluster.durable, relayed=True, **where(cluster, name))
+                                       durable=cluster.durable, **where(cluster, name))
     except BaseException:
         disks.release(disk)
         shutil.rmtree(folder, ignore_errors=True)
@@ -189,7 +189,7 @@ class Postgres(Kind):
                                       durable=cluster.durable, name=first,
                                       config=config(first, topology.pg_synchronous_commit),
                                       mount=lambda data: on_disk(cluster, first, data),
-                                      relayed=True, **placed(cluster, first))
+                                      **placed(cluster, first))
         cluster.stores[first] = {"kind": self.name, **pg1}  # recorded first: `down` stops it if the rest fails
         cluster.save()
         if not standbys:
@@ -217,7 +217,7 @@ class Postgres(Kind):
         credentials = {"password": record["password"], "replication_password": record["replication_password"],
                        **({"disk": record["disk"]} if "disk" in record else {})}
         again = {"port": record["port"], "state_dir": cluster.path, "name": name, "durable": cluster.durable,
-                 "relayed": True, **where(cluster, name)}
+                 **where(cluster, name)}
         if primary is None:
             # Nobody replaced it: it recovers its own data and goes on as what it was.
             return {**pgserver.run_postgres(record["data"], **again), **credentials}

@@ -140,7 +140,7 @@ class Redis(Kind):
         disk = disks.place(cluster, name, folder)
         try:
             record = start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
-                                 name=name, folder=folder, args=persistence(cluster), relayed=True,
+                                 name=name, folder=folder, args=persistence(cluster),
                                  **where(cluster, name))
         except BaseException:
             disks.release(disk)

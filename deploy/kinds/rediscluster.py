@@ -183,9 +183,7 @@ class RedisCluster(Kind):
     relayed = True
 
     def extra_ports(self, base, planned):
-        return {port: what for name, _, _ in planned for port, what in (
-            (bus_port(base, name), f"{name}'s cluster bus"),
-            (behind(bus_port(base, name)), f"{name}'s cluster bus behind its relay"))}
+        return {bus_port(base, name): f"{name}'s cluster bus" for name, _, _ in planned}
 
     def relay_routes(self, cluster, name, port):
         """Its clients' port and its cluster bus."""
@@ -198,7 +196,7 @@ class RedisCluster(Kind):
         form([cluster.stores[name] for name, _, _ in planned], topology.redis_shards)
 
     def start_node(self, cluster, name, port, password):
-        return start_node(cluster, name, port, bus_port(cluster.port, name), password, relayed=True)
+        return start_node(cluster, name, port, bus_port(cluster.port, name), password, relayed=cluster.relays)
 
     def role(self, record):
         return alone.role(record)

@@ -52,7 +52,7 @@ def start_node(cluster, topology, name, port, password, primary=None):
     folder = alone.node_folder(cluster, name)
     record = alone.start_redis(port=port, state_dir=cluster.path, password=password, durable=cluster.durable,
                                name=name, folder=folder, args=redis_args(topology, cluster.host(name), primary),
-                               relayed=True, **where(cluster, name))
+                               **where(cluster, name))
     return {**record, "data": str(folder)}
 
 
@@ -64,13 +64,14 @@ def start_sentinel(cluster, name, port, primary, password):
     primary: (host, port) of the node to watch, the first time.
     """
     state_dir, host = cluster.path, cluster.host(name)
+    own = behind(port) if cluster.relays else port
     folder = Path(state_dir) / name
     config = folder / "sentinel.conf"
     if not config.exists():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_private(config,
-            # It listens behind its relay (deploy/links.py) and announces the relay's port.
-            f"port {behind(port)}\nbind {host}\nsentinel announce-ip {host}\nsentinel announce-port {port}\n"
+            # It listens behind its relay, if the cluster runs relays (deploy/links.py), and announces the relay's port.
+            f"port {own}\nbind {host}\nsentinel announce-ip {host}\nsentinel announce-port {port}\n"
             f"dir {folder}\nrequirepass {password}\n"
             f"sentinel monitor {SERVICE} {primary[0]} {primary[1]} {QUORUM}\n"
             f"sentinel auth-pass {SERVICE} {password}\n"
@@ -82,8 +83,7 @@ def start_sentinel(cluster, name, port, primary, password):
     (Path(state_dir) / "logs").mkdir(mode=0o700, parents=True, exist_ok=True)
     record = spawn(cluster.command(name, [binary, str(config), "--sentinel"]),
                    log_path=Path(state_dir) / "logs" / f"{name}.log")
-    wait_for(lambda: port_open(behind(port), host) or not running(record), timeout=30,
-             what=f"{name} on {host}:{behind(port)}")
+    wait_for(lambda: port_open(own, host) or not running(record), timeout=30, what=f"{name} on {host}:{own}")
     if not running(record):
         raise DeployError(f"{name} exited at start; see: python -m deploy logs {name}")
     return {"port": port, "host": host, **record, "data": str(folder), "password": password}

@@ -14,7 +14,7 @@ from deploy.cluster import (
     require,
     web,
 )
-from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, ROOT, log_in, median, run_wrk, spread
+from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, RELAYS, ROOT, log_in, median, run_wrk, spread
 from loadtest.cli import ratio_text
 from loadtest.reports.tables import Table
 
@@ -43,6 +43,9 @@ def main(args):
             for path, label in (("direct", "straight to the instance"), ("lb", "through HAProxy"))]
     print(Table.of(["path", f"{args.ref} req/s", "this req/s", f"this / {args.ref}", f"{args.ref} p99 ms",
                     "this p99 ms"], rows).markdown())
+    if report["relays"].get(args.ref):
+        print(f"{args.ref} ran its latency relays (it has no up --no-relays), this checkout none: its figures "
+              "include a relay's hop on every connection")
     print(f"figures: {args.out / 'against.json'}")
     return 0
 
@@ -62,6 +65,7 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
     old_python = tree / ".venv" / "bin" / "python"
     old_state, new_state = out / "clusters" / "against", out / "clusters" / "this"
     new = old = None
+    relays = {"this": RELAYS}
     try:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
                        check=True, capture_output=True, text=True, timeout=120)
@@ -74,14 +78,15 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
         print(f"starting {ref}'s cluster and this checkout's", file=sys.stderr)
         old_argv = [str(old_python), "-m", "deploy", "--state-dir", str(old_state)]
         subprocess.run([*old_argv, "up", "--instances", "1", "--sessions", "memory", "--presence", "memory",
-                        "--port", str(free_base_port()),
+                        "--port", str(free_base_port()), *_without_relays(old_argv, tree),
                         *[f"--env={name}={value}" for name, value in BENCH_ENV.items()]],
                        cwd=tree, check=True, capture_output=True, text=True, timeout=300)
         old = json.loads(subprocess.run([*old_argv, "status", "--json"], cwd=tree, check=True,
                                         capture_output=True, text=True, timeout=60).stdout)
+        relays[ref] = any(row.get("relay_cpu_s") is not None for row in old["instances"])
         old = {"lb": old["url"], "direct": f"http://127.0.0.1:{old['instances'][0]['port']}"}
         cluster = deploy.up(instances=1, sessions="memory", presence="memory", server=server,
-                            port=free_base_port(), env=BENCH_ENV, durable=DURABLE,
+                            port=free_base_port(), env=BENCH_ENV, durable=DURABLE, relays=RELAYS,
                             state_dir=new_state)
         new = {"lb": cluster.url, "direct": f"http://127.0.0.1:{cluster.instances['app1']['port']}"}
         targets = {ref: old, "this": new}
@@ -104,7 +109,7 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
                        capture_output=True, timeout=120)
         shutil.rmtree(scratch, ignore_errors=True)
     report = {"against": ref, "server": server, "rounds": rounds, "seconds": seconds, "connections": connections,
-              "raw": results}
+              "relays": relays, "raw": results}
     for path in ("direct", "lb"):
         report[path] = {
             "rps": {name: median([run["rps"] for run in results[name][path]]) for name in targets},
@@ -113,3 +118,11 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
         }
     (out / "against.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _without_relays(old_argv, tree):
+    """The older commit's `up` options for a cluster without latency relays, as this checkout's runs: --no-relays
+    if its deploy offers it, else none (a commit from before the relays ran none; one from between the relays and
+    the option runs them, and the report's "relays" says so)."""
+    helped = subprocess.run([*old_argv, "up", "--help"], cwd=tree, capture_output=True, text=True, timeout=60)
+    return ["--no-relays"] if "--no-relays" in helped.stdout else []

@@ -129,7 +129,7 @@ def profile(row, *, seconds, connections, port, out, server=web.DEFAULT, rate=RA
         cluster = deploy.up(instances=1, sessions=store, presence=registry.session_store(store).presence,
                             server=server, port=port,
                             env={**wrk.BENCH_ENV, **cost.CLUSTER_ENV, **settings},
-                            durable=wrk.DURABLE, state_dir=state)
+                            durable=wrk.DURABLE, relays=wrk.RELAYS, state_dir=state)
         env = wrk.log_in(cluster.url)
         app1 = cluster.instances["app1"]
         direct = f"http://127.0.0.1:{app1['port']}"

@@ -28,7 +28,7 @@ from redis.cluster import key_slot
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
-from loadtest.bench.wrk import BENCH_ENV, run_wrk
+from loadtest.bench.wrk import BENCH_ENV, RELAYS, run_wrk
 from loadtest.harness.accounts import prepare
 from loadtest.harness.site import COUNTER, Site
 from loadtest.reports.tables import Table
@@ -88,7 +88,8 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
             print(f"starting the cluster with {count} shards", file=sys.stderr)
             clusters[count] = deploy.up(
                 instances=instances, sessions="redis", presence="redis", port=free_base_port(), env=BENCH_ENV,
-                topology=Topology(redis="cluster", redis_shards=count), state_dir=out / "clusters" / f"shards{count}")
+                topology=Topology(redis="cluster", redis_shards=count), relays=RELAYS,
+                state_dir=out / "clusters" / f"shards{count}")
             names = prepare(sessions, state_dir=clusters[count].state_dir)
             users[count] = [_log_in(clusters[count].url, name) for name in names]
             (scripts / f"sessions{count}.tsv").write_text(

@@ -31,7 +31,7 @@ from deploy.cluster import (
 from labcore import registry
 from loadtest.bench import cost, stores_report
 from loadtest.bench.stores_report import CEILING
-from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, ROOT, durability, log_in, run_wrk
+from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, RELAYS, ROOT, durability, log_in, run_wrk
 from loadtest.harness import history
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
 
@@ -96,7 +96,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     recorded = history.History(Path(out) / history.FILE, experiment=NAME, command=command)
     recorded.sample(condition="started", parameters={
         "stores": stores_to_run, "rounds": rounds, "seconds": seconds, "connections": connections, "server": server,
-        "durable": DURABLE})
+        "durable": DURABLE, "relays": RELAYS})
 
     def measure(name, mix, round_number, *wrk):
         recorded.sample(store=name, mix=mix, round=round_number, wrk=run_wrk(*wrk))
@@ -109,7 +109,7 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
             clusters[row] = deploy.up(
                 instances=1, sessions=store, presence=registry.session_store(store).presence, server=server,
                 port=port + BLOCK * index, env={**BENCH_ENV, **cost.CLUSTER_ENV, **settings},
-                durable=DURABLE, state_dir=out / "clusters" / f"c{index}")
+                durable=DURABLE, relays=RELAYS, state_dir=out / "clusters" / f"c{index}")
         sessions = {store: log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
         for round_number in range(rounds):

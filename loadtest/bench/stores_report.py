@@ -45,8 +45,8 @@ def figures(events):
             commands[event["store"]] = event["commands"]
     report = {"stores": cost.summarise(results, stores_to_run, _summarise(results, stores_to_run)),
               "commands": commands, "load_balancer": _lb_overhead(lb), "server": given["server"],
-              "durable": given["durable"], "rounds": given["rounds"], "seconds": given["seconds"],
-              "connections": given["connections"], "raw": results}
+              "durable": given["durable"], "relays": given["relays"], "rounds": given["rounds"],
+              "seconds": given["seconds"], "connections": given["connections"], "raw": results}
     report["targets"] = targets(report) + _target_rows(
         cost.targets(results, stores_to_run, [run["server_us"] for run in results[CEILING]["poll_direct"]]))
     return report

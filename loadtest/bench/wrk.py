@@ -29,6 +29,11 @@ BENCH_ENV = {"PASSWORD_ITERATIONS": "1000", "MAINTENANCE": "0", "IDLE_TIMEOUT": 
 # with fsync=off, SQLite synchronous=NORMAL. Every output says which.
 DURABLE = os.environ.get("DURABLE", "1").strip().lower() in {"1", "true", "yes", "on"}
 
+# The benchmarks' clusters run without latency relays (deploy up --no-relays): a relay is a Python
+# process relaying every connection to a node, whose CPU and added latency no real deployment pays,
+# and what they measure is the site's own cost. (Experiments that add latency or stalls keep them.)
+RELAYS = False
+
 
 def durability():
     """One line for a benchmark's output: were commits on disk when acknowledged?"""

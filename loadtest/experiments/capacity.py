@@ -161,7 +161,8 @@ def main(args):
     for name in listed(args.configs):
         config = experiment.parse_config(name)
         print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
-        rows.append(measure(config, steps, instances=args.instances, port=args.port, out=args.out))
+        # No latency relays (deploy up --no-relays): a capacity is the site's and its stores', not a relay's.
+        rows.append(measure(config, steps, instances=args.instances, port=args.port, out=args.out, relays=False))
     capacity_report.write(args.out, args.run, {"rows": rows, "described": steps.describe()})
     print(f"capacity steps: {steps.describe()}; {machine()}")
     print(tables.markdown(capacity_report.capacity_tables(rows)))

@@ -68,11 +68,15 @@ def main(args):
 
 
 def up_options(name):
+    """(the store, deploy.up's options) of a setting. No latency relays (up --no-relays): the fault is a power
+    loss, not a delay, and a relay's hop would add to each write's cost what no real deployment pays."""
     store, fields = SETTINGS[name]
     topology = Topology(power_loss=True, **fields)
     if store == "redis":
-        return store, {"sessions": "redis", "presence": "memory", "db": "sqlite", "topology": topology}
-    return store, {"sessions": "db", "presence": "memory", "db": "postgres", "topology": topology}
+        return store, {"sessions": "redis", "presence": "memory", "db": "sqlite", "topology": topology,
+                       "relays": False}
+    return store, {"sessions": "db", "presence": "memory", "db": "postgres", "topology": topology,
+                   "relays": False}
 
 
 def run(name, *, users, seconds, after, out, history):
