@@ -1,4 +1,3 @@
-import copy
 import threading
 import time
 
@@ -150,10 +149,14 @@ def _copy(user):
     What copy.copy does for a model (Model.__getstate__: its attributes, its
     state and its cache of related objects, each copied), without going
     through pickle's protocol and the app registry's lookup of the class on
-    every request.
+    every request. The state is copied as copy.copy would copy it, from its
+    own __getstate__ (which leaves out what must not be shared), but
+    without copy's reduce protocol.
     """
     clone = user.__class__.__new__(user.__class__)
     clone.__dict__.update(user.__dict__)
-    clone._state = copy.copy(user._state)
-    clone._state.fields_cache = user._state.fields_cache.copy()
+    state = user._state
+    clone._state = state.__class__.__new__(state.__class__)
+    clone._state.__dict__.update(state.__getstate__())
+    clone._state.fields_cache = state.fields_cache.copy()
     return clone
