@@ -1,9 +1,10 @@
 import threading
 import time
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
-from django.contrib.auth.middleware import AuthenticationMiddleware, get_user
+from django.contrib.auth.middleware import AuthenticationMiddleware, auser, get_user
 from django.http import JsonResponse
 from django.utils.functional import SimpleLazyObject
 
@@ -108,8 +109,11 @@ class CachedAuthenticationMiddleware(AuthenticationMiddleware):
     """
 
     def process_request(self, request):
-        super().process_request(request)
+        # Django's process_request with cached_user in place of get_user, rather than after it: its own
+        # lazy user would be built on every request only to be replaced. The session middleware comes
+        # first in MIDDLEWARE, which Django's version checks at each request.
         request.user = SimpleLazyObject(lambda: cached_user(request))
+        request.auser = partial(auser, request)
 
 
 _users = {}  # (user id, backend, session auth hash) -> (user, monotonic time it was loaded)
