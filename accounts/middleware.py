@@ -1,10 +1,10 @@
-import copy
 import threading
 import time
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
-from django.contrib.auth.middleware import AuthenticationMiddleware, get_user
+from django.contrib.auth.middleware import AuthenticationMiddleware, auser, get_user
 from django.http import JsonResponse
 from django.utils.functional import SimpleLazyObject
 
@@ -109,8 +109,11 @@ class CachedAuthenticationMiddleware(AuthenticationMiddleware):
     """
 
     def process_request(self, request):
-        super().process_request(request)
+        # Django's process_request with cached_user in place of get_user, rather than after it: its own
+        # lazy user would be built on every request only to be replaced. The session middleware comes
+        # first in MIDDLEWARE, which Django's version checks at each request.
         request.user = SimpleLazyObject(lambda: cached_user(request))
+        request.auser = partial(auser, request)
 
 
 _users = {}  # (user id, backend, session auth hash) -> (user, monotonic time it was loaded)
@@ -150,10 +153,14 @@ def _copy(user):
     What copy.copy does for a model (Model.__getstate__: its attributes, its
     state and its cache of related objects, each copied), without going
     through pickle's protocol and the app registry's lookup of the class on
-    every request.
+    every request. The state is copied as copy.copy would copy it, from its
+    own __getstate__ (which leaves out what must not be shared), but
+    without copy's reduce protocol.
     """
     clone = user.__class__.__new__(user.__class__)
     clone.__dict__.update(user.__dict__)
-    clone._state = copy.copy(user._state)
-    clone._state.fields_cache = user._state.fields_cache.copy()
+    state = user._state
+    clone._state = state.__class__.__new__(state.__class__)
+    clone._state.__dict__.update(state.__getstate__())
+    clone._state.fields_cache = state.fields_cache.copy()
     return clone

@@ -150,7 +150,13 @@ _CSRF_CHECK = _CsrfCheck(lambda request: None)
 
 
 def _csrf_failure(request):
-    _CSRF_CHECK.process_request(request)
+    """The reason the request fails Django's CSRF check, or None.
+
+    Only process_view: its verdict reads the cookie's secret itself
+    (CsrfViewMiddleware._check_token), so process_request, which only
+    keeps that secret for the response's cookie, has nothing to add here,
+    and the CsrfViewMiddleware in MIDDLEWARE has run it for this request.
+    """
     return _CSRF_CHECK.process_view(request, None, (), {})
 
 

@@ -19,7 +19,6 @@ shard must not make the live ones refuse calls.
 
 import threading
 import time
-from contextlib import contextmanager
 
 import redis
 from django.conf import settings
@@ -124,42 +123,51 @@ def _refusal(exc):
     return None
 
 
-@contextmanager
-def store_errors(store, expected=(), part=None):
+class store_errors:
     """Re-raise any failure of the block as StoreUnavailable(store), through the store's breaker.
 
     Exceptions in `expected` are part of the block's normal behaviour and
     pass through unchanged. While the store's breaker is open, raise
     StoreUnavailable without running the block. `part`: the shard the block
     calls, which has a breaker of its own.
+
+    A class rather than a generator under @contextmanager: it wraps every
+    store call of every request, and a generator costs a frame and an
+    object more each time, for the same behaviour.
     """
-    interval = settings.STORE_BREAKER_INTERVAL
-    guard = breaker(store, part) if interval > 0 else None
-    if guard:
-        guard.admit(interval)
-    try:
-        yield
-    except StoreUnavailable:
-        raise  # counted by the store_errors that raised it
-    except expected:
-        # The store answered.
-        if guard:
-            guard.succeeded()
-        raise
-    except Exception as exc:
-        failure = (f"shard {part}: " if part else "") + f"{type(exc).__name__}: {exc}"
+
+    __slots__ = ("store", "expected", "part", "interval", "guard")
+
+    def __init__(self, store, expected=(), part=None):
+        self.store, self.expected, self.part = store, expected, part
+
+    def __enter__(self):
+        self.interval = settings.STORE_BREAKER_INTERVAL
+        self.guard = breaker(self.store, self.part) if self.interval > 0 else None
+        if self.guard:
+            self.guard.admit(self.interval)
+
+    def __exit__(self, kind, exc, traceback):
+        guard = self.guard
+        if kind is not None and issubclass(kind, StoreUnavailable):
+            return False  # counted by the store_errors that raised it
+        if kind is None or issubclass(kind, self.expected):
+            # Done, or an expected exception, which passes on: either way the store answered.
+            if guard:
+                guard.succeeded()
+            return False
+        if not issubclass(kind, Exception):
+            return False  # an interruption (KeyboardInterrupt, a thread's exit), no failure of the store
+        failure = (f"shard {self.part}: " if self.part else "") + f"{kind.__name__}: {exc}"
         refusal = _refusal(exc)
         if refusal:
             # A healthy store said no: an answer, which fails this call and leaves the breaker closed.
             if guard:
                 guard.succeeded()
-            raise StoreUnavailable(store, failure, public=refusal) from exc
+            raise StoreUnavailable(self.store, failure, public=refusal) from exc
         if guard:
-            guard.failed(failure, interval)
-        raise StoreUnavailable(store, failure) from exc
-    else:
-        if guard:
-            guard.succeeded()
+            guard.failed(failure, self.interval)
+        raise StoreUnavailable(self.store, failure) from exc
 
 
 def redis_client():
