@@ -30,6 +30,7 @@ COPY chat/ chat/
 COPY maintenance/ maintenance/
 COPY deploy/ deploy/
 COPY loadtest/ loadtest/
+COPY control/ control/
 # site/ is installed as the package labsite ([tool.setuptools.package-dir]);
 # templates and static files travel in the wheel ([tool.setuptools.package-data]).
 # The build fails here if the wheel came without the templates.

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def test_every_copy_source_exists_and_is_in_the_build_context():
             assert in_context(source.rstrip("/")), f"COPY {source}: .dockerignore leaves it out"
             for path in (ROOT / source).rglob("*.py") if (ROOT / source).is_dir() else []:
                 assert in_context(str(path.relative_to(ROOT))), f"{path} is left out of the image"
+
+
+def test_the_build_stage_copies_every_package_pip_install_builds():
+    # pyproject's packages, by the folder each top-level one lives in (labsite: site/): a package missing from
+    # the build stage fails `pip install .` in the image, which only an image build would show.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {pyproject.get("package-dir", {}).get(name.split(".")[0], name.split(".")[0])
+               for name in pyproject["packages"]}
+    copied = {source.rstrip("/") for stage, word, rest in instructions() if stage == "build" and word == "COPY"
+              for source in rest.split()[:-1]}
+    assert folders - copied == set(), f"the Dockerfile's build stage does not COPY {sorted(folders - copied)}"
 
 
 def test_the_images_run_as_a_user_other_than_root():
