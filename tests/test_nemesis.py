@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from deploy import cluster as deploy_cluster
+from deploy import swarm
 from deploy.cluster import free_base_port
 from loadtest.experiments import rolling
 from loadtest.experiments.configs import parse_config
 from loadtest.experiments.kill_run import fault_schedule
-from loadtest.harness import history, nemesis
+from loadtest.harness import effects, history, nemesis
 from loadtest.harness.nemesis import BROKEN, Step
 from loadtest.harness.verdict import judge
 
@@ -39,6 +40,25 @@ def test_a_bad_schedule_is_refused_as_a_whole_naming_the_step(schedule, problem)
     with pytest.raises(ValueError, match=r"step \d") as refused:
         nemesis.check(schedule, NODES)
     assert problem in str(refused.value)
+
+
+def test_under_swarm_a_kill_holds_once_its_slot_has_another_container_and_a_start_once_haproxy_has_it_up():
+    # The rows as deploy's status gives them under Docker Swarm (deploy/swarm.py's row, from Docker's task objects):
+    # Swarm replaces a killed task at once, and the host cannot reach the overlay address a probe would need.
+    def status(state, container, lb_state):
+        task = {"Status": {"State": state, "Timestamp": "2026-12-06T23:00:00Z",
+                           "ContainerStatus": {"ContainerID": container}},
+                "NetworksAttachments": [{"Addresses": ["10.251.250.9/24"]}]}
+        row = swarm.row("app1", task, {"10.251.250.9": lb_state}, 8000)
+        return {"runtime": "swarm", "stores": [], "instances": [row]}
+
+    before = {"app1": "a" * 12}
+    assert not effects.holds("kill", "app1", {}, status("running", "a" * 64, "UP"), before)  # not dead yet
+    assert effects.holds("kill", "app1", {}, status("failed", "a" * 64, "DOWN"), before)
+    assert effects.holds("kill", "app1", {}, status("starting", "b" * 64, "DOWN"), before)  # already replaced
+    assert effects.holds("kill", "app1", {}, status("running", "b" * 64, "UP"), before)
+    assert not effects.holds("start", "app1", {}, status("running", "b" * 64, "DOWN 1/2"))
+    assert effects.holds("start", "app1", {}, status("running", "b" * 64, "UP"))  # HAProxy's check, no probe
 
 
 def test_a_lasting_fault_ended_by_its_mending_step_on_the_node_broken_first_is_accepted():

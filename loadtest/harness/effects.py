@@ -11,6 +11,10 @@ namespace, and a heal left none anywhere; a promotion shows a primary that
 was not one before; a scale shows that many instances, every one UP; a
 latency shows in the node's status row; a stall holds once deploy's call
 returns (its relays are told before it does).
+Under Docker Swarm an instance is a task that Swarm replaces at once, and
+the host cannot reach the stack's overlay network: a kill holds once its
+slot shows another container than before (or none running), and a start
+once HAProxy, which is inside that network, has the task UP.
 memcached's status names a role without asking the node (deploy's default
 for a server alone), so for it the kernel's stopped state stands for
 "does not answer".
@@ -26,15 +30,26 @@ NOT_ASKED = ("memcached",)  # kinds whose status role is not the node's own answ
 
 
 def before(action, *, state_dir):
-    """What seen() compares with, taken before the action is sent: the primaries, for a promotion."""
-    return _primaries(cluster.status(state_dir=state_dir)) if action == "promote" else None
+    """What seen() compares with, taken before the action is sent: the primaries, for a promotion; under Docker
+    Swarm, each instance's container, for a kill or a stop."""
+    if action == "promote":
+        return _primaries(cluster.status(state_dir=state_dir))
+    recorded = cluster.load(state_dir) if action in ("kill", "term") else None
+    if recorded is not None and recorded.runs_on == "swarm":
+        return {row["name"]: row["container"] for row in cluster.status(state_dir=state_dir)["instances"]}
+    return None
 
 
 def seen(action, target, fields, *, state_dir, before=None):
     """Whether the action on target (a node's name, or for a partition a list) is seen to hold now."""
     if action in ("partition", "heal"):
         return _rules_in_place(target if action == "partition" else None, state_dir)
-    status = cluster.status(state_dir=state_dir)
+    return holds(action, target, fields, cluster.status(state_dir=state_dir), before)
+
+
+def holds(action, target, fields, status, before=None):
+    """Whether the action on the node `target` holds in `status` (deploy's status --json), every action but a
+    partition's and a heal's."""
     if action == "promote":
         return bool(_primaries(status) - before)
     if action == "scale":
@@ -47,7 +62,7 @@ def seen(action, target, fields, *, state_dir, before=None):
         return True  # the relays hold the node's traffic from the moment deploy's call returns
     for row in status["instances"]:
         if row["name"] == target:
-            return _instance(action, row)
+            return _instance(action, row, swarm=status.get("runtime") == "swarm", containers=before)
     for row in status["stores"]:
         if row["name"] == target:
             return _store(action, row)
@@ -62,12 +77,16 @@ def answers(row):
         return False
 
 
-def _instance(action, row):
+def _instance(action, row, *, swarm, containers):
+    """swarm: the cluster runs on Docker Swarm; containers: then each instance's container before a kill or a stop."""
     if action in ("kill", "term"):
+        if swarm:
+            return not row["alive"] or row["container"] != containers.get(row["name"])
         return not row["alive"] and row["lb_state"].split(" ")[0] in ("DOWN", "MAINT")
     if action == "pause":
         return row["state"] == "paused" and not answers(row)
-    return row["alive"] and row["state"] != "paused" and row["lb_state"] == "UP" and answers(row)  # start, resume
+    # start, resume
+    return row["alive"] and row["state"] != "paused" and row["lb_state"] == "UP" and (swarm or answers(row))
 
 
 def _store(action, row):
