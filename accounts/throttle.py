@@ -14,7 +14,10 @@ recorded failure would let every guess in flight pass the same check. A
 success gives its slots back: the (username, address) counter is cleared and
 the address counter decremented, so the address counter counts failures
 (and attempts in flight), not logins. A refused attempt counts too, so an
-address that keeps trying stays refused until its window ends.
+address that keeps trying stays refused until its window ends. An attempt
+that a failed store left unanswered (a 503) gives its slots back as well:
+an outage is nobody's wrong guess, and must not lock users out once it
+ends (`given_back_if_a_store_fails`).
 
 The counters live in the "shared" cache: Redis or memcached when the
 configuration has one, so the limits hold across instances; a per-process
@@ -37,12 +40,14 @@ hashed (a taken name, a weak password) gives its slot back.
 import hashlib
 import ipaddress
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.forms import UsernameField
 from django.core.cache import caches
 
+from labcore.errors import dependency_failure
 from labcore.proxy import client_address
 from labcore.stores import store_errors
 
@@ -131,6 +136,27 @@ def succeeded(attempt):
     with store_errors(settings.SHARED_STORE):
         cache.delete(attempt.user_key)
         _give_back(cache, attempt.address_key)
+
+
+@contextmanager
+def given_back_if_a_store_fails(*keys):
+    """Give the reserved slots at keys back if a store fails inside the block (the answer is a 503), then re-raise.
+
+    For an attempt: its user_key and address_key; for a sign-up: its address_key. If the shared store
+    itself has failed meanwhile, its slots stay taken (the window ends them) and the first failure is raised.
+    """
+    try:
+        yield
+    except Exception as failure:
+        if dependency_failure(failure):
+            try:
+                with store_errors(settings.SHARED_STORE):
+                    for key in keys:
+                        _give_back(caches["shared"], key)
+            except Exception as also:
+                if not dependency_failure(also):
+                    raise
+        raise
 
 
 @dataclass(frozen=True)

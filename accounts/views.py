@@ -23,10 +23,11 @@ def signup(request):
     if not reserved.allowed:
         form.add_error(None, sign_ups_refused())
         return render(request, "accounts/signup.html", {"form": form}, status=429)
-    if not form.is_valid():
-        throttle.sign_up_refused(reserved)
-        return render(request, "accounts/signup.html", {"form": form})
-    user = form.save()
+    with throttle.given_back_if_a_store_fails(reserved.address_key):
+        if not form.is_valid():
+            throttle.sign_up_refused(reserved)
+            return render(request, "accounts/signup.html", {"form": form})
+        user = form.save()
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect(settings.LOGIN_REDIRECT_URL)
 
@@ -52,11 +53,13 @@ class LoginView(DjangoLoginView):
             form = self.get_form()
             form.add_error(None, LOCKED_OUT)
             return self.render_to_response(self.get_context_data(form=form), status=429)
-        return super().post(request, *args, **kwargs)
+        with throttle.given_back_if_a_store_fails(self.attempt.user_key, self.attempt.address_key):
+            return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
+        response = super().form_valid(form)  # the login: a session store that fails here gives the slots back
         throttle.succeeded(self.attempt)
-        return super().form_valid(form)
+        return response
 
 
 @api_view("GET")
@@ -103,7 +106,8 @@ def token(request):
     attempt = throttle.reserve(request, username)
     if not attempt.allowed:
         return error_response(429, LOCKED_OUT)
-    user = authenticate(request, username=username, password=password)
+    with throttle.given_back_if_a_store_fails(attempt.user_key, attempt.address_key):
+        user = authenticate(request, username=username, password=password)
     if user is None:
         return error_response(401, "wrong username or password")
     throttle.succeeded(attempt)

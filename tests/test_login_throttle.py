@@ -165,3 +165,27 @@ def test_sign_ups_from_one_address_stop_at_the_limit_and_others_go_on(site):
     assert f"at most {SIGN_UPS} per" in page and "SIGNUP_MAX_PER_ADDRESS" in page
     assert Browser(source=sender).log_in(site.url, f"many{SIGN_UPS}", PASSWORD).status == 200  # never made
     assert Browser(source="127.0.1.2").sign_up(site.url, "elsewhere", PASSWORD).status == 302
+
+
+def test_logins_that_a_failed_database_left_unanswered_lock_nobody_out(tmp_path):
+    # The users in PostgreSQL, the counters in Redis: while the database is down each login is a 503 naming it,
+    # and none of them counts against the user or the address once it is back.
+    state_dir = tmp_path / "cluster"
+    cluster = up(state_dir, "--instances", "1", "--sessions", "redis", "--presence", "redis", "--db", "postgres")
+    try:
+        client = Browser(source="127.0.2.1")
+        assert client.sign_up(cluster.url, "carol", PASSWORD).status == 302
+        deploy(state_dir, "kill", "pg1")
+        answers = [Browser(source="127.0.2.1").log_in(cluster.url, "carol", PASSWORD).status
+                   for _ in range(LIMIT + 2)]
+        answers.append(token(Browser(source="127.0.2.1"), cluster.url, "carol", PASSWORD).status)
+        assert answers == [503] * (LIMIT + 3)
+        deploy(state_dir, "start", "pg1")
+        wait_for(lambda: Browser().get(f"{cluster.url}/readyz").status == 200, timeout=60, interval=0.5,
+                 what="the site to answer /readyz with the database back")
+        assert Browser(source="127.0.2.1").log_in(cluster.url, "carol", PASSWORD).status == 302
+        assert token(Browser(source="127.0.2.1"), cluster.url, "carol", PASSWORD).status == 200
+    finally:
+        pids = recorded_pids(state_dir)
+        deploy(state_dir, "down", check=False)
+        assert not [pid for pid in pids if alive(pid)], "down left processes running"
