@@ -5,6 +5,7 @@ from functools import partial
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, logout
 from django.contrib.auth.middleware import AuthenticationMiddleware, auser, get_user
+from django.core.exceptions import ImproperlyConfigured
 from django.http import JsonResponse
 from django.utils.functional import SimpleLazyObject
 
@@ -110,8 +111,10 @@ class CachedAuthenticationMiddleware(AuthenticationMiddleware):
 
     def process_request(self, request):
         # Django's process_request with cached_user in place of get_user, rather than after it: its own
-        # lazy user would be built on every request only to be replaced. The session middleware comes
-        # first in MIDDLEWARE, which Django's version checks at each request.
+        # lazy user would be built on every request only to be replaced. Its check of the order stays.
+        if not hasattr(request, "session"):
+            raise ImproperlyConfigured("CachedAuthenticationMiddleware needs SessionMiddleware before it in "
+                                       "MIDDLEWARE")
         request.user = SimpleLazyObject(lambda: cached_user(request))
         request.auser = partial(auser, request)
 

@@ -53,12 +53,16 @@ class LoginView(DjangoLoginView):
             form = self.get_form()
             form.add_error(None, LOCKED_OUT)
             return self.render_to_response(self.get_context_data(form=form), status=429)
+        self.logged_in = False
         with throttle.given_back_if_a_store_fails(self.attempt.user_key, self.attempt.address_key):
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)  # a store failing in the login gives the slots back
+        if self.logged_in:  # outside the block: slots are given back once, by one or the other
+            throttle.succeeded(self.attempt)
+        return response
 
     def form_valid(self, form):
-        response = super().form_valid(form)  # the login: a session store that fails here gives the slots back
-        throttle.succeeded(self.attempt)
+        response = super().form_valid(form)
+        self.logged_in = True
         return response
 
 

@@ -14,7 +14,7 @@ from loadtest.__main__ import main
 from loadtest.bench import cost
 from loadtest.experiments import kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
 from loadtest.experiments.configs import TOPOLOGY_FORMS, parse_config
-from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, table_cells
+from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
 from loadtest.harness import history
 from loadtest.harness.analysis import summarise
 from loadtest.reports import page
@@ -119,6 +119,25 @@ def test_measure_dry_run_prints_every_command_and_runs_none(tmp_path, capsys):
     assert "split-brain, round 3: python -m loadtest split-brain --scenarios redis,redis-sync" in out.out
     assert f"--out {tmp_path / 'runs' / 'bench' / 'round1'}" in out.out
     assert not (tmp_path / "runs").exists() and not (tmp_path / "scorecard.md").exists()
+
+
+def test_dry_run_and_rounds_without_measure_are_refused_and_write_no_page(tmp_path, capsys):
+    for extra in (["--dry-run"], ["--rounds", "5"]):
+        assert main(["scorecard", *extra, "--results", str(tmp_path / "runs"),
+                     "--page", str(tmp_path / "scorecard.md")]) == 1
+        assert "go with --measure" in capsys.readouterr().err
+    assert not (tmp_path / "scorecard.md").exists()
+
+
+def test_the_guide_recommends_only_rows_whose_every_round_passes():
+    # Two rows, one of which lost writes in one round of three (its median is still 0).
+    rows = [row for row in scorecard_rows.rows() if row.name in ("redis@sentinel", "redis@sentinel-sync1")]
+    header = PARTITION_WRITES
+    cells = {(rows[0].name, header): Cell(FIGURE, "0", (0, 0, 3), (("run", "a"),)),
+             (rows[1].name, header): Cell(FIGURE, "0", (0, 0, 0), (("run", "b"),))}
+    line = scorecard_page._rule(rows, cells, header, lambda v: v == 0, "lead", "choose from", "these lose some:")
+    chosen, _, lost = line.partition("these lose some:")
+    assert f"`{rows[1].name}`" in chosen and f"`{rows[0].name}`" in lost
 
 
 def test_a_redis_cluster_is_a_configuration_no_store_fault_aims_at():

@@ -88,11 +88,6 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     require("wrk", "wrk")
     for row in stores_to_run:
         cost.parse_row(row)  # a bad row fails before anything starts
-    scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
-    (scripts / "poll.lua").write_text(POLL_MIX)
-    (scripts / "login.lua").write_text(LOGIN)
-    (scripts / "floor.lua").write_text(cost.FLOOR_MIX)
-    clusters, ceiling = {}, None
     recorded = history.History(Path(out) / history.FILE, experiment=NAME, command=command)
     recorded.sample(condition="started", parameters={
         "stores": stores_to_run, "rounds": rounds, "seconds": seconds, "connections": connections, "server": server,
@@ -101,7 +96,12 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     def measure(name, mix, round_number, *wrk):
         recorded.sample(store=name, mix=mix, round=round_number, wrk=run_wrk(*wrk))
 
+    clusters, ceiling = {}, None
+    scripts = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     try:
+        (scripts / "poll.lua").write_text(POLL_MIX)
+        (scripts / "login.lua").write_text(LOGIN)
+        (scripts / "floor.lua").write_text(cost.FLOOR_MIX)
         ceiling = _start_ceiling(server, scripts)
         for index, row in enumerate(stores_to_run):
             print(f"starting the {row} cluster", file=sys.stderr)

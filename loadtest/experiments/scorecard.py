@@ -35,6 +35,9 @@ def add_arguments(parser):
 def main(args):
     rows = scorecard_rows.rows()
     failed = []
+    if not args.measure and (args.dry_run or args.rounds != ROUNDS):
+        raise ValueError("--dry-run and --rounds go with --measure: without it the page is rebuilt from the saved "
+                         "runs")
     if args.measure:
         if args.rounds < 1:
             raise ValueError(f"--rounds wants at least 1, not {args.rounds}")

@@ -73,12 +73,13 @@ def _figure(row, cell):
 
 
 def _rule(rows, cells, header, keep, lead, kept, lost):
-    """One guide line: the rows whose measured figure in `header` passes `keep`, and the rest measured."""
+    """One guide line: the rows whose measured figure in `header` passes `keep` in every round (the worst round
+    decides: a store that lost a write in one round of three is not recommended), and the rest measured."""
     measured = [(row, cells[(row.name, header)]) for row in rows if cells[(row.name, header)].status == FIGURE]
     if not measured:
         return f"{lead}: not measured yet (the column \"{header}\")."
-    good = [_figure(row, cell) for row, cell in measured if keep(cell.value)]
-    bad = [_figure(row, cell) for row, cell in measured if not keep(cell.value)]
+    good = [_figure(row, cell) for row, cell in measured if keep(max(cell.values))]
+    bad = [_figure(row, cell) for row, cell in measured if not keep(max(cell.values))]
     missing = sum(cells[(row.name, header)].status == NOT_MEASURED for row in rows)
     line = f"{lead}: {kept} {', '.join(good) or 'none measured'}"
     line += f"; {lost} {', '.join(bad)}" if bad else ""
