@@ -85,7 +85,7 @@ def test_the_experiments_matrices_come_from_the_rows(made_up):
 
 
 def test_the_benchmarks_targets_come_from_the_rows(monkeypatch):
-    from loadtest.bench import stores as bench
+    from loadtest.bench import stores_report as bench
 
     twin = dataclasses.replace(ROW, bench_target=0.7)
     monkeypatch.setitem(registry.SESSION_STORES, twin.name, twin)
