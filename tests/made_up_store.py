@@ -6,9 +6,6 @@ not: Redis through our Redis engine, under another name.
 """
 
 from labcore import registry
+from tests.made_up_row import ROW
 
-ROW = registry.SessionStore(
-    "redis_twin", "labcore.sessions.redis", servers=("redis",), cache="redis",
-    presence="memory", summary="made up by the registry tests",
-)
 registry.register(ROW)

@@ -13,7 +13,7 @@ from labcore.config import store_settings
 from tests.clusters import ROOT
 from tests.conftest import use_stores
 from tests.made_up_kind import KIND, SLOTS, TWIN_DB
-from tests.made_up_store import ROW
+from tests.made_up_row import ROW
 
 
 @pytest.fixture
