@@ -21,8 +21,8 @@ tests ask these functions (through deploy.cluster) instead of adding
 offsets themselves.
 """
 
+import itertools
 import random
-import socket
 from pathlib import Path
 
 from deploy.processes import port_free
@@ -67,11 +67,30 @@ def store_port(base, kind, index=0):
     return base + STORE_SLOTS[kind][index]
 
 
+SINGLE_PORTS = 2000  # the top of the ports below the ephemeral range: single servers' (free_port), never a block's
+
+
 def free_port():
-    """A port the kernel has free now, for one server outside a cluster."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now, for one server outside a cluster.
+
+    Below the ephemeral range, as the blocks are, so that no outgoing
+    connection takes it meanwhile, nor, while its server is down, connects
+    to itself through it (TCP lets a socket whose port is its destination's
+    connect to itself) and holds it when the server restarts; above the
+    blocks (the top SINGLE_PORTS), so that it never lands in a block picked
+    for a cluster that has not bound it yet. Each call tries the next port
+    after the last one this process gave, from a random start.
+    """
+    high = ephemeral_ports()[0]
+    for _ in range(SINGLE_PORTS):
+        port = high - SINGLE_PORTS + next(_single_ports)
+        if port_free(port):
+            return port
+    raise RuntimeError(f"no free port among the {SINGLE_PORTS} below the ephemeral range")
+
+
+# From a random start, so that processes side by side try different ports.
+_single_ports = itertools.islice(itertools.cycle(range(SINGLE_PORTS)), random.randrange(SINGLE_PORTS), None)
 
 
 def free_base_port():
@@ -83,7 +102,7 @@ def free_base_port():
     start. The search starts at a random block, so that runs side by side
     on one machine do not all try the same one.
     """
-    low, high = 10000, ephemeral_ports()[0] - BLOCK
+    low, high = 10000, ephemeral_ports()[0] - SINGLE_PORTS - BLOCK
     start = random.randrange(low, high)
     for base in [*range(start, high, BLOCK + 7), *range(low, start, BLOCK + 7)]:
         if all(port_free(base + offset) for offset in range(BLOCK)):

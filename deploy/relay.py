@@ -32,7 +32,10 @@ What it does not do: the TCP handshake is not delayed (the kernel completes
 it before the relay sees the connection, so connect() returns at once and a
 connection's set-up costs no round trip); an error or reset on either side
 closes both sides at once, without waiting; the target refusing the
-connection closes the client's at once.
+connection closes the client's at once, and so does a connection to the
+target that the kernel connected to itself (a target down, its port given
+to the relay's own end: TCP lets a socket connect to itself, and it would
+echo the client's bytes back and hold the port its node restarts on).
 
 Timers: epoll waits in whole milliseconds, rounded up, which would make a
 0.5 ms link 1 ms; the relay's event loop waits with select() on its epoll
@@ -47,6 +50,8 @@ import math
 import random
 import select
 import selectors
+import socket
+import struct
 
 from deploy import sources
 
@@ -204,6 +209,13 @@ class Relay:
         except OSError:
             client_writer.transport.abort()
             return
+        if _to_itself(target_writer):  # the target is down, and the kernel gave us its port to connect from
+            # Closed with a reset, not a FIN: a closed connection would wait in TIME_WAIT on the node's port.
+            target_writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                               struct.pack("ii", 1, 0))
+            target_writer.transport.abort()
+            client_writer.transport.abort()
+            return
         ends = client_writer.get_extra_info("peername")[:2], client_writer.get_extra_info("sockname")[:2]
         pipes = (_Pipe(self, client_reader, target_writer, ends), _Pipe(self, target_reader, client_writer, ends))
         self._connections[asyncio.current_task()] = pipes
@@ -305,6 +317,11 @@ def precise_loop():
             return super().select(timeout)
 
     return asyncio.SelectorEventLoop(PreciseSelector())
+
+
+def _to_itself(writer):
+    """Whether the connection's two ends are one address and port: a socket connected to itself."""
+    return writer.get_extra_info("sockname")[:2] == writer.get_extra_info("peername")[:2]
 
 
 def _same_source(client_writer, target):

@@ -5,16 +5,16 @@ import sys
 from pathlib import Path
 
 from loadtest.bench import stores, stores_report
-from loadtest.experiments import fate, quorum, sockets, split_brain
+from loadtest.experiments import fate, kill, quorum, sockets, split_brain
 from loadtest.harness import history, verdict
 from loadtest.reports import page
 
 NAME = "recheck"
 HELP = "a finished run's figures, charts and verdict again, from its history.jsonl alone (split-brain, fate, " \
-       "sockets, quorum, bench); rewrites its page"
-# The experiments that record a history.
+       "sockets, quorum, bench), or the kill experiment's from its records; rewrites its page"
+# The experiments that record a history, and the kill experiment (its figures are read from its records).
 REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report,
-           quorum.NAME: quorum.report, stores.NAME: stores_report.report}
+           quorum.NAME: quorum.report, stores.NAME: stores_report.report, kill.NAME: kill.report}
 
 
 def add_arguments(parser):
@@ -30,15 +30,19 @@ def main(args):
 
 
 def recheck(folder):
-    """Every figure, chart and the verdict of a finished run again, from its history.jsonl alone; the page too.
+    """Every figure, chart and the verdict of a finished run again, from its history.jsonl alone (the kill
+    experiment: from its records and recordings); the page too.
 
     The run's command and times come from its run.json, or from the history's header when the run ended before
     writing its page.
     """
-    header, _ = history.load(folder / history.FILE)
+    if (folder / history.FILE).exists():
+        header, _ = history.load(folder / history.FILE)
+    else:  # the kill experiment keeps a history per configuration (raw/) and is known by its run.json
+        header = {"experiment": json.loads((folder / page.RUN_FILE).read_text())["kind"]}
     report = REPORTS.get(header["experiment"])
     if report is None:
-        raise ValueError(f"{folder / history.FILE}: no recheck for the experiment {header['experiment']!r}")
+        raise ValueError(f"{folder}: no recheck for the experiment {header['experiment']!r}")
     if (folder / page.RUN_FILE).exists():
         record = json.loads((folder / page.RUN_FILE).read_text())
     else:  # the run ended before its page: what the history's header says of it
@@ -46,7 +50,7 @@ def recheck(folder):
                   "started": header["started"][:19] + "+00:00", "finished": None}
     run = page.Run(record["kind"], record["command"], record["started"])
     judged = report(folder, run, finished=record["finished"])[1]
-    if judged is None:  # a benchmark: its targets are on its page, and its status never depended on them
+    if judged is None:  # a benchmark, or a kill run with no hypothesis: its status never depended on a verdict
         print(f"report: {folder / page.REPORT_FILE}")
         return 0
     return verdict.ended(folder, judged)

@@ -11,6 +11,7 @@ moved by several milliseconds while the shortest stayed within one. Nothing the 
 trip shorter than the delay set, so a relay that delivers early, or late every time, still fails.
 """
 
+import asyncio
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import pytest
 import redis
 
 from deploy import latency, relay
-from deploy.cluster import DeployError, alive, wait_for
+from deploy.cluster import DeployError, alive, free_port, port_free, wait_for
 from tests import servers
 
 PINGS = 21
@@ -261,6 +262,31 @@ def test_a_connection_from_a_known_peer_is_delayed_by_both_ends(link):
     began = time.monotonic()
     assert client.ping()
     assert time.monotonic() - began >= 0.9  # the stall of the peer held it
+
+
+def test_a_connection_the_kernel_makes_to_itself_is_closed_and_its_port_left_for_the_node(monkeypatch):
+    # A target down whose port the kernel gives the relay's own end (forced here: the relay connects from it):
+    # TCP connects the socket to itself, which would echo the client's bytes back as the answer and hold the
+    # port the node restarts on.
+    port = free_port()
+    monkeypatch.setattr(relay, "_same_source", lambda client_writer, target: ("127.0.0.1", port))
+
+    async def ask():
+        route = await relay.Relay(listen=("127.0.0.1", 0), target=("127.0.0.1", port)).start()
+        try:
+            reader, writer = await asyncio.open_connection(*route.address)
+            writer.write(b"*1\r\n$4\r\nPING\r\n")
+            try:
+                answer = await asyncio.wait_for(reader.read(100), timeout=30)
+            except ConnectionResetError:
+                answer = b""
+            writer.close()
+            return answer
+        finally:
+            await route.close()
+
+    assert asyncio.run(ask()) == b""
+    assert port_free(port)
 
 
 def test_deploy_cluster_imports_the_relay_under_gevent_as_locust_does():

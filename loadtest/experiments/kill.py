@@ -17,6 +17,7 @@ of an instance; the experiment then also writes each user's session every
 tick, bursts logins around the fault, and reads every session back.
 """
 
+import json
 import sys
 import time
 from datetime import datetime
@@ -109,13 +110,13 @@ def main(args):
             load = {"fraction": args.load, "capacity_users": held["users"], "capacity_rps": held["rps"]}
         raw = kill_run.run_config(plan, config, index, progress,
                                   users=users or max(1, round(args.load * held["users"])), load=load)
+        kill_run.save_record(out, raw)
         results.append(summarise(raw))
     progress.done()
 
-    judged = judge(rolling.hypothesis(configs), {r["config"]["name"]: r for r in results}) \
-        if args.faults == "rolling-restart" else None
-    summary = kill_report.write(out, args.run, {"plan": plan.as_json(), "capacity": capacities, "configs": results,
-                                                "verdict": judged})
+    figures = figures_of(plan.as_json(), capacities, results)
+    judged = figures["verdict"]
+    summary = kill_report.write(out, args.run, figures)
     print(summary)
     if judged is not None:
         return verdict.ended(out, judged)
@@ -128,3 +129,28 @@ def main(args):
         print("headline results hold: memory+sticky loses sessions after the kill, redis loses none, "
               "no acknowledged message is lost or duplicated.")
     return 0
+
+
+def figures_of(plan, capacities, results):
+    """What the report shows: the plan, the capacity steps, each configuration's figures, and the rolling
+    restart's verdict (None under the other faults)."""
+    judged = None
+    if plan["faults"] == "rolling-restart":
+        judged = judge(rolling.hypothesis([parse_config(name) for name in plan["configs"]]),
+                       {r["config"]["name"]: r for r in results})
+    return {"plan": plan, "capacity": list(capacities), "configs": results, "verdict": judged}
+
+
+def report(out, run, *, finished=None):
+    """Every figure, chart, the verdict and the page again, from what the run saved: results.json's plan and
+    capacity steps, and each configuration's record (records/) and Locust recordings (raw/). Returns (results,
+    verdict); `python -m loadtest recheck` calls it, and the figures come out as the run wrote them.
+
+    The capacity steps are read as saved: the runs that measured them keep no recording.
+    """
+    out = Path(out)
+    saved = json.loads((out / "results.json").read_text())
+    results = [summarise(kill_run.load_record(out, name)) for name in saved["plan"]["configs"]]
+    figures = figures_of(saved["plan"], saved["capacity"], results)
+    print(kill_report.write(out, run, figures, finished=finished))
+    return results, figures["verdict"]

@@ -15,8 +15,10 @@ from loadtest.reports.svg import PALETTE, bar_chart, line_chart, share_chart
 from loadtest.reports.tables import Table
 
 
-def write(out, run, figures):
-    """results.json (the figures: plan, capacity, configs), summary.md, the charts and the page; return the summary."""
+def write(out, run, figures, *, finished=None):
+    """results.json (the figures: plan, capacity, configs), summary.md, the charts and the page; return the summary.
+
+    finished: when the run ended, if not now (a recheck)."""
     plan, capacities, results = figures["plan"], figures["capacity"], figures["configs"]
     verdict = figures.get("verdict")  # the rolling restart's, when it ran
     charts = out / "charts"
@@ -41,7 +43,7 @@ def write(out, run, figures):
         f"# {_title(plan)}\n\n{_plan_line(plan)}\n\n{summary}\n\n" + "\n".join(f"- {line}" for line in reading)
         + capacity + "\n"
     )
-    page.write(out, run, title=_page_title(plan), headline=headline(plan, results), verdict=verdict,
+    page.write(out, run, title=_page_title(plan), headline=headline(plan, results), verdict=verdict, finished=finished,
                sections=report_sections(plan, results, reading, bars, timelines, capacities))
     return summary
 

@@ -8,6 +8,7 @@ around the fault, and reading every user's session back after the run
 instance fault too.
 """
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -210,6 +211,27 @@ def run_config(plan, config, index, progress, users=None, load=None):
         "samples": sampler.samples,
         "load": {"users": users, "processes": processes_for(users), **(load or {})},
     }
+
+
+RECORDS = "records"  # out/records/<config>.json: what a run read live, beside raw/'s Locust recordings
+
+
+def save_record(out, raw):
+    """Keep what `summarise` reads of a configuration's run but cannot read again: everything but the Locust
+    recording, which raw/<config>.<pid>.json keep already."""
+    folder = Path(out) / RECORDS
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = {key: value for key, value in raw.items() if key != "recording"}
+    (folder / f"{raw['config']['name']}.json").write_text(json.dumps(kept))
+
+
+def load_record(out, name):
+    """The configuration's raw record again, as run_config returned it: its saved record and its recordings."""
+    out = Path(out)
+    path = out / RECORDS / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: no record of {name} (runs before records were kept cannot be rechecked)")
+    return {**json.loads(path.read_text()), "recording": read_recording(out / "raw" / name, timeout=0)}
 
 
 # Logins in the seconds around a store fault: the writes most likely to be
