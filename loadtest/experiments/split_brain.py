@@ -260,8 +260,7 @@ def results_of(out):
     cannot disagree on a figure.
     """
     _, events = history.load(Path(out) / history.FILE)
-    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
-    return {name: figures(history.of(events, name), name) for name in names}
+    return {name: figures(mine, name) for name, mine in history.scenarios(events).items()}
 
 
 def report(out, run, *, finished=None):
