@@ -147,7 +147,8 @@ def final_figures(events):
 
     Acknowledged writes are session writes and posts alike, and so are
     those lost; messages_missed and messages_seen_twice are the pollers'
-    (checkers.polls_missed_or_seen_twice).
+    (checkers.polls_missed_or_seen_twice); posts_unconfirmed, the
+    acknowledged posts no read-back could confirm or show lost.
     """
     heartbeaters = {op["who"] for op in checkers.ops(events, "heartbeat", "ok")}
     polled = checkers.polls_missed_or_seen_twice(events)
@@ -160,4 +161,5 @@ def final_figures(events):
         if heartbeaters else None,
         "messages_missed": len(polled["missed"]),
         "messages_seen_twice": len(polled["seen_twice"]),
+        "posts_unconfirmed": len(checkers.posts_unconfirmed(events)),
     }

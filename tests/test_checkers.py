@@ -142,12 +142,15 @@ def test_an_acknowledged_post_the_read_back_of_its_room_lacks_is_lost_and_an_unk
     assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held, later])] == [], "one read-back holds each"
 
 
-def test_without_a_successful_read_back_every_acknowledged_post_is_lost():
-    assert len(checkers.posts_lost(POSTS)) == 4
-    assert len(checkers.posts_lost(POSTS + [read_back(6, [], 4.0, outcome="failed")])) == 4
+def test_a_post_no_successful_read_back_covers_is_unconfirmed_not_lost():
+    for history_ in (POSTS, POSTS + [read_back(6, [], 4.0, outcome="failed")]):
+        assert (len(checkers.posts_lost(history_)), len(checkers.posts_unconfirmed(history_))) == (0, 4)
     elsewhere = read_back(6, [1, 2, 4, 5], 4.0)
     elsewhere["value"]["room"] = "another"
-    assert len(checkers.posts_lost(POSTS + [elsewhere])) == 4, "a read-back confirms its own room only"
+    assert len(checkers.posts_unconfirmed(POSTS + [elsewhere])) == 4, "a read-back covers its own room only"
+    early = read_back(6, [1], 1.5)  # before post 4 was acknowledged: it covers 1, 2 and 5 only
+    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [early])] == [2, 5]
+    assert [p["value"]["id"] for p in checkers.posts_unconfirmed(POSTS + [early])] == [4]
 
 
 def test_failover_time_runs_from_the_faults_effect_to_the_first_acknowledged_operation_begun_after_it():

@@ -108,21 +108,32 @@ def polls_missed_or_seen_twice(events):
 
 
 def posts_lost(events):
-    """The acknowledged posts that no read-back of their room holds, in the order they completed.
+    """The acknowledged posts that the read-backs of their room lack, in the order they completed.
 
     A read-back is a "final-poll" operation, value {"room", "messages":
-    [[id, client_id], ...]} (client.py). A post is kept when a successful
-    read-back of its room, invoked after the post was acknowledged, holds
-    its id with its client_id (an id alone could be a later message's, after
-    a failover lost the first); a read-back that did not succeed confirms
-    nothing, nor does none at all, so every acknowledged post is then lost.
+    [[id, client_id], ...]} (client.py). A successful read-back of a post's
+    room invoked after the post was acknowledged covers it; the post is lost
+    when read-backs cover it and none holds its id with its client_id (an id
+    alone could be a later message's, after a failover lost the first). A
+    post no read-back covers (each failed, or none ran) is not lost but
+    unconfirmed (posts_unconfirmed): nothing has shown it gone.
     """
+    return [post for post, held in _read_back(events) if held and not any(held)]
+
+
+def posts_unconfirmed(events):
+    """The acknowledged posts that no successful read-back of their room, invoked after them, covers."""
+    return [post for post, held in _read_back(events) if not held]
+
+
+def _read_back(events):
+    """[(acknowledged post, [whether each read-back covering it holds it])]; posts_lost and posts_unconfirmed."""
     reads = defaultdict(list)
     for op in ops(events, "final-poll", "ok"):
         reads[op["value"]["room"]].append((op["invoked"], {(i, c) for i, c in op["value"]["messages"]}))
-    return [post for post in ops(events, "post", "ok")
-            if not any(invoked >= post["completed"] and (post["value"]["id"], post["value"]["client_id"]) in held
-                       for invoked, held in reads[post["value"]["room"]])]
+    return [(post, [(post["value"]["id"], post["value"]["client_id"]) in held
+                    for invoked, held in reads[post["value"]["room"]] if invoked >= post["completed"]])
+            for post in ops(events, "post", "ok")]
 
 
 def stale_reads(events):
