@@ -165,6 +165,13 @@ def test_the_timeline_counts_operations_by_the_second_they_completed():
     assert series == {"acked": [0, 1, 2, 0, 0, 0, 0], "refused": [0, 0, 1, 0, 0, 0, 0]}
 
 
+def test_a_history_splits_into_its_scenarios_in_the_order_they_first_appear():
+    events = [{"scenario": "b", "n": 1}, {"scenario": None, "n": 2}, {"scenario": "a", "n": 3},
+              {"scenario": "b", "n": 4}]
+    split = history.scenarios(events)
+    assert list(split) == ["b", "a"] and [e["n"] for e in split["b"]] == [1, 4]  # events of none left out
+
+
 def test_the_history_file_is_one_header_then_events_flushed_as_they_happen(tmp_path):
     with history.History(tmp_path / history.FILE, experiment="t", command="c") as recorded:
         recorded.scenario = "s"
