@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from loadtest.__main__ import main
 from loadtest.reports import page
 
@@ -27,8 +29,11 @@ def test_recheck_of_a_recorded_kill_run_reproduces_its_figures_exactly(tmp_path,
     assert f"report: {tmp_path / page.REPORT_FILE}" in capsys.readouterr().out
 
 
-def test_a_kill_run_without_its_records_cannot_be_rechecked_and_says_which(tmp_path, capsys):
+@pytest.mark.parametrize(("gone", "said"), [("records/redis.json", "no record of redis"),
+                                             ("raw/redis.5564.json", "Locust left no recording")])
+def test_a_kill_run_without_its_records_or_recordings_cannot_be_rechecked_and_says_which(tmp_path, capsys, gone,
+                                                                                          said):
     shutil.copytree(RECORDED, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "records" / "redis.json").unlink()
+    (tmp_path / gone).unlink()
     assert main(["recheck", str(tmp_path)]) == 1
-    assert "no record of redis" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
