@@ -51,7 +51,9 @@ def recheck(folder):
                   "started": header["started"][:19] + "+00:00", "finished": None}
     run = page.Run(record["kind"], record["command"], record["started"])
     judged = report(folder, run, finished=record["finished"])[1]
-    if judged is None:  # a benchmark, or a kill run with no hypothesis: its status never depended on a verdict
+    # No verdict: a benchmark or powerloss (targets and predictions beside the figures), or a kill run without the
+    # rolling restart's hypothesis (--quick's headline check set that run's exit status; recheck does not repeat it).
+    if judged is None:
         print(f"report: {folder / page.REPORT_FILE}")
         return 0
     return verdict.ended(folder, judged)
