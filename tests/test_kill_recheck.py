@@ -37,3 +37,10 @@ def test_a_kill_run_without_its_records_or_recordings_cannot_be_rechecked_and_sa
     (tmp_path / gone).unlink()
     assert main(["recheck", str(tmp_path)]) == 1
     assert said in capsys.readouterr().err
+
+
+def test_a_configuration_named_twice_is_refused_before_anything_runs(tmp_path):
+    # Its records and recordings are named after it: a second run would overwrite or merge into the first's.
+    with pytest.raises(SystemExit, match="names redis more than once"):
+        main(["--configs", "redis,memory+sticky,redis", "--users", "2", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
