@@ -169,7 +169,8 @@ class Tally:
         counters = self.final or {
             "failed": self.failed, "sessions_lost": len(self.gone & self.logged_in), "writes_acked": self.acked,
             "writes_lost": self.lost, "presence_accuracy": self.presence,
-            "messages_missed": None, "messages_seen_twice": None, "posts_unconfirmed": None}
+            "messages_missed": None, "messages_seen_twice": None, "sessions_unconfirmed": None,
+            "writes_unconfirmed": None}
         return {"rps": round(len(took) / WINDOW, 1), "p50_ms": _percentile(took, 50),
                 "p99_ms": _percentile(took, 99), **counters}
 

@@ -60,8 +60,19 @@ def test_a_session_gone_loses_the_login_and_every_write_in_it():
               op(3, "ann", "final-read", 1, 1.1, outcome="failed", refusal="401")]
     assert checkers.sessions_lost(events) == ["ann"]
     assert len(checkers.lost_writes(events)) == 1
-    without_final_read = events[:2]
-    assert len(checkers.lost_writes(without_final_read)) == 1, "nothing confirmed it was kept"
+
+
+@pytest.mark.parametrize("final", [[], [op(3, "ann", "final-read", 1, 1.1, outcome="failed", refusal="503")],
+                                   [op(3, "ann", "final-read", 1, None, outcome="unknown")]])
+def test_without_a_final_read_that_tells_anything_a_write_and_a_login_are_unconfirmed_never_lost(final):
+    events = [op(1, "ann", "login", 0, 0.1), op(2, "ann", "write", 0.2, 0.3, value=1), *final]
+    assert (checkers.lost_writes(events), checkers.sessions_lost(events)) == ([], [])
+    assert [w["value"] for w in checkers.unconfirmed_writes(events)] == [1]
+    assert checkers.sessions_unconfirmed(events) == ["ann"]
+    kept = [*events, op(4, "ann", "final-read", 2, 2.1, value=1)]  # a later final read that succeeded
+    assert (checkers.unconfirmed_writes(kept), checkers.sessions_unconfirmed(kept)) == ([], [])
+    shown = [*events, op(4, "ann", "read", 2, 2.1, value=0)]  # any read that shows it gone: lost, not unconfirmed
+    assert ([w["value"] for w in checkers.lost_writes(shown)], checkers.unconfirmed_writes(shown)) == ([1], [])
 
 
 def test_a_list_read_back_with_a_value_twice_is_a_duplicate_and_without_it_a_loss():

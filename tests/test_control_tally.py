@@ -92,7 +92,7 @@ def test_a_read_back_that_failed_leaves_its_posts_unconfirmed_never_lost():
     live = tallied(MESSAGES + [failed]).figures(now=2.5)
     final = final_figures(MESSAGES + [failed])
     assert live["writes_lost"] == final["writes_lost"] == 0
-    assert live["posts_unconfirmed"] is None and final["posts_unconfirmed"] == 3
+    assert live["writes_unconfirmed"] is None and final["writes_unconfirmed"] == 3
 
 
 def test_rates_and_shares_count_the_last_five_seconds_only():

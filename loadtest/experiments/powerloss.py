@@ -14,7 +14,8 @@ through HAProxy.
 
 Figures, from the history alone (so `python -m loadtest recheck` computes
 them again): the session writes acknowledged before
-the power loss, those lost (checkers.lost_writes), the sessions lost, and
+the power loss, those lost (checkers.lost_writes) and those no final read
+confirmed nor showed lost (checkers.unconfirmed_writes), the sessions lost, and
 the median and 95th percentile of an acknowledged write's latency before
 the power loss: the cost of the setting, which the file system in between
 inflates (every operation passes through a Python process), so compare the
@@ -120,8 +121,9 @@ def figures(events, name):
     before = [op for op in checkers.ops(events, "write", "ok") if op["completed"] < fault["sent"]]
     latencies = sorted(op["completed"] - op["invoked"] for op in before)
     lost = [op for op in checkers.lost_writes(events) if op["completed"] < fault["sent"]]
+    unconfirmed = [op for op in checkers.unconfirmed_writes(events) if op["completed"] < fault["sent"]]
     return {"setting": name, "predicted_lost": PREDICTED[name], "acknowledged": len(before), "lost": len(lost),
-            "sessions_lost": len(checkers.sessions_lost(events)),
+            "unconfirmed": len(unconfirmed), "sessions_lost": len(checkers.sessions_lost(events)),
             "write_ms_median": round(1000 * statistics.median(latencies), 2) if latencies else None,
             "write_ms_p95": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 2) if latencies else None}
 
@@ -151,7 +153,7 @@ def report(out, run, *, finished=None):
 
 
 def table(results):
-    return Table.of(["setting", "acknowledged before", "lost", "sessions lost", "write ms (median, p95)",
-                     "predicted lost"],
-                    [[r["setting"], r["acknowledged"], r["lost"], r["sessions_lost"],
+    return Table.of(["setting", "acknowledged before", "lost", "unconfirmed", "sessions lost",
+                     "write ms (median, p95)", "predicted lost"],
+                    [[r["setting"], r["acknowledged"], r["lost"], r["unconfirmed"], r["sessions_lost"],
                       f"{r['write_ms_median']}, {r['write_ms_p95']}", r["predicted_lost"]] for r in results])

@@ -205,6 +205,7 @@ def figures(events, name):
     start, end = cut["effect"], cut["ended"]
     home = {who: SIDES.get(node, node) for who, node in checkers.homes(events).items()}
     lost = {op["id"] for op in checkers.lost_writes(events)}
+    unconfirmed = {op["id"] for op in checkers.unconfirmed_writes(events)}
     promotion = checkers.faults(events, "promote")
     promoted = promotion[0]["effect"] if promotion else checkers.condition(events, "promoted")
     marks = {"partition": start, "promoted": promoted, "heal": end,
@@ -212,7 +213,7 @@ def figures(events, name):
     sides, partition_writes, refused_by_kind = {}, {}, {}
     for side in SIDES.values():
         mine = [e for e in events if e["type"] != "op" or e["what"] == "presence-read" or home.get(e["who"]) == side]
-        sides[side] = _side(mine, lost, presence=chosen.store == "redis")
+        sides[side] = _side(mine, lost, unconfirmed, presence=chosen.store == "redis")
         during = checkers.window(mine, start, end, lost)
         partition_writes[side] = {**during, "lost_pct": _pct(during["lost"], during["acknowledged"])}
         refused_by_kind[side] = checkers.refusals(mine, start, end)
@@ -233,12 +234,14 @@ def figures(events, name):
             "refused_by_kind": refused_by_kind, "timeline": timeline}
 
 
-def _side(events, lost, *, presence):
+def _side(events, lost, unconfirmed, *, presence):
     acked = checkers.ops(events, "write", "ok")
     logins = {op["who"] for op in checkers.ops(events, "login", "ok")}
     beats = {op["who"] for op in checkers.ops(events, "heartbeat", "ok")}
     return {"writes_acknowledged": len(acked), "writes_lost": sum(op["id"] in lost for op in acked),
+            "writes_unconfirmed": sum(op["id"] in unconfirmed for op in acked),
             "logins_acknowledged": len(logins), "logins_lost": len(checkers.sessions_lost(events)),
+            "logins_unconfirmed": len(checkers.sessions_unconfirmed(events)),
             "heartbeats_acknowledged": len(beats) if presence else 0,
             "presence_lost": len(checkers.presence_lost(events)) if presence else 0}
 
