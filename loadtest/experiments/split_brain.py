@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from deploy.cluster import Topology, free_base_port
+from deploy.cluster import PATRONI_FAILOVER_SECONDS, Topology, free_base_port
 from loadtest.cli import chosen, listed
 from loadtest.experiments.split_brain_tables import chart, headline, table
 from loadtest.harness import checkers, history, load, verdict
@@ -46,24 +46,31 @@ SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 # Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
 PATRONI_SCENARIOS = ("patroni", "patroni-sync")
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
+PARTITION_SECONDS = 20
+# Under Patroni the majority gets its new primary only once the old one's key expired (up to
+# PATRONI_FAILOVER_SECONDS): the cut lasts 10 s longer than that, so the majority writes on its new primary.
+PATRONI_PARTITION_SECONDS = PATRONI_FAILOVER_SECONDS + 10
 
 
 def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}, or under Patroni: "
                              f"{', '.join(PATRONI_SCENARIOS)}")
-    parser.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
+    parser.add_argument("--seconds", type=float,
+                        help=f"of partition for each scenario (default: {PARTITION_SECONDS:g}; under Patroni "
+                             f"{PATRONI_PARTITION_SECONDS:g}, so that a standby is promoted within it)")
     parser.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
     parser.add_argument("--out", type=Path, default=Path("results") / "split-brain")
 
 
 def main(args):
     names = chosen(listed(args.scenarios), SCENARIOS + PATRONI_SCENARIOS)
-    progress = Progress(names, args.seconds + load.SCENARIO_SETUP_SECONDS)
+    seconds = {name: args.seconds or scenario(name).partition_seconds for name in names}
+    progress = Progress(names, max(seconds.values()) + load.SCENARIO_SETUP_SECONDS)
     with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
         for index, name in enumerate(names):
-            progress(index, name, f"partition for {args.seconds:g} s, {args.users} users a side")
-            run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=recorded)
+            progress(index, name, f"partition for {seconds[name]:g} s, {args.users} users a side")
+            run(name, seconds=seconds[name], users_per_side=args.users, out=args.out, history=recorded)
     progress.done()
     results, judged = report(args.out, args.run)
     print(table(results).markdown())
@@ -77,6 +84,11 @@ class Scenario:
     sync: int = 0  # Redis: min-replicas-to-write
     pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
     patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
+
+    @property
+    def partition_seconds(self):
+        """How long its partition lasts unless asked otherwise."""
+        return PATRONI_PARTITION_SECONDS if self.patroni else PARTITION_SECONDS
 
     def up_options(self):
         if self.store == "redis":
