@@ -50,7 +50,7 @@ __all__ = [
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "check_action", "resolve",
     "add_users", "api_token", "Topology", "LB_CHOICES", "RUNTIMES", "SENTINEL_FAILOVER_SECONDS",
-    "PATRONI_FAILOVER_SECONDS", "logs", "images",
+    "PATRONI_FAILOVER_SECONDS", "PATRONI_DEMOTION_SECONDS", "logs", "images",
     # starting and acting by request (the control room): the checks alone, and up's options as data
     "check_up", "add_up_arguments", "up_keywords", "up_options", "as_argv",
     # its record and its ports
@@ -71,6 +71,9 @@ SENTINEL_FAILOVER_SECONDS = (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000
 # How long a standby under Patroni may wait to take a primary's key once the primary stopped renewing it: the
 # key's ttl after its last renewal, and one loop to notice.
 PATRONI_FAILOVER_SECONDS = patroninodes.LAB.ttl + patroninodes.LAB.loop_wait
+# How long a primary under Patroni may go on as primary once it cannot reach etcd: its next loop, then
+# retry_timeout of failed calls before it demotes itself.
+PATRONI_DEMOTION_SECONDS = patroninodes.LAB.loop_wait + patroninodes.LAB.retry_timeout
 KINDS = kinds.KINDS
 servers = kinds.servers
 site_env = apps.site_env

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from deploy.cluster import PATRONI_FAILOVER_SECONDS, Topology, free_base_port
+from deploy.cluster import PATRONI_DEMOTION_SECONDS, PATRONI_FAILOVER_SECONDS, Topology, free_base_port
 from loadtest.cli import chosen, listed
 from loadtest.experiments.split_brain_tables import chart, headline, table
 from loadtest.harness import checkers, history, load, verdict
@@ -136,13 +136,17 @@ HYPOTHESIS = [
     *(check for name in SCENARIOS + PATRONI_SCENARIOS for check in (
         Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
         Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
-    # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout): its
-    # users' writes are refused from then on; asynchronous, what it acknowledged before is lost.
+    # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout, seen
+    # within a few seconds more): its side acknowledges nothing from then on (its requests are refused, or hang
+    # while the instance looks for a primary across the cut); asynchronous, what it acknowledged before is lost.
     Check("patroni", "writes the minority acknowledged during the partition: nearly all lost (%)",
           "partition_writes.minority.lost_pct", 90, 100),
     Check("patroni-sync", "acknowledged writes lost", "total.writes_lost", 0, 0),
-    *(Check(name, "the minority side refuses writes once its primary demotes itself",
-            "refused_by_kind.minority.write", 1, None) for name in PATRONI_SCENARIOS),
+    *(check for name in PATRONI_SCENARIOS for check in (
+        Check(name, "the cut-off primary is seen demoted, seconds after the cut", "demoted_after_s", 0,
+              PATRONI_DEMOTION_SECONDS + 5),
+        Check(name, "writes its side acknowledged after it was seen demoted", "minority_acked_after_demotion",
+              0, 0))),
 ]
 
 
@@ -230,6 +234,7 @@ def figures(events, name):
         partition_writes[side] = {**during, "lost_pct": _pct(during["lost"], during["acknowledged"])}
         refused_by_kind[side] = checkers.refusals(mine, start, end)
     total = {key: sum(sides[side][key] for side in sides) for key in sides["minority"]}
+    demoted = _demoted(events, "pg1", start, end) if chosen.patroni else None
     timeline = checkers.timeline(events, {f"{SIDES[node]} {label}": _series(home, SIDES[node], outcome)
                                           for node in SIDES for label, outcome in (("acked", "ok"),
                                                                                    ("refused", "failed"))},
@@ -243,7 +248,18 @@ def figures(events, name):
             "sides": sides, "total": total, "writes_lost_pct": _pct(total["writes_lost"], total["writes_acknowledged"]),
             "partition_writes": partition_writes, "unknown": checkers.unknown(events),
             "refused": {side: sum(kinds.values()) for side, kinds in refused_by_kind.items()},
-            "refused_by_kind": refused_by_kind, "timeline": timeline}
+            "refused_by_kind": refused_by_kind, "timeline": timeline,
+            # Under Patroni: when the cut-off primary was first seen not primary, and what its side acknowledged after.
+            "demoted_after_s": None if demoted is None else round(demoted - start, 2),
+            "minority_acked_after_demotion": None if demoted is None else sum(
+                1 for op in checkers.ops(events, "write", "ok")
+                if home.get(op["who"]) == "minority" and op["completed"] > demoted)}
+
+
+def _demoted(events, node, start, end):
+    """When a role sample in [start, end] first showed `node` no longer primary, or None."""
+    return next((e["at"] for e in events if e["type"] == "sample" and "roles" in e and start <= e["at"] <= end
+                 and e["roles"].get(node) not in (None, "primary")), None)
 
 
 def _side(events, lost, unconfirmed, *, presence):
