@@ -229,6 +229,27 @@ def split_brain_history(path, *, lost_on_minority):
                             for e in events))
 
 
+def test_under_patroni_the_cut_off_primary_is_seen_demoted_and_its_side_acknowledges_nothing_after():
+    def roles(at, pg1):
+        return {"type": "sample", "scenario": "s", "at": at, "roles": {"pg1": pg1, "pg2": "replica", "pg3": "replica"}}
+
+    events = [{"type": "sample", "scenario": "s", "at": 0.0, "condition": "started",
+               "parameters": {"seconds": 30, "users": 1}},
+              op(1, "min", "login", 0.1, 0.2), op(2, "maj", "login", 0.1, 0.2, node="app2"),
+              fault(3, 1.0, 30.0), roles(1.5, "primary"), op(4, "min", "write", 2.0, 2.1, value=1),
+              roles(8.0, "stopping"), op(5, "min", "write", 7.5, 8.5, value=2),  # acknowledged after it was seen
+              roles(22.0, "replica"),
+              op(6, "min", "final-read", 31, 31.1, value=2, node="haproxy"),
+              op(7, "maj", "final-read", 31, 31.1, value=None, node="haproxy")]
+    result = split_brain.figures(events, "patroni")
+    assert (result["demoted_after_s"], result["minority_acked_after_demotion"]) == (7.0, 1)
+    judged = verdict.judge(split_brain.HYPOTHESIS, {"patroni": result})
+    assert [c["met"] for c in judged["checks"] if "demoted" in c["statement"]] == [True, False]
+    before = split_brain.figures([e for e in events if e.get("id") != 5], "patroni")
+    assert before["minority_acked_after_demotion"] == 0
+    assert split_brain.figures([e for e in events if "roles" not in e], "patroni")["demoted_after_s"] is None
+
+
 def run_report(folder):
     split_brain.report(folder, page.Run.of(["split-brain", "--seconds", "1"]))
     return json.loads((folder / "split-brain.json").read_text()), json.loads((folder / "run.json").read_text())
