@@ -148,7 +148,8 @@ POSTS = [sent(1, "bob", 1, 0.0, 0.1), sent(2, "bob", 2, 0.2, 0.3), sent(3, "bob"
 def test_an_acknowledged_post_the_read_back_of_its_room_lacks_is_lost_and_an_unknown_one_never_counts():
     held = read_back(6, [1, 3, 4], 2.0)
     held["value"]["messages"].append([5, "c-another"])
-    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held])] == [2, 5, 4]  # as they completed
+    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held])] == [2, 5]  # as they completed
+    assert [p["value"]["id"] for p in checkers.posts_unconfirmed(POSTS + [held])] == [4]  # acked after it began
     later = read_back(7, [1, 2, 4, 5], 3.0)
     assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held, later])] == [], "one read-back holds each"
 

@@ -30,7 +30,7 @@ def test_recheck_of_a_recorded_kill_run_reproduces_its_figures_exactly(tmp_path,
 
 
 @pytest.mark.parametrize(("gone", "said"), [("records/redis.json", "no record of redis"),
-                                             ("raw/redis.5564.json", "Locust left no recording")])
+                                             ("raw/redis.5564.json", "left 0 of its 1 recordings")])
 def test_a_kill_run_without_its_records_or_recordings_cannot_be_rechecked_and_says_which(tmp_path, capsys, gone,
                                                                                           said):
     shutil.copytree(RECORDED, tmp_path, dirs_exist_ok=True)
