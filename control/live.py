@@ -124,9 +124,8 @@ class Tally:
             self.acked += 1
             self.posts[event["value"]["room"]].append(((event["value"]["id"], event["value"]["client_id"]),
                                                        event["completed"]))
-        elif what == "final-poll":
-            self._read_back(event["value"]["room"], event["invoked"],
-                            {(i, c) for i, c in event["value"]["messages"]} if ok else set())
+        elif what == "final-poll" and ok:  # one that failed settles nothing: its posts stay unconfirmed
+            self._read_back(event["value"]["room"], event["invoked"], {(i, c) for i, c in event["value"]["messages"]})
         elif what == "heartbeat" and ok:
             self.heartbeats[who] = event["completed"]
         elif what == "presence-read" and ok:
@@ -170,7 +169,8 @@ class Tally:
         counters = self.final or {
             "failed": self.failed, "sessions_lost": len(self.gone & self.logged_in), "writes_acked": self.acked,
             "writes_lost": self.lost, "presence_accuracy": self.presence,
-            "messages_missed": None, "messages_seen_twice": None}
+            "messages_missed": None, "messages_seen_twice": None, "sessions_unconfirmed": None,
+            "writes_unconfirmed": None}
         return {"rps": round(len(took) / WINDOW, 1), "p50_ms": _percentile(took, 50),
                 "p99_ms": _percentile(took, 99), **counters}
 

@@ -147,7 +147,10 @@ def final_figures(events):
 
     Acknowledged writes are session writes and posts alike, and so are
     those lost; messages_missed and messages_seen_twice are the pollers'
-    (checkers.polls_missed_or_seen_twice).
+    (checkers.polls_missed_or_seen_twice); sessions_unconfirmed and
+    writes_unconfirmed, the logins and the acknowledged session writes and
+    posts that no final read or read-back could confirm or show lost (it
+    failed some other way: the store down at stop).
     """
     heartbeaters = {op["who"] for op in checkers.ops(events, "heartbeat", "ok")}
     polled = checkers.polls_missed_or_seen_twice(events)
@@ -160,4 +163,6 @@ def final_figures(events):
         if heartbeaters else None,
         "messages_missed": len(polled["missed"]),
         "messages_seen_twice": len(polled["seen_twice"]),
+        "sessions_unconfirmed": len(checkers.sessions_unconfirmed(events)),
+        "writes_unconfirmed": len(checkers.unconfirmed_writes(events)) + len(checkers.posts_unconfirmed(events)),
     }

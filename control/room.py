@@ -25,9 +25,11 @@ from control.live import LiveHistory
 from deploy import cluster as deploy
 
 OBSERVE_EVERY = 0.5  # seconds between two observations of the cluster
-# /api/state's "load": the issue's keys, then the pollers' (known once the load stopped; None until then).
+# /api/state's "load": the issue's keys, then the pollers' and what no final read confirmed nor showed lost (known
+# once the load stopped; None until then).
 LOAD_FIGURES = ("rps", "p50_ms", "p99_ms", "failed", "sessions_lost", "writes_acked", "writes_lost",
-                "presence_accuracy", "messages_missed", "messages_seen_twice")
+                "presence_accuracy", "messages_missed", "messages_seen_twice", "sessions_unconfirmed",
+                "writes_unconfirmed")
 ROLES = {"primary": "primary", "replica": "replica", "standby": "replica", "sentinel": "sentinel",
          "leader": "leader", "follower": "follower"}  # as the issue's interface names them; others: None
 

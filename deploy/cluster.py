@@ -21,7 +21,7 @@ from deploy.actions import check as check_action
 from deploy.alone import server_settings, start_relay, start_server, stop_relay, stop_server
 from deploy.errors import DeployError
 from deploy.faults import heal, kill, partition, pause, promote, require_cluster, scale, start
-from deploy.kinds import etcd
+from deploy.kinds import etcd, patroninodes
 from deploy.kinds.base import Kind, new_password
 from deploy.kinds.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS
 from deploy.layout import BLOCK, MAX_INSTANCES, STORE_SLOTS, free_base_port, free_port
@@ -49,7 +49,8 @@ __all__ = [
     # running a cluster
     "up", "down", "cleanup", "status", "scale", "cpu_throttled", "log_path", "servers_for", "require_cluster",
     "kill", "start", "pause", "partition", "heal", "promote", "ACTIONS", "act", "check_action", "resolve",
-    "add_users", "api_token", "Topology", "LB_CHOICES", "RUNTIMES", "SENTINEL_FAILOVER_SECONDS", "logs", "images",
+    "add_users", "api_token", "Topology", "LB_CHOICES", "RUNTIMES", "SENTINEL_FAILOVER_SECONDS",
+    "PATRONI_FAILOVER_SECONDS", "PATRONI_DEMOTION_SECONDS", "logs", "images",
     # starting and acting by request (the control room): the checks alone, and up's options as data
     "check_up", "add_up_arguments", "up_keywords", "up_options", "as_argv",
     # its record and its ports
@@ -67,6 +68,12 @@ LB_CHOICES = ("roundrobin", "sticky")
 # How long Sentinel may take to notice a dead primary and promote a replica: part of this
 # interface for the experiments.
 SENTINEL_FAILOVER_SECONDS = (DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) / 1000
+# How long a standby under Patroni may wait to take a primary's key once the primary stopped renewing it: the
+# key's ttl after its last renewal, and one loop to notice.
+PATRONI_FAILOVER_SECONDS = patroninodes.LAB.ttl + patroninodes.LAB.loop_wait
+# How long a primary under Patroni may go on as primary once it cannot reach etcd: its next loop, then
+# retry_timeout of failed calls before it demotes itself.
+PATRONI_DEMOTION_SECONDS = patroninodes.LAB.loop_wait + patroninodes.LAB.retry_timeout
 KINDS = kinds.KINDS
 servers = kinds.servers
 site_env = apps.site_env

@@ -21,8 +21,9 @@ tests ask these functions (through deploy.cluster) instead of adding
 offsets themselves.
 """
 
-import itertools
+import collections
 import random
+import threading
 from pathlib import Path
 
 from deploy.processes import port_free
@@ -68,6 +69,20 @@ def store_port(base, kind, index=0):
 
 
 SINGLE_PORTS = 2000  # the top of the ports below the ephemeral range: single servers' (free_port), never a block's
+LOWEST_PORT = 10000  # the lowest port a block may start at
+_given = collections.deque(maxlen=256)  # the ports free_port gave last in this process, maybe not bound yet
+_giving = threading.Lock()
+
+
+def port_ranges():
+    """(the range blocks start in, the range of single ports): both below the kernel's ephemeral range, the
+    single ports at its top; RuntimeError if the ephemeral range starts too low to leave room for them."""
+    high = ephemeral_ports()[0]
+    single = range(high - SINGLE_PORTS, high)
+    if single.start - BLOCK <= LOWEST_PORT:
+        raise RuntimeError(f"the kernel's ephemeral ports start at {high}: no room below them for the lab's ports "
+                           f"(from {LOWEST_PORT}); raise net.ipv4.ip_local_port_range's first port")
+    return range(LOWEST_PORT, single.start - BLOCK), single
 
 
 def free_port():
@@ -78,19 +93,17 @@ def free_port():
     to itself through it (TCP lets a socket whose port is its destination's
     connect to itself) and holds it when the server restarts; above the
     blocks (the top SINGLE_PORTS), so that it never lands in a block picked
-    for a cluster that has not bound it yet. Each call tries the next port
-    after the last one this process gave, from a random start.
+    for a cluster that has not bound it yet. Drawn at random, so that
+    processes side by side try different ports, and never one this process
+    gave in its last 256 calls.
     """
-    high = ephemeral_ports()[0]
-    for _ in range(SINGLE_PORTS):
-        port = high - SINGLE_PORTS + next(_single_ports)
-        if port_free(port):
-            return port
+    single = port_ranges()[1]
+    with _giving:
+        for port in random.sample(single, len(single)):
+            if port not in _given and port_free(port):
+                _given.append(port)
+                return port
     raise RuntimeError(f"no free port among the {SINGLE_PORTS} below the ephemeral range")
-
-
-# From a random start, so that processes side by side try different ports.
-_single_ports = itertools.islice(itertools.cycle(range(SINGLE_PORTS)), random.randrange(SINGLE_PORTS), None)
 
 
 def free_base_port():
@@ -102,9 +115,9 @@ def free_base_port():
     start. The search starts at a random block, so that runs side by side
     on one machine do not all try the same one.
     """
-    low, high = 10000, ephemeral_ports()[0] - SINGLE_PORTS - BLOCK
-    start = random.randrange(low, high)
-    for base in [*range(start, high, BLOCK + 7), *range(low, start, BLOCK + 7)]:
+    starts = port_ranges()[0]
+    start = random.choice(starts)
+    for base in [*range(start, starts.stop, BLOCK + 7), *range(starts.start, start, BLOCK + 7)]:
         if all(port_free(base + offset) for offset in range(BLOCK)):
             return base
     raise RuntimeError(f"no free block of {BLOCK} ports below the ephemeral range")

@@ -209,7 +209,7 @@ class Relay:
         except OSError:
             client_writer.transport.abort()
             return
-        if _to_itself(target_writer):  # the target is down, and the kernel gave us its port to connect from
+        if _to_itself(target_writer):  # the target is down, and the kernel gave us its port to connect from (or reset)
             # Closed with a reset, not a FIN: a closed connection would wait in TIME_WAIT on the node's port.
             target_writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                                                struct.pack("ii", 1, 0))
@@ -320,8 +320,10 @@ def precise_loop():
 
 
 def _to_itself(writer):
-    """Whether the connection's two ends are one address and port: a socket connected to itself."""
-    return writer.get_extra_info("sockname")[:2] == writer.get_extra_info("peername")[:2]
+    """Whether the connection's two ends are one address and port (a socket connected to itself), or it has no
+    other end any more (reset as it opened): either way nothing can be relayed to it."""
+    peer = writer.get_extra_info("peername")
+    return peer is None or writer.get_extra_info("sockname")[:2] == peer[:2]
 
 
 def _same_source(client_writer, target):

@@ -60,8 +60,19 @@ def test_a_session_gone_loses_the_login_and_every_write_in_it():
               op(3, "ann", "final-read", 1, 1.1, outcome="failed", refusal="401")]
     assert checkers.sessions_lost(events) == ["ann"]
     assert len(checkers.lost_writes(events)) == 1
-    without_final_read = events[:2]
-    assert len(checkers.lost_writes(without_final_read)) == 1, "nothing confirmed it was kept"
+
+
+@pytest.mark.parametrize("final", [[], [op(3, "ann", "final-read", 1, 1.1, outcome="failed", refusal="503")],
+                                   [op(3, "ann", "final-read", 1, None, outcome="unknown")]])
+def test_without_a_final_read_that_tells_anything_a_write_and_a_login_are_unconfirmed_never_lost(final):
+    events = [op(1, "ann", "login", 0, 0.1), op(2, "ann", "write", 0.2, 0.3, value=1), *final]
+    assert (checkers.lost_writes(events), checkers.sessions_lost(events)) == ([], [])
+    assert [w["value"] for w in checkers.unconfirmed_writes(events)] == [1]
+    assert checkers.sessions_unconfirmed(events) == ["ann"]
+    kept = [*events, op(4, "ann", "final-read", 2, 2.1, value=1)]  # a later final read that succeeded
+    assert (checkers.unconfirmed_writes(kept), checkers.sessions_unconfirmed(kept)) == ([], [])
+    shown = [*events, op(4, "ann", "read", 2, 2.1, value=0)]  # any read that shows it gone: lost, not unconfirmed
+    assert ([w["value"] for w in checkers.lost_writes(shown)], checkers.unconfirmed_writes(shown)) == ([1], [])
 
 
 def test_a_list_read_back_with_a_value_twice_is_a_duplicate_and_without_it_a_loss():
@@ -137,17 +148,21 @@ POSTS = [sent(1, "bob", 1, 0.0, 0.1), sent(2, "bob", 2, 0.2, 0.3), sent(3, "bob"
 def test_an_acknowledged_post_the_read_back_of_its_room_lacks_is_lost_and_an_unknown_one_never_counts():
     held = read_back(6, [1, 3, 4], 2.0)
     held["value"]["messages"].append([5, "c-another"])
-    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held])] == [2, 5, 4]  # as they completed
+    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held])] == [2, 5]  # as they completed
+    assert [p["value"]["id"] for p in checkers.posts_unconfirmed(POSTS + [held])] == [4]  # acked after it began
     later = read_back(7, [1, 2, 4, 5], 3.0)
     assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [held, later])] == [], "one read-back holds each"
 
 
-def test_without_a_successful_read_back_every_acknowledged_post_is_lost():
-    assert len(checkers.posts_lost(POSTS)) == 4
-    assert len(checkers.posts_lost(POSTS + [read_back(6, [], 4.0, outcome="failed")])) == 4
+def test_a_post_no_successful_read_back_covers_is_unconfirmed_not_lost():
+    for history_ in (POSTS, POSTS + [read_back(6, [], 4.0, outcome="failed")]):
+        assert (len(checkers.posts_lost(history_)), len(checkers.posts_unconfirmed(history_))) == (0, 4)
     elsewhere = read_back(6, [1, 2, 4, 5], 4.0)
     elsewhere["value"]["room"] = "another"
-    assert len(checkers.posts_lost(POSTS + [elsewhere])) == 4, "a read-back confirms its own room only"
+    assert len(checkers.posts_unconfirmed(POSTS + [elsewhere])) == 4, "a read-back covers its own room only"
+    early = read_back(6, [1], 1.5)  # before post 4 was acknowledged: it covers 1, 2 and 5 only
+    assert [p["value"]["id"] for p in checkers.posts_lost(POSTS + [early])] == [2, 5]
+    assert [p["value"]["id"] for p in checkers.posts_unconfirmed(POSTS + [early])] == [4]
 
 
 def test_failover_time_runs_from_the_faults_effect_to_the_first_acknowledged_operation_begun_after_it():
@@ -160,6 +175,13 @@ def test_the_timeline_counts_operations_by_the_second_they_completed():
     series = checkers.timeline(HISTORY, {"acked": lambda o: o["what"] == "write" and o["outcome"] == "ok",
                                          "refused": lambda o: o["outcome"] == "failed"})
     assert series == {"acked": [0, 1, 2, 0, 0, 0, 0], "refused": [0, 0, 1, 0, 0, 0, 0]}
+
+
+def test_a_history_splits_into_its_scenarios_in_the_order_they_first_appear():
+    events = [{"scenario": "b", "n": 1}, {"scenario": None, "n": 2}, {"scenario": "a", "n": 3},
+              {"scenario": "b", "n": 4}]
+    split = history.scenarios(events)
+    assert list(split) == ["b", "a"] and [e["n"] for e in split["b"]] == [1, 4]  # events of none left out
 
 
 def test_the_history_file_is_one_header_then_events_flushed_as_they_happen(tmp_path):
@@ -206,6 +228,27 @@ def split_brain_history(path, *, lost_on_minority):
               op(9, "maj", "final-read", 5.0, 5.1, value=1, node="haproxy")]
     path.write_text("".join(json.dumps(e | {"scenario": "redis"} if e["type"] != "header" else e) + "\n"
                             for e in events))
+
+
+def test_under_patroni_the_cut_off_primary_is_seen_demoted_and_its_side_acknowledges_nothing_after():
+    def roles(at, pg1):
+        return {"type": "sample", "scenario": "s", "at": at, "roles": {"pg1": pg1, "pg2": "replica", "pg3": "replica"}}
+
+    events = [{"type": "sample", "scenario": "s", "at": 0.0, "condition": "started",
+               "parameters": {"seconds": 30, "users": 1}},
+              op(1, "min", "login", 0.1, 0.2), op(2, "maj", "login", 0.1, 0.2, node="app2"),
+              fault(3, 1.0, 30.0), roles(1.5, "primary"), op(4, "min", "write", 2.0, 2.1, value=1),
+              roles(8.0, "stopping"), op(5, "min", "write", 7.5, 8.5, value=2),  # acknowledged after it was seen
+              roles(22.0, "replica"),
+              op(6, "min", "final-read", 31, 31.1, value=2, node="haproxy"),
+              op(7, "maj", "final-read", 31, 31.1, value=None, node="haproxy")]
+    result = split_brain.figures(events, "patroni")
+    assert (result["demoted_after_s"], result["minority_acked_after_demotion"]) == (7.0, 1)
+    judged = verdict.judge(split_brain.HYPOTHESIS, {"patroni": result})
+    assert [c["met"] for c in judged["checks"] if "demoted" in c["statement"]] == [True, False]
+    before = split_brain.figures([e for e in events if e.get("id") != 5], "patroni")
+    assert before["minority_acked_after_demotion"] == 0
+    assert split_brain.figures([e for e in events if "roles" not in e], "patroni")["demoted_after_s"] is None
 
 
 def run_report(folder):

@@ -87,10 +87,12 @@ def test_acknowledged_posts_count_as_writes_and_those_the_read_back_lacks_as_los
     assert (final["messages_missed"], final["messages_seen_twice"]) == (1, 1)
 
 
-def test_a_read_back_that_failed_loses_every_post_it_should_have_confirmed():
+def test_a_read_back_that_failed_leaves_its_posts_unconfirmed_never_lost():
     failed = {**READ_BACK, "outcome": "failed", "refusal": "503", "value": {"room": "r"}}
     live = tallied(MESSAGES + [failed]).figures(now=2.5)
-    assert live["writes_lost"] == final_figures(MESSAGES + [failed])["writes_lost"] == 3
+    final = final_figures(MESSAGES + [failed])
+    assert live["writes_lost"] == final["writes_lost"] == 0
+    assert live["writes_unconfirmed"] is None and final["writes_unconfirmed"] == 3
 
 
 def test_rates_and_shares_count_the_last_five_seconds_only():

@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from loadtest.__main__ import main
 from loadtest.reports import page
 
@@ -27,8 +29,18 @@ def test_recheck_of_a_recorded_kill_run_reproduces_its_figures_exactly(tmp_path,
     assert f"report: {tmp_path / page.REPORT_FILE}" in capsys.readouterr().out
 
 
-def test_a_kill_run_without_its_records_cannot_be_rechecked_and_says_which(tmp_path, capsys):
+@pytest.mark.parametrize(("gone", "said"), [("records/redis.json", "no record of redis"),
+                                             ("raw/redis.5564.json", "left 0 of its 1 recordings")])
+def test_a_kill_run_without_its_records_or_recordings_cannot_be_rechecked_and_says_which(tmp_path, capsys, gone,
+                                                                                          said):
     shutil.copytree(RECORDED, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "records" / "redis.json").unlink()
+    (tmp_path / gone).unlink()
     assert main(["recheck", str(tmp_path)]) == 1
-    assert "no record of redis" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
+
+
+def test_a_configuration_named_twice_is_refused_before_anything_runs(tmp_path):
+    # Its records and recordings are named after it: a second run would overwrite or merge into the first's.
+    with pytest.raises(SystemExit, match="names redis more than once"):
+        main(["--configs", "redis,memory+sticky,redis", "--users", "2", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

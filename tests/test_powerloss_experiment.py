@@ -1,13 +1,19 @@
 """`python -m loadtest powerloss` (loadtest/experiments/powerloss.py): its figures from a hand-written history,
-and (with --long) a tiny run against a real cluster."""
+recheck of the docs' first run from its history, and (with --long) a tiny run against a real cluster."""
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
+from loadtest.__main__ import main
 from loadtest.cli import chosen
 from loadtest.experiments import powerloss
+from loadtest.harness import history
+
+RECORDED = Path(__file__).resolve().parent.parent / "docs" / "results" / "powerloss" / "round1"  # the docs' run
 
 
 def op(who, what, invoked, completed, outcome="ok", value=None, refusal=None):
@@ -38,11 +44,18 @@ def test_an_unknown_setting_is_refused_naming_the_settings():
         chosen(["redis-sometimes"], tuple(powerloss.SETTINGS))
 
 
+def test_recheck_of_a_recorded_run_reproduces_its_figures_exactly(tmp_path, capsys):
+    shutil.copy(RECORDED / history.FILE, tmp_path)
+    assert main(["recheck", str(tmp_path)]) == 0
+    own = json.loads((RECORDED / "powerloss.json").read_text())
+    assert json.loads((tmp_path / "powerloss.json").read_text()) == own
+    assert [r["setting"] for r in own] == list(powerloss.SETTINGS)
+    assert "report: " in capsys.readouterr().out
+
+
 @pytest.mark.long
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="FUSE mounts need root")
 def test_a_tiny_run_keeps_every_write_with_appendfsync_always(tmp_path):
-    from loadtest.__main__ import main
-
     assert main(["powerloss", "--settings", "redis-always", "--seconds", "3", "--after", "2", "--users", "2",
                  "--out", str(tmp_path)]) == 0
     (result,) = json.loads((tmp_path / "powerloss.json").read_text())

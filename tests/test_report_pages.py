@@ -104,7 +104,7 @@ def test_the_fate_page_counts_from_the_history_and_draws_each_scenarios_timeline
     assert primary["windows"] == {"before promotion": {"acknowledged": 1, "lost": 1, "refused": 0, "lost_pct": 100.0},
                                   "after promotion": {"acknowledged": 1, "lost": 1, "refused": 1, "lost_pct": 100.0},
                                   "after heal": {"acknowledged": 1, "refused": 0}}
-    assert primary["total"] == {"writes_acknowledged": 3, "writes_lost": 2}
+    assert primary["total"] == {"writes_acknowledged": 3, "writes_lost": 2, "writes_unconfirmed": 0}
     assert primary["sessions_behind_after_heal"] == 1
     assert lease["runs_with_old_token_after_takeover"] == 0 and lease["took_over_after_giving_up"]
     assert judged["held"], judged

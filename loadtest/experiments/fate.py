@@ -200,9 +200,9 @@ def report(out, run, *, finished=None):
     """
     out = Path(out)
     _, events = history.load(out / history.FILE)
-    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
-    results = [figures(history.of(events, name), name) for name in names]
-    judged = verdict.judge(HYPOTHESIS, dict(zip(names, results)))
+    by_scenario = {name: figures(mine, name) for name, mine in history.scenarios(events).items()}
+    results = list(by_scenario.values())
+    judged = verdict.judge(HYPOTHESIS, by_scenario)
     (out / "fate.json").write_text(json.dumps({"command": run.command, "results": results, "verdict": judged},
                                               indent=1))
     shown = tables(results)

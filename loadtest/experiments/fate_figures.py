@@ -22,7 +22,9 @@ def figures(events, name):
     counted = [e for e in events if after_heal is None or e["type"] != "op" or e["invoked"] < after_heal]
     lost = {op["id"] for op in checkers.lost_writes(counted)}
     acked = checkers.ops(counted, "write", "ok")
-    total = {"writes_acknowledged": len(acked), "writes_lost": sum(op["id"] in lost for op in acked)}
+    unconfirmed = {op["id"] for op in checkers.unconfirmed_writes(counted)}
+    total = {"writes_acknowledged": len(acked), "writes_lost": sum(op["id"] in lost for op in acked),
+             "writes_unconfirmed": sum(op["id"] in unconfirmed for op in acked)}
     result = {"scenario": name, "seconds": parameters["seconds"], "users_per_instance": parameters["users"],
               "total": total, "unknown": checkers.unknown(events)}
     if name == "war":
@@ -98,11 +100,13 @@ def tables(results):
             marks, no_majority = r["marks"], r["while_no_majority"]
             parts.append(Table.of(
                 ["primary dead, no Sentinel majority", "session writes acked", "refused", "promoted without a majority",
-                 "promoted after a Sentinel came back", "first acked write after it came back", "acked writes lost"],
+                 "promoted after a Sentinel came back", "first acked write after it came back", "acked writes lost",
+                 "unconfirmed"],
                 [[f"{marks['sentinel back'] - marks['primary killed']:.1f} s", no_majority["acknowledged"],
                   no_majority["refused"], "yes" if r["promoted_without_majority"] else "no",
                   _since(marks, "promoted", "sentinel back"), _since(marks, "first write after", "sentinel back"),
-                  f"{r['total']['writes_lost']} of {r['total']['writes_acknowledged']}"]]))
+                  f"{r['total']['writes_lost']} of {r['total']['writes_acknowledged']}",
+                  r["total"]["writes_unconfirmed"]]]))
         if r["scenario"] == "lease":
             marks, timings = r["marks"], r["timings"]
             parts.append(Table.of(

@@ -80,6 +80,10 @@ def main(args):
         names = STORE_MATRIX if args.faults in kill_run.STORE_FAULTS else DEFAULT_MATRIX
         users, duration, warmup = args.users, args.duration, args.warmup
     configs = [parse_config(name) for name in (listed(args.configs) if args.configs else names)]
+    twice = sorted({c.name for c in configs if [d.name for d in configs].count(c.name) > 1})
+    if twice:
+        raise SystemExit(f"--configs names {', '.join(twice)} more than once: a configuration's files are named "
+                         "after it, so a second run would overwrite the first's")
     if args.runtime == "swarm" and not users:
         raise SystemExit("--runtime swarm needs --users: the capacity step runs on processes")
     for config in configs:

@@ -231,7 +231,11 @@ def load_record(out, name):
     path = out / RECORDS / f"{name}.json"
     if not path.is_file():
         raise ValueError(f"{path}: no record of {name} (runs before records were kept cannot be rechecked)")
-    return {**json.loads(path.read_text()), "recording": read_recording(out / "raw" / name, timeout=0)}
+    try:
+        recording = read_recording(out / "raw" / name, timeout=0)
+    except RuntimeError as exc:  # no recording: Locust's own files are gone
+        raise ValueError(f"{out / 'raw'}: {exc}") from None
+    return {**json.loads(path.read_text()), "recording": recording}
 
 
 # Logins in the seconds around a store fault: the writes most likely to be

@@ -12,8 +12,10 @@ power at once and starts again (`deploy powerloss STORE`); the users go on
 for `after` seconds once it answers again, then every session is read back
 through HAProxy.
 
-Figures, from the history alone: the session writes acknowledged before
-the power loss, those lost (checkers.lost_writes), the sessions lost, and
+Figures, from the history alone (so `python -m loadtest recheck` computes
+them again): the session writes acknowledged before
+the power loss, those lost (checkers.lost_writes) and those no final read
+confirmed nor showed lost (checkers.unconfirmed_writes), the sessions lost, and
 the median and 95th percentile of an acknowledged write's latency before
 the power loss: the cost of the setting, which the file system in between
 inflates (every operation passes through a Python process), so compare the
@@ -28,12 +30,15 @@ from deploy import cluster
 from deploy.cluster import Topology, free_base_port
 from loadtest.cli import chosen, listed
 from loadtest.harness import checkers, load
-from loadtest.harness.history import FILE, History
+from loadtest.harness.history import FILE, History, scenarios
+from loadtest.harness.history import load as load_history
+from loadtest.reports import page
 from loadtest.reports.tables import Table
 
 NAME = "powerloss"
 HELP = ("acknowledged session writes a power loss of the sessions' store loses, and a write's cost, per persistence "
         "setting (root, FUSE)")
+INDEXED = True  # its report is listed in results/index.html
 
 SETTINGS = {
     "redis-none": ("redis", {"redis_persistence": "none"}),
@@ -60,9 +65,9 @@ def add_arguments(parser):
 def main(args):
     names = chosen(listed(args.settings), tuple(SETTINGS))
     with History(args.out / FILE, experiment=NAME, command=args.run.command) as recorded:
-        results = [run(name, users=args.users, seconds=args.seconds, after=args.after, out=args.out,
-                       history=recorded) for name in names]
-    write(args.out, results)
+        for name in names:
+            run(name, users=args.users, seconds=args.seconds, after=args.after, out=args.out, history=recorded)
+    results, _ = report(args.out, args.run)
     print(table(results).markdown())
     return 0
 
@@ -80,7 +85,7 @@ def up_options(name):
 
 
 def run(name, *, users, seconds, after, out, history):
-    """Run one setting into the history: up, load, power loss, load again, final reads, down; its figures."""
+    """Run one setting into the history: up, load, power loss, load again, final reads, down."""
     history.scenario = name
     history.sample(condition="started", parameters={"seconds": seconds, "users": users})
     store, options = up_options(name)
@@ -103,7 +108,6 @@ def run(name, *, users, seconds, after, out, history):
         load.final_reads(made, through=deployed.url, presence=False)
     finally:
         cluster.down(state_dir=state_dir)
-    return figures(history.events(name), name)
 
 
 def _answers(state_dir, store):
@@ -117,19 +121,39 @@ def figures(events, name):
     before = [op for op in checkers.ops(events, "write", "ok") if op["completed"] < fault["sent"]]
     latencies = sorted(op["completed"] - op["invoked"] for op in before)
     lost = [op for op in checkers.lost_writes(events) if op["completed"] < fault["sent"]]
+    unconfirmed = [op for op in checkers.unconfirmed_writes(events) if op["completed"] < fault["sent"]]
     return {"setting": name, "predicted_lost": PREDICTED[name], "acknowledged": len(before), "lost": len(lost),
-            "sessions_lost": len(checkers.sessions_lost(events)),
+            "unconfirmed": len(unconfirmed), "sessions_lost": len(checkers.sessions_lost(events)),
             "write_ms_median": round(1000 * statistics.median(latencies), 2) if latencies else None,
             "write_ms_p95": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 2) if latencies else None}
 
 
-def write(out, results):
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "powerloss.json").write_text(json.dumps(results, indent=2) + "\n")
+def report(out, run, *, finished=None):
+    """From out/history.jsonl alone: each setting's figures, powerloss.json and the page; (results, None).
+
+    The run and `python -m loadtest recheck` both call it. No verdict: the
+    predictions are on the page beside the figures, and the exit status
+    never depended on them.
+    """
+    out = Path(out)
+    _, events = load_history(out / FILE)
+    results = [figures(mine, name) for name, mine in scenarios(events).items()]
+    (out / "powerloss.json").write_text(json.dumps(results, indent=2) + "\n")
+    page.write(out, run, title="Power loss: what each persistence setting loses", finished=finished,
+               headline="; ".join(f"{r['setting']}: {r['lost']} of {r['acknowledged']} acknowledged session writes "
+                                  "lost" for r in results),
+               sections=[("", page.paragraphs(
+                   "Each setting: a cluster of one instance whose sessions' store keeps its data on the power-loss "
+                   "file system; users write their sessions every tick, then every node of the store loses its "
+                   "power at once and starts again, and every session is read back. Write latencies include the "
+                   "file system's own Python process: compare the settings with each other. Every figure is "
+                   f"computed from history.jsonl (recheck: python -m loadtest recheck {out}).")),
+                   ("", table(results).html())])
+    return results, None
 
 
 def table(results):
-    return Table.of(["setting", "acknowledged before", "lost", "sessions lost", "write ms (median, p95)",
-                     "predicted lost"],
-                    [[r["setting"], r["acknowledged"], r["lost"], r["sessions_lost"],
+    return Table.of(["setting", "acknowledged before", "lost", "unconfirmed", "sessions lost",
+                     "write ms (median, p95)", "predicted lost"],
+                    [[r["setting"], r["acknowledged"], r["lost"], r["unconfirmed"], r["sessions_lost"],
                       f"{r['write_ms_median']}, {r['write_ms_p95']}", r["predicted_lost"]] for r in results])

@@ -155,7 +155,8 @@ KINDS = {kind.name: kind for kind in (
     Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s, users writing on both sides",
          _partitioned, lambda rows, out: ["split-brain", "--scenarios", ",".join(_scenario(r) for r in rows),
                                           "--out", str(out)],
-         lambda rows: (len(rows) * (20 + load.SCENARIO_SETUP_SECONDS), 0), split_brain.results_of, key=_scenario,
+         lambda rows: (sum(split_brain.scenario(_scenario(r)).partition_seconds + load.SCENARIO_SETUP_SECONDS
+                           for r in rows), 0), split_brain.results_of, key=_scenario,
          saved=history.FILE),
 )}
 ROUND = "round"

@@ -205,15 +205,16 @@ def report(out, run, *, finished=None):
     """From out/history.jsonl alone: the figures, charts, verdict, sockets.json and the page. (results, verdict)."""
     out = Path(out)
     _, events = history.load(out / history.FILE)
-    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
-    results = [{"scenario": name, **socket_checkers.figures(history.of(events, name))} for name in names]
-    judged = verdict.judge(HYPOTHESIS, dict(zip(names, results)))
+    split = history.scenarios(events)
+    by_scenario = {name: {"scenario": name, **socket_checkers.figures(mine)} for name, mine in split.items()}
+    results = list(by_scenario.values())
+    judged = verdict.judge(HYPOTHESIS, by_scenario)
     (out / "sockets.json").write_text(json.dumps({"command": run.command, "results": results, "verdict": judged},
                                                  indent=1))
     charts = []
-    for name in names:
+    for name, mine in split.items():
         path = out / f"sockets-{name}.svg"
-        path.write_text(chart(history.of(events, name), name))
+        path.write_text(chart(mine, name))
         charts.append(path.read_text())
     page.write(out, run, title="What an instance's death costs an open WebSocket", verdict=judged,
                finished=finished, headline="; ".join(f"{r['scenario']}: {r['undelivered_messages']} of "

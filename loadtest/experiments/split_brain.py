@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy import cluster
-from deploy.cluster import Topology, free_base_port
+from deploy.cluster import PATRONI_DEMOTION_SECONDS, PATRONI_FAILOVER_SECONDS, Topology, free_base_port
 from loadtest.cli import chosen, listed
 from loadtest.experiments.split_brain_tables import chart, headline, table
 from loadtest.harness import checkers, history, load, verdict
@@ -46,24 +46,31 @@ SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 # Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
 PATRONI_SCENARIOS = ("patroni", "patroni-sync")
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
+PARTITION_SECONDS = 20
+# Under Patroni the majority gets its new primary only once the old one's key expired (up to
+# PATRONI_FAILOVER_SECONDS): the cut lasts 10 s longer than that, so the majority writes on its new primary.
+PATRONI_PARTITION_SECONDS = PATRONI_FAILOVER_SECONDS + 10
 
 
 def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}, or under Patroni: "
                              f"{', '.join(PATRONI_SCENARIOS)}")
-    parser.add_argument("--seconds", type=float, default=20, help="of partition for each scenario")
+    parser.add_argument("--seconds", type=float,
+                        help=f"of partition for each scenario (default: {PARTITION_SECONDS:g}; under Patroni "
+                             f"{PATRONI_PARTITION_SECONDS:g}, so that a standby is promoted within it)")
     parser.add_argument("--users", type=int, default=6, help="users per side, each writing every tick")
     parser.add_argument("--out", type=Path, default=Path("results") / "split-brain")
 
 
 def main(args):
     names = chosen(listed(args.scenarios), SCENARIOS + PATRONI_SCENARIOS)
-    progress = Progress(names, args.seconds + load.SCENARIO_SETUP_SECONDS)
+    seconds = {name: args.seconds or scenario(name).partition_seconds for name in names}
+    progress = Progress(names, max(seconds.values()) + load.SCENARIO_SETUP_SECONDS)
     with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
         for index, name in enumerate(names):
-            progress(index, name, f"partition for {args.seconds:g} s, {args.users} users a side")
-            run(name, seconds=args.seconds, users_per_side=args.users, out=args.out, history=recorded)
+            progress(index, name, f"partition for {seconds[name]:g} s, {args.users} users a side")
+            run(name, seconds=seconds[name], users_per_side=args.users, out=args.out, history=recorded)
     progress.done()
     results, judged = report(args.out, args.run)
     print(table(results).markdown())
@@ -77,6 +84,11 @@ class Scenario:
     sync: int = 0  # Redis: min-replicas-to-write
     pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
     patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
+
+    @property
+    def partition_seconds(self):
+        """How long its partition lasts unless asked otherwise."""
+        return PATRONI_PARTITION_SECONDS if self.patroni else PARTITION_SECONDS
 
     def up_options(self):
         if self.store == "redis":
@@ -124,13 +136,17 @@ HYPOTHESIS = [
     *(check for name in SCENARIOS + PATRONI_SCENARIOS for check in (
         Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
         Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
-    # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout): its
-    # users' writes are refused from then on; asynchronous, what it acknowledged before is lost.
+    # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout, seen
+    # within a few seconds more): its side acknowledges nothing from then on (its requests are refused, or hang
+    # while the instance looks for a primary across the cut); asynchronous, what it acknowledged before is lost.
     Check("patroni", "writes the minority acknowledged during the partition: nearly all lost (%)",
           "partition_writes.minority.lost_pct", 90, 100),
     Check("patroni-sync", "acknowledged writes lost", "total.writes_lost", 0, 0),
-    *(Check(name, "the minority side refuses writes once its primary demotes itself",
-            "refused_by_kind.minority.write", 1, None) for name in PATRONI_SCENARIOS),
+    *(check for name in PATRONI_SCENARIOS for check in (
+        Check(name, "the cut-off primary is seen demoted, seconds after the cut", "demoted_after_s", 0,
+              PATRONI_DEMOTION_SECONDS + 5),
+        Check(name, "writes its side acknowledged after it was seen demoted", "minority_acked_after_demotion",
+              0, 0))),
 ]
 
 
@@ -205,6 +221,7 @@ def figures(events, name):
     start, end = cut["effect"], cut["ended"]
     home = {who: SIDES.get(node, node) for who, node in checkers.homes(events).items()}
     lost = {op["id"] for op in checkers.lost_writes(events)}
+    unconfirmed = {op["id"] for op in checkers.unconfirmed_writes(events)}
     promotion = checkers.faults(events, "promote")
     promoted = promotion[0]["effect"] if promotion else checkers.condition(events, "promoted")
     marks = {"partition": start, "promoted": promoted, "heal": end,
@@ -212,11 +229,12 @@ def figures(events, name):
     sides, partition_writes, refused_by_kind = {}, {}, {}
     for side in SIDES.values():
         mine = [e for e in events if e["type"] != "op" or e["what"] == "presence-read" or home.get(e["who"]) == side]
-        sides[side] = _side(mine, lost, presence=chosen.store == "redis")
+        sides[side] = _side(mine, lost, unconfirmed, presence=chosen.store == "redis")
         during = checkers.window(mine, start, end, lost)
         partition_writes[side] = {**during, "lost_pct": _pct(during["lost"], during["acknowledged"])}
         refused_by_kind[side] = checkers.refusals(mine, start, end)
     total = {key: sum(sides[side][key] for side in sides) for key in sides["minority"]}
+    demoted = _demoted(events, "pg1", start, end) if chosen.patroni else None
     timeline = checkers.timeline(events, {f"{SIDES[node]} {label}": _series(home, SIDES[node], outcome)
                                           for node in SIDES for label, outcome in (("acked", "ok"),
                                                                                    ("refused", "failed"))},
@@ -230,15 +248,28 @@ def figures(events, name):
             "sides": sides, "total": total, "writes_lost_pct": _pct(total["writes_lost"], total["writes_acknowledged"]),
             "partition_writes": partition_writes, "unknown": checkers.unknown(events),
             "refused": {side: sum(kinds.values()) for side, kinds in refused_by_kind.items()},
-            "refused_by_kind": refused_by_kind, "timeline": timeline}
+            "refused_by_kind": refused_by_kind, "timeline": timeline,
+            # Under Patroni: when the cut-off primary was first seen not primary, and what its side acknowledged after.
+            "demoted_after_s": None if demoted is None else round(demoted - start, 2),
+            "minority_acked_after_demotion": None if demoted is None else sum(
+                1 for op in checkers.ops(events, "write", "ok")
+                if home.get(op["who"]) == "minority" and op["completed"] > demoted)}
 
 
-def _side(events, lost, *, presence):
+def _demoted(events, node, start, end):
+    """When a role sample in [start, end] first showed `node` no longer primary, or None."""
+    return next((e["at"] for e in events if e["type"] == "sample" and "roles" in e and start <= e["at"] <= end
+                 and e["roles"].get(node) not in (None, "primary")), None)
+
+
+def _side(events, lost, unconfirmed, *, presence):
     acked = checkers.ops(events, "write", "ok")
     logins = {op["who"] for op in checkers.ops(events, "login", "ok")}
     beats = {op["who"] for op in checkers.ops(events, "heartbeat", "ok")}
     return {"writes_acknowledged": len(acked), "writes_lost": sum(op["id"] in lost for op in acked),
+            "writes_unconfirmed": sum(op["id"] in unconfirmed for op in acked),
             "logins_acknowledged": len(logins), "logins_lost": len(checkers.sessions_lost(events)),
+            "logins_unconfirmed": len(checkers.sessions_unconfirmed(events)),
             "heartbeats_acknowledged": len(beats) if presence else 0,
             "presence_lost": len(checkers.presence_lost(events)) if presence else 0}
 
@@ -260,8 +291,7 @@ def results_of(out):
     cannot disagree on a figure.
     """
     _, events = history.load(Path(out) / history.FILE)
-    names = list(dict.fromkeys(e["scenario"] for e in events if e.get("scenario")))
-    return {name: figures(history.of(events, name), name) for name in names}
+    return {name: figures(mine, name) for name, mine in history.scenarios(events).items()}
 
 
 def report(out, run, *, finished=None):

@@ -12,6 +12,8 @@ COLUMNS = [
     ("minority, acked during the partition: lost", lambda r: "{lost} of {acknowledged}".format(
         **r["partition_writes"]["minority"])),
     ("logins lost", lambda r: f"{r['total']['logins_lost']} of {r['total']['logins_acknowledged']}"),
+    ("unconfirmed (writes, logins)", lambda r: f"{r['total']['writes_unconfirmed']}, "
+                                               f"{r['total']['logins_unconfirmed']}"),
     ("presence lost", lambda r: f"{r['total']['presence_lost']} of {r['total']['heartbeats_acknowledged']}"),
     ("refused, minority", lambda r: _refused_cell(r, "minority")),
     ("refused, majority", lambda r: _refused_cell(r, "majority")),

@@ -9,9 +9,12 @@ Conventions every checker keeps, so that figures agree with each other:
 - a user's writes are values of one register (a counter that a write sets)
   or members of one list; a write is lost when a read by the same user,
   invoked after the write was acknowledged, saw a lower counter or a list
-  without it, or saw the session gone (refusal "401"), or when no final
-  read of the user that began after it succeeded (a final read that did not
-  succeed shows nothing was kept; none at all confirms nothing).
+  without it, or saw the session gone (refusal "401"); a write that no read
+  showed lost is kept when a final read of the user begun after it
+  succeeded, and otherwise unconfirmed (each final read failed some other
+  way, or none ran): never counted as lost, since nothing showed it gone.
+  A login likewise: lost when the final read found the session gone (401),
+  unconfirmed when no final read succeeded or found it gone.
 """
 
 from collections import Counter, defaultdict
@@ -42,17 +45,24 @@ def final_reads(events):
 
 def lost_writes(events):
     """The acknowledged writes that a later read or the final read showed gone, in the order they completed."""
+    return [write for write, later in _judged_writes(events) if any(_missing(write["value"], v) for _, v in later)]
+
+
+def unconfirmed_writes(events):
+    """The acknowledged writes that no read showed gone and no final read begun after them showed kept."""
+    return [write for write, later in _judged_writes(events)
+            if not any(final for final, _ in later) and not any(_missing(write["value"], v) for _, v in later)]
+
+
+def _judged_writes(events):
+    """[(acknowledged write, [(final or not, value) of each read of its user begun after it that told something])]."""
     reads = defaultdict(list)
     for op in ops(events, ("read", "final-read")):
         seen = _seen(op)
         if seen is not None:
             reads[op["who"]].append((op["invoked"], op["what"] == "final-read", seen[0]))
-    lost = []
-    for write in ops(events, "write", "ok"):
-        later = [(final, value) for invoked, final, value in reads[write["who"]] if invoked >= write["completed"]]
-        if not any(final for final, _ in later) or any(_missing(write["value"], value) for _, value in later):
-            lost.append(write)
-    return lost
+    return [(write, [(final, value) for invoked, final, value in reads[write["who"]] if invoked >= write["completed"]])
+            for write in ops(events, "write", "ok")]
 
 
 def duplicated_writes(events):
@@ -63,9 +73,21 @@ def duplicated_writes(events):
 
 
 def sessions_lost(events):
-    """The users whose login was acknowledged and whose session the final read did not find."""
-    final = {op["who"]: op["outcome"] == "ok" for op in ops(events, "final-read")}
-    return sorted({op["who"] for op in ops(events, "login", "ok") if not final.get(op["who"])})
+    """The users whose login was acknowledged and whose session a final read found gone (401)."""
+    return _logins_whose_final_read(events, lambda reads: GONE in reads)
+
+
+def sessions_unconfirmed(events):
+    """The users whose login was acknowledged and whose session no final read found, nor found gone."""
+    return _logins_whose_final_read(events, lambda reads: "ok" not in reads and GONE not in reads)
+
+
+def _logins_whose_final_read(events, holds):
+    """The users with an acknowledged login whose final reads' outcomes ("ok", or the refusal) `holds` for."""
+    reads = defaultdict(set)
+    for op in ops(events, "final-read"):
+        reads[op["who"]].add("ok" if op["outcome"] == "ok" else op["refusal"])
+    return sorted({op["who"] for op in ops(events, "login", "ok") if holds(reads[op["who"]])})
 
 
 def presence_lost(events):
@@ -108,21 +130,32 @@ def polls_missed_or_seen_twice(events):
 
 
 def posts_lost(events):
-    """The acknowledged posts that no read-back of their room holds, in the order they completed.
+    """The acknowledged posts that the read-backs of their room lack, in the order they completed.
 
     A read-back is a "final-poll" operation, value {"room", "messages":
-    [[id, client_id], ...]} (client.py). A post is kept when a successful
-    read-back of its room, invoked after the post was acknowledged, holds
-    its id with its client_id (an id alone could be a later message's, after
-    a failover lost the first); a read-back that did not succeed confirms
-    nothing, nor does none at all, so every acknowledged post is then lost.
+    [[id, client_id], ...]} (client.py). A successful read-back of a post's
+    room invoked after the post was acknowledged covers it; the post is lost
+    when read-backs cover it and none holds its id with its client_id (an id
+    alone could be a later message's, after a failover lost the first). A
+    post no read-back covers (each failed, or none ran) is not lost but
+    unconfirmed (posts_unconfirmed): nothing has shown it gone.
     """
+    return [post for post, held in _read_back(events) if held and not any(held)]
+
+
+def posts_unconfirmed(events):
+    """The acknowledged posts that no successful read-back of their room, invoked after them, covers."""
+    return [post for post, held in _read_back(events) if not held]
+
+
+def _read_back(events):
+    """[(acknowledged post, [whether each read-back covering it holds it])]; posts_lost and posts_unconfirmed."""
     reads = defaultdict(list)
     for op in ops(events, "final-poll", "ok"):
         reads[op["value"]["room"]].append((op["invoked"], {(i, c) for i, c in op["value"]["messages"]}))
-    return [post for post in ops(events, "post", "ok")
-            if not any(invoked >= post["completed"] and (post["value"]["id"], post["value"]["client_id"]) in held
-                       for invoked, held in reads[post["value"]["room"]])]
+    return [(post, [(post["value"]["id"], post["value"]["client_id"]) in held
+                    for invoked, held in reads[post["value"]["room"]] if invoked >= post["completed"]])
+            for post in ops(events, "post", "ok")]
 
 
 def stale_reads(events):
@@ -229,10 +262,11 @@ def timeline(events, series, *, start=0.0, end=None):
 
 
 def _seen(op):
-    """(value,) a read tells about the user's writes, or None when it tells nothing (it did not succeed)."""
+    """(value,) a read tells about the user's writes ((None,): the session is gone), or None when it tells nothing
+    (it failed some other way, or its outcome is unknown)."""
     if op["outcome"] == "ok":
         return (op["value"],)
-    if op["what"] == "final-read" or op["refusal"] == GONE:
+    if op["refusal"] == GONE:
         return (None,)
     return None
 

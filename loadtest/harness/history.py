@@ -169,3 +169,12 @@ def settled(events):
 def of(events, scenario):
     """The events of one scenario."""
     return [event for event in events if event.get("scenario") == scenario]
+
+
+def scenarios(events):
+    """{scenario: its events}, the scenarios in the order they first appear; events of none are left out."""
+    split = {}
+    for event in events:
+        if event.get("scenario"):
+            split.setdefault(event["scenario"], []).append(event)
+    return split

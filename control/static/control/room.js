@@ -119,7 +119,7 @@ function showLoad(load) {
   document.getElementById("rps").textContent = text(load.rps, 1);
   document.getElementById("latency").textContent = `${text(load.p50_ms)} / ${text(load.p99_ms)}`;
   for (const key of ["failed", "sessions_lost", "writes_acked", "writes_lost", "messages_missed",
-    "messages_seen_twice"]) {
+    "messages_seen_twice", "sessions_unconfirmed", "writes_unconfirmed"]) {
     document.getElementById(key).textContent = text(load[key]);
   }
   document.getElementById("presence_accuracy").textContent =
