@@ -238,6 +238,7 @@ def test_under_patroni_the_cut_off_primary_is_seen_demoted_and_its_side_acknowle
                "parameters": {"seconds": 30, "users": 1}},
               op(1, "min", "login", 0.1, 0.2), op(2, "maj", "login", 0.1, 0.2, node="app2"),
               fault(3, 1.0, 30.0), roles(1.5, "primary"), op(4, "min", "write", 2.0, 2.1, value=1),
+              roles(5.0, "down"),  # its Patroni did not answer: no sign it was demoted
               roles(8.0, "stopping"), op(5, "min", "write", 7.5, 8.5, value=2),  # acknowledged after it was seen
               roles(22.0, "replica"),
               op(6, "min", "final-read", 31, 31.1, value=2, node="haproxy"),

@@ -270,9 +270,12 @@ def test_a_connection_the_kernel_makes_to_itself_is_closed_and_its_port_left_for
     # port the node restarts on.
     port = free_port()
     monkeypatch.setattr(relay, "_same_source", lambda client_writer, target: ("127.0.0.1", port))
-    seen = []  # what the relay found of each connection it made: the kernel must have connected it to itself
-    monkeypatch.setattr(relay, "_to_itself", lambda writer, found=relay._to_itself: seen.append(found(writer))
-                        or seen[-1])
+    seen = []  # each connection the relay made: the kernel must have connected it to itself (not reset it)
+
+    def to_itself(writer, found=relay._to_itself):
+        seen.append(writer.get_extra_info("sockname")[:2] == (writer.get_extra_info("peername") or ())[:2])
+        return found(writer)
+    monkeypatch.setattr(relay, "_to_itself", to_itself)
 
     async def ask():
         route = await relay.Relay(listen=("127.0.0.1", 0), target=("127.0.0.1", port)).start()

@@ -124,6 +124,7 @@ def figures(events, name):
     unconfirmed = [op for op in checkers.unconfirmed_writes(events) if op["completed"] < fault["sent"]]
     return {"setting": name, "predicted_lost": PREDICTED[name], "acknowledged": len(before), "lost": len(lost),
             "unconfirmed": len(unconfirmed), "sessions_lost": len(checkers.sessions_lost(events)),
+            "sessions_unconfirmed": len(checkers.sessions_unconfirmed(events)),
             "write_ms_median": round(1000 * statistics.median(latencies), 2) if latencies else None,
             "write_ms_p95": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 2) if latencies else None}
 
@@ -154,6 +155,7 @@ def report(out, run, *, finished=None):
 
 def table(results):
     return Table.of(["setting", "acknowledged before", "lost", "unconfirmed", "sessions lost",
-                     "write ms (median, p95)", "predicted lost"],
+                     "sessions unconfirmed", "write ms (median, p95)", "predicted lost"],
                     [[r["setting"], r["acknowledged"], r["lost"], r["unconfirmed"], r["sessions_lost"],
+                      r["sessions_unconfirmed"],
                       f"{r['write_ms_median']}, {r['write_ms_p95']}", r["predicted_lost"]] for r in results])

@@ -253,13 +253,21 @@ def figures(events, name):
             "demoted_after_s": None if demoted is None else round(demoted - start, 2),
             "minority_acked_after_demotion": None if demoted is None else sum(
                 1 for op in checkers.ops(events, "write", "ok")
-                if home.get(op["who"]) == "minority" and op["completed"] > demoted)}
+                if home.get(op["who"]) == "minority" and demoted < op["completed"] <= end)}
 
 
 def _demoted(events, node, start, end):
-    """When a role sample in [start, end] first showed `node` no longer primary, or None."""
-    return next((e["at"] for e in events if e["type"] == "sample" and "roles" in e and start <= e["at"] <= end
-                 and e["roles"].get(node) not in (None, "primary")), None)
+    """When a role sample in [start, end] first showed `node`, seen primary in the cut before, neither primary
+    nor unknown ("down": its Patroni did not answer, and PostgreSQL may still run as primary), or None."""
+    primary = False
+    for event in events:
+        if event["type"] == "sample" and "roles" in event and start <= event["at"] <= end:
+            role = event["roles"].get(node)
+            if role == "primary":
+                primary = True
+            elif primary and role not in (None, "down"):
+                return event["at"]
+    return None
 
 
 def _side(events, lost, unconfirmed, *, presence):
