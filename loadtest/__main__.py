@@ -13,6 +13,7 @@ import sys
 from deploy.cluster import DeployError
 from loadtest import recheck
 from loadtest.bench import against, posts, presence, profile, replication, servers, sessions, shards, stores
+from loadtest.bench import sockets as bench_sockets
 from loadtest.experiments import (
     capacity,
     etcd_loss,
@@ -30,7 +31,7 @@ from loadtest.reports import index, page
 
 # In the order `--help` lists them: the experiments, then the benchmarks, then the run's tools.
 COMMANDS = [kill, capacity, scaling, sticky, stores, profile, servers, against, shards, replication, sessions, presence,
-            posts, quorum, split_brain, fate, sockets, powerloss, etcd_loss, recheck, scorecard, index]
+            posts, bench_sockets, quorum, split_brain, fate, sockets, powerloss, etcd_loss, recheck, scorecard, index]
 
 
 def build_parser():
