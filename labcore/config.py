@@ -112,12 +112,20 @@ def channel_layer_settings(kind, *, presence_store, redis_target, socket_expiry)
         "CONFIG": {"hosts": [redis_layer_host(redis_target)], "group_expiry": socket_expiry}}}}
 
 
+# Connections the channel layer's pool may open in one instance. redis-py's asyncio pool opens at most 100
+# and refuses the next call at once (MaxConnectionsError, no waiting): with thousands of sockets joining,
+# leaving and refreshing their group at once, handshakes were closed 4503 (bench-sockets, 5,000 sockets).
+# Each is one open file of the instance (deploy/web.py: SOCKET_FILES) and one of Redis's clients.
+LAYER_CONNECTIONS = 1000
+
+
 def redis_layer_host(target):
     """channels-redis's description of the Redis in target: its URL, or its Sentinels and service."""
     # The layer's receive blocks on Redis (BZPOPMIN) for its brpop_timeout by design: a read may take
     # that long plus the usual STORE_TIMEOUT (redis-py's own default, 5 s, races with it).
     options = {"socket_connect_timeout": target.timeout,
-               "socket_timeout": RedisChannelLayer.brpop_timeout + target.timeout}
+               "socket_timeout": RedisChannelLayer.brpop_timeout + target.timeout,
+               "max_connections": LAYER_CONNECTIONS}
     if not target.sentinels:
         return {"address": target.url, **options}
     parts = urlsplit(target.url)

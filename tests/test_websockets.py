@@ -19,12 +19,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from channels_redis.utils import create_pool
 from playwright.sync_api import expect, sync_playwright
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from deploy.cluster import free_port, port_open, start_time, stop, wait_for
-from labcore.config import channel_layer_settings
+from labcore.config import LAYER_CONNECTIONS, channel_layer_settings
 from labcore.connections import RedisTarget
 from labcore.registry import ConfigError
 from tests.http import Browser
@@ -393,6 +394,16 @@ def test_the_channel_layer_follows_presence_and_refuses_what_it_cannot_use():
     with pytest.raises(ConfigError, match="cannot use Redis Cluster"):
         channel_layer_settings("redis", presence_store="redis", redis_target=cluster, socket_expiry=30)
 
+
+
+def test_the_layers_pool_opens_as_many_connections_as_the_socket_target_needs():
+    """redis-py's asyncio pool refuses its 101st connection at once: the layer's pools, as channels-redis
+    builds them from the settings, take LAYER_CONNECTIONS, for one Redis and under Sentinel alike."""
+    for target in (RedisTarget("redis://:pw@127.0.0.1:6379/3", 0.5),
+                   RedisTarget("redis://:pw@/2", 0.5, sentinels=(("127.0.0.1", 26379),), service="lab")):
+        layer = channel_layer_settings("redis", presence_store="redis", redis_target=target, socket_expiry=30)
+        pool = create_pool(layer["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"][0])
+        assert pool.max_connections == LAYER_CONNECTIONS >= 1000
 
 def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers):
     """Chromium, in-memory layer, ada on one instance and bob on the other: bob's page never gets ada's
