@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from deploy import cluster as deploy
-from deploy.cluster import DeployError, require
+from deploy.cluster import BLOCK, DeployError, require
 from loadtest.experiments.configs import SITE_ENV
 
 LBS = ("roundrobin", "sticky")
@@ -44,9 +44,9 @@ def haproxy_cpu(*, rounds, seconds, connections, instances, port, out, progress)
     script.write_text(WRK_SCRIPT)
     clusters = {}
     try:
-        for offset, lb in enumerate(LBS):
+        for offset, lb in enumerate(LBS):  # each cluster a whole block of ports: its nodes and their relays
             clusters[lb] = deploy.up(instances=instances, sessions="redis", presence="redis", lb=lb,
-                                     port=port + offset * 60, env=SITE_ENV, site_cpus="0",
+                                     port=port + offset * BLOCK, env=SITE_ENV, site_cpus="0",
                                      state_dir=out / f"cluster-{lb}")
         samples = {(mix, lb): [] for mix in ("returning", "new") for lb in LBS}
         for round_number in range(rounds):
