@@ -5,17 +5,18 @@ import sys
 from pathlib import Path
 
 from loadtest.bench import stores, stores_report
-from loadtest.experiments import fate, kill, powerloss, quorum, sockets, split_brain
+from loadtest.experiments import etcd_loss, fate, kill, powerloss, quorum, sockets, split_brain, sticky
 from loadtest.harness import history, verdict
 from loadtest.reports import page
 
 NAME = "recheck"
 HELP = "a finished run's figures, charts and verdict again, from its history.jsonl alone (split-brain, fate, " \
-       "sockets, quorum, powerloss, bench), or the kill experiment's from its records; rewrites its page"
+       "sockets, quorum, powerloss, bench, etcd-loss, sticky), or the kill experiment's from its records; " \
+       "rewrites its page"
 # The experiments that record a history, and the kill experiment (its figures are read from its records).
 REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report,
            quorum.NAME: quorum.report, powerloss.NAME: powerloss.report, stores.NAME: stores_report.report,
-           kill.NAME: kill.report}
+           kill.NAME: kill.report, etcd_loss.NAME: etcd_loss.report, sticky.NAME: sticky.report}
 
 
 def add_arguments(parser):
@@ -51,8 +52,9 @@ def recheck(folder):
                   "started": header["started"][:19] + "+00:00", "finished": None}
     run = page.Run(record["kind"], record["command"], record["started"])
     judged = report(folder, run, finished=record["finished"])[1]
-    # No verdict: a benchmark or powerloss (targets and predictions beside the figures), or a kill run without the
-    # rolling restart's hypothesis (--quick's headline check set that run's exit status; recheck does not repeat it).
+    # No verdict: a benchmark, powerloss, etcd-loss or sticky (targets and predictions beside the figures), or a
+    # kill run without the rolling restart's hypothesis (--quick's headline check set that run's exit status;
+    # recheck does not repeat it).
     if judged is None:
         print(f"report: {folder / page.REPORT_FILE}")
         return 0

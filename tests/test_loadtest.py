@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import free_base_port
-from loadtest.experiments import sticky
+from loadtest.experiments import sticky_load
 from loadtest.experiments.configs import parse_config
 from loadtest.experiments.kill_run import fault_schedule
 from loadtest.harness.analysis import headline_failures, percentile, summarise
@@ -266,11 +266,11 @@ def test_a_write_waiting_for_k_replicas_is_predicted_to_wait_for_the_k_th_neares
 
 
 def test_sticky_figures_skew_and_time_to_fair_share():
-    assert sticky.coefficient_of_variation([300, 300, 300]) == 0
-    assert sticky.coefficient_of_variation([0, 600, 600]) == 0.707
+    assert sticky_load.coefficient_of_variation([300, 300, 300]) == 0
+    assert sticky_load.coefficient_of_variation([0, 600, 600]) == 0.707
     # The new instance (app4) serves nothing for 3 s, then its quarter.
     seconds = {str(100 + t): {"served": {"app1": 30, "app2": 30, "app3": 30, "app4": 0 if t < 3 else 30}}
                for t in range(12)}
-    figures = sticky.share_after(seconds, 99.5, 12, 4)
+    figures = sticky_load.share_after(seconds, 99.5, 12, 4)
     assert figures["shares"][:4] == [0.0, 0.0, 0.0, 0.25]
-    assert figures["seconds_to_fair_share"] == 3 + sticky.SMOOTH
+    assert figures["seconds_to_fair_share"] == 3 + sticky_load.SMOOTH

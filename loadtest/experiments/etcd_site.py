@@ -1,126 +1,134 @@
-"""etcd under loss, through the site: logins, session reads and writes while members are killed, the leader first."""
+"""etcd under loss, through the site: logins, session reads and writes while members are killed, the leader first.
 
-import json
+Every request is an operation of the run's history (history.py), served
+through HAProxy (its node: the instance's X-Served-By): a login (302 ok),
+a session read ("read", its value the counter read) and a session write
+("write", its value the counter written), each failed with its status as
+the refusal (`503 etcd`: a 503 whose body names etcd, the store error
+labcore/stores.py answers with; a bare 503 is HAProxy's, with no instance
+to send to) or unknown (no answer within OPERATION_TIMEOUT). After the
+leader's kill, session reads back to back until one is served ("probe");
+after the killed members are started again, every writer's counter read
+back ("final-read", repeated while it is a 503 or unknown). One scenario
+per row; the restarts and the read-back in a scenario of their own. Each
+member killed or started is a fault sent through the nemesis (deploy's
+fault vocabulary, seen to take effect). The figures are computed from the
+history alone (site_figures).
+"""
+
 import time
+
+import requests
 
 from deploy import cluster as deploy
 from deploy.cluster import Topology, free_base_port, wait_for
-from loadtest.experiments.etcd_members import rounded_ms
+from loadtest.experiments.etcd_members import majority, rounded_ms
+from loadtest.harness import checkers, tallies
 from loadtest.harness.accounts import prepare
 from loadtest.harness.analysis import percentile
-from loadtest.harness.site import COUNTER, LOGIN, Site, login_form
+from loadtest.harness.history import scenarios
+from loadtest.harness.nemesis import Nemesis
+from loadtest.harness.site import COUNTER, LOGIN, OPERATION_TIMEOUT, Site, login_form
 from loadtest.reports.tables import Table
 
 # Cheap password hashing, as the load test has it: the figures are the store's, not PBKDF2's.
 SITE_ENV = {"PASSWORD_ITERATIONS": "1000"}
+ETCD_REFUSED = "503 etcd"
+RESTARTED = "killed members started again"
+KINDS = {"login": "login", "session read": "read", "session write": "write"}  # the table's columns: kinds of op
 
 
-def _served(answer):
-    """[answer] if it is not a 503, else None: the store is still out (a list: a Response of 4xx is false)."""
-    return [answer] if answer.status_code != 503 else None
+class _Users:
+    """The users of one run, each request an operation of the history."""
 
-
-def _timed(call, expected):
-    started = time.perf_counter()
-    answer = call()
-    ms = (time.perf_counter() - started) * 1000
-    status = answer.status_code
-    return {"ok": status == expected, "ms": ms, "etcd_503": status == 503 and b"etcd" in answer.content,
-            "status": status, "body": answer.content}
-
-
-def _tally(results):
-    ok = [r["ms"] for r in results if r["ok"]]
-    refused = [r["ms"] for r in results if r["etcd_503"]]
-    return {"tries": len(results), "ok": len(ok), "ok_p50_ms": rounded_ms(percentile(ok, 0.5)),
-            "etcd_503": len(refused), "etcd_503_p50_ms": rounded_ms(percentile(refused, 0.5)),
-            "etcd_503_max_ms": rounded_ms(max(refused, default=None)),
-            "other": sorted({r["status"] for r in results if not r["ok"] and not r["etcd_503"]})}
-
-
-class _SiteRun:
-    """The users of one run and what was acknowledged to them."""
-
-    def __init__(self, url, tries, rows, state_dir):
-        self.url = url
+    def __init__(self, history, url, tries, rows, state_dir):
+        self.history, self.url = history, url
         names = prepare(tries * (rows + 1), state_dir=state_dir)
-        self.writers = [Site(url).logged_in(name) for name in names[:tries]]
+        self.writers = [(name, Site(url).logged_in(name)) for name in names[:tries]]
+        for _, visitor in self.writers:
+            visitor.timeout = OPERATION_TIMEOUT  # logged in with the set-up's timeout; from now on operations
         # A user per login: a login that fails counts against its user (accounts/throttle.py).
         self.logins = [names[tries * (row + 1):tries * (row + 2)] for row in range(rows)]
-        self.acknowledged = [None] * tries  # the last counter acknowledged to each writer
-        self.counter = 0
+        self.counter = 0  # the last counter written, to any writer: each write sets the next
 
     def row(self, number):
-        stale = 0
-
-        def read(i):
-            nonlocal stale
-            result = _timed(lambda: self.writers[i].request("GET", COUNTER), 200)
-            counter = json.loads(result["body"])["counter"] if result["ok"] else None
-            if result["ok"] and self.acknowledged[i] is not None and (counter or 0) < self.acknowledged[i]:
-                stale += 1
-            return result
-
-        def write(i):
+        """Each kind in turn, a try per writer: logins (each by a user of its own), session reads, session writes."""
+        for name in self.logins[number]:
+            visitor = Site(self.url, timeout=OPERATION_TIMEOUT)
+            visitor.request("GET", LOGIN)  # its CSRF cookie
+            self._op(name, "login", lambda v=visitor, n=name: v.request("POST", LOGIN, form=login_form(n)), 302)
+        for i in range(len(self.writers)):
+            self.read(i)
+        for name, visitor in self.writers:
             self.counter += 1
-            counter = self.counter
-            result = _timed(lambda: self.writers[i].api("POST", COUNTER, counter=counter), 200)
-            if result["ok"]:
-                self.acknowledged[i] = counter
-            return result
+            self._op(name, "write", lambda v=visitor, c=self.counter: v.api("POST", COUNTER, counter=c), 200,
+                     value=self.counter)
 
-        def log_in(i):
-            visitor = Site(self.url)
-            visitor.request("GET", LOGIN)
-            return _timed(lambda: visitor.request("POST", LOGIN, form=login_form(self.logins[number][i])), 302)
+    def read(self, i, what="read"):
+        name, visitor = self.writers[i]
+        return self._op(name, what, lambda: visitor.request("GET", COUNTER), 200,
+                        read=lambda answer: answer.json().get("counter"))
 
-        tries = range(len(self.writers))
-        return {"login": _tally([log_in(i) for i in tries]),
-                "session read": {**_tally([read(i) for i in tries]), "stale": stale},
-                "session write": _tally([write(i) for i in tries])}
+    def until_served(self, deadline=30):
+        """Session reads back to back ("probe") until one is served."""
+        started = time.monotonic()
+        while time.monotonic() - started < deadline:
+            if self.read(0, "probe")["outcome"] == "ok":
+                return
+        raise RuntimeError(f"the site served no session read within {deadline} s of the leader's kill")
 
-    def lost(self):
-        """Writers whose counter reads back older than the last one acknowledged to them (or not at all).
+    def read_back(self):
+        """Every writer's counter, each read repeated until it is neither a 503 nor unknown: an instance's breaker
+        may still be open from the outage (labcore/stores.py) for a moment."""
+        for i in range(len(self.writers)):
+            wait_for(lambda i=i: _served(self.read(i, "final-read")), timeout=30, what="a session read to be served")
 
-        Each read is repeated until served: an instance's breaker may still
-        be open from the outage (labcore/stores.py) for a moment.
-        """
-        lost = 0
-        for visitor, acknowledged in zip(self.writers, self.acknowledged):
-            (answer,) = wait_for(lambda v=visitor: _served(v.request("GET", COUNTER)), timeout=30,
-                                 what="a session read to be served")
-            counter = answer.json()["counter"]
-            if acknowledged is not None and (counter or 0) < acknowledged:
-                lost += 1
-        return lost
+    def _op(self, who, what, send, expected, *, value=None, read=None):
+        """Send one request as an operation; the operation as recorded."""
+        op = self.history.invoke(who, what, "haproxy", value)
+        try:
+            answer = send()
+        except requests.RequestException:
+            return self.history.complete(op, "unknown", keep_value=True)
+        node = answer.headers.get("X-Served-By")
+        if answer.status_code != expected:
+            refusal = ETCD_REFUSED if answer.status_code == 503 and b"etcd" in answer.content \
+                else str(answer.status_code)
+            return self.history.complete(op, "failed", refusal=refusal, keep_value=True, node=node)
+        return self.history.complete(op, "ok", value=read(answer) if read else value, node=node)
 
 
-def site_losses(*, members=5, tries=10, state_dir, port=None):
-    """The deployed site with k = 0 .. majority of its etcd members killed, the leader first; see the module."""
+def _served(op):
+    """The operation, unless it is a 503 or unknown: the store, or the instance's breaker, still out."""
+    return None if op["outcome"] == "unknown" or (op["refusal"] or "").startswith("503") else op
+
+
+def site_losses(*, members=5, tries=10, state_dir, history, port=None):
+    """The deployed site with k = 0 .. majority of its etcd members killed, the leader first, into the history;
+    see the module."""
     up = deploy.up(instances=2, sessions="etcd", presence="redis", port=port or free_base_port(), env=SITE_ENV,
                    topology=Topology(etcd_members=members), state_dir=state_dir)
     try:
-        run = _SiteRun(up.url, tries, rows=members // 2 + 2, state_dir=state_dir)
-        rows, killed, recovery = [], [], None
+        users = _Users(history, up.url, tries, rows=members // 2 + 2, state_dir=state_dir)
+        nemesis = Nemesis(history, state_dir=state_dir)
+        killed = []
         for gone in range(members // 2 + 2):
+            history.scenario = f"{members} members, {gone} killed"
+            history.sample(condition="started", parameters={"members": members, "gone": gone})
             if gone == 1:
-                killed.append(deploy.kill("etcd:leader", state_dir=state_dir))
-                recovery = _until_served(run.writers[0])
+                killed.append(nemesis.act("kill", "etcd:leader")["target"])
+                users.until_served()
             elif gone:
-                follower = next(r["name"] for r in _etcd_rows(state_dir) if r["role"] == "follower")
-                killed.append(deploy.kill(follower, state_dir=state_dir))
-            majority = members - gone > members // 2
-            if majority:
+                killed.append(nemesis.act("kill", next(r["name"] for r in _etcd_rows(state_dir)
+                                                       if r["role"] == "follower"))["target"])
+            if majority(members, gone):
                 wait_for(lambda: any(r["role"] == "leader" for r in _etcd_rows(state_dir)), timeout=30,
                          what="an etcd leader")
-            rows.append({"members": members, "gone": gone, "killed": list(killed), "majority": majority,
-                         **run.row(gone)})
+            users.row(gone)
+        history.scenario = RESTARTED
         for name in killed:
-            deploy.start(name, state_dir=state_dir)
-        wait_for(lambda: run.writers[0].request("GET", COUNTER).status_code == 200, timeout=30,
-                 what="the site serving again with every member back")
-        return {"rows": rows, "leader_loss": recovery, "lost_after_restart": run.lost(),
-                "acknowledged_writes": sum(r["session write"]["ok"] for r in rows), "writers": tries}
+            nemesis.act("start", name)
+        users.read_back()
     finally:
         deploy.down(state_dir)
 
@@ -129,25 +137,58 @@ def _etcd_rows(state_dir):
     return [r for r in deploy.status(state_dir)["stores"] if r["kind"] == "etcd"]
 
 
-def _until_served(visitor, deadline=30):
-    """After the leader's kill: session reads back to back until one is served; how long, and what failed."""
-    started = time.monotonic()
-    failures = []
-    while time.monotonic() - started < deadline:
-        result = _timed(lambda: visitor.request("GET", COUNTER), 200)
-        if result["ok"]:
-            return {"served_after_s": round(time.monotonic() - started, 2), "failed": len(failures),
-                    "failed_etcd_503": sum(r["etcd_503"] for r in failures),
-                    "failed_max_ms": rounded_ms(max((r["ms"] for r in failures), default=None))}
-        failures.append(result)
-    raise RuntimeError(f"the site served no session read within {deadline} s of the leader's kill")
+def site_figures(events):
+    """The site mode's figures (its JSON), from the history alone: a row per scenario with a number of members
+    killed (its stale reads: checkers.stale_reads), the first read served after the leader's kill, and the
+    acknowledged writes that the read-back after the restarts lacks (checkers.lost_writes, judged by the final
+    reads alone: a stale read is counted in its row; of users, each counted once) or did not confirm."""
+    stale = {op["id"] for op in checkers.stale_reads(events)}
+    rows, killed = [], []
+    for mine in scenarios(events).values():
+        given = checkers.parameters(mine)
+        if "gone" not in given:
+            continue
+        killed += [f["target"] for f in checkers.faults(mine, "kill")]
+        tally = {name: _tally(mine, what) for name, what in KINDS.items()}
+        tally["session read"]["stale"] = sum(op["id"] in stale for op in checkers.ops(mine, "read"))
+        rows.append({"members": given["members"], "gone": given["gone"], "killed": list(killed),
+                     "majority": majority(given["members"], given["gone"]), **tally})
+    leader_row = next(mine for mine in scenarios(events).values() if checkers.parameters(mine).get("gone") == 1)
+    read_back = [e for e in events if e["type"] != "op" or e["what"] != "read"]
+    return {"rows": rows, "leader_loss": _leader_loss(leader_row),
+            "lost_after_restart": len({op["who"] for op in checkers.lost_writes(read_back)}),
+            "unconfirmed_writes": len(checkers.unconfirmed_writes(read_back)),
+            "acknowledged_writes": len(checkers.ops(events, "write", "ok")),
+            "writers": checkers.parameters(events)["tries"]}
+
+
+def _tally(events, what):
+    done = tallies.tries(events, what)
+    ok = tallies.durations_ms([op for op in done if op["outcome"] == "ok"])
+    refused = tallies.durations_ms(tallies.refused(events, what, ETCD_REFUSED))
+    return {"tries": len(done), "ok": len(ok), "ok_p50_ms": rounded_ms(percentile(ok, 0.5)),
+            "etcd_503": len(refused), "etcd_503_p50_ms": rounded_ms(percentile(refused, 0.5)),
+            "etcd_503_max_ms": rounded_ms(max(refused, default=None)),
+            "other": sorted({int(op["refusal"]) for op in done
+                             if op["outcome"] == "failed" and op["refusal"] != ETCD_REFUSED}),
+            "unknown": sum(op["outcome"] == "unknown" for op in done)}
+
+
+def _leader_loss(events):
+    """From the leader's kill's effect: when the first probe was served, and the probes that failed before it."""
+    (fault,) = checkers.faults(events, "kill")
+    failed = [op for op in checkers.ops(events, "probe") if op["outcome"] != "ok"]
+    served = checkers.failover_time(events, fault, what=("probe",))
+    return {"served_after_s": None if served is None else round(served, 2), "failed": len(failed),
+            "failed_etcd_503": sum(op["refusal"] == ETCD_REFUSED for op in failed),
+            "failed_max_ms": rounded_ms(max(tallies.durations_ms(failed), default=None))}
 
 
 def site_table(report):
     rows = report["rows"]
     cells = []
     for r in rows:
-        these = [_site_cell(r[k]) for k in ("login", "session read", "session write")]
+        these = [_site_cell(r[k]) for k in KINDS]
         if r["session read"]["stale"]:
             these[1] += f", {r['session read']['stale']} stale"
         cells.append([f"{r['gone']}" + (" (the leader)" if r["gone"] == 1 else ""), "yes" if r["majority"] else "no",
@@ -162,4 +203,6 @@ def _site_cell(t):
         parts.append(f"{t['etcd_503']} × 503 naming etcd, {t['etcd_503_p50_ms']:g} ms (max {t['etcd_503_max_ms']:g})")
     if t["other"]:
         parts.append(f"other answers: {', '.join(map(str, t['other']))}")
+    if t.get("unknown"):
+        parts.append(f"{t['unknown']} unknown (no answer within {OPERATION_TIMEOUT} s)")
     return "; ".join(parts)

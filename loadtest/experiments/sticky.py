@@ -18,22 +18,23 @@ difference between the two sides is HAProxy's `cookie SERVERID insert`.
   it passed, less what it used idle (health checks every 250 ms) over as
   long just before. Two mixes: returning clients, whose requests carry a
   SERVERID cookie, and new clients without one (sticky then inserts it).
+
+The run is recorded as history.jsonl (sticky_load.py and sticky_cpu.py
+say what each part keeps in it), and report() computes sticky.json, the
+chart and the page from it alone, so `python -m loadtest recheck`
+reproduces them.
 """
 
 import json
-import math
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-from deploy import cluster as deploy
 from loadtest.cli import listed
-from loadtest.experiments import configs as experiment
-from loadtest.experiments import kill_run
-from loadtest.experiments.sticky_cpu import haproxy_cpu
-from loadtest.harness import locust as driver
+from loadtest.experiments.sticky_cpu import cpu_rows, haproxy_cpu
+from loadtest.experiments.sticky_load import FAIR, SMOOTH, fair_share, share_row, skew, skew_row
+from loadtest.harness.checkers import parameters
+from loadtest.harness.history import FILE, History, scenarios
+from loadtest.harness.history import load as load_history
 from loadtest.reports import page
 from loadtest.reports import tables as rendered
 from loadtest.reports.svg import series_chart
@@ -43,9 +44,6 @@ NAME = "sticky"
 HELP = "sticky sessions' costs against round robin: load skew, fair share after scale-out, HAProxy's CPU per request"
 INDEXED = True  # its report is listed in results/index.html
 PARTS = ("skew", "fair-share", "haproxy-cpu")
-LBS = ("roundrobin", "sticky")
-FAIR = 0.9  # of the fair share 1/N
-SMOOTH = 5  # seconds in the sliding window of the new instance's share
 
 
 def add_arguments(parser):
@@ -72,132 +70,48 @@ def main(args):
     def progress(what):
         print(what, file=sys.stderr, flush=True)
 
-    results = {"command": args.run.command, "machine": page.machine()}
-    if "skew" in parts:
-        results["skew"] = skew(users=args.users, duration=args.duration, warmup=10, port=args.port, out=args.out,
-                               progress=progress)
-    if "fair-share" in parts:
-        results["fair_share"] = fair_share(users=args.users, stay=stay, warmup=args.warmup, after=args.after,
-                                           instances=3, port=args.port, out=args.out, progress=progress)
-    if "haproxy-cpu" in parts:
-        results["haproxy_cpu"] = haproxy_cpu(rounds=args.rounds, seconds=args.seconds, connections=args.connections,
-                                             instances=3, port=args.port, out=args.out, progress=progress)
-    write(args.out, args.run, results)
+    with History(args.out / FILE, experiment=NAME, command=args.run.command) as recorded:
+        recorded.sample(condition="started", parameters={"parts": [p for p in PARTS if p in parts],
+                                                         "machine": page.machine()})
+        if "skew" in parts:
+            skew(users=args.users, duration=args.duration, warmup=10, port=args.port, out=args.out,
+                 progress=progress, history=recorded)
+        if "fair-share" in parts:
+            fair_share(users=args.users, stay=stay, warmup=args.warmup, after=args.after, instances=3,
+                       port=args.port, out=args.out, progress=progress, history=recorded)
+        if "haproxy-cpu" in parts:
+            haproxy_cpu(rounds=args.rounds, seconds=args.seconds, connections=args.connections, instances=3,
+                        port=args.port, out=args.out, progress=progress, history=recorded)
+    results, _ = report(args.out, args.run)
     print(rendered.markdown(tables(results)))
     print(f"figures: {args.out / 'sticky.json'}; report: {args.out / 'report.html'}")
     return 0
 
 
-def coefficient_of_variation(counts):
-    counts = list(counts)
-    if len(counts) < 2 or not sum(counts):
-        return None
-    return round(statistics.pstdev(counts) / statistics.mean(counts), 3)
+def report(out, run, *, finished=None):
+    """From out/history.jsonl alone: each part's figures, sticky.json, the chart and the page; (results, None).
+
+    The run and `python -m loadtest recheck` both call it. No verdict: what
+    each part shows is on the experiment's page beside its figures, and the
+    exit status never depended on it.
+    """
+    out = Path(out)
+    header, events = load_history(out / FILE)
+    results = {"command": header["command"], "machine": parameters(events)["machine"]}
+    by_part = {"skew": [], "fair_share": []}
+    for name, mine in scenarios(events).items():
+        if name.startswith("skew, "):
+            by_part["skew"] += [skew_row(e["skew"]) for e in mine if e["type"] == "sample" and "skew" in e]
+        elif name.startswith("fair share, "):
+            by_part["fair_share"].append(share_row(mine))
+    results.update({part: rows for part, rows in by_part.items() if rows})
+    if cpu := cpu_rows(events):
+        results["haproxy_cpu"] = cpu
+    write(out, run, results, finished=finished)
+    return results, None
 
 
-def served_by(seconds, first, last, names):
-    """Requests each instance served among those that started in seconds [first, last)."""
-    totals = dict.fromkeys(names, 0)
-    for t in range(first, last):
-        for name, count in seconds.get(str(t), {}).get("served", {}).items():
-            if name in totals:
-                totals[name] += count
-    return totals
-
-
-# Skew
-
-
-def skew(*, users, duration, warmup, port, out, progress):
-    """The kill experiment behind each load balancing; the CV of per-instance requests, whole and by thirds."""
-    rows = []
-    for lb in LBS:
-        config = experiment.parse_config(f"redis+{lb}")
-        plan = kill_run.Plan([config], users, duration, warmup, "kill", 3, port, out)
-        raw = kill_run.run_config(plan, config, 0, lambda index, config, what: progress(f"skew, {lb}: {what}"))
-        seconds, start = raw["recording"]["seconds"], raw["window_start"]
-        names = ["app1", "app2", "app3"]
-        kill, restart = raw["faults"]
-        # From the second after the kill to the restart; from the second after app1 was back in HAProxy.
-        phases = {"whole": (0, round(duration)), "before the kill": (0, math.floor(kill["at"])),
-                  "app1 dead": (math.ceil(kill["at"] + kill["took"]), math.floor(restart["at"])),
-                  "after the restart": (math.ceil(restart["at"] + restart["took"]), round(duration))}
-        row = {"lb": lb, "users": users}
-        for phase, (a, b) in phases.items():
-            counts = served_by(seconds, start + a, start + b, names)
-            alive = counts if phase != "app1 dead" else {n: c for n, c in counts.items() if n != "app1"}
-            row[phase] = {"served": counts, "cv": coefficient_of_variation(alive.values())}
-        row["failed"] = sum(s["failures"] for t, s in seconds.items() if start <= int(t) < start + duration)
-        rows.append(row)
-    return rows
-
-
-# Fair share after scale-out
-
-
-def fair_share(*, users, stay, warmup, after, instances, port, out, progress):
-    """Scale out by one under a turning-over population; seconds until the new instance has its share."""
-    rows = []
-    for lb in LBS:
-        state_dir = out / "cluster"
-        recording = out / "raw" / f"fair-share-{lb}"
-        cluster = deploy.up(instances=instances, sessions="redis", presence="redis", lb=lb, port=port,
-                            env=experiment.SITE_ENV, state_dir=state_dir)
-        try:
-            os.environ["LOADTEST_STAY"] = f"{stay[0]:g},{stay[1]:g}"
-            try:
-                locust = driver.start_locust(users=users, run_time=warmup + after + driver.TAIL,
-                                                 ramp=min(10.0, warmup / 2), url=cluster.url, state_dir=state_dir,
-                                                 recording=recording)
-            finally:
-                del os.environ["LOADTEST_STAY"]
-            try:
-                _sleep_until(time.time() + warmup, locust, lambda left: progress(
-                    f"fair share, {lb}: warm-up, {left:.0f} s to the scale-out"))
-                asked_at = time.time()
-                deploy.scale(instances + 1, state_dir=state_dir)
-                scaled_at = time.time()  # the new instance is UP in HAProxy
-                _sleep_until(scaled_at + after, locust, lambda left: progress(
-                    f"fair share, {lb}: {left:.0f} s left after the scale-out"))
-            finally:
-                driver.wait_locust(locust, driver.TAIL + driver.STOP_TIMEOUT + 60)
-            raw = driver.read_recording(recording, locust.recordings)
-        finally:
-            deploy.down(state_dir)
-        rows.append({"lb": lb, **share_after(raw["seconds"], scaled_at, after, instances + 1),
-                     "scale_out_s": round(scaled_at - asked_at, 1), "users": users, "stay": list(stay)})
-    return rows
-
-
-def share_after(seconds, scaled_at, after, count):
-    """The new instance's share, second by second after the scale-out, and when it reached FAIR of 1/count."""
-    new = f"app{count}"
-    first = math.ceil(scaled_at)
-    shares = []
-    for t in range(first, first + int(after)):
-        served = seconds.get(str(t), {}).get("served", {})
-        total = sum(served.values())
-        shares.append(round(served.get(new, 0) / total, 3) if total else None)
-    reached = None
-    for i in range(len(shares) - SMOOTH + 1):
-        window = [s for s in shares[i:i + SMOOTH] if s is not None]
-        if window and statistics.mean(window) >= FAIR / count:
-            reached = i + SMOOTH
-            break
-    last = [s for s in shares[-10:] if s is not None]
-    return {"fair_share": round(1 / count, 3), "seconds_to_fair_share": reached, "shares": shares,
-            "share_last_10s": round(statistics.mean(last), 3) if last else None}
-
-
-def _sleep_until(moment, locust, report):
-    while (left := moment - time.time()) > 0:
-        if locust.poll() is not None:
-            raise RuntimeError(f"Locust exited early with code {locust.returncode}")
-        report(left)
-        time.sleep(min(left, 1.0))
-
-
-def write(out, run, figures):
+def write(out, run, figures, *, finished=None):
     """sticky.json (the figures: each part measured), the new instance's share after the scale-out as
     fair-share.svg, and the page."""
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +121,10 @@ def write(out, run, figures):
         svgs.append(fair_share_chart(figures["fair_share"]))
         (out / "fair-share.svg").write_text(svgs[0])
     page.write(out, run, title="Sticky sessions' costs against round robin", headline=headline(figures),
-               sections=[("", rendered.html(tables(figures))), ("", page.charts(svgs))])
+               finished=finished,
+               sections=[("", page.paragraphs("Every figure is computed from history.jsonl (recheck: python -m "
+                                              f"loadtest recheck {out}).")),
+                         ("", rendered.html(tables(figures))), ("", page.charts(svgs))])
 
 
 def headline(results):
