@@ -38,6 +38,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     refresher = None
     replayed_to = 0  # live messages at or below it were replayed already (or held by the client)
     shown_online = None
+    closed_by_us = False  # this consumer sent its close: nothing may follow it
 
     async def connect(self):
         self.room = self.scope["url_route"]["kwargs"]["room"]
@@ -172,7 +173,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except Exception as error:
             logger.warning("websocket %s: leaving: %r", self.room, error)
 
+    async def close(self, code=None, reason=None):
+        """Close once, and send nothing after it.
+
+        uvicorn refuses any message after a websocket.close with a
+        RuntimeError, which ends the consumer before disconnect() runs: its
+        count in chat/live.py stays (a graceful stop then waits its whole
+        drain) and its refresher goes on keeping it online. A frame for the
+        socket can follow a close at any time: the drain's 1001 while the
+        layer delivers a message, or a second close.
+        """
+        if self.closed_by_us:
+            return
+        self.closed_by_us = True
+        await super().close(code=code, reason=reason)
+
     async def _send(self, frame):
+        if self.closed_by_us:
+            return
         try:
             await self.send(text_data=json.dumps(frame))
         except OSError:
