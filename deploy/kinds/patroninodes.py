@@ -167,6 +167,12 @@ def start_cluster(nodes, state_dir, *, settings=LAB, sync=None, command_for=lamb
         _create_site_role(started, primary(started))
         wait_for(lambda: all(role(n) in ("primary", "replica") for n in started), timeout=120,
                  what="every Patroni node running")
+        if sync:
+            # Patroni puts synchronous mode in force a loop or two after the standbys stream; until then the
+            # primary commits asynchronously, and a cluster handed over as synchronous is not (a split-brain
+            # run cut it off that early and lost 168 acknowledged writes).
+            wait_for(lambda: named_synchronous(started) >= sync, timeout=120,
+                     what=f"Patroni to name {sync} synchronous standby(s)")
     except BaseException:
         remove(started)
         raise
@@ -240,13 +246,21 @@ def primary(nodes):
     return primaries[0] if len(primaries) == 1 else None
 
 
+def named_synchronous(nodes):
+    """How many standbys the primary's Patroni names synchronous in etcd (0 while there is no one primary)."""
+    leader = primary(nodes)
+    seen = members(next(n for n in nodes if n["name"] == leader)) if leader else {}
+    return sum(role == "sync_standby" for role in seen.values())
+
+
 def members(node):
     """The cluster as etcd holds it, seen through node: {name: "leader", "sync_standby" or "replica"} for every
     member whose PostgreSQL runs, or {} if node does not answer.
 
     In synchronous mode Patroni promotes only the standbys etcd names
     synchronous ("sync_standby"); one that streams but is not yet named
-    there cannot take over, so a test or an experiment waits for it.
+    there cannot take over, and until one is named the primary commits
+    asynchronously: start_cluster waits for it.
     """
     try:
         seen = _get(node, "cluster")
