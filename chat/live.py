@@ -53,12 +53,20 @@ def _drain_soon(signum, frame):
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return  # not serving yet, or no longer: no socket to close
-    _tasks.add(loop.create_task(drain()))
+    task = loop.create_task(drain())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 async def drain():
-    """Close every open socket with 1001, and every later one as it opens."""
+    """Close every open socket with 1001, and every later one as it opens.
+
+    All at once: a close waits for its client's answer (up to the server's
+    close timeout), so one after another a slow client held up the rest,
+    and one already gone (its close raises) stopped the drain, leaving the
+    others to uvicorn's 1012.
+    """
     global _draining
     _draining = True
-    for consumer in list(_open):
-        await consumer.close(code=GOING_AWAY, reason=DRAIN_REASON)
+    await asyncio.gather(*(consumer.close(code=GOING_AWAY, reason=DRAIN_REASON) for consumer in list(_open)),
+                         return_exceptions=True)

@@ -1,4 +1,4 @@
-"""A socket's consumer sends nothing after its own close.
+"""A socket's consumer sends nothing after its own close, and a graceful stop's drain closes every socket.
 
 uvicorn answers any ASGI message that follows a websocket.close with a
 RuntimeError, which ends the consumer before its disconnect() runs: its
@@ -9,7 +9,9 @@ send below keeps uvicorn's rule, so the test fails where uvicorn would.
 """
 
 from asgiref.sync import async_to_sync
+from uvicorn.protocols.utils import ClientDisconnected
 
+from chat import live
 from chat.consumers import RoomConsumer
 
 
@@ -39,3 +41,26 @@ def test_after_its_close_a_consumer_sends_no_frame_and_no_second_close():
     async_to_sync(closed_while_frames_arrive)()
     assert send.messages == [{"type": "websocket.close", "code": 1001,
                               "reason": "this instance is stopping; reconnect"}]
+
+
+class GoneClient(ServerSend):
+    """A client that left before its close: uvicorn's send raises ClientDisconnected, an OSError."""
+
+    async def __call__(self, message):
+        raise ClientDisconnected()
+
+
+def test_a_drain_closes_every_socket_though_one_client_is_gone(monkeypatch):
+    monkeypatch.setattr(live, "_draining", False)  # the drain leaves it set: this process serves on
+    consumers = [RoomConsumer() for _ in range(3)]
+    sends = [ServerSend(), GoneClient(), ServerSend()]
+    for consumer, send in zip(consumers, sends):
+        consumer.base_send = send
+        live.opened(consumer)
+    try:
+        async_to_sync(live.drain)()
+    finally:
+        for consumer in consumers:
+            live.closed(consumer)
+    going_away = {"type": "websocket.close", "code": 1001, "reason": live.DRAIN_REASON}
+    assert (sends[0].messages, sends[2].messages) == ([going_away], [going_away])
