@@ -115,7 +115,8 @@ def channel_layer_settings(kind, *, presence_store, redis_target, socket_expiry)
 # Connections the channel layer's pool may open in one instance. redis-py's asyncio pool opens at most 100
 # and refuses the next call at once (MaxConnectionsError, no waiting): with thousands of sockets joining,
 # leaving and refreshing their group at once, handshakes were closed 4503 (bench-sockets, 5,000 sockets).
-# Each is one open file of the instance (deploy/web.py: SOCKET_FILES) and one of Redis's clients.
+# Each is one open file of the instance (deploy/web.py: SOCKET_FILES) and one of Redis's clients (10,000 by
+# default, where Redis may raise its own open-file limit that far: a lower hard limit lowers it).
 LAYER_CONNECTIONS = 1000
 
 

@@ -119,7 +119,7 @@ def test_a_small_run_holds_every_socket_and_delivers_every_message_to_every_user
     for name, instances in (("fanout-redis", 3), ("fanout-memory", 1)):
         figures = rounds[name]
         assert figures["spread"] == {f"app{n}": 9 // instances for n in range(1, instances + 1)}, figures
-        assert figures["settled"] and figures["refused"] == {}
+        assert figures["refused"] == {}  # and the room settled before the posts: else the run raised
         for delivered in (figures, figures["poll"]):
             assert delivered["expected"] == delivered["received"] == 9 * 5 and delivered["missing"] == 0, delivered
             assert 0 < delivered["min_ms"] <= delivered["p50_ms"] <= delivered["p99_ms"] <= delivered["max_ms"]

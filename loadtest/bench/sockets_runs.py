@@ -55,7 +55,8 @@ async def _idle(deployed, plan, *, batch, hold):
         if not opened:
             raise RuntimeError(f"idle: the first socket did not open: {dict(refused)}")
         (pid,) = [row["pid"] for row in await _instances(deployed)]
-        await eventually(partial(_counted, deployed, 1), COUNT_SECONDS, interval=0.1)
+        if not await eventually(partial(_counted, deployed, 1), COUNT_SECONDS, interval=0.1):
+            raise RuntimeError(f"idle: the instance did not count its first socket within {COUNT_SECONDS} s")
         before = _rss_kib(pid)
         began = time.monotonic()
         refused = await open_many(deployed.url, plan[1:], batch=batch, into=opened)
@@ -99,7 +100,9 @@ async def _push(deployed, keys, pids, *, messages, spacing, batch):
             raise RuntimeError("fan-out: the poster's socket did not open")
         poster = opened[-1]
         # Each socket is shown who is online at every join: the room has settled when every socket sees everyone.
-        settled = await eventually(lambda: all(len(s.online or ()) == len(opened) for s in opened), SETTLE_SECONDS)
+        if not await eventually(lambda: all(len(s.online or ()) == len(opened) for s in opened), SETTLE_SECONDS):
+            raise RuntimeError(f"fan-out: the room's sockets were not all shown everyone online within "
+                               f"{SETTLE_SECONDS} s: the posts would race the joins' presence frames")
         before = _cpu_seconds(pids)
         sent = await _post_all(poster, messages, spacing)
         arrivals = [socket.arrivals for socket in listening]
@@ -109,7 +112,7 @@ async def _push(deployed, keys, pids, *, messages, spacing, batch):
         delivered = deliveries(sent, arrivals + [{}] * sum(refused.values()))
         figures = {"users": receivers, "messages": messages, "spread": spread(s.node for s in listening),
                    "instances_holding": len({s.node for s in listening}), "refused": dict(refused),
-                   "settled": settled, **delivered, "duplicates": sum(s.duplicates for s in listening),
+                   **delivered, "duplicates": sum(s.duplicates for s in listening),
                    "cpu_us_per_delivery": cpu_us_per_delivery(cpu, delivered["received"])}
     finally:
         await close_all(opened)

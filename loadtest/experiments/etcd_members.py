@@ -83,7 +83,10 @@ def record_calls(history, client, *, who, node, tries, prefix="quorum"):
             except etcd3gw.exceptions.ConnectionTimeoutError:
                 history.complete(op, "unknown", keep_value=True)
             except etcd3gw.exceptions.Etcd3Exception as refusal:
-                history.complete(op, "failed", refusal=type(refusal).__name__, keep_value=True)
+                # etcd's own "request timed out" answers after the member proposed the write: it may be applied.
+                timed_out = "timed out" in str(refusal)
+                history.complete(op, "unknown" if timed_out else "failed",
+                                 refusal=None if timed_out else type(refusal).__name__, keep_value=True)
             else:
                 history.complete(op, "ok", value=value)
 

@@ -116,21 +116,30 @@ def site_losses(*, members=5, tries=10, state_dir, history, port=None):
             history.scenario = f"{members} members, {gone} killed"
             history.sample(condition="started", parameters={"members": members, "gone": gone})
             if gone == 1:
-                killed.append(nemesis.act("kill", "etcd:leader")["target"])
+                killed.append(_acted(nemesis, "kill", "etcd:leader"))
                 users.until_served()
             elif gone:
-                killed.append(nemesis.act("kill", next(r["name"] for r in _etcd_rows(state_dir)
-                                                       if r["role"] == "follower"))["target"])
+                killed.append(_acted(nemesis, "kill", next(r["name"] for r in _etcd_rows(state_dir)
+                                                           if r["role"] == "follower")))
             if majority(members, gone):
                 wait_for(lambda: any(r["role"] == "leader" for r in _etcd_rows(state_dir)), timeout=30,
                          what="an etcd leader")
             users.row(gone)
         history.scenario = RESTARTED
         for name in killed:
-            nemesis.act("start", name)
+            _acted(nemesis, "start", name)
         users.read_back()
     finally:
         deploy.down(state_dir)
+
+
+def _acted(nemesis, action, target):
+    """The node `action` reached, once seen to take effect; RuntimeError if it never did: a row labelled
+    with members killed that were not would be a wrong figure."""
+    event = nemesis.act(action, target)
+    if event["effect"] is None:
+        raise RuntimeError(f"{action} {target} was refused or never took effect: see the history's samples")
+    return event["target"]
 
 
 def _etcd_rows(state_dir):
