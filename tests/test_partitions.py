@@ -87,6 +87,7 @@ def every_sentinel_names(c):
     named = {sentinel_primary([record]) for record in recorded.stores.values() if record["kind"] == "sentinel"}
     return by_port.get(named.pop()[1]) if len(named) == 1 and None not in named else None
 
+
 def test_a_failed_partition_is_undone_and_cleanup_needs_no_record(tmp_path):
     state_dir = tmp_path.resolve()
     prefix = netns.prefix_for(state_dir)

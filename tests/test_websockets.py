@@ -395,7 +395,6 @@ def test_the_channel_layer_follows_presence_and_refuses_what_it_cannot_use():
         channel_layer_settings("redis", presence_store="redis", redis_target=cluster, socket_expiry=30)
 
 
-
 def test_the_layers_pool_opens_as_many_connections_as_the_socket_target_needs():
     """redis-py's asyncio pool refuses its 101st connection at once: the layer's pools, as channels-redis
     builds them from the settings, take LAYER_CONNECTIONS, for one Redis and under Sentinel alike."""
@@ -404,6 +403,7 @@ def test_the_layers_pool_opens_as_many_connections_as_the_socket_target_needs():
         layer = channel_layer_settings("redis", presence_store="redis", redis_target=target, socket_expiry=30)
         pool = create_pool(layer["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"][0])
         assert pool.max_connections == LAYER_CONNECTIONS >= 1000
+
 
 def test_the_room_page_chats_over_the_socket_and_closes_a_gap_by_resuming(layers):
     """Chromium, in-memory layer, ada on one instance and bob on the other: bob's page never gets ada's
