@@ -152,9 +152,8 @@ KINDS = {kind.name: kind for kind in (
     Kind("store-restart", "the sessions' store's primary killed and started again at once at 20 s; 30 users",
          _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-restart", *STORE_FAULT_LOAD),
          lambda rows: _kill_seconds(rows, 30, 60), _results),
-    Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s (under Patroni 32 s since 9c5695e; "
-         "the committed Patroni runs cut 20 s and saw no promotion: docs/experiments/split-brain.md), users writing "
-         "on both sides",
+    Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s (under Patroni 32 s: its lease "
+         "must lapse before a standby takes over), users writing on both sides",
          _partitioned, lambda rows, out: ["split-brain", "--scenarios", ",".join(_scenario(r) for r in rows),
                                           "--out", str(out)],
          lambda rows: (sum(split_brain.scenario(_scenario(r)).partition_seconds + load.SCENARIO_SETUP_SECONDS
