@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import etcd3gw
 import pytest
 
 from loadtest.__main__ import main
@@ -63,6 +64,32 @@ SITE = [
     op(26, AFTER, "ann", "final-read", 12.2, 12.21, value=3), op(27, AFTER, "bob", "final-read", 12.21, 12.22),
 ]
 
+
+
+class Answering:
+    """An etcd client whose every call gets one answer of etcd's, raised as etcd3gw raises it."""
+
+    def __init__(self, detail):
+        self.detail = detail
+
+    def put(self, key, value):
+        raise etcd3gw.exceptions.ConnectionFailedError(self.detail, "Service Unavailable")
+
+    def get(self, key, serializable=False):
+        return self.put(key, None)
+
+
+def test_etcds_own_timeout_leaves_a_write_unknown_and_a_refusal_failed(tmp_path):
+    """etcd answers "request timed out" after the member proposed the write: it may be applied, so unknown."""
+    for detail, outcome, refusal in (('{"error":"etcdserver: request timed out","code":14}', "unknown", None),
+                                     ('{"error":"etcdserver: no leader","code":14}', "failed",
+                                      "ConnectionFailedError")):
+        path = tmp_path / f"{outcome}.jsonl"
+        with history.History(path, experiment="etcd-loss", command="test") as recorded:
+            etcd_members.record_calls(recorded, Answering(detail), who="client", node="etcd1", tries=1)
+        _, events = history.load(path)
+        writes = [(op["outcome"], op["refusal"]) for op in events if op["type"] == "op" and op["what"] == "write"]
+        assert writes == [(outcome, refusal)]
 
 def test_site_figures_count_stale_reads_in_their_row_and_writes_the_read_back_lacks():
     figures = etcd_site.site_figures(SITE)

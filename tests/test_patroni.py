@@ -84,6 +84,12 @@ def notes(node):
         return set()
 
 
+
+def test_a_synchronous_cluster_is_handed_over_with_its_standby_named_synchronous(cluster):
+    """Right after start_cluster, no wait: until Patroni names the standby, the primary commits asynchronously.
+    (First in the module, so that no failover has happened yet.)"""
+    assert patroni.named_synchronous(cluster) == 1
+
 def test_sync_settings_and_timings_within_patronis_limits():
     assert patroni.sync_count("off") is None
     assert patroni.sync_count("FIRST 2") == 2

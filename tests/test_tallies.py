@@ -9,8 +9,8 @@ def op(n, invoked, completed, outcome="ok", refusal=None, what="write"):
 
 
 # Four writes, listed out of the order they were invoked: try 0 acknowledged, try 1 timed out (unknown, though it
-# completed after try 2 began, with the refusal etcd's answer named), try 2 refused, try 3 never completed; and a
-# read, another kind.
+# completed after try 2 began; it carries a refusal so that refused() is seen to filter on the outcome), try 2
+# refused, try 3 never completed; and a read, another kind.
 HISTORY = [
     op(3, 0.3, 0.35, "failed", "InternalServerError"), op(1, 0.0, 0.01), op(4, 0.4, None, "unknown"),
     op(2, 0.1, 0.6, "unknown", "InternalServerError"), op(5, 0.5, 0.502, what="linearizable-read"),

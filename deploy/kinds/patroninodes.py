@@ -155,9 +155,9 @@ def config(node, *, ttl, loop_wait, retry_timeout, sync):
 
 
 def start_cluster(nodes, state_dir, *, settings=LAB, sync=None, command_for=lambda name: None):
-    """Start every node; return their records once one is the primary, the others replicas, and the site's
-    role `lab` and its database exist. Whatever started is removed if this fails. command_for(name): the
-    node's start_node command."""
+    """Start every node; return their records once one is the primary, the others replicas, the site's role
+    `lab` and its database exist, and with `sync` k, once Patroni names k synchronous standbys. Whatever
+    started is removed if this fails. command_for(name): the node's start_node command."""
     started = []
     try:
         for node in nodes:
@@ -170,7 +170,7 @@ def start_cluster(nodes, state_dir, *, settings=LAB, sync=None, command_for=lamb
         if sync:
             # Patroni puts synchronous mode in force a loop or two after the standbys stream; until then the
             # primary commits asynchronously, and a cluster handed over as synchronous is not (a split-brain
-            # run cut it off that early and lost 168 acknowledged writes).
+            # run cut it off that early and lost acknowledged writes: docs/experiments/split-brain.md).
             wait_for(lambda: named_synchronous(started) >= sync, timeout=120,
                      what=f"Patroni to name {sync} synchronous standby(s)")
     except BaseException:

@@ -84,7 +84,8 @@ def record_calls(history, client, *, who, node, tries, prefix="quorum"):
                 history.complete(op, "unknown", keep_value=True)
             except etcd3gw.exceptions.Etcd3Exception as refusal:
                 # etcd's own "request timed out" answers after the member proposed the write: it may be applied.
-                timed_out = "timed out" in str(refusal)
+                # etcd3gw keeps etcd's answer in detail_text; str() is only the HTTP reason.
+                timed_out = "timed out" in (refusal.detail_text or "")
                 history.complete(op, "unknown" if timed_out else "failed",
                                  refusal=None if timed_out else type(refusal).__name__, keep_value=True)
             else:
