@@ -117,3 +117,15 @@ def test_a_history_without_its_parameters_is_refused_by_name(tmp_path, capsys, c
     error = capsys.readouterr().err
     assert f"cannot recheck {tmp_path}" in error and "has no parameters (its \"started\" sample)" in error
     assert not (tmp_path / f"{command.NAME}.json").exists()
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["bench-sessions", "--stores", "memory,nosuch"], "--stores: no session store nosuch; choose from: memory"),
+    (["bench-posts", "--databases", "sqlite,nosuch"], "database='nosuch' is not one of: sqlite, postgres"),
+    (["bench-presence", "--sizes", "10,many"], "--sizes wants numbers online"),
+    (["bench-presence", "--repeat", "8"], "--repeat 8: at least 9"),
+])
+def test_bad_options_are_refused_by_name_before_anything_is_recorded(tmp_path, capsys, argv, named):
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ are computed from it alone, by the run and by recheck.
 
 from pathlib import Path
 
+from labcore import registry
 from loadtest.bench import readings
 from loadtest.bench.in_process import post_cost
 from loadtest.bench.wrk import durability
@@ -28,6 +29,8 @@ def add_arguments(parser):
 
 def main(args):
     databases = listed(args.databases)
+    for name in databases:
+        registry.database(name)  # a bad name fails before anything is recorded
     with readings.recording(args.out, NAME, args.run.command, databases=databases, repeat=args.repeat) as recorded:
         post_cost(databases, recorded=recorded, repeat=args.repeat)
     figured, _ = report(args.out, args.run)

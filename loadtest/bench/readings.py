@@ -15,6 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
+from loadtest.bench.micro import BATCHES
 from loadtest.bench.wrk import DURABLE
 from loadtest.harness import history
 from loadtest.harness.checkers import parameters
@@ -22,7 +23,10 @@ from loadtest.reports import page
 
 
 def recording(out, name, command, **given):
-    """A new history in out for the command `name`, its parameters recorded first."""
+    """A new history in out for the command `name`, its parameters recorded first; ValueError, before anything is
+    written, if given["repeat"] cannot fill 9 batches of one call."""
+    if given["repeat"] < BATCHES:
+        raise ValueError(f"--repeat {given['repeat']}: at least {BATCHES} (9 batches of one call or more)")
     recorded = history.History(Path(out) / history.FILE, experiment=name, command=command)
     recorded.sample(condition="started", parameters={**given, "durable": DURABLE})
     return recorded

@@ -7,6 +7,7 @@ page are computed from it alone, by the run and by recheck.
 
 from pathlib import Path
 
+from labcore import registry
 from loadtest.bench import readings
 from loadtest.bench.in_process import micro
 from loadtest.bench.stores import SESSION_STORES
@@ -28,6 +29,10 @@ def add_arguments(parser):
 
 def main(args):
     stores_to_run = listed(args.stores)
+    unknown = [store for store in stores_to_run if store not in registry.SESSION_STORES]
+    if unknown:
+        raise ValueError(f"--stores: no session store {', '.join(unknown)}; choose from: "
+                         f"{', '.join(registry.SESSION_STORES)}")
     with readings.recording(args.out, NAME, args.run.command, stores=stores_to_run, repeat=args.repeat) as recorded:
         micro("sessions", stores_to_run=stores_to_run, recorded=recorded, repeat=args.repeat)
     figured, _ = report(args.out, args.run)
