@@ -3,12 +3,15 @@ from that history alone; a history without its parameters is refused by name.
 
 Each history here is recorded the way the command records one
 (readings.recording, then one sample per line loadtest.bench.micro
-prints), with batch times chosen so that each figure is known: no store,
-no cluster, well under a second.
+prints), with batch times chosen so that each figure is known; and the
+fixtures `<command>-run` are the history.jsonl and the JSON of one tiny
+real run of each, kept as the run wrote them (its command is in the
+history's header). No store, no cluster, well under a second.
 """
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,7 @@ from loadtest.bench import micro, posts, presence, readings, sessions
 from loadtest.harness import history
 from loadtest.reports import page
 
+RECORDED = Path(__file__).parent / "fixtures"
 # A batch of 2 calls: these seconds are 500, 600, 400, 550, 450, 500, 650, 350, 500 µs a call; the median is 500.
 SECONDS = [0.0010, 0.0012, 0.0008, 0.0011, 0.0009, 0.0010, 0.0013, 0.0007, 0.0010]
 
@@ -71,6 +75,15 @@ def test_recheck_writes_the_json_the_command_wrote_from_the_same_history(tmp_pat
     assert json.loads((again / f"{command.NAME}.json").read_text()) == own
     assert json.loads((run / f"{command.NAME}.json").read_text()) == own
     assert json.loads((again / page.RUN_FILE).read_text())["kind"] == command.NAME
+
+
+@pytest.mark.parametrize("command", [sessions, presence, posts], ids=lambda command: command.NAME)
+def test_recheck_of_a_recorded_run_reproduces_the_json_the_run_wrote_exactly(tmp_path, command):
+    recorded = RECORDED / f"{command.NAME}-run"
+    shutil.copy(recorded / history.FILE, tmp_path)
+    assert main(["recheck", str(tmp_path)]) == 0
+    own = json.loads((recorded / f"{command.NAME}.json").read_text())
+    assert own and json.loads((tmp_path / f"{command.NAME}.json").read_text()) == own
 
 
 def test_bench_sessions_figures_are_the_median_batch_of_each_store_in_the_order_measured(tmp_path):
