@@ -3,7 +3,9 @@
 `bench-sessions` and `bench-presence` measure the session layer and the
 presence stores alone, `bench-posts` what a post costs on each database,
 with and without the room lock; each configuration gets a fresh process
-with the site's settings from the environment, as an instance would.
+with the site's settings from the environment, as an instance would. Each
+reading that process prints goes into the run's history as one sample when
+the process ends (a configuration that fails records none).
 """
 
 import json
@@ -42,50 +44,46 @@ def _servers(kinds):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def micro(kind, *, stores_to_run, argument=None):
-    """Run loadtest.bench.micro in a fresh process per store; return its figures."""
+def micro(kind, *, stores_to_run, recorded, repeat, argument=None):
+    """Run loadtest.bench.micro in a fresh process per store; record its readings into `recorded`."""
     table = registry.SESSION_STORES if kind == "sessions" else registry.PRESENCE_STORES
     # Counters live in Redis whatever the store: start it too.
     kinds = registry.servers_of(*(table[store] for store in stores_to_run), registry.presence_store("redis"))
     with _servers(kinds) as (state, settings):
         base_env = {
             **os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
-            "STATE_DIR": str(state), **{name: value for kind in settings.values() for name, value in kind.items()},
+            "STATE_DIR": str(state), "BENCH_REPEAT": str(repeat),
+            **{name: value for kind in settings.values() for name, value in kind.items()},
         }
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=base_env, check=True)
-        figures = []
         for store in stores_to_run:
             variable = "SESSION_STORE" if kind == "sessions" else "PRESENCE_STORE"
             # Filling a room of 10,000 takes seconds: nobody may expire meanwhile,
             # or the benchmark measures expiry instead of a heartbeat.
             env = {**base_env, variable: store, "PRESENCE_HEARTBEAT_INTERVAL": "300"}
-            done = subprocess.run(
-                [sys.executable, "-m", "loadtest.bench.micro", kind, *([argument] if argument else [])],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-            )
-            if done.returncode:
-                raise DeployError(f"{kind} benchmark of {store} failed: {done.stderr.strip()[-800:]}")
-            result = json.loads(done.stdout)
-            figures.extend(result if isinstance(result, list) else [result])
-        return figures
+            _record(recorded, [kind, *([argument] if argument else [])], env, f"{kind} benchmark of {store}")
 
 
-def post_cost(databases, repeat):
-    """Run loadtest.bench.micro posts on each database (sqlite, postgres), fresh ones; return its figures."""
+def post_cost(databases, *, recorded, repeat):
+    """Run loadtest.bench.micro posts on each database (sqlite, postgres), fresh ones; record its readings."""
     rows = [registry.database(name) for name in databases]
     with _servers(registry.servers_of(*rows)) as (state, settings):
         base_env = {**os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": "labsite.settings", "SECRET_KEY": "bench",
                     "STATE_DIR": str(state), "BENCH_REPEAT": str(repeat)}
         base_env.pop("DATABASE_URL", None)
-        figures = []
         for row in rows:
             env = dict(base_env)
             for kind in row.servers:
                 env.update(settings[kind])
             subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-            done = subprocess.run([sys.executable, "-m", "loadtest.bench.micro", "posts"], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, timeout=900)
-            if done.returncode:
-                raise DeployError(f"post benchmark on {row.name} failed: {done.stderr.strip()[-800:]}")
-            figures.append(json.loads(done.stdout))
-        return figures
+            _record(recorded, ["posts"], env, f"post benchmark on {row.name}")
+
+
+def _record(recorded, arguments, env, what):
+    """loadtest.bench.micro with these arguments in a fresh process; each line it prints one sample."""
+    done = subprocess.run([sys.executable, "-m", "loadtest.bench.micro", *arguments], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode:
+        raise DeployError(f"{what} failed: {done.stderr.strip()[-800:]}")
+    for line in done.stdout.splitlines():
+        recorded.sample(**json.loads(line))

@@ -4,12 +4,13 @@ and what posting a message costs per database.
 Run through `python -m loadtest bench-sessions`, `bench-presence` and
 `bench-posts`, which start the stores and call `main` in a fresh process per
 configuration, with the site's settings taken from the environment as an
-instance would.
+instance would. `main` prints one JSON line per measurement, the raw
+reading only (loadtest/bench/readings.py says its fields); the figures are
+computed from the run's history by the command, so a recheck gives the same.
 """
 
 import json
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -20,21 +21,21 @@ LOGGED_IN = {
     "_auth_user_hash": "5f" * 32,
     "_last_seen": 1_800_000_000,
 }
+BATCHES = 9
 
 
 def timed(call, repeat):
-    """Median µs of `call` over `repeat` runs, in 9 batches (the median batch)."""
-    batches = []
-    per_batch = max(1, repeat // 9)
-    for _ in range(9):
+    """`call` run `repeat` times in 9 batches: {"calls": a batch's calls, "seconds": each batch's seconds}."""
+    calls, seconds = max(1, repeat // BATCHES), []
+    for _ in range(BATCHES):
         started = time.perf_counter()
-        for _ in range(per_batch):
+        for _ in range(calls):
             call()
-        batches.append((time.perf_counter() - started) / per_batch * 1e6)
-    return round(statistics.median(batches), 1)
+        seconds.append(time.perf_counter() - started)
+    return {"calls": calls, "seconds": seconds}
 
 
-def session_figures(repeat):
+def session_readings(repeat):
     from django.conf import settings
     from django.utils.module_loading import import_module
 
@@ -52,34 +53,33 @@ def session_figures(repeat):
         one["_last_seen"] = one["_last_seen"] + 1
         one.save()
 
-    return {
-        "store": settings.SESSION_STORE,
-        "load_us": timed(load, repeat),
-        "save_us": timed(save, repeat),
-        "bytes": store_class(key).stored_bytes(),
-    }
+    store = settings.SESSION_STORE
+    return [{"store": store, "measure": "load", **timed(load, repeat)},
+            {"store": store, "measure": "save", **timed(save, repeat)},
+            {"store": store, "measure": "bytes", "bytes": store_class(key).stored_bytes()}]
 
 
-def server_us(store, call, repeat):
-    """µs Redis itself spent per call: steadier than the round trip on a busy VM."""
-    from labcore import registry
+def commandstats(call, repeat):
+    """Redis's own INFO commandstats for the presence script after `repeat` calls: steadier than the round trip
+    on a busy VM."""
     from labcore.stores import redis_client
-
-    if "redis" not in registry.PRESENCE_STORES[store.name].servers:
-        return None
 
     client = redis_client()
     client.config_resetstat()
     for _ in range(repeat):
         call()
-    return round(client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"], 1)
+    return client.info("commandstats")["cmdstat_evalsha"]
 
 
-def presence_figures(sizes, repeat):
+def presence_readings(sizes, repeat):
+    """Per room size: a heartbeat, a poll (changes since a version) and the full list timed; in a store kept in
+    Redis, Redis's own time for a heartbeat and a poll too."""
     from chat.presence import presence_store
+    from labcore import registry
 
     store = presence_store()
-    figures = []
+    in_redis = "redis" in registry.PRESENCE_STORES[store.name].servers
+    readings = []
     for size in sizes:
         room = f"bench{size}"
         for n in range(size):
@@ -95,18 +95,18 @@ def presence_figures(sizes, repeat):
         def full():
             store.view(room)
 
-        figures.append({
-            "store": store.name, "online": size,
-            "heartbeat_us": timed(heartbeat, repeat), "poll_us": timed(poll, repeat),
-            "full_list_us": timed(full, max(9, repeat // 20)),
-            "heartbeat_server_us": server_us(store, heartbeat, repeat // 4),
-            "poll_server_us": server_us(store, poll, repeat // 4),
-        })
-    return figures
+        row = {"store": store.name, "online": size}
+        readings += [{**row, "measure": "heartbeat", **timed(heartbeat, repeat)},
+                     {**row, "measure": "poll", **timed(poll, repeat)},
+                     {**row, "measure": "full_list", **timed(full, max(BATCHES, repeat // 20))}]
+        if in_redis:
+            readings += [{**row, "measure": "heartbeat_server", "commandstats": commandstats(heartbeat, repeat // 4)},
+                         {**row, "measure": "poll_server", "commandstats": commandstats(poll, repeat // 4)}]
+    return readings
 
 
-def post_figures(repeat):
-    """µs per post_message, and per the same insert without the room lock and mark (before #13).
+def post_readings(repeat):
+    """post_message's batches, and those of the same insert without the room lock and mark (before #13).
 
     The two alternate batch by batch in one process, so drift in a busy
     machine falls on both alike.
@@ -130,21 +130,20 @@ def post_figures(repeat):
                 room, _ = Room.objects.get_or_create(slug="bench")
                 Message.objects.create(room=room, author=author, text="hello", client_id=client_id)
 
-    batches = {"locked": [], "unlocked": []}
-    per_batch = max(1, repeat // 9)
+    seconds = {"locked": [], "unlocked": []}
+    calls = max(1, repeat // BATCHES)
     for call in (locked, unlocked):  # warm up: connections, the room, caches
-        for _ in range(per_batch):
+        for _ in range(calls):
             call()
-    for _ in range(9):
+    for _ in range(BATCHES):
         for name, call in (("unlocked", unlocked), ("locked", locked)):
             started = time.perf_counter()
-            for _ in range(per_batch):
+            for _ in range(calls):
                 call()
-            batches[name].append((time.perf_counter() - started) / per_batch * 1e6)
-    before, after = (round(statistics.median(batches[name]), 1) for name in ("unlocked", "locked"))
-    return {"database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
-            "before_us": before, "after_us": after, "added_us": round(after - before, 1),
-            "ratio": round(after / before, 2), "posts_per_batch": per_batch}
+            seconds[name].append(time.perf_counter() - started)
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return [{"database": database, "measure": name, "calls": calls, "seconds": seconds[name]}
+            for name in ("unlocked", "locked")]
 
 
 def main():
@@ -154,11 +153,13 @@ def main():
     what = sys.argv[1]
     repeat = int(os.environ.get("BENCH_REPEAT", "2000"))
     if what == "sessions":
-        print(json.dumps(session_figures(repeat)))
+        readings = session_readings(repeat)
     elif what == "posts":
-        print(json.dumps(post_figures(repeat)))
+        readings = post_readings(repeat)
     else:
-        print(json.dumps(presence_figures([int(n) for n in sys.argv[2].split(",")], repeat)))
+        readings = presence_readings([int(n) for n in sys.argv[2].split(",")], repeat)
+    for reading in readings:
+        print(json.dumps(reading))
 
 
 if __name__ == "__main__":
