@@ -4,19 +4,22 @@ import json
 import sys
 from pathlib import Path
 
-from loadtest.bench import stores, stores_report
+from loadtest.bench import against_report, profile_report, replication_report, shards_report, stores, stores_report
 from loadtest.experiments import etcd_loss, fate, kill, powerloss, quorum, sockets, split_brain, sticky
 from loadtest.harness import history, verdict
 from loadtest.reports import page
 
 NAME = "recheck"
 HELP = "a finished run's figures, charts and verdict again, from its history.jsonl alone (split-brain, fate, " \
-       "sockets, quorum, powerloss, bench, etcd-loss, sticky), or the kill experiment's from its records; " \
-       "rewrites its page"
+       "sockets, quorum, powerloss, bench, etcd-loss, sticky, " \
+       "bench-profile, bench-against, bench-replication, bench-shards" \
+       "), or the kill experiment's from its records; rewrites its page"
 # The experiments that record a history, and the kill experiment (its figures are read from its records).
 REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report,
            quorum.NAME: quorum.report, powerloss.NAME: powerloss.report, stores.NAME: stores_report.report,
-           kill.NAME: kill.report, etcd_loss.NAME: etcd_loss.report, sticky.NAME: sticky.report}
+           kill.NAME: kill.report, etcd_loss.NAME: etcd_loss.report, sticky.NAME: sticky.report,
+           **{module.NAME: module.report for module in (profile_report, against_report, replication_report,
+                                                        shards_report)}}
 
 
 def add_arguments(parser):
