@@ -72,8 +72,10 @@ def figures(given, events):
 
 def loss(events):
     """One shard loss from its scenario's events: the sessions that met a failure, which, and when."""
-    kill = next(event for event in events if event["type"] == "fault" and event["action"] == "kill")
-    at = next(event for event in events if event["type"] == "sample" and "slots" in event)
+    kill = next((event for event in events if event["type"] == "fault" and event["action"] == "kill"), None)
+    if kill is None:
+        raise ValueError("the history holds a shard loss without its kill: the run stopped before it")
+    at = next(event for event in events if event["type"] == "sample" and "slots" in event)  # recorded before it
     reads = [op for op in checkers.ops(events, ("read",)) if op["completed"] is not None
              and op["completed"] >= kill["sent"]]
     failures = [op for op in reads if op["outcome"] != "ok"]
