@@ -150,8 +150,8 @@ def headline(report):
         if row["median_ms"] is None:
             parts.append(f"{store} N={row['replicas']} k={row['k']}: no write measured")
         else:
-            parts.append(f"{store} N={row['replicas']} k={row['k']}: {row['median_ms']:.2f} ms, predicted "
-                         f"{row['predicted_ms']:.2f} ms")
+            predicted = "none" if row["predicted_ms"] is None else f"{row['predicted_ms']:.2f} ms"
+            parts.append(f"{store} N={row['replicas']} k={row['k']}: {row['median_ms']:.2f} ms, predicted {predicted}")
     return "; ".join(parts)
 
 
