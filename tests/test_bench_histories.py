@@ -5,11 +5,16 @@ Each history here is recorded by the command's own recording functions
 (its `started` and the functions that write each kind of sample), with
 readings shaped as the run takes them; the JSON the run writes from it is
 then compared with what `python -m loadtest recheck` writes in a folder
-holding the history alone. No cluster: well under a second each.
+holding the history alone. Beside them, the histories of two small real
+runs (`tests/fixtures/bench-profile-run`, `bench-replication-run`, large
+files gzipped) are rechecked against the JSON those runs wrote. No
+cluster: well under a second each.
 """
 
+import gzip
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +152,24 @@ def test_a_history_without_its_parameters_is_refused_by_name(report, tmp_path, c
     assert f"records no parameters (no \"started\" sample): not a whole {report.NAME} run" in capsys.readouterr().err
     with pytest.raises(ValueError, match="records no parameters"):
         recorded.load(tmp_path)
+
+
+RECORDED = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("folder, figures, samples", [
+    # python -m loadtest bench-profile --sessions redis --seconds 2 --connections 2: wrk's run, the name of
+    # py-spy's file, the store commands (py-spy.txt kept gzipped here, unpacked beside the history).
+    ("bench-profile-run", "profile.json", 3),
+    # python -m loadtest bench-replication --quick --distances 5: per store, k = 0 and k = 1, one round each.
+    ("bench-replication-run", "bench-replication.json", 4),
+])
+def test_recheck_of_a_small_recorded_run_reproduces_its_json_exactly(folder, figures, samples, tmp_path):
+    for path in (RECORDED / folder).iterdir():
+        if path.name != figures:
+            data = path.read_bytes()
+            (tmp_path / path.name.removesuffix(".gz")).write_bytes(gzip.decompress(data) if path.suffix == ".gz"
+                                                                    else data)
+    assert len([e for e in history.load(tmp_path / history.FILE)[1] if e["type"] == "sample"]) == 1 + samples
+    assert main(["recheck", str(tmp_path)]) == 0
+    assert (tmp_path / figures).read_text() == (RECORDED / folder / figures).read_text()
