@@ -5,10 +5,10 @@ Each history here is recorded by the command's own recording functions
 (its `started` and the functions that write each kind of sample), with
 readings shaped as the run takes them; the JSON the run writes from it is
 then compared with what `python -m loadtest recheck` writes in a folder
-holding the history alone. Beside them, the histories of two small real
-runs (`tests/fixtures/bench-profile-run`, `bench-replication-run`, large
-files gzipped) are rechecked against the JSON those runs wrote. No
-cluster: well under a second each.
+holding the history alone. Beside them, the histories of three small real
+runs (`tests/fixtures/bench-profile-run`, `bench-replication-run` and
+`bench-shards-run`, large files gzipped) are rechecked against the JSON
+those runs wrote. No cluster: well under a second each.
 """
 
 import gzip
@@ -163,6 +163,9 @@ RECORDED = Path(__file__).parent / "fixtures"
     ("bench-profile-run", "profile.json", 3),
     # python -m loadtest bench-replication --quick --distances 5: per store, k = 0 and k = 1, one round each.
     ("bench-replication-run", "bench-replication.json", 4),
+    # python -m loadtest bench-shards --shards 3 --rounds 1 --seconds 1 --connections 2 --instances 1 --sessions 6
+    # --loss-rounds 1: one wrk run, where the sessions sit before the loss and at the kill; the reads are operations.
+    ("bench-shards-run", "shards.json", 3),
 ])
 def test_recheck_of_a_small_recorded_run_reproduces_its_json_exactly(folder, figures, samples, tmp_path):
     for path in (RECORDED / folder).iterdir():
