@@ -4,7 +4,17 @@ import json
 import sys
 from pathlib import Path
 
-from loadtest.bench import posts, presence, sessions, stores, stores_report
+from loadtest.bench import (
+    against_report,
+    posts,
+    presence,
+    profile_report,
+    replication_report,
+    sessions,
+    shards_report,
+    stores,
+    stores_report,
+)
 from loadtest.experiments import etcd_loss, fate, kill, powerloss, quorum, sockets, split_brain, sticky
 from loadtest.harness import history, verdict
 from loadtest.reports import page
@@ -12,13 +22,14 @@ from loadtest.reports import page
 NAME = "recheck"
 HELP = "a finished run's figures, charts and verdict again, from its history.jsonl alone (split-brain, fate, " \
        "sockets, quorum, powerloss, bench, etcd-loss, sticky, " \
-       "bench-sessions, bench-presence, bench-posts), or the kill experiment's from its records; " \
-       "rewrites its page"
+       "bench-sessions, bench-presence, bench-posts, bench-profile, bench-against, bench-replication, bench-shards" \
+       "), or the kill experiment's from its records; rewrites its page"
 # The experiments that record a history, and the kill experiment (its figures are read from its records).
 REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report,
            quorum.NAME: quorum.report, powerloss.NAME: powerloss.report, stores.NAME: stores_report.report,
            kill.NAME: kill.report, etcd_loss.NAME: etcd_loss.report, sticky.NAME: sticky.report,
-           sessions.NAME: sessions.report, presence.NAME: presence.report, posts.NAME: posts.report}
+           **{module.NAME: module.report for module in (sessions, presence, posts, profile_report, against_report,
+                                                        replication_report, shards_report)}}
 
 
 def add_arguments(parser):

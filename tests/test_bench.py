@@ -6,6 +6,7 @@ our stores' instances, the store commands are counted by Redis, and every
 CPU figure carries its spread and its ratios.
 """
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from deploy.cluster import BLOCK, free_base_port, port_free
-from loadtest.bench import cost, profile, stores_report
+from loadtest.__main__ import main
+from loadtest.bench import cost, profile, profile_report, stores_report
 from loadtest.bench import stores as bench_stores
+from loadtest.harness import history
 
 STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0"]
 
@@ -89,20 +92,27 @@ def test_a_bad_bench_row_is_refused_by_name(row, named):
 def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():
     server = ['process 1:"gunicorn"', "run (threading.py:1010)", "handle (gunicorn/workers/gthread.py:553)",
               "__call__ (django/core/handlers/wsgi.py:124)", "__call__ (accounts/middleware.py:40)"]
-    assert profile.layer_of(server) == "middleware"
+    assert profile_report.layer_of(server) == "middleware"
     session = [*server, "load (labcore/sessions/redis.py:30)", "_get (django/utils/functional.py:1)"]
-    assert profile.layer_of(session) == "session engine"
-    assert profile.layer_of([*session, "get (django_redis/cache.py:90)", "read (redis/connection.py:1)"]) == "redis-py"
-    assert profile.layer_of(['process 1:"gunicorn"']) == profile.OTHER
+    assert profile_report.layer_of(session) == "session engine"
+    redis_read = [*session, "get (django_redis/cache.py:90)", "read (redis/connection.py:1)"]
+    assert profile_report.layer_of(redis_read) == "redis-py"
+    assert profile_report.layer_of(['process 1:"gunicorn"']) == profile_report.OTHER
 
 
 @pytest.mark.timeout(300)
-def test_bench_profile_breaks_an_instances_cpu_into_layers_summing_to_all_of_it(out):
+def test_bench_profile_breaks_an_instances_cpu_into_layers_summing_to_all_of_it(out, tmp_path):
     report = profile.profile("redis", seconds=3, connections=2, port=_free_blocks(1), out=out)
+    # Saved as it ran: its history and py-spy's samples alone give profile.json again, in another folder.
+    for name in (history.FILE, profile.STACKS):
+        shutil.copy(out / name, tmp_path)
+    assert main(["recheck", str(tmp_path)]) == 0
+    assert (tmp_path / "profile.json").read_text() == (out / "profile.json").read_text()
+    assert json.loads((out / "profile.json").read_text()) == report
     layers = report["layers"]
     assert sum(layers.values()) == pytest.approx(1, abs=0.001)
     assert layers["redis-py"] > 0 and layers["session engine"] > 0 and layers["the server"] > 0, layers
     assert report["server_us"] > 0
     assert report["commands"]["heartbeat"] == {"redis": 2}
-    assert "| total | 100.0% |" in profile.table(report).markdown()
+    assert "| total | 100.0% |" in profile_report.table(report).markdown()
     assert not list(out.glob("cluster/logs/*.relay.log")), "a latency relay ran: bench-profile measured its hop"

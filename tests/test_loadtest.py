@@ -249,13 +249,13 @@ def test_the_outage_runs_from_the_fault_to_the_end_of_its_last_failure():
 
 
 def test_the_replication_grid_has_each_distinct_n_and_k_once():
-    from loadtest.bench.replication import points
+    from loadtest.bench.replication_report import points
 
     assert points() == [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 0), (4, 1), (4, 3), (4, 4)]
 
 
 def test_a_write_waiting_for_k_replicas_is_predicted_to_wait_for_the_k_th_nearest():
-    from loadtest.bench.replication import distances_of, predicted_ms
+    from loadtest.bench.replication_report import distances_of, predicted_ms
 
     assert distances_of(4, (10, 0.5, 40, 2)) == {1: 10, 2: 0.5, 3: 40, 4: 2}
     assert distances_of(3, (2,)) == {1: 2, 2: 2, 3: 2}

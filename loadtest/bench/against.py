@@ -1,4 +1,9 @@
-"""`python -m loadtest bench-against REF`: the memory poll mix of this checkout against an older commit's."""
+"""`python -m loadtest bench-against REF`: the memory poll mix of this checkout against an older commit's.
+
+Each side's measurements go into history.jsonl as they are taken, and
+against.json and the page are computed from it (against_report.py), so
+`python -m loadtest recheck` gives them again.
+"""
 
 import json
 import shutil
@@ -14,12 +19,13 @@ from deploy.cluster import (
     require,
     web,
 )
-from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, RELAYS, ROOT, log_in, median, run_wrk, spread
-from loadtest.cli import ratio_text
-from loadtest.reports.tables import Table
+from loadtest.bench import against_report
+from loadtest.bench.against_report import THIS
+from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, RELAYS, ROOT, log_in, run_wrk
 
-NAME = "bench-against"
+NAME = against_report.NAME
 HELP = "the memory poll mix of this checkout against an older commit"
+INDEXED = True  # its report is listed in results/index.html
 
 
 def add_arguments(parser):
@@ -34,29 +40,26 @@ def add_arguments(parser):
 def main(args):
     args.out.mkdir(parents=True, exist_ok=True)
     report = bench_against(args.ref, rounds=args.rounds, seconds=args.seconds, connections=args.connections,
-                           out=args.out, server=args.server)
-    print(f"memory stores, poll mix, one instance each; wrk, {args.connections} connections, {args.rounds} "
-          f"rounds of {args.seconds} s, alternating; medians (ratio: median and min-max of the rounds)")
-    rows = [[label, f"{report[path]['rps'][args.ref]:.0f}", f"{report[path]['rps']['this']:.0f}",
-             ratio_text(report[path]["ratio"]), f"{report[path]['p99_ms'][args.ref]:.1f}",
-             f"{report[path]['p99_ms']['this']:.1f}"]
-            for path, label in (("direct", "straight to the instance"), ("lb", "through HAProxy"))]
-    print(Table.of(["path", f"{args.ref} req/s", "this req/s", f"this / {args.ref}", f"{args.ref} p99 ms",
-                    "this p99 ms"], rows).markdown())
-    if report["relays"].get(args.ref):
-        print(f"{args.ref} ran its latency relays (it has no up --no-relays), this checkout none: its figures "
-              "include a relay's hop on every connection")
-    print(f"figures: {args.out / 'against.json'}")
+                           out=args.out, server=args.server, command=args.run.command)
+    against_report.write(args.out, args.run, report)
+    print(against_report.setting(report))
+    print(against_report.table(report).markdown())
+    if note := against_report.relays_note(report):
+        print(note)
+    print(f"figures: {args.out / against_report.FIGURES}; report: {args.out / 'report.html'}")
     return 0
 
 
-def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT):
+def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT,
+                  command="python -m loadtest bench-against"):
     """The memory poll mix of this checkout against commit `ref`'s, one instance each, in rounds A B, B A, ...
 
     `ref` is checked out into a temporary git worktree with a virtualenv of
     its own (its dependencies as it declared them) and started by its own
     `python -m deploy`; both instances are hit straight and through their
-    HAProxy, in alternating order, so each round gives a ratio.
+    HAProxy, in alternating order, so each round gives a ratio. Every wrk
+    run goes into out/history.jsonl, and the report (against.json) is
+    computed from it.
     """
     require("wrk", "wrk")
     scratch = Path(tempfile.mkdtemp(prefix="bench-against-"))
@@ -65,7 +68,9 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
     old_python = tree / ".venv" / "bin" / "python"
     old_state, new_state = out / "clusters" / "against", out / "clusters" / "this"
     new = old = None
-    relays = {"this": RELAYS}
+    relays = {THIS: RELAYS}
+    recorded = against_report.started(out, command=command, ref=ref, server=server, rounds=rounds, seconds=seconds,
+                                      connections=connections)
     try:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref],
                        check=True, capture_output=True, text=True, timeout=120)
@@ -89,17 +94,18 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
                             port=free_base_port(), env=BENCH_ENV, durable=DURABLE, relays=RELAYS,
                             state_dir=new_state)
         new = {"lb": cluster.url, "direct": f"http://127.0.0.1:{cluster.instances['app1']['port']}"}
-        targets = {ref: old, "this": new}
+        targets = {ref: old, THIS: new}
+        recorded.sample(relays=relays)
         sessions = {name: log_in(urls["lb"]) for name, urls in targets.items()}
-        results = {name: {"direct": [], "lb": []} for name in targets}
         for round_number in range(rounds):
-            order = [ref, "this"] if round_number % 2 == 0 else ["this", ref]
+            order = [ref, THIS] if round_number % 2 == 0 else [THIS, ref]
             for name in order:
                 print(f"round {round_number + 1}/{rounds}: {name}", file=sys.stderr)
-                for path in ("direct", "lb"):
-                    results[name][path].append(
-                        run_wrk(targets[name][path], scripts / "poll.lua", sessions[name], seconds, connections))
+                for path in against_report.PATHS:
+                    against_report.measured(recorded, side=name, path=path, round_number=round_number, wrk=run_wrk(
+                        targets[name][path], scripts / "poll.lua", sessions[name], seconds, connections))
     finally:
+        recorded.close()
         if new:
             deploy.down(new_state)
         if old_python.exists():
@@ -108,16 +114,7 @@ def bench_against(ref, *, rounds, seconds, connections, out, server=web.DEFAULT)
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                        capture_output=True, timeout=120)
         shutil.rmtree(scratch, ignore_errors=True)
-    report = {"against": ref, "server": server, "rounds": rounds, "seconds": seconds, "connections": connections,
-              "relays": relays, "raw": results}
-    for path in ("direct", "lb"):
-        report[path] = {
-            "rps": {name: median([run["rps"] for run in results[name][path]]) for name in targets},
-            "p99_ms": {name: median([run["p99_ms"] for run in results[name][path]]) for name in targets},
-            "ratio": spread([a["rps"] / b["rps"] for a, b in zip(results["this"][path], results[ref][path])]),
-        }
-    (out / "against.json").write_text(json.dumps(report, indent=1))
-    return report
+    return against_report.written(out)
 
 
 def _without_relays(old_argv, tree):

@@ -20,10 +20,13 @@ for `seconds`; rounds alternate the order of the points, so the machine's
 drift falls on all of them alike. Beside each (N, k) its prediction: the
 write's own cost (its median at k = 0 for that N) plus the round trip to the
 k-th nearest replica, 2 * d_k, and the difference between them.
+
+Every round of every (N, k) goes into history.jsonl as a sample of every
+write's latency, and bench-replication.json, the table and the page are
+computed from it (replication_report.py), so `python -m loadtest recheck`
+gives them again.
 """
 
-import json
-import statistics
 import sys
 import threading
 import time
@@ -34,16 +37,13 @@ import redis
 
 from deploy import cluster as deploy
 from deploy.cluster import free_base_port
-from loadtest.reports.tables import Table
+from loadtest.bench import replication_report
+from loadtest.bench.replication_report import DISTANCES, REPLICAS, STORES, SYNC, distances_of, points
 
-REPLICAS = (1, 2, 4)
-SYNC = ("0", "1", "majority", "all")
-DISTANCES = (0.5, 2, 10, 40)
-STORES = ("redis", "postgres")
-
-NAME = "bench-replication"
+NAME = replication_report.NAME
 HELP = ("what a write that waits for k of N replicas at stated distances costs (Redis WAIT, PostgreSQL ANY k), "
         "beside its prediction")
+INDEXED = True  # its report is listed in results/index.html
 
 
 def add_arguments(parser):
@@ -71,34 +71,12 @@ def main(args):
                          f"not {args.distances!r}") from None
     report = bench(stores=args.stores.split(","), replicas=[int(n) for n in args.replicas.split(",")],
                    sync=args.sync.split(","), distances=distances, rounds=args.rounds, seconds=args.seconds,
-                   connections=args.connections, out=args.out)
-    print(f"{args.connections} connections, {args.rounds} rounds of {args.seconds:g} s per (N, k), medians of the "
-          "rounds' medians; predicted: the median at k = 0 plus 2 x the k-th nearest replica's distance")
-    print(table(report).markdown())
-    print(f"figures: {args.out / 'bench-replication.json'}")
+                   connections=args.connections, out=args.out, command=args.run.command)
+    replication_report.write(args.out, args.run, report)
+    print(replication_report.setting(report))
+    print(replication_report.table(report).markdown())
+    print(f"figures: {args.out / replication_report.FIGURES}; report: {args.out / 'report.html'}")
     return 0
-
-
-def sync_count(label, replicas):
-    """k for a label of SYNC with N replicas: 0, 1, a majority (N // 2 + 1) or all."""
-    return {"0": 0, "1": 1, "majority": replicas // 2 + 1, "all": replicas}[label]
-
-
-def points(replicas=REPLICAS, sync=SYNC):
-    """Every distinct (N, k) of the grid, in order."""
-    return list(dict.fromkeys((n, sync_count(label, n)) for n in replicas for label in sync))
-
-
-def distances_of(replicas, distances):
-    """{replica number (1..N): its distance in ms}: the i-th distance, cycling."""
-    return {i: distances[(i - 1) % len(distances)] for i in range(1, replicas + 1)}
-
-
-def predicted_ms(alone_ms, replicas, k, distances):
-    """The write's own cost plus the round trip to the k-th nearest replica (none at k = 0)."""
-    if k == 0:
-        return alone_ms
-    return alone_ms + 2 * sorted(distances_of(replicas, distances).values())[k - 1]
 
 
 def check(stores, replicas, sync, distances):
@@ -114,16 +92,20 @@ def check(stores, replicas, sync, distances):
 
 
 def bench(*, stores=STORES, replicas=REPLICAS, sync=SYNC, distances=DISTANCES, rounds=3, seconds=4, connections=4,
-          out):
-    """Measure every (N, k) of each store in alternating rounds; return the report (also bench-replication.json)."""
+          out, command="python -m loadtest bench-replication"):
+    """Measure every (N, k) of each store in alternating rounds; return the report (also bench-replication.json).
+
+    Every round of every (N, k) goes into out/history.jsonl as it is
+    measured, and the report is computed from it (replication_report.py).
+    """
     check(stores, replicas, sync, distances)
     grid = points(replicas, sync)
-    report = {"rounds": rounds, "seconds": seconds, "connections": connections, "distances_ms": list(distances),
-              "stores": {}}
-    for store in stores:
-        report["stores"][store] = _bench_store(store, grid, distances, rounds, seconds, connections, out)
-    (out / "bench-replication.json").write_text(json.dumps(report, indent=1))
-    return report
+    with replication_report.started(out, command=command, stores=stores, replicas=replicas, sync=sync,
+                                    distances=distances, rounds=rounds, seconds=seconds,
+                                    connections=connections) as recorded:
+        for store in stores:
+            _bench_store(recorded, store, grid, distances, rounds, seconds, connections, out)
+    return replication_report.written(out)
 
 
 def _clusters_needed(store, grid):
@@ -134,9 +116,8 @@ def _clusters_needed(store, grid):
     return {(n, k): (n, k or most[n]) for n, k in grid}
 
 
-def _bench_store(store, grid, distances, rounds, seconds, connections, out):
+def _bench_store(recorded, store, grid, distances, rounds, seconds, connections, out):
     on = _clusters_needed(store, grid)
-    samples = {point: [] for point in grid}
     started = {}
     try:
         for n, k in dict.fromkeys(on.values()):
@@ -148,13 +129,11 @@ def _bench_store(store, grid, distances, rounds, seconds, connections, out):
                 writer = _Writer(store, started[on[n, k]], k)
                 before = _relays_cpu(started[on[n, k]])
                 sample = writer.measure(seconds, connections)
-                samples[n, k].append({**sample, "relay_cpu_s": _relays_cpu(started[on[n, k]]) - before})
+                replication_report.measured(recorded, store=store, replicas=n, k=k, round_number=round_number,
+                                            relay_cpu_s=_relays_cpu(started[on[n, k]]) - before, **sample)
     finally:
         for state_dir in started.values():
             deploy.down(state_dir)
-    return summarise(samples, distances, seconds, connections)
-
-
 def _relays_cpu(state_dir):
     """CPU seconds the cluster's store nodes' latency relays used so far (deploy's status rows)."""
     return sum(row["relay_cpu_s"] or 0 for row in deploy.status(state_dir=state_dir)["stores"])
@@ -235,48 +214,3 @@ class _Writer:
                 connection.execute("INSERT INTO bench_replication VALUES (%s, %s)", (index, number))
                 latencies.append((time.perf_counter() - began) * 1000)
         return {"latencies_ms": latencies, "short": 0}
-
-
-def summarise(samples, distances, seconds, connections):
-    """Per (N, k): the median of the rounds' median and p99 latencies, writes per second per connection, the
-    relays' CPU, and the prediction beside the median with the difference."""
-    rows = []
-    for (n, k), rounds in samples.items():
-        medians = [statistics.median(r["latencies_ms"]) for r in rounds if r["latencies_ms"]]
-        p99s = [_percentile(r["latencies_ms"], 99) for r in rounds if r["latencies_ms"]]
-        rows.append({"replicas": n, "k": k, "distances_ms": list(distances_of(n, distances).values()),
-                     "median_ms": round(statistics.median(medians), 3) if medians else None,
-                     "per_round_median_ms": [round(m, 3) for m in medians],
-                     "p99_ms": round(statistics.median(p99s), 3) if p99s else None,
-                     "writes_per_s_per_connection": round(statistics.median(
-                         len(r["latencies_ms"]) / seconds / connections for r in rounds), 1),
-                     "short": sum(r["short"] for r in rounds),
-                     # The relays' CPU as a share of one core while the point was measured: the distance's own cost.
-                     "relays_cpu_pct": round(100 * statistics.median(r["relay_cpu_s"] for r in rounds) / seconds, 1)})
-    for row in rows:
-        alone = next(r["median_ms"] for r in rows if (r["replicas"], r["k"]) == (row["replicas"], 0))
-        if alone is None or row["median_ms"] is None:
-            row["predicted_ms"] = row["difference_ms"] = None
-            continue
-        row["predicted_ms"] = round(predicted_ms(alone, row["replicas"], row["k"], distances), 3)
-        row["difference_ms"] = round(row["median_ms"] - row["predicted_ms"], 3)
-    return rows
-
-
-def _percentile(values, percent):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
-
-
-def table(report):
-    """The report as a table: one row per store, N and k."""
-    rows = []
-    for store, points in report["stores"].items():
-        for row in points:
-            figures = [f"{row[key]:.2f}" if row[key] is not None else "-"
-                       for key in ("median_ms", "predicted_ms", "difference_ms", "p99_ms")]
-            short = f" ({row['short']} short of k)" if row["short"] else ""
-            rows.append([store, row["replicas"], ", ".join(f"{d:g}" for d in row["distances_ms"]), row["k"], *figures,
-                         f"{row['writes_per_s_per_connection']:g}{short}", f"{row['relays_cpu_pct']:g}"])
-    return Table.of(["store", "N", "distances (ms each way)", "k", "median ms", "predicted ms", "difference ms",
-                     "p99 ms", "writes/s per connection", "relays' CPU %"], rows)

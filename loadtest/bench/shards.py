@@ -13,9 +13,13 @@ the share of sessions that met a failure, what the failures were, and how
 long from the kill until the last of them (the replica's promotion, plus the
 site's breaker interval at most). Then the old primary is started again (it
 rejoins as a replica) and the next round kills the primary of the next shard.
+
+Every wrk run, where the sessions sit, each kill and every session read go
+into history.jsonl as they happen, and shards.json, the tables and the page
+are computed from it (shards_report.py), so `python -m loadtest recheck`
+gives them again.
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -28,13 +32,15 @@ from redis.cluster import key_slot
 
 from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
+from loadtest.bench import shards_report
 from loadtest.bench.wrk import BENCH_ENV, RELAYS, run_wrk
 from loadtest.harness.accounts import prepare
 from loadtest.harness.site import COUNTER, Site
-from loadtest.reports.tables import Table
+from loadtest.reports import tables
 
-NAME = "bench-shards"
+NAME = shards_report.NAME
 HELP = "session throughput against Redis Cluster shards (1, 2, 3), and what a shard primary's death costs"
+INDEXED = True  # its report is listed in results/index.html
 SESSION_KEY_PREFIX = ":1:django.contrib.sessions.cache"  # Django's cache key of a session: it picks the slot
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -70,19 +76,30 @@ def add_arguments(parser):
 
 
 def main(args):
-    print_report(bench_shards(shards=check_shards(args.shards), rounds=args.rounds, seconds=args.seconds,
-                              connections=args.connections, instances=args.instances, sessions=args.sessions,
-                              loss_rounds=args.loss_rounds, out=args.out))
+    report = bench_shards(shards=check_shards(args.shards), rounds=args.rounds, seconds=args.seconds,
+                          connections=args.connections, instances=args.instances, sessions=args.sessions,
+                          loss_rounds=args.loss_rounds, out=args.out, command=args.run.command)
+    shards_report.write(args.out, args.run, report)
+    print(tables.markdown(shards_report.tables(report)))
+    print(f"figures: {args.out / shards_report.FIGURES}; report: {args.out / 'report.html'}")
     return 0
 
 
-def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, loss_rounds, out):
+def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, loss_rounds, out,
+                 command="python -m loadtest bench-shards"):
+    """Throughput in alternating rounds on one cluster per shard count, then the shard losses on the biggest.
+
+    Everything measured goes into out/history.jsonl as it happens, and the
+    report (shards.json) is computed from it (shards_report.py).
+    """
     require("wrk", "wrk")
     out.mkdir(parents=True, exist_ok=True)
     scripts = Path(tempfile.mkdtemp(prefix="bench-shards-"))
     (scripts / "mix.lua").write_text(SESSION_MIX)
     clusters, users = {}, {}
-    results = {count: [] for count in shards}
+    recorded = shards_report.started(out, command=command, shards=shards, rounds=rounds, seconds=seconds,
+                                     connections=connections, instances=instances, sessions=sessions,
+                                     loss_rounds=loss_rounds, cores=os.cpu_count())
     try:
         for count in shards:
             print(f"starting the cluster with {count} shards", file=sys.stderr)
@@ -100,31 +117,29 @@ def bench_shards(*, shards, rounds, seconds, connections, instances, sessions, l
                 env = {"BENCH_SESSIONS": str(scripts / f"sessions{count}.tsv")}
                 cpu = _CpuMeter(clusters[count])
                 run = run_wrk(clusters[count].url, scripts / "mix.lua", env, seconds, connections)
-                results[count].append({**run, "cpu": cpu.per_second()})
+                shards_report.measured(recorded, shards=count, round_number=round_number, wrk=run,
+                                       cpu=cpu.per_second())
         biggest = max(shards)
-        spread = _sessions_per_shard(clusters[biggest], users[biggest])
-        losses = [_shard_loss(clusters[biggest], users[biggest], round_number % biggest)
-                  for round_number in range(loss_rounds)]
+        slots = {user["name"]: key_slot((SESSION_KEY_PREFIX + user["session"]).encode()) for user in users[biggest]}
+        shards_report.placed(recorded, ranges=_ranges(clusters[biggest]), slots=slots)
+        for round_number in range(loss_rounds):
+            recorded.scenario = f"{shards_report.LOSS} {round_number + 1}"
+            _shard_loss(recorded, clusters[biggest], users[biggest], slots, round_number % biggest)
     finally:
+        recorded.close()
         for count in clusters:
             deploy.down(out / "clusters" / f"shards{count}")
         for path in scripts.iterdir():
             path.unlink()
         scripts.rmdir()
-    report = {"shards": shards, "rounds": rounds, "seconds": seconds, "connections": connections,
-              "instances": instances, "sessions": sessions, "cores": os.cpu_count(),
-              "throughput": _summarise(results), "sessions_per_shard": spread, "loss": losses, "raw": results}
-    (out / "shards.json").write_text(json.dumps(report, indent=1))
-    return report
+    return shards_report.written(out)
 
 
 def _log_in(url, username):
     """A user made beforehand (loadtest/harness/accounts.py), logged in: its cookie header and CSRF token."""
     visitor = Site(url).logged_in(username)
-    return {"visitor": visitor, "cookie": visitor.cookie_header(), "csrf": visitor.csrf,
+    return {"name": username, "visitor": visitor, "cookie": visitor.cookie_header(), "csrf": visitor.csrf,
             "session": visitor.http.cookies["sessionid"]}
-
-
 class _CpuMeter:
     """CPU seconds per second of each part of a cluster, from /proc, between its making and per_second()."""
 
@@ -160,118 +175,74 @@ def _children(pid):
     except OSError:
         return []
 
-
-def _summarise(results):
-    summary = {}
-    for count, runs in results.items():
-        rates = sorted(run["rps"] for run in runs)
-        summary[count] = {"rps_median": rates[len(rates) // 2], "rps_min": rates[0], "rps_max": rates[-1],
-                          "p99_ms_median": sorted(run["p99_ms"] for run in runs)[len(runs) // 2],
-                          "bad_responses": sum(run["bad_responses"] for run in runs),
-                          "cpu_median": {part: sorted(run["cpu"][part] for run in runs)[len(runs) // 2]
-                                         for part in runs[0]["cpu"]},
-                          "generator_cpu_median": sorted(run["generator_cpu"] for run in runs)[len(runs) // 2]}
-    base = summary[min(results)]["rps_median"]
-    for count in summary:
-        summary[count]["ratio_to_fewest"] = round(summary[count]["rps_median"] / base, 3)
-    return summary
-
-
 def _ranges(cluster):
     """{primary's name: (first slot, last slot)} now."""
     return {row["name"]: tuple(int(edge) for edge in row["slots"].split(",")[0].split("-"))
             for row in deploy.status(state_dir=cluster.path)["stores"] if row.get("slots")}
 
 
-def _shard(user, ranges):
-    slot = key_slot((SESSION_KEY_PREFIX + user["session"]).encode())
-    return next(name for name, (first, last) in ranges.items() if first <= slot <= last)
+def _shard_loss(recorded, cluster, users, slots, shard_index, interval=0.05, settle=5.0, deadline=60.0):
+    """Kill the primary of the shard_index-th slot range while every session is read in a loop, then start it
+    again and wait until it rejoined as a replica.
 
-
-def _sessions_per_shard(cluster, users):
-    ranges = _ranges(cluster)
-    return {name: sum(_shard(user, ranges) == name for user in users) for name in ranges}
-
-
-def _shard_loss(cluster, users, shard_index, interval=0.05, settle=5.0, deadline=60.0):
-    """Kill the primary of the shard_index-th slot range while every session is read in a loop; what it cost."""
+    Every read is an operation of the history and the kill a fault, beside
+    where the sessions sit at the kill; what it cost is computed from them
+    (shards_report.loss).
+    """
     ranges = _ranges(cluster)
     victim = sorted(ranges, key=lambda name: ranges[name])[shard_index]
-    on_victim = sum(_shard(user, ranges) == victim for user in users)
-    records = [[] for _ in users]  # per session: (seconds since the kill, status, seconds it took)
+    shards_report.placed(recorded, ranges=ranges, slots=slots)
+    reads = [0] * len(users)  # per session: reads ended so far
+    latest = [None] * len(users)  # per session: (seconds since the kill, status) of its latest read ended after it
     stop, killed_at = threading.Event(), []
 
-    def read(user, record):
+    def read(index, user):
         while not stop.is_set():
+            op = recorded.invoke(user["name"], "read", node="haproxy")
             started = time.monotonic()
             try:
                 status = user["visitor"].request("GET", COUNTER).status_code
             except requests.RequestException:
-                status = 0
+                status = 0  # no answer: the read may have been served
+            recorded.complete(op, "ok" if status == 200 else "failed" if status else "unknown",
+                              refusal=None if status in (0, 200) else status)
+            reads[index] += 1
             if killed_at:
-                record.append((started - killed_at[0], status, time.monotonic() - started))
+                latest[index] = (started - killed_at[0], status)
             stop.wait(interval)
 
-    threads = [threading.Thread(target=read, args=pair, daemon=True) for pair in zip(users, records)]
+    threads = [threading.Thread(target=read, args=pair, daemon=True) for pair in enumerate(users)]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(1)  # every reader under way before the kill
+        wait_for(lambda: all(reads), timeout=deadline, what="every session's first read before the kill")
+        fault = recorded.fault("kill", victim)
         killed_at.append(time.monotonic())
         deploy.kill(victim, state_dir=cluster.path)
-        wait_for(lambda: _recovered(records, settle), timeout=deadline, what="every session to answer again")
+        recorded.took_effect(fault)
+        wait_for(lambda: _recovered(latest, settle), timeout=deadline, what="every session to answer again")
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
-    failed = [[entry for entry in record if entry[1] != 200] for record in records]
-    hit = [entries for entries in failed if entries]
-    statuses = sorted({status for entries in hit for _, status, _ in entries})
-    result = {
-        "killed": victim, "sessions": len(users), "sessions_on_it": on_victim, "sessions_failed": len(hit),
-        "share_failed": round(len(hit) / len(users), 3),
-        "statuses": statuses,
-        "last_failure_s": round(max((entries[-1][0] for entries in hit), default=0), 2),
-        "first_failure_s": round(min((entries[0][0] for entries in hit), default=0), 2),
-        "slowest_failure_ms": round(1000 * max((took for entries in hit for _, _, took in entries), default=0), 1),
-        "requests": sum(len(record) for record in records),
-    }
     deploy.start(victim, state_dir=cluster.path)
     wait_for(lambda: _role(cluster, victim) == "replica", timeout=deadline, what=f"{victim} to rejoin as a replica")
-    print(f"killed {victim}: {result['sessions_failed']} of {len(users)} sessions failed "
-          f"({on_victim} on it), the last {result['last_failure_s']} s after the kill", file=sys.stderr)
-    return result
+    recorded.ended(fault)
+    cost = shards_report.loss(recorded.events(recorded.scenario))
+    print(f"killed {victim}: {cost['sessions_failed']} of {cost['sessions']} sessions failed "
+          f"({cost['sessions_on_it']} on it), the last {cost['last_failure_s']} s after the kill", file=sys.stderr)
 
 
-def _recovered(records, settle):
+def _recovered(latest, settle):
     """True once `settle` seconds have passed since the kill and every session's latest read succeeded."""
-    latest = [record[-1] for record in records if record]
-    return (len(latest) == len(records) and min(entry[0] for entry in latest) > settle
-            and all(entry[1] == 200 for entry in latest))
+    entries = list(latest)
+    return (all(entries) and min(entry[0] for entry in entries) > settle
+            and all(entry[1] == 200 for entry in entries))
 
 
 def _role(cluster, name):
     rows = deploy.status(state_dir=cluster.path)["stores"]
     return next(row["role"] for row in rows if row["name"] == name)
-
-
-def print_report(report):
-    print(f"session throughput through HAProxy ({report['instances']} instances, {report['connections']} "
-          f"connections, {report['sessions']} sessions, {report['rounds']} alternating rounds of "
-          f"{report['seconds']} s; {report['cores']} cores)")
-    throughput = [[count, f"{row['rps_median']:,.0f}", f"{row['rps_min']:,.0f} to {row['rps_max']:,.0f}",
-                   f"{row['ratio_to_fewest']:.2f}", f"{row['p99_ms_median']:.1f}",
-                   *(f"{row['cpu_median'][part]:.2f}" for part in ("instances", "redis", "haproxy")),
-                   f"{row['generator_cpu_median']:.2f}"] for count, row in report["throughput"].items()]
-    print(Table.of(["shards", "req/s (median)", "min to max", "ratio", "p99 ms", "CPU: instances", "Redis", "HAProxy",
-                    "wrk"], throughput).markdown())
-    print(f"sessions per shard: {report['sessions_per_shard']}")
-    losses = [[loss["killed"], loss["sessions_on_it"], f"{loss['sessions_failed']} of {loss['sessions']}",
-               f"{loss['share_failed']:.0%}", ", ".join(map(str, loss["statuses"])),
-               f"{loss['first_failure_s']} to {loss['last_failure_s']}", f"{loss['slowest_failure_ms']} ms"]
-              for loss in report["loss"]]
-    print(Table.of(["killed", "sessions on it", "sessions that failed", "share", "statuses",
-                    "failures from .. to (s after the kill)", "slowest failure"], losses).markdown())
 
 
 def check_shards(text):
