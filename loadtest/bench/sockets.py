@@ -45,6 +45,7 @@ from loadtest.harness.socket_swarm import allow_open_files
 
 NAME = "bench-sockets"
 HELP = "idle WebSockets one instance holds and their memory, a room's fan-out latency, push against poll CPU"
+INDEXED = True  # its report is listed in results/index.html
 CONFIGS = {
     "idle": {"instances": 1, "presence": "redis", "channel_layer": "redis"},
     "fanout-redis": {"instances": 3, "presence": "redis", "channel_layer": "redis"},

@@ -85,10 +85,10 @@ def headline(summary):
     if idle := summary.get("idle"):
         parts.append(f"idle: {_cell(idle['held'], 'g')} of {_cell(idle['asked'], 'g')} sockets held, "
                      f"{_cell(idle['memory_per_socket_kib'], '.1f')} KiB each")
-    for name, figures in summary.items():
+    for name, fanout in summary.items():
         if name != "idle":
-            parts.append(f"{name}: p99 {_cell(figures['p99_ms'], '.1f')} ms, poll over push CPU "
-                         f"{_cell(figures['poll_to_push_cpu'], '.2f')}")
+            parts.append(f"{name}: p99 {_cell(fanout['p99_ms'], '.1f')} ms, poll over push CPU "
+                         f"{_cell(fanout['poll_to_push_cpu'], '.2f')}")
     return "; ".join(parts) or "no configuration measured"
 
 
