@@ -120,8 +120,9 @@ async def _push(deployed, keys, pids, *, messages, spacing, batch, origin):
         sent = await _post_all(poster, messages, spacing)
         arrivals = [socket.arrivals for socket in listening]
         await eventually(lambda: all(sent.keys() <= mine.keys() for mine in arrivals), DELIVERY_SECONDS)
+        cpu = _cpu_seconds(pids) - before
         readings = {"nodes": [s.node for s in listening], "refused": dict(refused), **_on_clock(sent, arrivals, origin),
-                    "duplicates": sum(s.duplicates for s in listening), "cpu_seconds": _cpu_seconds(pids) - before}
+                    "duplicates": sum(s.duplicates for s in listening), "cpu_seconds": cpu}
     finally:
         await close_all(opened)
     # The poll's CPU must not include the instances' work on these sockets' departure.
