@@ -4,8 +4,8 @@ import json
 import sys
 from pathlib import Path
 
-from loadtest.bench import sockets_report, stores, stores_report
 from loadtest.bench import sockets as bench_sockets
+from loadtest.bench import sockets_report, stores, stores_report
 from loadtest.experiments import (
     capacity,
     etcd_loss,
