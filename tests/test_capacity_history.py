@@ -8,6 +8,7 @@ figures exactly. No cluster here, about a second.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from loadtest.reports import page
 
 RECORDED = Path(__file__).resolve().parent.parent / "docs" / "results" / "scaling"  # the docs' run
 RAW = json.loads((RECORDED / "scaling-raw.json").read_text())  # {"<variant> <instances>": a record per round}
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "capacity-run"  # a tiny real capacity run
 
 
 def readings(record):
@@ -69,6 +71,15 @@ def test_recheck_of_the_docs_scaling_run_from_a_history_gives_its_scaling_json_e
     assert main(["recheck", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "scaling.json").read_text()) == own
     assert (tmp_path / "scaling-capacity.svg").exists() and "report: " in capsys.readouterr().out
+
+
+def test_recheck_of_a_recorded_capacity_run_writes_its_capacity_json_exactly(tmp_path, capsys):
+    """A tiny real run (tests/fixtures/capacity-run: `python -m loadtest capacity --configs redis --instances 1
+    --start-users 5 --step 1 --hold 2 --max-users 20`), its history and capacity.json as it wrote them."""
+    shutil.copy(FIXTURE / FILE, tmp_path)
+    assert main(["recheck", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "capacity.json").read_text()) == json.loads((FIXTURE / "capacity.json").read_text())
+    assert "report: " in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("experiment", [capacity.NAME, scaling.NAME])
