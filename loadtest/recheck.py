@@ -12,22 +12,37 @@ from loadtest.bench import (
     replication_report,
     sessions,
     shards_report,
+    sockets_report,
     stores,
     stores_report,
 )
-from loadtest.experiments import etcd_loss, fate, kill, powerloss, quorum, sockets, split_brain, sticky
+from loadtest.bench import sockets as bench_sockets
+from loadtest.experiments import (
+    capacity,
+    etcd_loss,
+    fate,
+    kill,
+    powerloss,
+    quorum,
+    scaling,
+    scaling_report,
+    sockets,
+    split_brain,
+    sticky,
+)
 from loadtest.harness import history, verdict
 from loadtest.reports import page
 
 NAME = "recheck"
 HELP = "a finished run's figures, charts and verdict again, from its history.jsonl alone (split-brain, fate, " \
-       "sockets, quorum, powerloss, bench, etcd-loss, sticky, " \
-       "bench-sessions, bench-presence, bench-posts, bench-profile, bench-against, bench-replication, bench-shards" \
-       "), or the kill experiment's from its records; rewrites its page"
+       "sockets, quorum, powerloss, etcd-loss, sticky, capacity, scaling, bench (bench-servers: each server's run) " \
+       "and the other bench-* commands), or the kill experiment's from its records; rewrites its page"
 # The experiments that record a history, and the kill experiment (its figures are read from its records).
 REPORTS = {split_brain.NAME: split_brain.report, fate.NAME: fate.report, sockets.NAME: sockets.report,
            quorum.NAME: quorum.report, powerloss.NAME: powerloss.report, stores.NAME: stores_report.report,
            kill.NAME: kill.report, etcd_loss.NAME: etcd_loss.report, sticky.NAME: sticky.report,
+           capacity.NAME: capacity.report, scaling.NAME: scaling_report.report,
+           bench_sockets.NAME: sockets_report.report,
            **{module.NAME: module.report for module in (sessions, presence, posts, profile_report, against_report,
                                                         replication_report, shards_report)}}
 
@@ -65,9 +80,9 @@ def recheck(folder):
                   "started": header["started"][:19] + "+00:00", "finished": None}
     run = page.Run(record["kind"], record["command"], record["started"])
     judged = report(folder, run, finished=record["finished"])[1]
-    # No verdict: a benchmark, powerloss, etcd-loss or sticky (targets and predictions beside the figures), or a
-    # kill run without the rolling restart's hypothesis (--quick's headline check set that run's exit status;
-    # recheck does not repeat it).
+    # No verdict: bench, powerloss, etcd-loss, sticky, capacity or scaling (targets, bounds and predictions beside
+    # the figures), or a kill run without the rolling restart's hypothesis (--quick's headline check set that run's
+    # exit status; recheck does not repeat it).
     if judged is None:
         print(f"report: {folder / page.REPORT_FILE}")
         return 0

@@ -163,7 +163,7 @@ def test_the_reading_puts_an_instance_death_at_fleet_scale():
 
 
 def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
-    from loadtest.experiments.capacity import Steps, judge
+    from loadtest.experiments.capacity import Steps, judge, step_readings
     from loadtest.experiments.capacity_report import capacity_line
 
     steps = Steps(start_users=10, step=0.5, ramp=1, hold=2, p99_ms=100, failed_pct=0.1, max_users=100)
@@ -173,7 +173,7 @@ def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     holds = [fast, slow, fast, slow, slow, fast]  # 15 users: somebody else's burst; 33 and 50: the limit
     raw = {"steps": [(1000.0 + 3 * i, users) for i, users in enumerate([10, 15, 22, 33, 50, 75])],
            "seconds": {str(1001 + 3 * i + j): hold for i, hold in enumerate(holds) for j in range(2)}}
-    capacity = judge(raw, [], steps, "redis")
+    capacity = judge(step_readings(raw, [], steps), steps, "redis")
     assert [row["held"] for row in capacity["steps"]] == [True, False, True, False, False, True]
     assert (capacity["users"], capacity["rps"], capacity["transient"]) == (22, 10.0, [15])
     assert capacity["stopped_by"].startswith("at 33 users: p99 500.0 ms over 100 ms")

@@ -79,10 +79,12 @@ def test_a_leaver_shown_online_after_its_socket_dropped_is_a_ghost_until_the_lis
                                 ]) == {"leo": 18.0}
 
 
-def test_percentiles_take_the_nearest_rank():
-    assert check.percentile([3, 1, 2, None], 0.5) == 2
-    assert check.percentile(list(range(1, 101)), 0.99) == 99
-    assert check.percentile([], 0.5) is None
+def test_a_drop_never_followed_by_a_socket_counts_as_never_reconnected_and_in_no_percentile():
+    events = [connect("ann", 0), connect("bob", 0), connect("cat", 0), drop("ann", 5), connect("ann", 5.2),
+              drop("bob", 5), connect("bob", 7), drop("cat", 5)]
+    figures = check.figures(events)
+    assert (figures["reconnect_p50"], figures["reconnect_p99"], figures["never_reconnected"]) == (0.2, 2.0, 1)
+    assert check.figures([connect("ann", 0), drop("ann", 1)])["reconnect_p50"] is None
 
 
 def test_the_sockets_report_judges_a_hand_written_history_and_writes_its_page(tmp_path):

@@ -1,8 +1,8 @@
 """bench-sockets' figures, from what a run read: pure functions, tested on hand-made inputs.
 
-Each is computed from the readings alone (times on one monotonic clock,
-resident memory in KiB, CPU seconds), so that what a figure means is here
-and nowhere else:
+Each is computed from the readings alone (sockets_runs.py: times on one
+monotonic clock, resident memory in KiB, CPU seconds), so that what a
+figure means is here and nowhere else:
 
 - memory per socket: (the instance's resident memory with every idle socket
   open, less with one open) over the sockets opened in between;
@@ -11,17 +11,52 @@ and nowhere else:
   slow, and counts in no percentile;
 - CPU per delivery: the instances' CPU seconds over the window, over the
   deliveries received in it, in microseconds;
-- over rounds: each figure's median with its range (min and max).
+- over rounds: each figure's median with its range (min and max), as every
+  benchmark gives it (loadtest/bench/wrk.py's `spread`).
 """
 
-import statistics
 from collections import Counter
 
+from loadtest.bench.wrk import spread as median_and_range
 from loadtest.harness.analysis import percentile
 
 # Counts by name (instance, refusal, close code), kept round by round: a median over rounds where a name is
 # absent from some would mean nothing.
 BY_NAME = ("spread", "refused", "closed_while_held")
+
+
+def idle_figures(readings):
+    """An idle round's figures from its readings: held is what opened less what closed while held."""
+    opened, before, after = readings["opened"], readings["rss_before_kib"], readings["rss_after_kib"]
+    return {"asked": readings["asked"], "opened": opened,
+            "held": opened - sum(readings["closed_while_held"].values()), "refused": readings["refused"],
+            "closed_while_held": readings["closed_while_held"], "server_sockets": readings["server_sockets"],
+            "rss_before_kib": before, "rss_after_kib": after,
+            "memory_per_socket_kib": memory_per_socket_kib(before, after, opened),
+            "open_seconds": round(readings["open_seconds"], 2)}
+
+
+def fanout_figures(readings, *, users, messages):
+    """A fan-out round's figures from its readings: push's deliveries, latency, spread and CPU, then poll's under
+    "poll", and poll's CPU per delivery over push's. A receiver refused misses every message: it counts, never
+    vanishes."""
+    push, poll = readings["push"], readings["poll"]
+    never = [[None] * len(push["sent"])] * sum(push["refused"].values())
+    delivered = deliveries(*_keyed(push["sent"], push["arrivals"] + never))
+    pushed = {"users": users, "messages": messages, "spread": spread(push["nodes"]),
+              "instances_holding": len(set(push["nodes"])), "refused": push["refused"], **delivered,
+              "duplicates": push["duplicates"],
+              "cpu_us_per_delivery": cpu_us_per_delivery(push["cpu_seconds"], delivered["received"])}
+    delivered = deliveries(*_keyed(poll["sent"], poll["arrivals"]))
+    polled = {**delivered, "polls": poll["polls"], "failed_polls": poll["failed_polls"],
+              "cpu_us_per_delivery": cpu_us_per_delivery(poll["cpu_seconds"], delivered["received"])}
+    return {**pushed, "poll": polled,
+            "poll_to_push_cpu": ratio(polled["cpu_us_per_delivery"], pushed["cpu_us_per_delivery"])}
+
+
+def _keyed(sent, arrivals):
+    """Send times in post order and per-receiver arrival lists (None: never) as deliveries() takes them."""
+    return dict(enumerate(sent)), [{n: at for n, at in enumerate(row) if at is not None} for row in arrivals]
 
 
 def memory_per_socket_kib(before_kib, after_kib, opened):
@@ -59,11 +94,12 @@ def ratio(numerator, denominator):
 
 
 def over_rounds(rounds):
-    """The rounds' figures, nested as they are, each number replaced by {"median", "min", "max"} over the rounds.
+    """The rounds' figures, nested as they are, each number replaced by {"min", "median", "max"} over the rounds.
 
     A number missing from a round (None) counts in no spread, and one missing
     from every round is None; counts by name (BY_NAME) and flags stay with
-    the rounds.
+    the rounds. With an even number of rounds the median is the upper of the
+    middle two, as in every benchmark's spread.
     """
     summary = {}
     for name in dict.fromkeys(name for figures in rounds for name in figures):
@@ -73,8 +109,7 @@ def over_rounds(rounds):
             if name not in BY_NAME:
                 summary[name] = over_rounds(found)
         elif all(isinstance(value, int | float) and not isinstance(value, bool) for value in found):
-            summary[name] = ({"median": round(statistics.median(found), 3), "min": min(found), "max": max(found)}
-                             if found else None)
+            summary[name] = median_and_range(found) if found else None
     return summary
 
 

@@ -8,6 +8,12 @@ sockets from `deploy status` (each instance's own count). Waits are bounded
 polls of a condition; the only timed pauses are the load's own schedule
 (posts `spacing` apart, polls POLL_SECONDS apart) and the hold, which is
 what is measured.
+
+Each measurement returns what it read, not figures: counts, memory in KiB,
+CPU seconds, and every send and arrival time as seconds since `origin` (the
+run's history's start, on the same monotonic clock), to the microsecond.
+sockets_figures.py computes the figures from these readings, after the
+history keeps them (sockets_report.py).
 """
 
 import asyncio
@@ -18,13 +24,6 @@ from functools import partial
 import psutil
 
 from deploy import cluster
-from loadtest.bench.sockets_figures import (
-    cpu_us_per_delivery,
-    deliveries,
-    memory_per_socket_kib,
-    ratio,
-    spread,
-)
 from loadtest.harness.accounts import prepare
 from loadtest.harness.site import Site, messages_path, new_message
 from loadtest.harness.socket_swarm import close_all, eventually, open_many, tokens
@@ -40,9 +39,8 @@ POLL_SECONDS = 1.0  # the room page's poll interval (POLL_MS in chat/static/chat
 
 def idle(deployed, *, sockets, batch, hold):
     """One instance: its memory with one socket open, then `sockets` more opened `batch` at a time and held `hold`
-    seconds. The figures: asked, opened, held (still open after the hold), refused and closed_while_held (counts by
-    reason and close code), the instance's own count, its RSS before and after (KiB), memory per socket, seconds
-    to open them."""
+    seconds. The readings: asked, opened, refused and closed_while_held (counts by reason and by close code), the
+    instance's own count of its sockets, its RSS before and after (KiB), the seconds they took to open."""
     keys = tokens(deployed.url, prepare(IDLE_ACCOUNTS, state_dir=deployed.state_dir))
     plan = [(keys[n % len(keys)], f"idle{n // IDLE_ROOM_SIZE}") for n in range(sockets + 1)]
     return asyncio.run(_idle(deployed, plan, batch=batch, hold=hold))
@@ -64,33 +62,48 @@ async def _idle(deployed, plan, *, batch, hold):
         await eventually(partial(_counted, deployed, len(opened)), COUNT_SECONDS, interval=0.1)
         await asyncio.sleep(hold)  # holding them is what is measured
         after = _rss_kib(pid)
-        idle_sockets = opened[1:]
-        closed = [socket.close_code for socket in idle_sockets if not socket.open]
-        return {"asked": len(plan) - 1, "opened": len(idle_sockets), "held": len(idle_sockets) - len(closed),
-                "refused": dict(refused), "closed_while_held": {str(code): closed.count(code) for code in set(closed)},
+        closed = [socket.close_code for socket in opened[1:] if not socket.open]
+        return {"asked": len(plan) - 1, "opened": len(opened) - 1, "refused": dict(refused),
+                "closed_while_held": {str(code): closed.count(code) for code in set(closed)},
                 "server_sockets": await _server_sockets(deployed), "rss_before_kib": before, "rss_after_kib": after,
-                "memory_per_socket_kib": memory_per_socket_kib(before, after, len(idle_sockets)),
-                "open_seconds": round(open_seconds, 2)}
+                "open_seconds": round(open_seconds, 6)}
     finally:
         await close_all(opened)
 
 
-def fanout(deployed, *, users, messages, spacing, batch):
+def fanout(deployed, *, users, messages, spacing, batch, origin):
     """A room of `users` receivers and one poster: `messages` posts `spacing` seconds apart, first over a socket
     each (push), then, sockets closed, by HTTP to the same users polling as the room page does (poll).
 
-    The figures: push's deliveries and latency (sockets.py's table), the
-    spread of the receivers over the instances, push's and poll's CPU per
-    delivery, and poll's own deliveries and latency under "poll".
+    The readings, under "push" and "poll": each post's send time ("sent",
+    in post order) and each receiver's arrival time of each post
+    ("arrivals", a list per receiver in the same order, None for a post
+    it never got), and the instances' CPU seconds from the first post to
+    the last delivery ("cpu_seconds"); push also the instance each socket
+    was opened on ("nodes"), the receivers refused ("refused", by reason)
+    and the message frames a socket got twice ("duplicates"); poll the
+    polls made and failed.
     """
     keys = tokens(deployed.url, prepare(users + 1, state_dir=deployed.state_dir))
     pids = [row["pid"] for row in cluster.status(deployed.state_dir)["instances"]]
-    push = asyncio.run(_push(deployed, keys, pids, messages=messages, spacing=spacing, batch=batch))
-    poll = _poll(deployed.url, keys, pids, messages=messages, spacing=spacing)
-    return {**push, "poll": poll, "poll_to_push_cpu": ratio(poll["cpu_us_per_delivery"], push["cpu_us_per_delivery"])}
+    push = asyncio.run(_push(deployed, keys, pids, messages=messages, spacing=spacing, batch=batch, origin=origin))
+    return {"push": push, "poll": _poll(deployed.url, keys, pids, messages=messages, spacing=spacing, origin=origin)}
 
 
-async def _push(deployed, keys, pids, *, messages, spacing, batch):
+def _on_clock(sent, arrivals, origin):
+    """The send times in post order, and each receiver's arrival time of each post (None: never), as seconds
+    since `origin` to the microsecond: `sent` {client_id: time}, `arrivals` one {client_id: time} per receiver."""
+    order = list(sent)
+
+    def since(at):
+        return round(at - origin, 6)
+
+    return {"sent": [since(sent[client_id]) for client_id in order],
+            "arrivals": [[since(mine[client_id]) if client_id in mine else None for client_id in order]
+                         for mine in arrivals]}
+
+
+async def _push(deployed, keys, pids, *, messages, spacing, batch, origin):
     room, receivers, opened = "fanout", len(keys) - 1, []
     try:
         refused = await open_many(deployed.url, [(key, room) for key in keys[:receivers]], batch=batch, into=opened)
@@ -108,18 +121,14 @@ async def _push(deployed, keys, pids, *, messages, spacing, batch):
         arrivals = [socket.arrivals for socket in listening]
         await eventually(lambda: all(sent.keys() <= mine.keys() for mine in arrivals), DELIVERY_SECONDS)
         cpu = _cpu_seconds(pids) - before
-        # A receiver that did not open misses every message: it counts, never vanishes.
-        delivered = deliveries(sent, arrivals + [{}] * sum(refused.values()))
-        figures = {"users": receivers, "messages": messages, "spread": spread(s.node for s in listening),
-                   "instances_holding": len({s.node for s in listening}), "refused": dict(refused),
-                   **delivered, "duplicates": sum(s.duplicates for s in listening),
-                   "cpu_us_per_delivery": cpu_us_per_delivery(cpu, delivered["received"])}
+        readings = {"nodes": [s.node for s in listening], "refused": dict(refused), **_on_clock(sent, arrivals, origin),
+                    "duplicates": sum(s.duplicates for s in listening), "cpu_seconds": cpu}
     finally:
         await close_all(opened)
     # The poll's CPU must not include the instances' work on these sockets' departure.
     if not await eventually(partial(_counted, deployed, 0), COUNT_SECONDS, interval=0.1):
         raise RuntimeError(f"fan-out: the instances still count sockets {COUNT_SECONDS} s after all closed")
-    return figures
+    return readings
 
 
 async def _post_all(poster, messages, spacing):
@@ -161,7 +170,7 @@ class _Poller(threading.Thread):
             self.stop.wait(POLL_SECONDS)
 
 
-def _poll(url, keys, pids, *, messages, spacing):
+def _poll(url, keys, pids, *, messages, spacing, origin):
     """The same messages posted over HTTP to a new room, its users polling it until each holds them all."""
     room, stop = "fanout-poll", threading.Event()
     pollers = [_Poller(url, key, room, messages, stop, offset=POLL_SECONDS * n / (len(keys) - 1))
@@ -187,9 +196,8 @@ def _poll(url, keys, pids, *, messages, spacing):
         for poller in pollers:
             poller.join()
     cpu = _cpu_seconds(pids) - before
-    delivered = deliveries(sent, [poller.arrivals for poller in pollers])
-    return {**delivered, "polls": sum(p.polls for p in pollers), "failed_polls": sum(p.failed for p in pollers),
-            "cpu_us_per_delivery": cpu_us_per_delivery(cpu, delivered["received"])}
+    return {**_on_clock(sent, [poller.arrivals for poller in pollers], origin), "polls": sum(p.polls for p in pollers),
+            "failed_polls": sum(p.failed for p in pollers), "cpu_seconds": cpu}
 
 
 async def _instances(deployed):

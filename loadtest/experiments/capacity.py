@@ -9,6 +9,17 @@ load on a shared machine (seen here, in steps of +25 %: 307 ms at 125 users,
 then 156, 195 and 244 users held), reported as such, not taken as the limit. A step whose Locust
 process was saturated, or whose machine had no idle CPU, is marked so: the
 limit it found is the generator's or the machine's, not only the site's.
+
+Every measurement goes into the run's history as it ends (Locust writes
+its recording when it exits), in the scenario the caller set: one sample
+per step with its readings over the hold ("capacity_step": users,
+requests, failures, req/s, p50 and p99 as the recorder counted them,
+HAProxy's peak queue, Locust's CPU and the machine's, as the sampler read
+them), then how long CPU quotas held each instance back ("throttled").
+judge() decides from those readings alone, so the capacity a run prints
+and the one `python -m loadtest recheck` finds are one computation
+(record_of). `capacity` records one scenario per configuration, `scaling`
+one per configuration, shape and round.
 """
 
 import json
@@ -25,6 +36,9 @@ from loadtest.experiments import capacity_report
 from loadtest.experiments import configs as experiment
 from loadtest.harness import locust as driver
 from loadtest.harness.analysis import machine_figures, window_figures
+from loadtest.harness.checkers import parameters_of
+from loadtest.harness.history import FILE, History, scenarios
+from loadtest.harness.history import load as load_history
 from loadtest.harness.sampler import Sampler
 from loadtest.reports import tables
 from loadtest.reports.page import machine
@@ -66,13 +80,16 @@ class Steps:
                 f"requests fail, two steps in a row (at most {self.max_users} users)")
 
 
-def measure(config, steps, *, instances, port, out, progress=None, label=None, processes=None, **up_options):
+def measure(config, steps, *, instances, port, out, progress=None, label=None, processes=None, history=None,
+            **up_options):
     """Run the steps against a fresh cluster of `config`; return its capacity record.
 
     up_options: more of deploy.up's options (CPU limits, a topology); with a
     CPU quota the record says how long the quota held each instance back.
     label: the recording's name, when one configuration runs in several shapes.
     processes: Locust's processes (default: enough for steps.max_users).
+    history: the run's history, whose current scenario gets the steps'
+    readings (record()); the record is judged from those readings alone.
     """
     state_dir = out / "cluster"
     recording = out / "raw" / f"capacity-{label or config.name}"
@@ -97,20 +114,53 @@ def measure(config, steps, *, instances, port, out, progress=None, label=None, p
         throttled = deploy.cpu_throttled(state_dir=state_dir)
     finally:
         deploy.down(state_dir)
-    return {**judge(raw, sampler.samples, steps, config.name), "throttled": throttled}
+    readings = step_readings(raw, sampler.samples, steps)
+    if history is not None:
+        record(history, config.name, readings, throttled)
+    return {**judge(readings, steps, config.name), "throttled": throttled}
 
 
-def judge(raw, samples, steps, name):
-    """Each step's figures over its hold, and the capacity: the highest step held before two in a row were not."""
-    rows = []
+def step_readings(raw, samples, steps):
+    """Each step's readings over its hold: its users, the recorder's requests, failures, rate and latency
+    percentiles of the requests that started in the hold, and the sampler's HAProxy peaks and CPU."""
+    readings = []
     for at, users in raw["steps"]:
         first = math.ceil(at + steps.ramp)
         last = int(at + steps.ramp + steps.hold)
-        figures = {**window_figures(raw["seconds"], first, last), **machine_figures(samples, first, last)}
-        held = (figures["requests"] > 0 and figures["p99_ms"] <= steps.p99_ms
-                and figures["failed_pct"] <= steps.failed_pct)
-        rows.append({"users": users, "held": held, "machine_limit": (figures["machine_busy"] or 0) > MACHINE_BUSY,
-                     **figures})
+        readings.append({"users": users, **window_figures(raw["seconds"], first, last),
+                         **machine_figures(samples, first, last)})
+    return readings
+
+
+def record(history, config_name, readings, throttled):
+    """One configuration's measurement into the history's current scenario: a sample per step, then how long CPU
+    quotas held each instance back."""
+    for reading in readings:
+        history.sample(config=config_name, capacity_step=reading)
+    history.sample(config=config_name, throttled=throttled)
+
+
+def record_of(events, steps):
+    """The capacity record measure() returned, from one scenario's events alone; None for a measurement the run
+    did not finish (no "throttled" sample)."""
+    samples = [e for e in events if e["type"] == "sample" and "config" in e]
+    throttled = next((e["throttled"] for e in samples if "throttled" in e), None)
+    if throttled is None:
+        return None
+    readings = [e["capacity_step"] for e in samples if "capacity_step" in e]
+    return {**judge(readings, steps, samples[0]["config"]), "throttled": throttled}
+
+
+def judge(readings, steps, name):
+    """Each step's row (held or not, the machine the limit or not, its readings), and the capacity: the highest
+    step held before two in a row were not."""
+    rows = []
+    for reading in readings:
+        held = (reading["requests"] > 0 and reading["p99_ms"] <= steps.p99_ms
+                and reading["failed_pct"] <= steps.failed_pct)
+        rows.append({"users": reading["users"], "held": held,
+                     "machine_limit": (reading["machine_busy"] or 0) > MACHINE_BUSY,
+                     **{key: value for key, value in reading.items() if key != "users"}})
     end = next((i for i in range(len(rows) - 1) if not rows[i]["held"] and not rows[i + 1]["held"]), None)
     if end is None and rows and not rows[-1]["held"]:
         end = len(rows) - 1
@@ -155,19 +205,41 @@ def add_arguments(parser):
 
 
 def main(args):
-    args.out.mkdir(parents=True, exist_ok=True)
     steps = steps_of(args)
-    rows = []
-    for name in listed(args.configs):
-        config = experiment.parse_config(name)
-        print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
-        # No latency relays (deploy up --no-relays): a capacity is the site's and its stores', not a relay's.
-        rows.append(measure(config, steps, instances=args.instances, port=args.port, out=args.out, relays=False))
-    capacity_report.write(args.out, args.run, {"rows": rows, "described": steps.describe()})
+    names = list(dict.fromkeys(listed(args.configs)))  # one scenario each
+    configs = [experiment.parse_config(name) for name in names]  # a bad name fails before anything starts
+    with History(args.out / FILE, experiment=NAME, command=args.run.command) as recorded:
+        started(recorded, configs=names, instances=args.instances, steps=steps)
+        for name, config in zip(names, configs):
+            print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
+            recorded.scenario = name
+            # No latency relays (deploy up --no-relays): a capacity is the site's and its stores', not a relay's.
+            measure(config, steps, instances=args.instances, port=args.port, out=args.out, relays=False,
+                    history=recorded)
+    rows, _ = report(args.out, args.run)
     print(f"capacity steps: {steps.describe()}; {machine()}")
     print(tables.markdown(capacity_report.capacity_tables(rows)))
     print(f"figures: {args.out / 'capacity.json'}; report: {args.out / 'report.html'}")
     return 0
+
+
+def started(recorded, *, configs, instances, steps):
+    """Record the run's parameters, its steps' bounds among them, before any configuration runs."""
+    recorded.sample(condition="started", parameters={"configs": configs, "instances": instances,
+                                                     "bounds": asdict(steps)})
+
+
+def report(out, run, *, finished=None):
+    """From out/history.jsonl alone: each configuration's capacity record, capacity.json and the page; (rows, None).
+
+    The run and `python -m loadtest recheck` both call it. No verdict: the
+    bounds decide each step, and the exit status never depended on them.
+    """
+    header, events = load_history(Path(out) / FILE)
+    steps = Steps(**parameters_of(events, header["experiment"])["bounds"])
+    rows = [row for row in (record_of(mine, steps) for mine in scenarios(events).values()) if row]
+    capacity_report.write(Path(out), run, {"rows": rows, "described": steps.describe()}, finished=finished)
+    return rows, None
 
 
 def add_step_arguments(parser, defaults=None):

@@ -32,11 +32,14 @@ def capacity_tables(capacities):
                      title=c["config"], caption=capacity_line(c)) for c in capacities]
 
 
-def write(out, run, figures):
-    """capacity.json (the rows) and the capacity command's page: each configuration's steps, and the rate it held."""
+def write(out, run, figures, *, finished=None):
+    """capacity.json (the rows) and the capacity command's page: each configuration's steps, and the rate it held;
+    finished: when the run ended, if not now (a recheck)."""
     capacities, described = figures["rows"], figures["described"]
     (out / "capacity.json").write_text(json.dumps(capacities, indent=1))
     headline = "; ".join(f"{c['config']}: {capacity_held(c)}" for c in capacities)
     page.write(out, run, title="Capacity: the highest request rate held within bounds", headline=headline,
-               sections=[("", page.paragraphs(f"Capacity steps: {described}.")),
+               finished=finished,
+               sections=[("", page.paragraphs(f"Capacity steps: {described}.", "Every figure is computed from "
+                                              f"history.jsonl (recheck: python -m loadtest recheck {out}).")),
                          ("", tables.html(capacity_tables(capacities)))])

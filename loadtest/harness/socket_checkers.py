@@ -11,9 +11,9 @@ showed it without resume) and on which of the user's connections it came
 (`connection`).
 """
 
-import math
 from collections import Counter, defaultdict
 
+from loadtest.harness.analysis import percentile
 from loadtest.harness.checkers import ops, parameters
 
 GOING_AWAY = 1001
@@ -128,17 +128,10 @@ def ghost_seconds(events):
     return ghosts
 
 
-def percentile(values, fraction):
-    """The value at `fraction` (0.5, 0.99) of the sorted values, nearest rank; None for none."""
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    return values[max(1, math.ceil(fraction * len(values))) - 1]
-
-
 def figures(events):
     """Every figure of one scenario, as the report, the verdict and the docs read them."""
     reconnects = reconnect_times(events)
+    reconnected = [seconds for seconds in reconnects if seconds is not None]  # a drop never followed: no time
     dropped = drops(events)
     missing = undelivered(events)
     ghosts = ghost_seconds(events)
@@ -149,8 +142,8 @@ def figures(events):
         "close_codes": close_codes(events),
         "going_away_pct": round(100 * sum(op["value"]["code"] == GOING_AWAY for op in dropped) / len(dropped), 1)
         if dropped else None,
-        "reconnect_p50": percentile(reconnects, 0.5),
-        "reconnect_p99": percentile(reconnects, 0.99),
+        "reconnect_p50": percentile(reconnected, 0.5),
+        "reconnect_p99": percentile(reconnected, 0.99),
         "never_reconnected": sum(t is None for t in reconnects),
         "undelivered_pairs": len(missing),
         "undelivered_messages": len({message for message, _ in missing}),
