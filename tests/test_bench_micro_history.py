@@ -88,14 +88,14 @@ def test_recheck_of_a_recorded_run_reproduces_the_json_the_run_wrote_exactly(tmp
 
 def test_bench_sessions_figures_are_the_median_batch_of_each_store_in_the_order_measured(tmp_path):
     record(tmp_path, sessions.NAME, SESSIONS, stores=["memory", "redis"], repeat=18)
-    assert sessions.figures(readings.events(tmp_path)) == [
+    assert sessions.figures(readings.loaded(tmp_path)) == [
         {"store": "memory", "load_us": 10.0, "save_us": 25.0, "bytes": 195},
         {"store": "redis", "load_us": 200.0, "save_us": 400.0, "bytes": 195}]
 
 
 def test_bench_presence_figures_give_redis_own_time_only_for_a_store_in_redis(tmp_path):
     record(tmp_path, presence.NAME, PRESENCE, stores=["memory", "redis"], sizes=[10, 1000], repeat=18)
-    rows = {(row["store"], row["online"]): row for row in presence.figures(readings.events(tmp_path))}
+    rows = {(row["store"], row["online"]): row for row in presence.figures(readings.loaded(tmp_path))}
     assert list(rows) == [("memory", 10), ("memory", 1000), ("redis", 10), ("redis", 1000)]
     assert rows[("memory", 1000)]["full_list_us"] == 158.1  # 500 µs x 0.01 x sqrt(1000)
     assert rows[("memory", 10)]["heartbeat_server_us"] is None
@@ -105,7 +105,7 @@ def test_bench_presence_figures_give_redis_own_time_only_for_a_store_in_redis(tm
 
 def test_bench_posts_figures_set_the_post_with_the_lock_against_the_one_without(tmp_path):
     record(tmp_path, posts.NAME, POSTS, databases=["sqlite", "postgres"], repeat=18)
-    assert posts.figures(readings.events(tmp_path)) == [
+    assert posts.figures(readings.loaded(tmp_path)) == [
         {"database": "sqlite3", "before_us": 1000.0, "after_us": 1500.0, "added_us": 500.0, "ratio": 1.5,
          "posts_per_batch": 2},
         {"database": "postgresql", "before_us": 2000.0, "after_us": 2500.0, "added_us": 500.0, "ratio": 1.25,
@@ -128,7 +128,8 @@ def test_a_history_without_its_parameters_is_refused_by_name(tmp_path, capsys, c
         command.report(tmp_path, page.Run(command.NAME, "python -m loadtest"))
     assert main(["recheck", str(tmp_path)]) == 1
     error = capsys.readouterr().err
-    assert f"cannot recheck {tmp_path}" in error and "has no parameters (its \"started\" sample)" in error
+    assert f"cannot recheck {tmp_path}" in error
+    assert f"has no parameters (the \"started\" sample {command.NAME} records first)" in error
     assert not (tmp_path / f"{command.NAME}.json").exists()
 
 

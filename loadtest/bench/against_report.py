@@ -11,9 +11,9 @@ those samples alone, by the run and by `python -m loadtest recheck`, so a
 recheck gives the same figures. against.json keeps the shape it always had.
 """
 
-from loadtest.bench import recorded
 from loadtest.bench.wrk import median, spread
 from loadtest.cli import ratio_text
+from loadtest.harness import recorded
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 

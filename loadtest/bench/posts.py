@@ -61,7 +61,7 @@ def table(figured):
 
 def report(out, run, *, finished=None):
     """bench-posts.json and the page from out/history.jsonl alone; (figures, None): no hypothesis."""
-    recorded = readings.events(out)
+    recorded = readings.loaded(out)
     figured = figures(recorded)
     return readings.written(
         out, NAME, recorded, figured, run, title="What a message post costs", table=table(figured),

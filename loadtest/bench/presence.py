@@ -67,7 +67,7 @@ def table(figured):
 
 def report(out, run, *, finished=None):
     """bench-presence.json and the page from out/history.jsonl alone; (figures, None): no hypothesis."""
-    recorded = readings.events(out)
+    recorded = readings.loaded(out)
     figured = figures(recorded)
     sizes = sorted({row["online"] for row in figured})
     return readings.written(

@@ -21,7 +21,7 @@ over the same run, they give µs a request per layer.
 from collections import Counter
 from pathlib import Path
 
-from loadtest.bench import recorded
+from loadtest.harness import recorded
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 

@@ -11,13 +11,11 @@ median batch) is computed from those samples, by the run and by
 `python -m loadtest recheck` alike, so both write the same JSON.
 """
 
-import json
 import statistics
-from pathlib import Path
 
 from loadtest.bench.micro import BATCHES
 from loadtest.bench.wrk import DURABLE
-from loadtest.harness import history
+from loadtest.harness import recorded
 from loadtest.harness.checkers import parameters
 from loadtest.reports import page
 
@@ -27,26 +25,19 @@ def recording(out, name, command, **given):
     written, if given["repeat"] cannot fill 9 batches of one call."""
     if given["repeat"] < BATCHES:
         raise ValueError(f"--repeat {given['repeat']}: at least {BATCHES} (9 batches of one call or more)")
-    recorded = history.History(Path(out) / history.FILE, experiment=name, command=command)
-    recorded.sample(condition="started", parameters={**given, "durable": DURABLE})
-    return recorded
+    return recorded.started(out, experiment=name, command=command, parameters={**given, "durable": DURABLE})
 
 
-def events(out):
-    """The events of out's history; ValueError when it lacks its parameters (a history these commands did not
-    record whole): what the run measured with, and whether its commits were durable, are read from them."""
-    path = Path(out) / history.FILE
-    header, recorded = history.load(path)
-    if not parameters(recorded):
-        raise ValueError(f"{path} has no parameters (its \"started\" sample): {header['experiment']} "
-                         "cannot be computed from it")
-    return recorded
+def loaded(out):
+    """The events of out's history; ValueError when it lacks its parameters (what the run measured with, and
+    whether its commits were durable, are read from them)."""
+    return recorded.load(out)[1]
 
 
-def measured(recorded, *keys):
+def measured(events, *keys):
     """{configuration: {measure: its sample}}, the configurations (the values of `keys`) in the order measured."""
     found = {}
-    for event in recorded:
+    for event in events:
         if event["type"] == "sample" and "measure" in event:
             found.setdefault(tuple(event[key] for key in keys), {})[event["measure"]] = event
     return found
@@ -57,11 +48,11 @@ def us(sample):
     return round(statistics.median([seconds / sample["calls"] * 1e6 for seconds in sample["seconds"]]), 1)
 
 
-def written(out, name, recorded, figures, run, *, title, headline, setting, table, finished=None):
-    """out/<name>.json (the figures computed from `recorded`, out's history) and the page: the setting, the
+def written(out, name, events, figures, run, *, title, headline, setting, table, finished=None):
+    """out/<name>.json (the figures computed from `events`, out's history) and the page: the setting, the
     table; returns (figures, None), as recheck wants of a command that states no hypothesis."""
-    (Path(out) / f"{name}.json").write_text(json.dumps(figures, indent=1))
-    durable = "durable: yes" if parameters(recorded)["durable"] else "durable: NO (DURABLE=0)"
+    recorded.written(out, f"{name}.json", figures)
+    durable = "durable: yes" if parameters(events)["durable"] else "durable: NO (DURABLE=0)"
     page.write(out, run, title=title, headline=headline, finished=finished, sections=[
         ("", page.paragraphs(setting, durable, "Every figure is computed from history.jsonl (recheck: python -m "
                                                f"loadtest recheck {out}).")),

@@ -14,7 +14,7 @@ gives the same bench-replication.json, which keeps the shape it always had.
 
 import statistics
 
-from loadtest.bench import recorded
+from loadtest.harness import recorded
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 

@@ -56,7 +56,7 @@ def table(figured):
 
 def report(out, run, *, finished=None):
     """bench-sessions.json and the page from out/history.jsonl alone; (figures, None): no hypothesis."""
-    recorded = readings.events(out)
+    recorded = readings.loaded(out)
     figured = figures(recorded)
     return readings.written(
         out, NAME, recorded, figured, run, title="The session layer alone", table=table(figured), finished=finished,

@@ -17,8 +17,7 @@ and by `python -m loadtest recheck`, so a recheck gives the same figures.
 shards.json keeps the shape it always had.
 """
 
-from loadtest.bench import recorded
-from loadtest.harness import checkers
+from loadtest.harness import checkers, recorded
 from loadtest.harness.history import scenarios
 from loadtest.reports import page
 from loadtest.reports.tables import Table

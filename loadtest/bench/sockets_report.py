@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from loadtest.bench.sockets_figures import fanout_figures, idle_figures, over_rounds
-from loadtest.harness import checkers, history, verdict
+from loadtest.harness import history, verdict
+from loadtest.harness.recorded import parameters as run_parameters
 from loadtest.harness.verdict import Check
 from loadtest.reports import page
 from loadtest.reports import tables as rendered
@@ -39,7 +40,7 @@ def measured(recorded, config, number, readings):
 def figures(header, events):
     """bench-sockets.json's content from the history (but "finished", which run.json gives): the rounds' figures,
     their medians and ranges, and the verdict."""
-    given = checkers.parameters_of(events, header["experiment"])
+    given = run_parameters(events, header["experiment"])
     commit = next(e.get("commit") for e in events if e["type"] == "sample" and e.get("condition") == "started")
     rounds = [{"round": e["round"], "config": e["config"], "figures": _figures(e["config"], e["readings"], given)}
               for e in events if e["type"] == "sample" and "readings" in e]

@@ -36,9 +36,9 @@ from loadtest.experiments import capacity_report
 from loadtest.experiments import configs as experiment
 from loadtest.harness import locust as driver
 from loadtest.harness.analysis import machine_figures, window_figures
-from loadtest.harness.checkers import parameters_of
 from loadtest.harness.history import FILE, History, scenarios
 from loadtest.harness.history import load as load_history
+from loadtest.harness.recorded import parameters as run_parameters
 from loadtest.harness.sampler import Sampler
 from loadtest.reports import tables
 from loadtest.reports.page import machine
@@ -236,7 +236,7 @@ def report(out, run, *, finished=None):
     bounds decide each step, and the exit status never depended on them.
     """
     header, events = load_history(Path(out) / FILE)
-    steps = Steps(**parameters_of(events, header["experiment"])["bounds"])
+    steps = Steps(**run_parameters(events, header["experiment"])["bounds"])
     rows = [row for row in (record_of(mine, steps) for mine in scenarios(events).values()) if row]
     capacity_report.write(Path(out), run, {"rows": rows, "described": steps.describe()}, finished=finished)
     return rows, None

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from loadtest.experiments import capacity
-from loadtest.harness.checkers import parameters_of
 from loadtest.harness.history import FILE, scenarios
 from loadtest.harness.history import load as load_history
+from loadtest.harness.recorded import parameters as run_parameters
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
 from loadtest.reports.tables import Table
@@ -46,7 +46,7 @@ def report(out, run, *, finished=None):
     No verdict: the page compares the shapes, and the exit status never depended on them.
     """
     header, events = load_history(Path(out) / FILE)
-    given = parameters_of(events, header["experiment"])
+    given = run_parameters(events, header["experiment"])
     steps = capacity.Steps(**given["bounds"])
     measured = {}
     for mine in scenarios(events).values():

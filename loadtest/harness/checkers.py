@@ -241,16 +241,6 @@ def parameters(events):
                  and e.get("condition") == "started"), {})
 
 
-def parameters_of(events, experiment):
-    """The run's parameters; ValueError naming the experiment when the history has none (no "started" sample):
-    a history cut before its first sample, or not this experiment's, has no figures to recompute."""
-    given = parameters(events)
-    if not given:
-        raise ValueError(f"its history has no parameters (the \"started\" sample {experiment} records first): "
-                         f"not a whole {experiment} history")
-    return given
-
-
 def failover_time(events, fault, what=("write",), node=None):
     """Seconds from the fault's effect to the first acknowledged operation invoked after it; None if none came."""
     if fault["effect"] is None:
