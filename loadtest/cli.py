@@ -1,4 +1,7 @@
-"""What the command modules share: the comma-separated lists their options take, and a ratio's spread."""
+"""What the command modules share: the comma-separated lists their options take, counts of at least one, and a
+ratio's spread."""
+
+import argparse
 
 
 def listed(text):
@@ -17,3 +20,14 @@ def chosen(names, choices):
     if unknown:
         raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(choices)}")
     return names
+
+
+def at_least_one(text):
+    """An option's count (rounds, repeats): an int of 1 or more, else argparse's usage error naming the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value

@@ -177,3 +177,12 @@ def test_recheck_of_a_small_recorded_run_reproduces_its_json_exactly(folder, fig
     assert len([e for e in history.load(tmp_path / history.FILE)[1] if e["type"] == "sample"]) == 1 + samples
     assert main(["recheck", str(tmp_path)]) == 0
     assert (tmp_path / figures).read_text() == (RECORDED / folder / figures).read_text()
+
+
+@pytest.mark.parametrize("command", ["bench", "bench-against", "bench-replication", "bench-shards"])
+def test_rounds_below_one_are_refused_naming_the_option_before_anything_runs(tmp_path, capsys, command):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--rounds", "0", "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert "argument --rounds: at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

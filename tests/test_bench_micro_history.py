@@ -143,3 +143,11 @@ def test_bad_options_are_refused_by_name_before_anything_is_recorded(tmp_path, c
     assert main([*argv, "--out", str(tmp_path / "out")]) == 1
     assert named in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("command", "lines", "given"), COMMANDS, ids=[c[0].NAME for c in COMMANDS])
+def test_a_run_that_stopped_part_way_is_refused_naming_what_it_never_measured(tmp_path, command, lines, given):
+    record(tmp_path, command.NAME, lines[:len(lines) // 2], **given)  # the first configurations only
+    with pytest.raises(ValueError, match="the run stopped before it measured"):
+        command.report(tmp_path, page.Run(command.NAME, "python -m loadtest"))
+    assert not (tmp_path / f"{command.NAME}.json").exists()

@@ -22,6 +22,7 @@ from deploy.cluster import (
 from loadtest.bench import against_report
 from loadtest.bench.against_report import THIS
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, POLL_MIX, RELAYS, ROOT, log_in, run_wrk
+from loadtest.cli import at_least_one
 
 NAME = against_report.NAME
 HELP = "the memory poll mix of this checkout against an older commit"
@@ -30,7 +31,7 @@ INDEXED = True  # its report is listed in results/index.html
 
 def add_arguments(parser):
     parser.add_argument("ref", help="a commit, tag or branch of this repository")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=at_least_one, default=4)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--server", default="gthread:8", help="how this checkout's instance is served")

@@ -44,7 +44,7 @@ def figures(recorded):
     """bench-posts.json: per database, µs a post before (no room lock) and after (median batch), what the lock
     and mark add and the ratio of the two."""
     rows = []
-    for (database,), measures in readings.measured(recorded, "database").items():
+    for (database,), measures in readings.measured(recorded, "database", of=("databases",)).items():
         before, after = readings.us(measures["unlocked"]), readings.us(measures["locked"])
         rows.append({"database": database, "before_us": before, "after_us": after,
                      "added_us": round(after - before, 1), "ratio": round(after / before, 2),

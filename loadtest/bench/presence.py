@@ -47,11 +47,12 @@ def main(args):
 def figures(recorded):
     """bench-presence.json: per store and room size, µs a heartbeat, a poll and the full list (median batch), and
     the µs Redis itself spent a heartbeat and a poll (None for a store not in Redis)."""
+    measured = readings.measured(recorded, "store", "online", of=("stores", "sizes"))
     return [{"store": store, "online": online, "heartbeat_us": readings.us(measures["heartbeat"]),
              "poll_us": readings.us(measures["poll"]), "full_list_us": readings.us(measures["full_list"]),
              "heartbeat_server_us": _in_redis(measures.get("heartbeat_server")),
              "poll_server_us": _in_redis(measures.get("poll_server"))}
-            for (store, online), measures in readings.measured(recorded, "store", "online").items()]
+            for (store, online), measures in measured.items()]
 
 
 def _in_redis(sample):

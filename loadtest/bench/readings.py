@@ -11,6 +11,7 @@ median batch) is computed from those samples, by the run and by
 `python -m loadtest recheck` alike, so both write the same JSON.
 """
 
+import math
 import statistics
 
 from loadtest.bench.micro import BATCHES
@@ -34,12 +35,20 @@ def loaded(out):
     return recorded.load(out)[1]
 
 
-def measured(events, *keys):
-    """{configuration: {measure: its sample}}, the configurations (the values of `keys`) in the order measured."""
+def measured(events, *keys, of):
+    """{configuration: {measure: its sample}}, the configurations (the values of `keys`) in the order measured;
+    ValueError when fewer were measured than the parameters name (every combination of the lists `of` names): a
+    run that stopped part way has no whole figures, and a recheck must not write them as if it had."""
     found = {}
     for event in events:
         if event["type"] == "sample" and "measure" in event:
             found.setdefault(tuple(event[key] for key in keys), {})[event["measure"]] = event
+    given = parameters(events)
+    wanted = math.prod(len(given[name]) for name in of)
+    if len(found) < wanted:
+        done = ", ".join("/".join(map(str, configuration)) for configuration in found) or "none"
+        raise ValueError(f"the run stopped before it measured every configuration ({len(found)} of {wanted}: "
+                         f"{done}): its history is not a whole run")
     return found
 
 

@@ -39,6 +39,7 @@ from deploy import cluster as deploy
 from deploy.cluster import free_base_port
 from loadtest.bench import replication_report
 from loadtest.bench.replication_report import DISTANCES, REPLICAS, STORES, SYNC, distances_of, points
+from loadtest.cli import at_least_one
 
 NAME = replication_report.NAME
 HELP = ("what a write that waits for k of N replicas at stated distances costs (Redis WAIT, PostgreSQL ANY k), "
@@ -52,7 +53,7 @@ def add_arguments(parser):
     parser.add_argument("--sync", default=",".join(SYNC), help="replicas each write waits for: 0, 1, majority, all")
     parser.add_argument("--distances", default=",".join(map(str, DISTANCES)),
                         help="ms each way between the primary and replica i (the i-th, cycling)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=at_least_one, default=3)
     parser.add_argument("--seconds", type=float, default=4, help="per (N, k) and round")
     parser.add_argument("--connections", type=int, default=4, help="clients writing at once")
     parser.add_argument("--quick", action="store_true",

@@ -46,7 +46,7 @@ def figures(recorded):
     """bench-sessions.json: per store, µs to load and to save a session (median batch) and its bytes."""
     return [{"store": store, "load_us": readings.us(measures["load"]), "save_us": readings.us(measures["save"]),
              "bytes": measures["bytes"]["bytes"]}
-            for (store,), measures in readings.measured(recorded, "store").items()]
+            for (store,), measures in readings.measured(recorded, "store", of=("stores",)).items()]
 
 
 def table(figured):

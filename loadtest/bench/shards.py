@@ -34,6 +34,7 @@ from deploy import cluster as deploy
 from deploy.cluster import DeployError, Topology, free_base_port, require, wait_for
 from loadtest.bench import shards_report
 from loadtest.bench.wrk import BENCH_ENV, RELAYS, run_wrk
+from loadtest.cli import at_least_one
 from loadtest.harness.accounts import prepare
 from loadtest.harness.site import COUNTER, Site
 from loadtest.reports import tables
@@ -66,7 +67,7 @@ end
 
 def add_arguments(parser):
     parser.add_argument("--shards", default="1,2,3", help="comma-separated shard counts")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=at_least_one, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="per shard count and round")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--instances", type=int, default=2)

@@ -32,6 +32,7 @@ from labcore import registry
 from loadtest.bench import cost, stores_report
 from loadtest.bench.stores_report import CEILING
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, RELAYS, ROOT, durability, log_in, run_wrk
+from loadtest.cli import at_least_one
 from loadtest.harness import history
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
 
@@ -43,7 +44,7 @@ INDEXED = True  # its report is listed in results/index.html
 def add_arguments(parser):
     parser.add_argument("--stores", default=",".join(cost.BENCH_STORES),
                         help="comma-separated; the first is the base of the ratios")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=at_least_one, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--port", type=int, default=8200)
