@@ -12,7 +12,7 @@ import pytest
 from labcore import registry
 from loadtest.__main__ import main
 from loadtest.bench import cost
-from loadtest.experiments import kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
+from loadtest.experiments import capacity_report, kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
 from loadtest.experiments.configs import TOPOLOGY_FORMS, parse_config
 from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
 from loadtest.harness import history
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIES = "users logged out: an instance dies"
 WRITES_ON_INSTANCE_DEATH = "acknowledged session writes lost: an instance dies"
 PARTITION_WRITES = "acknowledged session writes lost: the store partitioned"
+CAPACITY = "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)"
 
 
 def rebuilt(root, folder):
@@ -78,14 +79,27 @@ def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
     assert [path for label, path in cell.links if label == "history"] == \
         ["results/instance-kill/round1/raw/redis.history.jsonl"], "its own history, not another configuration's"
     assert cells[("redis", WRITES_ON_INSTANCE_DEATH)].text == "2 of 40 writes (5.0 %)"
-    assert cells[("redis", "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)")].text \
-        == "812.5 req/s (330 users)"
+    assert cells[("redis", CAPACITY)].status == NOT_MEASURED, "the capacity is its own run's, not the kill run's"
     assert cells[("db", INSTANCE_DIES)].status == NOT_MEASURED, "a row the run did not have"
     written = tmp_path / "scorecard.md"
     scorecard.build(scorecard_rows.rows(), tmp_path / "results", written)
     text = written.read_text()
     assert "0 of 4 users (0.0 %) [page](results/instance-kill/round1/report.html)" in text
     assert "If logins must survive an instance dying: choose from `redis` (0 of 4 users (0.0 %), [run](" in text
+
+
+def test_a_saved_capacity_run_gives_the_capacity_cell(tmp_path):
+    out = tmp_path / "capacity" / "round1"
+    out.mkdir(parents=True)
+    held = {"config": "redis", "rps": 812.5, "users": 330, "steps": [], "described": "", "transient": [],
+            "stopped_by": ""}
+    capacity_report.write(out, page.Run("capacity", "python -m loadtest capacity", "2026-12-07T10:00:00+00:00"),
+                          {"rows": [held], "described": "from 50 users"})
+    cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
+    assert (cells[("redis", CAPACITY)].status, cells[("redis", CAPACITY)].text) == (FIGURE, "812.5 req/s (330 users)")
+    assert ("figures", "capacity/round1/capacity.json") in cells[("redis", CAPACITY)].links
+    assert cells[("db", CAPACITY)].status == NOT_MEASURED, "a row the run did not have"
+    assert cells[("redis", INSTANCE_DIES)].status == NOT_MEASURED
 
 
 def test_a_split_brain_run_is_read_through_recheck_and_rounds_show_their_spread(tmp_path):
@@ -107,7 +121,9 @@ def test_a_missing_run_says_not_measured_and_names_its_command(tmp_path):
     assert cells[("signed_cookies", "users logged out: the store's primary dies")].status == NOT_APPLICABLE
     text = rebuilt(tmp_path / "none", tmp_path)
     assert "| `redis` | not measured ([how](#instance-kill)) |" in text
-    assert "### instance-kill" in text and "--session-writes --out docs/results/scorecard/instance-kill/round1" in text
+    assert "### instance-kill" in text and \
+        "--session-writes --users 30 --out docs/results/scorecard/instance-kill/round1" in text
+    assert "python -m loadtest capacity --configs memory+sticky," in text
     assert "If logins must survive an instance dying: not measured yet" in text
 
 

@@ -71,7 +71,7 @@ COLUMNS = {
         Column("server CPU a request, over memory's", "bench", lambda f: f["cpu_to_memory"]["median"],
                lambda f: "{median:.2f}× ({min:.2f}–{max:.2f} over its rounds)".format(**f["cpu_to_memory"]),
                "{:.2f}×".format),
-        Column("capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "instance-kill",
+        Column("capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "capacity",
                lambda f: f["capacity"] and f["capacity"]["rps"],
                lambda f: f"{f['capacity']['rps']:g} req/s ({f['capacity']['users']} users)"),
     ],

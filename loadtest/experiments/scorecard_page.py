@@ -115,7 +115,7 @@ def duration(steps):
     """How long the plan takes, in words: the commands' own estimates, and the capacity steps' most."""
     fixed, more = estimate(steps)
     return (f"about {fixed / 3600:.1f} hours by the commands' own estimates, plus up to {more / 3600:.1f} hours of "
-            "capacity steps (each ends when the site gives, so usually far less)")
+            "capacity steps (each ends when the site gives, or at the steps' most users)")
 
 
 def _how(rows, rounds):

@@ -3,8 +3,9 @@
 Each kind of run keeps its folders under the scorecard's folder as
 `<kind>/round<k>/`, each the `--out` of one command. A run's figures are
 read from what that command saved, by the code that made them: the kill
-experiment's results.json (its `summarise`d figures, and its capacity
-steps), `bench`'s bench.json (its per-round ratios to the first store, memory), and
+experiment's results.json (its `summarise`d figures), the capacity
+command's capacity.json (each configuration's steps and the rate it held),
+`bench`'s bench.json (its per-round ratios to the first store, memory), and
 split-brain's history.jsonl through `split_brain.results_of`, the function
 `python -m loadtest recheck` reports through. A row a kind cannot measure
 says why: `Skip("not applicable", ...)` when the property does not exist
@@ -101,9 +102,12 @@ def _alone(row):
 
 def _results(folder):
     """The kill experiment's figures per configuration, as its results.json keeps them."""
-    saved = json.loads((Path(folder) / "results.json").read_text())
-    held = {c["config"]: c for c in saved.get("capacity", [])}
-    return {r["config"]["name"]: {**r, "capacity": held.get(r["config"]["name"])} for r in saved["configs"]}
+    return {r["config"]["name"]: r for r in json.loads((Path(folder) / "results.json").read_text())["configs"]}
+
+
+def _capacity(folder):
+    """Each configuration's capacity record, as the capacity command's capacity.json keeps it."""
+    return {c["config"]: {"capacity": c} for c in json.loads((Path(folder) / "capacity.json").read_text())}
 
 
 def _bench(folder):
@@ -117,13 +121,16 @@ def _bench(folder):
             for name, row in stores.items() if "cpu_to_base" in row.get("poll_direct", {})}
 
 
-def _kill_seconds(rows, users=None, duration=90):
-    """(The kill experiment's own estimate (kill_run.Plan) for the rows, and without users the most their
-    capacity steps may add: every step up to the most users.)"""
-    plan = kill_run.Plan([], users, duration, 10, "kill", 3, 0, Path("."))
+def _kill_seconds(rows, users, duration=90):
+    """(The kill experiment's own estimate (kill_run.Plan) for the rows at a fixed number of users, 0.)"""
+    return len(rows) * kill_run.Plan([], users, duration, 10, "kill", 3, 0, Path(".")).seconds_per_config(), 0
+
+
+def _capacity_seconds(rows):
+    """(About 30 s to start each row's cluster, and the most its capacity steps may add: every step up to the
+    most users.)"""
     steps = capacity.Steps()
-    stepping = 0 if users else steps.count() * (steps.ramp + steps.hold)
-    return len(rows) * plan.seconds_per_config(), len(rows) * stepping
+    return 30 * len(rows), len(rows) * steps.count() * (steps.ramp + steps.hold)
 
 
 def _bench_seconds(rows):
@@ -135,23 +142,34 @@ def _run(rows, out, *more):
     return ["run", "--configs", ",".join(r.name for r in rows), *more, "--out", str(out)]
 
 
-STORE_FAULT_LOAD = ["--users", "30", "--duration", "60", "--warmup", "10"]  # as docs/experiments/store-faults.md
+# Every fault runs at a fixed number of users, as docs/experiments/store-faults.md, with no capacity step before it:
+# on this machine many rows hold up to the steps' most users, about 13 minutes of steps a row. The capacity is a
+# kind of its own.
+FAULT_USERS = 30
+STORE_FAULT_LOAD = ["--users", str(FAULT_USERS), "--duration", "60", "--warmup", "10"]
 
 KINDS = {kind.name: kind for kind in (
     Kind("bench", "server CPU a request (the poll mix, straight to one instance), over memory's, per round",
          _alone, lambda rows, out: ["bench", "--stores", ",".join(dict.fromkeys(r.config.sessions for r in rows)),
                                     "--out", str(out)],
          _bench_seconds, _bench, key=lambda row: row.config.sessions, rounds=1, saved="bench.json"),
-    Kind("instance-kill", "a capacity step (p99 at most 250 ms, at most 0.1 % failed, 3 instances), then app1 "
-         "killed at 30 s and started at 60 s under 60 % of that load, each session written every tick",
-         lambda row: None, lambda rows, out: _run(rows, out, "--session-writes"), _kill_seconds, _results),
+    Kind("capacity", f"the highest request rate 3 instances held, users stepped up {capacity.Steps().describe()}",
+         lambda row: None, lambda rows, out: ["capacity", "--configs", ",".join(r.name for r in rows),
+                                              "--out", str(out)],
+         _capacity_seconds, _capacity, saved="capacity.json"),
+    Kind("instance-kill", f"app1 killed at 30 s and started at 60 s of 90, under {FAULT_USERS} users, "
+         "each session written every tick",
+         lambda row: None,
+         lambda rows, out: _run(rows, out, "--session-writes", "--users", str(FAULT_USERS)),
+         lambda rows: _kill_seconds(rows, FAULT_USERS), _results),
     Kind("store-kill", "the sessions' store's primary (or only node) killed at 20 s (PostgreSQL without Patroni: "
-         "a standby promoted at once), started again at 40 s; 30 users",
+         f"a standby promoted at once), started again at 40 s; {FAULT_USERS} users",
          _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-kill", *STORE_FAULT_LOAD),
-         lambda rows: _kill_seconds(rows, 30, 60), _results),
-    Kind("store-restart", "the sessions' store's primary killed and started again at once at 20 s; 30 users",
+         lambda rows: _kill_seconds(rows, FAULT_USERS, 60), _results),
+    Kind("store-restart", "the sessions' store's primary killed and started again at once at 20 s; "
+         f"{FAULT_USERS} users",
          _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-restart", *STORE_FAULT_LOAD),
-         lambda rows: _kill_seconds(rows, 30, 60), _results),
+         lambda rows: _kill_seconds(rows, FAULT_USERS, 60), _results),
     Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s (under Patroni 32 s: its lease "
          "must lapse before a standby takes over), users writing on both sides",
          _partitioned, lambda rows, out: ["split-brain", "--scenarios", ",".join(_scenario(r) for r in rows),
@@ -175,7 +193,7 @@ def links(folder, name):
     the configuration `name`'s own), its figures."""
     folder = Path(folder)
     named = [("page", page.REPORT_FILE), ("history", history.FILE), ("history", f"raw/{name}.{history.FILE}"),
-             ("figures", "results.json"), ("figures", "bench.json")]
+             ("figures", "results.json"), ("figures", "bench.json"), ("figures", "capacity.json")]
     return [(label, folder / file) for label, file in named if (folder / file).is_file()]
 
 
