@@ -69,6 +69,30 @@ def test_the_poll_mix_answers_with_every_layer_it_may_do_without_left_out(db):
     assert "X-Served-By" not in me and "X-Frame-Options" not in me
 
 
+def test_without_the_csrf_middleware_the_api_refuses_a_forged_post_but_a_signed_up_user_gets_no_cookie(db, user):
+    """Why CsrfViewMiddleware stays: not for the API's own check, which holds without it, but for the cookie."""
+    caches["shared"].clear()
+    without = [path for path in settings.MIDDLEWARE if path != "django.middleware.csrf.CsrfViewMiddleware"]
+    with override_settings(MIDDLEWARE=without):
+        signed_up = Client(enforce_csrf_checks=True)
+        # No form page hands out a cookie now, and the sign-up form is not checked.
+        assert signed_up.post("/accounts/signup/", {"username": "bench", "password1": PASSWORD,
+                                                    "password2": PASSWORD}).status_code == 302
+        no_cookie = signed_up.post("/api/rooms/bench/presence")
+        # Django's login view hands out the cookie by itself (csrf_protect), and the API compares with it.
+        logged_in = Client(enforce_csrf_checks=True)
+        logged_in.get("/accounts/login/")
+        token = logged_in.cookies[settings.CSRF_COOKIE_NAME].value
+        logged_in.post("/accounts/login/", {"username": "ada", "password": PASSWORD, "csrfmiddlewaretoken": token})
+        forged = logged_in.post("/api/rooms/bench/presence")
+        sent = logged_in.post("/api/rooms/bench/presence",
+                              headers={"X-CSRFToken": logged_in.cookies[settings.CSRF_COOKIE_NAME].value})
+    assert settings.CSRF_COOKIE_NAME not in signed_up.cookies
+    assert no_cookie.status_code == 403 and "CSRF cookie not set" in no_cookie.json()["error"]
+    assert forged.status_code == 403 and "CSRF token missing" in forged.json()["error"]
+    assert sent.status_code == 200
+
+
 def site_start(tmp_path, off):
     """The site's settings read at start with MIDDLEWARE_OFF=off, in a process of their own."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "labsite.settings", "DEBUG": "1", "STATE_DIR": str(tmp_path),
