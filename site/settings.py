@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from labcore.config import channel_layer_settings, store_settings
 from labcore.connections import parse_addresses, parse_primary_cache, with_password
 from labcore.etcd import parse_etcd_endpoints, parse_etcd_tls
+from labcore.middleware_off import middleware_without
 from labcore.proxy import trusted_networks
 from labcore.registry import ConfigError
 
@@ -88,6 +89,10 @@ MIDDLEWARE = [
     "accounts.middleware.IdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# MIDDLEWARE_OFF: layers to leave out, `+`-separated, or `all` (labcore/middleware_off.py), to measure what
+# each costs (`python -m loadtest bench --stores memory,memory:MIDDLEWARE_OFF=all`). Benchmarks only: each
+# layer left out switches a protection off. Empty, the default: every layer.
+MIDDLEWARE = middleware_without(MIDDLEWARE, os.environ.get("MIDDLEWARE_OFF", ""))
 
 ROOT_URLCONF = "labsite.urls"
 WSGI_APPLICATION = "labsite.wsgi.application"

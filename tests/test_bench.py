@@ -1,8 +1,9 @@
 """`python -m loadtest bench`: our stores, Django's stock engines, the floor and the ceiling in one run.
 
-One tiny run (two rounds of a second each, three stores) checks the wiring,
+One tiny run (two rounds of a second each, five rows) checks the wiring,
 not the figures: the stock engine's cluster comes up, the floor answers on
-our stores' instances, the store commands are counted by Redis, and every
+our stores' instances, the store commands are counted by Redis, a row
+with middleware layers left out answers the poll mix and logins, and every
 CPU figure carries its spread and its ratios.
 """
 
@@ -19,7 +20,7 @@ from loadtest.bench import cost, profile, profile_report, stores_report
 from loadtest.bench import stores as bench_stores
 from loadtest.harness import history
 
-STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0"]
+STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0", "memory:MIDDLEWARE_OFF=all"]
 
 
 def _free_blocks(count):
@@ -51,7 +52,7 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
         spread = stores[store]["poll_direct"]["server_us_spread"]
         assert 0 < spread["min"] <= spread["median"] <= spread["max"]
     # The floor answers (BENCH_VIEWS=1) on our stores' instances only, and sends what the poll mix sends.
-    assert [len(report["raw"][store].get("floor_direct", [])) for store in STORES] == [2, 2, 0, 0]
+    assert [len(report["raw"][store].get("floor_direct", [])) for store in STORES] == [2, 2, 0, 0, 0]
     assert stores["redis"]["floor_direct"]["server_us"]["median"] > 0
     commands = report["commands"]
     assert commands["redis"] == {"poll": {"redis": 1}, "heartbeat": {"redis": 2}, "me": {"redis": 1},
@@ -64,6 +65,9 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     # A variant is its store with a guarantee switched off, compared with the same stock engine.
     assert commands["redis:STORE_BREAKER_INTERVAL=0"] == commands["stock_cache_redis"]
     assert set(stores["redis:STORE_BREAKER_INTERVAL=0"]["poll_direct"]["cpu_to_stock"]) == {"stock_cache_redis"}
+    # Memory with every middleware layer that may go left out (MIDDLEWARE_OFF reaches its cluster as a setting):
+    # it answered every request above, and is set against memory as it ships.
+    assert set(stores["memory:MIDDLEWARE_OFF=all"]["poll_direct"]["cpu_to_shipped"]) == {"min", "median", "max"}
     names = [target["target"] for target in report["targets"]]
     assert "redis: server CPU a request at most stock_cache_redis's (every round)" in names
     assert any(name.startswith("memory's poll mix at least 0.8 of the bare Django view") for name in names)

@@ -9,7 +9,9 @@ store's server CPU per request splits into the bare Django view (the
 ceiling), the store and its client (the floor minus the ceiling), and ours
 (the poll mix minus the floor). A row may also be one of our stores with
 a guarantee switched off for its cluster only (`parse_row`), so what the
-guarantee costs is measured in the same rounds.
+guarantee costs is measured in the same rounds: the circuit breaker
+(`redis:STORE_BREAKER_INTERVAL=0`), or middleware layers
+(`memory:MIDDLEWARE_OFF=all`, labcore/middleware_off.py).
 
 The store commands a request of each kind sends are counted by the
 servers themselves (labcore/roundtrips.py: Redis's MONITOR feed, memcached's
@@ -123,10 +125,12 @@ def _cpu(results, store, mix="poll_direct"):
 
 def summarise(results, stores_to_run, summary):
     """Add to `summary` each store's CPU a request with its spread, and round by round its ratios to the base
-    (the first store), to its floor and to the stock engines on its store (above 1: ours costs more)."""
+    (the first store), to its floor and to the stock engines on its store (above 1: ours costs more); a row
+    with settings of its own also to its store as it ships, when that ran too (below 1: they saved CPU)."""
     base = _cpu(results, stores_to_run[0])
     for store in stores_to_run:
         ours, row = _cpu(results, store), summary[store]
+        shipped = parse_row(store)[0]
         row["poll_direct"]["server_us_spread"] = _spread(ours)
         row["poll_direct"]["cpu_to_base"] = _spread([a / b for a, b in zip(ours, base)])
         if FLOOR in results[store]:
@@ -135,7 +139,9 @@ def summarise(results, stores_to_run, summary):
             row["poll_direct"]["cpu_to_floor"] = _spread([a / b for a, b in zip(ours, floor)])
         row["poll_direct"]["cpu_to_stock"] = {
             stock: _spread([a / b for a, b in zip(ours, _cpu(results, stock))])
-            for stock in STOCK_OF.get(parse_row(store)[0], ()) if stock in results}
+            for stock in STOCK_OF.get(shipped, ()) if stock in results}
+        if shipped != store and shipped in results:
+            row["poll_direct"]["cpu_to_shipped"] = _spread([a / b for a, b in zip(ours, _cpu(results, shipped))])
     return summary
 
 

@@ -43,7 +43,8 @@ INDEXED = True  # its report is listed in results/index.html
 
 def add_arguments(parser):
     parser.add_argument("--stores", default=",".join(cost.BENCH_STORES),
-                        help="comma-separated; the first is the base of the ratios")
+                        help="comma-separated; the first is the base of the ratios; a row may carry settings of its "
+                             "own: redis:STORE_BREAKER_INTERVAL=0, memory:MIDDLEWARE_OFF=all")
     parser.add_argument("--rounds", type=at_least_one, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
     parser.add_argument("--connections", type=int, default=8)
@@ -61,6 +62,8 @@ def main(args):
     setting, ceiling, balancer = stores_report.lines(report)
     print(f"{setting}\n{ceiling}")
     print(stores_report.store_table(report).markdown())
+    if variants := stores_report.variant_lines(report):
+        print("\n" + "\n".join(variants))
     print(f"\n{stores_report.COST_NOTE}")
     print(cost.table(report).markdown())
     print(f"\n{balancer}")

@@ -163,6 +163,24 @@ def lines(report):
             f"direct ({lb['added']:+.0%}), one connection, {lb['store']} sessions"]
 
 
+def variant_lines(report):
+    """One line for each row with settings of its own (`memory:MIDDLEWARE_OFF=all`), round by round: the ceiling's
+    CPU a request over its poll mix's (the ratio of the 0.8 target, which is checked on the first row only), its
+    store's as it ships beside it, and its CPU a request over its store's as it ships."""
+    lines = []
+    for row, mixes in report["stores"].items():
+        if row == CEILING or not cost.parse_row(row)[1]:
+            continue
+        store, direct = cost.parse_row(row)[0], mixes["poll_direct"]
+        line = f"{row}: the ceiling's CPU a request to its poll mix's {ratio_text(direct['cpu_to_ceiling'])}"
+        if "cpu_to_shipped" in direct:
+            shipped = report["stores"][store]["poll_direct"]["cpu_to_ceiling"]
+            line += (f" ({store} as it ships: {ratio_text(shipped)}); its CPU a request to {store}'s as it ships "
+                     f"{ratio_text(direct['cpu_to_shipped'])}")
+        lines.append(line)
+    return lines
+
+
 COST_NOTE = ("server CPU a request straight to the instance (median, min-max of the rounds), beside the floor "
              "and the stock engines; store commands a request, counted by the stores (R Redis, M memcached; "
              "database statements: tests/test_roundtrips.py)")
@@ -177,7 +195,7 @@ def write(out, run, report, *, finished=None):
                    ("", page.paragraphs(setting, "durable: yes" if report["durable"] else "durable: NO (DURABLE=0)",
                                         "Every figure is computed from history.jsonl (recheck: python -m loadtest "
                                         f"recheck {out}).")),
-                   ("Stores", store_table(report).html()),
+                   ("Stores", store_table(report).html() + page.paragraphs(*variant_lines(report))),
                    ("Cost", page.paragraphs(COST_NOTE) + cost.table(report).html()),
                    ("Load balancer", page.paragraphs(balancer)),
                    ("Targets", target_table(report).html()),
