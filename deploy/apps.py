@@ -18,14 +18,15 @@ from deploy.processes import PRIVATE_UMASK, port_open, require, running, spawn, 
 from deploy.record import ROOT
 from deploy.sizing import MAX_INSTANCES
 
-SHELL_IGNORED = ("TRUSTED_PROXIES", "REDIS_PASSWORD")
+SHELL_IGNORED = ("TRUSTED_PROXIES", "REDIS_PASSWORD", "MIDDLEWARE_OFF")
 
 
 def site_env(cluster, name=None):
     """The environment of the cluster's instances (and of its migrate), for instance `name`."""
     env = {
-        # Not from the shell: only HAProxy speaks for clients (by PROXY_SECRET), and
-        # Redis's password is the cluster's own.
+        # Not from the shell: only HAProxy speaks for clients (by PROXY_SECRET),
+        # Redis's password is the cluster's own, and layers are left out for one
+        # cluster (--env, a bench row), never for every cluster a command starts.
         **{variable: value for variable, value in os.environ.items() if variable not in SHELL_IGNORED},
         **cluster.env,
         "DJANGO_SETTINGS_MODULE": "labsite.settings",

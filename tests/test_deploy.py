@@ -246,6 +246,16 @@ def test_a_relative_state_folder_works(cluster):
     assert c.instance("app1")["lb_state"] == "UP"
 
 
+def test_middleware_off_is_taken_for_one_cluster_never_from_the_shell(cluster, monkeypatch):
+    # A bench run that starts memory as it ships beside memory:MIDDLEWARE_OFF=all must not strip both.
+    monkeypatch.setenv("MIDDLEWARE_OFF", "all")
+    shipped = cluster(instances=1, sessions="memory", presence="memory")
+    assert "X-Served-By" in Browser().get(f"{shipped.url}/healthz").headers
+    stripped = cluster(instances=1, sessions="memory", presence="memory",
+                       env={"MIDDLEWARE_OFF": "ServedByMiddleware"})
+    assert "X-Served-By" not in Browser().get(f"{stripped.url}/healthz").headers
+
+
 @pytest.mark.parametrize("server", ["sync", "gevent", "granian:4"])
 def test_every_server_choice_serves_the_site(cluster, server):
     c = cluster(instances=1, sessions="redis", server=server, env={"PASSWORD_ITERATIONS": 1000})
