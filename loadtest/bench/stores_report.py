@@ -16,14 +16,22 @@ from pathlib import Path
 
 from labcore import registry
 from loadtest.bench import cost
-from loadtest.bench.wrk import median, spread
+from loadtest.bench.wrk import DURABLE, RELAYS, median, spread
 from loadtest.cli import ratio_text
-from loadtest.harness import checkers, history
+from loadtest.harness import checkers, history, recorded
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 
+NAME = "bench"
 CEILING = "ceiling"  # a bare Django project that answers every request like an empty poll (loadtest/bench/ceiling.py)
 LB_MIXES = ("lb_through", "lb_direct")  # the load balancer's one-connection runs, through HAProxy and straight
+
+
+def started(out, *, command, stores, rounds, seconds, connections, server):
+    """The run's history in out, its parameters first (with whether commits were durable and relays ran)."""
+    return recorded.started(out, experiment=NAME, command=command, parameters={
+        "stores": stores, "rounds": rounds, "seconds": seconds, "connections": connections, "server": server,
+        "durable": DURABLE, "relays": RELAYS})
 
 
 def figures(events):

@@ -16,10 +16,13 @@ from pathlib import Path
 from loadtest.harness import checkers, history
 
 
-def started(out, *, experiment, command, parameters, digits=3):
-    """A history recording into out/history.jsonl, the run's parameters its first sample; digits: of its times."""
+def started(out, *, experiment, command, parameters, digits=3, **noted):
+    """A history recording into out/history.jsonl, the run's parameters its first sample; digits: of its times.
+
+    noted: what else that sample says of the run beside its parameters (bench-sockets: the commit it ran at).
+    """
     recorded = history.History(Path(out) / history.FILE, experiment=experiment, command=command, digits=digits)
-    recorded.sample(condition="started", parameters=parameters)
+    recorded.sample(condition="started", parameters=parameters, **noted)
     return recorded
 
 
