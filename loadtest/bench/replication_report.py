@@ -86,9 +86,7 @@ def written(out):
 def report(out, run, *, finished=None):
     """bench-replication.json and the page from out/history.jsonl alone; (report, None): the predictions stand
     beside the figures, and the exit status never depended on them."""
-    figured = written(out)
-    write(out, run, figured, finished=finished)
-    return figured, None
+    return recorded.report(out, run, figures=written, page=write, finished=finished)
 
 
 def summarise(samples, distances, seconds, connections):

@@ -70,9 +70,7 @@ def written(out):
 def report(out, run, *, finished=None):
     """bench.json and the page from out/history.jsonl alone; returns (report, None): bench states targets, not a
     hypothesis, and its exit status does not depend on them."""
-    figured = written(out)
-    write(out, run, figured, finished=finished)
-    return figured, None
+    return recorded.report(out, run, figures=written, page=write, finished=finished)
 
 
 def _lb_overhead(lb):

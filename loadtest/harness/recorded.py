@@ -1,5 +1,5 @@
 """What every command that computes its figures from its history shares: the history begun with the run's
-parameters, and read back.
+parameters, and read back; and a benchmark's report, its JSON then its page, for the run and recheck alike.
 
 Such a command's history.jsonl (history.py) starts with a "started" sample
 holding the run's parameters, then holds the raw readings; its JSON of
@@ -50,3 +50,12 @@ def written(out, name, figures):
     """The figures as out/name (JSON, as every benchmark writes its own); returns them."""
     (Path(out) / name).write_text(json.dumps(figures, indent=1))
     return figures
+
+
+def report(out, run, *, figures, page, finished=None):
+    """A benchmark's report, for its run and `recheck` alike: figures(out) computes it from out's history alone and
+    writes its JSON, page(out, run, report, finished=...) its page; returns (report, None): a benchmark states
+    targets or predictions beside its figures, not a hypothesis with a verdict."""
+    figured = figures(out)
+    page(out, run, figured, finished=finished)
+    return figured, None
