@@ -54,8 +54,8 @@ def written(out, name, figures):
 
 def report(out, run, *, figures, page, finished=None):
     """A benchmark's report, for its run and `recheck` alike: figures(out) computes it from out's history alone and
-    writes its JSON, page(out, run, report, finished=...) its page; returns (report, None): a benchmark states
-    targets or predictions beside its figures, not a hypothesis with a verdict."""
+    writes its JSON, page(out, run, report, finished=...) its page; returns (report, None): such a benchmark states
+    no hypothesis (its targets or predictions stand beside its figures), so recheck gives no verdict."""
     figured = figures(out)
     page(out, run, figured, finished=finished)
     return figured, None
