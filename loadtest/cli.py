@@ -1,5 +1,5 @@
-"""What the command modules share: the comma-separated lists their options take, counts of at least one, and a
-ratio's spread."""
+"""What the command modules share: the comma-separated lists their options take (names checked against their
+choices), counts of at least one, and a ratio's spread."""
 
 import argparse
 
@@ -31,3 +31,19 @@ def at_least_one(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"at least 1, not {value}")
     return value
+
+
+def names_of(choices, what):
+    """An argparse type: an option's comma-separated names (listed()), each a key of `choices` (read as the option
+    is parsed, so a row registered before then counts); else argparse's usage error naming the option, the
+    unknown names and the choices."""
+
+    def names(text):
+        found = listed(text)
+        unknown = [name for name in found if name not in choices]
+        if unknown or not found:
+            raise argparse.ArgumentTypeError(f"no {what} {', '.join(unknown) or 'named'}; "
+                                             f"choose from: {', '.join(choices)}")
+        return found
+
+    return names

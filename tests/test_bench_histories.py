@@ -100,6 +100,19 @@ def test_bench_replication_recheck_gives_each_point_beside_its_prediction(tmp_pa
     assert rechecked(out, tmp_path, "bench-replication.json") == own
 
 
+def test_bench_replication_p99_is_the_shared_nearest_rank_percentile(tmp_path):
+    """100 writes of 1 to 100 ms: the p99 is the 99th (analysis.percentile, as every other p99 of the lab), not
+    the 100th that indexing at int(100 x 0.99) gave."""
+    with replication_report.started(tmp_path, command="python -m loadtest bench-replication --quick",
+                                    stores=["redis"], replicas=[1], sync=["0", "1"], distances=[5.0], rounds=1,
+                                    seconds=1, connections=1) as run:
+        for k in (0, 1):
+            replication_report.measured(run, store="redis", replicas=1, k=k, round_number=0,
+                                        latencies_ms=[float(ms) for ms in range(100, 0, -1)], short=0,
+                                        relay_cpu_s=0.0)
+    assert [row["p99_ms"] for row in replication_report.written(tmp_path)["stores"]["redis"]] == [99.0, 99.0]
+
+
 def tick(run):
     """Wait until the history's clock has moved on, so the next event is strictly later than the last."""
     now = run.now()

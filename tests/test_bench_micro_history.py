@@ -135,13 +135,22 @@ def test_a_history_without_its_parameters_is_refused_by_name(tmp_path, capsys, c
 
 @pytest.mark.parametrize(("argv", "named"), [
     (["bench-sessions", "--stores", "memory,nosuch"], "--stores: no session store nosuch; choose from: memory"),
-    (["bench-posts", "--databases", "sqlite,nosuch"], "database='nosuch' is not one of: sqlite, postgres"),
     (["bench-presence", "--sizes", "10,many"], "--sizes wants numbers online"),
     (["bench-presence", "--repeat", "8"], "--repeat 8: at least 9"),
 ])
 def test_bad_options_are_refused_by_name_before_anything_is_recorded(tmp_path, capsys, argv, named):
     assert main([*argv, "--out", str(tmp_path / "out")]) == 1
     assert named in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("given", "named"), [("sqlite,nosuch", "no database nosuch"), (" , ", "no database named")])
+def test_a_bad_databases_list_is_refused_at_argument_parsing_naming_the_option_and_the_choices(tmp_path, capsys,
+                                                                                               given, named):
+    with pytest.raises(SystemExit) as exited:
+        main(["bench-posts", "--databases", given, "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    assert f"argument --databases: {named}; choose from: sqlite, postgres" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

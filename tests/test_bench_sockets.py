@@ -104,9 +104,9 @@ def recorded_run(folder, parameters=PARAMETERS):
     """A history as bench-sockets records it (its own recording functions), then its JSON and page as the run
     writes them from it."""
     command = "python -m loadtest bench-sockets --idle 50"
-    with history.History(folder / history.FILE, experiment=bench.NAME, command=command) as recorded:
-        if parameters:
-            sockets_report.started(recorded, parameters, "0123abcd")
+    begun = (sockets_report.started(folder, command=command, parameters=parameters, commit="0123abcd") if parameters
+             else history.History(folder / history.FILE, experiment=bench.NAME, command=command))
+    with begun as recorded:
         sockets_report.measured(recorded, "idle", 1, IDLE)
         sockets_report.measured(recorded, "fanout-redis", 1, FANOUT)
     return sockets_report.report(folder, page.Run(bench.NAME, command))

@@ -32,9 +32,8 @@ def readings(record):
 def capacity_run(folder, records):
     """A capacity history of these records (its own recording functions), and what the run writes from it."""
     command = "python -m loadtest capacity --configs memory+sticky,redis"
-    with History(folder / FILE, experiment=capacity.NAME, command=command) as recorded:
-        capacity.started(recorded, configs=[r["config"] for r in records], instances=3,
-                         steps=capacity.Steps(**records[0]["bounds"]))
+    with capacity.started(folder, command=command, configs=[r["config"] for r in records], instances=3,
+                          steps=capacity.Steps(**records[0]["bounds"])) as recorded:
         for record in records:
             recorded.scenario = record["config"]
             capacity.record(recorded, record["config"], readings(record), record["throttled"])
@@ -56,9 +55,8 @@ def test_recheck_of_the_docs_scaling_run_from_a_history_gives_its_scaling_json_e
     own = json.loads((RECORDED / "scaling.json").read_text())
     cores = dict(scaling.SHAPES)
     command = "python -m loadtest scaling --rounds 3"
-    with History(tmp_path / FILE, experiment=scaling.NAME, command=command) as recorded:
-        scaling_report.started(recorded, steps=capacity.Steps(**RAW["redis 1"][0]["bounds"]), rounds=3,
-                               cgroup=own["plan"]["cgroup"], machine=own["plan"]["machine"])
+    with scaling_report.started(tmp_path, command=command, steps=capacity.Steps(**RAW["redis 1"][0]["bounds"]),
+                                rounds=3, cgroup=own["plan"]["cgroup"], machine=own["plan"]["machine"]) as recorded:
         for key, records in RAW.items():
             variant, instances = key.rsplit(" ", 1)
             for number, record in enumerate(records, 1):

@@ -12,7 +12,7 @@ from labcore import registry
 from loadtest.bench import readings
 from loadtest.bench.in_process import post_cost
 from loadtest.bench.wrk import durability
-from loadtest.cli import listed
+from loadtest.cli import names_of
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 
@@ -22,17 +22,16 @@ INDEXED = True  # its report is listed in results/index.html
 
 
 def add_arguments(parser):
-    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--databases", type=names_of(registry.DATABASES, "database"), default="sqlite,postgres",
+                        help=f"comma-separated, of: {', '.join(registry.DATABASES)}")
     parser.add_argument("--repeat", type=int, default=2000, help="posts per variant and database")
     parser.add_argument("--out", type=Path, default=Path("results") / NAME)
 
 
 def main(args):
-    databases = listed(args.databases)
-    for name in databases:
-        registry.database(name)  # a bad name fails before anything is recorded
-    with readings.recording(args.out, NAME, args.run.command, databases=databases, repeat=args.repeat) as recorded:
-        post_cost(databases, recorded=recorded, repeat=args.repeat)
+    with readings.recording(args.out, NAME, args.run.command, databases=args.databases,
+                            repeat=args.repeat) as recorded:
+        post_cost(args.databases, recorded=recorded, repeat=args.repeat)
     figured, _ = report(args.out, args.run)
     print(table(figured).markdown())
     print(durability())

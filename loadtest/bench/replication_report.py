@@ -15,6 +15,7 @@ gives the same bench-replication.json, which keeps the shape it always had.
 import statistics
 
 from loadtest.harness import recorded
+from loadtest.harness.analysis import percentile
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 
@@ -86,9 +87,7 @@ def written(out):
 def report(out, run, *, finished=None):
     """bench-replication.json and the page from out/history.jsonl alone; (report, None): the predictions stand
     beside the figures, and the exit status never depended on them."""
-    figured = written(out)
-    write(out, run, figured, finished=finished)
-    return figured, None
+    return recorded.report(out, run, figures=written, page=write, finished=finished)
 
 
 def summarise(samples, distances, seconds, connections):
@@ -97,7 +96,7 @@ def summarise(samples, distances, seconds, connections):
     rows = []
     for (n, k), rounds in samples.items():
         medians = [statistics.median(r["latencies_ms"]) for r in rounds if r["latencies_ms"]]
-        p99s = [_percentile(r["latencies_ms"], 99) for r in rounds if r["latencies_ms"]]
+        p99s = [percentile(r["latencies_ms"], 0.99) for r in rounds if r["latencies_ms"]]
         rows.append({"replicas": n, "k": k, "distances_ms": list(distances_of(n, distances).values()),
                      "median_ms": round(statistics.median(medians), 3) if medians else None,
                      "per_round_median_ms": [round(m, 3) for m in medians],
@@ -115,11 +114,6 @@ def summarise(samples, distances, seconds, connections):
         row["predicted_ms"] = round(predicted_ms(alone, row["replicas"], row["k"], distances), 3)
         row["difference_ms"] = round(row["median_ms"] - row["predicted_ms"], 3)
     return rows
-
-
-def _percentile(values, percent):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
 
 
 def setting(report):

@@ -115,9 +115,7 @@ def written(out):
 
 def report(out, run, *, finished=None):
     """shards.json and the page from out/history.jsonl alone; (report, None): no hypothesis."""
-    figured = written(out)
-    write(out, run, figured, finished=finished)
-    return figured, None
+    return recorded.report(out, run, figures=written, page=write, finished=finished)
 
 
 def tables(report):

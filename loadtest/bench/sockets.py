@@ -40,10 +40,9 @@ from loadtest.bench import sockets_report, sockets_runs
 from loadtest.bench.wrk import ROOT
 from loadtest.cli import chosen, listed
 from loadtest.harness import load, verdict
-from loadtest.harness.history import FILE, History
 from loadtest.harness.socket_swarm import allow_open_files
 
-NAME = "bench-sockets"
+NAME = sockets_report.NAME
 HELP = "idle WebSockets one instance holds and their memory, a room's fan-out latency, push against poll CPU"
 INDEXED = True  # its report is listed in results/index.html
 CONFIGS = {
@@ -78,8 +77,9 @@ def main(args):
     # Before any cluster starts: HAProxy inherits the limit.
     allow_open_files(max(args.idle if "idle" in names else 0, args.fanout_users) + 1)
     args.out.mkdir(parents=True, exist_ok=True)
-    with History(args.out / FILE, experiment=NAME, command=args.run.command) as recorded:
-        sockets_report.started(recorded, {key: getattr(args, key) for key in PARAMETERS}, commit())
+    parameters = {key: getattr(args, key) for key in PARAMETERS}
+    with sockets_report.started(args.out, command=args.run.command, parameters=parameters,
+                                commit=commit()) as recorded:
         for number in range(1, args.rounds + 1):
             for name in names if number % 2 else list(reversed(names)):
                 print(f"round {number}/{args.rounds}: {name}", file=sys.stderr)

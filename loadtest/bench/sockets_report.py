@@ -15,32 +15,33 @@ import json
 from pathlib import Path
 
 from loadtest.bench.sockets_figures import fanout_figures, idle_figures, over_rounds
-from loadtest.harness import history, verdict
-from loadtest.harness.recorded import parameters as run_parameters
+from loadtest.harness import history, recorded, verdict
 from loadtest.harness.verdict import Check
 from loadtest.reports import page
 from loadtest.reports import tables as rendered
 from loadtest.reports.tables import Table
 
+NAME = "bench-sockets"
 FIGURES = "bench-sockets.json"  # the JSON of figures
 IDLE_TARGET = 5000  # idle sockets one instance holds (issue #32)
 P99_TARGET_MS = 50  # a post's p99 to a room of 100 over three instances, Redis layer (issue #32)
 
 
-def started(recorded, parameters, commit):
-    """Record the run's parameters (bench-sockets.json's "parameters") and the commit it ran at, before any round."""
-    recorded.sample(condition="started", parameters=parameters, commit=commit)
+def started(out, *, command, parameters, commit):
+    """The run's history in out, its parameters (bench-sockets.json's "parameters") and the commit it ran at
+    first, before any round."""
+    return recorded.started(out, experiment=NAME, command=command, parameters=parameters, commit=commit)
 
 
-def measured(recorded, config, number, readings):
+def measured(recording, config, number, readings):
     """Record one configuration's round: what it read (sockets_runs.py), every figure's only source."""
-    recorded.sample(config=config, round=number, readings=readings)
+    recording.sample(config=config, round=number, readings=readings)
 
 
 def figures(header, events):
     """bench-sockets.json's content from the history (but "finished", which run.json gives): the rounds' figures,
     their medians and ranges, and the verdict."""
-    given = run_parameters(events, header["experiment"])
+    given = recorded.parameters(events, header["experiment"])
     commit = next(e.get("commit") for e in events if e["type"] == "sample" and e.get("condition") == "started")
     rounds = [{"round": e["round"], "config": e["config"], "figures": _figures(e["config"], e["readings"], given)}
               for e in events if e["type"] == "sample" and "readings" in e]

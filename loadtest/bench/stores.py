@@ -33,10 +33,9 @@ from loadtest.bench import cost, stores_report
 from loadtest.bench.stores_report import CEILING
 from loadtest.bench.wrk import BENCH_ENV, DURABLE, LOGIN, POLL_MIX, RELAYS, ROOT, durability, log_in, run_wrk
 from loadtest.cli import at_least_one
-from loadtest.harness import history
 from loadtest.harness.site import OPERATION_TIMEOUT, Site
 
-NAME = "bench"
+NAME = stores_report.NAME
 HELP = "each session store's cost per request, through HAProxy"
 INDEXED = True  # its report is listed in results/index.html
 
@@ -92,10 +91,8 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     require("wrk", "wrk")
     for row in stores_to_run:
         cost.parse_row(row)  # a bad row fails before anything starts
-    recorded = history.History(Path(out) / history.FILE, experiment=NAME, command=command)
-    recorded.sample(condition="started", parameters={
-        "stores": stores_to_run, "rounds": rounds, "seconds": seconds, "connections": connections, "server": server,
-        "durable": DURABLE, "relays": RELAYS})
+    recorded = stores_report.started(out, command=command, stores=stores_to_run, rounds=rounds, seconds=seconds,
+                                     connections=connections, server=server)
 
     def measure(name, mix, round_number, *wrk):
         recorded.sample(store=name, mix=mix, round=round_number, wrk=run_wrk(*wrk))

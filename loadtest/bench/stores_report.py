@@ -16,14 +16,22 @@ from pathlib import Path
 
 from labcore import registry
 from loadtest.bench import cost
-from loadtest.bench.wrk import median, spread
+from loadtest.bench.wrk import DURABLE, RELAYS, median, spread
 from loadtest.cli import ratio_text
-from loadtest.harness import checkers, history
+from loadtest.harness import checkers, history, recorded
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 
+NAME = "bench"
 CEILING = "ceiling"  # a bare Django project that answers every request like an empty poll (loadtest/bench/ceiling.py)
 LB_MIXES = ("lb_through", "lb_direct")  # the load balancer's one-connection runs, through HAProxy and straight
+
+
+def started(out, *, command, stores, rounds, seconds, connections, server):
+    """The run's history in out, its parameters first (with whether commits were durable and relays ran)."""
+    return recorded.started(out, experiment=NAME, command=command, parameters={
+        "stores": stores, "rounds": rounds, "seconds": seconds, "connections": connections, "server": server,
+        "durable": DURABLE, "relays": RELAYS})
 
 
 def figures(events):
@@ -62,9 +70,7 @@ def written(out):
 def report(out, run, *, finished=None):
     """bench.json and the page from out/history.jsonl alone; returns (report, None): bench states targets, not a
     hypothesis, and its exit status does not depend on them."""
-    figured = written(out)
-    write(out, run, figured, finished=finished)
-    return figured, None
+    return recorded.report(out, run, figures=written, page=write, finished=finished)
 
 
 def _lb_overhead(lb):

@@ -35,10 +35,9 @@ from loadtest.cli import listed
 from loadtest.experiments import capacity_report
 from loadtest.experiments import configs as experiment
 from loadtest.harness import locust as driver
+from loadtest.harness import recorded
 from loadtest.harness.analysis import machine_figures, window_figures
-from loadtest.harness.history import FILE, History, scenarios
-from loadtest.harness.history import load as load_history
-from loadtest.harness.recorded import parameters as run_parameters
+from loadtest.harness.history import scenarios
 from loadtest.harness.sampler import Sampler
 from loadtest.reports import tables
 from loadtest.reports.page import machine
@@ -208,14 +207,14 @@ def main(args):
     steps = steps_of(args)
     names = list(dict.fromkeys(listed(args.configs)))  # one scenario each
     configs = [experiment.parse_config(name) for name in names]  # a bad name fails before anything starts
-    with History(args.out / FILE, experiment=NAME, command=args.run.command) as recorded:
-        started(recorded, configs=names, instances=args.instances, steps=steps)
+    with started(args.out, command=args.run.command, configs=names, instances=args.instances,
+                 steps=steps) as history:
         for name, config in zip(names, configs):
             print(f"{name}: capacity step, {steps.describe()}", file=sys.stderr)
-            recorded.scenario = name
+            history.scenario = name
             # No latency relays (deploy up --no-relays): a capacity is the site's and its stores', not a relay's.
             measure(config, steps, instances=args.instances, port=args.port, out=args.out, relays=False,
-                    history=recorded)
+                    history=history)
     rows, _ = report(args.out, args.run)
     print(f"capacity steps: {steps.describe()}; {machine()}")
     print(tables.markdown(capacity_report.capacity_tables(rows)))
@@ -223,10 +222,11 @@ def main(args):
     return 0
 
 
-def started(recorded, *, configs, instances, steps):
-    """Record the run's parameters, its steps' bounds among them, before any configuration runs."""
-    recorded.sample(condition="started", parameters={"configs": configs, "instances": instances,
-                                                     "bounds": asdict(steps)})
+def started(out, *, command, configs, instances, steps):
+    """The run's history in out, its parameters first, its steps' bounds among them, before any configuration
+    runs."""
+    return recorded.started(out, experiment=NAME, command=command, parameters={
+        "configs": configs, "instances": instances, "bounds": asdict(steps)})
 
 
 def report(out, run, *, finished=None):
@@ -235,8 +235,8 @@ def report(out, run, *, finished=None):
     The run and `python -m loadtest recheck` both call it. No verdict: the
     bounds decide each step, and the exit status never depended on them.
     """
-    header, events = load_history(Path(out) / FILE)
-    steps = Steps(**run_parameters(events, header["experiment"])["bounds"])
+    given, events = recorded.load(out)
+    steps = Steps(**given["bounds"])
     rows = [row for row in (record_of(mine, steps) for mine in scenarios(events).values()) if row]
     capacity_report.write(Path(out), run, {"rows": rows, "described": steps.describe()}, finished=finished)
     return rows, None

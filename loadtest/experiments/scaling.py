@@ -27,11 +27,10 @@ from loadtest.cli import listed
 from loadtest.experiments import capacity, scaling_report
 from loadtest.experiments import configs as experiment
 from loadtest.experiments.scaling_report import SITE_CPUS, charts, limits_text, table
-from loadtest.harness.history import FILE, History
 from loadtest.harness.locust import ROOT
 from loadtest.reports import page
 
-NAME = "scaling"
+NAME = scaling_report.NAME
 HELP = "scale-up against scale-out: one core for the site tier, cut into 1, 2 or 4 instances by cgroup CPU quotas"
 INDEXED = True  # its report is listed in results/index.html
 SHAPES = [(1, 1.0), (2, 0.5), (4, 0.25)]  # (instances, cores each): one core in all
@@ -57,9 +56,8 @@ def add_arguments(parser):
 def main(args):
     steps = capacity.steps_of(args)
     to_run = variants(listed(args.configs), listed(args.sync))
-    with History(args.out / FILE, experiment=NAME, command=args.run.command) as recorded:
-        scaling_report.started(recorded, steps=steps, rounds=args.rounds, cgroup=cgroup_version(),
-                               machine=page.machine())
+    with scaling_report.started(args.out, command=args.run.command, steps=steps, rounds=args.rounds,
+                                cgroup=cgroup_version(), machine=page.machine()) as recorded:
         measure(to_run, steps, rounds=args.rounds, port=args.port, out=args.out, history=recorded,
                 progress=lambda what: print(what, file=sys.stderr, flush=True))
     figures, _ = scaling_report.report(args.out, args.run)

@@ -17,26 +17,26 @@ from dataclasses import asdict
 from pathlib import Path
 
 from loadtest.experiments import capacity
-from loadtest.harness.history import FILE, scenarios
-from loadtest.harness.history import load as load_history
-from loadtest.harness.recorded import parameters as run_parameters
+from loadtest.harness import recorded
+from loadtest.harness.history import scenarios
 from loadtest.reports import page
 from loadtest.reports.svg import series_chart
 from loadtest.reports.tables import Table
 
+NAME = "scaling"
 SITE_CPUS = "0"  # the site tier's CPU (scaling.py pins the instances there, the rest elsewhere)
 
 
-def started(recorded, *, steps, rounds, cgroup, machine):
-    """Record the run's parameters before its first scenario: the steps' bounds, the rounds, the cgroup version
-    and the machine (scaling.json's plan)."""
-    recorded.sample(condition="started", parameters={"bounds": asdict(steps), "rounds": rounds, "cgroup": cgroup,
-                                                     "machine": machine})
+def started(out, *, command, steps, rounds, cgroup, machine):
+    """The run's history in out, its parameters first, before its first scenario: the steps' bounds, the rounds,
+    the cgroup version and the machine (scaling.json's plan)."""
+    return recorded.started(out, experiment=NAME, command=command, parameters={
+        "bounds": asdict(steps), "rounds": rounds, "cgroup": cgroup, "machine": machine})
 
 
-def shape(recorded, *, variant, instances, cores, round_number):
+def shape(history, *, variant, instances, cores, round_number):
     """Record which configuration and shape the capacity step that follows in this scenario measures."""
-    recorded.sample(variant=variant, instances=instances, cores=cores, round=round_number)
+    history.sample(variant=variant, instances=instances, cores=cores, round=round_number)
 
 
 def report(out, run, *, finished=None):
@@ -45,8 +45,7 @@ def report(out, run, *, finished=None):
 
     No verdict: the page compares the shapes, and the exit status never depended on them.
     """
-    header, events = load_history(Path(out) / FILE)
-    given = run_parameters(events, header["experiment"])
+    given, events = recorded.load(out)
     steps = capacity.Steps(**given["bounds"])
     measured = {}
     for mine in scenarios(events).values():

@@ -1,5 +1,5 @@
 """What every command that computes its figures from its history shares: the history begun with the run's
-parameters, and read back.
+parameters, and read back; and a benchmark's report, its JSON then its page, for the run and recheck alike.
 
 Such a command's history.jsonl (history.py) starts with a "started" sample
 holding the run's parameters, then holds the raw readings; its JSON of
@@ -16,10 +16,13 @@ from pathlib import Path
 from loadtest.harness import checkers, history
 
 
-def started(out, *, experiment, command, parameters, digits=3):
-    """A history recording into out/history.jsonl, the run's parameters its first sample; digits: of its times."""
+def started(out, *, experiment, command, parameters, digits=3, **noted):
+    """A history recording into out/history.jsonl, the run's parameters its first sample; digits: of its times.
+
+    noted: what else that sample says of the run beside its parameters (bench-sockets: the commit it ran at).
+    """
     recorded = history.History(Path(out) / history.FILE, experiment=experiment, command=command, digits=digits)
-    recorded.sample(condition="started", parameters=parameters)
+    recorded.sample(condition="started", parameters=parameters, **noted)
     return recorded
 
 
@@ -47,3 +50,12 @@ def written(out, name, figures):
     """The figures as out/name (JSON, as every benchmark writes its own); returns them."""
     (Path(out) / name).write_text(json.dumps(figures, indent=1))
     return figures
+
+
+def report(out, run, *, figures, page, finished=None):
+    """A benchmark's report, for its run and `recheck` alike: figures(out) computes it from out's history alone and
+    writes its JSON, page(out, run, report, finished=...) its page; returns (report, None): such a benchmark states
+    no hypothesis (its targets or predictions stand beside its figures), so recheck gives no verdict."""
+    figured = figures(out)
+    page(out, run, figured, finished=finished)
+    return figured, None
