@@ -14,11 +14,12 @@ def ratio_text(ratio):
     return f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
 
 
-def chosen(names, choices):
-    """The scenarios named, checked against the experiment's: ValueError naming the unknown ones and the choices."""
+def chosen(names, choices, what="scenario"):
+    """The names, checked against the choices (an experiment's scenarios by default): ValueError naming the unknown
+    ones and the choices."""
     unknown = [name for name in names if name not in choices]
     if unknown:
-        raise ValueError(f"no scenario {', '.join(unknown)}; choose from: {', '.join(choices)}")
+        raise ValueError(f"no {what} {', '.join(unknown)}; choose from: {', '.join(choices)}")
     return names
 
 
@@ -39,11 +40,12 @@ def names_of(choices, what):
     unknown names and the choices."""
 
     def names(text):
-        found = listed(text)
-        unknown = [name for name in found if name not in choices]
-        if unknown or not found:
-            raise argparse.ArgumentTypeError(f"no {what} {', '.join(unknown) or 'named'}; "
-                                             f"choose from: {', '.join(choices)}")
+        try:
+            found = chosen(listed(text), choices, what)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if not found:
+            raise argparse.ArgumentTypeError(f"no {what} named; choose from: {', '.join(choices)}")
         return found
 
     return names

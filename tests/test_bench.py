@@ -93,6 +93,13 @@ def test_a_bad_bench_row_is_refused_by_name(row, named):
         cost.parse_row(row)
 
 
+def test_a_first_row_with_settings_of_its_own_is_refused_as_the_base(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", "--stores", "memory:MIDDLEWARE_OFF=all,memory", "--out", str(out)]) == 1
+    assert "the first row, 'memory:MIDDLEWARE_OFF=all', is the base" in capsys.readouterr().err
+    assert not (out / "history.jsonl").exists(), "refused before anything was recorded"
+
+
 def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():
     server = ['process 1:"gunicorn"', "run (threading.py:1010)", "handle (gunicorn/workers/gthread.py:553)",
               "__call__ (django/core/handlers/wsgi.py:124)", "__call__ (accounts/middleware.py:40)"]

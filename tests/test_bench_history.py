@@ -12,7 +12,7 @@ from pathlib import Path
 
 from loadtest.__main__ import main
 from loadtest.bench import stores_report
-from loadtest.harness import history
+from loadtest.harness import history, recorded
 from loadtest.reports import page
 
 RECORDED = Path(__file__).parent / "fixtures" / "bench-run"
@@ -34,7 +34,7 @@ def test_the_recorded_history_holds_every_wrk_run_of_every_round_and_the_store_c
     # the poll mix through HAProxy and logins; then the load balancer's three pairs of one-connection runs.
     assert len(runs) == 2 * (1 + 4 + 4) + 3 * 2
     assert {e["store"] for e in events if "commands" in e} == {"memory", "signed_cookies"}
-    report = stores_report.figures(events)
+    report = stores_report.figures(recorded.parameters(events, "bench"), events)
     assert report["raw"]["memory"]["poll_direct"] == [e["wrk"] for e in runs
                                                       if (e["store"], e["mix"]) == ("memory", "poll_direct")]
 

@@ -91,12 +91,18 @@ def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
 def test_a_saved_capacity_run_gives_the_capacity_cell(tmp_path):
     out = tmp_path / "capacity" / "round1"
     out.mkdir(parents=True)
-    held = {"config": "redis", "rps": 812.5, "users": 330, "steps": [], "described": "", "transient": [],
-            "stopped_by": ""}
+    step = {"rps": 812.5, "p50_ms": 3, "p99_ms": 40, "failed_pct": 0, "generator_cpu": 0.1, "generator_processes": 1,
+            "generator_saturated": False, "machine_busy": 0.5, "queued_peak": 0}
+    gave = [{**step, "users": 330, "held": True}, *[{**step, "users": users, "held": False} for users in (363, 399)]]
+    ran_out = [{**step, "users": 960, "held": True}]
+    rows = [{"config": config, "rps": rps, "users": users, "steps": steps, "described": "", "transient": [],
+             "stopped_by": ""} for config, rps, users, steps in (("redis", 812.5, 330, gave),
+                                                                 ("memcached", 900.0, 960, ran_out))]
     capacity_report.write(out, page.Run("capacity", "python -m loadtest capacity", "2026-12-07T10:00:00+00:00"),
-                          {"rows": [held], "described": "from 50 users"})
+                          {"rows": rows, "described": "from 50 users"})
     cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
     assert (cells[("redis", CAPACITY)].status, cells[("redis", CAPACITY)].text) == (FIGURE, "812.5 req/s (330 users)")
+    assert cells[("memcached", CAPACITY)].text == "at least 900 req/s (960 users)", "the steps ran out first"
     assert ("figures", "capacity/round1/capacity.json") in cells[("redis", CAPACITY)].links
     assert cells[("db", CAPACITY)].status == NOT_MEASURED, "a row the run did not have"
     assert cells[("redis", INSTANCE_DIES)].status == NOT_MEASURED

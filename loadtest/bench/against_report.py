@@ -64,7 +64,7 @@ def written(out):
 
 def report(out, run, *, finished=None):
     """against.json and the page from out/history.jsonl alone; (report, None): no hypothesis."""
-    return recorded.report(out, run, figures=written, page=write, finished=finished)
+    return recorded.report(out, run, written=written, page=write, finished=finished)
 
 
 def setting(report):

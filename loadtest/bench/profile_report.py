@@ -108,7 +108,7 @@ def written(out):
 
 def report(out, run, *, finished=None):
     """profile.json and the page from out/history.jsonl and py-spy.txt alone; (report, None): no hypothesis."""
-    return recorded.report(out, run, figures=written, page=write, finished=finished)
+    return recorded.report(out, run, written=written, page=write, finished=finished)
 
 
 def table(report):

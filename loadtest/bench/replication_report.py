@@ -87,7 +87,7 @@ def written(out):
 def report(out, run, *, finished=None):
     """bench-replication.json and the page from out/history.jsonl alone; (report, None): the predictions stand
     beside the figures, and the exit status never depended on them."""
-    return recorded.report(out, run, figures=written, page=write, finished=finished)
+    return recorded.report(out, run, written=written, page=write, finished=finished)
 
 
 def summarise(samples, distances, seconds, connections):

@@ -12,7 +12,7 @@ from loadtest.bench import readings
 from loadtest.bench.in_process import micro
 from loadtest.bench.stores import SESSION_STORES
 from loadtest.bench.wrk import durability
-from loadtest.cli import listed
+from loadtest.cli import chosen, listed
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 
@@ -28,11 +28,10 @@ def add_arguments(parser):
 
 
 def main(args):
-    stores_to_run = listed(args.stores)
-    unknown = [store for store in stores_to_run if store not in registry.SESSION_STORES]
-    if unknown:
-        raise ValueError(f"--stores: no session store {', '.join(unknown)}; choose from: "
-                         f"{', '.join(registry.SESSION_STORES)}")
+    try:
+        stores_to_run = chosen(listed(args.stores), registry.SESSION_STORES, "session store")
+    except ValueError as error:
+        raise ValueError(f"--stores: {error}") from None
     with readings.recording(args.out, NAME, args.run.command, stores=stores_to_run, repeat=args.repeat) as recorded:
         micro("sessions", stores_to_run=stores_to_run, recorded=recorded, repeat=args.repeat)
     figured, _ = report(args.out, args.run)

@@ -90,7 +90,10 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     """
     require("wrk", "wrk")
     for row in stores_to_run:
-        cost.parse_row(row)  # a bad row fails before anything starts
+        cost.parse_row(row)  # a malformed row fails before anything starts
+    if cost.parse_row(stores_to_run[0])[1]:
+        raise ValueError(f"--stores: the first row, {stores_to_run[0]!r}, is the base of every ratio and target: "
+                         "put a store as it ships first")
     recorded = stores_report.started(out, command=command, stores=stores_to_run, rounds=rounds, seconds=seconds,
                                      connections=connections, server=server)
 

@@ -11,14 +11,12 @@ and by `python -m loadtest recheck`, so a recheck gives the same figures.
 bench.json keeps the shape it always had.
 """
 
-import json
-from pathlib import Path
 
 from labcore import registry
 from loadtest.bench import cost
 from loadtest.bench.wrk import DURABLE, RELAYS, median, spread
 from loadtest.cli import ratio_text
-from loadtest.harness import checkers, history, recorded
+from loadtest.harness import recorded
 from loadtest.reports import page
 from loadtest.reports.tables import Table
 
@@ -34,9 +32,8 @@ def started(out, *, command, stores, rounds, seconds, connections, server):
         "durable": DURABLE, "relays": RELAYS})
 
 
-def figures(events):
-    """bench.json's report, from the history's events alone."""
-    given = checkers.parameters(events)
+def figures(given, events):
+    """bench.json's report, from the history's parameters and events alone."""
     stores_to_run = given["stores"]
     results = {store: {"poll_direct": [], "poll_lb": [], "login": [],
                        **({cost.FLOOR: []} if cost.has_floor(store) else {})} for store in stores_to_run}
@@ -62,15 +59,13 @@ def figures(events):
 
 def written(out):
     """The report of the run in `out`, from its history; bench.json written from it."""
-    report = figures(history.load(Path(out) / history.FILE)[1])
-    (Path(out) / "bench.json").write_text(json.dumps(report, indent=1))
-    return report
+    return recorded.written(out, "bench.json", figures(*recorded.load(out)))
 
 
 def report(out, run, *, finished=None):
     """bench.json and the page from out/history.jsonl alone; returns (report, None): bench states targets, not a
     hypothesis, and its exit status does not depend on them."""
-    return recorded.report(out, run, figures=written, page=write, finished=finished)
+    return recorded.report(out, run, written=written, page=write, finished=finished)
 
 
 def _lb_overhead(lb):
@@ -175,9 +170,10 @@ def variant_lines(report):
     store's as it ships beside it, and its CPU a request over its store's as it ships."""
     lines = []
     for row, mixes in report["stores"].items():
-        if row == CEILING or not cost.parse_row(row)[1]:
+        store, settings = (row, {}) if row == CEILING else cost.parse_row(row)
+        if not settings:
             continue
-        store, direct = cost.parse_row(row)[0], mixes["poll_direct"]
+        direct = mixes["poll_direct"]
         line = f"{row}: the ceiling's CPU a request to its poll mix's {ratio_text(direct['cpu_to_ceiling'])}"
         if "cpu_to_shipped" in direct:
             shipped = report["stores"][store]["poll_direct"]["cpu_to_ceiling"]

@@ -52,10 +52,10 @@ def written(out, name, figures):
     return figures
 
 
-def report(out, run, *, figures, page, finished=None):
-    """A benchmark's report, for its run and `recheck` alike: figures(out) computes it from out's history alone and
+def report(out, run, *, written, page, finished=None):
+    """A benchmark's report, for its run and `recheck` alike: written(out) computes it from out's history alone and
     writes its JSON, page(out, run, report, finished=...) its page; returns (report, None): such a benchmark states
     no hypothesis (its targets or predictions stand beside its figures), so recheck gives no verdict."""
-    figured = figures(out)
+    figured = written(out)
     page(out, run, figured, finished=finished)
     return figured, None
