@@ -13,10 +13,11 @@ from labcore import registry
 from loadtest.__main__ import main
 from loadtest.bench import cost
 from loadtest.experiments import capacity_report, kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
-from loadtest.experiments.configs import TOPOLOGY_FORMS, parse_config
+from loadtest.experiments.configs import parse_config
 from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
 from loadtest.harness import history
 from loadtest.harness.analysis import summarise
+from loadtest.harness.topologies import TOPOLOGY_FORMS
 from loadtest.reports import page
 from tests.test_checkers import split_brain_history
 from tests.test_loadtest import raw_run
