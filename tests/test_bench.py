@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.cluster import BLOCK, Topology, free_base_port, port_free, ports, servers
+from deploy.cluster import BLOCK, Topology, free_base_port, load, port_free, ports, servers
 from loadtest.__main__ import main
 from loadtest.bench import cost, profile, profile_report, stores_report
 from loadtest.bench import stores as bench_stores
@@ -77,6 +77,26 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     # Without latency relays (deploy up --no-relays): each cluster's logs (kept by `down`) name no relay.
     assert report["relays"] is False and list(out.glob("clusters/c*/logs/app1.log"))
     assert not list(out.glob("clusters/c*/logs/*.relay.log")), "a latency relay ran: bench measured its hop"
+
+
+@pytest.mark.timeout(600)
+def test_bench_measures_a_row_under_a_topology_against_memory_and_stops_its_cluster(out):
+    rows, base = ["memory", "redis@sentinel"], _free_blocks(2)
+    assert main(["bench", "--stores", ",".join(rows), "--rounds", "1", "--seconds", "1", "--connections", "2",
+                 "--port", str(base), "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    row = report["stores"]["redis@sentinel"]
+    assert set(row["poll_direct"]["cpu_to_base"]) == {"min", "median", "max"}
+    assert all(run["bad_responses"] == 0 for mix in report["raw"]["redis@sentinel"].values() for run in mix)
+    # Its own floor; no stock engine's; no count of commands (MONITOR would see the Sentinels' own); no target.
+    assert row["floor_direct"]["server_us"]["median"] > 0 and row["poll_direct"]["cpu_to_stock"] == {}
+    assert set(report["commands"]) == {"memory"}
+    assert not [t for t in report["targets"] if "redis@sentinel" in t["target"]]
+    # Its cluster ran under Sentinel (down keeps the logs), and both clusters are gone: every port free again.
+    assert list(out.glob("clusters/c1/logs/sentinel*.log")) and not list(out.glob("clusters/c0/logs/sentinel*"))
+    assert all(load(out / "clusters" / f"c{index}") is None for index in range(len(rows)))
+    busy = [port for port in range(base, base + len(rows) * BLOCK) if not port_free(port)]
+    assert not busy, f"ports still taken after bench: {busy}"
 
 
 @pytest.mark.parametrize("row, parsed", [
