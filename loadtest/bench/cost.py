@@ -11,7 +11,9 @@ ceiling), the store and its client (the floor minus the ceiling), and ours
 a guarantee switched off for its cluster only (`parse_row`), so what the
 guarantee costs is measured in the same rounds: the circuit breaker
 (`redis:STORE_BREAKER_INTERVAL=0`), or middleware layers
-(`memory:MIDDLEWARE_OFF=all`, labcore/middleware_off.py).
+(`memory:MIDDLEWARE_OFF=all`, labcore/middleware_off.py). A row may also
+start its store under a topology (`redis@sentinel-sync1`, `db@patroni`),
+with a floor of its own and no stock engine beside it.
 
 The store commands a request of each kind sends are counted by the
 servers themselves (labcore/roundtrips.py: Redis's MONITOR feed, memcached's
