@@ -8,17 +8,20 @@ CPU figure carries its spread and its ratios.
 """
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from deploy.cluster import BLOCK, free_base_port, port_free
+from deploy.cluster import BLOCK, Topology, free_base_port, load, port_free, ports, servers
 from loadtest.__main__ import main
 from loadtest.bench import cost, profile, profile_report, stores_report
 from loadtest.bench import stores as bench_stores
+from loadtest.experiments.configs import parse_config
 from loadtest.harness import history
+from loadtest.harness.topologies import TOPOLOGY_FORMS
 
 STORES = ["memory", "redis", "stock_cache_redis", "redis:STORE_BREAKER_INTERVAL=0", "memory:MIDDLEWARE_OFF=all"]
 
@@ -76,6 +79,26 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
     assert not list(out.glob("clusters/c*/logs/*.relay.log")), "a latency relay ran: bench measured its hop"
 
 
+@pytest.mark.timeout(600)
+def test_bench_measures_a_row_under_a_topology_against_memory_and_stops_its_cluster(out):
+    rows, base = ["memory", "redis@sentinel"], _free_blocks(2)
+    assert main(["bench", "--stores", ",".join(rows), "--rounds", "1", "--seconds", "1", "--connections", "2",
+                 "--port", str(base), "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    row = report["stores"]["redis@sentinel"]
+    assert set(row["poll_direct"]["cpu_to_base"]) == {"min", "median", "max"}
+    assert all(run["bad_responses"] == 0 for mix in report["raw"]["redis@sentinel"].values() for run in mix)
+    # Its own floor; no stock engine's; no count of commands (MONITOR would see the Sentinels' own); no target.
+    assert row["floor_direct"]["server_us"]["median"] > 0 and row["poll_direct"]["cpu_to_stock"] == {}
+    assert set(report["commands"]) == {"memory"}
+    assert not [t for t in report["targets"] if "redis@sentinel" in t["target"]]
+    # Its cluster ran under Sentinel (down keeps the logs), and both clusters are gone: every port free again.
+    assert list(out.glob("clusters/c1/logs/sentinel*.log")) and not list(out.glob("clusters/c0/logs/sentinel*"))
+    assert all(load(out / "clusters" / f"c{index}") is None for index in range(len(rows)))
+    busy = [port for port in range(base, base + len(rows) * BLOCK) if not port_free(port)]
+    assert not busy, f"ports still taken after bench: {busy}"
+
+
 @pytest.mark.parametrize("row, parsed", [
     ("redis", ("redis", {})),
     ("stock_cached_db", ("stock_cached_db", {})),
@@ -83,21 +106,62 @@ def test_bench_reports_cpu_floor_stock_engines_and_commands(out):
      ("redis", {"STORE_BREAKER_INTERVAL": "0", "USER_CACHE_SECONDS": "0"})),
 ])
 def test_a_bench_row_is_a_store_with_settings_of_its_own(row, parsed):
-    assert cost.parse_row(row) == parsed
+    got = cost.parse_row(row)
+    assert (got.store, got.settings) == parsed
+    assert (got.topology_name, got.db, got.topology, got.shipped) == ("", "sqlite", Topology(), parsed[0])
+
+
+@pytest.mark.parametrize("name", ["redis@sentinel", "redis@sentinel-sync1", "redis@cluster", "db@pg",
+                                  "db@pg-any1", "db@patroni", "db@patroni-first1"])
+def test_a_bench_row_may_carry_the_topology_of_an_experiments_configuration(name):
+    row = cost.parse_row(f"{name}:USER_CACHE_SECONDS=0")
+    config = parse_config(name)
+    assert (row.store, row.db, row.topology) == (config.sessions, config.db, config.topology)
+    assert (row.topology_name, row.settings, row.shipped) == (name.split("@")[1], {"USER_CACHE_SECONDS": "0"}, name)
+    # Its own floor, through the same clients under the topology; no stock engine's on a topology row.
+    assert cost.has_floor(name) and not cost.alone(name)
+    # MONITOR sees one Redis: counted with Redis alone only.
+    assert cost.counts_commands(name) == (row.topology.redis == "single")
+
+
+@pytest.mark.parametrize("name", ["redis@sentinel", "redis@cluster", "db@patroni-first1"])
+def test_every_topology_a_bench_row_may_carry_fits_its_clusters_block_of_ports(name):
+    row, base = cost.parse_row(name), 20000
+    used = ports(base, instances=1, servers=servers(), topology=row.topology)
+    assert min(used) >= base and max(used) < base + BLOCK, sorted(used)
 
 
 @pytest.mark.parametrize("row, named", [("nowhere", "SESSION_STORE='nowhere' is not one of"),
-                                        ("redis:breaker", "NAME=value"), ("redis:lower=1", "NAME=value")])
+                                        ("redis:breaker", "NAME=value"), ("redis:lower=1", "NAME=value"),
+                                        ("redis@raft:USER_CACHE_SECONDS=0", "'redis@raft:USER_CACHE_SECONDS=0': "
+                                                                            "the topology after '@' is one of: "
+                                                                            "sentinel "),
+                                        ("redis@sentinel-sync5", "'redis@sentinel-sync5': ")])
 def test_a_bad_bench_row_is_refused_by_name(row, named):
-    with pytest.raises(ValueError, match=named):
+    with pytest.raises(ValueError, match=re.escape(named)):
         cost.parse_row(row)
 
 
-def test_a_first_row_with_settings_of_its_own_is_refused_as_the_base(tmp_path, capsys):
+def test_a_bad_topology_is_refused_before_anything_starts_naming_the_row_and_the_choices(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["bench", "--stores", "memory:MIDDLEWARE_OFF=all,memory", "--out", str(out)]) == 1
-    assert "the first row, 'memory:MIDDLEWARE_OFF=all', is the base" in capsys.readouterr().err
+    assert main(["bench", "--stores", "memory,redis@raft", "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "'redis@raft': the topology after '@' is one of: sentinel (" in error
+    assert all(form in error for form in TOPOLOGY_FORMS), error
     assert not (out / "history.jsonl").exists(), "refused before anything was recorded"
+
+
+@pytest.mark.parametrize("first", ["memory:MIDDLEWARE_OFF=all", "redis@sentinel"])
+def test_a_first_row_with_settings_or_a_topology_is_refused_as_the_base(tmp_path, capsys, first):
+    out = tmp_path / "out"
+    assert main(["bench", "--stores", f"{first},memory", "--out", str(out)]) == 1
+    assert f"the first row, {first!r}, is the base" in capsys.readouterr().err
+    assert not (out / "history.jsonl").exists(), "refused before anything was recorded"
+
+
+def test_bench_profile_refuses_a_topology_row(tmp_path):
+    with pytest.raises(ValueError, match="'redis@sentinel': bench-profile starts a store alone"):
+        profile.profile("redis@sentinel", seconds=1, connections=1, port=20000, out=tmp_path)
 
 
 def test_a_sample_counts_for_its_innermost_frame_that_belongs_to_a_layer():

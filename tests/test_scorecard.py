@@ -13,10 +13,11 @@ from labcore import registry
 from loadtest.__main__ import main
 from loadtest.bench import cost
 from loadtest.experiments import capacity_report, kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
-from loadtest.experiments.configs import TOPOLOGY_FORMS, parse_config
+from loadtest.experiments.configs import parse_config
 from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
 from loadtest.harness import history
 from loadtest.harness.analysis import summarise
+from loadtest.harness.topologies import TOPOLOGY_FORMS
 from loadtest.reports import page
 from tests.test_checkers import split_brain_history
 from tests.test_loadtest import raw_run
@@ -140,6 +141,10 @@ def test_measure_dry_run_prints_every_command_and_runs_none(tmp_path, capsys):
     assert "hours by the commands' own estimates" in out.err
     assert "split-brain, round 3: python -m loadtest split-brain --scenarios redis,redis-sync" in out.out
     assert f"--out {tmp_path / 'runs' / 'bench' / 'round1'}" in out.out
+    # bench: memory alone first, the base of its ratios; the topology rows by their full names.
+    assert "bench, round 1: python -m loadtest bench --stores memory,file," in out.out
+    assert ",redis@sentinel,redis@sentinel-sync1,redis@cluster,db@pg,db@pg-any1,db@patroni,db@patroni-first1 " \
+        "--out" in out.out
     assert not (tmp_path / "runs").exists() and not (tmp_path / "scorecard.md").exists()
 
 
@@ -178,14 +183,21 @@ def test_session_writes_are_counted_under_an_instance_fault_only_when_asked():
 
 
 def test_a_bench_run_gives_each_store_its_server_cpu_over_memory_per_round(tmp_path):
-    raw = {store: {"poll_direct": [{"server_us": us} for us in rounds]}
-           for store, rounds in (("memory", (1000, 1000, 1000)), ("redis", (1200, 1500, 1100)))}
-    summary = cost.summarise(raw, ["memory", "redis"], {"memory": {"poll_direct": {}}, "redis": {"poll_direct": {}}})
+    measured = (("memory", (1000, 1000, 1000)), ("redis", (1200, 1500, 1100)), ("redis@sentinel", (1300, 1300, 1400)))
+    raw = {store: {"poll_direct": [{"server_us": us} for us in rounds]} for store, rounds in measured}
+    summary = cost.summarise(raw, list(raw), {store: {"poll_direct": {}} for store in raw})
     folder = tmp_path / "bench" / "round1"
     folder.mkdir(parents=True)
     (folder / "bench.json").write_text(json.dumps({"stores": {"ceiling": {"poll_direct": {}}, **summary}}))
     cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
-    cell = cells[("redis", "server CPU a request, over memory's")]
+    column = "server CPU a request, over memory's"
+    cell = cells[("redis", column)]
     assert (cell.status, cell.text) == (FIGURE, "1.20× (1.10–1.50 over its rounds)")
     assert cell.links == (("figures", "bench/round1/bench.json"),)
-    assert cells[("redis@sentinel", "server CPU a request, over memory's")].status == NOT_MEASURED
+    assert (cells[("memory+sticky", column)].status, cells[("memory+sticky", column)].text) == \
+        (FIGURE, "1.00× (1.00–1.00 over its rounds)"), "a row alone is its store's name in bench.json"
+    # A topology row is its full name in bench.json; one the run left out says how to measure it.
+    assert (cells[("redis@sentinel", column)].status, cells[("redis@sentinel", column)].text) == \
+        (FIGURE, "1.30× (1.30–1.40 over its rounds)")
+    assert (cells[("db@pg", column)].status, cells[("db@pg", column)].text) == (NOT_MEASURED, "")
+    assert "| `db@pg` | not measured ([how](#bench)) |" in rebuilt(tmp_path, tmp_path)

@@ -11,7 +11,9 @@ ceiling), the store and its client (the floor minus the ceiling), and ours
 a guarantee switched off for its cluster only (`parse_row`), so what the
 guarantee costs is measured in the same rounds: the circuit breaker
 (`redis:STORE_BREAKER_INTERVAL=0`), or middleware layers
-(`memory:MIDDLEWARE_OFF=all`, labcore/middleware_off.py).
+(`memory:MIDDLEWARE_OFF=all`, labcore/middleware_off.py). A row may also
+start its store under a topology (`redis@sentinel-sync1`, `db@patroni`),
+with a floor of its own and no stock engine beside it.
 
 The store commands a request of each kind sends are counted by the
 servers themselves (labcore/roundtrips.py: Redis's MONITOR feed, memcached's
@@ -23,9 +25,11 @@ countable from outside the process; tests/test_roundtrips.py pins them.
 import urllib.request
 from collections import Counter
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 
-from deploy.cluster import servers, site_env
+from deploy.cluster import Topology, servers, site_env
 from labcore import registry, roundtrips
+from loadtest.harness import topologies
 from loadtest.reports.tables import Table
 
 # `bench`'s default: our stores first (memory, the base of the ratios), then Django's stock engines.
@@ -48,14 +52,34 @@ end
 SAMPLES = 5  # requests of each kind counted; the counts are exact, so few suffice
 
 
-def parse_row(row):
-    """A row of `bench --stores`: a store, or a store with settings of its own, "redis:STORE_BREAKER_INTERVAL=0".
+@dataclass(frozen=True)
+class Row:
+    """A row of `bench --stores`, parsed: its store, its topology (and the database that goes with it), its
+    settings."""
 
-    Return (store, {setting: value}). A variant measures what a guarantee
-    costs by switching it off beside the store as it ships; ValueError names
-    a malformed setting.
+    store: str
+    settings: dict = field(default_factory=dict)
+    topology_name: str = ""  # what follows '@': "" for the store alone
+    db: str = "sqlite"
+    topology: Topology = field(default_factory=Topology)
+
+    @property
+    def shipped(self):
+        """The row without its settings: its store as it ships, under its topology if it has one."""
+        return f"{self.store}@{self.topology_name}" if self.topology_name else self.store
+
+
+def parse_row(row):
+    """A row of `bench --stores`: a store, "redis"; under a topology, "redis@sentinel-sync1" (the names of
+    the experiments' configurations, loadtest/harness/topologies.py); either with settings of its own,
+    "redis:STORE_BREAKER_INTERVAL=0", "db@pg:USER_CACHE_SECONDS=0".
+
+    Return a Row. A variant measures what a guarantee costs by switching it
+    off beside the store as it ships; a topology row what the store costs
+    under that topology. ValueError (or the registry's ConfigError) names the row and what it may be.
     """
-    store, *settings = row.split(":")
+    head, *settings = row.split(":")
+    store, _, topology_name = head.partition("@")
     env = {}
     for setting in settings:
         name, equals, value = setting.partition("=")
@@ -64,14 +88,31 @@ def parse_row(row):
                              "redis:STORE_BREAKER_INTERVAL=0")
         env[name] = value
     registry.session_store(store)  # a ConfigError naming the stores for an unknown one
-    return store, env
+    db, topology = topologies.topology(row, topology_name)
+    return Row(store, env, topology_name, db, topology)
+
+
+def alone(row):
+    """Whether the row is a store as it ships: no settings of its own, no topology (the base of every ratio and
+    target must be)."""
+    parsed = parse_row(row)
+    return not parsed.settings and not parsed.topology_name
 
 
 def has_floor(row):
-    """The floor is measured on our stores' instances as they ship; a stock engine's store, or a variant's,
-    has the same floor as ours."""
-    store, env = parse_row(row)
-    return store not in registry.COMPARISON_SESSION_STORES and not env
+    """The floor is measured on our stores' instances as they ship, and under each topology (chat/floor.py asks
+    the same clients the site does, through Sentinel, Redis Cluster or a PostgreSQL primary alike, so a
+    topology has a floor of its own); a stock engine's store, or a variant's, has the same floor as ours."""
+    parsed = parse_row(row)
+    return parsed.store not in registry.COMPARISON_SESSION_STORES and not parsed.settings
+
+
+def counts_commands(row):
+    """Whether the store commands of the row's requests can be counted: not with Redis under Sentinel or in a
+    Cluster. MONITOR watches one node: under Sentinel the primary's feed carries the Sentinels' own PING, INFO
+    and PUBLISH, which a count cannot tell from the site's; a Cluster spreads the site's commands over its
+    primaries. Database statements are not counted for any row (tests/test_roundtrips.py pins them)."""
+    return parse_row(row).topology.redis == "single"
 
 
 def requests(env):
@@ -113,7 +154,6 @@ def commands_per_request(cluster, env, url, *, floor=True):
     return counted
 
 
-
 def _spread(values):
     ordered = sorted(values)
     return {"min": round(ordered[0], 3), "median": round(ordered[len(ordered) // 2], 3), "max": round(ordered[-1], 3)}
@@ -125,12 +165,14 @@ def _cpu(results, store, mix="poll_direct"):
 
 def summarise(results, stores_to_run, summary):
     """Add to `summary` each store's CPU a request with its spread, and round by round its ratios to the base
-    (the first store), to its floor and to the stock engines on its store (above 1: ours costs more); a row
-    with settings of its own also to its store as it ships, when that ran too (below 1: they saved CPU)."""
+    (the first store), to its floor and, for a store without topology, to the stock engines on its store (above
+    1: ours costs more); a row with settings of its own also to its row as it ships (`Row.shipped`), when that
+    ran too (below 1: they saved CPU)."""
     base = _cpu(results, stores_to_run[0])
     for store in stores_to_run:
         ours, row = _cpu(results, store), summary[store]
-        shipped = parse_row(store)[0]
+        parsed = parse_row(store)
+        shipped = parsed.shipped
         row["poll_direct"]["server_us_spread"] = _spread(ours)
         row["poll_direct"]["cpu_to_base"] = _spread([a / b for a, b in zip(ours, base)])
         if FLOOR in results[store]:
@@ -139,7 +181,7 @@ def summarise(results, stores_to_run, summary):
             row["poll_direct"]["cpu_to_floor"] = _spread([a / b for a, b in zip(ours, floor)])
         row["poll_direct"]["cpu_to_stock"] = {
             stock: _spread([a / b for a, b in zip(ours, _cpu(results, stock))])
-            for stock in STOCK_OF.get(shipped, ()) if stock in results}
+            for stock in STOCK_OF.get(parsed.store, ()) if stock in results and not parsed.topology_name}
         if shipped != store and shipped in results:
             row["poll_direct"]["cpu_to_shipped"] = _spread([a / b for a, b in zip(ours, _cpu(results, shipped))])
     return summary

@@ -68,12 +68,17 @@ def profile(row, *, seconds, connections, port, out, server=web.DEFAULT, rate=RA
             command="python -m loadtest bench-profile"):
     """Profile one instance on `row`'s store under the poll mix; return its layers, CPU a request and commands.
 
-    `row` is a store, or a store with settings of its own as `bench` takes them (redis:STORE_BREAKER_INTERVAL=0).
+    `row` is a store, or a store with settings of its own as `bench` takes them (redis:STORE_BREAKER_INTERVAL=0);
+    not a store under a topology (ValueError).
     wrk's figures, the name of py-spy's file and the store commands go into
     out/history.jsonl as they are measured, and the report (profile.json)
     is computed from it (profile_report.py).
     """
-    store, settings = cost.parse_row(row)
+    parsed = cost.parse_row(row)
+    if parsed.topology_name:
+        raise ValueError(f"{row!r}: bench-profile starts a store alone (its store commands are counted on one "
+                         "Redis); bench takes a topology")
+    store, settings = parsed.store, parsed.settings
     require("wrk", "wrk")
     spy = py_spy()
     scripts = Path(tempfile.mkdtemp(prefix="bench-profile-"))

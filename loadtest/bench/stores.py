@@ -3,10 +3,13 @@
 `bench`: the site through HAProxy, one cluster per session store (one
 instance each, so the store's cost is not hidden behind spare cores), with
 Django's stock engines and each store's floor beside them
-(loadtest/cost.py), all up
+(loadtest/bench/cost.py), all up
 at once and measured in alternating rounds so machine drift cancels; wrk is
 the load generator (C, so it leaves the cores to the site) and its CPU is
-reported. """
+reported. A row may start its store under a topology (`redis@sentinel`,
+cost.parse_row); every cluster has its own block of ports (`port + BLOCK *
+index`), and deploy's layout places every node of any topology inside its
+block, so clusters side by side never share a port. """
 
 import shutil
 import sys
@@ -42,8 +45,9 @@ INDEXED = True  # its report is listed in results/index.html
 
 def add_arguments(parser):
     parser.add_argument("--stores", default=",".join(cost.BENCH_STORES),
-                        help="comma-separated; the first is the base of the ratios; a row may carry settings of its "
-                             "own: redis:STORE_BREAKER_INTERVAL=0, memory:MIDDLEWARE_OFF=all")
+                        help="comma-separated; the first, a store as it ships, is the base of the ratios; a row may "
+                             "carry a topology (redis@sentinel, db@pg-any1: the names of run --configs) and "
+                             "settings of its own: redis:STORE_BREAKER_INTERVAL=0, memory:MIDDLEWARE_OFF=all")
     parser.add_argument("--rounds", type=at_least_one, default=3)
     parser.add_argument("--seconds", type=int, default=5, help="per store, mix and round")
     parser.add_argument("--connections", type=int, default=8)
@@ -91,9 +95,9 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
     require("wrk", "wrk")
     for row in stores_to_run:
         cost.parse_row(row)  # a malformed row fails before anything starts
-    if cost.parse_row(stores_to_run[0])[1]:
+    if not cost.alone(stores_to_run[0]):
         raise ValueError(f"--stores: the first row, {stores_to_run[0]!r}, is the base of every ratio and target: "
-                         "put a store as it ships first")
+                         "put a store as it ships, with no settings or topology, first")
     recorded = stores_report.started(out, command=command, stores=stores_to_run, rounds=rounds, seconds=seconds,
                                      connections=connections, server=server)
 
@@ -109,10 +113,11 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
         ceiling = _start_ceiling(server, scripts)
         for index, row in enumerate(stores_to_run):
             print(f"starting the {row} cluster", file=sys.stderr)
-            store, settings = cost.parse_row(row)
+            parsed = cost.parse_row(row)
             clusters[row] = deploy.up(
-                instances=1, sessions=store, presence=registry.session_store(store).presence, server=server,
-                port=port + BLOCK * index, env={**BENCH_ENV, **cost.CLUSTER_ENV, **settings},
+                instances=1, sessions=parsed.store, presence=registry.session_store(parsed.store).presence,
+                server=server, db=parsed.db, topology=parsed.topology, port=port + BLOCK * index,
+                env={**BENCH_ENV, **cost.CLUSTER_ENV, **parsed.settings},
                 durable=DURABLE, relays=RELAYS, state_dir=out / "clusters" / f"c{index}")
         sessions = {store: log_in(c.url) for store, c in clusters.items()}
         sessions[CEILING] = {"BENCH_COOKIE": "", "BENCH_CSRF": "", "BENCH_AFTER": "0"}
@@ -136,6 +141,8 @@ def bench(*, stores_to_run, rounds, seconds, connections, port, out, server=web.
                 measure(name, "login", round_number, clusters[name].url, login, env, seconds, connections)
         _lb_overhead(clusters[stores_to_run[0]], sessions[stores_to_run[0]], scripts, seconds, measure)
         for store, cluster in clusters.items():
+            if not cost.counts_commands(store):
+                continue
             direct = f"http://127.0.0.1:{cluster.instances['app1']['port']}"
             recorded.sample(store=store, commands=cost.commands_per_request(cluster, sessions[store], direct,
                                                                             floor=cost.has_floor(store)))

@@ -6,12 +6,12 @@ instances and the store's topology (`memory+sticky`, `redis@sentinel-sync1`,
 settings, through deploy.cluster like any other client.
 """
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy import cluster as deploy
 from labcore import registry
+from loadtest.harness import topologies
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILES = ROOT / "loadtest" / "locustfiles"  # what `locust -f` loads
@@ -54,25 +54,12 @@ class Config:
     topology: deploy.Topology = field(default_factory=deploy.Topology)
 
 
-# What may follow '@' in a configuration's name: the store topology.
-TOPOLOGY_FORMS = {
-    "sentinel": "Redis under Sentinel: a primary, 2 replicas, 3 Sentinels; asynchronous",
-    "sentinel-sync<k>": "the same, k replicas confirming each session write (--redis-sync k)",
-    "cluster": "Redis Cluster: 3 primaries, each with a replica (--redis cluster)",
-    "pg": "PostgreSQL, a primary and 2 standbys; asynchronous",
-    "pg-any<k>, pg-first<k>": "the same, ANY k or FIRST k standbys confirming each commit (--pg-sync)",
-    "patroni": "PostgreSQL under Patroni, a primary and 2 standbys, on 3 etcd members; asynchronous",
-    "patroni-first<k>": "the same in Patroni's synchronous mode, k standbys confirming each commit",
-}
-PG_STANDBYS = 2
-REDIS_REPLICAS = 2
-
-
 def parse_config(text):
     """`memory+sticky` -> memory sessions behind sticky; `redis` -> round robin;
     `redis@sentinel-sync1` -> Redis under Sentinel, one replica confirming each session write.
 
-    SESSIONS[+roundrobin|sticky][@TOPOLOGY]. Presence is the one the registry
+    SESSIONS[+roundrobin|sticky][@TOPOLOGY], the topology as
+    loadtest/harness/topologies.py reads it. Presence is the one the registry
     pairs with the session store.
     """
     head, _, topology_name = text.partition("@")
@@ -82,40 +69,8 @@ def parse_config(text):
         raise ValueError(f"{text!r}: the load balancing after '+' is one of {', '.join(deploy.LB_CHOICES)}")
     if sessions not in registry.SESSION_STORES:
         raise ValueError(f"{text!r}: the session store is one of {', '.join(registry.SESSION_STORES)}")
-    db, topology = _topology(text, topology_name)
+    db, topology = topologies.topology(text, topology_name)
     return Config(text, sessions, lb, registry.SESSION_STORES[sessions].presence, db, topology)
-
-
-def _topology(text, name):
-    """(database, deploy.Topology) for what follows '@' ("" for every store alone)."""
-    if not name:
-        return "sqlite", deploy.Topology()
-    if re.fullmatch("sentinel", name):
-        return "sqlite", deploy.Topology(redis="sentinel", redis_replicas=REDIS_REPLICAS)
-    if match := re.fullmatch(r"sentinel-sync(\d+)", name):
-        topology = deploy.Topology(redis="sentinel", redis_replicas=REDIS_REPLICAS, redis_sync=int(match[1]))
-        return "sqlite", _checked(text, topology)
-    if name == "cluster":
-        return "sqlite", deploy.Topology(redis="cluster")
-    if name == "pg":
-        return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS)
-    if match := re.fullmatch(r"pg-(any|first)(\d+)", name):
-        topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_sync=f"{match[1].upper()} {match[2]}")
-        return "postgres", _checked(text, topology)
-    if name == "patroni":
-        return "postgres", deploy.Topology(pg_standbys=PG_STANDBYS, pg_ha="patroni")
-    if match := re.fullmatch(r"patroni-first(\d+)", name):
-        topology = deploy.Topology(pg_standbys=PG_STANDBYS, pg_ha="patroni", pg_sync=f"FIRST {match[1]}")
-        return "postgres", _checked(text, topology)
-    forms = "; ".join(f"{form} ({meaning})" for form, meaning in TOPOLOGY_FORMS.items())
-    raise ValueError(f"{text!r}: the topology after '@' is one of: {forms}")
-
-
-def _checked(text, topology):
-    try:
-        return topology.check()
-    except deploy.DeployError as exc:
-        raise ValueError(f"{text!r}: {exc}") from None
 
 
 def up(config, *, instances, port, state_dir, **options):

@@ -2,7 +2,7 @@
 
 Nothing here is a second list of stores: a row per registry store alone
 (memory behind sticky, since its sessions live in one instance), then one
-per topology form of `configs.TOPOLOGY_FORMS` on the store whose every
+per topology form of `topologies.TOPOLOGY_FORMS` on the store whose every
 session lives on that kind of server. So a new store or a new topology
 form is a new row without an edit here. The structural columns (what must
 run beside the site, whether a logout revokes a copied cookie, the
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from deploy.cluster import Topology
 from labcore import registry
-from loadtest.experiments.configs import TOPOLOGY_FORMS, Config, parse_config
+from loadtest.experiments.configs import Config, parse_config
+from loadtest.harness.topologies import TOPOLOGY_FORMS
 
 # The store a topology form is shown on: the one whose every session lives on that kind of server. The stores
 # that only share it (cached_db's cache, presence in Redis) keep their one row, with the server alone.

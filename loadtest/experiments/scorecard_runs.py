@@ -94,10 +94,11 @@ def _scenario(row):
     return None
 
 
-def _alone(row):
-    if "@" in row.name:
-        return Skip("not measured", "bench starts each store alone, not under a topology")
-    return None
+def _bench_row(row):
+    """The row's name in bench, and in its bench.json: its store, and its topology after '@' if it has one
+    (`redis@sentinel`). bench chooses no load balancing: it measures the poll mix straight to the instance."""
+    topology = row.name.partition("@")[2]
+    return f"{row.config.sessions}@{topology}" if topology else row.config.sessions
 
 
 def _results(folder):
@@ -134,8 +135,9 @@ def _capacity_seconds(rows):
 
 
 def _bench_seconds(rows):
-    """bench's own schedule: 3 rounds of the ceiling and each store, 5 s per mix (4 at most), plus ~30 s a start."""
-    return 3 * (len(rows) + 1) * 4 * 5 + 30 * len(rows), 0
+    """bench's own schedule: 3 rounds of the ceiling and each store, 5 s per mix (4 at most), plus ~30 s a start
+    for a store alone and ~60 s under a topology (Patroni's take 30 to 60 s)."""
+    return 3 * (len(rows) + 1) * 4 * 5 + sum(60 if "@" in _bench_row(row) else 30 for row in rows), 0
 
 
 def _run(rows, out, *more):
@@ -150,9 +152,10 @@ STORE_FAULT_LOAD = ["--users", str(FAULT_USERS), "--duration", "60", "--warmup",
 
 KINDS = {kind.name: kind for kind in (
     Kind("bench", "server CPU a request (the poll mix, straight to one instance), over memory's, per round",
-         _alone, lambda rows, out: ["bench", "--stores", ",".join(dict.fromkeys(r.config.sessions for r in rows)),
-                                    "--out", str(out)],
-         _bench_seconds, _bench, key=lambda row: row.config.sessions, rounds=1, saved="bench.json"),
+         lambda row: None,
+         lambda rows, out: ["bench", "--stores", ",".join(dict.fromkeys(_bench_row(r) for r in rows)),
+                            "--out", str(out)],
+         _bench_seconds, _bench, key=_bench_row, rounds=1, saved="bench.json"),
     Kind("capacity", f"the highest request rate 3 instances held, users stepped up {capacity.Steps().describe()}",
          lambda row: None, lambda rows, out: ["capacity", "--configs", ",".join(r.name for r in rows),
                                               "--out", str(out)],
@@ -206,8 +209,8 @@ def plan(rows, root, rounds):
                 continue
             mine = [row for row in rows if kind.applies(row) is None]
             mine = mine if number % 2 else mine[::-1]
-            if kind.name == "bench":  # memory first: the base of its ratios
-                mine = sorted(mine, key=lambda row: row.config.sessions != "memory")
+            if kind.name == "bench":  # memory alone first: the base of its ratios
+                mine = sorted(mine, key=lambda row: _bench_row(row) != "memory")
             steps.append((kind, number, mine, kind.argv(mine, Path(root) / kind.name / f"{ROUND}{number}")))
     return steps
 
