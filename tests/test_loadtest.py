@@ -202,6 +202,28 @@ def test_store_kill_under_sentinel_sync_loses_nothing_acknowledged(tmp_path):
     assert "acked session writes lost" in (out / "summary.md").read_text()
 
 
+@pytest.mark.timeout(400)
+def test_store_kill_of_etcds_leader_loses_nothing_and_memcached_comes_back_empty(tmp_path):
+    out = tmp_path / "store-kill"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--faults", "store-kill", "--configs", "etcd,memcached",
+         "--users", "8", "--duration", "15", "--warmup", "4", "--out", str(out), "--port", str(free_base_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=380,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    etcd, memcached = json.loads((out / "results.json").read_text())["configs"]
+    # The leader, whichever member it was, is killed and started again: the others elected a new one, and a
+    # session write is acknowledged only once a majority has it.
+    assert etcd["faults"][0]["target"] == etcd["faults"][1]["target"] and etcd["faults"][0]["target"][:4] == "etcd"
+    assert etcd["store"]["writes_acknowledged"] > 0 and etcd["store"]["logins_acknowledged"] > 0
+    assert (etcd["store"]["writes_lost"], etcd["store"]["logins_lost"], etcd["store"]["unreadable"]) == (0, 0, 0)
+    # memcached keeps nothing on disk: everybody's session is gone; on the socket the instances know, so
+    # every session reads back (none unreadable: the site reaches the restarted memcached).
+    assert [f["target"] for f in memcached["faults"]] == ["memcached", "memcached"]
+    assert memcached["store"]["sessions_read"] > 0 and memcached["store"]["unreadable"] == 0
+    assert memcached["users_lost_session_pct"] > 0 and memcached["store"]["logins_lost"] > 0
+
+
 def test_topologies_parse_from_config_names():
     sync = parse_config("redis@sentinel-sync1")
     assert (sync.topology.redis, sync.topology.redis_sync, sync.db) == ("sentinel", 1, "sqlite")

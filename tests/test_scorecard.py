@@ -15,8 +15,10 @@ from loadtest.bench import cost
 from loadtest.experiments import capacity_report, kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
 from loadtest.experiments.configs import parse_config
 from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
+from loadtest.experiments.scorecard_runs import KINDS
 from loadtest.harness import history
 from loadtest.harness.analysis import summarise
+from loadtest.harness.nemesis import BROKEN, Step
 from loadtest.harness.topologies import TOPOLOGY_FORMS
 from loadtest.reports import page
 from tests.test_checkers import split_brain_history
@@ -167,11 +169,22 @@ def test_the_guide_recommends_only_rows_whose_every_round_passes():
     assert f"`{rows[1].name}`" in chosen and f"`{rows[0].name}`" in lost
 
 
-def test_a_redis_cluster_is_a_configuration_no_store_fault_aims_at():
-    config = parse_config("redis@cluster")
-    assert (config.topology.redis, config.db) == ("cluster", "sqlite")
-    with pytest.raises(ValueError, match="one per shard"):
-        kill_run.fault_schedule("store-kill", 60, 3, config)
+def test_the_store_faults_aim_at_the_server_the_sessions_live_on():
+    third = 20
+    for name, primary in (("etcd", "etcd:leader"), ("memcached", "memcached"), ("redis@cluster", "redis:primary")):
+        assert kill_run.fault_schedule("store-kill", 60, 3, parse_config(name)) == [
+            Step(third, "kill", primary), Step(2 * third, "start", BROKEN)], name
+    assert kill_run.fault_schedule("store-restart", 60, 3, parse_config("etcd"))[0] == Step(third, "kill",
+                                                                                            "etcd:leader")
+    # No latency relay in front of memcached's UNIX socket; etcd's members are peers, none of them a replica.
+    with pytest.raises(ValueError, match="on memcached the store faults are store-kill"):
+        kill_run.fault_schedule("store-latency", 60, 3, parse_config("memcached"))
+    with pytest.raises(ValueError, match="not replica-kill"):
+        kill_run.fault_schedule("replica-kill", 60, 3, parse_config("etcd"))
+    with pytest.raises(ValueError, match="on a Redis Cluster the store faults"):
+        kill_run.fault_schedule("replica-kill", 60, 3, parse_config("redis@cluster"))
+    rows = {row.name: row for row in scorecard_rows.rows()}
+    assert [KINDS["store-kill"].applies(rows[name]) for name in ("etcd", "memcached", "redis@cluster")] == [None] * 3
 
 
 def test_session_writes_are_counted_under_an_instance_fault_only_when_asked():

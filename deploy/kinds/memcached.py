@@ -13,11 +13,12 @@ from deploy.kinds.base import Kind, private_folder, socket_open, start_process, 
 from deploy.processes import require
 
 
-def start_memcached(*, port, state_dir, password=None, durable=True):
-    """Start memcached on its socket; `port` and `password` are unused (see above)."""
+def start_memcached(*, port, state_dir, password=None, durable=True, folder=None):
+    """Start memcached on its socket in `folder` (made empty and private; a new folder if None); `port` and
+    `password` are unused (see above)."""
     binary = require("memcached", "memcached")
     user = unprivileged_user("memcache", "nobody") if os.geteuid() == 0 else None
-    folder = private_folder("memcached", user)
+    folder = private_folder("memcached", user, at=folder)
     socket_path = folder / "memcached.sock"
     argv = [binary, "-s", socket_path, "-a", "0700", "-U", "0", "-m", "256", *(["-u", user] if user else [])]
     record = start_process("memcached", argv, state_dir, ready=lambda: socket_open(socket_path),
@@ -40,8 +41,11 @@ class Memcached(Kind):
         return start_memcached(port=port, state_dir=state_dir, durable=durable)
 
     def restart(self, cluster, topology, name, record):
-        shutil.rmtree(record["data"], ignore_errors=True)  # a new folder comes with the new process
-        return self.start_node(cluster, name, record["port"], None)
+        """Empty, as a restarted memcached is, on the socket path the instances' MEMCACHED_URL names: a new
+        path would leave them failing on the old one until they restart."""
+        shutil.rmtree(record["data"], ignore_errors=True)
+        return start_memcached(port=record["port"], state_dir=cluster.path, durable=cluster.durable,
+                               folder=record["data"])
 
     def url(self, record):
         return f"unix:{record['socket']}"

@@ -12,8 +12,9 @@ Cluster: 3 primaries, each with a replica), pg (PostgreSQL: a primary, 2
 standbys, asynchronous), pg-any<k> or pg-first<k>, patroni or patroni-first<k>.
 
 --faults store-kill|store-pause|replica-kill|store-restart aims the fault
-at the store (PostgreSQL if the configuration has it, else Redis) instead
-of an instance; the experiment then also writes each user's session every
+at the store instead of an instance (PostgreSQL if the configuration has
+it; else the sessions' etcd, whose leader it kills, or memcached; else
+Redis, under Redis Cluster one shard's primary); the experiment then also writes each user's session every
 tick, bursts logins around the fault, and reads every session back.
 """
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploy import cluster as deploy
+from labcore import registry
 from loadtest.experiments.configs import up
 from loadtest.harness import history
 from loadtest.harness.audit import audit_messages
@@ -80,13 +81,26 @@ def fault_schedule(kind, duration, instances, config=None, runtime="processes"):
     return check(schedules[kind]())
 
 
+# The node a store fault aims at as "the primary": an alias deploy resolves when the fault lands (an etcd
+# cluster's leader: Raft's one node that takes writes), or memcached's one node by its name.
+PRIMARY = {"pg": "pg:primary", "redis": "redis:primary", "etcd": "etcd:leader", "memcached": "memcached"}
+# The faults that make sense on each store that is neither PostgreSQL nor Redis alone or under Sentinel: memcached
+# listens on a UNIX socket (no latency relay to slow or stall it); etcd's members are peers, none a replica; a Redis
+# Cluster's replicas are redis{shards+1}.. and its primary now (redis:primary) is one shard's of three.
+ONLY = {"memcached": ("store-kill", "store-restart", "store-pause"),
+        "etcd": ("store-kill", "store-restart", "store-pause", "store-latency", "store-stall"),
+        "cluster": ("store-kill", "store-restart", "store-pause", "store-latency", "store-stall")}
+
+
 def store_of(config):
-    """The store a store fault breaks: PostgreSQL if the configuration has it, else Redis."""
+    """The store a store fault breaks: PostgreSQL if the configuration has it; else the sessions' own server
+    when it is etcd or memcached; else Redis (alone, under Sentinel, or one shard of a Redis Cluster)."""
     if config.db == "postgres":
         return "pg"
-    if config.topology.redis == "cluster":  # `redis:primary` would be one shard's of three
-        raise ValueError(f"{config.name}: a store fault aims at one primary, and a Redis Cluster has one per shard")
     needed = deploy.servers_for(sessions=config.sessions, presence=config.presence, db=config.db)
+    sessions_on = registry.SESSION_STORES[config.sessions].servers
+    if sessions_on and sessions_on[0] in ("etcd", "memcached"):
+        return sessions_on[0]
     if "redis" not in needed:
         raise ValueError(f"{config.name}: neither Redis nor PostgreSQL in it, so no store fault can aim at it")
     return "redis"
@@ -96,12 +110,17 @@ def _store_schedule(kind, third, config):
     if config is None:
         return []  # checked per configuration when the run starts
     store = store_of(config)
-    primary = f"{store}:primary"
+    shape = "cluster" if store == "redis" and config.topology.redis == "cluster" else store
+    if kind not in ONLY.get(shape, STORE_FAULTS):
+        what = "a Redis Cluster" if shape == "cluster" else store
+        raise ValueError(f"{config.name}: on {what} the store faults are {', '.join(ONLY[shape])}, not {kind}")
+    primary = PRIMARY[store]
     replicas = config.topology.pg_standbys if store == "pg" else (
         config.topology.redis_replicas if config.topology.redis == "sentinel" else 0)
     if kind == "store-kill":
         # Without Patroni nothing promotes PostgreSQL on its own: the experiment does it
-        # at once, as an operator or a failover manager would. Under Patroni, Patroni does.
+        # at once, as an operator or a failover manager would. Under Patroni, Patroni does;
+        # etcd's members elect a new leader, a Redis Cluster shard's replica promotes itself.
         by_hand = store == "pg" and replicas and config.topology.pg_ha != "patroni"
         promote = [Step(third, "promote")] if by_hand else []
         return [Step(third, "kill", primary), *promote, Step(2 * third, "start", BROKEN)]

@@ -52,7 +52,8 @@ class Kind:
 
 
 def _store_fault(row):
-    """Whether the store faults of `python -m loadtest run --faults store-...` can aim at the row's sessions."""
+    """Whether the store faults of `python -m loadtest run --faults store-...` can aim at the row's sessions (they
+    reach every server a session store here lives on: kill_run.store_of)."""
     server = row.session_server
     if row.config.sessions == "signed_cookies":
         return Skip("not applicable", "no store to kill: the session rides in the cookie")
@@ -60,10 +61,6 @@ def _store_fault(row):
         return Skip("not applicable", "no store: the sessions live in the instance (see an instance dying)")
     if not server:
         return Skip("not applicable", "no server to kill: the sessions are files or SQLite on the instances' disk")
-    if row.config.topology.redis == "cluster" and server == "redis":
-        return Skip("not measured", "the store faults aim at one primary; Redis Cluster has one per shard")
-    if server not in ("redis", "postgres"):
-        return Skip("not measured", f"the store faults aim at Redis or PostgreSQL, not {server}")
     return None
 
 
@@ -165,8 +162,9 @@ KINDS = {kind.name: kind for kind in (
          lambda row: None,
          lambda rows, out: _run(rows, out, "--session-writes", "--users", str(FAULT_USERS)),
          lambda rows: _kill_seconds(rows, FAULT_USERS), _results),
-    Kind("store-kill", "the sessions' store's primary (or only node) killed at 20 s (PostgreSQL without Patroni: "
-         f"a standby promoted at once), started again at 40 s; {FAULT_USERS} users",
+    Kind("store-kill", "the sessions' store's primary (or only node; etcd: its leader; Redis Cluster: one shard's "
+         "primary) killed at 20 s (PostgreSQL without Patroni: a standby promoted at once), started again at 40 s; "
+         f"{FAULT_USERS} users",
          _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-kill", *STORE_FAULT_LOAD),
          lambda rows: _kill_seconds(rows, FAULT_USERS, 60), _results),
     Kind("store-restart", "the sessions' store's primary killed and started again at once at 20 s; "
