@@ -125,7 +125,10 @@ def _how(rows, rounds):
              f"`python -m loadtest scorecard --measure` runs every command below ({rounds} rounds, the rows in "
              "alternating order; `bench` alternates its own rounds), then rebuilds this page; `--dry-run` "
              f"prints the commands only. It takes {duration(steps)} (not yet timed on a quiet machine). "
-             "`python -m loadtest scorecard` rebuilds the page alone.\n"]
+             "`python -m loadtest scorecard` rebuilds the page alone. A saved run may hold fewer rows than its "
+             "command below: rows a kind learned to measure later were measured in rounds of their own "
+             f"(`{ROUND}4` on), and a cell takes every round that measured its row; each run's page names its "
+             "own command.\n"]
     for kind in KINDS.values():
         mine = [(number, argv) for k, number, _, argv in steps if k is kind]
         parts.append(f"### {kind.name}\n")
