@@ -203,7 +203,7 @@ def test_store_kill_under_sentinel_sync_loses_nothing_acknowledged(tmp_path):
 
 
 @pytest.mark.timeout(400)
-def test_store_kill_of_etcds_leader_loses_nothing_and_memcached_comes_back_empty(tmp_path):
+def test_a_store_kill_of_etcd_loses_nothing_acknowledged_and_memcached_comes_back_empty(tmp_path):
     out = tmp_path / "store-kill"
     done = subprocess.run(
         [sys.executable, "-m", "loadtest", "--faults", "store-kill", "--configs", "etcd,memcached",
@@ -212,8 +212,9 @@ def test_store_kill_of_etcds_leader_loses_nothing_and_memcached_comes_back_empty
     )
     assert done.returncode == 0, done.stderr[-3000:]
     etcd, memcached = json.loads((out / "results.json").read_text())["configs"]
-    # The leader, whichever member it was, is killed and started again: the others elected a new one, and a
-    # session write is acknowledged only once a majority has it.
+    # The schedule aims at etcd:leader (test_the_store_faults_aim_at_the_server_the_sessions_live_on), which
+    # deploy resolves to a member when the fault lands; that member is killed and started again, and a session
+    # write is acknowledged only once a majority has it.
     assert etcd["faults"][0]["target"] == etcd["faults"][1]["target"] and etcd["faults"][0]["target"][:4] == "etcd"
     assert etcd["store"]["writes_acknowledged"] > 0 and etcd["store"]["logins_acknowledged"] > 0
     assert (etcd["store"]["writes_lost"], etcd["store"]["logins_lost"], etcd["store"]["unreadable"]) == (0, 0, 0)

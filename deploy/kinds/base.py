@@ -182,19 +182,14 @@ def unprivileged_user(*names):
     raise DeployError(f"none of the users {', '.join(names)} exists to run a store without root")
 
 
-def private_folder(name, user, at=None):
-    """A new 0700 folder for a store's files, owned by the user it runs as: at the path `at` (which must not
-    exist: mkdir refuses a folder somebody else made there meanwhile), or a new name.
+def private_folder(name, user):
+    """A new 0700 folder for a store's files, owned by the user it runs as.
 
     Under /var/tmp, not in the state folder: as root the store runs as
     another user, who may not pass the state folder's parents, and a UNIX
     socket's path must stay short (108 bytes).
     """
-    if at is None:
-        folder = Path(tempfile.mkdtemp(prefix=f"stateful-lab-{name}-", dir="/var/tmp"))
-    else:
-        folder = Path(at)
-        folder.mkdir(mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix=f"stateful-lab-{name}-", dir="/var/tmp"))
     if user:
         shutil.chown(folder, user)
     return folder

@@ -7,18 +7,18 @@ and root's site can still open the socket.
 """
 
 import os
-import shutil
+from pathlib import Path
 
 from deploy.kinds.base import Kind, private_folder, socket_open, start_process, unprivileged_user
 from deploy.processes import require
 
 
 def start_memcached(*, port, state_dir, password=None, durable=True, folder=None):
-    """Start memcached on its socket in `folder` (made empty and private; a new folder if None); `port` and
-    `password` are unused (see above)."""
+    """Start memcached on its socket in `folder` (its private folder from an earlier start; a new one if None);
+    `port` and `password` are unused (see above)."""
     binary = require("memcached", "memcached")
     user = unprivileged_user("memcache", "nobody") if os.geteuid() == 0 else None
-    folder = private_folder("memcached", user, at=folder)
+    folder = Path(folder) if folder else private_folder("memcached", user)
     socket_path = folder / "memcached.sock"
     argv = [binary, "-s", socket_path, "-a", "0700", "-U", "0", "-m", "256", *(["-u", user] if user else [])]
     record = start_process("memcached", argv, state_dir, ready=lambda: socket_open(socket_path),
@@ -34,18 +34,17 @@ class Memcached(Kind):
     def new_password(self):
         return None
 
-    def start_node(self, cluster, name, port, password):
-        return start_memcached(port=port, state_dir=cluster.path, durable=cluster.durable)
+    def start_node(self, cluster, name, port, password, folder=None):
+        return start_memcached(port=port, state_dir=cluster.path, durable=cluster.durable, folder=folder)
 
     def start_alone(self, *, port, state_dir, password=None, durable=True):
         return start_memcached(port=port, state_dir=state_dir, durable=durable)
 
     def restart(self, cluster, topology, name, record):
-        """Empty, as a restarted memcached is, on the socket path the instances' MEMCACHED_URL names: a new
-        path would leave them failing on the old one until they restart."""
-        shutil.rmtree(record["data"], ignore_errors=True)
-        return start_memcached(port=record["port"], state_dir=cluster.path, durable=cluster.durable,
-                               folder=record["data"])
+        """Empty, as a restarted memcached is (it keeps nothing on disk), in the same private folder, so on the
+        socket path the instances' MEMCACHED_URL names: a new path would leave them failing on the old one until
+        they restart (memcached removes the dead process's socket file itself)."""
+        return self.start_node(cluster, name, record["port"], None, folder=record["data"])
 
     def url(self, record):
         return f"unix:{record['socket']}"

@@ -27,7 +27,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from deploy.cluster import Topology, servers, site_env
+from deploy.cluster import Topology, servers, servers_for, site_env
 from labcore import registry, roundtrips
 from loadtest.harness import topologies
 from loadtest.reports.tables import Table
@@ -89,7 +89,20 @@ def parse_row(row):
         env[name] = value
     registry.session_store(store)  # a ConfigError naming the stores for an unknown one
     db, topology = topologies.topology(row, topology_name)
+    if topology_name:
+        _placeable(row, store, db, topology)
     return Row(store, env, topology_name, db, topology)
+
+
+def _placeable(row, store, db, topology):
+    """Refuse, before any cluster starts, a topology the row's cluster cannot take or would not use: Django's
+    stock engines run on one Redis only (the site refuses them under Sentinel or Cluster), and a Redis topology
+    shapes nothing in a cluster that starts no Redis (`memory@sentinel`)."""
+    if store in registry.COMPARISON_SESSION_STORES:
+        raise ValueError(f"{row!r}: Django's stock engines run on one Redis only, under no topology")
+    started = servers_for(sessions=store, presence=registry.session_store(store).presence, db=db)
+    if topology.redis != "single" and "redis" not in started:
+        raise ValueError(f"{row!r}: a cluster of {store} starts no Redis, so a Redis topology would shape nothing")
 
 
 def alone(row):

@@ -2,9 +2,9 @@
 
 
 from labcore import registry
-from loadtest.experiments.kill_cells import (
-    num,
-)
+from loadtest.experiments.configs import parse_config
+from loadtest.experiments.kill_cells import num
+from loadtest.experiments.kill_run import store_of
 
 # Targets of the store-kill run (issue 17): Sentinel answers again within
 # this many seconds, and no request waits longer than the store's timeout
@@ -80,17 +80,21 @@ def store_reading(results):
     lines = []
     for r in results:
         name, store, topology = r["config"]["name"], r["store"], r["config"]["topology"]
-        sync = topology["redis_sync"] or topology["pg_sync"].lower() not in ("off", "")
+        struck = store_of_result(r)
+        # etcd acknowledges a write once a majority of its members has it: synchronous by construction.
+        sync = topology["redis_sync"] or topology["pg_sync"].lower() not in ("off", "") or struck == "etcd"
         lost = store["writes_lost"] + store["logins_lost"] + r["messages_lost"]
         parts = [f"requests failed for {store['failover_s']:g} s after the {r['faults'][0]['action']} "
                  f"({r['failures']} failed in all)" if store["failover_s"] else "no request failed at the fault"]
         if r["config"]["sessions"] == "signed_cookies":
             parts.append("the session travels in the cookie, so there was nothing in the store to lose; what "
                          "failed were the requests that need Redis: presence and the login throttle's counters")
-        elif lost and _restarted_at_once(r["faults"]) and topology["redis"] == "sentinel":
+        elif lost and _restarted_at_once(r["faults"]) and struck == "redis" and topology["redis"] != "single":
+            watchers, whose = (("any Sentinel", "") if topology["redis"] == "sentinel" else
+                               ("the other nodes", " (its shard's sessions only)"))
             parts.append(f"{store['writes_lost']} acknowledged session writes and {store['logins_lost']} logins "
-                         "were lost: the primary came back empty before any Sentinel missed it, still primary, "
-                         "and its replicas copied the emptiness, however many had confirmed each write")
+                         f"were lost{whose}: the primary came back empty before {watchers} missed it, still "
+                         "primary, and its replicas copied the emptiness, however many had confirmed each write")
         elif lost and sync:
             parts.append(f"{store['writes_lost']} acknowledged session writes, {store['logins_lost']} logins and "
                          f"{r['messages_lost']} messages lost although each waited for a replica: see the "
@@ -106,7 +110,8 @@ def store_reading(results):
                    "place never got them (asynchronous replication)"))
         elif sync:
             why = ("the primary came back with its own write-ahead log" if _restarted_at_once(r["faults"])
-                   and topology["pg_standbys"] else "each was on a replica before the site answered")
+                   and topology["pg_standbys"] else "each was on a majority of etcd's members before the site "
+                   "answered" if struck == "etcd" else "each was on a replica before the site answered")
             parts.append(f"all {store['writes_acknowledged']} acknowledged session writes, "
                          f"{store['logins_acknowledged']} logins and {r['messages_acknowledged']} messages "
                          f"survived: {why}")
@@ -150,7 +155,8 @@ def store_targets(results, faults):
 
 
 def store_of_result(result):
-    return "pg" if result["config"]["db"] == "postgres" else "redis"
+    """The store the run's store fault hit (kill_run.store_of), from the configuration's saved name."""
+    return store_of(parse_config(result["config"]["name"]))
 
 
 def load_reading(results):

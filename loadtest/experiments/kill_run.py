@@ -102,7 +102,8 @@ def store_of(config):
     if sessions_on and sessions_on[0] in ("etcd", "memcached"):
         return sessions_on[0]
     if "redis" not in needed:
-        raise ValueError(f"{config.name}: neither Redis nor PostgreSQL in it, so no store fault can aim at it")
+        raise ValueError(f"{config.name}: none of PostgreSQL, Redis, etcd or memcached in it, so no store fault "
+                         "can aim at it")
     return "redis"
 
 
@@ -115,8 +116,8 @@ def _store_schedule(kind, third, config):
         what = "a Redis Cluster" if shape == "cluster" else store
         raise ValueError(f"{config.name}: on {what} the store faults are {', '.join(ONLY[shape])}, not {kind}")
     primary = PRIMARY[store]
-    replicas = config.topology.pg_standbys if store == "pg" else (
-        config.topology.redis_replicas if config.topology.redis == "sentinel" else 0)
+    replicas = {"pg": config.topology.pg_standbys,
+                "redis": config.topology.redis_replicas if config.topology.redis == "sentinel" else 0}.get(store, 0)
     if kind == "store-kill":
         # Without Patroni nothing promotes PostgreSQL on its own: the experiment does it
         # at once, as an operator or a failover manager would. Under Patroni, Patroni does;

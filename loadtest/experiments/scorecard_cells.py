@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.experiments import scorecard_rows
-from loadtest.experiments.scorecard_runs import KINDS, links, runs
+from loadtest.experiments.scorecard_runs import KINDS, ROUND, links, runs
 
 FIGURE, NOT_MEASURED, NOT_APPLICABLE, FACT = "figure", "not measured", "not applicable", "fact"
 
@@ -125,8 +125,9 @@ def cell(row, column, root, page_folder):
         figures = kind.figures_of(folder, row)
         if figures is not None and column.value(figures) is not None:
             measured.append((folder, figures))
-    shown = tuple((f"{label} {n}" if len(measured) > 1 else label, _relative(path, page_folder))
-                  for n, (folder, _) in enumerate(measured, 1) for label, path in links(folder, kind.name_of(row)))
+    # Each link named by its run's round (`round4` gives "page 4"), so a cell that took rounds 4 to 6 says so.
+    shown = tuple((f"{label} {folder.name[len(ROUND):]}" if len(measured) > 1 else label, _relative(path, page_folder))
+                  for folder, _ in measured for label, path in links(folder, kind.name_of(row)))
     note = column.note(row) if column.note else ""
     if not measured:
         return Cell(NOT_MEASURED, "", kind=kind.name, note=note)

@@ -126,8 +126,8 @@ def _how(rows, rounds):
              "alternating order; `bench` alternates its own rounds), then rebuilds this page; `--dry-run` "
              f"prints the commands only. It takes {duration(steps)} (not yet timed on a quiet machine). "
              "`python -m loadtest scorecard` rebuilds the page alone. A saved run may hold fewer rows than its "
-             "command below: rows a kind learned to measure later were measured in rounds of their own "
-             f"(`{ROUND}4` on), and a cell takes every round that measured its row; each run's page names its "
+             "command below: rows a kind learned to measure later were measured in rounds of their own, and a "
+             "cell takes every round that measured its row, its links named by round; each run's page names its "
              "own command.\n"]
     for kind in KINDS.values():
         mine = [(number, argv) for k, number, _, argv in steps if k is kind]
