@@ -180,16 +180,21 @@ def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     assert "15 users went over the bounds once" in capacity_line(capacity)
 
 
+def store_kill(out, configs, timeout):
+    """A short store-kill run of `configs` into `out` (8 users, 15 s); each configuration's results, in order."""
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest", "--faults", "store-kill", "--configs", configs,
+         "--users", "8", "--duration", "15", "--warmup", "4", "--out", str(out), "--port", str(free_base_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())["configs"]
+
+
 @pytest.mark.timeout(300)
 def test_store_kill_under_sentinel_sync_loses_nothing_acknowledged(tmp_path):
     out = tmp_path / "store-kill"
-    done = subprocess.run(
-        [sys.executable, "-m", "loadtest", "--faults", "store-kill", "--configs", "redis@sentinel-sync1",
-         "--users", "8", "--duration", "15", "--warmup", "4", "--out", str(out), "--port", str(free_base_port())],
-        cwd=ROOT, capture_output=True, text=True, timeout=280,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((out / "results.json").read_text())["configs"][0]
+    [result] = store_kill(out, "redis@sentinel-sync1", 280)
     store = result["store"]
     assert [f["action"] for f in result["faults"]] == ["kill", "start"]
     assert result["faults"][0]["target"] == result["faults"][1]["target"] == "redis1"
@@ -204,14 +209,7 @@ def test_store_kill_under_sentinel_sync_loses_nothing_acknowledged(tmp_path):
 
 @pytest.mark.timeout(400)
 def test_a_store_kill_of_etcd_loses_nothing_acknowledged_and_memcached_comes_back_empty(tmp_path):
-    out = tmp_path / "store-kill"
-    done = subprocess.run(
-        [sys.executable, "-m", "loadtest", "--faults", "store-kill", "--configs", "etcd,memcached",
-         "--users", "8", "--duration", "15", "--warmup", "4", "--out", str(out), "--port", str(free_base_port())],
-        cwd=ROOT, capture_output=True, text=True, timeout=380,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    etcd, memcached = json.loads((out / "results.json").read_text())["configs"]
+    etcd, memcached = store_kill(tmp_path / "store-kill", "etcd,memcached", 380)
     # The schedule aims at etcd:leader (test_the_store_faults_aim_at_the_server_the_sessions_live_on), which
     # deploy resolves to a member when the fault lands; that member is killed and started again, and a session
     # write is acknowledged only once a majority has it.
