@@ -151,15 +151,25 @@ def test_the_fault_compares_latency_before_and_after_and_the_reading_says_so():
         raw["recording"]["seconds"][str(t)]["latencies"] = [400.0] * 10
     result = summarise(raw)
     assert (result["fault"]["before"]["p99_ms"], result["fault"]["after"]["p99_ms"]) == (50.0, 400.0)
-    reading = " ".join(plain_reading([result]))
+    reading = " ".join(plain_reading([result], "kill"))
     assert "p99 rose from 50 ms" in reading and "ranged" not in reading
 
 
 def test_the_reading_puts_an_instance_death_at_fleet_scale():
     from loadtest.experiments.kill_readings import plain_reading
 
-    reading = " ".join(plain_reading([summarise(raw_run({"a": [1004.5]}, sessions="memory", lb="sticky"))]))
+    reading = " ".join(plain_reading([summarise(raw_run({"a": [1004.5]}, sessions="memory", lb="sticky"))], "kill"))
     assert "1 of 4 users (25%) lost theirs" in reading and "a fleet of 32,000 loses 32 every day" in reading
+
+
+def test_an_instance_kill_with_session_writes_reads_its_sessions_without_a_store_fault():
+    from loadtest.experiments.kill_readings import plain_reading
+
+    # The scorecard's instance-kill round: memory+sticky has no store a store fault could aim at.
+    results = json.loads((ROOT / "docs/results/scorecard/instance-kill/round1/results.json").read_text())["configs"]
+    reading = plain_reading(results, "kill")
+    assert any(line.startswith("memory+sticky: ") for line in reading)
+    assert any(line.startswith("etcd: ") and "nothing waited for a replica" in line for line in reading)
 
 
 def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():

@@ -4,7 +4,7 @@
 from labcore import registry
 from loadtest.experiments.configs import parse_config
 from loadtest.experiments.kill_cells import num
-from loadtest.experiments.kill_run import store_of
+from loadtest.experiments.kill_run import STORE_FAULTS, store_of
 
 # Targets of the store-kill run (issue 17): Sentinel answers again within
 # this many seconds, and no request waits longer than the store's timeout
@@ -23,10 +23,10 @@ HANG_MARGIN_S = 1
 FLEET, DAILY_DEATH_RATE = 32_000, 0.001
 
 
-def plain_reading(results):
-    """A few sentences a person can read next to the charts."""
+def plain_reading(results, faults):
+    """A few sentences a person can read next to the charts; `faults` is the run's fault schedule's name."""
     if any(r.get("store") for r in results):
-        return store_reading(results) + load_reading(results)
+        return store_reading(results, faults) + load_reading(results)
     lines = []
     lost = [r for r in results if r["users_lost_session"]]
     kept = [r for r in results if not r["users_lost_session"]]
@@ -75,14 +75,16 @@ def plain_reading(results):
     return lines
 
 
-def store_reading(results):
-    """What the store's failure did to each configuration, in words built from its figures."""
+def store_reading(results, faults):
+    """What the store's failure did to each configuration, in words built from its figures (under an instance
+    fault with session writes, what the instance's failure did to the sessions)."""
     lines = []
     for r in results:
         name, store, topology = r["config"]["name"], r["store"], r["config"]["topology"]
-        struck = store_of_result(r)
+        struck = store_of_result(r) if faults in STORE_FAULTS else None
         # etcd acknowledges a write once a majority of its members has it: synchronous by construction.
         sync = topology["redis_sync"] or topology["pg_sync"].lower() not in ("off", "") or struck == "etcd"
+        waited = "a majority of etcd's members" if struck == "etcd" else "a replica"
         lost = store["writes_lost"] + store["logins_lost"] + r["messages_lost"]
         parts = [f"requests failed for {store['failover_s']:g} s after the {r['faults'][0]['action']} "
                  f"({r['failures']} failed in all)" if store["failover_s"] else "no request failed at the fault"]
@@ -90,14 +92,15 @@ def store_reading(results):
             parts.append("the session travels in the cookie, so there was nothing in the store to lose; what "
                          "failed were the requests that need Redis: presence and the login throttle's counters")
         elif lost and _restarted_at_once(r["faults"]) and struck == "redis" and topology["redis"] != "single":
-            watchers, whose = (("any Sentinel", "") if topology["redis"] == "sentinel" else
-                               ("the other nodes", " (its shard's sessions only)"))
+            watchers, whose, confirmed = (
+                ("any Sentinel", "", ", however many had confirmed each write") if topology["redis"] == "sentinel"
+                else ("the other nodes", " (its shard's sessions only)", ""))
             parts.append(f"{store['writes_lost']} acknowledged session writes and {store['logins_lost']} logins "
                          f"were lost{whose}: the primary came back empty before {watchers} missed it, still "
-                         "primary, and its replicas copied the emptiness, however many had confirmed each write")
+                         f"primary, and its replicas copied the emptiness{confirmed}")
         elif lost and sync:
             parts.append(f"{store['writes_lost']} acknowledged session writes, {store['logins_lost']} logins and "
-                         f"{r['messages_lost']} messages lost although each waited for a replica: see the "
+                         f"{r['messages_lost']} messages lost although each waited for {waited}: see the "
                          "failover's timeline")
         elif lost:
             parts.append(
@@ -108,10 +111,13 @@ def store_reading(results):
                    if topology["redis"] == "single" and not topology["pg_standbys"] else
                    ": the primary acknowledged them before a replica had them, and the node that took its "
                    "place never got them (asynchronous replication)"))
+        elif sync and struck == "etcd":  # the messages live in the database, not in etcd
+            parts.append(f"all {store['writes_acknowledged']} acknowledged session writes and "
+                         f"{store['logins_acknowledged']} logins survived: each was on {waited} before the site "
+                         "answered")
         elif sync:
             why = ("the primary came back with its own write-ahead log" if _restarted_at_once(r["faults"])
-                   and topology["pg_standbys"] else "each was on a majority of etcd's members before the site "
-                   "answered" if struck == "etcd" else "each was on a replica before the site answered")
+                   and topology["pg_standbys"] else "each was on a replica before the site answered")
             parts.append(f"all {store['writes_acknowledged']} acknowledged session writes, "
                          f"{store['logins_acknowledged']} logins and {r['messages_acknowledged']} messages "
                          f"survived: {why}")

@@ -33,7 +33,7 @@ def write(out, run, figures, *, finished=None):
     (out / "results.json").write_text(json.dumps({"plan": plan, "capacity": list(capacities), "configs": results},
                                                  indent=1))
     summary = Table(tuple(columns_for(results)), tuple(results)).markdown()
-    reading = plain_reading(results)
+    reading = plain_reading(results, plan["faults"])
     targets = store_targets(results, plan["faults"])
     if targets:
         summary += "\n\n" + "\n".join(f"- {'met' if t['met'] else 'NOT met'}: {t['target']} ({t['figure']})"
