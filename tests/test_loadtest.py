@@ -190,6 +190,18 @@ def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     assert "15 users went over the bounds once" in capacity_line(capacity)
 
 
+def test_the_capacity_options_of_given_steps_ask_for_those_steps():
+    import argparse
+
+    from loadtest.experiments.capacity import Steps, add_step_arguments, step_options, steps_of
+
+    parser = argparse.ArgumentParser()
+    add_step_arguments(parser)
+    steps = Steps(start_users=100, step=0.25, ramp=3, hold=10, p99_ms=200, failed_pct=0.5, max_users=900)
+    assert steps_of(parser.parse_args(step_options(steps))) == steps
+    assert steps_of(parser.parse_args([])) == Steps()
+
+
 def store_kill(out, configs, timeout):
     """A short store-kill run of `configs` into `out` (8 users, 15 s); each configuration's results, in order."""
     done = subprocess.run(

@@ -91,24 +91,37 @@ def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
     assert "If logins must survive an instance dying: choose from `redis` (0 of 4 users (0.0 %), [run](" in text
 
 
-def test_a_saved_capacity_run_gives_the_capacity_cell(tmp_path):
-    out = tmp_path / "capacity" / "round1"
+def capacity_run(out, rows):
+    """A capacity run of (config, rps, users, steps' held) rows, through the capacity report's own writer."""
     out.mkdir(parents=True)
     step = {"rps": 812.5, "p50_ms": 3, "p99_ms": 40, "failed_pct": 0, "generator_cpu": 0.1, "generator_processes": 1,
             "generator_saturated": False, "machine_busy": 0.5, "queued_peak": 0}
-    gave = [{**step, "users": 330, "held": True}, *[{**step, "users": users, "held": False} for users in (363, 399)]]
-    ran_out = [{**step, "users": 960, "held": True}]
-    rows = [{"config": config, "rps": rps, "users": users, "steps": steps, "described": "", "transient": [],
-             "stopped_by": ""} for config, rps, users, steps in (("redis", 812.5, 330, gave),
-                                                                 ("memcached", 900.0, 960, ran_out))]
+    saved = [{"config": config, "rps": rps, "users": users, "described": "", "transient": [], "stopped_by": "",
+              "steps": [{**step, "users": users + n, "held": held} for n, held in enumerate(steps)]}
+             for config, rps, users, steps in rows]
     capacity_report.write(out, page.Run("capacity", "python -m loadtest capacity", "2026-12-07T10:00:00+00:00"),
-                          {"rows": rows, "described": "from 50 users"})
+                          {"rows": saved, "described": "from 50 users"})
+
+
+def test_a_saved_capacity_run_gives_the_capacity_cell(tmp_path):
+    capacity_run(tmp_path / "capacity" / "round1", [("redis", 812.5, 330, (True, False, False)),
+                                                    ("memcached", 900.0, 960, (True,))])
     cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
     assert (cells[("redis", CAPACITY)].status, cells[("redis", CAPACITY)].text) == (FIGURE, "812.5 req/s (330 users)")
     assert cells[("memcached", CAPACITY)].text == "at least 900 req/s (960 users)", "the steps ran out first"
     assert ("figures", "capacity/round1/capacity.json") in cells[("redis", CAPACITY)].links
     assert cells[("db", CAPACITY)].status == NOT_MEASURED, "a row the run did not have"
     assert cells[("redis", INSTANCE_DIES)].status == NOT_MEASURED
+
+
+def test_capacity_rounds_show_their_median_and_a_round_that_ran_out_makes_it_a_floor(tmp_path):
+    for number, ran_out in ((1, False), (2, True), (3, False)):
+        capacity_run(tmp_path / "capacity" / f"round{number}",
+                     [("redis", 700 + 10 * number, 400, (True, False, False)),
+                      ("memcached", 900 + number, 960, (True,) if ran_out else (True, False, False))])
+    cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
+    assert cells[("redis", CAPACITY)].text == "720 req/s (710 req/s–730 req/s, 3 rounds)"
+    assert cells[("memcached", CAPACITY)].text == "at least 902 req/s (901 req/s–903 req/s, 3 rounds)"
 
 
 def test_a_split_brain_run_is_read_through_recheck_and_rounds_show_their_spread(tmp_path):

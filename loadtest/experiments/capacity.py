@@ -247,6 +247,7 @@ def add_step_arguments(parser, defaults=None):
     defaults = defaults or Steps()
     parser.add_argument("--start-users", type=int, default=defaults.start_users, help="the capacity step's first step")
     parser.add_argument("--step", type=float, default=defaults.step, help="each step's users over the last's, minus 1")
+    parser.add_argument("--ramp", type=float, default=defaults.ramp, help="seconds each step takes to reach its users")
     parser.add_argument("--hold", type=float, default=defaults.hold, help="seconds each step is held after its ramp")
     parser.add_argument("--p99-bound", type=float, default=defaults.p99_ms, help="ms; a step over it is not held")
     parser.add_argument("--failed-bound", type=float, default=defaults.failed_pct,
@@ -256,5 +257,12 @@ def add_step_arguments(parser, defaults=None):
 
 def steps_of(args):
     """The Steps the options of add_step_arguments ask for."""
-    return Steps(start_users=args.start_users, step=args.step, hold=args.hold, p99_ms=args.p99_bound,
+    return Steps(start_users=args.start_users, step=args.step, ramp=args.ramp, hold=args.hold, p99_ms=args.p99_bound,
                  failed_pct=args.failed_bound, max_users=args.max_users)
+
+
+def step_options(steps):
+    """The options of add_step_arguments that ask for `steps` (steps_of(parsed) gives them back)."""
+    return ["--start-users", str(steps.start_users), "--step", f"{steps.step:g}", "--ramp", f"{steps.ramp:g}",
+            "--hold", f"{steps.hold:g}", "--p99-bound", f"{steps.p99_ms:g}", "--failed-bound", f"{steps.failed_pct:g}",
+            "--max-users", str(steps.max_users)]

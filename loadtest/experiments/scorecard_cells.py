@@ -25,6 +25,7 @@ class Column:
     text: object  # figures -> one round's cell text (for a fact: row -> its text)
     unit: object = "{:g}".format  # a number as a cell shows it
     note: object = None  # row -> a fact the cell adds, measured or not (the persistence a restart meets)
+    floor: object = None  # figures -> whether its value is only a lower bound (a cell of several says "at least")
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,13 @@ def _restart(f):
     return f"{_lost(f['store']['logins_lost'], f['store']['logins_acknowledged'], 'logins')} lost"
 
 
+def _ran_out(f):
+    """Whether the steps ran out before the site gave (the last one held): the figure is a floor of its capacity."""
+    return bool(f["steps"]) and f["steps"][-1]["held"]
+
+
 def _capacity(f):
-    # The steps ran out before the site gave (the last one held): the figure is a floor of its capacity.
-    at_least = "at least " if f["steps"] and f["steps"][-1]["held"] else ""
-    return f"{at_least}{f['rps']:g} req/s ({f['users']} users)"
+    return f"{'at least ' * _ran_out(f)}{f['rps']:g} req/s ({f['users']} users)"
 
 
 PERCENT = "{:.1f} %".format
@@ -78,7 +82,7 @@ COLUMNS = {
                lambda f: "{median:.2f}× ({min:.2f}–{max:.2f} over its rounds)".format(**f["cpu_to_memory"]),
                "{:.2f}×".format),
         Column("capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "capacity",
-               lambda f: f["rps"], _capacity),
+               lambda f: f["rps"], _capacity, "{:g} req/s".format, floor=_ran_out),
     ],
     "logged out": [
         Column("users logged out: an instance dies", "instance-kill", lambda f: f["users_lost_session_pct"],
@@ -135,8 +139,9 @@ def cell(row, column, root, page_folder):
     if len(measured) == 1:
         text = column.text(measured[0][1])
     else:
-        text = (f"{column.unit(statistics.median(values))} ({column.unit(min(values))}–{column.unit(max(values))}, "
-                f"{len(values)} rounds)")
+        floor = column.floor and any(column.floor(figures) for _, figures in measured)
+        text = (f"{'at least ' * bool(floor)}{column.unit(statistics.median(values))} ({column.unit(min(values))}–"
+                f"{column.unit(max(values))}, {len(values)} rounds)")
     return Cell(FIGURE, text, values, shown, kind.name, note)
 
 
