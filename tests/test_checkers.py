@@ -252,6 +252,29 @@ def test_under_patroni_the_cut_off_primary_is_seen_demoted_and_its_side_acknowle
     assert split_brain.figures([e for e in events if "roles" not in e], "patroni")["demoted_after_s"] is None
 
 
+def test_an_etcd_split_holds_only_if_the_member_cut_off_led_just_before_the_cut():
+    def events(leading):
+        roles = {f"etcd{n}": "leader" if f"etcd{n}" == leading else "follower" for n in (1, 2, 3)}
+        cut = fault(3, 1.0, 5.0) | {"target": {"isolated": ["etcd2", "app1"], "from": ["etcd1", "etcd3", "app2"]}}
+        return [{"type": "sample", "scenario": "s", "at": 0.0, "condition": "started",
+                 "parameters": {"seconds": 4, "users": 1}},
+                op(1, "min", "login", 0.1, 0.2), op(2, "maj", "login", 0.1, 0.2, node="app2"),
+                {"type": "sample", "scenario": "s", "at": 0.9, "roles": roles}, cut,
+                op(4, "min", "write", 1.5, 2.0, "failed", 1, refusal="503"),
+                {"type": "sample", "scenario": "s", "at": 2.1, "condition": "promoted"},
+                op(5, "maj", "write", 2.5, 2.6, value=1, node="app2"),
+                {"type": "sample", "scenario": "s", "at": 6.0, "condition": "converged"},
+                op(6, "min", "final-read", 7, 7.1, value=None, node="haproxy"),
+                op(7, "maj", "final-read", 7, 7.1, value=1, node="haproxy")]
+
+    led = split_brain.figures(events("etcd2"), "etcd")
+    assert led["cut_off_leader"] and led["total"]["writes_lost"] == 0
+    assert verdict.judge(split_brain.HYPOTHESIS, {"etcd": led})["held"]
+    followed = split_brain.figures(events("etcd1"), "etcd")  # the member cut off was a follower
+    judged = verdict.judge(split_brain.HYPOTHESIS, {"etcd": followed})
+    assert [c["met"] for c in judged["checks"] if "led just before" in c["statement"]] == [False]
+
+
 def run_report(folder):
     split_brain.report(folder, page.Run.of(["split-brain", "--seconds", "1"]))
     return json.loads((folder / "split-brain.json").read_text()), json.loads((folder / "run.json").read_text())

@@ -17,7 +17,7 @@ from deploy.cluster import DeployError, alive, spawn, stop, wait_for
 from deploy.kinds.sentinel import sentinel_primary
 from loadtest.experiments import fate, split_brain
 from loadtest.harness import verdict
-from loadtest.harness.history import FILE, History
+from loadtest.harness.history import FILE, History, load
 from loadtest.reports import page
 from tests.test_replication import FAILOVER_DEADLINE, SENTINEL, sign_up_users
 
@@ -138,6 +138,19 @@ def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
     # the page predicts (every check met).
     results, judged = split_brain.report(tmp_path, page.Run.of(["split-brain", "--seconds", "6"]))
     assert results == [result]
+    assert judged["held"], "\n".join(verdict.lines(judged))
+
+
+@pytest.mark.timeout(300)
+def test_an_etcd_split_loses_no_acknowledged_write_and_its_minority_refuses(tmp_path):
+    result = recorded("split-brain", tmp_path, split_brain.run, "etcd", seconds=6, users_per_side=2)["etcd"]
+    (cut,) = [e for e in load(tmp_path / FILE)[1] if e["type"] == "fault" and e["action"] == "partition"]
+    assert cut["target"]["isolated"][1:] == ["app1"] and result["cut_off_leader"], cut["target"]
+    assert result["sides"]["majority"]["writes_acknowledged"] > 0
+    assert result["total"]["writes_lost"] == 0
+    assert result["refused_by_kind"]["minority"]["write"] > 0
+    assert result["promoted"], "no leader elected on the majority side during the partition"
+    judged = split_brain.report(tmp_path, page.Run.of(["split-brain", "--scenarios", "etcd", "--seconds", "6"]))[1]
     assert judged["held"], "\n".join(verdict.lines(judged))
 
 

@@ -154,7 +154,7 @@ def test_measure_dry_run_prints_every_command_and_runs_none(tmp_path, capsys):
                  "--page", str(tmp_path / "scorecard.md")]) == 0
     out = capsys.readouterr()
     assert "hours by the commands' own estimates" in out.err
-    assert "split-brain, round 3: python -m loadtest split-brain --scenarios redis,redis-sync" in out.out
+    assert "split-brain, round 3: python -m loadtest split-brain --scenarios etcd,redis,redis-sync" in out.out
     assert f"--out {tmp_path / 'runs' / 'bench' / 'round1'}" in out.out
     # bench: memory alone first, the base of its ratios; the topology rows by their full names.
     assert "bench, round 1: python -m loadtest bench --stores memory,file," in out.out

@@ -79,7 +79,7 @@ def _partitioned(row):
 def _scenario(row):
     """The split-brain scenario whose store, replication and failover manager are the row's, or None."""
     topology = row.config.topology
-    for name in split_brain.SCENARIOS + split_brain.PATRONI_SCENARIOS:
+    for name in split_brain.EVERY_SCENARIO:
         chosen = split_brain.scenario(name)
         if chosen.store != row.session_server:
             continue
@@ -87,6 +87,8 @@ def _scenario(row):
             return name
         if chosen.store == "postgres" and chosen.pg_sync == topology.pg_sync \
                 and chosen.patroni == (topology.pg_ha == "patroni"):
+            return name
+        if chosen.store == "etcd" and chosen.up_options()["topology"].etcd_members == topology.etcd_members:
             return name
     return None
 
@@ -175,8 +177,8 @@ KINDS = {kind.name: kind for kind in (
          f"{FAULT_USERS} users",
          _store_fault, lambda rows, out: _run(rows, out, "--faults", "store-restart", *STORE_FAULT_LOAD),
          lambda rows: _kill_seconds(rows, FAULT_USERS, 60), _results),
-    Kind("split-brain", "the old primary and app1 cut off from the rest for 20 s (under Patroni 32 s: its lease "
-         "must lapse before a standby takes over), users writing on both sides",
+    Kind("split-brain", "the old primary (etcd: its leader) and app1 cut off from the rest for 20 s (under Patroni "
+         "32 s: its lease must lapse before a standby takes over), users writing on both sides",
          _partitioned, lambda rows, out: ["split-brain", "--scenarios", ",".join(_scenario(r) for r in rows),
                                           "--out", str(out)],
          lambda rows: (sum(split_brain.scenario(_scenario(r)).partition_seconds + load.SCENARIO_SETUP_SECONDS

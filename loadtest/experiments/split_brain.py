@@ -12,6 +12,12 @@ cluster converges (Sentinel turns the old Redis primary into a replica; the
 old PostgreSQL primary is stopped and rejoins as a standby, as an operator
 does), and every user reads back what it was told was saved.
 
+With the sessions in etcd (a Raft store of three members), the minority
+side holds the member that leads at the cut and app1: Raft lets no side
+without a majority write, so the old leader's side should refuse, and the
+majority side elects a leader of its own; after the heal the old leader
+follows the new one.
+
 Counted per side: session writes acknowledged (200) and then lost (the
 counter read back is lower), logins acknowledged and then lost (the session
 is gone: 401), presence heartbeats acknowledged and then lost (the user is
@@ -45,6 +51,9 @@ SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 # Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
 PATRONI_SCENARIOS = ("patroni", "patroni-sync")
+# Nor sessions in etcd, a Raft store of 3 members.
+ETCD_SCENARIOS = ("etcd",)
+EVERY_SCENARIO = SCENARIOS + PATRONI_SCENARIOS + ETCD_SCENARIOS
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
 PARTITION_SECONDS = 20
 # Under Patroni the majority gets its new primary only once the old one's key expired (up to
@@ -55,7 +64,7 @@ PATRONI_PARTITION_SECONDS = PATRONI_FAILOVER_SECONDS + 10
 def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}, or under Patroni: "
-                             f"{', '.join(PATRONI_SCENARIOS)}")
+                             f"{', '.join(PATRONI_SCENARIOS)}, or with sessions in etcd: {', '.join(ETCD_SCENARIOS)}")
     parser.add_argument("--seconds", type=float,
                         help=f"of partition for each scenario (default: {PARTITION_SECONDS:g}; under Patroni "
                              f"{PATRONI_PARTITION_SECONDS:g}, so that a standby is promoted within it)")
@@ -64,7 +73,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    names = chosen(listed(args.scenarios), SCENARIOS + PATRONI_SCENARIOS)
+    names = chosen(listed(args.scenarios), EVERY_SCENARIO)
     seconds = {name: args.seconds or scenario(name).partition_seconds for name in names}
     progress = Progress(names, max(seconds.values()) + load.SCENARIO_SETUP_SECONDS)
     with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
@@ -80,7 +89,7 @@ def main(args):
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    store: str  # "redis" or "postgres": where sessions live
+    store: str  # "redis", "postgres" or "etcd": where sessions live
     sync: int = 0  # Redis: min-replicas-to-write
     pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
     patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
@@ -90,24 +99,44 @@ class Scenario:
         """How long its partition lasts unless asked otherwise."""
         return PATRONI_PARTITION_SECONDS if self.patroni else PARTITION_SECONDS
 
+    @property
+    def prefix(self):
+        """What the names of its store's own nodes start with (not Sentinel's, nor Patroni's etcd members)."""
+        return {"redis": "redis", "postgres": "pg", "etcd": "etcd"}[self.store]
+
+    @property
+    def roles(self):
+        """What its store's nodes say they are once converged: (the one primary, every other node)."""
+        if self.store == "etcd":
+            return "leader", "follower"
+        return "primary", "standby" if self.store == "postgres" and not self.patroni else "replica"
+
     def up_options(self):
         if self.store == "redis":
             return {"sessions": "redis", "presence": "redis", "db": "sqlite",
                     "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
+        if self.store == "etcd":
+            return {"sessions": "etcd", "presence": "memory", "db": "sqlite", "topology": Topology(etcd_members=3)}
         return {"sessions": "db", "presence": "memory", "db": "postgres",
                 "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync, pg_ha="patroni" if self.patroni else "none")}
 
-    @property
-    def minority(self):
-        if self.store == "redis":
-            return ["redis1", "sentinel1", MINORITY_INSTANCE]
-        return ["pg1", MINORITY_INSTANCE]
+    def sides(self, roles):
+        """(minority, majority): the nodes of each side of the cut, given the store's roles just before it.
 
-    @property
-    def majority(self):
+        The old primary is the first node (Sentinel and deploy start it so); etcd's members elect their
+        leader, so the minority is the member `roles` shows leading.
+        """
         if self.store == "redis":
-            return ["redis2", "redis3", "sentinel2", "sentinel3", MAJORITY_INSTANCE]
-        return ["pg2", "pg3", *(["etcd1", "etcd2", "etcd3"] if self.patroni else []), MAJORITY_INSTANCE]
+            return ["redis1", "sentinel1", MINORITY_INSTANCE], ["redis2", "redis3", "sentinel2", "sentinel3",
+                                                                MAJORITY_INSTANCE]
+        if self.store == "etcd":
+            leading = [node for node, role in roles.items() if role == "leader"]
+            if len(leading) != 1:
+                raise RuntimeError(f"no one etcd leader to cut off: the members said {roles}")
+            members = [node for node in roles if node.startswith(self.prefix) and node not in leading]
+            return [*leading, MINORITY_INSTANCE], [*members, MAJORITY_INSTANCE]
+        return ["pg1", MINORITY_INSTANCE], ["pg2", "pg3", *(["etcd1", "etcd2", "etcd3"] if self.patroni else []),
+                                            MAJORITY_INSTANCE]
 
 
 def scenario(name):
@@ -116,7 +145,8 @@ def scenario(name):
             "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1"),
             "patroni": Scenario("postgres --pg-ha patroni", "postgres", patroni=True),
             "patroni-sync": Scenario("postgres --pg-ha patroni --pg-sync FIRST 1", "postgres", pg_sync="FIRST 1",
-                                     patroni=True)}[name]
+                                     patroni=True),
+            "etcd": Scenario("etcd", "etcd")}[name]
 
 
 # What each scenario predicts, from the runs docs/experiments/split-brain.md reports. Writes acknowledged on the
@@ -133,7 +163,12 @@ HYPOTHESIS = [
         Check(name, "acknowledged writes lost", "total.writes_lost", 0, 0),
         Check(name, "the minority side refuses writes it cannot replicate", "refused_by_kind.minority.write", 1,
               None))),
-    *(check for name in SCENARIOS + PATRONI_SCENARIOS for check in (
+    # etcd, a Raft store: a write is acknowledged once a majority has it, so nothing acknowledged is lost, and the
+    # old leader's side, without a majority, refuses (or fails) what it is asked to write.
+    Check("etcd", "the member cut off led just before the cut", "cut_off_leader", 1, 1),
+    Check("etcd", "acknowledged writes lost", "total.writes_lost", 0, 0),
+    Check("etcd", "the minority side refuses writes: it has no majority", "refused_by_kind.minority.write", 1, None),
+    *(check for name in EVERY_SCENARIO for check in (
         Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
         Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
     # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout, seen
@@ -168,15 +203,17 @@ def run(name, *, seconds, users_per_side, out, history):
         newcomers, faults = [], Nemesis(history, state_dir=state_dir)
         with load.Load(history, users, urls, names, newcomers) as running:
             load.settle(seconds=2)
-            cut = faults.act("partition", chosen.minority, {"from": chosen.majority})
+            # Sampled into the history: which node was primary (etcd: leader) just before the cut.
+            minority, majority = chosen.sides(observe(state_dir, history))
+            cut = faults.act("partition", minority, {"from": majority})
             if cut["effect"] is None:
                 raise RuntimeError(f"the partition's rules were not in place within {faults.deadline:g} s")
             if chosen.store == "postgres" and not chosen.patroni:
                 # PostgreSQL has no arbiter: promote a standby as an operator who cannot see the old primary would.
                 faults.act("promote", fields={"force": True})
             else:
-                candidates = ("pg2", "pg3") if chosen.patroni else ("redis2", "redis3")
-                load.wait(history, "promoted", lambda: _roles(state_dir, history, *candidates), seconds)
+                candidates = [node for node in majority if node.startswith(chosen.prefix)]
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, chosen, *candidates), seconds)
             load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
             running.stop()
         if chosen.store == "postgres":
@@ -196,17 +233,18 @@ def run(name, *, seconds, users_per_side, out, history):
     return figures(history.events(name), name)
 
 
-def _roles(state_dir, history, *nodes):
-    """Whether one of nodes is primary now."""
+def _roles(state_dir, history, chosen, *nodes):
+    """Whether one of nodes is primary (etcd: leader) now."""
     found = observe(state_dir, history)
-    return any(found.get(node) == "primary" for node in nodes)
+    return any(found.get(node) == chosen.roles[0] for node in nodes)
 
 
 def _converged(state_dir, history, chosen):
-    """Every node of the store up and exactly one primary."""
-    followers = "standby" if chosen.store == "postgres" and not chosen.patroni else "replica"
-    found = [role for node, role in observe(state_dir, history).items() if not node.startswith(("sentinel", "etcd"))]
-    return found.count("primary") == 1 and found.count(followers) == len(found) - 1
+    """Every node of the store up and exactly one primary (etcd: every member up, one leading, the others
+    following a leader)."""
+    primary, followers = chosen.roles
+    found = [role for node, role in observe(state_dir, history).items() if node.startswith(chosen.prefix)]
+    return found.count(primary) == 1 and found.count(followers) == len(found) - 1
 
 
 # Figures, from the history alone
@@ -249,11 +287,19 @@ def figures(events, name):
             "partition_writes": partition_writes, "unknown": checkers.unknown(events),
             "refused": {side: sum(kinds.values()) for side, kinds in refused_by_kind.items()},
             "refused_by_kind": refused_by_kind, "timeline": timeline,
+            # etcd: whether the member cut off was the one the last role sample before the cut showed leading.
+            "cut_off_leader": _led_at_cut(events, cut) if chosen.store == "etcd" else None,
             # Under Patroni: when the cut-off primary was first seen not primary, and what its side acknowledged after.
             "demoted_after_s": None if demoted is None else round(demoted - start, 2),
             "minority_acked_after_demotion": None if demoted is None else sum(
                 1 for op in checkers.ops(events, "write", "ok")
                 if home.get(op["who"]) == "minority" and demoted < op["completed"] <= end)}
+
+
+def _led_at_cut(events, cut):
+    """Whether a node the cut isolated was leader in the last role sample taken before the cut was sent."""
+    before = [e["roles"] for e in events if e["type"] == "sample" and "roles" in e and e["at"] <= cut["sent"]]
+    return bool(before) and any(before[-1].get(node) == "leader" for node in cut["target"]["isolated"])
 
 
 def _demoted(events, node, start, end):
