@@ -20,6 +20,12 @@ seconds from the heal until every node agrees on one primary. For
 PostgreSQL also the writes the old primary holds that its users were told
 were refused (with `--pg-sync`, a commit no standby confirmed is still
 committed on the primary): the rejoin throws them away.
+
+Under Redis Cluster (`redis-cluster`: 3 shards, a replica each) the
+minority side is shard 1's primary and app1, the majority every other node
+and app2: the other primaries vote shard 1's replica in, and after the heal
+the old primary follows it. Only shard 1's keys are split; the minority's
+users reach the other shards across the cut not at all.
 """
 
 import json
@@ -45,6 +51,10 @@ SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 # Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
 PATRONI_SCENARIOS = ("patroni", "patroni-sync")
+# Not in the default run either: Redis Cluster, whose shards each fail over by the other primaries' vote.
+CLUSTER_SCENARIOS = ("redis-cluster",)
+ALL_SCENARIOS = SCENARIOS + PATRONI_SCENARIOS + CLUSTER_SCENARIOS
+CLUSTER_SHARDS = 3  # as the scorecard's row redis@cluster
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
 PARTITION_SECONDS = 20
 # Under Patroni the majority gets its new primary only once the old one's key expired (up to
@@ -55,7 +65,7 @@ PATRONI_PARTITION_SECONDS = PATRONI_FAILOVER_SECONDS + 10
 def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}, or under Patroni: "
-                             f"{', '.join(PATRONI_SCENARIOS)}")
+                             f"{', '.join(PATRONI_SCENARIOS)}, or on Redis Cluster: {', '.join(CLUSTER_SCENARIOS)}")
     parser.add_argument("--seconds", type=float,
                         help=f"of partition for each scenario (default: {PARTITION_SECONDS:g}; under Patroni "
                              f"{PATRONI_PARTITION_SECONDS:g}, so that a standby is promoted within it)")
@@ -64,7 +74,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    names = chosen(listed(args.scenarios), SCENARIOS + PATRONI_SCENARIOS)
+    names = chosen(listed(args.scenarios), ALL_SCENARIOS)
     seconds = {name: args.seconds or scenario(name).partition_seconds for name in names}
     progress = Progress(names, max(seconds.values()) + load.SCENARIO_SETUP_SECONDS)
     with history.History(args.out / history.FILE, experiment=NAME, command=args.run.command) as recorded:
@@ -84,6 +94,7 @@ class Scenario:
     sync: int = 0  # Redis: min-replicas-to-write
     pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
     patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
+    shards: int = 0  # Redis: a Redis Cluster of this many shards, a replica each (0: a primary under Sentinel)
 
     @property
     def partition_seconds(self):
@@ -91,6 +102,9 @@ class Scenario:
         return PATRONI_PARTITION_SECONDS if self.patroni else PARTITION_SECONDS
 
     def up_options(self):
+        if self.shards:
+            return {"sessions": "redis", "presence": "redis", "db": "sqlite",
+                    "topology": Topology(redis="cluster", redis_shards=self.shards)}
         if self.store == "redis":
             return {"sessions": "redis", "presence": "redis", "db": "sqlite",
                     "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
@@ -98,13 +112,33 @@ class Scenario:
                 "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync, pg_ha="patroni" if self.patroni else "none")}
 
     @property
+    def groups(self):
+        """The store's nodes that must end with exactly one primary each: every shard (its primary `redisN`,
+        its replica `redis{N + shards}`, as deploy pairs them), or None: the whole store."""
+        if self.shards:
+            return [[f"redis{n}", f"redis{n + self.shards}"] for n in range(1, self.shards + 1)]
+        return None  # every node of the store, one group
+
+    @property
+    def candidates(self):
+        """The nodes one of which is to become primary on the majority side."""
+        if self.shards:
+            return (self.groups[0][1],)  # shard 1's replica
+        return ("pg2", "pg3") if self.patroni else ("redis2", "redis3")
+
+    @property
     def minority(self):
+        if self.shards:
+            return ["redis1", MINORITY_INSTANCE]
         if self.store == "redis":
             return ["redis1", "sentinel1", MINORITY_INSTANCE]
         return ["pg1", MINORITY_INSTANCE]
 
     @property
     def majority(self):
+        if self.shards:
+            return sorted(node for group in self.groups for node in group if node not in self.minority) \
+                + [MAJORITY_INSTANCE]
         if self.store == "redis":
             return ["redis2", "redis3", "sentinel2", "sentinel3", MAJORITY_INSTANCE]
         return ["pg2", "pg3", *(["etcd1", "etcd2", "etcd3"] if self.patroni else []), MAJORITY_INSTANCE]
@@ -116,7 +150,8 @@ def scenario(name):
             "postgres-sync": Scenario("postgres --pg-sync ANY 1", "postgres", pg_sync="ANY 1"),
             "patroni": Scenario("postgres --pg-ha patroni", "postgres", patroni=True),
             "patroni-sync": Scenario("postgres --pg-ha patroni --pg-sync FIRST 1", "postgres", pg_sync="FIRST 1",
-                                     patroni=True)}[name]
+                                     patroni=True),
+            "redis-cluster": Scenario("redis --redis cluster", "redis", shards=CLUSTER_SHARDS)}[name]
 
 
 # What each scenario predicts, from the runs docs/experiments/split-brain.md reports. Writes acknowledged on the
@@ -133,7 +168,7 @@ HYPOTHESIS = [
         Check(name, "acknowledged writes lost", "total.writes_lost", 0, 0),
         Check(name, "the minority side refuses writes it cannot replicate", "refused_by_kind.minority.write", 1,
               None))),
-    *(check for name in SCENARIOS + PATRONI_SCENARIOS for check in (
+    *(check for name in ALL_SCENARIOS for check in (
         Check(name, "the majority side's acknowledged writes lost", "sides.majority.writes_lost", 0, 0),
         Check(name, "a new primary on the majority side during the partition", "promoted", 1, 1))),
     # Under Patroni the old primary, cut off from etcd, demotes itself (within loop_wait + retry_timeout, seen
@@ -175,8 +210,7 @@ def run(name, *, seconds, users_per_side, out, history):
                 # PostgreSQL has no arbiter: promote a standby as an operator who cannot see the old primary would.
                 faults.act("promote", fields={"force": True})
             else:
-                candidates = ("pg2", "pg3") if chosen.patroni else ("redis2", "redis3")
-                load.wait(history, "promoted", lambda: _roles(state_dir, history, *candidates), seconds)
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, *chosen.candidates), seconds)
             load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
             running.stop()
         if chosen.store == "postgres":
@@ -203,10 +237,12 @@ def _roles(state_dir, history, *nodes):
 
 
 def _converged(state_dir, history, chosen):
-    """Every node of the store up and exactly one primary."""
+    """Every node of the store up and exactly one primary (in each shard of a Redis Cluster)."""
     followers = "standby" if chosen.store == "postgres" and not chosen.patroni else "replica"
-    found = [role for node, role in observe(state_dir, history).items() if not node.startswith(("sentinel", "etcd"))]
-    return found.count("primary") == 1 and found.count(followers) == len(found) - 1
+    found = {node: role for node, role in observe(state_dir, history).items()
+             if not node.startswith(("sentinel", "etcd"))}
+    groups = [[found.get(node) for node in group] for group in chosen.groups or [list(found)]]
+    return all(roles.count("primary") == 1 and roles.count(followers) == len(roles) - 1 for roles in groups)
 
 
 # Figures, from the history alone
