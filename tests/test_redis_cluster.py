@@ -13,8 +13,10 @@ import redis
 from redis.cluster import key_slot
 
 from deploy import cluster as deploy_cluster
+from deploy import netns
 from deploy.cluster import DeployError, wait_for
 from deploy.kinds import rediscluster
+from tests.clusters import recorded_pids
 from tests.http import Browser
 
 PASSWORD = "correct horse battery"
@@ -131,3 +133,29 @@ def test_a_dead_shard_costs_its_own_sessions_until_its_replica_takes_over(cluste
     roles = c.roles()
     assert (roles["redis1"], roles["redis4"]) == ("down", "primary")
     assert slot_ranges(c)["redis4"] == ranges["redis1"]
+
+
+def test_with_netns_each_node_serves_from_its_namespace_and_down_removes_them(cluster):
+    if reason := netns.available():
+        pytest.skip(reason)
+    c = cluster(instances=1, sessions="redis", presence="memory", topology=("--redis", "cluster", "--netns"))
+    recorded = deploy_cluster.load(c.state_dir)
+    addresses = {name: recorded.host(name) for name in recorded.stores}
+    assert len(set(addresses.values())) == 6 and not any(a.startswith("127.") for a in addresses.values())
+    # Every node, and CLUSTER SLOTS (what the site's client follows), names the namespaces' addresses.
+    record = recorded.stores["redis1"]
+    with redis.Redis(host=record["host"], port=record["port"], password=record["password"],
+                     socket_timeout=2, decode_responses=True) as client:
+        listed = {(node[0], int(node[1])) for _, _, *nodes in client.cluster("SLOTS") for node in nodes}
+    assert listed == {(addresses[name], r["port"]) for name, r in recorded.stores.items()}
+    browser = Browser()
+    assert browser.sign_up(c.url, "netns-user", PASSWORD).status == 302
+    assert Browser().log_in(c.url, "netns-user", PASSWORD).status == 302
+    written = browser.post(f"{c.url}/api/session-counter", json_body={"counter": 7})
+    assert written.status == 200, written.body[:300]
+    assert browser.get(f"{c.url}/api/session-counter").json()["counter"] == 7
+
+    pids, prefix = recorded_pids(c.state_dir), netns.prefix_for(c.state_dir.resolve())
+    assert {f"{prefix}-redis{n}" for n in range(1, 7)} <= set(netns.namespaces(prefix))
+    c.run("down")
+    assert netns.namespaces(prefix) == [] and not any(deploy_cluster.alive(pid) for pid in pids)

@@ -83,7 +83,11 @@ def _scenario(row):
         chosen = split_brain.scenario(name)
         if chosen.store != row.session_server:
             continue
-        if chosen.store == "redis" and topology.redis == "sentinel" and chosen.sync == topology.redis_sync:
+        if chosen.store == "redis" and topology.redis == "sentinel" and not chosen.shards \
+                and chosen.sync == topology.redis_sync:
+            return name
+        if chosen.store == "redis" and topology.redis == "cluster" and chosen.shards == topology.redis_shards \
+                and chosen.sync == topology.redis_sync:
             return name
         if chosen.store == "postgres" and chosen.pg_sync == topology.pg_sync \
                 and chosen.patroni == (topology.pg_ha == "patroni"):

@@ -26,6 +26,12 @@ seconds from the heal until every node agrees on one primary. For
 PostgreSQL also the writes the old primary holds that its users were told
 were refused (with `--pg-sync`, a commit no standby confirmed is still
 committed on the primary): the rejoin throws them away.
+
+Under Redis Cluster (`redis-cluster`: 3 shards, a replica each) the
+minority side is shard 1's primary and app1, the majority every other node
+and app2: the other primaries vote shard 1's replica in, and after the heal
+the old primary follows it. Only shard 1's keys are split; the minority's
+users reach the other shards across the cut not at all.
 """
 
 import json
@@ -51,9 +57,12 @@ SIDES = {MINORITY_INSTANCE: "minority", MAJORITY_INSTANCE: "majority"}
 SCENARIOS = ("redis", "redis-sync", "postgres", "postgres-sync")
 # Not in the default run: PostgreSQL under Patroni, which promotes, demotes and rejoins by itself.
 PATRONI_SCENARIOS = ("patroni", "patroni-sync")
-# Nor sessions in etcd, a Raft store of 3 members.
+# Nor sessions in etcd, a Raft store of 3 members; nor Redis Cluster, whose shards each fail over by the other
+# primaries' vote.
 ETCD_SCENARIOS = ("etcd",)
-EVERY_SCENARIO = SCENARIOS + PATRONI_SCENARIOS + ETCD_SCENARIOS
+CLUSTER_SCENARIOS = ("redis-cluster",)
+EVERY_SCENARIO = SCENARIOS + PATRONI_SCENARIOS + ETCD_SCENARIOS + CLUSTER_SCENARIOS
+CLUSTER_SHARDS = 3  # as the scorecard's row redis@cluster
 NEWCOMER_SLACK = 30  # seconds of newcomers beyond the partition's: the settling before it, a slow promotion
 PARTITION_SECONDS = 20
 # Under Patroni the majority gets its new primary only once the old one's key expired (up to
@@ -64,7 +73,8 @@ PATRONI_PARTITION_SECONDS = PATRONI_FAILOVER_SECONDS + 10
 def add_arguments(parser):
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}, or under Patroni: "
-                             f"{', '.join(PATRONI_SCENARIOS)}, or with sessions in etcd: {', '.join(ETCD_SCENARIOS)}")
+                             f"{', '.join(PATRONI_SCENARIOS)}, with sessions in etcd: {', '.join(ETCD_SCENARIOS)}, "
+                             f"or on Redis Cluster: {', '.join(CLUSTER_SCENARIOS)}")
     parser.add_argument("--seconds", type=float,
                         help=f"of partition for each scenario (default: {PARTITION_SECONDS:g}; under Patroni "
                              f"{PATRONI_PARTITION_SECONDS:g}, so that a standby is promoted within it)")
@@ -93,6 +103,7 @@ class Scenario:
     sync: int = 0  # Redis: min-replicas-to-write
     pg_sync: str = "off"  # PostgreSQL: synchronous_standby_names, "ANY k" (under Patroni "FIRST k")
     patroni: bool = False  # PostgreSQL under Patroni (--pg-ha patroni), its etcd members on the majority side
+    shards: int = 0  # Redis: a Redis Cluster of this many shards, a replica each (0: a primary under Sentinel)
 
     @property
     def partition_seconds(self):
@@ -112,6 +123,9 @@ class Scenario:
         return "primary", "standby" if self.store == "postgres" and not self.patroni else "replica"
 
     def up_options(self):
+        if self.shards:
+            return {"sessions": "redis", "presence": "redis", "db": "sqlite",
+                    "topology": Topology(redis="cluster", redis_shards=self.shards)}
         if self.store == "redis":
             return {"sessions": "redis", "presence": "redis", "db": "sqlite",
                     "topology": Topology(redis="sentinel", redis_replicas=2, redis_sync=self.sync)}
@@ -120,12 +134,31 @@ class Scenario:
         return {"sessions": "db", "presence": "memory", "db": "postgres",
                 "topology": Topology(pg_standbys=2, pg_sync=self.pg_sync, pg_ha="patroni" if self.patroni else "none")}
 
+    @property
+    def groups(self):
+        """The store's nodes that must end with exactly one primary each: every shard (its primary `redisN`,
+        its replica `redis{N + shards}`, as deploy pairs them), or None: the whole store."""
+        if self.shards:
+            return [[f"redis{n}", f"redis{n + self.shards}"] for n in range(1, self.shards + 1)]
+        return None  # every node of the store, one group
+
+    def candidates(self, majority):
+        """The nodes on the majority side one of which is to become primary (etcd: leader): on Redis Cluster shard
+        1's replica, else every node of the store there."""
+        if self.shards:
+            return [self.groups[0][1]]
+        return [node for node in majority if node.startswith(self.prefix)]
+
     def sides(self, roles):
         """(minority, majority): the nodes of each side of the cut, given the store's roles just before it.
 
-        The old primary is the first node (Sentinel and deploy start it so); etcd's members elect their
-        leader, so the minority is the member `roles` shows leading.
+        The old primary is the first node (Sentinel and deploy start it so; on Redis Cluster, shard 1's);
+        etcd's members elect their leader, so the minority is the member `roles` shows leading.
         """
+        if self.shards:
+            minority = ["redis1", MINORITY_INSTANCE]
+            return minority, [*sorted(node for group in self.groups for node in group if node not in minority),
+                              MAJORITY_INSTANCE]
         if self.store == "redis":
             return ["redis1", "sentinel1", MINORITY_INSTANCE], ["redis2", "redis3", "sentinel2", "sentinel3",
                                                                 MAJORITY_INSTANCE]
@@ -146,7 +179,8 @@ def scenario(name):
             "patroni": Scenario("postgres --pg-ha patroni", "postgres", patroni=True),
             "patroni-sync": Scenario("postgres --pg-ha patroni --pg-sync FIRST 1", "postgres", pg_sync="FIRST 1",
                                      patroni=True),
-            "etcd": Scenario("etcd", "etcd")}[name]
+            "etcd": Scenario("etcd", "etcd"),
+            "redis-cluster": Scenario("redis --redis cluster", "redis", shards=CLUSTER_SHARDS)}[name]
 
 
 # What each scenario predicts, from the runs docs/experiments/split-brain.md reports. Writes acknowledged on the
@@ -212,8 +246,8 @@ def run(name, *, seconds, users_per_side, out, history):
                 # PostgreSQL has no arbiter: promote a standby as an operator who cannot see the old primary would.
                 faults.act("promote", fields={"force": True})
             else:
-                candidates = [node for node in majority if node.startswith(chosen.prefix)]
-                load.wait(history, "promoted", lambda: _roles(state_dir, history, chosen, *candidates), seconds)
+                load.wait(history, "promoted", lambda: _roles(state_dir, history, chosen, *chosen.candidates(majority)),
+                          seconds)
             load.settle(seconds=max(0.0, seconds - (history.now() - cut["effect"])))
             running.stop()
         if chosen.store == "postgres":
@@ -240,11 +274,12 @@ def _roles(state_dir, history, chosen, *nodes):
 
 
 def _converged(state_dir, history, chosen):
-    """Every node of the store up and exactly one primary (etcd: every member up, one leading, the others
-    following a leader)."""
+    """Every node of the store up and exactly one primary (etcd: one leader, the others following; a Redis Cluster:
+    in each shard)."""
     primary, followers = chosen.roles
-    found = [role for node, role in observe(state_dir, history).items() if node.startswith(chosen.prefix)]
-    return found.count(primary) == 1 and found.count(followers) == len(found) - 1
+    found = {node: role for node, role in observe(state_dir, history).items() if node.startswith(chosen.prefix)}
+    groups = [[found.get(node) for node in group] for group in chosen.groups or [list(found)]]
+    return all(roles.count(primary) == 1 and roles.count(followers) == len(roles) - 1 for roles in groups)
 
 
 # Figures, from the history alone
