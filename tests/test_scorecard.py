@@ -115,13 +115,17 @@ def test_a_saved_capacity_run_gives_the_capacity_cell(tmp_path):
 
 
 def test_capacity_rounds_show_their_median_and_a_round_that_ran_out_makes_it_a_floor(tmp_path):
-    for number, ran_out in ((1, False), (2, True), (3, False)):
+    for number, ran_out, etcd in ((1, False, 450), (2, True, 520), (3, False, 530)):
         capacity_run(tmp_path / "capacity" / f"round{number}",
                      [("redis", 700 + 10 * number, 400, (True, False, False)),
-                      ("memcached", 900 + number, 960, (True,) if ran_out else (True, False, False))])
+                      ("memcached", 900 + number, 960, (True,) if ran_out else (True, False, False)),
+                      ("etcd", etcd, 300, (True, False, False))])
     cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
     assert cells[("redis", CAPACITY)].text == "720 req/s (710 req/s–730 req/s, 3 rounds)"
     assert cells[("memcached", CAPACITY)].text == "at least 902 req/s (901 req/s–903 req/s, 3 rounds)"
+    guide = next(line for line in rebuilt(tmp_path, tmp_path).splitlines() if "must hold 500 requests" in line)
+    assert "choose from `redis` (720 req/s" in guide and "; fewer: `etcd` (520 req/s" in guide, \
+        "a row is recommended only if its worst round held 500 req/s"
 
 
 def test_a_split_brain_run_is_read_through_recheck_and_rounds_show_their_spread(tmp_path):

@@ -72,14 +72,15 @@ def _figure(row, cell):
     return f"`{row.name}` ({cell.text.split(';')[0]}{link})"
 
 
-def _rule(rows, cells, header, keep, lead, kept, lost):
-    """One guide line: the rows whose measured figure in `header` passes `keep` in every round (the worst round
-    decides: a store that lost a write in one round of three is not recommended), and the rest measured."""
+def _rule(rows, cells, header, keep, lead, kept, lost, worst=max):
+    """One guide line: the rows whose measured figure in `header` passes `keep` in every round (the worst round,
+    `worst` of its values, decides: a store that lost a write in one round of three is not recommended), and the
+    rest measured."""
     measured = [(row, cells[(row.name, header)]) for row in rows if cells[(row.name, header)].status == FIGURE]
     if not measured:
         return f"{lead}: not measured yet (the column \"{header}\")."
-    good = [_figure(row, cell) for row, cell in measured if keep(max(cell.values))]
-    bad = [_figure(row, cell) for row, cell in measured if not keep(max(cell.values))]
+    good = [_figure(row, cell) for row, cell in measured if keep(worst(cell.values))]
+    bad = [_figure(row, cell) for row, cell in measured if not keep(worst(cell.values))]
     missing = sum(cells[(row.name, header)].status == NOT_MEASURED for row in rows)
     line = f"{lead}: {kept} {', '.join(good) or 'none measured'}"
     line += f"; {lost} {', '.join(bad)}" if bad else ""
@@ -88,11 +89,11 @@ def _rule(rows, cells, header, keep, lead, kept, lost):
 
 def guide(rows, cells):
     """The guide's lines, each a rule over one column's figures (or facts)."""
-    instance, primary, partition, failover, cpu, revoke = (
+    instance, primary, partition, failover, cpu, capacity, revoke = (
         "users logged out: an instance dies", "users logged out: the store's primary dies",
         "acknowledged session writes lost: the store partitioned",
         "seconds until requests succeed again: the store's primary dies", "server CPU a request, over memory's",
-        "a logout revokes the session everywhere")
+        "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "a logout revokes the session everywhere")
     lines = [
         _rule(rows, cells, instance, lambda v: v == 0, "If logins must survive an instance dying",
               "choose from", "not"),
@@ -104,6 +105,8 @@ def guide(rows, cells):
               "store's primary dying", "choose from", "slower:"),
         _rule(rows, cells, cpu, lambda v: v <= 1.5, "If a request may cost at most 1.5 times memory's server CPU",
               "choose from", "dearer:"),
+        _rule(rows, cells, capacity, lambda v: v >= 500, "If three instances on a 2-core machine like this one must "
+              "hold 500 requests a second", "choose from", "fewer:", worst=min),
     ]
     kept = [f"`{row.name}`" for row in rows if cells[(row.name, revoke)].text.startswith("no")]
     lines.append("If a logout must end a copied cookie's session everywhere: avoid "
