@@ -190,6 +190,18 @@ def test_capacity_is_the_highest_step_held_before_two_in_a_row_were_not():
     assert "15 users went over the bounds once" in capacity_line(capacity)
 
 
+def test_a_steps_hold_never_reaches_into_the_next_steps_ramp():
+    from loadtest.experiments.capacity import Steps, step_readings
+
+    steps = Steps(start_users=10, step=0.5, ramp=1, hold=3, p99_ms=100, failed_pct=0.1, max_users=100)
+    fast = {"requests": 10, "failures": 0, "latencies": [5.0] * 10}
+    # The first step's tick came late (1000.9), the next one's early (1003.5): second 1003 is the next ramp's.
+    raw = {"steps": [(1000.9, 10), (1003.5, 15)],
+           "seconds": {"1002": fast, "1003": {**fast, "latencies": [500.0] * 10}, "1005": fast}}
+    first, _ = step_readings(raw, [], steps)
+    assert (first["requests"], first["p99_ms"]) == (10, 5.0)
+
+
 def test_the_capacity_options_of_given_steps_ask_for_those_steps():
     import argparse
 
@@ -197,7 +209,7 @@ def test_the_capacity_options_of_given_steps_ask_for_those_steps():
 
     parser = argparse.ArgumentParser()
     add_step_arguments(parser)
-    steps = Steps(start_users=100, step=0.25, ramp=3, hold=10, p99_ms=200, failed_pct=0.5, max_users=900)
+    steps = Steps(start_users=100, step=1 / 3, ramp=3, hold=10.5, p99_ms=200, failed_pct=0.5, max_users=900)
     assert steps_of(parser.parse_args(step_options(steps))) == steps
     assert steps_of(parser.parse_args([])) == Steps()
 

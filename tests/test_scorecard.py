@@ -4,7 +4,7 @@ measured". No cluster: each run here is written by the experiments' own writers 
 """
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,8 @@ from loadtest.__main__ import main
 from loadtest.bench import cost
 from loadtest.experiments import capacity_report, kill_report, kill_run, scorecard, scorecard_page, scorecard_rows
 from loadtest.experiments.configs import parse_config
-from loadtest.experiments.scorecard_cells import FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
-from loadtest.experiments.scorecard_runs import KINDS
+from loadtest.experiments.scorecard_cells import CAPACITY, FIGURE, NOT_APPLICABLE, NOT_MEASURED, Cell, table_cells
+from loadtest.experiments.scorecard_runs import CAPACITY_STEPS, KINDS
 from loadtest.harness import history
 from loadtest.harness.analysis import summarise
 from loadtest.harness.nemesis import BROKEN, Step
@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIES = "users logged out: an instance dies"
 WRITES_ON_INSTANCE_DEATH = "acknowledged session writes lost: an instance dies"
 PARTITION_WRITES = "acknowledged session writes lost: the store partitioned"
-CAPACITY = "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)"
 
 
 def rebuilt(root, folder):
@@ -91,13 +90,15 @@ def test_a_saved_kill_run_shows_its_figures_and_links_to_its_page(tmp_path):
     assert "If logins must survive an instance dying: choose from `redis` (0 of 4 users (0.0 %), [run](" in text
 
 
-def capacity_run(out, rows):
-    """A capacity run of (config, rps, users, steps' held) rows, through the capacity report's own writer."""
+def capacity_run(out, rows, bounds=CAPACITY_STEPS):
+    """A capacity run of (config, rps, users, steps' held) rows, through the capacity report's own writer; the first
+    step has `users` users (no step held: rps and users None, the first step 100 users)."""
     out.mkdir(parents=True)
     step = {"rps": 812.5, "p50_ms": 3, "p99_ms": 40, "failed_pct": 0, "generator_cpu": 0.1, "generator_processes": 1,
             "generator_saturated": False, "machine_busy": 0.5, "queued_peak": 0}
     saved = [{"config": config, "rps": rps, "users": users, "described": "", "transient": [], "stopped_by": "",
-              "steps": [{**step, "users": users + n, "held": held} for n, held in enumerate(steps)]}
+              "bounds": asdict(bounds), "steps": [{**step, "users": (users or 100) + n, "held": held}
+                                                  for n, held in enumerate(steps)]}
              for config, rps, users, steps in rows]
     capacity_report.write(out, page.Run("capacity", "python -m loadtest capacity", "2026-12-07T10:00:00+00:00"),
                           {"rows": saved, "described": "from 50 users"})
@@ -116,16 +117,34 @@ def test_a_saved_capacity_run_gives_the_capacity_cell(tmp_path):
 
 def test_capacity_rounds_show_their_median_and_a_round_that_ran_out_makes_it_a_floor(tmp_path):
     for number, ran_out, etcd in ((1, False, 450), (2, True, 520), (3, False, 530)):
+        held = (True,) if ran_out else (True, False, False)
         capacity_run(tmp_path / "capacity" / f"round{number}",
                      [("redis", 700 + 10 * number, 400, (True, False, False)),
-                      ("memcached", 900 + number, 960, (True,) if ran_out else (True, False, False)),
-                      ("etcd", etcd, 300, (True, False, False))])
+                      ("memcached", 900 + number, 960, held),
+                      ("cached_db", {1: 797, 2: 805, 3: 799}[number], 500, held),
+                      ("etcd", etcd, 300, (True, False, False)),
+                      ("file", None, None, (False, False)) if ran_out else ("file", 120, 100, (True, False, False))])
     cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
     assert cells[("redis", CAPACITY)].text == "720 req/s (710 req/s–730 req/s, 3 rounds)"
     assert cells[("memcached", CAPACITY)].text == "at least 902 req/s (901 req/s–903 req/s, 3 rounds)"
+    assert cells[("cached_db", CAPACITY)].text == "799 req/s (797 req/s–805 req/s, 3 rounds)", \
+        "a floor above the median leaves the median as it is"
+    assert cells[("file", CAPACITY)].values == (120, 0, 120), "a round that held no step counts, as 0"
     guide = next(line for line in rebuilt(tmp_path, tmp_path).splitlines() if "must hold 500 requests" in line)
-    assert "choose from `redis` (720 req/s" in guide and "; fewer: `etcd` (520 req/s" in guide, \
+    chosen, fewer = guide.split("; fewer:")
+    assert "`redis` (720 req/s" in chosen and "`etcd` (520 req/s" in fewer, \
         "a row is recommended only if its worst round held 500 req/s"
+
+
+def test_a_capacity_run_that_held_no_step_says_so_and_one_judged_by_other_bounds_is_refused(tmp_path):
+    capacity_run(tmp_path / "capacity" / "round1", [("file", None, None, (False, False))])
+    cells = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
+    assert (cells[("file", CAPACITY)].status, cells[("file", CAPACITY)].text) == (FIGURE, "no step held (under 100 "
+                                                                                          "users)")
+    capacity_run(tmp_path / "capacity" / "round2", [("file", 120, 100, (True, False, False))],
+                 bounds=replace(CAPACITY_STEPS, p99_ms=500))
+    with pytest.raises(ValueError, match="judged by p99 500 ms"):
+        table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
 
 
 def test_a_split_brain_run_is_read_through_recheck_and_rounds_show_their_spread(tmp_path):

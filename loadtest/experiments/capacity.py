@@ -123,9 +123,11 @@ def step_readings(raw, samples, steps):
     """Each step's readings over its hold: its users, the recorder's requests, failures, rate and latency
     percentiles of the requests that started in the hold, and the sampler's HAProxy peaks and CPU."""
     readings = []
-    for at, users in raw["steps"]:
+    for index, (at, users) in enumerate(raw["steps"]):
         first = math.ceil(at + steps.ramp)
         last = int(at + steps.ramp + steps.hold)
+        if index + 1 < len(raw["steps"]):  # never into the next step's ramp, which a late tick here brings closer
+            last = min(last, math.floor(raw["steps"][index + 1][0]))
         readings.append({"users": users, **window_figures(raw["seconds"], first, last),
                          **machine_figures(samples, first, last)})
     return readings
@@ -263,6 +265,6 @@ def steps_of(args):
 
 def step_options(steps):
     """The options of add_step_arguments that ask for `steps` (steps_of(parsed) gives them back)."""
-    return ["--start-users", str(steps.start_users), "--step", f"{steps.step:g}", "--ramp", f"{steps.ramp:g}",
-            "--hold", f"{steps.hold:g}", "--p99-bound", f"{steps.p99_ms:g}", "--failed-bound", f"{steps.failed_pct:g}",
+    return ["--start-users", str(steps.start_users), "--step", str(steps.step), "--ramp", str(steps.ramp),
+            "--hold", str(steps.hold), "--p99-bound", str(steps.p99_ms), "--failed-bound", str(steps.failed_pct),
             "--max-users", str(steps.max_users)]

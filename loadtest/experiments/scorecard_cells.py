@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.experiments import scorecard_rows
-from loadtest.experiments.scorecard_runs import KINDS, ROUND, links, runs
+from loadtest.experiments.scorecard_runs import CAPACITY_STEPS, KINDS, ROUND, links, runs
 
 FIGURE, NOT_MEASURED, NOT_APPLICABLE, FACT = "figure", "not measured", "not applicable", "fact"
+CAPACITY = (f"capacity: req/s held (p99 ≤ {CAPACITY_STEPS.p99_ms:g} ms, ≤ {CAPACITY_STEPS.failed_pct:g} % failed, "
+            "3 instances)")
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Column:
     text: object  # figures -> one round's cell text (for a fact: row -> its text)
     unit: object = "{:g}".format  # a number as a cell shows it
     note: object = None  # row -> a fact the cell adds, measured or not (the persistence a restart meets)
-    floor: object = None  # figures -> whether its value is only a lower bound (a cell of several says "at least")
+    floor: object = None  # figures -> whether its value is only a lower bound (see cell())
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,23 @@ def _restart(f):
     return f"{_lost(f['store']['logins_lost'], f['store']['logins_acknowledged'], 'logins')} lost"
 
 
+def _capacity_value(f):
+    """The rate held; 0 when the first steps were already over the bounds (none of a run with no step: no figure)."""
+    if not f["steps"]:
+        return None
+    return f["rps"] or 0
+
+
 def _ran_out(f):
-    """Whether the steps ran out before the site gave (the last one held): the figure is a floor of its capacity."""
-    return bool(f["steps"]) and f["steps"][-1]["held"]
+    """Whether the figure is the last step's: the steps ended (at their most users, or stopped by Locust's own
+    reading) before the site gave, so the figure is a floor of its capacity."""
+    return bool(f["steps"]) and f["users"] == f["steps"][-1]["users"]
 
 
 def _capacity(f):
-    return f"{'at least ' * _ran_out(f)}{f['rps']:g} req/s ({f['users']} users)"
+    if f["rps"] is None:
+        return f"no step held (under {f['steps'][0]['users']} users)"
+    return f"{'at least ' if _ran_out(f) else ''}{f['rps']:g} req/s ({f['users']} users)"
 
 
 PERCENT = "{:.1f} %".format
@@ -81,8 +93,7 @@ COLUMNS = {
         Column("server CPU a request, over memory's", "bench", lambda f: f["cpu_to_memory"]["median"],
                lambda f: "{median:.2f}× ({min:.2f}–{max:.2f} over its rounds)".format(**f["cpu_to_memory"]),
                "{:.2f}×".format),
-        Column("capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "capacity",
-               lambda f: f["rps"], _capacity, "{:g} req/s".format, floor=_ran_out),
+        Column(CAPACITY, "capacity", _capacity_value, _capacity, "{:g} req/s".format, floor=_ran_out),
     ],
     "logged out": [
         Column("users logged out: an instance dies", "instance-kill", lambda f: f["users_lost_session_pct"],
@@ -139,8 +150,10 @@ def cell(row, column, root, page_folder):
     if len(measured) == 1:
         text = column.text(measured[0][1])
     else:
-        floor = column.floor and any(column.floor(figures) for _, figures in measured)
-        text = (f"{'at least ' * bool(floor)}{column.unit(statistics.median(values))} ({column.unit(min(values))}–"
+        # A floor above the median leaves it as it is; one at or below it makes the median a floor too.
+        median = statistics.median(values)
+        floor = column.floor and any(column.floor(f) and column.value(f) <= median for _, f in measured)
+        text = (f"{'at least ' if floor else ''}{column.unit(median)} ({column.unit(min(values))}–"
                 f"{column.unit(max(values))}, {len(values)} rounds)")
     return Cell(FIGURE, text, values, shown, kind.name, note)
 

@@ -9,6 +9,7 @@ it with the committed page). Commands are shown with the committed folder
 from pathlib import Path
 
 from loadtest.experiments.scorecard_cells import (
+    CAPACITY,
     COLUMNS,
     FIGURE,
     NOT_APPLICABLE,
@@ -93,7 +94,7 @@ def guide(rows, cells):
         "users logged out: an instance dies", "users logged out: the store's primary dies",
         "acknowledged session writes lost: the store partitioned",
         "seconds until requests succeed again: the store's primary dies", "server CPU a request, over memory's",
-        "capacity: req/s held (p99 ≤ 250 ms, ≤ 0.1 % failed, 3 instances)", "a logout revokes the session everywhere")
+        CAPACITY, "a logout revokes the session everywhere")
     lines = [
         _rule(rows, cells, instance, lambda v: v == 0, "If logins must survive an instance dying",
               "choose from", "not"),

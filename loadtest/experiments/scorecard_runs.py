@@ -110,8 +110,16 @@ def _results(folder):
 
 
 def _capacity(folder):
-    """Each configuration's capacity record, as the capacity command's capacity.json keeps it."""
-    return {c["config"]: c for c in json.loads((Path(folder) / "capacity.json").read_text())}
+    """Each configuration's capacity record, as the capacity command's capacity.json keeps it; a run judged by
+    other bounds than the scorecard's is refused (its figures would mean something else)."""
+    records = json.loads((Path(folder) / "capacity.json").read_text())
+    for record in records:
+        bounds = record["bounds"]
+        if (bounds["p99_ms"], bounds["failed_pct"]) != (CAPACITY_STEPS.p99_ms, CAPACITY_STEPS.failed_pct):
+            raise ValueError(f"{folder}/capacity.json: {record['config']} was judged by p99 {bounds['p99_ms']} ms "
+                             f"and {bounds['failed_pct']} % failed, not the scorecard's {CAPACITY_STEPS.p99_ms} ms "
+                             f"and {CAPACITY_STEPS.failed_pct} %")
+    return {record["config"]: record for record in records}
 
 
 def _bench(folder):
@@ -152,9 +160,10 @@ def _run(rows, out, *more):
 # steps a row), so a round of 15 rows would take hours. The capacity is a kind of its own.
 FAULT_USERS = 30
 STORE_FAULT_LOAD = ["--users", str(FAULT_USERS), "--duration", "60", "--warmup", "10"]
-# The capacity command's own steps (+10 %, 25 s each, from 50 users) would take about 3.3 hours a round of the 15
-# rows here; these take about a third of that, each step 25 % over the last. Their grain is coarser: two rounds may
-# hold one step apart, which the cell's range shows. From 100 users: etcd held 152 users on a busy machine here.
+# The capacity command's own steps (+10 %, 25 s each, from 50 users: at most 32 steps, 800 s a row) would take up
+# to 3.3 hours a round of the 15 rows here; these take at most a fifth of that (11 steps of 13 s, 36 minutes), each
+# step 25 % over the last, so two rounds may hold one step apart, which the cell's range shows. The first step must
+# hold: in steps of +25 % from 50 users, etcd held 152 and Patroni with a synchronous standby 190, on a busy machine.
 CAPACITY_STEPS = capacity.Steps(start_users=100, step=0.25, ramp=3, hold=10)
 
 KINDS = {kind.name: kind for kind in (
