@@ -186,8 +186,6 @@ def check_up(*, instances=3, sessions="redis", presence="redis", lb="roundrobin"
     _check_ports(ports(port, instances=instances, servers=wanted, topology=topology, relays=relays))
     if namespaces and (reason := netns.available()):
         raise DeployError(reason)
-    if namespaces:
-        stores.check_namespaces(wanted, topology)
     limits = cgroups.Limits.plan(port=port, quota=cpu_quota, site_cpus=site_cpus)
 
     return topology, wanted, limits, channel_layer

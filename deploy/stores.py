@@ -61,13 +61,6 @@ def check_server(servers, topology, server):
         kinds.for_server(name, topology).check_server(server)
 
 
-def check_namespaces(servers, topology):
-    """DeployError if a kind these servers need cannot run in network namespaces."""
-    for name in servers:
-        if reason := kinds.for_server(name, topology).refuses_namespaces:
-            raise DeployError(reason)
-
-
 def placed_nodes(servers, topology, base):
     """The names of the nodes that listen on an address (each gets a namespace with --netns)."""
     return [name for name, node_kind, _ in nodes(servers, topology, partial(layout.store_port, base))

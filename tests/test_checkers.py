@@ -252,27 +252,58 @@ def test_under_patroni_the_cut_off_primary_is_seen_demoted_and_its_side_acknowle
     assert split_brain.figures([e for e in events if "roles" not in e], "patroni")["demoted_after_s"] is None
 
 
-def test_an_etcd_split_holds_only_if_the_member_cut_off_led_just_before_the_cut():
+def test_an_etcd_split_holds_only_if_the_cut_took_the_leader_from_the_majority():
     def events(leading):
-        roles = {f"etcd{n}": "leader" if f"etcd{n}" == leading else "follower" for n in (1, 2, 3)}
+        def roles(at, leader):
+            return {"type": "sample", "scenario": "s", "at": at,
+                    "roles": {f"etcd{n}": "leader" if f"etcd{n}" == leader else "follower" for n in (1, 2, 3)}}
         cut = fault(3, 1.0, 5.0) | {"target": {"isolated": ["etcd2", "app1"], "from": ["etcd1", "etcd3", "app2"]}}
         return [{"type": "sample", "scenario": "s", "at": 0.0, "condition": "started",
                  "parameters": {"seconds": 4, "users": 1}},
                 op(1, "min", "login", 0.1, 0.2), op(2, "maj", "login", 0.1, 0.2, node="app2"),
-                {"type": "sample", "scenario": "s", "at": 0.9, "roles": roles}, cut,
+                roles(0.9, "etcd2"), cut, roles(1.1, leading),  # the first look once the cut is in place
                 op(4, "min", "write", 1.5, 2.0, "failed", 1, refusal="503"),
-                {"type": "sample", "scenario": "s", "at": 2.1, "condition": "promoted"},
+                roles(2.1, "etcd1"), {"type": "sample", "scenario": "s", "at": 2.1, "condition": "promoted"},
                 op(5, "maj", "write", 2.5, 2.6, value=1, node="app2"),
                 {"type": "sample", "scenario": "s", "at": 6.0, "condition": "converged"},
                 op(6, "min", "final-read", 7, 7.1, value=None, node="haproxy"),
                 op(7, "maj", "final-read", 7, 7.1, value=1, node="haproxy")]
 
-    led = split_brain.figures(events("etcd2"), "etcd")
-    assert led["cut_off_leader"] and led["total"]["writes_lost"] == 0
-    assert verdict.judge(split_brain.HYPOTHESIS, {"etcd": led})["held"]
-    followed = split_brain.figures(events("etcd1"), "etcd")  # the member cut off was a follower
-    judged = verdict.judge(split_brain.HYPOTHESIS, {"etcd": followed})
-    assert [c["met"] for c in judged["checks"] if "led just before" in c["statement"]] == [False]
+    cut_off = split_brain.figures(events("etcd2"), "etcd")
+    assert cut_off["cut_off_primary"] and cut_off["total"]["writes_lost"] == 0
+    assert verdict.judge(split_brain.HYPOTHESIS, {"etcd": cut_off})["held"]
+    moved = split_brain.figures(events("etcd1"), "etcd")  # leadership had moved to the majority by the cut
+    judged = verdict.judge(split_brain.HYPOTHESIS, {"etcd": moved})
+    assert [c["met"] for c in judged["checks"] if "cut took the primary" in c["statement"]] == [False]
+    assert "cut_off_primary" not in split_brain.figures(events("etcd2"), "redis"), "Sentinel's sides are fixed"
+
+
+def started_roles(chosen):
+    """Every node of a scenario's store and the role it has as deploy starts it (etcd: etcd2 elected)."""
+    if chosen.shards:
+        return {f"redis{n}": "primary" if n <= chosen.shards else "replica" for n in range(1, 2 * chosen.shards + 1)}
+    if chosen.store == "etcd":
+        return {f"etcd{n}": "leader" if n == 2 else "follower" for n in (1, 2, 3)}
+    primary, follower = chosen.roles
+    roles = {f"{chosen.prefix}{n}": primary if n == 1 else follower for n in (1, 2, 3)}
+    others = "sentinel" if chosen.store == "redis" else "etcd" if chosen.patroni else None
+    return roles | ({f"{others}{n}": "up" for n in (1, 2, 3)} if others else {})
+
+
+@pytest.mark.parametrize("name", split_brain.EVERY_SCENARIO)
+def test_each_scenario_cuts_its_primary_off_with_app1_and_promotes_on_the_majority_side(name):
+    chosen = split_brain.scenario(name)
+    roles = started_roles(chosen)
+    minority, majority = chosen.sides(roles)
+    assert not set(minority) & set(majority)
+    assert set(minority) | set(majority) == {*roles, "app1", "app2"}, "every node on one side"
+    primary = next(node for node in minority if roles.get(node) == chosen.roles[0])
+    assert primary in (chosen.groups or [roles])[0], "the (first shard's) primary is cut off"
+    candidates = chosen.candidates(majority)
+    assert candidates and set(candidates) <= set(majority)
+    assert all(roles[node] != chosen.roles[0] for node in candidates)
+    assert split_brain.converged(chosen, roles)
+    assert not split_brain.converged(chosen, roles | {candidates[0]: chosen.roles[0]}), "two primaries"
 
 
 def run_report(folder):

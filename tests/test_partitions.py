@@ -145,10 +145,10 @@ def test_the_split_brain_count_runs_in_bounded_time(tmp_path):
 def test_an_etcd_split_loses_no_acknowledged_write_and_its_minority_refuses(tmp_path):
     result = recorded("split-brain", tmp_path, split_brain.run, "etcd", seconds=6, users_per_side=2)["etcd"]
     (cut,) = [e for e in load(tmp_path / FILE)[1] if e["type"] == "fault" and e["action"] == "partition"]
-    assert cut["target"]["isolated"][1:] == ["app1"] and result["cut_off_leader"], cut["target"]
+    assert cut["target"]["isolated"][1:] == ["app1"] and result["cut_off_primary"], cut["target"]
     assert result["sides"]["majority"]["writes_acknowledged"] > 0
     assert result["total"]["writes_lost"] == 0
-    assert result["refused_by_kind"]["minority"]["write"] > 0
+    assert result["refused_by_kind"]["minority"].get("write", 0) > 0
     assert result["promoted"], "no leader elected on the majority side during the partition"
     judged = split_brain.report(tmp_path, page.Run.of(["split-brain", "--scenarios", "etcd", "--seconds", "6"]))[1]
     assert judged["held"], "\n".join(verdict.lines(judged))
@@ -158,13 +158,15 @@ def test_an_etcd_split_loses_no_acknowledged_write_and_its_minority_refuses(tmp_
 def test_split_brain_on_redis_cluster_promotes_shard_1s_replica_and_the_majority_loses_nothing(tmp_path):
     result = recorded("split-brain", tmp_path, split_brain.run, "redis-cluster", seconds=8,
                       users_per_side=2)["redis-cluster"]
-    assert result["marks"]["promoted"] is not None, "redis4 was not voted primary of shard 1 during the cut"
+    (cut,) = [e for e in load(tmp_path / FILE)[1] if e["type"] == "fault" and e["action"] == "partition"]
+    assert cut["target"]["isolated"] == ["redis1", "app1"] and result["cut_off_primary"], cut["target"]
+    assert result["promoted"], "redis4 was not voted primary of shard 1 during the cut"
     assert result["sides"]["majority"]["writes_acknowledged"] > 0
-    assert result["convergence_s"] >= 0  # one primary per shard again after the heal
     results, judged = split_brain.report(tmp_path, page.Run.of(["split-brain", "--scenarios", "redis-cluster"]))
     assert results == [result]
     # Only what must hold is predicted: the minority's losses and refusals are measured, not claimed.
-    assert [check["figure"] for check in judged["checks"]] == ["sides.majority.writes_lost", "promoted"]
+    assert [check["figure"] for check in judged["checks"]] == ["cut_off_primary", "sides.majority.writes_lost",
+                                                               "promoted"]
     assert judged["held"], "\n".join(verdict.lines(judged))
 
 

@@ -160,6 +160,15 @@ def test_a_split_brain_run_is_read_through_recheck_and_rounds_show_their_spread(
     assert cells[("redis@sentinel-sync1", PARTITION_WRITES)].status == NOT_MEASURED, "its scenario did not run"
 
 
+def test_each_replicated_row_is_partitioned_by_the_split_brain_scenario_of_its_topology():
+    from loadtest.experiments.scorecard_runs import _scenario
+
+    assert {row.name: _scenario(row) for row in scorecard_rows.rows() if row.replicated} == {
+        "etcd": "etcd", "redis@sentinel": "redis", "redis@sentinel-sync1": "redis-sync",
+        "redis@cluster": "redis-cluster", "db@pg": "postgres", "db@pg-any1": "postgres-sync", "db@patroni": "patroni",
+        "db@patroni-first1": "patroni-sync"}
+
+
 def test_a_missing_run_says_not_measured_and_names_its_command(tmp_path):
     cells = table_cells(scorecard_rows.rows(), tmp_path / "none", tmp_path)
     assert cells[("redis", INSTANCE_DIES)].status == NOT_MEASURED

@@ -41,7 +41,6 @@ class Kind:
     stop_signal = signal.SIGTERM  # how its nodes are asked to stop
     placed = True  # its nodes listen on an address (a namespace each with --netns), not a UNIX socket
     stops_first = False  # stopped before the other kinds' nodes (Sentinels: no failover while the rest stop)
-    refuses_namespaces = ""  # why it cannot run with --netns, if it cannot
     aliases = ()  # names like "pg:primary" that `resolve` turns into the node that is it now
     needs = ()  # servers that must run before its nodes start (Patroni's etcd), started with them
     # Its nodes listen behind a latency relay at layout.behind(port) (deploy/links.py), unless the cluster runs
