@@ -210,8 +210,9 @@ def test_a_deliberately_wrong_hypothesis_does_not_hold():
     assert "NOT MET" in verdict.lines(judged)[0] and "not measured" in verdict.lines(judged)[1]
 
 
-def split_brain_history(path, *, lost_on_minority):
-    """A split-brain run of the redis scenario, by hand: one user a side, the minority's cut write lost or not."""
+def split_brain_history(path, *, lost_on_minority, final_read_refused=False):
+    """A split-brain run of the redis scenario, by hand: one user a side, the minority's cut write lost or not (or
+    its final read refused: nothing told)."""
     def sample(at, name, **more):
         return {"type": "sample", "scenario": "redis", "at": at, "condition": name, **more}
 
@@ -224,7 +225,8 @@ def split_brain_history(path, *, lost_on_minority):
               op(6, "min", "write", 1.1, 1.2, value=2),
               op(7, "maj", "write", 1.1, 1.3, "failed", 2, node="app2", refusal="503"),
               sample(4.0, "converged"),
-              op(8, "min", "final-read", 5.0, 5.1, value=1 if lost_on_minority else 2, node="haproxy"),
+              op(8, "min", "final-read", 5.0, 5.1, "failed" if final_read_refused else "ok",
+                 value=1 if lost_on_minority else 2, node="haproxy", refusal="503" if final_read_refused else None),
               op(9, "maj", "final-read", 5.0, 5.1, value=1, node="haproxy")]
     path.write_text("".join(json.dumps(e | {"scenario": "redis"} if e["type"] != "header" else e) + "\n"
                             for e in events))

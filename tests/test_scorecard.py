@@ -169,6 +169,17 @@ def test_each_replicated_row_is_partitioned_by_the_split_brain_scenario_of_its_t
         "db@patroni-first1": "patroni-sync"}
 
 
+def test_writes_a_partition_run_could_not_tell_are_shown_and_keep_the_row_from_the_guides_choice(tmp_path):
+    folder = tmp_path / "split-brain" / "round1"
+    folder.mkdir(parents=True)
+    split_brain_history(folder / history.FILE, lost_on_minority=False, final_read_refused=True)
+    rows = scorecard_rows.rows()
+    cell = table_cells(rows, tmp_path, tmp_path)[("redis@sentinel", PARTITION_WRITES)]
+    assert (cell.text, cell.unsure) == ("0 of 3 writes (0.0 %); 2 more unconfirmed", (2,))
+    guide = next(line for line in rebuilt(tmp_path, tmp_path).splitlines() if "when the store is partitioned" in line)
+    assert "choose from none measured; these lose some, or left some unconfirmed: `redis@sentinel`" in guide
+
+
 def test_a_missing_run_says_not_measured_and_names_its_command(tmp_path):
     cells = table_cells(scorecard_rows.rows(), tmp_path / "none", tmp_path)
     assert cells[("redis", INSTANCE_DIES)].status == NOT_MEASURED

@@ -28,6 +28,7 @@ class Column:
     unit: object = "{:g}".format  # a number as a cell shows it
     note: object = None  # row -> a fact the cell adds, measured or not (the persistence a restart meets)
     floor: object = None  # figures -> whether its value is only a lower bound (see cell())
+    unsure: object = None  # figures -> how many more are neither lost nor kept, for all a read could tell
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Cell:
     links: tuple = ()  # (label, path) of the files behind it
     kind: str = ""
     note: str = ""  # a fact beside the figure, or beside "not measured"
+    unsure: tuple = ()  # per round, how many more its run could not tell lost or kept (Column.unsure)
 
     @property
     def value(self):
@@ -102,7 +104,8 @@ COLUMNS = {
                lambda f: _lost(f["users_lost_session"], f["users"], "users"), PERCENT),
         Column("logins lost: the store partitioned", "split-brain",
                lambda f: _pct(_total(f, "logins_lost"), _total(f, "logins_acknowledged")),
-               lambda f: _lost(_total(f, "logins_lost"), _total(f, "logins_acknowledged"), "logins"), PERCENT),
+               lambda f: _lost(_total(f, "logins_lost"), _total(f, "logins_acknowledged"), "logins"), PERCENT,
+               unsure=lambda f: _total(f, "logins_unconfirmed")),
     ],
     "writes lost": [
         Column("acknowledged session writes lost: an instance dies", "instance-kill",
@@ -113,7 +116,8 @@ COLUMNS = {
                _writes, PERCENT),
         Column("acknowledged session writes lost: the store partitioned", "split-brain",
                lambda f: f["writes_lost_pct"],
-               lambda f: _lost(_total(f, "writes_lost"), _total(f, "writes_acknowledged"), "writes"), PERCENT),
+               lambda f: _lost(_total(f, "writes_lost"), _total(f, "writes_acknowledged"), "writes"), PERCENT,
+               unsure=lambda f: _total(f, "writes_unconfirmed")),
         Column("seconds until requests succeed again: the store's primary dies", "store-kill",
                _store("failover_s"), lambda f: f"{f['store']['failover_s']:g} s", "{:g} s".format),
     ],
@@ -155,7 +159,16 @@ def cell(row, column, root, page_folder):
         floor = column.floor and any(column.floor(f) and column.value(f) <= median for _, f in measured)
         text = (f"{'at least ' if floor else ''}{column.unit(median)} ({column.unit(min(values))}–"
                 f"{column.unit(max(values))}, {len(values)} rounds)")
-    return Cell(FIGURE, text, values, shown, kind.name, note)
+    unsure = tuple(column.unsure(figures) for _, figures in measured) if column.unsure else ()
+    if any(unsure):  # their user's final read was refused: the figure is a floor
+        text += f"; {_listed(unsure)} more unconfirmed"
+    return Cell(FIGURE, text, values, shown, kind.name, note, unsure)
+
+
+def _listed(numbers):
+    """1, 2 and 3."""
+    words = [str(n) for n in numbers]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _relative(path, folder):

@@ -75,13 +75,14 @@ def _figure(row, cell):
 
 def _rule(rows, cells, header, keep, lead, kept, lost, worst=max):
     """One guide line: the rows whose measured figure in `header` passes `keep` in every round (the worst round,
-    `worst` of its values, decides: a store that lost a write in one round of three is not recommended), and the
-    rest measured."""
+    `worst` of its values, decides: a store that lost a write in one round of three is not recommended; so does one
+    whose run could not tell some of them), and the rest measured."""
     measured = [(row, cells[(row.name, header)]) for row in rows if cells[(row.name, header)].status == FIGURE]
     if not measured:
         return f"{lead}: not measured yet (the column \"{header}\")."
-    good = [_figure(row, cell) for row, cell in measured if keep(worst(cell.values))]
-    bad = [_figure(row, cell) for row, cell in measured if not keep(worst(cell.values))]
+    passes = {row.name: keep(worst(cell.values)) and not any(cell.unsure) for row, cell in measured}
+    good = [_figure(row, cell) for row, cell in measured if passes[row.name]]
+    bad = [_figure(row, cell) for row, cell in measured if not passes[row.name]]
     missing = sum(cells[(row.name, header)].status == NOT_MEASURED for row in rows)
     line = f"{lead}: {kept} {', '.join(good) or 'none measured'}"
     line += f"; {lost} {', '.join(bad)}" if bad else ""
@@ -101,7 +102,7 @@ def guide(rows, cells):
         _rule(rows, cells, primary, lambda v: v == 0, "If logins must survive the store's primary (or only node) "
               "dying", "choose from", "not"),
         _rule(rows, cells, partition, lambda v: v == 0, "If no acknowledged session write may be lost when the "
-              "store is partitioned", "choose from", "these lose some:"),
+              "store is partitioned", "choose from", "these lose some, or left some unconfirmed:"),
         _rule(rows, cells, failover, lambda v: v <= 10, "If requests must succeed again within 10 s of the "
               "store's primary dying", "choose from", "slower:"),
         _rule(rows, cells, cpu, lambda v: v <= 1.5, "If a request may cost at most 1.5 times memory's server CPU",
