@@ -134,6 +134,9 @@ def test_capacity_rounds_show_their_median_and_a_round_that_ran_out_makes_it_a_f
     chosen, fewer = guide.split("; fewer:")
     assert "`redis` (720 req/s" in chosen and "`etcd` (520 req/s" in fewer, \
         "a row is recommended only if its worst round held 500 req/s"
+    (tmp_path / "capacity" / "round3" / "capacity.json").unlink()  # two rounds: the median is their mean
+    two = table_cells(scorecard_rows.rows(), tmp_path, tmp_path)
+    assert two[("memcached", CAPACITY)].text == "at least 901.5 req/s (901 req/s–902 req/s, 2 rounds)"
 
 
 def test_a_capacity_run_that_held_no_step_says_so_and_one_judged_by_other_bounds_is_refused(tmp_path):

@@ -154,9 +154,11 @@ def cell(row, column, root, page_folder):
     if len(measured) == 1:
         text = column.text(measured[0][1])
     else:
-        # A floor above the median leaves it as it is; one at or below it makes the median a floor too.
+        # A floor above the median leaves it as it is; one at or below it (of two middle values, the higher)
+        # makes the median a floor too.
         median = statistics.median(values)
-        floor = column.floor and any(column.floor(f) and column.value(f) <= median for _, f in measured)
+        floor = column.floor and any(column.floor(f) and column.value(f) <= statistics.median_high(values)
+                                     for _, f in measured)
         text = (f"{'at least ' if floor else ''}{column.unit(median)} ({column.unit(min(values))}–"
                 f"{column.unit(max(values))}, {len(values)} rounds)")
     unsure = tuple(column.unsure(figures) for _, figures in measured) if column.unsure else ()
